@@ -1,0 +1,5 @@
+import sys
+
+from tradebot.cli import main
+
+sys.exit(main())

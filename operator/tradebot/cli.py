@@ -1,0 +1,90 @@
+"""The `tradebot` command."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tradebot import __version__
+
+DEFAULT_ROOT = Path(".local")
+
+
+def _cluster(args: argparse.Namespace) -> int:
+    from tradebot.localcluster import ClusterError, LocalCluster
+
+    if args.bin_dir is None:
+        print("tradebot cluster: no tool directory; pass --bin-dir or set "
+              "TRADEBOT_TOOLS_BIN (the Makefile does: run `make up`)", file=sys.stderr)
+        return 2
+    cluster = LocalCluster(args.root, Path(args.bin_dir), out=print)
+    if args.action == "up":
+        try:
+            cluster.up(timeout=args.timeout)
+        except ClusterError as e:
+            print(f"tradebot cluster up: {e}", file=sys.stderr)
+            return 1
+        kubeconfig = cluster.kubeconfig
+        print(
+            f"\nUse it:\n  export KUBECONFIG={kubeconfig}\n  kubectl get nodes\n"
+            f"Component logs: {cluster.layout.logs}/<component>.log\n"
+            "Stop it and remove its state: make down"
+        )
+        return 0
+    if args.action == "down":
+        stopped = cluster.down()
+        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}; "
+              f"removed {cluster.layout.root}")
+        return 0
+    running = cluster.running()
+    for component, pid in running.items():
+        print(f"{component:<24} {'running, pid ' + str(pid) if pid else 'stopped'}")
+    return 0 if all(running.values()) else 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tradebot",
+        description="Tradebot Operator: run Freqtrade strategies, backtests and bots on "
+        "Kubernetes, with promotion gates and circuit breakers.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    sub.add_parser("version", help="print the operator's version")
+
+    cluster = sub.add_parser(
+        "cluster",
+        help="the local development cluster (etcd, control plane, kwok fake nodes)",
+        description="Manage the local development cluster built from the binaries of "
+        "`make tools`: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok "
+        "with 2 CPU, 2 ROCm GPU and 1 NVIDIA fake node. State lives under --root.",
+    )
+    cluster.add_argument(
+        "action", choices=["up", "down", "status"],
+        help="up: start (idempotent) and wait until ready; down: stop every process and "
+        "remove the state; status: which components run (exit 3 if any is stopped)",
+    )
+    cluster.add_argument("--root", type=Path, default=DEFAULT_ROOT,
+                         help="state directory (default: %(default)s)")
+    cluster.add_argument("--bin-dir", default=os.environ.get("TRADEBOT_TOOLS_BIN"),
+                         help="directory of the tool binaries (default: $TRADEBOT_TOOLS_BIN)")
+    cluster.add_argument("--timeout", type=float, default=90.0,
+                         help="seconds to wait for readiness (default: %(default)s)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"tradebot {__version__}")
+        return 0
+    if args.command == "cluster":
+        return _cluster(args)
+    raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees a command
+
+
+if __name__ == "__main__":
+    sys.exit(main())

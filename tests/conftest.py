@@ -1,0 +1,116 @@
+"""Shared fixtures: one real local cluster and one real PostgreSQL server per test run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.postgres import LocalPostgres
+from tradebot.localcluster import LocalCluster, Ports
+
+ROOT = Path(__file__).resolve().parent.parent
+_LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test's layer is the folder it lives in: tests/unit, tests/integration, tests/e2e."""
+    for item in items:
+        parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
+        if parts and parts[0] in _LAYERS:
+            item.add_marker(getattr(pytest.mark, parts[0]))
+
+
+@pytest.fixture(scope="session")
+def tools_bin() -> Path:
+    env_dir = os.environ.get("TRADEBOT_TOOLS_BIN")
+    out = env_dir or subprocess.run(
+        [str(ROOT / "hack" / "tools-dir.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    bin_dir = Path(out)
+    missing = [b for b in ("etcd", "kube-apiserver", "kwok", "kubectl", "helm")
+               if not (bin_dir / b).is_file()]
+    if missing:
+        pytest.fail(f"tool binaries missing in {bin_dir}: {missing}; run `make tools`")
+    return bin_dir
+
+
+@pytest.fixture(scope="session")
+def cluster(tools_bin: Path) -> Iterator[LocalCluster]:
+    """The session's local cluster, on free ports, in a temp dir (not .local/)."""
+    root = Path(tempfile.mkdtemp(prefix="tradebot-cluster-"))
+    c = LocalCluster(root, tools_bin, ports=Ports.free())
+    try:
+        c.up(timeout=120)
+        yield c
+    finally:
+        c.down()
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: LocalCluster) -> Iterator[Any]:
+    with cluster.api_client() as api:
+        yield api
+
+
+@pytest.fixture
+def namespace(api_client: Any) -> Iterator[str]:
+    """A fresh namespace per test, deleted afterwards."""
+    from kubernetes import client
+
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": name, "labels": {"tradebot.dev/test": "true"}}})
+    try:
+        yield name
+    finally:
+        core.delete_namespace(name, propagation_policy="Background")
+
+
+@pytest.fixture
+def kubectl(cluster: LocalCluster, tools_bin: Path) -> Any:
+    """Runs the pinned kubectl against the test cluster; returns the CompletedProcess."""
+
+    def run(*args: str, check: bool = True, stdin: str | None = None
+            ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(tools_bin / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", *args],
+            check=check, capture_output=True, text=True, input=stdin,
+        )
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    directory = Path(tempfile.mkdtemp(prefix="tradebot-pg-"))
+    directory.chmod(0o755)  # the server runs as the postgres user when we are root
+    server = LocalPostgres(directory / "pg", Ports.free().etcd_client)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_dsn(postgres_server: LocalPostgres) -> Iterator[str]:
+    """A DSN of a fresh, empty database, dropped after the test."""
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.dsn(name)
+    finally:
+        with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
