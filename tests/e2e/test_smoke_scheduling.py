@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from kubernetes import client
-
 from tests.support.wait import wait_for
 
 PAUSE = "registry.k8s.io/pause:3.10"
@@ -90,7 +89,8 @@ def test_gpu_pod_without_toleration_or_capacity_stays_pending_unschedulable(
         cond = wait_for(lambda n=name: unschedulable(n), 60, what=f"{name} Unschedulable")
         assert cond.status == "False"
         pod = core.read_namespaced_pod(name, namespace)
-        assert pod.status.phase == "Pending" and not pod.spec.node_name
+        assert pod.status.phase == "Pending"
+        assert not pod.spec.node_name
     assert "Insufficient amd.com/gpu" in unschedulable("too-many").message
 
 

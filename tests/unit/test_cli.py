@@ -16,14 +16,16 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]):
         main(["--help"])
     assert exc.value.code == 0
     out = capsys.readouterr().out
-    assert "version" in out and "cluster" in out
+    assert "version" in out
+    assert "cluster" in out
 
 
 def test_cluster_without_tools_dir_says_what_to_do(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
 ):
     monkeypatch.delenv("TRADEBOT_TOOLS_BIN", raising=False)
     assert main(["cluster", "status", "--bin-dir", "/nonexistent"]) == 3
-    assert main(["cluster", "up", "--bin-dir", "/nonexistent", "--root", "/tmp/x-none"]) == 1
+    assert main(["cluster", "up", "--bin-dir", "/nonexistent", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "missing tool binaries" in err and "make tools" in err
+    assert "missing tool binaries" in err
+    assert "make tools" in err

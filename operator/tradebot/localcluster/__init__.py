@@ -7,4 +7,4 @@ fixtures, so what the tests exercise is what a developer runs.
 from tradebot.localcluster.cluster import ClusterError, LocalCluster
 from tradebot.localcluster.layout import Layout, Ports
 
-__all__ = ["ClusterError", "LocalCluster", "Layout", "Ports"]
+__all__ = ["ClusterError", "Layout", "LocalCluster", "Ports"]

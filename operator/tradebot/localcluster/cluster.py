@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -20,6 +20,9 @@ from tradebot.localcluster import components
 from tradebot.localcluster.layout import COMPONENTS, Layout, Ports
 from tradebot.localcluster.nodes import NodeSpec, default_nodes
 from tradebot.localcluster.supervisor import ComponentExited, Supervisor, port_in_use, tail
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
 
 Printer = Callable[[str], None]
 
@@ -89,10 +92,13 @@ class LocalCluster:
             shutil.rmtree(self.layout.root)
         return stopped
 
-    def api_client(self) -> Any:
+    def api_client(self) -> ApiClient:
         from kubernetes import config as k8s_config
 
-        return k8s_config.new_client_from_config(config_file=str(self.kubeconfig))
+        api: ApiClient = k8s_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(self.kubeconfig)
+        )
+        return api
 
     # ---- start-up -----------------------------------------------------------------------
     def _check_binaries(self) -> None:
@@ -194,10 +200,11 @@ class LocalCluster:
 
     def _ensure_nodes(self) -> None:
         from kubernetes import client
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         with self.api_client() as api:
-            core = client.CoreV1Api(api)
+            # Plain dicts in, models out: the client's stubs insist on model objects.
+            core: Any = client.CoreV1Api(api)
             for node in self.nodes:
                 manifest = node.manifest()
                 try:
@@ -211,11 +218,11 @@ class LocalCluster:
 
     def _wait_ready(self, deadline: float) -> None:
         from kubernetes import client
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         want = {n.name for n in self.nodes}
         with self.api_client() as api:
-            core = client.CoreV1Api(api)
+            core: Any = client.CoreV1Api(api)
             while True:
                 for component in COMPONENTS:
                     try:

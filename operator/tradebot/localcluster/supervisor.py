@@ -65,9 +65,15 @@ def _cmdline(pid: int) -> str | None:
 class Supervisor:
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
+        # Children started by this process: between fork and exec their cmdline is still ours,
+        # so the pid-reuse guard below would wrongly call them gone.
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     def pid(self, component: str) -> int | None:
         """The pid of a running component, or None; a stale pid file is removed."""
+        child = self._children.get(component)
+        if child is not None and child.poll() is None:
+            return child.pid
         pidfile = self.layout.pidfile(component)
         try:
             pid = int(pidfile.read_text().strip())
@@ -95,6 +101,7 @@ class Supervisor:
                 start_new_session=True,
                 close_fds=True,
             )
+        self._children[component] = proc
         self.layout.pidfile(component).write_text(f"{proc.pid}\n")
         return proc.pid
 
@@ -120,5 +127,8 @@ class Supervisor:
                 os.killpg(pid, signal.SIGKILL)
             while _pid_alive(pid):
                 time.sleep(0.05)
+        child = self._children.pop(component, None)
+        if child is not None:
+            child.wait()
         self.layout.pidfile(component).unlink(missing_ok=True)
         return True
