@@ -45,6 +45,46 @@ def _cluster(args: argparse.Namespace) -> int:
     return 0 if all(running.values()) else 3
 
 
+def _crds(args: argparse.Namespace) -> int:
+    import difflib
+
+    from tradebot.api.crdgen import render_all
+
+    files = render_all()
+    if args.check is not None:
+        directory: Path = args.check
+        drift = []
+        on_disk = {p.name for p in directory.glob("tradebot.dev_*.yaml")}
+        for stale in sorted(on_disk - files.keys()):
+            drift.append(f"{directory / stale}: not generated any more (remove it)\n")
+        for name, content in files.items():
+            path = directory / name
+            current = path.read_text() if path.exists() else ""
+            if current != content:
+                drift.extend(difflib.unified_diff(
+                    current.splitlines(keepends=True), content.splitlines(keepends=True),
+                    str(path), f"{name} (generated)"))
+        if drift:
+            sys.stdout.writelines(drift)
+            print(f"\n{directory} is stale: run `tradebot crds --output-dir {directory}`",
+                  file=sys.stderr)
+            return 1
+        print(f"{directory} is up to date ({len(files)} CRDs)")
+        return 0
+    if args.output_dir is not None:
+        out: Path = args.output_dir
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob("tradebot.dev_*.yaml"):
+            if stale.name not in files:
+                stale.unlink()
+        for name, content in files.items():
+            (out / name).write_text(content)
+        print(f"wrote {len(files)} CRDs to {out}")
+        return 0
+    sys.stdout.write("".join(files.values()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tradebot",
@@ -54,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     sub.add_parser("version", help="print the operator's version")
+
+    crds = sub.add_parser(
+        "crds",
+        help="print, write or check the CustomResourceDefinitions",
+        description="Generate the CRDs of Strategy, Backtest, LiveBot and CircuitBreaker from "
+        "the pydantic models in tradebot.api. Without options, print them all as one YAML "
+        "stream (the same bytes as `cat crds/*.yaml`).",
+    )
+    where = crds.add_mutually_exclusive_group()
+    where.add_argument("--output-dir", "-o", type=Path, metavar="DIR",
+                       help="write one file per kind into DIR (e.g. crds/)")
+    where.add_argument("--check", type=Path, metavar="DIR",
+                       help="exit 1 and print a diff when DIR differs from the generated CRDs")
 
     cluster = sub.add_parser(
         "cluster",
@@ -83,6 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "cluster":
         return _cluster(args)
+    if args.command == "crds":
+        return _crds(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees a command
 
 

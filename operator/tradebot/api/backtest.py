@@ -1,0 +1,177 @@
+"""Backtest: a `freqtrade backtesting` run in a Job, queued under the cluster's limits."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tradebot.api.base import ApiModel, StatusModel, cel
+from tradebot.api.kind import AGE, Kind, PrinterColumn
+from tradebot.api.types import (
+    PAIRS_IN_STAKE_CURRENCY,
+    Condition,
+    Currency,
+    ExchangeName,
+    FeeRatio,
+    Figure,
+    GpuRequest,
+    K8sName,
+    LocalObjectReference,
+    Money,
+    Pair,
+    ResourceRequirements,
+    StakeAmount,
+    Timeframe,
+    Timerange,
+    check_pairs_in_stake,
+)
+
+DEFAULT_DATASET = "sample"
+
+
+class PvcData(ApiModel):
+    """Candles on a PersistentVolumeClaim, laid out as Freqtrade's data directory."""
+
+    claim_name: K8sName = Field(description="The PersistentVolumeClaim, same namespace.")
+    path: str = Field(default="data", max_length=512, pattern=r"^[^/].*$",
+                      description="Directory inside the volume (relative).")
+
+
+class DataSource(ApiModel):
+    """Where the candles come from: a data set bundled with the runner, or a PVC."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        cel("has(self.bundled) != has(self.pvc)",
+            "exactly one of data.bundled or data.pvc must be set"),
+    ]}}
+
+    bundled: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,63}$", max_length=63,
+                                description="Name of a bundled data set, e.g. sample.")
+    pvc: PvcData | None = Field(default=None, description="A PVC with Freqtrade data.")
+
+    @model_validator(mode="after")
+    def _one(self) -> DataSource:
+        if (self.bundled is None) == (self.pvc is None):
+            raise ValueError("exactly one of data.bundled or data.pvc must be set")
+        return self
+
+
+class BacktestSpec(ApiModel):
+    """What to backtest, on which data, with which money. Immutable once created."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        cel("self == oldSelf",
+            "Backtest spec is immutable (its results must describe it): create a new Backtest"),
+        PAIRS_IN_STAKE_CURRENCY,
+    ]}}
+
+    strategy_ref: LocalObjectReference = Field(description="The Strategy to backtest.")
+    exchange: ExchangeName = Field(default="binance", description="Exchange whose markets and "
+                                   "fees apply (ccxt id).")
+    pairs: list[Pair] = Field(min_length=1, max_length=100,
+                              json_schema_extra={"x-kubernetes-list-type": "set"},
+                              description="Pairs to trade, e.g. BTC/USDT.")
+    timerange: Timerange | None = Field(default=None,
+                                        description="Window of candles; all data when left out.")
+    timeframe: Timeframe | None = Field(default=None,
+                                        description="Overrides the strategy's timeframe.")
+    stake_currency: Currency = Field(default="USDT", description="Currency of the wallet.")
+    stake_amount: StakeAmount = Field(default="unlimited", description="Stake per trade.")
+    dry_run_wallet: Money = Field(default="1000", validate_default=True,
+                                  description="Starting balance in stakeCurrency.")
+    max_open_trades: int = Field(default=3, ge=1, le=1000, description="Open trades at most.")
+    fee: FeeRatio | None = Field(default=None,
+                                 description="Fee per side; the exchange's when left out.")
+    enable_protections: bool = Field(default=False,
+                                     description="Apply the strategy's protections.")
+    data: DataSource = Field(
+        default_factory=lambda: DataSource(bundled=DEFAULT_DATASET),
+        json_schema_extra={"default": {"bundled": DEFAULT_DATASET}},
+        description="Where the candles come from.")
+    priority: int = Field(default=0, ge=-1000, le=1000,
+                          description="Higher runs first; ties run oldest first.")
+    resources: ResourceRequirements | None = Field(default=None,
+                                                   description="Pod resources.")
+    gpu: GpuRequest | None = Field(default=None, description="GPUs (FreqAI).")
+    image: str | None = Field(default=None, max_length=512, pattern=r"^[^\s]+$",
+                              description="Runner image override.")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> BacktestSpec:
+        check_pairs_in_stake(self.pairs, self.stake_currency)
+        return self
+
+
+class BacktestResults(StatusModel):
+    """Figures from Freqtrade's result file; ratios and amounts as exact decimal strings."""
+
+    profit_total: Figure | None = Field(default=None, description="Profit ratio (0.05 = 5 %).")
+    profit_total_abs: Figure | None = Field(default=None, description="Profit in stake currency.")
+    max_drawdown: Figure | None = Field(default=None, description="Max drawdown (account ratio).")
+    max_drawdown_abs: Figure | None = Field(default=None, description="Max drawdown, absolute.")
+    trades: int | None = None
+    wins: int | None = None
+    losses: int | None = None
+    draws: int | None = None
+    win_rate: Figure | None = None
+    sharpe: Figure | None = None
+    sortino: Figure | None = None
+    calmar: Figure | None = None
+    profit_factor: Figure | None = None
+    market_change: Figure | None = None
+    starting_balance: Figure | None = None
+    final_balance: Figure | None = None
+    backtest_start: str | None = Field(default=None, description="First candle used (UTC).")
+    backtest_end: str | None = Field(default=None, description="Last candle used (UTC).")
+
+
+class Artifact(StatusModel):
+    name: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
+
+
+BacktestPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]
+
+
+class BacktestStatus(StatusModel):
+    phase: BacktestPhase | None = Field(
+        default=None, description="Pending (strategy not Ready), Queued, Running, Succeeded, "
+        "Failed.")
+    queue_position: int | None = Field(default=None, description="1 is next, while Queued.")
+    job_name: str | None = None
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    results: BacktestResults | None = None
+    artifacts: list[Artifact] | None = None
+    run_id: str | None = None
+    code_hash: str | None = None
+    config_hash: str | None = None
+    data_hash: str | None = None
+    message: str | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-list-type": "map",
+                                         "x-kubernetes-list-map-keys": ["type"]})
+
+
+KIND = Kind(
+    kind="Backtest",
+    plural="backtests",
+    short_names=("bt",),
+    spec=BacktestSpec,
+    status=BacktestStatus,
+    description="A Freqtrade backtest run in a Job under the operator's concurrency limits.",
+    columns=(
+        PrinterColumn("Strategy", ".spec.strategyRef.name"),
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Queue", ".status.queuePosition", "integer"),
+        PrinterColumn("Profit", ".status.results.profitTotal", description="profit ratio"),
+        PrinterColumn("Drawdown", ".status.results.maxDrawdown"),
+        PrinterColumn("Trades", ".status.results.trades", "integer"),
+        PrinterColumn("Run", ".status.runId", priority=1),
+        AGE,
+    ),
+)

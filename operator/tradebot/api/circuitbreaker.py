@@ -1,0 +1,103 @@
+"""CircuitBreaker: trips on losses, stale heartbeats or incidents, and stops bots in scope."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tradebot.api.base import ApiModel, StatusModel, cel
+from tradebot.api.kind import AGE, Kind, PrinterColumn
+from tradebot.api.types import Condition, Duration, Fraction, LabelSelector, Money
+
+_LIMIT_FIELDS = ("maxDrawdown", "maxDailyLoss", "maxConsecutiveLosses", "maxIncidents",
+                 "staleHeartbeat")
+
+
+class BreakerLimits(ApiModel):
+    """Any one limit crossed trips the breaker. At least one must be set."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        cel(" || ".join(f"has(self.{f})" for f in _LIMIT_FIELDS),
+            "limits needs at least one of " + ", ".join(_LIMIT_FIELDS)),
+    ]}}
+
+    max_drawdown: Fraction | None = Field(default=None,
+                                          description="Drawdown from peak equity (0.1 = 10 %).")
+    max_daily_loss: Money | None = Field(default=None,
+                                         description="Loss since 00:00 UTC, stake currency.")
+    max_consecutive_losses: int | None = Field(default=None, ge=1, le=10000,
+                                               description="Losing trades in a row.")
+    max_incidents: int | None = Field(default=None, ge=1, le=10000,
+                                      description="Incidents (errors, crashes) per day.")
+    stale_heartbeat: Duration | None = Field(default=None,
+                                             description="No heartbeat for this long.")
+
+    @model_validator(mode="after")
+    def _one(self) -> BreakerLimits:
+        if all(getattr(self, f) is None for f in type(self).model_fields):
+            raise ValueError("limits needs at least one of " + ", ".join(_LIMIT_FIELDS))
+        return self
+
+
+class ResetPolicy(ApiModel):
+    """How an open breaker closes again."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        cel("self.mode != 'auto' || has(self.cooldown)",
+            "reset.mode auto requires reset.cooldown"),
+    ]}}
+
+    mode: Literal["manual", "auto"] = Field(
+        default="manual", description="manual: a person resets it (annotation or "
+        "`tradebot breaker reset`); auto: after the cooldown, half-open.")
+    cooldown: Duration | None = Field(default=None, description="Wait before auto reset.")
+
+    @model_validator(mode="after")
+    def _cooldown(self) -> ResetPolicy:
+        if self.mode == "auto" and self.cooldown is None:
+            raise ValueError("reset.mode auto requires reset.cooldown")
+        return self
+
+
+class CircuitBreakerSpec(ApiModel):
+    """Which bots it watches, when it trips and what it does then."""
+
+    selector: LabelSelector = Field(description="LiveBots in this namespace it watches; "
+                                    "{} watches all.")
+    limits: BreakerLimits = Field(description="When to trip.")
+    action: Literal["stop", "stopEntries"] = Field(
+        default="stop", description="stop: stop the bots; stopEntries: no new entries.")
+    reset: ResetPolicy = Field(default_factory=ResetPolicy, json_schema_extra={"default": {"mode": "manual"}},
+                               description="How it resets.")
+
+
+class CircuitBreakerStatus(StatusModel):
+    state: Literal["Closed", "Open", "HalfOpen"] | None = None
+    tripped_at: dt.datetime | None = None
+    reason: str | None = None
+    affected_bots: list[str] | None = None
+    incident_id: str | None = None
+    message: str | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-list-type": "map",
+                                         "x-kubernetes-list-map-keys": ["type"]})
+
+
+KIND = Kind(
+    kind="CircuitBreaker",
+    plural="circuitbreakers",
+    short_names=("cb",),
+    spec=CircuitBreakerSpec,
+    status=CircuitBreakerStatus,
+    description="Stops the LiveBots it selects when they lose too much or go silent.",
+    columns=(
+        PrinterColumn("State", ".status.state"),
+        PrinterColumn("Action", ".spec.action"),
+        PrinterColumn("Reason", ".status.reason"),
+        PrinterColumn("Tripped", ".status.trippedAt", "date"),
+        AGE,
+    ),
+)

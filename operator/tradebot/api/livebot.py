@@ -1,0 +1,224 @@
+"""LiveBot: a running Freqtrade bot, dry-run unless its promotion gates pass."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from tradebot.api.base import ApiModel, StatusModel, cel
+from tradebot.api.kind import AGE, Kind, PrinterColumn
+from tradebot.api.types import (
+    PAIRS_IN_STAKE_CURRENCY,
+    Condition,
+    Currency,
+    ExchangeName,
+    Figure,
+    Fraction,
+    GpuRequest,
+    K8sName,
+    LocalObjectReference,
+    Money,
+    Pair,
+    ProfitRatio,
+    ResourceRequirements,
+    StakeAmount,
+    check_pairs_in_stake,
+)
+
+_ITEM = r"^[-._a-zA-Z0-9]+$"
+# Names under which people paste keys by mistake. They are declared so that the API server can
+# refuse them with a clear message whichever client applies the manifest (an undeclared field
+# would be pruned silently by clients that do not ask for strict validation).
+PLAINTEXT_KEY_FIELDS = ("key", "secret", "password", "apiKey", "apiSecret", "uid")
+
+
+class CredentialsSecretRef(ApiModel):
+    """The Secret (same namespace) holding the exchange API credentials."""
+
+    name: K8sName = Field(description="Name of the Secret.")
+    api_key_key: str = Field(default="key", pattern=_ITEM, max_length=253,
+                             description="Item of the Secret holding the API key.")
+    api_secret_key: str = Field(default="secret", pattern=_ITEM, max_length=253,
+                                description="Item of the Secret holding the API secret.")
+    password_key: str | None = Field(default=None, pattern=_ITEM, max_length=253,
+                                     description="Item holding the API password, for exchanges "
+                                     "that need one.")
+
+
+_FORBIDDEN = "Forbidden: exchange keys come only from credentialsSecretRef, never inline."
+
+
+class ExchangeSpec(ApiModel):
+    """The exchange and the account's credentials."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        cel(" && ".join(f"!has(self.{f})" for f in PLAINTEXT_KEY_FIELDS),
+            "exchange keys must not be written in the manifest: put them in a Secret and "
+            "reference it with exchange.credentialsSecretRef"),
+    ]}}
+
+    name: ExchangeName = Field(default="binance", description="Exchange (ccxt id).")
+    credentials_secret_ref: CredentialsSecretRef | None = Field(
+        default=None, description="Secret with the API key and secret; required for testnet "
+        "and live.")
+    key: str | None = Field(default=None, description=_FORBIDDEN)
+    secret: str | None = Field(default=None, description=_FORBIDDEN)
+    password: str | None = Field(default=None, description=_FORBIDDEN)
+    api_key: str | None = Field(default=None, description=_FORBIDDEN)
+    api_secret: str | None = Field(default=None, description=_FORBIDDEN)
+    uid: str | None = Field(default=None, description=_FORBIDDEN)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plaintext(cls, data: object) -> object:
+        if isinstance(data, dict):
+            given = [f for f in PLAINTEXT_KEY_FIELDS
+                     if f in data or _snake(f) in data]
+            if given:
+                # The value is deliberately not echoed: it may be a real key.
+                raise ValueError(
+                    f"exchange.{given[0]}: exchange keys must not be written in the manifest; "
+                    "put them in a Secret and reference it with exchange.credentialsSecretRef"
+                )
+        return data
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name)
+
+
+class Approval(ApiModel):
+    """An explicit, reviewed approval to trade real money, committed to git."""
+
+    approved_by: str = Field(min_length=1, max_length=253, description="Who approved.")
+    approved_at: dt.datetime = Field(description="When (RFC 3339).")
+    reference: str = Field(min_length=1, max_length=512,
+                           description="The reviewed change: a commit, PR or ticket URL.")
+
+
+class Promotion(ApiModel):
+    """The evidence a bot needs before it may trade on testnet or live."""
+
+    backtest_ref: LocalObjectReference = Field(
+        description="A Succeeded Backtest of the same strategy code.")
+    min_profit: ProfitRatio = Field(default=0, validate_default=True,
+                                    description="Backtest profit ratio at least this.")
+    max_drawdown: Fraction = Field(default=0.25, validate_default=True,
+                                   description="Backtest max drawdown at most this.")
+    min_trades: int = Field(default=10, ge=0, le=1000000,
+                            description="Backtest trades at least this.")
+    min_dry_run_hours: int = Field(default=24, ge=0, le=8760,
+                                   description="Hours of dry-run history of the same code "
+                                   "without a breaker trip.")
+    approval: Approval | None = Field(default=None,
+                                      description="Required for mode live.")
+
+
+class BotLimits(ApiModel):
+    """Hard limits the operator enforces on the bot's configuration."""
+
+    max_stake_per_trade: Money | None = Field(default=None,
+                                              description="Largest stake of one trade.")
+    max_open_trades: int | None = Field(default=None, ge=1, le=1000,
+                                        description="Most open trades at once.")
+
+
+Mode = Literal["dryRun", "testnet", "live"]
+
+
+class LiveBotSpec(ApiModel):
+    """A Freqtrade bot: dry-run by default, testnet or live only through promotion."""
+
+    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+        cel("self.mode != 'live' || (has(self.promotion) && has(self.promotion.approval))",
+            "mode live requires promotion.approval (approvedBy, approvedAt, reference)",
+            ".mode"),
+        cel("self.mode == 'dryRun' || has(self.promotion)",
+            "modes testnet and live require spec.promotion (backtest evidence and gates)",
+            ".mode"),
+        cel("self.mode == 'dryRun' || has(self.exchange.credentialsSecretRef)",
+            "modes testnet and live require exchange.credentialsSecretRef", ".mode"),
+        PAIRS_IN_STAKE_CURRENCY,
+    ]}}
+
+    strategy_ref: LocalObjectReference = Field(description="The Strategy to run.")
+    exchange: ExchangeSpec = Field(default_factory=ExchangeSpec,
+                                   json_schema_extra={"default": {}},
+                                   description="Exchange and credentials.")
+    mode: Mode = Field(default="dryRun", description="dryRun (default), testnet or live.")
+    pairs: list[Pair] = Field(min_length=1, max_length=100,
+                              json_schema_extra={"x-kubernetes-list-type": "set"},
+                              description="Pairs to trade.")
+    stake_currency: Currency = Field(default="USDT", description="Currency of the wallet.")
+    stake_amount: StakeAmount = Field(default="unlimited", description="Stake per trade.")
+    max_open_trades: int = Field(default=3, ge=1, le=1000, description="Open trades at most.")
+    dry_run_wallet: Money = Field(default="1000", validate_default=True,
+                                  description="Starting balance of a dry run.")
+    limits: BotLimits | None = Field(default=None, description="Hard limits.")
+    promotion: Promotion | None = Field(default=None, description="Promotion gates.")
+    suspend: bool = Field(default=False, description="Stop entries, then stop the bot.")
+    resources: ResourceRequirements | None = Field(default=None, description="Pod resources.")
+    gpu: GpuRequest | None = Field(default=None, description="GPUs (FreqAI).")
+    image: str | None = Field(default=None, max_length=512, pattern=r"^[^\s]+$",
+                              description="Bot image override.")
+
+    @model_validator(mode="after")
+    def _rules(self) -> LiveBotSpec:
+        if self.mode == "live" and (self.promotion is None or self.promotion.approval is None):
+            raise ValueError(
+                "mode live requires promotion.approval (approvedBy, approvedAt, reference)")
+        if self.mode != "dryRun" and self.promotion is None:
+            raise ValueError("modes testnet and live require spec.promotion")
+        if self.mode != "dryRun" and self.exchange.credentials_secret_ref is None:
+            raise ValueError("modes testnet and live require exchange.credentialsSecretRef")
+        check_pairs_in_stake(self.pairs, self.stake_currency)
+        return self
+
+
+class Gate(StatusModel):
+    name: str
+    passed: bool
+    message: str = ""
+
+
+BotPhase = Literal["Pending", "Running", "Suspended", "Blocked", "Tripped", "Failed"]
+
+
+class LiveBotStatus(StatusModel):
+    phase: BotPhase | None = None
+    mode: Mode | None = Field(default=None, description="The mode the pod runs in.")
+    pod_name: str | None = None
+    gates: list[Gate] | None = None
+    profit: Figure | None = Field(default=None, description="Closed profit, stake currency.")
+    profit_ratio: Figure | None = None
+    drawdown: Figure | None = Field(default=None, description="Drawdown from peak equity.")
+    open_trades: int | None = None
+    last_heartbeat: dt.datetime | None = None
+    code_hash: str | None = None
+    message: str | None = None
+    observed_generation: int | None = None
+    conditions: list[Condition] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-list-type": "map",
+                                         "x-kubernetes-list-map-keys": ["type"]})
+
+
+KIND = Kind(
+    kind="LiveBot",
+    plural="livebots",
+    short_names=("bot",),
+    spec=LiveBotSpec,
+    status=LiveBotStatus,
+    description="A running Freqtrade bot; dry-run unless its promotion gates pass.",
+    columns=(
+        PrinterColumn("Strategy", ".spec.strategyRef.name"),
+        PrinterColumn("Mode", ".spec.mode"),
+        PrinterColumn("Phase", ".status.phase"),
+        PrinterColumn("Profit", ".status.profit"),
+        PrinterColumn("Drawdown", ".status.drawdown"),
+        PrinterColumn("Open", ".status.openTrades", "integer"),
+        PrinterColumn("Heartbeat", ".status.lastHeartbeat", "date"),
+        AGE,
+    ),
+)
