@@ -74,14 +74,34 @@ def _crds(args: argparse.Namespace) -> int:
     if args.output_dir is not None:
         out: Path = args.output_dir
         out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob("tradebot.dev_*.yaml"):
-            if stale.name not in files:
-                stale.unlink()
+        for old in out.glob("tradebot.dev_*.yaml"):
+            if old.name not in files:
+                old.unlink()
         for name, content in files.items():
             (out / name).write_text(content)
         print(f"wrote {len(files)} CRDs to {out}")
         return 0
     sys.stdout.write("".join(files.values()))
+    return 0
+
+
+def _api_docs(args: argparse.Namespace) -> int:
+    from tradebot.api.docs import render
+
+    text = render()
+    if args.check is not None:
+        current = args.check.read_text() if args.check.exists() else ""
+        if current != text:
+            print(f"{args.check} is stale: run `tradebot api-docs -o {args.check}`",
+                  file=sys.stderr)
+            return 1
+        print(f"{args.check} is up to date")
+        return 0
+    if args.output is not None:
+        args.output.write_text(text)
+        print(f"wrote {args.output}")
+        return 0
+    sys.stdout.write(text)
     return 0
 
 
@@ -107,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write one file per kind into DIR (e.g. crds/)")
     where.add_argument("--check", type=Path, metavar="DIR",
                        help="exit 1 and print a diff when DIR differs from the generated CRDs")
+
+    api_docs = sub.add_parser(
+        "api-docs",
+        help="print, write or check the API reference (docs/api.md)",
+        description="Render the reference of every field of the four kinds (type, default, "
+        "rules, description) from the same models as the CRDs.",
+    )
+    target = api_docs.add_mutually_exclusive_group()
+    target.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE")
+    target.add_argument("--check", type=Path, metavar="FILE",
+                        help="exit 1 when FILE differs from the rendered reference")
 
     cluster = sub.add_parser(
         "cluster",
@@ -138,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cluster(args)
     if args.command == "crds":
         return _crds(args)
+    if args.command == "api-docs":
+        return _api_docs(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees a command
 
 

@@ -24,7 +24,7 @@ def test_cluster_without_tools_dir_says_what_to_do(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path
 ):
     monkeypatch.delenv("TRADEBOT_TOOLS_BIN", raising=False)
-    assert main(["cluster", "status", "--bin-dir", "/nonexistent"]) == 3
+    assert main(["cluster", "status", "--bin-dir", "/nonexistent", "--root", str(tmp_path)]) == 3
     assert main(["cluster", "up", "--bin-dir", "/nonexistent", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "missing tool binaries" in err

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tradebot.api.base import ApiModel, StatusModel, cel
+from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
@@ -42,10 +42,10 @@ class PvcData(ApiModel):
 class DataSource(ApiModel):
     """Where the candles come from: a data set bundled with the runner, or a PVC."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = with_rules(
         cel("has(self.bundled) != has(self.pvc)",
             "exactly one of data.bundled or data.pvc must be set"),
-    ]}}
+    )
 
     bundled: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,63}$", max_length=63,
                                 description="Name of a bundled data set, e.g. sample.")
@@ -61,11 +61,11 @@ class DataSource(ApiModel):
 class BacktestSpec(ApiModel):
     """What to backtest, on which data, with which money. Immutable once created."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = with_rules(
         cel("self == oldSelf",
             "Backtest spec is immutable (its results must describe it): create a new Backtest"),
         PAIRS_IN_STAKE_CURRENCY,
-    ]}}
+    )
 
     strategy_ref: LocalObjectReference = Field(description="The Strategy to backtest.")
     exchange: ExchangeName = Field(default="binance", description="Exchange whose markets and "

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tradebot.api.base import ApiModel, StatusModel, cel
+from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import Condition, Duration, Fraction, LabelSelector, Money
 
@@ -18,10 +18,10 @@ _LIMIT_FIELDS = ("maxDrawdown", "maxDailyLoss", "maxConsecutiveLosses", "maxInci
 class BreakerLimits(ApiModel):
     """Any one limit crossed trips the breaker. At least one must be set."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = with_rules(
         cel(" || ".join(f"has(self.{f})" for f in _LIMIT_FIELDS),
             "limits needs at least one of " + ", ".join(_LIMIT_FIELDS)),
-    ]}}
+    )
 
     max_drawdown: Fraction | None = Field(default=None,
                                           description="Drawdown from peak equity (0.1 = 10 %).")
@@ -44,10 +44,10 @@ class BreakerLimits(ApiModel):
 class ResetPolicy(ApiModel):
     """How an open breaker closes again."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = with_rules(
         cel("self.mode != 'auto' || has(self.cooldown)",
             "reset.mode auto requires reset.cooldown"),
-    ]}}
+    )
 
     mode: Literal["manual", "auto"] = Field(
         default="manual", description="manual: a person resets it (annotation or "
@@ -69,8 +69,11 @@ class CircuitBreakerSpec(ApiModel):
     limits: BreakerLimits = Field(description="When to trip.")
     action: Literal["stop", "stopEntries"] = Field(
         default="stop", description="stop: stop the bots; stopEntries: no new entries.")
-    reset: ResetPolicy = Field(default_factory=ResetPolicy, json_schema_extra={"default": {"mode": "manual"}},
-                               description="How it resets.")
+    reset: ResetPolicy = Field(
+        default_factory=ResetPolicy,
+        # The API server checks a default against the CEL rules as written: {} has no mode.
+        json_schema_extra={"default": {"mode": "manual"}},
+        description="How it resets.")
 
 
 class CircuitBreakerStatus(StatusModel):

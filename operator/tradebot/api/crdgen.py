@@ -20,7 +20,7 @@ _DROP = {"title", "$defs", "discriminator"}
 _FORMATS = {"date-time", "date", "byte", "int32", "int64", "float", "double", "uuid"}
 
 
-def _resolve(node: Any, defs: dict[str, Any]) -> Any:
+def _resolve(node: object, defs: dict[str, Any]) -> object:
     if isinstance(node, list):
         return [_resolve(n, defs) for n in node]
     if not isinstance(node, dict):
@@ -32,7 +32,7 @@ def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     return {k: _resolve(v, defs) for k, v in node.items()}
 
 
-def _structural(node: Any) -> Any:
+def _structural(node: object) -> object:
     if isinstance(node, list):
         return [_structural(n) for n in node]
     if not isinstance(node, dict):
@@ -75,7 +75,9 @@ def openapi_schema(model: type[Any]) -> dict[str, Any]:
     """A model's structural OpenAPI v3 schema."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
-    return dict(_structural(_resolve(raw, defs)))
+    schema = _structural(_resolve(raw, defs))
+    assert isinstance(schema, dict)
+    return schema
 
 
 def crd(kind: Kind) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tradebot.api.base import ApiModel, StatusModel, cel
+from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
@@ -53,11 +53,11 @@ _FORBIDDEN = "Forbidden: exchange keys come only from credentialsSecretRef, neve
 class ExchangeSpec(ApiModel):
     """The exchange and the account's credentials."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = with_rules(
         cel(" && ".join(f"!has(self.{f})" for f in PLAINTEXT_KEY_FIELDS),
             "exchange keys must not be written in the manifest: put them in a Secret and "
             "reference it with exchange.credentialsSecretRef"),
-    ]}}
+    )
 
     name: ExchangeName = Field(default="binance", description="Exchange (ccxt id).")
     credentials_secret_ref: CredentialsSecretRef | None = Field(
@@ -131,7 +131,7 @@ Mode = Literal["dryRun", "testnet", "live"]
 class LiveBotSpec(ApiModel):
     """A Freqtrade bot: dry-run by default, testnet or live only through promotion."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = with_rules(
         cel("self.mode != 'live' || (has(self.promotion) && has(self.promotion.approval))",
             "mode live requires promotion.approval (approvedBy, approvedAt, reference)",
             ".mode"),
@@ -141,7 +141,7 @@ class LiveBotSpec(ApiModel):
         cel("self.mode == 'dryRun' || has(self.exchange.credentialsSecretRef)",
             "modes testnet and live require exchange.credentialsSecretRef", ".mode"),
         PAIRS_IN_STAKE_CURRENCY,
-    ]}}
+    )
 
     strategy_ref: LocalObjectReference = Field(description="The Strategy to run.")
     exchange: ExchangeSpec = Field(default_factory=ExchangeSpec,

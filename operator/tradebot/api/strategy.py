@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, WithJsonSchema, model_validator
 
-from tradebot.api.base import ApiModel, StatusModel, cel
+from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import Condition, ConfigMapKeyRef, Fraction, Timeframe
 
@@ -67,10 +67,10 @@ class FreqAISpec(ApiModel):
 class StrategySpec(ApiModel):
     """Strategy code (inline or from a ConfigMap) and its parameter overrides."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = with_rules(
         cel("has(self.code) != has(self.configMapRef)",
             "exactly one of spec.code or spec.configMapRef must be set", ".code"),
-    ]}}
+    )
 
     class_name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128,
                             description="The IStrategy subclass to use.")

@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from tradebot.api.base import ApiModel, StatusModel, cel
+from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 
 # ---- money -----------------------------------------------------------------------------------
 MONEY_PLACES = 8
@@ -28,7 +28,7 @@ _SIGNED_MONEY_PATTERN = r"^-?[0-9]{1,15}(\.[0-9]{1,8})?$"
 def parse_money(value: object, *, signed: bool = False) -> Decimal:
     """A Decimal with at most 8 places from a string or an integer; floats are refused,
     because a float has already lost the exact amount before we see it."""
-    if isinstance(value, bool) or isinstance(value, float):
+    if isinstance(value, (bool, float)):
         raise ValueError(
             f"money must be a string or an integer, not a float ({value!r}); quote it: "
             f'"{value}"'
@@ -167,17 +167,18 @@ def _check_date(text: str) -> str:
 Date = Annotated[
     str,
     AfterValidator(_check_date),
-    WithJsonSchema({"type": "string", "pattern": _DATE_PATTERN, "maxLength": 10}),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": _DATE_PATTERN,
+                    "maxLength": 10}),
 ]
 
 
 class Timerange(ApiModel):
     """The window of candles to use, start inclusive, end exclusive (UTC dates)."""
 
-    model_config = ApiModel.model_config | {"json_schema_extra": {"x-kubernetes-validations": [
+    model_config = with_rules(
         cel("!has(self.end) || self.start < self.end",
             "timerange.start must be before timerange.end"),
-    ]}}
+    )
 
     start: Date = Field(description="First day, YYYY-MM-DD (UTC).")
     end: Date | None = Field(default=None, description="Day after the last, YYYY-MM-DD (UTC); "
@@ -202,18 +203,21 @@ _QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?"
     r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+def _parse_quantity(value: object) -> str | int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(_QUANTITY_PATTERN, value):
+        return value
+    raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2 or 4Gi")
+
+
 Quantity = Annotated[
     str | int,
-    BeforeValidator(lambda v: v if isinstance(v, (str, int)) and not isinstance(v, bool)
-                    else _bad_quantity(v)),
+    BeforeValidator(_parse_quantity),
     WithJsonSchema({"x-kubernetes-int-or-string": True,
                     "anyOf": [{"type": "integer"}, {"type": "string"}],
                     "pattern": _QUANTITY_PATTERN}),
 ]
-
-
-def _bad_quantity(value: object) -> str:
-    raise ValueError(f"{value!r} is not a Kubernetes quantity such as 500m, 2 or 4Gi")
 
 
 class LocalObjectReference(ApiModel):
