@@ -24,7 +24,7 @@ tools: ## build the pinned etcd, Kubernetes, kwok and helm binaries into ~/.cach
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,runner]'
 	touch $@
 
 venv: $(BIN)/.installed ## create .venv with the package and its dev tools
@@ -38,8 +38,8 @@ down: ## stop the local cluster and remove .local/
 status: venv ## show which local cluster components are running
 	@$(BIN)/tradebot cluster status
 
-demo: up ## the main job: a local cluster, then its nodes
-	@$(KUBECTL) get nodes -o wide
+demo: up ## the main job: cluster, CRDs, operator, a real backtest of examples/ and its results
+	@hack/demo.sh
 
 lint: venv ## ruff
 	$(BIN)/ruff check operator tests

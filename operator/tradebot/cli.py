@@ -105,6 +105,31 @@ def _api_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _operator(args: argparse.Namespace) -> int:
+    import kopf
+
+    from tradebot.controllers import runtime
+    from tradebot.observability.logging import configure
+    from tradebot.settings import Settings
+
+    configure()
+    overrides = {k: v for k, v in {
+        "executor": args.executor, "namespaces": args.namespace or None,
+        "max_concurrent_backtests": args.max_concurrent,
+    }.items() if v is not None}
+    settings = Settings.from_env().model_copy(update=overrides)
+    runtime.install(runtime.Runtime(settings))
+    import tradebot.controllers  # noqa: F401 - registers the handlers
+
+    kopf.run(
+        standalone=True,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        liveness_endpoint=args.liveness,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tradebot",
@@ -127,6 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
                        help="write one file per kind into DIR (e.g. crds/)")
     where.add_argument("--check", type=Path, metavar="DIR",
                        help="exit 1 and print a diff when DIR differs from the generated CRDs")
+
+    op = sub.add_parser(
+        "operator",
+        help="run the operator (reconciles Strategies and Backtests)",
+        description="Run the operator against the cluster of the current kubeconfig (or "
+        "in-cluster). Settings come from TRADEBOT_* environment variables (see "
+        "docs/operations.md); the options below override them.",
+    )
+    op.add_argument("--namespace", "-n", action="append", metavar="NS",
+                    help="watch only this namespace (repeatable; default: all)")
+    op.add_argument("--executor", choices=["kubernetes", "local"],
+                    help="kubernetes: Jobs run the runner image; local: the operator runs the "
+                    "runner itself for pods on kwok nodes (the local cluster)")
+    op.add_argument("--max-concurrent", type=int, metavar="N",
+                    help="cluster-wide limit of running backtests")
+    op.add_argument("--liveness", metavar="URL",
+                    help="serve a health endpoint, e.g. http://0.0.0.0:8080/healthz")
 
     api_docs = sub.add_parser(
         "api-docs",
@@ -171,6 +213,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _crds(args)
     if args.command == "api-docs":
         return _api_docs(args)
+    if args.command == "operator":
+        return _operator(args)
     raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees a command
 
 

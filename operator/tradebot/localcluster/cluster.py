@@ -82,8 +82,11 @@ class LocalCluster:
         self.out(f"local cluster ready in {time.monotonic() - started:.1f} s")
 
     def stop(self) -> list[str]:
-        """Stops every component, newest first. Returns those that were running."""
-        return [c for c in reversed(COMPONENTS) if self.supervisor.stop(c)]
+        """Stops every process with a pid file (extras such as the demo's operator first, then
+        the components, newest first). Returns those that were running."""
+        extras = sorted(p.stem for p in self.layout.run.glob("*.pid")
+                        if p.stem not in COMPONENTS) if self.layout.run.exists() else []
+        return [c for c in [*extras, *reversed(COMPONENTS)] if self.supervisor.stop(c)]
 
     def down(self) -> list[str]:
         """Stops every component and removes all state below the root."""

@@ -1,0 +1,323 @@
+"""Backtest controller: Pending until its Strategy is Ready, Queued until the admission loop
+(controllers/queue.py) starts its Job, Running, then Succeeded or Failed with the results the
+runner left in the pod's termination message.
+
+Every step reads the cluster and is safe to repeat: the Job has a deterministic name, the run
+record is keyed by the Backtest's uid, and the Job is deleted only once the final status has
+been stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from tradebot import kube
+from tradebot.api.backtest import BacktestSpec
+from tradebot.api.base import GROUP, VERSION
+from tradebot.controllers import runtime
+from tradebot.controllers.status import condition, event
+from tradebot.domain.conditions import now
+from tradebot.domain.naming import backtest_run_id, child_name
+from tradebot.executors.local import LocalExecutor, container_args
+from tradebot.freqtrade.summary import RunSummary
+from tradebot.observability.logging import logger
+from tradebot.records.models import RunStatus
+
+PLURAL = "backtests"
+TERMINAL = ("Succeeded", "Failed")
+
+
+def job_name(name: str, uid: str) -> str:
+    return child_name("bt", name, uid)
+
+
+def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return kube.to_dict(kube.batch().read_namespaced_job(name, namespace))
+    except ApiException as e:
+        if kube.is_not_found(e):
+            return None
+        raise
+
+
+def job_finished(job: dict[str, Any]) -> bool:
+    s = job.get("status") or {}
+    if s.get("succeeded") or s.get("failed"):
+        return True
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in s.get("conditions") or [])
+
+
+def job_pod(namespace: str, name: str) -> dict[str, Any] | None:
+    pods = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
+    if not pods:
+        return None
+    newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
+    return kube.to_dict(newest)
+
+
+def termination(pod: dict[str, Any] | None) -> tuple[int | None, str]:
+    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        terminated = (cs.get("state") or {}).get("terminated")
+        if terminated:
+            return terminated.get("exitCode"), terminated.get("message") or ""
+    return None, ""
+
+
+def _failure_reason(job: dict[str, Any], exit_code: int | None, message: str,
+                    summary: RunSummary | None) -> str:
+    if summary is not None and summary.error:
+        return summary.error
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True":
+            return f"{c.get('reason')}: {c.get('message')}"
+    if exit_code is not None:
+        return f"runner exited with code {exit_code}: {message[-500:]}"
+    return "the Job failed without a pod result"
+
+
+def _when(value: object) -> dt.datetime | None:
+    """A timestamp from status or Freqtrade ("2024-01-02", "2024-01-02 00:00:00", RFC 3339)."""
+    if not value:
+        return None
+    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStatus,
+            status: dict[str, Any], spec: BacktestSpec, error: str | None = None) -> None:
+    from decimal import Decimal
+
+    from tradebot.records import ArtifactRecord, RunRecord
+
+    run_id = backtest_run_id(uid)
+    window = spec.timerange
+    results = status.get("results") or {}
+    store.record_run(RunRecord(
+        id=run_id, resource_uid=uid, namespace=namespace, name=name, kind="backtest",
+        status=run_status, strategy_code_hash=status.get("codeHash"),
+        config_hash=status.get("configHash"), data_hash=status.get("dataHash"),
+        data_window_start=_when(results.get("backtestStart")
+                                or (window.start if window else None)),
+        data_window_end=_when(results.get("backtestEnd") or (window.end if window else None)),
+        correlation_id=run_id, error=error, started_at=_when(status.get("startedAt")),
+        finished_at=_when(status.get("finishedAt")),
+    ))
+    metrics = {k: Decimal(str(v)) for k, v in results.items()
+               if isinstance(v, (str, int)) and not isinstance(v, bool) and _numeric(str(v))}
+    if metrics:
+        store.record_metrics(run_id, metrics)
+    artifacts = status.get("artifacts") or []
+    if artifacts:
+        store.record_artifacts(run_id, [
+            ArtifactRecord(name=a["name"], path=a.get("path") or a["name"],
+                           sha256=a["sha256"], size=int(a["size"])) for a in artifacts])
+
+
+def _numeric(text: str) -> bool:
+    from decimal import Decimal, InvalidOperation
+
+    try:
+        Decimal(text)
+    except InvalidOperation:
+        return False
+    return True
+
+
+def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: dict[str, Any],
+           spec: BacktestSpec, error: str | None = None) -> str | None:
+    """Writes the run record; returns None on success, else why it could not."""
+    from tradebot.records import RecordsUnavailable
+
+    store = runtime.get().store()
+    if store is None:
+        return "records store unavailable"
+    try:
+        _record(store, namespace, name, uid, run_status, status, spec, error)
+    except RecordsUnavailable as e:
+        return str(e)
+    return None
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=2.0)
+def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+                       namespace: str | None, name: str, uid: str, patch: kopf.Patch,
+                       **_: Any) -> None:
+    assert namespace is not None  # the kinds are namespaced
+    generation = int(meta.get("generation") or 0)
+    run_id = backtest_run_id(uid)
+    log = logger(kind="Backtest", namespace=namespace, name=name, correlation_id=run_id)
+    phase = status.get("phase")
+    current = dict(status)
+
+    try:
+        model = BacktestSpec.model_validate(dict(spec))
+    except ValidationError as e:
+        if phase not in TERMINAL:
+            message = f"invalid spec: {e.errors()[0]['msg']}"
+            _finish(patch, current, "Failed", "InvalidSpec", message, generation)
+            event(body, "InvalidSpec", message, warning=True)
+            log.warning("backtest spec invalid", error=message)
+        return
+
+    jname = job_name(name, uid)
+    if phase in TERMINAL:
+        _after_finish(body, current, patch, model, namespace, name, uid, jname, generation)
+        return
+
+    job = read_job(namespace, jname)
+    if job is not None:
+        if job_finished(job):
+            _complete(body, current, patch, model, job, namespace, name, uid, jname,
+                      generation, log)
+            return
+        if phase != "Running":
+            patch.status.update({"phase": "Running", "jobName": jname, "queuePosition": None,
+                                 "startedAt": current.get("startedAt") or now()})
+        if runtime.get().settings.executor == "local":
+            _local_step(job, namespace, jname, run_id, log)
+        return
+
+    if phase == "Running":
+        # The Job is gone though the run never finished (deleted by hand, or drained): the
+        # Backtest goes back to the queue and will run again.
+        patch.status.update({"phase": "Queued", "jobName": None, "startedAt": None})
+        event(body, "Requeued", f"Job {jname} disappeared before it finished", warning=True)
+        log.warning("job vanished, requeued", job=jname)
+        return
+
+    strategy_ref = model.strategy_ref.name
+    try:
+        strategy = kube.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "strategies", strategy_ref)
+    except ApiException as e:
+        if not kube.is_not_found(e):
+            raise
+        strategy = None
+    if strategy is None or (strategy.get("status") or {}).get("phase") != "Ready":
+        if strategy is None:
+            why = f"Strategy {strategy_ref} not found"
+        else:
+            st = strategy.get("status") or {}
+            why = (f"Strategy {strategy_ref} is {st.get('phase') or 'not introspected yet'}: "
+                   f"{st.get('message') or ''}").rstrip(": ")
+        reason = "StrategyNotFound" if strategy is None else "StrategyNotReady"
+        patch.status.update({"phase": "Pending", "message": why,
+                             "observedGeneration": generation})
+        condition(current, patch, "StrategyReady", False, reason, why, generation)
+        if phase != "Pending" or status.get("message") != why:
+            event(body, reason, why, warning=True)
+            log.info("waiting for strategy", reason=why)
+        return
+
+    if phase != "Queued":
+        message = "waiting for admission"
+        patch.status.update({"phase": "Queued", "message": message,
+                             "observedGeneration": generation})
+        condition(current, patch, "StrategyReady", True, "Ready",
+                  f"Strategy {strategy_ref} is Ready", generation)
+        event(body, "Queued", f"queued behind the concurrency limits (priority "
+              f"{model.priority})")
+        log.info("backtest queued", priority=model.priority)
+        error = record(namespace, name, uid, "queued", current, model)
+        if error:
+            log.warning("run record not written", error=error)
+
+
+def _finish(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, message: str,
+            generation: int) -> None:
+    patch.status.update({"phase": phase, "message": message, "queuePosition": None,
+                         "finishedAt": now(), "observedGeneration": generation})
+    condition(status, patch, "Complete", phase == "Succeeded", reason, message, generation)
+
+
+def _complete(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, spec: BacktestSpec,
+              job: dict[str, Any], namespace: str, name: str, uid: str, jname: str,
+              generation: int, log: Any) -> None:
+    exit_code, message = termination(job_pod(namespace, jname))
+    summary: RunSummary | None
+    try:
+        summary = RunSummary.model_validate_json(message) if message.startswith("{") else None
+    except ValidationError:
+        summary = None
+    succeeded = bool((job.get("status") or {}).get("succeeded")) and bool(summary and summary.ok)
+    if summary is not None:
+        patch.status.update({
+            "results": summary.results.to_wire() if summary.results else None,
+            "artifacts": [a.to_wire() for a in summary.artifacts] or None,
+            "configHash": summary.config_hash, "dataHash": summary.data_hash,
+            "codeHash": summary.code_hash,
+        })
+    patch.status.update({"runId": backtest_run_id(uid), "jobName": jname,
+                         "startedAt": status.get("startedAt") or now()})
+    if succeeded:
+        assert summary is not None
+        assert summary.results is not None
+        r = summary.results
+        text = (f"profit {r.profit_total} ({r.profit_total_abs} {spec.stake_currency}), "
+                f"max drawdown {r.max_drawdown}, {r.trades} trades")
+        _finish(patch, status, "Succeeded", "BacktestSucceeded", text, generation)
+        event(body, "Succeeded", text)
+        log.info("backtest succeeded", results=summary.results.to_wire())
+    else:
+        why = _failure_reason(job, exit_code, message, summary)
+        _finish(patch, status, "Failed", "BacktestFailed", why, generation)
+        event(body, "Failed", why, warning=True)
+        log.warning("backtest failed", error=why)
+    # Record now from what this status will hold; if the store is down the terminal branch
+    # retries (records are keyed by run id, so a replay never duplicates).
+    final = {**status, **dict(patch.status)}
+    error = record(namespace, name, uid, "succeeded" if succeeded else "failed", final, spec,
+                   None if succeeded else final.get("message"))
+    condition(status, patch, "Recorded", error is None, "Recorded" if error is None else
+              "RecordsUnavailable", error or "run, metrics and artifacts recorded", generation)
+
+
+def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
+                  spec: BacktestSpec, namespace: str, name: str, uid: str, jname: str,
+                  generation: int) -> None:
+    """Once the final status is stored: free the slot (delete the Job and its ConfigMap) and
+    retry the run record if the store was down."""
+    recorded = next((c for c in status.get("conditions") or [] if c.get("type") == "Recorded"),
+                    None)
+    if recorded is None or recorded.get("status") != "True":
+        run_status: RunStatus = "succeeded" if status.get("phase") == "Succeeded" else "failed"
+        error = record(namespace, name, uid, run_status, status, spec,
+                       None if run_status == "succeeded" else status.get("message"))
+        condition(status, patch, "Recorded", error is None,
+                  "Recorded" if error is None else "RecordsUnavailable",
+                  error or "run, metrics and artifacts recorded", generation)
+    try:
+        kube.batch().delete_namespaced_job(jname, namespace, propagation_policy="Background")
+    except ApiException as e:
+        if not kube.is_not_found(e):
+            raise
+    try:
+        kube.core().delete_namespaced_config_map(jname, namespace)
+    except ApiException as e:
+        if not kube.is_not_found(e):
+            raise
+
+
+def _local_step(job: dict[str, Any], namespace: str, jname: str, run_id: str,
+                log: Any) -> None:
+    pod = job_pod(namespace, jname)
+    if pod is None or (pod.get("status") or {}).get("phase") != "Running":
+        return
+    annotations = (pod.get("metadata") or {}).get("annotations") or {}
+    if "kwok.tradebot.dev/outcome" in annotations:
+        return
+    executor = LocalExecutor(runtime.get().settings.local_state_dir)
+    cm = kube.core().read_namespaced_config_map(jname, namespace)
+    outcome = executor.step(run_id, container_args(job), dict(cm.data or {}),
+                            {"TRADEBOT_CORRELATION_ID": run_id})
+    if outcome is None:
+        return
+    kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace,
+                                     {"metadata": {"annotations": outcome.annotations()}})
+    log.info("local run finished", succeeded=outcome.succeeded, exit_code=outcome.exit_code)

@@ -1,0 +1,49 @@
+"""Operator start-up and shutdown: settings, logging, kopf's storage, the admission loop."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from tradebot.controllers import runtime
+from tradebot.controllers.queue import AdmissionLoop
+from tradebot.observability.logging import configure, logger
+
+_loop: AdmissionLoop | None = None
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    global _loop
+    configure()
+    rt = runtime.get()
+    # kopf's bookkeeping goes into annotations of our own prefix, not a shared one.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tradebot.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="tradebot.dev", key="last-handled-configuration")
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.networking.request_timeout = 60
+    # Retries of failing handlers back off instead of hammering a restarting API server.
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    logger(component="operator").info(
+        "operator starting", executor=rt.settings.executor,
+        namespaces=list(rt.settings.namespaces) or "all",
+        limits={"total": rt.settings.max_concurrent_backtests,
+                "namespace": rt.settings.max_backtests_per_namespace,
+                "strategy": rt.settings.max_backtests_per_strategy},
+        hold=rt.settings.queue_hold)
+    _loop = AdmissionLoop(rt.settings)
+    _loop.start()
+
+
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    global _loop
+    if _loop is not None:
+        _loop.stop()
+        _loop = None
+    runtime.get().close()

@@ -1,0 +1,251 @@
+"""The admission loop: one pass looks at the whole cluster (queued Backtests, backtest Jobs,
+GPU capacity), asks domain/queue.py what may start, creates those Jobs and writes every
+queued Backtest's position. The queue is the cluster's own state, so a restarted operator
+picks it up exactly where it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from tradebot import kube
+from tradebot.api.backtest import BacktestSpec
+from tradebot.api.base import GROUP, VERSION
+from tradebot.api.strategy import StrategySpec
+from tradebot.controllers import runtime
+from tradebot.controllers.backtest import job_name, record
+from tradebot.domain import jobs
+from tradebot.domain.conditions import now, set_condition
+from tradebot.domain.freqtrade_config import backtest_config, config_hash
+from tradebot.domain.naming import LABEL_BACKTEST, LABEL_KIND, LABEL_STRATEGY, backtest_run_id
+from tradebot.domain.queue import (
+    Decision,
+    GpuNeed,
+    Limits,
+    QueuedBacktest,
+    RunningBacktest,
+    decide,
+)
+from tradebot.observability.logging import logger
+from tradebot.settings import Settings
+
+_log = logger(component="queue")
+
+
+def _created(obj: dict[str, Any]) -> dt.datetime:
+    return dt.datetime.fromisoformat(obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+
+
+def _gpu_quantity(value: object) -> int:
+    try:
+        return int(str(value))
+    except ValueError:
+        return 0
+
+
+def gpu_capacity(settings: Settings) -> dict[str, int]:
+    """Free GPUs per vendor: allocatable on Ready nodes minus what live pods ask for."""
+    resources = {vendor: p.resource for vendor, p in settings.gpu_profiles.items()}
+    allocatable = dict.fromkeys(resources, 0)
+    for node in kube.core().list_node().items:
+        ready = any(c.type == "Ready" and c.status == "True"
+                    for c in (node.status.conditions or []))
+        if not ready or node.spec.unschedulable:
+            continue
+        for vendor, res in resources.items():
+            allocatable[vendor] += _gpu_quantity((node.status.allocatable or {}).get(res, 0))
+    in_use = dict.fromkeys(resources, 0)
+    pods = kube.core().list_pod_for_all_namespaces(
+        field_selector="status.phase!=Succeeded,status.phase!=Failed").items
+    for pod in pods:
+        for c in pod.spec.containers:
+            req = c.resources
+            asked = {**((req.requests or {}) if req else {}), **((req.limits or {}) if req else {})}
+            for vendor, res in resources.items():
+                in_use[vendor] += _gpu_quantity(asked.get(res, 0))
+    return {v: max(0, allocatable[v] - in_use[v]) for v in resources}
+
+
+def _list_backtests(settings: Settings) -> list[dict[str, Any]]:
+    api = kube.custom()
+    if not settings.namespaces:
+        return list(api.list_cluster_custom_object(GROUP, VERSION, "backtests")["items"])
+    items: list[dict[str, Any]] = []
+    for ns in settings.namespaces:
+        items += api.list_namespaced_custom_object(GROUP, VERSION, ns, "backtests")["items"]
+    return items
+
+
+def snapshot(settings: Settings) -> tuple[list[QueuedBacktest], list[RunningBacktest],
+                                          dict[tuple[str, str], dict[str, Any]]]:
+    backtests = _list_backtests(settings)
+    job_list = kube.batch().list_job_for_all_namespaces(
+        label_selector=f"{LABEL_KIND}=backtest").items
+    # Every backtest Job holds a slot until the controller deletes it after recording its
+    # result, so the number of Job objects never exceeds the limit.
+    running = [RunningBacktest(j.metadata.namespace, j.metadata.labels.get(LABEL_BACKTEST, ""),
+                               j.metadata.labels.get(LABEL_STRATEGY, "")) for j in job_list]
+    with_job = {(r.namespace, r.name) for r in running}
+    queued, objects = [], {}
+    for bt in backtests:
+        meta = bt["metadata"]
+        key = (meta["namespace"], meta["name"])
+        if (bt.get("status") or {}).get("phase") != "Queued" or key in with_job:
+            continue
+        if meta.get("deletionTimestamp"):
+            continue
+        spec = bt.get("spec") or {}
+        gpu = spec.get("gpu")
+        queued.append(QueuedBacktest(
+            key[0], key[1], (spec.get("strategyRef") or {}).get("name", ""),
+            int(spec.get("priority") or 0), _created(bt),
+            GpuNeed(gpu.get("vendor", "amd"), int(gpu["count"])) if gpu else None))
+        objects[key] = bt
+    return queued, running, objects
+
+
+def admit(bt: dict[str, Any], settings: Settings) -> None:
+    """Creates the run's ConfigMap and Job (idempotent) and marks the Backtest Running."""
+    meta = bt["metadata"]
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    spec = BacktestSpec.model_validate(bt["spec"])
+    strategy = kube.custom().get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "strategies", spec.strategy_ref.name)
+    strategy_spec = StrategySpec.model_validate(strategy["spec"])
+    from tradebot.controllers.strategy import read_code
+
+    code = read_code(strategy_spec, namespace)
+    config = backtest_config(spec, strategy_spec, datadir=jobs.DATA_DIR,
+                             user_data_dir=jobs.USER_DATA_DIR)
+    run_id = backtest_run_id(uid)
+    run = jobs.BacktestRun(namespace, name, uid, spec, spec.strategy_ref.name,
+                           strategy_spec.class_name, code, config, run_id, run_id)
+    for create, body in ((kube.core().create_namespaced_config_map, jobs.config_map(run)),
+                         (kube.batch().create_namespaced_job, jobs.job(run, settings))):
+        try:
+            create(namespace, body)
+        except ApiException as e:
+            if not kube.is_conflict(e):
+                raise
+    status = bt.get("status") or {}
+    started = now()
+    new_status = {
+        "phase": "Running", "jobName": run.job_name, "queuePosition": None,
+        "startedAt": started, "runId": run_id,
+        "codeHash": (strategy.get("status") or {}).get("codeHash"),
+        "configHash": config_hash(config), "message": f"running as Job {run.job_name}",
+        "conditions": set_condition(status.get("conditions"), "Admitted", True, "Admitted",
+                                    f"Job {run.job_name} created", meta.get("generation")),
+    }
+    kube.custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, "backtests", name, {"status": new_status})
+    kube.core().create_namespaced_event(namespace, _event(bt, "Admitted",
+                                                          f"Job {run.job_name} created"))
+    error = record(namespace, name, uid, "running", {**status, **new_status}, spec)
+    log = _log.bind(namespace=namespace, name=name, correlation_id=run_id)
+    log.info("backtest admitted", job=run.job_name)
+    if error:
+        log.warning("run record not written", error=error)
+
+
+def _event(bt: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
+    meta = bt["metadata"]
+    stamp = now()
+    return {
+        "metadata": {"generateName": f"{meta['name']}."},
+        "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Backtest",
+                           "name": meta["name"], "namespace": meta["namespace"],
+                           "uid": meta["uid"]},
+        "reason": reason, "message": message, "type": "Normal",
+        "source": {"component": "tradebot-operator"},
+        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
+    }
+
+
+def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+    for key, position in decision.positions.items():
+        bt = objects[key]
+        status = bt.get("status") or {}
+        reason = decision.waiting_for.get(key, "")
+        message = f"queued at position {position}: waiting for {reason}"
+        if status.get("queuePosition") == position and status.get("message") == message:
+            continue
+        patch = {"status": {
+            "queuePosition": position, "message": message,
+            "conditions": set_condition(status.get("conditions"), "Admitted", False, "Waiting",
+                                        message, bt["metadata"].get("generation"))}}
+        try:
+            kube.custom().patch_namespaced_custom_object_status(
+                GROUP, VERSION, key[0], "backtests", key[1], patch)
+        except ApiException as e:
+            if not kube.is_not_found(e):
+                raise
+
+
+def _drain(running: list[RunningBacktest]) -> None:
+    """Like Kueue's HoldAndDrain: stop what runs; the Backtests go back to the queue."""
+    for r in running:
+        jobs_of = kube.batch().list_namespaced_job(
+            r.namespace, label_selector=f"{LABEL_BACKTEST}={r.name},{LABEL_KIND}=backtest").items
+        for j in jobs_of:
+            if (j.status.succeeded or j.status.failed):
+                continue  # finished: its result is being recorded, keep it
+            _log.info("draining", namespace=r.namespace, name=r.name, job=j.metadata.name)
+            try:
+                kube.batch().delete_namespaced_job(j.metadata.name, r.namespace,
+                                                   propagation_policy="Background")
+            except ApiException as e:
+                if not kube.is_not_found(e):
+                    raise
+
+
+def admission_pass(settings: Settings) -> Decision:
+    rt = runtime.get()
+    with rt.admission_lock:
+        queued, running, objects = snapshot(settings)
+        limits = Limits(settings.max_concurrent_backtests, settings.max_backtests_per_namespace,
+                        settings.max_backtests_per_strategy,
+                        hold=settings.queue_hold != "None")
+        if settings.queue_hold == "HoldAndDrain":
+            _drain(running)
+        gpus = gpu_capacity(settings) if any(q.gpu for q in queued) else {}
+        decision = decide(queued, running, limits, gpus)
+        for key in decision.admit:
+            try:
+                admit(objects[key], settings)
+            except Exception as e:
+                _log.exception("admission failed", namespace=key[0], name=key[1], error=str(e))
+        _write_positions(decision, objects)
+        return decision
+
+
+class AdmissionLoop:
+    """Runs admission passes every `interval` seconds in a thread until stopped."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                admission_pass(self.settings)
+            except Exception as e:
+                # The API server restarting or a network blip must not end the loop.
+                _log.warning("admission pass failed", error=str(e))
+            self._stop.wait(self.settings.reconcile_interval_seconds)
+
+
+__all__ = ["AdmissionLoop", "admission_pass", "job_name"]

@@ -1,0 +1,58 @@
+"""What the controllers share for the life of the operator process: settings, the records
+store and the admission lock. Reconciliation state is never kept here: it lives in the
+cluster and in the records."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradebot.observability.logging import logger
+from tradebot.settings import Settings
+
+_log = logger(component="runtime")
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    admission_lock: threading.Lock = field(default_factory=threading.Lock)
+    _store: Any = None
+    _store_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def store(self) -> Any:  # a RecordStore, imported lazily
+        """The records store, opened (and migrated) on first use; None while unavailable."""
+        from tradebot.records import RecordsUnavailable, open_store
+
+        with self._store_lock:
+            if self._store is None:
+                try:
+                    store = open_store(self.settings.database_dsn)
+                    store.migrate()
+                except RecordsUnavailable as e:
+                    _log.warning("records unavailable", error=str(e))
+                    return None
+                self._store = store
+            return self._store
+
+    def close(self) -> None:
+        with self._store_lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+_runtime: Runtime | None = None
+
+
+def get() -> Runtime:
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(Settings.from_env())
+    return _runtime
+
+
+def install(runtime: Runtime) -> None:
+    global _runtime
+    _runtime = runtime

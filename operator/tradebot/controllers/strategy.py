@@ -1,0 +1,124 @@
+"""Strategy controller: read the code, introspect it (never run it), hash and register it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from tradebot import kube
+from tradebot.api.base import GROUP, VERSION
+from tradebot.api.strategy import StrategySpec
+from tradebot.controllers import runtime
+from tradebot.controllers.status import condition, event
+from tradebot.freqtrade.introspect import Introspection, IntrospectionError, introspect
+from tradebot.observability.logging import logger
+
+PLURAL = "strategies"
+
+
+class CodeUnavailable(Exception):
+    """The code cannot be read yet (e.g. its ConfigMap is missing); the reason says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def read_code(spec: StrategySpec, namespace: str) -> str:
+    if spec.code is not None:
+        return spec.code
+    ref = spec.config_map_ref
+    assert ref is not None  # the model guarantees exactly one source
+    try:
+        cm = kube.core().read_namespaced_config_map(ref.name, namespace)
+    except ApiException as e:
+        if kube.is_not_found(e):
+            raise CodeUnavailable("ConfigMapNotFound",
+                                  f"ConfigMap {namespace}/{ref.name} not found") from None
+        raise
+    data = cm.data or {}
+    if ref.key not in data:
+        raise CodeUnavailable(
+            "ConfigMapKeyMissing",
+            f"ConfigMap {namespace}/{ref.name} has no key {ref.key!r} "
+            f"(keys: {', '.join(sorted(data)) or 'none'})")
+    return str(data[ref.key])
+
+
+def _set_phase(status: dict[str, Any], patch: kopf.Patch, phase: str, ready: bool,
+               reason: str, message: str, generation: int) -> None:
+    patch.status["phase"] = phase
+    patch.status["message"] = message
+    patch.status["observedGeneration"] = generation
+    condition(status, patch, "Ready", ready, reason, message, generation)
+
+
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.timer(GROUP, VERSION, PLURAL, interval=15, initial_delay=15)
+def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+                       namespace: str | None, name: str, uid: str, patch: kopf.Patch,
+                       **_: Any) -> None:
+    assert namespace is not None  # the kinds are namespaced
+    generation = int(meta.get("generation") or 0)
+    current = dict(status)
+    log = logger(kind="Strategy", namespace=namespace, name=name,
+                 correlation_id=f"{uid}/{generation}")
+    old_phase, old_hash = status.get("phase"), status.get("codeHash")
+    try:
+        model = StrategySpec.model_validate(dict(spec))
+        code = read_code(model, namespace)
+        found = introspect(code, model.class_name)
+    except ValidationError as e:
+        message = f"invalid spec: {e.errors()[0]['msg']}"
+        _set_phase(current, patch, "Invalid", False, "InvalidSpec", message, generation)
+    except CodeUnavailable as e:
+        _set_phase(current, patch, "Pending", False, e.reason, str(e), generation)
+        if old_phase != "Pending" or status.get("message") != str(e):
+            event(body, e.reason, str(e), warning=True)
+            log.warning("strategy code unavailable", reason=e.reason, error=str(e))
+        return
+    except IntrospectionError as e:
+        _set_phase(current, patch, "Invalid", False, "InvalidCode", str(e), generation)
+        patch.status["codeHash"] = None
+        patch.status["interface"] = None
+        if old_phase != "Invalid" or status.get("message") != str(e):
+            event(body, "InvalidCode", str(e), warning=True)
+            log.warning("strategy invalid", error=str(e))
+        return
+    else:
+        message = f"{model.class_name} introspected"
+        if found.warnings:
+            message += "; " + "; ".join(found.warnings)
+        _set_phase(current, patch, "Ready", True, "Introspected", message, generation)
+        patch.status["codeHash"] = found.code_hash
+        patch.status["interface"] = found.interface.to_wire()
+        if old_phase != "Ready" or old_hash != found.code_hash:
+            event(body, "Ready", f"{model.class_name} ready, code sha256 {found.code_hash[:12]}")
+            log.info("strategy ready", code_hash=found.code_hash)
+        _register(body, current, patch, namespace, name, uid, model.class_name, found, generation)
+        return
+    if old_phase != "Invalid" or status.get("message") != message:
+        event(body, "InvalidSpec", message, warning=True)
+        log.warning("strategy spec invalid", error=message)
+
+
+def _register(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, namespace: str,
+              name: str, uid: str, class_name: str, found: Introspection, generation: int) -> None:
+    from tradebot.records import RecordsUnavailable
+
+    store = runtime.get().store()
+    try:
+        if store is None:
+            raise RecordsUnavailable("records store unavailable")
+        store.register_strategy(namespace, name, uid, class_name, found.code_hash,
+                                found.interface.to_wire())
+    except RecordsUnavailable as e:
+        condition(status, patch, "Recorded", False, "RecordsUnavailable", str(e), generation)
+        return
+    condition(status, patch, "Recorded", True, "Registered",
+              f"code {found.code_hash[:12]} in the strategy registry", generation)

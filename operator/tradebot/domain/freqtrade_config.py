@@ -1,0 +1,132 @@
+"""The Freqtrade configuration of a backtest, built from the API objects (pure: no I/O).
+
+The operator writes this dict as the run's config.json; the runner hands it to
+`freqtrade backtesting` unchanged, so everything Freqtrade should know is decided here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from decimal import Decimal
+from typing import Any
+
+from tradebot.api.backtest import BacktestSpec
+from tradebot.api.strategy import StrategyParameters, StrategySpec
+
+# Freqtrade has no configuration key for hyperoptable (buy/sell) parameter values: it reads them
+# from a parameter file next to the strategy (<strategy file stem>.json). The config carries that
+# file's exact content under this key, which Freqtrade ignores; the runner writes it out.
+TRADEBOT_KEY = "tradebot"
+PARAMETER_FILE_KEY = "parameter_file"
+
+# The API server never runs in a backtest, but Freqtrade's schema wants the block complete
+# whenever it is present. This value only satisfies the schema's 32-character minimum.
+_DISABLED_JWT_KEY = "api-server-disabled-in-backtests"
+
+
+def _number(amount: Decimal) -> float:
+    """Freqtrade's schema and arithmetic take JSON numbers, so money and ratios turn into
+    floats here, at the boundary, and nowhere else. The API keeps them as Decimal with at most
+    8 places, which a float round-trips through its shortest repr exactly (str(float(d)) ==
+    str(d) for these magnitudes)."""
+    return float(amount)
+
+
+def _parameter_file(class_name: str, parameters: StrategyParameters) -> dict[str, Any] | None:
+    params: dict[str, dict[str, Any]] = {}
+    if parameters.buy:
+        params["buy"] = dict(parameters.buy)
+    if parameters.sell:
+        params["sell"] = dict(parameters.sell)
+    if not params:
+        return None
+    return {"strategy_name": class_name, "params": params, "ft_stratparam_v": 1}
+
+
+def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
+                    user_data_dir: str) -> dict[str, Any]:
+    """The config for `freqtrade backtesting` of `strategy` as `spec` describes it.
+
+    The timerange is not part of it: Freqtrade takes it on the command line.
+    """
+    config: dict[str, Any] = {
+        "strategy": strategy.class_name,
+        "dry_run": True,
+        "trading_mode": "spot",
+        "margin_mode": "",
+        "stake_currency": spec.stake_currency,
+        # "unlimited" is Freqtrade's own word for sharing the wallet, so it passes as a string.
+        "stake_amount": (spec.stake_amount if isinstance(spec.stake_amount, str)
+                         else _number(spec.stake_amount)),
+        "dry_run_wallet": _number(spec.dry_run_wallet),
+        "max_open_trades": spec.max_open_trades,
+        "enable_protections": spec.enable_protections,
+        "exchange": {
+            "name": spec.exchange,
+            # Backtests never talk to an exchange account: no credentials, ever.
+            "key": "",
+            "secret": "",
+            "pair_whitelist": list(spec.pairs),
+            "pair_blacklist": [],
+        },
+        "pairlists": [{"method": "StaticPairList"}],
+        "entry_pricing": {
+            "price_side": "same",
+            "use_order_book": True,
+            "order_book_top": 1,
+            "price_last_balance": 0.0,
+            "check_depth_of_market": {"enabled": False, "bids_to_ask_delta": 1},
+        },
+        "exit_pricing": {
+            "price_side": "same",
+            "use_order_book": True,
+            "order_book_top": 1,
+        },
+        "api_server": {
+            "enabled": False,
+            "listen_ip_address": "127.0.0.1",
+            "listen_port": 8080,
+            "verbosity": "error",
+            "jwt_secret_key": _DISABLED_JWT_KEY,
+            "CORS_origins": [],
+            "username": "",
+            "password": "",
+        },
+        "telegram": {"enabled": False, "token": "", "chat_id": ""},
+        "dataformat_ohlcv": "feather",
+        "dataformat_trades": "feather",
+        "datadir": datadir,
+        "user_data_dir": user_data_dir,
+        "export": "trades",
+        "internals": {},
+    }
+    timeframe = spec.timeframe or strategy.timeframe
+    if timeframe is not None:
+        # Left out, the strategy's own timeframe applies.
+        config["timeframe"] = timeframe
+    if spec.fee is not None:
+        config["fee"] = _number(spec.fee)
+
+    parameters = strategy.parameters
+    if parameters is not None:
+        # Config values take precedence over the strategy's attributes in Freqtrade
+        # (StrategyResolver), which is exactly what an override is.
+        if parameters.minimal_roi is not None:
+            config["minimal_roi"] = {minutes: _number(ratio)
+                                     for minutes, ratio in parameters.minimal_roi.items()}
+        if parameters.stoploss is not None:
+            config["stoploss"] = _number(parameters.stoploss)
+        parameter_file = _parameter_file(strategy.class_name, parameters)
+        if parameter_file is not None:
+            config[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: parameter_file}
+    return config
+
+
+def canonical_json(config: dict[str, Any]) -> str:
+    return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """sha256 (hex) of the canonical JSON: key order and whitespace do not change it."""
+    return hashlib.sha256(canonical_json(config).encode()).hexdigest()

@@ -1,0 +1,178 @@
+"""The Job (and its ConfigMap) that runs one Backtest with the runner image."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from tradebot.api.backtest import BacktestSpec
+from tradebot.api.base import API_VERSION
+from tradebot.domain.naming import (
+    LABEL_BACKTEST,
+    LABEL_KIND,
+    LABEL_RUN,
+    LABEL_STRATEGY,
+    MANAGED_BY,
+    child_name,
+    owner_reference,
+)
+from tradebot.settings import Settings
+
+CONFIG_MOUNT = "/etc/tradebot"
+ARTIFACTS_MOUNT = "/artifacts"
+CONTAINER = "runner"
+
+
+@dataclass(frozen=True)
+class BacktestRun:
+    """Everything needed to build the run's objects, gathered by the controller."""
+
+    namespace: str
+    name: str
+    uid: str
+    spec: BacktestSpec
+    strategy_name: str
+    strategy_class: str
+    strategy_code: str
+    config: dict[str, Any]
+    run_id: str
+    correlation_id: str
+
+    @property
+    def job_name(self) -> str:
+        return child_name("bt", self.name, self.uid)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return {**MANAGED_BY, LABEL_KIND: "backtest", LABEL_BACKTEST: self.name,
+                LABEL_STRATEGY: self.strategy_name, LABEL_RUN: self.run_id}
+
+    @property
+    def strategy_file(self) -> str:
+        return f"{self.strategy_class}.py"
+
+    def runner_args(self, config_dir: str, output_dir: str) -> list[str]:
+        """The runner's command line; the local executor runs the same one."""
+        args = ["backtest", "--config", f"{config_dir}/config.json",
+                "--strategy-file", f"{config_dir}/{self.strategy_file}",
+                "--output", output_dir]
+        data = self.spec.data
+        if data.pvc is not None:
+            args += ["--data", f"/data/{data.pvc.path}"]
+        else:
+            args += ["--data", data.bundled or "sample"]
+        if self.spec.timerange is not None:
+            args += ["--timerange", self.spec.timerange.freqtrade()]
+        if self.spec.enable_protections:
+            args.append("--enable-protections")
+        return args
+
+
+def _owner(run: BacktestRun) -> dict[str, object]:
+    return owner_reference(API_VERSION, "Backtest", run.name, run.uid)
+
+
+def config_map(run: BacktestRun) -> dict[str, Any]:
+    """The generated Freqtrade config and the strategy code, mounted into the pod."""
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": run.job_name, "namespace": run.namespace, "labels": run.labels,
+                     "ownerReferences": [_owner(run)]},
+        "data": {
+            "config.json": json.dumps(run.config, indent=2, sort_keys=True),
+            run.strategy_file: run.strategy_code,
+        },
+    }
+
+
+def _scheduling(run: BacktestRun, settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resources and pod-spec fields that place the pod: GPU nodes for GPU runs, never for
+    the others."""
+    spec = run.spec
+    resources: dict[str, Any] = {
+        "requests": {"cpu": "1", "memory": "1Gi"},
+        "limits": {"memory": "2Gi"},
+    }
+    if spec.resources is not None:
+        resources = {k: v for k, v in spec.resources.to_wire().items() if v}
+    placement: dict[str, Any] = {}
+    if spec.gpu is not None:
+        profile = settings.gpu_profiles[spec.gpu.vendor]
+        limits = dict(resources.get("limits", {}))
+        limits[profile.resource] = str(spec.gpu.count)
+        resources["limits"] = limits
+        placement["nodeSelector"] = dict(profile.node_selector)
+        placement["tolerations"] = [dict(t) for t in profile.tolerations]
+    else:
+        off_gpu_nodes = [{"key": label, "operator": "DoesNotExist"}
+                         for label in settings.gpu_node_labels]
+        placement["affinity"] = {"nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [{"matchExpressions": off_gpu_nodes}]}}}
+    return resources, placement
+
+
+def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
+    resources, placement = _scheduling(run, settings)
+    image = run.spec.image or (
+        settings.runner_image_rocm if run.spec.gpu is not None and run.spec.gpu.vendor == "amd"
+        else settings.runner_image)
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": run.job_name}},
+        {"name": "artifacts", **({"persistentVolumeClaim": {"claimName": settings.artifacts_pvc}}
+                                 if settings.artifacts_pvc else {"emptyDir": {}})},
+        {"name": "tmp", "emptyDir": {}},
+    ]
+    mounts: list[dict[str, Any]] = [
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": "artifacts", "mountPath": ARTIFACTS_MOUNT,
+         **({"subPath": f"{run.namespace}/{run.run_id}"} if settings.artifacts_pvc else {})},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own scratch space
+    ]
+    if run.spec.data.pvc is not None:
+        volumes.append({"name": "data", "persistentVolumeClaim": {
+            "claimName": run.spec.data.pvc.claim_name, "readOnly": True}})
+        mounts.append({"name": "data", "mountPath": "/data", "readOnly": True})
+    container = {
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "args": run.runner_args(CONFIG_MOUNT, ARTIFACTS_MOUNT),
+        "env": [{"name": "TRADEBOT_CORRELATION_ID", "value": run.correlation_id}],
+        "resources": resources,
+        "volumeMounts": mounts,
+        "terminationMessagePath": "/dev/termination-log",
+        # The summary is the termination message; if the runner dies before writing it, the
+        # log tail says why.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": {
+            "runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+        },
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": run.job_name, "namespace": run.namespace, "labels": run.labels,
+                     "ownerReferences": [_owner(run)]},
+        "spec": {
+            "backoffLimit": 0,
+            "activeDeadlineSeconds": settings.backtest_deadline_seconds,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            "template": {
+                "metadata": {"labels": run.labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {"fsGroup": 1000, "seccompProfile": {
+                        "type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": volumes,
+                    **placement,
+                },
+            },
+        },
+    }

@@ -1,0 +1,115 @@
+"""Backtest admission: which queued Backtests may start now. Pure: the caller passes a snapshot
+of the cluster (queued Backtests, running Jobs, free GPUs) and applies the decision.
+
+Order is priority (higher first), then age (older first), then namespace/name. A Backtest
+held back only by a per-namespace or per-strategy limit does not block others behind it; a
+GPU Backtest held back by capacity does block later ones of the same GPU vendor, so a large
+request is not starved by small ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from dataclasses import dataclass, field
+
+Key = tuple[str, str]  # (namespace, name)
+
+
+@dataclass(frozen=True)
+class GpuNeed:
+    vendor: str
+    count: int
+
+
+@dataclass(frozen=True)
+class QueuedBacktest:
+    namespace: str
+    name: str
+    strategy: str
+    priority: int
+    created: dt.datetime
+    gpu: GpuNeed | None = None
+
+    @property
+    def key(self) -> Key:
+        return (self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class RunningBacktest:
+    namespace: str
+    name: str
+    strategy: str
+
+
+@dataclass(frozen=True)
+class Limits:
+    total: int
+    per_namespace: int
+    per_strategy: int
+    hold: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    admit: tuple[Key, ...]
+    # 1-based place of each Backtest that stays queued.
+    positions: dict[Key, int] = field(default_factory=dict)
+    # Why each one that stays queued waits, for its status.
+    waiting_for: dict[Key, str] = field(default_factory=dict)
+
+
+def order(queued: list[QueuedBacktest]) -> list[QueuedBacktest]:
+    return sorted(queued, key=lambda q: (-q.priority, q.created, q.namespace, q.name))
+
+
+def decide(
+    queued: list[QueuedBacktest],
+    running: list[RunningBacktest],
+    limits: Limits,
+    gpu_free: dict[str, int],
+) -> Decision:
+    total = len(running)
+    per_ns = Counter(r.namespace for r in running)
+    per_strategy = Counter((r.namespace, r.strategy) for r in running)
+    free = dict(gpu_free)
+    blocked_vendors: set[str] = set()
+    admit: list[Key] = []
+    waiting: dict[Key, str] = {}
+
+    for q in order(queued):
+        reason = None
+        if limits.hold:
+            reason = "the queue is on hold"
+        elif total >= limits.total:
+            reason = f"cluster-wide limit of {limits.total} running backtests"
+        elif per_ns[q.namespace] >= limits.per_namespace:
+            reason = f"limit of {limits.per_namespace} running backtests in namespace {q.namespace}"
+        elif per_strategy[(q.namespace, q.strategy)] >= limits.per_strategy:
+            reason = f"limit of {limits.per_strategy} running backtests of strategy {q.strategy}"
+        elif q.gpu is not None:
+            if q.gpu.vendor in blocked_vendors:
+                reason = f"an earlier {q.gpu.vendor} GPU backtest waits for capacity"
+            elif free.get(q.gpu.vendor, 0) < q.gpu.count:
+                reason = (f"{q.gpu.count} free {q.gpu.vendor} GPU(s); "
+                          f"{free.get(q.gpu.vendor, 0)} free now")
+                blocked_vendors.add(q.gpu.vendor)
+        if reason is not None:
+            waiting[q.key] = reason
+            continue
+        admit.append(q.key)
+        total += 1
+        per_ns[q.namespace] += 1
+        per_strategy[(q.namespace, q.strategy)] += 1
+        if q.gpu is not None:
+            free[q.gpu.vendor] -= q.gpu.count
+
+    positions = {key: i + 1 for i, key in enumerate(
+        q.key for q in order(queued) if q.key in waiting)}
+    return Decision(admit=tuple(admit), positions=positions, waiting_for=waiting)
+
+
+def gpu_free(allocatable: dict[str, int], in_use: dict[str, int]) -> dict[str, int]:
+    """Free GPUs per vendor resource: allocatable on nodes minus requested by live pods."""
+    return {res: max(0, n - in_use.get(res, 0)) for res, n in allocatable.items()}

@@ -1,0 +1,124 @@
+"""The local executor: on the local cluster, kwok pods run no containers, so the operator runs
+the Job's runner command itself, as a subprocess with the same arguments and the same mounted
+files, and then reports the outcome on the pod the way a kubelet would (through the kwok stage
+annotations: outcome, exit code, termination message).
+
+Crash-safe: each run has a directory under the state dir holding its pid and, when done, its
+exit code. A restarted operator adopts a run still going, reports one that finished, and only
+starts the command again when it died without finishing (a retry of the same run, never a
+second one beside it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tradebot.domain.jobs import ARTIFACTS_MOUNT, CONFIG_MOUNT, CONTAINER
+from tradebot.freqtrade.summary import RunSummary
+
+OUTCOME = "kwok.tradebot.dev/outcome"
+EXIT_CODE = "kwok.tradebot.dev/exit-code"
+MESSAGE = "kwok.tradebot.dev/termination-message"
+RUNNER = [sys.executable, "-m", "tradebot.freqtrade.runner"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    succeeded: bool
+    exit_code: int
+    message: str
+
+    def annotations(self) -> dict[str, str]:
+        return {OUTCOME: "Succeeded" if self.succeeded else "Failed",
+                EXIT_CODE: str(self.exit_code), MESSAGE: self.message}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+class LocalExecutor:
+    def __init__(self, state_dir: Path, runner: list[str] | None = None) -> None:
+        self.state_dir = state_dir.resolve()
+        self.runner = runner or RUNNER
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.state_dir / "runs" / run_id
+
+    def artifacts_dir(self, run_id: str) -> Path:
+        return self.run_dir(run_id) / "artifacts"
+
+    def step(self, run_id: str, container_args: list[str], files: dict[str, str],
+             env: dict[str, str]) -> Outcome | None:
+        """Advances the run one step; returns its Outcome once the runner has finished."""
+        d = self.run_dir(run_id)
+        exit_file, pid_file = d / "exitcode", d / "pid"
+        if exit_file.exists():
+            return self._outcome(run_id, int(exit_file.read_text().strip() or 1))
+        if pid_file.exists() and _alive(int(pid_file.read_text().strip())):
+            return None
+        self._start(run_id, container_args, files, env)
+        return None
+
+    def _start(self, run_id: str, container_args: list[str], files: dict[str, str],
+               env: dict[str, str]) -> None:
+        d = self.run_dir(run_id)
+        inputs, artifacts = d / "input", self.artifacts_dir(run_id)
+        # A run that died half-way starts again from nothing.
+        shutil.rmtree(artifacts, ignore_errors=True)
+        inputs.mkdir(parents=True, exist_ok=True)
+        artifacts.mkdir(parents=True, exist_ok=True)
+        for name, content in files.items():
+            (inputs / name).write_text(content)
+        args = [a.replace(CONFIG_MOUNT, str(inputs)).replace(ARTIFACTS_MOUNT, str(artifacts))
+                for a in container_args]
+        command = [*self.runner, *args]
+        (d / "command.json").write_text(json.dumps(command))
+        with (d / "runner.log").open("ab") as log:
+            # The shell records the exit code, so a restarted operator can read it even though
+            # the runner is no longer its child.
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", '"$@"; echo $? > exitcode.tmp && mv exitcode.tmp exitcode',
+                 "runner", *command],
+                cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env={**os.environ, **env}, start_new_session=True)
+        (d / "pid").write_text(str(proc.pid))
+
+    def _outcome(self, run_id: str, exit_code: int) -> Outcome:
+        summary_file = self.artifacts_dir(run_id) / "summary.json"
+        try:
+            summary = RunSummary.model_validate_json(summary_file.read_text())
+        except (OSError, ValueError):
+            log = self.run_dir(run_id) / "runner.log"
+            tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
+            return Outcome(False, exit_code or 1,
+                           f"runner exited with code {exit_code} without a summary: {tail}")
+        return Outcome(summary.ok and exit_code == 0, exit_code, summary.to_message())
+
+    def forget(self, run_id: str) -> None:
+        """Drops the run's process bookkeeping (its artifacts stay)."""
+        for name in ("pid", "exitcode"):
+            (self.run_dir(run_id) / name).unlink(missing_ok=True)
+
+
+def container_args(job: dict[str, Any]) -> list[str]:
+    containers = job["spec"]["template"]["spec"]["containers"]
+    runner = next(c for c in containers if c["name"] == CONTAINER)
+    return [str(a) for a in runner.get("args", [])]

@@ -1,0 +1,1 @@
+"""What speaks Freqtrade: strategy introspection, the backtest runner, result parsing."""

@@ -1,0 +1,130 @@
+"""Freqtrade's own command line, with exchange markets from a bundled file.
+
+    python -m tradebot.freqtrade.offline [--markets FILE] [--record-data FILE] <freqtrade args>
+
+Freqtrade loads the exchange's markets over the network whenever it builds an Exchange, and
+no setting skips that; a backtest needs nothing else from the exchange. So before handing over
+to `freqtrade.main.main`, this replaces the one coroutine that fetches markets with one that
+reads a ccxt unified markets file (markets/<exchange id>.json in this package unless --markets
+names one). Everything after that is unmodified Freqtrade.
+
+--record-data FILE appends one JSON line per candle file Freqtrade loads, so the caller can
+hash exactly the data a result came from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+MARKETS_DIR = Path(__file__).resolve().parent / "markets"
+# Whitelist entries made only of these are plain pairs; anything else is a Freqtrade regex,
+# which matches whatever the markets offer and so cannot be "missing".
+_PLAIN_PAIR = re.compile(r"^[A-Za-z0-9]+/[A-Za-z0-9]+(:[A-Za-z0-9]+)?$")
+
+
+class OfflineMarketsError(Exception):
+    pass
+
+
+def markets_file(exchange_id: str, override: Path | None = None) -> Path:
+    if override is not None:
+        return override
+    path = MARKETS_DIR / f"{exchange_id}.json"
+    if not path.is_file():
+        have = sorted(p.stem for p in MARKETS_DIR.glob("*.json"))
+        raise OfflineMarketsError(
+            f"no offline markets for exchange {exchange_id!r} (bundled: {', '.join(have)})")
+    return path
+
+
+def load_markets(path: Path) -> dict[str, Any]:
+    """The ccxt unified markets, by symbol."""
+    document = json.loads(path.read_text())
+    markets = document.get("markets") if isinstance(document, dict) else None
+    if not isinstance(markets, dict) or not markets:
+        raise OfflineMarketsError(f"{path} holds no markets (expected {{\"markets\": {{...}}}})")
+    return markets
+
+
+def missing_pairs(whitelist: list[str], markets: dict[str, Any]) -> list[str]:
+    return [p for p in whitelist if _PLAIN_PAIR.match(p) and p not in markets]
+
+
+def _install(markets_override: Path | None, record: Path | None) -> None:
+    # Imported here, not at module level: importing Freqtrade takes about a second, and the
+    # helpers above are used without it.
+    from freqtrade.data.history.datahandlers.idatahandler import IDataHandler
+    from freqtrade.exceptions import OperationalException
+    from freqtrade.exchange.exchange import Exchange
+
+    async def reload_markets_offline(self: Exchange, reload: bool = False) -> None:
+        exchange_id = str(self._api_async.id)
+        try:
+            path = markets_file(exchange_id, markets_override)
+            markets = load_markets(path)
+        except (OfflineMarketsError, OSError, ValueError) as e:
+            raise OperationalException(f"Offline markets: {e}") from e
+        whitelist = list(self._config.get("exchange", {}).get("pair_whitelist", []))
+        missing = missing_pairs(whitelist, markets)
+        if missing:
+            # Freqtrade would only warn and drop such a pair from the whitelist; a backtest
+            # that silently trades fewer pairs than it was asked to is worse than none.
+            raise OperationalException(
+                f"Pair(s) {', '.join(missing)} not in the offline {exchange_id} markets "
+                f"({path.name}: {', '.join(sorted(markets))})")
+        self._api_async.set_markets(markets)
+
+    Exchange._api_reload_markets = reload_markets_offline  # type: ignore[method-assign]
+
+    if record is not None:
+        original_load = IDataHandler.ohlcv_load
+
+        def ohlcv_load_recorded(self: IDataHandler, pair: str, timeframe: str,
+                                candle_type: Any, **kwargs: Any) -> Any:
+            frame = original_load(self, pair, timeframe, candle_type, **kwargs)
+            candidates = (
+                self._pair_data_filename(self._datadir, pair, timeframe, candle_type),
+                self._pair_data_filename(self._datadir, pair, timeframe, candle_type,
+                                         no_timeframe_modify=True),
+            )
+            used = next((c for c in candidates if c.is_file()), None)
+            if used is not None:
+                with record.open("a") as out:
+                    out.write(json.dumps({"pair": pair, "timeframe": timeframe,
+                                          "path": str(used.resolve())}) + "\n")
+            return frame
+
+        IDataHandler.ohlcv_load = ohlcv_load_recorded  # type: ignore[method-assign]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tradebot.freqtrade.offline",
+        description="Run Freqtrade with exchange markets from a file instead of the network.")
+    parser.add_argument("--markets", type=Path, default=None,
+                        help="ccxt markets JSON (default: the bundled one for the exchange)")
+    parser.add_argument("--record-data", type=Path, default=None,
+                        help="append a JSON line per candle file loaded to this file")
+    parser.add_argument("freqtrade_args", nargs=argparse.REMAINDER,
+                        help="Freqtrade's own arguments, e.g. backtesting --config ...")
+    args = parser.parse_args(argv)
+    _install(args.markets, args.record_data)
+
+    from freqtrade.main import main as freqtrade_main
+
+    try:
+        freqtrade_main(args.freqtrade_args)
+    except SystemExit as e:
+        # Freqtrade always leaves through sys.exit; None means success to it, and also
+        # what it returns after a configuration error (callers must check the log).
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The Kubernetes API client the controllers share (in-cluster or from KUBECONFIG)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+if TYPE_CHECKING:
+    from kubernetes.client import ApiClient
+
+_lock = threading.Lock()
+_client: ApiClient | None = None
+
+
+def api_client() -> ApiClient:
+    global _client
+    with _lock:
+        if _client is None:
+            configuration = client.Configuration()
+            try:
+                config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            except ConfigException:
+                config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+            _client = client.ApiClient(configuration)
+        return _client
+
+
+def reset() -> None:
+    """Forget the client (tests point the process at another cluster)."""
+    global _client
+    with _lock:
+        _client = None
+
+
+# The generated APIs are typed for model objects; we pass and read plain dicts.
+def core() -> Any:
+    return client.CoreV1Api(api_client())
+
+
+def batch() -> Any:
+    return client.BatchV1Api(api_client())
+
+
+def custom() -> Any:
+    return client.CustomObjectsApi(api_client())
+
+
+def is_not_found(error: ApiException) -> bool:
+    return bool(error.status == 404)
+
+
+def is_conflict(error: ApiException) -> bool:
+    return bool(error.status == 409)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """A model object from the client as the API's own camelCase dict."""
+    result: dict[str, Any] = api_client().sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+    return result

@@ -1,0 +1,1 @@
+"""Logs (structlog JSON with correlation ids) and Prometheus metrics."""

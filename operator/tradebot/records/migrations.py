@@ -1,0 +1,102 @@
+"""The records schema as numbered steps. Append new versions; never edit an applied one.
+
+A step is written once for both backends: {time}, {json} and {exact} stand for the column
+types that differ. A step that cannot be shared (SQLite's ALTER TABLE is limited) may give its
+own SQLite statements.
+
+Migrations must stay backwards compatible (add, do not drop or rename), because during a
+rolling update an older operator keeps writing to a schema a newer one has migrated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final, Literal
+
+Dialect = Literal["postgres", "sqlite"]
+
+COLUMN_TYPES: Final[Mapping[Dialect, Mapping[str, str]]] = {
+    "postgres": {"time": "timestamptz", "json": "jsonb", "exact": "numeric(38, 8)"},
+    # SQLite has no exact decimal: text keeps every digit. Times are ISO 8601 text in UTC with
+    # a fixed width, so comparing the text compares the instants.
+    "sqlite": {"time": "TEXT", "json": "TEXT", "exact": "TEXT"},
+}
+
+# PostgreSQL: one advisory lock key for "someone is migrating the records schema".
+MIGRATION_LOCK_KEY: Final = 0x7472616465626F74  # "tradebot" in ASCII
+
+SCHEMA_MIGRATIONS = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version integer PRIMARY KEY,
+    description text NOT NULL,
+    applied_at {time} NOT NULL
+)"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    steps: tuple[str, ...]
+    sqlite_steps: tuple[str, ...] | None = None
+
+    def statements(self, dialect: Dialect) -> list[str]:
+        steps = self.sqlite_steps if dialect == "sqlite" and self.sqlite_steps else self.steps
+        return [step.format_map(COLUMN_TYPES[dialect]) for step in steps]
+
+
+_KINDS = "'backtest', 'dryrun', 'live'"
+_STATUSES = "'queued', 'running', 'succeeded', 'failed'"
+
+MIGRATIONS: Final[tuple[Migration, ...]] = (
+    Migration(1, "strategies, runs, metrics, artifacts", (
+        """CREATE TABLE strategies (
+            uid text NOT NULL,
+            code_hash text NOT NULL,
+            namespace text NOT NULL,
+            name text NOT NULL,
+            class_name text NOT NULL,
+            interface {json} NOT NULL,
+            first_seen {time} NOT NULL,
+            last_seen {time} NOT NULL,
+            PRIMARY KEY (uid, code_hash)
+        )""",
+        "CREATE INDEX strategies_by_name ON strategies (namespace, name)",
+        f"""CREATE TABLE runs (
+            id text PRIMARY KEY,
+            resource_uid text NOT NULL,
+            namespace text NOT NULL,
+            name text NOT NULL,
+            kind text NOT NULL CHECK (kind IN ({_KINDS})),
+            status text NOT NULL CHECK (status IN ({_STATUSES})),
+            strategy_code_hash text,
+            config_hash text,
+            data_hash text,
+            data_window_start {{time}},
+            data_window_end {{time}},
+            correlation_id text,
+            error text,
+            created_at {{time}} NOT NULL,
+            started_at {{time}},
+            finished_at {{time}}
+        )""",
+        "CREATE INDEX runs_by_namespace ON runs (namespace, created_at)",
+        "CREATE INDEX runs_by_created ON runs (created_at)",
+        "CREATE INDEX runs_by_resource ON runs (resource_uid)",
+        """CREATE TABLE metrics (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            key text NOT NULL,
+            value {exact} NOT NULL,
+            PRIMARY KEY (run_id, key)
+        )""",
+        """CREATE TABLE artifacts (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            name text NOT NULL,
+            path text NOT NULL,
+            sha256 text NOT NULL,
+            size bigint NOT NULL CHECK (size >= 0),
+            PRIMARY KEY (run_id, name)
+        )""",
+    )),
+)

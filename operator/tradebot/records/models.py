@@ -1,0 +1,134 @@
+"""The records' value types: runs, artifacts, registered strategies and exact metric values."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+RunKind = Literal["backtest", "dryrun", "live"]
+RunStatus = Literal["queued", "running", "succeeded", "failed"]
+
+# A status may only move to a higher rank (or repeat). succeeded and failed share the top rank,
+# so neither can replace the other: a finished run stays finished however events are replayed.
+STATUS_RANK: Final[Mapping[str, int]] = {"queued": 0, "running": 1, "succeeded": 2, "failed": 2}
+
+# PostgreSQL stores metrics as numeric(38, 8): 30 digits before the point, 8 after. Both
+# backends enforce the same limits here, so a value one backend accepts the other accepts too.
+METRIC_PLACES: Final = 8
+METRIC_QUANTUM: Final = Decimal(1).scaleb(-METRIC_PLACES)
+METRIC_LIMIT: Final = Decimal(10) ** 30
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _to_utc(value: dt.datetime) -> dt.datetime:
+    return value.astimezone(dt.UTC)
+
+
+# Naive datetimes are refused (AwareDatetime): guessing their zone is how timestamps drift.
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+Sha256Hex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+def exact_metric(key: str, value: object) -> Decimal:
+    """`value` as a Decimal with exactly 8 places, or ValueError.
+
+    Floats are refused because they have already lost the exact figure; values with more than
+    8 places are refused rather than rounded, because rounding silently would make a replayed
+    write look identical while the caller's figure differs.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"metric keys must be non-empty strings, got {key!r}")
+    if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
+        raise ValueError(
+            f"metric {key!r} must be a Decimal or an int, not {type(value).__name__} "
+            f"({value!r}); build it from a string: Decimal(\"...\")"
+        )
+    amount = Decimal(value)
+    if not amount.is_finite():
+        raise ValueError(f"metric {key!r} must be finite, got {amount}")
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -METRIC_PLACES:
+        raise ValueError(f"metric {key!r} has more than {METRIC_PLACES} decimal places: {amount}")
+    if abs(amount) >= METRIC_LIMIT:
+        raise ValueError(f"metric {key!r} has more than 30 digits before the point: {amount}")
+    return amount.quantize(METRIC_QUANTUM)
+
+
+def check_json(value: object, where: str = "interface") -> None:
+    """Refuse anything that would not round-trip exactly through JSON: floats among them."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return
+    if isinstance(value, float):
+        raise ValueError(f"{where} holds a float ({value!r}); pass figures as strings")
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            check_json(item, f"{where}[{i}]")
+        return
+    if isinstance(value, dict):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                raise ValueError(f"{where} has a non-string key {k!r}")
+            check_json(item, f"{where}.{k}")
+        return
+    raise ValueError(f"{where} holds a {type(value).__name__}, which is not JSON")
+
+
+def _json_object(value: dict[str, Any]) -> dict[str, Any]:
+    check_json(value)
+    return value
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RunRecord(_Record):
+    """One backtest, dry run or live run, keyed by the id its controller gave it."""
+
+    id: NonEmpty
+    resource_uid: NonEmpty
+    namespace: NonEmpty
+    name: NonEmpty
+    kind: RunKind
+    status: RunStatus = "queued"
+    strategy_code_hash: str | None = None
+    config_hash: str | None = None
+    data_hash: str | None = None
+    data_window_start: UtcDatetime | None = None
+    data_window_end: UtcDatetime | None = None
+    correlation_id: str | None = None
+    error: str | None = None
+    # Kept from the first write of a run; a replay with a later default does not move it.
+    created_at: UtcDatetime = Field(default_factory=utc_now)
+    started_at: UtcDatetime | None = None
+    finished_at: UtcDatetime | None = None
+
+
+class ArtifactRecord(_Record):
+    """A file a run produced, with its content hash so a copy can be verified."""
+
+    name: NonEmpty
+    path: NonEmpty
+    sha256: Sha256Hex
+    size: Annotated[int, Field(ge=0)]
+
+
+class StrategyRecord(_Record):
+    """One version (code hash) of a Strategy resource, as introspection saw it."""
+
+    namespace: NonEmpty
+    name: NonEmpty
+    uid: NonEmpty
+    class_name: NonEmpty
+    code_hash: NonEmpty
+    interface: Annotated[dict[str, Any], AfterValidator(_json_object)]
+    first_seen: UtcDatetime
+    last_seen: UtcDatetime

@@ -1,0 +1,82 @@
+"""SQL shared by both backends, with `?` placeholders (the PostgreSQL backend turns them into
+`%s`). Every write is an upsert, so replaying it changes nothing."""
+
+from __future__ import annotations
+
+from typing import Final
+
+RUN_COLUMNS: Final = (
+    "id", "resource_uid", "namespace", "name", "kind", "status", "strategy_code_hash",
+    "config_hash", "data_hash", "data_window_start", "data_window_end", "correlation_id",
+    "error", "created_at", "started_at", "finished_at",
+)
+RUN_TIME_COLUMNS: Final = frozenset(
+    {"data_window_start", "data_window_end", "created_at", "started_at", "finished_at"}
+)
+# A later write may fill in or change a field but never erase it (COALESCE); id, identity and
+# created_at stay as first written. The write applies only if its status ranks at least as
+# high as the stored one (models.STATUS_RANK), so a stale replay (running after succeeded,
+# failed after succeeded) changes nothing at all.
+UPSERT_RUN: Final = """
+    INSERT INTO runs (
+        id, resource_uid, namespace, name, kind, status, strategy_code_hash, config_hash,
+        data_hash, data_window_start, data_window_end, correlation_id, error, created_at,
+        started_at, finished_at
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (id) DO UPDATE SET
+        status = excluded.status,
+        strategy_code_hash = COALESCE(excluded.strategy_code_hash, runs.strategy_code_hash),
+        config_hash = COALESCE(excluded.config_hash, runs.config_hash),
+        data_hash = COALESCE(excluded.data_hash, runs.data_hash),
+        data_window_start = COALESCE(excluded.data_window_start, runs.data_window_start),
+        data_window_end = COALESCE(excluded.data_window_end, runs.data_window_end),
+        correlation_id = COALESCE(excluded.correlation_id, runs.correlation_id),
+        error = COALESCE(excluded.error, runs.error),
+        started_at = COALESCE(excluded.started_at, runs.started_at),
+        finished_at = COALESCE(excluded.finished_at, runs.finished_at)
+    WHERE excluded.status = runs.status
+       OR (CASE excluded.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)
+        > (CASE runs.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)"""
+RUN_IDENTITY: Final = "SELECT resource_uid, namespace, name, kind FROM runs WHERE id = ?"
+RUN_EXISTS: Final = "SELECT 1 FROM runs WHERE id = ?"
+# S608: built from the constant column tuple above, never from input.
+SELECT_RUNS: Final = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"  # noqa: S608
+RUNS_ORDER: Final = " ORDER BY created_at, id"
+
+UPSERT_METRIC: Final = """
+    INSERT INTO metrics (run_id, key, value) VALUES (?, ?, ?)
+    ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value"""
+SELECT_METRICS: Final = "SELECT key, value FROM metrics WHERE run_id = ? ORDER BY key"
+
+UPSERT_ARTIFACT: Final = """
+    INSERT INTO artifacts (run_id, name, path, sha256, size) VALUES (?, ?, ?, ?, ?)
+    ON CONFLICT (run_id, name) DO UPDATE
+    SET path = excluded.path, sha256 = excluded.sha256, size = excluded.size"""
+SELECT_ARTIFACTS: Final = (
+    "SELECT name, path, sha256, size FROM artifacts WHERE run_id = ? ORDER BY name"
+)
+
+STRATEGY_COLUMNS: Final = (
+    "namespace", "name", "uid", "class_name", "code_hash", "interface", "first_seen", "last_seen",
+)
+# The newest sighting wins; a replayed older one cannot move last_seen back, but may move
+# first_seen earlier (it happened first; it was just written late).
+UPSERT_STRATEGY: Final = """
+    INSERT INTO strategies (
+        namespace, name, uid, class_name, code_hash, interface, first_seen, last_seen
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (uid, code_hash) DO UPDATE
+    SET namespace = excluded.namespace, name = excluded.name,
+        class_name = excluded.class_name, interface = excluded.interface,
+        last_seen = excluded.last_seen
+    WHERE excluded.last_seen >= strategies.last_seen"""
+EARLIER_FIRST_SEEN: Final = """
+    UPDATE strategies SET first_seen = ? WHERE uid = ? AND code_hash = ? AND first_seen > ?"""
+SELECT_STRATEGY: Final = (
+    f"SELECT {', '.join(STRATEGY_COLUMNS)} FROM strategies WHERE uid = ? AND code_hash = ?"  # noqa: S608
+)
+
+APPLIED_MIGRATIONS: Final = "SELECT version FROM schema_migrations ORDER BY version"
+RECORD_MIGRATION: Final = (
+    "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)"
+)

@@ -1,0 +1,231 @@
+"""What both SQL backends share: the store's methods, written once against a small transaction
+interface. A backend supplies connections, error translation and how values are stored."""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from tradebot.records import queries as q
+from tradebot.records.errors import RecordsError, RunConflict, UnknownRun
+from tradebot.records.migrations import COLUMN_TYPES, MIGRATIONS, SCHEMA_MIGRATIONS, Dialect
+from tradebot.records.models import (
+    ArtifactRecord,
+    RunKind,
+    RunRecord,
+    StrategyRecord,
+    exact_metric,
+    utc_now,
+)
+
+
+class Transaction(Protocol):
+    """One open transaction; committed when the block ends, rolled back if it raises."""
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> None: ...
+
+    def run_many(self, sql: str, params: Iterable[Sequence[Any]]) -> None: ...
+
+
+class SqlRecordStore(ABC):
+    dialect: Dialect
+
+    def __init__(self) -> None:
+        self._closed = False
+
+    # ---- what a backend provides ---------------------------------------------------------
+    @abstractmethod
+    def _begin(self, *, write: bool) -> AbstractContextManager[Transaction]:
+        """A transaction; with write=True it holds the database's write lock from the start
+        where the backend has one, so read-then-write sequences cannot interleave."""
+
+    @abstractmethod
+    def _lock_for_migration(self, tx: Transaction) -> None: ...
+
+    @abstractmethod
+    def _table_exists(self, tx: Transaction, table: str) -> bool: ...
+
+    @abstractmethod
+    def _close(self) -> None: ...
+
+    @abstractmethod
+    def _time_in(self, value: dt.datetime | None) -> object: ...
+
+    @abstractmethod
+    def _time_out(self, value: object) -> dt.datetime | None: ...
+
+    @abstractmethod
+    def _exact_in(self, value: Decimal) -> object: ...
+
+    @abstractmethod
+    def _exact_out(self, value: object) -> Decimal: ...
+
+    @abstractmethod
+    def _json_in(self, value: dict[str, Any]) -> object: ...
+
+    @abstractmethod
+    def _json_out(self, value: object) -> dict[str, Any]: ...
+
+    # ---- the store -----------------------------------------------------------------------
+    @contextmanager
+    def _tx(self, *, write: bool) -> Iterator[Transaction]:
+        if self._closed:
+            raise RecordsError("the records store is closed")
+        with self._begin(write=write) as tx:
+            yield tx
+
+    def migrate(self) -> list[int]:
+        with self._tx(write=True) as tx:
+            self._lock_for_migration(tx)
+            tx.run(SCHEMA_MIGRATIONS.format_map(COLUMN_TYPES[self.dialect]))
+            done = {row[0] for row in tx.rows(q.APPLIED_MIGRATIONS)}
+            applied: list[int] = []
+            for migration in MIGRATIONS:
+                if migration.version in done:
+                    continue
+                for statement in migration.statements(self.dialect):
+                    tx.run(statement)
+                tx.run(q.RECORD_MIGRATION, (
+                    migration.version, migration.description, self._time_in(utc_now())))
+                applied.append(migration.version)
+            return applied
+
+    def applied_migrations(self) -> list[int]:
+        with self._tx(write=False) as tx:
+            if not self._table_exists(tx, "schema_migrations"):
+                return []
+            return [row[0] for row in tx.rows(q.APPLIED_MIGRATIONS)]
+
+    def register_strategy(
+        self, namespace: str, name: str, uid: str, class_name: str, code_hash: str,
+        interface: dict[str, Any], *, seen_at: dt.datetime | None = None,
+    ) -> None:
+        when = seen_at or utc_now()
+        record = StrategyRecord(
+            namespace=namespace, name=name, uid=uid, class_name=class_name,
+            code_hash=code_hash, interface=interface, first_seen=when, last_seen=when,
+        )
+        seen = self._time_in(record.last_seen)
+        with self._tx(write=True) as tx:
+            tx.run(q.UPSERT_STRATEGY, (
+                record.namespace, record.name, record.uid, record.class_name, record.code_hash,
+                self._json_in(record.interface), seen, seen,
+            ))
+            tx.run(q.EARLIER_FIRST_SEEN, (seen, record.uid, record.code_hash, seen))
+
+    def get_strategy(self, uid: str, code_hash: str) -> StrategyRecord | None:
+        with self._tx(write=False) as tx:
+            rows = tx.rows(q.SELECT_STRATEGY, (uid, code_hash))
+        if not rows:
+            return None
+        values = dict(zip(q.STRATEGY_COLUMNS, rows[0], strict=True))
+        values["interface"] = self._json_out(values["interface"])
+        values["first_seen"] = self._time_out(values["first_seen"])
+        values["last_seen"] = self._time_out(values["last_seen"])
+        return StrategyRecord(**values)
+
+    def record_run(self, run: RunRecord) -> None:
+        values = run.model_dump()
+        params = [
+            self._time_in(values[c]) if c in q.RUN_TIME_COLUMNS else values[c]
+            for c in q.RUN_COLUMNS
+        ]
+        with self._tx(write=True) as tx:
+            tx.run(q.UPSERT_RUN, params)
+            # Checked after the upsert, which locks the row, so a concurrent first write with
+            # another identity cannot slip between the check and the write.
+            stored = tuple(tx.rows(q.RUN_IDENTITY, (run.id,))[0])
+            given = (run.resource_uid, run.namespace, run.name, run.kind)
+            if stored != given:
+                raise RunConflict(
+                    f"run id {run.id!r} already belongs to {stored[3]} {stored[1]}/{stored[2]} "
+                    f"(uid {stored[0]}); refusing to record {run.kind} "
+                    f"{run.namespace}/{run.name} (uid {run.resource_uid}) under it"
+                )
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        with self._tx(write=False) as tx:
+            rows = tx.rows(f"{q.SELECT_RUNS} WHERE id = ?", (run_id,))
+        return self._run_from_row(rows[0]) if rows else None
+
+    def list_runs(
+        self, *, namespace: str | None = None, kind: RunKind | None = None,
+        since: dt.datetime | None = None,
+    ) -> list[RunRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if namespace is not None:
+            clauses.append("namespace = ?")
+            params.append(namespace)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        if since is not None:
+            if since.tzinfo is None:
+                raise ValueError("since must be timezone-aware")
+            clauses.append("created_at >= ?")
+            params.append(self._time_in(since))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._tx(write=False) as tx:
+            rows = tx.rows(q.SELECT_RUNS + where + q.RUNS_ORDER, params)
+        return [self._run_from_row(row) for row in rows]
+
+    def record_metrics(self, run_id: str, metrics: Mapping[str, Decimal]) -> None:
+        exact = {key: exact_metric(key, value) for key, value in metrics.items()}
+        # Sorted, so two writers of the same run lock rows in one order and cannot deadlock.
+        params = [(run_id, key, self._exact_in(exact[key])) for key in sorted(exact)]
+        with self._tx(write=True) as tx:
+            self._require_run(tx, run_id)
+            tx.run_many(q.UPSERT_METRIC, params)
+
+    def get_metrics(self, run_id: str) -> dict[str, Decimal]:
+        with self._tx(write=False) as tx:
+            rows = tx.rows(q.SELECT_METRICS, (run_id,))
+        return {key: self._exact_out(value) for key, value in rows}
+
+    def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRecord]) -> None:
+        by_name = {a.name: a for a in artifacts}
+        if len(by_name) != len(artifacts):
+            raise ValueError(f"artifact names repeat in one call for run {run_id!r}")
+        params = [(run_id, a.name, a.path, a.sha256, a.size)
+                  for a in sorted(artifacts, key=lambda a: a.name)]
+        with self._tx(write=True) as tx:
+            self._require_run(tx, run_id)
+            tx.run_many(q.UPSERT_ARTIFACT, params)
+
+    def get_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        with self._tx(write=False) as tx:
+            rows = tx.rows(q.SELECT_ARTIFACTS, (run_id,))
+        return [ArtifactRecord(name=n, path=p, sha256=s, size=z) for n, p, s, z in rows]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _require_run(self, tx: Transaction, run_id: str) -> None:
+        if not tx.rows(q.RUN_EXISTS, (run_id,)):
+            raise UnknownRun(f"no run {run_id!r} is recorded; record_run() it first")
+
+    def _run_from_row(self, row: Sequence[Any]) -> RunRecord:
+        values = dict(zip(q.RUN_COLUMNS, row, strict=True))
+        for column in q.RUN_TIME_COLUMNS:
+            values[column] = self._time_out(values[column])
+        return RunRecord(**values)

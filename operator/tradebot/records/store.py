@@ -1,0 +1,103 @@
+"""The one interface controllers use to keep records, and how a DSN picks its backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from tradebot.records.dsn import PostgresDsn, parse_dsn
+from tradebot.records.models import ArtifactRecord, RunKind, RunRecord, StrategyRecord
+
+
+class RecordStore(Protocol):
+    """Runs, metrics, artifacts and strategy versions.
+
+    Every write is idempotent: repeating a call with the same arguments changes nothing and
+    adds no row, so a reconciler that crashed half-way (or an outbox) can simply replay it.
+    Writes raise RecordsUnavailable when the database cannot be reached; they are then safe to
+    retry. Timestamps are timezone-aware and come back in UTC; figures are Decimal.
+    """
+
+    def migrate(self) -> list[int]:
+        """Applies the migrations this database lacks, in order, and returns their versions
+        ([] when the schema is current). Safe to run from several processes at once."""
+        ...
+
+    def applied_migrations(self) -> list[int]:
+        """The versions recorded in schema_migrations ([] before the first migrate())."""
+        ...
+
+    def register_strategy(
+        self, namespace: str, name: str, uid: str, class_name: str, code_hash: str,
+        interface: dict[str, Any], *, seen_at: dt.datetime | None = None,
+    ) -> None:
+        """Upserts the (uid, code_hash) version: first_seen is kept, last_seen advances to
+        `seen_at` (default now), never backwards. `interface` is JSON without floats."""
+        ...
+
+    def get_strategy(self, uid: str, code_hash: str) -> StrategyRecord | None: ...
+
+    def record_run(self, run: RunRecord) -> None:
+        """Inserts or updates the run keyed by run.id.
+
+        Status only moves forward (queued < running < succeeded | failed); a write whose
+        status ranks lower than the stored one, or that swaps one final status for the other,
+        is ignored entirely. Otherwise non-null fields overwrite, null fields keep the stored
+        value, and created_at stays as first written. Raises RunConflict if run.id is already
+        recorded for another resource_uid, namespace, name or kind.
+        """
+        ...
+
+    def get_run(self, run_id: str) -> RunRecord | None: ...
+
+    def list_runs(
+        self, *, namespace: str | None = None, kind: RunKind | None = None,
+        since: dt.datetime | None = None,
+    ) -> list[RunRecord]:
+        """Runs matching every filter given (`since`: created at or after), oldest first."""
+        ...
+
+    def record_metrics(self, run_id: str, metrics: Mapping[str, Decimal]) -> None:
+        """Upserts each key's value (exact, at most 8 places and 30 digits before the point;
+        floats refused with ValueError). Raises UnknownRun if the run is not recorded."""
+        ...
+
+    def get_metrics(self, run_id: str) -> dict[str, Decimal]: ...
+
+    def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRecord]) -> None:
+        """Upserts each artifact by name. Raises UnknownRun if the run is not recorded."""
+        ...
+
+    def get_artifacts(self, run_id: str) -> list[ArtifactRecord]:
+        """The run's artifacts, by name."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+def open_store(dsn: str, *, timeout: float = 5.0) -> RecordStore:
+    """The store a DSN names: `sqlite:///path/to/file.db` or `postgresql://...`.
+
+    Connects (or opens the file) at once, so a wrong DSN or a database that is down raises
+    RecordsUnavailable here rather than on the first write; an unsupported DSN raises
+    ValueError. Does not migrate: call migrate() once at start-up.
+    """
+    target = parse_dsn(dsn)
+    if isinstance(target, PostgresDsn):
+        # Imported here so SQLite users never load psycopg.
+        from tradebot.records.postgres import PostgresStore
+
+        return PostgresStore(target, timeout=timeout)
+    from tradebot.records.sqlite import SqliteStore
+
+    return SqliteStore(target.path, timeout=timeout)

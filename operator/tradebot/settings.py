@@ -1,0 +1,80 @@
+"""Operator settings, from environment variables (the Helm chart sets them from values)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+ENV_PREFIX = "TRADEBOT_"
+
+
+class GpuProfile(BaseModel):
+    """How a GPU vendor's pods are scheduled: the resource name, node labels, tolerations."""
+
+    model_config = ConfigDict(frozen=True)
+
+    resource: str
+    node_selector: dict[str, str]
+    tolerations: tuple[dict[str, str], ...]
+
+
+DEFAULT_GPU_PROFILES: dict[str, GpuProfile] = {
+    # As the AMD GPU operator (device plugin + Node Feature Discovery) labels ROCm nodes.
+    "amd": GpuProfile(
+        resource="amd.com/gpu",
+        node_selector={"feature.node.kubernetes.io/amd-gpu": "true"},
+        tolerations=({"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
+    ),
+    "nvidia": GpuProfile(
+        resource="nvidia.com/gpu",
+        node_selector={"nvidia.com/gpu.present": "true"},
+        tolerations=({"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"},),
+    ),
+}
+
+QueueHold = Literal["None", "Hold", "HoldAndDrain"]
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    namespaces: tuple[str, ...] = Field(
+        default=(), description="Namespaces to watch; empty watches all.")
+    executor: Literal["kubernetes", "local"] = "kubernetes"
+    max_concurrent_backtests: int = Field(default=4, ge=0)
+    max_backtests_per_namespace: int = Field(default=4, ge=0)
+    max_backtests_per_strategy: int = Field(default=2, ge=0)
+    queue_hold: QueueHold = "None"
+    runner_image: str = "ghcr.io/tradebot-operator/runner:0.1.0"
+    runner_image_rocm: str = "ghcr.io/tradebot-operator/runner-rocm:0.1.0"
+    backtest_deadline_seconds: int = Field(default=3600, ge=60)
+    job_ttl_seconds: int = Field(default=86400, ge=0)
+    artifacts_pvc: str | None = None
+    database_dsn: str = "sqlite:///tradebot-records.db"
+    local_state_dir: Path = Path(".local/operator")
+    reconcile_interval_seconds: float = Field(default=2.0, gt=0)
+    gpu_profiles: dict[str, GpuProfile] = Field(default_factory=lambda: dict(DEFAULT_GPU_PROFILES))
+    # Labels that mark GPU nodes: pods without GPUs are kept off them.
+    gpu_node_labels: tuple[str, ...] = (
+        "feature.node.kubernetes.io/amd-gpu", "nvidia.com/gpu.present")
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(n.strip() for n in value.split(",") if n.strip())
+        return value
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Fields from TRADEBOT_<FIELD> variables, e.g. TRADEBOT_MAX_CONCURRENT_BACKTESTS=2."""
+        source = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = source.get(ENV_PREFIX + name.upper())
+            if raw is not None and name != "gpu_profiles":
+                values[name] = raw
+        return cls.model_validate(values)

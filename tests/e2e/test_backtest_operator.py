@@ -1,0 +1,222 @@
+"""The operator in-process on the local cluster: Strategies, the Backtest queue, real
+Freqtrade runs through the local executor, records, restarts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from tests.support.manifests import example
+from tests.support.operator import JobWatch, running_operator
+from tests.support.wait import wait_for
+
+from tradebot.domain.naming import child_name
+
+G, V = "tradebot.dev", "v1alpha1"
+
+
+def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
+    for doc in docs:
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(doc))
+
+
+def _backtest(name: str, priority: int = 0, **spec: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(example("Backtest", "ema-rsi-sample"))
+    doc["metadata"] = {"name": name}
+    doc["spec"].update(priority=priority, **spec)
+    return doc
+
+
+def _get(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    return dict(api.get_namespaced_custom_object(G, V, namespace, plural, name))
+
+
+def _phase(api: Any, namespace: str, plural: str, name: str) -> str | None:
+    return (_get(api, namespace, plural, name).get("status") or {}).get("phase")
+
+
+def _all_done(api: Any, namespace: str, names: list[str]) -> list[str] | None:
+    phases = [_phase(api, namespace, "backtests", n) for n in names]
+    return phases if all(p in ("Succeeded", "Failed") for p in phases) else None
+
+
+def test_queue_limits_real_backtests_and_records_them(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    api = client.CustomObjectsApi(api_client)
+    db = tmp_path / "records.db"
+    names = [f"bt-{i}" for i in range(6)]
+    positions: dict[str, set[int]] = {n: set() for n in names}
+    with JobWatch(api_client, namespace) as jobs, running_operator(
+        cluster.kubeconfig, namespace, executor="local", max_concurrent_backtests=2,
+        database_dsn=f"sqlite:///{db}", local_state_dir=tmp_path / "state",
+        reconcile_interval_seconds=1.0,
+    ):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
+        wait_for(lambda: _phase(api, namespace, "strategies", "ema-rsi") == "Ready", 60,
+                 what="Strategy Ready")
+        # The last one has the highest priority: it must run in the first pair.
+        _apply(kubectl, namespace, *[_backtest(n, priority=5 if n == "bt-5" else 0)
+                                     for n in names])
+
+        def done() -> list[str] | None:
+            for n in names:
+                pos = (_get(api, namespace, "backtests", n).get("status") or {}).get(
+                    "queuePosition")
+                if pos:
+                    positions[n].add(pos)
+            return _all_done(api, namespace, names)
+
+        phases = wait_for(done, 300, interval=0.5, what="6 backtests finished")
+        wait_for(lambda: not jobs.live, 30, what="Jobs deleted after recording")
+
+    assert phases == ["Succeeded"] * 6
+    assert jobs.max_live == 2, f"at most 2 Jobs at once, saw {jobs.max_live}"
+    assert sorted(jobs.added) == sorted(set(jobs.added)), "a Job was created twice"
+    assert len(jobs.added) == 6
+    # Queue positions were shown, and the high-priority Backtest never waited behind 2 others.
+    assert max(max(p, default=0) for p in positions.values()) >= 3
+    assert max(positions["bt-5"], default=0) <= 1
+    uid5 = _get(api, namespace, "backtests", "bt-5")["metadata"]["uid"]
+    assert jobs.added.index(child_name("bt", "bt-5", uid5)) < 2
+
+    statuses = [_get(api, namespace, "backtests", n)["status"] for n in names]
+    # The same spec on the same data gives the same results, config and data.
+    assert len({json.dumps(s["results"], sort_keys=True) for s in statuses}) == 1
+    assert len({(s["configHash"], s["dataHash"], s["codeHash"]) for s in statuses}) == 1
+    assert int(statuses[0]["results"]["trades"]) > 0
+
+    with sqlite3.connect(db) as conn:
+        runs = conn.execute("SELECT id, status, config_hash FROM runs ORDER BY id").fetchall()
+        assert len(runs) == 6
+        assert {r[1] for r in runs} == {"succeeded"}
+        metrics = conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
+        assert metrics >= 6 * 5
+        arts = conn.execute("SELECT run_id, name, sha256, size FROM artifacts").fetchall()
+    # Artifact hashes in the records and status match the files the runner wrote.
+    import hashlib
+
+    for run_id, name, sha, size in arts:
+        path = tmp_path / "state" / "runs" / run_id / "artifacts" / name
+        assert path.stat().st_size == size
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sha
+
+
+def test_operator_restart_mid_queue_starts_nothing_twice(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    api = client.CustomObjectsApi(api_client)
+    db = tmp_path / "records.db"
+    names = [f"r-{i}" for i in range(4)]
+    settings = dict(executor="local", max_concurrent_backtests=1,
+                    database_dsn=f"sqlite:///{db}", local_state_dir=tmp_path / "state",
+                    reconcile_interval_seconds=1.0)
+    with JobWatch(api_client, namespace) as jobs:
+        with running_operator(cluster.kubeconfig, namespace, **settings):
+            _apply(kubectl, namespace, example("Strategy", "ema-rsi"), *map(_backtest, names))
+            wait_for(lambda: any(_phase(api, namespace, "backtests", n) == "Running"
+                                 for n in names), 120, what="a Backtest Running")
+        # The operator is gone mid-run: the queue is only in the cluster now.
+        frozen = {n: _phase(api, namespace, "backtests", n) for n in names}
+        assert list(frozen.values()).count("Running") == 1
+        assert list(frozen.values()).count("Queued") == 3
+        time.sleep(2)
+        with running_operator(cluster.kubeconfig, namespace, **settings):
+            phases = wait_for(lambda: _all_done(api, namespace, names), 300, interval=0.5,
+                              what="all backtests finished after restart")
+    assert phases == ["Succeeded"] * 4
+    assert len(jobs.added) == 4
+    assert len(set(jobs.added)) == 4
+    assert jobs.max_live == 1
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
+    assert rows == [("succeeded", 4)]
+
+
+def test_invalid_strategy_and_waiting_backtest(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    api = client.CustomObjectsApi(api_client)
+    broken = copy.deepcopy(example("Strategy", "ema-rsi"))
+    broken["spec"]["code"] = broken["spec"]["code"].replace(
+        "def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame:",
+        "def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame",
+    )
+    with running_operator(cluster.kubeconfig, namespace, executor="local",
+                          database_dsn=f"sqlite:///{tmp_path / 'r.db'}",
+                          local_state_dir=tmp_path / "state"):
+        _apply(kubectl, namespace, broken, _backtest("waits"))
+        status = wait_for(lambda: (s := _get(api, namespace, "strategies", "ema-rsi")
+                                   .get("status") or {}).get("phase") == "Invalid" and s,
+                          60, what="Strategy Invalid")
+        lineno = broken["spec"]["code"].splitlines().index(
+            "    def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame"
+        ) + 1
+        assert f"syntax error at line {lineno}" in status["message"]
+        bt = wait_for(lambda: (s := _get(api, namespace, "backtests", "waits")
+                               .get("status") or {}).get("phase") == "Pending" and s,
+                      60, what="Backtest Pending")
+        cond = {c["type"]: c for c in bt["conditions"]}["StrategyReady"]
+        assert (cond["status"], cond["reason"]) == ("False", "StrategyNotReady")
+        events = client.CoreV1Api(api_client).list_namespaced_event(
+            namespace, field_selector="involvedObject.name=ema-rsi").items
+        assert any(e.reason == "InvalidCode" and e.type == "Warning" for e in events)
+
+
+def test_failed_run_reports_why(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    api = client.CustomObjectsApi(api_client)
+    db = tmp_path / "r.db"
+    outside = _backtest("outside", timerange={"start": "2023-01-01", "end": "2023-02-01"})
+    with running_operator(cluster.kubeconfig, namespace, executor="local",
+                          database_dsn=f"sqlite:///{db}", local_state_dir=tmp_path / "state"):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"), outside)
+        status = wait_for(lambda: (s := _get(api, namespace, "backtests", "outside")
+                                   .get("status") or {}).get("phase") in ("Failed", "Succeeded")
+                          and s, 180, what="Backtest finished")
+    assert status["phase"] == "Failed"
+    assert status["message"]
+    events = client.CoreV1Api(api_client).list_namespaced_event(
+        namespace, field_selector="involvedObject.name=outside").items
+    assert any(e.reason == "Failed" and e.type == "Warning" for e in events)
+    with sqlite3.connect(db) as conn:
+        row = conn.execute("SELECT status, error FROM runs").fetchone()
+    assert row[0] == "failed"
+    assert row[1] == status["message"]
+
+
+def test_gpu_backtest_job_lands_on_a_rocm_node(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    """The kubernetes executor: the Job carries the ROCm profile and the scheduler puts its
+    pod on an amd.com/gpu node. (No container runs on kwok; the pod is cued to finish with a
+    runner summary so the Backtest completes through the same status path.)"""
+    api = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    gpu = _backtest("gpu", gpu={"count": 2, "vendor": "amd"})
+    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
+                          database_dsn=f"sqlite:///{tmp_path / 'r.db'}"):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"), gpu)
+        pod = wait_for(lambda: next(iter(core.list_namespaced_pod(
+            namespace, label_selector="tradebot.dev/backtest=gpu").items), None), 60,
+            what="the GPU Job's pod")
+        pod = wait_for(lambda: (p := core.read_namespaced_pod(pod.metadata.name, namespace))
+                       .spec.node_name and p, 60, what="pod scheduled")
+        node = core.read_node(pod.spec.node_name)
+        assert node.metadata.labels.get("feature.node.kubernetes.io/amd-gpu") == "true"
+        assert pod.spec.containers[0].resources.limits["amd.com/gpu"] == "2"
+        summary = {"ok": False, "strategy": "EmaRsiStrategy", "exitCode": 2,
+                   "error": "cued failure: no ROCm device in kwok"}
+        core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"annotations": {
+            "kwok.tradebot.dev/outcome": "Failed", "kwok.tradebot.dev/exit-code": "2",
+            "kwok.tradebot.dev/termination-message": json.dumps(summary)}}})
+        status = wait_for(lambda: (s := _get(api, namespace, "backtests", "gpu")
+                                   .get("status") or {}).get("phase") == "Failed" and s, 60,
+                          what="GPU Backtest Failed")
+    assert status["message"] == "cued failure: no ROCm device in kwok"

@@ -1,0 +1,70 @@
+"""Strategy introspection parses, never runs, the code."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from tests.support.manifests import example
+
+from tradebot.freqtrade.introspect import IntrospectionError, code_hash, introspect
+
+GOOD = example("Strategy", "ema-rsi")["spec"]["code"]
+
+
+def test_example_strategy_interface():
+    result = introspect(GOOD, "EmaRsiStrategy")
+    i = result.interface
+    assert (i.timeframe, i.stoploss, i.can_short) == ("5m", "-0.10000000", False)
+    assert i.minimal_roi == {"0": "0.04000000", "60": "0.02000000", "180": "0.01000000"}
+    assert (i.startup_candle_count, i.interface_version, i.uses_freqai) == (60, 3, False)
+    assert "populate_indicators" in (i.methods or [])
+    assert result.code_hash == code_hash(GOOD)
+    assert len(result.code_hash) == 64
+
+
+def test_freqai_is_detected():
+    spec = example("Strategy", "freqai-regressor")["spec"]
+    assert introspect(spec["code"], spec["className"]).interface.uses_freqai
+
+
+def test_code_is_never_executed(tmp_path):
+    marker = tmp_path / "ran"
+    code = GOOD + f"\nopen({str(marker)!r}, 'w').write('x')\nraise SystemExit(3)\n"
+    introspect(code, "EmaRsiStrategy")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(("code", "class_name", "message"), [
+    ("class A(IStrategy):\n    def populate_indicators(self:\n        pass\n", "A",
+     "syntax error at line 2"),
+    (GOOD, "Missing", "class Missing not found (classes in the code: EmaRsiStrategy)"),
+    ("class A(object):\n    pass\n", "A", "does not subclass IStrategy"),
+    ("from freqtrade.strategy import IStrategy\nclass A(IStrategy):\n"
+     "    def populate_indicators(self, df, md):\n        return df\n", "A",
+     "lacks required method(s): populate_entry_trend or populate_buy_trend"),
+])
+def test_invalid_code_says_why(code: str, class_name: str, message: str):
+    with pytest.raises(IntrospectionError) as exc:
+        introspect(code, class_name)
+    assert message in str(exc.value)
+
+
+def test_subclass_of_a_local_base_and_legacy_names():
+    code = textwrap.dedent("""
+        from freqtrade.strategy import IStrategy
+        class Base(IStrategy):
+            timeframe = "1h"
+        class Child(Base):
+            stoploss: float = -0.2
+            def populate_indicators(self, df, md): return df
+            def populate_buy_trend(self, df, md): return df
+            def populate_sell_trend(self, df, md): return df
+    """)
+    i = introspect(code, "Child").interface
+    assert i.stoploss == "-0.20000000"
+    assert i.timeframe is None  # inherited, not visible without running the code
+
+
+def test_hash_changes_with_one_byte():
+    assert code_hash(GOOD) != code_hash(GOOD + " ")

@@ -1,0 +1,75 @@
+"""The Job and ConfigMap built for a Backtest run."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from tests.support.manifests import example
+
+from tradebot.api.backtest import BacktestSpec
+from tradebot.domain.jobs import BacktestRun, config_map, job
+from tradebot.domain.naming import child_name
+from tradebot.settings import Settings
+
+UID = "0b1e7c1e-1111-2222-3333-444455556666"
+
+
+def run(**spec_changes: Any) -> BacktestRun:
+    spec = BacktestSpec.model_validate({**example("Backtest", "ema-rsi-sample")["spec"],
+                                        **spec_changes})
+    return BacktestRun("team-a", "ema-rsi-sample", UID, spec, "ema-rsi", "EmaRsiStrategy",
+                       "class EmaRsiStrategy: ...", {"strategy": "EmaRsiStrategy"},
+                       f"bt-{UID}", "corr-1")
+
+
+def test_names_are_deterministic_and_bounded():
+    assert run().job_name == run().job_name
+    long = child_name("bt", "x" * 200, UID)
+    assert len(long) <= 63
+    assert child_name("bt", "a", UID) != child_name("bt", "a", UID.replace("1", "9"))
+
+
+def test_job_shape():
+    j = job(run(), Settings())
+    assert j["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert j["metadata"]["ownerReferences"][0]["controller"] is True
+    spec = j["spec"]
+    assert (spec["backoffLimit"], spec["activeDeadlineSeconds"]) == (0, 3600)
+    assert spec["ttlSecondsAfterFinished"] == 86400
+    pod = spec["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["args"][:1] == ["backtest"]
+    assert c["args"][c["args"].index("--timerange") + 1] == "20240102-20240201"
+    assert c["args"][c["args"].index("--data") + 1] == "sample"
+    assert c["terminationMessagePolicy"] == "FallbackToLogsOnError"
+    assert c["securityContext"]["runAsNonRoot"] is True
+    assert {"name": "TRADEBOT_CORRELATION_ID", "value": "corr-1"} in c["env"]
+    # CPU runs stay off GPU nodes.
+    terms = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    keys = {e["key"] for e in terms["nodeSelectorTerms"][0]["matchExpressions"]}
+    assert keys == {"feature.node.kubernetes.io/amd-gpu", "nvidia.com/gpu.present"}
+    assert "tolerations" not in pod
+
+
+@pytest.mark.parametrize(("vendor", "resource", "selector"), [
+    ("amd", "amd.com/gpu", "feature.node.kubernetes.io/amd-gpu"),
+    ("nvidia", "nvidia.com/gpu", "nvidia.com/gpu.present"),
+])
+def test_gpu_job_uses_the_vendor_profile(vendor: str, resource: str, selector: str):
+    j = job(run(gpu={"count": 2, "vendor": vendor}), Settings())
+    pod = j["spec"]["template"]["spec"]
+    assert pod["containers"][0]["resources"]["limits"][resource] == "2"
+    assert selector in pod["nodeSelector"]
+    assert pod["tolerations"][0]["key"] == resource
+    assert "affinity" not in pod
+    if vendor == "amd":
+        assert pod["containers"][0]["image"] == Settings().runner_image_rocm
+
+
+def test_config_map_holds_config_and_code():
+    cm = config_map(run())
+    assert json.loads(cm["data"]["config.json"]) == {"strategy": "EmaRsiStrategy"}
+    assert cm["data"]["EmaRsiStrategy.py"].startswith("class EmaRsiStrategy")
+    assert cm["metadata"]["name"] == run().job_name
