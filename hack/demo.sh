@@ -18,7 +18,7 @@ if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
 else
   mkdir -p .local/run .local/logs
   TRADEBOT_EXECUTOR=local \
-  TRADEBOT_DATABASE_DSN="sqlite:///$PWD/.local/records.db" \
+  TRADEBOT_DATABASE_DSN="sqlite://$PWD/.local/records.db" \
   TRADEBOT_LOCAL_STATE_DIR="$PWD/.local/operator" \
     setsid "$BIN/tradebot" operator >> .local/logs/operator.log 2>&1 < /dev/null &
   echo $! > "$pidfile"

@@ -107,7 +107,8 @@ def candles(asset: Asset, shocks: np.ndarray, drift: np.ndarray,
     hour = dates.hour.to_numpy() + dates.minute.to_numpy() / 60
     # Busiest when Europe and the US overlap (about 14-16 UTC), quietest in the Asian night.
     season = 1 + 0.35 * np.sin(2 * np.pi * (hour - 8) / 24)
-    activity = (sigma / asset.candle_vol) * (0.6 + 0.4 * np.abs(shocks.sum(axis=1)) / np.sqrt(SUBSTEPS))
+    candle_shock = np.abs(shocks.sum(axis=1)) / np.sqrt(SUBSTEPS)
+    activity = (sigma / asset.candle_vol) * (0.6 + 0.4 * candle_shock)
     volume = asset.base_volume * season * activity * rng.lognormal(0, 0.35, n)
 
     p = asset.price_places

@@ -55,6 +55,17 @@ def cluster(tools_bin: Path) -> Iterator[LocalCluster]:
 
 
 @pytest.fixture(scope="session")
+def crds_installed(cluster: LocalCluster, tools_bin: Path) -> None:
+    """The committed crds/ applied to the session cluster and Established."""
+    kubectl = [str(tools_bin / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"]
+    subprocess.run([*kubectl, "apply", "-f", str(ROOT / "crds")], check=True,
+                   capture_output=True)
+    subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
+                    "crd", "-l", "app.kubernetes.io/part-of=tradebot-operator"],
+                   check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
 def api_client(cluster: LocalCluster) -> Iterator[Any]:
     with cluster.api_client() as api:
         yield api

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,9 @@ def api_client() -> ApiClient:
             try:
                 config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
             except ConfigException:
-                config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+                # Read KUBECONFIG now: the client library reads it once, at import.
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
             _client = client.ApiClient(configuration)
         return _client
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ENV_PREFIX = "TRADEBOT_"
 
@@ -53,13 +53,21 @@ class Settings(BaseModel):
     backtest_deadline_seconds: int = Field(default=3600, ge=60)
     job_ttl_seconds: int = Field(default=86400, ge=0)
     artifacts_pvc: str | None = None
-    database_dsn: str = "sqlite:///tradebot-records.db"
+    # Empty: SQLite in local_state_dir (sqlite:/// + an absolute path).
+    database_dsn: str = ""
     local_state_dir: Path = Path(".local/operator")
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
     gpu_profiles: dict[str, GpuProfile] = Field(default_factory=lambda: dict(DEFAULT_GPU_PROFILES))
     # Labels that mark GPU nodes: pods without GPUs are kept off them.
     gpu_node_labels: tuple[str, ...] = (
         "feature.node.kubernetes.io/amd-gpu", "nvidia.com/gpu.present")
+
+    @model_validator(mode="after")
+    def _default_dsn(self) -> Settings:
+        if not self.database_dsn:
+            path = (self.local_state_dir / "records.db").resolve()
+            object.__setattr__(self, "database_dsn", f"sqlite://{path}")  # path is absolute
+        return self
 
     @field_validator("namespaces", mode="before")
     @classmethod

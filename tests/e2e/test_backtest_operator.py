@@ -54,7 +54,7 @@ def test_queue_limits_real_backtests_and_records_them(
     positions: dict[str, set[int]] = {n: set() for n in names}
     with JobWatch(api_client, namespace) as jobs, running_operator(
         cluster.kubeconfig, namespace, executor="local", max_concurrent_backtests=2,
-        database_dsn=f"sqlite:///{db}", local_state_dir=tmp_path / "state",
+        database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
         reconcile_interval_seconds=1.0,
     ):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
@@ -114,7 +114,7 @@ def test_operator_restart_mid_queue_starts_nothing_twice(
     db = tmp_path / "records.db"
     names = [f"r-{i}" for i in range(4)]
     settings = dict(executor="local", max_concurrent_backtests=1,
-                    database_dsn=f"sqlite:///{db}", local_state_dir=tmp_path / "state",
+                    database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
                     reconcile_interval_seconds=1.0)
     with JobWatch(api_client, namespace) as jobs:
         with running_operator(cluster.kubeconfig, namespace, **settings):
@@ -148,7 +148,7 @@ def test_invalid_strategy_and_waiting_backtest(
         "def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame",
     )
     with running_operator(cluster.kubeconfig, namespace, executor="local",
-                          database_dsn=f"sqlite:///{tmp_path / 'r.db'}",
+                          database_dsn=f"sqlite://{tmp_path / 'r.db'}",
                           local_state_dir=tmp_path / "state"):
         _apply(kubectl, namespace, broken, _backtest("waits"))
         status = wait_for(lambda: (s := _get(api, namespace, "strategies", "ema-rsi")
@@ -175,7 +175,7 @@ def test_failed_run_reports_why(
     db = tmp_path / "r.db"
     outside = _backtest("outside", timerange={"start": "2023-01-01", "end": "2023-02-01"})
     with running_operator(cluster.kubeconfig, namespace, executor="local",
-                          database_dsn=f"sqlite:///{db}", local_state_dir=tmp_path / "state"):
+                          database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state"):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"), outside)
         status = wait_for(lambda: (s := _get(api, namespace, "backtests", "outside")
                                    .get("status") or {}).get("phase") in ("Failed", "Succeeded")
@@ -201,7 +201,7 @@ def test_gpu_backtest_job_lands_on_a_rocm_node(
     core = client.CoreV1Api(api_client)
     gpu = _backtest("gpu", gpu={"count": 2, "vendor": "amd"})
     with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                          database_dsn=f"sqlite:///{tmp_path / 'r.db'}"):
+                          database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"), gpu)
         pod = wait_for(lambda: next(iter(core.list_namespaced_pod(
             namespace, label_selector="tradebot.dev/backtest=gpu").items), None), 60,

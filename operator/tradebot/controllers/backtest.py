@@ -94,6 +94,7 @@ def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStat
     from decimal import Decimal
 
     from tradebot.records import ArtifactRecord, RunRecord
+    from tradebot.records.models import exact_metric
 
     run_id = backtest_run_id(uid)
     window = spec.timerange
@@ -108,8 +109,12 @@ def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStat
         correlation_id=run_id, error=error, started_at=_when(status.get("startedAt")),
         finished_at=_when(status.get("finishedAt")),
     ))
-    metrics = {k: Decimal(str(v)) for k, v in results.items()
-               if isinstance(v, (str, int)) and not isinstance(v, bool) and _numeric(str(v))}
+    metrics = {}
+    for key, value in results.items():
+        try:
+            metrics[key] = exact_metric(key, Decimal(str(value)))
+        except (ValueError, ArithmeticError):
+            continue  # dates and other non-figures are not metrics
     if metrics:
         store.record_metrics(run_id, metrics)
     artifacts = status.get("artifacts") or []
@@ -117,16 +122,6 @@ def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStat
         store.record_artifacts(run_id, [
             ArtifactRecord(name=a["name"], path=a.get("path") or a["name"],
                            sha256=a["sha256"], size=int(a["size"])) for a in artifacts])
-
-
-def _numeric(text: str) -> bool:
-    from decimal import Decimal, InvalidOperation
-
-    try:
-        Decimal(text)
-    except InvalidOperation:
-        return False
-    return True
 
 
 def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: dict[str, Any],

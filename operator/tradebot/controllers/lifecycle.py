@@ -28,7 +28,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
     # Retries of failing handlers back off instead of hammering a restarting API server.
-    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
     logger(component="operator").info(
         "operator starting", executor=rt.settings.executor,
         namespaces=list(rt.settings.namespaces) or "all",
@@ -38,6 +38,25 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         hold=rt.settings.queue_hold)
     _loop = AdmissionLoop(rt.settings)
     _loop.start()
+
+
+@kopf.on.login()
+def login(**_: Any) -> kopf.ConnectionInfo:
+    """kopf talks to the API server with the same credentials as our own client (in-cluster
+    service account, or the kubeconfig's client certificate or token)."""
+    from tradebot import kube
+
+    cfg = kube.api_client().configuration
+    token = (cfg.api_key or {}).get("authorization", "")
+    return kopf.ConnectionInfo(
+        server=cfg.host,
+        ca_path=cfg.ssl_ca_cert,
+        insecure=not cfg.verify_ssl,
+        certificate_path=cfg.cert_file,
+        private_key_path=cfg.key_file,
+        scheme="Bearer" if token else None,
+        token=token.removeprefix("Bearer ").strip() or None,
+    )
 
 
 @kopf.on.cleanup()

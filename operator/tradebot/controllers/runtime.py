@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tradebot.observability.logging import logger
@@ -27,8 +28,12 @@ class Runtime:
 
         with self._store_lock:
             if self._store is None:
+                dsn = self.settings.database_dsn
+                if dsn.startswith("sqlite://"):
+                    # The zero-setup default: its directory is ours to create.
+                    Path(dsn.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    store = open_store(self.settings.database_dsn)
+                    store = open_store(dsn)
                     store.migrate()
                 except RecordsUnavailable as e:
                     _log.warning("records unavailable", error=str(e))

@@ -25,12 +25,21 @@ PARAMETER_FILE_KEY = "parameter_file"
 _DISABLED_JWT_KEY = "api-server-disabled-in-backtests"
 
 
+class UnrepresentableAmount(ValueError):
+    """An amount a float cannot carry exactly, so Freqtrade would not get what was asked."""
+
+
 def _number(amount: Decimal) -> float:
     """Freqtrade's schema and arithmetic take JSON numbers, so money and ratios turn into
-    floats here, at the boundary, and nowhere else. The API keeps them as Decimal with at most
-    8 places, which a float round-trips through its shortest repr exactly (str(float(d)) ==
-    str(d) for these magnitudes)."""
-    return float(amount)
+    floats here, at the boundary, and nowhere else. A float's shortest repr gives back up to
+    15 significant digits exactly, which covers any realistic amount with 8 places; beyond
+    that the amount is refused rather than silently changed."""
+    number = float(amount)
+    if Decimal(repr(number)) != amount:
+        raise UnrepresentableAmount(
+            f"{amount} has more significant digits than Freqtrade's numbers keep "
+            f"(it would become {number!r})")
+    return number
 
 
 def _parameter_file(class_name: str, parameters: StrategyParameters) -> dict[str, Any] | None:

@@ -20,6 +20,11 @@ from tradebot.domain.naming import (
 from tradebot.settings import Settings
 
 CONFIG_MOUNT = "/etc/tradebot"
+# Where the runner image keeps Freqtrade's user directory. The runner passes the data
+# directory it resolves on the command line; these config values only keep the config (and so
+# its hash) the same for every executor.
+USER_DATA_DIR = "/opt/tradebot/user_data"
+DATA_DIR = f"{USER_DATA_DIR}/data"
 ARTIFACTS_MOUNT = "/artifacts"
 CONTAINER = "runner"
 

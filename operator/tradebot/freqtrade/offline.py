@@ -15,6 +15,7 @@ hash exactly the data a result came from.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import re
 import sys
@@ -51,40 +52,49 @@ def load_markets(path: Path) -> dict[str, Any]:
     return markets
 
 
+def is_plain_pair(entry: str) -> bool:
+    return bool(_PLAIN_PAIR.match(entry))
+
+
 def missing_pairs(whitelist: list[str], markets: dict[str, Any]) -> list[str]:
-    return [p for p in whitelist if _PLAIN_PAIR.match(p) and p not in markets]
+    return [p for p in whitelist if is_plain_pair(p) and p not in markets]
+
+
+def _freqtrade(module: str) -> Any:
+    """A Freqtrade module, imported when needed: importing Freqtrade takes about a second and
+    the helpers above are used without it. (Freqtrade ships no type information, so what it
+    offers is Any either way.)"""
+    return importlib.import_module(f"freqtrade.{module}")
 
 
 def _install(markets_override: Path | None, record: Path | None) -> None:
-    # Imported here, not at module level: importing Freqtrade takes about a second, and the
-    # helpers above are used without it.
-    from freqtrade.data.history.datahandlers.idatahandler import IDataHandler
-    from freqtrade.exceptions import OperationalException
-    from freqtrade.exchange.exchange import Exchange
+    exchange_class = _freqtrade("exchange.exchange").Exchange
+    handler_class = _freqtrade("data.history.datahandlers.idatahandler").IDataHandler
+    operational_exception = _freqtrade("exceptions").OperationalException
 
-    async def reload_markets_offline(self: Exchange, reload: bool = False) -> None:
+    async def reload_markets_offline(self: Any, reload: bool = False) -> None:
         exchange_id = str(self._api_async.id)
         try:
             path = markets_file(exchange_id, markets_override)
             markets = load_markets(path)
         except (OfflineMarketsError, OSError, ValueError) as e:
-            raise OperationalException(f"Offline markets: {e}") from e
+            raise operational_exception(f"Offline markets: {e}") from e
         whitelist = list(self._config.get("exchange", {}).get("pair_whitelist", []))
         missing = missing_pairs(whitelist, markets)
         if missing:
             # Freqtrade would only warn and drop such a pair from the whitelist; a backtest
             # that silently trades fewer pairs than it was asked to is worse than none.
-            raise OperationalException(
+            raise operational_exception(
                 f"Pair(s) {', '.join(missing)} not in the offline {exchange_id} markets "
                 f"({path.name}: {', '.join(sorted(markets))})")
         self._api_async.set_markets(markets)
 
-    Exchange._api_reload_markets = reload_markets_offline  # type: ignore[method-assign]
+    exchange_class._api_reload_markets = reload_markets_offline
 
     if record is not None:
-        original_load = IDataHandler.ohlcv_load
+        original_load = handler_class.ohlcv_load
 
-        def ohlcv_load_recorded(self: IDataHandler, pair: str, timeframe: str,
+        def ohlcv_load_recorded(self: Any, pair: str, timeframe: str,
                                 candle_type: Any, **kwargs: Any) -> Any:
             frame = original_load(self, pair, timeframe, candle_type, **kwargs)
             candidates = (
@@ -99,7 +109,7 @@ def _install(markets_override: Path | None, record: Path | None) -> None:
                                           "path": str(used.resolve())}) + "\n")
             return frame
 
-        IDataHandler.ohlcv_load = ohlcv_load_recorded  # type: ignore[method-assign]
+        handler_class.ohlcv_load = ohlcv_load_recorded
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,10 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _install(args.markets, args.record_data)
 
-    from freqtrade.main import main as freqtrade_main
-
     try:
-        freqtrade_main(args.freqtrade_args)
+        _freqtrade("main").main(args.freqtrade_args)
     except SystemExit as e:
         # Freqtrade always leaves through sys.exit; None means success to it, and also
         # what it returns after a configuration error (callers must check the log).

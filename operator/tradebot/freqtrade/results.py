@@ -113,22 +113,33 @@ def meta_file(result_zip: Path) -> Path:
     return result_zip.with_suffix(".meta.json")
 
 
+def _is_stats(document: object) -> bool:
+    return isinstance(document, dict) and isinstance(document.get("strategy"), dict) \
+        and "strategy_comparison" in document
+
+
 def load_stats(result_zip: Path) -> dict[str, Any]:
-    """The whole statistics document from a result zip."""
-    inner = result_zip.with_suffix(".json").name
+    """The whole statistics document from a result zip.
+
+    Freqtrade names it `<zip stem>.json`; a renamed zip (an artifact kept under another name)
+    still holds exactly one JSON member of that shape beside the config and parameter files.
+    """
     try:
         with zipfile.ZipFile(result_zip) as archive:
-            raw = archive.read(inner)
-    except (OSError, zipfile.BadZipFile, KeyError) as e:
-        raise ResultError(f"cannot read {inner} from {result_zip.name}: {e}") from e
-    try:
-        # Freqtrade writes NaN and Infinity literals, which json accepts.
-        document = json.loads(raw)
-    except ValueError as e:
-        raise ResultError(f"{inner} in {result_zip.name} is not JSON: {e}") from e
-    if not isinstance(document, dict) or not isinstance(document.get("strategy"), dict):
-        raise ResultError(f"{inner} in {result_zip.name} has no 'strategy' section")
-    return document
+            names = [n for n in archive.namelist() if n.endswith(".json")]
+            own = result_zip.with_suffix(".json").name
+            ordered = ([own] if own in names else []) + [n for n in names if n != own]
+            for name in ordered:
+                try:
+                    # Freqtrade writes NaN and Infinity literals, which json accepts.
+                    document = json.loads(archive.read(name))
+                except ValueError:
+                    continue
+                if _is_stats(document):
+                    return dict(document)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ResultError(f"cannot read {result_zip.name}: {e}") from e
+    raise ResultError(f"{result_zip.name} holds no backtest statistics")
 
 
 def strategy_stats(document: dict[str, Any], strategy: str) -> dict[str, Any]:

@@ -43,5 +43,7 @@ def configure(level: int = logging.INFO) -> None:
 
 def logger(**context: Any) -> structlog.typing.FilteringBoundLogger:
     """A logger bound to `context`, e.g. kind, namespace, name, correlation_id."""
+    # Binding finalises the logger with the configuration of the moment: configure first.
+    configure()
     bound: structlog.typing.FilteringBoundLogger = structlog.get_logger().bind(**context)
     return bound

@@ -23,7 +23,7 @@ class SqliteDsn:
 
 @dataclass(frozen=True)
 class PostgresDsn:
-    # The full DSN goes to libpq; repr=False keeps it out of reprs, logs and tracebacks.
+    # The full DSN goes to libpq only; repr=False keeps it out of any logged repr.
     conninfo: str = field(repr=False)
     hosts: str
     dbname: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
@@ -20,7 +20,9 @@ STATUS_RANK: Final[Mapping[str, int]] = {"queued": 0, "running": 1, "succeeded":
 # backends enforce the same limits here, so a value one backend accepts the other accepts too.
 METRIC_PLACES: Final = 8
 METRIC_QUANTUM: Final = Decimal(1).scaleb(-METRIC_PLACES)
-METRIC_LIMIT: Final = Decimal(10) ** 30
+METRIC_INTEGER_DIGITS: Final = 30
+# The default decimal context keeps 28 digits and would round a 38-digit figure.
+_EXACT: Final = Context(prec=METRIC_INTEGER_DIGITS + METRIC_PLACES)
 
 
 def utc_now() -> dt.datetime:
@@ -57,9 +59,12 @@ def exact_metric(key: str, value: object) -> Decimal:
     exponent = amount.as_tuple().exponent
     if isinstance(exponent, int) and exponent < -METRIC_PLACES:
         raise ValueError(f"metric {key!r} has more than {METRIC_PLACES} decimal places: {amount}")
-    if abs(amount) >= METRIC_LIMIT:
-        raise ValueError(f"metric {key!r} has more than 30 digits before the point: {amount}")
-    return amount.quantize(METRIC_QUANTUM)
+    if amount and amount.adjusted() >= METRIC_INTEGER_DIGITS:
+        raise ValueError(
+            f"metric {key!r} has more than {METRIC_INTEGER_DIGITS} digits before the point: "
+            f"{amount}"
+        )
+    return amount.quantize(METRIC_QUANTUM, context=_EXACT)
 
 
 def check_json(value: object, where: str = "interface") -> None:

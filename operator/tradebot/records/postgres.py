@@ -14,7 +14,7 @@ import psycopg.errors
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from tradebot.records.dsn import PostgresDsn
+from tradebot.records.dsn import PostgresDsn, parse_dsn
 from tradebot.records.errors import RecordsUnavailable, SchemaNotReady
 from tradebot.records.migrations import MIGRATION_LOCK_KEY, Dialect
 from tradebot.records.sqlstore import SqlRecordStore, Transaction
@@ -42,11 +42,18 @@ class _PostgresTransaction:
 class PostgresStore(SqlRecordStore):
     dialect: Dialect = "postgres"
 
-    def __init__(self, dsn: PostgresDsn, *, timeout: float = 5.0, max_size: int = 4) -> None:
+    def __init__(
+        self, dsn: PostgresDsn | str, *, timeout: float = 5.0, max_size: int = 4
+    ) -> None:
         """Connects once to fail fast with libpq's reason, then opens a pool of up to
         `max_size` connections. `timeout`: seconds to connect, or to wait for a free
         connection, before RecordsUnavailable."""
         super().__init__()
+        if isinstance(dsn, str):
+            parsed = parse_dsn(dsn)
+            if not isinstance(parsed, PostgresDsn):
+                raise ValueError("PostgresStore needs a postgresql:// DSN")
+            dsn = parsed
         self._dsn = dsn
         self._timeout = timeout
         self._connect_timeout = max(2, math.ceil(timeout))  # libpq: whole seconds, at least 2

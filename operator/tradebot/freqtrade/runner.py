@@ -1,0 +1,360 @@
+"""tradebot-runner: runs one `freqtrade backtesting` in the Job's container and reports it.
+
+    tradebot-runner backtest --config PATH --strategy-file PATH --data NAME_OR_DIR
+                             --output DIR [--timerange RANGE] [--summary PATH]
+                             [--enable-protections]
+
+It builds nothing itself: the operator generated the config; this runs Freqtrade on it, in a
+subprocess of the same Python (a strategy that crashes the interpreter cannot take the report
+down with it, and the exact command is logged), with markets from a bundled file instead of
+the network (see offline.py). Then it keeps Freqtrade's result and log as artifacts and writes
+a RunSummary: to the termination message and to DIR/summary.json.
+
+Exit status: 0 when the backtest produced a result, 1 when it did not (the summary says why),
+2 for a command line that does not parse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import structlog
+from structlog.typing import FilteringBoundLogger
+
+from tradebot.api.backtest import Artifact, BacktestResults
+from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
+from tradebot.freqtrade import datasets, freqtrade_log, offline, results
+from tradebot.freqtrade.summary import RunSummary
+
+CORRELATION_ENV = "TRADEBOT_CORRELATION_ID"
+TERMINATION_LOG = Path("/dev/termination-log")
+LOG_NAME = "freqtrade.log"
+CONSOLE_NAME = "freqtrade-console.log"
+CONFIG_NAME = "config.json"
+SUMMARY_NAME = "summary.json"
+
+
+class RunError(Exception):
+    """A failure the summary reports; its message is the one line a person reads."""
+
+
+@dataclass
+class Run:
+    """What one run learned, gathered as it goes so a failure still reports what is known."""
+
+    strategy: str
+    started_at: dt.datetime
+    code_hash: str | None = None
+    config_hash: str | None = None
+    data_hash: str | None = None
+    exit_code: int | None = None
+    results: BacktestResults | None = None
+    artifacts: list[Artifact] = field(default_factory=list)
+
+    def summary(self, error: str | None) -> RunSummary:
+        return RunSummary(
+            ok=error is None, error=error, exit_code=self.exit_code, strategy=self.strategy,
+            results=self.results, artifacts=self.artifacts, code_hash=self.code_hash,
+            config_hash=self.config_hash, data_hash=self.data_hash,
+            freqtrade_version=_freqtrade_version(), started_at=self.started_at,
+            finished_at=_now())
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _freqtrade_version() -> str | None:
+    try:
+        return metadata.version("freqtrade")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _artifact(path: Path) -> Artifact:
+    return Artifact(name=path.name, sha256=_sha256(path), size=path.stat().st_size)
+
+
+def _logger() -> FilteringBoundLogger:
+    """JSON lines on stderr; stdout stays free for the summary."""
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    log: FilteringBoundLogger = structlog.get_logger("tradebot.runner")
+    correlation_id = os.environ.get(CORRELATION_ENV)
+    return log.bind(correlation_id=correlation_id) if correlation_id else log
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tradebot-runner",
+        description="Run a Freqtrade backtest offline and report it as a RunSummary.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    bt = commands.add_parser("backtest", help="run `freqtrade backtesting` on a config")
+    bt.add_argument("--config", type=Path, required=True,
+                    help="Freqtrade config JSON, as the operator generated it")
+    bt.add_argument("--strategy-file", type=Path, required=True,
+                    help="the strategy's Python file")
+    bt.add_argument("--data", required=True,
+                    help="bundled data set name (e.g. sample) or a Freqtrade data directory")
+    bt.add_argument("--timerange", default=None,
+                    help="Freqtrade timerange, e.g. 20240102-20240201 (default: all data)")
+    bt.add_argument("--output", type=Path, required=True, help="artifact directory")
+    bt.add_argument("--summary", type=Path, default=None,
+                    help=f"where to write the summary JSON as well as OUTPUT/{SUMMARY_NAME} "
+                         f"(default: {TERMINATION_LOG} when writable)")
+    bt.add_argument("--enable-protections", action="store_true",
+                    help="apply the strategy's protections")
+    return parser
+
+
+def _summary_target(arg: Path | None, output: Path) -> Path:
+    if arg is not None:
+        return arg
+    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+        return TERMINATION_LOG
+    return output / SUMMARY_NAME
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _load_config(path: Path) -> dict[str, Any]:
+    try:
+        config = json.loads(path.read_text(), parse_constant=_no_constants)
+    except OSError as e:
+        raise RunError(f"cannot read config {path}: {e.strerror}") from e
+    except ValueError as e:
+        raise RunError(f"config {path} is not JSON: {e}") from e
+    if not isinstance(config, dict):
+        raise RunError(f"config {path} is not a JSON object")
+    if not isinstance(config.get("strategy"), str) or not config["strategy"]:
+        raise RunError(f"config {path} names no strategy")
+    return config
+
+
+def _exchange(config: dict[str, Any]) -> str:
+    exchange = config.get("exchange")
+    name = exchange.get("name") if isinstance(exchange, dict) else None
+    if not isinstance(name, str) or not name:
+        raise RunError("config has no exchange.name")
+    return name
+
+
+def _prepare_strategy(config: dict[str, Any], strategy_file: Path, strategies: Path) -> Path:
+    """A private copy of the strategy, alone in its directory: Freqtrade imports every .py file
+    of a strategy directory, and a mounted ConfigMap directory holds more than the strategy.
+    Beside it, the parameter file the config carries, which Freqtrade reads from there."""
+    strategies.mkdir(parents=True)
+    copy = strategies / strategy_file.name
+    shutil.copyfile(strategy_file, copy)
+    extra = config.get(TRADEBOT_KEY)
+    parameter_file = extra.get(PARAMETER_FILE_KEY) if isinstance(extra, dict) else None
+    if parameter_file is not None:
+        copy.with_suffix(".json").write_text(json.dumps(parameter_file, indent=2))
+    return copy
+
+
+def _used_files(record: Path) -> dict[str, list[Path]]:
+    """Candle files Freqtrade loaded, by pair, from the offline entrypoint's record."""
+    used: dict[str, list[Path]] = {}
+    if not record.is_file():
+        return used
+    for line in record.read_text().splitlines():
+        entry = json.loads(line)
+        used.setdefault(entry["pair"], []).append(Path(entry["path"]))
+    return used
+
+
+def backtest(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[RunSummary, int]:
+    output: Path = args.output
+    run = Run(strategy=args.strategy_file.stem, started_at=_now())
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        config = _load_config(args.config)
+        run.strategy = config["strategy"]
+        run.config_hash = config_hash(config)
+        if args.config.resolve() != (output / CONFIG_NAME).resolve():
+            shutil.copyfile(args.config, output / CONFIG_NAME)
+        try:
+            run.code_hash = _sha256(args.strategy_file)
+        except OSError as e:
+            raise RunError(f"cannot read strategy file {args.strategy_file}: {e.strerror}") from e
+        try:
+            datadir = datasets.resolve_datadir(args.data, _exchange(config))
+        except datasets.DataError as e:
+            raise RunError(str(e)) from e
+        log.info("backtest.start", strategy=run.strategy, config_hash=run.config_hash,
+                 code_hash=run.code_hash, datadir=str(datadir), timerange=args.timerange)
+        with tempfile.TemporaryDirectory(prefix="tradebot-run-") as tmp:
+            _run_freqtrade(args, config, datadir, Path(tmp), run, log)
+    except RunError as e:
+        error = str(e)
+    except OSError as e:
+        error = f"{e.filename or 'I/O'}: {e.strerror or e}"
+    except Exception as e:
+        # A bug here must still end in a summary, or the operator learns nothing.
+        log.exception("runner.crashed")
+        error = f"runner error: {type(e).__name__}: {e}"
+    else:
+        log.info("backtest.done", trades=run.results.trades if run.results else None,
+                 profit_total=str(run.results.profit_total) if run.results else None)
+        return _finish(run, None, output), 0
+    log.error("backtest.failed", error=error, exit_code=run.exit_code)
+    # Figures of a run that failed a check would be read as the Backtest's result.
+    run.results = None
+    return _finish(run, error, output), 1
+
+
+def _finish(run: Run, error: str | None, output: Path) -> RunSummary:
+    log_file = output / LOG_NAME
+    names = {a.name for a in run.artifacts}
+    # The logs and the config are worth keeping from a failed run too.
+    for path in (output / CONFIG_NAME, log_file, output / CONSOLE_NAME):
+        if path.is_file() and path.name not in names:
+            run.artifacts.append(_artifact(path))
+    return run.summary(error)
+
+
+def _exit_description(returncode: int) -> str:
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"freqtrade was killed by {name}"
+    return f"freqtrade exited with {returncode}"
+
+
+def _run_freqtrade(args: argparse.Namespace, config: dict[str, Any], datadir: Path,
+                   work: Path, run: Run, log: FilteringBoundLogger) -> None:
+    userdir = work / "user_data"
+    strategy_copy = _prepare_strategy(config, args.strategy_file, userdir / "strategies")
+    record = work / "data-used.jsonl"
+    command = [
+        sys.executable, "-m", "tradebot.freqtrade.offline", "--record-data", str(record),
+        "backtesting",
+        "--config", str(args.config.resolve()),
+        "--strategy", run.strategy,
+        "--strategy-path", str(strategy_copy.parent),
+        "--userdir", str(userdir),
+        "--datadir", str(datadir),
+        # The default day cache can hand back an earlier identical result without running.
+        "--cache", "none",
+        "--export", "trades",
+        # Freqtrade's console wraps long lines at its width; its log file keeps each record
+        # whole, which is what the failure reason is read from.
+        "--logfile", str((args.output / LOG_NAME).resolve()),
+    ]
+    if args.timerange:
+        command += ["--timerange", args.timerange]
+    if args.enable_protections:
+        command.append("--enable-protections")
+    log.info("freqtrade.command", argv=command)
+    log_path = args.output / LOG_NAME
+    log_path.unlink(missing_ok=True)  # a retry into the same directory starts a fresh log
+    console_path = args.output / CONSOLE_NAME
+    # Freqtrade skips its logging setup (and so the log file) when it believes it runs under
+    # pytest, which it tells by this variable; a run must log the same wherever it starts from.
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
+    with console_path.open("wb") as out:
+        proc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=work, env=env,
+                              check=False)
+    run.exit_code = proc.returncode
+    log.info("freqtrade.exit", exit_code=proc.returncode, log=str(log_path))
+    text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+    # What went wrong before Freqtrade set its logging up shows only on its console.
+    console = console_path.read_text(errors="replace")
+
+    # Freqtrade's exit code alone proves nothing (a config error exits 0), so success is: an
+    # error-free log and a result file for this strategy.
+    reason = freqtrade_log.failure_reason(text, strategy_file=strategy_copy.name,
+                                          timerange=args.timerange)
+    if reason is None and proc.returncode != 0:
+        reason = (f"{_exit_description(proc.returncode)}; its last output: "
+                  f"{freqtrade_log.last_line(console) or 'none'}")
+    if reason is not None:
+        raise RunError(reason)
+    try:
+        result_zip = results.latest_result(userdir / "backtest_results")
+        run.results = results.parse_result(result_zip, run.strategy)
+    except results.ResultError as e:
+        raise RunError(str(e)) from e
+
+    used = _used_files(record)
+    whitelist = config["exchange"].get("pair_whitelist", [])
+    unfed = [p for p in whitelist if offline.is_plain_pair(p) and p not in used]
+    if unfed:
+        # Freqtrade skips a pair without candles and backtests the rest; a result that leaves
+        # out pairs the Backtest asked for would misdescribe it.
+        raise RunError(f"no candles for {', '.join(unfed)} in {datadir}")
+    run.data_hash = datasets.data_hash((p for paths in used.values() for p in paths), datadir)
+
+    for source in (result_zip, results.meta_file(result_zip)):
+        if source.is_file():
+            target = args.output / source.name
+            shutil.copyfile(source, target)
+            run.artifacts.append(_artifact(target))
+
+
+def _write_summary(summary: RunSummary, output: Path, target: Path,
+                   log: FilteringBoundLogger) -> None:
+    message = summary.to_message()
+    paths = [output / SUMMARY_NAME]
+    if target.resolve() != paths[0].resolve():
+        paths.append(target)
+    for path in paths:
+        try:
+            path.write_text(message)
+        except OSError as e:
+            log.error("summary.write_failed", path=str(path), error=e.strerror)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    log = _logger()
+    summary, code = backtest(args, log)
+    try:
+        args.output.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        log.error("output.unwritable", path=str(args.output), error=e.strerror)
+    _write_summary(summary, args.output, _summary_target(args.summary, args.output), log)
+    # Also on stdout: with terminationMessagePolicy FallbackToLogsOnError the log tail is the
+    # message whenever the file stayed empty.
+    print(summary.to_message(), flush=True)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
