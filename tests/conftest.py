@@ -17,11 +17,11 @@ from tests.support.postgres import LocalPostgres
 from tradebot.localcluster import LocalCluster, Ports
 
 ROOT = Path(__file__).resolve().parent.parent
-_LAYERS = ("unit", "integration", "e2e")
+_LAYERS = ("unit", "integration", "e2e", "contract")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test's layer is the folder it lives in: tests/unit, tests/integration, tests/e2e."""
+    """A test's layer is the folder it lives in: tests/unit, integration, e2e, contract."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         if parts and parts[0] in _LAYERS:

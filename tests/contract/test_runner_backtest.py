@@ -327,3 +327,32 @@ def test_strategy_that_kills_the_interpreter_leaves_the_runner_standing(case: Ca
     error = _assert_failed(result)
     assert error.startswith("freqtrade was killed by SIGABRT")
     assert result.summary["exitCode"] < 0
+
+
+def test_failures_before_freqtrade_starts_are_reported_too(case: Case) -> None:
+    unknown_set = run_runner(case, "unknown-set", data="huge")
+    assert unknown_set.returncode == 1
+    assert unknown_set.summary["ok"] is False
+    assert unknown_set.summary["error"] == "unknown bundled data set 'huge' (bundled: sample)"
+    assert "exitCode" not in unknown_set.summary  # Freqtrade never ran
+
+    config_path, strategy_path = case.write("not-json")
+    config_path.write_text("{not json")
+    output = case.directory / "not-json" / "out"
+    proc = subprocess.run(
+        [_runner_executable(), "backtest", "--config", str(config_path), "--strategy-file",
+         str(strategy_path), "--data", "sample", "--output", str(output),
+         "--summary", str(output / "summary.json")],
+        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, env=_env())
+    assert proc.returncode == 1
+    summary = json.loads((output / "summary.json").read_text())
+    assert summary["ok"] is False
+    assert summary["error"].startswith(f"config {config_path} is not JSON")
+    assert summary["strategy"] == "EmaRsiStrategy"  # from the file name, for the operator
+
+
+def test_command_line_errors_exit_2() -> None:
+    proc = subprocess.run([_runner_executable(), "backtest", "--config", "x.json"],
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    assert proc.returncode == 2
+    assert "--strategy-file" in proc.stderr

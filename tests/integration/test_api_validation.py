@@ -67,6 +67,8 @@ CASES: list[tuple[str, str, str | None, Mutation, str]] = [
     ("strategy-bad-timeframe", "Strategy", "ema-rsi", _set("timeframe", "7m"), "spec.timeframe"),
     ("strategy-positive-stoploss", "Strategy", "ema-rsi", _set("parameters.stoploss", 0.1),
      "spec.parameters.stoploss"),
+    ("strategy-zero-stoploss", "Strategy", "ema-rsi", _set("parameters.stoploss", 0),
+     "spec.parameters.stoploss"),
     ("strategy-roi-key-not-minutes", "Strategy", "ema-rsi",
      _set("parameters.minimalRoi", {"soon": 0.01}), "spec.parameters.minimalRoi"),
     ("strategy-code-wrong-type", "Strategy", "ema-rsi", _set("code", 42), "spec.code"),

@@ -41,6 +41,7 @@ class JobWatch:
         self.live: set[str] = set()
         self.max_live = 0
         self.added: list[str] = []
+        self._stopped = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def __enter__(self) -> JobWatch:
@@ -48,10 +49,18 @@ class JobWatch:
         return self
 
     def __exit__(self, *_: object) -> None:
+        self._stopped = True
         self._watch.stop()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
+        try:
+            self._follow()
+        except Exception:
+            if not self._stopped:
+                raise  # only the connection closing on stop is expected
+
+    def _follow(self) -> None:
         for ev in self._watch.stream(self._batch.list_namespaced_job, self.namespace,
                                      timeout_seconds=600):
             name = ev["object"].metadata.name

@@ -20,8 +20,9 @@ ParameterValue = Annotated[
 ]
 Stoploss = Annotated[
     Decimal,
-    Field(ge=-1, le=0),
-    WithJsonSchema({"type": "number", "minimum": -1, "maximum": 0,
+    # Freqtrade refuses a stop-loss of 0: it must be below zero.
+    Field(ge=-1, lt=0),
+    WithJsonSchema({"type": "number", "minimum": -1, "maximum": 0, "exclusiveMaximum": True,
                     "description": "Stop-loss as a negative fraction (-0.10 is -10 %)."}),
 ]
 

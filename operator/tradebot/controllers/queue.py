@@ -18,6 +18,7 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
 from tradebot.controllers.backtest import job_name, record
+from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import jobs
 from tradebot.domain.conditions import now, set_condition
 from tradebot.domain.freqtrade_config import backtest_config, config_hash
@@ -116,8 +117,6 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
     strategy = kube.custom().get_namespaced_custom_object(
         GROUP, VERSION, namespace, "strategies", spec.strategy_ref.name)
     strategy_spec = StrategySpec.model_validate(strategy["spec"])
-    from tradebot.controllers.strategy import read_code
-
     code = read_code(strategy_spec, namespace)
     config = backtest_config(spec, strategy_spec, datadir=jobs.DATA_DIR,
                              user_data_dir=jobs.USER_DATA_DIR)
@@ -186,6 +185,23 @@ def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str
                 raise
 
 
+def _reject(bt: dict[str, Any], error: Exception) -> None:
+    meta = bt["metadata"]
+    message = f"cannot start: {error}"
+    status = bt.get("status") or {}
+    patch = {"status": {
+        "phase": "Failed", "message": message, "queuePosition": None, "finishedAt": now(),
+        "conditions": set_condition(status.get("conditions"), "Complete", False,
+                                    "AdmissionFailed", message, meta.get("generation"))}}
+    kube.custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, meta["namespace"], "backtests", meta["name"], patch)
+    event = _event(bt, "AdmissionFailed", message)
+    event["type"] = "Warning"
+    kube.core().create_namespaced_event(meta["namespace"], event)
+    _log.warning("backtest rejected", namespace=meta["namespace"], name=meta["name"],
+                 error=message)
+
+
 def _drain(running: list[RunningBacktest]) -> None:
     """Like Kueue's HoldAndDrain: stop what runs; the Backtests go back to the queue."""
     for r in running:
@@ -217,6 +233,10 @@ def admission_pass(settings: Settings) -> Decision:
         for key in decision.admit:
             try:
                 admit(objects[key], settings)
+            except (ValueError, CodeUnavailable) as e:
+                # Bad input (a spec the config cannot carry, strategy code gone): retrying
+                # will not help, so the Backtest fails with the reason.
+                _reject(objects[key], e)
             except Exception as e:
                 _log.exception("admission failed", namespace=key[0], name=key[1], error=str(e))
         _write_positions(decision, objects)

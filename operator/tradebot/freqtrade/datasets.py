@@ -10,7 +10,7 @@ Resolution of `--data VALUE`:
 
 The data root is, first match wins: `$TRADEBOT_DATA_ROOT`; `user_data/data` of the source
 checkout this package runs from (an editable install); `/opt/tradebot/user_data/data` (where
-the runner image copies the repository's user_data).
+a runner image puts the repository's user_data).
 """
 
 from __future__ import annotations
