@@ -106,3 +106,13 @@ def test_limits_are_never_exceeded(entries, total, per_ns, per_strategy, amd):
         for s in "xy":
             assert sum(x.namespace == ns and x.strategy == s for x in chosen) <= per_strategy
     assert sum(x.gpu.count for x in chosen if x.gpu) <= amd
+
+
+@pytest.mark.parametrize(("old", "new", "write"), [
+    (None, 500, True), (3, 2, True), (2, 2, False), (20, 19, True),
+    (500, 499, False), (500, 451, False), (500, 450, True), (30, 27, True), (30, 28, False),
+])
+def test_positions_far_back_are_written_in_steps(old, new, write):
+    from tradebot.domain.queue import position_worth_writing
+
+    assert position_worth_writing(old, new) is write

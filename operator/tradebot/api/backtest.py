@@ -151,6 +151,8 @@ class BacktestStatus(StatusModel):
     config_hash: str | None = None
     data_hash: str | None = None
     message: str | None = None
+    cleaned_up: bool | None = Field(default=None,
+                                    description="The run's Job and ConfigMap are deleted.")
     observed_generation: int | None = None
     conditions: list[Condition] | None = Field(
         default=None, json_schema_extra={"x-kubernetes-list-type": "map",

@@ -139,7 +139,21 @@ def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: d
     return None
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=2.0)
+def needs_attention(status: kopf.Status, **_: Any) -> bool:
+    """Queued Backtests belong to the admission loop, and finished ones whose Job is gone and
+    whose record is written need nothing: no timer runs for them, so a queue of thousands costs
+    no polling."""
+    phase = status.get("phase")
+    if phase == "Queued":
+        return False
+    if phase in TERMINAL:
+        recorded = any(c.get("type") == "Recorded" and c.get("status") == "True"
+                       for c in status.get("conditions") or [])
+        return not (recorded and status.get("cleanedUp"))
+    return True
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=2.0, when=needs_attention)
 def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
                        **_: Any) -> None:
@@ -297,6 +311,7 @@ def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
+    patch.status["cleanedUp"] = True
 
 
 def _local_step(job: dict[str, Any], namespace: str, jname: str, run_id: str,

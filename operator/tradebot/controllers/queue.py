@@ -30,6 +30,7 @@ from tradebot.domain.queue import (
     QueuedBacktest,
     RunningBacktest,
     decide,
+    position_worth_writing,
 )
 from tradebot.observability.logging import logger
 from tradebot.settings import Settings
@@ -95,7 +96,12 @@ def snapshot(settings: Settings) -> tuple[list[QueuedBacktest], list[RunningBack
     for bt in backtests:
         meta = bt["metadata"]
         key = (meta["namespace"], meta["name"])
-        if (bt.get("status") or {}).get("phase") != "Queued" or key in with_job:
+        if (bt.get("status") or {}).get("phase") != "Queued":
+            continue
+        if key in with_job:
+            # Admitted, but the operator stopped before it wrote Running: write it now, so
+            # the Backtest's own reconciler follows its Job again.
+            _mark_running(bt)
             continue
         if meta.get("deletionTimestamp"):
             continue
@@ -151,6 +157,15 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
         log.warning("run record not written", error=error)
 
 
+def _mark_running(bt: dict[str, Any]) -> None:
+    meta = bt["metadata"]
+    name = job_name(meta["name"], meta["uid"])
+    kube.custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, meta["namespace"], "backtests", meta["name"],
+        {"status": {"phase": "Running", "jobName": name, "queuePosition": None,
+                    "message": f"running as Job {name}"}})
+
+
 def _event(bt: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
     meta = bt["metadata"]
     stamp = now()
@@ -171,7 +186,8 @@ def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str
         status = bt.get("status") or {}
         reason = decision.waiting_for.get(key, "")
         message = f"queued at position {position}: waiting for {reason}"
-        if status.get("queuePosition") == position and status.get("message") == message:
+        if not position_worth_writing(status.get("queuePosition"), position) and (
+                status.get("message", "").split(": waiting for ")[-1] == reason):
             continue
         patch = {"status": {
             "queuePosition": position, "message": message,

@@ -113,3 +113,15 @@ def decide(
 def gpu_free(allocatable: dict[str, int], in_use: dict[str, int]) -> dict[str, int]:
     """Free GPUs per vendor resource: allocatable on nodes minus requested by live pods."""
     return {res: max(0, n - in_use.get(res, 0)) for res, n in allocatable.items()}
+
+
+EXACT_POSITIONS = 20
+
+
+def position_worth_writing(old: int | None, new: int) -> bool:
+    """Every admission moves everyone behind it up by one; rewriting thousands of statuses for
+    that would cost more than the queue itself. Positions near the head are kept exact, the
+    rest are rewritten when they have moved by a tenth."""
+    if old is None or new <= EXACT_POSITIONS:
+        return old != new
+    return abs(old - new) >= max(1, old // 10)
