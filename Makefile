@@ -42,7 +42,7 @@ demo: up ## the main job: cluster, CRDs, operator, a real backtest of examples/ 
 	@hack/demo.sh
 
 lint: venv ## ruff
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator tests bench
 
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy

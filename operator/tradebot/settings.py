@@ -51,7 +51,9 @@ class Settings(BaseModel):
     runner_image: str = "ghcr.io/tradebot-operator/runner:0.1.0"
     runner_image_rocm: str = "ghcr.io/tradebot-operator/runner-rocm:0.1.0"
     backtest_deadline_seconds: int = Field(default=3600, ge=60)
-    job_ttl_seconds: int = Field(default=86400, ge=0)
+    # The controller reads a finished Job's result before deleting it itself; a TTL shorter
+    # than a few reconcile rounds could delete it first, and the run would start again.
+    job_ttl_seconds: int = Field(default=86400, ge=300)
     artifacts_pvc: str | None = None
     # Empty: SQLite in local_state_dir (sqlite:/// + an absolute path).
     database_dsn: str = ""

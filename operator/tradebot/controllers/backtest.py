@@ -303,6 +303,9 @@ def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
                   error or "run, metrics and artifacts recorded", generation)
     try:
         kube.batch().delete_namespaced_job(jname, namespace, propagation_policy="Background")
+        from tradebot.controllers import queue
+
+        queue.wake()
     except ApiException as e:
         if not kube.is_not_found(e):
             raise

@@ -24,6 +24,8 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix="tradebot.dev", key="last-handled-configuration")
     settings.posting.level = logging.WARNING
+    # kopf reports every timer run at INFO; our own log lines say what happened.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60

@@ -259,8 +259,16 @@ def admission_pass(settings: Settings) -> Decision:
         return decision
 
 
+_wakeup = threading.Event()
+
+
+def wake() -> None:
+    """A slot has freed (a Job was deleted): run the next pass now rather than at the tick."""
+    _wakeup.set()
+
+
 class AdmissionLoop:
-    """Runs admission passes every `interval` seconds in a thread until stopped."""
+    """Runs admission passes every `interval` seconds, or sooner when woken, until stopped."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -272,6 +280,7 @@ class AdmissionLoop:
 
     def stop(self) -> None:
         self._stop.set()
+        _wakeup.set()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
@@ -281,7 +290,8 @@ class AdmissionLoop:
             except Exception as e:
                 # The API server restarting or a network blip must not end the loop.
                 _log.warning("admission pass failed", error=str(e))
-            self._stop.wait(self.settings.reconcile_interval_seconds)
+            _wakeup.wait(self.settings.reconcile_interval_seconds)
+            _wakeup.clear()
 
 
-__all__ = ["AdmissionLoop", "admission_pass", "job_name"]
+__all__ = ["AdmissionLoop", "admission_pass", "job_name", "wake"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from decimal import Decimal
@@ -47,7 +48,22 @@ class SqliteStore(SqlRecordStore):
         with self._errors(), closing(self._connect()) as conn:
             # WAL lets readers proceed while one process writes; it is a property of the file,
             # so setting it once here holds for every later connection.
-            self.journal_mode: str = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            self.journal_mode: str = self._set_wal(conn)
+
+    def _set_wal(self, conn: sqlite3.Connection) -> str:
+        # Switching the journal mode needs the file to itself, and SQLite answers "database
+        # is locked" at once instead of waiting out the busy timeout when others are opening
+        # it too: wait here, within the same timeout.
+        deadline = time.monotonic() + self._timeout
+        delay = 0.01
+        while True:
+            try:
+                return str(conn.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 0.25)
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: no implicit transactions; _begin says exactly where they start.
