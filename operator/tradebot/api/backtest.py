@@ -11,7 +11,6 @@ from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
-    Condition,
     Currency,
     ExchangeName,
     FeeRatio,
@@ -22,6 +21,7 @@ from tradebot.api.types import (
     Money,
     Pair,
     ResourceRequirements,
+    ResourceStatus,
     StakeAmount,
     Timeframe,
     Timerange,
@@ -136,7 +136,7 @@ class Artifact(StatusModel):
 BacktestPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]
 
 
-class BacktestStatus(StatusModel):
+class BacktestStatus(ResourceStatus):
     phase: BacktestPhase | None = Field(
         default=None, description="Pending (strategy not Ready), Queued, Running, Succeeded, "
         "Failed.")
@@ -150,13 +150,8 @@ class BacktestStatus(StatusModel):
     code_hash: str | None = None
     config_hash: str | None = None
     data_hash: str | None = None
-    message: str | None = None
     cleaned_up: bool | None = Field(default=None,
                                     description="The run's Job and ConfigMap are deleted.")
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-list-type": "map",
-                                         "x-kubernetes-list-map-keys": ["type"]})
 
 
 KIND = Kind(

@@ -7,9 +7,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
+from tradebot.api.base import ApiModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
-from tradebot.api.types import Condition, Duration, Fraction, LabelSelector, Money
+from tradebot.api.types import Duration, Fraction, LabelSelector, Money, ResourceStatus
 
 _LIMIT_FIELDS = ("maxDrawdown", "maxDailyLoss", "maxConsecutiveLosses", "maxIncidents",
                  "staleHeartbeat")
@@ -76,17 +76,12 @@ class CircuitBreakerSpec(ApiModel):
         description="How it resets.")
 
 
-class CircuitBreakerStatus(StatusModel):
+class CircuitBreakerStatus(ResourceStatus):
     state: Literal["Closed", "Open", "HalfOpen"] | None = None
     tripped_at: dt.datetime | None = None
     reason: str | None = None
     affected_bots: list[str] | None = None
     incident_id: str | None = None
-    message: str | None = None
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-list-type": "map",
-                                         "x-kubernetes-list-map-keys": ["type"]})
 
 
 KIND = Kind(

@@ -11,7 +11,6 @@ from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
-    Condition,
     Currency,
     ExchangeName,
     Figure,
@@ -23,6 +22,7 @@ from tradebot.api.types import (
     Pair,
     ProfitRatio,
     ResourceRequirements,
+    ResourceStatus,
     StakeAmount,
     check_pairs_in_stake,
 )
@@ -186,7 +186,7 @@ class Gate(StatusModel):
 BotPhase = Literal["Pending", "Running", "Suspended", "Blocked", "Tripped", "Failed"]
 
 
-class LiveBotStatus(StatusModel):
+class LiveBotStatus(ResourceStatus):
     phase: BotPhase | None = None
     mode: Mode | None = Field(default=None, description="The mode the pod runs in.")
     pod_name: str | None = None
@@ -197,11 +197,6 @@ class LiveBotStatus(StatusModel):
     open_trades: int | None = None
     last_heartbeat: dt.datetime | None = None
     code_hash: str | None = None
-    message: str | None = None
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-list-type": "map",
-                                         "x-kubernetes-list-map-keys": ["type"]})
 
 
 KIND = Kind(

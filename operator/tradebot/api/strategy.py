@@ -9,7 +9,7 @@ from pydantic import Field, WithJsonSchema, model_validator
 
 from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
-from tradebot.api.types import Condition, ConfigMapKeyRef, Fraction, Timeframe
+from tradebot.api.types import ConfigMapKeyRef, Fraction, ResourceStatus, Timeframe
 
 MAX_CODE_BYTES = 262144
 
@@ -106,16 +106,11 @@ class StrategyInterface(StatusModel):
     uses_freqai: bool | None = None
 
 
-class StrategyStatus(StatusModel):
+class StrategyStatus(ResourceStatus):
     phase: Literal["Pending", "Ready", "Invalid"] | None = Field(
         default=None, description="Pending, Ready or Invalid.")
     code_hash: str | None = Field(default=None, description="sha256 of the code, hex.")
     interface: StrategyInterface | None = None
-    message: str | None = Field(default=None, description="Why the phase is what it is.")
-    observed_generation: int | None = None
-    conditions: list[Condition] | None = Field(
-        default=None, json_schema_extra={"x-kubernetes-list-type": "map",
-                                         "x-kubernetes-list-map-keys": ["type"]})
 
 
 KIND = Kind(

@@ -283,6 +283,18 @@ class Condition(StatusModel):
         default=None, ge=0, description="The spec generation this condition describes.")
 
 
+class ResourceStatus(StatusModel):
+    """What every kind's status has: a message, the generation seen, standard conditions."""
+
+    message: str | None = Field(default=None, description="What a person should know now.")
+    observed_generation: int | None = Field(
+        default=None, description="The spec generation the status describes.")
+    conditions: list[Condition] | None = Field(
+        default=None, description="Standard conditions, one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map",
+                           "x-kubernetes-list-map-keys": ["type"]})
+
+
 # ---- stake -----------------------------------------------------------------------------------
 UNLIMITED = "unlimited"
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from tradebot.domain.jobs import ARTIFACTS_MOUNT, CONFIG_MOUNT, CONTAINER
 from tradebot.freqtrade.summary import RunSummary
+from tradebot.processes import alive
 
 OUTCOME = "kwok.tradebot.dev/outcome"
 EXIT_CODE = "kwok.tradebot.dev/exit-code"
@@ -38,20 +39,6 @@ class Outcome:
     def annotations(self) -> dict[str, str]:
         return {OUTCOME: "Succeeded" if self.succeeded else "Failed",
                 EXIT_CODE: str(self.exit_code), MESSAGE: self.message}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
 
 
 class LocalExecutor:
@@ -72,7 +59,7 @@ class LocalExecutor:
         exit_file, pid_file = d / "exitcode", d / "pid"
         if exit_file.exists():
             return self._outcome(run_id, int(exit_file.read_text().strip() or 1))
-        if pid_file.exists() and _alive(int(pid_file.read_text().strip())):
+        if pid_file.exists() and alive(int(pid_file.read_text().strip())):
             return None
         self._start(run_id, container_args, files, env)
         return None

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from tradebot.localcluster.layout import Layout
+from tradebot.processes import alive
 
 
 class ComponentExited(RuntimeError):
@@ -40,18 +41,12 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child still answers kill(0); reap it if it is ours.
+    # A zombie child of ours must be reaped, or it would stay "alive" to kill(0) forever.
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
-    return _cmdline(pid) is not None
+    return alive(pid)
 
 
 def _cmdline(pid: int) -> str | None:
