@@ -22,6 +22,7 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import tempfile
@@ -172,6 +173,8 @@ def measure(label: str, api: client.ApiClient, namespace: str, count: int,
 
 
 def main() -> int:
+    # A plain SIGTERM would skip the `finally` below and leave the cluster running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=10)

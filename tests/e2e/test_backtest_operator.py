@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 from tests.support.manifests import example
 from tests.support.operator import JobWatch, running_operator
@@ -168,27 +169,36 @@ def test_invalid_strategy_and_waiting_backtest(
         assert any(e.reason == "InvalidCode" and e.type == "Warning" for e in events)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_failed_run_reports_why(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed,
+    backend: str, request: pytest.FixtureRequest,
 ):
     api = client.CustomObjectsApi(api_client)
-    db = tmp_path / "r.db"
+    dsn = (f"sqlite://{tmp_path / 'r.db'}" if backend == "sqlite"
+           else request.getfixturevalue("postgres_dsn"))
     outside = _backtest("outside", timerange={"start": "2023-01-01", "end": "2023-02-01"})
     with running_operator(cluster.kubeconfig, namespace, executor="local",
-                          database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state"):
+                          database_dsn=dsn, local_state_dir=tmp_path / "state"):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"), outside)
         status = wait_for(lambda: (s := _get(api, namespace, "backtests", "outside")
                                    .get("status") or {}).get("phase") in ("Failed", "Succeeded")
                           and s, 180, what="Backtest finished")
     assert status["phase"] == "Failed"
-    assert status["message"]
+    assert "2023" in status["message"] or "data" in status["message"].lower()
     events = client.CoreV1Api(api_client).list_namespaced_event(
         namespace, field_selector="involvedObject.name=outside").items
     assert any(e.reason == "Failed" and e.type == "Warning" for e in events)
-    with sqlite3.connect(db) as conn:
-        row = conn.execute("SELECT status, error FROM runs").fetchone()
-    assert row[0] == "failed"
-    assert row[1] == status["message"]
+    from tradebot.records import open_store
+
+    with open_store(dsn) as store:
+        runs = store.list_runs(namespace=namespace)
+        strategies = store.get_strategy(
+            _get(api, namespace, "strategies", "ema-rsi")["metadata"]["uid"],
+            _get(api, namespace, "strategies", "ema-rsi")["status"]["codeHash"])
+    assert [(r.status, r.error) for r in runs] == [("failed", status["message"])]
+    assert strategies is not None
+    assert strategies.class_name == "EmaRsiStrategy"
 
 
 def test_gpu_backtest_job_lands_on_a_rocm_node(
