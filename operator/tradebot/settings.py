@@ -59,6 +59,8 @@ class Settings(BaseModel):
     database_dsn: str = ""
     local_state_dir: Path = Path(".local/operator")
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
+    metrics_port: int = Field(default=0, ge=0, le=65535,
+                              description="Port of /metrics; 0 serves none.")
     gpu_profiles: dict[str, GpuProfile] = Field(default_factory=lambda: dict(DEFAULT_GPU_PROFILES))
     # Labels that mark GPU nodes: pods without GPUs are kept off them.
     gpu_node_labels: tuple[str, ...] = (

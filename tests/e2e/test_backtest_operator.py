@@ -39,6 +39,12 @@ def _phase(api: Any, namespace: str, plural: str, name: str) -> str | None:
     return (_get(api, namespace, plural, name).get("status") or {}).get("phase")
 
 
+def _metric(name: str, **labels: str) -> float:
+    from tradebot.observability.metrics import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 def _all_done(api: Any, namespace: str, names: list[str]) -> list[str] | None:
     phases = [_phase(api, namespace, "backtests", n) for n in names]
     return phases if all(p in ("Succeeded", "Failed") for p in phases) else None
@@ -51,6 +57,8 @@ def test_queue_limits_real_backtests_and_records_them(
     db = tmp_path / "records.db"
     names = [f"bt-{i}" for i in range(6)]
     positions: dict[str, set[int]] = {n: set() for n in names}
+    finished_before = _metric("tradebot_backtests_finished_total", phase="Succeeded")
+    admitted_before = _metric("tradebot_backtest_admissions_total")
     with JobWatch(api_client, namespace) as jobs, running_operator(
         cluster.kubeconfig, namespace, executor="local", max_concurrent_backtests=2,
         database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
@@ -77,6 +85,8 @@ def test_queue_limits_real_backtests_and_records_them(
         wait_for(lambda: not jobs.live, 30, what="Jobs deleted after recording")
 
     assert phases == ["Succeeded"] * 6
+    assert _metric("tradebot_backtests_finished_total", phase="Succeeded") - finished_before == 6
+    assert _metric("tradebot_backtest_admissions_total") - admitted_before == 6
     assert jobs.max_live == 2, f"at most 2 Jobs at once, saw {jobs.max_live}"
     assert sorted(jobs.added) == sorted(set(jobs.added)), "a Job was created twice"
     assert len(jobs.added) == 6

@@ -25,6 +25,7 @@ from tradebot.domain.conditions import now
 from tradebot.domain.naming import backtest_run_id, child_name
 from tradebot.executors.local import LocalExecutor, container_args
 from tradebot.freqtrade.summary import RunSummary
+from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 from tradebot.records.models import RunStatus
 
@@ -131,10 +132,12 @@ def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: d
 
     store = runtime.get().store()
     if store is None:
+        metrics.RECORD_FAILURES.inc()
         return "records store unavailable"
     try:
         _record(store, namespace, name, uid, run_status, status, spec, error)
     except RecordsUnavailable as e:
+        metrics.RECORD_FAILURES.inc()
         return str(e)
     return None
 
@@ -154,7 +157,16 @@ def needs_attention(status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0, when=needs_attention)
-def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+def reconcile_backtest(**kwargs: Any) -> None:
+    try:
+        _reconcile_backtest(**kwargs)
+    except Exception:
+        metrics.RECONCILIATIONS.labels("Backtest", "error").inc()
+        raise
+    metrics.RECONCILIATIONS.labels("Backtest", "ok").inc()
+
+
+def _reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
                        **_: Any) -> None:
     assert namespace is not None  # the kinds are namespaced
@@ -240,6 +252,7 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
 
 def _finish(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, message: str,
             generation: int) -> None:
+    metrics.BACKTESTS_FINISHED.labels(phase).inc()
     patch.status.update({"phase": phase, "message": message, "queuePosition": None,
                          "finishedAt": now(), "observedGeneration": generation})
     condition(status, patch, "Complete", phase == "Succeeded", reason, message, generation)

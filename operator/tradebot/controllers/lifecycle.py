@@ -38,6 +38,10 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
                 "namespace": rt.settings.max_backtests_per_namespace,
                 "strategy": rt.settings.max_backtests_per_strategy},
         hold=rt.settings.queue_hold)
+    if rt.settings.metrics_port:
+        from tradebot.observability.metrics import serve
+
+        serve(rt.settings.metrics_port)
     _loop = AdmissionLoop(rt.settings)
     _loop.start()
 

@@ -32,6 +32,7 @@ from tradebot.domain.queue import (
     decide,
     position_worth_writing,
 )
+from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 from tradebot.settings import Settings
 
@@ -153,6 +154,9 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
     error = record(namespace, name, uid, "running", {**status, **new_status}, spec)
     log = _log.bind(namespace=namespace, name=name, correlation_id=run_id)
     log.info("backtest admitted", job=run.job_name)
+    metrics.ADMISSIONS.inc()
+    metrics.QUEUE_WAIT.observe(
+        (dt.datetime.now(dt.UTC) - _created(bt)).total_seconds())
     if error:
         log.warning("run record not written", error=error)
 
@@ -246,6 +250,10 @@ def admission_pass(settings: Settings) -> Decision:
             _drain(running)
         gpus = gpu_capacity(settings) if any(q.gpu for q in queued) else {}
         decision = decide(queued, running, limits, gpus)
+        metrics.QUEUE_LENGTH.set(len(queued) - len(decision.admit))
+        metrics.RUNNING_BACKTESTS.set(len(running) + len(decision.admit))
+        for vendor, free in gpus.items():
+            metrics.GPUS_FREE.labels(vendor).set(free)
         for key in decision.admit:
             try:
                 admit(objects[key], settings)

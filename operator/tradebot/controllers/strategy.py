@@ -14,6 +14,7 @@ from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
 from tradebot.controllers.status import condition, event
 from tradebot.freqtrade.introspect import Introspection, IntrospectionError, introspect
+from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 
 PLURAL = "strategies"
@@ -60,7 +61,16 @@ def _set_phase(status: dict[str, Any], patch: kopf.Patch, phase: str, ready: boo
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.timer(GROUP, VERSION, PLURAL, interval=15, initial_delay=15)
-def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+def reconcile_strategy(**kwargs: Any) -> None:
+    try:
+        _reconcile_strategy(**kwargs)
+    except Exception:
+        metrics.RECONCILIATIONS.labels("Strategy", "error").inc()
+        raise
+    metrics.RECONCILIATIONS.labels("Strategy", "ok").inc()
+
+
+def _reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
                        **_: Any) -> None:
     assert namespace is not None  # the kinds are namespaced

@@ -1,0 +1,35 @@
+"""The operator's Prometheus metrics. One registry, so tests can read it without a server."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RECONCILIATIONS = Counter(
+    "tradebot_reconciliations_total", "Reconciliations by kind and outcome.",
+    ["kind", "outcome"], registry=REGISTRY)
+QUEUE_LENGTH = Gauge(
+    "tradebot_backtest_queue_length", "Backtests waiting for admission.", registry=REGISTRY)
+RUNNING_BACKTESTS = Gauge(
+    "tradebot_backtests_running", "Backtest Jobs that hold a slot.", registry=REGISTRY)
+GPUS_FREE = Gauge(
+    "tradebot_gpus_free", "Free GPUs by vendor at the last admission pass that needed them.",
+    ["vendor"], registry=REGISTRY)
+ADMISSIONS = Counter(
+    "tradebot_backtest_admissions_total", "Backtests admitted (Jobs created).",
+    registry=REGISTRY)
+QUEUE_WAIT = Histogram(
+    "tradebot_backtest_queue_wait_seconds", "Time from creation to admission.",
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200), registry=REGISTRY)
+BACKTESTS_FINISHED = Counter(
+    "tradebot_backtests_finished_total", "Backtests that ended, by phase.", ["phase"],
+    registry=REGISTRY)
+RECORD_FAILURES = Counter(
+    "tradebot_record_failures_total", "Writes to the records store that failed.",
+    registry=REGISTRY)
+
+
+def serve(port: int) -> None:
+    """Serves /metrics on all interfaces (the chart's Service scrapes it)."""
+    start_http_server(port, registry=REGISTRY)
