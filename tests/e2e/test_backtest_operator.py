@@ -240,3 +240,31 @@ def test_gpu_backtest_job_lands_on_a_rocm_node(
                                    .get("status") or {}).get("phase") == "Failed" and s, 60,
                           what="GPU Backtest Failed")
     assert status["message"] == "cued failure: no ROCm device in kwok"
+
+
+def test_queued_backtest_whose_strategy_vanished_goes_back_to_pending(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    api = client.CustomObjectsApi(api_client)
+    with running_operator(cluster.kubeconfig, namespace, executor="local",
+                          max_concurrent_backtests=1, reconcile_interval_seconds=1.0,
+                          database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+                          local_state_dir=tmp_path / "state"):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
+        wait_for(lambda: _phase(api, namespace, "strategies", "ema-rsi") == "Ready", 60,
+                 what="Strategy Ready")
+        _apply(kubectl, namespace, _backtest("first"))
+        wait_for(lambda: _phase(api, namespace, "backtests", "first") == "Running", 60,
+                 what="first Running")
+        _apply(kubectl, namespace, _backtest("second"))
+        wait_for(lambda: _phase(api, namespace, "backtests", "second") == "Queued", 60,
+                 what="second Queued")
+        kubectl("delete", "strategy", "ema-rsi", "-n", namespace)
+        wait_for(lambda: _phase(api, namespace, "backtests", "first") == "Succeeded", 120,
+                 what="first Succeeded (its run had started)")
+        status = wait_for(lambda: (s := _get(api, namespace, "backtests", "second")
+                                   .get("status") or {}).get("phase") == "Pending" and s,
+                          60, what="second back to Pending")
+    assert "ema-rsi not found" in status["message"]
+    jobs = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
+    assert [j.metadata.labels["tradebot.dev/backtest"] for j in jobs] in ([], ["first"])

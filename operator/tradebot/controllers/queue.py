@@ -116,13 +116,25 @@ def snapshot(settings: Settings) -> tuple[list[QueuedBacktest], list[RunningBack
     return queued, running, objects
 
 
+class StrategyNotReady(Exception):
+    """The Strategy changed while the Backtest waited: it goes back to Pending."""
+
+
 def admit(bt: dict[str, Any], settings: Settings) -> None:
     """Creates the run's ConfigMap and Job (idempotent) and marks the Backtest Running."""
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = BacktestSpec.model_validate(bt["spec"])
-    strategy = kube.custom().get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "strategies", spec.strategy_ref.name)
+    try:
+        strategy = kube.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "strategies", spec.strategy_ref.name)
+    except ApiException as e:
+        if kube.is_not_found(e):
+            raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} not found") from None
+        raise
+    phase = (strategy.get("status") or {}).get("phase")
+    if phase != "Ready":
+        raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} is {phase or 'not ready'}")
     strategy_spec = StrategySpec.model_validate(strategy["spec"])
     code = read_code(strategy_spec, namespace)
     config = backtest_config(spec, strategy_spec, datadir=jobs.DATA_DIR,
@@ -205,6 +217,18 @@ def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str
                 raise
 
 
+def _back_to_pending(bt: dict[str, Any], why: str) -> None:
+    meta = bt["metadata"]
+    status = bt.get("status") or {}
+    kube.custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, meta["namespace"], "backtests", meta["name"], {"status": {
+            "phase": "Pending", "message": why, "queuePosition": None,
+            "conditions": set_condition(status.get("conditions"), "StrategyReady", False,
+                                        "StrategyNotReady", why, meta.get("generation"))}})
+    _log.info("backtest back to pending", namespace=meta["namespace"], name=meta["name"],
+              reason=why)
+
+
 def _reject(bt: dict[str, Any], error: Exception) -> None:
     meta = bt["metadata"]
     message = f"cannot start: {error}"
@@ -257,6 +281,8 @@ def admission_pass(settings: Settings) -> Decision:
         for key in decision.admit:
             try:
                 admit(objects[key], settings)
+            except StrategyNotReady as e:
+                _back_to_pending(objects[key], str(e))
             except (ValueError, CodeUnavailable) as e:
                 # Bad input (a spec the config cannot carry, strategy code gone): retrying
                 # will not help, so the Backtest fails with the reason.
