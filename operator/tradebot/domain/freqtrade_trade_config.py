@@ -1,0 +1,161 @@
+"""The Freqtrade configuration of a LiveBot's `freqtrade trade` (pure: no I/O).
+
+No secret is ever part of it. At run time Freqtrade merges environment variables
+`FREQTRADE__<SECTION>__<KEY>` over the config files (freqtrade/configuration/
+environment_vars.py, applied in Configuration.load_config before the schema check), so the
+bot's container gets:
+
+* `FREQTRADE__EXCHANGE__KEY` / `FREQTRADE__EXCHANGE__SECRET` (testnet and live only);
+* `FREQTRADE__API_SERVER__PASSWORD`, `FREQTRADE__API_SERVER__JWT_SECRET_KEY` and
+  `FREQTRADE__API_SERVER__WS_TOKEN`.
+
+Both api_server secrets fail closed: `password` is required by Freqtrade's schema and left
+out here, and `jwt_secret_key` is an empty placeholder below the schema's 32-character minimum
+(left out, the schema would fill in Freqtrade's public default key). A bot whose environment
+lacks them fails the schema check instead of serving its API unprotected.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from tradebot.api.livebot import LiveBotSpec
+from tradebot.api.strategy import StrategySpec
+from tradebot.domain.freqtrade_config import (
+    PARAMETER_FILE_KEY,
+    TRADEBOT_KEY,
+    _number,
+    _parameter_file,
+    canonical_json,
+    config_hash,
+)
+
+__all__ = ["ENV_SECRETS", "LimitExceeded", "canonical_json", "config_hash", "trade_config"]
+
+# Environment variables that carry what the config must not (Freqtrade reads them itself).
+ENV_SECRETS = (
+    "FREQTRADE__EXCHANGE__KEY",
+    "FREQTRADE__EXCHANGE__SECRET",
+    "FREQTRADE__API_SERVER__PASSWORD",
+    "FREQTRADE__API_SERVER__JWT_SECRET_KEY",
+    "FREQTRADE__API_SERVER__WS_TOKEN",
+)
+
+
+class LimitExceeded(ValueError):
+    """The LiveBot asks for more than its own spec.limits allow."""
+
+
+def _check_limits(spec: LiveBotSpec) -> None:
+    limits = spec.limits
+    if limits is None:
+        return
+    cap = limits.max_stake_per_trade
+    if cap is not None:
+        if isinstance(spec.stake_amount, str):
+            raise LimitExceeded(
+                f"stakeAmount {spec.stake_amount!r} is not bounded, but limits.maxStakePerTrade "
+                f"is {cap}: give a stakeAmount of at most {cap}")
+        if Decimal(spec.stake_amount) > Decimal(cap):
+            raise LimitExceeded(
+                f"stakeAmount {spec.stake_amount} exceeds limits.maxStakePerTrade {cap}")
+    if limits.max_open_trades is not None and spec.max_open_trades > limits.max_open_trades:
+        raise LimitExceeded(
+            f"maxOpenTrades {spec.max_open_trades} exceeds limits.maxOpenTrades "
+            f"{limits.max_open_trades}")
+
+
+def exchange_double_overrides(url: str) -> dict[str, Any]:
+    """The exchange settings that point ccxt's binance at a local exchange double
+    (tradebot.freqtrade.exchange_double) at `url` (http://HOST:PORT)."""
+    api = url.rstrip("/") + "/api/v3"
+    return {
+        "ccxt_config": {
+            "urls": {"api": {"public": api, "private": api, "v1": api, "sapi": api}},
+            # Without this ccxt also loads the futures markets (other endpoints).
+            "options": {"fetchMarkets": {"types": ["spot"]}},
+        },
+        "enable_ws": False,
+    }
+
+
+def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
+                 api_username: str, exchange_double_url: str | None) -> dict[str, Any]:
+    """The config for `freqtrade trade` of `strategy` as the LiveBot `spec` describes it.
+
+    Raises LimitExceeded (a ValueError) when the spec exceeds its own limits.
+    """
+    _check_limits(spec)
+    exchange: dict[str, Any] = {
+        "name": spec.exchange.name,
+        "pair_whitelist": list(spec.pairs),
+        "pair_blacklist": [],
+    }
+    if exchange_double_url is not None:
+        exchange.update(exchange_double_overrides(exchange_double_url))
+    config: dict[str, Any] = {
+        "strategy": strategy.class_name,
+        # Anything but an explicit testnet or live promotion trades on paper.
+        "dry_run": spec.mode not in ("testnet", "live"),
+        "trading_mode": "spot",
+        "margin_mode": "",
+        "stake_currency": spec.stake_currency,
+        "stake_amount": (spec.stake_amount if isinstance(spec.stake_amount, str)
+                         else _number(spec.stake_amount)),
+        "dry_run_wallet": _number(spec.dry_run_wallet),
+        "max_open_trades": spec.max_open_trades,
+        "exchange": exchange,
+        "pairlists": [{"method": "StaticPairList"}],
+        # Marketable limit orders: entries at the ask, exits at the bid.
+        "entry_pricing": {
+            "price_side": "other",
+            "use_order_book": True,
+            "order_book_top": 1,
+            "price_last_balance": 0.0,
+            "check_depth_of_market": {"enabled": False, "bids_to_ask_delta": 1},
+        },
+        "exit_pricing": {
+            "price_side": "other",
+            "use_order_book": True,
+            "order_book_top": 1,
+        },
+        "unfilledtimeout": {"entry": 10, "exit": 10, "unit": "minutes",
+                            "exit_timeout_count": 0},
+        # The operator uses /forceexit to escalate a breaker trip (and tests /forceenter).
+        "force_entry_enable": True,
+        "api_server": {
+            "enabled": True,
+            "listen_ip_address": "0.0.0.0",  # noqa: S104 (the pod's API, behind its Service)
+            "listen_port": api_port,
+            "verbosity": "error",
+            "CORS_origins": [],
+            "username": api_username,
+            # Empty on purpose: below the schema's 32 characters, so a bot whose environment
+            # lacks FREQTRADE__API_SERVER__JWT_SECRET_KEY fails to start. Left out, the schema
+            # would fill in Freqtrade's public default key instead.
+            "jwt_secret_key": "",
+            # password (required by the schema: absent, the bot does not start) and ws_token:
+            # FREQTRADE__API_SERVER__PASSWORD / __WS_TOKEN at run time.
+        },
+        "telegram": {"enabled": False, "token": "", "chat_id": ""},
+        "bot_name": f"tradebot-{strategy.class_name}",
+        "initial_state": "running",
+        "internals": {"process_throttle_secs": 5},
+        "dataformat_ohlcv": "feather",
+        "dataformat_trades": "feather",
+    }
+    timeframe = strategy.timeframe
+    if timeframe is not None:
+        config["timeframe"] = timeframe
+    parameters = strategy.parameters
+    if parameters is not None:
+        if parameters.minimal_roi is not None:
+            config["minimal_roi"] = {minutes: _number(ratio)
+                                     for minutes, ratio in parameters.minimal_roi.items()}
+        if parameters.stoploss is not None:
+            config["stoploss"] = _number(parameters.stoploss)
+        parameter_file = _parameter_file(strategy.class_name, parameters)
+        if parameter_file is not None:
+            config[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: parameter_file}
+    return config

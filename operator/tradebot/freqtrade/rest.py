@@ -1,0 +1,167 @@
+"""A client of a running Freqtrade bot's REST API, as the operator uses it: monitoring
+(ping, profit, balance, open trades) and control (stop, stop entries, force exit).
+
+Numbers are parsed from the JSON text straight into Decimal, so no figure passes through a
+float on its way to status, metrics or records. The password is never put in an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+
+class BotUnreachable(Exception):
+    """The bot's API did not answer (connection refused, timeout, 5xx)."""
+
+
+class BotApiError(Exception):
+    """The bot's API answered with an error (4xx other than an expired token)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What monitoring reads from a bot in one round."""
+
+    state: str
+    dry_run: bool
+    total_balance: Decimal
+    closed_profit: Decimal
+    closed_profit_ratio: Decimal
+    max_drawdown: Decimal
+    open_trades: int
+    open_profit: Decimal
+    trade_count: int
+    losing_streak: int
+
+
+def _decimal(value: object) -> Decimal:
+    if isinstance(value, Decimal):
+        return value
+    if value is None or isinstance(value, bool):
+        return Decimal(0)
+    return Decimal(str(value))
+
+
+class BotClient:
+    def __init__(self, base_url: str, username: str, password: str,
+                 timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+        self.timeout = timeout
+        self._token: str | None = None
+        self._lock = threading.Lock()
+
+    # ---- transport ---------------------------------------------------------------------------
+    def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
+                 auth: str | None = None) -> Any:
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(  # noqa: S310 - the URL is the bot's, built by us
+            f"{self.base_url}/api/v1/{path}", data=data, method=method,
+            headers={"Content-Type": "application/json", **({"Authorization": auth}
+                                                             if auth else {})})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310
+                return json.loads(resp.read() or b"null", parse_float=Decimal)
+        except urllib.error.HTTPError as e:
+            if e.code >= 500:
+                raise BotUnreachable(f"{method} /api/v1/{path}: HTTP {e.code}") from None
+            raise BotApiError(f"{method} /api/v1/{path}: HTTP {e.code}") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
+            reason = getattr(e, "reason", e)
+            raise BotUnreachable(f"{method} {self.base_url}/api/v1/{path}: {reason}") from None
+
+    def _login(self) -> str:
+        answer = self._request("POST", "token/login", auth=self._basic)
+        token = answer.get("access_token") if isinstance(answer, dict) else None
+        if not token:
+            raise BotApiError("login answered without an access token")
+        return str(token)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        with self._lock:
+            if self._token is None:
+                self._token = self._login()
+            token = self._token
+        try:
+            return self._request(method, path, body, auth=f"Bearer {token}")
+        except BotApiError as e:
+            if "HTTP 401" not in str(e):
+                raise
+        # The access token lives 15 minutes: log in again once, then give up.
+        with self._lock:
+            self._token = self._login()
+            token = self._token
+        return self._request(method, path, body, auth=f"Bearer {token}")
+
+    # ---- monitoring --------------------------------------------------------------------------
+    def ping(self) -> bool:
+        answer = self._request("GET", "ping")
+        return isinstance(answer, dict) and answer.get("status") == "pong"
+
+    def show_config(self) -> dict[str, Any]:
+        return dict(self._call("GET", "show_config"))
+
+    def profit(self) -> dict[str, Any]:
+        return dict(self._call("GET", "profit"))
+
+    def balance(self) -> dict[str, Any]:
+        return dict(self._call("GET", "balance"))
+
+    def status(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "status"))
+
+    def trades(self, limit: int = 50) -> list[dict[str, Any]]:
+        answer = self._call("GET", f"trades?limit={limit}")
+        return list(answer.get("trades", [])) if isinstance(answer, dict) else []
+
+    def snapshot(self) -> Snapshot:
+        config = self.show_config()
+        profit = self.profit()
+        balance = self.balance()
+        open_trades = self.status()
+        closed = [t for t in self.trades() if not t.get("is_open")]
+        streak = 0
+        for trade in sorted(closed, key=lambda t: str(t.get("close_date") or ""),
+                            reverse=True):
+            if _decimal(trade.get("profit_abs")) < 0:
+                streak += 1
+            else:
+                break
+        return Snapshot(
+            state=str(config.get("state", "")),
+            dry_run=bool(config.get("dry_run", True)),
+            total_balance=_decimal(balance.get("total")),
+            closed_profit=_decimal(profit.get("profit_closed_coin")),
+            closed_profit_ratio=_decimal(profit.get("profit_closed_ratio")),
+            max_drawdown=_decimal(profit.get("max_drawdown")),
+            open_trades=len(open_trades),
+            open_profit=sum((_decimal(t.get("profit_abs")) for t in open_trades), Decimal(0)),
+            trade_count=int(profit.get("trade_count") or 0),
+            losing_streak=streak,
+        )
+
+    # ---- control -----------------------------------------------------------------------------
+    def stop(self) -> None:
+        """The trader stops; open trades stay open."""
+        self._call("POST", "stop")
+
+    def stop_entries(self) -> None:
+        """No new entries; exits go on."""
+        self._call("POST", "stopentry")
+
+    def start(self) -> None:
+        self._call("POST", "start")
+
+    def force_exit_all(self) -> None:
+        """Closes every open trade at market."""
+        self._call("POST", "forceexit", {"tradeid": "all"})
+
+    def force_enter(self, pair: str) -> dict[str, Any]:
+        return dict(self._call("POST", "forceenter", {"pair": pair}))
