@@ -50,6 +50,8 @@ class Settings(BaseModel):
     queue_hold: QueueHold = "None"
     runner_image: str = "ghcr.io/tradebot-operator/runner:0.1.0"
     runner_image_rocm: str = "ghcr.io/tradebot-operator/runner-rocm:0.1.0"
+    # LiveBots run plain `freqtrade trade`; GPU (FreqAI) bots on AMD use the ROCm runner image.
+    bot_image: str = "freqtradeorg/freqtrade:2026.9"
     backtest_deadline_seconds: int = Field(default=3600, ge=60)
     # The controller reads a finished Job's result before deleting it itself; a TTL shorter
     # than a few reconcile rounds could delete it first, and the run would start again.

@@ -81,6 +81,8 @@ class CircuitBreakerStatus(ResourceStatus):
     tripped_at: dt.datetime | None = None
     reason: str | None = None
     affected_bots: list[str] | None = None
+    last_reset_token: str | None = Field(
+        default=None, description="The reset token last used up, so it cannot reset twice.")
     incident_id: str | None = None
 
 

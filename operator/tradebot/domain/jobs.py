@@ -8,6 +8,7 @@ from typing import Any
 
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import API_VERSION
+from tradebot.api.types import GpuRequest, ResourceRequirements
 from tradebot.domain.naming import (
     LABEL_BACKTEST,
     LABEL_KIND,
@@ -92,21 +93,21 @@ def config_map(run: BacktestRun) -> dict[str, Any]:
     }
 
 
-def _scheduling(run: BacktestRun, settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Resources and pod-spec fields that place the pod: GPU nodes for GPU runs, never for
-    the others."""
-    spec = run.spec
+def scheduling(requested: ResourceRequirements | None, gpu: GpuRequest | None,
+               settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Resources and pod-spec fields that place a pod (a backtest's or a bot's): GPU nodes for
+    GPU work through the vendor's profile, never for the rest."""
     resources: dict[str, Any] = {
         "requests": {"cpu": "1", "memory": "1Gi"},
         "limits": {"memory": "2Gi"},
     }
-    if spec.resources is not None:
-        resources = {k: v for k, v in spec.resources.to_wire().items() if v}
+    if requested is not None:
+        resources = {k: v for k, v in requested.to_wire().items() if v}
     placement: dict[str, Any] = {}
-    if spec.gpu is not None:
-        profile = settings.gpu_profiles[spec.gpu.vendor]
+    if gpu is not None:
+        profile = settings.gpu_profiles[gpu.vendor]
         limits = dict(resources.get("limits", {}))
-        limits[profile.resource] = str(spec.gpu.count)
+        limits[profile.resource] = str(gpu.count)
         resources["limits"] = limits
         placement["nodeSelector"] = dict(profile.node_selector)
         placement["tolerations"] = [dict(t) for t in profile.tolerations]
@@ -120,7 +121,7 @@ def _scheduling(run: BacktestRun, settings: Settings) -> tuple[dict[str, Any], d
 
 
 def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
-    resources, placement = _scheduling(run, settings)
+    resources, placement = scheduling(run.spec.resources, run.spec.gpu, settings)
     image = run.spec.image or (
         settings.runner_image_rocm if run.spec.gpu is not None and run.spec.gpu.vendor == "amd"
         else settings.runner_image)

@@ -1,0 +1,203 @@
+"""The CircuitBreaker state machine. Pure: the controller passes the spec, the state from
+status, the readings of the selected bots and the reset token from the annotation, and applies
+the decision. The decision depends on nothing else, so an operator restarted half-way derives
+the same state from status again.
+
+    Closed --limit crossed--> Open --new reset token--> Closed
+                               |--cooldown (auto)--> HalfOpen --limit crossed--> Open
+                                                     HalfOpen --probation passed--> Closed
+
+Nothing but a reset leaves Open, and while Open no selected bot may run: a bot is never
+restarted by the operator's own retry, a restarted operator, or a bot that appears later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal
+from typing import Literal
+
+from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
+from tradebot.api.types import parse_duration
+from tradebot.domain.gates import utc
+
+BreakerStateName = Literal["Closed", "Open", "HalfOpen"]
+CLOSED: BreakerStateName = "Closed"
+OPEN: BreakerStateName = "Open"
+HALF_OPEN: BreakerStateName = "HalfOpen"
+_DISPLAY = Decimal("0.0001")
+
+
+@dataclass(frozen=True)
+class BotReading:
+    """One selected bot now. The caller measures the windows (peak equity, daily loss,
+    consecutive losses, incidents) from the breaker's last reset at the earliest, so a reset
+    starts them afresh instead of tripping again on the figures that tripped it."""
+
+    name: str
+    equity: Decimal
+    peak_equity: Decimal
+    daily_loss: Decimal
+    consecutive_losses: int
+    incidents_in_window: int
+    last_heartbeat: dt.datetime | None
+    # When the bot's pod started; None when it has no running pod. Staleness is measured only
+    # for running bots, from the later of this and the last heartbeat: a bot the breaker
+    # stopped sends nothing, and that silence must not trip it again after a reset.
+    running_since: dt.datetime | None
+
+    @property
+    def drawdown(self) -> Decimal:
+        if self.peak_equity <= 0:
+            return Decimal(0)
+        return (self.peak_equity - self.equity) / self.peak_equity
+
+
+@dataclass(frozen=True)
+class BreakerState:
+    """What status holds, and so all the memory the state machine has."""
+
+    state: BreakerStateName = CLOSED
+    tripped_at: dt.datetime | None = None
+    reason: str | None = None
+    affected_bots: tuple[str, ...] = ()
+    last_reset_token: str | None = None
+
+    @classmethod
+    def from_status(cls, status: CircuitBreakerStatus | None) -> BreakerState:
+        if status is None:
+            return cls()
+        return cls(state=status.state or CLOSED, tripped_at=status.tripped_at,
+                   reason=status.reason, affected_bots=tuple(status.affected_bots or ()),
+                   last_reset_token=status.last_reset_token)
+
+
+@dataclass(frozen=True)
+class BreakerDecision:
+    state: BreakerState
+    # Tripped by this evaluation (Closed/HalfOpen -> Open).
+    tripped: bool
+    # Closed by a person's reset token in this evaluation.
+    reset: bool
+    # Bots that must not run (spec.action says how: stop them or stop their entries).
+    stop_bots: tuple[str, ...]
+    bots_allowed_to_run: tuple[str, ...]
+    record_incident: bool
+
+    @property
+    def reason(self) -> str | None:
+        return self.state.reason if self.tripped else None
+
+
+def _num(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def crossings(spec: CircuitBreakerSpec, readings: Sequence[BotReading],
+              now: dt.datetime) -> list[str]:
+    """One message per limit crossed, e.g. "bot a: drawdown 0.2150 >= 0.15"."""
+    limits = spec.limits
+    stale_after = (parse_duration(limits.stale_heartbeat)
+                   if limits.stale_heartbeat is not None else None)
+    found: list[str] = []
+    for r in sorted(readings, key=lambda r: r.name):
+        if limits.max_drawdown is not None and r.drawdown >= limits.max_drawdown:
+            found.append(f"bot {r.name}: drawdown {r.drawdown.quantize(_DISPLAY)} >= "
+                         f"{_num(limits.max_drawdown)}")
+        if limits.max_daily_loss is not None and r.daily_loss >= limits.max_daily_loss:
+            found.append(f"bot {r.name}: daily loss {_num(r.daily_loss)} >= "
+                         f"{_num(limits.max_daily_loss)}")
+        if (limits.max_consecutive_losses is not None
+                and r.consecutive_losses >= limits.max_consecutive_losses):
+            found.append(f"bot {r.name}: consecutive losses {r.consecutive_losses} >= "
+                         f"{limits.max_consecutive_losses}")
+        if limits.max_incidents is not None and r.incidents_in_window >= limits.max_incidents:
+            found.append(f"bot {r.name}: incidents {r.incidents_in_window} >= "
+                         f"{limits.max_incidents}")
+        if stale_after is not None and r.running_since is not None:
+            marks = [utc(t) for t in (r.last_heartbeat, r.running_since) if t is not None]
+            if marks:
+                silent = utc(now) - max(marks)
+                if silent > stale_after:
+                    found.append(f"bot {r.name}: no heartbeat for {int(silent.total_seconds())}s"
+                                 f" > {limits.stale_heartbeat}")
+    return found
+
+
+def _names(readings: Sequence[BotReading]) -> tuple[str, ...]:
+    return tuple(sorted({r.name for r in readings}))
+
+
+def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[BotReading],
+             now: dt.datetime, reset_token_requested: str | None) -> BreakerDecision:
+    now = utc(now)
+    names = _names(readings)
+    # A token is consumed whatever the state, so that an annotation left behind from an earlier
+    # reset cannot silently reset a later trip.
+    new_token = reset_token_requested is not None and \
+        reset_token_requested != state.last_reset_token
+    if new_token:
+        state = replace(state, last_reset_token=reset_token_requested)
+
+    def trip(found: list[str]) -> BreakerDecision:
+        still_stopped = state.affected_bots if state.state == HALF_OPEN else ()
+        affected = tuple(sorted({*names, *still_stopped}))
+        opened = replace(state, state=OPEN, tripped_at=now, reason="; ".join(found),
+                         affected_bots=affected)
+        return BreakerDecision(opened, tripped=True, reset=False, stop_bots=affected,
+                               bots_allowed_to_run=(), record_incident=True)
+
+    def running(new: BreakerState, *, reset: bool = False) -> BreakerDecision:
+        return BreakerDecision(new, tripped=False, reset=reset, stop_bots=(),
+                               bots_allowed_to_run=names, record_incident=False)
+
+    if state.state == OPEN:
+        if new_token:
+            return running(BreakerState(CLOSED, last_reset_token=state.last_reset_token),
+                           reset=True)
+        half_open_at = _half_open_at(spec, state)
+        if half_open_at is not None and now >= half_open_at:
+            return running(replace(state, state=HALF_OPEN))
+        stopped = tuple(sorted({*names, *state.affected_bots}))
+        return BreakerDecision(replace(state, affected_bots=stopped), tripped=False,
+                               reset=False, stop_bots=stopped, bots_allowed_to_run=(),
+                               record_incident=False)
+
+    found = crossings(spec, readings, now)
+    if found:
+        return trip(found)
+    if state.state == HALF_OPEN:
+        closed = BreakerState(CLOSED, last_reset_token=state.last_reset_token)
+        if new_token:
+            return running(closed, reset=True)
+        # Probation lasts as long as the cooldown: bots just let run again have had no time to
+        # cross a limit, so one quiet evaluation proves nothing. Its end follows from trippedAt,
+        # so a restarted operator finds the same end.
+        half_open_at = _half_open_at(spec, state)
+        cooldown = parse_duration(spec.reset.cooldown or "0s")
+        if half_open_at is None or now >= half_open_at + cooldown:
+            return running(closed)
+        return running(state)
+    return running(state)
+
+
+def _half_open_at(spec: CircuitBreakerSpec, state: BreakerState) -> dt.datetime | None:
+    """When an auto-reset breaker goes half-open: trippedAt plus the cooldown; never for
+    manual reset."""
+    if spec.reset.mode != "auto" or spec.reset.cooldown is None or state.tripped_at is None:
+        return None
+    return utc(state.tripped_at) + parse_duration(spec.reset.cooldown)
+
+
+def to_status(state: BreakerState) -> dict[str, object]:
+    """The status fields this state machine owns (camelCase, as patched)."""
+    return {
+        "state": state.state,
+        "trippedAt": None if state.tripped_at is None
+        else utc(state.tripped_at).isoformat().replace("+00:00", "Z"),
+        "reason": state.reason,
+        "affectedBots": list(state.affected_bots) or None,
+        "lastResetToken": state.last_reset_token,
+    }

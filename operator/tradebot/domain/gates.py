@@ -1,0 +1,222 @@
+"""Promotion gates: may a LiveBot trade on testnet or live? Pure: the controller gathers the
+evidence (the referenced Backtest, the recorded dry-run history, the strategy's code hash) and
+writes the results to status.gates.
+
+Evidence counts only for the code it was gathered with: a changed code hash makes the backtest
+and the dry-run history of the old code worthless, so the bot starts collecting again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from tradebot.api.backtest import BacktestResults, BacktestStatus
+from tradebot.api.livebot import Approval, LiveBotSpec, Mode, Promotion
+
+GATE_BACKTEST = "backtest"
+GATE_DRY_RUN = "dryRunHistory"
+GATE_APPROVAL = "approval"
+_MODE_ORDER: dict[str, int] = {"dryRun": 0, "testnet": 1, "live": 2}
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    message: str
+
+    def to_status(self) -> dict[str, Any]:
+        return {"name": self.name, "passed": self.passed, "message": self.message}
+
+
+@dataclass(frozen=True)
+class BacktestEvidence:
+    """The referenced Backtest as the controller found it."""
+
+    name: str
+    phase: str | None
+    code_hash: str | None
+    results: BacktestResults | None
+
+    @classmethod
+    def from_status(cls, name: str, status: BacktestStatus | None) -> BacktestEvidence:
+        if status is None:
+            return cls(name, None, None, None)
+        return cls(name, status.phase, status.code_hash, status.results)
+
+
+@dataclass(frozen=True)
+class DryRunPeriod:
+    """One stretch of dry-run trading; ended None while it still runs."""
+
+    code_hash: str
+    started: dt.datetime
+    ended: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class DryRunEvidence:
+    periods: tuple[DryRunPeriod, ...] = ()
+    # When a circuit breaker tripped this bot.
+    trips: tuple[dt.datetime, ...] = ()
+
+
+def utc(moment: dt.datetime) -> dt.datetime:
+    """Naive times are taken as UTC, so that comparing them with aware ones cannot raise."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
+def _short(code_hash: str | None) -> str:
+    return "none" if code_hash is None else code_hash[:12]
+
+
+def _num(value: Decimal) -> str:
+    # Exact, without trailing zeros or an exponent: 0.15000000 -> 0.15, 10 -> 10.
+    return format(value.normalize(), "f")
+
+
+def _backtest_gate(promotion: Promotion, code_hash: str | None,
+                   backtest: BacktestEvidence | None) -> GateResult:
+    ref = promotion.backtest_ref.name
+
+    def fail(message: str) -> GateResult:
+        return GateResult(GATE_BACKTEST, False, message)
+
+    if backtest is None:
+        return fail(f"Backtest {ref} not found")
+    if backtest.phase != "Succeeded":
+        return fail(f"Backtest {ref} is {backtest.phase or 'not started'}, not Succeeded")
+    if code_hash is None:
+        return fail("the strategy has no codeHash yet")
+    if backtest.code_hash != code_hash:
+        return fail(f"Backtest {ref} tested code {_short(backtest.code_hash)}, the strategy now "
+                    f"has {_short(code_hash)}: run a new backtest")
+    results = backtest.results
+    if results is None:
+        return fail(f"Backtest {ref} has no results")
+    problems: list[str] = []
+    if results.profit_total is None:
+        problems.append("profitTotal missing")
+    elif results.profit_total < promotion.min_profit:
+        problems.append(f"profitTotal {_num(results.profit_total)} < minProfit "
+                        f"{_num(promotion.min_profit)}")
+    if results.max_drawdown is None:
+        problems.append("maxDrawdown missing")
+    elif results.max_drawdown > promotion.max_drawdown:
+        problems.append(f"maxDrawdown {_num(results.max_drawdown)} > maxDrawdown "
+                        f"{_num(promotion.max_drawdown)}")
+    if results.trades is None:
+        problems.append("trades missing")
+    elif results.trades < promotion.min_trades:
+        problems.append(f"trades {results.trades} < minTrades {promotion.min_trades}")
+    if problems:
+        return fail(f"Backtest {ref}: " + "; ".join(problems))
+    return GateResult(GATE_BACKTEST, True,
+                      f"Backtest {ref}: profitTotal {_num(results.profit_total or Decimal(0))}, "
+                      f"maxDrawdown {_num(results.max_drawdown or Decimal(0))}, "
+                      f"trades {results.trades}")
+
+
+def dry_run_time(evidence: DryRunEvidence, code_hash: str, now: dt.datetime) -> dt.timedelta:
+    """Dry-run time of `code_hash` since the last trip (up to now). Overlapping periods are
+    counted once: two records of the same hour are not two hours of evidence."""
+    now = utc(now)
+    past_trips = [utc(t) for t in evidence.trips if utc(t) <= now]
+    since = max(past_trips) if past_trips else None
+    spans: list[tuple[dt.datetime, dt.datetime]] = []
+    for period in evidence.periods:
+        if period.code_hash != code_hash:
+            continue
+        start = utc(period.started)
+        end = min(utc(period.ended) if period.ended is not None else now, now)
+        if since is not None:
+            start = max(start, since)
+        if end > start:
+            spans.append((start, end))
+    total = dt.timedelta(0)
+    current: tuple[dt.datetime, dt.datetime] | None = None
+    for start, end in sorted(spans):
+        if current is None or start > current[1]:
+            if current is not None:
+                total += current[1] - current[0]
+            current = (start, end)
+        else:
+            current = (current[0], max(current[1], end))
+    if current is not None:
+        total += current[1] - current[0]
+    return total
+
+
+def _hours(delta: dt.timedelta) -> str:
+    return f"{delta.total_seconds() / 3600:.1f}"
+
+
+def _dry_run_gate(promotion: Promotion, code_hash: str | None, evidence: DryRunEvidence,
+                  now: dt.datetime) -> GateResult:
+    need = dt.timedelta(hours=promotion.min_dry_run_hours)
+    if code_hash is None:
+        return GateResult(GATE_DRY_RUN, need == dt.timedelta(0),
+                          "the strategy has no codeHash yet")
+    have = dry_run_time(evidence, code_hash, now)
+    text = (f"{_hours(have)} h of dry run of code {_short(code_hash)} without a breaker trip, "
+            f"need {promotion.min_dry_run_hours} h")
+    return GateResult(GATE_DRY_RUN, have >= need, text)
+
+
+def _approval_gate(mode: Mode, approval: Approval | None, now: dt.datetime) -> GateResult:
+    if mode == "testnet":
+        return GateResult(GATE_APPROVAL, True, "not required for testnet")
+    if approval is None:
+        return GateResult(GATE_APPROVAL, False, "mode live requires promotion.approval")
+    if utc(approval.approved_at) > utc(now):
+        return GateResult(GATE_APPROVAL, False,
+                          f"approvedAt {utc(approval.approved_at).isoformat()} is in the future")
+    return GateResult(GATE_APPROVAL, True,
+                      f"approved by {approval.approved_by} ({approval.reference})")
+
+
+def evaluate_gates(spec: LiveBotSpec, *, strategy_code_hash: str | None,
+                   backtest: BacktestEvidence | None, dry_run: DryRunEvidence,
+                   now: dt.datetime) -> list[GateResult]:
+    """The gates of the spec's mode; dry run needs none (it trades no money)."""
+    if spec.mode == "dryRun":
+        return []
+    promotion = spec.promotion
+    if promotion is None:
+        # The API refuses this; a status written from a hand-built object must still fail shut.
+        missing = f"mode {spec.mode} requires spec.promotion"
+        return [GateResult(name, False, missing)
+                for name in (GATE_BACKTEST, GATE_DRY_RUN, GATE_APPROVAL)]
+    return [
+        _backtest_gate(promotion, strategy_code_hash, backtest),
+        _dry_run_gate(promotion, strategy_code_hash, dry_run, now),
+        _approval_gate(spec.mode, promotion.approval, now),
+    ]
+
+
+def all_passed(results: Sequence[GateResult]) -> bool:
+    return all(r.passed for r in results)
+
+
+def promotion_patch(spec: LiveBotSpec, to_mode: Mode,
+                    approval: Approval | None) -> dict[str, Any]:
+    """The merge patch of the LiveBot manifest that a person reviews and commits to move the
+    bot to `to_mode`. It does not bypass anything: the gates are still evaluated on apply."""
+    if to_mode == spec.mode:
+        raise ValueError(f"the bot is already in mode {to_mode}")
+    if _MODE_ORDER[to_mode] < _MODE_ORDER[spec.mode]:
+        # Stepping down never needs evidence; the approval stays in git history.
+        return {"spec": {"mode": to_mode}}
+    if spec.promotion is None:
+        raise ValueError(f"mode {to_mode} needs spec.promotion (backtestRef and gate limits) "
+                         "in the manifest first")
+    if to_mode == "live" and approval is None:
+        raise ValueError("mode live needs an approval (approvedBy, approvedAt, reference)")
+    patch: dict[str, Any] = {"mode": to_mode}
+    if approval is not None:
+        patch["promotion"] = {"approval": approval.to_wire()}
+    return {"spec": patch}

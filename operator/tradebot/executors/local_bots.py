@@ -1,0 +1,122 @@
+"""Running LiveBots' `freqtrade trade` as local processes, for the kwok-based local cluster
+where pods run no containers (the bot counterpart of executors/local.py).
+
+Each bot has a directory under the state dir with its config, strategy, trade database, log,
+pid and API port. Secrets reach the process only through its environment, exactly as in the
+pod: nothing secret is written to the state dir. A restarted operator adopts a bot that is
+still running; a changed config (its hash) restarts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
+from tradebot.processes import alive
+
+
+@dataclass(frozen=True)
+class LocalBot:
+    pid: int
+    port: int
+    config_hash: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class LocalBotExecutor:
+    def __init__(self, state_dir: Path, python: str = sys.executable) -> None:
+        self.state_dir = state_dir.resolve()
+        self.python = python
+
+    def bot_dir(self, bot_id: str) -> Path:
+        return self.state_dir / "bots" / bot_id
+
+    def running(self, bot_id: str) -> LocalBot | None:
+        state = self.bot_dir(bot_id) / "process.json"
+        try:
+            info = json.loads(state.read_text())
+        except (OSError, ValueError):
+            return None
+        bot = LocalBot(int(info["pid"]), int(info["port"]), str(info["config_hash"]))
+        cmdline = Path(f"/proc/{bot.pid}/cmdline")
+        try:
+            ours = str(self.bot_dir(bot_id)) in cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            ours = False
+        return bot if alive(bot.pid) and ours else None
+
+    def ensure(self, bot_id: str, config: dict[str, Any], strategy_class: str,
+               strategy_code: str, env: dict[str, str]) -> LocalBot:
+        """The bot running with `config`; started, or restarted if its config changed."""
+        wanted = config_hash(config)
+        current = self.running(bot_id)
+        if current is not None and current.config_hash == wanted:
+            return current
+        if current is not None:
+            self.stop(bot_id)
+        return self._start(bot_id, config, wanted, strategy_class, strategy_code, env)
+
+    def _start(self, bot_id: str, config: dict[str, Any], wanted: str, strategy_class: str,
+               strategy_code: str, env: dict[str, str]) -> LocalBot:
+        d = self.bot_dir(bot_id)
+        strategies = d / "strategies"
+        strategies.mkdir(parents=True, exist_ok=True)
+        (d / "user_data").mkdir(exist_ok=True)  # Freqtrade refuses a missing user directory
+        port = _free_port()
+        local = json.loads(json.dumps(config))
+        # In a pod the API listens on the pod's address; here only loopback is ours.
+        local["api_server"]["listen_ip_address"] = "127.0.0.1"
+        local["api_server"]["listen_port"] = port
+        (strategies / f"{strategy_class}.py").write_text(strategy_code)
+        parameter_file = local.get(TRADEBOT_KEY, {}).get(PARAMETER_FILE_KEY)
+        if parameter_file is not None:
+            (strategies / f"{strategy_class}.json").write_text(json.dumps(parameter_file))
+        (d / "config.json").write_text(json.dumps(local, indent=2))
+        command = [self.python, "-m", "freqtrade", "trade", "--config", str(d / "config.json"),
+                   "--strategy", strategy_class, "--strategy-path", str(strategies),
+                   "--userdir", str(d / "user_data"),
+                   "--db-url", f"sqlite:///{d / 'trades.sqlite'}",
+                   "--logfile", str(d / "freqtrade.log")]
+        # Freqtrade leaves its logging unconfigured under pytest; a bot is never under test.
+        base = {k: v for k, v in os.environ.items()
+                if k != "PYTEST_VERSION" and not k.startswith("FREQTRADE__")}
+        with (d / "console.log").open("ab") as console:
+            proc = subprocess.Popen(command, cwd=d, env={**base, **env},
+                                    stdin=subprocess.DEVNULL, stdout=console,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        (d / "process.json").write_text(json.dumps(
+            {"pid": proc.pid, "port": port, "config_hash": wanted}))
+        return LocalBot(proc.pid, port, wanted)
+
+    def stop(self, bot_id: str, timeout: float = 20.0) -> bool:
+        """Stops the bot process (SIGTERM, Freqtrade's clean shutdown; SIGKILL after
+        `timeout`). True if one was running."""
+        bot = self.running(bot_id)
+        if bot is None:
+            return False
+        os.killpg(bot.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while alive(bot.pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if alive(bot.pid):
+            os.killpg(bot.pid, signal.SIGKILL)
+        (self.bot_dir(bot_id) / "process.json").unlink(missing_ok=True)
+        return True

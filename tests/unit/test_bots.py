@@ -1,0 +1,197 @@
+"""The Pod, ConfigMap, Secret and NetworkPolicy of one LiveBot."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tradebot.api.livebot import LiveBotSpec
+from tradebot.domain.bots import (
+    ApiCredentials,
+    BotInstance,
+    api_secret,
+    config_map,
+    network_policy,
+    pod,
+)
+from tradebot.settings import Settings
+
+UID = "5e1f0000-aaaa-bbbb-cccc-ddddeeeeffff"
+CREDS = ApiCredentials("u-Zq8sYv", "pw-Kx81mPq0rT", "jwt-Lf93kTqW0z", "ws-Pq7aB3nV")
+SECRET_VALUES = ("pw-Kx81mPq0rT", "jwt-Lf93kTqW0z", "ws-Pq7aB3nV", "u-Zq8sYv")
+APPROVAL = {"approvedBy": "alice", "approvedAt": "2025-02-28T10:00:00Z", "reference": "pr/1"}
+
+
+def bot(mode: str = "dryRun", name: str = "ema-rsi-dry", creds: dict[str, Any] | None = None,
+        **extra: Any) -> BotInstance:
+    exchange: dict[str, Any] = {"name": "binance"}
+    if creds is not None:
+        exchange["credentialsSecretRef"] = creds
+    raw: dict[str, Any] = {"strategyRef": {"name": "ema-rsi"}, "pairs": ["BTC/USDT"],
+                           "mode": mode, "exchange": exchange, **extra}
+    if mode != "dryRun":
+        raw["promotion"] = {"backtestRef": {"name": "bt"},
+                            **({"approval": APPROVAL} if mode == "live" else {})}
+    config = {"strategy": "EmaRsi", "exchange": {"name": "binance", "key": "", "secret": ""},
+              "api_server": {"enabled": True, "username": "", "password": ""}}
+    return BotInstance("team-a", name, UID, LiveBotSpec.model_validate(raw), "ema-rsi",
+                       "EmaRsi", "class EmaRsi: ...", config)
+
+
+def env(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in p["spec"]["containers"][0]["env"]}
+
+
+def all_objects(b: BotInstance) -> list[dict[str, Any]]:
+    return [pod(b, Settings()), config_map(b), network_policy(b, operator_namespace="tb")]
+
+
+@pytest.mark.parametrize("b", [
+    bot(), bot(creds={"name": "keys"}),
+    bot("testnet", creds={"name": "keys", "passwordKey": "pass"}),
+    bot("live", creds={"name": "keys"}),
+])
+def test_no_secret_value_outside_the_secret(b: BotInstance):
+    for obj in all_objects(b):
+        text = json.dumps(obj)
+        for value in SECRET_VALUES:
+            assert value not in text
+    assert api_secret(b, CREDS)["stringData"]["password"] == "pw-Kx81mPq0rT"
+
+
+def test_dry_run_has_no_exchange_keys():
+    for b in (bot(), bot(creds={"name": "keys"})):
+        variables = env(pod(b, Settings()))
+        assert not [n for n in variables if n.startswith("FREQTRADE__EXCHANGE__")]
+        assert variables["FREQTRADE__DRY_RUN"]["value"] == "true"
+
+
+def test_live_keys_come_only_from_the_users_secret():
+    b = bot("live", creds={"name": "keys", "apiKeyKey": "k", "apiSecretKey": "s",
+                           "passwordKey": "p"})
+    variables = env(pod(b, Settings()))
+    assert variables["FREQTRADE__DRY_RUN"]["value"] == "false"
+    for var, item in (("KEY", "k"), ("SECRET", "s"), ("PASSWORD", "p")):
+        ref = variables[f"FREQTRADE__EXCHANGE__{var}"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "keys", "key": item, "optional": False}
+        assert "value" not in variables[f"FREQTRADE__EXCHANGE__{var}"]
+    for var in ("USERNAME", "PASSWORD", "JWT_SECRET_KEY", "WS_TOKEN"):
+        ref = variables[f"FREQTRADE__API_SERVER__{var}"]["valueFrom"]["secretKeyRef"]
+        assert ref["name"] == b.api_secret_name
+    for e in variables.values():
+        assert e.get("valueFrom", {}).get("secretKeyRef", {}).get("optional") is not True
+
+
+def test_testnet_without_password_key():
+    variables = env(pod(bot("testnet", creds={"name": "keys"}), Settings()))
+    assert "FREQTRADE__EXCHANGE__KEY" in variables
+    assert "FREQTRADE__EXCHANGE__PASSWORD" not in variables
+
+
+def test_pod_shape():
+    b = bot()
+    p = pod(b, Settings())
+    assert p["kind"] == "Pod"
+    assert p["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert p["metadata"]["ownerReferences"][0]["kind"] == "LiveBot"
+    spec = p["spec"]
+    assert spec["restartPolicy"] == "Always"
+    c = spec["containers"][0]
+    assert c["command"] == ["freqtrade"]
+    assert c["args"][:5] == ["trade", "--config", "/etc/freqtrade/config.json",
+                             "--strategy-path", "/etc/freqtrade/strategy"]
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/api/v1/ping", "port": "http"}
+    sc = c["securityContext"]
+    assert sc["runAsNonRoot"]
+    assert sc["readOnlyRootFilesystem"]
+    assert sc["allowPrivilegeEscalation"] is False
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["user-data"] == {"name": "user-data", "emptyDir": {}}
+    assert volumes["config"]["configMap"]["name"] == b.config_map_name
+    paths = {i["path"] for i in volumes["config"]["configMap"]["items"]}
+    assert paths == {"config.json", "strategy/EmaRsi.py"}
+    assert "affinity" in spec  # kept off GPU nodes
+    assert p["metadata"]["annotations"]["tradebot.dev/config-hash"] == b.config_hash
+
+
+def test_gpu_bot_goes_to_gpu_nodes():
+    p = pod(bot(gpu={"count": 1, "vendor": "nvidia"}), Settings())
+    assert p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert p["spec"]["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    amd = pod(bot(gpu={"count": 2}), Settings())
+    assert amd["spec"]["containers"][0]["image"] == Settings().runner_image_rocm
+
+
+def test_resources_and_image_override():
+    p = pod(bot(resources={"limits": {"memory": "3Gi"}}, image="my/freqtrade:1"), Settings())
+    c = p["spec"]["containers"][0]
+    assert c["resources"] == {"limits": {"memory": "3Gi"}}
+    assert c["image"] == "my/freqtrade:1"
+
+
+def test_config_map_holds_config_and_strategy():
+    cm = config_map(bot())
+    assert json.loads(cm["data"]["config.json"])["strategy"] == "EmaRsi"
+    assert cm["data"]["EmaRsi.py"] == "class EmaRsi: ..."
+
+
+@pytest.mark.parametrize(("section", "key"), [("exchange", "secret"),
+                                              ("api_server", "password"),
+                                              ("api_server", "jwt_secret_key")])
+def test_config_map_refuses_secrets_in_config(section: str, key: str):
+    b = bot()
+    config = {**b.config, section: {**b.config.get(section, {}), key: "leak-Zz9"}}
+    leaky = BotInstance(b.namespace, b.name, b.uid, b.spec, b.strategy_name,
+                        b.strategy_class, b.strategy_code, config)
+    with pytest.raises(ValueError, match=f"{section}.{key}") as err:
+        config_map(leaky)
+    assert "leak-Zz9" not in str(err.value)
+
+
+def test_api_secret():
+    s = api_secret(bot(), CREDS)
+    assert s["kind"] == "Secret"
+    assert set(s["stringData"]) == {"username", "password", "jwt-secret-key", "ws-token"}
+    assert s["metadata"]["ownerReferences"][0]["uid"] == UID
+
+
+def test_network_policy():
+    b = bot()
+    np = network_policy(b, operator_namespace="tradebot-system")
+    spec = np["spec"]
+    assert spec["podSelector"]["matchLabels"] == b.selector_labels
+    pod_labels = pod(b, Settings())["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert spec["policyTypes"] == ["Ingress"]
+    (rule,) = spec["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 8080}]
+    (peer,) = rule["from"]
+    assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "tradebot-operator"}}
+    assert peer["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "tradebot-system"}}
+    custom = network_policy(b, operator_namespace="x", operator_labels={"app": "op"})
+    assert custom["spec"]["ingress"][0]["from"][0]["podSelector"] == {
+        "matchLabels": {"app": "op"}}
+    with pytest.raises(ValueError, match="must not be empty"):
+        network_policy(b, operator_namespace="x", operator_labels={})
+
+
+_names = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?", fullmatch=True)
+
+
+@given(name=_names)
+def test_names_are_deterministic_and_bounded(name: str):
+    b, again = bot(name=name), bot(name=name)
+    names = (b.pod_name, b.config_map_name, b.api_secret_name, b.network_policy_name)
+    assert names == (again.pod_name, again.config_map_name, again.api_secret_name,
+                     again.network_policy_name)
+    assert len(set(names[:3])) == 3
+    for n in names:
+        assert len(n) <= 63
+    for value in b.labels.values():
+        assert len(value) <= 63
