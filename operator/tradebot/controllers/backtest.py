@@ -157,16 +157,8 @@ def needs_attention(status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0, when=needs_attention)
-def reconcile_backtest(**kwargs: Any) -> None:
-    try:
-        _reconcile_backtest(**kwargs)
-    except Exception:
-        metrics.RECONCILIATIONS.labels("Backtest", "error").inc()
-        raise
-    metrics.RECONCILIATIONS.labels("Backtest", "ok").inc()
-
-
-def _reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+@metrics.counted("Backtest")
+def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
                        **_: Any) -> None:
     assert namespace is not None  # the kinds are namespaced

@@ -61,16 +61,8 @@ def _set_phase(status: dict[str, Any], patch: kopf.Patch, phase: str, ready: boo
 @kopf.on.update(GROUP, VERSION, PLURAL, field="spec")
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.timer(GROUP, VERSION, PLURAL, interval=15, initial_delay=15)
-def reconcile_strategy(**kwargs: Any) -> None:
-    try:
-        _reconcile_strategy(**kwargs)
-    except Exception:
-        metrics.RECONCILIATIONS.labels("Strategy", "error").inc()
-        raise
-    metrics.RECONCILIATIONS.labels("Strategy", "ok").inc()
-
-
-def _reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+@metrics.counted("Strategy")
+def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
                        **_: Any) -> None:
     assert namespace is not None  # the kinds are namespaced

@@ -117,19 +117,29 @@ def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
     if spec.fee is not None:
         config["fee"] = _number(spec.fee)
 
-    parameters = strategy.parameters
-    if parameters is not None:
-        # Config values take precedence over the strategy's attributes in Freqtrade
-        # (StrategyResolver), which is exactly what an override is.
-        if parameters.minimal_roi is not None:
-            config["minimal_roi"] = {minutes: _number(ratio)
-                                     for minutes, ratio in parameters.minimal_roi.items()}
-        if parameters.stoploss is not None:
-            config["stoploss"] = _number(parameters.stoploss)
-        parameter_file = _parameter_file(strategy.class_name, parameters)
-        if parameter_file is not None:
-            config[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: parameter_file}
+    config.update(strategy_overrides(strategy))
     return config
+
+
+def strategy_overrides(strategy: StrategySpec) -> dict[str, Any]:
+    """The config keys a Strategy's `parameters` set, for backtests and bots alike.
+
+    Config values take precedence over the strategy's attributes in Freqtrade
+    (StrategyResolver), which is exactly what an override is.
+    """
+    parameters = strategy.parameters
+    overrides: dict[str, Any] = {}
+    if parameters is None:
+        return overrides
+    if parameters.minimal_roi is not None:
+        overrides["minimal_roi"] = {minutes: _number(ratio)
+                                    for minutes, ratio in parameters.minimal_roi.items()}
+    if parameters.stoploss is not None:
+        overrides["stoploss"] = _number(parameters.stoploss)
+    parameter_file = _parameter_file(strategy.class_name, parameters)
+    if parameter_file is not None:
+        overrides[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: parameter_file}
+    return overrides
 
 
 def canonical_json(config: dict[str, Any]) -> str:

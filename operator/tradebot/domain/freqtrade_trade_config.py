@@ -23,12 +23,10 @@ from typing import Any
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
 from tradebot.domain.freqtrade_config import (
-    PARAMETER_FILE_KEY,
-    TRADEBOT_KEY,
     _number,
-    _parameter_file,
     canonical_json,
     config_hash,
+    strategy_overrides,
 )
 
 __all__ = ["ENV_SECRETS", "LimitExceeded", "canonical_json", "config_hash", "trade_config"]
@@ -124,6 +122,14 @@ def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
                             "exit_timeout_count": 0},
         # The operator uses /forceexit to escalate a breaker trip (and tests /forceenter).
         "force_entry_enable": True,
+        # The strategy's own entries and exits stay limit orders; what the operator forces
+        # (a breaker's force exit) and emergencies go at market, so they fill now rather than
+        # wait for a price that may never come back.
+        "order_types": {
+            "entry": "limit", "exit": "limit", "emergency_exit": "market",
+            "force_entry": "market", "force_exit": "market",
+            "stoploss": "market", "stoploss_on_exchange": False,
+        },
         "api_server": {
             "enabled": True,
             "listen_ip_address": "0.0.0.0",  # noqa: S104 (the pod's API, behind its Service)
@@ -148,14 +154,5 @@ def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
     timeframe = strategy.timeframe
     if timeframe is not None:
         config["timeframe"] = timeframe
-    parameters = strategy.parameters
-    if parameters is not None:
-        if parameters.minimal_roi is not None:
-            config["minimal_roi"] = {minutes: _number(ratio)
-                                     for minutes, ratio in parameters.minimal_roi.items()}
-        if parameters.stoploss is not None:
-            config["stoploss"] = _number(parameters.stoploss)
-        parameter_file = _parameter_file(strategy.class_name, parameters)
-        if parameter_file is not None:
-            config[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: parameter_file}
+    config.update(strategy_overrides(strategy))
     return config

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -28,6 +32,24 @@ BACKTESTS_FINISHED = Counter(
 RECORD_FAILURES = Counter(
     "tradebot_record_failures_total", "Writes to the records store that failed.",
     registry=REGISTRY)
+
+
+def counted(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Counts a reconciler's runs by outcome (exceptions propagate: kopf retries them)."""
+
+    def wrap(handler: Callable[..., None]) -> Callable[..., None]:
+        @functools.wraps(handler)
+        def run(**kwargs: Any) -> None:
+            try:
+                handler(**kwargs)
+            except Exception:
+                RECONCILIATIONS.labels(kind, "error").inc()
+                raise
+            RECONCILIATIONS.labels(kind, "ok").inc()
+
+        return run
+
+    return wrap
 
 
 def serve(port: int) -> None:
