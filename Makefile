@@ -10,7 +10,7 @@ export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
 KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e crds clean
+.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,12 @@ integration: tools venv ## only the integration tests
 
 e2e: tools venv ## only the end-to-end tests
 	$(BIN)/pytest -m e2e $(PYTEST_ARGS)
+
+contract: venv ## only the contract tests (real Freqtrade)
+	$(BIN)/pytest -m contract $(PYTEST_ARGS)
+
+bench: tools venv ## the queue benchmark (COUNT=1000 LIMIT=10 by default)
+	$(BIN)/python bench/queue.py --count $(or $(COUNT),1000) --limit $(or $(LIMIT),10)
 
 clean: down ## remove the virtualenv and caches (the tool cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
