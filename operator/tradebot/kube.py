@@ -48,6 +48,14 @@ def batch() -> Any:
     return client.BatchV1Api(api_client())
 
 
+def coordination() -> Any:
+    return client.CoordinationV1Api(api_client())
+
+
+def networking() -> Any:
+    return client.NetworkingV1Api(api_client())
+
+
 def custom() -> Any:
     return client.CustomObjectsApi(api_client())
 

@@ -61,6 +61,12 @@ class Settings(BaseModel):
     database_dsn: str = ""
     local_state_dir: Path = Path(".local/operator")
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
+    operator_namespace: str = Field(
+        default="tradebot-system", description="Where the operator runs (for NetworkPolicies).")
+    account_lease_seconds: int = Field(default=30, ge=5)
+    exchange_double_url: str | None = Field(
+        default=None, description="Point dry-run bots at the local exchange double (a test "
+        "double of the exchange, for machines with no exchange).")
     metrics_port: int = Field(default=0, ge=0, le=65535,
                               description="Port of /metrics; 0 serves none.")
     gpu_profiles: dict[str, GpuProfile] = Field(default_factory=lambda: dict(DEFAULT_GPU_PROFILES))

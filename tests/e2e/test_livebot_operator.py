@@ -1,0 +1,214 @@
+"""LiveBots on the local cluster with the kubernetes executor (kwok pods): a pod only when it
+is safe, never two pods on one account, never one while a breaker is open."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+from tests.support.manifests import example
+from tests.support.operator import running_operator
+from tests.support.wait import wait_for
+
+G, V = "tradebot.dev", "v1alpha1"
+APPROVAL = {"approvedBy": "alice", "approvedAt": "2026-11-01T10:00:00Z",
+            "reference": "https://git.example/org/bots/pull/7"}
+FAKE_KEY, FAKE_SECRET = "AKIA-FAKE-EXCHANGE-KEY-123", "fake-exchange-secret-456"
+
+
+class PodWatch:
+    """Every pod event of a namespace, from a thread: the most pods alive at once per label."""
+
+    def __init__(self, api: Any, namespace: str, label: str) -> None:
+        self.core = client.CoreV1Api(api)
+        self.namespace, self.label = namespace, label
+        self.max_per_value: dict[str, int] = {}
+        self.added: list[str] = []
+        self._live: dict[str, str] = {}
+        self._w = watch.Watch()
+        self._stopped = False
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PodWatch:
+        self._t.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stopped = True
+        self._w.stop()
+        self._t.join(timeout=10)
+
+    def _run(self) -> None:
+        try:
+            for ev in self._w.stream(self.core.list_namespaced_pod, self.namespace,
+                                     timeout_seconds=600):
+                pod = ev["object"]
+                value = (pod.metadata.labels or {}).get(self.label, "")
+                if ev["type"] == "ADDED":
+                    self.added.append(pod.metadata.name)
+                if ev["type"] == "DELETED" or pod.metadata.deletion_timestamp:
+                    self._live.pop(pod.metadata.name, None)
+                else:
+                    self._live[pod.metadata.name] = value
+                counts: dict[str, int] = {}
+                for v in self._live.values():
+                    counts[v] = counts.get(v, 0) + 1
+                for v, n in counts.items():
+                    self.max_per_value[v] = max(self.max_per_value.get(v, 0), n)
+        except Exception:
+            if not self._stopped:
+                raise
+
+
+def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
+    for doc in docs:
+        kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(doc))
+
+
+def _bot(name: str, **spec: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
+    doc["metadata"] = {"name": name, "labels": {"tradebot.dev/fleet": "main"}}
+    doc["spec"].update(spec)
+    return doc
+
+
+def _status(api: Any, namespace: str, name: str) -> dict[str, Any]:
+    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace,
+                                                                    "livebots", name)
+    return dict(obj.get("status") or {})
+
+
+def _pods(api: Any, namespace: str) -> list[Any]:
+    return list(client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector="tradebot.dev/kind=livebot").items)
+
+
+def _evidence(api: Any, kubectl: Any, namespace: str) -> None:
+    """A Strategy, and a Succeeded Backtest of its current code, written before the operator
+    starts (the gates read this status; producing it for real is the Backtest tests' job)."""
+    from tradebot.freqtrade.introspect import code_hash
+
+    strategy = example("Strategy", "ema-rsi")
+    bt = example("Backtest", "ema-rsi-sample")
+    _apply(kubectl, namespace, strategy, bt)
+    client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
+        G, V, namespace, "backtests", "ema-rsi-sample", {"status": {
+            "phase": "Succeeded", "codeHash": code_hash(strategy["spec"]["code"]),
+            "cleanedUp": True,
+            "conditions": [{"type": "Recorded", "status": "True", "reason": "Recorded",
+                            "message": "", "lastTransitionTime": "2026-11-01T00:00:00Z"}],
+            "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000",
+                        "trades": 40}}})
+
+
+def _secret(api: Any, namespace: str, name: str = "exchange-keys") -> None:
+    client.CoreV1Api(api).create_namespaced_secret(namespace, {
+        "metadata": {"name": name}, "stringData": {"key": FAKE_KEY, "secret": FAKE_SECRET}})
+
+
+def test_dry_run_bot_gets_one_safe_pod(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
+    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
+                          database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
+        _apply(kubectl, namespace, _bot("dry"))
+        status = wait_for(lambda: (s := _status(api_client, namespace, "dry"))
+                          .get("phase") == "Running" and s, 90, what="dry bot Running")
+        pods = _pods(api_client, namespace)
+        assert [p.metadata.name for p in pods] == [status["podName"]]
+        pod = pods[0]
+        env = {e.name: e for e in pod.spec.containers[0].env}
+        assert "FREQTRADE__EXCHANGE__KEY" not in env  # a dry run signs nothing
+        password = env["FREQTRADE__API_SERVER__PASSWORD"].value_from.secret_key_ref
+        assert password.optional in (None, False)
+        secret = client.CoreV1Api(api_client).read_namespaced_secret(password.name, namespace)
+        value = base64.b64decode(secret.data[password.key]).decode()
+        # The generated password is nowhere but in its Secret.
+        cm = client.CoreV1Api(api_client).list_namespaced_config_map(namespace).items
+        dumped = json.dumps([client.ApiClient().sanitize_for_serialization(o)
+                             for o in (pod, *cm)]) + json.dumps(status)
+        assert value not in dumped
+        policies = client.NetworkingV1Api(api_client).list_namespaced_network_policy(
+            namespace).items
+        assert len(policies) == 1
+        assert policies[0].spec.ingress[0].ports[0].port == 8080
+
+        kubectl("patch", "livebot", "dry", "-n", namespace, "--type=merge",
+                "-p", '{"spec": {"suspend": true}}')
+        wait_for(lambda: _status(api_client, namespace, "dry").get("phase") == "Suspended",
+                 60, what="Suspended")
+        wait_for(lambda: not _pods(api_client, namespace), 60, what="pod gone")
+
+
+def test_live_bot_without_evidence_never_gets_a_pod(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
+    _secret(api_client, namespace)
+    live = _bot("live", mode="live", exchange={
+        "name": "binance", "credentialsSecretRef": {"name": "exchange-keys"}})
+    live["spec"]["promotion"] = {**live["spec"]["promotion"], "approval": APPROVAL,
+                                 "backtestRef": {"name": "never-ran"}}
+    with PodWatch(api_client, namespace, "tradebot.dev/kind") as pods, running_operator(
+            cluster.kubeconfig, namespace, executor="kubernetes",
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
+        _apply(kubectl, namespace, live)
+        status = wait_for(lambda: (s := _status(api_client, namespace, "live"))
+                          .get("phase") == "Blocked" and s, 60, what="live bot Blocked")
+        gate = {g["name"]: g for g in status["gates"]}
+        assert gate["backtest"]["passed"] is False
+        assert "never-ran" in gate["backtest"]["message"]
+        assert gate["approval"]["passed"] is True
+        import time
+
+        time.sleep(5)  # a few more rounds: still nothing
+    assert pods.added == []
+    assert FAKE_KEY not in json.dumps(status)
+
+
+def test_two_bots_on_one_account_never_run_two_pods_and_a_breaker_stops_them(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    _evidence(api_client, kubectl, namespace)
+    _secret(api_client, namespace)
+    promotion = {"backtestRef": {"name": "ema-rsi-sample"}, "minProfit": 0,
+                 "maxDrawdown": 0.2, "minTrades": 5, "minDryRunHours": 0}
+    exchange = {"name": "binance", "credentialsSecretRef": {"name": "exchange-keys"}}
+    bots = [_bot(n, mode="testnet", exchange=exchange, promotion=promotion)
+            for n in ("twin-a", "twin-b")]
+    with PodWatch(api_client, namespace, "tradebot.dev/account") as pods, running_operator(
+            cluster.kubeconfig, namespace, executor="kubernetes",
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
+        kubectl("apply", "-n", namespace, "-f", "-",
+                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": bots}))
+        phases = wait_for(lambda: (p := sorted(str(_status(api_client, namespace, b)
+                                                   .get("phase")) for b in ("twin-a", "twin-b")))
+                          == ["Blocked", "Running"] and p, 90, what="one Running, one Blocked")
+        blocked = next(b for b in ("twin-a", "twin-b")
+                       if _status(api_client, namespace, b)["phase"] == "Blocked")
+        assert "account" in _status(api_client, namespace, blocked)["message"]
+        running_pod = _pods(api_client, namespace)[0]
+        env = {e.name: e for e in running_pod.spec.containers[0].env}
+        key_ref = env["FREQTRADE__EXCHANGE__KEY"].value_from.secret_key_ref
+        assert (key_ref.name, key_ref.key) == ("exchange-keys", "key")
+        assert key_ref.optional in (None, False)  # a missing Secret must stop the pod
+
+        # A breaker opens: every selected bot stops and none starts while it is open.
+        cb = example("CircuitBreaker")
+        _apply(kubectl, namespace, cb)
+        client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
+            G, V, namespace, "circuitbreakers", cb["metadata"]["name"], {"status": {
+                "state": "Open", "trippedAt": "2026-11-25T00:00:00Z", "reason": "test trip"}})
+        wait_for(lambda: all(_status(api_client, namespace, b).get("phase") == "Tripped"
+                             for b in ("twin-a", "twin-b")), 60, what="both Tripped")
+        wait_for(lambda: not _pods(api_client, namespace), 60, what="pods gone")
+    assert phases == ["Blocked", "Running"]
+    assert max(pods.max_per_value.values()) == 1, pods.max_per_value
+    assert FAKE_SECRET not in json.dumps([_status(api_client, namespace, b)
+                                          for b in ("twin-a", "twin-b")])
