@@ -199,16 +199,84 @@ def test_two_bots_on_one_account_never_run_two_pods_and_a_breaker_stops_them(
         assert (key_ref.name, key_ref.key) == ("exchange-keys", "key")
         assert key_ref.optional in (None, False)  # a missing Secret must stop the pod
 
-        # A breaker opens: every selected bot stops and none starts while it is open.
-        cb = example("CircuitBreaker")
+        # No container runs on kwok, so the running bot never answers its monitoring: a
+        # breaker with a short staleHeartbeat trips, and every selected bot stays stopped.
+        cb = copy.deepcopy(example("CircuitBreaker"))
+        cb["spec"]["limits"] = {"staleHeartbeat": "3s"}
         _apply(kubectl, namespace, cb)
-        client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
-            G, V, namespace, "circuitbreakers", cb["metadata"]["name"], {"status": {
-                "state": "Open", "trippedAt": "2026-11-25T00:00:00Z", "reason": "test trip"}})
         wait_for(lambda: all(_status(api_client, namespace, b).get("phase") == "Tripped"
                              for b in ("twin-a", "twin-b")), 60, what="both Tripped")
         wait_for(lambda: not _pods(api_client, namespace), 60, what="pods gone")
+        reason = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+            G, V, namespace, "circuitbreakers", "main-fleet")["status"]["reason"]
+        assert "heartbeat" in reason
     assert phases == ["Blocked", "Running"]
     assert max(pods.max_per_value.values()) == 1, pods.max_per_value
     assert FAKE_SECRET not in json.dumps([_status(api_client, namespace, b)
                                           for b in ("twin-a", "twin-b")])
+
+
+def test_breaker_trips_a_real_dry_run_bot_into_loss_and_stops_it(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    """A real `freqtrade trade --dry-run` (local executor, local exchange double): the bot
+    enters, the double's price falls 30 %, the breaker sees the drawdown and stops the bot;
+    a reset token lets it run again."""
+    from tradebot.freqtrade.exchange_double import ExchangeDouble
+    from tradebot.freqtrade.rest import BotClient
+
+    core = client.CoreV1Api(api_client)
+    custom = client.CustomObjectsApi(api_client)
+    bot = _bot("loser", stakeAmount="900", limits={"maxStakePerTrade": "1000"})
+    cb = copy.deepcopy(example("CircuitBreaker"))
+    cb["spec"]["limits"] = {"maxDrawdown": 0.05}
+    with ExchangeDouble() as double, running_operator(
+            cluster.kubeconfig, namespace, executor="local", exchange_double_url=double.url,
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}", local_state_dir=tmp_path / "state"):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"), bot, cb)
+        status = wait_for(lambda: (s := _status(api_client, namespace, "loser"))
+                          .get("lastHeartbeat") and s, 120, what="a monitored bot")
+        assert status["phase"] == "Running"
+        assert status["equity"] == status["peakEquity"]
+        secret = core.read_namespaced_secret(
+            next(s.metadata.name for s in core.list_namespaced_secret(namespace).items
+                 if s.metadata.name.startswith("bot-api-")), namespace)
+        creds = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+        port = json.loads(next((tmp_path / "state" / "bots").glob("*/process.json"))
+                          .read_text())["port"]
+        rest = BotClient(f"http://127.0.0.1:{port}", creds["username"], creds["password"])
+        rest.force_enter("BTC/USDT")
+        wait_for(lambda: rest.snapshot().open_trades == 1, 30, what="the trade open")
+        double.move("BTC/USDT", -0.3)
+
+        cbs = wait_for(lambda: (s := custom.get_namespaced_custom_object(
+            G, V, namespace, "circuitbreakers", "main-fleet").get("status") or {})
+            .get("state") == "Open" and s, 60, what="the breaker Open")
+        assert "loser" in cbs["reason"]
+        assert "drawdown" in cbs["reason"]
+        wait_for(lambda: _status(api_client, namespace, "loser").get("phase") == "Tripped", 30,
+                 what="the bot Tripped")
+        wait_for(lambda: not _pods(api_client, namespace), 30, what="its pod deleted")
+        from tradebot.executors.local_bots import LocalBotExecutor
+
+        uid = custom.get_namespaced_custom_object(G, V, namespace, "livebots",
+                                                  "loser")["metadata"]["uid"]
+        assert LocalBotExecutor(tmp_path / "state").running(uid) is None
+        events = core.list_namespaced_event(
+            namespace, field_selector="involvedObject.name=main-fleet").items
+        assert [e.reason for e in events if e.reason == "Tripped"] == ["Tripped"]
+
+        # Nothing restarts it while open, whatever is edited ...
+        kubectl("patch", "livebot", "loser", "-n", namespace, "--type=merge",
+                "-p", '{"spec": {"maxOpenTrades": 1}}')
+        import time
+
+        time.sleep(4)
+        assert not _pods(api_client, namespace)
+        # ... until a person resets the breaker.
+        kubectl("annotate", "cb", "main-fleet", "-n", namespace, "tradebot.dev/reset=r1")
+        wait_for(lambda: custom.get_namespaced_custom_object(
+            G, V, namespace, "circuitbreakers", "main-fleet")["status"]["state"] == "Closed",
+            30, what="breaker Closed after reset")
+        wait_for(lambda: _status(api_client, namespace, "loser").get("phase") == "Running", 90,
+                 what="the bot running again")

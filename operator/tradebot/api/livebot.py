@@ -196,6 +196,16 @@ class LiveBotStatus(ResourceStatus):
     drawdown: Figure | None = Field(default=None, description="Drawdown from peak equity.")
     open_trades: int | None = None
     last_heartbeat: dt.datetime | None = None
+    equity: Figure | None = Field(default=None, description="Total balance, stake currency.")
+    peak_equity: Figure | None = Field(default=None,
+                                       description="Highest equity seen: the drawdown base.")
+    day_start_equity: Figure | None = Field(
+        default=None, description="Equity at the first reading of the UTC day.")
+    day: str | None = Field(default=None, description="The UTC day of dayStartEquity.")
+    consecutive_losses: int | None = Field(default=None,
+                                           description="Losing closed trades in a row.")
+    running_since: dt.datetime | None = Field(default=None,
+                                              description="When the current pod started.")
     code_hash: str | None = None
 
 

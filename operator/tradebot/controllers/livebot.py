@@ -26,9 +26,11 @@ from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
 from tradebot.controllers.status import condition, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import account_lease, bots, gates
+from tradebot.domain import account_lease, bots, gates, monitoring
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.domain.naming import child_name
+from tradebot.executors.local_bots import LocalBotExecutor
+from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 
@@ -89,6 +91,15 @@ def stop_pod(namespace: str, pod_name: str) -> bool:
             return False
         raise
     return True
+
+
+def stop_bot(namespace: str, pod_name: str, uid: str) -> bool:
+    """Stops the bot wherever it runs: its pod, and its local process (local executor)."""
+    stopped = stop_pod(namespace, pod_name)
+    settings = runtime.get().settings
+    if settings.executor == "local":
+        stopped = LocalBotExecutor(settings.local_state_dir).stop(uid) or stopped
+    return stopped
 
 
 def _credentials(namespace: str, bot: bots.BotInstance) -> bots.ApiCredentials:
@@ -176,6 +187,45 @@ def _lease(namespace: str, name: str, uid: str, spec: LiveBotSpec
     return decision, lease_id
 
 
+def _bot_url(bot: bots.BotInstance, strategy: StrategySpec, pod: Any,
+             credentials: bots.ApiCredentials) -> str | None:
+    settings = runtime.get().settings
+    if settings.executor != "local":
+        return f"http://{pod.status.pod_ip}:{bots.API_PORT}" if pod.status.pod_ip else None
+    # On kwok the pod runs nothing: run the same bot here, against the exchange double.
+    config = trade_config(bot.spec, strategy, api_port=bots.API_PORT,
+                          api_username=credentials.username,
+                          exchange_double_url=settings.exchange_double_url)
+    env = {"FREQTRADE__API_SERVER__USERNAME": credentials.username,
+           "FREQTRADE__API_SERVER__PASSWORD": credentials.password,
+           "FREQTRADE__API_SERVER__JWT_SECRET_KEY": credentials.jwt_secret_key,
+           "FREQTRADE__API_SERVER__WS_TOKEN": credentials.ws_token}
+    process = LocalBotExecutor(settings.local_state_dir).ensure(
+        bot.uid, config, bot.strategy_class, bot.strategy_code, env)
+    return process.url
+
+
+def _monitor(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
+             bot: bots.BotInstance, strategy: StrategySpec, pod: Any, generation: int,
+             log: Any) -> None:
+    """One monitoring round: the bot's figures into status, or a condition saying why not."""
+    credentials = _credentials(bot.namespace, bot)
+    url = _bot_url(bot, strategy, pod, credentials)
+    if url is None:
+        return
+    try:
+        snap = BotClient(url, credentials.username, credentials.password, timeout=1.5).snapshot()
+    except (BotUnreachable, BotApiError) as e:
+        # The message names the URL and the failure, never the credentials.
+        condition(status, patch, "Reachable", False, "BotUnreachable", str(e), generation)
+        return
+    patch.status.update(monitoring.status_update(status, snap, dt.datetime.now(dt.UTC)))
+    condition(status, patch, "Reachable", True, "Heartbeat", f"bot state {snap.state}",
+              generation)
+    metrics.BOT_EQUITY.labels(bot.namespace, bot.name).set(float(snap.total_balance))
+    metrics.BOT_OPEN_TRADES.labels(bot.namespace, bot.name).set(snap.open_trades)
+
+
 def _phase(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, message: str,
            generation: int, ready: bool = False) -> None:
     patch.status.update({"phase": phase, "message": message,
@@ -196,12 +246,18 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
     pod_name = child_name("bot", name, uid)  # as bots.BotInstance names it
 
     def hold(phase: str, reason: str, message: str, warning: bool = True) -> None:
-        stopped = stop_pod(namespace, pod_name)
+        stopped = stop_bot(namespace, pod_name, uid)
         if status.get("phase") != phase or status.get("message") != message:
             event(body, reason, message + ("; its pod was stopped" if stopped else ""),
                   warning=warning)
             log.info("bot held", phase=phase, reason=reason, message=message, stopped=stopped)
         patch.status["podName"] = None
+        if phase == "Tripped":
+            # A reset accepts the loss: the windows the breaker measures start again from the
+            # next heartbeat, or the same figures would trip it again at once.
+            patch.status.update(dict.fromkeys(
+                ("equity", "peakEquity", "dayStartEquity", "day", "drawdown",
+                 "consecutiveLosses", "lastHeartbeat", "runningSince")))
         _phase(patch, current, phase, reason, message, generation)
 
     try:
@@ -286,8 +342,17 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         pod_phase = "Pending"
     patch.status.update({"podName": bot.pod_name, "mode": model.mode, "codeHash": code_hash})
     if pod_phase == "Running":
+        assert existing is not None
+        if settings.executor == "local" and model.mode != "dryRun":
+            hold("Blocked", "LocalExecutorDryRunOnly",
+                 "the local executor runs dry-run bots only (it never holds exchange keys)")
+            return
         _phase(patch, current, "Running", "PodRunning", f"running in mode {model.mode}",
                generation, ready=True)
+        started = existing.status.start_time
+        patch.status["runningSince"] = started.isoformat().replace("+00:00", "Z") \
+            if started else current.get("runningSince")
+        _monitor(body, current, patch, bot, strategy_spec, existing, generation, log)
     else:
         _phase(patch, current, "Pending", "PodStarting", f"pod {bot.pod_name} is {pod_phase}",
                generation)

@@ -34,6 +34,20 @@ RECORD_FAILURES = Counter(
     registry=REGISTRY)
 
 
+# Labelled by bot: bounded by the number of LiveBots, which the operator's users declare.
+BOT_EQUITY = Gauge(
+    "tradebot_bot_equity", "A bot's total balance in its stake currency (float for display "
+    "only; status and records keep the exact figure).", ["namespace", "bot"], registry=REGISTRY)
+BOT_OPEN_TRADES = Gauge(
+    "tradebot_bot_open_trades", "A bot's open trades.", ["namespace", "bot"], registry=REGISTRY)
+BREAKER_TRIPS = Counter(
+    "tradebot_breaker_trips_total", "Circuit breaker trips.", ["namespace", "breaker"],
+    registry=REGISTRY)
+BREAKER_OPEN = Gauge(
+    "tradebot_breaker_open", "1 while a circuit breaker is open.", ["namespace", "breaker"],
+    registry=REGISTRY)
+
+
 def counted(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """Counts a reconciler's runs by outcome (exceptions propagate: kopf retries them)."""
 

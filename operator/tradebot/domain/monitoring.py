@@ -1,0 +1,49 @@
+"""What one monitoring round of a bot writes to its status (pure: the snapshot is passed in).
+
+Drawdown is measured against the bot's peak equity (total balance from /balance), not only
+closed-trade profit, so an open losing position counts while it is open.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from typing import Any
+
+from tradebot.api.types import MONEY_QUANTUM, format_money
+from tradebot.freqtrade.rest import Snapshot
+
+
+def _figure(status: dict[str, Any], key: str) -> Decimal | None:
+    value = status.get(key)
+    return Decimal(str(value)) if value not in (None, "") else None
+
+
+def status_update(status: dict[str, Any], snap: Snapshot, now: dt.datetime) -> dict[str, Any]:
+    equity = snap.total_balance.quantize(MONEY_QUANTUM)
+    peak = max(equity, _figure(status, "peakEquity") or equity)
+    day = now.astimezone(dt.UTC).date().isoformat()
+    day_start = _figure(status, "dayStartEquity") if status.get("day") == day else None
+    day_start = equity if day_start is None else day_start
+    drawdown = ((peak - equity) / peak).quantize(MONEY_QUANTUM) if peak > 0 else Decimal(0)
+    return {
+        "equity": format_money(equity),
+        "peakEquity": format_money(peak),
+        "day": day,
+        "dayStartEquity": format_money(day_start),
+        "drawdown": format_money(drawdown),
+        "profit": format_money(snap.closed_profit),
+        "profitRatio": format_money(snap.closed_profit_ratio.quantize(MONEY_QUANTUM)),
+        "openTrades": snap.open_trades,
+        "consecutiveLosses": snap.losing_streak,
+        "lastHeartbeat": now.astimezone(dt.UTC).replace(microsecond=0).isoformat()
+        .replace("+00:00", "Z"),
+    }
+
+
+def daily_loss(status: dict[str, Any]) -> Decimal:
+    """Loss since the first reading of the UTC day (0 when in profit)."""
+    start, equity = _figure(status, "dayStartEquity"), _figure(status, "equity")
+    if start is None or equity is None:
+        return Decimal(0)
+    return max(Decimal(0), start - equity)
