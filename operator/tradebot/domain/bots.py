@@ -207,10 +207,7 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
             {"name": "user-data", "mountPath": USER_DATA_DIR},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own scratch
         ],
-        "securityContext": {
-            "runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": jobs.restricted_container(),
     }
     return {
         "apiVersion": "v1",

@@ -12,6 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from tradebot.api.backtest import BacktestSpec
+from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategyParameters, StrategySpec
 
 # Freqtrade has no configuration key for hyperoptable (buy/sell) parameter values: it reads them
@@ -64,12 +65,7 @@ def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
         "dry_run": True,
         "trading_mode": "spot",
         "margin_mode": "",
-        "stake_currency": spec.stake_currency,
-        # "unlimited" is Freqtrade's own word for sharing the wallet, so it passes as a string.
-        "stake_amount": (spec.stake_amount if isinstance(spec.stake_amount, str)
-                         else _number(spec.stake_amount)),
-        "dry_run_wallet": _number(spec.dry_run_wallet),
-        "max_open_trades": spec.max_open_trades,
+        **stake_settings(spec),
         "enable_protections": spec.enable_protections,
         "exchange": {
             "name": spec.exchange,
@@ -119,6 +115,18 @@ def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
 
     config.update(strategy_overrides(strategy))
     return config
+
+
+def stake_settings(spec: BacktestSpec | LiveBotSpec) -> dict[str, Any]:
+    """Wallet and stake keys, the same for a backtest and a bot."""
+    return {
+        "stake_currency": spec.stake_currency,
+        # "unlimited" is Freqtrade's own word for sharing the wallet, so it passes as a string.
+        "stake_amount": (spec.stake_amount if isinstance(spec.stake_amount, str)
+                         else _number(spec.stake_amount)),
+        "dry_run_wallet": _number(spec.dry_run_wallet),
+        "max_open_trades": spec.max_open_trades,
+    }
 
 
 def strategy_overrides(strategy: StrategySpec) -> dict[str, Any]:

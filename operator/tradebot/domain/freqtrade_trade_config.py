@@ -23,9 +23,9 @@ from typing import Any
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
 from tradebot.domain.freqtrade_config import (
-    _number,
     canonical_json,
     config_hash,
+    stake_settings,
     strategy_overrides,
 )
 
@@ -98,11 +98,7 @@ def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
         "dry_run": spec.mode not in ("testnet", "live"),
         "trading_mode": "spot",
         "margin_mode": "",
-        "stake_currency": spec.stake_currency,
-        "stake_amount": (spec.stake_amount if isinstance(spec.stake_amount, str)
-                         else _number(spec.stake_amount)),
-        "dry_run_wallet": _number(spec.dry_run_wallet),
-        "max_open_trades": spec.max_open_trades,
+        **stake_settings(spec),
         "exchange": exchange,
         "pairlists": [{"method": "StaticPairList"}],
         # Marketable limit orders: entries at the ask, exits at the bid.

@@ -75,6 +75,15 @@ class BacktestRun:
         return args
 
 
+def restricted_container() -> dict[str, Any]:
+    """The container securityContext of every pod the operator makes (backtests and bots):
+    the Pod Security Standards' restricted profile."""
+    return {
+        "runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def _owner(run: BacktestRun) -> dict[str, object]:
     return owner_reference(API_VERSION, "Backtest", run.name, run.uid)
 
@@ -153,10 +162,7 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
         # The summary is the termination message; if the runner dies before writing it, the
         # log tail says why.
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": restricted_container(),
     }
     return {
         "apiVersion": "batch/v1",
