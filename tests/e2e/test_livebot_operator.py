@@ -280,3 +280,7 @@ def test_breaker_trips_a_real_dry_run_bot_into_loss_and_stops_it(
             30, what="breaker Closed after reset")
         wait_for(lambda: _status(api_client, namespace, "loser").get("phase") == "Running", 90,
                  what="the bot running again")
+        # Deleting the LiveBot stops its local process too.
+        kubectl("delete", "livebot", "loser", "-n", namespace)
+        wait_for(lambda: LocalBotExecutor(tmp_path / "state").running(uid) is None, 30,
+                 what="the local bot stopped after deletion")

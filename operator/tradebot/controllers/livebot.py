@@ -233,6 +233,13 @@ def _phase(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, m
     condition(status, patch, "Ready", ready, reason, message, generation)
 
 
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def livebot_deleted(name: str, namespace: str | None, uid: str, **_: Any) -> None:
+    """The pod goes with its owner; a local bot process must be stopped by us."""
+    assert namespace is not None
+    stop_bot(namespace, child_name("bot", name, uid), uid)
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0)
 @metrics.counted("LiveBot")
 def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
