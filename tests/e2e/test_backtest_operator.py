@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from tests.support.manifests import example
-from tests.support.operator import JobWatch, running_operator
+from tests.support.operator import job_watch, running_operator
 from tests.support.wait import wait_for
 
 G, V = "tradebot.dev", "v1alpha1"
@@ -59,7 +59,7 @@ def test_queue_limits_real_backtests_and_records_them(
     positions: dict[str, set[int]] = {n: set() for n in names}
     finished_before = _metric("tradebot_backtests_finished_total", phase="Succeeded")
     admitted_before = _metric("tradebot_backtest_admissions_total")
-    with JobWatch(api_client, namespace) as jobs, running_operator(
+    with job_watch(api_client, namespace) as jobs, running_operator(
         cluster.kubeconfig, namespace, executor="local", max_concurrent_backtests=2,
         database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
         reconcile_interval_seconds=1.0,
@@ -127,7 +127,7 @@ def test_operator_restart_mid_queue_starts_nothing_twice(
     settings = dict(executor="local", max_concurrent_backtests=1,
                     database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
                     reconcile_interval_seconds=1.0)
-    with JobWatch(api_client, namespace) as jobs:
+    with job_watch(api_client, namespace) as jobs:
         with running_operator(cluster.kubeconfig, namespace, **settings):
             _apply(kubectl, namespace, example("Strategy", "ema-rsi"), *map(_backtest, names))
             wait_for(lambda: any(_phase(api, namespace, "backtests", n) == "Running"

@@ -6,63 +6,18 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import threading
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, watch
+from kubernetes import client
 from tests.support.manifests import example
-from tests.support.operator import running_operator
+from tests.support.operator import pod_watch, running_operator
 from tests.support.wait import wait_for
 
 G, V = "tradebot.dev", "v1alpha1"
 APPROVAL = {"approvedBy": "alice", "approvedAt": "2026-11-01T10:00:00Z",
             "reference": "https://git.example/org/bots/pull/7"}
 FAKE_KEY, FAKE_SECRET = "AKIA-FAKE-EXCHANGE-KEY-123", "fake-exchange-secret-456"
-
-
-class PodWatch:
-    """Every pod event of a namespace, from a thread: the most pods alive at once per label."""
-
-    def __init__(self, api: Any, namespace: str, label: str) -> None:
-        self.core = client.CoreV1Api(api)
-        self.namespace, self.label = namespace, label
-        self.max_per_value: dict[str, int] = {}
-        self.added: list[str] = []
-        self._live: dict[str, str] = {}
-        self._w = watch.Watch()
-        self._stopped = False
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> PodWatch:
-        self._t.start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self._stopped = True
-        self._w.stop()
-        self._t.join(timeout=10)
-
-    def _run(self) -> None:
-        try:
-            for ev in self._w.stream(self.core.list_namespaced_pod, self.namespace,
-                                     timeout_seconds=600):
-                pod = ev["object"]
-                value = (pod.metadata.labels or {}).get(self.label, "")
-                if ev["type"] == "ADDED":
-                    self.added.append(pod.metadata.name)
-                if ev["type"] == "DELETED" or pod.metadata.deletion_timestamp:
-                    self._live.pop(pod.metadata.name, None)
-                else:
-                    self._live[pod.metadata.name] = value
-                counts: dict[str, int] = {}
-                for v in self._live.values():
-                    counts[v] = counts.get(v, 0) + 1
-                for v, n in counts.items():
-                    self.max_per_value[v] = max(self.max_per_value.get(v, 0), n)
-        except Exception:
-            if not self._stopped:
-                raise
 
 
 def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
@@ -155,7 +110,7 @@ def test_live_bot_without_evidence_never_gets_a_pod(
         "name": "binance", "credentialsSecretRef": {"name": "exchange-keys"}})
     live["spec"]["promotion"] = {**live["spec"]["promotion"], "approval": APPROVAL,
                                  "backtestRef": {"name": "never-ran"}}
-    with PodWatch(api_client, namespace, "tradebot.dev/kind") as pods, running_operator(
+    with pod_watch(api_client, namespace, "tradebot.dev/kind") as pods, running_operator(
             cluster.kubeconfig, namespace, executor="kubernetes",
             database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
         _apply(kubectl, namespace, live)
@@ -182,7 +137,7 @@ def test_two_bots_on_one_account_never_run_two_pods_and_a_breaker_stops_them(
     exchange = {"name": "binance", "credentialsSecretRef": {"name": "exchange-keys"}}
     bots = [_bot(n, mode="testnet", exchange=exchange, promotion=promotion)
             for n in ("twin-a", "twin-b")]
-    with PodWatch(api_client, namespace, "tradebot.dev/account") as pods, running_operator(
+    with pod_watch(api_client, namespace, "tradebot.dev/account") as pods, running_operator(
             cluster.kubeconfig, namespace, executor="kubernetes",
             database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
         kubectl("apply", "-n", namespace, "-f", "-",

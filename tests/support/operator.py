@@ -28,23 +28,25 @@ def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Itera
     runtime.get().close()
 
 
-class JobWatch:
-    """Watches the Jobs of a namespace from a thread: how many exist at once, and every
-    ADDED event per name (a Job created twice would show up twice)."""
+class ObjectWatch:
+    """Watches one kind of object in a namespace from a thread: every ADDED name (an object
+    created twice shows up twice), how many exist at once, and, with `label`, how many at
+    once per value of that label. An object being deleted still counts until it is gone."""
 
-    def __init__(self, api_client: Any, namespace: str) -> None:
-        from kubernetes import client, watch
+    def __init__(self, list_fn: Any, namespace: str, label: str | None = None) -> None:
+        from kubernetes import watch
 
-        self._batch = client.BatchV1Api(api_client)
+        self._list = list_fn
         self._watch = watch.Watch()
-        self.namespace = namespace
-        self.live: set[str] = set()
-        self.max_live = 0
+        self.namespace, self.label = namespace, label
         self.added: list[str] = []
+        self.live: dict[str, str] = {}
+        self.max_live = 0
+        self.max_per_value: dict[str, int] = {}
         self._stopped = False
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> JobWatch:
+    def __enter__(self) -> ObjectWatch:
         self._thread.start()
         return self
 
@@ -61,12 +63,27 @@ class JobWatch:
                 raise  # only the connection closing on stop is expected
 
     def _follow(self) -> None:
-        for ev in self._watch.stream(self._batch.list_namespaced_job, self.namespace,
-                                     timeout_seconds=600):
-            name = ev["object"].metadata.name
+        for ev in self._watch.stream(self._list, self.namespace, timeout_seconds=600):
+            meta = ev["object"].metadata
             if ev["type"] == "ADDED":
-                self.added.append(name)
-                self.live.add(name)
-            elif ev["type"] == "DELETED":
-                self.live.discard(name)
+                self.added.append(meta.name)
+            if ev["type"] == "DELETED":
+                self.live.pop(meta.name, None)
+            else:
+                self.live[meta.name] = (meta.labels or {}).get(self.label or "", "")
             self.max_live = max(self.max_live, len(self.live))
+            for value in set(self.live.values()):
+                count = sum(v == value for v in self.live.values())
+                self.max_per_value[value] = max(self.max_per_value.get(value, 0), count)
+
+
+def job_watch(api_client: Any, namespace: str) -> ObjectWatch:
+    from kubernetes import client
+
+    return ObjectWatch(client.BatchV1Api(api_client).list_namespaced_job, namespace)
+
+
+def pod_watch(api_client: Any, namespace: str, label: str) -> ObjectWatch:
+    from kubernetes import client
+
+    return ObjectWatch(client.CoreV1Api(api_client).list_namespaced_pod, namespace, label)

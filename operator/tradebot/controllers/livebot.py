@@ -205,11 +205,10 @@ def _bot_url(bot: bots.BotInstance, strategy: StrategySpec, pod: Any,
     return process.url
 
 
-def _monitor(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
-             bot: bots.BotInstance, strategy: StrategySpec, pod: Any, generation: int,
-             log: Any) -> None:
+def _monitor(status: dict[str, Any], patch: kopf.Patch, bot: bots.BotInstance,
+             strategy: StrategySpec, pod: Any, credentials: bots.ApiCredentials,
+             generation: int) -> None:
     """One monitoring round: the bot's figures into status, or a condition saying why not."""
-    credentials = _credentials(bot.namespace, bot)
     url = _bot_url(bot, strategy, pod, credentials)
     if url is None:
         return
@@ -321,7 +320,7 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         return
 
     settings = runtime.get().settings
-    _credentials(namespace, bot)
+    credentials = _credentials(namespace, bot)
     _create(kube.core().create_namespaced_config_map, namespace, bots.config_map(bot))
     kube.core().patch_namespaced_config_map(bot.config_map_name, namespace,
                                             {"data": bot.config_data()})
@@ -359,7 +358,7 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         started = existing.status.start_time
         patch.status["runningSince"] = started.isoformat().replace("+00:00", "Z") \
             if started else current.get("runningSince")
-        _monitor(body, current, patch, bot, strategy_spec, existing, generation, log)
+        _monitor(current, patch, bot, strategy_spec, existing, credentials, generation)
     else:
         _phase(patch, current, "Pending", "PodStarting", f"pod {bot.pod_name} is {pod_phase}",
                generation)
