@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,10 @@ from pathlib import Path
 from tradebot import __version__
 
 DEFAULT_ROOT = Path(".local")
+
+# Subcommands in modules of their own (see tradebot.commands): each adds its parser through
+# register(sub) and sets `handler`.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _cluster(args: argparse.Namespace) -> int:
@@ -199,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="directory of the tool binaries (default: $TRADEBOT_TOOLS_BIN)")
     cluster.add_argument("--timeout", type=float, default=90.0,
                          help="seconds to wait for readiness (default: %(default)s)")
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return parser
 
 
@@ -224,6 +231,10 @@ def _main(argv: Sequence[str] | None) -> int:
         return _api_docs(args)
     if args.command == "operator":
         return _operator(args)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        status: int = handler(args)
+        return status
     raise AssertionError(f"unhandled command {args.command}")  # argparse guarantees a command
 
 
