@@ -15,11 +15,21 @@ from tradebot.records.errors import (
     SchemaNotReady,
     UnknownRun,
 )
-from tradebot.records.models import ArtifactRecord, RunKind, RunRecord, RunStatus, StrategyRecord
+from tradebot.records.models import (
+    ArtifactRecord,
+    BotSnapshot,
+    IncidentRecord,
+    RunKind,
+    RunRecord,
+    RunStatus,
+    StrategyRecord,
+)
 from tradebot.records.store import RecordStore, open_store
 
 __all__ = [
     "ArtifactRecord",
+    "BotSnapshot",
+    "IncidentRecord",
     "RecordStore",
     "RecordsError",
     "RecordsUnavailable",

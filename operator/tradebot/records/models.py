@@ -137,3 +137,56 @@ class StrategyRecord(_Record):
     interface: Annotated[dict[str, Any], AfterValidator(_json_object)]
     first_seen: UtcDatetime
     last_seen: UtcDatetime
+
+
+Severity = Literal["info", "warning", "critical"]
+BotMode = Literal["dryRun", "testnet", "live"]
+
+
+def _exact_figures(value: dict[str, Decimal]) -> dict[str, Decimal]:
+    return {key: exact_metric(key, figure) for key, figure in value.items()}
+
+
+class IncidentRecord(_Record):
+    """Something that went wrong with money at stake: a breaker trip, a bot whose heartbeat
+    went stale. Keyed by an id its controller derives from the event itself (e.g. the breaker's
+    uid and trip time), so recording the same trip twice - after a crash, from an outbox - adds
+    nothing: the first write wins."""
+
+    id: NonEmpty
+    namespace: NonEmpty
+    # The resource that raised it: a CircuitBreaker that tripped, a LiveBot gone stale.
+    source_kind: Literal["CircuitBreaker", "LiveBot"]
+    source_name: NonEmpty
+    source_uid: NonEmpty
+    breaker: str | None = None
+    # LiveBot names (same namespace) the incident concerns.
+    bots: tuple[str, ...] = ()
+    run_id: str | None = None
+    severity: Severity
+    # Short machine-readable cause: drawdown, dailyLoss, consecutiveLosses, incidents,
+    # staleHeartbeat, ...
+    reason: NonEmpty
+    description: NonEmpty
+    # The figures that tripped it, exact (same rules as metrics).
+    figures: Annotated[dict[str, Decimal], AfterValidator(_exact_figures)] = Field(
+        default_factory=dict)
+    correlation_id: str | None = None
+    created_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+class BotSnapshot(_Record):
+    """A bot's figures at one moment: the recorded history the promotion gates read."""
+
+    bot_uid: NonEmpty
+    namespace: NonEmpty
+    name: NonEmpty
+    run_id: str | None = None
+    code_hash: NonEmpty
+    mode: BotMode
+    # Keyed by (bot_uid, taken_at): a replayed snapshot replaces itself.
+    taken_at: UtcDatetime
+    profit: Decimal
+    drawdown: Decimal
+    open_trades: Annotated[int, Field(ge=0)]
+    equity: Decimal | None = None

@@ -9,7 +9,14 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from tradebot.records.dsn import PostgresDsn, parse_dsn
-from tradebot.records.models import ArtifactRecord, RunKind, RunRecord, StrategyRecord
+from tradebot.records.models import (
+    ArtifactRecord,
+    BotSnapshot,
+    IncidentRecord,
+    RunKind,
+    RunRecord,
+    StrategyRecord,
+)
 
 
 class RecordStore(Protocol):
@@ -73,6 +80,33 @@ class RecordStore(Protocol):
 
     def get_artifacts(self, run_id: str) -> list[ArtifactRecord]:
         """The run's artifacts, by name."""
+        ...
+
+    def record_incident(self, incident: IncidentRecord) -> bool:
+        """Inserts the incident unless its id is recorded already (then nothing changes: the
+        first write wins). Returns True when this call inserted it."""
+        ...
+
+    def get_incident(self, incident_id: str) -> IncidentRecord | None: ...
+
+    def list_incidents(
+        self, *, namespace: str | None = None, breaker: str | None = None,
+        bot: str | None = None, since: dt.datetime | None = None,
+    ) -> list[IncidentRecord]:
+        """Incidents matching every filter given (`bot`: the name is among incident.bots or
+        is its LiveBot source; `since`: created at or after), oldest first."""
+        ...
+
+    def record_snapshot(self, snapshot: BotSnapshot) -> None:
+        """Upserts the snapshot keyed by (bot_uid, taken_at)."""
+        ...
+
+    def list_snapshots(
+        self, bot_uid: str, *, since: dt.datetime | None = None,
+        code_hash: str | None = None,
+    ) -> list[BotSnapshot]:
+        """The bot's snapshots (optionally only of one code hash, taken at or after `since`),
+        oldest first."""
         ...
 
     def close(self) -> None: ...
