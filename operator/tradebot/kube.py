@@ -28,6 +28,9 @@ def api_client() -> ApiClient:
                 # Read KUBECONFIG now: the client library reads it once, at import.
                 config.load_kube_config(  # type: ignore[no-untyped-call]
                     config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+            # Handlers run in threads, and a breaker stops its bots in parallel: the default
+            # pool of 4 connections would serialise them.
+            configuration.connection_pool_maxsize = 64
             _client = client.ApiClient(configuration)
         return _client
 

@@ -64,6 +64,11 @@ class Settings(BaseModel):
     operator_namespace: str = Field(
         default="tradebot-system", description="Where the operator runs (for NetworkPolicies).")
     account_lease_seconds: int = Field(default=30, ge=5)
+    handler_threads: int = Field(
+        default=32, ge=4, le=512, description="Threads for the controllers' handlers.")
+    snapshot_interval_seconds: int = Field(
+        default=60, ge=5, description="How often a running bot's figures are recorded as a "
+        "snapshot (the dry-run history the promotion gates read).")
     exchange_double_url: str | None = Field(
         default=None, description="Point dry-run bots at the local exchange double (a test "
         "double of the exchange, for machines with no exchange).")

@@ -199,6 +199,7 @@ _steps = st.lists(st.tuples(
     st.lists(_readings, max_size=3),
     st.integers(0, 3 * 3600),  # seconds since the previous step
     st.none() | st.sampled_from(["t1", "t2", "t3"]),
+    st.none() | st.sampled_from(["k1", "k2"]),  # the kill switch's token
 ), max_size=25)
 _specs = st.sampled_from([spec(), spec(reset=AUTO), spec(reset={"mode": "auto",
                                                                 "cooldown": "30s"}),
@@ -208,24 +209,29 @@ _specs = st.sampled_from([spec(), spec(reset=AUTO), spec(reset={"mode": "auto",
 @settings(max_examples=300)
 @given(s=_specs, steps=_steps)
 def test_open_lets_nothing_run_and_is_left_only_by_a_valid_reset(
-        s: CircuitBreakerSpec, steps: list[tuple[list[BotReading], int, str | None]]):
+        s: CircuitBreakerSpec,
+        steps: list[tuple[list[BotReading], int, str | None, str | None]]):
     state = BreakerState()
     now = T0
-    for readings, gap, token in steps:
+    for readings, gap, token, trip in steps:
         now += dt.timedelta(seconds=gap)
-        d = evaluate(s, state, readings, now, token)
+        d = evaluate(s, state, readings, now, token, trip_token_requested=trip)
         # Pure: the same inputs give the same decision, also from the status round trip.
-        assert evaluate(s, state, readings, now, token) == d
+        assert evaluate(s, state, readings, now, token, trip_token_requested=trip) == d
         restored = BreakerState.from_status(
             CircuitBreakerStatus.model_validate(to_status(state)))
-        assert evaluate(s, restored, readings, now, token) == d
+        assert evaluate(s, restored, readings, now, token, trip_token_requested=trip) == d
+        if trip is not None and trip != state.last_trip_token:
+            # A new kill-switch token always leaves the breaker Open.
+            assert d.state.state == "Open"
         if d.state.state == "Open":
             assert d.bots_allowed_to_run == ()
             assert {r.name for r in readings} <= set(d.stop_bots)
         else:
             assert d.stop_bots == ()
         if state.state == "Open" and d.state.state != "Open":
-            new_token = token is not None and token != state.last_reset_token
+            new_token = token is not None and token != state.last_reset_token and (
+                trip is None or trip == state.last_trip_token)
             cooled = (s.reset.mode == "auto" and state.tripped_at is not None
                       and now - state.tripped_at >= parse_duration(s.reset.cooldown or "")
                       and d.state.state == "HalfOpen")

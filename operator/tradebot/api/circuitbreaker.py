@@ -68,7 +68,12 @@ class CircuitBreakerSpec(ApiModel):
                                     "{} watches all.")
     limits: BreakerLimits = Field(description="When to trip.")
     action: Literal["stop", "stopEntries"] = Field(
-        default="stop", description="stop: stop the bots; stopEntries: no new entries.")
+        default="stop", description="stop: the bot's /stop, then its pod is removed; "
+        "stopEntries: /stopentry, open trades exit as the strategy says (a bot whose API "
+        "does not answer is stopped instead).")
+    force_exit: bool = Field(
+        default=False, description="Escalation: on a trip, first close every open trade at "
+        "market (/forceexit all).")
     reset: ResetPolicy = Field(
         default_factory=ResetPolicy,
         # The API server checks a default against the CEL rules as written: {} has no mode.
@@ -83,7 +88,17 @@ class CircuitBreakerStatus(ResourceStatus):
     affected_bots: list[str] | None = None
     last_reset_token: str | None = Field(
         default=None, description="The reset token last used up, so it cannot reset twice.")
-    incident_id: str | None = None
+    last_trip_token: str | None = Field(
+        default=None, description="The trip token last used up (annotation "
+        "tradebot.dev/trip), so it cannot trip twice.")
+    trip_limits: list[str] | None = Field(
+        default=None, description="The kinds of limit the current trip crossed (drawdown, "
+        "dailyLoss, consecutiveLosses, incidents, staleHeartbeat, manual).")
+    trip_figures: dict[str, str] | None = Field(
+        default=None, description="The selected bots' figures when it tripped (exact "
+        "decimals), as the incident records them.")
+    incident_id: str | None = Field(
+        default=None, description="The incident recorded for the current trip.")
 
 
 KIND = Kind(

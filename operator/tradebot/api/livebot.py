@@ -12,6 +12,7 @@ from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
     Currency,
+    Duration,
     ExchangeName,
     Figure,
     Fraction,
@@ -159,6 +160,9 @@ class LiveBotSpec(ApiModel):
     limits: BotLimits | None = Field(default=None, description="Hard limits.")
     promotion: Promotion | None = Field(default=None, description="Promotion gates.")
     suspend: bool = Field(default=False, description="Stop entries, then stop the bot.")
+    stale_heartbeat: Duration = Field(
+        default="5m", description="A running bot whose API has not answered for this long "
+        "gets an incident record (and trips breakers with a staleHeartbeat limit).")
     resources: ResourceRequirements | None = Field(default=None, description="Pod resources.")
     gpu: GpuRequest | None = Field(default=None, description="GPUs (FreqAI).")
     image: str | None = Field(default=None, max_length=512, pattern=r"^[^\s]+$",
@@ -207,6 +211,11 @@ class LiveBotStatus(ResourceStatus):
     running_since: dt.datetime | None = Field(default=None,
                                               description="When the current pod started.")
     code_hash: str | None = None
+    run_id: str | None = Field(default=None, description="The records' run of the current pod.")
+    last_snapshot_at: dt.datetime | None = Field(
+        default=None, description="When the figures were last recorded as a snapshot.")
+    stale_incident_id: str | None = Field(
+        default=None, description="The incident recorded for the current silence, if any.")
 
 
 KIND = Kind(

@@ -1,33 +1,52 @@
 """CircuitBreaker controller: reads the selected LiveBots' monitored figures, asks the pure
-state machine (domain/breaker.py) what to do, and on a trip stops every selected bot at once
-(before the LiveBots' own controller marks them Tripped and keeps them stopped).
+state machine (domain/breaker.py) what to do, and on a trip stops every selected bot at once.
 
-The state lives in status, so a restarted operator derives the same state; the bots are
-stopped by this controller and kept stopped by the LiveBot controller, which refuses a pod
-while any breaker selecting the bot is Open.
+Crash safety comes from the order of the steps and from keeping each one's result in the
+cluster or the records:
+1. the decision to trip is written to status (state Open, trippedAt, reason) before anything
+   else happens; from then on the LiveBot controller refuses the selected bots a pod;
+2. the bots are stopped (in parallel: REST API, then their pods), each LiveBot marked Tripped;
+3. the incident is recorded under an id derived from the breaker's uid and trippedAt;
+4. status.incidentId says the trip is fully handled.
+An operator that dies anywhere after 1 finds an Open breaker whose incidentId is not this
+trip's, and does 2-4 again; each step is idempotent, so nothing is stopped twice in a harmful
+way and the incident is recorded once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import functools
+from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
-from tradebot.controllers.livebot import _selects, stop_bot
+from tradebot.controllers import bot_control, bot_records
+from tradebot.controllers.livebot import selects
 from tradebot.controllers.status import condition, event
-from tradebot.domain import breaker, monitoring
-from tradebot.domain.naming import child_name
+from tradebot.domain import breaker, evidence, monitoring
+from tradebot.faults import crash_point
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 
 PLURAL = "circuitbreakers"
 RESET_ANNOTATION = "tradebot.dev/reset"
+TRIP_ANNOTATION = "tradebot.dev/trip"
+INCIDENT_WINDOW = dt.timedelta(days=1)
+_SEVERE = {"drawdown", "dailyLoss", "consecutiveLosses"}
+
+# Breakers get threads of their own: a trip must never wait behind bot monitoring rounds in
+# kopf's shared pool (each of those may wait on a bot's API).
+_ROUNDS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker")
+_STOPS = ThreadPoolExecutor(max_workers=48, thread_name_prefix="breaker-stop")
 
 
 def _when(value: object) -> dt.datetime | None:
@@ -41,7 +60,7 @@ def _figure(status: dict[str, Any], key: str) -> Decimal:
     return Decimal(str(value)) if value not in (None, "") else Decimal(0)
 
 
-def reading(bot: dict[str, Any]) -> breaker.BotReading:
+def reading(bot: dict[str, Any], incidents: int = 0) -> breaker.BotReading:
     """A bot's figures as monitoring left them. Only a running bot's figures count: a stopped
     bot's last figures are history, not a reason to trip (again)."""
     status = bot.get("status") or {}
@@ -54,22 +73,59 @@ def reading(bot: dict[str, Any]) -> breaker.BotReading:
         peak_equity=_figure(status, "peakEquity"),
         daily_loss=monitoring.daily_loss(status),
         consecutive_losses=int(status.get("consecutiveLosses") or 0),
-        incidents_in_window=0,
+        incidents_in_window=incidents,
         last_heartbeat=_when(status.get("lastHeartbeat")),
         running_since=_when(status.get("runningSince")) if running else None,
     )
 
 
+def _incidents(namespace: str, bot: dict[str, Any], now: dt.datetime) -> int:
+    """The bot's own incidents in the last day, since its pod started (a reset starts it
+    afresh, and the window with it)."""
+    status = bot.get("status") or {}
+    if status.get("phase") != "Running":
+        return 0
+    since = max(now - INCIDENT_WINDOW, _when(status.get("runningSince")) or now)
+    return bot_records.incidents_since(namespace, bot["metadata"]["name"], since)
+
+
+def _reachable(bot: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Reachable" and c.get("status") == "True"
+               for c in (bot.get("status") or {}).get("conditions") or [])
+
+
+def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec, breaker_name: str
+              ) -> tuple[str, bot_control.StopOutcome]:
+    ref = bot_control.BotRef.of(bot)
+    outcome = bot_control.stop(ref, spec.action, force_exit=spec.force_exit,
+                               use_api=_reachable(bot))
+    message = f"CircuitBreaker {breaker_name} tripped: {outcome.describe()}"
+    try:
+        kube.custom().patch_namespaced_custom_object_status(
+            GROUP, VERSION, ref.namespace, "livebots", ref.name,
+            {"status": {"phase": "Tripped", "message": message}})
+    except ApiException as e:
+        if not kube.is_not_found(e):
+            raise
+    return ref.name, outcome
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
+async def reconcile_breaker(**kwargs: Any) -> None:
+    await asyncio.get_running_loop().run_in_executor(
+        _ROUNDS, functools.partial(_reconcile, **kwargs))
+
+
 @metrics.counted("CircuitBreaker")
-def reconcile_breaker(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-                      namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-                      **_: Any) -> None:
+def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+               namespace: str | None, name: str, uid: str, patch: kopf.Patch,
+               **_: Any) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     current = dict(status)
+    correlation_id = f"{uid}/{generation}"
     log = logger(kind="CircuitBreaker", namespace=namespace, name=name,
-                 correlation_id=f"{uid}/{generation}")
+                 correlation_id=correlation_id)
     try:
         model = CircuitBreakerSpec.model_validate(dict(spec))
         state = breaker.BreakerState.from_status(CircuitBreakerStatus.model_validate(current))
@@ -79,32 +135,88 @@ def reconcile_breaker(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         return
     bots = [b for b in kube.custom().list_namespaced_custom_object(
         GROUP, VERSION, namespace, "livebots")["items"]
-        if _selects(model.selector.to_wire(), b["metadata"].get("labels") or {})]
+        if selects(model.selector.to_wire(), b["metadata"].get("labels") or {})]
     now = dt.datetime.now(dt.UTC)
-    token = (meta.get("annotations") or {}).get(RESET_ANNOTATION)
-    decision = breaker.evaluate(model, state, [reading(b) for b in bots], now, token)
-    patch.status.update(breaker.to_status(decision.state))
-    patch.status["observedGeneration"] = generation
-    metrics.BREAKER_OPEN.labels(namespace, name).set(1 if decision.state.state == "Open" else 0)
+    counted = model.limits.max_incidents is not None
+    readings = [reading(b, _incidents(namespace, b, now) if counted else 0) for b in bots]
+    annotations = meta.get("annotations") or {}
+    reset_token, trip_token = annotations.get(RESET_ANNOTATION), annotations.get(TRIP_ANNOTATION)
+    decision = breaker.evaluate(model, state, readings, now, reset_token,
+                                trip_token_requested=trip_token)
+    new_status: dict[str, Any] = {**breaker.to_status(decision.state),
+                                  "observedGeneration": generation}
     if decision.tripped:
+        by_hand = trip_token is not None and trip_token != state.last_trip_token
+        limits = ["manual"] if by_hand else sorted(
+            {c.limit for c in breaker.limits_crossed(model, readings, now)})
+        new_status["tripLimits"] = limits
+        new_status["tripFigures"] = {k: format(v, "f") for k, v in
+                                     breaker.trip_figures(readings).items()}
+        # Step 1: Open is in the cluster before any bot is touched.
+        kube.custom().patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": new_status})
+        current.update(new_status)
         metrics.BREAKER_TRIPS.labels(namespace, name).inc()
-        # Stop first, write down second: a crash in between leaves Open in status (written
-        # with this round) or a still-Closed breaker that trips again next round.
-        for bot in bots:
-            meta_b = bot["metadata"]
-            if meta_b["name"] in decision.stop_bots:
-                stop_bot(namespace, child_name("bot", meta_b["name"], meta_b["uid"]),
-                         meta_b["uid"])
-        event(body, "Tripped", f"{decision.reason}; stopped {len(decision.stop_bots)} bot(s): "
-              f"{', '.join(decision.stop_bots)}", warning=True)
-        log.warning("breaker tripped", reason=decision.reason,
-                    bots=list(decision.stop_bots), action=model.action)
-        condition(current, patch, "Tripped", True, "LimitCrossed", decision.reason or "",
-                  generation)
+        log.warning("breaker tripped", reason=decision.reason, limits=limits,
+                    bots=list(decision.stop_bots), action=model.action,
+                    force_exit=model.force_exit)
+        crash_point("breaker-open-persisted")
+    patch.status.update(new_status)
+    metrics.BREAKER_OPEN.labels(namespace, name).set(1 if decision.state.state == "Open" else 0)
+
+    opened = decision.state
+    if opened.state == "Open" and opened.tripped_at is not None:
+        incident_id = evidence.breaker_incident_id(uid, opened.tripped_at)
+        if current.get("incidentId") != incident_id:
+            _handle_trip(body, model, opened, bots, current, patch, incident_id,
+                         correlation_id, generation)
     elif decision.reset:
-        event(body, "Reset", f"reset by token {token!r}; bots may run again")
-        log.info("breaker reset", token=token)
-        condition(current, patch, "Tripped", False, "Reset", f"reset by token {token!r}",
+        event(body, "Reset", f"reset by token {reset_token!r}; bots may run again")
+        log.info("breaker reset", token=reset_token)
+        condition(current, patch, "Tripped", False, "Reset", f"reset by token {reset_token!r}",
                   generation)
     elif decision.state.state != current.get("state"):
         event(body, decision.state.state, f"breaker is {decision.state.state}")
+
+
+def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.BreakerState,
+                 bots: list[dict[str, Any]], current: dict[str, Any], patch: kopf.Patch,
+                 incident_id: str, correlation_id: str, generation: int) -> None:
+    """Steps 2-4 of a trip (see the module's docstring); repeated until step 4 is written."""
+    meta = body["metadata"]
+    namespace, name = str(meta["namespace"]), str(meta["name"])
+    log = logger(kind="CircuitBreaker", namespace=namespace, name=name,
+                 correlation_id=correlation_id)
+    assert opened.tripped_at is not None
+    targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
+    outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec, name), targets))
+    stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
+    metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
+    crash_point("breaker-bots-stopped")
+
+    limits = list(current.get("tripLimits") or ["unknown"])
+    summary = "; ".join(f"{bot}: {o.describe()}" for bot, o in sorted(outcomes.items()))
+    description = (f"CircuitBreaker {name} tripped: {opened.reason}. Action {spec.action}"
+                   f"{' with force exit' if spec.force_exit else ''}. {summary or 'no bots'}")
+    figures = {k: Decimal(v) for k, v in (current.get("tripFigures") or {}).items()}
+    recorded = bot_records.write_incident(bot_records.incident(
+        incident_id=incident_id, namespace=namespace, source_kind="CircuitBreaker",
+        source_name=name, source_uid=str(meta["uid"]), breaker=name,
+        bots=opened.affected_bots,
+        severity="critical" if _SEVERE.intersection(limits) else "warning",
+        reason=",".join(limits), description=description, figures=figures,
+        created_at=opened.tripped_at, correlation_id=correlation_id))
+    if not recorded:
+        # The bots are stopped; the record is retried next round (and buffered by the store).
+        condition(current, patch, "IncidentRecorded", False, "RecordsUnavailable",
+                  "the incident could not be recorded yet; retrying", generation)
+        return
+    crash_point("breaker-incident-recorded")
+    patch.status["incidentId"] = incident_id
+    condition(current, patch, "Tripped", True, "LimitCrossed", opened.reason or "", generation)
+    condition(current, patch, "IncidentRecorded", True, "Recorded", incident_id, generation)
+    event(body, "Tripped", f"{opened.reason}; stopped {len(targets)} bot(s) "
+          f"({spec.action}) in {stopped_after.total_seconds():.2f}s; incident {incident_id}",
+          warning=True)
+    log.warning("trip handled", incident=incident_id, bots=sorted(outcomes),
+                stop_seconds=round(stopped_after.total_seconds(), 3))

@@ -31,6 +31,9 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.networking.request_timeout = 60
     # Retries of failing handlers back off instead of hammering a restarting API server.
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
+    # Sync handlers share one thread pool; its default (cores + 4) would let a few hundred
+    # LiveBot rounds (each may wait on a bot's REST API) queue far behind one another.
+    settings.execution.max_workers = rt.settings.handler_threads
     logger(component="operator").info(
         "operator starting", executor=rt.settings.executor,
         namespaces=list(rt.settings.namespaces) or "all",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -23,14 +24,11 @@ from tradebot.api.backtest import BacktestStatus
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
-from tradebot.controllers import runtime
+from tradebot.controllers import bot_control, bot_monitoring, bot_records, runtime
 from tradebot.controllers.status import condition, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import account_lease, bots, gates, monitoring
+from tradebot.domain import account_lease, bots, gates
 from tradebot.domain.freqtrade_trade_config import trade_config
-from tradebot.domain.naming import child_name
-from tradebot.executors.local_bots import LocalBotExecutor
-from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 
@@ -39,7 +37,7 @@ LABEL_ACCOUNT = "tradebot.dev/account"
 API_USERNAME = "tradebot-operator"
 
 
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     for key, value in (selector.get("matchLabels") or {}).items():
         if labels.get(key) != value:
             return False
@@ -53,16 +51,27 @@ def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
     return True
 
 
-def tripped_by(namespace: str, labels: dict[str, str]) -> str | None:
-    """The name of an Open CircuitBreaker that selects this bot, if any. (HalfOpen lets bots
-    run again on probation; the breaker opens again if a limit is crossed.)"""
+@dataclass(frozen=True)
+class OpenBreaker:
+    name: str
+    action: bot_control.StopAction
+    force_exit: bool
+
+
+def tripped_by(namespace: str, labels: dict[str, str]) -> OpenBreaker | None:
+    """An Open CircuitBreaker that selects this bot, if any (one with action stop before one
+    with stopEntries: the stricter wins). HalfOpen lets bots run again on probation; the
+    breaker opens again if a limit is crossed."""
     breakers = kube.custom().list_namespaced_custom_object(
         GROUP, VERSION, namespace, "circuitbreakers")["items"]
-    for cb in breakers:
-        if (cb.get("status") or {}).get("state") == "Open" and _selects(
-                cb["spec"].get("selector") or {}, labels):
-            return str(cb["metadata"]["name"])
-    return None
+    found = [OpenBreaker(str(cb["metadata"]["name"]),
+                         "stopEntries" if cb["spec"].get("action") == "stopEntries" else "stop",
+                         bool(cb["spec"].get("forceExit")))
+             for cb in breakers
+             if (cb.get("status") or {}).get("state") == "Open"
+             and selects(cb["spec"].get("selector") or {}, labels)]
+    found.sort(key=lambda b: (b.action != "stop", b.name))
+    return found[0] if found else None
 
 
 def _read(fn: Any, *args: Any) -> Any:
@@ -80,26 +89,6 @@ def _create(fn: Any, namespace: str, body: dict[str, Any]) -> None:
     except ApiException as e:
         if not kube.is_conflict(e):
             raise
-
-
-def stop_pod(namespace: str, pod_name: str) -> bool:
-    """Deletes the bot's pod (Freqtrade shuts down cleanly on SIGTERM). True if one existed."""
-    try:
-        kube.core().delete_namespaced_pod(pod_name, namespace, grace_period_seconds=30)
-    except ApiException as e:
-        if kube.is_not_found(e):
-            return False
-        raise
-    return True
-
-
-def stop_bot(namespace: str, pod_name: str, uid: str) -> bool:
-    """Stops the bot wherever it runs: its pod, and its local process (local executor)."""
-    stopped = stop_pod(namespace, pod_name)
-    settings = runtime.get().settings
-    if settings.executor == "local":
-        stopped = LocalBotExecutor(settings.local_state_dir).stop(uid) or stopped
-    return stopped
 
 
 def _credentials(namespace: str, bot: bots.BotInstance) -> bots.ApiCredentials:
@@ -136,21 +125,31 @@ def _missing_credentials(namespace: str, spec: LiveBotSpec) -> str | None:
     return None
 
 
-def _gates(namespace: str, spec: LiveBotSpec, code_hash: str | None
+def _gates(namespace: str, name: str, uid: str, spec: LiveBotSpec, code_hash: str | None
            ) -> list[gates.GateResult]:
     if spec.mode == "dryRun":
         return []
     backtest = None
+    dry_run = gates.DryRunEvidence()
+    unreadable: str | None = None
     if spec.promotion is not None:
         ref = spec.promotion.backtest_ref.name
         bt = _read(kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace,
                    "backtests", ref)
         status = BacktestStatus.model_validate(bt.get("status") or {}) if bt else None
         backtest = gates.BacktestEvidence.from_status(ref, status) if bt else None
-    # Dry-run history comes from the records' bot snapshots (records issue); until they exist
-    # the gate sees none, so it can only pass when minDryRunHours is 0.
-    return gates.evaluate_gates(spec, strategy_code_hash=code_hash, backtest=backtest,
-                                dry_run=gates.DryRunEvidence(), now=dt.datetime.now(dt.UTC))
+        if code_hash is not None and spec.promotion.min_dry_run_hours > 0:
+            try:
+                dry_run = bot_records.dry_run_evidence(namespace, name, uid, code_hash)
+            except bot_records.EvidenceUnavailable as e:
+                unreadable = f"dry-run history cannot be read now: {e}"
+    results = gates.evaluate_gates(spec, strategy_code_hash=code_hash, backtest=backtest,
+                                   dry_run=dry_run, now=dt.datetime.now(dt.UTC))
+    if unreadable is not None:
+        # Fail shut: evidence that cannot be read is no evidence.
+        results = [gates.GateResult(g.name, False, unreadable) if g.name == gates.GATE_DRY_RUN
+                   else g for g in results]
+    return results
 
 
 def _lease(namespace: str, name: str, uid: str, spec: LiveBotSpec
@@ -187,44 +186,6 @@ def _lease(namespace: str, name: str, uid: str, spec: LiveBotSpec
     return decision, lease_id
 
 
-def _bot_url(bot: bots.BotInstance, strategy: StrategySpec, pod: Any,
-             credentials: bots.ApiCredentials) -> str | None:
-    settings = runtime.get().settings
-    if settings.executor != "local":
-        return f"http://{pod.status.pod_ip}:{bots.API_PORT}" if pod.status.pod_ip else None
-    # On kwok the pod runs nothing: run the same bot here, against the exchange double.
-    config = trade_config(bot.spec, strategy, api_port=bots.API_PORT,
-                          api_username=credentials.username,
-                          exchange_double_url=settings.exchange_double_url)
-    env = {"FREQTRADE__API_SERVER__USERNAME": credentials.username,
-           "FREQTRADE__API_SERVER__PASSWORD": credentials.password,
-           "FREQTRADE__API_SERVER__JWT_SECRET_KEY": credentials.jwt_secret_key,
-           "FREQTRADE__API_SERVER__WS_TOKEN": credentials.ws_token}
-    process = LocalBotExecutor(settings.local_state_dir).ensure(
-        bot.uid, config, bot.strategy_class, bot.strategy_code, env)
-    return process.url
-
-
-def _monitor(status: dict[str, Any], patch: kopf.Patch, bot: bots.BotInstance,
-             strategy: StrategySpec, pod: Any, credentials: bots.ApiCredentials,
-             generation: int) -> None:
-    """One monitoring round: the bot's figures into status, or a condition saying why not."""
-    url = _bot_url(bot, strategy, pod, credentials)
-    if url is None:
-        return
-    try:
-        snap = BotClient(url, credentials.username, credentials.password, timeout=1.5).snapshot()
-    except (BotUnreachable, BotApiError) as e:
-        # The message names the URL and the failure, never the credentials.
-        condition(status, patch, "Reachable", False, "BotUnreachable", str(e), generation)
-        return
-    patch.status.update(monitoring.status_update(status, snap, dt.datetime.now(dt.UTC)))
-    condition(status, patch, "Reachable", True, "Heartbeat", f"bot state {snap.state}",
-              generation)
-    metrics.BOT_EQUITY.labels(bot.namespace, bot.name).set(float(snap.total_balance))
-    metrics.BOT_OPEN_TRADES.labels(bot.namespace, bot.name).set(snap.open_trades)
-
-
 def _phase(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, message: str,
            generation: int, ready: bool = False) -> None:
     patch.status.update({"phase": phase, "message": message,
@@ -232,11 +193,17 @@ def _phase(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, m
     condition(status, patch, "Ready", ready, reason, message, generation)
 
 
+def _reachable(status: dict[str, Any]) -> bool:
+    return any(c.get("type") == "Reachable" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 def livebot_deleted(name: str, namespace: str | None, uid: str, **_: Any) -> None:
     """The pod goes with its owner; a local bot process must be stopped by us."""
     assert namespace is not None
-    stop_bot(namespace, child_name("bot", name, uid), uid)
+    bot_control.remove_pod(bot_control.BotRef(namespace, name, uid))
+    metrics.forget_bot(namespace, name)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0)
@@ -247,17 +214,35 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     current = dict(status)
-    log = logger(kind="LiveBot", namespace=namespace, name=name,
-                 correlation_id=f"{uid}/{generation}")
-    pod_name = child_name("bot", name, uid)  # as bots.BotInstance names it
+    correlation_id = f"{uid}/{generation}"
+    log = logger(kind="LiveBot", namespace=namespace, name=name, correlation_id=correlation_id)
+    ref = bot_control.BotRef(namespace, name, uid)
 
-    def hold(phase: str, reason: str, message: str, warning: bool = True) -> None:
-        stopped = stop_bot(namespace, pod_name, uid)
+    def hold(phase: str, reason: str, message: str, warning: bool = True,
+             action: bot_control.StopAction = "stop", force_exit: bool = False) -> None:
+        # The API is tried only while the bot was last seen answering: a bot already stopped
+        # (or never reached) would only cost the timeout, every round.
+        outcome = bot_control.stop(ref, action, force_exit=force_exit,
+                                   use_api=_reachable(current) or action == "stopEntries")
         if status.get("phase") != phase or status.get("message") != message:
-            event(body, reason, message + ("; its pod was stopped" if stopped else ""),
-                  warning=warning)
-            log.info("bot held", phase=phase, reason=reason, message=message, stopped=stopped)
-        patch.status["podName"] = None
+            event(body, reason, f"{message}; {outcome.describe()}", warning=warning)
+            log.info("bot held", phase=phase, reason=reason, message=message,
+                     pod_removed=outcome.pod_removed, api_calls=outcome.api_calls,
+                     api_error=outcome.api_error)
+        if outcome.pod_removed or not status.get("podName") or action != "stopEntries":
+            patch.status["podName"] = None
+            condition(current, patch, "Reachable", False, "Stopped", "the bot is stopped",
+                      generation)
+            metrics.forget_bot(namespace, name)
+            run_id = current.get("runId")
+            if run_id and bot_records.write_run(
+                    run_id=run_id, uid=uid, namespace=namespace, name=name,
+                    mode=str(current.get("mode") or "dryRun"),
+                    status="failed" if phase == "Tripped" else "succeeded",
+                    finished_at=dt.datetime.now(dt.UTC),
+                    error=message if phase == "Tripped" else None,
+                    correlation_id=correlation_id):
+                patch.status["runId"] = None
         if phase == "Tripped":
             # A reset accepts the loss: the windows the breaker measures start again from the
             # next heartbeat, or the same figures would trip it again at once.
@@ -274,11 +259,12 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
     labels = dict(meta.get("labels") or {})
     breaker = tripped_by(namespace, labels)
     if breaker is not None:
-        hold("Tripped", "BreakerOpen", f"CircuitBreaker {breaker} is open: no pod until it "
-             "is reset")
+        hold("Tripped", "BreakerOpen", f"CircuitBreaker {breaker.name} is open: no pod until "
+             "it is reset", action=breaker.action, force_exit=breaker.force_exit)
         return
     if model.suspend:
-        hold("Suspended", "Suspended", "spec.suspend is true", warning=False)
+        hold("Suspended", "Suspended", "spec.suspend is true", warning=False,
+             action="suspend")
         return
 
     strategy = _read(kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace,
@@ -290,7 +276,7 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         return
     code_hash = strategy_status.get("codeHash")
 
-    results = _gates(namespace, model, code_hash)
+    results = _gates(namespace, name, uid, model, code_hash)
     patch.status["gates"] = [{"name": g.name, "passed": g.passed, "message": g.message}
                              for g in results] or None
     if not gates.all_passed(results):
@@ -332,12 +318,14 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
     existing = _read(kube.core().read_namespaced_pod, bot.pod_name, namespace)
     if existing is not None:
         have = (existing.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH)
-        if have != bot.config_hash or existing.metadata.deletion_timestamp:
+        if existing.metadata.deletion_timestamp:
+            _phase(patch, current, "Pending", "Restarting",
+                   f"waiting for pod {bot.pod_name} to terminate", generation)
+            return
+        if have != bot.config_hash:
             # The config or code changed: the old pod goes first; the next round starts the
             # new one, so two pods never trade the account at once.
-            stop_pod(namespace, bot.pod_name)
-            _phase(patch, current, "Pending", "Restarting", "config changed; replacing the pod",
-                   generation)
+            hold("Pending", "Restarting", "config changed; replacing the pod", warning=False)
             return
         pod_phase = existing.status.phase
     else:
@@ -358,7 +346,8 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         started = existing.status.start_time
         patch.status["runningSince"] = started.isoformat().replace("+00:00", "Z") \
             if started else current.get("runningSince")
-        _monitor(current, patch, bot, strategy_spec, existing, credentials, generation)
+        bot_monitoring.Round(body, current, patch, bot, code_hash, generation,
+                             correlation_id).run(strategy_spec, existing, credentials, started)
     else:
         _phase(patch, current, "Pending", "PodStarting", f"pod {bot.pod_name} is {pod_phase}",
                generation)

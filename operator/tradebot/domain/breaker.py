@@ -64,6 +64,8 @@ class BreakerState:
     reason: str | None = None
     affected_bots: tuple[str, ...] = ()
     last_reset_token: str | None = None
+    # The manual-trip token last used up (annotation tradebot.dev/trip).
+    last_trip_token: str | None = None
 
     @classmethod
     def from_status(cls, status: CircuitBreakerStatus | None) -> BreakerState:
@@ -71,7 +73,8 @@ class BreakerState:
             return cls()
         return cls(state=status.state or CLOSED, tripped_at=status.tripped_at,
                    reason=status.reason, affected_bots=tuple(status.affected_bots or ()),
-                   last_reset_token=status.last_reset_token)
+                   last_reset_token=status.last_reset_token,
+                   last_trip_token=status.last_trip_token)
 
 
 @dataclass(frozen=True)
@@ -95,35 +98,68 @@ def _num(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def crossings(spec: CircuitBreakerSpec, readings: Sequence[BotReading],
-              now: dt.datetime) -> list[str]:
-    """One message per limit crossed, e.g. "bot a: drawdown 0.2150 >= 0.15"."""
+Limit = Literal["drawdown", "dailyLoss", "consecutiveLosses", "incidents", "staleHeartbeat",
+                "manual"]
+
+
+@dataclass(frozen=True)
+class Crossing:
+    bot: str
+    limit: Limit
+    message: str
+
+
+def limits_crossed(spec: CircuitBreakerSpec, readings: Sequence[BotReading],
+                   now: dt.datetime) -> list[Crossing]:
+    """Every limit crossed, by bot name."""
     limits = spec.limits
     stale_after = (parse_duration(limits.stale_heartbeat)
                    if limits.stale_heartbeat is not None else None)
-    found: list[str] = []
+    found: list[Crossing] = []
     for r in sorted(readings, key=lambda r: r.name):
+        def cross(limit: Limit, text: str, bot: str = r.name) -> None:
+            found.append(Crossing(bot, limit, f"bot {bot}: {text}"))
+
         if limits.max_drawdown is not None and r.drawdown >= limits.max_drawdown:
-            found.append(f"bot {r.name}: drawdown {r.drawdown.quantize(_DISPLAY)} >= "
-                         f"{_num(limits.max_drawdown)}")
+            cross("drawdown", f"drawdown {r.drawdown.quantize(_DISPLAY)} >= "
+                  f"{_num(limits.max_drawdown)}")
         if limits.max_daily_loss is not None and r.daily_loss >= limits.max_daily_loss:
-            found.append(f"bot {r.name}: daily loss {_num(r.daily_loss)} >= "
-                         f"{_num(limits.max_daily_loss)}")
+            cross("dailyLoss", f"daily loss {_num(r.daily_loss)} >= "
+                  f"{_num(limits.max_daily_loss)}")
         if (limits.max_consecutive_losses is not None
                 and r.consecutive_losses >= limits.max_consecutive_losses):
-            found.append(f"bot {r.name}: consecutive losses {r.consecutive_losses} >= "
-                         f"{limits.max_consecutive_losses}")
+            cross("consecutiveLosses", f"consecutive losses {r.consecutive_losses} >= "
+                  f"{limits.max_consecutive_losses}")
         if limits.max_incidents is not None and r.incidents_in_window >= limits.max_incidents:
-            found.append(f"bot {r.name}: incidents {r.incidents_in_window} >= "
-                         f"{limits.max_incidents}")
+            cross("incidents", f"incidents {r.incidents_in_window} >= {limits.max_incidents}")
         if stale_after is not None and r.running_since is not None:
             marks = [utc(t) for t in (r.last_heartbeat, r.running_since) if t is not None]
             if marks:
                 silent = utc(now) - max(marks)
                 if silent > stale_after:
-                    found.append(f"bot {r.name}: no heartbeat for {int(silent.total_seconds())}s"
-                                 f" > {limits.stale_heartbeat}")
+                    cross("staleHeartbeat", f"no heartbeat for {int(silent.total_seconds())}s"
+                          f" > {limits.stale_heartbeat}")
     return found
+
+
+def crossings(spec: CircuitBreakerSpec, readings: Sequence[BotReading],
+              now: dt.datetime) -> list[str]:
+    """One message per limit crossed, e.g. "bot a: drawdown 0.2150 >= 0.15"."""
+    return [c.message for c in limits_crossed(spec, readings, now)]
+
+
+def trip_figures(readings: Sequence[BotReading]) -> dict[str, Decimal]:
+    """The selected bots' figures at a trip, exact to 8 places, for the incident record."""
+    quantum = Decimal("0.00000001")
+    figures: dict[str, Decimal] = {}
+    for r in sorted(readings, key=lambda r: r.name):
+        figures[f"{r.name}.equity"] = r.equity.quantize(quantum)
+        figures[f"{r.name}.peakEquity"] = r.peak_equity.quantize(quantum)
+        figures[f"{r.name}.drawdown"] = r.drawdown.quantize(quantum)
+        figures[f"{r.name}.dailyLoss"] = r.daily_loss.quantize(quantum)
+        figures[f"{r.name}.consecutiveLosses"] = Decimal(r.consecutive_losses)
+        figures[f"{r.name}.incidents"] = Decimal(r.incidents_in_window)
+    return figures
 
 
 def _names(readings: Sequence[BotReading]) -> tuple[str, ...]:
@@ -131,7 +167,8 @@ def _names(readings: Sequence[BotReading]) -> tuple[str, ...]:
 
 
 def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[BotReading],
-             now: dt.datetime, reset_token_requested: str | None) -> BreakerDecision:
+             now: dt.datetime, reset_token_requested: str | None, *,
+             trip_token_requested: str | None = None) -> BreakerDecision:
     now = utc(now)
     names = _names(readings)
     # A token is consumed whatever the state, so that an annotation left behind from an earlier
@@ -140,9 +177,14 @@ def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[B
         reset_token_requested != state.last_reset_token
     if new_token:
         state = replace(state, last_reset_token=reset_token_requested)
+    # A person's trip (the kill switch) wins over everything, a reset in the same round too.
+    new_trip = trip_token_requested is not None and \
+        trip_token_requested != state.last_trip_token
+    if new_trip:
+        state = replace(state, last_trip_token=trip_token_requested)
 
     def trip(found: list[str]) -> BreakerDecision:
-        still_stopped = state.affected_bots if state.state == HALF_OPEN else ()
+        still_stopped = state.affected_bots if state.state != CLOSED else ()
         affected = tuple(sorted({*names, *still_stopped}))
         opened = replace(state, state=OPEN, tripped_at=now, reason="; ".join(found),
                          affected_bots=affected)
@@ -153,9 +195,13 @@ def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[B
         return BreakerDecision(new, tripped=False, reset=reset, stop_bots=(),
                                bots_allowed_to_run=names, record_incident=False)
 
+    if new_trip:
+        # Also when Open: the kill switch starts the trip (and its cooldown) afresh.
+        return trip([f"tripped by hand (token {trip_token_requested})"])
     if state.state == OPEN:
         if new_token:
-            return running(BreakerState(CLOSED, last_reset_token=state.last_reset_token),
+            return running(BreakerState(CLOSED, last_reset_token=state.last_reset_token,
+                         last_trip_token=state.last_trip_token),
                            reset=True)
         half_open_at = _half_open_at(spec, state)
         if half_open_at is not None and now >= half_open_at:
@@ -169,7 +215,8 @@ def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[B
     if found:
         return trip(found)
     if state.state == HALF_OPEN:
-        closed = BreakerState(CLOSED, last_reset_token=state.last_reset_token)
+        closed = BreakerState(CLOSED, last_reset_token=state.last_reset_token,
+                         last_trip_token=state.last_trip_token)
         if new_token:
             return running(closed, reset=True)
         # Probation lasts as long as the cooldown: bots just let run again have had no time to
@@ -200,4 +247,5 @@ def to_status(state: BreakerState) -> dict[str, object]:
         "reason": state.reason,
         "affectedBots": list(state.affected_bots) or None,
         "lastResetToken": state.last_reset_token,
+        "lastTripToken": state.last_trip_token,
     }

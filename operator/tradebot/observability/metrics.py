@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any
@@ -40,12 +41,34 @@ BOT_EQUITY = Gauge(
     "only; status and records keep the exact figure).", ["namespace", "bot"], registry=REGISTRY)
 BOT_OPEN_TRADES = Gauge(
     "tradebot_bot_open_trades", "A bot's open trades.", ["namespace", "bot"], registry=REGISTRY)
+BOT_PROFIT = Gauge(
+    "tradebot_bot_profit", "A bot's closed profit in its stake currency (display only).",
+    ["namespace", "bot"], registry=REGISTRY)
+BOT_DRAWDOWN = Gauge(
+    "tradebot_bot_drawdown", "A bot's drawdown from its peak equity (0.1 = 10 %).",
+    ["namespace", "bot"], registry=REGISTRY)
+BOT_HEARTBEAT = Gauge(
+    "tradebot_bot_last_heartbeat_timestamp_seconds", "When a bot's API last answered (Unix "
+    "time); alert when it lags.", ["namespace", "bot"], registry=REGISTRY)
+INCIDENTS = Counter(
+    "tradebot_incidents_total", "Incidents recorded, by source kind and reason.",
+    ["kind", "reason"], registry=REGISTRY)
 BREAKER_TRIPS = Counter(
     "tradebot_breaker_trips_total", "Circuit breaker trips.", ["namespace", "breaker"],
     registry=REGISTRY)
 BREAKER_OPEN = Gauge(
     "tradebot_breaker_open", "1 while a circuit breaker is open.", ["namespace", "breaker"],
     registry=REGISTRY)
+BREAKER_STOP_SECONDS = Histogram(
+    "tradebot_breaker_stop_seconds", "From a trip to every selected bot stopped.",
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=REGISTRY)
+
+
+def forget_bot(namespace: str, bot: str) -> None:
+    """Drops a deleted bot's series, so that cardinality follows the bots that exist."""
+    for gauge in (BOT_EQUITY, BOT_OPEN_TRADES, BOT_PROFIT, BOT_DRAWDOWN, BOT_HEARTBEAT):
+        with contextlib.suppress(KeyError):
+            gauge.remove(namespace, bot)
 
 
 def counted(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:

@@ -1,0 +1,153 @@
+"""Stopping a bot: through its REST API first, so Freqtrade stops trading cleanly (or only stops
+entering), then by removing its pod. Shared by the breaker, `suspend` and every other hold.
+
+The API step is best effort and bounded (a bot that does not answer within a second is not
+waited for); removing the pod is not: when the API cannot confirm that entries stopped, the pod
+goes, because a bot left running unconfirmed is the one outcome that must not happen.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from kubernetes.client.exceptions import ApiException
+
+from tradebot import kube
+from tradebot.controllers import runtime
+from tradebot.domain import bots
+from tradebot.domain.naming import child_name
+from tradebot.executors.local_bots import LocalBotExecutor
+from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
+
+# stop: /stop, then the pod goes. stopEntries: /stopentry, the pod stays (exits go on).
+# suspend: /stopentry then /stop, then the pod goes (a person's graceful pause).
+StopAction = Literal["stop", "stopEntries", "suspend"]
+API_TIMEOUT_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class BotRef:
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def pod_name(self) -> str:
+        return child_name("bot", self.name, self.uid)
+
+    @property
+    def api_secret_name(self) -> str:
+        return child_name("bot-api", self.name, self.uid)
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> BotRef:
+        meta = body["metadata"]
+        return cls(str(meta["namespace"]), str(meta["name"]), str(meta["uid"]))
+
+
+@dataclass
+class StopOutcome:
+    pod_removed: bool = False
+    # The API calls that succeeded, in order (e.g. ["stopentry", "forceexit", "stop"]).
+    api_calls: list[str] = field(default_factory=list)
+    api_error: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"API {', '.join(self.api_calls)}" if self.api_calls else ""]
+        if self.api_error:
+            parts.append(f"API failed ({self.api_error})")
+        parts.append("pod removed" if self.pod_removed else "")
+        return "; ".join(p for p in parts if p) or "nothing was running"
+
+
+def api_credentials(ref: BotRef) -> bots.ApiCredentials | None:
+    """The bot API's generated credentials, or None before they exist. Never creates them."""
+    try:
+        secret = kube.core().read_namespaced_secret(ref.api_secret_name, ref.namespace)
+    except ApiException as e:
+        if kube.is_not_found(e):
+            return None
+        raise
+    if not secret.data:
+        return None
+    data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+    return bots.ApiCredentials(data["username"], data["password"], data["jwt-secret-key"],
+                               data["ws-token"])
+
+
+def bot_url(ref: BotRef) -> str | None:
+    """Where the bot's API answers now: its local process (local executor) or its pod's IP."""
+    settings = runtime.get().settings
+    if settings.executor == "local":
+        process = LocalBotExecutor(settings.local_state_dir).running(ref.uid)
+        return process.url if process is not None else None
+    try:
+        pod = kube.core().read_namespaced_pod(ref.pod_name, ref.namespace)
+    except ApiException as e:
+        if kube.is_not_found(e):
+            return None
+        raise
+    ip = pod.status.pod_ip if pod.status is not None else None
+    return f"http://{ip}:{bots.API_PORT}" if ip else None
+
+
+def client_for(ref: BotRef) -> BotClient | None:
+    url = bot_url(ref)
+    if url is None:
+        return None
+    credentials = api_credentials(ref)
+    if credentials is None:
+        return None
+    return BotClient(url, credentials.username, credentials.password,
+                     timeout=API_TIMEOUT_SECONDS)
+
+
+def remove_pod(ref: BotRef) -> bool:
+    """Deletes the bot's pod (Freqtrade shuts down cleanly on SIGTERM) and, with the local
+    executor, its process. True if either existed."""
+    removed = True
+    try:
+        kube.core().delete_namespaced_pod(ref.pod_name, ref.namespace, grace_period_seconds=30)
+    except ApiException as e:
+        if not kube.is_not_found(e):
+            raise
+        removed = False
+    settings = runtime.get().settings
+    if settings.executor == "local":
+        removed = LocalBotExecutor(settings.local_state_dir).stop(ref.uid) or removed
+    return removed
+
+
+def _api_steps(action: StopAction, force_exit: bool) -> list[str]:
+    steps: list[str] = []
+    if action in ("stopEntries", "suspend") or force_exit:
+        steps.append("stopentry")
+    if force_exit:
+        steps.append("forceexit")
+    if action in ("stop", "suspend"):
+        steps.append("stop")
+    return steps
+
+
+def stop(ref: BotRef, action: StopAction, *, force_exit: bool = False,
+         use_api: bool = True) -> StopOutcome:
+    """Stops the bot as `action` says. `use_api=False` skips the REST API (a bot known to be
+    unreachable would only cost the timeout)."""
+    outcome = StopOutcome()
+    client = client_for(ref) if use_api else None
+    if client is not None:
+        calls = {"stopentry": client.stop_entries, "forceexit": client.force_exit_all,
+                 "stop": client.stop}
+        for step in _api_steps(action, force_exit):
+            try:
+                calls[step]()
+            except (BotUnreachable, BotApiError) as e:
+                outcome.api_error = str(e)
+                break
+            outcome.api_calls.append(step)
+    entries_stopped = "stopentry" in outcome.api_calls and outcome.api_error is None
+    if action != "stopEntries" or not entries_stopped:
+        outcome.pod_removed = remove_pod(ref)
+    return outcome
