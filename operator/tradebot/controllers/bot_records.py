@@ -99,20 +99,22 @@ def incident(*, incident_id: str, namespace: str, source_kind: str, source_name:
         "correlation_id": correlation_id, "created_at": created_at})
 
 
-def dry_run_evidence(namespace: str, bot_name: str, bot_uid: str, code_hash: str
+def dry_run_evidence(namespace: str, bot_name: str, bot_uid: str, code_hash: str, *,
+                     store: Any = None, interval_seconds: int | None = None
                      ) -> DryRunEvidence:
-    """The bot's recorded dry-run history of this code and the breaker trips that stopped it.
-    Raises EvidenceUnavailable when the records cannot be read."""
+    """The bot's recorded dry-run history of this code and the breaker trips that stopped it
+    (from the operator's store unless one is given). Raises EvidenceUnavailable when the
+    records cannot be read."""
     try:
-        store = _store()
+        store = store if store is not None else _store()
         snapshots = store.list_snapshots(bot_uid, code_hash=code_hash)
         trips = [i.created_at for i in store.list_incidents(namespace=namespace, bot=bot_name)
                  if i.source_kind == "CircuitBreaker"]
     except RecordsUnavailable as e:
         raise EvidenceUnavailable(str(e)) from None
     marks = [evidence.SnapshotMark(s.taken_at, s.code_hash, s.mode) for s in snapshots]
-    return evidence.dry_run_evidence(marks, trips,
-                                     runtime.get().settings.snapshot_interval_seconds)
+    interval = interval_seconds or runtime.get().settings.snapshot_interval_seconds
+    return evidence.dry_run_evidence(marks, trips, interval)
 
 
 def incidents_since(namespace: str, bot_name: str, since: dt.datetime) -> int:

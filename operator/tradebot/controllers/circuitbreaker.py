@@ -16,6 +16,7 @@ way and the incident is recorded once.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import functools
 from concurrent.futures import ThreadPoolExecutor
@@ -112,8 +113,11 @@ def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec, breaker_name: str
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
 async def reconcile_breaker(**kwargs: Any) -> None:
+    # kopf's context (its settings, for events and patches) travels with the call, as kopf
+    # does for the sync handlers it runs in its own pool.
+    context = contextvars.copy_context()
     await asyncio.get_running_loop().run_in_executor(
-        _ROUNDS, functools.partial(_reconcile, **kwargs))
+        _ROUNDS, functools.partial(context.run, functools.partial(_reconcile, **kwargs)))
 
 
 @metrics.counted("CircuitBreaker")

@@ -1,0 +1,183 @@
+"""A CircuitBreaker over a fleet of kwok bots: one trip stops every bot and is recorded once,
+also when the operator dies at any point of handling the trip."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from tests.support.manifests import example
+from tests.support.operator import pod_watch, running_operator
+from tests.support.wait import wait_for
+
+from tradebot.faults import EXIT_CODE
+from tradebot.records import open_store
+
+G, V = "tradebot.dev", "v1alpha1"
+
+
+def _bot(name: str) -> dict[str, Any]:
+    doc = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
+    doc["metadata"] = {"name": name, "labels": {"tradebot.dev/fleet": "main"}}
+    # Small, so that twenty fit on the two kwok CPU nodes (8 CPUs each).
+    doc["spec"]["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"},
+                                "limits": {"cpu": "50m", "memory": "64Mi"}}
+    return doc
+
+
+def _breaker() -> dict[str, Any]:
+    cb = copy.deepcopy(example("CircuitBreaker"))
+    # Limits no kwok bot reaches by itself: the trip comes from the kill switch.
+    cb["spec"]["limits"] = {"maxDrawdown": 0.5}
+    return cb
+
+
+def _apply(kubectl: Any, namespace: str, docs: list[dict[str, Any]]) -> None:
+    kubectl("apply", "-n", namespace, "-f", "-",
+            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+
+
+def _custom(api: Any) -> Any:
+    return client.CustomObjectsApi(api)
+
+
+def _bots(api: Any, namespace: str) -> list[dict[str, Any]]:
+    return list(_custom(api).list_namespaced_custom_object(G, V, namespace, "livebots")["items"])
+
+
+def _breaker_status(api: Any, namespace: str) -> dict[str, Any]:
+    return dict(_custom(api).get_namespaced_custom_object(
+        G, V, namespace, "circuitbreakers", "main-fleet").get("status") or {})
+
+
+def _pods(api: Any, namespace: str) -> list[Any]:
+    return list(client.CoreV1Api(api).list_namespaced_pod(
+        namespace, label_selector="tradebot.dev/kind=livebot").items)
+
+
+def _running(api: Any, namespace: str, count: int) -> bool:
+    bots = _bots(api, namespace)
+    return len(bots) == count and all(
+        (b.get("status") or {}).get("phase") == "Running" for b in bots) and \
+        len([p for p in _pods(api, namespace) if p.status.phase == "Running"]) == count
+
+
+def _trip(api: Any, namespace: str, token: str) -> None:
+    _custom(api).patch_namespaced_custom_object(
+        G, V, namespace, "circuitbreakers", "main-fleet",
+        {"metadata": {"annotations": {"tradebot.dev/trip": token}}})
+
+
+def _incidents(dsn: str, namespace: str) -> list[Any]:
+    with open_store(dsn) as store:
+        return list(store.list_incidents(namespace=namespace, breaker="main-fleet"))
+
+
+def test_a_trip_stops_twenty_bots_and_is_recorded_once(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    names = [f"bot-{i:02d}" for i in range(20)]
+    dsn = f"sqlite://{tmp_path / 'records.db'}"
+    _apply(kubectl, namespace, [example("Strategy", "ema-rsi"), _breaker(),
+                                *[_bot(n) for n in names]])
+    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
+                          database_dsn=dsn, local_state_dir=tmp_path / "state"):
+        wait_for(lambda: _running(api_client, namespace, 20), 120, what="20 bots Running")
+        before = sorted(p.metadata.name for p in _pods(api_client, namespace))
+        with pod_watch(api_client, namespace, "tradebot.dev/account") as pods:
+            _trip(api_client, namespace, "kill-1")
+            status = wait_for(lambda: (s := _breaker_status(api_client, namespace)).get(
+                "incidentId") and s, 30, what="the trip handled")
+            assert status["state"] == "Open"
+            assert sorted(status["affectedBots"]) == names
+            wait_for(lambda: not _pods(api_client, namespace), 30, what="every bot pod gone")
+            phases = {b["metadata"]["name"]: b["status"]["phase"]
+                      for b in _bots(api_client, namespace)}
+            assert set(phases.values()) == {"Tripped"}, phases
+            time.sleep(6)  # three LiveBot rounds and six breaker rounds: nothing comes back
+            # The watch lists the pods that existed as ADDED; nothing else was added.
+            assert sorted(pods.added) == before
+            assert not _pods(api_client, namespace)
+    found = _incidents(dsn, namespace)
+    assert len(found) == 1, [i.id for i in found]
+    incident = found[0]
+    assert incident.id == status["incidentId"]
+    assert sorted(incident.bots) == names
+    assert incident.reason == "manual"
+    assert incident.source_kind == "CircuitBreaker"
+    assert "tripped by hand (token kill-1)" in incident.description
+    assert set(incident.figures) >= {f"{n}.equity" for n in names}
+
+
+@contextmanager
+def _operator_process(kubeconfig: Path, namespace: str, dsn: str, state: Path,
+                      crash_at: str | None) -> Iterator[subprocess.Popen[bytes]]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"}
+    env.update({"KUBECONFIG": str(kubeconfig), "TRADEBOT_DATABASE_DSN": dsn,
+                "TRADEBOT_LOCAL_STATE_DIR": str(state)})
+    if crash_at:
+        env["TRADEBOT_CRASH_AT"] = crash_at
+    log = (state / f"operator-{crash_at or 'clean'}.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tradebot.cli", "operator", "-n", namespace,
+         "--executor", "kubernetes"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        log.close()
+
+
+@pytest.mark.parametrize("crash_at", [
+    "breaker-open-persisted", "breaker-bots-stopped", "breaker-incident-recorded"])
+def test_an_operator_killed_while_handling_a_trip_still_stops_every_bot(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    crds_installed: Any, crash_at: str,
+):
+    names = [f"bot-{i}" for i in range(5)]
+    dsn = f"sqlite://{tmp_path / 'records.db'}"
+    state = tmp_path / "state"
+    state.mkdir()
+    _apply(kubectl, namespace, [example("Strategy", "ema-rsi"), _breaker(),
+                                *[_bot(n) for n in names]])
+    with _operator_process(cluster.kubeconfig, namespace, dsn, state, crash_at) as first:
+        wait_for(lambda: _running(api_client, namespace, 5), 120, what="5 bots Running")
+        _trip(api_client, namespace, "kill-1")
+        assert first.wait(timeout=60) == EXIT_CODE, (state / f"operator-{crash_at}.log"
+                                                     ).read_text()[-3000:]
+    # Dead at the crash point: the trip is in status whatever was done after it.
+    assert _breaker_status(api_client, namespace)["state"] == "Open"
+    if crash_at == "breaker-open-persisted":
+        assert len(_pods(api_client, namespace)) == 5  # died before stopping anything
+        assert _incidents(dsn, namespace) == []
+    before = sorted(p.metadata.name for p in _pods(api_client, namespace))
+    with pod_watch(api_client, namespace, "tradebot.dev/account") as pods, _operator_process(
+            cluster.kubeconfig, namespace, dsn, state, None):
+        status = wait_for(lambda: (s := _breaker_status(api_client, namespace)).get(
+            "incidentId") and s, 60, what="the trip handled after the restart")
+        wait_for(lambda: not _pods(api_client, namespace), 30, what="every bot pod gone")
+        wait_for(lambda: {(b.get("status") or {}).get("phase")
+                          for b in _bots(api_client, namespace)} == {"Tripped"}, 30,
+                 what="every LiveBot Tripped")
+        time.sleep(5)
+        assert sorted(pods.added) == before  # the restarted operator started no bot
+    found = _incidents(dsn, namespace)
+    assert [i.id for i in found] == [status["incidentId"]]
+    assert sorted(found[0].bots) == names
