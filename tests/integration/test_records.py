@@ -98,8 +98,8 @@ def test_concurrent_migrations_apply_each_version_exactly_once(dsn: str):
             return s.migrate()
 
     results = in_threads(6, migrate)
+    # Each version once, by whichever migrator got its lock first (one transaction each).
     assert sorted(v for r in results for v in r) == ALL_VERSIONS
-    assert results.count(ALL_VERSIONS) == 1
     with open_store(dsn) as s:
         assert s.applied_migrations() == ALL_VERSIONS
 
@@ -167,8 +167,9 @@ def test_processes_migrating_at_once_apply_each_version_once(dsn: str):
     for racer in racers:
         out, err = racer.communicate(timeout=120)
         assert racer.returncode == 0, err
-        results.append(out.strip())
-    assert sorted(results) == ["", "", "", ",".join(map(str, ALL_VERSIONS))]
+        results.append([int(v) for v in out.split(",") if v.strip()])
+    # Each version applied once across the four processes (any one may apply any version).
+    assert sorted(v for r in results for v in r) == ALL_VERSIONS
     with open_store(dsn) as s:
         assert s.applied_migrations() == ALL_VERSIONS
 
