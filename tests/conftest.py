@@ -125,3 +125,20 @@ def postgres_dsn(postgres_server: LocalPostgres) -> Iterator[str]:
     finally:
         with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[LocalPostgres]:
+    """A PostgreSQL server of this test's own, which it may stop and start (the shared one
+    serves every other test)."""
+    # Not under pytest's tmp_path: its parents are private, and the server may run as the
+    # postgres user.
+    directory = Path(tempfile.mkdtemp(prefix="tradebot-pg-"))
+    directory.chmod(0o755)
+    server = LocalPostgres(directory / "pg", Ports.free().etcd_client)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

@@ -60,6 +60,10 @@ class Settings(BaseModel):
     # Empty: SQLite in local_state_dir (sqlite:/// + an absolute path).
     database_dsn: str = ""
     local_state_dir: Path = Path(".local/operator")
+    # Empty: <local_state_dir>/records-outbox.jsonl. In a cluster it must be on a volume
+    # (PVC or emptyDir), or writes waiting for the database die with the container.
+    outbox_path: Path | None = None
+    outbox_flush_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
     operator_namespace: str = Field(
         default="tradebot-system", description="Where the operator runs (for NetworkPolicies).")
@@ -84,7 +88,15 @@ class Settings(BaseModel):
         if not self.database_dsn:
             path = (self.local_state_dir / "records.db").resolve()
             object.__setattr__(self, "database_dsn", f"sqlite://{path}")  # path is absolute
+        if self.outbox_path is None:
+            object.__setattr__(self, "outbox_path", self.local_state_dir / "records-outbox.jsonl")
         return self
+
+    @property
+    def records_outbox(self) -> Path:
+        """outbox_path, always set once validated."""
+        assert self.outbox_path is not None
+        return self.outbox_path
 
     @field_validator("namespaces", mode="before")
     @classmethod

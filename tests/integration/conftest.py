@@ -25,3 +25,4 @@ def store(dsn: str) -> Iterator[RecordStore]:
     with open_store(dsn) as s:
         s.migrate()
         yield s
+

@@ -6,7 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import random
 import socket
+import sqlite3
+import subprocess
+import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from decimal import Decimal
@@ -17,6 +21,7 @@ import psycopg
 import pytest
 from tests.support.postgres import LocalPostgres
 
+from tradebot import cli
 from tradebot.records import (
     ArtifactRecord,
     RecordsError,
@@ -28,7 +33,9 @@ from tradebot.records import (
     UnknownRun,
     open_store,
 )
-from tradebot.records.migrations import MIGRATIONS
+from tradebot.records.errors import MigrationFailed
+from tradebot.records.migrations import MIGRATIONS, Migration
+from tradebot.records.sqlstore import SqlRecordStore
 
 ALL_VERSIONS = [m.version for m in MIGRATIONS]
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -91,10 +98,102 @@ def test_concurrent_migrations_apply_each_version_exactly_once(dsn: str):
             return s.migrate()
 
     results = in_threads(6, migrate)
+    # Each version once, by whichever migrator got its lock first (one transaction each).
     assert sorted(v for r in results for v in r) == ALL_VERSIONS
-    assert results.count(ALL_VERSIONS) == 1
     with open_store(dsn) as s:
         assert s.applied_migrations() == ALL_VERSIONS
+
+
+# A step that works, then one that fails: the migration must leave no trace of either.
+BROKEN = Migration(len(MIGRATIONS) + 1, "half-way", (
+    "CREATE TABLE half_made (x integer)",
+    "CREATE INDEX half_made_x ON half_made (no_such_column)",
+))
+FIXED = Migration(BROKEN.version, "half-way, fixed", (
+    "CREATE TABLE half_made (x integer)",
+    "CREATE INDEX half_made_x ON half_made (x)",
+))
+
+
+def _tables(dsn: str) -> set[str]:
+    if dsn.startswith("sqlite"):
+        with sqlite3.connect(dsn.removeprefix("sqlite://")) as conn:
+            rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            return {r[0] for r in rows}
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        return {r[0] for r in rows}
+
+
+def test_a_migration_failing_half_way_leaves_the_previous_version(dsn: str):
+    with open_store(dsn) as s:
+        assert isinstance(s, SqlRecordStore)
+        with pytest.raises(MigrationFailed) as caught:
+            s.migrate([*MIGRATIONS, BROKEN])
+        message = str(caught.value)
+        assert f"migration {BROKEN.version} (half-way) failed" in message
+        assert "no_such_column" in message
+        # The versions before it were applied and kept; none of the failed one's steps were.
+        assert s.applied_migrations() == ALL_VERSIONS
+        assert "half_made" not in _tables(dsn)
+        assert "runs" in _tables(dsn)
+        # Running it again fails the same way and changes nothing...
+        with pytest.raises(MigrationFailed):
+            s.migrate([*MIGRATIONS, BROKEN])
+        assert s.applied_migrations() == ALL_VERSIONS
+        # ...and once fixed, a re-run applies just that version.
+        assert s.migrate([*MIGRATIONS, FIXED]) == [FIXED.version]
+        assert s.applied_migrations() == [*ALL_VERSIONS, FIXED.version]
+        assert "half_made" in _tables(dsn)
+        s.record_run(a_run())  # the store still works
+
+
+_RACER = """
+import sys, time
+from tradebot.records import open_store
+dsn, start = sys.argv[1], float(sys.argv[2])
+with open_store(dsn, timeout=60) as store:
+    time.sleep(max(0.0, start - time.time()))  # everyone connected: go at once
+    print(",".join(map(str, store.migrate())))
+"""
+
+
+def test_processes_migrating_at_once_apply_each_version_once(dsn: str):
+    start = time.time() + 4  # after every interpreter has started and connected
+    racers = [subprocess.Popen(
+        [sys.executable, "-c", _RACER, dsn, str(start)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = []
+    for racer in racers:
+        out, err = racer.communicate(timeout=120)
+        assert racer.returncode == 0, err
+        results.append([int(v) for v in out.split(",") if v.strip()])
+    # Each version applied once across the four processes (any one may apply any version).
+    assert sorted(v for r in results for v in r) == ALL_VERSIONS
+    with open_store(dsn) as s:
+        assert s.applied_migrations() == ALL_VERSIONS
+
+
+def test_the_cli_migrates_and_says_what_it_did(dsn: str, capsys: pytest.CaptureFixture[str]):
+    assert cli.main(["records", "migrate", "--dsn", dsn]) == 0
+    versions = ", ".join(map(str, ALL_VERSIONS))
+    assert capsys.readouterr().out.strip() == (
+        f"applied {versions}; schema at version {ALL_VERSIONS[-1]}")
+    assert cli.main(["records", "migrate", "--dsn", dsn]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"nothing to apply; schema at version {ALL_VERSIONS[-1]}")
+
+
+def test_the_cli_names_an_unreachable_database_without_its_password(
+    capsys: pytest.CaptureFixture[str],
+):
+    port = _closed_port()
+    dsn = f"postgresql://tradebot:{PASSWORD}@127.0.0.1:{port}/records_db"
+    assert cli.main(["records", "migrate", "--dsn", dsn, "--timeout", "2"]) == 1
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{port}" in err
+    assert "records_db" in err
+    assert PASSWORD not in err
 
 
 def test_writes_before_migrate_say_what_to_do(dsn: str):

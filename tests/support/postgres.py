@@ -51,8 +51,12 @@ class LocalPostgres:
             os.chown(self.directory, pw.pw_uid, pw.pw_gid)
         self._run(str(bin_dir / "initdb"), "-D", str(self.data), "-U", self.user,
                   "--auth=trust", "--encoding=UTF8", "--no-sync")
+        self.resume()
+
+    def resume(self) -> None:
+        """Starts the server again after stop(), on the same data and port."""
         self._run(
-            str(bin_dir / "pg_ctl"), "-D", str(self.data), "-l", str(self.directory / "log"),
+            str(_pg_bin() / "pg_ctl"), "-D", str(self.data), "-l", str(self.directory / "log"),
             "-w", "-t", "60",
             "-o", f"-c listen_addresses=127.0.0.1 -c port={self.port} "
             f"-c unix_socket_directories={self.directory} -c fsync=off "
@@ -61,7 +65,8 @@ class LocalPostgres:
         )
 
     def stop(self) -> None:
-        if self.data.exists():
+        """Stops the server (fast: open connections are cut, as in a crash or failover)."""
+        if (self.data / "postmaster.pid").exists():
             self._run(str(_pg_bin() / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def dsn(self, dbname: str = "postgres") -> str:

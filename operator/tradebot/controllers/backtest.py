@@ -127,19 +127,25 @@ def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStat
 
 def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: dict[str, Any],
            spec: BacktestSpec, error: str | None = None) -> str | None:
-    """Writes the run record; returns None on success, else why it could not."""
-    from tradebot.records import RecordsUnavailable
+    """Writes the run record (to the database, or to the outbox while it is down: either way
+    it is kept); returns None on success, else why it could not."""
+    from tradebot.records import RecordsError
 
-    store = runtime.get().store()
-    if store is None:
-        metrics.RECORD_FAILURES.inc()
-        return "records store unavailable"
     try:
-        _record(store, namespace, name, uid, run_status, status, spec, error)
-    except RecordsUnavailable as e:
+        _record(runtime.get().store(), namespace, name, uid, run_status, status, spec, error)
+    except RecordsError as e:  # the outbox itself failed, or a bug such as a run id reused
         metrics.RECORD_FAILURES.inc()
         return str(e)
     return None
+
+
+def recorded_message() -> str:
+    """The Recorded condition's message: where the record is now."""
+    store = runtime.get().store()
+    if store.pending:
+        return (f"run, metrics and artifacts kept in the records outbox "
+                f"({store.pending} writes wait for the database)")
+    return "run, metrics and artifacts recorded"
 
 
 def needs_attention(status: kopf.Status, **_: Any) -> bool:
@@ -289,7 +295,7 @@ def _complete(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, spec: 
     error = record(namespace, name, uid, "succeeded" if succeeded else "failed", final, spec,
                    None if succeeded else final.get("message"))
     condition(status, patch, "Recorded", error is None, "Recorded" if error is None else
-              "RecordsUnavailable", error or "run, metrics and artifacts recorded", generation)
+              "RecordsUnavailable", error or recorded_message(), generation)
 
 
 def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
@@ -305,7 +311,7 @@ def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
                        None if run_status == "succeeded" else status.get("message"))
         condition(status, patch, "Recorded", error is None,
                   "Recorded" if error is None else "RecordsUnavailable",
-                  error or "run, metrics and artifacts recorded", generation)
+                  error or recorded_message(), generation)
     try:
         kube.batch().delete_namespaced_job(jname, namespace, propagation_policy="Background")
         from tradebot.controllers import queue

@@ -45,6 +45,12 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         from tradebot.observability.metrics import serve
 
         serve(rt.settings.metrics_port)
+    # Opening the records store starts its outbox flusher, which delivers at once whatever
+    # an earlier run of the operator left waiting; the database may still be down.
+    try:
+        rt.store()
+    except Exception as e:  # the outbox file cannot be opened: handlers will say so again
+        logger(component="operator").error("records store cannot start", error=str(e))
     _loop = AdmissionLoop(rt.settings)
     _loop.start()
 

@@ -22,9 +22,11 @@ class Runtime:
     _store: Any = None
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def store(self) -> Any:  # a RecordStore, imported lazily
-        """The records store, opened (and migrated) on first use; None while unavailable."""
-        from tradebot.records import RecordsUnavailable, open_store
+    def store(self) -> Any:  # a BufferedStore, imported lazily
+        """The records store, opened on first use. Never None: while the database is down
+        (or not migrated yet) its writes wait in the outbox file and its flusher delivers
+        them later. Raises OutboxError only if the outbox file itself cannot be opened."""
+        from tradebot.records.buffered import BufferedStore
 
         with self._store_lock:
             if self._store is None:
@@ -32,12 +34,11 @@ class Runtime:
                 if dsn.startswith("sqlite://"):
                     # The zero-setup default: its directory is ours to create.
                     Path(dsn.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    store = open_store(dsn)
-                    store.migrate()
-                except RecordsUnavailable as e:
-                    _log.warning("records unavailable", error=str(e))
-                    return None
+                store = BufferedStore.open(dsn, self.settings.records_outbox)
+                if not store.connected:
+                    _log.warning("records database unavailable at start; writes wait in the "
+                                 "outbox", outbox=str(store.outbox_path), pending=store.pending)
+                store.start_flusher(self.settings.outbox_flush_interval_seconds)
                 self._store = store
             return self._store
 

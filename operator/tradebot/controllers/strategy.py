@@ -111,15 +111,14 @@ def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
 
 def _register(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, namespace: str,
               name: str, uid: str, class_name: str, found: Introspection, generation: int) -> None:
-    from tradebot.records import RecordsUnavailable
+    from tradebot.records import RecordsError
 
-    store = runtime.get().store()
     try:
-        if store is None:
-            raise RecordsUnavailable("records store unavailable")
+        store = runtime.get().store()
+        # Kept even while the database is down: the outbox delivers it later.
         store.register_strategy(namespace, name, uid, class_name, found.code_hash,
                                 found.interface.to_wire())
-    except RecordsUnavailable as e:
+    except RecordsError as e:  # the outbox file itself failed
         condition(status, patch, "Recorded", False, "RecordsUnavailable", str(e), generation)
         return
     condition(status, patch, "Recorded", True, "Registered",

@@ -33,6 +33,15 @@ BACKTESTS_FINISHED = Counter(
 RECORD_FAILURES = Counter(
     "tradebot_record_failures_total", "Writes to the records store that failed.",
     registry=REGISTRY)
+OUTBOX_DEPTH = Gauge(
+    "tradebot_records_outbox_depth", "Record writes waiting in the outbox for the database.",
+    registry=REGISTRY)
+# Labelled by store operation (record_run, record_metrics, ...): a fixed handful.
+RECORD_WRITE_SECONDS = Histogram(
+    "tradebot_records_write_seconds", "Latency of record writes to the database, failed "
+    "attempts included.", ["operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    registry=REGISTRY)
 
 
 # Labelled by bot: bounded by the number of LiveBots, which the operator's users declare.

@@ -19,6 +19,11 @@ class SchemaNotReady(RecordsError):
     """The tables are missing: `migrate()` has not run against this database yet."""
 
 
+class MigrationFailed(RecordsError):
+    """A migration step failed (not an outage): its transaction was rolled back, so the schema
+    is still at the version before it. The message names the version and the database."""
+
+
 class RunConflict(RecordsError, ValueError):
     """A run id was reused for a different resource or kind; the write was not applied."""
 

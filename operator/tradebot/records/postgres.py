@@ -119,6 +119,15 @@ class PostgresStore(SqlRecordStore):
     def _close(self) -> None:
         self._pool.close(timeout=self._timeout)
 
+    def describe(self) -> str:
+        return self._dsn.describe()
+
+    def _scrub(self, text: str) -> str:
+        return self._dsn.scrub(" ".join(text.split()))
+
+    def _is_outage(self, exc: Exception) -> bool:
+        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+
     def _time_in(self, value: dt.datetime | None) -> dt.datetime | None:
         return value
 

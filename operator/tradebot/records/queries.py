@@ -77,6 +77,7 @@ SELECT_STRATEGY: Final = (
 )
 
 APPLIED_MIGRATIONS: Final = "SELECT version FROM schema_migrations ORDER BY version"
+MIGRATION_APPLIED: Final = "SELECT 1 FROM schema_migrations WHERE version = ?"
 RECORD_MIGRATION: Final = (
     "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)"
 )

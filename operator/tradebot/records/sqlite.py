@@ -115,6 +115,9 @@ class SqliteStore(SqlRecordStore):
     def _close(self) -> None:
         pass  # nothing is held between operations
 
+    def describe(self) -> str:
+        return f"SQLite database {self.path}"
+
     def _time_in(self, value: dt.datetime | None) -> str | None:
         # Fixed width and always UTC, so text order is time order (list_runs' since filter).
         return None if value is None else value.astimezone(dt.UTC).isoformat(

@@ -12,8 +12,20 @@ from types import TracebackType
 from typing import Any, Protocol, Self
 
 from tradebot.records import queries as q
-from tradebot.records.errors import RecordsError, RunConflict, UnknownRun
-from tradebot.records.migrations import COLUMN_TYPES, MIGRATIONS, SCHEMA_MIGRATIONS, Dialect
+from tradebot.records.errors import (
+    MigrationFailed,
+    RecordsError,
+    RecordsUnavailable,
+    RunConflict,
+    UnknownRun,
+)
+from tradebot.records.migrations import (
+    COLUMN_TYPES,
+    MIGRATIONS,
+    SCHEMA_MIGRATIONS,
+    Dialect,
+    Migration,
+)
 from tradebot.records.models import (
     ArtifactRecord,
     BotSnapshot,
@@ -58,6 +70,18 @@ class SqlRecordStore(ABC):
     def _close(self) -> None: ...
 
     @abstractmethod
+    def describe(self) -> str:
+        """The database, for messages: host, port and name, or the file; never a password."""
+
+    def _is_outage(self, exc: Exception) -> bool:
+        """Whether a driver error means the database went away (retry) rather than a fault."""
+        return False
+
+    def _scrub(self, text: str) -> str:
+        """`text` with anything secret masked (a backend that knows a password overrides)."""
+        return " ".join(text.split())
+
+    @abstractmethod
     def _time_in(self, value: dt.datetime | None) -> object: ...
 
     @abstractmethod
@@ -88,21 +112,41 @@ class SqlRecordStore(ABC):
         with self._begin(write=write) as tx:
             yield tx
 
-    def migrate(self) -> list[int]:
-        with self._tx(write=True) as tx:
-            self._lock_for_migration(tx)
-            tx.run(SCHEMA_MIGRATIONS.format_map(COLUMN_TYPES[self.dialect]))
-            done = {row[0] for row in tx.rows(q.APPLIED_MIGRATIONS)}
-            applied: list[int] = []
-            for migration in MIGRATIONS:
-                if migration.version in done:
+    def migrate(self, migrations: Sequence[Migration] = MIGRATIONS) -> list[int]:
+        """Applies each missing migration in a transaction of its own, under the migration
+        lock, so one that fails half-way leaves the schema at the version before it (DDL is
+        transactional on both backends) and a later run starts again from there.
+        `migrations` is for tests that need a failing step; callers leave it alone."""
+        applied: list[int] = []
+        for migration in migrations:
+            with self._tx(write=True) as tx:
+                self._lock_for_migration(tx)
+                tx.run(SCHEMA_MIGRATIONS.format_map(COLUMN_TYPES[self.dialect]))
+                # Read under the lock: another process may have applied it meanwhile.
+                if tx.rows(q.MIGRATION_APPLIED, (migration.version,)):
                     continue
-                for statement in migration.statements(self.dialect):
-                    tx.run(statement)
+                with self._migration_errors(migration):
+                    for statement in migration.statements(self.dialect):
+                        tx.run(statement)
                 tx.run(q.RECORD_MIGRATION, (
                     migration.version, migration.description, self._time_in(utc_now())))
-                applied.append(migration.version)
-            return applied
+            applied.append(migration.version)
+        return applied
+
+    @contextmanager
+    def _migration_errors(self, migration: Migration) -> Iterator[None]:
+        try:
+            yield
+        except RecordsUnavailable:
+            raise  # the database went away: retry later, nothing is wrong with the step
+        except Exception as exc:
+            if self._is_outage(exc):
+                raise
+            raise MigrationFailed(
+                f"records migration {migration.version} ({migration.description}) failed on "
+                f"{self.describe()}: {self._scrub(str(exc))}; the schema stays at the version "
+                "before it and the next migrate() retries it"
+            ) from exc
 
     def applied_migrations(self) -> list[int]:
         with self._tx(write=False) as tx:

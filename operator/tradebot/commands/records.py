@@ -1,0 +1,108 @@
+"""`tradebot records`: migrate the records schema, inspect or replay the outbox."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from tradebot.settings import Settings
+
+
+def register(sub: Any) -> None:
+    records = sub.add_parser(
+        "records",
+        help="the records database: migrate its schema, inspect or replay the outbox",
+        description="Work on the records store (docs/records.md). The DSN and the outbox path "
+        "default to the operator's settings (TRADEBOT_DATABASE_DSN, TRADEBOT_OUTBOX_PATH, "
+        "TRADEBOT_LOCAL_STATE_DIR).",
+    )
+    actions = records.add_subparsers(dest="records_action", required=True, metavar="ACTION")
+
+    migrate = actions.add_parser(
+        "migrate", help="apply the schema migrations the database lacks",
+        description="Apply the missing migrations in order, each in its own transaction, and "
+        "print the versions applied. Safe while operators run or migrate at the same time "
+        "(PostgreSQL: advisory lock; SQLite: the file's write lock). A migration that fails "
+        "leaves the schema at the version before it; fix the cause and run this again.")
+    migrate.add_argument("--dsn", help="database (default: $TRADEBOT_DATABASE_DSN, else "
+                         "SQLite in the local state directory)")
+    migrate.add_argument("--timeout", type=float, default=30.0,
+                         help="seconds to connect or wait for another migrator "
+                         "(default: %(default)s)")
+    migrate.set_defaults(handler=_migrate)
+
+    outbox = actions.add_parser(
+        "outbox", help="how many writes wait in the outbox (exit 3 if any)",
+        description="Count the writes waiting in the outbox file for the database (read "
+        "only; works while the operator runs).")
+    outbox.add_argument("--path", type=Path, help="outbox file (default: the operator's)")
+    outbox.set_defaults(handler=_outbox)
+
+    flush = actions.add_parser(
+        "flush", help="replay the outbox into the database (operator stopped)",
+        description="Replay the outbox into the database in order, as the operator's flusher "
+        "does, and print how many writes were applied and how many still wait. The operator "
+        "holds its outbox while it runs, so this is for an outbox it left behind.")
+    flush.add_argument("--dsn", help="database (default: the operator's)")
+    flush.add_argument("--path", type=Path, help="outbox file (default: the operator's)")
+    flush.add_argument("--timeout", type=float, default=10.0,
+                       help="seconds to connect (default: %(default)s)")
+    flush.set_defaults(handler=_flush)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from tradebot.records import RecordsError, open_store
+
+    dsn = args.dsn or _settings().database_dsn
+    try:
+        with open_store(dsn, timeout=args.timeout) as store:
+            applied = store.migrate()
+            current = store.applied_migrations()
+    except (RecordsError, ValueError) as exc:
+        print(f"tradebot records migrate: {exc}", file=sys.stderr)
+        return 1
+    schema = f"schema at version {current[-1] if current else 0}"
+    if applied:
+        print(f"applied {', '.join(map(str, applied))}; {schema}")
+    else:
+        print(f"nothing to apply; {schema}")
+    return 0
+
+
+def _outbox(args: argparse.Namespace) -> int:
+    path: Path = args.path or _settings().records_outbox
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        data = b""
+    except OSError as exc:
+        print(f"tradebot records outbox: cannot read {path}: {exc}", file=sys.stderr)
+        return 1
+    waiting = data.count(b"\n")  # a torn last line is not a write
+    print(f"{path}: {waiting} write{'s' if waiting != 1 else ''} waiting")
+    return 3 if waiting else 0
+
+
+def _flush(args: argparse.Namespace) -> int:
+    from tradebot.records import RecordsError
+    from tradebot.records.buffered import BufferedStore
+
+    settings = _settings()
+    try:
+        with BufferedStore.open(args.dsn or settings.database_dsn,
+                                args.path or settings.records_outbox,
+                                timeout=args.timeout) as store:
+            applied = store.flush()
+            left = store.pending
+            problem = None if store.connected else "the database is unavailable"
+    except (RecordsError, ValueError) as exc:
+        print(f"tradebot records flush: {exc}", file=sys.stderr)
+        return 1
+    print(f"applied {applied}; {left} waiting" + (f" ({problem})" if problem else ""))
+    return 0 if not left else 3
