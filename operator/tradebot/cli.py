@@ -15,7 +15,11 @@ DEFAULT_ROOT = Path(".local")
 
 # Subcommands in modules of their own (see tradebot.commands): each adds its parser through
 # register(sub) and sets `handler`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "tradebot.commands.db",
+    "tradebot.commands.report",
+    "tradebot.commands.registry",
+)
 
 
 def _cluster(args: argparse.Namespace) -> int:
