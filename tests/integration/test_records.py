@@ -8,7 +8,7 @@ import random
 import socket
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,22 +37,6 @@ HASH_B = "b" * 64
 PASSWORD = "s3cr3t-Pa55word"
 
 T = TypeVar("T")
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/records.db"
-    # Requested only for this parameter, so SQLite runs never start the PostgreSQL server.
-    postgres_dsn: str = request.getfixturevalue("postgres_dsn")
-    return postgres_dsn
-
-
-@pytest.fixture
-def store(dsn: str) -> Iterator[RecordStore]:
-    with open_store(dsn) as s:
-        s.migrate()
-        yield s
 
 
 def at(minutes: int) -> dt.datetime:

@@ -40,14 +40,21 @@ class Migration:
     description: str
     steps: tuple[str, ...]
     sqlite_steps: tuple[str, ...] | None = None
+    # Steps only PostgreSQL runs after the shared ones: indexes SQLite has no kind of (GIN).
+    postgres_extra: tuple[str, ...] = ()
 
     def statements(self, dialect: Dialect) -> list[str]:
         steps = self.sqlite_steps if dialect == "sqlite" and self.sqlite_steps else self.steps
+        if dialect == "postgres":
+            steps = (*steps, *self.postgres_extra)
         return [step.format_map(COLUMN_TYPES[dialect]) for step in steps]
 
 
 _KINDS = "'backtest', 'dryrun', 'live'"
 _STATUSES = "'queued', 'running', 'succeeded', 'failed'"
+_SOURCE_KINDS = "'CircuitBreaker', 'LiveBot'"
+_SEVERITIES = "'info', 'warning', 'critical'"
+_MODES = "'dryRun', 'testnet', 'live'"
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "strategies, runs, metrics, artifacts", (
@@ -98,5 +105,48 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             size bigint NOT NULL CHECK (size >= 0),
             PRIMARY KEY (run_id, name)
         )""",
+    )),    Migration(2, "incidents, bot snapshots", (
+        # figures: a JSON object of exact decimal strings ("-0.12345678"): JSON numbers would
+        # pass through floats in most readers, and a child table would buy nothing, since
+        # figures are only ever read with their incident.
+        f"""CREATE TABLE incidents (
+            id text PRIMARY KEY,
+            namespace text NOT NULL,
+            source_kind text NOT NULL CHECK (source_kind IN ({_SOURCE_KINDS})),
+            source_name text NOT NULL,
+            source_uid text NOT NULL,
+            breaker text,
+            bots {{json}} NOT NULL,
+            run_id text,
+            severity text NOT NULL CHECK (severity IN ({_SEVERITIES})),
+            reason text NOT NULL,
+            description text NOT NULL,
+            figures {{json}} NOT NULL,
+            correlation_id text,
+            created_at {{time}} NOT NULL
+        )""",
+        "CREATE INDEX incidents_by_namespace ON incidents (namespace, created_at)",
+        "CREATE INDEX incidents_by_created ON incidents (created_at)",
+        "CREATE INDEX incidents_by_breaker ON incidents (breaker, created_at)",
+        "CREATE INDEX incidents_by_source ON incidents (source_name, created_at)",
+        f"""CREATE TABLE bot_snapshots (
+            bot_uid text NOT NULL,
+            taken_at {{time}} NOT NULL,
+            namespace text NOT NULL,
+            name text NOT NULL,
+            run_id text,
+            code_hash text NOT NULL,
+            mode text NOT NULL CHECK (mode IN ({_MODES})),
+            profit {{exact}} NOT NULL,
+            drawdown {{exact}} NOT NULL,
+            equity {{exact}},
+            open_trades integer NOT NULL CHECK (open_trades >= 0),
+            PRIMARY KEY (bot_uid, taken_at)
+        )""",
+        "CREATE INDEX bot_snapshots_by_code ON bot_snapshots (bot_uid, code_hash, taken_at)",
+    ), postgres_extra=(
+        # list_incidents(bot=...) asks "is this name in bots": jsonb containment, GIN-indexed.
+        # SQLite scans json_each over the rows the other filters left.
+        "CREATE INDEX incidents_by_bot ON incidents USING gin (bots jsonb_path_ops)",
     )),
 )

@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from decimal import Context, Decimal
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+)
 
 RunKind = Literal["backtest", "dryrun", "live"]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
@@ -143,8 +151,26 @@ Severity = Literal["info", "warning", "critical"]
 BotMode = Literal["dryRun", "testnet", "live"]
 
 
+def _refuse_floats(value: object, info: ValidationInfo) -> object:
+    # Pydantic would turn 0.1 into Decimal("0.1") before an after-validator could tell it was
+    # a float; the figure the float stood for is already lost, so refuse it here.
+    pairs = value.items() if isinstance(value, dict) else [(info.field_name or "figure", value)]
+    for key, figure in pairs:
+        if isinstance(figure, float):
+            exact_metric(str(key), figure)  # raises, naming the figure
+    return value
+
+
+def _exact_figure(value: Decimal, info: ValidationInfo) -> Decimal:
+    return exact_metric(info.field_name or "figure", value)
+
+
 def _exact_figures(value: dict[str, Decimal]) -> dict[str, Decimal]:
     return {key: exact_metric(key, figure) for key, figure in value.items()}
+
+
+# A money figure: Decimal with at most 8 places (stored as exactly 8), never a float.
+ExactFigure = Annotated[Decimal, BeforeValidator(_refuse_floats), AfterValidator(_exact_figure)]
 
 
 class IncidentRecord(_Record):
@@ -169,8 +195,9 @@ class IncidentRecord(_Record):
     reason: NonEmpty
     description: NonEmpty
     # The figures that tripped it, exact (same rules as metrics).
-    figures: Annotated[dict[str, Decimal], AfterValidator(_exact_figures)] = Field(
-        default_factory=dict)
+    figures: Annotated[
+        dict[str, Decimal], BeforeValidator(_refuse_floats), AfterValidator(_exact_figures),
+    ] = Field(default_factory=dict)
     correlation_id: str | None = None
     created_at: UtcDatetime = Field(default_factory=utc_now)
 
@@ -186,7 +213,7 @@ class BotSnapshot(_Record):
     mode: BotMode
     # Keyed by (bot_uid, taken_at): a replayed snapshot replaces itself.
     taken_at: UtcDatetime
-    profit: Decimal
-    drawdown: Decimal
+    profit: ExactFigure
+    drawdown: ExactFigure
     open_trades: Annotated[int, Field(ge=0)]
-    equity: Decimal | None = None
+    equity: ExactFigure | None = None

@@ -138,10 +138,14 @@ class PostgresStore(SqlRecordStore):
             raise TypeError(f"numeric came back as {type(value).__name__}, not Decimal")
         return value
 
-    def _json_in(self, value: dict[str, Any]) -> Jsonb:
+    def _json_in(self, value: dict[str, Any] | list[Any]) -> Jsonb:
         return Jsonb(value)
 
-    def _json_out(self, value: object) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise TypeError(f"jsonb came back as {type(value).__name__}, not an object")
+    def _json_out(self, value: object) -> Any:
+        if not isinstance(value, (dict, list)):
+            raise TypeError(f"jsonb came back as {type(value).__name__}, not an object or list")
         return value
+
+    def _json_list_has(self, column: str) -> str:
+        # Containment, so the GIN index on the column (migration 2) serves it.
+        return f"{column} @> jsonb_build_array(?::text)"

@@ -80,3 +80,35 @@ APPLIED_MIGRATIONS: Final = "SELECT version FROM schema_migrations ORDER BY vers
 RECORD_MIGRATION: Final = (
     "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, ?)"
 )
+
+INCIDENT_COLUMNS: Final = (
+    "id", "namespace", "source_kind", "source_name", "source_uid", "breaker", "bots", "run_id",
+    "severity", "reason", "description", "figures", "correlation_id", "created_at",
+)
+# The first write wins: an incident is a fact about one event, so a replay (or a second
+# replica noticing the same trip) must not rewrite it. RETURNING tells the caller whether it
+# was this call that inserted it.
+INSERT_INCIDENT: Final = f"""
+    INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)})
+    VALUES ({', '.join('?' for _ in INCIDENT_COLUMNS)})
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id"""  # noqa: S608
+SELECT_INCIDENTS: Final = f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents"  # noqa: S608
+INCIDENTS_ORDER: Final = " ORDER BY created_at, id"
+
+SNAPSHOT_COLUMNS: Final = (
+    "bot_uid", "namespace", "name", "run_id", "code_hash", "mode", "taken_at", "profit",
+    "drawdown", "open_trades", "equity",
+)
+SNAPSHOT_EXACT_COLUMNS: Final = frozenset({"profit", "drawdown", "equity"})
+# Keyed by (bot_uid, taken_at): the same moment written again replaces itself.
+UPSERT_SNAPSHOT: Final = f"""
+    INSERT INTO bot_snapshots ({', '.join(SNAPSHOT_COLUMNS)})
+    VALUES ({', '.join('?' for _ in SNAPSHOT_COLUMNS)})
+    ON CONFLICT (bot_uid, taken_at) DO UPDATE SET
+        namespace = excluded.namespace, name = excluded.name, run_id = excluded.run_id,
+        code_hash = excluded.code_hash, mode = excluded.mode, profit = excluded.profit,
+        drawdown = excluded.drawdown, open_trades = excluded.open_trades,
+        equity = excluded.equity"""  # noqa: S608
+SELECT_SNAPSHOTS: Final = f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM bot_snapshots"  # noqa: S608
+SNAPSHOTS_ORDER: Final = " ORDER BY taken_at"

@@ -129,12 +129,15 @@ class SqliteStore(SqlRecordStore):
     def _exact_out(self, value: object) -> Decimal:
         return Decimal(_text(value))
 
-    def _json_in(self, value: dict[str, Any]) -> str:
+    def _json_in(self, value: dict[str, Any] | list[Any]) -> str:
         return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
-    def _json_out(self, value: object) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(_text(value))
-        return loaded
+    def _json_out(self, value: object) -> Any:
+        return json.loads(_text(value))
+
+    def _json_list_has(self, column: str) -> str:
+        # S608: `column` is a constant of the store, never input.
+        return f"EXISTS (SELECT 1 FROM json_each({column}) WHERE json_each.value = ?)"  # noqa: S608
 
 
 def _text(value: object) -> str:

@@ -16,6 +16,8 @@ from tradebot.records.errors import RecordsError, RunConflict, UnknownRun
 from tradebot.records.migrations import COLUMN_TYPES, MIGRATIONS, SCHEMA_MIGRATIONS, Dialect
 from tradebot.records.models import (
     ArtifactRecord,
+    BotSnapshot,
+    IncidentRecord,
     RunKind,
     RunRecord,
     StrategyRecord,
@@ -68,10 +70,15 @@ class SqlRecordStore(ABC):
     def _exact_out(self, value: object) -> Decimal: ...
 
     @abstractmethod
-    def _json_in(self, value: dict[str, Any]) -> object: ...
+    def _json_in(self, value: dict[str, Any] | list[Any]) -> object: ...
 
     @abstractmethod
-    def _json_out(self, value: object) -> dict[str, Any]: ...
+    def _json_out(self, value: object) -> Any: ...
+
+    @abstractmethod
+    def _json_list_has(self, column: str) -> str:
+        """A condition true when the JSON list in `column` holds the text bound to its one
+        `?` placeholder."""
 
     # ---- the store -----------------------------------------------------------------------
     @contextmanager
@@ -168,10 +175,8 @@ class SqlRecordStore(ABC):
             clauses.append("kind = ?")
             params.append(kind)
         if since is not None:
-            if since.tzinfo is None:
-                raise ValueError("since must be timezone-aware")
             clauses.append("created_at >= ?")
-            params.append(self._time_in(since))
+            params.append(self._since(since))
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._tx(write=False) as tx:
             rows = tx.rows(q.SELECT_RUNS + where + q.RUNS_ORDER, params)
@@ -205,6 +210,70 @@ class SqlRecordStore(ABC):
             rows = tx.rows(q.SELECT_ARTIFACTS, (run_id,))
         return [ArtifactRecord(name=n, path=p, sha256=s, size=z) for n, p, s, z in rows]
 
+    def record_incident(self, incident: IncidentRecord) -> bool:
+        values = incident.model_dump()
+        values["bots"] = self._json_in(list(incident.bots))
+        values["figures"] = self._json_in(
+            {key: format(figure, "f") for key, figure in incident.figures.items()})
+        values["created_at"] = self._time_in(incident.created_at)
+        with self._tx(write=True) as tx:
+            inserted = tx.rows(q.INSERT_INCIDENT, [values[c] for c in q.INCIDENT_COLUMNS])
+        return bool(inserted)
+
+    def get_incident(self, incident_id: str) -> IncidentRecord | None:
+        with self._tx(write=False) as tx:
+            rows = tx.rows(f"{q.SELECT_INCIDENTS} WHERE id = ?", (incident_id,))
+        return self._incident_from_row(rows[0]) if rows else None
+
+    def list_incidents(
+        self, *, namespace: str | None = None, breaker: str | None = None,
+        bot: str | None = None, since: dt.datetime | None = None,
+    ) -> list[IncidentRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if namespace is not None:
+            clauses.append("namespace = ?")
+            params.append(namespace)
+        if breaker is not None:
+            clauses.append("breaker = ?")
+            params.append(breaker)
+        if bot is not None:
+            clauses.append(
+                f"((source_kind = 'LiveBot' AND source_name = ?) OR {self._json_list_has('bots')})")
+            params += [bot, bot]
+        if since is not None:
+            clauses.append("created_at >= ?")
+            params.append(self._since(since))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._tx(write=False) as tx:
+            rows = tx.rows(q.SELECT_INCIDENTS + where + q.INCIDENTS_ORDER, params)
+        return [self._incident_from_row(row) for row in rows]
+
+    def record_snapshot(self, snapshot: BotSnapshot) -> None:
+        values = snapshot.model_dump()
+        values["taken_at"] = self._time_in(snapshot.taken_at)
+        for column in q.SNAPSHOT_EXACT_COLUMNS:
+            if values[column] is not None:
+                values[column] = self._exact_in(values[column])
+        with self._tx(write=True) as tx:
+            tx.run(q.UPSERT_SNAPSHOT, [values[c] for c in q.SNAPSHOT_COLUMNS])
+
+    def list_snapshots(
+        self, bot_uid: str, *, since: dt.datetime | None = None,
+        code_hash: str | None = None,
+    ) -> list[BotSnapshot]:
+        sql = f"{q.SELECT_SNAPSHOTS} WHERE bot_uid = ?"
+        params: list[Any] = [bot_uid]
+        if code_hash is not None:
+            sql += " AND code_hash = ?"
+            params.append(code_hash)
+        if since is not None:
+            sql += " AND taken_at >= ?"
+            params.append(self._since(since))
+        with self._tx(write=False) as tx:
+            rows = tx.rows(sql + q.SNAPSHOTS_ORDER, params)
+        return [self._snapshot_from_row(row) for row in rows]
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -223,6 +292,27 @@ class SqlRecordStore(ABC):
     def _require_run(self, tx: Transaction, run_id: str) -> None:
         if not tx.rows(q.RUN_EXISTS, (run_id,)):
             raise UnknownRun(f"no run {run_id!r} is recorded; record_run() it first")
+
+    def _since(self, since: dt.datetime) -> object:
+        if since.tzinfo is None:
+            raise ValueError("since must be timezone-aware")
+        return self._time_in(since)
+
+    def _incident_from_row(self, row: Sequence[Any]) -> IncidentRecord:
+        values = dict(zip(q.INCIDENT_COLUMNS, row, strict=True))
+        values["bots"] = tuple(self._json_out(values["bots"]))
+        # Stored as exact decimal strings; Decimal(text) gives back every digit.
+        values["figures"] = {k: Decimal(v) for k, v in self._json_out(values["figures"]).items()}
+        values["created_at"] = self._time_out(values["created_at"])
+        return IncidentRecord(**values)
+
+    def _snapshot_from_row(self, row: Sequence[Any]) -> BotSnapshot:
+        values = dict(zip(q.SNAPSHOT_COLUMNS, row, strict=True))
+        values["taken_at"] = self._time_out(values["taken_at"])
+        for column in q.SNAPSHOT_EXACT_COLUMNS:
+            if values[column] is not None:
+                values[column] = self._exact_out(values[column])
+        return BotSnapshot(**values)
 
     def _run_from_row(self, row: Sequence[Any]) -> RunRecord:
         values = dict(zip(q.RUN_COLUMNS, row, strict=True))
