@@ -78,8 +78,15 @@ def _status(args: argparse.Namespace) -> int:
     from tradebot.records import open_store
     from tradebot.records.migrations import MIGRATIONS
 
+    from tradebot.records.dsn import SqliteDsn, parse_dsn
+
     dsn = resolve_dsn(args.dsn)
     try:
+        target = parse_dsn(dsn)
+        if isinstance(target, SqliteDsn) and not target.path.exists():
+            # Opening it would create an empty file; say what is there instead.
+            return fail("db status", f"{target.describe()} does not exist; "
+                        "`tradebot db migrate` creates it")
         with open_store(dsn) as store:
             applied = set(store.applied_migrations())
     except (RecordsError, ValueError) as exc:
