@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-
 from tests.support.postgres import LocalPostgres
 from tests.support.records_data import everything, populate
+
 from tradebot.cli import main
 from tradebot.records import RunRecord, open_store
 from tradebot.records.backup import _client_args
@@ -105,11 +105,13 @@ def test_backup_and_restore_keep_every_record_exactly(
         store.migrate()
         populate(store)
         before = everything(store)
-    assert len(before["runs"]) == 4 and len(before["incidents"]) == 2
+    assert len(before["runs"]) == 4
+    assert len(before["incidents"]) == 2
     backup_file = tmp_path / "records.backup"
     assert main(["db", "backup", "--dsn", with_password(dsn), "-o", str(backup_file)]) == 0
     out = capsys.readouterr()
-    assert "backed up" in out.out and backup_file.stat().st_size > 0
+    assert "backed up" in out.out
+    assert backup_file.stat().st_size > 0
     assert PASSWORD not in out.out + out.err
 
     assert main(["db", "restore", "--dsn", with_password(empty_dsn), str(backup_file)]) == 0
@@ -138,7 +140,8 @@ def test_restore_refuses_a_database_with_tables(dsn: str, tmp_path: Path,
     capsys.readouterr()
     assert main(["db", "restore", "--dsn", dsn, str(backup_file)]) == 1
     err = capsys.readouterr().err
-    assert "is not empty (it has tables" in err and "schema_migrations" in err
+    assert "is not empty (it has tables" in err
+    assert "schema_migrations" in err
     with open_store(dsn) as store:
         assert len(store.list_runs()) == 4  # untouched
 
@@ -183,7 +186,8 @@ def test_pg_tools_get_the_password_from_the_environment_only():
     assert isinstance(target, PostgresDsn)
     conninfo, env = _client_args(target)
     assert PASSWORD not in conninfo
-    assert "host=db.example" in conninfo and "sslmode=require" in conninfo
+    assert "host=db.example" in conninfo
+    assert "sslmode=require" in conninfo
     assert env["PGPASSWORD"] == PASSWORD
 
 

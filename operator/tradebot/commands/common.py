@@ -41,3 +41,14 @@ def describe_dsn(dsn: str) -> str:
 def fail(command: str, message: str, status: int = 1) -> int:
     print(f"tradebot {command}: {message}", file=sys.stderr)
     return status
+
+
+def explain(exc: Exception) -> str:
+    """A store error as a command's message, with what to run where the store says
+    "migrate() first"."""
+    from tradebot.records.errors import SchemaNotReady
+
+    text = str(exc)
+    if isinstance(exc, SchemaNotReady) and "tradebot db migrate" not in text:
+        text += " (`tradebot db migrate` creates it)"
+    return text

@@ -76,9 +76,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from tradebot.records import open_store
-    from tradebot.records.migrations import MIGRATIONS
-
     from tradebot.records.dsn import SqliteDsn, parse_dsn
+    from tradebot.records.migrations import MIGRATIONS
 
     dsn = resolve_dsn(args.dsn)
     try:

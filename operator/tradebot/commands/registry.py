@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tradebot.commands.common import add_dsn_argument, fail, resolve_dsn
+from tradebot.commands.common import add_dsn_argument, explain, fail, resolve_dsn
 from tradebot.records.errors import RecordsError
 
 FORMATS = ("table", "json")
@@ -59,7 +59,7 @@ def _list(args: argparse.Namespace) -> int:
     try:
         records = list_strategies(resolve_dsn(args.dsn), namespace=args.namespace)
     except (RecordsError, ValueError) as exc:
-        return fail("registry", str(exc))
+        return fail("registry", explain(exc))
     sys.stdout.write(render_registry(records, args.format))
     return 0
 

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from tradebot.commands.common import add_dsn_argument, fail, resolve_dsn
+from tradebot.commands.common import add_dsn_argument, explain, fail, resolve_dsn
 from tradebot.records.errors import RecordsError
 from tradebot.reports.render import FORMATS
 from tradebot.reports.since import FORMS
@@ -57,7 +57,7 @@ def _report(args: argparse.Namespace) -> int:
         with open_store(dsn) as store:
             text = render(collect(store, dsn, filters, now), args.format)
     except (RecordsError, ValueError) as exc:
-        return fail("report", str(exc))
+        return fail("report", explain(exc))
     if args.output is None:
         sys.stdout.write(text)
     else:

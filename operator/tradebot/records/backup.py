@@ -152,7 +152,8 @@ def _sqlite_restore(source: Path, target: SqliteDsn) -> None:
         raise BackupError(f"cannot restore into {target.path}: directory "
                           f"{target.path.parent} does not exist")
     try:
-        with closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src:
+        with closing(sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro",
+                                     uri=True)) as src:
             if "schema_migrations" not in _sqlite_tables(src):
                 raise BackupError(f"{source} is a SQLite database but not a records backup "
                                   "(it has no schema_migrations table)")

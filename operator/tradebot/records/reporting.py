@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import sqlite3
 from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 from tradebot.records import queries as q
@@ -35,11 +36,12 @@ def list_strategies(dsn: str, *, namespace: str | None = None) -> list[StrategyR
     return [r for r in records if namespace is None or r.namespace == namespace]
 
 
-def _sqlite_rows(path: Any, where: str) -> list[tuple[Any, ...]]:
+def _sqlite_rows(path: Path, where: str) -> list[tuple[Any, ...]]:
     if not path.is_file():
         raise RecordsUnavailable(f"{where} is unavailable: the file does not exist")
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as conn:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True,
+                                       timeout=5)) as conn:
             rows = conn.execute(_SELECT_ALL).fetchall()
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
