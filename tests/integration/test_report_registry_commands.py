@@ -72,6 +72,12 @@ def test_report_filters(populated: str, capsys: pytest.CaptureFixture[str]):
         ["bt-1", "bt-2"]]
     by_namespace = report_json(capsys, "--dsn", populated, "--namespace", "team-b")
     assert [s["name"] for s in by_namespace["strategies"]] == ["breakout"]
+    # Metrics are read in bulk under the same filters as the runs.
+    assert by_namespace["strategies"][0]["runs"][0]["metrics"] == {"profitTotal": "-0.50000000"}
+    since_day_1 = report_json(capsys, "--dsn", populated, "--since", "2026-03-02T12:00:00Z")
+    bt1 = since_day_1["strategies"][0]["runs"][0]
+    assert (bt1["id"], bt1["metrics"]["tiny"]) == ("bt-1", "-0.00000001")
+    assert [a["name"] for a in bt1["artifacts"]] == ["backtest-result.zip", "config.json"]
     # Runs created from 2026-03-06 on: bt-2 (day 6) and bt-x (day 7).
     recent = report_json(capsys, "--dsn", populated, "--since", "2026-03-06T12:00:00Z")
     ids = [r["id"] for s in recent["strategies"] for r in s["runs"]]
