@@ -10,7 +10,7 @@ export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
 KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench clean
+.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench bench-records clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -67,3 +67,6 @@ bench: tools venv ## the queue benchmark (COUNT=1000 LIMIT=10 by default)
 
 clean: down ## remove the virtualenv and caches (the tool cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+bench-records: deps venv ## the records benchmark: operator writes vs COPY, a year's report (real PostgreSQL)
+	$(BIN)/python bench/records.py

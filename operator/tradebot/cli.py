@@ -17,8 +17,11 @@ DEFAULT_ROOT = Path(".local")
 # register(sub) and sets `handler`.
 COMMAND_MODULES: tuple[str, ...] = (
     "tradebot.commands.breaker",
+    "tradebot.commands.db",
     "tradebot.commands.promote",
     "tradebot.commands.records",
+    "tradebot.commands.registry",
+    "tradebot.commands.report",
 )
 
 

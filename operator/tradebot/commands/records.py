@@ -1,4 +1,5 @@
-"""`tradebot records`: migrate the records schema, inspect or replay the outbox."""
+"""`tradebot records`: inspect or replay the records outbox (`tradebot db` migrates, backs up
+and restores the database itself)."""
 
 from __future__ import annotations
 
@@ -13,25 +14,12 @@ from tradebot.settings import Settings
 def register(sub: Any) -> None:
     records = sub.add_parser(
         "records",
-        help="the records database: migrate its schema, inspect or replay the outbox",
+        help="the records outbox: how many writes wait, replay them",
         description="Work on the records store (docs/records.md). The DSN and the outbox path "
         "default to the operator's settings (TRADEBOT_DATABASE_DSN, TRADEBOT_OUTBOX_PATH, "
         "TRADEBOT_LOCAL_STATE_DIR).",
     )
     actions = records.add_subparsers(dest="records_action", required=True, metavar="ACTION")
-
-    migrate = actions.add_parser(
-        "migrate", help="apply the schema migrations the database lacks",
-        description="Apply the missing migrations in order, each in its own transaction, and "
-        "print the versions applied. Safe while operators run or migrate at the same time "
-        "(PostgreSQL: advisory lock; SQLite: the file's write lock). A migration that fails "
-        "leaves the schema at the version before it; fix the cause and run this again.")
-    migrate.add_argument("--dsn", help="database (default: $TRADEBOT_DATABASE_DSN, else "
-                         "SQLite in the local state directory)")
-    migrate.add_argument("--timeout", type=float, default=30.0,
-                         help="seconds to connect or wait for another migrator "
-                         "(default: %(default)s)")
-    migrate.set_defaults(handler=_migrate)
 
     outbox = actions.add_parser(
         "outbox", help="how many writes wait in the outbox (exit 3 if any)",
@@ -54,25 +42,6 @@ def register(sub: Any) -> None:
 
 def _settings() -> Settings:
     return Settings.from_env()
-
-
-def _migrate(args: argparse.Namespace) -> int:
-    from tradebot.records import RecordsError, open_store
-
-    dsn = args.dsn or _settings().database_dsn
-    try:
-        with open_store(dsn, timeout=args.timeout) as store:
-            applied = store.migrate()
-            current = store.applied_migrations()
-    except (RecordsError, ValueError) as exc:
-        print(f"tradebot records migrate: {exc}", file=sys.stderr)
-        return 1
-    schema = f"schema at version {current[-1] if current else 0}"
-    if applied:
-        print(f"applied {', '.join(map(str, applied))}; {schema}")
-    else:
-        print(f"nothing to apply; {schema}")
-    return 0
 
 
 def _outbox(args: argparse.Namespace) -> int:
