@@ -285,7 +285,8 @@ def test_the_chart_service_account_runs_the_operator_flows_and_nothing_else(
     for denied in (("get", "secrets", "-n", "default"), ("get", "secrets", "-A"),
                    ("create", "pods", "-n", "default"), ("list", "backtests.tradebot.dev", "-A"),
                    ("get", "configmaps", "-n", release_ns), ("delete", "nodes"),
-                   ("create", "clusterroles"), ("create", "pods", "--subresource=exec", "-n", namespace),
+                   ("create", "clusterroles"),
+                   ("create", "pods", "--subresource=exec", "-n", namespace),
                    ("update", "customresourcedefinitions"), ("create", "jobs", "-n", "default")):
         assert not _can_i(kubectl, sa, *denied), denied
 

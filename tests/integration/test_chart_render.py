@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from tests.support.helm import CHART, Helm
+from tests.support.promql import exported_series, metric_names
 
 from tradebot.settings import Settings
 
@@ -96,14 +97,16 @@ def test_the_default_deployment_is_locked_down(helm: Helm):
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert c["args"] == ["operator", "--liveness", "http://0.0.0.0:8080/healthz"]
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    assert c["resources"]["requests"] and c["resources"]["limits"]["memory"]
+    assert c["resources"]["requests"]
+    assert c["resources"]["limits"]["memory"]
     mounts = {m["mountPath"] for m in c["volumeMounts"]}
     settings = _one(docs, "ConfigMap", "-settings")["data"]
     assert settings["TRADEBOT_LOCAL_STATE_DIR"] in mounts
     assert "TRADEBOT_DATABASE_DSN" not in {e["name"] for e in c["env"]}
     assert dep["spec"]["replicas"] == 1
     kinds = {d["kind"] for d in docs}
-    assert "Role" not in kinds and {"ClusterRole", "ClusterRoleBinding"} <= kinds
+    assert "Role" not in kinds
+    assert {"ClusterRole", "ClusterRoleBinding"} <= kinds
     assert not kinds & {"ServiceMonitor", "PrometheusRule"}
 
 
@@ -155,3 +158,27 @@ def test_bad_values_are_rejected_at_install_naming_the_field(
     assert "values don't meet the specifications of the schema" in result.stderr
     assert field in result.stderr, result.stderr
     assert helm("list", "-n", namespace, "-q").stdout.strip() == ""
+
+
+def test_alert_rules_parse_and_use_exported_metrics(helm: Helm):
+    docs = helm.template("--set", "metrics.prometheusRule.enabled=true",
+                         "--set", "metrics.prometheusRule.heartbeatStaleSeconds=600")
+    rules = [r for g in _one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} == {
+        "TradebotBreakerTripped", "TradebotBotHeartbeatStale", "TradebotRecordsOutboxGrowing",
+        "TradebotReconcileErrors"}
+    for rule in rules:
+        used = metric_names(rule["expr"])
+        assert used, rule["alert"]
+        assert used <= exported_series(), (rule["alert"], used)
+    stale = next(r for r in rules if r["alert"] == "TradebotBotHeartbeatStale")
+    assert stale["expr"].endswith("> 600")
+    assert "{{ $labels.bot }}" in stale["annotations"]["summary"]  # left for Prometheus
+
+
+def test_dashboard_configmap_carries_the_dashboard(helm: Helm):
+    docs = helm.template("--set", "metrics.dashboard.enabled=true")
+    cm = _one(docs, "ConfigMap", "-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["tradebot.json"]) == json.loads(
+        (CHART / "dashboards" / "tradebot.json").read_text())
