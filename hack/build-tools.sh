@@ -51,4 +51,13 @@ build kwok "$KWOK_VERSION" -- env GOBIN="$bin_dir" go install -trimpath \
   -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" "sigs.k8s.io/kwok/cmd/kwok@${KWOK_VERSION}"
 build helm "$HELM_VERSION" -- env GOBIN="$bin_dir" go install -trimpath \
   -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=${HELM_VERSION}" "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+actionlint_dir=$("$here/hack/lint-tool-dir.sh" actionlint)
+mkdir -p "$actionlint_dir"
+build_into() {  # like build, for a tool with a directory of its own
+  local dir=$1; shift
+  bin_dir_saved=$bin_dir; bin_dir=$dir; build "$@"; bin_dir=$bin_dir_saved
+}
+build_into "$actionlint_dir" actionlint "$ACTIONLINT_VERSION" -- env GOBIN="$actionlint_dir" \
+  go install -trimpath -ldflags "-s -w -X main.version=${ACTIONLINT_VERSION}" \
+  "github.com/rhysd/actionlint/cmd/actionlint@${ACTIONLINT_VERSION}"
 echo "make tools: $built built, done in $((SECONDS - total_start)) s; add $bin_dir to PATH or use 'make up'"

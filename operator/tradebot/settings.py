@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -98,11 +99,25 @@ class Settings(BaseModel):
         assert self.outbox_path is not None
         return self.outbox_path
 
-    @field_validator("namespaces", mode="before")
+    @field_validator("namespaces", "gpu_node_labels", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(n.strip() for n in value.split(",") if n.strip())
+        return value
+
+    @field_validator("gpu_profiles", mode="before")
+    @classmethod
+    def _json_profiles(cls, value: Any) -> Any:
+        # From the environment (the chart's TRADEBOT_GPU_PROFILES): a JSON object of vendor ->
+        # {resource, node_selector, tolerations}; an empty value keeps the defaults.
+        if isinstance(value, str):
+            if not value.strip():
+                return dict(DEFAULT_GPU_PROFILES)
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"gpu_profiles is not valid JSON: {e.msg} at {e.pos}") from None
         return value
 
     @classmethod
@@ -112,6 +127,6 @@ class Settings(BaseModel):
         values: dict[str, Any] = {}
         for name in cls.model_fields:
             raw = source.get(ENV_PREFIX + name.upper())
-            if raw is not None and name != "gpu_profiles":
+            if raw is not None:
                 values[name] = raw
         return cls.model_validate(values)

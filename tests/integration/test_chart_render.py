@@ -1,0 +1,184 @@
+"""The Helm chart as rendered: lint, every value reaching the operator's settings, the values
+schema rejecting bad input at `helm install` with the field named, CRDs identical to crds/."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.support.helm import CHART, Helm
+from tests.support.promql import exported_series, metric_names
+
+from tradebot.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def helm(tools_bin: Path, tmp_path: Path) -> Helm:
+    return Helm(tools_bin / "helm", None, tmp_path)
+
+
+def _one(docs: list[dict[str, Any]], kind: str, suffix: str = "") -> dict[str, Any]:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"].endswith(suffix)]
+    assert len(found) == 1, [d["metadata"]["name"] for d in found]
+    return found[0]
+
+
+def test_chart_lints_with_every_optional_part(helm: Helm):
+    result = helm("lint", str(CHART), "--strict", "--kube-version", "1.32.4",
+                  "--set", "metrics.serviceMonitor.enabled=true",
+                  "--set", "metrics.prometheusRule.enabled=true",
+                  "--set", "metrics.dashboard.enabled=true",
+                  "--set", "watchNamespaces={team-a,team-b}",
+                  "--set", "database.existingSecret=records-dsn")
+    assert "0 chart(s) failed" in result.stdout
+
+
+def test_chart_crds_are_the_generated_ones():
+    ours = {p.name: p.read_text() for p in (ROOT / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    assert chart == ours, "copy crds/ into charts/tradebot-operator/crds/"
+
+
+def test_every_value_reaches_the_operator_settings(helm: Helm):
+    docs = helm.template(
+        "--set", "watchNamespaces={team-a,team-b}", "--set", "executor=local",
+        "--set", "concurrency.maxConcurrentBacktests=7",
+        "--set", "concurrency.maxBacktestsPerNamespace=3",
+        "--set", "concurrency.maxBacktestsPerStrategy=1",
+        "--set", "concurrency.queueHold=HoldAndDrain",
+        "--set", "images.runner=reg.example/runner:1.2.3",
+        "--set", "images.runnerRocm=reg.example/runner-rocm:1.2.3",
+        "--set", "images.bot=reg.example/bot:1.2.3",
+        "--set", "backtests.deadlineSeconds=120", "--set", "backtests.jobTtlSeconds=600",
+        "--set", "backtests.artifactsPvc=artifacts",
+        "--set-json", "reconcileIntervalSeconds=1.5", "--set", "accountLeaseSeconds=45",
+        "--set", "exchangeDoubleUrl=http://double.tradebot-system.svc:8765",
+        "--set", "metrics.port=9200", "--set", "state.mountPath=/data",
+        "--set", "gpu.nodeLabels={gpu-node}",
+        "--set", "gpu.profiles.amd.nodeSelector.gpu=mi300")
+    env = dict(_one(docs, "ConfigMap", "-settings")["data"])
+    env["TRADEBOT_OPERATOR_NAMESPACE"] = "tradebot-system"  # the downward API's part
+    s = Settings.from_env(env)
+    assert s.namespaces == ("team-a", "team-b")
+    assert (s.executor, s.max_concurrent_backtests, s.max_backtests_per_namespace,
+            s.max_backtests_per_strategy, s.queue_hold) == ("local", 7, 3, 1, "HoldAndDrain")
+    assert (s.runner_image, s.runner_image_rocm, s.bot_image) == (
+        "reg.example/runner:1.2.3", "reg.example/runner-rocm:1.2.3", "reg.example/bot:1.2.3")
+    assert (s.backtest_deadline_seconds, s.job_ttl_seconds, s.artifacts_pvc) == (
+        120, 600, "artifacts")
+    assert (s.reconcile_interval_seconds, s.account_lease_seconds) == (1.5, 45)
+    assert s.exchange_double_url == "http://double.tradebot-system.svc:8765"
+    assert s.metrics_port == 9200
+    assert str(s.local_state_dir) == "/data"
+    assert s.database_dsn == "sqlite:///data/records.db"
+    assert s.gpu_node_labels == ("gpu-node",)
+    assert s.gpu_profiles["amd"].node_selector == {
+        "feature.node.kubernetes.io/amd-gpu": "true", "gpu": "mi300"}
+    assert s.gpu_profiles["nvidia"].resource == "nvidia.com/gpu"
+    # Every settings field is either set by the chart or deliberately left to its default.
+    chart_fields = {k.removeprefix("TRADEBOT_").lower() for k in env}
+    assert set(Settings.model_fields) - chart_fields == {"database_dsn"}  # from a Secret
+
+
+def test_the_default_deployment_is_locked_down(helm: Helm):
+    docs = helm.template()
+    dep = _one(docs, "Deployment")
+    pod = dep["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert c["args"] == ["operator", "--liveness", "http://0.0.0.0:8080/healthz"]
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert c["resources"]["requests"]
+    assert c["resources"]["limits"]["memory"]
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    settings = _one(docs, "ConfigMap", "-settings")["data"]
+    assert settings["TRADEBOT_LOCAL_STATE_DIR"] in mounts
+    assert "TRADEBOT_DATABASE_DSN" not in {e["name"] for e in c["env"]}
+    assert dep["spec"]["replicas"] == 1
+    kinds = {d["kind"] for d in docs}
+    assert "Role" not in kinds
+    assert {"ClusterRole", "ClusterRoleBinding"} <= kinds
+    assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+
+
+def test_the_dsn_comes_from_the_named_secret(helm: Helm):
+    docs = helm.template("--set", "database.existingSecret=records-dsn",
+                         "--set", "database.secretKey=url")
+    (c,) = _one(docs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e for e in c["env"]}
+    ref = env["TRADEBOT_DATABASE_DSN"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "records-dsn", "key": "url"}  # not optional: fails loudly
+    assert "records-dsn" not in json.dumps(_one(docs, "ConfigMap", "-settings"))
+
+
+def test_namespaced_mode_grants_namespaced_rules_only_per_namespace(helm: Helm):
+    docs = helm.template("--set", "watchNamespaces={team-a,team-b}")
+    roles = [d for d in docs if d["kind"] == "Role"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    cluster_rules = _one(docs, "ClusterRole")["rules"]
+    cluster_resources = {r for rule in cluster_rules for r in rule["resources"]}
+    # Secrets, ConfigMaps and the kinds themselves are never granted cluster-wide here.
+    assert not cluster_resources & {"secrets", "configmaps", "backtests", "livebots", "leases"}
+    for rule in cluster_rules:
+        assert set(rule["verbs"]) <= {"list", "watch"}, rule
+
+
+BAD_VALUES = [
+    (["--set", "replicaCount=2"], "replicaCount"),
+    (["--set", "concurrency.queueHold=Sometimes"], "concurrency.queueHold"),
+    (["--set", "concurrency.maxConcurrentBacktests=-1"], "concurrency.maxConcurrentBacktests"),
+    (["--set", "executor=docker"], "executor"),
+    (["--set", "image.tag=latest"], "image.tag"),
+    (["--set", "watchNamespaces={Team_A}"], "watchNamespaces.0"),
+    (["--set", "backtests.jobTtlSeconds=10"], "backtests.jobTtlSeconds"),
+    (["--set", "metrics.port=70000"], "metrics.port"),
+    (["--set", "database.existingSecret=Not A Name"], "database.existingSecret"),
+    (["--set", "gpu.profiles.intel.resource=gpu.intel.com/i915"], "gpu.profiles"),
+    (["--set", "maxConcurrent=3"], "maxConcurrent"),
+    (["--set", "images.bot=has space:1"], "images.bot"),
+]
+
+
+@pytest.mark.parametrize(("args", "field"), BAD_VALUES, ids=[f for _, f in BAD_VALUES])
+def test_bad_values_are_rejected_at_install_naming_the_field(
+    tools_bin: Path, cluster: Any, namespace: str, tmp_path: Path, args: list[str], field: str
+):
+    helm = Helm(tools_bin / "helm", cluster.kubeconfig, tmp_path)
+    result = helm("install", "bad", str(CHART), "--namespace", namespace, *args, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert field in result.stderr, result.stderr
+    assert helm("list", "-n", namespace, "-q").stdout.strip() == ""
+
+
+def test_alert_rules_parse_and_use_exported_metrics(helm: Helm):
+    docs = helm.template("--set", "metrics.prometheusRule.enabled=true",
+                         "--set", "metrics.prometheusRule.heartbeatStaleSeconds=600")
+    rules = [r for g in _one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
+    assert {r["alert"] for r in rules} == {
+        "TradebotBreakerTripped", "TradebotBotHeartbeatStale", "TradebotRecordsOutboxGrowing",
+        "TradebotReconcileErrors"}
+    for rule in rules:
+        used = metric_names(rule["expr"])
+        assert used, rule["alert"]
+        assert used <= exported_series(), (rule["alert"], used)
+    stale = next(r for r in rules if r["alert"] == "TradebotBotHeartbeatStale")
+    assert stale["expr"].endswith("> 600")
+    assert "{{ $labels.bot }}" in stale["annotations"]["summary"]  # left for Prometheus
+
+
+def test_dashboard_configmap_carries_the_dashboard(helm: Helm):
+    docs = helm.template("--set", "metrics.dashboard.enabled=true")
+    cm = _one(docs, "ConfigMap", "-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["tradebot.json"]) == json.loads(
+        (CHART / "dashboards" / "tradebot.json").read_text())
