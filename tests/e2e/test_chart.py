@@ -186,28 +186,6 @@ def _status(api_client: Any, namespace: str, plural: str, name: str) -> dict[str
     return dict(obj.get("status") or {})
 
 
-@pytest.fixture
-def token_login(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Works around the login handler's bug (controllers/lifecycle.py reads the token under
-    api_key['authorization'], the client keeps it under 'BearerToken', so kopf would connect
-    as system:anonymous): the token is aliased where the handler looks. Remove with the fix;
-    test_login_passes_a_bearer_token below fails until then."""
-    from tradebot import kube
-
-    real = kube.api_client
-
-    def aliased() -> Any:
-        api = real()
-        keys = api.configuration.api_key
-        if "BearerToken" in keys:
-            keys.setdefault("authorization", keys["BearerToken"])
-        return api
-
-    monkeypatch.setattr(kube, "api_client", aliased)
-
-
-@pytest.mark.xfail(strict=True, reason="controllers/lifecycle.py login ignores 'BearerToken' "
-                   "(the operator's fix; then drop token_login and this mark)")
 def test_login_passes_a_bearer_token(tmp_path: Path):
     from tradebot import kube
     from tradebot.controllers.lifecycle import login
@@ -238,7 +216,7 @@ def token_kubeconfig_from_server(server: str, token: str, out: Path) -> None:
 
 def test_the_chart_service_account_runs_the_operator_flows_and_nothing_else(
     helm: Helm, cluster: Any, api_client: Any, kubectl: Any, release_ns: str, namespace: str,
-    tmp_path: Path, token_login: None
+    tmp_path: Path
 ):
     release = _install_namespaced(helm, api_client, release_ns, namespace, tmp_path)
     kubeconfig = _sa_kubeconfig(kubectl, cluster, release_ns, release, tmp_path)

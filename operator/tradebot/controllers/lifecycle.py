@@ -62,7 +62,9 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     from tradebot import kube
 
     cfg = kube.api_client().configuration
-    token = (cfg.api_key or {}).get("authorization", "")
+    # The client keeps a service account's or kubeconfig's token under "BearerToken" (with
+    # its "Bearer" prefix); older configurations use "authorization".
+    token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
     return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,
