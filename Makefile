@@ -10,7 +10,7 @@ export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
 KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench bench-records clean
+.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench bench-records bench-breaker clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -63,10 +63,13 @@ contract: venv ## only the contract tests (real Freqtrade)
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
 
 bench: tools venv ## the queue benchmark (COUNT=1000 LIMIT=10 by default)
-	$(BIN)/python bench/queue.py --count $(or $(COUNT),1000) --limit $(or $(LIMIT),10)
+	$(BIN)/python bench/backtest_queue.py --count $(or $(COUNT),1000) --limit $(or $(LIMIT),10)
 
 clean: down ## remove the virtualenv and caches (the tool cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+bench-breaker: tools venv ## the breaker benchmark: trip -> COUNT bots stopped vs direct pod deletion (COUNT=500)
+	$(BIN)/python bench/breaker.py --count $(or $(COUNT),500)
 
 bench-records: deps venv ## the records benchmark: operator writes vs COPY, a year's report (real PostgreSQL)
 	$(BIN)/python bench/records.py

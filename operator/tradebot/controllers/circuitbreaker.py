@@ -95,12 +95,15 @@ def _reachable(bot: dict[str, Any]) -> bool:
                for c in (bot.get("status") or {}).get("conditions") or [])
 
 
-def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec, breaker_name: str
+def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec
               ) -> tuple[str, bot_control.StopOutcome]:
     ref = bot_control.BotRef.of(bot)
-    outcome = bot_control.stop(ref, spec.action, force_exit=spec.force_exit,
-                               use_api=_reachable(bot))
-    message = f"CircuitBreaker {breaker_name} tripped: {outcome.describe()}"
+    return ref.name, bot_control.stop(ref, spec.action, force_exit=spec.force_exit,
+                                      use_api=_reachable(bot))
+
+
+def _mark_tripped(bot: dict[str, Any], message: str) -> None:
+    ref = bot_control.BotRef.of(bot)
     try:
         kube.custom().patch_namespaced_custom_object_status(
             GROUP, VERSION, ref.namespace, "livebots", ref.name,
@@ -108,7 +111,6 @@ def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec, breaker_name: str
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
-    return ref.name, outcome
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
@@ -193,10 +195,23 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
                  correlation_id=correlation_id)
     assert opened.tripped_at is not None
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
-    outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec, name), targets))
+    # Every bot is stopped before any status is written: the statuses are bookkeeping (the
+    # LiveBot controller writes them too), the stops are what limits the loss.
+    # Bots that answered their API last get the API steps (stop, stop entries, force exit)
+    # one by one, in parallel; the pods of the others go at once, by collection.
+    by_api = [b for b in targets if _reachable(b) or spec.action == "stopEntries"]
+    direct = [b for b in targets if b not in by_api]
+    if direct:
+        bot_control.remove_pods(namespace, [str(b["metadata"]["uid"]) for b in direct])
+    outcomes = {str(b["metadata"]["name"]): bot_control.StopOutcome(pod_removed=True)
+                for b in direct}
+    outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), by_api))
     stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
     metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
     crash_point("breaker-bots-stopped")
+    list(_STOPS.map(lambda b: _mark_tripped(
+        b, f"CircuitBreaker {name} tripped: {outcomes[b['metadata']['name']].describe()}"),
+        targets))
 
     limits = list(current.get("tripLimits") or ["unknown"])
     summary = "; ".join(f"{bot}: {o.describe()}" for bot, o in sorted(outcomes.items()))

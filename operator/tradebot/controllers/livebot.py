@@ -164,7 +164,7 @@ def _lease(namespace: str, name: str, uid: str, spec: LiveBotSpec
     leases = [account_lease.Lease.from_manifest(kube.to_dict(existing))] if existing else []
     pods = kube.core().list_namespaced_pod(
         namespace, label_selector=f"{LABEL_ACCOUNT}={lease_id}").items
-    others = [p for p in pods if (p.metadata.labels or {}).get("tradebot.dev/owner-uid") != uid
+    others = [p for p in pods if (p.metadata.labels or {}).get(bot_control.OWNER_LABEL) != uid
               and p.status.phase not in ("Succeeded", "Failed")]
     duration = dt.timedelta(seconds=runtime.get().settings.account_lease_seconds)
     now = dt.datetime.now(dt.UTC)
@@ -175,6 +175,10 @@ def _lease(namespace: str, name: str, uid: str, spec: LiveBotSpec
     body = account_lease.lease_manifest(key, namespace=namespace, bot_name=name, bot_uid=uid,
                                         now=now, lease_duration=duration,
                                         transitions=decision.transitions)
+    if decision.action == "renew" and existing.spec.renew_time is not None and \
+            now - existing.spec.renew_time < duration / 3:
+        # Ours and fresh: renewing every round would be a write per bot every two seconds.
+        return decision, lease_id
     if decision.action == "create":
         coordination.create_namespaced_lease(namespace, body)
     else:
@@ -307,14 +311,6 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
 
     settings = runtime.get().settings
     credentials = _credentials(namespace, bot)
-    _create(kube.core().create_namespaced_config_map, namespace, bots.config_map(bot))
-    kube.core().patch_namespaced_config_map(bot.config_map_name, namespace,
-                                            {"data": bot.config_data()})
-    _create(kube.networking().create_namespaced_network_policy, namespace,
-            bots.network_policy(bot, operator_namespace=settings.operator_namespace))
-    desired = bots.pod(bot, settings)
-    desired["metadata"]["labels"].update({LABEL_ACCOUNT: lease_id,
-                                          "tradebot.dev/owner-uid": uid})
     existing = _read(kube.core().read_namespaced_pod, bot.pod_name, namespace)
     if existing is not None:
         have = (existing.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH)
@@ -329,6 +325,16 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
             return
         pod_phase = existing.status.phase
     else:
+        # The pod's companions first (a pod never starts without its config or its network
+        # policy); a running pod with the same config hash has them already.
+        _create(kube.core().create_namespaced_config_map, namespace, bots.config_map(bot))
+        kube.core().patch_namespaced_config_map(bot.config_map_name, namespace,
+                                                {"data": bot.config_data()})
+        _create(kube.networking().create_namespaced_network_policy, namespace,
+                bots.network_policy(bot, operator_namespace=settings.operator_namespace))
+        desired = bots.pod(bot, settings)
+        desired["metadata"]["labels"].update({LABEL_ACCOUNT: lease_id,
+                                              bot_control.OWNER_LABEL: uid})
         _create(kube.core().create_namespaced_pod, namespace, desired)
         event(body, "PodCreated", f"pod {bot.pod_name} created in mode {model.mode}",
               warning=False)

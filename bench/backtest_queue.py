@@ -7,7 +7,7 @@ next Job being created, each as a ratio against the baseline. No container runs 
 stand-in kubelet marks each Job's pod Succeeded (with a runner summary as its termination
 message) as soon as it runs, so both sides measure queueing, not Freqtrade.
 
-    .venv/bin/python bench/queue.py --count 1000 --limit 10
+    .venv/bin/python bench/backtest_queue.py --count 1000 --limit 10
 """
 
 from __future__ import annotations
@@ -15,9 +15,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file is named after what it measures, which shadows the standard library's `queue`
-# for anything imported from here: put the repository root first in its place.
-sys.path[0] = str(Path(__file__).resolve().parent.parent)
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import json
