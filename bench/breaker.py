@@ -57,17 +57,25 @@ class Deletions(threading.Thread):
         self.w = watch.Watch()
 
     def run(self) -> None:
-        try:
-            for ev in self.w.stream(self.core.list_namespaced_pod, self.namespace,
-                                    timeout_seconds=3600):
-                meta = ev["object"].metadata
-                now = time.monotonic()
-                if ev["type"] == "DELETED" or meta.deletion_timestamp is not None:
-                    self.accepted.setdefault(meta.name, now)
-                if ev["type"] == "DELETED":
-                    self.deleted[meta.name] = now
-        except Exception:
-            return
+        resource_version: str | None = None
+        while True:
+            try:
+                for ev in self.w.stream(self.core.list_namespaced_pod, self.namespace,
+                                        timeout_seconds=3600,
+                                        **({"resource_version": resource_version}
+                                           if resource_version else {})):
+                    meta = ev["object"].metadata
+                    resource_version = meta.resource_version
+                    now = time.monotonic()
+                    if ev["type"] == "DELETED" or meta.deletion_timestamp is not None:
+                        self.accepted.setdefault(meta.name, now)
+                    if ev["type"] == "DELETED":
+                        self.deleted[meta.name] = now
+                return
+            except Exception as e:
+                print(f"  (watch of {self.namespace} resumed after {type(e).__name__})",
+                      flush=True)
+                time.sleep(0.1)
 
 
 def wait(probe: Any, timeout: float, what: str) -> None:

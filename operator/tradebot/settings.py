@@ -71,6 +71,9 @@ class Settings(BaseModel):
     account_lease_seconds: int = Field(default=30, ge=5)
     handler_threads: int = Field(
         default=32, ge=4, le=512, description="Threads for the controllers' handlers.")
+    bot_poll_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="How often a running bot gets a full round "
+        "(checks and a REST API poll); changed specs and held bots are handled every 2 s.")
     snapshot_interval_seconds: int = Field(
         default=60, ge=5, description="How often a running bot's figures are recorded as a "
         "snapshot (the dry-run history the promotion gates read).")

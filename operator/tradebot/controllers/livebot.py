@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,10 +164,14 @@ def _lease(namespace: str, name: str, uid: str, spec: LiveBotSpec
     coordination = kube.coordination()
     existing = _read(coordination.read_namespaced_lease, lease_id, namespace)
     leases = [account_lease.Lease.from_manifest(kube.to_dict(existing))] if existing else []
-    pods = kube.core().list_namespaced_pod(
-        namespace, label_selector=f"{LABEL_ACCOUNT}={lease_id}").items
-    others = [p for p in pods if (p.metadata.labels or {}).get(bot_control.OWNER_LABEL) != uid
-              and p.status.phase not in ("Succeeded", "Failed")]
+    others: list[Any] = []
+    if not leases or leases[0].holder_identity != uid:
+        # Only a bot that does not hold the Lease needs to know whose pods still run.
+        pods = kube.core().list_namespaced_pod(
+            namespace, label_selector=f"{LABEL_ACCOUNT}={lease_id}").items
+        others = [p for p in pods
+                  if (p.metadata.labels or {}).get(bot_control.OWNER_LABEL) != uid
+                  and p.status.phase not in ("Succeeded", "Failed")]
     duration = dt.timedelta(seconds=runtime.get().settings.account_lease_seconds)
     now = dt.datetime.now(dt.UTC)
     decision = account_lease.decide_lease(uid, key, leases, now, duration,
@@ -202,12 +208,37 @@ def _reachable(status: dict[str, Any]) -> bool:
                for c in status.get("conditions") or [])
 
 
+# uid -> (when its last full round started, what it saw). Only a pacer for running bots: if
+# it is lost (a restart), the next round is a full one; nothing is decided from it.
+_last_full_round: dict[str, tuple[float, tuple[Any, ...]]] = {}
+_pacer_lock = threading.Lock()
+
+
+def _polled_recently(uid: str, generation: int, meta: kopf.Meta, status: dict[str, Any]
+                     ) -> bool:
+    """A Running bot whose spec and labels are unchanged gets a full round (checks and
+    monitoring) every TRADEBOT_BOT_POLL_SECONDS, not every timer tick: hundreds of bots would
+    otherwise keep the API server busy with rounds that change nothing. A breaker does not
+    wait for this: it stops its bots itself."""
+    seen = (generation, tuple(sorted((meta.get("labels") or {}).items())))
+    now = time.monotonic()
+    with _pacer_lock:
+        last = _last_full_round.get(uid)
+        if (status.get("phase") == "Running" and last is not None and last[1] == seen
+                and now - last[0] < runtime.get().settings.bot_poll_seconds):
+            return True
+        _last_full_round[uid] = (now, seen)
+    return False
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 def livebot_deleted(name: str, namespace: str | None, uid: str, **_: Any) -> None:
     """The pod goes with its owner; a local bot process must be stopped by us."""
     assert namespace is not None
     bot_control.remove_pod(bot_control.BotRef(namespace, name, uid))
     metrics.forget_bot(namespace, name)
+    with _pacer_lock:
+        _last_full_round.pop(uid, None)
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0)
@@ -218,6 +249,8 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     current = dict(status)
+    if _polled_recently(uid, generation, meta, current):
+        return
     correlation_id = f"{uid}/{generation}"
     log = logger(kind="LiveBot", namespace=namespace, name=name, correlation_id=correlation_id)
     ref = bot_control.BotRef(namespace, name, uid)
