@@ -9,7 +9,6 @@ goes, because a bot left running unconfirmed is the one outcome that must not ha
 from __future__ import annotations
 
 import base64
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -122,27 +121,6 @@ def remove_pod(ref: BotRef) -> bool:
 
 
 OWNER_LABEL = "tradebot.dev/owner-uid"
-# Bots per collection delete. The API server deletes a collection's items one after another
-# (--delete-collection-workers is 1 by default), so a fleet is split into small collections
-# deleted in parallel: a tenth of the requests of pod-by-pod deletion, the same parallelism.
-_COLLECTION_CHUNK = 10
-_COLLECTIONS = ThreadPoolExecutor(max_workers=32, thread_name_prefix="bot-collections")
-
-
-def remove_pods(namespace: str, uids: list[str]) -> None:
-    """Deletes the pods of many bots at once: how a breaker stops a fleet. With the local
-    executor, each bot's process goes too."""
-    chunks = [sorted(uids[i:i + _COLLECTION_CHUNK])
-              for i in range(0, len(uids), _COLLECTION_CHUNK)]
-    list(_COLLECTIONS.map(lambda chunk: kube.core().delete_collection_namespaced_pod(
-        namespace, label_selector=f"{OWNER_LABEL} in ({','.join(chunk)})",
-        grace_period_seconds=30), chunks))
-    settings = runtime.get().settings
-    if settings.executor == "local":
-        for uid in uids:
-            LocalBotExecutor(settings.local_state_dir).stop(uid)
-
-
 def _api_steps(action: StopAction, force_exit: bool) -> list[str]:
     steps: list[str] = []
     if action in ("stopEntries", "suspend") or force_exit:

@@ -31,7 +31,7 @@ from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
 from tradebot.controllers import bot_control, bot_records
-from tradebot.controllers.livebot import selects
+from tradebot.controllers.livebot import selects, tripped_message
 from tradebot.controllers.status import condition, event
 from tradebot.domain import breaker, evidence, monitoring
 from tradebot.faults import crash_point
@@ -197,21 +197,12 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
     # Every bot is stopped before any status is written: the statuses are bookkeeping (the
     # LiveBot controller writes them too), the stops are what limits the loss.
-    # Bots that answered their API last get the API steps (stop, stop entries, force exit)
-    # one by one, in parallel; the pods of the others go at once, by collection.
-    by_api = [b for b in targets if _reachable(b) or spec.action == "stopEntries"]
-    direct = [b for b in targets if b not in by_api]
-    if direct:
-        bot_control.remove_pods(namespace, [str(b["metadata"]["uid"]) for b in direct])
-    outcomes = {str(b["metadata"]["name"]): bot_control.StopOutcome(pod_removed=True)
-                for b in direct}
-    outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), by_api))
+    outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec), targets))
     stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
     metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
     crash_point("breaker-bots-stopped")
-    list(_STOPS.map(lambda b: _mark_tripped(
-        b, f"CircuitBreaker {name} tripped: {outcomes[b['metadata']['name']].describe()}"),
-        targets))
+    # The LiveBot controller's own words, so that it sees nothing new to announce.
+    list(_STOPS.map(lambda b: _mark_tripped(b, tripped_message(name)), targets))
 
     limits = list(current.get("tripLimits") or ["unknown"])
     summary = "; ".join(f"{bot}: {o.describe()}" for bot, o in sorted(outcomes.items()))

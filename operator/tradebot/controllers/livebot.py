@@ -29,7 +29,7 @@ from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import bot_control, bot_monitoring, bot_records, runtime
 from tradebot.controllers.status import condition, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import account_lease, bots, gates
+from tradebot.domain import account_lease, bots, evidence, gates
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
@@ -58,6 +58,17 @@ class OpenBreaker:
     name: str
     action: bot_control.StopAction
     force_exit: bool
+    # The breaker is stopping its bots right now (tripped moments ago, incident not yet
+    # recorded): a second stop of every bot from here would only compete with it.
+    stopping: bool = False
+
+
+# How long a fresh trip is left to the breaker before each LiveBot stops itself too.
+BREAKER_GRACE = dt.timedelta(seconds=10)
+
+
+def tripped_message(breaker: str) -> str:
+    return f"CircuitBreaker {breaker} is open: no pod until it is reset"
 
 
 def tripped_by(namespace: str, labels: dict[str, str]) -> OpenBreaker | None:
@@ -66,9 +77,20 @@ def tripped_by(namespace: str, labels: dict[str, str]) -> OpenBreaker | None:
     breaker opens again if a limit is crossed."""
     breakers = kube.custom().list_namespaced_custom_object(
         GROUP, VERSION, namespace, "circuitbreakers")["items"]
+    now = dt.datetime.now(dt.UTC)
+
+    def stopping(status: dict[str, Any]) -> bool:
+        tripped = status.get("trippedAt")
+        if not tripped:
+            return False
+        at = dt.datetime.fromisoformat(str(tripped).replace("Z", "+00:00"))
+        handled = str(status.get("incidentId") or "").endswith(evidence.stamp(at))
+        return not handled and now - at < BREAKER_GRACE
+
     found = [OpenBreaker(str(cb["metadata"]["name"]),
                          "stopEntries" if cb["spec"].get("action") == "stopEntries" else "stop",
-                         bool(cb["spec"].get("forceExit")))
+                         bool(cb["spec"].get("forceExit")),
+                         stopping(cb.get("status") or {}))
              for cb in breakers
              if (cb.get("status") or {}).get("state") == "Open"
              and selects(cb["spec"].get("selector") or {}, labels)]
@@ -296,8 +318,13 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
     labels = dict(meta.get("labels") or {})
     breaker = tripped_by(namespace, labels)
     if breaker is not None:
-        hold("Tripped", "BreakerOpen", f"CircuitBreaker {breaker.name} is open: no pod until "
-             "it is reset", action=breaker.action, force_exit=breaker.force_exit)
+        if breaker.stopping:
+            # The breaker is stopping this bot now; no pod is created while it is Open.
+            _phase(patch, current, "Tripped", "BreakerOpen", tripped_message(breaker.name),
+                   generation)
+            return
+        hold("Tripped", "BreakerOpen", tripped_message(breaker.name), action=breaker.action,
+             force_exit=breaker.force_exit)
         return
     if model.suspend:
         hold("Suspended", "Suspended", "spec.suspend is true", warning=False,
