@@ -33,6 +33,9 @@ def register(sub: Any) -> None:
                         "these options or already in the manifest)")
     parser.add_argument("--reference", metavar="REF",
                         help="the review behind the approval, e.g. a PR URL or commit")
+    parser.add_argument("--credentials-secret", metavar="SECRET",
+                        help="the Secret with the exchange keys, added to the patch (testnet "
+                        "and live need one; omit it when the manifest names it already)")
     parser.add_argument("--dsn", default=None,
                         help="records database with the dry-run history (default: "
                         "$TRADEBOT_DATABASE_DSN, else the operator's local default)")
@@ -78,7 +81,15 @@ def _promote(args: argparse.Namespace) -> int:
         patch = gates.promotion_patch(spec, args.to, approval)
     except ValueError as e:
         return _fail(str(e))
-    target = LiveBotSpec.model_validate(_merge(spec.to_wire(), patch["spec"]))
+    if args.credentials_secret:
+        patch["spec"]["exchange"] = {"credentialsSecretRef": {"name": args.credentials_secret}}
+    try:
+        target = LiveBotSpec.model_validate(_merge(spec.to_wire(), patch["spec"]))
+    except ValidationError as e:
+        problems = "; ".join(str(err["msg"]).removeprefix("Value error, ")
+                             for err in e.errors())
+        return _fail(f"{what} in mode {args.to} would be invalid: {problems} (pass "
+                     "--credentials-secret, or change the manifest first)")
 
     code_hash = _code_hash(namespace, spec.strategy_ref.name)
     backtest = None
