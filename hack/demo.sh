@@ -18,11 +18,10 @@ if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
 else
   mkdir -p .local/run .local/logs
   TRADEBOT_EXECUTOR=local \
-  TRADEBOT_DATABASE_DSN="sqlite://$PWD/.local/records.db" \
   TRADEBOT_LOCAL_STATE_DIR="$PWD/.local/operator" \
     setsid "$BIN/tradebot" operator >> .local/logs/operator.log 2>&1 < /dev/null &
   echo $! > "$pidfile"
-  echo "operator started (pid $!, log .local/logs/operator.log, local executor, records .local/records.db)"
+  echo "operator started (pid $!, log .local/logs/operator.log, local executor, records .local/operator/records.db: \`tradebot report\` reads them)"
 fi
 
 "${KUBECTL[@]}" apply -f examples/strategy.yaml -f examples/backtest.yaml

@@ -162,3 +162,16 @@ def test_registry_introspects_the_example_strategy_in_a_subprocess(tmp_path: Pat
                           capture_output=True, text=True, check=False, timeout=60)
     assert proc.returncode == 1
     assert "lacks required method(s)" in proc.stderr
+
+
+@pytest.mark.parametrize("command", [["report"], ["registry"], ["db", "status"]])
+def test_reading_commands_never_create_a_missing_sqlite_file(
+    command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    path = tmp_path / "elsewhere" / "records.db"
+    (tmp_path / "elsewhere").mkdir()
+    assert main([*command, "--dsn", f"sqlite://{path}"]) == 1
+    err = capsys.readouterr().err
+    assert f"{path} does not exist" in err
+    assert "tradebot db migrate` creates it" in err
+    assert not path.exists()

@@ -33,6 +33,18 @@ def resolve_dsn(given: str | None) -> str:
     return Settings.from_env().database_dsn
 
 
+def missing_database(dsn: str) -> str | None:
+    """Why a read-only command has nothing to read: a SQLite file that does not exist (opening
+    it would create an empty one, and the command would then blame a missing schema)."""
+    from tradebot.records.dsn import SqliteDsn
+
+    target = parse_dsn(dsn)
+    if isinstance(target, SqliteDsn) and not target.path.exists():
+        return (f"{target.describe()} does not exist (is the operator's "
+                "TRADEBOT_DATABASE_DSN elsewhere? pass --dsn); `tradebot db migrate` creates it")
+    return None
+
+
 def describe_dsn(dsn: str) -> str:
     """The database in words (host and name, or the file), never the password."""
     return parse_dsn(dsn).describe()

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tradebot.commands.common import add_dsn_argument, describe_dsn, fail, resolve_dsn
+from tradebot.commands.common import (
+    add_dsn_argument,
+    describe_dsn,
+    fail,
+    missing_database,
+    resolve_dsn,
+)
 from tradebot.records.errors import RecordsError
 
 
@@ -76,16 +82,13 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace) -> int:
     from tradebot.records import open_store
-    from tradebot.records.dsn import SqliteDsn, parse_dsn
     from tradebot.records.migrations import MIGRATIONS
 
     dsn = resolve_dsn(args.dsn)
     try:
-        target = parse_dsn(dsn)
-        if isinstance(target, SqliteDsn) and not target.path.exists():
-            # Opening it would create an empty file; say what is there instead.
-            return fail("db status", f"{target.describe()} does not exist; "
-                        "`tradebot db migrate` creates it")
+        missing = missing_database(dsn)
+        if missing is not None:
+            return fail("db status", missing)
         with open_store(dsn) as store:
             applied = set(store.applied_migrations())
     except (RecordsError, ValueError) as exc:

@@ -150,6 +150,7 @@ def _code_hash(namespace: str, strategy: str) -> str | None:
 
 def _dry_run(args: argparse.Namespace, namespace: str, bot: dict[str, Any],
              code_hash: str | None, target: Any) -> tuple[Any, str | None]:
+    from tradebot.commands.common import missing_database
     from tradebot.controllers.bot_records import EvidenceUnavailable, dry_run_evidence
     from tradebot.domain.gates import DryRunEvidence
     from tradebot.records import RecordsUnavailable, open_store, redact_dsn
@@ -159,6 +160,9 @@ def _dry_run(args: argparse.Namespace, namespace: str, bot: dict[str, Any],
         return DryRunEvidence(), None
     settings = Settings.from_env()
     dsn = args.dsn or os.environ.get("TRADEBOT_DATABASE_DSN") or settings.database_dsn
+    missing = missing_database(dsn)
+    if missing is not None:
+        return DryRunEvidence(), f"dry-run history cannot be read: {missing}"
     try:
         with open_store(dsn) as store:
             return dry_run_evidence(

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tradebot.commands.common import add_dsn_argument, explain, fail, resolve_dsn
+from tradebot.commands.common import (
+    add_dsn_argument,
+    explain,
+    fail,
+    missing_database,
+    resolve_dsn,
+)
 from tradebot.records.errors import RecordsError
 
 FORMATS = ("table", "json")
@@ -56,8 +62,12 @@ def _list(args: argparse.Namespace) -> int:
     from tradebot.records.reporting import list_strategies
     from tradebot.reports.registry import render_registry
 
+    dsn = resolve_dsn(args.dsn)
+    missing = missing_database(dsn)
+    if missing is not None:
+        return fail("registry", missing)
     try:
-        records = list_strategies(resolve_dsn(args.dsn), namespace=args.namespace)
+        records = list_strategies(dsn, namespace=args.namespace)
     except (RecordsError, ValueError) as exc:
         return fail("registry", explain(exc))
     sys.stdout.write(render_registry(records, args.format))

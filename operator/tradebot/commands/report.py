@@ -7,7 +7,13 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from tradebot.commands.common import add_dsn_argument, explain, fail, resolve_dsn
+from tradebot.commands.common import (
+    add_dsn_argument,
+    explain,
+    fail,
+    missing_database,
+    resolve_dsn,
+)
 from tradebot.records.errors import RecordsError
 from tradebot.reports.render import FORMATS
 from tradebot.reports.since import FORMS
@@ -52,6 +58,9 @@ def _report(args: argparse.Namespace) -> int:
         return fail("report", f"cannot write {args.output}: directory {args.output.parent} "
                     "does not exist", 2)
     dsn = resolve_dsn(args.dsn)
+    missing = missing_database(dsn)
+    if missing is not None:
+        return fail("report", missing)
     filters = Filters(since=since, namespace=args.namespace, strategy=args.strategy)
     try:
         with open_store(dsn) as store:
