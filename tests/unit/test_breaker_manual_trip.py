@@ -24,6 +24,7 @@ def test_a_new_trip_token_trips_a_quiet_breaker():
     assert d.state.state == "Open"
     assert d.stop_bots == ("a", "b")
     assert d.state.reason == "tripped by hand (token kill-1)"
+    assert d.limits == ("manual",)
     assert to_status(d.state)["lastTripToken"] == "kill-1"
 
 
@@ -66,6 +67,9 @@ def test_limits_crossed_names_each_kind():
         reading("c", heartbeat=T0 - dt.timedelta(minutes=9))], T0)
     assert [(c.bot, c.limit) for c in found] == [
         ("a", "drawdown"), ("b", "consecutiveLosses"), ("c", "staleHeartbeat")]
+    d = evaluate(spec(), BreakerState(), [reading("a", equity="700", peak="1000"),
+                                          reading("b", losses=9)], T0, None)
+    assert d.limits == ("consecutiveLosses", "drawdown")
 
 
 def test_trip_figures_are_exact_to_eight_places():

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 from typing import Any
 
@@ -150,7 +149,7 @@ def _code_hash(namespace: str, strategy: str) -> str | None:
 
 def _dry_run(args: argparse.Namespace, namespace: str, bot: dict[str, Any],
              code_hash: str | None, target: Any) -> tuple[Any, str | None]:
-    from tradebot.commands.common import missing_database
+    from tradebot.commands.common import missing_database, resolve_dsn
     from tradebot.controllers.bot_records import EvidenceUnavailable, dry_run_evidence
     from tradebot.domain.gates import DryRunEvidence
     from tradebot.records import RecordsUnavailable, open_store, redact_dsn
@@ -159,7 +158,7 @@ def _dry_run(args: argparse.Namespace, namespace: str, bot: dict[str, Any],
     if code_hash is None or target.promotion is None or target.promotion.min_dry_run_hours == 0:
         return DryRunEvidence(), None
     settings = Settings.from_env()
-    dsn = args.dsn or os.environ.get("TRADEBOT_DATABASE_DSN") or settings.database_dsn
+    dsn = resolve_dsn(args.dsn)
     missing = missing_database(dsn)
     if missing is not None:
         return DryRunEvidence(), f"dry-run history cannot be read: {missing}"

@@ -9,7 +9,6 @@ been stored.
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import kopf
@@ -20,7 +19,7 @@ from tradebot import kube
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import GROUP, VERSION
 from tradebot.controllers import runtime
-from tradebot.controllers.status import condition, event
+from tradebot.controllers.status import condition, event, status_time
 from tradebot.domain.conditions import now
 from tradebot.domain.naming import backtest_run_id, child_name
 from tradebot.executors.local import LocalExecutor, container_args
@@ -82,14 +81,6 @@ def _failure_reason(job: dict[str, Any], exit_code: int | None, message: str,
     return "the Job failed without a pod result"
 
 
-def _when(value: object) -> dt.datetime | None:
-    """A timestamp from status or Freqtrade ("2024-01-02", "2024-01-02 00:00:00", RFC 3339)."""
-    if not value:
-        return None
-    parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
 def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStatus,
             status: dict[str, Any], spec: BacktestSpec, error: str | None = None) -> None:
     from decimal import Decimal
@@ -104,11 +95,12 @@ def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStat
         id=run_id, resource_uid=uid, namespace=namespace, name=name, kind="backtest",
         status=run_status, strategy_code_hash=status.get("codeHash"),
         config_hash=status.get("configHash"), data_hash=status.get("dataHash"),
-        data_window_start=_when(results.get("backtestStart")
-                                or (window.start if window else None)),
-        data_window_end=_when(results.get("backtestEnd") or (window.end if window else None)),
-        correlation_id=run_id, error=error, started_at=_when(status.get("startedAt")),
-        finished_at=_when(status.get("finishedAt")),
+        data_window_start=status_time(results.get("backtestStart")
+                                      or (window.start if window else None)),
+        data_window_end=status_time(results.get("backtestEnd")
+                                    or (window.end if window else None)),
+        correlation_id=run_id, error=error, started_at=status_time(status.get("startedAt")),
+        finished_at=status_time(status.get("finishedAt")),
     ))
     metrics = {}
     for key, value in results.items():

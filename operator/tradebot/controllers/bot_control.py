@@ -62,6 +62,12 @@ class StopOutcome:
         return "; ".join(p for p in parts if p) or "nothing was running"
 
 
+def answered_last(status: dict[str, Any]) -> bool:
+    """Whether the bot's API answered the last monitoring round (condition Reachable)."""
+    return any(c.get("type") == "Reachable" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
 def api_credentials(ref: BotRef) -> bots.ApiCredentials | None:
     """The bot API's generated credentials, or None before they exist. Never creates them."""
     try:

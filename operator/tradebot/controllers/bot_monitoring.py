@@ -13,7 +13,7 @@ import kopf
 from tradebot.api.strategy import StrategySpec
 from tradebot.api.types import parse_duration
 from tradebot.controllers import bot_records, runtime
-from tradebot.controllers.status import condition, event
+from tradebot.controllers.status import condition, event, status_time
 from tradebot.domain import bots, evidence, monitoring
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.executors.local_bots import LocalBotExecutor
@@ -23,14 +23,6 @@ from tradebot.observability.logging import logger
 from tradebot.records import BotSnapshot
 
 _log = logger(component="bot-monitoring")
-
-
-def _when(value: object) -> dt.datetime | None:
-    if not value:
-        return None
-    if isinstance(value, dt.datetime):
-        return value
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _iso(moment: dt.datetime) -> str:
@@ -113,7 +105,7 @@ class Round:
             self.patch.status["runId"] = run_id
         interval = runtime.get().settings.snapshot_interval_seconds
         taken_at = evidence.floor_to(self.now, interval)
-        if _when(self.status.get("lastSnapshotAt")) == taken_at:
+        if status_time(self.status.get("lastSnapshotAt")) == taken_at:
             return
         # The status figures: already exact to 8 places.
         written = bot_records.write_snapshot(BotSnapshot(
@@ -127,7 +119,7 @@ class Round:
     def _silence(self, error: str, running_since: dt.datetime | None) -> None:
         """An incident once the API has been silent for longer than spec.staleHeartbeat."""
         bot = self.bot
-        marks = [m for m in (_when(self.status.get("lastHeartbeat")), running_since)
+        marks = [m for m in (status_time(self.status.get("lastHeartbeat")), running_since)
                  if m is not None]
         if not marks:
             return

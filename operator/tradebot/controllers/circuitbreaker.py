@@ -32,7 +32,7 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
 from tradebot.controllers import bot_control, bot_records
 from tradebot.controllers.livebot import selects, tripped_message
-from tradebot.controllers.status import condition, event
+from tradebot.controllers.status import condition, event, status_time
 from tradebot.domain import breaker, evidence, monitoring
 from tradebot.faults import crash_point
 from tradebot.observability import metrics
@@ -48,12 +48,6 @@ _SEVERE = {"drawdown", "dailyLoss", "consecutiveLosses"}
 # kopf's shared pool (each of those may wait on a bot's API).
 _ROUNDS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker")
 _STOPS = ThreadPoolExecutor(max_workers=48, thread_name_prefix="breaker-stop")
-
-
-def _when(value: object) -> dt.datetime | None:
-    if not value:
-        return None
-    return dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 def _figure(status: dict[str, Any], key: str) -> Decimal:
@@ -75,8 +69,8 @@ def reading(bot: dict[str, Any], incidents: int = 0) -> breaker.BotReading:
         daily_loss=monitoring.daily_loss(status),
         consecutive_losses=int(status.get("consecutiveLosses") or 0),
         incidents_in_window=incidents,
-        last_heartbeat=_when(status.get("lastHeartbeat")),
-        running_since=_when(status.get("runningSince")) if running else None,
+        last_heartbeat=status_time(status.get("lastHeartbeat")),
+        running_since=status_time(status.get("runningSince")) if running else None,
     )
 
 
@@ -86,20 +80,15 @@ def _incidents(namespace: str, bot: dict[str, Any], now: dt.datetime) -> int:
     status = bot.get("status") or {}
     if status.get("phase") != "Running":
         return 0
-    since = max(now - INCIDENT_WINDOW, _when(status.get("runningSince")) or now)
+    since = max(now - INCIDENT_WINDOW, status_time(status.get("runningSince")) or now)
     return bot_records.incidents_since(namespace, bot["metadata"]["name"], since)
-
-
-def _reachable(bot: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Reachable" and c.get("status") == "True"
-               for c in (bot.get("status") or {}).get("conditions") or [])
 
 
 def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec
               ) -> tuple[str, bot_control.StopOutcome]:
     ref = bot_control.BotRef.of(bot)
     return ref.name, bot_control.stop(ref, spec.action, force_exit=spec.force_exit,
-                                      use_api=_reachable(bot))
+                                      use_api=bot_control.answered_last(bot.get("status") or {}))
 
 
 def _mark_tripped(bot: dict[str, Any], message: str) -> None:
@@ -152,9 +141,7 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
     new_status: dict[str, Any] = {**breaker.to_status(decision.state),
                                   "observedGeneration": generation}
     if decision.tripped:
-        by_hand = trip_token is not None and trip_token != state.last_trip_token
-        limits = ["manual"] if by_hand else sorted(
-            {c.limit for c in breaker.limits_crossed(model, readings, now)})
+        limits = list(decision.limits)
         new_status["tripLimits"] = limits
         new_status["tripFigures"] = {k: format(v, "f") for k, v in
                                      breaker.trip_figures(readings).items()}

@@ -9,7 +9,6 @@ name, so a repeated or interrupted round creates nothing twice.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import secrets
 import threading
@@ -27,7 +26,7 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import bot_control, bot_monitoring, bot_records, runtime
-from tradebot.controllers.status import condition, event
+from tradebot.controllers.status import condition, event, status_time
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import account_lease, bots, evidence, gates
 from tradebot.domain.freqtrade_trade_config import trade_config
@@ -80,10 +79,9 @@ def tripped_by(namespace: str, labels: dict[str, str]) -> OpenBreaker | None:
     now = dt.datetime.now(dt.UTC)
 
     def stopping(status: dict[str, Any]) -> bool:
-        tripped = status.get("trippedAt")
-        if not tripped:
+        at = status_time(status.get("trippedAt"))
+        if at is None:
             return False
-        at = dt.datetime.fromisoformat(str(tripped).replace("Z", "+00:00"))
         handled = str(status.get("incidentId") or "").endswith(evidence.stamp(at))
         return not handled and now - at < BREAKER_GRACE
 
@@ -117,17 +115,17 @@ def _create(fn: Any, namespace: str, body: dict[str, Any]) -> None:
 
 def _credentials(namespace: str, bot: bots.BotInstance) -> bots.ApiCredentials:
     """The bot API's credentials: generated once, kept in the operator-owned Secret."""
-    secret = _read(kube.core().read_namespaced_secret, bot.api_secret_name, namespace)
-    if secret is not None and secret.data:
-        data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
-        return bots.ApiCredentials(data["username"], data["password"],
-                                   data["jwt-secret-key"], data["ws-token"])
+    ref = bot_control.BotRef(namespace, bot.name, bot.uid)
+    found = bot_control.api_credentials(ref)
+    if found is not None:
+        return found
     # A letter first: Freqtrade turns an all-digit environment value into a number.
     credentials = bots.ApiCredentials(
         API_USERNAME, "p" + secrets.token_urlsafe(24), "j" + secrets.token_urlsafe(40),
         "w" + secrets.token_urlsafe(24))
     _create(kube.core().create_namespaced_secret, namespace, bots.api_secret(bot, credentials))
-    return _credentials(namespace, bot) if secret is None else credentials
+    # A concurrent round may have created it first: what the Secret holds wins.
+    return bot_control.api_credentials(ref) or credentials
 
 
 def _missing_credentials(namespace: str, spec: LiveBotSpec) -> str | None:
@@ -225,11 +223,6 @@ def _phase(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, m
     condition(status, patch, "Ready", ready, reason, message, generation)
 
 
-def _reachable(status: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Reachable" and c.get("status") == "True"
-               for c in status.get("conditions") or [])
-
-
 # uid -> (when its last full round started, what it saw). Only a pacer for running bots: if
 # it is lost (a restart), the next round is a full one; nothing is decided from it.
 _last_full_round: dict[str, tuple[float, tuple[Any, ...]]] = {}
@@ -282,7 +275,8 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         # The API is tried only while the bot was last seen answering: a bot already stopped
         # (or never reached) would only cost the timeout, every round.
         outcome = bot_control.stop(ref, action, force_exit=force_exit,
-                                   use_api=_reachable(current) or action == "stopEntries")
+                                   use_api=bot_control.answered_last(current)
+                                   or action == "stopEntries")
         if status.get("phase") != phase or status.get("message") != message:
             event(body, reason, f"{message}; {outcome.describe()}", warning=warning)
             log.info("bot held", phase=phase, reason=reason, message=message,

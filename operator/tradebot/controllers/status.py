@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import kopf
@@ -21,3 +22,13 @@ def event(body: kopf.Body, reason: str, message: str, warning: bool = False) -> 
         kopf.warn(body, reason=reason, message=message)
     else:
         kopf.info(body, reason=reason, message=message)
+
+
+def status_time(value: object) -> dt.datetime | None:
+    """A timestamp from status, a client object or Freqtrade ("2024-01-02",
+    "2024-01-02 00:00:00", RFC 3339); naive ones are UTC."""
+    if not value:
+        return None
+    parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(
+        str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)

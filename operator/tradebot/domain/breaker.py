@@ -88,6 +88,8 @@ class BreakerDecision:
     stop_bots: tuple[str, ...]
     bots_allowed_to_run: tuple[str, ...]
     record_incident: bool
+    # The kinds of limit a trip crossed, sorted ("manual" for the kill switch); () otherwise.
+    limits: tuple[str, ...] = ()
 
     @property
     def reason(self) -> str | None:
@@ -183,13 +185,14 @@ def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[B
     if new_trip:
         state = replace(state, last_trip_token=trip_token_requested)
 
-    def trip(found: list[str]) -> BreakerDecision:
+    def trip(messages: list[str], limits: set[str]) -> BreakerDecision:
         still_stopped = state.affected_bots if state.state != CLOSED else ()
         affected = tuple(sorted({*names, *still_stopped}))
-        opened = replace(state, state=OPEN, tripped_at=now, reason="; ".join(found),
+        opened = replace(state, state=OPEN, tripped_at=now, reason="; ".join(messages),
                          affected_bots=affected)
         return BreakerDecision(opened, tripped=True, reset=False, stop_bots=affected,
-                               bots_allowed_to_run=(), record_incident=True)
+                               bots_allowed_to_run=(), record_incident=True,
+                               limits=tuple(sorted(limits)))
 
     def running(new: BreakerState, *, reset: bool = False) -> BreakerDecision:
         return BreakerDecision(new, tripped=False, reset=reset, stop_bots=(),
@@ -197,7 +200,7 @@ def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[B
 
     if new_trip:
         # Also when Open: the kill switch starts the trip (and its cooldown) afresh.
-        return trip([f"tripped by hand (token {trip_token_requested})"])
+        return trip([f"tripped by hand (token {trip_token_requested})"], {"manual"})
     if state.state == OPEN:
         if new_token:
             return running(BreakerState(CLOSED, last_reset_token=state.last_reset_token,
@@ -211,9 +214,9 @@ def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[B
                                reset=False, stop_bots=stopped, bots_allowed_to_run=(),
                                record_incident=False)
 
-    found = crossings(spec, readings, now)
+    found = limits_crossed(spec, readings, now)
     if found:
-        return trip(found)
+        return trip([c.message for c in found], {c.limit for c in found})
     if state.state == HALF_OPEN:
         closed = BreakerState(CLOSED, last_reset_token=state.last_reset_token,
                          last_trip_token=state.last_trip_token)
