@@ -19,18 +19,14 @@ sys.path[0] = str(Path(__file__).resolve().parent.parent)
 import argparse
 import datetime as dt
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import psycopg
-from tests.support.postgres import LocalPostgres
+from tests.support.postgres import LocalPostgres, temporary_postgres
 
-from tradebot.localcluster import Ports
 from tradebot.records import IncidentRecord, RunRecord, open_store
 from tradebot.reports.collect import collect
 from tradebot.reports.model import Filters
@@ -111,19 +107,6 @@ def incident_rows(count: int) -> Iterator[tuple[Any, ...]]:
                inc.created_at)
 
 
-@contextmanager
-def postgres() -> Iterator[LocalPostgres]:
-    directory = Path(tempfile.mkdtemp(prefix="tradebot-bench-pg-"))
-    directory.chmod(0o755)  # the server runs as the postgres user when we are root
-    server = LocalPostgres(directory / "pg", Ports.free().etcd_client)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
-
-
 def row(label: str, seconds: float, rows: int, baseline: float, unit: str = "rows") -> str:
     return (f"  {label:<34} {seconds:8.2f} s  {rows / seconds:>10,.0f} {unit}/s  "
             f"{seconds / baseline:6.1f}x the baseline's time")
@@ -142,7 +125,7 @@ def main() -> int:
     start = NOW - dt.timedelta(days=30)
     step = dt.timedelta(seconds=1)
 
-    with postgres() as server:
+    with temporary_postgres("tradebot-bench-pg-") as server:
         print(f"PostgreSQL on 127.0.0.1:{server.port}; {args.runs} runs x "
               f"{args.metrics_per_run} metrics = {metric_count} metric rows, "
               f"{args.incidents} incidents")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 import uuid
@@ -13,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.postgres import LocalPostgres
+from tests.support.postgres import LocalPostgres, temporary_postgres
 from tradebot.localcluster import LocalCluster, Ports
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,15 +100,8 @@ def kubectl(cluster: LocalCluster, tools_bin: Path) -> Any:
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[LocalPostgres]:
-    directory = Path(tempfile.mkdtemp(prefix="tradebot-pg-"))
-    directory.chmod(0o755)  # the server runs as the postgres user when we are root
-    server = LocalPostgres(directory / "pg", Ports.free().etcd_client)
-    server.start()
-    try:
+    with temporary_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @pytest.fixture
@@ -131,14 +123,5 @@ def postgres_dsn(postgres_server: LocalPostgres) -> Iterator[str]:
 def private_postgres() -> Iterator[LocalPostgres]:
     """A PostgreSQL server of this test's own, which it may stop and start (the shared one
     serves every other test)."""
-    # Not under pytest's tmp_path: its parents are private, and the server may run as the
-    # postgres user.
-    directory = Path(tempfile.mkdtemp(prefix="tradebot-pg-"))
-    directory.chmod(0o755)
-    server = LocalPostgres(directory / "pg", Ports.free().etcd_client)
-    server.start()
-    try:
+    with temporary_postgres() as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(directory, ignore_errors=True)

@@ -7,6 +7,9 @@ import os
 import pwd
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,3 +74,21 @@ class LocalPostgres:
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+
+@contextmanager
+def temporary_postgres(prefix: str = "tradebot-pg-") -> Iterator[LocalPostgres]:
+    """A started server in a fresh directory on a free port; stopped and removed on exit."""
+    from tradebot.localcluster import Ports
+
+    # Not under pytest's tmp_path: its parents are private, and the server runs as the
+    # postgres user when we are root.
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    directory.chmod(0o755)
+    server = LocalPostgres(directory / "pg", Ports.free().etcd_client)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(directory, ignore_errors=True)
