@@ -181,3 +181,42 @@ def test_an_operator_killed_while_handling_a_trip_still_stops_every_bot(
     found = _incidents(dsn, namespace)
     assert [i.id for i in found] == [status["incidentId"]]
     assert sorted(found[0].bots) == names
+
+
+def test_a_bots_own_incidents_trip_a_breaker_with_max_incidents(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    import datetime as dt
+
+    from tradebot.records import IncidentRecord
+
+    dsn = f"sqlite://{tmp_path / 'records.db'}"
+    cb = _breaker()
+    cb["spec"]["limits"] = {"maxIncidents": 1}
+    _apply(kubectl, namespace, [example("Strategy", "ema-rsi"), cb,
+                                *[_bot(n) for n in ("bot-a", "bot-b")]])
+
+    def incident(bot: str, at: dt.datetime, source: str = "LiveBot") -> IncidentRecord:
+        return IncidentRecord(
+            id=f"{source}-{bot}-{at.timestamp()}", namespace=namespace, source_kind=source,
+            source_name=bot if source == "LiveBot" else "other", source_uid="u",
+            bots=(bot,), severity="warning", reason="staleHeartbeat", description="silent",
+            created_at=at)
+
+    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
+                          database_dsn=dsn, local_state_dir=tmp_path / "state"):
+        wait_for(lambda: _running(api_client, namespace, 2), 120, what="2 bots Running")
+        now = dt.datetime.now(dt.UTC)
+        with open_store(dsn) as store:
+            # Before the pod started, and a breaker's own trip record: neither counts.
+            store.record_incident(incident("bot-a", now - dt.timedelta(hours=2)))
+            store.record_incident(incident("bot-a", now, source="CircuitBreaker"))
+        time.sleep(4)  # four breaker rounds
+        assert _breaker_status(api_client, namespace).get("state") in (None, "Closed")
+        with open_store(dsn) as store:
+            store.record_incident(incident("bot-b", dt.datetime.now(dt.UTC)))
+        status = wait_for(lambda: (s := _breaker_status(api_client, namespace)).get(
+            "incidentId") and s, 30, what="the breaker tripped on bot-b's incident")
+    assert status["tripLimits"] == ["incidents"]
+    assert "bot bot-b: incidents 1 >= 1" in status["reason"]
+    assert "bot-a" not in status["reason"]

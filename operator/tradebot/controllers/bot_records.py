@@ -116,11 +116,12 @@ def dry_run_evidence(namespace: str, bot_name: str, bot_uid: str, code_hash: str
     return evidence.dry_run_evidence(marks, trips, interval)
 
 
-def incidents_since(namespace: str, bot_name: str, since: dt.datetime) -> int:
-    """The bot's own incidents (stale heartbeats, ...) since `since`; breakers' trip records
-    are not counted, or a reset breaker would trip again on its own last trip."""
+def bot_incidents(namespace: str, since: dt.datetime) -> list[IncidentRecord]:
+    """The bots' own incidents (stale heartbeats, ...) in the namespace since `since`;
+    breakers' trip records are left out, or a reset breaker would trip again on its own last
+    trip. [] while the records cannot be read."""
     try:
-        found = _store().list_incidents(namespace=namespace, bot=bot_name, since=since)
+        found = _store().list_incidents(namespace=namespace, since=since)
     except RecordsUnavailable:
-        return 0
-    return sum(1 for i in found if i.source_kind == "LiveBot")
+        return []
+    return [i for i in found if i.source_kind == "LiveBot"]

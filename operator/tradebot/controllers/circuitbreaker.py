@@ -74,14 +74,21 @@ def reading(bot: dict[str, Any], incidents: int = 0) -> breaker.BotReading:
     )
 
 
-def _incidents(namespace: str, bot: dict[str, Any], now: dt.datetime) -> int:
-    """The bot's own incidents in the last day, since its pod started (a reset starts it
-    afresh, and the window with it)."""
-    status = bot.get("status") or {}
-    if status.get("phase") != "Running":
-        return 0
-    since = max(now - INCIDENT_WINDOW, status_time(status.get("runningSince")) or now)
-    return bot_records.incidents_since(namespace, bot["metadata"]["name"], since)
+def _incident_counts(namespace: str, bots: list[dict[str, Any]], now: dt.datetime
+                     ) -> dict[str, int]:
+    """Each running bot's own incidents in the last day, since its pod started (a reset
+    starts it afresh, and the window with it): one read of the records per round."""
+    recent = bot_records.bot_incidents(namespace, now - INCIDENT_WINDOW)
+    counts: dict[str, int] = {}
+    for bot in bots:
+        status = bot.get("status") or {}
+        if status.get("phase") != "Running":
+            continue
+        name = str(bot["metadata"]["name"])
+        since = max(now - INCIDENT_WINDOW, status_time(status.get("runningSince")) or now)
+        counts[name] = sum(1 for i in recent if (name in i.bots or i.source_name == name)
+                           and i.created_at >= since)
+    return counts
 
 
 def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec
@@ -132,8 +139,9 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
         GROUP, VERSION, namespace, "livebots")["items"]
         if selects(model.selector.to_wire(), b["metadata"].get("labels") or {})]
     now = dt.datetime.now(dt.UTC)
-    counted = model.limits.max_incidents is not None
-    readings = [reading(b, _incidents(namespace, b, now) if counted else 0) for b in bots]
+    counts = (_incident_counts(namespace, bots, now)
+              if model.limits.max_incidents is not None else {})
+    readings = [reading(b, counts.get(b["metadata"]["name"], 0)) for b in bots]
     annotations = meta.get("annotations") or {}
     reset_token, trip_token = annotations.get(RESET_ANNOTATION), annotations.get(TRIP_ANNOTATION)
     decision = breaker.evaluate(model, state, readings, now, reset_token,
