@@ -63,6 +63,18 @@ def custom() -> Any:
     return client.CustomObjectsApi(api_client())
 
 
+def delete_pod(name: str, namespace: str, grace_period_seconds: int, api: Any = None) -> None:
+    """Deletes a pod (through `api`, a CoreV1Api, or ours) without turning the answer into a
+    model: when a breaker stops hundreds of bots at once, parsing every deleted pod would cost
+    the operator more than the API server spends deleting it. Raises ApiException as usual."""
+    response = (api if api is not None else core()).delete_namespaced_pod(
+        name, namespace, grace_period_seconds=grace_period_seconds, _preload_content=False)
+    # Read to the end and hand the connection back: an unread answer keeps its connection
+    # out of the pool, and the next call would pay for a new TLS handshake.
+    response.drain_conn()
+    response.release_conn()
+
+
 def is_not_found(error: ApiException) -> bool:
     return bool(error.status == 404)
 

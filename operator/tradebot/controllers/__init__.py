@@ -1,5 +1,5 @@
 """kopf handlers, one module per kind. Importing this package registers them."""
 
-from tradebot.controllers import backtest, circuitbreaker, lifecycle, livebot, strategy
+from tradebot.controllers import backtest, cache, circuitbreaker, lifecycle, livebot, strategy
 
-__all__ = ["backtest", "circuitbreaker", "lifecycle", "livebot", "strategy"]
+__all__ = ["backtest", "cache", "circuitbreaker", "lifecycle", "livebot", "strategy"]

@@ -25,6 +25,8 @@ from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
 # suspend: /stopentry then /stop, then the pod goes (a person's graceful pause).
 StopAction = Literal["stop", "stopEntries", "suspend"]
 API_TIMEOUT_SECONDS = 1.0
+# Freqtrade needs a few seconds after SIGTERM to cancel open orders and save its state.
+POD_GRACE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,7 @@ def remove_pod(ref: BotRef) -> bool:
     executor, its process. True if either existed."""
     removed = True
     try:
-        kube.core().delete_namespaced_pod(ref.pod_name, ref.namespace, grace_period_seconds=30)
+        kube.delete_pod(ref.pod_name, ref.namespace, grace_period_seconds=POD_GRACE_SECONDS)
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
@@ -127,6 +129,8 @@ def remove_pod(ref: BotRef) -> bool:
 
 
 OWNER_LABEL = "tradebot.dev/owner-uid"
+
+
 def _api_steps(action: StopAction, force_exit: bool) -> list[str]:
     steps: list[str] = []
     if action in ("stopEntries", "suspend") or force_exit:

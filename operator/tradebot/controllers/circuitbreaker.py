@@ -30,8 +30,8 @@ from pydantic import ValidationError
 from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
-from tradebot.controllers import bot_control, bot_records
-from tradebot.controllers.livebot import selects, tripped_message
+from tradebot.controllers import bot_control, bot_records, cache
+from tradebot.controllers.livebot import selects, stopping_fleet, tripped_message
 from tradebot.controllers.status import condition, event, status_time
 from tradebot.domain import breaker, evidence, monitoring
 from tradebot.faults import crash_point
@@ -98,6 +98,11 @@ def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec
                                       use_api=bot_control.answered_last(bot.get("status") or {}))
 
 
+def _selected(spec: CircuitBreakerSpec, bots: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    selector = spec.selector.to_wire()
+    return [b for b in bots if selects(selector, b["metadata"].get("labels") or {})]
+
+
 def _mark_tripped(bot: dict[str, Any], message: str) -> None:
     ref = bot_control.BotRef.of(bot)
     try:
@@ -121,7 +126,7 @@ async def reconcile_breaker(**kwargs: Any) -> None:
 @metrics.counted("CircuitBreaker")
 def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-               **_: Any) -> None:
+               **kwargs: Any) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     current = dict(status)
@@ -135,9 +140,9 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
         condition(current, patch, "Valid", False, "InvalidSpec", str(e.errors()[0]["msg"]),
                   generation)
         return
-    bots = [b for b in kube.custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "livebots")["items"]
-        if selects(model.selector.to_wire(), b["metadata"].get("labels") or {})]
+    # The bots as the operator last saw them (its watch), not a list every second: their
+    # figures come from monitoring rounds seconds apart anyway.
+    bots = _selected(model, cache.entries(kwargs[cache.LIVEBOTS], namespace))
     now = dt.datetime.now(dt.UTC)
     counts = (_incident_counts(namespace, bots, now)
               if model.limits.max_incidents is not None else {})
@@ -191,9 +196,17 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
     assert opened.tripped_at is not None
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
     # Every bot is stopped before any status is written: the statuses are bookkeeping (the
-    # LiveBot controller writes them too), the stops are what limits the loss.
-    outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec), targets))
+    # LiveBot controller writes them too), the stops are what limits the loss. This
+    # namespace's LiveBot rounds wait meanwhile: the API server serves the stops first.
+    with stopping_fleet(namespace):
+        outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec), targets))
     stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
+    # The cached view may lag the cluster by an event: a selected bot it had not seen yet is
+    # stopped too, from the API server's own list.
+    late = [b for b in _selected(spec, kube.custom().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "livebots")["items"]) if b["metadata"]["name"] not in outcomes]
+    outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), late))
+    targets += late
     metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
     crash_point("breaker-bots-stopped")
     # The LiveBot controller's own words, so that it sees nothing new to announce.

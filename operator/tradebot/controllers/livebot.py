@@ -9,10 +9,17 @@ name, so a repeated or interrupted round creates nothing twice.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import datetime as dt
+import functools
 import secrets
 import threading
 import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +32,7 @@ from tradebot.api.backtest import BacktestStatus
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
-from tradebot.controllers import bot_control, bot_monitoring, bot_records, runtime
+from tradebot.controllers import bot_control, bot_monitoring, bot_records, cache, runtime
 from tradebot.controllers.status import condition, event, status_time
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import account_lease, bots, evidence, gates
@@ -70,12 +77,10 @@ def tripped_message(breaker: str) -> str:
     return f"CircuitBreaker {breaker} is open: no pod until it is reset"
 
 
-def tripped_by(namespace: str, labels: dict[str, str]) -> OpenBreaker | None:
-    """An Open CircuitBreaker that selects this bot, if any (one with action stop before one
-    with stopEntries: the stricter wins). HalfOpen lets bots run again on probation; the
-    breaker opens again if a limit is crossed."""
-    breakers = kube.custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "circuitbreakers")["items"]
+def tripped_by(labels: dict[str, str], breakers: list[dict[str, Any]]) -> OpenBreaker | None:
+    """An Open CircuitBreaker among `breakers` that selects this bot, if any (one with action
+    stop before one with stopEntries: the stricter wins). HalfOpen lets bots run again on
+    probation; the breaker opens again if a limit is crossed."""
     now = dt.datetime.now(dt.UTC)
 
     def stopping(status: dict[str, Any]) -> bool:
@@ -94,6 +99,12 @@ def tripped_by(namespace: str, labels: dict[str, str]) -> OpenBreaker | None:
              and selects(cb["spec"].get("selector") or {}, labels)]
     found.sort(key=lambda b: (b.action != "stop", b.name))
     return found[0] if found else None
+
+
+def read_breakers(namespace: str) -> list[dict[str, Any]]:
+    """The namespace's CircuitBreakers as the API server has them now (not as last seen)."""
+    return list(kube.custom().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "circuitbreakers")["items"])
 
 
 def _read(fn: Any, *args: Any) -> Any:
@@ -246,6 +257,44 @@ def _polled_recently(uid: str, generation: int, meta: kopf.Meta, status: dict[st
     return False
 
 
+# Namespaces where a breaker is stopping its bots right now -> how many breakers. Only a
+# priority: rounds that start meanwhile wait for the next tick (stops first, bookkeeping
+# after); lost with the process, and nothing is decided from it.
+_fleet_stops: Counter[str] = Counter()
+_fleet_lock = threading.Lock()
+
+
+@contextmanager
+def stopping_fleet(namespace: str) -> Iterator[None]:
+    with _fleet_lock:
+        _fleet_stops[namespace] += 1
+    try:
+        yield
+    finally:
+        with _fleet_lock:
+            _fleet_stops[namespace] -= 1
+            if _fleet_stops[namespace] <= 0:
+                del _fleet_stops[namespace]
+
+
+def fleet_stop_in_progress(namespace: str) -> bool:
+    return namespace in _fleet_stops
+
+
+_rounds: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads full rounds run on (TRADEBOT_HANDLER_THREADS): each may wait on a bot's
+    API for a second, so hundreds of bots need more than kopf's default."""
+    global _rounds
+    with _pacer_lock:
+        if _rounds is None:
+            _rounds = ThreadPoolExecutor(max_workers=runtime.get().settings.handler_threads,
+                                         thread_name_prefix="livebot")
+        return _rounds
+
+
 @kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
 def livebot_deleted(name: str, namespace: str | None, uid: str, **_: Any) -> None:
     """The pod goes with its owner; a local bot process must be stopped by us."""
@@ -256,16 +305,42 @@ def livebot_deleted(name: str, namespace: str | None, uid: str, **_: Any) -> Non
         _last_full_round.pop(uid, None)
 
 
+class _NeedsFreshRound(Exception):
+    """A round that read from the operator's cached view reached a pod creation: that is
+    decided again from the API server's answers only."""
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0)
-@metrics.counted("LiveBot")
-def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-                      namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-                      **_: Any) -> None:
+async def reconcile_livebot(meta: kopf.Meta, status: kopf.Status, namespace: str | None,
+                            uid: str, **kwargs: Any) -> None:
+    # Deciding to skip is cheap and happens here in kopf's event loop: with hundreds of bots,
+    # a thread for every tick that only finds nothing to do would cost more than the rounds.
     assert namespace is not None  # the kinds are namespaced
+    if fleet_stop_in_progress(namespace):
+        return  # a breaker is stopping bots here: it goes first; the next tick comes in 2 s
+    if _polled_recently(uid, int(meta.get("generation") or 0), meta, dict(status)):
+        return
+    context = contextvars.copy_context()
+    await asyncio.get_running_loop().run_in_executor(_pool(), functools.partial(
+        context.run, functools.partial(_reconcile, meta=meta, status=status,
+                                       namespace=namespace, uid=uid, **kwargs)))
+
+
+@metrics.counted("LiveBot")
+def _reconcile(patch: kopf.Patch, **kwargs: Any) -> None:
+    try:
+        _round(patch=patch, fresh=False, **kwargs)
+    except _NeedsFreshRound:
+        _round(patch=patch, fresh=True, **kwargs)
+
+
+def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+           namespace: str, name: str, uid: str, patch: kopf.Patch, fresh: bool,
+           **kwargs: Any) -> None:
+    """One round: `fresh` False reads breakers and the Strategy from the operator's cached
+    view (controllers/cache.py), True from the API server."""
     generation = int(meta.get("generation") or 0)
     current = dict(status)
-    if _polled_recently(uid, generation, meta, current):
-        return
     correlation_id = f"{uid}/{generation}"
     log = logger(kind="LiveBot", namespace=namespace, name=name, correlation_id=correlation_id)
     ref = bot_control.BotRef(namespace, name, uid)
@@ -310,7 +385,8 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         hold("Failed", "InvalidSpec", f"invalid spec: {e.errors()[0]['msg']}")
         return
     labels = dict(meta.get("labels") or {})
-    breaker = tripped_by(namespace, labels)
+    breaker = tripped_by(labels, read_breakers(namespace) if fresh
+                         else cache.entries(kwargs[cache.BREAKERS], namespace))
     if breaker is not None:
         if breaker.stopping:
             # The breaker is stopping this bot now; no pod is created while it is Open.
@@ -326,7 +402,8 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
         return
 
     strategy = _read(kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace,
-                     "strategies", model.strategy_ref.name)
+                     "strategies", model.strategy_ref.name) if fresh else next(iter(
+        cache.entries(kwargs[cache.STRATEGIES], (namespace, model.strategy_ref.name))), None)
     strategy_status = (strategy or {}).get("status") or {}
     if strategy is None or strategy_status.get("phase") != "Ready":
         hold("Pending", "StrategyNotReady", f"Strategy {model.strategy_ref.name} is "
@@ -379,6 +456,8 @@ def reconcile_livebot(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, met
             return
         pod_phase = existing.status.phase
     else:
+        if not fresh:
+            raise _NeedsFreshRound
         # The pod's companions first (a pod never starts without its config or its network
         # policy); a running pod with the same config hash has them already.
         _create(kube.core().create_namespaced_config_map, namespace, bots.config_map(bot))
