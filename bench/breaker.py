@@ -62,17 +62,19 @@ class Deletions(threading.Thread):
         resource_version: str | None = None
         while True:
             try:
+                # Raw events (no model objects): the time is taken as each event arrives, not
+                # after this process has parsed every event before it.
                 for ev in self.w.stream(self.core.list_namespaced_pod, self.namespace,
-                                        timeout_seconds=3600,
+                                        timeout_seconds=3600, deserialize=False,
                                         **({"resource_version": resource_version}
                                            if resource_version else {})):
-                    meta = ev["object"].metadata
-                    resource_version = meta.resource_version
                     now = time.monotonic()
-                    if ev["type"] == "DELETED" or meta.deletion_timestamp is not None:
-                        self.accepted.setdefault(meta.name, now)
+                    meta = ev["object"]["metadata"]
+                    resource_version = meta["resourceVersion"]
+                    if ev["type"] == "DELETED" or meta.get("deletionTimestamp"):
+                        self.accepted.setdefault(meta["name"], now)
                     if ev["type"] == "DELETED":
-                        self.deleted[meta.name] = now
+                        self.deleted[meta["name"]] = now
                 return
             except Exception as e:
                 print(f"  (watch of {self.namespace} resumed after {type(e).__name__})",

@@ -112,6 +112,21 @@ def client_for(ref: BotRef) -> BotClient | None:
                      timeout=API_TIMEOUT_SECONDS)
 
 
+def still_running(ref: BotRef) -> bool:
+    """Whether any of the bot still runs unstopped: its process (local executor) or a pod
+    whose deletion the API server has not accepted yet."""
+    settings = runtime.get().settings
+    if settings.executor == "local":
+        return LocalBotExecutor(settings.local_state_dir).running(ref.uid) is not None
+    try:
+        pod = kube.core().read_namespaced_pod(ref.pod_name, ref.namespace)
+    except ApiException as e:
+        if kube.is_not_found(e):
+            return False
+        raise
+    return pod.metadata.deletion_timestamp is None
+
+
 def remove_pod(ref: BotRef) -> bool:
     """Deletes the bot's pod (Freqtrade shuts down cleanly on SIGTERM) and, with the local
     executor, its process. True if either existed."""

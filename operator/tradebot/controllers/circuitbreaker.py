@@ -48,6 +48,7 @@ _SEVERE = {"drawdown", "dailyLoss", "consecutiveLosses"}
 # kopf's shared pool (each of those may wait on a bot's API).
 _ROUNDS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker")
 _STOPS = ThreadPoolExecutor(max_workers=48, thread_name_prefix="breaker-stop")
+_MARKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker-mark")
 
 
 def _figure(status: dict[str, Any], key: str) -> Decimal:
@@ -103,12 +104,15 @@ def _selected(spec: CircuitBreakerSpec, bots: list[dict[str, Any]]) -> list[dict
     return [b for b in bots if selects(selector, b["metadata"].get("labels") or {})]
 
 
-def _mark_tripped(bot: dict[str, Any], message: str) -> None:
+def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOutcome
+                  ) -> None:
     ref = bot_control.BotRef.of(bot)
+    status: dict[str, Any] = {"phase": "Tripped", "message": message}
+    if outcome.pod_removed:
+        status["podName"] = None
     try:
         kube.custom().patch_namespaced_custom_object_status(
-            GROUP, VERSION, ref.namespace, "livebots", ref.name,
-            {"status": {"phase": "Tripped", "message": message}})
+            GROUP, VERSION, ref.namespace, "livebots", ref.name, {"status": status})
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
@@ -195,22 +199,27 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
                  correlation_id=correlation_id)
     assert opened.tripped_at is not None
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
-    # Every bot is stopped before any status is written: the statuses are bookkeeping (the
-    # LiveBot controller writes them too), the stops are what limits the loss. This
-    # namespace's LiveBot rounds wait meanwhile: the API server serves the stops first.
+    # This namespace's LiveBot rounds wait until the trip is handled: the API server serves
+    # the stops first, and nothing else of the fleet's is written meanwhile.
     with stopping_fleet(namespace):
+        # Every bot is stopped before any status is written: the statuses are bookkeeping
+        # (the LiveBot controller writes them too), the stops are what limits the loss.
         outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec), targets))
-    stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
-    # The cached view may lag the cluster by an event: a selected bot it had not seen yet is
-    # stopped too, from the API server's own list.
-    late = [b for b in _selected(spec, kube.custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "livebots")["items"]) if b["metadata"]["name"] not in outcomes]
-    outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), late))
-    targets += late
-    metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
-    crash_point("breaker-bots-stopped")
-    # The LiveBot controller's own words, so that it sees nothing new to announce.
-    list(_STOPS.map(lambda b: _mark_tripped(b, tripped_message(name)), targets))
+        stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
+        # The cached view may lag the cluster by an event: a selected bot it had not seen
+        # yet is stopped too, from the API server's own list.
+        late = [b for b in _selected(spec, kube.custom().list_namespaced_custom_object(
+            GROUP, VERSION, namespace, "livebots")["items"])
+            if b["metadata"]["name"] not in outcomes]
+        outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), late))
+        targets += late
+        metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
+        crash_point("breaker-bots-stopped")
+        # The LiveBot controller's own words, so that it sees nothing new to announce; on
+        # fewer threads than the stops, so that the kubelets' watches (who must see the
+        # deletions) are not crowded out by bookkeeping.
+        list(_MARKS.map(lambda b: _mark_tripped(b, tripped_message(name),
+                                                outcomes[b["metadata"]["name"]]), targets))
 
     limits = list(current.get("tripLimits") or ["unknown"])
     summary = "; ".join(f"{bot}: {o.describe()}" for bot, o in sorted(outcomes.items()))

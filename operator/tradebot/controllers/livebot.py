@@ -33,7 +33,7 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import bot_control, bot_monitoring, bot_records, cache, runtime
-from tradebot.controllers.status import condition, event, status_time
+from tradebot.controllers.status import condition, drop_unchanged, event, status_time
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import account_lease, bots, evidence, gates
 from tradebot.domain.freqtrade_trade_config import trade_config
@@ -327,11 +327,13 @@ async def reconcile_livebot(meta: kopf.Meta, status: kopf.Status, namespace: str
 
 
 @metrics.counted("LiveBot")
-def _reconcile(patch: kopf.Patch, **kwargs: Any) -> None:
+def _reconcile(patch: kopf.Patch, status: kopf.Status, **kwargs: Any) -> None:
     try:
-        _round(patch=patch, fresh=False, **kwargs)
+        _round(patch=patch, status=status, fresh=False, **kwargs)
     except _NeedsFreshRound:
-        _round(patch=patch, fresh=True, **kwargs)
+        _round(patch=patch, status=status, fresh=True, **kwargs)
+    # A held bot's round mostly restates its status: no write for what is already there.
+    drop_unchanged(patch, status)
 
 
 def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
@@ -347,11 +349,19 @@ def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Met
 
     def hold(phase: str, reason: str, message: str, warning: bool = True,
              action: bot_control.StopAction = "stop", force_exit: bool = False) -> None:
-        # The API is tried only while the bot was last seen answering: a bot already stopped
-        # (or never reached) would only cost the timeout, every round.
-        outcome = bot_control.stop(ref, action, force_exit=force_exit,
-                                   use_api=bot_control.answered_last(current)
-                                   or action == "stopEntries")
+        # A bot held the same way in an earlier round was stopped then; while nothing of it
+        # runs, a stop every round would only be hundreds of deletions a second to the API
+        # server, just when a tripped fleet needs it. stopEntries is repeated by design.
+        held_before = (status.get("phase") == phase and not status.get("podName")
+                       and action != "stopEntries")
+        if held_before and not bot_control.still_running(ref):
+            outcome = bot_control.StopOutcome()
+        else:
+            # The API is tried only while the bot was last seen answering: a bot already
+            # stopped (or never reached) would only cost the timeout, every round.
+            outcome = bot_control.stop(ref, action, force_exit=force_exit,
+                                       use_api=bot_control.answered_last(current)
+                                       or action == "stopEntries")
         if status.get("phase") != phase or status.get("message") != message:
             event(body, reason, f"{message}; {outcome.describe()}", warning=warning)
             log.info("bot held", phase=phase, reason=reason, message=message,

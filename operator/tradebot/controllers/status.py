@@ -17,6 +17,19 @@ def condition(status: dict[str, Any], patch: kopf.Patch, type_: str, ok: bool | 
     patch.status["conditions"] = set_condition(current, type_, ok, reason, message, generation)
 
 
+def drop_unchanged(patch: kopf.Patch, status: Any) -> None:
+    """Removes from the patch every status field it would set to what status already holds
+    (a None for an absent field included), and the status patch itself if nothing is left:
+    kopf sends any non-empty patch, and a no-op write still costs the API server a request."""
+    changes = patch.get("status")
+    if not isinstance(changes, dict):
+        return
+    for key in [k for k, v in changes.items() if status.get(k) == v]:
+        del changes[key]
+    if not changes:
+        del patch["status"]
+
+
 def event(body: kopf.Body, reason: str, message: str, warning: bool = False) -> None:
     if warning:
         kopf.warn(body, reason=reason, message=message)
