@@ -16,6 +16,7 @@ way and the incident is recorded once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import datetime as dt
 import functools
@@ -157,30 +158,38 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
                                 trip_token_requested=trip_token)
     new_status: dict[str, Any] = {**breaker.to_status(decision.state),
                                   "observedGeneration": generation}
-    if decision.tripped:
-        limits = list(decision.limits)
-        new_status["tripLimits"] = limits
-        new_status["tripFigures"] = {k: format(v, "f") for k, v in
-                                     breaker.trip_figures(readings).items()}
-        # Step 1: Open is in the cluster before any bot is touched.
-        kube.custom().patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, PLURAL, name, {"status": new_status})
-        current.update(new_status)
-        metrics.BREAKER_TRIPS.labels(namespace, name).inc()
-        log.warning("breaker tripped", reason=decision.reason, limits=limits,
-                    bots=list(decision.stop_bots), action=model.action,
-                    force_exit=model.force_exit)
-        crash_point("breaker-open-persisted")
-    patch.status.update(new_status)
-    metrics.BREAKER_OPEN.labels(namespace, name).set(1 if decision.state.state == "Open" else 0)
-
     opened = decision.state
-    if opened.state == "Open" and opened.tripped_at is not None:
-        incident_id = evidence.breaker_incident_id(uid, opened.tripped_at)
-        if current.get("incidentId") != incident_id:
+    incident_id = (evidence.breaker_incident_id(uid, opened.tripped_at)
+                   if opened.state == "Open" and opened.tripped_at is not None else None)
+    # From the decision on, this namespace's LiveBot rounds wait until the trip is handled:
+    # the API server serves the stops first, and nothing else of the fleet's is written.
+    handling = incident_id is not None and (decision.tripped
+                                            or current.get("incidentId") != incident_id)
+    with stopping_fleet(namespace) if handling else contextlib.nullcontext():
+        if decision.tripped:
+            limits = list(decision.limits)
+            new_status["tripLimits"] = limits
+            new_status["tripFigures"] = {k: format(v, "f") for k, v in
+                                         breaker.trip_figures(readings).items()}
+            # Step 1: Open is in the cluster before any bot is touched.
+            kube.custom().patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": new_status})
+            current.update(new_status)
+            metrics.BREAKER_TRIPS.labels(namespace, name).inc()
+            log.warning("breaker tripped", reason=decision.reason, limits=limits,
+                        bots=list(decision.stop_bots), action=model.action,
+                        force_exit=model.force_exit, tripped_at=new_status["trippedAt"],
+                        open_written_seconds=round(
+                            (dt.datetime.now(dt.UTC) - now).total_seconds(), 3))
+            crash_point("breaker-open-persisted")
+        patch.status.update(new_status)
+        metrics.BREAKER_OPEN.labels(namespace, name).set(1 if opened.state == "Open" else 0)
+        if handling:
+            assert incident_id is not None
             _handle_trip(body, model, opened, bots, current, patch, incident_id,
                          correlation_id, generation)
-    elif decision.reset:
+            return
+    if decision.reset:
         event(body, "Reset", f"reset by token {reset_token!r}; bots may run again")
         log.info("breaker reset", token=reset_token)
         condition(current, patch, "Tripped", False, "Reset", f"reset by token {reset_token!r}",
@@ -199,27 +208,24 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
                  correlation_id=correlation_id)
     assert opened.tripped_at is not None
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
-    # This namespace's LiveBot rounds wait until the trip is handled: the API server serves
-    # the stops first, and nothing else of the fleet's is written meanwhile.
-    with stopping_fleet(namespace):
-        # Every bot is stopped before any status is written: the statuses are bookkeeping
-        # (the LiveBot controller writes them too), the stops are what limits the loss.
-        outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec), targets))
-        stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
-        # The cached view may lag the cluster by an event: a selected bot it had not seen
-        # yet is stopped too, from the API server's own list.
-        late = [b for b in _selected(spec, kube.custom().list_namespaced_custom_object(
-            GROUP, VERSION, namespace, "livebots")["items"])
-            if b["metadata"]["name"] not in outcomes]
-        outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), late))
-        targets += late
-        metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
-        crash_point("breaker-bots-stopped")
-        # The LiveBot controller's own words, so that it sees nothing new to announce; on
-        # fewer threads than the stops, so that the kubelets' watches (who must see the
-        # deletions) are not crowded out by bookkeeping.
-        list(_MARKS.map(lambda b: _mark_tripped(b, tripped_message(name),
-                                                outcomes[b["metadata"]["name"]]), targets))
+    # Every bot is stopped before any status is written: the statuses are bookkeeping
+    # (the LiveBot controller writes them too), the stops are what limits the loss.
+    outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec), targets))
+    stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
+    # The cached view may lag the cluster by an event: a selected bot it had not seen
+    # yet is stopped too, from the API server's own list.
+    late = [b for b in _selected(spec, kube.custom().list_namespaced_custom_object(
+        GROUP, VERSION, namespace, "livebots")["items"])
+        if b["metadata"]["name"] not in outcomes]
+    outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), late))
+    targets += late
+    metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
+    crash_point("breaker-bots-stopped")
+    # The LiveBot controller's own words, so that it sees nothing new to announce; on
+    # fewer threads than the stops, so that the kubelets' watches (who must see the
+    # deletions) are not crowded out by bookkeeping.
+    list(_MARKS.map(lambda b: _mark_tripped(b, tripped_message(name),
+                                            outcomes[b["metadata"]["name"]]), targets))
 
     limits = list(current.get("tripLimits") or ["unknown"])
     summary = "; ".join(f"{bot}: {o.describe()}" for bot, o in sorted(outcomes.items()))

@@ -305,6 +305,15 @@ def livebot_deleted(name: str, namespace: str | None, uid: str, **_: Any) -> Non
         _last_full_round.pop(uid, None)
 
 
+class _TripInProgress(Exception):
+    """A breaker began stopping bots in this namespace while this round ran."""
+
+
+def _give_way(namespace: str) -> None:
+    if fleet_stop_in_progress(namespace):
+        raise _TripInProgress
+
+
 class _NeedsFreshRound(Exception):
     """A round that read from the operator's cached view reached a pod creation: that is
     decided again from the API server's answers only."""
@@ -328,10 +337,18 @@ async def reconcile_livebot(meta: kopf.Meta, status: kopf.Status, namespace: str
 
 @metrics.counted("LiveBot")
 def _reconcile(patch: kopf.Patch, status: kopf.Status, **kwargs: Any) -> None:
+    namespace = str(kwargs["namespace"])
     try:
-        _round(patch=patch, status=status, fresh=False, **kwargs)
-    except _NeedsFreshRound:
-        _round(patch=patch, status=status, fresh=True, **kwargs)
+        try:
+            _round(patch=patch, status=status, fresh=False, **kwargs)
+        except _NeedsFreshRound:
+            _round(patch=patch, status=status, fresh=True, **kwargs)
+        _give_way(namespace)
+    except _TripInProgress:
+        # Its reads and writes would only compete with the breaker's stops for the API
+        # server; a later round does it all again.
+        patch.clear()
+        return
     # A held bot's round mostly restates its status: no write for what is already there.
     drop_unchanged(patch, status)
 
@@ -341,6 +358,7 @@ def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Met
            **kwargs: Any) -> None:
     """One round: `fresh` False reads breakers and the Strategy from the operator's cached
     view (controllers/cache.py), True from the API server."""
+    _give_way(namespace)
     generation = int(meta.get("generation") or 0)
     current = dict(status)
     correlation_id = f"{uid}/{generation}"
@@ -445,6 +463,7 @@ def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Met
     bot = bots.BotInstance(namespace, name, uid, model, model.strategy_ref.name,
                            strategy_spec.class_name, code, config)
 
+    _give_way(namespace)
     decision, lease_id = _lease(namespace, name, uid, model)
     if not decision.may_run:
         hold("Blocked", "AccountInUse", decision.message)
@@ -495,6 +514,7 @@ def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Met
         started = existing.status.start_time
         patch.status["runningSince"] = started.isoformat().replace("+00:00", "Z") \
             if started else current.get("runningSince")
+        _give_way(namespace)
         bot_monitoring.Round(body, current, patch, bot, code_hash, generation,
                              correlation_id).run(strategy_spec, existing, credentials, started)
     else:
