@@ -75,6 +75,18 @@ def delete_pod(name: str, namespace: str, grace_period_seconds: int, api: Any = 
     response.release_conn()
 
 
+_METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+def list_metadata(group: str, version: str, namespace: str, plural: str
+                  ) -> list[dict[str, Any]]:
+    """The namespace's objects of a custom kind, metadata only (names, uids, labels): an
+    authoritative list at a fraction of the size, for choosing objects by their labels."""
+    answer = custom().list_namespaced_custom_object(
+        group, version, namespace, plural, _headers={"Accept": _METADATA_ONLY})
+    return list(answer.get("items") or [])
+
+
 def is_not_found(error: ApiException) -> bool:
     return bool(error.status == 404)
 

@@ -49,7 +49,7 @@ _SEVERE = {"drawdown", "dailyLoss", "consecutiveLosses"}
 # kopf's shared pool (each of those may wait on a bot's API).
 _ROUNDS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker")
 _STOPS = ThreadPoolExecutor(max_workers=48, thread_name_prefix="breaker-stop")
-_MARKS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker-mark")
+_MARKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="breaker-mark")
 
 
 def _figure(status: dict[str, Any], key: str) -> Decimal:
@@ -214,9 +214,9 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
     stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
     # The cached view may lag the cluster by an event: a selected bot it had not seen
     # yet is stopped too, from the API server's own list.
-    late = [b for b in _selected(spec, kube.custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "livebots")["items"])
-        if b["metadata"]["name"] not in outcomes]
+    late = [b for b in _selected(spec, kube.list_metadata(GROUP, VERSION, namespace,
+                                                           "livebots"))
+            if b["metadata"]["name"] not in outcomes]
     outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), late))
     targets += late
     metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
