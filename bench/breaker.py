@@ -1,12 +1,14 @@
 """Circuit breaker benchmark: COUNT LiveBots on kwok nodes under one breaker; the breaker is
 tripped (kill switch) and every bot's pod must go. Compared, in the same run on the same local
-cluster, with the time the API server takes to delete COUNT pods directly (the same
-parallelism and grace period as the operator's, from a plain client, no operator).
+cluster, with the time the API server takes to delete COUNT pods directly: pods of the same
+shape as the bots' (bot_shaped_pods), with the same grace period, parallelism and deletion
+call as the operator's, from a plain client while no operator runs.
 
-Latency per pod: from the trip (the breaker's status.trippedAt; also from the annotation that
-requested it) to the pod's DELETED watch event; for the baseline, from the start of the
-deletions. Prints p50/p99/max and the ratios. Goal (issue #6): p99 under 2 s and within 1.5x
-of direct deletion.
+Latency per pod: from the trip (the breaker's status.trippedAt, when it decided) to the first
+watch event that shows the pod's deletion accepted by the API server (deletionTimestamp: from
+here a kubelet stops the container); for the baseline, from the start of the deletions. Also
+printed: until the pod is gone (kwok finished it). Prints p50/p99/max and the ratios. Goal
+(issue #6): p99 under 2 s and within 1.5x of direct deletion.
 
     .venv/bin/python bench/breaker.py --count 500
 """
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -35,9 +38,15 @@ from kubernetes import client, config, watch
 from tests.support.manifests import example
 
 from tradebot import kube
-from tradebot.controllers.bot_control import POD_GRACE_SECONDS
+from tradebot.api.livebot import LiveBotSpec
+from tradebot.api.strategy import StrategySpec
+from tradebot.controllers.bot_control import OWNER_LABEL, POD_GRACE_SECONDS
+from tradebot.controllers.livebot import LABEL_ACCOUNT
+from tradebot.domain import bots
+from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.localcluster import LocalCluster, Ports
 from tradebot.localcluster.nodes import NodeSpec
+from tradebot.settings import Settings
 
 G, V = "tradebot.dev", "v1alpha1"
 SMALL = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}}
@@ -103,12 +112,31 @@ def running_pods(core: Any, namespace: str) -> int:
 Timings = dict[str, list[float]]
 
 
+def bot_shaped_pods(count: int) -> list[dict[str, Any]]:
+    """Pods as the operator makes them for the benchmark's bots (same containers, env,
+    volumes, labels, annotations), without the owner: the API server's work per deletion and
+    per watch event grows with the object, so the baseline deletes the same objects."""
+    settings = Settings.from_env()
+    strategy = StrategySpec.model_validate(example("Strategy", "ema-rsi")["spec"])
+    bot = example("LiveBot", "ema-rsi-dry")
+    model = LiveBotSpec.model_validate({**bot["spec"], "resources": SMALL})
+    config = trade_config(model, strategy, api_port=bots.API_PORT, api_username="",
+                          exchange_double_url=settings.exchange_double_url)
+    pods = []
+    for i in range(count):
+        instance = bots.BotInstance("plain", f"bot-{i}", str(uuid.uuid4()), model, "ema-rsi",
+                                    strategy.class_name, strategy.code or "", config)
+        pod = bots.pod(instance, settings)
+        del pod["metadata"]["ownerReferences"]  # its LiveBot does not exist here
+        pod["metadata"]["labels"].update({LABEL_ACCOUNT: f"acct-{i}", OWNER_LABEL: instance.uid})
+        pods.append(pod)
+    return pods
+
+
 def baseline(api: client.ApiClient, count: int) -> Timings:
     core = client.CoreV1Api(api)
     ns = "plain"
-    pods = [{"metadata": {"name": f"pod-{i}"}, "spec": {
-        "containers": [{"name": "c", "image": "registry.k8s.io/pause:3.10", "resources": SMALL}],
-        "terminationGracePeriodSeconds": GRACE}} for i in range(count)]
+    pods = bot_shaped_pods(count)
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda p: core.create_namespaced_pod(ns, p), pods))
     wait(lambda: running_pods(core, ns) == count, 600, f"{count} plain pods Running")
@@ -117,8 +145,8 @@ def baseline(api: client.ApiClient, count: int) -> Timings:
     time.sleep(1)
     start = time.monotonic()
     with ThreadPoolExecutor(PARALLEL) as pool:
-        list(pool.map(lambda i: kube.delete_pod(f"pod-{i}", ns, GRACE, api=core),
-                      range(count)))
+        list(pool.map(lambda p: kube.delete_pod(p["metadata"]["name"], ns, GRACE, api=core),
+                      pods))
     wait(lambda: len(watcher.deleted) == count, 300, "every plain pod deleted")
     return {"accepted": [t - start for t in watcher.accepted.values()],
             "gone": [t - start for t in watcher.deleted.values()]}
