@@ -108,6 +108,10 @@ def test_a_trip_stops_twenty_bots_and_is_recorded_once(
             # The watch lists the pods that existed as ADDED; nothing else was added.
             assert sorted(pods.added) == before
             assert not _pods(api_client, namespace)
+            # Handled once: one Warning for the trip, not one per breaker round.
+            tripped = client.CoreV1Api(api_client).list_namespaced_event(
+                namespace, field_selector="involvedObject.name=main-fleet,reason=Tripped").items
+            assert [e.type for e in tripped] == ["Warning"], [e.message for e in tripped]
     found = _incidents(dsn, namespace)
     assert len(found) == 1, [i.id for i in found]
     incident = found[0]

@@ -165,6 +165,12 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
     # the API server serves the stops first, and nothing else of the fleet's is written.
     handling = incident_id is not None and (decision.tripped
                                             or current.get("incidentId") != incident_id)
+    if handling and not decision.tripped:
+        # A trip handled moments ago may not be in kopf's view of this breaker yet (hundreds
+        # of bot events go first): the API server says whether step 4 is written.
+        live = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
+                                                          name)
+        handling = (live.get("status") or {}).get("incidentId") != incident_id
     with stopping_fleet(namespace) if handling else contextlib.nullcontext():
         if decision.tripped:
             limits = list(decision.limits)
