@@ -84,7 +84,9 @@ class Deletions(threading.Thread):
                         self.accepted.setdefault(meta["name"], now)
                     if ev["type"] == "DELETED":
                         self.deleted[meta["name"]] = now
-                return
+                # The API server ends a watch that falls behind a burst of events: resumed
+                # from the last event seen, so that none is missed.
+                print(f"  (watch of {self.namespace} ended by the server; resumed)", flush=True)
             except Exception as e:
                 print(f"  (watch of {self.namespace} resumed after {type(e).__name__})",
                       flush=True)
