@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import logging
 import os
 import signal
 import statistics
@@ -66,6 +67,11 @@ class Deletions(threading.Thread):
         self.deleted: dict[str, float] = {}
         self.accepted: dict[str, float] = {}
         self.w = watch.Watch()
+        self.stopped = False
+
+    def stop(self) -> None:
+        self.stopped = True
+        self.w.stop()
 
     def run(self) -> None:
         resource_version: str | None = None
@@ -86,8 +92,12 @@ class Deletions(threading.Thread):
                         self.deleted[meta["name"]] = now
                 # The API server ends a watch that falls behind a burst of events: resumed
                 # from the last event seen, so that none is missed.
+                if self.stopped:
+                    return
                 print(f"  (watch of {self.namespace} ended by the server; resumed)", flush=True)
             except Exception as e:
+                if self.stopped:
+                    return
                 print(f"  (watch of {self.namespace} resumed after {type(e).__name__})",
                       flush=True)
                 time.sleep(0.1)
@@ -150,6 +160,7 @@ def baseline(api: client.ApiClient, count: int) -> Timings:
         list(pool.map(lambda p: kube.delete_pod(p["metadata"]["name"], ns, GRACE, api=core),
                       pods))
     wait(lambda: len(watcher.deleted) == count, 300, "every plain pod deleted")
+    watcher.stop()
     return {"accepted": [t - start for t in watcher.accepted.values()],
             "gone": [t - start for t in watcher.deleted.values()]}
 
@@ -202,6 +213,7 @@ def operator_side(api: client.ApiClient, count: int, root: Path, kubeconfig: Pat
         custom.patch_namespaced_custom_object(G, V, ns, "circuitbreakers", "main-fleet", {
             "metadata": {"annotations": {"tradebot.dev/trip": "bench"}}})
         wait(lambda: len(watcher.deleted) == count, 600, "every bot pod deleted")
+        watcher.stop()
         status = custom.get_namespaced_custom_object(G, V, ns, "circuitbreakers",
                                                      "main-fleet")["status"]
         tripped_at = dt.datetime.fromisoformat(status["trippedAt"].replace("Z", "+00:00"))
@@ -273,6 +285,8 @@ def main() -> int:
               f"{'met' if goal else 'NOT met'}")
         return 0 if goal else 1
     finally:
+        # The watches' last retries against a stopped cluster are not news.
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
         cluster.down()
 
 

@@ -224,3 +224,59 @@ def test_a_bots_own_incidents_trip_a_breaker_with_max_incidents(
     assert status["tripLimits"] == ["incidents"]
     assert "bot bot-b: incidents 1 >= 1" in status["reason"]
     assert "bot-a" not in status["reason"]
+
+
+def test_a_pod_created_as_its_breaker_opens_is_removed_in_the_same_round(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    crds_installed: Any, monkeypatch: pytest.MonkeyPatch,
+):
+    """The breaker opens just after the bot's round checked it and just before the round
+    creates the pod (simulated: the checks before the pod exists answer "no breaker open"):
+    the round reads again after creating and removes the pod at once, not a round later."""
+    import threading
+
+    from tradebot.controllers import livebot
+
+    _apply(kubectl, namespace, [example("Strategy", "ema-rsi"), _breaker()])
+    real = livebot.tripped_by
+    created = threading.Event()
+
+    def racing(labels: dict[str, str], breakers: list[dict[str, Any]]) -> Any:
+        if not created.is_set():
+            if not _pods(api_client, namespace):
+                return None  # the trip is not seen yet
+            created.set()
+        return real(labels, breakers)
+
+    statuses: list[dict[str, Any]] = []
+
+    def follow() -> None:
+        from kubernetes import watch
+
+        stream = watch.Watch().stream(_custom(api_client).list_namespaced_custom_object,
+                                      G, V, namespace, "livebots", timeout_seconds=60)
+        for ev in stream:
+            statuses.append(dict(ev["object"].get("status") or {}))
+
+    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
+                          database_dsn=f"sqlite://{tmp_path / 'records.db'}",
+                          local_state_dir=tmp_path / "state"):
+        _trip(api_client, namespace, "kill-1")
+        wait_for(lambda: _breaker_status(api_client, namespace).get("incidentId"), 30,
+                 what="the trip handled")
+        monkeypatch.setattr(livebot, "tripped_by", racing)
+        threading.Thread(target=follow, daemon=True).start()
+        with pod_watch(api_client, namespace, "tradebot.dev/account") as pods:
+            _apply(kubectl, namespace, [_bot("bot-late")])
+            wait_for(lambda: created.is_set(), 60, what="the bot's pod created")
+            wait_for(lambda: not _pods(api_client, namespace), 30, what="the pod gone")
+            bot = _custom(api_client).get_namespaced_custom_object(
+                G, V, namespace, "livebots", "bot-late")
+            assert bot["status"]["phase"] == "Tripped"
+            time.sleep(4)  # two more rounds: nothing comes back
+            assert len(pods.added) == 1
+            assert not _pods(api_client, namespace)
+    # Removed by the round that created it: no status ever showed the pod as the bot's.
+    assert statuses
+    assert statuses[-1].get("phase") == "Tripped"
+    assert not [s for s in statuses if s.get("podName")], statuses

@@ -81,6 +81,6 @@ def test_a_trip_holds_its_namespace_rounds_until_every_trip_there_is_handled() -
 
 
 def test_a_failed_trip_does_not_leave_its_namespace_held() -> None:
-    with pytest.raises(ValueError), stopping_fleet("ns"):
+    with pytest.raises(ValueError, match="went away"), stopping_fleet("ns"):
         raise ValueError("the API server went away")
     assert not fleet_stop_in_progress("ns")

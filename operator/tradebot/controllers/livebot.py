@@ -498,6 +498,16 @@ def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Met
         desired["metadata"]["labels"].update({LABEL_ACCOUNT: lease_id,
                                               bot_control.OWNER_LABEL: uid})
         _create(kube.core().create_namespaced_pod, namespace, desired)
+        # A breaker that opened after the read above may have stopped its bots before this pod
+        # existed. It writes Open before it stops anything, so a second read sees it.
+        opened = tripped_by(labels, read_breakers(namespace))
+        if opened is not None:
+            bot_control.remove_pod(ref)
+            log.warning("bot pod removed at once: a breaker opened meanwhile",
+                        pod=bot.pod_name, breaker=opened.name)
+            _phase(patch, current, "Tripped", "BreakerOpen", tripped_message(opened.name),
+                   generation)
+            return
         event(body, "PodCreated", f"pod {bot.pod_name} created in mode {model.mode}",
               warning=False)
         log.info("bot pod created", pod=bot.pod_name, mode=model.mode)
