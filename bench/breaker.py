@@ -112,6 +112,22 @@ def wait(probe: Any, timeout: float, what: str) -> None:
     raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def handled_after(log_path: Path) -> float | None:
+    """Seconds from the trip to its being handled (every LiveBot marked Tripped, the incident
+    recorded), from the operator's own log lines."""
+    tripped = handled = None
+    for line in log_path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "breaker tripped" and entry.get("tripped_at"):
+            tripped = dt.datetime.fromisoformat(entry["tripped_at"].replace("Z", "+00:00"))
+        elif entry.get("event") == "trip handled" and handled is None:
+            handled = dt.datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00"))
+    return (handled - tripped).total_seconds() if tripped and handled else None
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
@@ -220,6 +236,10 @@ def operator_side(api: client.ApiClient, count: int, root: Path, kubeconfig: Pat
         # trippedAt has whole seconds at best in status; the wall offset maps it onto the
         # monotonic clock of the watch.
         trip_mono = requested + (tripped_at - requested_wall).total_seconds()
+        handled = handled_after(log_path)
+        if handled is not None:
+            print(f"  trip handled (every LiveBot Tripped, incident recorded) {handled:.2f}s "
+                  "after the trip")
         return {"accepted": [t - trip_mono for t in watcher.accepted.values()],
                 "gone": [t - trip_mono for t in watcher.deleted.values()]}, \
             trip_mono - requested
