@@ -89,6 +89,16 @@ def list_metadata(group: str, version: str, namespace: str, plural: str
     return list(answer.get("items") or [])
 
 
+def read_or_none(read: Any, *args: Any) -> Any:
+    """`read(*args)`, or None where the object does not exist."""
+    try:
+        return read(*args)
+    except ApiException as e:
+        if is_not_found(e):
+            return None
+        raise
+
+
 def is_not_found(error: ApiException) -> bool:
     return bool(error.status == 404)
 

@@ -72,13 +72,9 @@ def answered_last(status: dict[str, Any]) -> bool:
 
 def api_credentials(ref: BotRef) -> bots.ApiCredentials | None:
     """The bot API's generated credentials, or None before they exist. Never creates them."""
-    try:
-        secret = kube.core().read_namespaced_secret(ref.api_secret_name, ref.namespace)
-    except ApiException as e:
-        if kube.is_not_found(e):
-            return None
-        raise
-    if not secret.data:
+    secret = kube.read_or_none(kube.core().read_namespaced_secret, ref.api_secret_name,
+                               ref.namespace)
+    if secret is None or not secret.data:
         return None
     data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
     return bots.ApiCredentials(data["username"], data["password"], data["jwt-secret-key"],
@@ -91,13 +87,8 @@ def bot_url(ref: BotRef) -> str | None:
     if settings.executor == "local":
         process = LocalBotExecutor(settings.local_state_dir).running(ref.uid)
         return process.url if process is not None else None
-    try:
-        pod = kube.core().read_namespaced_pod(ref.pod_name, ref.namespace)
-    except ApiException as e:
-        if kube.is_not_found(e):
-            return None
-        raise
-    ip = pod.status.pod_ip if pod.status is not None else None
+    pod = kube.read_or_none(kube.core().read_namespaced_pod, ref.pod_name, ref.namespace)
+    ip = pod.status.pod_ip if pod is not None and pod.status is not None else None
     return f"http://{ip}:{bots.API_PORT}" if ip else None
 
 
@@ -118,13 +109,8 @@ def still_running(ref: BotRef) -> bool:
     settings = runtime.get().settings
     if settings.executor == "local":
         return LocalBotExecutor(settings.local_state_dir).running(ref.uid) is not None
-    try:
-        pod = kube.core().read_namespaced_pod(ref.pod_name, ref.namespace)
-    except ApiException as e:
-        if kube.is_not_found(e):
-            return False
-        raise
-    return pod.metadata.deletion_timestamp is None
+    pod = kube.read_or_none(kube.core().read_namespaced_pod, ref.pod_name, ref.namespace)
+    return pod is not None and pod.metadata.deletion_timestamp is None
 
 
 def remove_pod(ref: BotRef) -> bool:

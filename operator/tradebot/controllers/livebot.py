@@ -107,15 +107,6 @@ def read_breakers(namespace: str) -> list[dict[str, Any]]:
         GROUP, VERSION, namespace, "circuitbreakers")["items"])
 
 
-def _read(fn: Any, *args: Any) -> Any:
-    try:
-        return fn(*args)
-    except ApiException as e:
-        if kube.is_not_found(e):
-            return None
-        raise
-
-
 def _create(fn: Any, namespace: str, body: dict[str, Any]) -> None:
     try:
         fn(namespace, body)
@@ -147,7 +138,7 @@ def _missing_credentials(namespace: str, spec: LiveBotSpec) -> str | None:
         return None
     if ref is None:
         return "exchange.credentialsSecretRef is required for testnet and live"
-    secret = _read(kube.core().read_namespaced_secret, ref.name, namespace)
+    secret = kube.read_or_none(kube.core().read_namespaced_secret, ref.name, namespace)
     if secret is None:
         return f"Secret {namespace}/{ref.name} not found"
     needed = [ref.api_key_key, ref.api_secret_key] + (
@@ -167,8 +158,8 @@ def _gates(namespace: str, name: str, uid: str, spec: LiveBotSpec, code_hash: st
     unreadable: str | None = None
     if spec.promotion is not None:
         ref = spec.promotion.backtest_ref.name
-        bt = _read(kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace,
-                   "backtests", ref)
+        bt = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
+                               namespace, "backtests", ref)
         status = BacktestStatus.model_validate(bt.get("status") or {}) if bt else None
         backtest = gates.BacktestEvidence.from_status(ref, status) if bt else None
         if code_hash is not None and spec.promotion.min_dry_run_hours > 0:
@@ -193,7 +184,7 @@ def _lease(namespace: str, name: str, uid: str, spec: LiveBotSpec
                                     else None, name)
     lease_id = account_lease.lease_name(key)
     coordination = kube.coordination()
-    existing = _read(coordination.read_namespaced_lease, lease_id, namespace)
+    existing = kube.read_or_none(coordination.read_namespaced_lease, lease_id, namespace)
     leases = [account_lease.Lease.from_manifest(kube.to_dict(existing))] if existing else []
     others: list[Any] = []
     if not leases or leases[0].holder_identity != uid:
@@ -429,9 +420,12 @@ def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Met
              action="suspend")
         return
 
-    strategy = _read(kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace,
-                     "strategies", model.strategy_ref.name) if fresh else next(iter(
-        cache.entries(kwargs[cache.STRATEGIES], (namespace, model.strategy_ref.name))), None)
+    if fresh:
+        strategy = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
+                                     VERSION, namespace, "strategies", model.strategy_ref.name)
+    else:
+        strategy = next(iter(cache.entries(kwargs[cache.STRATEGIES],
+                                           (namespace, model.strategy_ref.name))), None)
     strategy_status = (strategy or {}).get("status") or {}
     if strategy is None or strategy_status.get("phase") != "Ready":
         hold("Pending", "StrategyNotReady", f"Strategy {model.strategy_ref.name} is "
@@ -471,7 +465,7 @@ def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Met
 
     settings = runtime.get().settings
     credentials = _credentials(namespace, bot)
-    existing = _read(kube.core().read_namespaced_pod, bot.pod_name, namespace)
+    existing = kube.read_or_none(kube.core().read_namespaced_pod, bot.pod_name, namespace)
     if existing is not None:
         have = (existing.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH)
         if existing.metadata.deletion_timestamp:
