@@ -49,7 +49,7 @@ _SEVERE = {"drawdown", "dailyLoss", "consecutiveLosses"}
 # kopf's shared pool (each of those may wait on a bot's API).
 _ROUNDS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker")
 _STOPS = ThreadPoolExecutor(max_workers=48, thread_name_prefix="breaker-stop")
-_MARKS = ThreadPoolExecutor(max_workers=4, thread_name_prefix="breaker-mark")
+_MARKS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="breaker-mark")
 
 
 def _figure(status: dict[str, Any], key: str) -> Decimal:
