@@ -45,7 +45,8 @@ class Settings(BaseModel):
     namespaces: tuple[str, ...] = Field(
         default=(), description="Namespaces to watch; empty watches all.")
     executor: Literal["kubernetes", "local"] = "kubernetes"
-    max_concurrent_backtests: int = Field(default=4, ge=0)
+    max_concurrent_backtests: int = Field(default=4, ge=0, description=(
+        "Running backtests at once in the watched namespaces (all, or TRADEBOT_NAMESPACES)."))
     max_backtests_per_namespace: int = Field(default=4, ge=0)
     max_backtests_per_strategy: int = Field(default=2, ge=0)
     queue_hold: QueueHold = "None"

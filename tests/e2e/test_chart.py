@@ -265,7 +265,8 @@ def test_the_chart_service_account_runs_the_operator_flows_and_nothing_else(
                    ("get", "configmaps", "-n", release_ns), ("delete", "nodes"),
                    ("create", "clusterroles"),
                    ("create", "pods", "--subresource=exec", "-n", namespace),
-                   ("update", "customresourcedefinitions"), ("create", "jobs", "-n", "default")):
+                   ("update", "customresourcedefinitions"), ("create", "jobs", "-n", "default"),
+                   ("list", "jobs", "-A"), ("list", "jobs", "-n", "default")):
         assert not _can_i(kubectl, sa, *denied), denied
 
 

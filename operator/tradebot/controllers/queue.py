@@ -83,11 +83,20 @@ def _list_backtests(settings: Settings) -> list[dict[str, Any]]:
     return items
 
 
+def _list_backtest_jobs(settings: Settings) -> list[Any]:
+    """The backtest Jobs this operator counts against its limits: those of the namespaces it
+    watches (all of them, or the listed ones; another operator's namespaces are its own)."""
+    selector = f"{LABEL_KIND}=backtest"
+    if not settings.namespaces:
+        return list(kube.batch().list_job_for_all_namespaces(label_selector=selector).items)
+    return [job for ns in settings.namespaces
+            for job in kube.batch().list_namespaced_job(ns, label_selector=selector).items]
+
+
 def snapshot(settings: Settings) -> tuple[list[QueuedBacktest], list[RunningBacktest],
                                           dict[tuple[str, str], dict[str, Any]]]:
     backtests = _list_backtests(settings)
-    job_list = kube.batch().list_job_for_all_namespaces(
-        label_selector=f"{LABEL_KIND}=backtest").items
+    job_list = _list_backtest_jobs(settings)
     # Every backtest Job holds a slot until the controller deletes it after recording its
     # result, so the number of Job objects never exceeds the limit.
     running = [RunningBacktest(j.metadata.namespace, j.metadata.labels.get(LABEL_BACKTEST, ""),
