@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 RUN_COLUMNS: Final = (
     "id", "resource_uid", "namespace", "name", "kind", "status", "strategy_code_hash",
@@ -113,3 +113,17 @@ UPSERT_SNAPSHOT: Final = f"""
         equity = excluded.equity"""  # noqa: S608
 SELECT_SNAPSHOTS: Final = f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM bot_snapshots"  # noqa: S608
 SNAPSHOTS_ORDER: Final = " ORDER BY taken_at"
+
+
+def runs_where(*, namespace: str | None = None, kind: str | None = None,
+               since: object | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause of list_runs' filters (constant text with placeholders, never input)
+    and its parameters; `since` already in the store's time format."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    for clause, value in (("namespace = ?", namespace), ("kind = ?", kind),
+                          ("created_at >= ?", since)):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params

@@ -45,18 +45,11 @@ def list_strategies(dsn: str, *, namespace: str | None = None) -> list[StrategyR
 def _runs_filter(target: SqliteDsn | PostgresDsn, namespace: str | None,
                  since: dt.datetime | None) -> tuple[str, list[Any]]:
     """A subquery of the ids list_runs(namespace=, since=) returns, and its parameters."""
-    clauses: list[str] = []
-    params: list[Any] = []
-    if namespace is not None:
-        clauses.append("namespace = ?")
-        params.append(namespace)
-    if since is not None:
-        clauses.append("created_at >= ?")
-        # SQLite stores fixed-width UTC text (see sqlite.py), so text order is time order.
-        params.append(since.astimezone(dt.UTC).isoformat(timespec="microseconds")
-                      if isinstance(target, SqliteDsn) else since)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    # Only the constant clauses above, with placeholders: never input.
+    # SQLite stores fixed-width UTC text (see sqlite.py), so text order is time order.
+    since_value = (since.astimezone(dt.UTC).isoformat(timespec="microseconds")
+                   if since is not None and isinstance(target, SqliteDsn) else since)
+    where, params = q.runs_where(namespace=namespace, since=since_value)
+    # runs_where writes only constant clauses with placeholders: never input.
     return f"SELECT id FROM runs{where}", params  # noqa: S608
 
 

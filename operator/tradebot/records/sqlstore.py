@@ -210,18 +210,8 @@ class SqlRecordStore(ABC):
         self, *, namespace: str | None = None, kind: RunKind | None = None,
         since: dt.datetime | None = None,
     ) -> list[RunRecord]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if namespace is not None:
-            clauses.append("namespace = ?")
-            params.append(namespace)
-        if kind is not None:
-            clauses.append("kind = ?")
-            params.append(kind)
-        if since is not None:
-            clauses.append("created_at >= ?")
-            params.append(self._since(since))
-        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        where, params = q.runs_where(namespace=namespace, kind=kind,
+                                     since=None if since is None else self._since(since))
         with self._tx(write=False) as tx:
             rows = tx.rows(q.SELECT_RUNS + where + q.RUNS_ORDER, params)
         return [self._run_from_row(row) for row in rows]
