@@ -64,9 +64,8 @@ def incidents(count: int) -> Iterator[IncidentRecord]:
 
 
 def fresh_database(server: LocalPostgres, name: str) -> str:
-    with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = server.dsn(name)
+    """A new database with the records schema."""
+    dsn = server.create_database(name)
     with open_store(dsn) as store:
         store.migrate()
     return dsn

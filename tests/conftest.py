@@ -107,16 +107,8 @@ def postgres_server() -> Iterator[LocalPostgres]:
 @pytest.fixture
 def postgres_dsn(postgres_server: LocalPostgres) -> Iterator[str]:
     """A DSN of a fresh, empty database, dropped after the test."""
-    import psycopg
-
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield postgres_server.dsn(name)
-    finally:
-        with psycopg.connect(postgres_server.dsn(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with postgres_server.scratch_database() as dsn:
+        yield dsn
 
 
 @pytest.fixture

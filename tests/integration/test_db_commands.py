@@ -7,12 +7,10 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
-import psycopg
 import pytest
 from tests.support.postgres import LocalPostgres
 from tests.support.records_data import everything, populate
@@ -33,14 +31,8 @@ def empty_dsn(dsn: str, tmp_path: Path, request: pytest.FixtureRequest) -> Itera
         yield f"sqlite:///{tmp_path}/restored.db"
         return
     server: LocalPostgres = request.getfixturevalue("postgres_server")
-    name = f"r_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.dsn(name)
-    finally:
-        with psycopg.connect(server.dsn(), autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with server.scratch_database("r_") as restored:
+        yield restored
 
 
 def with_password(dsn: str) -> str:

@@ -8,6 +8,7 @@ import pwd
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -74,6 +75,26 @@ class LocalPostgres:
 
     def dsn(self, dbname: str = "postgres") -> str:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/{dbname}"
+
+    def create_database(self, name: str) -> str:
+        """Creates an empty database; returns its DSN."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return self.dsn(name)
+
+    @contextmanager
+    def scratch_database(self, prefix: str = "t_") -> Iterator[str]:
+        """A fresh, empty database under a unique name; dropped on exit."""
+        import psycopg
+
+        name = f"{prefix}{uuid.uuid4().hex[:12]}"
+        try:
+            yield self.create_database(name)
+        finally:
+            with psycopg.connect(self.dsn(), autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
