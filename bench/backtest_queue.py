@@ -23,7 +23,6 @@ import os
 import signal
 import statistics
 import subprocess
-import tempfile
 import threading
 import time
 from typing import Any
@@ -31,9 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 from kubernetes import client, watch
+from tests.support.cluster import apply_crds, stop_process, temporary_cluster
 from tests.support.manifests import example
 
-from tradebot.localcluster import LocalCluster, Ports
+from tradebot.localcluster import LocalCluster
 
 SUMMARY = json.dumps({"ok": True, "strategy": "EmaRsiStrategy", "exitCode": 0,
                       "results": {"profitTotal": "0.01000000", "trades": 1}})
@@ -170,36 +170,24 @@ def measure(label: str, api: client.ApiClient, namespace: str, count: int,
     return result
 
 
-def main() -> int:
-    # A plain SIGTERM would skip the `finally` below and leave the cluster running.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, default=1000)
-    parser.add_argument("--limit", type=int, default=10)
-    args = parser.parse_args()
-    bin_dir = Path(subprocess.run([str(ROOT / "hack" / "tools-dir.sh")], check=True,
-                                  capture_output=True, text=True).stdout.strip())
-    root = Path(tempfile.mkdtemp(prefix="tradebot-bench-"))
-    cluster = LocalCluster(root, bin_dir, ports=Ports.free())
-    cluster.up(timeout=120)
+def compare(cluster: LocalCluster, count: int, limit: int) -> int:
+    root = cluster.layout.root
     operator: subprocess.Popen[bytes] | None = None
     try:
-        subprocess.run([str(bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}",
-                        "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True)
         api = cluster.api_client()
-        print(f"queue benchmark: {args.count} runs, limit {args.limit}", flush=True)
+        print(f"queue benchmark: {count} runs, limit {limit}", flush=True)
 
-        base = measure("baseline", api, "plain", args.count,
-                       lambda: plain_jobs(api, "plain", args.count, args.limit))
+        base = measure("baseline", api, "plain", count,
+                       lambda: plain_jobs(api, "plain", count, limit))
 
         env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
                "TRADEBOT_LOCAL_STATE_DIR": str(root / "operator")}
         log = (root / "operator.log").open("wb")
         operator = subprocess.Popen(
             [str(ROOT / ".venv" / "bin" / "tradebot"), "operator", "-n", "bench",
-             "--executor", "kubernetes", "--max-concurrent", str(args.limit)],
-            env={**env, "TRADEBOT_MAX_BACKTESTS_PER_NAMESPACE": str(args.limit),
-                 "TRADEBOT_MAX_BACKTESTS_PER_STRATEGY": str(args.limit)},
+             "--executor", "kubernetes", "--max-concurrent", str(limit)],
+            env={**env, "TRADEBOT_MAX_BACKTESTS_PER_NAMESPACE": str(limit),
+                 "TRADEBOT_MAX_BACKTESTS_PER_STRATEGY": str(limit)},
             stdout=log, stderr=subprocess.STDOUT)
         custom = client.CustomObjectsApi(api)
         peak = [0]
@@ -214,7 +202,7 @@ def main() -> int:
             custom.create_namespaced_custom_object("tradebot.dev", "v1alpha1", "bench",
                                                    "strategies", strategy)
             bt = example("Backtest", "ema-rsi-sample")
-            for i in range(args.count):
+            for i in range(count):
                 body = {**bt, "metadata": {"name": f"bt-{i}"}}
                 custom.create_namespaced_custom_object("tradebot.dev", "v1alpha1", "bench",
                                                        "backtests", body)
@@ -222,28 +210,38 @@ def main() -> int:
                 items = custom.list_namespaced_custom_object(
                     "tradebot.dev", "v1alpha1", "bench", "backtests")["items"]
                 if sum((b.get("status") or {}).get("phase") == "Succeeded"
-                       for b in items) == args.count:
+                       for b in items) == count:
                     return
                 time.sleep(1)
 
         threading.Thread(target=watch_memory, daemon=True).start()
         time.sleep(3)
         idle = rss_kib(operator.pid)
-        ours = measure("operator", api, "bench", args.count, run_operator_side)
+        ours = measure("operator", api, "bench", count, run_operator_side)
         print(f"\noperator memory: {idle / 1024:.0f} MiB idle, {peak[0] / 1024:.0f} MiB peak "
-              f"with {args.count} Backtests ({(peak[0] - idle) / args.count:.1f} KiB each)")
+              f"with {count} Backtests ({(peak[0] - idle) / count:.1f} KiB each)")
         print("ratios (operator / plain Jobs; throughput > 1 is faster, latency < 1 is faster):")
         print(f"  throughput            {ours['throughput'] / base['throughput']:.2f}")
         print(f"  slot latency median   {ours['latency_median'] / base['latency_median']:.2f}")
         print(f"  slot latency p95      {ours['latency_p95'] / base['latency_p95']:.2f}")
         print(f"  max Jobs at once      {ours['max_jobs']:.0f} vs {base['max_jobs']:.0f} "
-              f"(limit {args.limit})")
-        return 0 if ours["max_jobs"] <= args.limit else 1
+              f"(limit {limit})")
+        return 0 if ours["max_jobs"] <= limit else 1
     finally:
         if operator is not None:
-            operator.terminate()
-            operator.wait(timeout=30)
-        cluster.down()
+            stop_process(operator)
+
+
+def main() -> int:
+    # A plain SIGTERM would skip the cleanup below and leave the cluster running.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--limit", type=int, default=10)
+    args = parser.parse_args()
+    with temporary_cluster("tradebot-bench-") as cluster:
+        apply_crds(cluster)
+        return compare(cluster, args.count, args.limit)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kubernetes import client, config, watch
+from tests.support.cluster import apply_crds, stop_process, temporary_cluster
 from tests.support.manifests import example
 
 from tradebot import kube
@@ -45,7 +46,7 @@ from tradebot.controllers.bot_control import OWNER_LABEL, POD_GRACE_SECONDS
 from tradebot.controllers.livebot import LABEL_ACCOUNT
 from tradebot.domain import bots
 from tradebot.domain.freqtrade_trade_config import trade_config
-from tradebot.localcluster import LocalCluster, Ports
+from tradebot.localcluster import LocalCluster
 from tradebot.localcluster.nodes import NodeSpec
 from tradebot.settings import Settings
 
@@ -244,27 +245,13 @@ def operator_side(api: client.ApiClient, count: int, root: Path, kubeconfig: Pat
                 "gone": [t - trip_mono for t in watcher.deleted.values()]}, \
             trip_mono - requested
     finally:
-        operator.terminate()
-        try:
-            operator.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            operator.kill()
+        stop_process(operator)
         log.close()
 
 
-def main() -> int:
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--count", type=int, default=500)
-    args = parser.parse_args()
-    bin_dir = Path(subprocess.run([str(ROOT / "hack" / "tools-dir.sh")], check=True,
-                                  capture_output=True, text=True).stdout.strip())
-    root = Path(tempfile.mkdtemp(prefix="tradebot-bench-breaker-"))
-    cluster = LocalCluster(root, bin_dir, ports=Ports.free())
-    cluster.up(timeout=120)
+def measure(cluster: LocalCluster, count: int) -> int:
+    root = cluster.layout.root
     try:
-        subprocess.run([str(bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}",
-                        "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True)
         # The operator's connection pool size: a smaller pool would cost the baseline a TLS
         # handshake for every deletion beyond it.
         configuration = client.Configuration()
@@ -274,15 +261,15 @@ def main() -> int:
         api = client.ApiClient(configuration)
         core = client.CoreV1Api(api)
         # Room for both sides: kwok nodes of 250 pods each.
-        for i in range((2 * args.count) // 250 + 1):
+        for i in range((2 * count) // 250 + 1):
             node = NodeSpec(f"bench-{i}", f"10.241.0.{10 + i}", "64", "256Gi").manifest()
             node["status"]["capacity"]["pods"] = node["status"]["allocatable"]["pods"] = "250"
             core.create_node(node)
         for ns in ("plain", "bench"):
             core.create_namespace({"metadata": {"name": ns}})
-        print(f"breaker benchmark: {args.count} bots, same local cluster", flush=True)
-        base = baseline(api, args.count)
-        ours, detect = operator_side(api, args.count, root, cluster.kubeconfig)
+        print(f"breaker benchmark: {count} bots, same local cluster", flush=True)
+        base = baseline(api, count)
+        ours, detect = operator_side(api, count, root, cluster.kubeconfig)
         print(f"(the trip came {detect:.3f}s after the kill-switch annotation; the breaker "
               "checks every second)")
         for label, key in (("deletion accepted by the API server", "accepted"),
@@ -297,7 +284,7 @@ def main() -> int:
                   f"p99 {pct(o, 0.99) / pct(b, 0.99):.2f}")
         o, b = ours["accepted"], base["accepted"]
         ratio = pct(o, 0.99) / pct(b, 0.99)
-        print(json.dumps({"count": args.count, "direct_p99": round(pct(b, 0.99), 3),
+        print(json.dumps({"count": count, "direct_p99": round(pct(b, 0.99), 3),
                           "trip_p99": round(pct(o, 0.99), 3), "ratio_p99": round(ratio, 2),
                           "trip_mean": round(statistics.fmean(o), 3)}))
         goal = pct(o, 0.99) < 2.0 and ratio <= 1.5
@@ -307,7 +294,16 @@ def main() -> int:
     finally:
         # The watches' last retries against a stopped cluster are not news.
         logging.getLogger("urllib3").setLevel(logging.ERROR)
-        cluster.down()
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--count", type=int, default=500)
+    args = parser.parse_args()
+    with temporary_cluster("tradebot-bench-breaker-") as cluster:
+        apply_crds(cluster)
+        return measure(cluster, args.count)
 
 
 if __name__ == "__main__":

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.cluster import apply_crds, temporary_cluster, temporary_namespace, tools_dir
 from tests.support.postgres import LocalPostgres, temporary_postgres
-from tradebot.localcluster import LocalCluster, Ports
+from tradebot.localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 _LAYERS = ("unit", "integration", "e2e", "contract")
@@ -29,11 +27,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def tools_bin() -> Path:
-    env_dir = os.environ.get("TRADEBOT_TOOLS_BIN")
-    out = env_dir or subprocess.run(
-        [str(ROOT / "hack" / "tools-dir.sh")], check=True, capture_output=True, text=True
-    ).stdout.strip()
-    bin_dir = Path(out)
+    bin_dir = tools_dir()
     missing = [b for b in ("etcd", "kube-apiserver", "kwok", "kubectl", "helm")
                if not (bin_dir / b).is_file()]
     if missing:
@@ -44,24 +38,14 @@ def tools_bin() -> Path:
 @pytest.fixture(scope="session")
 def cluster(tools_bin: Path) -> Iterator[LocalCluster]:
     """The session's local cluster, on free ports, in a temp dir (not .local/)."""
-    root = Path(tempfile.mkdtemp(prefix="tradebot-cluster-"))
-    c = LocalCluster(root, tools_bin, ports=Ports.free())
-    try:
-        c.up(timeout=120)
+    with temporary_cluster("tradebot-cluster-", tools_bin) as c:
         yield c
-    finally:
-        c.down()
 
 
 @pytest.fixture(scope="session")
-def crds_installed(cluster: LocalCluster, tools_bin: Path) -> None:
+def crds_installed(cluster: LocalCluster) -> None:
     """The committed crds/ applied to the session cluster and Established."""
-    kubectl = [str(tools_bin / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"]
-    subprocess.run([*kubectl, "apply", "-f", str(ROOT / "crds")], check=True,
-                   capture_output=True)
-    subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
-                    "crd", "-l", "app.kubernetes.io/part-of=tradebot-operator"],
-                   check=True, capture_output=True)
+    apply_crds(cluster)
 
 
 @pytest.fixture(scope="session")
@@ -73,15 +57,8 @@ def api_client(cluster: LocalCluster) -> Iterator[Any]:
 @pytest.fixture
 def namespace(api_client: Any) -> Iterator[str]:
     """A fresh namespace per test, deleted afterwards."""
-    from kubernetes import client
-
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": name, "labels": {"tradebot.dev/test": "true"}}})
-    try:
+    with temporary_namespace(api_client) as name:
         yield name
-    finally:
-        core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from tests.support.cluster import stop_process
 from tests.support.manifests import example
 from tests.support.operator import pod_watch, running_operator
 from tests.support.wait import wait_for
@@ -139,13 +140,7 @@ def _operator_process(kubeconfig: Path, namespace: str, dsn: str, state: Path,
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process, timeout=20)
         log.close()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from tests.support.cluster import temporary_namespace
 from tests.support.helm import CHART, Helm, token_kubeconfig
 from tests.support.manifests import example
 from tests.support.operator import running_operator
@@ -25,13 +26,8 @@ CPU_NODES = {"tradebot-cpu-0", "tradebot-cpu-1"}
 @pytest.fixture
 def release_ns(api_client: Any) -> Iterator[str]:
     """The operator's own namespace (the `namespace` fixture is the one it watches)."""
-    name = f"tb-sys-{uuid.uuid4().hex[:8]}"
-    core = client.CoreV1Api(api_client)
-    core.create_namespace({"metadata": {"name": name, "labels": {"tradebot.dev/test": "true"}}})
-    try:
+    with temporary_namespace(api_client, "tb-sys-") as name:
         yield name
-    finally:
-        core.delete_namespace(name, propagation_policy="Background")
 
 
 @pytest.fixture
