@@ -15,11 +15,8 @@ way and the incident is recorded once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import contextvars
 import datetime as dt
-import functools
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -31,7 +28,7 @@ from pydantic import ValidationError
 from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
-from tradebot.controllers import bot_control, bot_records, cache
+from tradebot.controllers import bot_control, bot_records, cache, runtime
 from tradebot.controllers.livebot import selects, stopping_fleet, tripped_message
 from tradebot.controllers.status import condition, event, status_time
 from tradebot.domain import breaker, evidence, monitoring
@@ -121,11 +118,7 @@ def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOu
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
 async def reconcile_breaker(**kwargs: Any) -> None:
-    # kopf's context (its settings, for events and patches) travels with the call, as kopf
-    # does for the sync handlers it runs in its own pool.
-    context = contextvars.copy_context()
-    await asyncio.get_running_loop().run_in_executor(
-        _ROUNDS, functools.partial(context.run, functools.partial(_reconcile, **kwargs)))
+    await runtime.in_thread(_ROUNDS, _reconcile, **kwargs)
 
 
 @metrics.counted("CircuitBreaker")

@@ -9,10 +9,7 @@ name, so a repeated or interrupted round creates nothing twice.
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import datetime as dt
-import functools
 import secrets
 import threading
 import time
@@ -273,13 +270,14 @@ def fleet_stop_in_progress(namespace: str) -> bool:
 
 
 _rounds: ThreadPoolExecutor | None = None
+_rounds_lock = threading.Lock()
 
 
 def _pool() -> ThreadPoolExecutor:
     """The threads full rounds run on (TRADEBOT_HANDLER_THREADS): each may wait on a bot's
     API for a second, so hundreds of bots need more than kopf's default."""
     global _rounds
-    with _pacer_lock:
+    with _rounds_lock:
         if _rounds is None:
             _rounds = ThreadPoolExecutor(max_workers=runtime.get().settings.handler_threads,
                                          thread_name_prefix="livebot")
@@ -320,10 +318,8 @@ async def reconcile_livebot(meta: kopf.Meta, status: kopf.Status, namespace: str
         return  # a breaker is stopping bots here: it goes first; the next tick comes in 2 s
     if _polled_recently(uid, int(meta.get("generation") or 0), meta, dict(status)):
         return
-    context = contextvars.copy_context()
-    await asyncio.get_running_loop().run_in_executor(_pool(), functools.partial(
-        context.run, functools.partial(_reconcile, meta=meta, status=status,
-                                       namespace=namespace, uid=uid, **kwargs)))
+    await runtime.in_thread(_pool(), _reconcile, meta=meta, status=status,
+                            namespace=namespace, uid=uid, **kwargs)
 
 
 @metrics.counted("LiveBot")

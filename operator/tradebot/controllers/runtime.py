@@ -4,7 +4,12 @@ cluster and in the records."""
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+import functools
 import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,16 @@ def get() -> Runtime:
     if _runtime is None:
         _runtime = Runtime(Settings.from_env())
     return _runtime
+
+
+async def in_thread(pool: ThreadPoolExecutor, handler: Callable[..., None], **kwargs: Any
+                    ) -> None:
+    """Runs a sync handler on `pool` from an async kopf handler. kopf's context (its settings,
+    for Events and patches) travels with the call, as kopf does for the sync handlers it runs
+    in its own pool."""
+    context = contextvars.copy_context()
+    await asyncio.get_running_loop().run_in_executor(
+        pool, functools.partial(context.run, functools.partial(handler, **kwargs)))
 
 
 def install(runtime: Runtime) -> None:
