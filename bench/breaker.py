@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from kubernetes import client, config, watch
 from tests.support.cluster import apply_crds, stop_process, temporary_cluster
 from tests.support.manifests import example
+from tests.support.wait import wait_for
 
 from tradebot import kube
 from tradebot.api.livebot import LiveBotSpec
@@ -104,15 +105,6 @@ class Deletions(threading.Thread):
                 time.sleep(0.1)
 
 
-def wait(probe: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe():
-            return
-        time.sleep(0.5)
-    raise SystemExit(f"timed out after {timeout:.0f}s waiting for {what}")
-
-
 def handled_after(log_path: Path) -> float | None:
     """Seconds from the trip to its being handled (every LiveBot marked Tripped, the incident
     recorded), from the operator's own log lines."""
@@ -168,7 +160,8 @@ def baseline(api: client.ApiClient, count: int) -> Timings:
     pods = bot_shaped_pods(count)
     with ThreadPoolExecutor(16) as pool:
         list(pool.map(lambda p: core.create_namespaced_pod(ns, p), pods))
-    wait(lambda: running_pods(core, ns) == count, 600, f"{count} plain pods Running")
+    wait_for(lambda: running_pods(core, ns) == count, 600, interval=0.5,
+             what=f"{count} plain pods Running")
     watcher = Deletions(api, ns)
     watcher.start()
     time.sleep(1)
@@ -176,7 +169,8 @@ def baseline(api: client.ApiClient, count: int) -> Timings:
     with ThreadPoolExecutor(PARALLEL) as pool:
         list(pool.map(lambda p: kube.delete_pod(p["metadata"]["name"], ns, GRACE, api=core),
                       pods))
-    wait(lambda: len(watcher.deleted) == count, 300, "every plain pod deleted")
+    wait_for(lambda: len(watcher.deleted) == count, 300, interval=0.5,
+             what="every plain pod deleted")
     watcher.stop()
     return {"accepted": [t - start for t in watcher.accepted.values()],
             "gone": [t - start for t in watcher.deleted.values()]}
@@ -220,7 +214,7 @@ def operator_side(api: client.ApiClient, count: int, root: Path, kubeconfig: Pat
             print(f"\r  bots Running: {up}/{count}", end="", flush=True)
             return up == count and running_pods(core, ns) == count
 
-        wait(all_running, 1800, f"{count} LiveBots Running")
+        wait_for(all_running, 1800, interval=0.5, what=f"{count} LiveBots Running")
         print(f" ({time.monotonic() - started:.0f}s)")
         watcher = Deletions(api, ns)
         watcher.start()
@@ -229,7 +223,8 @@ def operator_side(api: client.ApiClient, count: int, root: Path, kubeconfig: Pat
         requested_wall = dt.datetime.now(dt.UTC)
         custom.patch_namespaced_custom_object(G, V, ns, "circuitbreakers", "main-fleet", {
             "metadata": {"annotations": {"tradebot.dev/trip": "bench"}}})
-        wait(lambda: len(watcher.deleted) == count, 600, "every bot pod deleted")
+        wait_for(lambda: len(watcher.deleted) == count, 600, interval=0.5,
+                 what="every bot pod deleted")
         watcher.stop()
         status = custom.get_namespaced_custom_object(G, V, ns, "circuitbreakers",
                                                      "main-fleet")["status"]
