@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.contract.test_runner_backtest import COUNTS as RUNNER_COUNTS
+from tests.contract.test_runner_backtest import FIGURES as RUNNER_FIGURES
 from tests.contract.test_runner_backtest import Case, RunnerResult, case, run_runner
 from tradebot.cli import main
 from tradebot.freqtrade.introspect import introspect
@@ -31,15 +33,9 @@ __all__ = ["case"]  # the module-scoped fixture, shared with the runner's contra
 
 EIGHT = Decimal("0.00000001")
 NAMESPACE = "team-a"
-# Metric key (the API's wire name, as the controller records it) -> Freqtrade's statistic.
-FIGURES = {
-    "profitTotal": "profit_total", "profitTotalAbs": "profit_total_abs",
-    "maxDrawdown": "max_drawdown_account", "maxDrawdownAbs": "max_drawdown_abs",
-    "winRate": "winrate", "sharpe": "sharpe", "sortino": "sortino", "calmar": "calmar",
-    "profitFactor": "profit_factor", "marketChange": "market_change",
-    "startingBalance": "starting_balance", "finalBalance": "final_balance",
-    "trades": "total_trades", "wins": "wins", "losses": "losses", "draws": "draws",
-}
+# Metric key (the API's wire name, as the controller records it) -> Freqtrade's statistic:
+# the figures and counts the runner's contract checks.
+FIGURES = {**RUNNER_FIGURES, **RUNNER_COUNTS}
 
 
 @pytest.fixture(scope="module")
