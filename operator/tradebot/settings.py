@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 ENV_PREFIX = "TRADEBOT_"
 
@@ -37,6 +39,33 @@ DEFAULT_GPU_PROFILES: dict[str, GpuProfile] = {
 }
 
 QueueHold = Literal["None", "Hold", "HoldAndDrain"]
+BotMode = Literal["dryRun", "testnet", "live"]
+
+
+class ModeFloor(BaseModel):
+    """The loosest promotion thresholds the operator accepts for one mode: a LiveBot's spec
+    may ask for more evidence, never for less."""
+
+    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True,
+                              extra="forbid")
+
+    min_profit: Decimal = Field(default=Decimal(0), ge=-1)
+    max_drawdown: Decimal = Field(default=Decimal("0.25"), ge=0, le=1)
+    min_trades: int = Field(default=10, ge=0)
+    min_dry_run_hours: int = Field(default=24, ge=0)
+
+
+class PromotionFloors(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Testnet trades the exchange's sandbox (no money), so its floor asks for little.
+    testnet: ModeFloor = ModeFloor(min_profit=Decimal(-1), max_drawdown=Decimal(1),
+                                   min_trades=1, min_dry_run_hours=0)
+    live: ModeFloor = ModeFloor(min_profit=Decimal(0), max_drawdown=Decimal("0.25"),
+                                min_trades=20, min_dry_run_hours=24)
+
+    def for_mode(self, mode: str) -> ModeFloor | None:
+        return {"testnet": self.testnet, "live": self.live}.get(mode)
 
 
 class Settings(BaseModel):
@@ -81,6 +110,17 @@ class Settings(BaseModel):
     exchange_double_url: str | None = Field(
         default=None, description="Point dry-run bots at the local exchange double (a test "
         "double of the exchange, for machines with no exchange).")
+    allowed_modes: tuple[BotMode, ...] = Field(
+        default=("dryRun",), description="Modes this operator creates bot pods for (the "
+        "chart's allowedModes); a LiveBot in another mode is Blocked with reason "
+        "ModeNotAllowed.")
+    promotion_floors: PromotionFloors = Field(
+        default_factory=PromotionFloors, description="The loosest promotion thresholds per "
+        "mode (JSON, e.g. {\"live\": {\"minTrades\": 50}}): specs tighten them, never loosen.")
+    operator_pod_labels: dict[str, str] = Field(
+        default_factory=lambda: {"app.kubernetes.io/name": "tradebot-operator"},
+        description="Labels of the operator's pods (JSON object): bots' NetworkPolicies admit "
+        "only pods with these labels to their API.")
     metrics_port: int = Field(default=0, ge=0, le=65535,
                               description="Port of /metrics; 0 serves none.")
     gpu_profiles: dict[str, GpuProfile] = Field(default_factory=lambda: dict(DEFAULT_GPU_PROFILES))
@@ -97,17 +137,38 @@ class Settings(BaseModel):
             object.__setattr__(self, "outbox_path", self.local_state_dir / "records-outbox.jsonl")
         return self
 
+    @field_validator("operator_pod_labels")
+    @classmethod
+    def _some_labels(cls, value: dict[str, str]) -> dict[str, str]:
+        if not value:
+            # An empty selector would admit every pod of the operator's namespace to the bots.
+            raise ValueError("operator_pod_labels must name at least one label")
+        return value
+
     @property
     def records_outbox(self) -> Path:
         """outbox_path, always set once validated."""
         assert self.outbox_path is not None
         return self.outbox_path
 
-    @field_validator("namespaces", "gpu_node_labels", mode="before")
+    @field_validator("namespaces", "gpu_node_labels", "allowed_modes", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(n.strip() for n in value.split(",") if n.strip())
+        return value
+
+    @field_validator("promotion_floors", "operator_pod_labels", mode="before")
+    @classmethod
+    def _json_object(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str):
+            if not value.strip():
+                return cls.model_fields[info.field_name].get_default(call_default_factory=True)
+            try:
+                return json.loads(value)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{info.field_name} is not valid JSON: {e.msg} at {e.pos}"
+                                 ) from None
         return value
 
     @field_validator("gpu_profiles", mode="before")

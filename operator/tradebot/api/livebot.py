@@ -97,6 +97,10 @@ class Approval(ApiModel):
     approved_at: dt.datetime = Field(description="When (RFC 3339).")
     reference: str = Field(min_length=1, max_length=512,
                            description="The reviewed change: a commit, PR or ticket URL.")
+    code_hash: str | None = Field(
+        default=None, pattern=r"^[a-f0-9]{64}$",
+        description="The Strategy's status.codeHash this approval is for (required for live): "
+        "a code change voids the approval.")
 
 
 class Promotion(ApiModel):
@@ -118,12 +122,28 @@ class Promotion(ApiModel):
 
 
 class BotLimits(ApiModel):
-    """Hard limits the operator enforces on the bot's configuration."""
+    """Hard limits the operator enforces on the bot's configuration; maxDrawdown and
+    maxConsecutiveLosses also become Freqtrade protections, so the bot itself stops entering
+    trades when they are crossed, with or without the operator."""
 
     max_stake_per_trade: Money | None = Field(default=None,
                                               description="Largest stake of one trade.")
     max_open_trades: int | None = Field(default=None, ge=1, le=1000,
                                         description="Most open trades at once.")
+    max_drawdown: Fraction | None = Field(
+        default=None, description="Drawdown at which the bot stops entering (Freqtrade's "
+        "MaxDrawdown protection).")
+    max_consecutive_losses: int | None = Field(
+        default=None, ge=1, le=10000, description="Stop-loss exits in a row at which the bot "
+        "stops entering (Freqtrade's StoplossGuard protection).")
+
+
+class Supervision(ApiModel):
+    """The dead-man's switch: a bot the operator has not supervised for `deadline` stops
+    entering trades by itself."""
+
+    deadline: Duration = Field(default="10m", description="How long a bot may go without the "
+                               "operator's supervision before it stops entering trades.")
 
 
 Mode = Literal["dryRun", "testnet", "live"]
@@ -141,6 +161,12 @@ class LiveBotSpec(ApiModel):
             ".mode"),
         cel("self.mode == 'dryRun' || has(self.exchange.credentialsSecretRef)",
             "modes testnet and live require exchange.credentialsSecretRef", ".mode"),
+        cel("self.mode != 'live' || (has(self.promotion) && has(self.promotion.approval) && "
+            "has(self.promotion.approval.codeHash))",
+            "mode live requires promotion.approval.codeHash (the Strategy's status.codeHash "
+            "being approved)", ".mode"),
+        cel("self.mode != 'live' || has(self.limits)",
+            "mode live requires spec.limits", ".mode"),
         PAIRS_IN_STAKE_CURRENCY,
     )
 
@@ -160,6 +186,9 @@ class LiveBotSpec(ApiModel):
     limits: BotLimits | None = Field(default=None, description="Hard limits.")
     promotion: Promotion | None = Field(default=None, description="Promotion gates.")
     suspend: bool = Field(default=False, description="Stop entries, then stop the bot.")
+    supervision: Supervision = Field(default_factory=Supervision,
+                                     json_schema_extra={"default": {}},
+                                     description="The dead-man's switch.")
     stale_heartbeat: Duration = Field(
         default="5m", description="A running bot whose API has not answered for this long "
         "gets an incident record (and trips breakers with a staleHeartbeat limit).")
@@ -177,6 +206,13 @@ class LiveBotSpec(ApiModel):
             raise ValueError("modes testnet and live require spec.promotion")
         if self.mode != "dryRun" and self.exchange.credentials_secret_ref is None:
             raise ValueError("modes testnet and live require exchange.credentialsSecretRef")
+        if self.mode == "live":
+            approval = self.promotion.approval if self.promotion is not None else None
+            if approval is not None and approval.code_hash is None:
+                raise ValueError("mode live requires promotion.approval.codeHash (the "
+                                 "Strategy's status.codeHash being approved)")
+            if self.limits is None:
+                raise ValueError("mode live requires spec.limits")
         check_pairs_in_stake(self.pairs, self.stake_currency)
         return self
 
@@ -187,6 +223,26 @@ class Gate(StatusModel):
     message: str = ""
 
 
+class Thresholds(StatusModel):
+    """The promotion thresholds in force: the spec's, tightened by the operator's floors."""
+
+    min_profit: Figure | None = None
+    max_drawdown: Figure | None = None
+    min_trades: int | None = None
+    min_dry_run_hours: int | None = None
+
+
+class GateDecision(StatusModel):
+    """The last promotion decision, kept so that a running bot is not judged again (nor
+    stopped) while its spec and code are unchanged, even if the records store is down."""
+
+    mode: Mode
+    generation: int
+    code_hash: str | None = None
+    passed: bool
+    decided_at: dt.datetime
+
+
 BotPhase = Literal["Pending", "Running", "Suspended", "Blocked", "Tripped", "Failed"]
 
 
@@ -195,6 +251,9 @@ class LiveBotStatus(ResourceStatus):
     mode: Mode | None = Field(default=None, description="The mode the pod runs in.")
     pod_name: str | None = None
     gates: list[Gate] | None = None
+    thresholds: Thresholds | None = Field(default=None, description="Promotion thresholds in "
+                                          "force (the spec's, never looser than the floors).")
+    gate_decision: GateDecision | None = None
     profit: Figure | None = Field(default=None, description="Closed profit, stake currency.")
     profit_ratio: Figure | None = None
     drawdown: Figure | None = Field(default=None, description="Drawdown from peak equity.")
