@@ -100,6 +100,12 @@ def test_live_needs_approval_credentials_and_promotion():
     with pytest.raises(ValidationError, match="credentialsSecretRef"):
         LiveBotSpec.model_validate(spec)
     spec["exchange"] = {"name": "binance", "credentialsSecretRef": {"name": "keys"}}
+    with pytest.raises(ValidationError, match="codeHash"):
+        LiveBotSpec.model_validate(spec)
+    spec["promotion"]["approval"]["codeHash"] = "c" * 64
+    without_limits = {k: v for k, v in spec.items() if k != "limits"}
+    with pytest.raises(ValidationError, match="limits"):
+        LiveBotSpec.model_validate(without_limits)
     bot = LiveBotSpec.model_validate(spec)
     assert bot.exchange.credentials_secret_ref is not None
     assert bot.exchange.credentials_secret_ref.api_key_key == "key"

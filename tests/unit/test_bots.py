@@ -23,7 +23,8 @@ from tradebot.settings import Settings
 UID = "5e1f0000-aaaa-bbbb-cccc-ddddeeeeffff"
 CREDS = ApiCredentials("u-Zq8sYv", "pw-Kx81mPq0rT", "jwt-Lf93kTqW0z", "ws-Pq7aB3nV")
 SECRET_VALUES = ("pw-Kx81mPq0rT", "jwt-Lf93kTqW0z", "ws-Pq7aB3nV", "u-Zq8sYv")
-APPROVAL = {"approvedBy": "alice", "approvedAt": "2025-02-28T10:00:00Z", "reference": "pr/1"}
+APPROVAL = {"approvedBy": "alice", "approvedAt": "2025-02-28T10:00:00Z", "reference": "pr/1",
+            "codeHash": "c" * 64}
 
 
 def bot(mode: str = "dryRun", name: str = "ema-rsi-dry", creds: dict[str, Any] | None = None,
@@ -36,6 +37,7 @@ def bot(mode: str = "dryRun", name: str = "ema-rsi-dry", creds: dict[str, Any] |
     if mode != "dryRun":
         raw["promotion"] = {"backtestRef": {"name": "bt"},
                             **({"approval": APPROVAL} if mode == "live" else {})}
+        raw.setdefault("limits", {"maxOpenTrades": 3})
     config = {"strategy": "EmaRsi", "exchange": {"name": "binance", "key": "", "secret": ""},
               "api_server": {"enabled": True, "username": "", "password": ""}}
     return BotInstance("team-a", name, UID, LiveBotSpec.model_validate(raw), "ema-rsi",

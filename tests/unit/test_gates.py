@@ -27,7 +27,7 @@ NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 CODE = "a" * 64
 OTHER = "b" * 64
 APPROVAL = {"approvedBy": "alice", "approvedAt": "2025-02-28T10:00:00Z",
-            "reference": "https://git.example/pr/1"}
+            "reference": "https://git.example/pr/1", "codeHash": CODE}
 
 
 def spec(mode: str = "testnet", approval: dict[str, Any] | None = None,
@@ -40,7 +40,7 @@ def spec(mode: str = "testnet", approval: dict[str, Any] | None = None,
     return LiveBotSpec.model_validate({
         "strategyRef": {"name": "s"}, "pairs": ["BTC/USDT"], "mode": mode,
         "exchange": {"name": "binance", "credentialsSecretRef": {"name": "keys"}},
-        "promotion": prom})
+        "limits": {"maxOpenTrades": 3}, "promotion": prom})
 
 
 def evidence(phase: str = "Succeeded", code: str | None = CODE, profit: str = "0.05",
@@ -191,7 +191,7 @@ def test_promotion_patch():
     patch = promotion_patch(spec("testnet"), "live", approval)
     assert patch == {"spec": {"mode": "live", "promotion": {"approval": {
         "approvedBy": "alice", "approvedAt": "2025-02-28T10:00:00Z",
-        "reference": "https://git.example/pr/1"}}}}
+        "reference": "https://git.example/pr/1", "codeHash": CODE}}}}
     assert promotion_patch(spec("testnet"), "dryRun", None) == {"spec": {"mode": "dryRun"}}
     with pytest.raises(ValueError, match="needs an approval"):
         promotion_patch(spec("testnet"), "live", None)

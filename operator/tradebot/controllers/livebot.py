@@ -1,23 +1,19 @@
 """LiveBot controller: one operator-owned pod per bot, and only when it is safe.
 
-Each round re-derives everything from the cluster: a tripped breaker, `suspend`, a Strategy
-that is not Ready, failing promotion gates, missing credentials or an account held by another
-bot all mean no pod (an existing one is stopped). Otherwise the bot's API Secret, ConfigMap,
-NetworkPolicy, account Lease and Pod are ensured, in that order, each under a deterministic
-name, so a repeated or interrupted round creates nothing twice.
+Each round observes the cluster in stages and asks domain/livebot_round.decide what to do: a
+tripped breaker, `suspend`, a mode the operator does not allow, a Strategy that is not Ready,
+credentials the bot may not use, failing promotion gates, unvetted code or an account held by
+another bot all mean no pod (an existing one is stopped). Otherwise the bot's API Secret,
+ConfigMap, NetworkPolicy, storage, account Lease and Pod are ensured, each under a
+deterministic name, so a repeated or interrupted round creates nothing twice.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import secrets
-import threading
-import time
-from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import Any
 
 import kopf
@@ -29,11 +25,35 @@ from tradebot.api.backtest import BacktestStatus
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
-from tradebot.controllers import bot_control, bot_monitoring, bot_records, cache, runtime
-from tradebot.controllers.status import condition, drop_unchanged, event, status_time
+from tradebot.controllers import (
+    bot_control,
+    bot_monitoring,
+    bot_records,
+    bot_storage,
+    cache,
+    runtime,
+)
+from tradebot.controllers.status import condition, drop_unchanged, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import account_lease, bots, evidence, gates
+from tradebot.domain import account_lease, bots, gates, livebot_round, selectors
+from tradebot.domain.bot_credentials import CredentialsSeen, operator_managed
 from tradebot.domain.freqtrade_trade_config import trade_config
+from tradebot.domain.livebot_round import (
+    ConfigSeen,
+    CreatePod,
+    Evidence,
+    Hold,
+    LeaseSeen,
+    Observation,
+    Observe,
+    Outcome,
+    PodSeen,
+    Run,
+    Stage,
+    StatusOnly,
+)
+from tradebot.domain.time import format_time
+from tradebot.freqtrade.introspect import code_hash as hash_code
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 
@@ -42,60 +62,9 @@ LABEL_ACCOUNT = "tradebot.dev/account"
 API_USERNAME = "tradebot-operator"
 
 
-def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    for key, value in (selector.get("matchLabels") or {}).items():
-        if labels.get(key) != value:
-            return False
-    for expr in selector.get("matchExpressions") or []:
-        key, op, values = expr["key"], expr["operator"], expr.get("values") or []
-        present = key in labels
-        if (op == "In" and labels.get(key) not in values) or (
-                op == "NotIn" and present and labels[key] in values) or (
-                op == "Exists" and not present) or (op == "DoesNotExist" and present):
-            return False
-    return True
-
-
-@dataclass(frozen=True)
-class OpenBreaker:
-    name: str
-    action: bot_control.StopAction
-    force_exit: bool
-    # The breaker is stopping its bots right now (tripped moments ago, incident not yet
-    # recorded): a second stop of every bot from here would only compete with it.
-    stopping: bool = False
-
-
-# How long a fresh trip is left to the breaker before each LiveBot stops itself too.
-BREAKER_GRACE = dt.timedelta(seconds=10)
-
-
-def tripped_message(breaker: str) -> str:
-    return f"CircuitBreaker {breaker} is open: no pod until it is reset"
-
-
-def tripped_by(labels: dict[str, str], breakers: list[dict[str, Any]]) -> OpenBreaker | None:
-    """An Open CircuitBreaker among `breakers` that selects this bot, if any (one with action
-    stop before one with stopEntries: the stricter wins). HalfOpen lets bots run again on
-    probation; the breaker opens again if a limit is crossed."""
-    now = dt.datetime.now(dt.UTC)
-
-    def stopping(status: dict[str, Any]) -> bool:
-        at = status_time(status.get("trippedAt"))
-        if at is None:
-            return False
-        handled = str(status.get("incidentId") or "").endswith(evidence.stamp(at))
-        return not handled and now - at < BREAKER_GRACE
-
-    found = [OpenBreaker(str(cb["metadata"]["name"]),
-                         "stopEntries" if cb["spec"].get("action") == "stopEntries" else "stop",
-                         bool(cb["spec"].get("forceExit")),
-                         stopping(cb.get("status") or {}))
-             for cb in breakers
-             if (cb.get("status") or {}).get("state") == "Open"
-             and selects(cb["spec"].get("selector") or {}, labels)]
-    found.sort(key=lambda b: (b.action != "stop", b.name))
-    return found[0] if found else None
+# Kept here for the CircuitBreaker controller and the tests that patch them.
+selects = selectors.selects
+tripped_message = livebot_round.tripped_message
 
 
 def read_breakers(namespace: str) -> list[dict[str, Any]]:
@@ -127,94 +96,6 @@ def _credentials(namespace: str, bot: bots.BotInstance) -> bots.ApiCredentials:
     return bot_control.api_credentials(ref) or credentials
 
 
-def _missing_credentials(namespace: str, spec: LiveBotSpec) -> str | None:
-    """Why the exchange credentials are unusable, or None. Only key names are looked at:
-    the operator never reads a key's value."""
-    ref = spec.exchange.credentials_secret_ref
-    if spec.mode == "dryRun":
-        return None
-    if ref is None:
-        return "exchange.credentialsSecretRef is required for testnet and live"
-    secret = kube.read_or_none(kube.core().read_namespaced_secret, ref.name, namespace)
-    if secret is None:
-        return f"Secret {namespace}/{ref.name} not found"
-    needed = [ref.api_key_key, ref.api_secret_key] + (
-        [ref.password_key] if ref.password_key else [])
-    missing = [k for k in needed if not (secret.data or {}).get(k)]
-    if missing:
-        return f"Secret {namespace}/{ref.name} lacks key(s): {', '.join(missing)}"
-    return None
-
-
-def _gates(namespace: str, name: str, uid: str, spec: LiveBotSpec, code_hash: str | None
-           ) -> list[gates.GateResult]:
-    if spec.mode == "dryRun":
-        return []
-    backtest = None
-    dry_run = gates.DryRunEvidence()
-    unreadable: str | None = None
-    if spec.promotion is not None:
-        ref = spec.promotion.backtest_ref.name
-        bt = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
-                               namespace, "backtests", ref)
-        status = BacktestStatus.model_validate(bt.get("status") or {}) if bt else None
-        backtest = gates.BacktestEvidence.from_status(ref, status) if bt else None
-        if code_hash is not None and spec.promotion.min_dry_run_hours > 0:
-            try:
-                dry_run = bot_records.dry_run_evidence(namespace, name, uid, code_hash)
-            except bot_records.EvidenceUnavailable as e:
-                unreadable = f"dry-run history cannot be read now: {e}"
-    results = gates.evaluate_gates(spec, strategy_code_hash=code_hash, backtest=backtest,
-                                   dry_run=dry_run, now=dt.datetime.now(dt.UTC))
-    if unreadable is not None:
-        # Fail shut: evidence that cannot be read is no evidence.
-        results = [gates.GateResult(g.name, False, unreadable) if g.name == gates.GATE_DRY_RUN
-                   else g for g in results]
-    return results
-
-
-def _lease(namespace: str, name: str, uid: str, spec: LiveBotSpec
-           ) -> tuple[account_lease.LeaseDecision, str]:
-    ref = spec.exchange.credentials_secret_ref
-    key = account_lease.account_key(namespace, spec.exchange.name,
-                                    ref.name if ref is not None and spec.mode != "dryRun"
-                                    else None, name)
-    lease_id = account_lease.lease_name(key)
-    coordination = kube.coordination()
-    existing = kube.read_or_none(coordination.read_namespaced_lease, lease_id, namespace)
-    leases = [account_lease.Lease.from_manifest(kube.to_dict(existing))] if existing else []
-    others: list[Any] = []
-    if not leases or leases[0].holder_identity != uid:
-        # Only a bot that does not hold the Lease needs to know whose pods still run.
-        pods = kube.core().list_namespaced_pod(
-            namespace, label_selector=f"{LABEL_ACCOUNT}={lease_id}").items
-        others = [p for p in pods
-                  if (p.metadata.labels or {}).get(bot_control.OWNER_LABEL) != uid
-                  and p.status.phase not in ("Succeeded", "Failed")]
-    duration = dt.timedelta(seconds=runtime.get().settings.account_lease_seconds)
-    now = dt.datetime.now(dt.UTC)
-    decision = account_lease.decide_lease(uid, key, leases, now, duration,
-                                          live_pods_of_other_holders=len(others))
-    if not decision.may_run:
-        return decision, lease_id
-    body = account_lease.lease_manifest(key, namespace=namespace, bot_name=name, bot_uid=uid,
-                                        now=now, lease_duration=duration,
-                                        transitions=decision.transitions)
-    if decision.action == "renew" and existing.spec.renew_time is not None and \
-            now - existing.spec.renew_time < duration / 3:
-        # Ours and fresh: renewing every round would be a write per bot every two seconds.
-        return decision, lease_id
-    if decision.action == "create":
-        coordination.create_namespaced_lease(namespace, body)
-    else:
-        # Replace with the resourceVersion read: of two bots taking over at once, one wins.
-        body["metadata"]["resourceVersion"] = existing.metadata.resource_version
-        if decision.action == "renew":
-            body["spec"]["acquireTime"] = kube.to_dict(existing)["spec"].get("acquireTime")
-        coordination.replace_namespaced_lease(lease_id, namespace, body)
-    return decision, lease_id
-
-
 def _phase(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, message: str,
            generation: int, ready: bool = False) -> None:
     patch.status.update({"phase": phase, "message": message,
@@ -222,10 +103,13 @@ def _phase(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, m
     condition(status, patch, "Ready", ready, reason, message, generation)
 
 
-# uid -> (when its last full round started, what it saw). Only a pacer for running bots: if
-# it is lost (a restart), the next round is a full one; nothing is decided from it.
-_last_full_round: dict[str, tuple[float, tuple[Any, ...]]] = {}
-_pacer_lock = threading.Lock()
+def stopping_fleet(namespace: str) -> AbstractContextManager[None]:
+    """While a breaker stops bots in `namespace`, LiveBot rounds there give way."""
+    return runtime.get().fleet.stopping(namespace)
+
+
+def fleet_stop_in_progress(namespace: str) -> bool:
+    return runtime.get().fleet.in_progress(namespace)
 
 
 def _polled_recently(uid: str, generation: int, meta: kopf.Meta, status: dict[str, Any]
@@ -234,64 +118,33 @@ def _polled_recently(uid: str, generation: int, meta: kopf.Meta, status: dict[st
     monitoring) every TRADEBOT_BOT_POLL_SECONDS, not every timer tick: hundreds of bots would
     otherwise keep the API server busy with rounds that change nothing. A breaker does not
     wait for this: it stops its bots itself."""
+    rt = runtime.get()
     seen = (generation, tuple(sorted((meta.get("labels") or {}).items())))
-    now = time.monotonic()
-    with _pacer_lock:
-        last = _last_full_round.get(uid)
-        if (status.get("phase") == "Running" and last is not None and last[1] == seen
-                and now - last[0] < runtime.get().settings.bot_poll_seconds):
-            return True
-        _last_full_round[uid] = (now, seen)
-    return False
+    return rt.pacer.recently(uid, seen, status.get("phase") == "Running",
+                             rt.settings.bot_poll_seconds)
 
 
-# Namespaces where a breaker is stopping its bots right now -> how many breakers. Only a
-# priority: rounds that start meanwhile wait for the next tick (stops first, bookkeeping
-# after); lost with the process, and nothing is decided from it.
-_fleet_stops: Counter[str] = Counter()
-_fleet_lock = threading.Lock()
-
-
-@contextmanager
-def stopping_fleet(namespace: str) -> Iterator[None]:
-    with _fleet_lock:
-        _fleet_stops[namespace] += 1
-    try:
-        yield
-    finally:
-        with _fleet_lock:
-            _fleet_stops[namespace] -= 1
-            if _fleet_stops[namespace] <= 0:
-                del _fleet_stops[namespace]
-
-
-def fleet_stop_in_progress(namespace: str) -> bool:
-    return namespace in _fleet_stops
-
-
-_rounds: ThreadPoolExecutor | None = None
-_rounds_lock = threading.Lock()
-
-
-def _pool() -> ThreadPoolExecutor:
+def _pool() -> Any:
     """The threads full rounds run on (TRADEBOT_HANDLER_THREADS): each may wait on a bot's
     API for a second, so hundreds of bots need more than kopf's default."""
-    global _rounds
-    with _rounds_lock:
-        if _rounds is None:
-            _rounds = ThreadPoolExecutor(max_workers=runtime.get().settings.handler_threads,
-                                         thread_name_prefix="livebot")
-        return _rounds
+    rt = runtime.get()
+    return rt.pool("livebot", rt.settings.handler_threads)
 
 
-@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
-def livebot_deleted(name: str, namespace: str | None, uid: str, **_: Any) -> None:
-    """The pod goes with its owner; a local bot process must be stopped by us."""
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+def livebot_deleted(name: str, namespace: str | None, uid: str, status: kopf.Status,
+                    **_: Any) -> None:
+    """A finalizer: the bot is stopped before its LiveBot goes. Without it, a deletion with
+    --cascade=orphan (or a garbage collector that lags) would leave a trading pod that no
+    operator supervises any more."""
     assert namespace is not None
-    bot_control.remove_pod(bot_control.BotRef(namespace, name, uid))
+    ref = bot_control.BotRef(namespace, name, uid)
+    outcome = bot_control.stop(ref, "stop", use_api=bot_control.answered_last(dict(status)))
+    bot_storage.remove(ref, runtime.get().settings)
     metrics.forget_bot(namespace, name)
-    with _pacer_lock:
-        _last_full_round.pop(uid, None)
+    runtime.get().pacer.forget(uid)
+    logger(kind="LiveBot", namespace=namespace, name=name).info(
+        "bot deleted", outcome=outcome.describe())
 
 
 class _TripInProgress(Exception):
@@ -327,9 +180,9 @@ def _reconcile(patch: kopf.Patch, status: kopf.Status, **kwargs: Any) -> None:
     namespace = str(kwargs["namespace"])
     try:
         try:
-            _round(patch=patch, status=status, fresh=False, **kwargs)
+            _Round(patch=patch, status=status, fresh=False, **kwargs).run()
         except _NeedsFreshRound:
-            _round(patch=patch, status=status, fresh=True, **kwargs)
+            _Round(patch=patch, status=status, fresh=True, **kwargs).run()
         _give_way(namespace)
     except _TripInProgress:
         # Its reads and writes would only compete with the breaker's stops for the API
@@ -340,183 +193,302 @@ def _reconcile(patch: kopf.Patch, status: kopf.Status, **kwargs: Any) -> None:
     drop_unchanged(patch, status)
 
 
-def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-           namespace: str, name: str, uid: str, patch: kopf.Patch, fresh: bool,
-           **kwargs: Any) -> None:
-    """One round: `fresh` False reads breakers and the Strategy from the operator's cached
-    view (controllers/cache.py), True from the API server."""
-    _give_way(namespace)
-    generation = int(meta.get("generation") or 0)
-    current = dict(status)
-    correlation_id = f"{uid}/{generation}"
-    log = logger(kind="LiveBot", namespace=namespace, name=name, correlation_id=correlation_id)
-    ref = bot_control.BotRef(namespace, name, uid)
+class _Round:
+    """One round: observe (in the stages the decision asks for), decide, act. `fresh` False
+    reads breakers and the Strategy from the operator's cached view (controllers/cache.py),
+    True from the API server."""
 
-    def hold(phase: str, reason: str, message: str, warning: bool = True,
-             action: bot_control.StopAction = "stop", force_exit: bool = False) -> None:
+    def __init__(self, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
+                 namespace: str, name: str, uid: str, patch: kopf.Patch, fresh: bool,
+                 **kwargs: Any) -> None:
+        self.body, self.patch, self.fresh = body, patch, fresh
+        self.namespace, self.name, self.uid = namespace, name, uid
+        self.status = dict(status)
+        self.generation = int(meta.get("generation") or 0)
+        self.labels = dict(meta.get("labels") or {})
+        self.correlation_id = f"{uid}/{self.generation}"
+        self.log = logger(kind="LiveBot", namespace=namespace, name=name,
+                          correlation_id=self.correlation_id)
+        self.ref = bot_control.BotRef(namespace, name, uid)
+        self.raw_spec = dict(spec)
+        self.indices = kwargs
+        self.settings = runtime.get().settings
+        # What the stages found, for carrying out the decision.
+        self.bot: bots.BotInstance | None = None
+        self.strategy_spec: StrategySpec | None = None
+        self.lease_object: Any = None
+        self.pod: Any = None
+
+    def run(self) -> None:
+        _give_way(self.namespace)
+        observation = self._first_look()
+        outcome = livebot_round.decide(observation)
+        while isinstance(outcome.decision, Observe):
+            stage = outcome.decision.stage
+            if stage in ("lease", "pod"):
+                _give_way(self.namespace)
+            observation = self._observe(stage, observation)
+            outcome = livebot_round.decide(observation)
+        self._act(outcome, observation)
+
+    def _first_look(self) -> Observation:
+        try:
+            model: LiveBotSpec | None = LiveBotSpec.model_validate(self.raw_spec)
+            error = None
+        except ValidationError as e:
+            model, error = None, str(e.errors()[0]["msg"])
+        strategy = None
+        if model is not None:
+            strategy = (kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
+                                          VERSION, self.namespace, "strategies",
+                                          model.strategy_ref.name) if self.fresh
+                        else next(iter(cache.entries(self.indices[cache.STRATEGIES], (
+                            self.namespace, model.strategy_ref.name))), None))
+        breakers = (read_breakers(self.namespace) if self.fresh
+                    else cache.entries(self.indices[cache.BREAKERS], self.namespace))
+        s = self.settings
+        return Observation(
+            name=self.name, namespace=self.namespace, uid=self.uid,
+            generation=self.generation, labels=self.labels, status=self.status, spec=model,
+            spec_error=error, breakers=breakers, strategy=strategy, now=dt.datetime.now(dt.UTC),
+            allowed_modes=tuple(s.allowed_modes),
+            floors={m: f for m in ("testnet", "live")
+                    if (f := s.promotion_floors.for_mode(m)) is not None},
+            lease_duration=dt.timedelta(seconds=s.account_lease_seconds),
+            local_executor=s.executor == "local")
+
+    def _observe(self, stage: Stage, o: Observation) -> Observation:
+        assert o.spec is not None
+        seen: dict[str, Any] = {
+            "credentials": self._credentials_seen, "evidence": self._evidence_seen,
+            "config": self._config_seen, "lease": self._lease_seen, "pod": self._pod_seen,
+        }
+        value = seen[stage](o)
+        return replace(o, **{stage: value}, observed=o.observed | {stage})
+
+    def _credentials_seen(self, o: Observation) -> CredentialsSeen | None:
+        assert o.spec is not None
+        ref = o.spec.exchange.credentials_secret_ref
+        if ref is None:
+            return None
+        secret = kube.read_or_none(kube.core().read_namespaced_secret, ref.name,
+                                   self.namespace)
+        if secret is None:
+            return CredentialsSeen(ref.name, False, {}, False, frozenset())
+        meta = secret.metadata
+        owners = [str(r.api_version) for r in meta.owner_references or []]
+        # Only the names of the items are kept: the operator never uses a key's value.
+        return CredentialsSeen(ref.name, True, dict(meta.labels or {}),
+                               operator_managed(meta.labels or {}, owners),
+                               frozenset(k for k, v in (secret.data or {}).items() if v))
+
+    def _evidence_seen(self, o: Observation) -> Evidence:
+        spec = o.spec
+        assert spec is not None
+        if spec.promotion is None:
+            return Evidence(None, gates.DryRunEvidence())
+        ref = spec.promotion.backtest_ref.name
+        bt = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
+                               self.namespace, "backtests", ref)
+        backtest = gates.BacktestEvidence.from_status(
+            ref, BacktestStatus.model_validate(bt.get("status") or {})) if bt else None
+        promotion = gates.effective_promotion(spec.promotion, o.floors.get(spec.mode))
+        code = o.strategy_code_hash
+        if code is None or promotion.min_dry_run_hours <= 0:
+            return Evidence(backtest, gates.DryRunEvidence())
+        try:
+            return Evidence(backtest, bot_records.dry_run_evidence(
+                self.namespace, self.name, self.uid, code))
+        except bot_records.EvidenceUnavailable as e:
+            return Evidence(backtest, gates.DryRunEvidence(),
+                            unreadable=f"dry-run history cannot be read now: {e}")
+
+    def _config_seen(self, o: Observation) -> ConfigSeen:
+        spec = o.spec
+        assert spec is not None
+        assert o.strategy is not None
+        try:
+            strategy_spec = StrategySpec.model_validate(o.strategy["spec"])
+            code = read_code(strategy_spec, self.namespace)
+            # The username, like every credential, reaches the pod from its Secret.
+            config = trade_config(spec, strategy_spec, api_port=bots.API_PORT, api_username="",
+                                  exchange_double_url=self.settings.exchange_double_url)
+        except (CodeUnavailable, ValueError) as e:
+            return ConfigSeen(error=str(e))
+        self.strategy_spec = strategy_spec
+        self.bot = bots.BotInstance(self.namespace, self.name, self.uid, spec,
+                                    spec.strategy_ref.name, strategy_spec.class_name, code,
+                                    config)
+        return ConfigSeen(code_hash=hash_code(code), config_hash=self.bot.config_hash)
+
+    def _lease_seen(self, o: Observation) -> LeaseSeen:
+        lease_id = account_lease.lease_name(livebot_round.lease_key(o))
+        existing = kube.read_or_none(kube.coordination().read_namespaced_lease, lease_id,
+                                     self.namespace)
+        self.lease_object = existing
+        lease = account_lease.Lease.from_manifest(kube.to_dict(existing)) if existing else None
+        if lease is not None and lease.holder_identity == self.uid:
+            return LeaseSeen(lease)
+        # Only a bot that does not hold the Lease needs to know whose pods still run.
+        pods = kube.core().list_namespaced_pod(
+            self.namespace, label_selector=f"{LABEL_ACCOUNT}={lease_id}").items
+        others = [p for p in pods
+                  if (p.metadata.labels or {}).get(bot_control.OWNER_LABEL) != self.uid
+                  and p.status.phase not in ("Succeeded", "Failed")]
+        return LeaseSeen(lease, len(others))
+
+    def _pod_seen(self, o: Observation) -> PodSeen | None:
+        pod = kube.read_or_none(kube.core().read_namespaced_pod, self.ref.pod_name,
+                                self.namespace)
+        self.pod = pod
+        if pod is None:
+            return None
+        return PodSeen(self.ref.pod_name,
+                       (pod.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH),
+                       pod.metadata.deletion_timestamp is not None, pod.status.phase)
+
+    # -- acting ------------------------------------------------------------------------
+
+    def _act(self, outcome: Outcome, o: Observation) -> None:
+        self.patch.status.update(outcome.status)
+        decision = outcome.decision
+        if isinstance(decision, Hold):
+            self._hold(decision)
+            return
+        if outcome.lease is not None:
+            self._write_lease(outcome, o)
+        if isinstance(decision, StatusOnly):
+            if decision.reason == "PodStarting":
+                self._pod_fields(o)
+            self._phase(decision.phase, decision.reason, decision.message, decision.ready)
+        elif isinstance(decision, CreatePod):
+            self._create_pod(decision, o)
+        elif isinstance(decision, Run):
+            self._run(o)
+
+    def _phase(self, phase: str, reason: str, message: str, ready: bool = False) -> None:
+        _phase(self.patch, self.status, phase, reason, message, self.generation, ready)
+
+    def _pod_fields(self, o: Observation) -> None:
+        assert o.spec is not None
+        self.patch.status.update({"podName": self.ref.pod_name, "mode": o.spec.mode,
+                                  "codeHash": o.strategy_code_hash})
+
+    def _hold(self, d: Hold) -> None:
+        status, ref = self.status, self.ref
         # A bot held the same way in an earlier round was stopped then; while nothing of it
         # runs, a stop every round would only be hundreds of deletions a second to the API
         # server, just when a tripped fleet needs it. stopEntries is repeated by design.
-        held_before = (status.get("phase") == phase and not status.get("podName")
-                       and action != "stopEntries")
+        held_before = (status.get("phase") == d.phase and not status.get("podName")
+                       and d.action != "stopEntries")
         if held_before and not bot_control.still_running(ref):
             outcome = bot_control.StopOutcome()
         else:
             # The API is tried only while the bot was last seen answering: a bot already
             # stopped (or never reached) would only cost the timeout, every round.
-            outcome = bot_control.stop(ref, action, force_exit=force_exit,
-                                       use_api=bot_control.answered_last(current)
-                                       or action == "stopEntries")
-        if status.get("phase") != phase or status.get("message") != message:
-            event(body, reason, f"{message}; {outcome.describe()}", warning=warning)
-            log.info("bot held", phase=phase, reason=reason, message=message,
-                     pod_removed=outcome.pod_removed, api_calls=outcome.api_calls,
-                     api_error=outcome.api_error)
-        if outcome.pod_removed or not status.get("podName") or action != "stopEntries":
-            patch.status["podName"] = None
-            condition(current, patch, "Reachable", False, "Stopped", "the bot is stopped",
-                      generation)
-            metrics.forget_bot(namespace, name)
-            run_id = current.get("runId")
-            if run_id and bot_records.write_run(
-                    run_id=run_id, uid=uid, namespace=namespace, name=name,
-                    mode=str(current.get("mode") or "dryRun"),
-                    status="failed" if phase == "Tripped" else "succeeded",
-                    finished_at=dt.datetime.now(dt.UTC),
-                    error=message if phase == "Tripped" else None,
-                    correlation_id=correlation_id):
-                patch.status["runId"] = None
-        if phase == "Tripped":
+            outcome = bot_control.stop(ref, d.action, force_exit=d.force_exit,
+                                       use_api=bot_control.answered_last(status)
+                                       or d.action == "stopEntries")
+        if status.get("phase") != d.phase or status.get("message") != d.message:
+            event(self.body, d.reason, f"{d.message}; {outcome.describe()}", warning=d.warning)
+            self.log.info("bot held", phase=d.phase, reason=d.reason, message=d.message,
+                          pod_removed=outcome.pod_removed, api_calls=outcome.api_calls,
+                          api_error=outcome.api_error)
+        if outcome.pod_removed or not status.get("podName") or d.action != "stopEntries":
+            self._stopped(d)
+        if d.phase == "Tripped":
             # A reset accepts the loss: the windows the breaker measures start again from the
             # next heartbeat, or the same figures would trip it again at once.
-            patch.status.update(dict.fromkeys(
+            self.patch.status.update(dict.fromkeys(
                 ("equity", "peakEquity", "dayStartEquity", "day", "drawdown",
                  "consecutiveLosses", "lastHeartbeat", "runningSince")))
-        _phase(patch, current, phase, reason, message, generation)
+        self._phase(d.phase, d.reason, d.message)
 
-    try:
-        model = LiveBotSpec.model_validate(dict(spec))
-    except ValidationError as e:
-        hold("Failed", "InvalidSpec", f"invalid spec: {e.errors()[0]['msg']}")
-        return
-    labels = dict(meta.get("labels") or {})
-    breaker = tripped_by(labels, read_breakers(namespace) if fresh
-                         else cache.entries(kwargs[cache.BREAKERS], namespace))
-    if breaker is not None:
-        if breaker.stopping:
-            # The breaker is stopping this bot now; no pod is created while it is Open.
-            _phase(patch, current, "Tripped", "BreakerOpen", tripped_message(breaker.name),
-                   generation)
+    def _stopped(self, d: Hold) -> None:
+        """Status and records of a bot of which nothing runs any more."""
+        self.patch.status["podName"] = None
+        condition(self.status, self.patch, "Reachable", False, "Stopped", "the bot is stopped",
+                  self.generation)
+        metrics.forget_bot(self.namespace, self.name)
+        run_id = self.status.get("runId")
+        if run_id and bot_records.write_run(
+                run_id=run_id, uid=self.uid, namespace=self.namespace, name=self.name,
+                mode=str(self.status.get("mode") or "dryRun"),
+                status="failed" if d.phase == "Tripped" else "succeeded",
+                finished_at=dt.datetime.now(dt.UTC),
+                error=d.message if d.phase == "Tripped" else None,
+                correlation_id=self.correlation_id):
+            self.patch.status["runId"] = None
+
+    def _write_lease(self, outcome: Outcome, o: Observation) -> None:
+        write = outcome.lease
+        assert write is not None
+        key = livebot_round.lease_key(o)
+        body = account_lease.lease_manifest(
+            key, namespace=self.namespace, bot_name=self.name, bot_uid=self.uid, now=o.now,
+            lease_duration=o.lease_duration, transitions=write.transitions)
+        coordination = kube.coordination()
+        if write.action == "create":
+            coordination.create_namespaced_lease(self.namespace, body)
             return
-        hold("Tripped", "BreakerOpen", tripped_message(breaker.name), action=breaker.action,
-             force_exit=breaker.force_exit)
-        return
-    if model.suspend:
-        hold("Suspended", "Suspended", "spec.suspend is true", warning=False,
-             action="suspend")
-        return
+        existing = self.lease_object
+        # Replace with the resourceVersion read: of two bots taking over at once, one wins.
+        body["metadata"]["resourceVersion"] = existing.metadata.resource_version
+        if write.action == "renew":
+            body["spec"]["acquireTime"] = kube.to_dict(existing)["spec"].get("acquireTime")
+        coordination.replace_namespaced_lease(body["metadata"]["name"], self.namespace, body)
 
-    if fresh:
-        strategy = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
-                                     VERSION, namespace, "strategies", model.strategy_ref.name)
-    else:
-        strategy = next(iter(cache.entries(kwargs[cache.STRATEGIES],
-                                           (namespace, model.strategy_ref.name))), None)
-    strategy_status = (strategy or {}).get("status") or {}
-    if strategy is None or strategy_status.get("phase") != "Ready":
-        hold("Pending", "StrategyNotReady", f"Strategy {model.strategy_ref.name} is "
-             f"{'missing' if strategy is None else strategy_status.get('phase') or 'not ready'}")
-        return
-    code_hash = strategy_status.get("codeHash")
-
-    results = _gates(namespace, name, uid, model, code_hash)
-    patch.status["gates"] = [{"name": g.name, "passed": g.passed, "message": g.message}
-                             for g in results] or None
-    if not gates.all_passed(results):
-        failed = "; ".join(g.message for g in results if not g.passed)
-        hold("Blocked", "GatesNotPassed", f"mode {model.mode} blocked: {failed}")
-        return
-    missing = _missing_credentials(namespace, model)
-    if missing is not None:
-        hold("Blocked", "CredentialsMissing", missing)
-        return
-
-    try:
-        strategy_spec = StrategySpec.model_validate(strategy["spec"])
-        code = read_code(strategy_spec, namespace)
-        # The username, like every credential, reaches the pod from its Secret.
-        config = trade_config(model, strategy_spec, api_port=bots.API_PORT, api_username="",
-                              exchange_double_url=runtime.get().settings.exchange_double_url)
-    except (CodeUnavailable, ValueError) as e:
-        hold("Blocked", "InvalidConfig", str(e))
-        return
-    bot = bots.BotInstance(namespace, name, uid, model, model.strategy_ref.name,
-                           strategy_spec.class_name, code, config)
-
-    _give_way(namespace)
-    decision, lease_id = _lease(namespace, name, uid, model)
-    if not decision.may_run:
-        hold("Blocked", "AccountInUse", decision.message)
-        return
-
-    settings = runtime.get().settings
-    credentials = _credentials(namespace, bot)
-    existing = kube.read_or_none(kube.core().read_namespaced_pod, bot.pod_name, namespace)
-    if existing is not None:
-        have = (existing.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH)
-        if existing.metadata.deletion_timestamp:
-            _phase(patch, current, "Pending", "Restarting",
-                   f"waiting for pod {bot.pod_name} to terminate", generation)
-            return
-        if have != bot.config_hash:
-            # The config or code changed: the old pod goes first; the next round starts the
-            # new one, so two pods never trade the account at once.
-            hold("Pending", "Restarting", "config changed; replacing the pod", warning=False)
-            return
-        pod_phase = existing.status.phase
-    else:
-        if not fresh:
+    def _create_pod(self, d: CreatePod, o: Observation) -> None:
+        if not self.fresh:
             raise _NeedsFreshRound
-        # The pod's companions first (a pod never starts without its config or its network
-        # policy); a running pod with the same config hash has them already.
-        _create(kube.core().create_namespaced_config_map, namespace, bots.config_map(bot))
-        kube.core().patch_namespaced_config_map(bot.config_map_name, namespace,
-                                                {"data": bot.config_data()})
-        _create(kube.networking().create_namespaced_network_policy, namespace,
-                bots.network_policy(bot, operator_namespace=settings.operator_namespace))
+        bot, settings = self.bot, self.settings
+        assert bot is not None
+        assert o.spec is not None
+        _credentials(self.namespace, bot)
+        # The pod's companions first (a pod never starts without its config, its network
+        # policy or its trade database); a running pod with the same config hash has them.
+        core = kube.core()
+        _create(core.create_namespaced_config_map, self.namespace, bots.config_map(bot))
+        core.patch_namespaced_config_map(bot.config_map_name, self.namespace,
+                                         {"data": bot.config_data()})
+        _create(kube.networking().create_namespaced_network_policy, self.namespace,
+                bots.network_policy(bot, operator_namespace=settings.operator_namespace,
+                                    operator_labels=settings.operator_pod_labels))
+        bot_storage.ensure(bot, settings)
         desired = bots.pod(bot, settings)
-        desired["metadata"]["labels"].update({LABEL_ACCOUNT: lease_id,
-                                              bot_control.OWNER_LABEL: uid})
-        _create(kube.core().create_namespaced_pod, namespace, desired)
+        desired["metadata"]["labels"].update({LABEL_ACCOUNT: d.lease_name,
+                                              bot_control.OWNER_LABEL: self.uid})
+        _create(core.create_namespaced_pod, self.namespace, desired)
         # A breaker that opened after the read above may have stopped its bots before this pod
         # existed. It writes Open before it stops anything, so a second read sees it.
-        opened = tripped_by(labels, read_breakers(namespace))
+        opened = livebot_round.tripped_by(self.name, self.labels,
+                                          read_breakers(self.namespace),
+                                          dt.datetime.now(dt.UTC))
         if opened is not None:
-            bot_control.remove_pod(ref)
-            log.warning("bot pod removed at once: a breaker opened meanwhile",
-                        pod=bot.pod_name, breaker=opened.name)
-            _phase(patch, current, "Tripped", "BreakerOpen", tripped_message(opened.name),
-                   generation)
+            bot_control.remove_pod(self.ref)
+            self.log.warning("bot pod removed at once: a breaker opened meanwhile",
+                             pod=bot.pod_name, breaker=opened.name)
+            self._phase("Tripped", "BreakerOpen", livebot_round.tripped_message(opened.name))
             return
-        event(body, "PodCreated", f"pod {bot.pod_name} created in mode {model.mode}",
+        event(self.body, "PodCreated", f"pod {bot.pod_name} created in mode {o.spec.mode}",
               warning=False)
-        log.info("bot pod created", pod=bot.pod_name, mode=model.mode)
-        pod_phase = "Pending"
-    patch.status.update({"podName": bot.pod_name, "mode": model.mode, "codeHash": code_hash})
-    if pod_phase == "Running":
-        assert existing is not None
-        if settings.executor == "local" and model.mode != "dryRun":
-            hold("Blocked", "LocalExecutorDryRunOnly",
-                 "the local executor runs dry-run bots only (it never holds exchange keys)")
-            return
-        _phase(patch, current, "Running", "PodRunning", f"running in mode {model.mode}",
-               generation, ready=True)
-        started = existing.status.start_time
-        patch.status["runningSince"] = started.isoformat().replace("+00:00", "Z") \
-            if started else current.get("runningSince")
-        _give_way(namespace)
-        bot_monitoring.Round(body, current, patch, bot, code_hash, generation,
-                             correlation_id).run(strategy_spec, existing, credentials, started)
-    else:
-        _phase(patch, current, "Pending", "PodStarting", f"pod {bot.pod_name} is {pod_phase}",
-               generation)
+        self.log.info("bot pod created", pod=bot.pod_name, mode=o.spec.mode)
+        self._pod_fields(o)
+        self._phase("Pending", "PodStarting", f"pod {bot.pod_name} is Pending")
+
+    def _run(self, o: Observation) -> None:
+        bot, pod, strategy_spec = self.bot, self.pod, self.strategy_spec
+        assert bot is not None
+        assert pod is not None
+        assert strategy_spec is not None
+        credentials = _credentials(self.namespace, bot)
+        self._pod_fields(o)
+        assert o.spec is not None
+        self._phase("Running", "PodRunning", f"running in mode {o.spec.mode}", ready=True)
+        started = pod.status.start_time
+        self.patch.status["runningSince"] = format_time(started) if started \
+            else self.status.get("runningSince")
+        _give_way(self.namespace)
+        bot_monitoring.Round(self.body, self.status, self.patch, bot, o.strategy_code_hash,
+                             self.generation, self.correlation_id).run(
+            strategy_spec, pod, credentials, started)

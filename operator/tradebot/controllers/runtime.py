@@ -8,8 +8,11 @@ import asyncio
 import contextvars
 import functools
 import threading
-from collections.abc import Callable
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,74 @@ from tradebot.settings import Settings
 _log = logger(component="runtime")
 
 
+class FleetStops:
+    """Namespaces where a breaker is stopping its bots right now, and how many breakers. Only
+    a priority: rounds that start meanwhile wait for the next tick (stops first, bookkeeping
+    after); lost with the process, and nothing is decided from it."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def stopping(self, namespace: str) -> Iterator[None]:
+        with self._lock:
+            self._counts[namespace] += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._counts[namespace] -= 1
+                if self._counts[namespace] <= 0:
+                    del self._counts[namespace]
+
+    def in_progress(self, namespace: str) -> bool:
+        return namespace in self._counts
+
+
+class Pacer:
+    """When each running bot last had a full round, and what it saw then. Only a pacer: if it
+    is lost (a restart), the next round is a full one; nothing is decided from it."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, tuple[float, Hashable]] = {}
+        self._lock = threading.Lock()
+
+    def recently(self, uid: str, seen: Hashable, running: bool, interval: float) -> bool:
+        """True while a running bot that saw the same `seen` had its round within
+        `interval` seconds; otherwise the round counts as started now."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(uid)
+            if running and last is not None and last[1] == seen and now - last[0] < interval:
+                return True
+            self._last[uid] = (now, seen)
+        return False
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._last.pop(uid, None)
+
+
 @dataclass
 class Runtime:
     settings: Settings
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
+    fleet: FleetStops = field(default_factory=FleetStops)
+    pacer: Pacer = field(default_factory=Pacer)
     _store: Any = None
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
+    _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
+    _pools_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def pool(self, name: str, size: int) -> ThreadPoolExecutor:
+        """The operator's own thread pool `name`, created on first use: handlers that may wait
+        on the network need more threads than kopf's default, and each kind its own."""
+        with self._pools_lock:
+            if name not in self._pools:
+                self._pools[name] = ThreadPoolExecutor(max_workers=size,
+                                                       thread_name_prefix=name)
+            return self._pools[name]
 
     def store(self) -> Any:  # a BufferedStore, imported lazily
         """The records store, opened on first use. Never None: while the database is down
@@ -48,6 +113,10 @@ class Runtime:
             return self._store
 
     def close(self) -> None:
+        with self._pools_lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
         with self._store_lock:
             if self._store is not None:
                 self._store.close()

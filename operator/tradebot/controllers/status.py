@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 import kopf
 
 from tradebot.domain.conditions import set_condition
+from tradebot.domain.time import parse_time
 
 
 def condition(status: dict[str, Any], patch: kopf.Patch, type_: str, ok: bool | str,
@@ -37,11 +37,5 @@ def event(body: kopf.Body, reason: str, message: str, warning: bool = False) -> 
         kopf.info(body, reason=reason, message=message)
 
 
-def status_time(value: object) -> dt.datetime | None:
-    """A timestamp from status, a client object or Freqtrade ("2024-01-02",
-    "2024-01-02 00:00:00", RFC 3339); naive ones are UTC."""
-    if not value:
-        return None
-    parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(
-        str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+# One time parser for the controllers: status, client objects and Freqtrade's answers.
+status_time = parse_time

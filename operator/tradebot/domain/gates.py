@@ -16,6 +16,7 @@ from typing import Any
 
 from tradebot.api.backtest import BacktestResults, BacktestStatus
 from tradebot.api.livebot import Approval, LiveBotSpec, Mode, Promotion
+from tradebot.settings import ModeFloor
 
 GATE_BACKTEST = "backtest"
 GATE_DRY_RUN = "dryRunHistory"
@@ -167,7 +168,8 @@ def _dry_run_gate(promotion: Promotion, code_hash: str | None, evidence: DryRunE
     return GateResult(GATE_DRY_RUN, have >= need, text)
 
 
-def _approval_gate(mode: Mode, approval: Approval | None, now: dt.datetime) -> GateResult:
+def _approval_gate(mode: Mode, approval: Approval | None, code_hash: str | None,
+                   now: dt.datetime) -> GateResult:
     if mode == "testnet":
         return GateResult(GATE_APPROVAL, True, "not required for testnet")
     if approval is None:
@@ -175,14 +177,46 @@ def _approval_gate(mode: Mode, approval: Approval | None, now: dt.datetime) -> G
     if utc(approval.approved_at) > utc(now):
         return GateResult(GATE_APPROVAL, False,
                           f"approvedAt {utc(approval.approved_at).isoformat()} is in the future")
+    if approval.code_hash is None:
+        return GateResult(GATE_APPROVAL, False, "the approval names no code: set "
+                          "promotion.approval.codeHash to the Strategy's status.codeHash")
+    if approval.code_hash != code_hash:
+        # An approval is for the code that was reviewed: changed code needs a new one.
+        return GateResult(GATE_APPROVAL, False,
+                          f"the approval is for code {_short(approval.code_hash)}, the strategy "
+                          f"now has {_short(code_hash)}: approve the new code")
     return GateResult(GATE_APPROVAL, True,
                       f"approved by {approval.approved_by} ({approval.reference})")
 
 
+def effective_promotion(promotion: Promotion, floor: ModeFloor | None) -> Promotion:
+    """The spec's thresholds tightened to the operator's floor for the mode: a spec can ask
+    for more evidence than the floor, never for less."""
+    if floor is None:
+        return promotion
+    return promotion.model_copy(update={
+        "min_profit": max(promotion.min_profit, floor.min_profit),
+        "max_drawdown": min(promotion.max_drawdown, floor.max_drawdown),
+        "min_trades": max(promotion.min_trades, floor.min_trades),
+        "min_dry_run_hours": max(promotion.min_dry_run_hours, floor.min_dry_run_hours),
+    })
+
+
+def thresholds_status(promotion: Promotion) -> dict[str, Any]:
+    return {"minProfit": _fixed(promotion.min_profit),
+            "maxDrawdown": _fixed(promotion.max_drawdown),
+            "minTrades": promotion.min_trades, "minDryRunHours": promotion.min_dry_run_hours}
+
+
+def _fixed(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.00000001")), "f")
+
+
 def evaluate_gates(spec: LiveBotSpec, *, strategy_code_hash: str | None,
                    backtest: BacktestEvidence | None, dry_run: DryRunEvidence,
-                   now: dt.datetime) -> list[GateResult]:
-    """The gates of the spec's mode; dry run needs none (it trades no money)."""
+                   now: dt.datetime, floor: ModeFloor | None = None) -> list[GateResult]:
+    """The gates of the spec's mode, with the spec's thresholds tightened to `floor`; dry run
+    needs none (it trades no money)."""
     if spec.mode == "dryRun":
         return []
     promotion = spec.promotion
@@ -191,10 +225,11 @@ def evaluate_gates(spec: LiveBotSpec, *, strategy_code_hash: str | None,
         missing = f"mode {spec.mode} requires spec.promotion"
         return [GateResult(name, False, missing)
                 for name in (GATE_BACKTEST, GATE_DRY_RUN, GATE_APPROVAL)]
+    promotion = effective_promotion(promotion, floor)
     return [
         _backtest_gate(promotion, strategy_code_hash, backtest),
         _dry_run_gate(promotion, strategy_code_hash, dry_run, now),
-        _approval_gate(spec.mode, promotion.approval, now),
+        _approval_gate(spec.mode, promotion.approval, strategy_code_hash, now),
     ]
 
 
