@@ -229,13 +229,22 @@ def _kept_decision(o: Observation, mode: Mode) -> bool:
             and kept.get("codeHash") == o.strategy_code_hash)
 
 
-def _gates(o: Observation, spec: LiveBotSpec) -> tuple[Outcome | None, dict[str, Any]]:
-    """What the promotion gates stop (None: they pass, or passed for this spec and code
-    before), and the status fields they write."""
-    if spec.mode == "dryRun" or _kept_decision(o, spec.mode):
-        return None, {}
+@dataclass(frozen=True)
+class _Judged:
+    # What the gates stop now (None: they pass, or passed for this spec and code before).
+    stopped: Outcome | None
+    status: dict[str, Any]
+    # Why no new pod may start although a running one may go on: the records are down.
+    waiting: str | None = None
+
+
+def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
+    if spec.mode == "dryRun":
+        return _Judged(None, dict.fromkeys(("gates", "thresholds", "gateDecision")))
+    if _kept_decision(o, spec.mode):
+        return _Judged(None, {})
     if "evidence" not in o.observed:
-        return Outcome(Observe("evidence")), {}
+        return _Judged(Outcome(Observe("evidence")), {})
     seen = o.evidence or Evidence(None, gates.DryRunEvidence())
     floor = o.floors.get(spec.mode)
     results = gates.evaluate_gates(spec, strategy_code_hash=o.strategy_code_hash,
@@ -254,13 +263,16 @@ def _gates(o: Observation, spec: LiveBotSpec) -> tuple[Outcome | None, dict[str,
         status["gateDecision"] = {
             "mode": spec.mode, "generation": o.generation, "codeHash": o.strategy_code_hash,
             "passed": True, "decidedAt": format_time(o.now)}
-        return None, status
+        return _Judged(None, status)
     failed = "; ".join(g.message for g in results if not g.passed)
-    if seen.unreadable is not None:
-        return Outcome(Hold("Pending", "EvidenceUnavailable",
-                            f"mode {spec.mode} waits: {failed}"), status), status
-    return Outcome(Hold("Blocked", "GatesNotPassed", f"mode {spec.mode} blocked: {failed}"),
-                   status), status
+    if seen.unreadable is not None and all(g.passed for g in results
+                                           if g.name != gates.GATE_DRY_RUN):
+        # The records are down, not the evidence: a pod that runs keeps running and is
+        # monitored (stopping every promoted bot is the outage the outbox exists to
+        # prevent); no new one is created until the evidence can be read.
+        return _Judged(None, status, f"mode {spec.mode} waits for its evidence: {failed}")
+    return _Judged(Outcome(Hold("Blocked", "GatesNotPassed",
+                                f"mode {spec.mode} blocked: {failed}"), status), status)
 
 
 def decide(o: Observation) -> Outcome:
@@ -304,9 +316,10 @@ def decide(o: Observation) -> Outcome:
         problem = credentials_problem(spec, o.credentials)
         if problem is not None:
             return Outcome(Hold("Blocked", problem[0], problem[1]))
-    stopped, status = _gates(o, spec)
-    if stopped is not None:
-        return stopped
+    judged = _gates(o, spec)
+    if judged.stopped is not None:
+        return judged.stopped
+    status = judged.status
     if "config" not in o.observed:
         return Outcome(Observe("config"), status)
     config = o.config or ConfigSeen(error="no config")
@@ -338,12 +351,17 @@ def decide(o: Observation) -> Outcome:
         write = LeaseWrite("renew", lease.transitions)
     if "pod" not in o.observed:
         return Outcome(Observe("pod"), status)
-    return Outcome(_pod_decision(o, spec, config, lease.lease_name), status, write)
+    return Outcome(_pod_decision(o, spec, config, lease.lease_name, judged.waiting), status,
+                   write)
 
 
 def _pod_decision(o: Observation, spec: LiveBotSpec, config: ConfigSeen,
-                  lease_name: str) -> Decision:
+                  lease_name: str, waiting: str | None) -> Decision:
     pod = o.pod
+    if waiting is not None and (pod is None or pod.deleting
+                                or pod.config_hash != config.config_hash):
+        return StatusOnly("Running" if pod is not None and pod.phase == "Running"
+                          else "Pending", "EvidenceUnavailable", waiting)
     if pod is None:
         return CreatePod(lease_name)
     if pod.deleting:
