@@ -71,3 +71,14 @@ def test_a_bad_promotion_patch_is_rejected_by_the_crd(kubectl: Any, namespace: s
                      stdin=json.dumps(bot))
     assert result.returncode != 0
     assert "spec.mode" in result.stderr
+
+
+def test_the_live_approval_names_the_base_strategy_code(kubectl: Any):
+    """The reviewed approval is bound to the code in git: editing the strategy without a new
+    approval leaves the live gate shut."""
+    from tradebot.freqtrade.introspect import code_hash
+
+    docs = _build(kubectl, GITOPS / "overlays" / "live")
+    (strategy,) = [d for d in docs if d["kind"] == "Strategy"]
+    approval = _bot(docs)["spec"]["promotion"]["approval"]
+    assert approval["codeHash"] == code_hash(strategy["spec"]["code"])

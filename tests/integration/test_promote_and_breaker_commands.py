@@ -137,20 +137,27 @@ def test_a_breaker_trip_discards_the_dry_run_history_before_it(
 
 def test_live_needs_an_approval_and_gets_it_in_the_patch(
     cluster: Any, namespace: str, promotable: dict[str, Any], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ):
     dsn = f"sqlite://{tmp_path / 'records.db'}"
     _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=3)
     assert _promote(cluster, namespace, dsn, "--to", "live") == 1
     assert "mode live needs an approval" in capsys.readouterr().err
-    assert _promote(cluster, namespace, dsn, "--to", "live", "--approved-by", "alice",
-                    "--reference", "https://git.example/bots/pull/9", "-o", "json") == 0
+    approve = ("--approved-by", "alice", "--reference", "https://git.example/bots/pull/9")
+    # The operator-wide live floor (24 h of dry run by default) is stricter than the spec's
+    # 2 h: the spec cannot lower it.
+    assert _promote(cluster, namespace, dsn, "--to", "live", *approve) == 1
+    assert "need 24 h" in capsys.readouterr().out
+    monkeypatch.setenv("TRADEBOT_PROMOTION_FLOORS", '{"live": {"minDryRunHours": 1}}')
+    assert _promote(cluster, namespace, dsn, "--to", "live", *approve, "-o", "json") == 0
     out = capsys.readouterr().out
     patch = json.loads(out[out.index("{"):])
     assert patch["spec"]["mode"] == "live"
     approval = patch["spec"]["promotion"]["approval"]
     assert (approval["approvedBy"], approval["reference"]) == (
         "alice", "https://git.example/bots/pull/9")
+    # The approval names the code it approves.
+    assert approval["codeHash"] == promotable["code_hash"]
 
 
 def test_promote_names_a_failing_backtest_and_a_missing_bot(

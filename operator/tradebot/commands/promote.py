@@ -22,7 +22,8 @@ def register(sub: Any) -> None:
         description="Evaluate the promotion gates of LiveBot BOT for mode --to, as the "
         "operator would: the referenced Backtest (Succeeded, same code hash, profit, drawdown, "
         "trades), the recorded dry-run history of the same code without a breaker trip, and "
-        "(for live) an approval. When every gate passes, print the merge patch to commit to "
+        "(for live) an approval of the Strategy's current code hash, with the thresholds "
+        "tightened to the operator-wide floors ($TRADEBOT_PROMOTION_FLOORS). When every gate passes, print the merge patch to commit to "
         "the bot's manifest in git; otherwise print why not and exit 1. Nothing is applied.")
     parser.add_argument("bot", help="the LiveBot")
     parser.add_argument("--to", required=True, choices=["dryRun", "testnet", "live"],
@@ -55,6 +56,7 @@ def _promote(args: argparse.Namespace) -> int:
     from tradebot.api.base import GROUP, VERSION
     from tradebot.api.livebot import Approval, LiveBotSpec
     from tradebot.domain import gates
+    from tradebot.settings import Settings
 
     if bool(args.approved_by) != bool(args.reference):
         return _fail("--approved-by and --reference go together", 2)
@@ -70,10 +72,16 @@ def _promote(args: argparse.Namespace) -> int:
         spec = LiveBotSpec.model_validate(bot["spec"])
     except ValidationError as e:
         return _fail(f"{what} has an invalid spec: {e.errors()[0]['msg']}")
+    code_hash = _code_hash(namespace, spec.strategy_ref.name)
     approval = None
     if args.approved_by:
+        if code_hash is None:
+            return _fail(f"Strategy {namespace}/{spec.strategy_ref.name} is not Ready: there "
+                         "is no introspected code to approve")
+        # The approval names the code it approves: a later code change voids it.
         approval = Approval(approved_by=args.approved_by, reference=args.reference,
-                            approved_at=dt.datetime.now(dt.UTC).replace(microsecond=0))
+                            approved_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+                            code_hash=code_hash)
     elif spec.promotion is not None:
         approval = spec.promotion.approval
     try:
@@ -90,7 +98,6 @@ def _promote(args: argparse.Namespace) -> int:
         return _fail(f"{what} in mode {args.to} would be invalid: {problems} (pass "
                      "--credentials-secret, or change the manifest first)")
 
-    code_hash = _code_hash(namespace, spec.strategy_ref.name)
     backtest = None
     if target.promotion is not None:
         ref = target.promotion.backtest_ref.name
@@ -102,8 +109,10 @@ def _promote(args: argparse.Namespace) -> int:
             if e.status != 404:
                 return _fail(cluster_access.describe(e, f"Backtest {namespace}/{ref}"))
     dry_run, unreadable = _dry_run(args, namespace, bot, code_hash, target)
+    floors = Settings.from_env().promotion_floors
     results = gates.evaluate_gates(target, strategy_code_hash=code_hash, backtest=backtest,
-                                   dry_run=dry_run, now=dt.datetime.now(dt.UTC))
+                                   dry_run=dry_run, now=dt.datetime.now(dt.UTC),
+                                   floor=floors.for_mode(args.to))
     if unreadable:
         results = [gates.GateResult(g.name, False, unreadable)
                    if g.name == gates.GATE_DRY_RUN else g for g in results]

@@ -251,6 +251,10 @@ def promotion_patch(spec: LiveBotSpec, to_mode: Mode,
                          "in the manifest first")
     if to_mode == "live" and approval is None:
         raise ValueError("mode live needs an approval (approvedBy, approvedAt, reference)")
+    if to_mode == "live" and approval is not None and approval.code_hash is None:
+        raise ValueError("mode live needs an approval of the Strategy's code (codeHash)")
+    if to_mode == "live" and spec.limits is None:
+        raise ValueError("mode live needs spec.limits in the manifest first")
     patch: dict[str, Any] = {"mode": to_mode}
     if approval is not None:
         patch["promotion"] = {"approval": approval.to_wire()}
