@@ -230,18 +230,18 @@ def test_a_pod_created_as_its_breaker_opens_is_removed_in_the_same_round(
     the round reads again after creating and removes the pod at once, not a round later."""
     import threading
 
-    from tradebot.controllers import livebot
+    from tradebot.domain import livebot_round
 
     _apply(kubectl, namespace, [example("Strategy", "ema-rsi"), _breaker()])
-    real = livebot.tripped_by
+    real = livebot_round.tripped_by
     created = threading.Event()
 
-    def racing(labels: dict[str, str], breakers: list[dict[str, Any]]) -> Any:
+    def racing(*args: Any) -> Any:
         if not created.is_set():
             if not _pods(api_client, namespace):
                 return None  # the trip is not seen yet
             created.set()
-        return real(labels, breakers)
+        return real(*args)
 
     from kubernetes import watch
 
@@ -264,7 +264,7 @@ def test_a_pod_created_as_its_breaker_opens_is_removed_in_the_same_round(
         _trip(api_client, namespace, "kill-1")
         wait_for(lambda: _breaker_status(api_client, namespace).get("incidentId"), 30,
                  what="the trip handled")
-        monkeypatch.setattr(livebot, "tripped_by", racing)
+        monkeypatch.setattr(livebot_round, "tripped_by", racing)
         threading.Thread(target=follow, daemon=True).start()
         with pod_watch(api_client, namespace, "tradebot.dev/account") as pods:
             _apply(kubectl, namespace, [_bot("bot-late")])

@@ -16,7 +16,7 @@ from tests.support.wait import wait_for
 
 G, V = "tradebot.dev", "v1alpha1"
 APPROVAL = {"approvedBy": "alice", "approvedAt": "2026-11-01T10:00:00Z",
-            "reference": "https://git.example/org/bots/pull/7"}
+            "reference": "https://git.example/org/bots/pull/7", "codeHash": "0" * 64}
 FAKE_KEY, FAKE_SECRET = "AKIA-FAKE-EXCHANGE-KEY-123", "fake-exchange-secret-456"
 
 
@@ -61,9 +61,12 @@ def _evidence(api: Any, kubectl: Any, namespace: str) -> None:
                         "trades": 40}}})
 
 
-def _secret(api: Any, namespace: str, name: str = "exchange-keys") -> None:
+def _secret(api: Any, namespace: str, name: str = "exchange-keys",
+            mode: str | None = "testnet") -> None:
+    labels = {"tradebot.dev/credentials": mode} if mode else {}
     client.CoreV1Api(api).create_namespaced_secret(namespace, {
-        "metadata": {"name": name}, "stringData": {"key": FAKE_KEY, "secret": FAKE_SECRET}})
+        "metadata": {"name": name, "labels": labels},
+        "stringData": {"key": FAKE_KEY, "secret": FAKE_SECRET}})
 
 
 def test_dry_run_bot_gets_one_safe_pod(
@@ -104,11 +107,14 @@ def test_dry_run_bot_gets_one_safe_pod(
 def test_live_bot_without_evidence_never_gets_a_pod(
     cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
 ):
-    _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
-    _secret(api_client, namespace)
+    _apply(kubectl, namespace, example("Strategy", "ema-rsi"), example("CircuitBreaker"))
+    _secret(api_client, namespace, mode="live")
     live = _bot("live", mode="live", exchange={
         "name": "binance", "credentialsSecretRef": {"name": "exchange-keys"}})
-    live["spec"]["promotion"] = {**live["spec"]["promotion"], "approval": APPROVAL,
+    from tradebot.freqtrade.introspect import code_hash
+
+    approval = {**APPROVAL, "codeHash": code_hash(example("Strategy", "ema-rsi")["spec"]["code"])}
+    live["spec"]["promotion"] = {**live["spec"]["promotion"], "approval": approval,
                                  "backtestRef": {"name": "never-ran"}}
     with pod_watch(api_client, namespace, "tradebot.dev/kind") as pods, running_operator(
             cluster.kubeconfig, namespace, executor="kubernetes",

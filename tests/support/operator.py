@@ -19,9 +19,12 @@ from tradebot.settings import Settings
 
 @contextlib.contextmanager
 def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Iterator[KopfRunner]:
-    """The operator watching one namespace, with `settings`; stopped on exit."""
+    """The operator watching one namespace, with `settings`; stopped on exit. Unlike the
+    shipped default (dry run only), the tests' operator allows every mode unless a test says
+    otherwise: the tests of testnet and live bots are about what happens after that check."""
     os.environ["KUBECONFIG"] = str(kubeconfig)
     kube.reset()
+    settings.setdefault("allowed_modes", ("dryRun", "testnet", "live"))
     runtime.install(runtime.Runtime(Settings(namespaces=(namespace,), **settings)))
     with KopfRunner(["run", "--standalone", "-n", namespace], timeout=60) as runner:
         yield runner

@@ -23,7 +23,8 @@ def register(sub: Any) -> None:
         "operator would: the referenced Backtest (Succeeded, same code hash, profit, drawdown, "
         "trades), the recorded dry-run history of the same code without a breaker trip, and "
         "(for live) an approval of the Strategy's current code hash, with the thresholds "
-        "tightened to the operator-wide floors ($TRADEBOT_PROMOTION_FLOORS). When every gate passes, print the merge patch to commit to "
+        "tightened to the operator-wide floors ($TRADEBOT_PROMOTION_FLOORS). When every "
+        "gate passes, print the merge patch to commit to "
         "the bot's manifest in git; otherwise print why not and exit 1. Nothing is applied.")
     parser.add_argument("bot", help="the LiveBot")
     parser.add_argument("--to", required=True, choices=["dryRun", "testnet", "live"],

@@ -29,9 +29,11 @@ from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
 from tradebot.controllers import bot_control, bot_records, cache, runtime
-from tradebot.controllers.livebot import selects, stopping_fleet, tripped_message
+from tradebot.controllers.livebot import stopping_fleet
 from tradebot.controllers.status import condition, event, status_time
 from tradebot.domain import breaker, evidence, monitoring
+from tradebot.domain.livebot_round import tripped_message
+from tradebot.domain.selectors import selects
 from tradebot.faults import crash_point
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger

@@ -35,7 +35,7 @@ from tradebot.controllers import (
 )
 from tradebot.controllers.status import condition, drop_unchanged, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import account_lease, bots, gates, livebot_round, selectors
+from tradebot.domain import account_lease, bots, gates, livebot_round
 from tradebot.domain.bot_credentials import CredentialsSeen, operator_managed
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.domain.livebot_round import (
@@ -60,11 +60,6 @@ from tradebot.observability.logging import logger
 PLURAL = "livebots"
 LABEL_ACCOUNT = "tradebot.dev/account"
 API_USERNAME = "tradebot-operator"
-
-
-# Kept here for the CircuitBreaker controller and the tests that patch them.
-selects = selectors.selects
-tripped_message = livebot_round.tripped_message
 
 
 def read_breakers(namespace: str) -> list[dict[str, Any]]:
