@@ -12,6 +12,8 @@ import pytest
 from tests.support.helm import CHART, KUBE_VERSION, Helm
 from tests.support.promql import exported_series, metric_names
 
+from tradebot.api.livebot import LiveBotSpec
+from tradebot.domain.bots import BotInstance, network_policy
 from tradebot.settings import ModeFloor, PromotionFloors, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,6 +155,15 @@ def test_bots_admit_the_operator_pods_under_any_name(helm: Helm):
     assert labels == dep["spec"]["selector"]["matchLabels"]
     assert labels["app.kubernetes.io/name"] == "tb"
     assert labels.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    # Through the operator's settings into a bot's NetworkPolicy: its peer selects these pods.
+    env = dict(_one(docs, "ConfigMap", "-settings")["data"])
+    spec = LiveBotSpec.model_validate({"strategyRef": {"name": "s"}, "pairs": ["BTC/USDT"]})
+    bot = BotInstance("team-a", "b", "5e1f0000-aaaa-bbbb-cccc-ddddeeeeffff", spec, "s", "S",
+                      "class S: ...", {})
+    policy = network_policy(bot, operator_namespace="tradebot-system",
+                            operator_labels=Settings.from_env(env).operator_pod_labels)
+    (peer,) = policy["spec"]["ingress"][0]["from"]
+    assert peer["podSelector"]["matchLabels"] == labels
 
 
 REFUSED = [
