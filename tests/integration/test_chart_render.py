@@ -36,7 +36,10 @@ def test_chart_lints_with_every_optional_part(helm: Helm):
                   "--set", "metrics.prometheusRule.enabled=true",
                   "--set", "metrics.dashboard.enabled=true",
                   "--set", "watchNamespaces={team-a,team-b}",
-                  "--set", "database.existingSecret=records-dsn")
+                  "--set", "database.existingSecret=records-dsn",
+                  "--set", "allowedModes={dryRun,testnet,live}",
+                  "--set", "admission.restrictPromotion.enabled=true",
+                  "--set", "admission.restrictPromotion.allowedGroups={traders}")
     assert "0 chart(s) failed" in result.stdout
 
 
