@@ -84,24 +84,56 @@ def _can_i(kubectl: Any, sa: str, *args: str) -> bool:
 def test_default_install_grants_no_more_than_the_operator_needs(
     helm: Helm, kubectl: Any, release_ns: str, namespace: str
 ):
+    """By default the operator watches its release's namespace only: it can create pods and
+    read Secrets there, and nowhere else (kube-system included)."""
     release = _release()
     helm("install", release, str(CHART), "--namespace", release_ns)
     sa = f"system:serviceaccount:{release_ns}:{release}-tradebot-operator"
     # What it needs (so a "no" below is not a broken check).
-    for allowed in (("create", "jobs", "-n", namespace), ("list", "nodes"),
-                    ("patch", "backtests.tradebot.dev", "--subresource=status", "-n", namespace),
-                    ("create", "networkpolicies", "-n", namespace)):
+    for allowed in (("create", "jobs", "-n", release_ns), ("list", "nodes"),
+                    ("patch", "backtests.tradebot.dev", "--subresource=status", "-n", release_ns),
+                    ("create", "networkpolicies", "-n", release_ns),
+                    ("create", "pods", "-n", release_ns), ("get", "secrets", "-n", release_ns),
+                    ("create", "persistentvolumeclaims", "-n", release_ns),
+                    ("delete", "persistentvolumeclaims", "-n", release_ns),
+                    ("create", "leases.coordination.k8s.io", "-n", release_ns),
+                    ("list", "pods", "-A")):  # GPU accounting
         assert _can_i(kubectl, sa, *allowed), allowed
-    for denied in (("delete", "nodes"), ("create", "clusterroles"),
-                   ("create", "pods", "--subresource=exec", "-n", namespace),
+    for denied in (("create", "pods", "-n", "kube-system"),
+                   ("get", "secrets", "-n", "kube-system"),
+                   ("get", "secrets", "-n", namespace), ("create", "pods", "-n", namespace),
+                   ("get", "secrets", "-A"), ("create", "pods", "-A"),
+                   ("get", "configmaps", "-n", "kube-system"),
+                   ("create", "persistentvolumeclaims", "-n", namespace),
+                   ("list", "livebots.tradebot.dev", "-A"),
+                   ("delete", "nodes"), ("create", "clusterroles"),
+                   ("create", "pods", "--subresource=exec", "-n", release_ns),
                    ("patch", "customresourcedefinitions"),
                    ("delete", "customresourcedefinitions"),
-                   ("delete", "secrets", "-n", namespace), ("list", "secrets", "-n", namespace),
-                   ("update", "deployments", "-n", namespace),
-                   ("delete", "namespaces"), ("create", "rolebindings", "-n", namespace),
-                   ("delete", "backtests.tradebot.dev", "-n", namespace),
-                   ("update", "backtests.tradebot.dev", "--subresource=status", "-n", namespace),
+                   ("delete", "secrets", "-n", release_ns), ("list", "secrets", "-n", release_ns),
+                   ("update", "deployments", "-n", release_ns),
+                   ("delete", "namespaces"), ("create", "rolebindings", "-n", release_ns),
+                   ("delete", "backtests.tradebot.dev", "-n", release_ns),
+                   ("update", "backtests.tradebot.dev", "--subresource=status", "-n", release_ns),
                    ("impersonate", "serviceaccounts")):
+        assert not _can_i(kubectl, sa, *denied), denied
+
+
+def test_cluster_wide_install_is_an_explicit_choice_that_reaches_kube_system(
+    helm: Helm, kubectl: Any, release_ns: str, namespace: str
+):
+    """watchAllNamespaces: what the default withholds (the same checks answer yes here, so the
+    denials above come from the namespaced default, not from a check that always says no)."""
+    release = _release()
+    helm("install", release, str(CHART), "--namespace", release_ns,
+         "--set", "watchAllNamespaces=true")
+    sa = f"system:serviceaccount:{release_ns}:{release}-tradebot-operator"
+    for allowed in (("create", "pods", "-n", "kube-system"),
+                    ("get", "secrets", "-n", "kube-system"), ("get", "secrets", "-n", namespace),
+                    ("create", "persistentvolumeclaims", "-n", namespace)):
+        assert _can_i(kubectl, sa, *allowed), allowed
+    for denied in (("list", "secrets", "-n", "kube-system"), ("delete", "nodes"),
+                   ("create", "pods", "--subresource=exec", "-n", namespace)):
         assert not _can_i(kubectl, sa, *denied), denied
 
 
@@ -256,7 +288,11 @@ def test_the_chart_service_account_runs_the_operator_flows_and_nothing_else(
 
     sa = f"system:serviceaccount:{release_ns}:{release}-tradebot-operator"
     assert _can_i(kubectl, sa, "get", "secrets", "-n", namespace)
-    for denied in (("get", "secrets", "-n", "default"), ("get", "secrets", "-A"),
+    assert _can_i(kubectl, sa, "create", "persistentvolumeclaims", "-n", namespace)
+    for denied in (("create", "pods", "-n", "kube-system"),
+                   ("get", "secrets", "-n", "kube-system"),
+                   ("create", "persistentvolumeclaims", "-n", "default"),
+                   ("get", "secrets", "-n", "default"), ("get", "secrets", "-A"),
                    ("create", "pods", "-n", "default"), ("list", "backtests.tradebot.dev", "-A"),
                    ("get", "configmaps", "-n", release_ns), ("delete", "nodes"),
                    ("create", "clusterroles"),

@@ -4,14 +4,17 @@ schema rejecting bad input at `helm install` with the field named, CRDs identica
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.support.helm import CHART, Helm
+from tests.support.helm import CHART, KUBE_VERSION, Helm
 from tests.support.promql import exported_series, metric_names
 
-from tradebot.settings import Settings
+from tradebot.api.livebot import LiveBotSpec
+from tradebot.domain.bots import BotInstance, network_policy
+from tradebot.settings import ModeFloor, PromotionFloors, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +36,10 @@ def test_chart_lints_with_every_optional_part(helm: Helm):
                   "--set", "metrics.prometheusRule.enabled=true",
                   "--set", "metrics.dashboard.enabled=true",
                   "--set", "watchNamespaces={team-a,team-b}",
-                  "--set", "database.existingSecret=records-dsn")
+                  "--set", "database.existingSecret=records-dsn",
+                  "--set", "allowedModes={dryRun,testnet,live}",
+                  "--set", "admission.restrictPromotion.enabled=true",
+                  "--set", "admission.restrictPromotion.allowedGroups={traders}")
     assert "0 chart(s) failed" in result.stdout
 
 
@@ -59,7 +65,12 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "--set", "exchangeDoubleUrl=http://double.tradebot-system.svc:8765",
         "--set", "metrics.port=9200", "--set", "state.mountPath=/data",
         "--set", "gpu.nodeLabels={gpu-node}",
-        "--set", "gpu.profiles.amd.nodeSelector.gpu=mi300")
+        "--set", "gpu.profiles.amd.nodeSelector.gpu=mi300",
+        "--set", "allowedModes={dryRun,testnet,live}", "--set", "state.existingClaim=state",
+        "--set", "promotion.floors.live.minTrades=50",
+        "--set", "promotion.floors.live.maxDrawdown=0.15",
+        "--set-json", "promotion.floors.testnet.minProfit=-0.05",
+        "--set", "promotion.floors.testnet.minDryRunHours=2")
     env = dict(_one(docs, "ConfigMap", "-settings")["data"])
     env["TRADEBOT_OPERATOR_NAMESPACE"] = "tradebot-system"  # the downward API's part
     s = Settings.from_env(env)
@@ -79,6 +90,13 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
     assert s.gpu_profiles["amd"].node_selector == {
         "feature.node.kubernetes.io/amd-gpu": "true", "gpu": "mi300"}
     assert s.gpu_profiles["nvidia"].resource == "nvidia.com/gpu"
+    assert s.allowed_modes == ("dryRun", "testnet", "live")
+    assert s.promotion_floors.live == ModeFloor(
+        min_profit=Decimal(0), max_drawdown=Decimal("0.15"), min_trades=50, min_dry_run_hours=24)
+    assert s.promotion_floors.testnet == ModeFloor(
+        min_profit=Decimal("-0.05"), max_drawdown=Decimal(1), min_trades=1, min_dry_run_hours=2)
+    assert s.operator_pod_labels == {"app.kubernetes.io/name": "tradebot-operator",
+                                     "app.kubernetes.io/instance": "t"}
     # Every settings field is either set by the chart or deliberately left to its default.
     chart_fields = {k.removeprefix("TRADEBOT_").lower() for k in env}
     assert set(Settings.model_fields) - chart_fields == {"database_dsn"}  # from a Secret
@@ -105,9 +123,98 @@ def test_the_default_deployment_is_locked_down(helm: Helm):
     assert "TRADEBOT_DATABASE_DSN" not in {e["name"] for e in c["env"]}
     assert dep["spec"]["replicas"] == 1
     kinds = {d["kind"] for d in docs}
-    assert "Role" not in kinds
-    assert {"ClusterRole", "ClusterRoleBinding"} <= kinds
-    assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule", "ValidatingAdmissionPolicy"}
+    # Least privilege by default: the release's namespace only, through a Role.
+    assert settings["TRADEBOT_NAMESPACES"] == "tradebot-system"
+    (role,) = [d for d in docs if d["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == "tradebot-system"
+    assert settings["TRADEBOT_ALLOWED_MODES"] == "dryRun"
+    s = Settings.from_env(dict(settings))
+    assert s.promotion_floors == PromotionFloors()  # the chart's defaults are the operator's
+    assert s.allowed_modes == Settings().allowed_modes
+
+
+def _cluster_grants(docs: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    return {(res, verb) for rule in _one(docs, "ClusterRole")["rules"]
+            for res in rule["resources"] for verb in rule["verbs"]}
+
+
+def test_only_watch_all_namespaces_grants_pods_and_secrets_cluster_wide(helm: Helm):
+    default = _cluster_grants(helm.template())
+    assert not {g for g in default if g[0] in ("secrets", "configmaps", "persistentvolumeclaims")}
+    assert {verb for res, verb in default if res == "pods"} == {"list"}  # GPU accounting
+    docs = helm.template("--set", "watchAllNamespaces=true")
+    wide = _cluster_grants(docs)
+    assert {("secrets", "get"), ("pods", "create"), ("persistentvolumeclaims", "create")} <= wide
+    assert not [d for d in docs if d["kind"] == "Role"]
+    assert _one(docs, "ConfigMap", "-settings")["data"]["TRADEBOT_NAMESPACES"] == ""
+
+
+def test_bots_admit_the_operator_pods_under_any_name(helm: Helm):
+    docs = helm.template("--set", "nameOverride=tb", "--set", "fullnameOverride=desk-op")
+    dep = _one(docs, "Deployment")
+    labels = json.loads(
+        _one(docs, "ConfigMap", "-settings")["data"]["TRADEBOT_OPERATOR_POD_LABELS"])
+    assert labels == dep["spec"]["selector"]["matchLabels"]
+    assert labels["app.kubernetes.io/name"] == "tb"
+    assert labels.items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    # Through the operator's settings into a bot's NetworkPolicy: its peer selects these pods.
+    env = dict(_one(docs, "ConfigMap", "-settings")["data"])
+    spec = LiveBotSpec.model_validate({"strategyRef": {"name": "s"}, "pairs": ["BTC/USDT"]})
+    bot = BotInstance("team-a", "b", "5e1f0000-aaaa-bbbb-cccc-ddddeeeeffff", spec, "s", "S",
+                      "class S: ...", {})
+    policy = network_policy(bot, operator_namespace="tradebot-system",
+                            operator_labels=Settings.from_env(env).operator_pod_labels)
+    (peer,) = policy["spec"]["ingress"][0]["from"]
+    assert peer["podSelector"]["matchLabels"] == labels
+
+
+REFUSED = [
+    (["--set", "allowedModes={dryRun,live}"],
+     "allowedModes contains live, but the records store is SQLite on an emptyDir"),
+    (["--set", "allowedModes={testnet}"],
+     "allowedModes contains testnet, but the records store is SQLite on an emptyDir"),
+    (["--set", "watchAllNamespaces=true", "--set", "watchNamespaces={team-a}"],
+     "leave watchNamespaces empty"),
+    (["--set", "admission.restrictPromotion.enabled=true"],
+     "admission.restrictPromotion.enabled needs admission.restrictPromotion.allowedGroups"),
+    (["--set", "promotion.floors.live.maxDrawdown=1.5"],
+     "promotion.floors.live.maxDrawdown must be a fraction between 0 and 1"),
+    (["--set-json", "promotion.floors.testnet.minProfit=-2"],
+     "promotion.floors.testnet.minProfit must be >= -1"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), REFUSED, ids=[m[:40] for _, m in REFUSED])
+def test_unsafe_combinations_are_refused_with_the_fix_named(
+    helm: Helm, args: list[str], message: str
+):
+    result = helm("template", "t", str(CHART), "--kube-version", KUBE_VERSION, *args,
+                  check=False)
+    assert result.returncode != 0
+    assert message in result.stderr, result.stderr
+
+
+def test_money_modes_render_with_durable_records(helm: Helm):
+    for durable in ("state.existingClaim=state", "database.existingSecret=records-dsn"):
+        docs = helm.template("--set", "allowedModes={dryRun,testnet,live}", "--set", durable)
+        modes = _one(docs, "ConfigMap", "-settings")["data"]["TRADEBOT_ALLOWED_MODES"]
+        assert modes == "dryRun,testnet,live"
+
+
+def test_the_promotion_policy_is_rendered_only_when_enabled(helm: Helm):
+    assert not [d for d in helm.template() if d["kind"].startswith("ValidatingAdmission")]
+    docs = helm.template("--set", "admission.restrictPromotion.enabled=true",
+                         "--set", "admission.restrictPromotion.allowedGroups={traders,risk}")
+    policy = _one(docs, "ValidatingAdmissionPolicy")
+    binding = _one(docs, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    (rule,) = policy["spec"]["matchConstraints"]["resourceRules"]
+    assert rule["resources"] == ["livebots"]  # not livebots/status: the operator's writes
+    trusted = next(v for v in policy["spec"]["variables"] if v["name"] == "trusted")
+    assert '["traders","risk"]' in trusted["expression"]
 
 
 def test_the_dsn_comes_from_the_named_secret(helm: Helm):
@@ -145,6 +252,13 @@ BAD_VALUES = [
     (["--set", "gpu.profiles.intel.resource=gpu.intel.com/i915"], "gpu.profiles"),
     (["--set", "maxConcurrent=3"], "maxConcurrent"),
     (["--set", "images.bot=has space:1"], "images.bot"),
+    (["--set", "allowedModes={paper}"], "allowedModes.0"),
+    (["--set", "promotion.floors.live.minTrades=-1"], "promotion.floors.live.minTrades"),
+    (["--set", "watchNamespaces={kube-system}"], "watchNamespaces.0"),
+    (["--set", "extraEnv[0].name=TRADEBOT_ALLOWED_MODES", "--set", "extraEnv[0].value=live"],
+     "extraEnv.0.name"),
+    (["--set", "admission.restrictPromotion.allowedGroups={it's}"],
+     "admission.restrictPromotion.allowedGroups.0"),
 ]
 
 

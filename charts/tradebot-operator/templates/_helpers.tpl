@@ -51,3 +51,60 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
 {{- $out | toJson -}}
 {{- end -}}
+
+{{/* The namespaces the operator watches, as JSON: the listed ones, else the release's own;
+an empty list only with watchAllNamespaces (TRADEBOT_NAMESPACES empty = every namespace). */}}
+{{- define "tradebot.watchedNamespaces" -}}
+{{- if .Values.watchAllNamespaces -}}
+[]
+{{- else if .Values.watchNamespaces -}}
+{{- .Values.watchNamespaces | toJson -}}
+{{- else -}}
+{{- list .Release.Namespace | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The operator pods' selector labels as JSON (TRADEBOT_OPERATOR_POD_LABELS): each bot's
+NetworkPolicy admits exactly these pods, so nameOverride/fullnameOverride follow through. */}}
+{{- define "tradebot.operatorPodLabels" -}}
+{{- include "tradebot.selectorLabels" . | fromYaml | toJson -}}
+{{- end -}}
+
+{{/* The promotion floors as JSON (TRADEBOT_PROMOTION_FLOORS); fractions as strings so that
+they reach the operator's Decimals exactly. */}}
+{{- define "tradebot.promotionFloors" -}}
+{{- $out := dict -}}
+{{- range $mode, $f := .Values.promotion.floors -}}
+{{- $_ := set $out $mode (dict "minProfit" (toString $f.minProfit) "maxDrawdown" (toString $f.maxDrawdown) "minTrades" (int $f.minTrades) "minDryRunHours" (int $f.minDryRunHours)) -}}
+{{- end -}}
+{{- $out | toJson -}}
+{{- end -}}
+
+{{/* Combinations the schema cannot express, refused at install/upgrade with the fix named. */}}
+{{- define "tradebot.validate" -}}
+{{- if and .Values.watchAllNamespaces .Values.watchNamespaces -}}
+{{- fail "watchAllNamespaces: true watches every namespace; leave watchNamespaces empty, or set watchAllNamespaces: false to watch only the listed ones" -}}
+{{- end -}}
+{{- $money := list -}}
+{{- range .Values.allowedModes -}}
+{{- if has . (list "testnet" "live") -}}{{- $money = append $money . -}}{{- end -}}
+{{- end -}}
+{{- if and $money (not .Values.database.existingSecret) (not .Values.state.existingClaim) -}}
+{{- fail (printf "allowedModes contains %s, but the records store is SQLite on an emptyDir (database.existingSecret and state.existingClaim are empty): an operator restart would lose the dry-run evidence and the records outbox. Set database.existingSecret (PostgreSQL) or state.existingClaim (a PVC), or allow only dryRun" (join ", " $money)) -}}
+{{- end -}}
+{{- range $mode, $f := .Values.promotion.floors -}}
+{{- if lt (float64 (toString $f.minProfit)) -1.0 -}}
+{{- fail (printf "promotion.floors.%s.minProfit must be >= -1 (a loss of the whole stake), got %v" $mode $f.minProfit) -}}
+{{- end -}}
+{{- $dd := float64 (toString $f.maxDrawdown) -}}
+{{- if or (lt $dd 0.0) (gt $dd 1.0) -}}
+{{- fail (printf "promotion.floors.%s.maxDrawdown must be a fraction between 0 and 1, got %v" $mode $f.maxDrawdown) -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.admission.restrictPromotion.enabled (not .Values.admission.restrictPromotion.allowedGroups) -}}
+{{- fail "admission.restrictPromotion.enabled needs admission.restrictPromotion.allowedGroups: the groups whose members may set mode live or spec.promotion.approval" -}}
+{{- end -}}
+{{- if and .Values.admission.restrictPromotion.enabled (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "admission.restrictPromotion needs ValidatingAdmissionPolicy v1 (Kubernetes >= 1.30); this cluster is %s" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
+{{- end -}}
