@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,20 @@ def test_the_script_needs_only_the_standard_library():
     assert modules, "no imports found: the check would pass vacuously"
     assert modules <= set(sys.stdlib_module_names) | {"__future__"}, modules
     assert Path(deadman.__file__).read_text() == supervision.SCRIPT
+
+
+def test_the_script_runs_without_site_packages(tmp_path: Path):
+    # -I -S: no tradebot, no site-packages, as in a bare python3 of the bot's image.
+    script = tmp_path / supervision.SCRIPT_KEY
+    script.write_text(supervision.SCRIPT)
+    env = {"PATH": "/usr/bin:/bin"}
+    result = subprocess.run([sys.executable, "-I", "-S", str(script), "--deadline-seconds",
+                             "20", "--annotations", str(tmp_path / "none"), "--url",
+                             "http://127.0.0.1:1"], env=env, capture_output=True, text=True,
+                            timeout=30, check=False)
+    # It got as far as checking the login it needs (none given), so every import worked.
+    assert result.returncode == 2, result.stderr
+    assert deadman.USERNAME_ENV in result.stdout
 
 
 # ---- the sidecar in the pod --------------------------------------------------------------------

@@ -52,9 +52,10 @@ def mark_patch(now: dt.datetime) -> dict[str, Any]:
 
 
 def annotations_file(annotations: Mapping[str, str]) -> str:
-    """The pod's annotations as the downward API writes them (key="value" lines, sorted);
-    the local executor writes this in the kubelet's place."""
-    return "".join(f"{key}={_quote(value)}\n" for key, value in sorted(annotations.items()))
+    """The pod's annotations as the downward API writes them (Kubernetes' fieldpath.FormatMap:
+    sorted key="value" lines, no final newline); the local executor writes this in the
+    kubelet's place."""
+    return "\n".join(f"{key}={_quote(value)}" for key, value in sorted(annotations.items()))
 
 
 def _quote(value: str) -> str:
