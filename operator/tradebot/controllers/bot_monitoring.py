@@ -69,7 +69,7 @@ class Round:
         url = bot_url(self.bot, strategy, pod, credentials)
         if url is None:
             return
-        self._supervise(pod, credentials)
+        self.supervise(pod, credentials)
         try:
             snap = BotClient(url, credentials.username, credentials.password,
                              timeout=1.5).snapshot()
@@ -88,7 +88,7 @@ class Round:
         if running_since is not None and self.code_hash:
             self._record(snap, update, running_since, self.code_hash)
 
-    def _supervise(self, pod: Any, credentials: bots.ApiCredentials) -> None:
+    def supervise(self, pod: Any, credentials: bots.ApiCredentials) -> None:
         """Marks the pod supervised (the dead-man's switch), whether or not the bot's API
         answers: the operator is here and watching it either way."""
         deadline = parse_duration(self.bot.spec.supervision.deadline)
