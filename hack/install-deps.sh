@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the local platform need, if they are missing:
-# PostgreSQL's server (the records tests start a real one) and Go (builds the tools).
+# PostgreSQL's server (the records tests start a real one), promtool (the alert rules' tests)
+# and Go (builds the tools).
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
+# promtool (Debian ships it with the prometheus package) tests the chart's alert rules.
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v go >/dev/null 2>&1 || { echo "install-deps: Go >= 1.23 is required on PATH to build the tools" >&2; exit 1; }
 if ((${#need[@]})); then
   echo "install-deps: apt-get install ${need[*]}"
@@ -14,6 +17,8 @@ if ((${#need[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}"
   # Debian starts a cluster of its own on install; the tests start private servers instead.
   "${sudo_cmd[@]}" service postgresql stop >/dev/null 2>&1 || true
+  # The same for Prometheus's server (it would hold port 9090); only promtool is wanted.
+  "${sudo_cmd[@]}" service prometheus stop >/dev/null 2>&1 || true
 else
   echo "install-deps: system packages present"
 fi

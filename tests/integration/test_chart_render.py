@@ -280,11 +280,15 @@ def test_alert_rules_parse_and_use_exported_metrics(helm: Helm):
     rules = [r for g in _one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
     assert {r["alert"] for r in rules} == {
         "TradebotBreakerTripped", "TradebotBotHeartbeatStale", "TradebotRecordsOutboxGrowing",
-        "TradebotReconcileErrors"}
+        "TradebotReconcileErrors", "TradebotOperatorAbsent"}
     for rule in rules:
         used = metric_names(rule["expr"])
         assert used, rule["alert"]
-        assert used <= exported_series(), (rule["alert"], used)
+        # `up` is Prometheus's own series per scrape target: the operator's absence.
+        assert used <= exported_series() | {"up"}, (rule["alert"], used)
+    absent = next(r for r in rules if r["alert"] == "TradebotOperatorAbsent")
+    assert absent["expr"] == ('absent(up{job="t-tradebot-operator-metrics", '
+                              'namespace="tradebot-system"} == 1)')
     stale = next(r for r in rules if r["alert"] == "TradebotBotHeartbeatStale")
     assert stale["expr"].endswith("> 600")
     assert "{{ $labels.bot }}" in stale["annotations"]["summary"]  # left for Prometheus

@@ -116,7 +116,7 @@ def test_pod_shape():
     assert volumes["user-data"] == {"name": "user-data", "emptyDir": {}}
     assert volumes["config"]["configMap"]["name"] == b.config_map_name
     paths = {i["path"] for i in volumes["config"]["configMap"]["items"]}
-    assert paths == {"config.json", "strategy/EmaRsi.py"}
+    assert paths == {"config.json", "strategy/EmaRsi.py", "tradebot-deadman.py"}
     assert "affinity" in spec  # kept off GPU nodes
     assert p["metadata"]["annotations"]["tradebot.dev/config-hash"] == b.config_hash
 

@@ -9,12 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
+from tradebot import kube
 from tradebot.api.strategy import StrategySpec
 from tradebot.api.types import parse_duration
 from tradebot.controllers import bot_records, runtime
 from tradebot.controllers.status import condition, event, status_time
-from tradebot.domain import bots, evidence, monitoring
+from tradebot.domain import bots, evidence, monitoring, supervision
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.executors.local_bots import LocalBotExecutor
 from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable, Snapshot
@@ -67,6 +69,7 @@ class Round:
         url = bot_url(self.bot, strategy, pod, credentials)
         if url is None:
             return
+        self.supervise(pod, credentials)
         try:
             snap = BotClient(url, credentials.username, credentials.password,
                              timeout=1.5).snapshot()
@@ -84,6 +87,28 @@ class Round:
         self._metrics(snap, update)
         if running_since is not None and self.code_hash:
             self._record(snap, update, running_since, self.code_hash)
+
+    def supervise(self, pod: Any, credentials: bots.ApiCredentials) -> None:
+        """Marks the pod supervised (the dead-man's switch), whether or not the bot's API
+        answers: the operator is here and watching it either way."""
+        deadline = parse_duration(self.bot.spec.supervision.deadline)
+        annotations = dict(pod.metadata.annotations or {})
+        if supervision.needs_mark(annotations, self.now, deadline):
+            body = supervision.mark_patch(self.now)
+            try:
+                kube.core().patch_namespaced_pod(pod.metadata.name, self.bot.namespace, body)
+                annotations.update(body["metadata"]["annotations"])
+            except ApiException as e:
+                # The next round tries again: a mark is due long before the deadline.
+                _log.warning("supervision mark not written", namespace=self.bot.namespace,
+                             bot=self.bot.name, status=e.status, reason=e.reason,
+                             correlation_id=self.correlation_id)
+        settings = runtime.get().settings
+        if settings.executor == "local":
+            LocalBotExecutor(settings.local_state_dir).supervise(
+                self.bot.uid, annotations, deadline,
+                {bots.API_SECRET_ITEMS["username"]: credentials.username,
+                 bots.API_SECRET_ITEMS["password"]: credentials.password})
 
     def _metrics(self, snap: Snapshot, update: dict[str, Any]) -> None:
         labels = (self.bot.namespace, self.bot.name)

@@ -18,7 +18,8 @@ from typing import Any
 
 from tradebot.api.base import API_VERSION
 from tradebot.api.livebot import LiveBotSpec
-from tradebot.domain import jobs
+from tradebot.api.types import parse_duration
+from tradebot.domain import jobs, supervision
 from tradebot.domain.naming import (
     LABEL_KIND,
     LABEL_STRATEGY,
@@ -108,7 +109,7 @@ class BotInstance:
 
     def config_data(self) -> dict[str, str]:
         return {"config.json": json.dumps(self.config, indent=2, sort_keys=True),
-                self.strategy_file: self.strategy_code}
+                self.strategy_file: self.strategy_code, **supervision.config_data()}
 
     @property
     def config_hash(self) -> str:
@@ -221,12 +222,18 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
             # Freqtrade closes its loop and database on SIGTERM; give it time to.
             "terminationGracePeriodSeconds": 60,
             "securityContext": {"fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [container],
+            "containers": [container, supervision.sidecar(
+                image=image, deadline=parse_duration(bot.spec.supervision.deadline),
+                config_dir=CONFIG_DIR, config_volume="config", api_port=API_PORT,
+                credentials_env=[_secret_env(API_SECRET_ITEMS[item], bot.api_secret_name, item)
+                                 for item in ("username", "password")])],
             "volumes": [
                 {"name": "config", "configMap": {"name": bot.config_map_name, "items": [
                     {"key": "config.json", "path": "config.json"},
                     {"key": bot.strategy_file, "path": f"strategy/{bot.strategy_file}"},
+                    supervision.config_item(),
                 ]}},
+                supervision.podinfo_volume(),
                 # The trade database lives as long as the pod; records/ keeps the history.
                 {"name": "user-data", "emptyDir": {}},
                 {"name": "tmp", "emptyDir": {}},

@@ -9,6 +9,7 @@ still running; a changed config (its hash) restarts it.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -16,10 +17,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tradebot.domain import supervision
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
 from tradebot.processes import alive
 
@@ -109,6 +112,7 @@ class LocalBotExecutor:
     def stop(self, bot_id: str, timeout: float = 20.0) -> bool:
         """Stops the bot process (SIGTERM, Freqtrade's clean shutdown; SIGKILL after
         `timeout`). True if one was running."""
+        self._stop_supervision(bot_id)
         bot = self.running(bot_id)
         if bot is None:
             return False
@@ -120,3 +124,69 @@ class LocalBotExecutor:
             os.killpg(bot.pid, signal.SIGKILL)
         (self.bot_dir(bot_id) / "process.json").unlink(missing_ok=True)
         return True
+
+    # ---- the dead-man's switch: the pod's sidecar, as a process beside the bot ---------------
+    def supervise(self, bot_id: str, annotations: Mapping[str, str], deadline: dt.timedelta,
+                  env: dict[str, str]) -> int | None:
+        """Stands in for the kubelet and the sidecar container: writes the pod's `annotations`
+        where the sidecar reads them (as the downward API does), and keeps the sidecar running
+        for the bot now running. The sidecar's pid, or None when no bot runs. `env` holds the
+        bot API's username and password, which reach the sidecar only through its environment.
+
+        The sidecar has a session of its own (a process cannot join the bot's session from
+        outside it): stop() ends it with the bot, and a bot started anew gets a new one."""
+        bot = self.running(bot_id)
+        if bot is None:
+            return None
+        d = self.bot_dir(bot_id)
+        podinfo = d / "podinfo"
+        podinfo.mkdir(exist_ok=True)
+        _write_if_changed(podinfo / supervision.ANNOTATIONS_FILE,
+                          supervision.annotations_file(annotations))
+        script = d / supervision.SCRIPT_KEY
+        _write_if_changed(script, supervision.SCRIPT)
+        current = self._supervisor(bot_id)
+        if current is not None and current[1] == bot.pid:
+            return current[0]
+        self._stop_supervision(bot_id)
+        command = supervision.command(self.python, str(script), deadline,
+                                      str(podinfo / supervision.ANNOTATIONS_FILE), bot.url)
+        base = {k: v for k, v in os.environ.items()
+                if k != "PYTEST_VERSION" and not k.startswith("FREQTRADE__")}
+        with (d / "deadman.log").open("ab") as log:
+            proc = subprocess.Popen(command, cwd=d, env={**base, **env},
+                                    stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        (d / "deadman.json").write_text(json.dumps({"pid": proc.pid, "bot_pid": bot.pid}))
+        return proc.pid
+
+    def _supervisor(self, bot_id: str) -> tuple[int, int] | None:
+        """(sidecar pid, pid of the bot it guards) while the sidecar runs."""
+        d = self.bot_dir(bot_id)
+        try:
+            info = json.loads((d / "deadman.json").read_text())
+            pid, bot_pid = int(info["pid"]), int(info["bot_pid"])
+            ours = str(d) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except (OSError, ValueError, KeyError):
+            return None
+        return (pid, bot_pid) if ours and alive(pid) else None
+
+    def _stop_supervision(self, bot_id: str) -> None:
+        current = self._supervisor(bot_id)
+        if current is not None:
+            # Nothing to save: SIGTERM ends it at once.
+            os.killpg(current[0], signal.SIGTERM)
+        (self.bot_dir(bot_id) / "deadman.json").unlink(missing_ok=True)
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Replaces the file whole (as the kubelet swaps its downward-API files), and only when
+    the text changed."""
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

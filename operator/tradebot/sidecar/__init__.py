@@ -1,0 +1,1 @@
+"""Programs that run beside a bot, in the bot's own image: standard library only."""
