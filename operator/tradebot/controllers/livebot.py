@@ -29,7 +29,14 @@ from tradebot.api.backtest import BacktestStatus
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
-from tradebot.controllers import bot_control, bot_monitoring, bot_records, cache, runtime
+from tradebot.controllers import (
+    bot_control,
+    bot_monitoring,
+    bot_records,
+    bot_storage,
+    cache,
+    runtime,
+)
 from tradebot.controllers.status import condition, drop_unchanged, event, status_time
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import account_lease, bots, evidence, gates
@@ -484,6 +491,7 @@ def _round(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Met
                                                 {"data": bot.config_data()})
         _create(kube.networking().create_namespaced_network_policy, namespace,
                 bots.network_policy(bot, operator_namespace=settings.operator_namespace))
+        bot_storage.ensure(bot, settings)  # h-positions: the lead redoes this in the new code
         desired = bots.pod(bot, settings)
         desired["metadata"]["labels"].update({LABEL_ACCOUNT: lease_id,
                                               bot_control.OWNER_LABEL: uid})
