@@ -16,7 +16,8 @@ def test_bot_dsn_has_the_bots_role_and_database_only():
     url = bot_dsn(ADMIN, "tradebot_bot_abc", "p/x+y")
     assert url == ("postgresql+psycopg://tradebot_bot_abc:p%2Fx%2By@db.example:6432/"
                    "tradebot_bot_abc?sslmode=require")
-    assert "op-pw" not in url and "operator" not in url
+    assert "op-pw" not in url
+    assert "operator" not in url
 
 
 def test_database_name_is_from_the_uid_and_fits():

@@ -82,9 +82,11 @@ def ensure_bot_database(admin_dsn: str, database: str, password: str) -> None:
             if not exists:
                 # A concurrent call may have made it meanwhile.
                 with contextlib.suppress(psycopg.errors.DuplicateObject):
+                    # INHERIT: the public schema belongs to pg_database_owner (PostgreSQL
+                    # 15+), whose rights the owner only has through inheritance.
                     conn.execute(sql.SQL(
-                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
-                        "NOINHERIT NOREPLICATION").format(role))
+                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT "
+                        "NOREPLICATION").format(role))
             conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
                 role, sql.Literal(verifier)))
             made = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
