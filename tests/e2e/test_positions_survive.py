@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 from tests.support.manifests import example
 from tests.support.operator import running_operator
@@ -21,6 +22,7 @@ from tests.support.wait import wait_for
 from tradebot.executors.local_bots import LocalBotExecutor
 from tradebot.freqtrade.exchange_double import ExchangeDouble
 from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
+from tradebot.records.bot_databases import bot_database_name, drop_bot_database
 
 G, V = "tradebot.dev", "v1alpha1"
 BOT = "keeper"
@@ -95,10 +97,17 @@ class Bot:
         return pod.metadata.uid, process.pid, trades
 
 
+@pytest.mark.parametrize("records", ["sqlite", "postgres"])
 def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed,
+    records: str, request: pytest.FixtureRequest,
 ):
+    """On SQLite records the trade database is on the bot's claim; on PostgreSQL records in
+    a database of the bot's own on that server (and user-data is an emptyDir)."""
     state = tmp_path / "state"
+    dsn = (str(request.getfixturevalue("postgres_dsn")) if records == "postgres"
+           else f"sqlite://{tmp_path / 'r.db'}")
+    on_postgres = records == "postgres"
     custom = client.CustomObjectsApi(api_client)
     bot = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
     bot["metadata"] = {"name": BOT, "labels": {"tradebot.dev/fleet": "main"}}
@@ -108,7 +117,7 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
     cb["spec"]["forceExit"] = False
     with ExchangeDouble() as double, running_operator(
             cluster.kubeconfig, namespace, executor="local", exchange_double_url=double.url,
-            database_dsn=f"sqlite://{tmp_path / 'r.db'}", local_state_dir=state):
+            database_dsn=dsn, local_state_dir=state):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"), bot, cb)
         wait_for(lambda: (_livebot(api_client, namespace).get("status") or {})
                  .get("phase") == "Running", 120, what="the bot Running")
@@ -116,11 +125,20 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
         first_pod, first_pid, trades = wait_for(lambda: keeper.serving(None), 120,
                                                 what="the bot's API answering")
         assert trades == []
-        # The claim is bound to a volume of the local cluster; the trade database is on it.
-        claims = client.CoreV1Api(api_client).list_namespaced_persistent_volume_claim(
-            namespace).items
-        assert [c.status.phase for c in claims] == ["Bound"]
-        assert claims[0].metadata.owner_references[0].kind == "LiveBot"
+        core = client.CoreV1Api(api_client)
+        claims = core.list_namespaced_persistent_volume_claim(namespace).items
+        if on_postgres:
+            assert claims == []
+            pod = keeper.running_pod()
+            env = {e.name: e for e in pod.spec.containers[0].env}
+            db_ref = env["FREQTRADE__DB_URL"].value_from.secret_key_ref
+            assert db_ref.name.startswith("bot-db-")
+        else:
+            # The claim is bound to a volume of the local cluster; the trades are on it.
+            assert [c.status.phase for c in claims] == ["Bound"]
+            assert claims[0].metadata.owner_references[0].kind == "LiveBot"
+            volume = Path(core.read_persistent_volume(claims[0].spec.volume_name)
+                          .spec.host_path.path)
 
         rest = keeper.rest()
         assert rest is not None
@@ -162,3 +180,16 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
         wait_for(lambda: _open_trades(final) == [], 60, what="the trade exited")
         closed = [t for t in final.trades() if not t.get("is_open")]
         assert [int(t["trade_id"]) for t in closed] == [opened[0][0]]
+
+        # The claim (and its volume) or the database's Secret goes with the LiveBot.
+        kubectl("delete", "livebot", BOT, "-n", namespace)
+        if on_postgres:
+            wait_for(lambda: not [s for s in core.list_namespaced_secret(namespace).items
+                                  if s.metadata.name.startswith("bot-db-")], 60,
+                     what="the bot's database Secret collected")
+            # The LiveBot delete handler drops the database (bot_storage.remove); the test
+            # must not leave one on the shared server either way.
+            drop_bot_database(dsn, bot_database_name(keeper.uid))
+        else:
+            wait_for(lambda: not core.list_namespaced_persistent_volume_claim(namespace).items
+                     and not volume.exists(), 60, what="the claim and its volume removed")
