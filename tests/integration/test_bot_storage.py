@@ -176,6 +176,11 @@ def test_a_crash_between_secret_and_role_heals(
         psycopg.connect(_libpq(url)).close()
     bot_storage.ensure(bot, settings)
     psycopg.connect(_libpq(url)).close()
+    # The records DSN's options change (say, sslmode): the bot's URL follows, same password.
+    bot_storage.ensure(bot, Settings(database_dsn=f"{admin}?sslmode=disable"))
+    moved = _db_url(api_client, namespace, bot)
+    assert moved == f"{url}?sslmode=disable"
+    psycopg.connect(_libpq(moved)).close()
 
 
 def test_without_postgres_a_claim_owned_by_the_livebot(

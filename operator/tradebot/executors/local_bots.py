@@ -6,8 +6,8 @@ port. Its trade database is where the pod keeps it (PodStorage): a pod's emptyDi
 directory per pod, a PersistentVolumeClaim the directory of its volume, a PostgreSQL URL is
 used as is; so a test passes here only if the pod's storage keeps the trades. Secrets reach
 the process only through its environment, exactly as in the pod: nothing secret is written to
-the state dir. A restarted operator adopts a bot that is
-still running; a changed config (its hash) restarts it.
+the state dir. A restarted operator adopts a bot that is still running; a changed config (its
+hash) restarts it.
 """
 
 from __future__ import annotations

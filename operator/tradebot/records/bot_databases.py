@@ -26,6 +26,8 @@ from tradebot.records.errors import RecordsUnavailable
 # SQLAlchemy's name for psycopg 3, the driver Freqtrade's PostgreSQL support documents.
 FREQTRADE_SCHEME = "postgresql+psycopg"
 _SCRAM_ITERATIONS = 4096
+_BOT_OPTIONS = frozenset({"sslmode", "connect_timeout", "target_session_attrs", "gssencmode",
+                          "channel_binding"})
 
 
 def bot_database_name(uid: str) -> str:
@@ -63,8 +65,10 @@ def bot_dsn(admin_dsn: str, database: str, password: str) -> str:
     parts = urlsplit(_admin(admin_dsn).conninfo)
     hosts = parts.netloc.rpartition("@")[2]
     netloc = f"{quote(database, safe='')}:{quote(password, safe='')}@{hosts}"
+    # Only connection options: the operator's client certificate, key or their password
+    # (sslcert, sslkey, sslpassword, passfile) are the operator's, never the bot's.
     query = "&".join(p for p in parts.query.split("&")
-                     if p and p.partition("=")[0] not in ("user", "password", "dbname"))
+                     if p.partition("=")[0] in _BOT_OPTIONS)
     return urlunsplit((FREQTRADE_SCHEME, netloc, "/" + database, query, ""))
 
 
