@@ -107,6 +107,12 @@ class Settings(BaseModel):
     snapshot_interval_seconds: int = Field(
         default=60, ge=5, description="How often a running bot's figures are recorded as a "
         "snapshot (the dry-run history the promotion gates read).")
+    bot_storage_size: str = Field(
+        default="1Gi", pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$",
+        description="Size of each bot's trade-database PersistentVolumeClaim (used when the "
+        "records store is not PostgreSQL).")
+    bot_storage_class: str | None = Field(
+        default=None, description="StorageClass of those claims; unset: the cluster's default.")
     exchange_double_url: str | None = Field(
         default=None, description="Point dry-run bots at the local exchange double (a test "
         "double of the exchange, for machines with no exchange).")

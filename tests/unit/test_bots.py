@@ -15,8 +15,10 @@ from tradebot.domain.bots import (
     BotInstance,
     api_secret,
     config_map,
+    db_secret,
     network_policy,
     pod,
+    pvc,
 )
 from tradebot.settings import Settings
 
@@ -113,7 +115,12 @@ def test_pod_shape():
     assert sc["readOnlyRootFilesystem"]
     assert sc["allowPrivilegeEscalation"] is False
     volumes = {v["name"]: v for v in spec["volumes"]}
-    assert volumes["user-data"] == {"name": "user-data", "emptyDir": {}}
+    # The trade database must outlive the pod: on the bot's own claim, never an emptyDir.
+    assert volumes["user-data"] == {"name": "user-data",
+                                    "persistentVolumeClaim": {"claimName": b.data_claim_name}}
+    assert c["args"][-2:] == ["--db-url", "sqlite:////freqtrade/user_data/tradesv3.sqlite"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    assert mounts["user-data"] == "/freqtrade/user_data"
     assert volumes["config"]["configMap"]["name"] == b.config_map_name
     paths = {i["path"] for i in volumes["config"]["configMap"]["items"]}
     assert paths == {"config.json", "strategy/EmaRsi.py", "tradebot-deadman.py"}
@@ -197,3 +204,52 @@ def test_names_are_deterministic_and_bounded(name: str):
         assert len(n) <= 63
     for value in b.labels.values():
         assert len(value) <= 63
+
+
+PG = "postgresql://operator:op-Secret-9x@db.example:5432/records?sslmode=require"
+
+
+def test_claim_belongs_to_the_livebot_not_the_pod():
+    b = bot()
+    claim = pvc(b, Settings(bot_storage_size="2Gi", bot_storage_class="fast"))
+    assert claim["metadata"]["name"] == b.data_claim_name
+    owner = claim["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["uid"]) == ("LiveBot", UID)
+    assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
+    assert claim["spec"]["storageClassName"] == "fast"
+    # Unset (or empty from the environment): the cluster's default class.
+    assert "storageClassName" not in pvc(b, Settings())["spec"]
+    assert "storageClassName" not in pvc(b, Settings(bot_storage_class=""))["spec"]
+
+
+def test_on_postgres_the_db_url_comes_from_the_bots_own_secret():
+    b = bot()
+    p = pod(b, Settings(database_dsn=PG))
+    c = p["spec"]["containers"][0]
+    # Freqtrade's --db-url would override the environment: it must be gone.
+    assert "--db-url" not in c["args"]
+    ref = env(p)["FREQTRADE__DB_URL"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": b.db_secret_name, "key": "db-url", "optional": False}
+    volumes = {v["name"]: v for v in p["spec"]["volumes"]}
+    assert volumes["user-data"] == {"name": "user-data", "emptyDir": {}}
+    # Neither the operator's DSN nor its password reaches the pod.
+    assert "op-Secret-9x" not in json.dumps(p)
+    assert "operator:" not in json.dumps(p)
+
+
+def test_db_secret_is_owned_by_the_livebot():
+    b = bot()
+    secret = db_secret(b, "postgresql+psycopg://x:y@h/x")
+    assert secret["metadata"]["name"] == b.db_secret_name
+    assert secret["metadata"]["ownerReferences"][0]["uid"] == UID
+    assert secret["stringData"] == {"db-url": "postgresql+psycopg://x:y@h/x"}
+
+
+@given(name=_names)
+def test_storage_names_are_deterministic_and_distinct(name: str):
+    b = bot(name=name)
+    names = {b.data_claim_name, b.db_secret_name, b.pod_name, b.api_secret_name,
+             b.config_map_name}
+    assert len(names) == 5
+    assert all(len(n) <= 63 for n in names)
+    assert bot(name=name).data_claim_name == b.data_claim_name

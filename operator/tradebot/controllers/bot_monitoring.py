@@ -14,10 +14,9 @@ from kubernetes.client.exceptions import ApiException
 from tradebot import kube
 from tradebot.api.strategy import StrategySpec
 from tradebot.api.types import parse_duration
-from tradebot.controllers import bot_records, runtime
+from tradebot.controllers import bot_records, bot_storage, runtime
 from tradebot.controllers.status import condition, event, status_time
 from tradebot.domain import bots, evidence, monitoring, supervision
-from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.executors.local_bots import LocalBotExecutor
 from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable, Snapshot
 from tradebot.observability import metrics
@@ -36,16 +35,18 @@ def bot_url(bot: bots.BotInstance, strategy: StrategySpec, pod: Any,
     settings = runtime.get().settings
     if settings.executor != "local":
         return f"http://{pod.status.pod_ip}:{bots.API_PORT}" if pod.status.pod_ip else None
-    # On kwok the pod runs nothing: run the same bot here, against the exchange double.
-    config = trade_config(bot.spec, strategy, api_port=bots.API_PORT,
-                          api_username=credentials.username,
-                          exchange_double_url=settings.exchange_double_url)
+    # On kwok the pod runs nothing: run what it would run here (its config, code and trade
+    # storage), against the exchange double.
+    try:
+        storage, storage_env = bot_storage.local_storage(kube.to_dict(pod))
+    except bot_storage.StorageNotReady:
+        return None
     env = {"FREQTRADE__API_SERVER__USERNAME": credentials.username,
            "FREQTRADE__API_SERVER__PASSWORD": credentials.password,
            "FREQTRADE__API_SERVER__JWT_SECRET_KEY": credentials.jwt_secret_key,
-           "FREQTRADE__API_SERVER__WS_TOKEN": credentials.ws_token}
+           "FREQTRADE__API_SERVER__WS_TOKEN": credentials.ws_token, **storage_env}
     process = LocalBotExecutor(settings.local_state_dir).ensure(
-        bot.uid, config, bot.strategy_class, bot.strategy_code, env)
+        bot.uid, bot.config, bot.strategy_class, bot.strategy_code, env, storage)
     return process.url
 
 

@@ -36,6 +36,11 @@ CONFIG_DIR = "/etc/freqtrade"
 STRATEGY_DIR = f"{CONFIG_DIR}/strategy"
 USER_DATA_DIR = "/freqtrade/user_data"
 API_PORT = 8080
+# On the bot's own PersistentVolumeClaim, mounted at USER_DATA_DIR.
+TRADE_DB_URL = f"sqlite:///{USER_DATA_DIR}/tradesv3.sqlite"
+# The item of the operator-owned Secret with the bot's PostgreSQL URL (records on PostgreSQL).
+DB_URL_ITEM = "db-url"
+DB_URL_ENV = "FREQTRADE__DB_URL"
 CONTAINER = "freqtrade"
 DEFAULT_OPERATOR_SELECTOR: dict[str, str] = {"app.kubernetes.io/name": "tradebot-operator"}
 
@@ -95,6 +100,14 @@ class BotInstance:
         return child_name("bot-net", self.name, self.uid)
 
     @property
+    def data_claim_name(self) -> str:
+        return child_name("bot-data", self.name, self.uid)
+
+    @property
+    def db_secret_name(self) -> str:
+        return child_name("bot-db", self.name, self.uid)
+
+    @property
     def selector_labels(self) -> dict[str, str]:
         return {LABEL_KIND: "livebot", LABEL_LIVEBOT: _label_value(self.name)}
 
@@ -117,11 +130,13 @@ class BotInstance:
         return hashlib.sha256(
             json.dumps(self.config_data(), sort_keys=True).encode()).hexdigest()
 
-    def args(self) -> list[str]:
-        return ["trade", "--config", f"{CONFIG_DIR}/config.json",
+    def args(self, *, db_url_from_env: bool = False) -> list[str]:
+        args = ["trade", "--config", f"{CONFIG_DIR}/config.json",
                 "--strategy-path", STRATEGY_DIR, "--strategy", self.strategy_class,
-                "--userdir", USER_DATA_DIR,
-                "--db-url", f"sqlite:///{USER_DATA_DIR}/tradesv3.sqlite"]
+                "--userdir", USER_DATA_DIR]
+        # Freqtrade lets --db-url override FREQTRADE__DB_URL: with the URL in the
+        # environment, the argument must be absent.
+        return args if db_url_from_env else [*args, "--db-url", TRADE_DB_URL]
 
 
 def _label_value(name: str) -> str:
@@ -165,6 +180,30 @@ def _secret_env(env_name: str, secret: str, key: str) -> dict[str, Any]:
             "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": False}}}
 
 
+def trade_db_on_postgres(settings: Settings) -> bool:
+    """Where a bot's trades outlive its pod: a database of its own on the records' PostgreSQL
+    server, else a PersistentVolumeClaim of its own."""
+    return settings.database_dsn.split(":", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def pvc(bot: BotInstance, settings: Settings) -> dict[str, Any]:
+    """The bot's trade-database claim. Owned by the LiveBot, not the pod: it outlives every
+    pod of the bot and goes with the bot."""
+    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
+                            "resources": {"requests": {"storage": settings.bot_storage_size}}}
+    if settings.bot_storage_class:
+        spec["storageClassName"] = settings.bot_storage_class
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": _metadata(bot, bot.data_claim_name), "spec": spec}
+
+
+def db_secret(bot: BotInstance, db_url: str) -> dict[str, Any]:
+    """The operator-owned Secret with the bot's own PostgreSQL URL (its own role)."""
+    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": _metadata(bot, bot.db_secret_name),
+            "stringData": {DB_URL_ITEM: db_url}}
+
+
 def _env(bot: BotInstance) -> list[dict[str, Any]]:
     spec = bot.spec
     env: list[dict[str, Any]] = [
@@ -192,13 +231,17 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
     image = bot.spec.image or (settings.runner_image_rocm
                                if gpu is not None and gpu.vendor == "amd"
                                else settings.bot_image)
+    on_postgres = trade_db_on_postgres(settings)
+    env = _env(bot)
+    if on_postgres:
+        env.append(_secret_env(DB_URL_ENV, bot.db_secret_name, DB_URL_ITEM))
     container = {
         "name": CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["freqtrade"],
-        "args": bot.args(),
-        "env": _env(bot),
+        "args": bot.args(db_url_from_env=on_postgres),
+        "env": env,
         "ports": [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": "/api/v1/ping", "port": "http"},
                            "periodSeconds": 10, "failureThreshold": 3},
@@ -234,8 +277,10 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
                     supervision.config_item(),
                 ]}},
                 supervision.podinfo_volume(),
-                # The trade database lives as long as the pod; records/ keeps the history.
-                {"name": "user-data", "emptyDir": {}},
+                # Open trades must outlive the pod: the trade database is on the bot's claim,
+                # or in its PostgreSQL database (user-data then holds only logs).
+                {"name": "user-data", **({"emptyDir": {}} if on_postgres else {
+                    "persistentVolumeClaim": {"claimName": bot.data_claim_name}})},
                 {"name": "tmp", "emptyDir": {}},
             ],
             **placement,

@@ -1,10 +1,13 @@
 """Running LiveBots' `freqtrade trade` as local processes, for the kwok-based local cluster
 where pods run no containers (the bot counterpart of executors/local.py).
 
-Each bot has a directory under the state dir with its config, strategy, trade database, log,
-pid and API port. Secrets reach the process only through its environment, exactly as in the
-pod: nothing secret is written to the state dir. A restarted operator adopts a bot that is
-still running; a changed config (its hash) restarts it.
+Each bot has a directory under the state dir with its config, strategy, log, pid and API
+port. Its trade database is where the pod keeps it (PodStorage): a pod's emptyDir is a fresh
+directory per pod, a PersistentVolumeClaim the directory of its volume, a PostgreSQL URL is
+used as is; so a test passes here only if the pod's storage keeps the trades. Secrets reach
+the process only through its environment, exactly as in the pod: nothing secret is written to
+the state dir. A restarted operator adopts a bot that is still running; a changed config (its
+hash) restarts it.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tradebot.domain import supervision
+from tradebot.domain.bots import USER_DATA_DIR
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
 from tradebot.processes import alive
 
@@ -36,6 +41,18 @@ class LocalBot:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class PodStorage:
+    """The pod's user-data volume and trade database, as this machine plays them."""
+
+    pod_uid: str
+    # The directory of the claim's volume; None: user-data is the pod's own emptyDir.
+    claim_dir: Path | None = None
+    # The pod's --db-url argument (a path under USER_DATA_DIR); None: the URL comes from the
+    # environment (FREQTRADE__DB_URL), exactly as in the pod.
+    db_url_arg: str | None = None
 
 
 def _free_port() -> int:
@@ -67,22 +84,41 @@ class LocalBotExecutor:
         return bot if alive(bot.pid) and ours else None
 
     def ensure(self, bot_id: str, config: dict[str, Any], strategy_class: str,
-               strategy_code: str, env: dict[str, str]) -> LocalBot:
-        """The bot running with `config`; started, or restarted if its config changed."""
-        wanted = config_hash(config)
+               strategy_code: str, env: dict[str, str],
+               storage: PodStorage | None = None) -> LocalBot:
+        """The bot running with `config`; started, or restarted if its config changed (or,
+        with `storage`, if it is another pod's process)."""
+        wanted = config_hash(config) + (f"/{storage.pod_uid}" if storage is not None else "")
         current = self.running(bot_id)
         if current is not None and current.config_hash == wanted:
             return current
         if current is not None:
             self.stop(bot_id)
-        return self._start(bot_id, config, wanted, strategy_class, strategy_code, env)
+        return self._start(bot_id, config, wanted, strategy_class, strategy_code, env, storage)
+
+    def _user_data(self, bot_id: str, storage: PodStorage | None) -> tuple[Path, list[str]]:
+        """The user directory standing in for the pod's, and the --db-url arguments."""
+        d = self.bot_dir(bot_id)
+        if storage is None:
+            return d / "user_data", ["--db-url", f"sqlite:///{d / 'trades.sqlite'}"]
+        pods = d / "pods"
+        for gone in pods.glob("*"):
+            if gone.name != storage.pod_uid:
+                # An emptyDir goes with its pod.
+                shutil.rmtree(gone, ignore_errors=True)
+        user_data = storage.claim_dir or pods / storage.pod_uid / "user_data"
+        if storage.db_url_arg is None:
+            return user_data, []
+        return user_data, ["--db-url", storage.db_url_arg.replace(USER_DATA_DIR, str(user_data))]
 
     def _start(self, bot_id: str, config: dict[str, Any], wanted: str, strategy_class: str,
-               strategy_code: str, env: dict[str, str]) -> LocalBot:
+               strategy_code: str, env: dict[str, str],
+               storage: PodStorage | None = None) -> LocalBot:
         d = self.bot_dir(bot_id)
         strategies = d / "strategies"
         strategies.mkdir(parents=True, exist_ok=True)
-        (d / "user_data").mkdir(exist_ok=True)  # Freqtrade refuses a missing user directory
+        user_data, db_url = self._user_data(bot_id, storage)
+        user_data.mkdir(parents=True, exist_ok=True)  # Freqtrade refuses a missing user dir
         port = _free_port()
         local = json.loads(json.dumps(config))
         # In a pod the API listens on the pod's address; here only loopback is ours.
@@ -95,8 +131,7 @@ class LocalBotExecutor:
         (d / "config.json").write_text(json.dumps(local, indent=2))
         command = [self.python, "-m", "freqtrade", "trade", "--config", str(d / "config.json"),
                    "--strategy", strategy_class, "--strategy-path", str(strategies),
-                   "--userdir", str(d / "user_data"),
-                   "--db-url", f"sqlite:///{d / 'trades.sqlite'}",
+                   "--userdir", str(user_data), *db_url,
                    "--logfile", str(d / "freqtrade.log")]
         # Freqtrade leaves its logging unconfigured under pytest; a bot is never under test.
         base = {k: v for k, v in os.environ.items()

@@ -31,6 +31,16 @@ class ClusterError(RuntimeError):
     """The cluster could not be brought up or checked; the message says what to do."""
 
 
+# The default StorageClass: the controller manager's hostPath provisioner makes each claim a
+# directory under /tmp/hostpath_pv, removed when the claim is deleted.
+STORAGE_CLASS: dict[str, Any] = {
+    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+    "metadata": {"name": "local-hostpath", "annotations": {
+        "storageclass.kubernetes.io/is-default-class": "true"}},
+    "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete",
+    "volumeBindingMode": "Immediate"}
+
+
 def _quiet(_: str) -> None:
     return None
 
@@ -218,6 +228,12 @@ class LocalCluster:
                     core.patch_node(node.name, {"metadata": {"labels": manifest["metadata"]
                                                              ["labels"]},
                                                 "spec": manifest["spec"]})
+            storage: Any = client.StorageV1Api(api)
+            try:
+                storage.create_storage_class(STORAGE_CLASS)
+            except ApiException as e:
+                if e.status != 409:
+                    raise
 
     def _wait_ready(self, deadline: float) -> None:
         from kubernetes import client

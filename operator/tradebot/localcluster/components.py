@@ -113,6 +113,9 @@ def argv(component: str, bin_dir: Path, layout: Layout, ports: Ports) -> list[st
             f"--service-cluster-ip-range={SERVICE_CIDR}", f"--cluster-cidr={POD_CIDR}",
             # Fake nodes are not evicted for missing heartbeats quickly; kwok keeps them alive.
             "--controllers=*,-nodeipam,-cloud-node-lifecycle",
+            # Claims of the default StorageClass (cluster.py) get a directory on this machine,
+            # where the local executor's processes keep what the pods would keep on them.
+            "--enable-hostpath-provisioner=true",
         ]
     if component == "kube-scheduler":
         return [exe, *common, f"--secure-port={ports.scheduler}"]
