@@ -15,4 +15,5 @@ def test_api_credentials_repr_hides_the_secrets() -> None:
             assert secret not in text
     # Still usable where it belongs, and still compared by value.
     assert CREDS.items()["password"] == "pw-Kx81mPq0rT"
-    assert CREDS == ApiCredentials("u-Zq8sYv", "pw-Kx81mPq0rT", "jwt-Lf93kTqW0z", "ws-Pq7aB3nV")
+    same = ApiCredentials("u-Zq8sYv", "pw-Kx81mPq0rT", "jwt-Lf93kTqW0z", "ws-Pq7aB3nV")
+    assert same == CREDS

@@ -126,5 +126,5 @@ def test_pvc_path_stays_inside_the_volume(path: str, ok: bool):
     if ok:
         assert PvcData(claim_name="candles", path=path).path == path
     else:
-        with pytest.raises(ValidationError, match="no `..` segment"):
+        with pytest.raises(ValidationError, match=r"no `\.\.` segment"):
             PvcData(claim_name="candles", path=path)

@@ -9,7 +9,7 @@ import kopf
 
 from tradebot.controllers import runtime
 from tradebot.controllers.queue import AdmissionLoop
-from tradebot.observability.logging import configure, logger
+from tradebot.observability.logging import configure_logging, logger
 
 _loop: AdmissionLoop | None = None
 
@@ -17,7 +17,9 @@ _loop: AdmissionLoop | None = None
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _loop
-    configure()
+    # Also here, not only in the CLI: an operator run in-process (kopf's runner in tests) starts
+    # here, and kopf's own CLI has just added a plain-text handler of its own.
+    configure_logging()
     rt = runtime.get()
     # kopf's bookkeeping goes into annotations of our own prefix, not a shared one.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tradebot.dev")
