@@ -43,10 +43,12 @@ def _environ(pid: int) -> dict[str, str]:
 
 def _assert_minimal(env: dict[str, str], own: dict[str, str], home: Path) -> None:
     assert set(env) <= BASE_NAMES | {"PYTHONPATH"} | set(own), sorted(env)
-    assert env["HOME"] == str(home) and home.is_dir()
+    assert env["HOME"] == str(home)
+    assert home.is_dir()
     text = json.dumps(env)
     for name, value in OPERATOR_ENV.items():
-        assert name not in env and value not in text, name
+        assert name not in env
+        assert value not in text, name
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def test_a_module_logger_made_before_configuration_logs_json_to_the_current_stde
     assert [(line["event"], line["level"]) for line in lines] == [
         ("from the module logger", "info"), ("from a bound logger", "warning"),
         ("from the standard library", "warning")]
-    assert lines[0]["component"] == "queue" and lines[0]["correlation_id"] == "cid-1"
+    assert (lines[0]["component"], lines[0]["correlation_id"]) == ("queue", "cid-1")
     assert (lines[1]["kind"], lines[1]["name"]) == ("LiveBot", "b")
     assert lines[2]["logger"] == "kopf.test"
     assert all("timestamp" in line for line in lines)
