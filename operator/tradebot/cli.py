@@ -121,10 +121,8 @@ def _operator(args: argparse.Namespace) -> int:
     import kopf
 
     from tradebot.controllers import runtime
-    from tradebot.observability.logging import configure
     from tradebot.settings import Settings
 
-    configure()
     overrides = {k: v for k, v in {
         "executor": args.executor, "namespaces": args.namespace or None,
         "max_concurrent_backtests": args.max_concurrent,
@@ -226,7 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from tradebot.observability.logging import configure_logging
+
     args = build_parser().parse_args(argv)
+    configure_logging()  # once, here: nothing configures logging at import
     if args.command == "version":
         print(f"tradebot {__version__}")
         return 0

@@ -100,6 +100,13 @@ CASES: list[tuple[str, str, str | None, Mutation, str]] = [
      _set("gpu", {"count": 1, "vendor": "intel"}), "spec.gpu.vendor"),
     ("backtest-two-data-sources", "Backtest", "ema-rsi-sample",
      _set("data", {"bundled": "sample", "pvc": {"claimName": "candles"}}), "spec.data"),
+    ("backtest-pvc-path-parent", "Backtest", "ema-rsi-sample",
+     _set("data", {"pvc": {"claimName": "candles", "path": "../other"}}), "spec.data.pvc.path"),
+    ("backtest-pvc-path-parent-inside", "Backtest", "ema-rsi-sample",
+     _set("data", {"pvc": {"claimName": "candles", "path": "data/../../etc"}}),
+     "spec.data.pvc.path"),
+    ("backtest-pvc-path-parent-last", "Backtest", "ema-rsi-sample",
+     _set("data", {"pvc": {"claimName": "candles", "path": "data/.."}}), "spec.data.pvc.path"),
     ("backtest-pair-not-in-stake-currency", "Backtest", "ema-rsi-sample",
      _set("stakeCurrency", "EUR"), "spec.pairs"),
     ("backtest-priority-out-of-range", "Backtest", "ema-rsi-sample", _set("priority", 5000),
@@ -200,6 +207,17 @@ def test_plaintext_key_is_refused_even_without_strict_field_validation(
     assert exc.value.status == 422
     assert "credentialsSecretRef" in exc.value.body
     assert "S3CR3T-VALUE" not in exc.value.body
+
+
+def test_pvc_path_with_dots_that_are_no_parent_segment_applies(kubectl: Any, namespace: str):
+    """The counterpart of the `..` cases: dots inside a name are fine, for the API server and
+    for the model."""
+    manifest = _malformed("Backtest", "ema-rsi-sample", _set(
+        "data", {"pvc": {"claimName": "candles", "path": "data..v2/.hidden/..x"}}), "dots")
+    BY_KIND["Backtest"].spec.model_validate(manifest["spec"])
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(manifest))
+    got = kubectl("get", "backtests", "dots", "-n", namespace, "-o", "json")
+    assert json.loads(got.stdout)["spec"]["data"]["pvc"]["path"] == "data..v2/.hidden/..x"
 
 
 def test_spec_is_missing(kubectl: Any, namespace: str):

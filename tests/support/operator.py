@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +31,27 @@ def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Itera
     with KopfRunner(["run", "--standalone", "-n", namespace], timeout=60) as runner:
         yield runner
     runtime.get().close()
+
+
+@contextlib.contextmanager
+def operator_process(kubeconfig: Path, namespace: str, log: Path, **settings: str
+                     ) -> Iterator[subprocess.Popen[bytes]]:
+    """`tradebot operator` as a process of its own (signals reach it as in a pod), watching
+    one namespace, with `settings` as TRADEBOT_<SETTING> variables and none of this process's
+    own; stopped on exit (SIGTERM, SIGKILL if it hangs). Its output goes to `log`."""
+    from tests.support.cluster import stop_process
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"}
+    env["KUBECONFIG"] = str(kubeconfig)
+    env.update({f"TRADEBOT_{k.upper()}": v for k, v in settings.items()})
+    with log.open("ab") as out:
+        process = subprocess.Popen([sys.executable, "-m", "tradebot.cli", "operator", "-n",
+                                    namespace], env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        stop_process(process, timeout=40)
 
 
 class ObjectWatch:

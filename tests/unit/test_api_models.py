@@ -119,3 +119,18 @@ def test_api_reference_is_current():
         for name in kind.spec.model_fields:
             field = kind.spec.model_fields[name]
             assert f"`{field.alias}`" in text, f"{kind.kind}.{field.alias} undocumented"
+
+
+@pytest.mark.parametrize(("path", "ok"), [
+    ("data", True), ("a..b/.hidden/..x", True), ("..", False), ("../other", False),
+    ("data/../../etc", False), ("data/..", False)])
+def test_pvc_path_stays_inside_the_volume(path: str, ok: bool):
+    from pydantic import ValidationError
+
+    from tradebot.api.backtest import PvcData
+
+    if ok:
+        assert PvcData(claim_name="candles", path=path).path == path
+    else:
+        with pytest.raises(ValidationError, match=r"no `\.\.` segment"):
+            PvcData(claim_name="candles", path=path)

@@ -68,3 +68,32 @@ def test_subclass_of_a_local_base_and_legacy_names():
 
 def test_hash_changes_with_one_byte():
     assert code_hash(GOOD) != code_hash(GOOD + " ")
+
+
+# Deeply nested but tiny: a long chain of binary operators, which CPython's parser refuses
+# with RecursionError while building the tree.
+_TOO_DEEP = "class A(IStrategy):\n    x = 1" + " + 1" * 200_000 + "\n"
+
+
+def test_code_too_deep_for_the_parser_is_invalid_not_a_crash():
+    import ast
+
+    with pytest.raises(RecursionError):  # the premise: the parser itself gives up
+        ast.parse(_TOO_DEEP)
+    with pytest.raises(IntrospectionError) as exc:
+        introspect(_TOO_DEEP, "A")
+    assert str(exc.value) == (
+        "code cannot be analysed: too deeply nested for the parser (RecursionError)")
+
+
+def test_code_the_parser_runs_out_of_memory_on_is_invalid(monkeypatch: pytest.MonkeyPatch):
+    import ast
+
+    def exhausted(*_: object, **__: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(ast, "parse", exhausted)
+    with pytest.raises(IntrospectionError) as exc:
+        introspect(GOOD, "EmaRsiStrategy")
+    assert str(exc.value) == (
+        "code cannot be analysed: too large or nested for the parser (MemoryError)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
@@ -29,14 +29,26 @@ from tradebot.api.types import (
 )
 
 DEFAULT_DATASET = "sample"
+_NO_PARENT = cel("!self.matches('(^|/)[.][.](/|$)')",
+                 "data.pvc.path must stay inside the volume: no `..` segment")
 
 
 class PvcData(ApiModel):
     """Candles on a PersistentVolumeClaim, laid out as Freqtrade's data directory."""
 
     claim_name: K8sName = Field(description="The PersistentVolumeClaim, same namespace.")
+    # No `..` segment: the path must stay inside the volume, not reach the rest of the
+    # runner's file system. Refused by the API server (CEL) and by the model alike.
     path: str = Field(default="data", max_length=512, pattern=r"^[^/].*$",
-                      description="Directory inside the volume (relative).")
+                      json_schema_extra={"x-kubernetes-validations": [_NO_PARENT]},
+                      description="Directory inside the volume (relative, no `..`).")
+
+    @field_validator("path")
+    @classmethod
+    def _inside_the_volume(cls, path: str) -> str:
+        if ".." in path.split("/"):
+            raise ValueError(_NO_PARENT["message"])
+        return path
 
 
 class DataSource(ApiModel):

@@ -9,7 +9,9 @@ import kopf
 
 from tradebot.controllers import runtime
 from tradebot.controllers.queue import AdmissionLoop
-from tradebot.observability.logging import configure, logger
+from tradebot.domain.naming import LABEL_KIND
+from tradebot.executors.local_bots import LocalBotExecutor
+from tradebot.observability.logging import configure_logging, logger
 
 _loop: AdmissionLoop | None = None
 
@@ -17,7 +19,9 @@ _loop: AdmissionLoop | None = None
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     global _loop
-    configure()
+    # Also here, not only in the CLI: an operator run in-process (kopf's runner in tests) starts
+    # here, and kopf's own CLI has just added a plain-text handler of its own.
+    configure_logging()
     rt = runtime.get()
     # kopf's bookkeeping goes into annotations of our own prefix, not a shared one.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tradebot.dev")
@@ -76,10 +80,57 @@ def login(**_: Any) -> kopf.ConnectionInfo:
     )
 
 
+@kopf.on.startup()
+def adopt_or_stop_local_bots(**_: Any) -> None:
+    """Local executor: a bot process left by an operator that died without its cleanup
+    (SIGKILL, a crash) is adopted when its LiveBot still has a pod, and stopped otherwise:
+    nobody would supervise it. Failing to read the cluster fails the start-up, which kopf
+    retries: guessing could stop a wanted bot or leave an unwanted one trading."""
+    settings = runtime.get().settings
+    if settings.executor != "local":
+        return
+    executor = LocalBotExecutor(settings.local_state_dir)
+    executor.resume()  # the last operator's cleanup stopped them all and said so
+    running = executor.running_bots()
+    if not running:
+        return
+    wanted = _livebots_with_a_pod(settings.namespaces)
+    orphans = sorted(set(running) - wanted)
+    stopped = executor.stop_many(orphans)
+    logger(component="operator").info(
+        "local bots found at start-up", adopted=sorted(set(running) & wanted), stopped=stopped)
+
+
+def _livebots_with_a_pod(namespaces: tuple[str, ...]) -> set[str]:
+    """The uids of the LiveBots that exist and own a bot pod not being deleted."""
+    from tradebot import kube
+    from tradebot.api.base import GROUP, VERSION
+
+    selector = f"{LABEL_KIND}=livebot"
+    if namespaces:
+        pods = [p for ns in namespaces for p in kube.core().list_namespaced_pod(
+            ns, label_selector=selector).items]
+        bots = [b for ns in namespaces for b in kube.custom().list_namespaced_custom_object(
+            GROUP, VERSION, ns, "livebots")["items"]]
+    else:
+        pods = kube.core().list_pod_for_all_namespaces(label_selector=selector).items
+        bots = kube.custom().list_cluster_custom_object(GROUP, VERSION, "livebots")["items"]
+    existing = {b["metadata"]["uid"] for b in bots}
+    owners = {ref.uid for p in pods if p.metadata.deletion_timestamp is None
+              for ref in p.metadata.owner_references or [] if ref.kind == "LiveBot"}
+    return owners & existing
+
+
 @kopf.on.cleanup()
 def cleanup(**_: Any) -> None:
     global _loop
     if _loop is not None:
         _loop.stop()
         _loop = None
-    runtime.get().close()
+    rt = runtime.get()
+    if rt.settings.executor == "local":
+        # The local executor's bots are this operator's processes: none may outlive it
+        # unsupervised. The next start begins them again where their LiveBots want them.
+        stopped = LocalBotExecutor(rt.settings.local_state_dir).stop_all()
+        logger(component="operator").info("local bots stopped", bots=stopped)
+    rt.close()

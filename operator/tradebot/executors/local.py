@@ -12,7 +12,6 @@ second one beside it).
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tradebot.domain.jobs import ARTIFACTS_MOUNT, CONFIG_MOUNT, CONTAINER
+from tradebot.executors.environment import user_environment
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.processes import alive
 
@@ -85,7 +85,8 @@ class LocalExecutor:
                 ["/bin/sh", "-c", '"$@"; echo $? > exitcode.tmp && mv exitcode.tmp exitcode',
                  "runner", *command],
                 cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, **env}, start_new_session=True)
+                env=user_environment(d / "home", env, import_tradebot=True),
+                start_new_session=True)
         (d / "pid").write_text(str(proc.pid))
 
     def _outcome(self, run_id: str, exit_code: int) -> Outcome:

@@ -13,6 +13,7 @@ hash) restarts it.
 from __future__ import annotations
 
 import datetime as dt
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from typing import Any
 from tradebot.domain import supervision
 from tradebot.domain.bots import USER_DATA_DIR
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
+from tradebot.executors.environment import user_environment
 from tradebot.processes import alive
 
 
@@ -59,6 +61,11 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+class ExecutorStopped(RuntimeError):
+    """The executor's bots were all stopped (the operator is shutting down): none starts
+    until `resume()`."""
 
 
 class LocalBotExecutor:
@@ -111,9 +118,19 @@ class LocalBotExecutor:
             return user_data, []
         return user_data, ["--db-url", storage.db_url_arg.replace(USER_DATA_DIR, str(user_data))]
 
+    @property
+    def _stopped_marker(self) -> Path:
+        return self.state_dir / "bots.stopped"
+
+    def resume(self) -> None:
+        """Allows bots to start again after `stop_all` (a new operator starting)."""
+        self._stopped_marker.unlink(missing_ok=True)
+
     def _start(self, bot_id: str, config: dict[str, Any], wanted: str, strategy_class: str,
                strategy_code: str, env: dict[str, str],
                storage: PodStorage | None = None) -> LocalBot:
+        if self._stopped_marker.exists():
+            raise ExecutorStopped(f"local bots are stopped under {self.state_dir}")
         d = self.bot_dir(bot_id)
         strategies = d / "strategies"
         strategies.mkdir(parents=True, exist_ok=True)
@@ -133,32 +150,62 @@ class LocalBotExecutor:
                    "--strategy", strategy_class, "--strategy-path", str(strategies),
                    "--userdir", str(user_data), *db_url,
                    "--logfile", str(d / "freqtrade.log")]
-        # Freqtrade leaves its logging unconfigured under pytest; a bot is never under test.
-        base = {k: v for k, v in os.environ.items()
-                if k != "PYTEST_VERSION" and not k.startswith("FREQTRADE__")}
+        # What its pod would get, never the operator's environment (records DSN, kubeconfig,
+        # TRADEBOT_*): a strategy is arbitrary code.
         with (d / "console.log").open("ab") as console:
-            proc = subprocess.Popen(command, cwd=d, env={**base, **env},
+            proc = subprocess.Popen(command, cwd=d, env=user_environment(d / "home", env),
                                     stdin=subprocess.DEVNULL, stdout=console,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         (d / "process.json").write_text(json.dumps(
             {"pid": proc.pid, "port": port, "config_hash": wanted}))
+        # A round still in flight while the operator shuts down: stop_all marks, then scans
+        # for process.json; this writes process.json, then looks for the mark. One of the two
+        # sees the other, so the bot cannot outlive the operator.
+        if self._stopped_marker.exists():
+            self.stop(bot_id)
+            raise ExecutorStopped(f"local bots are stopped under {self.state_dir}")
         return LocalBot(proc.pid, port, wanted)
 
     def stop(self, bot_id: str, timeout: float = 20.0) -> bool:
         """Stops the bot process (SIGTERM, Freqtrade's clean shutdown; SIGKILL after
         `timeout`). True if one was running."""
-        self._stop_supervision(bot_id)
-        bot = self.running(bot_id)
-        if bot is None:
-            return False
-        os.killpg(bot.pid, signal.SIGTERM)
+        return bool(self.stop_many([bot_id], timeout))
+
+    def bot_ids(self) -> list[str]:
+        """Every bot with a directory under the state dir, running or not."""
+        bots = self.state_dir / "bots"
+        return sorted(p.name for p in bots.iterdir() if p.is_dir()) if bots.is_dir() else []
+
+    def running_bots(self) -> dict[str, LocalBot]:
+        """The bots whose process runs now, by id."""
+        found = {bot_id: self.running(bot_id) for bot_id in self.bot_ids()}
+        return {bot_id: bot for bot_id, bot in found.items() if bot is not None}
+
+    def stop_all(self, timeout: float = 20.0) -> list[str]:
+        """Stops every bot running under the state dir (the operator shutting down, the local
+        cluster going away) and lets none start until `resume()`; returns their ids."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._stopped_marker.touch()
+        return self.stop_many(self.bot_ids(), timeout)
+
+    def stop_many(self, bot_ids: list[str], timeout: float = 20.0) -> list[str]:
+        """Stops these bots together: SIGTERM to all, then SIGKILL to those still running
+        after `timeout`, so a fleet stops in one timeout, not one per bot. Returns the ids
+        that were running."""
+        for bot_id in bot_ids:
+            self._stop_supervision(bot_id)
+        bots = {bot_id: bot for bot_id in bot_ids if (bot := self.running(bot_id)) is not None}
+        for bot in bots.values():
+            _signal_group(bot.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while alive(bot.pid) and time.monotonic() < deadline:
+        while any(alive(b.pid) for b in bots.values()) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if alive(bot.pid):
-            os.killpg(bot.pid, signal.SIGKILL)
-        (self.bot_dir(bot_id) / "process.json").unlink(missing_ok=True)
-        return True
+        for bot in bots.values():
+            if alive(bot.pid):
+                _signal_group(bot.pid, signal.SIGKILL)
+        for bot_id in bots:
+            (self.bot_dir(bot_id) / "process.json").unlink(missing_ok=True)
+        return sorted(bots)
 
     # ---- the dead-man's switch: the pod's sidecar, as a process beside the bot ---------------
     def supervise(self, bot_id: str, annotations: Mapping[str, str], deadline: dt.timedelta,
@@ -171,7 +218,7 @@ class LocalBotExecutor:
         The sidecar has a session of its own (a process cannot join the bot's session from
         outside it): stop() ends it with the bot, and a bot started anew gets a new one."""
         bot = self.running(bot_id)
-        if bot is None:
+        if bot is None or self._stopped_marker.exists():
             return None
         d = self.bot_dir(bot_id)
         podinfo = d / "podinfo"
@@ -186,10 +233,8 @@ class LocalBotExecutor:
         self._stop_supervision(bot_id)
         command = supervision.command(self.python, str(script), deadline,
                                       str(podinfo / supervision.ANNOTATIONS_FILE), bot.url)
-        base = {k: v for k, v in os.environ.items()
-                if k != "PYTEST_VERSION" and not k.startswith("FREQTRADE__")}
         with (d / "deadman.log").open("ab") as log:
-            proc = subprocess.Popen(command, cwd=d, env={**base, **env},
+            proc = subprocess.Popen(command, cwd=d, env=user_environment(d / "home", env),
                                     stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         (d / "deadman.json").write_text(json.dumps({"pid": proc.pid, "bot_pid": bot.pid}))
@@ -210,8 +255,16 @@ class LocalBotExecutor:
         current = self._supervisor(bot_id)
         if current is not None:
             # Nothing to save: SIGTERM ends it at once.
-            os.killpg(current[0], signal.SIGTERM)
+            _signal_group(current[0], signal.SIGTERM)
         (self.bot_dir(bot_id) / "deadman.json").unlink(missing_ok=True)
+
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    # The bot leads its own session (start_new_session): its group is the bot and whatever
+    # it started.
+    with contextlib.suppress(ProcessLookupError):  # exited between the check and the signal
+        os.killpg(pid, sig)
 
 
 def _write_if_changed(path: Path, text: str) -> None:

@@ -106,6 +106,18 @@ def _uses_self_freqai(cls: ast.ClassDef) -> bool:
 def introspect(code: str, class_name: str) -> Introspection:
     """Parses `code` and describes class `class_name`; raises IntrospectionError if unusable."""
     try:
+        return _introspect(code, class_name)
+    except (MemoryError, RecursionError) as e:
+        # CPython's parser gives up on deeply nested expressions with one of these (which
+        # depends on the nesting); they are a property of the code, so the Strategy is Invalid
+        # instead of its handler failing and being retried for ever.
+        kind = "too deeply nested" if isinstance(e, RecursionError) else "too large or nested"
+        raise IntrospectionError(
+            f"code cannot be analysed: {kind} for the parser ({type(e).__name__})") from None
+
+
+def _introspect(code: str, class_name: str) -> Introspection:
+    try:
         tree = ast.parse(code, filename="strategy.py")
     except SyntaxError as e:
         where = f"line {e.lineno}" + (f", column {e.offset}" if e.offset else "")

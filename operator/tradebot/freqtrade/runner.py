@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import logging
 import os
 import shutil
 import signal
@@ -32,13 +31,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import structlog
 from structlog.typing import FilteringBoundLogger
 
 from tradebot.api.backtest import Artifact, BacktestResults
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
 from tradebot.freqtrade import datasets, freqtrade_log, offline, results
 from tradebot.freqtrade.summary import RunSummary
+from tradebot.observability.logging import configure_logging, logger
 
 CORRELATION_ENV = "TRADEBOT_CORRELATION_ID"
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -99,20 +98,9 @@ def _artifact(path: Path) -> Artifact:
 
 def _logger() -> FilteringBoundLogger:
     """JSON lines on stderr; stdout stays free for the summary."""
-    structlog.configure(
-        processors=[
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            structlog.processors.JSONRenderer(),
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=False,
-    )
-    log: FilteringBoundLogger = structlog.get_logger("tradebot.runner")
+    configure_logging()
     correlation_id = os.environ.get(CORRELATION_ENV)
-    return log.bind(correlation_id=correlation_id) if correlation_id else log
+    return logger(correlation_id=correlation_id) if correlation_id else logger()
 
 
 def _parser() -> argparse.ArgumentParser:

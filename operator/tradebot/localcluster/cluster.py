@@ -93,10 +93,25 @@ class LocalCluster:
 
     def stop(self) -> list[str]:
         """Stops every process with a pid file (extras such as the demo's operator first, then
-        the components, newest first). Returns those that were running."""
+        the local executor's bots it may have left, then the components, newest first).
+        Returns those that were running."""
         extras = sorted(p.stem for p in self.layout.run.glob("*.pid")
                         if p.stem not in COMPONENTS) if self.layout.run.exists() else []
-        return [c for c in [*extras, *reversed(COMPONENTS)] if self.supervisor.stop(c)]
+        stopped = [c for c in extras if self.supervisor.stop(c)]
+        stopped += self._stop_local_bots()
+        return stopped + [c for c in reversed(COMPONENTS) if self.supervisor.stop(c)]
+
+    def _stop_local_bots(self) -> list[str]:
+        """`freqtrade trade` processes of a local-executor operator whose state dir is under
+        the root (the demo's .local/operator): an operator stopped by SIGKILL, or too slowly
+        for its cleanup, leaves them running."""
+        from tradebot.executors.local_bots import LocalBotExecutor
+
+        if not self.layout.root.exists():
+            return []
+        state_dirs = {bots.parent for bots in self.layout.root.rglob("bots") if bots.is_dir()}
+        return [f"bot {bot_id}" for state in sorted(state_dirs)
+                for bot_id in LocalBotExecutor(state).stop_all()]
 
     def down(self) -> list[str]:
         """Stops every component and removes all state below the root."""
