@@ -12,8 +12,8 @@ hash) restarts it.
 
 from __future__ import annotations
 
-import datetime as dt
 import contextlib
+import datetime as dt
 import json
 import os
 import shutil
