@@ -56,6 +56,7 @@ from tradebot.domain.time import format_time
 from tradebot.freqtrade.introspect import code_hash as hash_code
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
+from tradebot.records import RecordsUnavailable
 
 PLURAL = "livebots"
 LABEL_ACCOUNT = "tradebot.dev/account"
@@ -449,7 +450,13 @@ class _Round:
         _create(kube.networking().create_namespaced_network_policy, self.namespace,
                 bots.network_policy(bot, operator_namespace=settings.operator_namespace,
                                     operator_labels=settings.operator_pod_labels))
-        bot_storage.ensure(bot, settings)
+        try:
+            bot_storage.ensure(bot, settings)
+        except RecordsUnavailable as e:
+            # Its open trades would be kept nowhere: no pod until the database answers.
+            self._phase("Pending", "StorageUnavailable",
+                        f"the bot's trade database cannot be prepared now: {e}")
+            return
         desired = bots.pod(bot, settings)
         desired["metadata"]["labels"].update({LABEL_ACCOUNT: d.lease_name,
                                               bot_control.OWNER_LABEL: self.uid})
