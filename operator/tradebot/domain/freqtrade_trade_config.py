@@ -48,7 +48,8 @@ from tradebot.domain.freqtrade_config import (
 )
 from tradebot.domain.protections import PROTECTIONS_KEY, protections
 
-__all__ = ["ENV_SECRETS", "LimitExceeded", "canonical_json", "config_hash", "trade_config"]
+__all__ = ["ENV_SECRETS", "SANDBOX", "LimitExceeded", "canonical_json", "config_hash",
+           "exchange_double_overrides", "trade_config"]
 
 # Environment variables that carry what the config must not (Freqtrade reads them itself).
 ENV_SECRETS = (
