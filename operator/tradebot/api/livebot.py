@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
+from tradebot.api.exchanges import SANDBOX_EXCHANGES, has_sandbox
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
@@ -149,6 +150,27 @@ class Supervision(ApiModel):
 Mode = Literal["dryRun", "testnet", "live"]
 
 
+_SANDBOX_NEEDED = ("mode testnet needs one, such as binance, bybit, okx or gate (or use mode "
+                   "dryRun)")
+
+
+def no_sandbox_message(exchange: str) -> str:
+    """Why a testnet bot on `exchange` is refused (by the CRD, the model and the controller)."""
+    return f"exchange {exchange} has no sandbox (testnet) in ccxt; {_SANDBOX_NEEDED}"
+
+
+# Testnet means ccxt's sandbox endpoints; ccxt fails at start on an exchange without one, so the
+# API refuses it at apply. The list is generated from ccxt (tradebot.api.exchanges).
+_SANDBOX_RULE = {
+    **cel("self.mode != 'testnet' || self.exchange.name in ["
+          + ", ".join(f"'{name}'" for name in SANDBOX_EXCHANGES) + "]",
+          "mode testnet requires an exchange with a sandbox (testnet) in ccxt, "
+          + _SANDBOX_NEEDED.removeprefix("mode testnet needs one, "), ".exchange.name"),
+    "messageExpression": "'exchange ' + self.exchange.name + ' has no sandbox (testnet) in "
+                         f"ccxt; {_SANDBOX_NEEDED}'",
+}
+
+
 class LiveBotSpec(ApiModel):
     """A Freqtrade bot: dry-run by default, testnet or live only through promotion."""
 
@@ -167,6 +189,7 @@ class LiveBotSpec(ApiModel):
             "being approved)", ".mode"),
         cel("self.mode != 'live' || has(self.limits)",
             "mode live requires spec.limits", ".mode"),
+        _SANDBOX_RULE,
         PAIRS_IN_STAKE_CURRENCY,
     )
 
@@ -213,6 +236,8 @@ class LiveBotSpec(ApiModel):
                                  "Strategy's status.codeHash being approved)")
             if self.limits is None:
                 raise ValueError("mode live requires spec.limits")
+        if self.mode == "testnet" and not has_sandbox(self.exchange.name):
+            raise ValueError(no_sandbox_message(self.exchange.name))
         check_pairs_in_stake(self.pairs, self.stake_currency)
         return self
 

@@ -13,23 +13,43 @@ Both api_server secrets fail closed: `password` is required by Freqtrade's schem
 out here, and `jwt_secret_key` is an empty placeholder below the schema's 32-character minimum
 (left out, the schema would fill in Freqtrade's public default key). A bot whose environment
 lacks them fails the schema check instead of serving its API unprotected.
+
+What each mode gets:
+
+* dry run: paper trading; the exchange double when the cluster has one; `/forceenter` open
+  (tests use it); no stop-loss on the exchange (dry run only simulates it).
+* testnet: ccxt's sandbox endpoints (`sandbox: true`, which ccxt maps to the exchange's
+  `urls["test"]`); never the exchange double (signed requests never go to plain HTTP).
+* live: the exchange's real endpoints; `/forceenter` closed (`/forceexit`, the breakers'
+  escalation, does not depend on it: rpc.py `_rpc_force_exit` never reads
+  force_entry_enable, only `_force_entry_validations` does).
+* testnet and live: `stoploss_on_exchange` where Freqtrade supports it on the exchange, so a
+  stop-loss order rests on the exchange even while the bot or the operator is down.
+* every mode: the protections of domain/protections.py, under config["tradebot"]["protections"]
+  (the strategy code must be `guarded_code`'s, or they are ignored).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
+from tradebot.api.circuitbreaker import BreakerLimits
+from tradebot.api.exchanges import supports_stoploss_on_exchange
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
 from tradebot.domain.freqtrade_config import (
+    TRADEBOT_KEY,
     canonical_json,
     config_hash,
     stake_settings,
     strategy_overrides,
 )
+from tradebot.domain.protections import PROTECTIONS_KEY, protections
 
-__all__ = ["ENV_SECRETS", "LimitExceeded", "canonical_json", "config_hash", "trade_config"]
+__all__ = ["ENV_SECRETS", "SANDBOX", "LimitExceeded", "canonical_json", "config_hash",
+           "exchange_double_overrides", "trade_config"]
 
 # Environment variables that carry what the config must not (Freqtrade reads them itself).
 ENV_SECRETS = (
@@ -78,24 +98,40 @@ def exchange_double_overrides(url: str) -> dict[str, Any]:
     }
 
 
+# ccxt's own switch: its Exchange.__init__ calls set_sandbox_mode(True), which points
+# urls["api"] at urls["test"] (and raises NotSupported where there is none). Freqtrade builds
+# its sync, async and websocket ccxt objects from these (exchange.py _init_ccxt).
+SANDBOX = {"sandbox": True}
+
+
 def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
-                 api_username: str, exchange_double_url: str | None) -> dict[str, Any]:
+                 api_username: str, exchange_double_url: str | None,
+                 breakers: Sequence[BreakerLimits] = ()) -> dict[str, Any]:
     """The config for `freqtrade trade` of `strategy` as the LiveBot `spec` describes it.
+
+    `exchange_double_url` is used for dry-run bots only. `breakers` are the limits of the
+    CircuitBreakers that select the bot: with spec.limits they give the bot's protections.
 
     Raises LimitExceeded (a ValueError) when the spec exceeds its own limits.
     """
     _check_limits(spec)
+    paper = spec.mode not in ("testnet", "live")
     exchange: dict[str, Any] = {
         "name": spec.exchange.name,
         "pair_whitelist": list(spec.pairs),
         "pair_blacklist": [],
     }
-    if exchange_double_url is not None:
+    if spec.mode == "testnet":
+        exchange["ccxt_config"] = dict(SANDBOX)
+        exchange["ccxt_async_config"] = dict(SANDBOX)
+    elif paper and exchange_double_url is not None:
+        # Never for a keyed bot: its signed requests (and API key) would go to the double over
+        # plain HTTP.
         exchange.update(exchange_double_overrides(exchange_double_url))
     config: dict[str, Any] = {
         "strategy": strategy.class_name,
         # Anything but an explicit testnet or live promotion trades on paper.
-        "dry_run": spec.mode not in ("testnet", "live"),
+        "dry_run": paper,
         "trading_mode": "spot",
         "margin_mode": "",
         **stake_settings(spec),
@@ -116,15 +152,21 @@ def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
         },
         "unfilledtimeout": {"entry": 10, "exit": 10, "unit": "minutes",
                             "exit_timeout_count": 0},
-        # The operator uses /forceexit to escalate a breaker trip (and tests /forceenter).
-        "force_entry_enable": True,
+        # Real money enters only on the strategy's signals. /forceexit (a breaker's
+        # escalation) works either way; tests and testnet drills use /forceenter.
+        "force_entry_enable": spec.mode != "live",
         # The strategy's own entries and exits stay limit orders; what the operator forces
         # (a breaker's force exit) and emergencies go at market, so they fill now rather than
         # wait for a price that may never come back.
         "order_types": {
             "entry": "limit", "exit": "limit", "emergency_exit": "market",
             "force_entry": "market", "force_exit": "market",
-            "stoploss": "market", "stoploss_on_exchange": False,
+            "stoploss": "market",
+            # On the exchange the stop-loss holds while the bot or the operator is down.
+            # Freqtrade refuses it at start on exchanges without support; a dry run only
+            # simulates it.
+            "stoploss_on_exchange": (not paper
+                                     and supports_stoploss_on_exchange(spec.exchange.name)),
         },
         "api_server": {
             "enabled": True,
@@ -151,4 +193,8 @@ def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
     if timeframe is not None:
         config["timeframe"] = timeframe
     config.update(strategy_overrides(strategy))
+    guards = protections(spec.limits, breakers)
+    if guards:
+        # Beside the parameter file, if any: one key of the operator's own.
+        config[TRADEBOT_KEY] = {**config.get(TRADEBOT_KEY, {}), PROTECTIONS_KEY: guards}
     return config
