@@ -111,8 +111,11 @@ LIVE_WITH_BREAKER = observe(spec("live"))
     (complete(observe(strategy=None)), ("Pending", "StrategyNotReady")),
     (complete(observe(strategy={"status": {"phase": "Invalid"}})),
      ("Pending", "StrategyNotReady")),
-    (complete(observe(spec("testnet", exchange={"name": "kraken", "credentialsSecretRef": {
-        "name": "keys"}}), has_sandbox=lambda name: name != "kraken")),
+    # The API refuses testnet on kraken; an operator whose list is newer than the CRD reports
+    # it from the model's refusal, and one whose list lacks an exchange from its own check.
+    (observe(None, spec=None, spec_error="exchange kraken has no sandbox",
+             spec_error_reason="NoSandbox"), ("Blocked", "NoSandbox")),
+    (complete(observe(spec("testnet"), has_sandbox=lambda name: name != "binance")),
      ("Blocked", "NoSandbox")),
     (complete(observe(spec("live"), breakers=[])), ("Blocked", "NoCircuitBreaker")),
     (complete(observe(spec("testnet")), credentials=None), ("Blocked", "CredentialsMissing")),

@@ -21,9 +21,11 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from tradebot import kube
+from tradebot.api import exchanges
 from tradebot.api.backtest import BacktestStatus
 from tradebot.api.base import GROUP, VERSION
-from tradebot.api.livebot import LiveBotSpec
+from tradebot.api.circuitbreaker import BreakerLimits
+from tradebot.api.livebot import LiveBotSpec, no_sandbox_message
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import (
     bot_control,
@@ -52,6 +54,7 @@ from tradebot.domain.livebot_round import (
     Stage,
     StatusOnly,
 )
+from tradebot.domain.protections import guarded_code
 from tradebot.domain.time import format_time
 from tradebot.freqtrade.introspect import code_hash as hash_code
 from tradebot.observability import metrics
@@ -228,11 +231,15 @@ class _Round:
         self._act(outcome, observation)
 
     def _first_look(self) -> Observation:
+        reason = "InvalidSpec"
         try:
             model: LiveBotSpec | None = LiveBotSpec.model_validate(self.raw_spec)
             error = None
         except ValidationError as e:
-            model, error = None, str(e.errors()[0]["msg"])
+            model, error = None, str(e.errors()[0]["msg"]).removeprefix("Value error, ")
+            exchange = str((self.raw_spec.get("exchange") or {}).get("name") or "binance")
+            if self.raw_spec.get("mode") == "testnet" and not exchanges.has_sandbox(exchange):
+                reason, error = "NoSandbox", no_sandbox_message(exchange)
         strategy = None
         if model is not None:
             strategy = (kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
@@ -246,12 +253,13 @@ class _Round:
         return Observation(
             name=self.name, namespace=self.namespace, uid=self.uid,
             generation=self.generation, labels=self.labels, status=self.status, spec=model,
-            spec_error=error, breakers=breakers, strategy=strategy, now=dt.datetime.now(dt.UTC),
+            spec_error=error, spec_error_reason=reason, breakers=breakers, strategy=strategy,
+            now=dt.datetime.now(dt.UTC),
             allowed_modes=tuple(s.allowed_modes),
             floors={m: f for m in ("testnet", "live")
                     if (f := s.promotion_floors.for_mode(m)) is not None},
             lease_duration=dt.timedelta(seconds=s.account_lease_seconds),
-            local_executor=s.executor == "local")
+            local_executor=s.executor == "local", has_sandbox=exchanges.has_sandbox)
 
     def _observe(self, stage: Stage, o: Observation) -> Observation:
         assert o.spec is not None
@@ -306,14 +314,20 @@ class _Round:
         try:
             strategy_spec = StrategySpec.model_validate(o.strategy["spec"])
             code = read_code(strategy_spec, self.namespace)
+            # The bot protects itself with the limits of its own and of every breaker that
+            # selects it, even when the operator is gone.
+            limits = [BreakerLimits.model_validate(cb["spec"]["limits"])
+                      for cb in livebot_round.guarding_breakers(o.labels, o.breakers)]
             # The username, like every credential, reaches the pod from its Secret.
             config = trade_config(spec, strategy_spec, api_port=bots.API_PORT, api_username="",
-                                  exchange_double_url=self.settings.exchange_double_url)
+                                  exchange_double_url=self.settings.exchange_double_url,
+                                  breakers=limits)
+            guarded = guarded_code(code, strategy_spec.class_name)
         except (CodeUnavailable, ValueError) as e:
             return ConfigSeen(error=str(e))
         self.strategy_spec = strategy_spec
         self.bot = bots.BotInstance(self.namespace, self.name, self.uid, spec,
-                                    spec.strategy_ref.name, strategy_spec.class_name, code,
+                                    spec.strategy_ref.name, strategy_spec.class_name, guarded,
                                     config)
         return ConfigSeen(code_hash=hash_code(code), config_hash=self.bot.config_hash)
 

@@ -122,7 +122,7 @@ class Observation:
     generation: int
     labels: Mapping[str, str]
     status: Mapping[str, Any]
-    # The spec, or why it does not validate.
+    # The spec, or why it does not validate (and the reason to report for that).
     spec: LiveBotSpec | None
     spec_error: str | None
     breakers: Sequence[Mapping[str, Any]]
@@ -135,6 +135,7 @@ class Observation:
     local_executor: bool
     # Exchanges whose ccxt has a sandbox: testnet bots elsewhere are refused.
     has_sandbox: Callable[[str], bool] | None = None
+    spec_error_reason: str = "InvalidSpec"
     # Made in stages, on demand (None: not observed yet).
     credentials: CredentialsSeen | None = None
     evidence: Evidence | None = None
@@ -278,7 +279,11 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
 def decide(o: Observation) -> Outcome:
     """One round's decision (see the module docstring for the order)."""
     if o.spec is None:
-        return Outcome(Hold("Failed", "InvalidSpec", f"invalid spec: {o.spec_error}"))
+        if o.spec_error_reason == "NoSandbox":
+            # The CRD refuses this at apply where it knows the exchange; an older CRD or a
+            # newer ccxt may not.
+            return Outcome(Hold("Blocked", "NoSandbox", str(o.spec_error)))
+        return Outcome(Hold("Failed", o.spec_error_reason, f"invalid spec: {o.spec_error}"))
     spec = o.spec
     breaker = tripped_by(o.name, o.labels, o.breakers, o.now)
     if breaker is not None:
