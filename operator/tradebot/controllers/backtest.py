@@ -19,9 +19,9 @@ from tradebot import kube
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import GROUP, VERSION
 from tradebot.controllers import runtime
-from tradebot.controllers.status import condition, event, status_time
-from tradebot.domain.conditions import now
-from tradebot.domain.naming import backtest_run_id, child_name
+from tradebot.controllers.backtest_records import record, recorded_message
+from tradebot.controllers.status import condition, event, now
+from tradebot.domain.naming import backtest_job_name, backtest_run_id
 from tradebot.executors.local import LocalExecutor, container_args
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.observability import metrics
@@ -30,10 +30,6 @@ from tradebot.records.models import RunStatus
 
 PLURAL = "backtests"
 TERMINAL = ("Succeeded", "Failed")
-
-
-def job_name(name: str, uid: str) -> str:
-    return child_name("bt", name, uid)
 
 
 def read_job(namespace: str, name: str) -> dict[str, Any] | None:
@@ -81,65 +77,6 @@ def _failure_reason(job: dict[str, Any], exit_code: int | None, message: str,
     return "the Job failed without a pod result"
 
 
-def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStatus,
-            status: dict[str, Any], spec: BacktestSpec, error: str | None = None) -> None:
-    from decimal import Decimal
-
-    from tradebot.records import ArtifactRecord, RunRecord
-    from tradebot.records.models import exact_metric
-
-    run_id = backtest_run_id(uid)
-    window = spec.timerange
-    results = status.get("results") or {}
-    store.record_run(RunRecord(
-        id=run_id, resource_uid=uid, namespace=namespace, name=name, kind="backtest",
-        status=run_status, strategy_code_hash=status.get("codeHash"),
-        config_hash=status.get("configHash"), data_hash=status.get("dataHash"),
-        data_window_start=status_time(results.get("backtestStart")
-                                      or (window.start if window else None)),
-        data_window_end=status_time(results.get("backtestEnd")
-                                    or (window.end if window else None)),
-        correlation_id=run_id, error=error, started_at=status_time(status.get("startedAt")),
-        finished_at=status_time(status.get("finishedAt")),
-    ))
-    metrics = {}
-    for key, value in results.items():
-        try:
-            metrics[key] = exact_metric(key, Decimal(str(value)))
-        except (ValueError, ArithmeticError):
-            continue  # dates and other non-figures are not metrics
-    if metrics:
-        store.record_metrics(run_id, metrics)
-    artifacts = status.get("artifacts") or []
-    if artifacts:
-        store.record_artifacts(run_id, [
-            ArtifactRecord(name=a["name"], path=a.get("path") or a["name"],
-                           sha256=a["sha256"], size=int(a["size"])) for a in artifacts])
-
-
-def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: dict[str, Any],
-           spec: BacktestSpec, error: str | None = None) -> str | None:
-    """Writes the run record (to the database, or to the outbox while it is down: either way
-    it is kept); returns None on success, else why it could not."""
-    from tradebot.records import RecordsError
-
-    try:
-        _record(runtime.get().store(), namespace, name, uid, run_status, status, spec, error)
-    except RecordsError as e:  # the outbox itself failed, or a bug such as a run id reused
-        metrics.RECORD_FAILURES.inc()
-        return str(e)
-    return None
-
-
-def recorded_message() -> str:
-    """The Recorded condition's message: where the record is now."""
-    store = runtime.get().store()
-    if store.pending:
-        return (f"run, metrics and artifacts kept in the records outbox "
-                f"({store.pending} writes wait for the database)")
-    return "run, metrics and artifacts recorded"
-
-
 def needs_attention(status: kopf.Status, **_: Any) -> bool:
     """Queued Backtests belong to the admission loop, and finished ones whose Job is gone and
     whose record is written need nothing: no timer runs for them, so a queue of thousands costs
@@ -176,7 +113,7 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
             log.warning("backtest spec invalid", error=message)
         return
 
-    jname = job_name(name, uid)
+    jname = backtest_job_name(name, uid)
     if phase in TERMINAL:
         _after_finish(body, current, patch, model, namespace, name, uid, jname, generation)
         return
@@ -306,12 +243,11 @@ def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
                   error or recorded_message(), generation)
     try:
         kube.batch().delete_namespaced_job(jname, namespace, propagation_policy="Background")
-        from tradebot.controllers import queue
-
-        queue.wake()
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
+    # Deleted now or gone already: either way a slot is free for the admission loop.
+    runtime.get().admission_wakeup.set()
     try:
         kube.core().delete_namespaced_config_map(jname, namespace)
     except ApiException as e:

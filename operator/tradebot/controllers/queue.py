@@ -17,12 +17,19 @@ from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
-from tradebot.controllers.backtest import job_name, record
+from tradebot.controllers.backtest_records import record
+from tradebot.controllers.status import now
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import jobs
-from tradebot.domain.conditions import now, set_condition
+from tradebot.domain.conditions import set_condition
 from tradebot.domain.freqtrade_config import backtest_config, config_hash
-from tradebot.domain.naming import LABEL_BACKTEST, LABEL_KIND, LABEL_STRATEGY, backtest_run_id
+from tradebot.domain.naming import (
+    LABEL_BACKTEST,
+    LABEL_KIND,
+    LABEL_STRATEGY,
+    backtest_job_name,
+    backtest_run_id,
+)
 from tradebot.domain.queue import (
     Decision,
     GpuNeed,
@@ -166,7 +173,8 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
         "codeHash": (strategy.get("status") or {}).get("codeHash"),
         "configHash": config_hash(config), "message": f"running as Job {run.job_name}",
         "conditions": set_condition(status.get("conditions"), "Admitted", True, "Admitted",
-                                    f"Job {run.job_name} created", meta.get("generation")),
+                                    f"Job {run.job_name} created", meta.get("generation"),
+                                    at=started),
     }
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, "backtests", name, {"status": new_status})
@@ -184,7 +192,7 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
 
 def _mark_running(bt: dict[str, Any]) -> None:
     meta = bt["metadata"]
-    name = job_name(meta["name"], meta["uid"])
+    name = backtest_job_name(meta["name"], meta["uid"])
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"],
         {"status": {"phase": "Running", "jobName": name, "queuePosition": None,
@@ -217,7 +225,8 @@ def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str
         patch = {"status": {
             "queuePosition": position, "message": message,
             "conditions": set_condition(status.get("conditions"), "Admitted", False, "Waiting",
-                                        message, bt["metadata"].get("generation"))}}
+                                        message, bt["metadata"].get("generation"),
+                                        at=now())}}
         try:
             kube.custom().patch_namespaced_custom_object_status(
                 GROUP, VERSION, key[0], "backtests", key[1], patch)
@@ -233,7 +242,8 @@ def _back_to_pending(bt: dict[str, Any], why: str) -> None:
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"], {"status": {
             "phase": "Pending", "message": why, "queuePosition": None,
             "conditions": set_condition(status.get("conditions"), "StrategyReady", False,
-                                        "StrategyNotReady", why, meta.get("generation"))}})
+                                        "StrategyNotReady", why, meta.get("generation"),
+                                        at=now())}})
     _log.info("backtest back to pending", namespace=meta["namespace"], name=meta["name"],
               reason=why)
 
@@ -242,10 +252,12 @@ def _reject(bt: dict[str, Any], error: Exception) -> None:
     meta = bt["metadata"]
     message = f"cannot start: {error}"
     status = bt.get("status") or {}
+    finished = now()
     patch = {"status": {
-        "phase": "Failed", "message": message, "queuePosition": None, "finishedAt": now(),
+        "phase": "Failed", "message": message, "queuePosition": None, "finishedAt": finished,
         "conditions": set_condition(status.get("conditions"), "Complete", False,
-                                    "AdmissionFailed", message, meta.get("generation"))}}
+                                    "AdmissionFailed", message, meta.get("generation"),
+                                    at=finished)}}
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"], patch)
     event = _event(bt, "AdmissionFailed", message)
@@ -302,12 +314,9 @@ def admission_pass(settings: Settings) -> Decision:
         return decision
 
 
-_wakeup = threading.Event()
-
-
 def wake() -> None:
     """A slot has freed (a Job was deleted): run the next pass now rather than at the tick."""
-    _wakeup.set()
+    runtime.get().admission_wakeup.set()
 
 
 class AdmissionLoop:
@@ -315,6 +324,7 @@ class AdmissionLoop:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._wakeup = runtime.get().admission_wakeup
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
 
@@ -323,7 +333,7 @@ class AdmissionLoop:
 
     def stop(self) -> None:
         self._stop.set()
-        _wakeup.set()
+        self._wakeup.set()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
@@ -333,8 +343,8 @@ class AdmissionLoop:
             except Exception as e:
                 # The API server restarting or a network blip must not end the loop.
                 _log.warning("admission pass failed", error=str(e))
-            _wakeup.wait(self.settings.reconcile_interval_seconds)
-            _wakeup.clear()
+            self._wakeup.wait(self.settings.reconcile_interval_seconds)
+            self._wakeup.clear()
 
 
-__all__ = ["AdmissionLoop", "admission_pass", "job_name", "wake"]
+__all__ = ["AdmissionLoop", "admission_pass", "wake"]

@@ -78,6 +78,10 @@ class Runtime:
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
     fleet: FleetStops = field(default_factory=FleetStops)
     pacer: Pacer = field(default_factory=Pacer)
+    # Set when a backtest slot frees (a Job deleted): the admission loop runs its next pass
+    # now rather than at the tick. Here, not in the queue module, so the Backtest controller
+    # wakes the loop without importing it.
+    admission_wakeup: threading.Event = field(default_factory=threading.Event)
     _store: Any = None
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict)

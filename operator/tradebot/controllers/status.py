@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import kopf
 
 from tradebot.domain.conditions import set_condition
-from tradebot.domain.time import parse_time
+from tradebot.domain.time import format_time, parse_time
+
+
+def now() -> str:
+    """The controllers' clock, in whole seconds as Kubernetes writes times in status."""
+    return format_time(dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
 def condition(status: dict[str, Any], patch: kopf.Patch, type_: str, ok: bool | str,
               reason: str, message: str, generation: int | None) -> None:
     """Sets one condition in the patch, starting from what the patch or status already has."""
     current = patch.status.get("conditions") or status.get("conditions")
-    patch.status["conditions"] = set_condition(current, type_, ok, reason, message, generation)
+    patch.status["conditions"] = set_condition(current, type_, ok, reason, message, generation,
+                                               at=now())
 
 
 def drop_unchanged(patch: kopf.Patch, status: Any) -> None:

@@ -7,11 +7,28 @@ closed-trade profit, so an open losing position counts while it is open.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
 from tradebot.api.types import MONEY_QUANTUM, format_money
-from tradebot.freqtrade.rest import Snapshot
+from tradebot.domain.time import format_time
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What monitoring reads from a bot in one round."""
+
+    state: str
+    dry_run: bool
+    total_balance: Decimal
+    closed_profit: Decimal
+    closed_profit_ratio: Decimal
+    max_drawdown: Decimal
+    open_trades: int
+    open_profit: Decimal
+    trade_count: int
+    losing_streak: int
 
 
 def _figure(status: dict[str, Any], key: str) -> Decimal | None:
@@ -36,8 +53,7 @@ def status_update(status: dict[str, Any], snap: Snapshot, now: dt.datetime) -> d
         "profitRatio": format_money(snap.closed_profit_ratio.quantize(MONEY_QUANTUM)),
         "openTrades": snap.open_trades,
         "consecutiveLosses": snap.losing_streak,
-        "lastHeartbeat": now.astimezone(dt.UTC).replace(microsecond=0).isoformat()
-        .replace("+00:00", "Z"),
+        "lastHeartbeat": format_time(now.replace(microsecond=0)),
     }
 
 
