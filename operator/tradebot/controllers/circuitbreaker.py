@@ -42,13 +42,25 @@ PLURAL = "circuitbreakers"
 RESET_ANNOTATION = "tradebot.dev/reset"
 TRIP_ANNOTATION = "tradebot.dev/trip"
 INCIDENT_WINDOW = dt.timedelta(days=1)
-_SEVERE = {"drawdown", "dailyLoss", "consecutiveLosses"}
+_SEVERE = frozenset({"drawdown", "dailyLoss", "consecutiveLosses"})
 
-# Breakers get threads of their own: a trip must never wait behind bot monitoring rounds in
-# kopf's shared pool (each of those may wait on a bot's API).
-_ROUNDS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker")
-_STOPS = ThreadPoolExecutor(max_workers=48, thread_name_prefix="breaker-stop")
-_MARKS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="breaker-mark")
+
+# Breakers get threads of their own (created by the runtime on first use, sized by the
+# settings): a trip must never wait behind bot monitoring rounds in kopf's shared pool (each
+# of those may wait on a bot's API).
+def _rounds() -> ThreadPoolExecutor:
+    rt = runtime.get()
+    return rt.pool("breaker", rt.settings.breaker_threads)
+
+
+def _stops() -> ThreadPoolExecutor:
+    rt = runtime.get()
+    return rt.pool("breaker-stop", rt.settings.breaker_stop_threads)
+
+
+def _marks() -> ThreadPoolExecutor:
+    rt = runtime.get()
+    return rt.pool("breaker-mark", rt.settings.breaker_mark_threads)
 
 
 def _figure(status: dict[str, Any], key: str) -> Decimal:
@@ -120,7 +132,7 @@ def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOu
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
 async def reconcile_breaker(**kwargs: Any) -> None:
-    await runtime.in_thread(_ROUNDS, _reconcile, **kwargs)
+    await runtime.in_thread(_rounds(), _reconcile, **kwargs)
 
 
 @metrics.counted("CircuitBreaker")
@@ -211,21 +223,21 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
     # Every bot is stopped before any status is written: the statuses are bookkeeping
     # (the LiveBot controller writes them too), the stops are what limits the loss.
-    outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec), targets))
+    outcomes = dict(_stops().map(lambda b: _stop_one(b, spec), targets))
     stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
     # The cached view may lag the cluster by an event: a selected bot it had not seen
     # yet is stopped too, from the API server's own list.
     late = [b for b in _selected(spec, kube.list_metadata(GROUP, VERSION, namespace,
                                                            "livebots"))
             if b["metadata"]["name"] not in outcomes]
-    outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), late))
+    outcomes.update(_stops().map(lambda b: _stop_one(b, spec), late))
     targets += late
     metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
     crash_point("breaker-bots-stopped")
     # The LiveBot controller's own words, so that it sees nothing new to announce; on
     # fewer threads than the stops, so that the kubelets' watches (who must see the
     # deletions) are not crowded out by bookkeeping.
-    list(_MARKS.map(lambda b: _mark_tripped(b, tripped_message(name),
+    list(_marks().map(lambda b: _mark_tripped(b, tripped_message(name),
                                             outcomes[b["metadata"]["name"]]), targets))
 
     limits = list(current.get("tripLimits") or ["unknown"])
