@@ -22,7 +22,7 @@ from tradebot.controllers import runtime
 from tradebot.controllers.backtest_records import record, recorded_message
 from tradebot.controllers.status import condition, event, now
 from tradebot.domain.naming import backtest_job_name, backtest_run_id
-from tradebot.executors.local import LocalExecutor, container_args
+from tradebot.executors import local
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
@@ -128,7 +128,11 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
             patch.status.update({"phase": "Running", "jobName": jname, "queuePosition": None,
                                  "startedAt": current.get("startedAt") or now()})
         if runtime.get().settings.executor == "local":
-            _local_step(job, namespace, jname, run_id, log)
+            outcome = local.advance_backtest(job, job_pod(namespace, jname), namespace, jname,
+                                             run_id, runtime.get().settings.local_state_dir)
+            if outcome is not None:
+                log.info("local run finished", succeeded=outcome.succeeded,
+                         exit_code=outcome.exit_code)
         return
 
     if phase == "Running":
@@ -254,22 +258,3 @@ def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
         if not kube.is_not_found(e):
             raise
     patch.status["cleanedUp"] = True
-
-
-def _local_step(job: dict[str, Any], namespace: str, jname: str, run_id: str,
-                log: Any) -> None:
-    pod = job_pod(namespace, jname)
-    if pod is None or (pod.get("status") or {}).get("phase") != "Running":
-        return
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    if "kwok.tradebot.dev/outcome" in annotations:
-        return
-    executor = LocalExecutor(runtime.get().settings.local_state_dir)
-    cm = kube.core().read_namespaced_config_map(jname, namespace)
-    outcome = executor.step(run_id, container_args(job), dict(cm.data or {}),
-                            {"TRADEBOT_CORRELATION_ID": run_id})
-    if outcome is None:
-        return
-    kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace,
-                                     {"metadata": {"annotations": outcome.annotations()}})
-    log.info("local run finished", succeeded=outcome.succeeded, exit_code=outcome.exit_code)
