@@ -9,17 +9,19 @@ been stored.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
+from structlog.typing import FilteringBoundLogger
 
 from tradebot import kube
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import GROUP, VERSION
 from tradebot.controllers import runtime
 from tradebot.controllers.backtest_records import record, recorded_message
+from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
 from tradebot.controllers.status import condition, event, now
 from tradebot.domain.naming import backtest_job_name, backtest_run_id
 from tradebot.executors import local
@@ -32,40 +34,42 @@ PLURAL = "backtests"
 TERMINAL = ("Succeeded", "Failed")
 
 
-def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+def read_job(namespace: str, name: str) -> Job | None:
     try:
-        return kube.to_dict(kube.batch().read_namespaced_job(name, namespace))
+        return cast(Job, kube.to_dict(kube.batch().read_namespaced_job(name, namespace)))
     except ApiException as e:
         if kube.is_not_found(e):
             return None
         raise
 
 
-def job_finished(job: dict[str, Any]) -> bool:
-    s = job.get("status") or {}
+def job_finished(job: Job) -> bool:
+    s: JobStatus = job.get("status") or {}
     if s.get("succeeded") or s.get("failed"):
         return True
     return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
                for c in s.get("conditions") or [])
 
 
-def job_pod(namespace: str, name: str) -> dict[str, Any] | None:
+def job_pod(namespace: str, name: str) -> Pod | None:
     pods = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
     if not pods:
         return None
     newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
-    return kube.to_dict(newest)
+    return cast(Pod, kube.to_dict(newest))
 
 
-def termination(pod: dict[str, Any] | None) -> tuple[int | None, str]:
-    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        terminated = (cs.get("state") or {}).get("terminated")
+def termination(pod: Pod | None) -> tuple[int | None, str]:
+    status: PodStatus = (pod or {}).get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        state: ContainerState = cs.get("state") or {}
+        terminated = state.get("terminated")
         if terminated:
             return terminated.get("exitCode"), terminated.get("message") or ""
     return None, ""
 
 
-def _failure_reason(job: dict[str, Any], exit_code: int | None, message: str,
+def _failure_reason(job: Job, exit_code: int | None, message: str,
                     summary: RunSummary | None) -> str:
     if summary is not None and summary.error:
         return summary.error
@@ -77,7 +81,7 @@ def _failure_reason(job: dict[str, Any], exit_code: int | None, message: str,
     return "the Job failed without a pod result"
 
 
-def needs_attention(status: kopf.Status, **_: Any) -> bool:
+def needs_attention(status: kopf.Status, **_: object) -> bool:
     """Queued Backtests belong to the admission loop, and finished ones whose Job is gone and
     whose record is written need nothing: no timer runs for them, so a queue of thousands costs
     no polling."""
@@ -95,7 +99,7 @@ def needs_attention(status: kopf.Status, **_: Any) -> bool:
 @metrics.counted("Backtest")
 def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-                       **_: Any) -> None:
+                       **_: object) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     run_id = backtest_run_id(uid)
@@ -190,8 +194,8 @@ def _finish(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, 
 
 
 def _complete(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, spec: BacktestSpec,
-              job: dict[str, Any], namespace: str, name: str, uid: str, jname: str,
-              generation: int, log: Any) -> None:
+              job: Job, namespace: str, name: str, uid: str, jname: str,
+              generation: int, log: FilteringBoundLogger) -> None:
     exit_code, message = termination(job_pod(namespace, jname))
     summary: RunSummary | None
     try:

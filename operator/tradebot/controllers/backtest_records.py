@@ -12,11 +12,11 @@ from tradebot.controllers import runtime
 from tradebot.domain.naming import backtest_run_id
 from tradebot.domain.time import parse_time
 from tradebot.observability import metrics
-from tradebot.records import ArtifactRecord, RecordsError, RunRecord
+from tradebot.records import ArtifactRecord, RecordsError, RecordStore, RunRecord
 from tradebot.records.models import RunStatus, exact_metric
 
 
-def store_run(store: Any, namespace: str, name: str, uid: str, run_status: RunStatus,
+def store_run(store: RecordStore, namespace: str, name: str, uid: str, run_status: RunStatus,
               status: dict[str, Any], spec: BacktestSpec, error: str | None = None) -> None:
     """Writes the run, its metrics and artifacts from the Backtest's status to `store`."""
     run_id = backtest_run_id(uid)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -30,10 +31,11 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
 from tradebot.controllers import bot_control, bot_records, cache, runtime
 from tradebot.controllers.livebot import stopping_fleet
-from tradebot.controllers.status import condition, event, status_time
+from tradebot.controllers.status import condition, event
 from tradebot.domain import breaker, evidence, monitoring
 from tradebot.domain.livebot_round import tripped_message
 from tradebot.domain.selectors import selects
+from tradebot.domain.time import parse_time
 from tradebot.faults import crash_point
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
@@ -63,11 +65,6 @@ def _marks() -> ThreadPoolExecutor:
     return rt.pool("breaker-mark", rt.settings.breaker_mark_threads)
 
 
-def _figure(status: dict[str, Any], key: str) -> Decimal:
-    value = status.get(key)
-    return Decimal(str(value)) if value not in (None, "") else Decimal(0)
-
-
 def reading(bot: dict[str, Any], incidents: int = 0) -> breaker.BotReading:
     """A bot's figures as monitoring left them. Only a running bot's figures count: a stopped
     bot's last figures are history, not a reason to trip (again)."""
@@ -77,13 +74,13 @@ def reading(bot: dict[str, Any], incidents: int = 0) -> breaker.BotReading:
         status = {}
     return breaker.BotReading(
         name=bot["metadata"]["name"],
-        equity=_figure(status, "equity"),
-        peak_equity=_figure(status, "peakEquity"),
+        equity=monitoring.figure(status, "equity") or Decimal(0),
+        peak_equity=monitoring.figure(status, "peakEquity") or Decimal(0),
         daily_loss=monitoring.daily_loss(status),
         consecutive_losses=int(status.get("consecutiveLosses") or 0),
         incidents_in_window=incidents,
-        last_heartbeat=status_time(status.get("lastHeartbeat")),
-        running_since=status_time(status.get("runningSince")) if running else None,
+        last_heartbeat=parse_time(status.get("lastHeartbeat")),
+        running_since=parse_time(status.get("runningSince")) if running else None,
     )
 
 
@@ -98,7 +95,7 @@ def _incident_counts(namespace: str, bots: list[dict[str, Any]], now: dt.datetim
         if status.get("phase") != "Running":
             continue
         name = str(bot["metadata"]["name"])
-        since = max(now - INCIDENT_WINDOW, status_time(status.get("runningSince")) or now)
+        since = max(now - INCIDENT_WINDOW, parse_time(status.get("runningSince")) or now)
         counts[name] = sum(1 for i in recent if (name in i.bots or i.source_name == name)
                            and i.created_at >= since)
     return counts
@@ -131,14 +128,15 @@ def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOu
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
-async def reconcile_breaker(**kwargs: Any) -> None:
+async def reconcile_breaker(**kwargs: object) -> None:
     await runtime.in_thread(_rounds(), _reconcile, **kwargs)
 
 
 @metrics.counted("CircuitBreaker")
 def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-               **kwargs: Any) -> None:
+               livebots_by_namespace: Mapping[Any, Iterable[dict[str, Any]]],
+               **_: object) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     current = dict(status)
@@ -154,7 +152,7 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
         return
     # The bots as the operator last saw them (its watch), not a list every second: their
     # figures come from monitoring rounds seconds apart anyway.
-    bots = _selected(model, cache.entries(kwargs[cache.LIVEBOTS], namespace))
+    bots = _selected(model, cache.entries(livebots_by_namespace, namespace))
     now = dt.datetime.now(dt.UTC)
     counts = (_incident_counts(namespace, bots, now)
               if model.limits.max_incidents is not None else {})

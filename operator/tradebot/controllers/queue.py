@@ -18,7 +18,8 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
 from tradebot.controllers.backtest_records import record
-from tradebot.controllers.status import now
+from tradebot.controllers.objects import CustomObject
+from tradebot.controllers.status import now, post_event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import jobs
 from tradebot.domain.conditions import set_condition
@@ -39,6 +40,7 @@ from tradebot.domain.queue import (
     decide,
     position_worth_writing,
 )
+from tradebot.domain.time import parse_time
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 from tradebot.settings import Settings
@@ -46,8 +48,10 @@ from tradebot.settings import Settings
 _log = logger(component="queue")
 
 
-def _created(obj: dict[str, Any]) -> dt.datetime:
-    return dt.datetime.fromisoformat(obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+def _created(obj: CustomObject) -> dt.datetime:
+    created = parse_time(obj["metadata"]["creationTimestamp"])
+    assert created is not None  # the API server sets it on every object
+    return created
 
 
 def _gpu_quantity(value: object) -> int:
@@ -80,11 +84,11 @@ def gpu_capacity(settings: Settings) -> dict[str, int]:
     return {v: max(0, allocatable[v] - in_use[v]) for v in resources}
 
 
-def _list_backtests(settings: Settings) -> list[dict[str, Any]]:
+def _list_backtests(settings: Settings) -> list[CustomObject]:
     api = kube.custom()
     if not settings.namespaces:
         return list(api.list_cluster_custom_object(GROUP, VERSION, "backtests")["items"])
-    items: list[dict[str, Any]] = []
+    items: list[CustomObject] = []
     for ns in settings.namespaces:
         items += api.list_namespaced_custom_object(GROUP, VERSION, ns, "backtests")["items"]
     return items
@@ -101,7 +105,7 @@ def _list_backtest_jobs(settings: Settings) -> list[Any]:
 
 
 def snapshot(settings: Settings) -> tuple[list[QueuedBacktest], list[RunningBacktest],
-                                          dict[tuple[str, str], dict[str, Any]]]:
+                                          dict[tuple[str, str], CustomObject]]:
     backtests = _list_backtests(settings)
     job_list = _list_backtest_jobs(settings)
     # Every backtest Job holds a slot until the controller deletes it after recording its
@@ -136,7 +140,7 @@ class StrategyNotReady(Exception):
     """The Strategy changed while the Backtest waited: it goes back to Pending."""
 
 
-def admit(bt: dict[str, Any], settings: Settings) -> None:
+def admit(bt: CustomObject, settings: Settings) -> None:
     """Creates the run's ConfigMap and Job (idempotent) and marks the Backtest Running."""
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -178,8 +182,7 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
     }
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, "backtests", name, {"status": new_status})
-    kube.core().create_namespaced_event(namespace, _event(bt, "Admitted",
-                                                          f"Job {run.job_name} created"))
+    post_event(bt, "Backtest", "Admitted", f"Job {run.job_name} created")
     error = record(namespace, name, uid, "running", {**status, **new_status}, spec)
     log = _log.bind(namespace=namespace, name=name, correlation_id=run_id)
     log.info("backtest admitted", job=run.job_name)
@@ -190,7 +193,7 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
         log.warning("run record not written", error=error)
 
 
-def _mark_running(bt: dict[str, Any]) -> None:
+def _mark_running(bt: CustomObject) -> None:
     meta = bt["metadata"]
     name = backtest_job_name(meta["name"], meta["uid"])
     kube.custom().patch_namespaced_custom_object_status(
@@ -199,21 +202,7 @@ def _mark_running(bt: dict[str, Any]) -> None:
                     "message": f"running as Job {name}"}})
 
 
-def _event(bt: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
-    meta = bt["metadata"]
-    stamp = now()
-    return {
-        "metadata": {"generateName": f"{meta['name']}."},
-        "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Backtest",
-                           "name": meta["name"], "namespace": meta["namespace"],
-                           "uid": meta["uid"]},
-        "reason": reason, "message": message, "type": "Normal",
-        "source": {"component": "tradebot-operator"},
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    }
-
-
-def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+def _write_positions(decision: Decision, objects: dict[tuple[str, str], CustomObject]) -> None:
     for key, position in decision.positions.items():
         bt = objects[key]
         status = bt.get("status") or {}
@@ -235,7 +224,7 @@ def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str
                 raise
 
 
-def _back_to_pending(bt: dict[str, Any], why: str) -> None:
+def _back_to_pending(bt: CustomObject, why: str) -> None:
     meta = bt["metadata"]
     status = bt.get("status") or {}
     kube.custom().patch_namespaced_custom_object_status(
@@ -248,7 +237,7 @@ def _back_to_pending(bt: dict[str, Any], why: str) -> None:
               reason=why)
 
 
-def _reject(bt: dict[str, Any], error: Exception) -> None:
+def _reject(bt: CustomObject, error: Exception) -> None:
     meta = bt["metadata"]
     message = f"cannot start: {error}"
     status = bt.get("status") or {}
@@ -260,9 +249,7 @@ def _reject(bt: dict[str, Any], error: Exception) -> None:
                                     at=finished)}}
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"], patch)
-    event = _event(bt, "AdmissionFailed", message)
-    event["type"] = "Warning"
-    kube.core().create_namespaced_event(meta["namespace"], event)
+    post_event(bt, "Backtest", "AdmissionFailed", message, warning=True)
     _log.warning("backtest rejected", namespace=meta["namespace"], name=meta["name"],
                  error=message)
 

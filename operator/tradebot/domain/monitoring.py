@@ -7,6 +7,7 @@ closed-trade profit, so an open losing position counts while it is open.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -31,16 +32,17 @@ class Snapshot:
     losing_streak: int
 
 
-def _figure(status: dict[str, Any], key: str) -> Decimal | None:
+def figure(status: Mapping[str, Any], key: str) -> Decimal | None:
+    """A money figure as status holds it (text, exact), None when absent."""
     value = status.get(key)
     return Decimal(str(value)) if value not in (None, "") else None
 
 
 def status_update(status: dict[str, Any], snap: Snapshot, now: dt.datetime) -> dict[str, Any]:
     equity = snap.total_balance.quantize(MONEY_QUANTUM)
-    peak = max(equity, _figure(status, "peakEquity") or equity)
+    peak = max(equity, figure(status, "peakEquity") or equity)
     day = now.astimezone(dt.UTC).date().isoformat()
-    day_start = _figure(status, "dayStartEquity") if status.get("day") == day else None
+    day_start = figure(status, "dayStartEquity") if status.get("day") == day else None
     day_start = equity if day_start is None else day_start
     drawdown = ((peak - equity) / peak).quantize(MONEY_QUANTUM) if peak > 0 else Decimal(0)
     return {
@@ -59,7 +61,7 @@ def status_update(status: dict[str, Any], snap: Snapshot, now: dt.datetime) -> d
 
 def daily_loss(status: dict[str, Any]) -> Decimal:
     """Loss since the first reading of the UTC day (0 when in profit)."""
-    start, equity = _figure(status, "dayStartEquity"), _figure(status, "equity")
+    start, equity = figure(status, "dayStartEquity"), figure(status, "equity")
     if start is None or equity is None:
         return Decimal(0)
     return max(Decimal(0), start - equity)

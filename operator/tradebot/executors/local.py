@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,13 +107,13 @@ class LocalExecutor:
             (self.run_dir(run_id) / name).unlink(missing_ok=True)
 
 
-def container_args(job: dict[str, Any]) -> list[str]:
+def container_args(job: Mapping[str, Any]) -> list[str]:
     containers = job["spec"]["template"]["spec"]["containers"]
     runner = next(c for c in containers if c["name"] == CONTAINER)
     return [str(a) for a in runner.get("args", [])]
 
 
-def advance_backtest(job: dict[str, Any], pod: dict[str, Any] | None, namespace: str,
+def advance_backtest(job: Mapping[str, Any], pod: Mapping[str, Any] | None, namespace: str,
                      job_name: str, run_id: str, state_dir: Path) -> Outcome | None:
     """One step of a backtest Job's run on a kwok node: once its pod is Running, the runner
     runs here (its inputs from the Job's ConfigMap) and, when it has finished, its outcome goes
