@@ -9,6 +9,9 @@ been stored.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, cast
 
 import kopf
@@ -23,6 +26,7 @@ from tradebot.controllers import runtime
 from tradebot.controllers.backtest_records import record, recorded_message
 from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
 from tradebot.controllers.status import condition, event, now
+from tradebot.domain import backtest_round
 from tradebot.domain.naming import backtest_job_name, backtest_run_id
 from tradebot.executors import local
 from tradebot.freqtrade.summary import RunSummary
@@ -31,7 +35,7 @@ from tradebot.observability.logging import logger
 from tradebot.records.models import RunStatus
 
 PLURAL = "backtests"
-TERMINAL = ("Succeeded", "Failed")
+TERMINAL = backtest_round.TERMINAL
 
 
 def read_job(namespace: str, name: str) -> Job | None:
@@ -102,87 +106,129 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
                        **_: object) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
-    run_id = backtest_run_id(uid)
-    log = logger(kind="Backtest", namespace=namespace, name=name, correlation_id=run_id)
+    log = logger(kind="Backtest", namespace=namespace, name=name,
+                 correlation_id=backtest_run_id(uid))
     phase = status.get("phase")
     current = dict(status)
-
+    model: BacktestSpec | None = None
+    spec_error: str | None = None
     try:
         model = BacktestSpec.model_validate(dict(spec))
     except ValidationError as e:
-        if phase not in TERMINAL:
-            message = f"invalid spec: {e.errors()[0]['msg']}"
-            _finish(patch, current, "Failed", "InvalidSpec", message, generation)
-            event(body, "InvalidSpec", message, warning=True)
-            log.warning("backtest spec invalid", error=message)
-        return
-
+        spec_error = str(e.errors()[0]["msg"])
     jname = backtest_job_name(name, uid)
-    if phase in TERMINAL:
-        _after_finish(body, current, patch, model, namespace, name, uid, jname, generation)
-        return
+    # The Job is read only while it matters: not for a finished Backtest or an invalid spec.
+    job = None if spec_error is not None or phase in TERMINAL else read_job(namespace, jname)
+    seen: backtest_round.JobSeen = ("absent" if job is None
+                                    else "finished" if job_finished(job) else "running")
+    decision = backtest_round.before_strategy(phase, spec_error, seen)
+    if decision is None:
+        assert model is not None
+        ref = model.strategy_ref.name
+        strategy = _read_strategy(namespace, ref)
+        decision = backtest_round.with_strategy(
+            phase, status.get("message"), ref, (strategy or {}).get("status"),
+            found=strategy is not None)
+    if decision.step == "invalid":
+        _finish(patch, current, "Failed", decision.reason, decision.message, generation)
+        event(body, decision.reason, decision.message, warning=True)
+        log.warning("backtest spec invalid", error=decision.message)
+    elif decision.step != "idle":
+        assert model is not None
+        _STEPS[decision.step](_Round(body, current, patch, model, namespace, name, uid, jname,
+                                     generation, log, job, decision))
 
-    job = read_job(namespace, jname)
-    if job is not None:
-        if job_finished(job):
-            _complete(body, current, patch, model, job, namespace, name, uid, jname,
-                      generation, log)
-            return
-        if phase != "Running":
-            patch.status.update({"phase": "Running", "jobName": jname, "queuePosition": None,
-                                 "startedAt": current.get("startedAt") or now()})
-        if runtime.get().settings.executor == "local":
-            outcome = local.advance_backtest(job, job_pod(namespace, jname), namespace, jname,
-                                             run_id, runtime.get().settings.local_state_dir)
-            if outcome is not None:
-                log.info("local run finished", succeeded=outcome.succeeded,
-                         exit_code=outcome.exit_code)
-        return
 
-    if phase == "Running":
-        # The Job is gone though the run never finished (deleted by hand, or drained): the
-        # Backtest goes back to the queue and will run again.
-        patch.status.update({"phase": "Queued", "jobName": None, "startedAt": None})
-        event(body, "Requeued", f"Job {jname} disappeared before it finished", warning=True)
-        log.warning("job vanished, requeued", job=jname)
-        return
+@dataclass(frozen=True)
+class _Round:
+    """What a step of the round works with: the object, its patch and what was observed."""
 
-    strategy_ref = model.strategy_ref.name
+    body: kopf.Body
+    status: dict[str, Any]
+    patch: kopf.Patch
+    spec: BacktestSpec
+    namespace: str
+    name: str
+    uid: str
+    jname: str
+    generation: int
+    log: FilteringBoundLogger
+    job: Job | None
+    decision: backtest_round.BacktestDecision
+
+
+def _read_strategy(namespace: str, ref: str) -> dict[str, Any] | None:
     try:
-        strategy = kube.custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "strategies", strategy_ref)
+        found: dict[str, Any] = kube.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "strategies", ref)
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
-        strategy = None
-    if strategy is None or (strategy.get("status") or {}).get("phase") != "Ready":
-        if strategy is None:
-            why = f"Strategy {strategy_ref} not found"
-        else:
-            st = strategy.get("status") or {}
-            why = (f"Strategy {strategy_ref} is {st.get('phase') or 'not introspected yet'}: "
-                   f"{st.get('message') or ''}").rstrip(": ")
-        reason = "StrategyNotFound" if strategy is None else "StrategyNotReady"
-        patch.status.update({"phase": "Pending", "message": why,
-                             "observedGeneration": generation})
-        condition(current, patch, "StrategyReady", False, reason, why, generation)
-        if phase != "Pending" or status.get("message") != why:
-            event(body, reason, why, warning=True)
-            log.info("waiting for strategy", reason=why)
-        return
+        return None
+    return found
 
-    if phase != "Queued":
-        message = "waiting for admission"
-        patch.status.update({"phase": "Queued", "message": message,
-                             "observedGeneration": generation})
-        condition(current, patch, "StrategyReady", True, "Ready",
-                  f"Strategy {strategy_ref} is Ready", generation)
-        event(body, "Queued", f"queued behind the concurrency limits (priority "
-              f"{model.priority})")
-        log.info("backtest queued", priority=model.priority)
-        error = record(namespace, name, uid, "queued", current, model)
-        if error:
-            log.warning("run record not written", error=error)
+
+def _follow(r: _Round) -> None:
+    assert r.job is not None
+    if r.decision.mark_running:
+        r.patch.status.update({"phase": "Running", "jobName": r.jname, "queuePosition": None,
+                               "startedAt": r.status.get("startedAt") or now()})
+    settings = runtime.get().settings
+    if settings.executor == "local":
+        outcome = local.advance_backtest(r.job, job_pod(r.namespace, r.jname), r.namespace,
+                                         r.jname, backtest_run_id(r.uid),
+                                         settings.local_state_dir)
+        if outcome is not None:
+            r.log.info("local run finished", succeeded=outcome.succeeded,
+                       exit_code=outcome.exit_code)
+
+
+def _requeue(r: _Round) -> None:
+    # The Job is gone though the run never finished (deleted by hand, or drained): the
+    # Backtest goes back to the queue and will run again.
+    r.patch.status.update({"phase": "Queued", "jobName": None, "startedAt": None})
+    event(r.body, r.decision.reason, f"Job {r.jname} {r.decision.message}", warning=True)
+    r.log.warning("job vanished, requeued", job=r.jname)
+
+
+def _wait(r: _Round) -> None:
+    d = r.decision
+    r.patch.status.update({"phase": "Pending", "message": d.message,
+                           "observedGeneration": r.generation})
+    condition(r.status, r.patch, "StrategyReady", False, d.reason, d.message, r.generation)
+    if d.announce:
+        event(r.body, d.reason, d.message, warning=True)
+        r.log.info("waiting for strategy", reason=d.message)
+
+
+def _queue(r: _Round) -> None:
+    r.patch.status.update({"phase": "Queued", "message": "waiting for admission",
+                           "observedGeneration": r.generation})
+    condition(r.status, r.patch, "StrategyReady", True, r.decision.reason, r.decision.message,
+              r.generation)
+    event(r.body, "Queued", f"queued behind the concurrency limits (priority "
+          f"{r.spec.priority})")
+    r.log.info("backtest queued", priority=r.spec.priority)
+    error = record(r.namespace, r.name, r.uid, "queued", r.status, r.spec)
+    if error:
+        r.log.warning("run record not written", error=error)
+
+
+def _complete_step(r: _Round) -> None:
+    assert r.job is not None
+    _complete(r.body, r.status, r.patch, r.spec, r.job, r.namespace, r.name, r.uid, r.jname,
+              r.generation, r.log)
+
+
+def _cleanup(r: _Round) -> None:
+    _after_finish(r.body, r.status, r.patch, r.spec, r.namespace, r.name, r.uid, r.jname,
+                  r.generation)
+
+
+_STEPS: Mapping[backtest_round.Step, Callable[[_Round], None]] = MappingProxyType({
+    "cleanup": _cleanup, "complete": _complete_step, "follow": _follow, "requeue": _requeue,
+    "wait": _wait, "queue": _queue,
+})
 
 
 def _finish(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, message: str,

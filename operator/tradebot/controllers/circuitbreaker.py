@@ -25,6 +25,7 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
+from structlog.typing import FilteringBoundLogger
 
 from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
@@ -168,31 +169,11 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
                    if opened.state == "Open" and opened.tripped_at is not None else None)
     # From the decision on, this namespace's LiveBot rounds wait until the trip is handled:
     # the API server serves the stops first, and nothing else of the fleet's is written.
-    handling = incident_id is not None and (decision.tripped
-                                            or current.get("incidentId") != incident_id)
-    if handling and not decision.tripped:
-        # A trip handled moments ago may not be in kopf's view of this breaker yet (hundreds
-        # of bot events go first): the API server says whether step 4 is written.
-        live = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                          name)
-        handling = (live.get("status") or {}).get("incidentId") != incident_id
+    handling = _handling(namespace, name, decision, current, incident_id)
     with stopping_fleet(namespace) if handling else contextlib.nullcontext():
         if decision.tripped:
-            limits = list(decision.limits)
-            new_status["tripLimits"] = limits
-            new_status["tripFigures"] = {k: format(v, "f") for k, v in
-                                         breaker.trip_figures(readings).items()}
-            # Step 1: Open is in the cluster before any bot is touched.
-            kube.custom().patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": new_status})
+            _write_open(namespace, name, model, decision, readings, new_status, now, log)
             current.update(new_status)
-            metrics.BREAKER_TRIPS.labels(namespace, name).inc()
-            log.warning("breaker tripped", reason=decision.reason, limits=limits,
-                        bots=list(decision.stop_bots), action=model.action,
-                        force_exit=model.force_exit, tripped_at=new_status["trippedAt"],
-                        open_written_seconds=round(
-                            (dt.datetime.now(dt.UTC) - now).total_seconds(), 3))
-            crash_point("breaker-open-persisted")
         patch.status.update(new_status)
         metrics.BREAKER_OPEN.labels(namespace, name).set(1 if opened.state == "Open" else 0)
         if handling:
@@ -207,6 +188,42 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
                   generation)
     elif decision.state.state != current.get("state"):
         event(body, decision.state.state, f"breaker is {decision.state.state}")
+
+
+def _handling(namespace: str, name: str, decision: breaker.BreakerDecision, current: dict[str, Any],
+              incident_id: str | None) -> bool:
+    """Whether this round handles a trip (steps 2-4): a new one, or one whose incident is not
+    written yet."""
+    if incident_id is None:
+        return False
+    if decision.tripped:
+        return True
+    if current.get("incidentId") == incident_id:
+        return False
+    # A trip handled moments ago may not be in kopf's view of this breaker yet (hundreds of
+    # bot events go first): the API server says whether step 4 is written.
+    live = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return bool((live.get("status") or {}).get("incidentId") != incident_id)
+
+
+def _write_open(namespace: str, name: str, spec: CircuitBreakerSpec,
+                decision: breaker.BreakerDecision, readings: list[breaker.BotReading],
+                new_status: dict[str, Any],
+                now: dt.datetime, log: FilteringBoundLogger) -> None:
+    """Step 1 of a trip: Open is in the cluster before any bot is touched."""
+    limits = list(decision.limits)
+    new_status["tripLimits"] = limits
+    new_status["tripFigures"] = {k: format(v, "f") for k, v in
+                                 breaker.trip_figures(readings).items()}
+    kube.custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": new_status})
+    metrics.BREAKER_TRIPS.labels(namespace, name).inc()
+    log.warning("breaker tripped", reason=decision.reason, limits=limits,
+                bots=list(decision.stop_bots), action=spec.action,
+                force_exit=spec.force_exit, tripped_at=new_status["trippedAt"],
+                open_written_seconds=round(
+                    (dt.datetime.now(dt.UTC) - now).total_seconds(), 3))
+    crash_point("breaker-open-persisted")
 
 
 def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.BreakerState,
