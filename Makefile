@@ -21,10 +21,11 @@ deps: ## install missing system packages (PostgreSQL server); needs root or sudo
 tools: ## build the pinned etcd, Kubernetes, kwok and helm binaries into ~/.cache/tradebot
 	@hack/build-tools.sh
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml testing/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev,runner]'
+	$(BIN)/pip install -q -e testing/
 	touch $@
 
 venv: $(BIN)/.installed ## create .venv with the package and its dev tools
@@ -42,7 +43,7 @@ demo: up ## the main job: cluster, CRDs, operator, a real backtest of examples/ 
 	@hack/demo.sh
 
 lint: venv ## ruff
-	$(BIN)/ruff check operator tests bench
+	$(BIN)/ruff check operator testing tests bench
 
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy

@@ -53,7 +53,7 @@ from tradebot.settings import Settings
 
 G, V = "tradebot.dev", "v1alpha1"
 SMALL = {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"cpu": "10m", "memory": "16Mi"}}
-PARALLEL = 48  # the operator's stop pool
+PARALLEL = Settings().breaker_stop_threads  # the operator's stop pool
 GRACE = POD_GRACE_SECONDS  # the operator's grace period for bot pods
 
 

@@ -30,7 +30,7 @@ from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategySpec
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY
 from tradebot.domain.freqtrade_trade_config import trade_config
-from tradebot.freqtrade.exchange_double import ExchangeDouble
+from tradebot_testing.exchange_double import ExchangeDouble
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

@@ -54,7 +54,7 @@ def dsn(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def record_as_the_controller_does(dsn: str, case: Case, result: RunnerResult) -> str:
-    from tradebot.controllers.backtest import _record
+    from tradebot.controllers.backtest_records import store_run as _record
 
     summary = RunSummary.model_validate(result.summary)
     assert summary.results is not None

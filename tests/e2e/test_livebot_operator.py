@@ -183,8 +183,8 @@ def test_breaker_trips_a_real_dry_run_bot_into_loss_and_stops_it(
     """A real `freqtrade trade --dry-run` (local executor, local exchange double): the bot
     enters, the double's price falls 30 %, the breaker sees the drawdown and stops the bot;
     a reset token lets it run again."""
-    from tradebot.freqtrade.exchange_double import ExchangeDouble
     from tradebot.freqtrade.rest import BotClient
+    from tradebot_testing.exchange_double import ExchangeDouble
 
     core = client.CoreV1Api(api_client)
     custom = client.CustomObjectsApi(api_client)

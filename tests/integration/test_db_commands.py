@@ -1,10 +1,9 @@
-"""`tradebot db` on both backends: migrate (also concurrently), status, and backups restored
+"""`tradebot db` on both backends: migrate, status, and backups restored
 into an empty database that must then hold exactly the same records."""
 
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -59,21 +58,6 @@ def test_status_exits_3_while_migrations_are_pending(dsn: str,
         pass  # creates the SQLite file; PostgreSQL's database exists already
     assert main(["db", "status", "--dsn", dsn]) == 3
     assert "pending: 1, 2; run `tradebot db migrate`" in capsys.readouterr().out
-
-
-def test_concurrent_migrations_apply_each_step_once(dsn: str):
-    procs = [subprocess.Popen([TRADEBOT, "db", "migrate", "--dsn", dsn],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(4)]
-    outputs = [p.communicate(timeout=60) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, outputs
-    # Each version runs in a transaction of its own: any migrator may apply any version, but
-    # across the four every version is applied exactly once.
-    applied = [int(v) for out, _ in outputs if "applied migration(s)" in out
-               for v in out.rsplit("applied migration(s) ", 1)[1].split(",")]
-    assert sorted(applied) == [1, 2], outputs
-    with open_store(dsn) as store:
-        assert store.applied_migrations() == [1, 2]
 
 
 def test_dsn_defaults_to_the_environment(dsn: str, monkeypatch: pytest.MonkeyPatch,

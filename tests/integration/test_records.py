@@ -3,6 +3,7 @@ server. Every write is replayed at least once, because replay is how reconcilers
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import random
 import socket
@@ -12,7 +13,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import psycopg
 import pytest
 from tests.support.postgres import LocalPostgres
+from tests.support.wait import wait_for
 
 from tradebot import cli
 from tradebot.records import (
@@ -34,7 +36,7 @@ from tradebot.records import (
     open_store,
 )
 from tradebot.records.errors import MigrationFailed
-from tradebot.records.migrations import MIGRATIONS, Migration
+from tradebot.records.migrations import MIGRATION_LOCK_KEY, MIGRATIONS, Migration
 from tradebot.records.sqlstore import SqlRecordStore
 
 ALL_VERSIONS = [m.version for m in MIGRATIONS]
@@ -92,18 +94,6 @@ def test_migrations_apply_once_and_rerun_as_no_op(dsn: str):
         assert second.applied_migrations() == ALL_VERSIONS
 
 
-def test_concurrent_migrations_apply_each_version_exactly_once(dsn: str):
-    def migrate(_: int) -> list[int]:
-        with open_store(dsn, timeout=30) as s:
-            return s.migrate()
-
-    results = in_threads(6, migrate)
-    # Each version once, by whichever migrator got its lock first (one transaction each).
-    assert sorted(v for r in results for v in r) == ALL_VERSIONS
-    with open_store(dsn) as s:
-        assert s.applied_migrations() == ALL_VERSIONS
-
-
 # A step that works, then one that fails: the migration must leave no trace of either.
 BROKEN = Migration(len(MIGRATIONS) + 1, "half-way", (
     "CREATE TABLE half_made (x integer)",
@@ -151,23 +141,86 @@ def test_a_migration_failing_half_way_leaves_the_previous_version(dsn: str):
 _RACER = """
 import sys, time
 from tradebot.records import open_store
-dsn, start = sys.argv[1], float(sys.argv[2])
-with open_store(dsn, timeout=60) as store:
-    time.sleep(max(0.0, start - time.time()))  # everyone connected: go at once
-    print(",".join(map(str, store.migrate())))
+with open_store(sys.argv[1], timeout=60) as store:
+    print("open", flush=True)
+    sys.stdin.readline()  # the go signal
+    print("migrating", flush=True)
+    applied = store.migrate()
+    print("done", time.time(), ",".join(map(str, applied)), flush=True)
 """
 
 
-def test_processes_migrating_at_once_apply_each_version_once(dsn: str):
-    start = time.time() + 4  # after every interpreter has started and connected
+@contextlib.contextmanager
+def migration_lock_held(dsn: str) -> Iterator[Callable[[], int]]:
+    """Holds the lock migrations take (PostgreSQL: the advisory lock; SQLite: the write lock
+    of BEGIN IMMEDIATE) until the block ends; yields how many other sessions wait for it right
+    now (PostgreSQL's pg_locks; SQLite keeps no such list: -1)."""
+    if dsn.startswith("sqlite"):
+        conn = sqlite3.connect(dsn.removeprefix("sqlite://"), isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            yield lambda: -1
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        return
+    high, low = MIGRATION_LOCK_KEY >> 32, MIGRATION_LOCK_KEY & 0xFFFFFFFF
+    with psycopg.connect(dsn, autocommit=True) as holder, \
+            psycopg.connect(dsn, autocommit=True) as observer:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+
+        def waiting() -> int:
+            row = observer.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND classid = %s AND objid = %s AND objsubid = 1", (high, low)).fetchone()
+            return int(row[0]) if row else 0
+
+        yield waiting
+        holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def test_processes_migrating_at_once_wait_for_each_other_and_apply_each_version_once(dsn: str):
+    """Contention is made sure of, not hoped for (on a loaded machine processes started
+    together may well run one after the other): the test holds the migration lock while four
+    processes start migrating, sees all four wait for it at once, then lets them race."""
+    count = 4
     racers = [subprocess.Popen(
-        [sys.executable, "-c", _RACER, dsn, str(start)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    results = []
-    for racer in racers:
-        out, err = racer.communicate(timeout=120)
-        assert racer.returncode == 0, err
-        results.append([int(v) for v in out.split(",") if v.strip()])
+        [sys.executable, "-c", _RACER, dsn], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    try:
+        for racer in racers:
+            assert racer.stdout is not None
+            assert racer.stdout.readline().strip() == "open"
+        with migration_lock_held(dsn) as waiting:
+            for racer in racers:
+                assert racer.stdin is not None
+                racer.stdin.write("go\n")
+                racer.stdin.flush()
+            for racer in racers:
+                assert racer.stdout is not None
+                assert racer.stdout.readline().strip() == "migrating"
+            if dsn.startswith("postgresql"):
+                # The database's own word: all four are in the lock's wait queue at once.
+                wait_for(lambda: waiting() == count or None, 30,
+                         what=f"{count} migrators waiting for the migration lock")
+            else:
+                time.sleep(1.0)
+            # All four are inside migrate() and none got past the lock.
+            assert [r.poll() for r in racers] == [None] * count
+            released = time.time()
+        results = []
+        for racer in racers:
+            out, err = racer.communicate(timeout=120)
+            assert racer.returncode == 0, err
+            done, finished, versions = out.splitlines()[-1].split(" ")
+            assert done == "done", out
+            assert float(finished) >= released  # each finished only after the lock was free
+            results.append([int(v) for v in versions.split(",") if v.strip()])
+    finally:
+        for racer in racers:
+            if racer.poll() is None:
+                racer.kill()
+                racer.wait()
     # Each version applied once across the four processes (any one may apply any version).
     assert sorted(v for r in results for v in r) == ALL_VERSIONS
     with open_store(dsn) as s:

@@ -96,6 +96,19 @@ def test_the_operator_image_holds_the_package_only():
     assert "[runner]" not in text  # Freqtrade stays out of the operator
 
 
+def test_the_test_tools_stay_out_of_the_shipped_images():
+    """The exchange double (testing/) is never in the operator image, and in the runner image
+    only when the kind e2e asks for it with a build argument."""
+    operator = _instructions(ROOT / "images" / "operator" / "Dockerfile")
+    assert not any("testing" in v for i, v in operator if i in ("COPY", "RUN"))
+    runner = _instructions(ROOT / "images" / "runner" / "Dockerfile")
+    installs = [v for i, v in runner if i == "RUN" and "./testing" in v]
+    assert installs
+    assert all('if [ "$WITH_TESTING" = true ]' in v for v in installs)
+    assert ("ARG", "WITH_TESTING=false") in runner
+    assert not (ROOT / "operator" / "tradebot" / "freqtrade" / "exchange_double.py").exists()
+
+
 def test_dockerignore_keeps_the_context_small():
     lines = (ROOT / ".dockerignore").read_text().split()
     assert lines[lines.index("**")] == "**"  # everything out, then only what images need

@@ -9,67 +9,71 @@ been stored.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, cast
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
+from structlog.typing import FilteringBoundLogger
 
 from tradebot import kube
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import GROUP, VERSION
 from tradebot.controllers import runtime
-from tradebot.controllers.status import condition, event, status_time
-from tradebot.domain.conditions import now
-from tradebot.domain.naming import backtest_run_id, child_name
-from tradebot.executors.local import LocalExecutor, container_args
+from tradebot.controllers.backtest_records import record, recorded_message
+from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
+from tradebot.controllers.status import condition, event, now
+from tradebot.domain import backtest_round
+from tradebot.domain.naming import backtest_job_name, backtest_run_id
+from tradebot.executors import local
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 from tradebot.records.models import RunStatus
 
 PLURAL = "backtests"
-TERMINAL = ("Succeeded", "Failed")
+TERMINAL = backtest_round.TERMINAL
 
 
-def job_name(name: str, uid: str) -> str:
-    return child_name("bt", name, uid)
-
-
-def read_job(namespace: str, name: str) -> dict[str, Any] | None:
+def read_job(namespace: str, name: str) -> Job | None:
     try:
-        return kube.to_dict(kube.batch().read_namespaced_job(name, namespace))
+        return cast(Job, kube.to_dict(kube.batch().read_namespaced_job(name, namespace)))
     except ApiException as e:
         if kube.is_not_found(e):
             return None
         raise
 
 
-def job_finished(job: dict[str, Any]) -> bool:
-    s = job.get("status") or {}
+def job_finished(job: Job) -> bool:
+    s: JobStatus = job.get("status") or {}
     if s.get("succeeded") or s.get("failed"):
         return True
     return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
                for c in s.get("conditions") or [])
 
 
-def job_pod(namespace: str, name: str) -> dict[str, Any] | None:
+def job_pod(namespace: str, name: str) -> Pod | None:
     pods = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={name}").items
     if not pods:
         return None
     newest = max(pods, key=lambda p: p.metadata.creation_timestamp)
-    return kube.to_dict(newest)
+    return cast(Pod, kube.to_dict(newest))
 
 
-def termination(pod: dict[str, Any] | None) -> tuple[int | None, str]:
-    for cs in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
-        terminated = (cs.get("state") or {}).get("terminated")
+def termination(pod: Pod | None) -> tuple[int | None, str]:
+    status: PodStatus = (pod or {}).get("status") or {}
+    for cs in status.get("containerStatuses") or []:
+        state: ContainerState = cs.get("state") or {}
+        terminated = state.get("terminated")
         if terminated:
             return terminated.get("exitCode"), terminated.get("message") or ""
     return None, ""
 
 
-def _failure_reason(job: dict[str, Any], exit_code: int | None, message: str,
+def _failure_reason(job: Job, exit_code: int | None, message: str,
                     summary: RunSummary | None) -> str:
     if summary is not None and summary.error:
         return summary.error
@@ -81,66 +85,7 @@ def _failure_reason(job: dict[str, Any], exit_code: int | None, message: str,
     return "the Job failed without a pod result"
 
 
-def _record(store: Any, namespace: str, name: str, uid: str, run_status: RunStatus,
-            status: dict[str, Any], spec: BacktestSpec, error: str | None = None) -> None:
-    from decimal import Decimal
-
-    from tradebot.records import ArtifactRecord, RunRecord
-    from tradebot.records.models import exact_metric
-
-    run_id = backtest_run_id(uid)
-    window = spec.timerange
-    results = status.get("results") or {}
-    store.record_run(RunRecord(
-        id=run_id, resource_uid=uid, namespace=namespace, name=name, kind="backtest",
-        status=run_status, strategy_code_hash=status.get("codeHash"),
-        config_hash=status.get("configHash"), data_hash=status.get("dataHash"),
-        data_window_start=status_time(results.get("backtestStart")
-                                      or (window.start if window else None)),
-        data_window_end=status_time(results.get("backtestEnd")
-                                    or (window.end if window else None)),
-        correlation_id=run_id, error=error, started_at=status_time(status.get("startedAt")),
-        finished_at=status_time(status.get("finishedAt")),
-    ))
-    metrics = {}
-    for key, value in results.items():
-        try:
-            metrics[key] = exact_metric(key, Decimal(str(value)))
-        except (ValueError, ArithmeticError):
-            continue  # dates and other non-figures are not metrics
-    if metrics:
-        store.record_metrics(run_id, metrics)
-    artifacts = status.get("artifacts") or []
-    if artifacts:
-        store.record_artifacts(run_id, [
-            ArtifactRecord(name=a["name"], path=a.get("path") or a["name"],
-                           sha256=a["sha256"], size=int(a["size"])) for a in artifacts])
-
-
-def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: dict[str, Any],
-           spec: BacktestSpec, error: str | None = None) -> str | None:
-    """Writes the run record (to the database, or to the outbox while it is down: either way
-    it is kept); returns None on success, else why it could not."""
-    from tradebot.records import RecordsError
-
-    try:
-        _record(runtime.get().store(), namespace, name, uid, run_status, status, spec, error)
-    except RecordsError as e:  # the outbox itself failed, or a bug such as a run id reused
-        metrics.RECORD_FAILURES.inc()
-        return str(e)
-    return None
-
-
-def recorded_message() -> str:
-    """The Recorded condition's message: where the record is now."""
-    store = runtime.get().store()
-    if store.pending:
-        return (f"run, metrics and artifacts kept in the records outbox "
-                f"({store.pending} writes wait for the database)")
-    return "run, metrics and artifacts recorded"
-
-
-def needs_attention(status: kopf.Status, **_: Any) -> bool:
+def needs_attention(status: kopf.Status, **_: object) -> bool:
     """Queued Backtests belong to the admission loop, and finished ones whose Job is gone and
     whose record is written need nothing: no timer runs for them, so a queue of thousands costs
     no polling."""
@@ -158,86 +103,132 @@ def needs_attention(status: kopf.Status, **_: Any) -> bool:
 @metrics.counted("Backtest")
 def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-                       **_: Any) -> None:
+                       **_: object) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
-    run_id = backtest_run_id(uid)
-    log = logger(kind="Backtest", namespace=namespace, name=name, correlation_id=run_id)
+    log = logger(kind="Backtest", namespace=namespace, name=name,
+                 correlation_id=backtest_run_id(uid))
     phase = status.get("phase")
     current = dict(status)
-
+    model: BacktestSpec | None = None
+    spec_error: str | None = None
     try:
         model = BacktestSpec.model_validate(dict(spec))
     except ValidationError as e:
-        if phase not in TERMINAL:
-            message = f"invalid spec: {e.errors()[0]['msg']}"
-            _finish(patch, current, "Failed", "InvalidSpec", message, generation)
-            event(body, "InvalidSpec", message, warning=True)
-            log.warning("backtest spec invalid", error=message)
-        return
+        spec_error = str(e.errors()[0]["msg"])
+    jname = backtest_job_name(name, uid)
+    # The Job is read only while it matters: not for a finished Backtest or an invalid spec.
+    job = None if spec_error is not None or phase in TERMINAL else read_job(namespace, jname)
+    seen: backtest_round.JobSeen = ("absent" if job is None
+                                    else "finished" if job_finished(job) else "running")
+    decision = backtest_round.before_strategy(phase, spec_error, seen)
+    if decision is None:
+        assert model is not None
+        ref = model.strategy_ref.name
+        strategy = _read_strategy(namespace, ref)
+        decision = backtest_round.with_strategy(
+            phase, status.get("message"), ref, (strategy or {}).get("status"),
+            found=strategy is not None)
+    if decision.step == "invalid":
+        _finish(patch, current, "Failed", decision.reason, decision.message, generation)
+        event(body, decision.reason, decision.message, warning=True)
+        log.warning("backtest spec invalid", error=decision.message)
+    elif decision.step != "idle":
+        assert model is not None
+        _STEPS[decision.step](_Round(body, current, patch, model, namespace, name, uid, jname,
+                                     generation, log, job, decision))
 
-    jname = job_name(name, uid)
-    if phase in TERMINAL:
-        _after_finish(body, current, patch, model, namespace, name, uid, jname, generation)
-        return
 
-    job = read_job(namespace, jname)
-    if job is not None:
-        if job_finished(job):
-            _complete(body, current, patch, model, job, namespace, name, uid, jname,
-                      generation, log)
-            return
-        if phase != "Running":
-            patch.status.update({"phase": "Running", "jobName": jname, "queuePosition": None,
-                                 "startedAt": current.get("startedAt") or now()})
-        if runtime.get().settings.executor == "local":
-            _local_step(job, namespace, jname, run_id, log)
-        return
+@dataclass(frozen=True)
+class _Round:
+    """What a step of the round works with: the object, its patch and what was observed."""
 
-    if phase == "Running":
-        # The Job is gone though the run never finished (deleted by hand, or drained): the
-        # Backtest goes back to the queue and will run again.
-        patch.status.update({"phase": "Queued", "jobName": None, "startedAt": None})
-        event(body, "Requeued", f"Job {jname} disappeared before it finished", warning=True)
-        log.warning("job vanished, requeued", job=jname)
-        return
+    body: kopf.Body
+    status: dict[str, Any]
+    patch: kopf.Patch
+    spec: BacktestSpec
+    namespace: str
+    name: str
+    uid: str
+    jname: str
+    generation: int
+    log: FilteringBoundLogger
+    job: Job | None
+    decision: backtest_round.BacktestDecision
 
-    strategy_ref = model.strategy_ref.name
+
+def _read_strategy(namespace: str, ref: str) -> dict[str, Any] | None:
     try:
-        strategy = kube.custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "strategies", strategy_ref)
+        found: dict[str, Any] = kube.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "strategies", ref)
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
-        strategy = None
-    if strategy is None or (strategy.get("status") or {}).get("phase") != "Ready":
-        if strategy is None:
-            why = f"Strategy {strategy_ref} not found"
-        else:
-            st = strategy.get("status") or {}
-            why = (f"Strategy {strategy_ref} is {st.get('phase') or 'not introspected yet'}: "
-                   f"{st.get('message') or ''}").rstrip(": ")
-        reason = "StrategyNotFound" if strategy is None else "StrategyNotReady"
-        patch.status.update({"phase": "Pending", "message": why,
-                             "observedGeneration": generation})
-        condition(current, patch, "StrategyReady", False, reason, why, generation)
-        if phase != "Pending" or status.get("message") != why:
-            event(body, reason, why, warning=True)
-            log.info("waiting for strategy", reason=why)
-        return
+        return None
+    return found
 
-    if phase != "Queued":
-        message = "waiting for admission"
-        patch.status.update({"phase": "Queued", "message": message,
-                             "observedGeneration": generation})
-        condition(current, patch, "StrategyReady", True, "Ready",
-                  f"Strategy {strategy_ref} is Ready", generation)
-        event(body, "Queued", f"queued behind the concurrency limits (priority "
-              f"{model.priority})")
-        log.info("backtest queued", priority=model.priority)
-        error = record(namespace, name, uid, "queued", current, model)
-        if error:
-            log.warning("run record not written", error=error)
+
+def _follow(r: _Round) -> None:
+    assert r.job is not None
+    if r.decision.mark_running:
+        r.patch.status.update({"phase": "Running", "jobName": r.jname, "queuePosition": None,
+                               "startedAt": r.status.get("startedAt") or now()})
+    settings = runtime.get().settings
+    if settings.executor == "local":
+        outcome = local.advance_backtest(r.job, job_pod(r.namespace, r.jname), r.namespace,
+                                         r.jname, backtest_run_id(r.uid),
+                                         settings.local_state_dir)
+        if outcome is not None:
+            r.log.info("local run finished", succeeded=outcome.succeeded,
+                       exit_code=outcome.exit_code)
+
+
+def _requeue(r: _Round) -> None:
+    # The Job is gone though the run never finished (deleted by hand, or drained): the
+    # Backtest goes back to the queue and will run again.
+    r.patch.status.update({"phase": "Queued", "jobName": None, "startedAt": None})
+    event(r.body, r.decision.reason, f"Job {r.jname} {r.decision.message}", warning=True)
+    r.log.warning("job vanished, requeued", job=r.jname)
+
+
+def _wait(r: _Round) -> None:
+    d = r.decision
+    r.patch.status.update({"phase": "Pending", "message": d.message,
+                           "observedGeneration": r.generation})
+    condition(r.status, r.patch, "StrategyReady", False, d.reason, d.message, r.generation)
+    if d.announce:
+        event(r.body, d.reason, d.message, warning=True)
+        r.log.info("waiting for strategy", reason=d.message)
+
+
+def _queue(r: _Round) -> None:
+    r.patch.status.update({"phase": "Queued", "message": "waiting for admission",
+                           "observedGeneration": r.generation})
+    condition(r.status, r.patch, "StrategyReady", True, r.decision.reason, r.decision.message,
+              r.generation)
+    event(r.body, "Queued", f"queued behind the concurrency limits (priority "
+          f"{r.spec.priority})")
+    r.log.info("backtest queued", priority=r.spec.priority)
+    error = record(r.namespace, r.name, r.uid, "queued", r.status, r.spec)
+    if error:
+        r.log.warning("run record not written", error=error)
+
+
+def _complete_step(r: _Round) -> None:
+    assert r.job is not None
+    _complete(r.body, r.status, r.patch, r.spec, r.job, r.namespace, r.name, r.uid, r.jname,
+              r.generation, r.log)
+
+
+def _cleanup(r: _Round) -> None:
+    _after_finish(r.body, r.status, r.patch, r.spec, r.namespace, r.name, r.uid, r.jname,
+                  r.generation)
+
+
+_STEPS: Mapping[backtest_round.Step, Callable[[_Round], None]] = MappingProxyType({
+    "cleanup": _cleanup, "complete": _complete_step, "follow": _follow, "requeue": _requeue,
+    "wait": _wait, "queue": _queue,
+})
 
 
 def _finish(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, message: str,
@@ -249,8 +240,8 @@ def _finish(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, 
 
 
 def _complete(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, spec: BacktestSpec,
-              job: dict[str, Any], namespace: str, name: str, uid: str, jname: str,
-              generation: int, log: Any) -> None:
+              job: Job, namespace: str, name: str, uid: str, jname: str,
+              generation: int, log: FilteringBoundLogger) -> None:
     exit_code, message = termination(job_pod(namespace, jname))
     summary: RunSummary | None
     try:
@@ -306,34 +297,14 @@ def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
                   error or recorded_message(), generation)
     try:
         kube.batch().delete_namespaced_job(jname, namespace, propagation_policy="Background")
-        from tradebot.controllers import queue
-
-        queue.wake()
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
+    # Deleted now or gone already: either way a slot is free for the admission loop.
+    runtime.get().admission_wakeup.set()
     try:
         kube.core().delete_namespaced_config_map(jname, namespace)
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
     patch.status["cleanedUp"] = True
-
-
-def _local_step(job: dict[str, Any], namespace: str, jname: str, run_id: str,
-                log: Any) -> None:
-    pod = job_pod(namespace, jname)
-    if pod is None or (pod.get("status") or {}).get("phase") != "Running":
-        return
-    annotations = (pod.get("metadata") or {}).get("annotations") or {}
-    if "kwok.tradebot.dev/outcome" in annotations:
-        return
-    executor = LocalExecutor(runtime.get().settings.local_state_dir)
-    cm = kube.core().read_namespaced_config_map(jname, namespace)
-    outcome = executor.step(run_id, container_args(job), dict(cm.data or {}),
-                            {"TRADEBOT_CORRELATION_ID": run_id})
-    if outcome is None:
-        return
-    kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace,
-                                     {"metadata": {"annotations": outcome.annotations()}})
-    log.info("local run finished", succeeded=outcome.succeeded, exit_code=outcome.exit_code)

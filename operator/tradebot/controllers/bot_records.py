@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
 
 from tradebot.controllers import runtime
 from tradebot.domain import evidence
@@ -20,10 +19,12 @@ from tradebot.observability.logging import logger
 from tradebot.records import (
     BotSnapshot,
     IncidentRecord,
+    RecordStore,
     RecordsUnavailable,
     RunRecord,
     RunStatus,
 )
+from tradebot.records.buffered import BufferedStore
 
 _log = logger(component="bot-records")
 
@@ -32,7 +33,7 @@ class EvidenceUnavailable(Exception):
     """The records cannot be read now; a gate that needs them must fail shut."""
 
 
-def _store() -> Any:
+def _store() -> BufferedStore:
     # Never None: while the database is down, writes wait in the outbox (reads may raise
     # RecordsUnavailable).
     return runtime.get().store()
@@ -99,7 +100,7 @@ def incident(*, incident_id: str, namespace: str, source_kind: str, source_name:
 
 
 def dry_run_evidence(namespace: str, bot_name: str, bot_uid: str, code_hash: str, *,
-                     store: Any = None, interval_seconds: int | None = None
+                     store: RecordStore | None = None, interval_seconds: int | None = None
                      ) -> DryRunEvidence:
     """The bot's recorded dry-run history of this code and the breaker trips that stopped it
     (from the operator's store unless one is given). Raises EvidenceUnavailable when the

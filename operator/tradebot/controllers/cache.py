@@ -40,25 +40,25 @@ def _view(body: kopf.Body, *, spec: bool) -> dict[str, Any]:
 # Async, so that kopf runs them in its event loop as each event arrives: a sync index
 # handler would take a trip through a thread pool for every bot status patch.
 @kopf.index(GROUP, VERSION, "livebots")
-async def livebots_by_namespace(body: kopf.Body, namespace: str | None, **_: Any
+async def livebots_by_namespace(body: kopf.Body, namespace: str | None, **_: object
                                 ) -> dict[str | None, dict[str, Any]]:
     # A breaker reads its bots' labels and monitored figures, never their spec.
     return {namespace: _view(body, spec=False)}
 
 
 @kopf.index(GROUP, VERSION, "circuitbreakers")
-async def breakers_by_namespace(body: kopf.Body, namespace: str | None, **_: Any
+async def breakers_by_namespace(body: kopf.Body, namespace: str | None, **_: object
                                 ) -> dict[str | None, dict[str, Any]]:
     return {namespace: _view(body, spec=True)}
 
 
 @kopf.index(GROUP, VERSION, "strategies")
 async def strategies_by_name(body: kopf.Body, namespace: str | None, name: str | None,
-                             **_: Any) -> dict[tuple[str | None, str | None], dict[str, Any]]:
+                             **_: object) -> dict[tuple[str | None, str | None], dict[str, Any]]:
     return {(namespace, name): _view(body, spec=True)}
 
 
-def entries(index: Mapping[Any, Iterable[dict[str, Any]]], key: Any) -> list[dict[str, Any]]:
+def entries(index: Mapping[Any, Iterable[dict[str, Any]]], key: object) -> list[dict[str, Any]]:
     """A snapshot of the objects under `key`. kopf changes its index in the event loop while
     handlers read it from threads; a copy that raced a change is simply taken again."""
     for _ in range(5):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from typing import Any
@@ -24,16 +25,18 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
+from structlog.typing import FilteringBoundLogger
 
 from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
 from tradebot.controllers import bot_control, bot_records, cache, runtime
 from tradebot.controllers.livebot import stopping_fleet
-from tradebot.controllers.status import condition, event, status_time
+from tradebot.controllers.status import condition, event
 from tradebot.domain import breaker, evidence, monitoring
 from tradebot.domain.livebot_round import tripped_message
 from tradebot.domain.selectors import selects
+from tradebot.domain.time import parse_time
 from tradebot.faults import crash_point
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
@@ -42,18 +45,25 @@ PLURAL = "circuitbreakers"
 RESET_ANNOTATION = "tradebot.dev/reset"
 TRIP_ANNOTATION = "tradebot.dev/trip"
 INCIDENT_WINDOW = dt.timedelta(days=1)
-_SEVERE = {"drawdown", "dailyLoss", "consecutiveLosses"}
-
-# Breakers get threads of their own: a trip must never wait behind bot monitoring rounds in
-# kopf's shared pool (each of those may wait on a bot's API).
-_ROUNDS = ThreadPoolExecutor(max_workers=8, thread_name_prefix="breaker")
-_STOPS = ThreadPoolExecutor(max_workers=48, thread_name_prefix="breaker-stop")
-_MARKS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="breaker-mark")
+_SEVERE = frozenset({"drawdown", "dailyLoss", "consecutiveLosses"})
 
 
-def _figure(status: dict[str, Any], key: str) -> Decimal:
-    value = status.get(key)
-    return Decimal(str(value)) if value not in (None, "") else Decimal(0)
+# Breakers get threads of their own (created by the runtime on first use, sized by the
+# settings): a trip must never wait behind bot monitoring rounds in kopf's shared pool (each
+# of those may wait on a bot's API).
+def _rounds() -> ThreadPoolExecutor:
+    rt = runtime.get()
+    return rt.pool("breaker", rt.settings.breaker_threads)
+
+
+def _stops() -> ThreadPoolExecutor:
+    rt = runtime.get()
+    return rt.pool("breaker-stop", rt.settings.breaker_stop_threads)
+
+
+def _marks() -> ThreadPoolExecutor:
+    rt = runtime.get()
+    return rt.pool("breaker-mark", rt.settings.breaker_mark_threads)
 
 
 def reading(bot: dict[str, Any], incidents: int = 0) -> breaker.BotReading:
@@ -65,13 +75,13 @@ def reading(bot: dict[str, Any], incidents: int = 0) -> breaker.BotReading:
         status = {}
     return breaker.BotReading(
         name=bot["metadata"]["name"],
-        equity=_figure(status, "equity"),
-        peak_equity=_figure(status, "peakEquity"),
+        equity=monitoring.figure(status, "equity") or Decimal(0),
+        peak_equity=monitoring.figure(status, "peakEquity") or Decimal(0),
         daily_loss=monitoring.daily_loss(status),
         consecutive_losses=int(status.get("consecutiveLosses") or 0),
         incidents_in_window=incidents,
-        last_heartbeat=status_time(status.get("lastHeartbeat")),
-        running_since=status_time(status.get("runningSince")) if running else None,
+        last_heartbeat=parse_time(status.get("lastHeartbeat")),
+        running_since=parse_time(status.get("runningSince")) if running else None,
     )
 
 
@@ -86,7 +96,7 @@ def _incident_counts(namespace: str, bots: list[dict[str, Any]], now: dt.datetim
         if status.get("phase") != "Running":
             continue
         name = str(bot["metadata"]["name"])
-        since = max(now - INCIDENT_WINDOW, status_time(status.get("runningSince")) or now)
+        since = max(now - INCIDENT_WINDOW, parse_time(status.get("runningSince")) or now)
         counts[name] = sum(1 for i in recent if (name in i.bots or i.source_name == name)
                            and i.created_at >= since)
     return counts
@@ -119,14 +129,15 @@ def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOu
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
-async def reconcile_breaker(**kwargs: Any) -> None:
-    await runtime.in_thread(_ROUNDS, _reconcile, **kwargs)
+async def reconcile_breaker(**kwargs: object) -> None:
+    await runtime.in_thread(_rounds(), _reconcile, **kwargs)
 
 
 @metrics.counted("CircuitBreaker")
 def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-               **kwargs: Any) -> None:
+               livebots_by_namespace: Mapping[Any, Iterable[dict[str, Any]]],
+               **_: object) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     current = dict(status)
@@ -142,7 +153,7 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
         return
     # The bots as the operator last saw them (its watch), not a list every second: their
     # figures come from monitoring rounds seconds apart anyway.
-    bots = _selected(model, cache.entries(kwargs[cache.LIVEBOTS], namespace))
+    bots = _selected(model, cache.entries(livebots_by_namespace, namespace))
     now = dt.datetime.now(dt.UTC)
     counts = (_incident_counts(namespace, bots, now)
               if model.limits.max_incidents is not None else {})
@@ -158,31 +169,11 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
                    if opened.state == "Open" and opened.tripped_at is not None else None)
     # From the decision on, this namespace's LiveBot rounds wait until the trip is handled:
     # the API server serves the stops first, and nothing else of the fleet's is written.
-    handling = incident_id is not None and (decision.tripped
-                                            or current.get("incidentId") != incident_id)
-    if handling and not decision.tripped:
-        # A trip handled moments ago may not be in kopf's view of this breaker yet (hundreds
-        # of bot events go first): the API server says whether step 4 is written.
-        live = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL,
-                                                          name)
-        handling = (live.get("status") or {}).get("incidentId") != incident_id
+    handling = _handling(namespace, name, decision, current, incident_id)
     with stopping_fleet(namespace) if handling else contextlib.nullcontext():
         if decision.tripped:
-            limits = list(decision.limits)
-            new_status["tripLimits"] = limits
-            new_status["tripFigures"] = {k: format(v, "f") for k, v in
-                                         breaker.trip_figures(readings).items()}
-            # Step 1: Open is in the cluster before any bot is touched.
-            kube.custom().patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, {"status": new_status})
+            _write_open(namespace, name, model, decision, readings, new_status, now, log)
             current.update(new_status)
-            metrics.BREAKER_TRIPS.labels(namespace, name).inc()
-            log.warning("breaker tripped", reason=decision.reason, limits=limits,
-                        bots=list(decision.stop_bots), action=model.action,
-                        force_exit=model.force_exit, tripped_at=new_status["trippedAt"],
-                        open_written_seconds=round(
-                            (dt.datetime.now(dt.UTC) - now).total_seconds(), 3))
-            crash_point("breaker-open-persisted")
         patch.status.update(new_status)
         metrics.BREAKER_OPEN.labels(namespace, name).set(1 if opened.state == "Open" else 0)
         if handling:
@@ -199,6 +190,42 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
         event(body, decision.state.state, f"breaker is {decision.state.state}")
 
 
+def _handling(namespace: str, name: str, decision: breaker.BreakerDecision, current: dict[str, Any],
+              incident_id: str | None) -> bool:
+    """Whether this round handles a trip (steps 2-4): a new one, or one whose incident is not
+    written yet."""
+    if incident_id is None:
+        return False
+    if decision.tripped:
+        return True
+    if current.get("incidentId") == incident_id:
+        return False
+    # A trip handled moments ago may not be in kopf's view of this breaker yet (hundreds of
+    # bot events go first): the API server says whether step 4 is written.
+    live = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    return bool((live.get("status") or {}).get("incidentId") != incident_id)
+
+
+def _write_open(namespace: str, name: str, spec: CircuitBreakerSpec,
+                decision: breaker.BreakerDecision, readings: list[breaker.BotReading],
+                new_status: dict[str, Any],
+                now: dt.datetime, log: FilteringBoundLogger) -> None:
+    """Step 1 of a trip: Open is in the cluster before any bot is touched."""
+    limits = list(decision.limits)
+    new_status["tripLimits"] = limits
+    new_status["tripFigures"] = {k: format(v, "f") for k, v in
+                                 breaker.trip_figures(readings).items()}
+    kube.custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, PLURAL, name, {"status": new_status})
+    metrics.BREAKER_TRIPS.labels(namespace, name).inc()
+    log.warning("breaker tripped", reason=decision.reason, limits=limits,
+                bots=list(decision.stop_bots), action=spec.action,
+                force_exit=spec.force_exit, tripped_at=new_status["trippedAt"],
+                open_written_seconds=round(
+                    (dt.datetime.now(dt.UTC) - now).total_seconds(), 3))
+    crash_point("breaker-open-persisted")
+
+
 def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.BreakerState,
                  bots: list[dict[str, Any]], current: dict[str, Any], patch: kopf.Patch,
                  incident_id: str, correlation_id: str, generation: int) -> None:
@@ -211,21 +238,21 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
     # Every bot is stopped before any status is written: the statuses are bookkeeping
     # (the LiveBot controller writes them too), the stops are what limits the loss.
-    outcomes = dict(_STOPS.map(lambda b: _stop_one(b, spec), targets))
+    outcomes = dict(_stops().map(lambda b: _stop_one(b, spec), targets))
     stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
     # The cached view may lag the cluster by an event: a selected bot it had not seen
     # yet is stopped too, from the API server's own list.
     late = [b for b in _selected(spec, kube.list_metadata(GROUP, VERSION, namespace,
                                                            "livebots"))
             if b["metadata"]["name"] not in outcomes]
-    outcomes.update(_STOPS.map(lambda b: _stop_one(b, spec), late))
+    outcomes.update(_stops().map(lambda b: _stop_one(b, spec), late))
     targets += late
     metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
     crash_point("breaker-bots-stopped")
     # The LiveBot controller's own words, so that it sees nothing new to announce; on
     # fewer threads than the stops, so that the kubelets' watches (who must see the
     # deletions) are not crowded out by bookkeeping.
-    list(_MARKS.map(lambda b: _mark_tripped(b, tripped_message(name),
+    list(_marks().map(lambda b: _mark_tripped(b, tripped_message(name),
                                             outcomes[b["metadata"]["name"]]), targets))
 
     limits = list(current.get("tripLimits") or ["unknown"])

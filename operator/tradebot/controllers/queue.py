@@ -17,12 +17,20 @@ from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
-from tradebot.controllers.backtest import job_name, record
+from tradebot.controllers.backtest_records import record
+from tradebot.controllers.objects import CustomObject
+from tradebot.controllers.status import now, post_event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import jobs
-from tradebot.domain.conditions import now, set_condition
+from tradebot.domain.conditions import set_condition
 from tradebot.domain.freqtrade_config import backtest_config, config_hash
-from tradebot.domain.naming import LABEL_BACKTEST, LABEL_KIND, LABEL_STRATEGY, backtest_run_id
+from tradebot.domain.naming import (
+    LABEL_BACKTEST,
+    LABEL_KIND,
+    LABEL_STRATEGY,
+    backtest_job_name,
+    backtest_run_id,
+)
 from tradebot.domain.queue import (
     Decision,
     GpuNeed,
@@ -32,6 +40,7 @@ from tradebot.domain.queue import (
     decide,
     position_worth_writing,
 )
+from tradebot.domain.time import parse_time
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 from tradebot.settings import Settings
@@ -39,8 +48,10 @@ from tradebot.settings import Settings
 _log = logger(component="queue")
 
 
-def _created(obj: dict[str, Any]) -> dt.datetime:
-    return dt.datetime.fromisoformat(obj["metadata"]["creationTimestamp"].replace("Z", "+00:00"))
+def _created(obj: CustomObject) -> dt.datetime:
+    created = parse_time(obj["metadata"]["creationTimestamp"])
+    assert created is not None  # the API server sets it on every object
+    return created
 
 
 def _gpu_quantity(value: object) -> int:
@@ -73,11 +84,11 @@ def gpu_capacity(settings: Settings) -> dict[str, int]:
     return {v: max(0, allocatable[v] - in_use[v]) for v in resources}
 
 
-def _list_backtests(settings: Settings) -> list[dict[str, Any]]:
+def _list_backtests(settings: Settings) -> list[CustomObject]:
     api = kube.custom()
     if not settings.namespaces:
         return list(api.list_cluster_custom_object(GROUP, VERSION, "backtests")["items"])
-    items: list[dict[str, Any]] = []
+    items: list[CustomObject] = []
     for ns in settings.namespaces:
         items += api.list_namespaced_custom_object(GROUP, VERSION, ns, "backtests")["items"]
     return items
@@ -94,7 +105,7 @@ def _list_backtest_jobs(settings: Settings) -> list[Any]:
 
 
 def snapshot(settings: Settings) -> tuple[list[QueuedBacktest], list[RunningBacktest],
-                                          dict[tuple[str, str], dict[str, Any]]]:
+                                          dict[tuple[str, str], CustomObject]]:
     backtests = _list_backtests(settings)
     job_list = _list_backtest_jobs(settings)
     # Every backtest Job holds a slot until the controller deletes it after recording its
@@ -129,7 +140,7 @@ class StrategyNotReady(Exception):
     """The Strategy changed while the Backtest waited: it goes back to Pending."""
 
 
-def admit(bt: dict[str, Any], settings: Settings) -> None:
+def admit(bt: CustomObject, settings: Settings) -> None:
     """Creates the run's ConfigMap and Job (idempotent) and marks the Backtest Running."""
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -166,12 +177,12 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
         "codeHash": (strategy.get("status") or {}).get("codeHash"),
         "configHash": config_hash(config), "message": f"running as Job {run.job_name}",
         "conditions": set_condition(status.get("conditions"), "Admitted", True, "Admitted",
-                                    f"Job {run.job_name} created", meta.get("generation")),
+                                    f"Job {run.job_name} created", meta.get("generation"),
+                                    at=started),
     }
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, namespace, "backtests", name, {"status": new_status})
-    kube.core().create_namespaced_event(namespace, _event(bt, "Admitted",
-                                                          f"Job {run.job_name} created"))
+    post_event(bt, "Backtest", "Admitted", f"Job {run.job_name} created")
     error = record(namespace, name, uid, "running", {**status, **new_status}, spec)
     log = _log.bind(namespace=namespace, name=name, correlation_id=run_id)
     log.info("backtest admitted", job=run.job_name)
@@ -182,30 +193,16 @@ def admit(bt: dict[str, Any], settings: Settings) -> None:
         log.warning("run record not written", error=error)
 
 
-def _mark_running(bt: dict[str, Any]) -> None:
+def _mark_running(bt: CustomObject) -> None:
     meta = bt["metadata"]
-    name = job_name(meta["name"], meta["uid"])
+    name = backtest_job_name(meta["name"], meta["uid"])
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"],
         {"status": {"phase": "Running", "jobName": name, "queuePosition": None,
                     "message": f"running as Job {name}"}})
 
 
-def _event(bt: dict[str, Any], reason: str, message: str) -> dict[str, Any]:
-    meta = bt["metadata"]
-    stamp = now()
-    return {
-        "metadata": {"generateName": f"{meta['name']}."},
-        "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Backtest",
-                           "name": meta["name"], "namespace": meta["namespace"],
-                           "uid": meta["uid"]},
-        "reason": reason, "message": message, "type": "Normal",
-        "source": {"component": "tradebot-operator"},
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    }
-
-
-def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str, Any]]) -> None:
+def _write_positions(decision: Decision, objects: dict[tuple[str, str], CustomObject]) -> None:
     for key, position in decision.positions.items():
         bt = objects[key]
         status = bt.get("status") or {}
@@ -217,7 +214,8 @@ def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str
         patch = {"status": {
             "queuePosition": position, "message": message,
             "conditions": set_condition(status.get("conditions"), "Admitted", False, "Waiting",
-                                        message, bt["metadata"].get("generation"))}}
+                                        message, bt["metadata"].get("generation"),
+                                        at=now())}}
         try:
             kube.custom().patch_namespaced_custom_object_status(
                 GROUP, VERSION, key[0], "backtests", key[1], patch)
@@ -226,31 +224,32 @@ def _write_positions(decision: Decision, objects: dict[tuple[str, str], dict[str
                 raise
 
 
-def _back_to_pending(bt: dict[str, Any], why: str) -> None:
+def _back_to_pending(bt: CustomObject, why: str) -> None:
     meta = bt["metadata"]
     status = bt.get("status") or {}
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"], {"status": {
             "phase": "Pending", "message": why, "queuePosition": None,
             "conditions": set_condition(status.get("conditions"), "StrategyReady", False,
-                                        "StrategyNotReady", why, meta.get("generation"))}})
+                                        "StrategyNotReady", why, meta.get("generation"),
+                                        at=now())}})
     _log.info("backtest back to pending", namespace=meta["namespace"], name=meta["name"],
               reason=why)
 
 
-def _reject(bt: dict[str, Any], error: Exception) -> None:
+def _reject(bt: CustomObject, error: Exception) -> None:
     meta = bt["metadata"]
     message = f"cannot start: {error}"
     status = bt.get("status") or {}
+    finished = now()
     patch = {"status": {
-        "phase": "Failed", "message": message, "queuePosition": None, "finishedAt": now(),
+        "phase": "Failed", "message": message, "queuePosition": None, "finishedAt": finished,
         "conditions": set_condition(status.get("conditions"), "Complete", False,
-                                    "AdmissionFailed", message, meta.get("generation"))}}
+                                    "AdmissionFailed", message, meta.get("generation"),
+                                    at=finished)}}
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"], patch)
-    event = _event(bt, "AdmissionFailed", message)
-    event["type"] = "Warning"
-    kube.core().create_namespaced_event(meta["namespace"], event)
+    post_event(bt, "Backtest", "AdmissionFailed", message, warning=True)
     _log.warning("backtest rejected", namespace=meta["namespace"], name=meta["name"],
                  error=message)
 
@@ -302,12 +301,9 @@ def admission_pass(settings: Settings) -> Decision:
         return decision
 
 
-_wakeup = threading.Event()
-
-
 def wake() -> None:
     """A slot has freed (a Job was deleted): run the next pass now rather than at the tick."""
-    _wakeup.set()
+    runtime.get().admission_wakeup.set()
 
 
 class AdmissionLoop:
@@ -315,6 +311,7 @@ class AdmissionLoop:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._wakeup = runtime.get().admission_wakeup
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
 
@@ -323,7 +320,7 @@ class AdmissionLoop:
 
     def stop(self) -> None:
         self._stop.set()
-        _wakeup.set()
+        self._wakeup.set()
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
@@ -333,8 +330,8 @@ class AdmissionLoop:
             except Exception as e:
                 # The API server restarting or a network blip must not end the loop.
                 _log.warning("admission pass failed", error=str(e))
-            _wakeup.wait(self.settings.reconcile_interval_seconds)
-            _wakeup.clear()
+            self._wakeup.wait(self.settings.reconcile_interval_seconds)
+            self._wakeup.clear()
 
 
-__all__ = ["AdmissionLoop", "admission_pass", "job_name", "wake"]
+__all__ = ["AdmissionLoop", "admission_pass", "wake"]

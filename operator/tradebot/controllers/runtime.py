@@ -15,10 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from tradebot.observability.logging import logger
 from tradebot.settings import Settings
+
+if TYPE_CHECKING:  # imported when first used: the records need psycopg
+    from tradebot.records.buffered import BufferedStore
 
 _log = logger(component="runtime")
 
@@ -78,7 +81,11 @@ class Runtime:
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
     fleet: FleetStops = field(default_factory=FleetStops)
     pacer: Pacer = field(default_factory=Pacer)
-    _store: Any = None
+    # Set when a backtest slot frees (a Job deleted): the admission loop runs its next pass
+    # now rather than at the tick. Here, not in the queue module, so the Backtest controller
+    # wakes the loop without importing it.
+    admission_wakeup: threading.Event = field(default_factory=threading.Event)
+    _store: BufferedStore | None = None
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
     _pools_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -92,7 +99,7 @@ class Runtime:
                                                        thread_name_prefix=name)
             return self._pools[name]
 
-    def store(self) -> Any:  # a BufferedStore, imported lazily
+    def store(self) -> BufferedStore:
         """The records store, opened on first use. Never None: while the database is down
         (or not migrated yet) its writes wait in the outbox file and its flusher delivers
         them later. Raises OutboxError only if the outbox file itself cannot be opened."""
@@ -133,7 +140,7 @@ def get() -> Runtime:
     return _runtime
 
 
-async def in_thread(pool: ThreadPoolExecutor, handler: Callable[..., None], **kwargs: Any
+async def in_thread(pool: ThreadPoolExecutor, handler: Callable[..., None], **kwargs: object
                     ) -> None:
     """Runs a sync handler on `pool` from an async kopf handler. kopf's context (its settings,
     for Events and patches) travels with the call, as kopf does for the sync handlers it runs

@@ -64,7 +64,7 @@ def _set_phase(status: dict[str, Any], patch: kopf.Patch, phase: str, ready: boo
 @metrics.counted("Strategy")
 def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-                       **_: Any) -> None:
+                       **_: object) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     current = dict(status)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tradebot.api.base import API_VERSION
-from tradebot.domain.gates import utc
 from tradebot.domain.naming import LABEL_KIND, MANAGED_BY, owner_reference
+from tradebot.domain.time import format_micro_time, parse_time, utc
 
 ANNOTATION_ACCOUNT = "tradebot.dev/account-key"
 LEASE_PREFIX = "acct-"
@@ -53,8 +53,7 @@ class Lease:
         return cls(
             name=manifest["metadata"]["name"],
             holder_identity=spec.get("holderIdentity") or None,
-            renew_time=dt.datetime.fromisoformat(renew.replace("Z", "+00:00"))
-            if isinstance(renew, str) else renew,
+            renew_time=parse_time(renew) if isinstance(renew, str) else renew,
             lease_duration_seconds=spec.get("leaseDurationSeconds"),
             lease_transitions=int(spec.get("leaseTransitions") or 0),
         )
@@ -123,10 +122,6 @@ def decide_lease(bot_uid: str, account_key: str, existing_leases: Sequence[Lease
                          transitions=lease.lease_transitions + 1)
 
 
-def _micro_time(moment: dt.datetime) -> str:
-    return utc(moment).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def lease_manifest(key: str, *, namespace: str, bot_name: str, bot_uid: str,
                    now: dt.datetime, lease_duration: dt.timedelta,
                    acquired_at: dt.datetime | None = None,
@@ -147,8 +142,8 @@ def lease_manifest(key: str, *, namespace: str, bot_name: str, bot_uid: str,
         "spec": {
             "holderIdentity": bot_uid,
             "leaseDurationSeconds": int(lease_duration.total_seconds()),
-            "acquireTime": _micro_time(acquired_at or now),
-            "renewTime": _micro_time(now),
+            "acquireTime": format_micro_time(acquired_at or now),
+            "renewTime": format_micro_time(now),
             "leaseTransitions": transitions,
         },
     }

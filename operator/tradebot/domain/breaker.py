@@ -21,7 +21,7 @@ from typing import Literal
 
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
 from tradebot.api.types import parse_duration
-from tradebot.domain.gates import utc
+from tradebot.domain.time import format_time, utc
 
 BreakerStateName = Literal["Closed", "Open", "HalfOpen"]
 CLOSED: BreakerStateName = "Closed"
@@ -246,7 +246,7 @@ def to_status(state: BreakerState) -> dict[str, object]:
     return {
         "state": state.state,
         "trippedAt": None if state.tripped_at is None
-        else utc(state.tripped_at).isoformat().replace("+00:00", "Z"),
+        else format_time(state.tripped_at),
         "reason": state.reason,
         "affectedBots": list(state.affected_bots) or None,
         "lastResetToken": state.last_reset_token,

@@ -1,13 +1,9 @@
-"""Standard Kubernetes conditions, updated without losing their transition times."""
+"""Standard Kubernetes conditions, updated without losing their transition times. Pure: the
+time of a transition comes in as an argument."""
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def set_condition(
@@ -17,10 +13,11 @@ def set_condition(
     reason: str,
     message: str,
     generation: int | None,
-    at: str | None = None,
+    *,
+    at: str,
 ) -> list[dict[str, Any]]:
-    """Returns the list with condition `type_` set; lastTransitionTime moves only when the
-    status itself changes."""
+    """Returns the list with condition `type_` set; lastTransitionTime moves (to `at`, now in
+    RFC 3339) only when the status itself changes."""
     value = status if isinstance(status, str) else ("True" if status else "False")
     existing = {c.get("type"): c for c in conditions or []}
     old = existing.get(type_)
@@ -30,7 +27,7 @@ def set_condition(
         "status": value,
         "reason": reason,
         "message": message[:32768],
-        "lastTransitionTime": (at or now()) if old is None or changed
+        "lastTransitionTime": at if old is None or changed
         else old.get("lastTransitionTime"),
         **({"observedGeneration": generation} if generation is not None else {}),
     }

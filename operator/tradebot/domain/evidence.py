@@ -7,7 +7,8 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tradebot.domain.gates import DryRunEvidence, DryRunPeriod, utc
+from tradebot.domain.gates import DryRunEvidence, DryRunPeriod
+from tradebot.domain.time import utc
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 
 from tradebot.api.backtest import BacktestResults, BacktestStatus
 from tradebot.api.livebot import Approval, LiveBotSpec, Mode, Promotion
+from tradebot.domain.time import utc as utc  # still named here for older callers
 from tradebot.settings import ModeFloor
 
 GATE_BACKTEST = "backtest"
@@ -64,11 +65,6 @@ class DryRunEvidence:
     periods: tuple[DryRunPeriod, ...] = ()
     # When a circuit breaker tripped this bot.
     trips: tuple[dt.datetime, ...] = ()
-
-
-def utc(moment: dt.datetime) -> dt.datetime:
-    """Naive times are taken as UTC, so that comparing them with aware ones cannot raise."""
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
 
 
 def _short(code_hash: str | None) -> str:

@@ -15,7 +15,7 @@ from tradebot.domain.naming import (
     LABEL_RUN,
     LABEL_STRATEGY,
     MANAGED_BY,
-    child_name,
+    backtest_job_name,
     owner_reference,
 )
 from tradebot.settings import Settings
@@ -47,7 +47,7 @@ class BacktestRun:
 
     @property
     def job_name(self) -> str:
-        return child_name("bt", self.name, self.uid)
+        return backtest_job_name(self.name, self.uid)
 
     @property
     def labels(self) -> dict[str, str]:

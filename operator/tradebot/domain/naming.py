@@ -19,6 +19,11 @@ def child_name(prefix: str, name: str, uid: str) -> str:
     return f"{prefix}-{name[:room].rstrip('-.')}-{suffix}"
 
 
+def backtest_job_name(name: str, uid: str) -> str:
+    """The Job (and its ConfigMap) of a Backtest's one run."""
+    return child_name("bt", name, uid)
+
+
 def backtest_run_id(uid: str) -> str:
     """A Backtest's spec is immutable, so it has exactly one run: its id follows the uid."""
     return f"bt-{uid}"

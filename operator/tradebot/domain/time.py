@@ -6,6 +6,11 @@ from __future__ import annotations
 import datetime as dt
 
 
+def utc(moment: dt.datetime) -> dt.datetime:
+    """Naive times are taken as UTC, so that comparing them with aware ones cannot raise."""
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
 def parse_time(value: object) -> dt.datetime | None:
     """A timestamp from status, a client object or Freqtrade ("2024-01-02",
     "2024-01-02 00:00:00", RFC 3339); naive ones are UTC."""
@@ -18,5 +23,9 @@ def parse_time(value: object) -> dt.datetime | None:
 
 def format_time(moment: dt.datetime) -> str:
     """RFC 3339 in UTC with a Z, as Kubernetes writes it."""
-    aware = moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
-    return aware.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return utc(moment).astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def format_micro_time(moment: dt.datetime) -> str:
+    """Kubernetes' MicroTime (a Lease's renewTime): always six digits of microseconds."""
+    return utc(moment).astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -15,10 +15,12 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tradebot import kube
 from tradebot.domain.jobs import ARTIFACTS_MOUNT, CONFIG_MOUNT, CONTAINER
 from tradebot.executors.environment import user_environment
 from tradebot.freqtrade.summary import RunSummary
@@ -106,7 +108,27 @@ class LocalExecutor:
             (self.run_dir(run_id) / name).unlink(missing_ok=True)
 
 
-def container_args(job: dict[str, Any]) -> list[str]:
+def container_args(job: Mapping[str, Any]) -> list[str]:
     containers = job["spec"]["template"]["spec"]["containers"]
     runner = next(c for c in containers if c["name"] == CONTAINER)
     return [str(a) for a in runner.get("args", [])]
+
+
+def advance_backtest(job: Mapping[str, Any], pod: Mapping[str, Any] | None, namespace: str,
+                     job_name: str, run_id: str, state_dir: Path) -> Outcome | None:
+    """One step of a backtest Job's run on a kwok node: once its pod is Running, the runner
+    runs here (its inputs from the Job's ConfigMap) and, when it has finished, its outcome goes
+    on the pod as kwok's stage annotations, which make kwok finish the pod as a kubelet would.
+    Returns the outcome when this step reported it."""
+    if pod is None or (pod.get("status") or {}).get("phase") != "Running":
+        return None
+    if OUTCOME in ((pod.get("metadata") or {}).get("annotations") or {}):
+        return None  # reported already; kwok finishes the pod
+    cm = kube.core().read_namespaced_config_map(job_name, namespace)
+    outcome = LocalExecutor(state_dir).step(run_id, container_args(job), dict(cm.data or {}),
+                                            {"TRADEBOT_CORRELATION_ID": run_id})
+    if outcome is None:
+        return None
+    kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace,
+                                     {"metadata": {"annotations": outcome.annotations()}})
+    return outcome

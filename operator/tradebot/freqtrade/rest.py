@@ -12,9 +12,12 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+
+# The figures one round reads are data of the domain (monitoring decides from them); they are
+# named here too for the client's callers.
+from tradebot.domain.monitoring import Snapshot as Snapshot
 
 
 class BotUnreachable(Exception):
@@ -23,22 +26,6 @@ class BotUnreachable(Exception):
 
 class BotApiError(Exception):
     """The bot's API answered with an error (4xx other than an expired token)."""
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What monitoring reads from a bot in one round."""
-
-    state: str
-    dry_run: bool
-    total_balance: Decimal
-    closed_profit: Decimal
-    closed_profit_ratio: Decimal
-    max_drawdown: Decimal
-    open_trades: int
-    open_profit: Decimal
-    trade_count: int
-    losing_streak: int
 
 
 def _decimal(value: object) -> Decimal:

@@ -17,6 +17,7 @@ from typing import Any
 
 from tradebot.api.backtest import BacktestResults
 from tradebot.api.types import MONEY_QUANTUM
+from tradebot.domain.time import format_time
 
 LAST_RESULT = ".last_result.json"
 
@@ -79,7 +80,7 @@ def _instant(stats: dict[str, Any], key: str) -> str | None:
     ts = stats.get(f"{key}_ts")
     if isinstance(ts, (int, float)) and not isinstance(ts, bool) and math.isfinite(ts):
         instant = dt.datetime.fromtimestamp(ts / 1000, tz=dt.UTC)
-        return instant.isoformat().replace("+00:00", "Z")
+        return format_time(instant)
     text = stats.get(key)
     return text if isinstance(text, str) and text else None
 

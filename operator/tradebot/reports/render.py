@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
+from tradebot.domain.time import format_time
 from tradebot.records.models import ArtifactRecord, IncidentRecord, StrategyRecord
 from tradebot.reports.model import Report, RunEntry, StrategyEntry
 
@@ -33,7 +34,7 @@ def figure(value: Decimal) -> str:
 def when(value: dt.datetime | None) -> str | None:
     if value is None:
         return None
-    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return format_time(value)
 
 
 # ---- JSON -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ piecewise-linear function of time scripted through the control API, multiplies e
 from the moment it is set: klines, tickers and depth all derive from this one series, so the
 bot's limit orders fill against the same prices it sees in its candles.
 
-    python -m tradebot.freqtrade.exchange_double --port 8765 [--data sample]
+    python -m tradebot_testing.exchange_double --port 8765 [--data sample]
 
 Control API (same server): `POST /double/price {"pair": "BTC/USDT", "factor": 0.8}` or
 `{"pair": "BTC/USDT", "move": -0.2, "over_seconds": 10}`; `GET /double/state`.
@@ -500,7 +500,7 @@ _NOT_FOUND = object()
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tradebot.freqtrade.exchange_double",
+        prog="python -m tradebot_testing.exchange_double",
         description="Serve a local exchange double (Binance spot REST) until killed.")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
