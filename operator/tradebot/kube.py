@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client, config
@@ -97,6 +98,17 @@ def read_or_none(read: Any, *args: Any) -> Any:
         if is_not_found(e):
             return None
         raise
+
+
+def create_if_absent(create: Callable[[str, dict[str, Any]], object], namespace: str,
+                     body: dict[str, Any]) -> None:
+    """`create(namespace, body)`; an object of that name already there is what a repeated
+    or concurrent round made: deterministic names make that one ours."""
+    try:
+        create(namespace, body)
+    except ApiException as e:
+        if not is_conflict(e):
+            raise
 
 
 def is_not_found(error: ApiException) -> bool:

@@ -104,9 +104,12 @@ class Settings(BaseModel):
     # The CircuitBreaker's own pools: its rounds, the stops of a trip (parallel REST calls and
     # pod deletions) and the LiveBots marked Tripped after (fewer, so the kubelets' watches
     # are not crowded out by bookkeeping).
-    breaker_threads: int = Field(default=8, ge=1, le=256)
-    breaker_stop_threads: int = Field(default=48, ge=1, le=512)
-    breaker_mark_threads: int = Field(default=16, ge=1, le=256)
+    breaker_threads: int = Field(default=8, ge=1, le=256, description=(
+        "Threads that evaluate CircuitBreakers (their own: a busy fleet never delays them)."))
+    breaker_stop_threads: int = Field(default=48, ge=1, le=512, description=(
+        "Threads that stop a tripped breaker's bots in parallel."))
+    breaker_mark_threads: int = Field(default=16, ge=1, le=256, description=(
+        "Threads that mark a tripped breaker's LiveBots Tripped after the stops."))
     bot_poll_seconds: float = Field(
         default=10.0, gt=0, le=300, description="How often a running bot gets a full round "
         "(checks and a REST API poll); changed specs and held bots are handled every 2 s.")

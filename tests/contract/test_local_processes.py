@@ -17,9 +17,9 @@ from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.executors.environment import BASE_NAMES
 from tradebot.executors.local import LocalExecutor
 from tradebot.executors.local_bots import ExecutorStopped, LocalBotExecutor
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 from tradebot.localcluster import LocalCluster
 from tradebot.processes import alive
+from tradebot_testing.exchange_double import ExchangeDouble
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRETS = {

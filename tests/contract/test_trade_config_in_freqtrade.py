@@ -23,8 +23,8 @@ from tradebot.api.strategy import StrategySpec
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.domain.protections import guarded_code
 from tradebot.executors.local_bots import LocalBotExecutor
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 from tradebot.freqtrade.rest import BotClient, BotUnreachable
+from tradebot_testing.exchange_double import ExchangeDouble
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 USERNAME = "operator"

@@ -26,10 +26,10 @@ from tests.support.wait import wait_for
 
 from tradebot.domain import supervision
 from tradebot.executors.local_bots import LocalBotExecutor
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 from tradebot.freqtrade.rest import BotClient, BotUnreachable
 from tradebot.processes import alive
 from tradebot.sidecar import deadman
+from tradebot_testing.exchange_double import ExchangeDouble
 
 G, V = "tradebot.dev", "v1alpha1"
 DEADLINE_S = 20

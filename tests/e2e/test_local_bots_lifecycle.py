@@ -16,8 +16,8 @@ from tests.support.operator import operator_process
 from tests.support.wait import wait_for
 
 from tradebot.executors.local_bots import LocalBotExecutor
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 from tradebot.processes import alive
+from tradebot_testing.exchange_double import ExchangeDouble
 
 G, V = "tradebot.dev", "v1alpha1"
 OPERATOR_MARK = "operator-only-7c1e-DO-NOT-LEAK"
@@ -32,6 +32,12 @@ def _bot(name: str) -> dict[str, Any]:
 def _uid(api: Any, namespace: str, name: str) -> str:
     return str(client.CustomObjectsApi(api).get_namespaced_custom_object(
         G, V, namespace, "livebots", name)["metadata"]["uid"])
+
+
+def _bots_under(state: Path) -> list[int]:
+    """The `freqtrade trade` processes among them (each bot also has its dead-man sidecar)."""
+    return [pid for pid in _processes_under(state)
+            if "freqtrade" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
 
 
 def _processes_under(state: Path) -> list[int]:
@@ -95,7 +101,7 @@ def test_local_bots_stop_with_the_operator_and_orphans_stop_at_its_next_start(
                 assert env.get("FREQTRADE__API_SERVER__PASSWORD")
                 assert not [k for k in env if k.startswith("TRADEBOT_") or k == "KUBECONFIG"]
                 assert OPERATOR_MARK not in json.dumps(env)
-            assert sorted(_processes_under(state)) == sorted(pids.values())
+            assert sorted(_bots_under(state)) == sorted(pids.values())
             first.send_signal(signal.SIGTERM)
             assert first.wait(timeout=60) == 0, log.read_text()[-3000:]
         assert not [pid for pid in pids.values() if alive(pid)]

@@ -20,9 +20,9 @@ from tests.support.operator import running_operator
 from tests.support.wait import wait_for
 
 from tradebot.executors.local_bots import LocalBotExecutor
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
 from tradebot.records.bot_databases import bot_database_name, drop_bot_database
+from tradebot_testing.exchange_double import ExchangeDouble
 
 G, V = "tradebot.dev", "v1alpha1"
 BOT = "keeper"

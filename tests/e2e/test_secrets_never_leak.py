@@ -24,10 +24,10 @@ from tests.support.postgres import LocalPostgres
 from tests.support.wait import wait_for
 
 from tradebot.executors.local_bots import LocalBotExecutor
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 from tradebot.freqtrade.rest import BotApiError, BotClient
 from tradebot.localcluster import Ports
 from tradebot.settings import ModeFloor, PromotionFloors
+from tradebot_testing.exchange_double import ExchangeDouble
 
 G, V = "tradebot.dev", "v1alpha1"
 FAKE_KEY = "FAKEKEY-7f3a9c-DO-NOT-LEAK"
@@ -89,6 +89,8 @@ def _api_secrets(api: Any, namespace: str) -> dict[str, dict[str, str]]:
     found = {}
     for s in client.CoreV1Api(api).list_namespaced_secret(
             namespace, label_selector="tradebot.dev/kind=livebot").items:
+        if not s.metadata.name.startswith("bot-api-"):
+            continue  # a bot's database URL (PostgreSQL records)
         found[s.metadata.labels["tradebot.dev/livebot"]] = {
             k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()}
     return found

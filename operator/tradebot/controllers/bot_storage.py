@@ -15,8 +15,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from kubernetes.client.exceptions import ApiException
-
 from tradebot import kube
 from tradebot.controllers.bot_control import BotRef
 from tradebot.domain import bots
@@ -36,13 +34,6 @@ class StorageNotReady(Exception):
     """The pod's volume is not there yet (its claim is not bound)."""
 
 
-def _create(fn: Any, namespace: str, body: dict[str, Any]) -> None:
-    try:
-        fn(namespace, body)
-    except ApiException as e:
-        if not kube.is_conflict(e):
-            raise
-
 
 def _secret_value(namespace: str, name: str, item: str) -> str | None:
     secret = kube.read_or_none(kube.core().read_namespaced_secret, name, namespace)
@@ -60,7 +51,7 @@ def ensure(bot: bots.BotInstance, settings: Settings) -> None:
     On PostgreSQL the password is generated once and kept first in the bot's Secret, then set
     on the role: a crash in between leaves a Secret whose password the next call sets."""
     if not bots.trade_db_on_postgres(settings):
-        _create(kube.core().create_namespaced_persistent_volume_claim, bot.namespace,
+        kube.create_if_absent(kube.core().create_namespaced_persistent_volume_claim, bot.namespace,
                 bots.pvc(bot, settings))
         return
     database = bot_database_name(bot.uid)
@@ -69,7 +60,7 @@ def ensure(bot: bots.BotInstance, settings: Settings) -> None:
     if password is None:
         # A letter first: Freqtrade turns an all-digit environment value into a number.
         password = "p" + secrets.token_urlsafe(32)
-        _create(kube.core().create_namespaced_secret, bot.namespace,
+        kube.create_if_absent(kube.core().create_namespaced_secret, bot.namespace,
                 bots.db_secret(bot, bot_dsn(settings.database_dsn, database, password)))
         # A concurrent call may have created it first: what the Secret holds wins.
         stored = _secret_value(bot.namespace, bot.db_secret_name, bots.DB_URL_ITEM)

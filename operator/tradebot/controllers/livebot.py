@@ -17,7 +17,6 @@ from dataclasses import replace
 from typing import Any
 
 import kopf
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from tradebot import kube
@@ -72,13 +71,6 @@ def read_breakers(namespace: str) -> list[dict[str, Any]]:
         GROUP, VERSION, namespace, "circuitbreakers")["items"])
 
 
-def _create(fn: Any, namespace: str, body: dict[str, Any]) -> None:
-    try:
-        fn(namespace, body)
-    except ApiException as e:
-        if not kube.is_conflict(e):
-            raise
-
 
 def _credentials(namespace: str, bot: bots.BotInstance) -> bots.ApiCredentials:
     """The bot API's credentials: generated once, kept in the operator-owned Secret."""
@@ -90,7 +82,8 @@ def _credentials(namespace: str, bot: bots.BotInstance) -> bots.ApiCredentials:
     credentials = bots.ApiCredentials(
         API_USERNAME, "p" + secrets.token_urlsafe(24), "j" + secrets.token_urlsafe(40),
         "w" + secrets.token_urlsafe(24))
-    _create(kube.core().create_namespaced_secret, namespace, bots.api_secret(bot, credentials))
+    kube.create_if_absent(kube.core().create_namespaced_secret, namespace,
+                          bots.api_secret(bot, credentials))
     # A concurrent round may have created it first: what the Secret holds wins.
     return bot_control.api_credentials(ref) or credentials
 
@@ -458,10 +451,11 @@ class _Round:
         # The pod's companions first (a pod never starts without its config, its network
         # policy or its trade database); a running pod with the same config hash has them.
         core = kube.core()
-        _create(core.create_namespaced_config_map, self.namespace, bots.config_map(bot))
+        kube.create_if_absent(core.create_namespaced_config_map, self.namespace,
+                              bots.config_map(bot))
         core.patch_namespaced_config_map(bot.config_map_name, self.namespace,
                                          {"data": bot.config_data()})
-        _create(kube.networking().create_namespaced_network_policy, self.namespace,
+        kube.create_if_absent(kube.networking().create_namespaced_network_policy, self.namespace,
                 bots.network_policy(bot, operator_namespace=settings.operator_namespace,
                                     operator_labels=settings.operator_pod_labels))
         try:
@@ -474,7 +468,7 @@ class _Round:
         desired = bots.pod(bot, settings)
         desired["metadata"]["labels"].update({LABEL_ACCOUNT: d.lease_name,
                                               bot_control.OWNER_LABEL: self.uid})
-        _create(core.create_namespaced_pod, self.namespace, desired)
+        kube.create_if_absent(core.create_namespaced_pod, self.namespace, desired)
         # A breaker that opened after the read above may have stopped its bots before this pod
         # existed. It writes Open before it stops anything, so a second read sees it.
         opened = livebot_round.tripped_by(self.name, self.labels,

@@ -86,7 +86,7 @@ def _check_limits(spec: LiveBotSpec) -> None:
 
 def exchange_double_overrides(url: str) -> dict[str, Any]:
     """The exchange settings that point ccxt's binance at a local exchange double
-    (tradebot.freqtrade.exchange_double) at `url` (http://HOST:PORT)."""
+    (tradebot_testing.exchange_double) at `url` (http://HOST:PORT)."""
     api = url.rstrip("/") + "/api/v3"
     return {
         "ccxt_config": {
