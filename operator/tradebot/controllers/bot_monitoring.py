@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
+
+if TYPE_CHECKING:
+    from kubernetes.client import V1Pod
 
 from tradebot import kube
 from tradebot.api.strategy import StrategySpec
@@ -30,11 +33,12 @@ def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def bot_url(bot: bots.BotInstance, strategy: StrategySpec, pod: Any,
+def bot_url(bot: bots.BotInstance, strategy: StrategySpec, pod: V1Pod,
             credentials: bots.ApiCredentials) -> str | None:
     settings = runtime.get().settings
     if settings.executor != "local":
-        return f"http://{pod.status.pod_ip}:{bots.API_PORT}" if pod.status.pod_ip else None
+        ip = pod.status.pod_ip if pod.status is not None else None
+        return f"http://{ip}:{bots.API_PORT}" if ip else None
     # On kwok the pod runs nothing: run what it would run here (its config, code and trade
     # storage), against the exchange double.
     try:
@@ -65,7 +69,7 @@ class Round:
         self.correlation_id = correlation_id
         self.now = dt.datetime.now(dt.UTC)
 
-    def run(self, strategy: StrategySpec, pod: Any, credentials: bots.ApiCredentials,
+    def run(self, strategy: StrategySpec, pod: V1Pod, credentials: bots.ApiCredentials,
             running_since: dt.datetime | None) -> None:
         url = bot_url(self.bot, strategy, pod, credentials)
         if url is None:
@@ -89,15 +93,15 @@ class Round:
         if running_since is not None and self.code_hash:
             self._record(snap, update, running_since, self.code_hash)
 
-    def supervise(self, pod: Any, credentials: bots.ApiCredentials) -> None:
+    def supervise(self, pod: V1Pod, credentials: bots.ApiCredentials) -> None:
         """Marks the pod supervised (the dead-man's switch), whether or not the bot's API
         answers: the operator is here and watching it either way."""
         deadline = parse_duration(self.bot.spec.supervision.deadline)
-        annotations = dict(pod.metadata.annotations or {})
+        annotations = dict((pod.metadata.annotations if pod.metadata else None) or {})
         if supervision.needs_mark(annotations, self.now, deadline):
             body = supervision.mark_patch(self.now)
             try:
-                kube.core().patch_namespaced_pod(pod.metadata.name, self.bot.namespace, body)
+                kube.core().patch_namespaced_pod(self.bot.pod_name, self.bot.namespace, body)
                 annotations.update(body["metadata"]["annotations"])
             except ApiException as e:
                 # The next round tries again: a mark is due long before the deadline.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
@@ -116,7 +117,7 @@ def _polled_recently(uid: str, generation: int, meta: kopf.Meta, status: dict[st
                              rt.settings.bot_poll_seconds)
 
 
-def _pool() -> Any:
+def _pool() -> ThreadPoolExecutor:
     """The threads full rounds run on (TRADEBOT_HANDLER_THREADS): each may wait on a bot's
     API for a second, so hundreds of bots need more than kopf's default."""
     rt = runtime.get()
@@ -125,7 +126,7 @@ def _pool() -> Any:
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def livebot_deleted(name: str, namespace: str | None, uid: str, status: kopf.Status,
-                    **_: Any) -> None:
+                    **_: object) -> None:
     """A finalizer: the bot is stopped before its LiveBot goes. Without it, a deletion with
     --cascade=orphan (or a garbage collector that lags) would leave a trading pod that no
     operator supervises any more."""
@@ -155,7 +156,7 @@ class _NeedsFreshRound(Exception):
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0)
 async def reconcile_livebot(meta: kopf.Meta, status: kopf.Status, namespace: str | None,
-                            uid: str, **kwargs: Any) -> None:
+                            uid: str, **kwargs: object) -> None:
     # Deciding to skip is cheap and happens here in kopf's event loop: with hundreds of bots,
     # a thread for every tick that only finds nothing to do would cost more than the rounds.
     assert namespace is not None  # the kinds are namespaced
@@ -168,7 +169,7 @@ async def reconcile_livebot(meta: kopf.Meta, status: kopf.Status, namespace: str
 
 
 @metrics.counted("LiveBot")
-def _reconcile(patch: kopf.Patch, status: kopf.Status, **kwargs: Any) -> None:
+def _reconcile(patch: kopf.Patch, status: kopf.Status, **kwargs: Any) -> None:  # noqa: ANN401 - kopf's handler kwargs, passed on whole
     namespace = str(kwargs["namespace"])
     try:
         try:
@@ -192,7 +193,7 @@ class _Round:
 
     def __init__(self, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                  namespace: str, name: str, uid: str, patch: kopf.Patch, fresh: bool,
-                 **kwargs: Any) -> None:
+                 **kwargs: object) -> None:
         self.body, self.patch, self.fresh = body, patch, fresh
         self.namespace, self.name, self.uid = namespace, name, uid
         self.status = dict(status)
@@ -203,7 +204,8 @@ class _Round:
                           correlation_id=self.correlation_id)
         self.ref = bot_control.BotRef(namespace, name, uid)
         self.raw_spec = dict(spec)
-        self.indices = kwargs
+        # kopf's indices (the cached view) are among the handler's kwargs.
+        self.indices: dict[str, Any] = kwargs
         self.settings = runtime.get().settings
         # What the stages found, for carrying out the decision.
         self.bot: bots.BotInstance | None = None
