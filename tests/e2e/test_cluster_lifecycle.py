@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.support.processes import processes_mentioning
 
 from tradebot.localcluster import ClusterError, LocalCluster, Ports
 from tradebot.localcluster.layout import COMPONENTS
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if text in cmdline and int(entry.name) != os.getpid():
-            pids.append(int(entry.name))
-    return pids
 
 
 @pytest.fixture
@@ -50,7 +36,7 @@ def test_up_is_idempotent_and_down_leaves_nothing(tools_bin: Path, root: Path):
 
     assert sorted(again.down()) == sorted(COMPONENTS)
     assert not root.exists()
-    assert _processes_mentioning(str(root)) == []
+    assert processes_mentioning(str(root)) == []
 
 
 def test_half_running_cluster_is_restarted(tools_bin: Path, root: Path):
@@ -61,7 +47,7 @@ def test_half_running_cluster_is_restarted(tools_bin: Path, root: Path):
     cluster.up(timeout=120)
     assert all(cluster.running().values())
     cluster.down()
-    assert _processes_mentioning(str(root)) == []
+    assert processes_mentioning(str(root)) == []
 
 
 def test_port_taken_fails_fast_naming_component_and_port(tools_bin: Path, root: Path):
@@ -72,7 +58,7 @@ def test_port_taken_fails_fast_naming_component_and_port(tools_bin: Path, root: 
         with pytest.raises(ClusterError) as exc:
             LocalCluster(root, tools_bin, ports=ports).up(timeout=60)
     assert f"{ports.apiserver} (kube-apiserver)" in str(exc.value)
-    assert _processes_mentioning(str(root)) == []
+    assert processes_mentioning(str(root)) == []
 
 
 def test_component_that_exits_is_named_with_its_log_and_cleaned_up(
@@ -94,4 +80,4 @@ def test_component_that_exits_is_named_with_its_log_and_cleaned_up(
     assert "broken on purpose" in message
     # etcd had started before the API server failed: it must be gone again.
     assert cluster.running() == dict.fromkeys(COMPONENTS)
-    assert _processes_mentioning(str(root)) == []
+    assert processes_mentioning(str(root)) == []

@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import client
 from tests.support.manifests import example
 from tests.support.operator import operator_process
+from tests.support.processes import processes_mentioning
 from tests.support.wait import wait_for
 
 from tradebot.executors.local_bots import LocalBotExecutor
@@ -36,23 +37,8 @@ def _uid(api: Any, namespace: str, name: str) -> str:
 
 def _bots_under(state: Path) -> list[int]:
     """The `freqtrade trade` processes among them (each bot also has its dead-man sidecar)."""
-    return [pid for pid in _processes_under(state)
+    return [pid for pid in processes_mentioning(str(state))
             if "freqtrade" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
-
-
-def _processes_under(state: Path) -> list[int]:
-    """Every live process whose command line names the state dir, whoever started it."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if str(state) in cmdline and alive(int(entry.name)):
-            found.append(int(entry.name))
-    return found
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -105,7 +91,7 @@ def test_local_bots_stop_with_the_operator_and_orphans_stop_at_its_next_start(
             first.send_signal(signal.SIGTERM)
             assert first.wait(timeout=60) == 0, log.read_text()[-3000:]
         assert not [pid for pid in pids.values() if alive(pid)]
-        assert _processes_under(state) == []
+        assert processes_mentioning(str(state)) == []
 
         # A SIGKILLed operator can clean nothing up: its bots keep running ...
         with operator_process(cluster.kubeconfig, namespace, log, **settings) as second:
@@ -135,4 +121,4 @@ def test_local_bots_stop_with_the_operator_and_orphans_stop_at_its_next_start(
             # The orphan's LiveBot still wants a bot: it gets a new pod and process.
             fresh = wait_for(lambda: bots.running(orphan), 120, what="the orphan restarted")
             assert fresh.pid != pids[orphan]
-        assert _processes_under(state) == []
+        assert processes_mentioning(str(state)) == []
