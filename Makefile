@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 TOOLS_BIN := $(shell hack/tools-dir.sh)
 export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
-KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig
+KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig --cache-dir .local/kubectl-cache
 PYTEST_ARGS ?=
 
 .PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench bench-records bench-breaker clean

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-KUBECTL=("$TRADEBOT_TOOLS_BIN/kubectl" --kubeconfig .local/kubeconfig)
+KUBECTL=("$TRADEBOT_TOOLS_BIN/kubectl" --kubeconfig .local/kubeconfig \
+  --cache-dir .local/kubectl-cache)  # discovery of this cluster only, not of others on its port
 export KUBECONFIG=$PWD/.local/kubeconfig
 
 "${KUBECTL[@]}" apply -f crds/ >/dev/null

@@ -81,3 +81,23 @@ def test_component_that_exits_is_named_with_its_log_and_cleaned_up(
     # etcd had started before the API server failed: it must be gone again.
     assert cluster.running() == dict.fromkeys(COMPONENTS)
     assert processes_mentioning(str(root)) == []
+
+
+def test_down_removes_the_directories_of_the_clusters_claims(tools_bin: Path, root: Path):
+    from kubernetes import client
+    from tests.support.wait import wait_for
+
+    cluster = LocalCluster(root, tools_bin, ports=Ports.free())
+    cluster.up(timeout=120)
+    with cluster.api_client() as api:
+        core = client.CoreV1Api(api)
+        core.create_namespaced_persistent_volume_claim("default", {
+            "metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Mi"}}}})
+        wait_for(lambda: core.read_namespaced_persistent_volume_claim(
+            "data", "default").status.phase == "Bound", 60, what="the claim Bound")
+    (path,) = cluster.hostpath_volumes()
+    assert path.is_dir()  # positive control: the provisioner made it
+    cluster.down()
+    assert not path.exists()

@@ -32,7 +32,9 @@ class ClusterError(RuntimeError):
 
 
 # The default StorageClass: the controller manager's hostPath provisioner makes each claim a
-# directory under /tmp/hostpath_pv, removed when the claim is deleted.
+# directory under /tmp/hostpath_pv (fixed in Kubernetes), removed when the claim is deleted,
+# and by `down` for claims the cluster still had.
+HOSTPATH_DIR = Path("/tmp/hostpath_pv")  # noqa: S108 - the provisioner's own, not ours to pick
 STORAGE_CLASS: dict[str, Any] = {
     "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
     "metadata": {"name": "local-hostpath", "annotations": {
@@ -114,11 +116,29 @@ class LocalCluster:
                 for bot_id in LocalBotExecutor(state).stop_all()]
 
     def down(self) -> list[str]:
-        """Stops every component and removes all state below the root."""
+        """Stops every component and removes all state below the root, and the directories
+        its claims were given (the hostPath provisioner keeps them outside the root)."""
+        volumes = self.hostpath_volumes()
         stopped = self.stop()
         if self.layout.root.exists():
             shutil.rmtree(self.layout.root)
+        for path in volumes:
+            shutil.rmtree(path, ignore_errors=True)
         return stopped
+
+    def hostpath_volumes(self) -> list[Path]:
+        """The directories of this cluster's provisioned volumes (none when its API server
+        does not answer: a cluster that never came up has none)."""
+        if not self.kubeconfig.exists() or not self._apiserver_ready():
+            return []
+        from kubernetes import client
+
+        with self.api_client() as api:
+            volumes = client.CoreV1Api(api).list_persistent_volume(_request_timeout=10).items
+        paths = [Path(v.spec.host_path.path) for v in volumes
+                 if v.spec is not None and v.spec.host_path is not None]
+        # Only what the provisioner made: a hand-made volume may point anywhere.
+        return [p for p in paths if p.parent == HOSTPATH_DIR]
 
     def api_client(self) -> ApiClient:
         from kubernetes import config as k8s_config
