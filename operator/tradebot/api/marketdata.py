@@ -23,6 +23,13 @@ from tradebot.api.types import (
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 
 
+AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]
+
+
+def _read_write_once() -> list[AccessMode]:
+    return ["ReadWriteOnce"]
+
+
 class VolumeClaimSpec(ApiModel):
     """The PersistentVolumeClaim the operator creates for the data (owned by the MarketData)."""
 
@@ -31,9 +38,8 @@ class VolumeClaimSpec(ApiModel):
     storage_class_name: str | None = Field(default=None, max_length=253,
                                            description="StorageClass; the cluster default "
                                            "when left out.")
-    access_modes: list[Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany",
-                               "ReadWriteOncePod"]] = Field(
-        default_factory=lambda: ["ReadWriteOnce"], min_length=1, max_length=4,
+    access_modes: list[AccessMode] = Field(
+        default_factory=_read_write_once, min_length=1, max_length=4,
         json_schema_extra={"default": ["ReadWriteOnce"]},
         description="ReadWriteMany lets Backtests on other nodes read while it refreshes.")
 
