@@ -127,6 +127,8 @@ class MarketDataStatus(ResourceStatus):
     last_refresh: dt.datetime | None = None
     next_refresh: dt.datetime | None = None
     attempts: int | None = Field(default=None, description="Failed downloads in a row.")
+    runs: int | None = Field(default=None, description="Downloads started so far.")
+    current_run: str | None = Field(default=None, description="The download in progress.")
     retry_at: dt.datetime | None = None
 
 

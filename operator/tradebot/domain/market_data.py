@@ -20,6 +20,14 @@ DATA_FORMAT = "feather"
 BACKOFF_BASE = dt.timedelta(seconds=10)
 BACKOFF_CAP = dt.timedelta(minutes=15)
 
+VOLUME_ROOT = "marketdata"  # MarketData NAME lives in marketdata/NAME/ of its volume
+
+
+def volume_path(name: str) -> str:
+    """The MarketData's directory inside its volume (several may share one claim)."""
+    return f"{VOLUME_ROOT}/{name}"
+
+
 _TIMEFRAME_UNITS = {"m": 60, "h": 3600, "d": 86400, "w": 604800, "M": 2_592_000}
 
 

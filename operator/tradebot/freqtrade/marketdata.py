@@ -170,24 +170,42 @@ def _run(spec: MarketDataSpec, datadir: Path, staging: Path, exchange_url: str |
     return result
 
 
-def termination_message(result: dict[str, Any]) -> str:
-    """The result, short enough for a termination message (4 KiB): no sha256s or lines."""
-    brief = {"ok": result["ok"], "exitCode": result["exitCode"],
-             "problems": {p: v[0][:200] for p, v in result["problems"].items()},
-             "errors": [e[:200] for e in result["errors"]]}
-    return json.dumps(brief)[:4000]
+def termination_message(result: dict[str, Any], limit: int = 4000) -> str:
+    """The result, short enough for a termination message (4 KiB, all the operator learns
+    from a Job): the problems, then as many series as fit (the rest are in the data
+    directory's result file)."""
+    brief: dict[str, Any] = {
+        "ok": result["ok"], "exitCode": result["exitCode"],
+        "problems": {p: v[:1] for p, v in list(result["problems"].items())[:5]},
+        "errors": [e[:200] for e in result["errors"][:2]],
+        "marketsSha256": result.get("marketsSha256"), "series": []}
+    for series in result["series"]:
+        brief["series"].append(series)
+        if len(json.dumps(brief)) > limit:
+            brief["series"].pop()
+            brief["truncated"] = True
+            break
+    return json.dumps(brief)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tradebot.freqtrade.marketdata",
                                      description="Download a MarketData's candles.")
-    parser.add_argument("--spec", type=Path, required=True, help="MarketData spec (JSON)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--spec", type=Path, help="MarketData spec (a JSON file)")
+    source.add_argument("--spec-json", help="MarketData spec (JSON text)")
     parser.add_argument("--datadir", type=Path, required=True)
+    parser.add_argument("--result", type=Path, default=None,
+                        help="also write the whole result (JSON) here")
     parser.add_argument("--exchange-url", default=None,
                         help="a local exchange double's URL (tests and the demo)")
     args = parser.parse_args(argv)
-    spec = MarketDataSpec.model_validate_json(args.spec.read_text())
+    spec = MarketDataSpec.model_validate_json(
+        args.spec.read_text() if args.spec is not None else args.spec_json)
     result = run(spec, args.datadir, args.exchange_url)
+    if args.result is not None:
+        args.result.parent.mkdir(parents=True, exist_ok=True)
+        args.result.write_text(json.dumps(result, indent=1))
     message = termination_message(result)
     print(message, flush=True)
     if TERMINATION_LOG.exists():
