@@ -4,9 +4,9 @@ date on a volume, with the exchange's markets beside them, for Backtests to run 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, WithJsonSchema, model_validator
 
 from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
@@ -23,6 +23,8 @@ from tradebot.api.types import (
 _QUANTITY = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 
 
+# One value for now: pydantic would write it as `const`, which a CRD schema does not allow.
+TradingMode = Annotated[Literal["spot"], WithJsonSchema({"type": "string", "enum": ["spot"]})]
 AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]
 
 
@@ -84,7 +86,7 @@ class MarketDataSpec(ApiModel):
                                         "(open-ended: up to now).")
     days: int | None = Field(default=None, ge=1, le=5000,
                              description="The last N days up to now, instead of a timerange.")
-    trading_mode: Literal["spot"] = Field(default="spot",
+    trading_mode: TradingMode = Field(default="spot",
                                           description="Market type (spot only for now).")
     refresh: Duration | None = Field(default=None, description="Download new candles this "
                                      "often (e.g. 1h); once when left out.")
