@@ -101,3 +101,44 @@ def test_coverage_backoff_refresh() -> None:
     assert md.next_refresh("1h", NOW) == NOW + dt.timedelta(hours=1)
     assert md.next_refresh(None, NOW) is None
     assert md.data_file("SOL/USDT", "5m") == "SOL_USDT-5m.feather"
+
+
+def test_backtest_job_on_market_data_mounts_its_claim_and_markets() -> None:
+    import dataclasses
+
+    from tests.support.manifests import example
+
+    from tradebot.domain.jobs import BacktestRun, job
+    from tradebot.settings import Settings
+
+    wire = example("Backtest", "ema-rsi-sample")["spec"]
+    spec = BacktestSpec.model_validate({**wire, "pairs": ["SOL/USDT"],
+                                        "data": {"marketDataRef": {"name": "majors"}}})
+    run = BacktestRun("ns", "bt", "0123456789abcdef", spec, "s", "S", "", {}, "r", "r",
+                      data_claim="md-majors")
+    pod = job(run, Settings())["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert args[args.index("--data") + 1] == "/data/marketdata/majors"
+    assert args[args.index("--markets") + 1] == "/data/marketdata/majors/markets.json"
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "md-majors",
+                                                      "readOnly": True}} in pod["volumes"]
+    bundled = dataclasses.replace(run, spec=BacktestSpec.model_validate(wire), data_claim=None)
+    bundled_args = job(bundled, Settings())["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--markets" not in bundled_args  # the bundled markets only for data.bundled
+
+
+def test_termination_message_fits_and_keeps_problems() -> None:
+    from tradebot.freqtrade.marketdata import termination_message
+
+    series = [{"pair": f"P{i}/USDT", "timeframe": "5m", "file": f"P{i}_USDT-5m.feather",
+               "candles": 1000, "first": "2024-01-01T00:00:00+00:00",
+               "last": "2024-02-01T00:00:00+00:00", "sha256": "a" * 64} for i in range(100)]
+    message = termination_message({"ok": False, "exitCode": 0, "series": series,
+                                   "problems": {"NOPE/USDT": ["not listed"]}, "errors": []})
+    import json
+
+    brief = json.loads(message)
+    assert len(message) <= 4000
+    assert brief["truncated"] is True
+    assert 0 < len(brief["series"]) < 100
+    assert brief["problems"] == {"NOPE/USDT": ["not listed"]}
