@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -243,6 +244,12 @@ def _step_local(spec: MarketDataSpec, namespace: str, name: str, run: str, setti
     outcome = executor.step(f"marketdata-{run}", args, files, {})
     if outcome is None:
         return None
+    # Earlier runs of this MarketData are done with: keep only this one's directory (its log),
+    # or a refresh every hour would leave 24 a day.
+    prefix = f"marketdata-{run.rsplit('-', 1)[0]}-"
+    for old in executor.run_dir("x").parent.glob(prefix + "*"):
+        if old.name != f"marketdata-{run}":
+            shutil.rmtree(old, ignore_errors=True)
     result_file = executor.artifacts_dir(f"marketdata-{run}") / RESULT_FILE
     try:
         result: dict[str, Any] = json.loads(result_file.read_text())
@@ -279,6 +286,14 @@ def _step_job(spec: MarketDataSpec, namespace: str, name: str, uid: str, run: st
     except ValueError:
         result = {"ok": False, "exitCode": exit_code, "series": [], "problems": {},
                   "errors": [f"the download Job failed: {message[-500:]}"]}
+    # Read: the Job has served its purpose (a refresh every hour would otherwise keep a day
+    # of them until their TTL). If this round's status write is lost, the next round finds
+    # no Job and starts the download again: incremental, so it costs little.
+    try:
+        kube.batch().delete_namespaced_job(job_name, namespace, propagation_policy="Background")
+    except ApiException as e:
+        if not kube.is_not_found(e):
+            raise
     return result
 
 
