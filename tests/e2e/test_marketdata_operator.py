@@ -92,6 +92,11 @@ def test_marketdata_downloads_backtests_fails_retries_and_refreshes(
             assert hashlib.sha256(path.read_bytes()).hexdigest() == s["sha256"]
             assert s["first"].startswith("2024-01-01T00:00:00")
         assert (directory / market_data.MARKETS_FILE).is_file()
+        # kubectl get md (short name, printer columns)
+        table = kubectl("get", "md", "majors", "-n", namespace).stdout.split("\n")
+        assert table[0].split()[:5] == ["NAME", "EXCHANGE", "PAIRS", "PHASE", "COVERAGE"]
+        assert table[1].split()[:4] == ["majors", "binance", "10/10", "Ready"]
+        assert "2024-01-01" in table[1]
 
         # A pair the exchange does not list: Failed, naming it; the listed one is kept.
         failed = wait_for(lambda: (s := _status(api, namespace, "marketdata", "unlisted"))
