@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: the local cluster, the CRDs, the operator (local executor) and the example
-# Strategy + Backtest; waits for the Backtest to succeed and shows its results. Everything
-# keeps running until `make down`.
+# `make demo`: the local cluster, the CRDs, the local exchange double (the cluster's exchange:
+# there is none reachable here), the operator (local executor) and the example Strategy +
+# Backtest + dry-run LiveBot; waits for the Backtest to succeed and the bot to trade against
+# the double, and shows both. Everything keeps running until `make down`, which stops every
+# process with a pid file in .local/run (the double and the operator included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -13,13 +15,34 @@ export KUBECONFIG=$PWD/.local/kubeconfig
 "${KUBECTL[@]}" wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=tradebot-operator >/dev/null
 echo "CRDs installed: $(ls crds | tr '\n' ' ')"
 
+# The pid file is named after the module: `make down` stops a process only if its name is in
+# the command line (its guard against a reused pid).
+double_pid=.local/run/exchange_double.pid
+double_url_file=.local/run/exchange_double.url
+mkdir -p .local/run .local/logs
+if [[ -f $double_pid ]] && kill -0 "$(cat "$double_pid")" 2>/dev/null && [[ -f $double_url_file ]]; then
+  echo "exchange double already running (pid $(cat "$double_pid"), $(cat "$double_url_file"))"
+else
+  port=$("$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  setsid "$BIN/python" -m tradebot_testing.exchange_double --port "$port" \
+    >> .local/logs/exchange-double.log 2>&1 < /dev/null &
+  echo $! > "$double_pid"
+  echo "http://127.0.0.1:$port" > "$double_url_file"
+  for _ in $(seq 50); do
+    "$BIN/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/api/v3/ping', timeout=1)" 2>/dev/null && break
+    sleep 0.2
+  done
+  echo "exchange double started (pid $(cat "$double_pid"), http://127.0.0.1:$port, log .local/logs/exchange-double.log)"
+fi
+DOUBLE_URL=$(cat "$double_url_file")
+
 pidfile=.local/run/operator.pid
 if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   echo "operator already running (pid $(cat "$pidfile"))"
 else
-  mkdir -p .local/run .local/logs
   TRADEBOT_EXECUTOR=local \
   TRADEBOT_LOCAL_STATE_DIR="$PWD/.local/operator" \
+  TRADEBOT_EXCHANGE_DOUBLE_URL="$DOUBLE_URL" \
     setsid "$BIN/tradebot" operator >> .local/logs/operator.log 2>&1 < /dev/null &
   echo $! > "$pidfile"
   echo "operator started (pid $!, log .local/logs/operator.log, local executor, records .local/operator/records.db: \`tradebot report\` reads them)"
@@ -49,11 +72,35 @@ echo
 echo "Results of backtest ema-rsi-sample ($phase):"
 "${KUBECTL[@]}" get bt ema-rsi-sample -o go-template='{{range $k, $v := .status.results}}  {{$k}}: {{$v}}{{"\n"}}{{end}}  runId: {{.status.runId}}{{"\n"}}  configHash: {{.status.configHash}}{{"\n"}}  dataHash: {{.status.dataHash}}{{"\n"}}{{range .status.artifacts}}  artifact {{.name}} sha256 {{.sha256}}{{"\n"}}{{end}}'
 [[ $phase == Succeeded ]] || { "${KUBECTL[@]}" get bt ema-rsi-sample -o jsonpath='{.status.message}{"\n"}' >&2; exit 1; }
+
+echo
+"${KUBECTL[@]}" apply -f examples/livebot.yaml
+echo "waiting for LiveBot ema-rsi-dry (dry-run freqtrade trade against the exchange double) to report ..."
+deadline=$((SECONDS + 180))
+while :; do
+  equity=$("${KUBECTL[@]}" get bot ema-rsi-dry -o jsonpath='{.status.equity}')
+  heartbeat=$("${KUBECTL[@]}" get bot ema-rsi-dry -o jsonpath='{.status.lastHeartbeat}')
+  [[ -n $equity && -n $heartbeat ]] && break
+  if ((SECONDS > deadline)); then
+    echo "timed out waiting for the bot's equity and heartbeat:" >&2
+    "${KUBECTL[@]}" get bot ema-rsi-dry -o jsonpath='{.status.phase}: {.status.message}{"\n"}' >&2
+    exit 1
+  fi
+  sleep 2
+done
+echo
+"${KUBECTL[@]}" get bot
+echo
+echo "LiveBot ema-rsi-dry:"
+"${KUBECTL[@]}" get bot ema-rsi-dry -o go-template='  phase: {{.status.phase}}{{"\n"}}  mode: {{.status.mode}}{{"\n"}}  equity: {{.status.equity}} USDT{{"\n"}}  profit: {{.status.profit}}{{"\n"}}  open trades: {{.status.openTrades}}{{"\n"}}  heartbeat: {{.status.lastHeartbeat}}{{"\n"}}'
+echo "  exchange: the local exchange double at $DOUBLE_URL (prices: $DOUBLE_URL/double/state)"
 cat <<EOT
 
 The cluster and the operator keep running. Try:
   export KUBECONFIG=$PWD/.local/kubeconfig PATH=$TRADEBOT_TOOLS_BIN:\$PATH
   kubectl get tradebot
   kubectl describe bt ema-rsi-sample
-Stop everything: make down
+  kubectl get bot ema-rsi-dry -o yaml
+  curl -s -XPOST $DOUBLE_URL/double/price -d '{"pair": "BTC/USDT", "move": -0.05}'   # move the market
+Stop everything (cluster, operator, exchange double, bots): make down
 EOT

@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     api_docs = sub.add_parser(
         "api-docs",
         help="print, write or check the API reference (docs/api.md)",
-        description="Render the reference of every field of the four kinds (type, default, "
+        description="Render the reference of every field of the kinds (type, default, "
         "rules, description) from the same models as the CRDs.",
     )
     target = api_docs.add_mutually_exclusive_group()

@@ -5,7 +5,14 @@ answers the endpoints ccxt calls for a dry-run `freqtrade trade` (exchangeInfo, 
 klines, tickers, depth), so a real bot runs on this machine and its REST API answers, and a
 test can script price moves to make it win or lose.
 
-Prices replay a bundled candle set (default `sample`) mapped onto the wall clock: the candle at
+It lists the bundled pairs (BTC/USDT, ETH/USDT) and about twenty more of the largest USDT
+spot pairs (tradebot_testing.listing), each with history from 2020-01-01 to now in every
+timeframe from 5m to 1d, served by startTime/endTime and paged as Binance pages klines (limit
+default 500, at most 1000; a startTime before the listing gives the first candles), with
+Binance's errors for an unknown symbol (-1121) and a bad interval (-1120). The other pairs'
+prices are closed-form functions of time (see listing.py); the bundled ones replay candles:
+
+Bundled pairs replay a candle set (default `sample`) mapped onto the wall clock: the candle at
 ANCHOR_INDEX is the current (still forming) period, earlier candles are the closed periods
 before it, later ones the periods to come (the series wraps around). Within the forming period
 the price walks linearly from the candle's open to its close. A per-pair price factor, a
@@ -16,7 +23,10 @@ bot's limit orders fill against the same prices it sees in its candles.
     python -m tradebot_testing.exchange_double --port 8765 [--data sample]
 
 Control API (same server): `POST /double/price {"pair": "BTC/USDT", "factor": 0.8}` or
-`{"pair": "BTC/USDT", "move": -0.2, "over_seconds": 10}`; `GET /double/state`.
+`{"pair": "BTC/USDT", "move": -0.2, "over_seconds": 10}`; `GET /double/state`;
+`POST /double/outage {"after_klines": N}` (after N more klines answers the exchange goes dark:
+every API request has its connection dropped unanswered, as if the server had stopped) and
+`POST /double/outage {"end": true}`.
 See docs/exchange-double.md.
 """
 
@@ -41,6 +51,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from tradebot.freqtrade import datasets, offline
+from tradebot_testing.listing import LISTED_MS, LISTINGS, SyntheticSeries
 
 PERIOD_MS = 5 * 60 * 1000  # the bundled candles are 5m
 ANCHOR_INDEX = 2000  # candle of the current period: 2000 closed candles of history before it
@@ -77,6 +88,7 @@ class _Market:
     info: dict[str, Any]
     tick: float
     candles: list[tuple[float, float, float, float, float]]
+    series: SyntheticSeries | None = None  # set: prices are synthetic, `candles` is empty
 
 
 @dataclass
@@ -145,6 +157,13 @@ class ExchangeDouble:
                                           _read_candles(path))
         if not self._markets:
             raise ExchangeDoubleError(f"no 5m candles in {datadir} for any bundled market")
+        for listing in LISTINGS:
+            if listing.pair not in self._markets:
+                series = SyntheticSeries(listing)
+                self._markets[listing.pair] = _Market(listing.pair, listing.symbol,
+                                                      listing.info(), series.tick, [], series)
+        # None: serving; an int: klines answers left before the outage; 0: dark.
+        self._outage_after: int | None = None
         self._by_symbol = {m.symbol: m for m in self._markets.values()}
         self._factors = {pair: _Factor() for pair in self._markets}
         # The current 5m period at start-up is the anchor candle; the mapping stays fixed.
@@ -234,6 +253,28 @@ class ExchangeDouble:
         """The last price of `pair` now."""
         return float(self._ticker(self._market(pair), self._now_ms())["last"])
 
+    def outage(self, after_klines: int = 0) -> None:
+        """After `after_klines` more klines answers, drop every API request unanswered (the
+        client sees the connection reset, as if the exchange had stopped) until end_outage()."""
+        with self._lock:
+            self._outage_after = max(after_klines, 0)
+        _log("exchange_double.outage", after_klines=after_klines)
+
+    def end_outage(self) -> None:
+        with self._lock:
+            self._outage_after = None
+        _log("exchange_double.outage_end")
+
+    def _admit(self, name: str) -> bool:
+        """Whether an API request is answered (False: drop it, the exchange is dark)."""
+        with self._lock:
+            if self._outage_after is None:
+                return True
+            if self._outage_after > 0 and name == "klines":
+                self._outage_after -= 1
+                return True
+            return self._outage_after > 0
+
     def state(self) -> dict[str, Any]:
         now = self._now_ms()
         with self._lock:
@@ -257,20 +298,25 @@ class ExchangeDouble:
         index = (ANCHOR_INDEX + (open_ms - self._anchor_ms) // PERIOD_MS) % len(market.candles)
         return market.candles[index]
 
-    def _candle(self, market: _Market, open_ms: int, now_ms: int
+    def _candle(self, market: _Market, open_ms: int, now_ms: int, step_ms: int = PERIOD_MS
                 ) -> tuple[float, float, float, float, float]:
-        """The 5m candle opening at open_ms as seen at now_ms (the forming one is partial)."""
-        o, h, lo, c, v = self._raw(market, open_ms)
-        end = open_ms + PERIOD_MS
-        elapsed = min(max((now_ms - open_ms) / PERIOD_MS, 0.0), 1.0)
+        """The 5m candle opening at open_ms as seen at now_ms (the forming one is partial);
+        for a synthetic market the candle of any `step_ms`."""
+        end = open_ms + step_ms
+        if market.series is not None:
+            # The forming candle is the one from its open to now: its close is today's price.
+            o, h, lo, c, v = market.series.candle(open_ms, max(min(end, now_ms) - open_ms, 1))
+        else:
+            o, h, lo, c, v = self._raw(market, open_ms)
+            elapsed = min(max((now_ms - open_ms) / PERIOD_MS, 0.0), 1.0)
+            if now_ms < end:  # forming: walk from open to close, extremes so far
+                c = o + (c - o) * elapsed
+                h, lo = max(o, c), min(o, c)
+                v = v * elapsed
         with self._lock:
             factor = self._factors[market.pair]
             f_open = factor.at(open_ms)
             f_close = factor.at(min(end, now_ms))
-        if now_ms < end:  # forming: walk from open to close, extremes so far
-            c = o + (c - o) * elapsed
-            h, lo = max(o, c), min(o, c)
-            v = v * elapsed
         op, cl = o * f_open, c * f_close
         hi = max(h * max(f_open, f_close), op, cl)
         low = min(lo * min(f_open, f_close), op, cl)
@@ -279,15 +325,21 @@ class ExchangeDouble:
 
     def _candles(self, market: _Market, step_ms: int, start_ms: int | None, end_ms: int | None,
                  limit: int, now_ms: int) -> list[list[Any]]:
+        # Binance: the candles whose open time lies in [startTime, endTime], the first `limit`
+        # of them from startTime, or the last `limit` up to endTime (or now) without one.
         current = now_ms // step_ms * step_ms
         last = current if end_ms is None else min(current, end_ms // step_ms * step_ms)
         first = last - (limit - 1) * step_ms if start_ms is None else \
             -(-start_ms // step_ms) * step_ms
+        first = max(first, -(-LISTED_MS // step_ms) * step_ms)
         rows: list[list[Any]] = []
         t = first
         while t <= last and len(rows) < limit:
-            parts = [self._candle(market, t + k, now_ms)
-                     for k in range(0, step_ms, PERIOD_MS) if t + k <= now_ms]
+            if market.series is not None:
+                parts = [self._candle(market, t, now_ms, step_ms)]
+            else:
+                parts = [self._candle(market, t + k, now_ms)
+                         for k in range(0, step_ms, PERIOD_MS) if t + k <= now_ms]
             o, c = parts[0][0], parts[-1][3]
             h = max(p[1] for p in parts)
             lo = min(p[2] for p in parts)
@@ -299,7 +351,10 @@ class ExchangeDouble:
 
     def _ticker(self, market: _Market, now_ms: int) -> dict[str, Any]:
         last = self._candle(market, now_ms // PERIOD_MS * PERIOD_MS, now_ms)[3]
-        day = self._candles(market, PERIOD_MS, now_ms - 86_400_000, None, 289, now_ms)
+        # Hourly candles are enough for a synthetic market's day (24 rows instead of 288).
+        step = PERIOD_MS if market.series is None else 3_600_000
+        day = self._candles(market, step, now_ms - 86_400_000, None, 86_400_000 // step + 1,
+                            now_ms)
         opened = float(day[0][1])
         spread = max(market.tick, round(last * SPREAD / market.tick) * market.tick)
         return {
@@ -352,10 +407,13 @@ class ExchangeDouble:
         }
 
     def klines(self, market: _Market, query: dict[str, str]) -> list[list[Any]]:
-        interval = query.get("interval", "5m")
+        interval = query.get("interval")
+        if interval is None:
+            raise _BadRequest(-1102, "Mandatory parameter 'interval' was not sent, was "
+                              "empty/null, or malformed.")
         if interval not in _INTERVALS_MS:
-            raise _BadRequest(-1120, f"interval {interval!r} not served by the exchange double "
-                              f"(served: {', '.join(_INTERVALS_MS)})")
+            # Binance's answer; 1s..3m and 3d..1M are real intervals the double does not serve.
+            raise _BadRequest(-1120, "Invalid interval.")
         limit = min(max(int(query.get("limit", DEFAULT_KLINES)), 1), MAX_KLINES)
         start = int(query["startTime"]) if "startTime" in query else None
         end = int(query["endTime"]) if "endTime" in query else None
@@ -400,6 +458,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _symbol(self, query: dict[str, str]) -> _Market:
         symbol = query.get("symbol")
+        if not symbol:
+            raise _BadRequest(-1102, "Mandatory parameter 'symbol' was not sent, was "
+                              "empty/null, or malformed.")
         market = self.exchange._by_symbol.get(symbol or "")
         if market is None:
             raise _BadRequest(-1121, "Invalid symbol.")
@@ -429,6 +490,11 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = self._query()
         ex = self.exchange
         key = f"{method} {path}"
+        if path.startswith(API_PREFIX + "/") and not ex._admit(path[len(API_PREFIX) + 1:]):
+            ex.calls["dropped " + key] += 1
+            self.close_connection = True
+            self.connection.close()
+            return
         try:
             body = self._route(method, path, query)
         except _BadRequest as e:
@@ -476,6 +542,14 @@ class _Handler(BaseHTTPRequestHandler):
                 return out[0] if one else out
         if method == "GET" and path == "/double/state":
             return ex.state()
+        if method == "POST" and path == "/double/outage":
+            length = int(self.headers.get("Content-Length") or 0)
+            request = json.loads(self.rfile.read(length) or b"{}")
+            if request.get("end"):
+                ex.end_outage()
+            else:
+                ex.outage(int(request.get("after_klines", 0)))
+            return {"outage": ex._outage_after}
         if method == "POST" and path == "/double/price":
             length = int(self.headers.get("Content-Length") or 0)
             request = json.loads(self.rfile.read(length) or b"{}")

@@ -246,7 +246,7 @@ def test_unknown_paths_answer_404_and_are_recorded(exchange_double: ExchangeDoub
     assert json.loads(raised.value.read())["code"] == -1
     assert exchange_double.unknown["GET /api/v3/account"] == 1
     with pytest.raises(urllib.error.HTTPError) as bad:
-        _fetch(exchange_double, "/api/v3/klines?symbol=DOGEUSDT&interval=5m")
+        _fetch(exchange_double, "/api/v3/klines?symbol=NOPEUSDT&interval=5m")
     assert bad.value.code == 400
 
 

@@ -209,6 +209,10 @@ def test_failed_run_reports_why(
     assert [(r.status, r.error) for r in runs] == [("failed", status["message"])]
     assert strategies is not None
     assert strategies.class_name == "EmaRsiStrategy"
+    # The registry records what the docs show, parsed from the code.
+    assert strategies.interface["parameters"]["buy_rsi_max"]["low"] == "50"
+    assert "rsi" in strategies.interface["indicators"]
+    assert strategies.interface["entrySignals"]
 
 
 def test_gpu_backtest_job_lands_on_a_rocm_node(

@@ -158,6 +158,14 @@ CASES: list[tuple[str, str, str | None, Mutation, str]] = [
     ("breaker-bad-selector-operator", "CircuitBreaker", None,
      _set("selector", {"matchExpressions": [{"key": "a", "operator": "Matches"}]}),
      "spec.selector.matchExpressions[0].operator"),
+    ("md-no-pairs", "MarketData", None, _set("pairs", []), "spec.pairs"),
+    ("md-bad-timeframe", "MarketData", None, _set("timeframes", ["7m"]), "spec.timeframes[0]"),
+    ("md-days-and-timerange", "MarketData", None, _set("days", 3), "spec"),
+    ("md-futures", "MarketData", None, _set("tradingMode", "futures"), "spec.tradingMode"),
+    ("md-two-storages", "MarketData", None, _set("storage.claimName", "x"), "spec.storage"),
+    ("md-bad-refresh", "MarketData", None, _set("refresh", "hourly"), "spec.refresh"),
+    ("backtest-two-data-sources", "Backtest", "ema-rsi-sample",
+     _set("data.marketDataRef", {"name": "majors"}), "spec.data"),
 ]
 
 

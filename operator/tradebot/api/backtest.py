@@ -51,22 +51,29 @@ class PvcData(ApiModel):
         return path
 
 
+_ONE_SOURCE = "exactly one of data.bundled, data.pvc or data.marketDataRef must be set"
+
+
 class DataSource(ApiModel):
-    """Where the candles come from: a data set bundled with the runner, or a PVC."""
+    """Where the candles come from: a data set bundled with the runner, a PVC, or a
+    MarketData."""
 
     model_config = with_rules(
-        cel("has(self.bundled) != has(self.pvc)",
-            "exactly one of data.bundled or data.pvc must be set"),
+        cel("(has(self.bundled) ? 1 : 0) + (has(self.pvc) ? 1 : 0) + "
+            "(has(self.marketDataRef) ? 1 : 0) == 1", _ONE_SOURCE),
     )
 
     bundled: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,63}$", max_length=63,
                                 description="Name of a bundled data set, e.g. sample.")
     pvc: PvcData | None = Field(default=None, description="A PVC with Freqtrade data.")
+    market_data_ref: LocalObjectReference | None = Field(
+        default=None, description="A MarketData (same namespace): its candles and the "
+        "markets saved with them. The Backtest waits (DataMissing) until they cover it.")
 
     @model_validator(mode="after")
     def _one(self) -> DataSource:
-        if (self.bundled is None) == (self.pvc is None):
-            raise ValueError("exactly one of data.bundled or data.pvc must be set")
+        if sum(x is not None for x in (self.bundled, self.pvc, self.market_data_ref)) != 1:
+            raise ValueError(_ONE_SOURCE)
         return self
 
 

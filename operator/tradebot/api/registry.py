@@ -1,9 +1,10 @@
-"""The four kinds the operator serves."""
+"""The kinds the operator serves."""
 
 from __future__ import annotations
 
-from tradebot.api import backtest, circuitbreaker, livebot, strategy
+from tradebot.api import backtest, circuitbreaker, livebot, marketdata, strategy
 from tradebot.api.kind import Kind
 
-KINDS: tuple[Kind, ...] = (strategy.KIND, backtest.KIND, livebot.KIND, circuitbreaker.KIND)
+KINDS: tuple[Kind, ...] = (strategy.KIND, backtest.KIND, livebot.KIND, circuitbreaker.KIND,
+                         marketdata.KIND)
 BY_KIND: dict[str, Kind] = {k.kind: k for k in KINDS}

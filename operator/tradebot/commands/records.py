@@ -8,13 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tradebot.commands import records_import
 from tradebot.settings import Settings
 
 
 def register(sub: Any) -> None:
     records = sub.add_parser(
         "records",
-        help="the records outbox: how many writes wait, replay them",
+        help="the records outbox (count, replay); import results made elsewhere",
         description="Work on the records store (docs/records.md). The DSN and the outbox path "
         "default to the operator's settings (TRADEBOT_DATABASE_DSN, TRADEBOT_OUTBOX_PATH, "
         "TRADEBOT_LOCAL_STATE_DIR).",
@@ -38,6 +39,8 @@ def register(sub: Any) -> None:
     flush.add_argument("--timeout", type=float, default=10.0,
                        help="seconds to connect (default: %(default)s)")
     flush.set_defaults(handler=_flush)
+
+    records_import.add_parser(actions)
 
 
 def _settings() -> Settings:

@@ -57,6 +57,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                             help="output format (default: %(default)s)")
     introspect.set_defaults(handler=_introspect)
 
+    docs = actions.add_parser(
+        "docs", help="write the strategy registry as Markdown",
+        description="Write every registered strategy version as Markdown: class, timeframe, "
+        "indicators, entry and exit signals, hyperopt parameters with their ranges, code hash, "
+        "and the figures of its latest succeeded backtest in the records.")
+    docs.add_argument("-o", "--output", type=Path, metavar="FILE",
+                      help="file to write (default: stdout)")
+    docs.add_argument("--namespace", "-n", metavar="NS", help="only this namespace")
+    add_dsn_argument(docs)
+    docs.set_defaults(handler=_docs)
+
 
 def _list(args: argparse.Namespace) -> int:
     from tradebot.records.reporting import list_strategies
@@ -71,6 +82,33 @@ def _list(args: argparse.Namespace) -> int:
     except (RecordsError, ValueError) as exc:
         return fail("registry", explain(exc))
     sys.stdout.write(render_registry(records, args.format))
+    return 0
+
+
+def _docs(args: argparse.Namespace) -> int:
+    from tradebot.records import open_store
+    from tradebot.records.reporting import list_strategies, metrics_of_runs
+    from tradebot.reports.strategy_docs import latest_backtests, render_markdown
+
+    dsn = resolve_dsn(args.dsn)
+    missing = missing_database(dsn)
+    if missing is not None:
+        return fail("registry", missing)
+    try:
+        records = list_strategies(dsn, namespace=args.namespace)
+        with open_store(dsn) as store:
+            # Backtests of any namespace count: a strategy is often backtested elsewhere
+            # (or imported with `tradebot records import`) before it runs here.
+            latest = latest_backtests(store.list_runs(kind="backtest"))
+        metrics = metrics_of_runs(dsn)
+    except (RecordsError, ValueError) as exc:
+        return fail("registry", explain(exc))
+    text = render_markdown(records, latest, metrics)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text)
+        print(f"wrote {args.output} ({len(records)} strategy versions)")
     return 0
 
 

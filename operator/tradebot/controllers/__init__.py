@@ -1,5 +1,14 @@
 """kopf handlers, one module per kind. Importing this package registers them."""
 
-from tradebot.controllers import backtest, cache, circuitbreaker, lifecycle, livebot, strategy
+from tradebot.controllers import (
+    backtest,
+    cache,
+    circuitbreaker,
+    lifecycle,
+    livebot,
+    marketdata,
+    strategy,
+)
 
-__all__ = ["backtest", "cache", "circuitbreaker", "lifecycle", "livebot", "strategy"]
+__all__ = ["backtest", "cache", "circuitbreaker", "lifecycle", "livebot", "marketdata",
+           "strategy"]

@@ -22,7 +22,7 @@ from structlog.typing import FilteringBoundLogger
 from tradebot import kube
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import GROUP, VERSION
-from tradebot.controllers import runtime
+from tradebot.controllers import marketdata, runtime
 from tradebot.controllers.backtest_records import record, recorded_message
 from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
 from tradebot.controllers.status import condition, event, now
@@ -122,6 +122,7 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     seen: backtest_round.JobSeen = ("absent" if job is None
                                     else "finished" if job_finished(job) else "running")
     decision = backtest_round.before_strategy(phase, spec_error, seen)
+    strategy: dict[str, Any] | None = None
     if decision is None:
         assert model is not None
         ref = model.strategy_ref.name
@@ -129,6 +130,11 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
         decision = backtest_round.with_strategy(
             phase, status.get("message"), ref, (strategy or {}).get("status"),
             found=strategy is not None)
+    if decision.step == "queue" and model is not None and model.data.market_data_ref:
+        missing = _data_missing(model, namespace, strategy)
+        if missing:
+            _data_wait(body, current, patch, generation, missing, log)
+            return
     if decision.step == "invalid":
         _finish(patch, current, "Failed", decision.reason, decision.message, generation)
         event(body, decision.reason, decision.message, warning=True)
@@ -137,6 +143,34 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
         assert model is not None
         _STEPS[decision.step](_Round(body, current, patch, model, namespace, name, uid, jname,
                                      generation, log, job, decision))
+
+
+def _data_missing(spec: BacktestSpec, namespace: str, strategy: dict[str, Any] | None
+                  ) -> str | None:
+    """What the Backtest's MarketData does not cover yet (pair, timeframe, part of the
+    timerange), or None when it covers it all."""
+    ref = spec.data.market_data_ref
+    assert ref is not None
+    md = marketdata.read(namespace, ref.name)
+    if md is None:
+        return f"MarketData {ref.name} not found"
+    timeframe = spec.timeframe or ((strategy or {}).get("spec") or {}).get("timeframe") or \
+        (((strategy or {}).get("status") or {}).get("interface") or {}).get("timeframe")
+    if not timeframe:
+        return "the strategy's timeframe is not known yet"
+    missing = marketdata.covered(md, list(spec.pairs), str(timeframe), spec)
+    return f"MarketData {ref.name} lacks " + "; ".join(missing) if missing else None
+
+
+def _data_wait(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, generation: int,
+               missing: str, log: FilteringBoundLogger) -> None:
+    announce = status.get("message") != missing
+    patch.status.update({"phase": "Pending", "message": missing,
+                         "observedGeneration": generation})
+    condition(status, patch, "DataMissing", True, "DataMissing", missing, generation)
+    if announce:
+        event(body, "DataMissing", missing, warning=True)
+        log.info("waiting for data", missing=missing)
 
 
 @dataclass(frozen=True)
@@ -204,6 +238,9 @@ def _wait(r: _Round) -> None:
 def _queue(r: _Round) -> None:
     r.patch.status.update({"phase": "Queued", "message": "waiting for admission",
                            "observedGeneration": r.generation})
+    if r.spec.data.market_data_ref is not None:
+        condition(r.status, r.patch, "DataMissing", False, "DataCovered",
+                  f"MarketData {r.spec.data.market_data_ref.name} covers it", r.generation)
     condition(r.status, r.patch, "StrategyReady", True, r.decision.reason, r.decision.message,
               r.generation)
     event(r.body, "Queued", f"queued behind the concurrency limits (priority "

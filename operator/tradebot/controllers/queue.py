@@ -18,6 +18,7 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
 from tradebot.controllers.backtest_records import record
+from tradebot.controllers.marketdata import market_data_claim
 from tradebot.controllers.objects import CustomObject
 from tradebot.controllers.status import now, post_event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
@@ -161,7 +162,8 @@ def admit(bt: CustomObject, settings: Settings) -> None:
                              user_data_dir=jobs.USER_DATA_DIR)
     run_id = backtest_run_id(uid)
     run = jobs.BacktestRun(namespace, name, uid, spec, spec.strategy_ref.name,
-                           strategy_spec.class_name, code, config, run_id, run_id)
+                           strategy_spec.class_name, code, config, run_id, run_id,
+                           data_claim=market_data_claim(spec, namespace))
     for create, body in ((kube.core().create_namespaced_config_map, jobs.config_map(run)),
                          (kube.batch().create_namespaced_job, jobs.job(run, settings))):
         try:

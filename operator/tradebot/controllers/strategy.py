@@ -14,6 +14,7 @@ from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
 from tradebot.controllers.status import condition, event
 from tradebot.freqtrade.introspect import Introspection, IntrospectionError, introspect
+from tradebot.freqtrade.strategy_doc import describe
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 
@@ -102,7 +103,8 @@ def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
         if old_phase != "Ready" or old_hash != found.code_hash:
             event(body, "Ready", f"{model.class_name} ready, code sha256 {found.code_hash[:12]}")
             log.info("strategy ready", code_hash=found.code_hash)
-        _register(body, current, patch, namespace, name, uid, model.class_name, found, generation)
+        _register(body, current, patch, namespace, name, uid, model.class_name, found, generation,
+                  describe(code, model.class_name))
         return
     if old_phase != "Invalid" or status.get("message") != message:
         event(body, "InvalidSpec", message, warning=True)
@@ -110,14 +112,17 @@ def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
 
 
 def _register(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, namespace: str,
-              name: str, uid: str, class_name: str, found: Introspection, generation: int) -> None:
+              name: str, uid: str, class_name: str, found: Introspection, generation: int,
+              described: dict[str, Any]) -> None:
     from tradebot.records import RecordsError
 
     try:
         store = runtime.get().store()
         # Kept even while the database is down: the outbox delivers it later.
+        # The interface plus what the docs show: hyperopt parameter declarations, indicators,
+        # entry and exit signals (strategy_doc.describe).
         store.register_strategy(namespace, name, uid, class_name, found.code_hash,
-                                found.interface.to_wire())
+                                {**found.interface.to_wire(), **described})
     except RecordsError as e:  # the outbox file itself failed
         condition(status, patch, "Recorded", False, "RecordsUnavailable", str(e), generation)
         return

@@ -9,6 +9,7 @@ from typing import Any
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import API_VERSION
 from tradebot.api.types import GpuRequest, ResourceRequirements
+from tradebot.domain.market_data import MARKETS_FILE, volume_path
 from tradebot.domain.naming import (
     LABEL_BACKTEST,
     LABEL_KIND,
@@ -27,6 +28,7 @@ CONFIG_MOUNT = "/etc/tradebot"
 USER_DATA_DIR = "/opt/tradebot/user_data"
 DATA_DIR = f"{USER_DATA_DIR}/data"
 ARTIFACTS_MOUNT = "/artifacts"
+DATA_MOUNT = "/data"
 CONTAINER = "runner"
 
 
@@ -44,6 +46,8 @@ class BacktestRun:
     config: dict[str, Any]
     run_id: str
     correlation_id: str
+    # data.marketDataRef: the MarketData's claim, mounted at DATA_MOUNT (read-only).
+    data_claim: str | None = None
 
     @property
     def job_name(self) -> str:
@@ -65,7 +69,10 @@ class BacktestRun:
                 "--output", output_dir]
         data = self.spec.data
         if data.pvc is not None:
-            args += ["--data", f"/data/{data.pvc.path}"]
+            args += ["--data", f"{DATA_MOUNT}/{data.pvc.path}"]
+        elif data.market_data_ref is not None:
+            directory = f"{DATA_MOUNT}/{volume_path(data.market_data_ref.name)}"
+            args += ["--data", directory, "--markets", f"{directory}/{MARKETS_FILE}"]
         else:
             args += ["--data", data.bundled or "sample"]
         if self.spec.timerange is not None:
@@ -146,10 +153,11 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
          **({"subPath": f"{run.namespace}/{run.run_id}"} if settings.artifacts_pvc else {})},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own scratch space
     ]
-    if run.spec.data.pvc is not None:
+    claim = run.spec.data.pvc.claim_name if run.spec.data.pvc is not None else run.data_claim
+    if claim is not None:
         volumes.append({"name": "data", "persistentVolumeClaim": {
-            "claimName": run.spec.data.pvc.claim_name, "readOnly": True}})
-        mounts.append({"name": "data", "mountPath": "/data", "readOnly": True})
+            "claimName": claim, "readOnly": True}})
+        mounts.append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
     container = {
         "name": CONTAINER,
         "image": image,

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from tradebot import kube
-from tradebot.domain.jobs import ARTIFACTS_MOUNT, CONFIG_MOUNT, CONTAINER
+from tradebot.domain.jobs import ARTIFACTS_MOUNT, CONFIG_MOUNT, CONTAINER, DATA_MOUNT
 from tradebot.executors.environment import user_environment
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.processes import alive
@@ -55,7 +55,7 @@ class LocalExecutor:
         return self.run_dir(run_id) / "artifacts"
 
     def step(self, run_id: str, container_args: list[str], files: dict[str, str],
-             env: dict[str, str]) -> Outcome | None:
+             env: dict[str, str], mounts: Mapping[str, str] | None = None) -> Outcome | None:
         """Advances the run one step; returns its Outcome once the runner has finished."""
         d = self.run_dir(run_id)
         exit_file, pid_file = d / "exitcode", d / "pid"
@@ -63,11 +63,11 @@ class LocalExecutor:
             return self._outcome(run_id, int(exit_file.read_text().strip() or 1))
         if pid_file.exists() and alive(int(pid_file.read_text().strip())):
             return None
-        self._start(run_id, container_args, files, env)
+        self._start(run_id, container_args, files, env, mounts or {})
         return None
 
     def _start(self, run_id: str, container_args: list[str], files: dict[str, str],
-               env: dict[str, str]) -> None:
+               env: dict[str, str], mounts: Mapping[str, str]) -> None:
         d = self.run_dir(run_id)
         inputs, artifacts = d / "input", self.artifacts_dir(run_id)
         # A run that died half-way starts again from nothing.
@@ -78,6 +78,10 @@ class LocalExecutor:
             (inputs / name).write_text(content)
         args = [a.replace(CONFIG_MOUNT, str(inputs)).replace(ARTIFACTS_MOUNT, str(artifacts))
                 for a in container_args]
+        # Other mounts (a data claim at /data): the volume's directory on this machine.
+        for mount, directory in mounts.items():
+            args = [directory + a[len(mount):] if a == mount or a.startswith(mount + "/")
+                    else a for a in args]
         command = [*self.runner, *args]
         (d / "command.json").write_text(json.dumps(command))
         with (d / "runner.log").open("ab") as log:
@@ -114,6 +118,16 @@ def container_args(job: Mapping[str, Any]) -> list[str]:
     return [str(a) for a in runner.get("args", [])]
 
 
+def _data_mounts(job: Mapping[str, Any], namespace: str) -> dict[str, str]:
+    """The Job's data claim as the local cluster provisions it: a hostPath directory."""
+    from tradebot.controllers.bot_storage import _claim_dir
+
+    volumes = job["spec"]["template"]["spec"].get("volumes") or []
+    claim = next((v["persistentVolumeClaim"]["claimName"] for v in volumes
+                  if v["name"] == "data" and v.get("persistentVolumeClaim")), None)
+    return {DATA_MOUNT: str(_claim_dir(namespace, claim))} if claim else {}
+
+
 def advance_backtest(job: Mapping[str, Any], pod: Mapping[str, Any] | None, namespace: str,
                      job_name: str, run_id: str, state_dir: Path) -> Outcome | None:
     """One step of a backtest Job's run on a kwok node: once its pod is Running, the runner
@@ -126,7 +140,8 @@ def advance_backtest(job: Mapping[str, Any], pod: Mapping[str, Any] | None, name
         return None  # reported already; kwok finishes the pod
     cm = kube.core().read_namespaced_config_map(job_name, namespace)
     outcome = LocalExecutor(state_dir).step(run_id, container_args(job), dict(cm.data or {}),
-                                            {"TRADEBOT_CORRELATION_ID": run_id})
+                                            {"TRADEBOT_CORRELATION_ID": run_id},
+                                            _data_mounts(job, namespace))
     if outcome is None:
         return None
     kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace,

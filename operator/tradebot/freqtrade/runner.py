@@ -117,6 +117,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="bundled data set name (e.g. sample) or a Freqtrade data directory")
     bt.add_argument("--timerange", default=None,
                     help="Freqtrade timerange, e.g. 20240102-20240201 (default: all data)")
+    bt.add_argument("--markets", type=Path, default=None,
+                    help="the exchange's markets saved with the data (a MarketData's "
+                         "markets.json); default: the bundled markets file")
     bt.add_argument("--output", type=Path, required=True, help="artifact directory")
     bt.add_argument("--summary", type=Path, default=None,
                     help=f"where to write the summary JSON as well as OUTPUT/{SUMMARY_NAME} "
@@ -252,6 +255,7 @@ def _run_freqtrade(args: argparse.Namespace, config: dict[str, Any], datadir: Pa
     record = work / "data-used.jsonl"
     command = [
         sys.executable, "-m", "tradebot.freqtrade.offline", "--record-data", str(record),
+        *(["--markets", str(args.markets.resolve())] if args.markets else []),
         "backtesting",
         "--config", str(args.config.resolve()),
         "--strategy", run.strategy,
@@ -307,7 +311,12 @@ def _run_freqtrade(args: argparse.Namespace, config: dict[str, Any], datadir: Pa
         # Freqtrade skips a pair without candles and backtests the rest; a result that leaves
         # out pairs the Backtest asked for would misdescribe it.
         raise RunError(f"no candles for {', '.join(unfed)} in {datadir}")
-    run.data_hash = datasets.data_hash((p for paths in used.values() for p in paths), datadir)
+    # The markets file is data the result depends on too (precision, limits, fees) when it
+    # came with the candles; the bundled one is part of the runner, like its code.
+    inputs = [p for paths in used.values() for p in paths]
+    if args.markets:
+        inputs.append(args.markets)
+    run.data_hash = datasets.data_hash(inputs, datadir)
 
     for source in (result_zip, results.meta_file(result_zip)):
         if source.is_file():
