@@ -10,7 +10,7 @@ export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
 KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench bench-records bench-breaker clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract bench bench-records bench-breaker clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -41,13 +41,20 @@ status: venv ## show which local cluster components are running
 demo: up ## the main job: cluster, CRDs, operator, a real backtest of examples/ and its results
 	@hack/demo.sh
 
-lint: venv ## ruff
-	$(BIN)/ruff check operator tests bench
+lint: venv ## ruff: lint rules and formatting (check only; `make format` rewrites)
+	$(BIN)/ruff check operator tests bench hack
+	$(BIN)/ruff format --check operator tests bench hack
+
+format: venv ## ruff format the Python tree in place
+	$(BIN)/ruff format operator tests bench hack
+
+audit: venv ## pip-audit the virtualenv; fails on known vulnerabilities not in pip-audit-ignore.txt
+	$(BIN)/python hack/audit.py
 
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy
 
-test: deps tools venv lint typecheck ## everything CI runs: ruff, mypy --strict, pytest (all layers)
+test: deps tools venv lint typecheck audit ## everything CI runs: ruff, mypy --strict, pip-audit, pytest (all layers)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv ## only the unit tests
