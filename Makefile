@@ -9,8 +9,10 @@ TOOLS_BIN := $(shell hack/tools-dir.sh)
 export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
 KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig
 PYTEST_ARGS ?=
+# The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
+PYTHON_MATRIX ?= 3.12
 
-.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract bench bench-records bench-breaker clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix bench bench-records bench-breaker clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -68,6 +70,9 @@ e2e: tools venv ## only the end-to-end tests
 
 contract: venv ## only the contract tests (real Freqtrade)
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
+
+test-matrix: ## unit + contract layers on each PYTHON_MATRIX version (venvs in ~/.cache/tradebot/venvs)
+	@for v in $(PYTHON_MATRIX); do hack/python-matrix.sh "$$v" $(PYTEST_ARGS) || exit 1; done
 
 bench: tools venv ## the queue benchmark (COUNT=1000 LIMIT=10 by default)
 	$(BIN)/python bench/backtest_queue.py --count $(or $(COUNT),1000) --limit $(or $(LIMIT),10)

@@ -69,3 +69,18 @@ def test_e2e_manifests_are_valid(kubectl: Any, namespace: str):
                      str(ROOT / "deploy" / "e2e" / "exchange-double.yaml"), check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == 2
+
+
+def test_ci_tests_the_python_matrix():
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    job = ci["jobs"]["test"]
+    matrix = job["env"]["PYTHON_MATRIX"].split()
+    assert "3.12" in matrix
+    setup = next(s["with"] for s in job["steps"]
+                 if str(s.get("uses", "")).startswith("actions/setup-python"))
+    versions = setup["python-version"].strip().splitlines()
+    # 3.11 last: the default python3 that builds .venv and runs every layer.
+    assert versions == ["${{ env.PYTHON_MATRIX }}", "3.11"]
+    assert "make test-matrix" in (ROOT / ".ci" / "run").read_text()
+    project = (ROOT / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.11,<3.14"' in project  # every matrix version is allowed
