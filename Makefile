@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
 PYTHON_MATRIX ?= 3.12
 
-.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix bench bench-records bench-breaker clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart bench bench-records bench-breaker clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ test-matrix: ## unit + contract layers on each PYTHON_MATRIX version (venvs in ~
 
 bench: tools venv ## the queue benchmark (COUNT=1000 LIMIT=10 by default)
 	$(BIN)/python bench/backtest_queue.py --count $(or $(COUNT),1000) --limit $(or $(LIMIT),10)
+
+chart: tools ## helm package the chart into dist/ (CHART_VERSION=1.2.3 sets its version and appVersion)
+	$(TOOLS_BIN)/helm package charts/tradebot-operator --destination dist $(if $(CHART_VERSION),--version $(CHART_VERSION) --app-version $(CHART_VERSION))
 
 clean: down ## remove the virtualenv and caches (the tool cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
