@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
 PYTHON_MATRIX ?= 3.12
 
-.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart bench bench-records bench-breaker clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -56,7 +56,7 @@ audit: venv ## pip-audit the virtualenv; fails on known vulnerabilities not in p
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy
 
-test: deps tools venv lint typecheck audit ## everything CI runs: ruff, mypy --strict, pip-audit, pytest (all layers)
+test: deps tools venv lint typecheck audit images ## everything CI runs: ruff, mypy --strict, pip-audit, images, pytest (all layers)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv ## only the unit tests
@@ -70,6 +70,12 @@ e2e: tools venv ## only the end-to-end tests
 
 contract: venv ## only the contract tests (real Freqtrade)
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
+
+images: venv ## build the operator and runner images (docker, else buildah), SBOMs, sizes vs budgets (cached: ~/.cache/tradebot/images)
+	CYCLONEDX=$(abspath $(BIN))/cyclonedx-py hack/images.sh
+
+test-images: tools venv images ## run the built images: the operator against the local cluster, a backtest, a bot's freqtrade trade
+	$(BIN)/pytest -m images $(PYTEST_ARGS)
 
 test-matrix: ## unit + contract layers on each PYTHON_MATRIX version (venvs in ~/.cache/tradebot/venvs)
 	@for v in $(PYTHON_MATRIX); do hack/python-matrix.sh "$$v" $(PYTEST_ARGS) || exit 1; done

@@ -6,7 +6,7 @@
 set -euo pipefail
 engine=${1:?engine} image=${2:?image} out=${3:?output file}
 cyclonedx=${CYCLONEDX:-cyclonedx-py}
-read -r -a BUILDAH_OPTS <<<"${BUILDAH_OPTS:---storage-driver vfs}"
+read -r -a BUILDAH_OPTS <<<"${BUILDAH_OPTS_LINE:-$(hack/image-engine.sh --buildah-opts)}"
 frozen=$(mktemp)
 trap 'rm -f "$frozen"' EXIT
 freeze=(python3 -m pip freeze --all --disable-pip-version-check)
@@ -14,7 +14,8 @@ case $engine in
   docker) docker run --rm --network none --entrypoint "${freeze[0]}" "$image" "${freeze[@]:1}" > "$frozen" ;;
   buildah)
     ctr=$(buildah "${BUILDAH_OPTS[@]}" from --pull=never -q "$image")
-    buildah "${BUILDAH_OPTS[@]}" run --isolation chroot --network none "$ctr" -- "${freeze[@]}" > "$frozen" \
+    # (chroot isolation has only the host's network; pip freeze does not use it)
+    buildah "${BUILDAH_OPTS[@]}" run --isolation chroot "$ctr" -- "${freeze[@]}" > "$frozen" \
       || { buildah "${BUILDAH_OPTS[@]}" rm "$ctr" >/dev/null; exit 1; }
     buildah "${BUILDAH_OPTS[@]}" rm "$ctr" >/dev/null ;;
   *) echo "sbom: unknown engine $engine" >&2; exit 2 ;;
