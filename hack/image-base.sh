@@ -29,6 +29,7 @@ if have_image; then echo "$name"; exit 0; fi
 if [[ ! -f $tarball ]]; then
   command -v debootstrap >/dev/null || { echo "image-base: debootstrap missing: make deps" >&2; exit 1; }
   root=$(mktemp -d "$cache/rootfs.XXXXXX")
+  trap 'rm -rf "$root"' EXIT  # a failed debootstrap leaves nothing behind
   echo "image-base: debootstrap bookworm into $root (a few minutes)" >&2
   # passwd: the images add their user with useradd, as on the python image.
   debootstrap --variant=minbase --include=python3,python3-pip,ca-certificates,passwd \
@@ -52,6 +53,7 @@ if [[ ! -f $tarball ]]; then
   tar -C "$root" --numeric-owner -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
   rm -rf "$root"
+  trap - EXIT
 fi
 
 ctx=$(mktemp -d)

@@ -9,7 +9,7 @@ cyclonedx=${CYCLONEDX:-cyclonedx-py}
 read -r -a BUILDAH_OPTS <<<"${BUILDAH_OPTS_LINE:-$(hack/image-engine.sh --buildah-opts)}"
 frozen=$(mktemp)
 trap 'rm -f "$frozen"' EXIT
-freeze=(python3 -m pip freeze --all --disable-pip-version-check)
+freeze=(python3 -m pip --no-cache-dir freeze --all --disable-pip-version-check)
 case $engine in
   docker) docker run --rm --network none --entrypoint "${freeze[0]}" "$image" "${freeze[@]:1}" > "$frozen" ;;
   buildah)
