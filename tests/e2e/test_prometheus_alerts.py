@@ -45,8 +45,8 @@ class Prometheus:
 
     def get(self, path: str, **params: str) -> Any:
         query = f"?{urllib.parse.urlencode(params)}" if params else ""
-        with urllib.request.urlopen(f"{self.url}{path}{query}",  # noqa: S310 (http://127.0.0.1)
-                                    timeout=10) as response:
+        url = f"{self.url}{path}{query}"  # http://127.0.0.1
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310
             body = json.load(response)
         assert body["status"] == "success", body
         return body["data"]
