@@ -9,8 +9,10 @@ TOOLS_BIN := $(shell hack/tools-dir.sh)
 export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
 KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig --cache-dir .local/kubectl-cache
 PYTEST_ARGS ?=
+# The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
+PYTHON_MATRIX ?= 3.12
 
-.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench bench-records bench-breaker bench-marketdata clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -42,13 +44,20 @@ status: venv ## show which local cluster components are running
 demo: up ## the main job: cluster, CRDs, operator, a real backtest of examples/ and its results
 	@hack/demo.sh
 
-lint: venv ## ruff
-	$(BIN)/ruff check operator testing tests bench
+lint: venv ## ruff: lint rules and formatting (check only; `make format` rewrites)
+	$(BIN)/ruff check operator testing tests bench hack
+	$(BIN)/ruff format --check operator testing tests bench hack
+
+format: venv ## ruff format the Python tree in place
+	$(BIN)/ruff format operator testing tests bench hack
+
+audit: venv ## pip-audit the virtualenv; fails on known vulnerabilities not in pip-audit-ignore.txt
+	$(BIN)/python hack/audit.py
 
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy
 
-test: deps tools venv lint typecheck ## everything CI runs: ruff, mypy --strict, pytest (all layers)
+test: deps tools venv lint typecheck audit images ## everything CI runs: ruff, mypy --strict, pip-audit, images, pytest (all layers)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 unit: venv ## only the unit tests
@@ -63,8 +72,20 @@ e2e: tools venv ## only the end-to-end tests
 contract: venv ## only the contract tests (real Freqtrade)
 	$(BIN)/pytest -m contract $(PYTEST_ARGS)
 
+images: venv ## build the operator and runner images (docker, else buildah), SBOMs, sizes vs budgets (cached: ~/.cache/tradebot/images)
+	CYCLONEDX=$(abspath $(BIN))/cyclonedx-py hack/images.sh
+
+test-images: tools venv images ## run the built images: the operator against the local cluster, a backtest, a bot's freqtrade trade
+	$(BIN)/pytest -m images $(PYTEST_ARGS)
+
+test-matrix: ## unit + contract layers on each PYTHON_MATRIX version (venvs in ~/.cache/tradebot/venvs)
+	@for v in $(PYTHON_MATRIX); do hack/python-matrix.sh "$$v" $(PYTEST_ARGS) || exit 1; done
+
 bench: tools venv ## the queue benchmark (COUNT=1000 LIMIT=10 by default)
 	$(BIN)/python bench/backtest_queue.py --count $(or $(COUNT),1000) --limit $(or $(LIMIT),10)
+
+chart: tools ## helm package the chart into dist/ (CHART_VERSION=1.2.3 sets its version and appVersion)
+	$(TOOLS_BIN)/helm package charts/tradebot-operator --destination dist $(if $(CHART_VERSION),--version $(CHART_VERSION) --app-version $(CHART_VERSION))
 
 clean: down ## remove the virtualenv and caches (the tool cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

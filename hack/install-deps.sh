@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # Installs the system packages the tests and the local platform need, if they are missing:
-# PostgreSQL's server (the records tests start a real one), promtool (the alert rules' tests)
-# and Go (builds the tools).
+# PostgreSQL's server (the records tests start a real one), Prometheus and promtool (the alert
+# rules' tests), buildah and debootstrap where no docker daemon answers (`make images`), and Go
+# (builds the tools).
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
-# promtool (Debian ships it with the prometheus package) tests the chart's alert rules.
+# promtool and prometheus (Debian's prometheus package) test the chart's alert rules, the
+# latter scraping the operator in tests/e2e/test_prometheus_alerts.py.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Images: docker where its daemon answers; else buildah builds and runs them, on a base that
+# debootstrap makes from Debian's packages when the pinned one cannot be pulled.
+if ! { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }; then
+  command -v buildah >/dev/null 2>&1 || need+=(buildah)
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+fi
 command -v go >/dev/null 2>&1 || { echo "install-deps: Go >= 1.23 is required on PATH to build the tools" >&2; exit 1; }
 if ((${#need[@]})); then
   echo "install-deps: apt-get install ${need[*]}"

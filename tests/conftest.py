@@ -14,11 +14,12 @@ from tests.support.postgres import LocalPostgres, temporary_postgres
 from tradebot.localcluster import LocalCluster
 
 ROOT = Path(__file__).resolve().parent.parent
-_LAYERS = ("unit", "integration", "e2e", "contract")
+_LAYERS = ("unit", "integration", "e2e", "contract", "images")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """A test's layer is the folder it lives in: tests/unit, integration, e2e, contract."""
+    """A test's layer is the folder it lives in: tests/unit, integration, e2e, contract,
+    images."""
     for item in items:
         parts = Path(str(item.fspath)).relative_to(ROOT / "tests").parts
         if parts and parts[0] in _LAYERS:

@@ -1,15 +1,23 @@
-"""Operator settings, from environment variables (the Helm chart sets them from values)."""
+"""Operator settings, from TRADEBOT_* environment variables through pydantic-settings (the Helm
+chart sets them from values)."""
 
 from __future__ import annotations
 
 import json
-import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 ENV_PREFIX = "TRADEBOT_"
 
@@ -68,8 +76,12 @@ class PromotionFloors(BaseModel):
         return {"testnet": self.testnet, "live": self.live}.get(mode)
 
 
-class Settings(BaseModel):
-    model_config = ConfigDict(frozen=True)
+class Settings(BaseSettings):
+    # Values arrive as the strings the chart writes; the validators below parse JSON objects
+    # and comma lists themselves (enable_decoding=False), as they did before pydantic-settings.
+    # Unknown TRADEBOT_* are ignored. (case_sensitive=True would want TRADEBOT_field_name.)
+    model_config = SettingsConfigDict(frozen=True, env_prefix=ENV_PREFIX,
+                                      enable_decoding=False, extra="ignore")
 
     namespaces: tuple[str, ...] = Field(
         default=(), description="Namespaces to watch; empty watches all.")
@@ -201,12 +213,49 @@ class Settings(BaseModel):
         return value
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
-        """Fields from TRADEBOT_<FIELD> variables, e.g. TRADEBOT_MAX_CONCURRENT_BACKTESTS=2."""
-        source = os.environ if env is None else env
-        values: dict[str, Any] = {}
-        for name in cls.model_fields:
-            raw = source.get(ENV_PREFIX + name.upper())
-            if raw is not None:
-                values[name] = raw
-        return cls.model_validate(values)
+    def settings_customise_sources(
+            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments, then the environment; no .env file or secrets directory read silently.
+        given = _GIVEN_ENV.get()
+        if given is None:
+            return init_settings, env_settings
+        return init_settings, _GivenEnv(settings_cls, given)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Fields from TRADEBOT_<FIELD> variables, e.g. TRADEBOT_MAX_CONCURRENT_BACKTESTS=2:
+        the process environment (pydantic-settings' source), or `env` in its place. Errors name
+        the variable."""
+        token = _GIVEN_ENV.set(env)
+        try:
+            return cls()
+        except ValidationError as e:
+            raise _naming_variables(e) from None
+        finally:
+            _GIVEN_ENV.reset(token)
+
+
+# from_env's mapping, read by the environment source in place of os.environ.
+_GIVEN_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("_GIVEN_ENV", default=None)
+
+
+class _GivenEnv(EnvSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        # Names as the source keeps os.environ's (case-insensitive settings: lower case).
+        self.env_vars = {k.lower(): v for k, v in env.items()}
+
+
+def _naming_variables(error: ValidationError) -> ValidationError:
+    """The error with each field's location replaced by its variable, TRADEBOT_<FIELD>."""
+    details: list[Any] = []
+    for item in error.errors():
+        loc = item["loc"]
+        if loc and loc[0] in Settings.model_fields:
+            loc = (ENV_PREFIX + str(loc[0]).upper(), *loc[1:])
+        details.append({"type": item["type"], "loc": loc, "input": item["input"],
+                        **({"ctx": item["ctx"]} if "ctx" in item else {})})
+    return ValidationError.from_exception_data(error.title, details)

@@ -280,7 +280,8 @@ def test_alert_rules_parse_and_use_exported_metrics(helm: Helm):
     rules = [r for g in _one(docs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]]
     assert {r["alert"] for r in rules} == {
         "TradebotBreakerTripped", "TradebotBotHeartbeatStale", "TradebotRecordsOutboxGrowing",
-        "TradebotReconcileErrors", "TradebotOperatorAbsent"}
+        "TradebotReconcileErrors", "TradebotOperatorAbsent", "TradebotBacktestQueueStuck",
+        "TradebotRecordFailures"}
     for rule in rules:
         used = metric_names(rule["expr"])
         assert used, rule["alert"]

@@ -69,3 +69,36 @@ def test_e2e_manifests_are_valid(kubectl: Any, namespace: str):
                      str(ROOT / "deploy" / "e2e" / "exchange-double.yaml"), check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == 2
+
+
+def test_ci_tests_the_python_matrix():
+    ci = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+    job = ci["jobs"]["test"]
+    matrix = job["env"]["PYTHON_MATRIX"].split()
+    assert "3.12" in matrix
+    setup = next(s["with"] for s in job["steps"]
+                 if str(s.get("uses", "")).startswith("actions/setup-python"))
+    versions = setup["python-version"].strip().splitlines()
+    # 3.11 last: the default python3 that builds .venv and runs every layer.
+    assert versions == ["${{ env.PYTHON_MATRIX }}", "3.11"]
+    assert "make test-matrix" in (ROOT / ".ci" / "run").read_text()
+    project = (ROOT / "pyproject.toml").read_text()
+    assert 'requires-python = ">=3.11,<3.14"' in project  # every matrix version is allowed
+
+
+def test_a_tag_releases_every_image_with_its_sbom_and_the_chart_to_an_oci_registry():
+    release = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    on = release.get("on", release.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert on == {"push": {"tags": ["v*.*.*"]}}
+    images = release["jobs"]["images"]
+    assert set(images["strategy"]["matrix"]["image"]) == {
+        p.parent.name for p in (ROOT / "images").glob("*/Dockerfile")}
+    assert images["permissions"]["packages"] == "write"
+    runs = "\n".join(s.get("run", "") for s in images["steps"])
+    assert "docker push" in runs
+    assert "hack/sbom.sh docker" in runs
+    chart = release["jobs"]["chart"]
+    assert chart["needs"] == "images"
+    runs = "\n".join(s.get("run", "") for s in chart["steps"])
+    assert 'make chart CHART_VERSION="${GITHUB_REF_NAME#v}"' in runs
+    assert 'push "dist/tradebot-operator-${GITHUB_REF_NAME#v}.tgz" "oci://' in runs

@@ -35,10 +35,16 @@ def problems(text: str, context: Path = ROOT) -> list[str]:
     instructions = [(i["instruction"], i["value"]) for i in parser.structure]
     found: list[str] = []
     stages: set[str] = set()
+    # ARGs before the first FROM may name the base (`FROM ${BASE}`): judged by their default.
+    base_args: dict[str, str] = {}
     for ins, value in instructions:
+        if ins == "ARG" and not stages and "=" in value:
+            name, _, default = value.partition("=")
+            base_args[name.strip()] = default.strip().strip('"')
         if ins == "FROM":
             parts = value.split()
-            image = parts[0]
+            image = re.sub(r"\$\{?(\w+)\}?", lambda m: base_args.get(m.group(1), m.group(0)),
+                           parts[0])
             if len(parts) >= 3 and parts[1].upper() == "AS":
                 stages.add(parts[2])
             if image in stages:
@@ -86,6 +92,24 @@ def problems(text: str, context: Path = ROOT) -> list[str]:
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
 def test_dockerfile_follows_the_rules(dockerfile: Path):
     assert problems(dockerfile.read_text()) == []
+
+
+@pytest.mark.parametrize("name", ["operator", "runner"])
+def test_the_base_argument_defaults_to_the_pinned_stage(name: str):
+    # `make images` passes BASE only where the pinned base cannot be pulled; by default the
+    # images build on the FROM line dependabot bumps.
+    instructions = [(i, v) for i, v in _instructions(ROOT / "images" / name / "Dockerfile")
+                    if i != "COMMENT"]
+    assert instructions[0] == ("ARG", "BASE=pinned")
+    froms = [v for i, v in instructions if i == "FROM"]
+    assert froms[0] == "python:3.11.11-slim-bookworm AS pinned"
+    assert froms[1:] == ["${BASE} AS build", "${BASE}"]
+
+
+def test_an_unpinned_base_argument_is_caught():
+    text = ("ARG BASE=python:3.11-slim\nFROM ${BASE}\nUSER 1000\n# No HEALTHCHECK: x\n"
+            "LABEL " + " ".join(f'{k}="x"' for k in sorted(OCI_LABELS)) + "\n")
+    assert problems(text) == ["FROM python:3.11-slim: not pinned to an exact version or digest"]
 
 
 def test_the_operator_image_holds_the_package_only():
