@@ -24,8 +24,8 @@ from tests.support.helm import CHART, Helm
 from tests.support.manifests import example
 from tests.support.operator import running_operator
 from tests.support.wait import wait_for
-
 from tradebot.freqtrade.exchange_double import ExchangeDouble
+
 from tradebot.localcluster import Ports
 
 G, V = "tradebot.dev", "v1alpha1"

@@ -21,12 +21,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from tradebot.freqtrade.exchange_double import ExchangeDouble
 
 import tradebot
 from tests.support.images import OPERATOR_IMAGE, RUNNER_IMAGE, Engine, Mount
 from tests.support.manifests import example
 from tests.support.wait import wait_for
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.localcluster import Ports
 
