@@ -165,9 +165,8 @@ def test_invalid_strategy_and_waiting_backtest(
         status = wait_for(lambda: (s := _get(api, namespace, "strategies", "ema-rsi")
                                    .get("status") or {}).get("phase") == "Invalid" and s,
                           60, what="Strategy Invalid")
-        lineno = broken["spec"]["code"].splitlines().index(
-            "    def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame"
-        ) + 1
+        header = "def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame"
+        lineno = broken["spec"]["code"].splitlines().index("    " + header) + 1
         assert f"syntax error at line {lineno}" in status["message"]
         bt = wait_for(lambda: (s := _get(api, namespace, "backtests", "waits")
                                .get("status") or {}).get("phase") == "Pending" and s,

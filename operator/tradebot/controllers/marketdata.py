@@ -124,6 +124,10 @@ def runner_args(settings: Settings, config_dir: str, output_dir: str, datadir: s
     return args
 
 
+# The container's own scratch space (an emptyDir): the root file system is read-only.
+_TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108
+
+
 def download_job(spec: MarketDataSpec, namespace: str, name: str, uid: str, job_name: str,
                  settings: Settings) -> dict[str, Any]:
     """The Job of one download (kubernetes executor): the runner image, the claim at /data."""
@@ -138,8 +142,7 @@ def download_job(spec: MarketDataSpec, namespace: str, name: str, uid: str, job_
                    if settings.exchange_double_url else [])],
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
                       "limits": {"memory": "2Gi"}},
-        "volumeMounts": [{"name": "data", "mountPath": "/data"},
-                         {"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, _TMP_MOUNT],
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": jobs.restricted_container(),
