@@ -137,7 +137,8 @@ class ObjectWatch:
                                    timeout_seconds=5, allow_watch_bookmarks=True):
                     if ev["type"] == "ERROR":
                         raise WatchBroken(f"error event: {ev['raw_object']}")
-                    self._rv = ev["object"].metadata.resource_version
+                    # From the raw object: a BOOKMARK's object is not deserialized.
+                    self._rv = ev["raw_object"]["metadata"]["resourceVersion"]
                     if ev["type"] != "BOOKMARK":
                         self._seen(ev["type"], ev["object"])
                     if self._stop.is_set():
