@@ -79,6 +79,7 @@ class Side:
         self.jobs = Follow(self.batch.list_namespaced_job, namespace, self._job, SELECTOR)
         self._cuer = threading.Thread(target=self._cue_pods, daemon=True)
         self.cue_error: BaseException | None = None
+        self.t0 = 0.0  # the first create, on the watches' clock
 
     def start(self) -> None:
         self._cuer.start()
@@ -168,7 +169,7 @@ def plain_jobs(api: client.ApiClient, side: Side, count: int, limit: int,
 
     client_watch = Follow(side.core.list_namespaced_pod, side.namespace, on_pod, SELECTOR)
     client_watch.start_and_wait()
-    t0 = time.monotonic()
+    t0 = side.t0 = time.monotonic()
     created = done = 0
     try:
         while created < min(limit, count):
@@ -212,7 +213,7 @@ def operator_side(api: client.ApiClient, side: Side, count: int, timeout: float)
     backtests.start_and_wait()
     bt = example("Backtest", "ema-rsi-sample")
     try:
-        t0 = time.monotonic()
+        t0 = side.t0 = time.monotonic()
         # Created from a few threads, as `kubectl apply` of a big list would not be faster.
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: custom.create_namespaced_custom_object(
@@ -235,7 +236,12 @@ def operator_side(api: client.ApiClient, side: Side, count: int, timeout: float)
 
 def figures(label: str, side: Side, count: int, limit: int, seconds: float) -> dict[str, Any]:
     lat = side.slot_latencies(limit)
+    done = sorted(side.pod_done.values())
     result = {
+        # Until the last pod finished: the work itself, before any recording.
+        "seconds_to_last_pod": round(done[-1] - side.t0, 2) if done else None,
+        "first_job_after": round(min(side.job_added.values()) - side.t0, 3)
+        if side.job_added else None,
         "seconds": round(seconds, 2), "throughput": round(count / seconds, 3),
         "slot_p50": round(pct(lat, 0.5), 3), "slot_p99": round(pct(lat, 0.99), 3),
         "slot_max": round(max(lat, default=float("nan")), 3), "slot_samples": len(lat),
@@ -244,7 +250,9 @@ def figures(label: str, side: Side, count: int, limit: int, seconds: float) -> d
     }
     print(f"  {label:<9} {count} done in {seconds:6.1f} s; {result['throughput']:.2f}/s; "
           f"pod Succeeded -> next Job p50 {result['slot_p50']:.3f} s, "
-          f"p99 {result['slot_p99']:.3f} s; at most {side.max_running} running", flush=True)
+          f"p99 {result['slot_p99']:.3f} s; at most {side.max_running} running; first Job "
+          f"after {result['first_job_after']} s, last pod done after "
+          f"{result['seconds_to_last_pod']} s", flush=True)
     return result
 
 
