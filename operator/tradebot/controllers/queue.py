@@ -147,9 +147,15 @@ class QueueState:
     """The in-memory index. Every change comes from an informer thread or the admission
     loop, under one lock held only for dict and list operations."""
 
-    def __init__(self, wakeup: threading.Event) -> None:
+    def __init__(self, wakeup: threading.Event, waiting_cap: int = 5000,
+                 ttl_default: int | None = None) -> None:
         self.lock = threading.Lock()
         self.wakeup = wakeup
+        self.waiting_cap, self.ttl_default = waiting_cap, ttl_default
+        # Refused for the namespace's waiting cap, their status not yet written.
+        self.over_cap: dict[Key, _Item] = {}
+        # Finished Backtests to delete at their TTL: key -> (when, uid).
+        self.expiries: dict[Key, tuple[dt.datetime, str]] = {}
         self.waiting = WaitingOrder()
         self.items: dict[Key, _Item] = {}
         self.jobs: dict[tuple[str, str], _Job] = {}  # (namespace, job name)
@@ -171,6 +177,23 @@ class QueueState:
                                 list(status.get("conditions") or []),
                                 status.get("queuePosition"), status.get("message") or "")
         self._maybe_wait(key)
+        if kind.label == "backtest":
+            self._expiry(key, obj)
+
+    def _expiry(self, key: Key, obj: RawObject) -> None:
+        """A finished Backtest whose result is recorded and whose Job is gone is deleted at
+        finishedAt + its TTL (spec, else the operator's); the run record stays."""
+        status = obj.get("status") or {}
+        ttl = (obj.get("spec") or {}).get("ttlSecondsAfterFinished", self.ttl_default)
+        finished = parse_time(status.get("finishedAt")) if status.get("finishedAt") else None
+        recorded = any(c.get("type") == "Recorded" and c.get("status") == "True"
+                       for c in status.get("conditions") or [])
+        if (ttl is None or finished is None or not recorded or not status.get("cleanedUp")
+                or status.get("phase") not in ("Succeeded", "Failed")):
+            self.expiries.pop(key, None)
+            return
+        self.expiries[key] = (finished + dt.timedelta(seconds=int(ttl)),
+                              obj["metadata"]["uid"])
 
     def _maybe_wait(self, key: Key) -> None:
         """Into the queue if its object waits and nothing runs for it, else out of it."""
@@ -181,6 +204,10 @@ class QueueState:
                 self.positions_dirty.set()
             return
         priority, created, group, gpu = item.waits
+        if key not in self.waiting and self.waiting.in_namespace(key[0]) >= self.waiting_cap:
+            self.over_cap[key] = item
+            self.positions_dirty.set()
+            return
         if self.waiting.upsert(QueuedBacktest(key[0], key[1], group, priority, created, gpu)):
             self.wakeup.set()
             self.positions_dirty.set()
@@ -193,6 +220,8 @@ class QueueState:
                 self.items.pop(key, None)
                 self.waiting.remove(key)
                 self.retry_at.pop(key, None)
+                self.expiries.pop(key, None)
+                self.over_cap.pop(key, None)
                 return
             self._item(kind, obj)
 
@@ -550,7 +579,8 @@ class AdmissionLoop:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._wakeup = runtime.get().admission_wakeup
-        self.state = QueueState(self._wakeup)
+        self.state = QueueState(self._wakeup, settings.max_waiting_backtests_per_namespace,
+                                settings.backtest_ttl_seconds)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
         self._positions = threading.Thread(target=self._write_positions_loop,
@@ -662,11 +692,54 @@ class AdmissionLoop:
             if self._stop.is_set():
                 return
             dirty.clear()
-            try:
-                self.write_positions()
-            except Exception as e:
-                _log.warning("writing queue positions failed", error=str(e))
+            for step in (self.refuse_over_cap, self.write_positions, self.delete_expired):
+                try:
+                    step()
+                except Exception as e:
+                    _log.warning("queue upkeep failed", step=step.__name__, error=str(e))
             self._stop.wait(POSITIONS_INTERVAL)
+
+    def refuse_over_cap(self) -> None:
+        """Backtests beyond the namespace's waiting cap fail with a condition saying so."""
+        st = self.state
+        with st.lock:
+            refused, st.over_cap = st.over_cap, {}
+        cap = self.settings.max_waiting_backtests_per_namespace
+        for (ns, name), item in refused.items():
+            if item.kind != "backtest":
+                continue
+            message = (f"refused: namespace {ns} already has {cap} Backtests waiting (the "
+                       "operator's max_waiting_backtests_per_namespace); apply it again later")
+            at = now()
+            patch = {"metadata": {"resourceVersion": item.resource_version}, "status": {
+                "phase": "Failed", "message": message, "queuePosition": None,
+                "finishedAt": at,
+                "conditions": set_condition(item.conditions, "Admitted", False, "QueueFull",
+                                            message, item.generation, at=at)}}
+            try:
+                kube.custom().patch_namespaced_custom_object_status(
+                    GROUP, VERSION, ns, "backtests", name, patch)
+                _log.warning("backtest refused: waiting cap", namespace=ns, name=name, cap=cap)
+            except ApiException as e:
+                if not (kube.is_not_found(e) or kube.is_conflict(e)):
+                    raise
+
+    def delete_expired(self) -> None:
+        st = self.state
+        at = dt.datetime.now(dt.UTC)
+        with st.lock:
+            due = [(k, uid) for k, (when, uid) in st.expiries.items() if when <= at]
+        for (ns, name), uid in due:
+            try:
+                kube.custom().delete_namespaced_custom_object(
+                    GROUP, VERSION, ns, "backtests", name,
+                    body={"preconditions": {"uid": uid}})
+                _log.info("finished backtest deleted at its TTL", namespace=ns, name=name)
+            except ApiException as e:
+                if not (kube.is_not_found(e) or kube.is_conflict(e)):
+                    raise
+            with st.lock:
+                st.expiries.pop((ns, name), None)
 
     def write_positions(self) -> None:
         st = self.state

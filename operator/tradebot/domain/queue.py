@@ -158,6 +158,7 @@ class WaitingOrder:
         self._sort_keys: list[tuple[int, dt.datetime, str, str]] = []
         self._items: dict[Key, QueuedBacktest] = {}
         self._gpu = 0
+        self._per_namespace: Counter[str] = Counter()
 
     @staticmethod
     def _sort_key(q: QueuedBacktest) -> tuple[int, dt.datetime, str, str]:
@@ -173,6 +174,7 @@ class WaitingOrder:
         bisect.insort(self._sort_keys, self._sort_key(q))
         self._items[q.key] = q
         self._gpu += q.gpu is not None
+        self._per_namespace[q.namespace] += 1
         return old is None
 
     def remove(self, key: Key) -> bool:
@@ -180,6 +182,7 @@ class WaitingOrder:
         if q is None:
             return False
         self._gpu -= q.gpu is not None
+        self._per_namespace[q.namespace] -= 1
         sk = self._sort_key(q)
         i = bisect.bisect_left(self._sort_keys, sk)
         if i < len(self._sort_keys) and self._sort_keys[i] == sk:
@@ -198,6 +201,9 @@ class WaitingOrder:
 
     def get(self, key: Key) -> QueuedBacktest | None:
         return self._items.get(key)
+
+    def in_namespace(self, namespace: str) -> int:
+        return self._per_namespace[namespace]
 
     def any_gpu(self) -> bool:
         return self._gpu > 0
