@@ -317,13 +317,12 @@ def compare(cluster: LocalCluster, count: int, limit: int, as_json: bool) -> int
                and ours["max_running"] <= limit)
         print(f"\noperator memory: {idle / 1024:.0f} MiB idle, {peak[0] / 1024:.0f} MiB peak")
         print(f"throughput ratio (operator / plain Jobs): {ratio:.2f}")
-        after = machine()
         emit({"benchmark": "backtest_queue", "count": count, "limit": limit,
               "ratio": ratio, "goal": "throughput ratio >= 0.9, operator slot latency "
               "p50 <= 0.2 s and p99 <= 1 s, running <= limit",
               "met": met, "baseline": base, "operator": ours,
               "operator_rss_mib": {"idle": round(idle / 1024), "peak": round(peak[0] / 1024)},
-              "machine": {"load1_before": before["load1"]}, "load1_after": after["load1"]},
+              "machine": {**before, "load1_before": before["load1"]}},
              as_json)
         return 0 if ours["max_running"] <= limit else 1
     finally:

@@ -104,10 +104,11 @@ def running_pods(core: Any, namespace: str) -> int:
 Timings = dict[str, list[float]]
 
 
-def bot_shaped_pods(count: int) -> list[dict[str, Any]]:
+def bot_shaped_pods(count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """Pods as the operator makes them for the benchmark's bots (same containers, env,
     volumes, labels, annotations), without the owner: the API server's work per deletion and
-    per watch event grows with the object, so the baseline deletes the same objects."""
+    per watch event grows with the object, so the baseline deletes the same objects. Each with
+    its trade-database claim, as the operator gives every bot (the pod needs it bound)."""
     settings = Settings.from_env()
     strategy = StrategySpec.model_validate(example("Strategy", "ema-rsi")["spec"])
     bot = example("LiveBot", "ema-rsi-dry")
@@ -119,17 +120,22 @@ def bot_shaped_pods(count: int) -> list[dict[str, Any]]:
         instance = bots.BotInstance("plain", f"bot-{i}", str(uuid.uuid4()), model, "ema-rsi",
                                     strategy.class_name, strategy.code or "", config)
         pod = bots.pod(instance, settings)
-        del pod["metadata"]["ownerReferences"]  # its LiveBot does not exist here
+        claim = bots.pvc(instance, settings)
+        for obj in (pod, claim):
+            obj["metadata"].pop("ownerReferences", None)  # its LiveBot does not exist here
         pod["metadata"]["labels"].update({LABEL_ACCOUNT: f"acct-{i}", OWNER_LABEL: instance.uid})
-        pods.append(pod)
+        pods.append((pod, claim))
     return pods
 
 
 def baseline(api: client.ApiClient, count: int) -> Timings:
     core = client.CoreV1Api(api)
     ns = "plain"
-    pods = bot_shaped_pods(count)
+    shaped = bot_shaped_pods(count)
+    pods = [pod for pod, _ in shaped]
     with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda c: core.create_namespaced_persistent_volume_claim(ns, c),
+                      [claim for _, claim in shaped]))
         list(pool.map(lambda p: core.create_namespaced_pod(ns, p), pods))
     wait_until(lambda: running_pods(core, ns) == count, 600, f"{count} plain pods Running",
                interval=0.5)
@@ -258,7 +264,7 @@ def measure(cluster: LocalCluster, count: int, as_json: bool) -> int:
               "gone_direct_p99": round(pct(base["gone"], 0.99), 3),
               "gone_trip_p99": round(pct(ours["gone"], 0.99), 3),
               "detect_s": round(detect, 3), "handler_threads": Settings().handler_threads,
-              "machine": {"load1_before": before["load1"]}}, as_json)
+              "machine": {**before, "load1_before": before["load1"]}}, as_json)
         return 0 if goal else 1
     finally:
         # The watches' last retries against a stopped cluster are not news.

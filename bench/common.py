@@ -142,7 +142,10 @@ def rss_kib(pid: int) -> int:
 
 def emit(result: dict[str, Any], as_json: bool) -> None:
     """The last line of output: one JSON object (ratio, goal, met, raw figures)."""
-    result = {**result, "machine": {**result.get("machine", {}), **machine()}}
+    # What the caller measured at the start (its commit, the load before) wins over now.
+    now = machine()
+    result = {**result, "machine": {**now, "load1_after": now["load1"],
+                                    **result.get("machine", {})}}
     if as_json:
         print(json.dumps(result, sort_keys=True, default=str), flush=True)
     else:
