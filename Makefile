@@ -10,7 +10,7 @@ export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
 KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig
 PYTEST_ARGS ?=
 
-.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench bench-records bench-breaker clean
+.PHONY: help deps tools venv up down status demo test lint typecheck unit integration e2e contract bench bench-records bench-breaker bench-flood clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,9 @@ clean: down ## remove the virtualenv and caches (the tool cache stays)
 
 bench-breaker: tools venv ## the breaker benchmark: trip -> COUNT bots stopped vs direct pod deletion (COUNT=500)
 	$(BIN)/python bench/breaker.py --count $(or $(COUNT),500)
+
+bench-flood: tools venv ## the flood benchmark: operator RSS with COUNT Backtests waiting (COUNT=10000)
+	$(BIN)/python bench/flood.py --count $(or $(COUNT),10000)
 
 bench-records: deps venv ## the records benchmark: operator writes vs COPY, a year's report (real PostgreSQL)
 	$(BIN)/python bench/records.py
