@@ -88,8 +88,8 @@ class QueueKind:
     plural     its custom resource (tradebot.dev/v1alpha1)
     item_label the label on its Jobs and pods naming the object the Job runs
     waiting    from a raw object: (priority, created, group, gpu) if it waits, else None
-    start      (namespace, name, settings): creates its Job (idempotent, deterministic name)
-               and returns the Job's name; raises Refused or NotWaiting, or anything else to
+    start      (namespace, name, group, settings): creates its Job (idempotent, deterministic
+               name) and returns the Job's name; raises Refused or NotWaiting, or anything else to
                be retried after RETRY_AFTER seconds
     """
 
@@ -97,7 +97,7 @@ class QueueKind:
     plural: str
     item_label: str
     waiting: Callable[[RawObject], tuple[int, dt.datetime, str, GpuNeed | None] | None]
-    start: Callable[[str, str, Settings], str]
+    start: Callable[[str, str, str, Settings], str]
 
 
 _KINDS: dict[str, QueueKind] = {}
@@ -363,11 +363,14 @@ class StrategyNotReady(Exception):
     """The Strategy changed while the Backtest waited: it goes back to Pending."""
 
 
-def _start_backtest(namespace: str, name: str, settings: Settings) -> str:
-    """Reads the Backtest afresh, creates its run's ConfigMap and Job (idempotent) and hands
-    the status patch, Event and run record to the bookkeeping pool: the next admission need
-    not wait for them. A Backtest stopped before its patch stays Queued with a Job, which the
-    queue repairs (see `_repair`)."""
+def _start_backtest(namespace: str, name: str, strategy_name: str, settings: Settings) -> str:
+    """Reads the Backtest afresh and its Strategy (at once: two reads in parallel), creates
+    its run's ConfigMap and Job (also in parallel; both idempotent) and hands the status patch,
+    Event and run record to the bookkeeping pool: the next admission need not wait for them.
+    A Backtest stopped before its patch stays Queued with a Job, which the queue's upkeep
+    marks Running."""
+    io = _io()
+    strategy_read = io.submit(_read_strategy, namespace, strategy_name)
     try:
         bt = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace,
                                                         "backtests", name)
@@ -378,8 +381,12 @@ def _start_backtest(namespace: str, name: str, settings: Settings) -> str:
     if ((bt.get("status") or {}).get("phase") != "Queued"
             or bt["metadata"].get("deletionTimestamp")):
         raise NotWaiting(name)
+    strategy = strategy_read.result()
+    ref = ((bt.get("spec") or {}).get("strategyRef") or {}).get("name", "")
+    if ref != strategy_name:  # the spec is immutable, so only a queue that guessed wrong
+        strategy = _read_strategy(namespace, ref)
     try:
-        run, strategy, config = _create_run(bt, settings)
+        run, strategy, config = _create_run(bt, strategy, settings)
     except StrategyNotReady as e:
         _back_to_pending(bt, str(e))
         raise Refused(str(e)) from None
@@ -392,18 +399,29 @@ def _start_backtest(namespace: str, name: str, settings: Settings) -> str:
     return run.job_name
 
 
-def _create_run(bt: CustomObject, settings: Settings
+def _read_strategy(namespace: str, name: str) -> CustomObject | None:
+    found: CustomObject | None = kube.read_or_none(
+        kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, "strategies",
+        name)
+    return found
+
+
+def _create_if_absent(create: Callable[[str, dict[str, Any]], object], namespace: str,
+                      body: dict[str, Any]) -> None:
+    try:
+        create(namespace, body)
+    except ApiException as e:
+        if not kube.is_conflict(e):
+            raise
+
+
+def _create_run(bt: CustomObject, strategy: CustomObject | None, settings: Settings
                 ) -> tuple[jobs.BacktestRun, CustomObject, dict[str, Any]]:
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = BacktestSpec.model_validate(bt["spec"])
-    try:
-        strategy = kube.custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, "strategies", spec.strategy_ref.name)
-    except ApiException as e:
-        if kube.is_not_found(e):
-            raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} not found") from None
-        raise
+    if strategy is None:
+        raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} not found")
     phase = (strategy.get("status") or {}).get("phase")
     if phase != "Ready":
         raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} is {phase or 'not ready'}")
@@ -414,13 +432,11 @@ def _create_run(bt: CustomObject, settings: Settings
     run_id = backtest_run_id(uid)
     run = jobs.BacktestRun(namespace, name, uid, spec, spec.strategy_ref.name,
                            strategy_spec.class_name, code, config, run_id, run_id)
-    for create, body in ((kube.core().create_namespaced_config_map, jobs.config_map(run)),
-                         (kube.batch().create_namespaced_job, jobs.job(run, settings))):
-        try:
-            create(namespace, body)
-        except ApiException as e:
-            if not kube.is_conflict(e):
-                raise
+    # In parallel: the pod waits for its ConfigMap to mount, the Job need not.
+    config_map = _io().submit(_create_if_absent, kube.core().create_namespaced_config_map,
+                              namespace, jobs.config_map(run))
+    _create_if_absent(kube.batch().create_namespaced_job, namespace, jobs.job(run, settings))
+    config_map.result()
     return run, strategy, config
 
 
@@ -506,6 +522,11 @@ register(BACKTEST)
 
 def _bookkeeping() -> ThreadPoolExecutor:
     return runtime.get().pool("admission-bookkeeping", 4)
+
+
+def _io() -> ThreadPoolExecutor:
+    """For the reads and creates a start makes in parallel (never nested in itself)."""
+    return runtime.get().pool("admission-io", 8)
 
 
 # --- GPU capacity ---------------------------------------------------------------------------
@@ -674,8 +695,10 @@ class AdmissionLoop:
         kind_label, name = _split(key[1])
         kind = _KINDS[kind_label]
         retry: float | None = None
+        with self.state.lock:
+            group = self.state.strategy_of_assumed.get(key, "")
         try:
-            kind.start(key[0], name, self.settings)
+            kind.start(key[0], name, group, self.settings)
             return  # the slot stays assumed until the Job's event arrives
         except (NotWaiting, Refused):
             pass
