@@ -1,13 +1,28 @@
 """Backtest queue benchmark: COUNT Backtests applied at once with a limit of LIMIT running,
-against the same count of plain Jobs pushed through the same limit directly (a small watch-
-driven client, no operator), in the same run on the same local cluster.
+against the same count of plain Jobs pushed through the same limit by a small watch-driven
+client (no operator), in the same run on the same local cluster.
 
-Prints the operator's memory, admission throughput and the time from a slot freeing to the
-next Job being created, each as a ratio against the baseline. No container runs on kwok: a
-stand-in kubelet marks each Job's pod Succeeded (with a runner summary as its termination
-message) as soon as it runs, so both sides measure queueing, not Freqtrade.
+No container runs on kwok: a stand-in kubelet marks each Running pod Succeeded (with a runner
+summary as its termination message), so both sides measure queueing, not Freqtrade. Both
+sides create the same Job objects (the operator's Job for the same Backtest, built by
+domain/jobs.py), through the same scheduler and kwok.
 
-    .venv/bin/python bench/backtest_queue.py --count 1000 --limit 10
+The baseline is the fastest plain client we could write: it watches pods, and when one
+succeeds it deletes that Job and creates the next (watching Jobs instead would wait for the
+Job controller, which batches pod updates for a second).
+
+Figures, all from this process's watches on one clock:
+  throughput   COUNT / seconds from the first create to the last run done (baseline: the
+               client saw the last pod Succeeded; operator: every Backtest Succeeded, its
+               result recorded in status)
+  slot latency for every Job after the first LIMIT: from the pod Succeeded event that freed
+               its slot (paired in order) to the Job's ADDED event; p50 and p99
+  max running  most pods not yet Succeeded/Failed at once (must stay <= LIMIT)
+  operator RSS idle and peak
+
+Goal (issue #14): throughput ratio >= 0.9, slot latency p50 <= 0.2 s and p99 <= 1 s.
+
+    .venv/bin/python bench/backtest_queue.py --count 1000 --limit 10 [--json]
 """
 
 from __future__ import annotations
@@ -18,178 +33,269 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import copy
 import json
 import os
+import queue
 import signal
-import statistics
 import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-
-from kubernetes import client, watch
+from bench.common import Follow, emit, machine, pct, rss_kib, wait_until
+from kubernetes import client
 from tests.support.cluster import apply_crds, stop_process, temporary_cluster
 from tests.support.manifests import example
 
+from tradebot.api.backtest import BacktestSpec
+from tradebot.domain import jobs
 from tradebot.localcluster import LocalCluster
+from tradebot.settings import Settings
 
+ROOT = Path(__file__).resolve().parent.parent
+G, V = "tradebot.dev", "v1alpha1"
 SUMMARY = json.dumps({"ok": True, "strategy": "EmaRsiStrategy", "exitCode": 0,
                       "results": {"profitTotal": "0.01000000", "trades": 1}})
-PAUSE = "registry.k8s.io/pause:3.10"
+SELECTOR = "tradebot.dev/kind=backtest"
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-class Kubelet(threading.Thread):
-    """Marks every Running pod of the namespace Succeeded, like a container that exits 0."""
+class Side:
+    """One side's watches: the stand-in kubelet and the timeline of Jobs and pods."""
 
     def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        super().__init__(daemon=True)
-        self.core = client.CoreV1Api(api)
+        self.core, self.batch = client.CoreV1Api(api), client.BatchV1Api(api)
         self.namespace = namespace
-        self.w = watch.Watch()
+        self.job_added: dict[str, float] = {}
+        self.pod_done: dict[str, float] = {}
+        self.pod_failed: set[str] = set()
+        self.cued: set[str] = set()
+        self.running: set[str] = set()
+        self.max_running = 0
+        self.lock = threading.Lock()
+        self._cues: queue.Queue[str | None] = queue.Queue()
+        self.pods = Follow(self.core.list_namespaced_pod, namespace, self._pod, SELECTOR)
+        self.jobs = Follow(self.batch.list_namespaced_job, namespace, self._job, SELECTOR)
+        self._cuer = threading.Thread(target=self._cue_pods, daemon=True)
+        self.cue_error: BaseException | None = None
+        self.t0 = 0.0  # the first create, on the watches' clock
 
-    def run(self) -> None:
+    def start(self) -> None:
+        self._cuer.start()
+        self.pods.start_and_wait()
+        self.jobs.start_and_wait()
+
+    def stop(self) -> None:
+        self.pods.stop()
+        self.jobs.stop()
+        self._cues.put(None)
+
+    def check(self) -> None:
+        self.pods.check()
+        self.jobs.check()
+        if self.cue_error is not None:
+            raise RuntimeError(f"stand-in kubelet failed: {self.cue_error!r}")
+
+    def _job(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        if kind == "ADDED":
+            self.job_added.setdefault(obj["metadata"]["name"], now)
+
+    def _pod(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        name = obj["metadata"]["name"]
+        phase = (obj.get("status") or {}).get("phase")
+        with self.lock:
+            if kind == "DELETED" or phase in ("Succeeded", "Failed"):
+                self.running.discard(name)
+                if phase in ("Succeeded", "Failed"):
+                    self.pod_done.setdefault(name, now)
+                    if phase == "Failed":
+                        self.pod_failed.add(name)
+                return
+            self.running.add(name)
+            self.max_running = max(self.max_running, len(self.running))
+            if phase == "Running" and name not in self.cued:
+                self.cued.add(name)
+                self._cues.put(name)
+
+    def _cue_pods(self) -> None:
+        # Its own thread: a patch must not hold up the watch whose event times we take.
         try:
-            for ev in self.w.stream(self.core.list_namespaced_pod, self.namespace,
-                                    timeout_seconds=3600):
-                pod = ev["object"]
-                ann = pod.metadata.annotations or {}
-                if ev["type"] == "DELETED" or "kwok.tradebot.dev/outcome" in ann:
-                    continue
-                if pod.status.phase == "Running":
-                    self.core.patch_namespaced_pod(pod.metadata.name, self.namespace, {
-                        "metadata": {"annotations": {
-                            "kwok.tradebot.dev/outcome": "Succeeded",
-                            "kwok.tradebot.dev/termination-message": SUMMARY}}})
-        except Exception:
-            return
+            while (name := self._cues.get()) is not None:
+                self.core.patch_namespaced_pod(name, self.namespace, {"metadata": {
+                    "annotations": {"kwok.tradebot.dev/outcome": "Succeeded",
+                                    "kwok.tradebot.dev/termination-message": SUMMARY}}})
+        except BaseException as e:
+            self.cue_error = e
+
+    def slot_latencies(self, limit: int) -> list[float]:
+        """Job i (after the first `limit`) took the slot freed by the i-th pod to finish."""
+        done = sorted(self.pod_done.values())
+        added = sorted(self.job_added.values())[limit:]
+        return [a - d for a, d in zip(added, done, strict=False)]
 
 
-class JobTimeline(threading.Thread):
-    """ADDED and DELETED times of the namespace's Jobs."""
-
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        super().__init__(daemon=True)
-        self.batch = client.BatchV1Api(api)
-        self.namespace = namespace
-        self.events: list[tuple[float, str, str]] = []
-        self.max_live = 0
-        self.w = watch.Watch()
-
-    def run(self) -> None:
-        live: set[str] = set()
-        try:
-            for ev in self.w.stream(self.batch.list_namespaced_job, self.namespace,
-                                    timeout_seconds=3600):
-                name = ev["object"].metadata.name
-                self.events.append((time.monotonic(), ev["type"], name))
-                if ev["type"] == "ADDED":
-                    live.add(name)
-                elif ev["type"] == "DELETED":
-                    live.discard(name)
-                self.max_live = max(self.max_live, len(live))
-        except Exception:
-            return
-
-    def added(self) -> list[float]:
-        return [t for t, kind, _ in self.events if kind == "ADDED"]
-
-    def slot_latencies(self) -> list[float]:
-        """For each Job deleted while others wait, the time until the next Job is created."""
-        out, pending = [], []
-        for t, kind, _ in self.events:
-            if kind == "DELETED":
-                pending.append(t)
-            elif kind == "ADDED" and pending:
-                out.append(t - pending.pop(0))
-        return out
+def job_template(namespace: str, name: str) -> dict[str, Any]:
+    """The Job the operator makes for the benchmark's Backtest, without the owner."""
+    spec = BacktestSpec.model_validate(example("Backtest", "ema-rsi-sample")["spec"])
+    uid = "00000000-0000-0000-0000-000000000000"
+    run = jobs.BacktestRun(namespace, name, uid, spec, "ema-rsi", "EmaRsiStrategy", "", {},
+                           "run", "run")
+    body = jobs.job(run, Settings())
+    del body["metadata"]["ownerReferences"]
+    return body
 
 
-def plain_jobs(api: client.ApiClient, namespace: str, count: int, limit: int) -> None:
-    """The baseline: keep `limit` Jobs at a time; delete a finished one, create the next."""
+def plain_jobs(api: client.ApiClient, side: Side, count: int, limit: int,
+               timeout: float) -> float:
+    """The baseline: at most `limit` Jobs running; when a pod succeeds, delete its Job and
+    create the next. Returns the seconds taken."""
     batch = client.BatchV1Api(api)
-    created, done = 0, 0
+    template = job_template(side.namespace, "plain")
+    finished: queue.Queue[str] = queue.Queue()
+    seen: set[str] = set()
 
     def create(i: int) -> None:
-        batch.create_namespaced_job(namespace, {
-            "metadata": {"name": f"plain-{i}"},
-            "spec": {"backoffLimit": 0, "template": {"spec": {
-                "restartPolicy": "Never", "containers": [{"name": "c", "image": PAUSE}]}}}})
+        body = copy.deepcopy(template)
+        body["metadata"]["name"] = f"plain-{i}"
+        body["metadata"]["labels"]["tradebot.dev/backtest"] = f"plain-{i}"
+        batch.create_namespaced_job(side.namespace, body)
 
-    while created < min(limit, count):
-        create(created)
-        created += 1
-    w = watch.Watch()
-    for ev in w.stream(batch.list_namespaced_job, namespace, timeout_seconds=3600):
-        job = ev["object"]
-        if ev["type"] == "DELETED" or not job.status.succeeded:
-            continue
-        batch.delete_namespaced_job(job.metadata.name, namespace,
-                                    propagation_policy="Background")
-        done += 1
-        if created < count:
+    def on_pod(kind: str, obj: dict[str, Any], now: float) -> None:
+        job = obj["metadata"].get("labels", {}).get("job-name")
+        if (obj.get("status") or {}).get("phase") == "Succeeded" and job not in seen:
+            seen.add(job)
+            finished.put(job)
+
+    client_watch = Follow(side.core.list_namespaced_pod, side.namespace, on_pod, SELECTOR)
+    client_watch.start_and_wait()
+    t0 = side.t0 = time.monotonic()
+    created = done = 0
+    try:
+        while created < min(limit, count):
             create(created)
             created += 1
-        if done == count:
-            w.stop()
+        while done < count:
+            client_watch.check()
+            side.check()
+            if time.monotonic() - t0 > timeout:
+                raise TimeoutError(f"baseline: {done}/{count} done after {timeout} s")
+            try:
+                job = finished.get(timeout=1)
+            except queue.Empty:
+                continue
+            batch.delete_namespaced_job(job, side.namespace, propagation_policy="Background")
+            done += 1
+            if created < count:
+                create(created)
+                created += 1
+        return time.monotonic() - t0
+    finally:
+        client_watch.stop()
 
 
-def measure(label: str, api: client.ApiClient, namespace: str, count: int,
-            start: Any) -> dict[str, float]:
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": namespace}})
-    kubelet, timeline = Kubelet(api, namespace), JobTimeline(api, namespace)
-    kubelet.start()
-    timeline.start()
-    time.sleep(1)
-    t0 = time.monotonic()
-    start()
-    elapsed = time.monotonic() - t0
-    time.sleep(2)
-    added = timeline.added()
-    lat = timeline.slot_latencies()
+def operator_side(api: client.ApiClient, side: Side, count: int, timeout: float) -> float:
+    custom = client.CustomObjectsApi(api)
+    succeeded: set[str] = set()
+    failed: set[str] = set()
+
+    def on_backtest(kind: str, obj: dict[str, Any], now: float) -> None:
+        phase = (obj.get("status") or {}).get("phase")
+        if phase == "Succeeded":
+            succeeded.add(obj["metadata"]["name"])
+        elif phase == "Failed":
+            failed.add(obj["metadata"]["name"])
+
+    def list_backtests(namespace: str, **kw: Any) -> Any:
+        return custom.list_namespaced_custom_object(G, V, namespace, "backtests", **kw)
+
+    backtests = Follow(list_backtests, side.namespace, on_backtest)
+    backtests.start_and_wait()
+    bt = example("Backtest", "ema-rsi-sample")
+    try:
+        t0 = side.t0 = time.monotonic()
+        # Created from a few threads, as `kubectl apply` of a big list would not be faster.
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: custom.create_namespaced_custom_object(
+                G, V, side.namespace, "backtests", {**bt, "metadata": {"name": f"bt-{i}"}}),
+                range(count)))
+        print(f"  operator  {count} Backtests created in {time.monotonic() - t0:.1f} s",
+              flush=True)
+
+        def all_done() -> bool:
+            if failed:
+                raise RuntimeError(f"Backtests failed: {sorted(failed)[:5]}")
+            return len(succeeded) == count
+
+        wait_until(all_done, timeout, f"{count} Backtests Succeeded",
+                   (backtests, side.pods, side.jobs))
+        return time.monotonic() - t0
+    finally:
+        backtests.stop()
+
+
+def figures(label: str, side: Side, count: int, limit: int, seconds: float) -> dict[str, Any]:
+    lat = side.slot_latencies(limit)
+    done = sorted(side.pod_done.values())
     result = {
-        "seconds": elapsed,
-        "throughput": count / elapsed,
-        "latency_median": statistics.median(lat) if lat else float("nan"),
-        "latency_p95": statistics.quantiles(lat, n=20)[-1] if len(lat) > 20 else max(lat or [0]),
-        "max_jobs": float(timeline.max_live),
-        "jobs_created": float(len(added)),
+        # Until the last pod finished: the work itself, before any recording.
+        "seconds_to_last_pod": round(done[-1] - side.t0, 2) if done else None,
+        "first_job_after": round(min(side.job_added.values()) - side.t0, 3)
+        if side.job_added else None,
+        "seconds": round(seconds, 2), "throughput": round(count / seconds, 3),
+        "slot_p50": round(pct(lat, 0.5), 3), "slot_p99": round(pct(lat, 0.99), 3),
+        "slot_max": round(max(lat, default=float("nan")), 3), "slot_samples": len(lat),
+        "max_running": side.max_running, "jobs_created": len(side.job_added),
+        "pods_failed": len(side.pod_failed),
     }
-    print(f"  {label:<9} {count} done in {elapsed:6.1f} s; {result['throughput']:.2f}/s; "
-          f"slot-free -> next Job median {result['latency_median']:.3f} s, "
-          f"p95 {result['latency_p95']:.3f} s; at most {timeline.max_live} Jobs at once",
-          flush=True)
+    print(f"  {label:<9} {count} done in {seconds:6.1f} s; {result['throughput']:.2f}/s; "
+          f"pod Succeeded -> next Job p50 {result['slot_p50']:.3f} s, "
+          f"p99 {result['slot_p99']:.3f} s; at most {side.max_running} running; first Job "
+          f"after {result['first_job_after']} s, last pod done after "
+          f"{result['seconds_to_last_pod']} s", flush=True)
     return result
 
 
-def compare(cluster: LocalCluster, count: int, limit: int) -> int:
+def compare(cluster: LocalCluster, count: int, limit: int, as_json: bool) -> int:
     root = cluster.layout.root
     operator: subprocess.Popen[bytes] | None = None
+    timeout = max(180.0, count * 1.5)
+    before = machine()
     try:
         api = cluster.api_client()
-        print(f"queue benchmark: {count} runs, limit {limit}", flush=True)
+        print(f"queue benchmark: {count} runs, limit {limit}; load {before['load1']} on "
+              f"{before['cpus']} CPUs", flush=True)
+        core = client.CoreV1Api(api)
+        for ns in ("plain", "bench"):
+            core.create_namespace({"metadata": {"name": ns}})
 
-        base = measure("baseline", api, "plain", count,
-                       lambda: plain_jobs(api, "plain", count, limit))
+        plain = Side(api, "plain")
+        plain.start()
+        try:
+            base = figures("baseline", plain, count, limit,
+                           plain_jobs(api, plain, count, limit, timeout))
+        finally:
+            plain.stop()
 
-        env = {**os.environ, "KUBECONFIG": str(cluster.kubeconfig),
-               "TRADEBOT_LOCAL_STATE_DIR": str(root / "operator")}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
+        env.update({"KUBECONFIG": str(cluster.kubeconfig),
+                    "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
+                    "TRADEBOT_LOCAL_STATE_DIR": str(root / "operator"),
+                    "TRADEBOT_MAX_BACKTESTS_PER_NAMESPACE": str(limit),
+                    "TRADEBOT_MAX_BACKTESTS_PER_STRATEGY": str(limit)})
         log = (root / "operator.log").open("wb")
         operator = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "tradebot"), "operator", "-n", "bench",
+            [sys.executable, "-m", "tradebot.cli", "operator", "-n", "bench",
              "--executor", "kubernetes", "--max-concurrent", str(limit)],
-            env={**env, "TRADEBOT_MAX_BACKTESTS_PER_NAMESPACE": str(limit),
-                 "TRADEBOT_MAX_BACKTESTS_PER_STRATEGY": str(limit)},
-            stdout=log, stderr=subprocess.STDOUT)
+            env=env, stdout=log, stderr=subprocess.STDOUT)
         custom = client.CustomObjectsApi(api)
+        custom.create_namespaced_custom_object(G, V, "bench", "strategies",
+                                               example("Strategy", "ema-rsi"))
+        wait_until(lambda: (custom.get_namespaced_custom_object(
+            G, V, "bench", "strategies", "ema-rsi").get("status") or {}).get("phase") == "Ready",
+            120, "Strategy Ready")
+        if operator.poll() is not None:
+            raise RuntimeError(f"operator exited: see {root / 'operator.log'}")
         peak = [0]
 
         def watch_memory() -> None:
@@ -197,36 +303,28 @@ def compare(cluster: LocalCluster, count: int, limit: int) -> int:
                 peak[0] = max(peak[0], rss_kib(operator.pid))
                 time.sleep(0.5)
 
-        def run_operator_side() -> None:
-            strategy = example("Strategy", "ema-rsi")
-            custom.create_namespaced_custom_object("tradebot.dev", "v1alpha1", "bench",
-                                                   "strategies", strategy)
-            bt = example("Backtest", "ema-rsi-sample")
-            for i in range(count):
-                body = {**bt, "metadata": {"name": f"bt-{i}"}}
-                custom.create_namespaced_custom_object("tradebot.dev", "v1alpha1", "bench",
-                                                       "backtests", body)
-            while True:
-                items = custom.list_namespaced_custom_object(
-                    "tradebot.dev", "v1alpha1", "bench", "backtests")["items"]
-                if sum((b.get("status") or {}).get("phase") == "Succeeded"
-                       for b in items) == count:
-                    return
-                time.sleep(1)
-
         threading.Thread(target=watch_memory, daemon=True).start()
-        time.sleep(3)
         idle = rss_kib(operator.pid)
-        ours = measure("operator", api, "bench", count, run_operator_side)
-        print(f"\noperator memory: {idle / 1024:.0f} MiB idle, {peak[0] / 1024:.0f} MiB peak "
-              f"with {count} Backtests ({(peak[0] - idle) / count:.1f} KiB each)")
-        print("ratios (operator / plain Jobs; throughput > 1 is faster, latency < 1 is faster):")
-        print(f"  throughput            {ours['throughput'] / base['throughput']:.2f}")
-        print(f"  slot latency median   {ours['latency_median'] / base['latency_median']:.2f}")
-        print(f"  slot latency p95      {ours['latency_p95'] / base['latency_p95']:.2f}")
-        print(f"  max Jobs at once      {ours['max_jobs']:.0f} vs {base['max_jobs']:.0f} "
-              f"(limit {limit})")
-        return 0 if ours["max_jobs"] <= limit else 1
+        bench = Side(api, "bench")
+        bench.start()
+        try:
+            ours = figures("operator", bench, count, limit,
+                           operator_side(api, bench, count, timeout))
+        finally:
+            bench.stop()
+        ratio = round(ours["throughput"] / base["throughput"], 3)
+        met = (ratio >= 0.9 and ours["slot_p50"] <= 0.2 and ours["slot_p99"] <= 1.0
+               and ours["max_running"] <= limit)
+        print(f"\noperator memory: {idle / 1024:.0f} MiB idle, {peak[0] / 1024:.0f} MiB peak")
+        print(f"throughput ratio (operator / plain Jobs): {ratio:.2f}")
+        emit({"benchmark": "backtest_queue", "count": count, "limit": limit,
+              "ratio": ratio, "goal": "throughput ratio >= 0.9, operator slot latency "
+              "p50 <= 0.2 s and p99 <= 1 s, running <= limit",
+              "met": met, "baseline": base, "operator": ours,
+              "operator_rss_mib": {"idle": round(idle / 1024), "peak": round(peak[0] / 1024)},
+              "machine": {**before, "load1_before": before["load1"]}},
+             as_json)
+        return 0 if ours["max_running"] <= limit else 1
     finally:
         if operator is not None:
             stop_process(operator)
@@ -235,13 +333,14 @@ def compare(cluster: LocalCluster, count: int, limit: int) -> int:
 def main() -> int:
     # A plain SIGTERM would skip the cleanup below and leave the cluster running.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--limit", type=int, default=10)
+    parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
     with temporary_cluster("tradebot-bench-") as cluster:
         apply_crds(cluster)
-        return compare(cluster, args.count, args.limit)
+        return compare(cluster, args.count, args.limit, args.json)
 
 
 if __name__ == "__main__":

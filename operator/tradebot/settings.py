@@ -91,6 +91,14 @@ class Settings(BaseSettings):
     max_backtests_per_namespace: int = Field(default=4, ge=0)
     max_backtests_per_strategy: int = Field(default=2, ge=0)
     queue_hold: QueueHold = "None"
+    max_waiting_backtests_per_namespace: int = Field(default=5000, ge=1, description=(
+        "Backtests waiting in the queue per namespace; more are refused (phase Failed, "
+        "condition Admitted=False, reason QueueFull), so a flood cannot grow the queue "
+        "without bound."))
+    backtest_ttl_seconds: int | None = Field(default=None, ge=0, description=(
+        "Seconds after a Backtest finished (its result recorded, its Job gone) before it is "
+        "deleted; the run record stays. Unset: kept. A Backtest's "
+        "spec.ttlSecondsAfterFinished overrides it."))
     runner_image: str = "ghcr.io/tradebot-operator/runner:0.1.0"
     runner_image_rocm: str = "ghcr.io/tradebot-operator/runner-rocm:0.1.0"
     # LiveBots run plain `freqtrade trade`; GPU (FreqAI) bots on AMD use the ROCm runner image.

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 from tests.support.manifests import example
-from tests.support.operator import job_watch, running_operator
+from tests.support.operator import job_watch, pod_unfinished, pod_watch, running_operator
 from tests.support.wait import wait_for
 
 G, V = "tradebot.dev", "v1alpha1"
@@ -59,7 +59,11 @@ def test_queue_limits_real_backtests_and_records_them(
     positions: dict[str, set[int]] = {n: set() for n in names}
     finished_before = _metric("tradebot_backtests_finished_total", phase="Succeeded")
     admitted_before = _metric("tradebot_backtest_admissions_total")
-    with job_watch(api_client, namespace) as jobs, running_operator(
+    # A slot is held from the Job's creation until its pod has finished: a finished Job
+    # waiting for its result to be recorded no longer counts, so running pods are counted.
+    with job_watch(api_client, namespace) as jobs, pod_watch(
+            api_client, namespace, "tradebot.dev/kind", active=pod_unfinished) as pods, \
+            running_operator(
         cluster.kubeconfig, namespace, executor="local", max_concurrent_backtests=2,
         database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
         reconcile_interval_seconds=1.0,
@@ -87,7 +91,7 @@ def test_queue_limits_real_backtests_and_records_them(
     assert phases == ["Succeeded"] * 6
     assert _metric("tradebot_backtests_finished_total", phase="Succeeded") - finished_before == 6
     assert _metric("tradebot_backtest_admissions_total") - admitted_before == 6
-    assert jobs.max_live == 2, f"at most 2 Jobs at once, saw {jobs.max_live}"
+    assert pods.max_live == 2, f"at most 2 runs at once, saw {pods.max_live}"
     assert sorted(jobs.added) == sorted(set(jobs.added)), "a Job was created twice"
     assert len(jobs.added) == 6
     # Queue positions were shown, and the high-priority Backtest never waited behind 2 others.
@@ -127,7 +131,8 @@ def test_operator_restart_mid_queue_starts_nothing_twice(
     settings = dict(executor="local", max_concurrent_backtests=1,
                     database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
                     reconcile_interval_seconds=1.0)
-    with job_watch(api_client, namespace) as jobs:
+    with job_watch(api_client, namespace) as jobs, pod_watch(
+            api_client, namespace, "tradebot.dev/kind", active=pod_unfinished) as pods:
         with running_operator(cluster.kubeconfig, namespace, **settings):
             _apply(kubectl, namespace, example("Strategy", "ema-rsi"), *map(_backtest, names))
             wait_for(lambda: any(_phase(api, namespace, "backtests", n) == "Running"
@@ -143,7 +148,7 @@ def test_operator_restart_mid_queue_starts_nothing_twice(
     assert phases == ["Succeeded"] * 4
     assert len(jobs.added) == 4
     assert len(set(jobs.added)) == 4
-    assert jobs.max_live == 1
+    assert pods.max_live == 1
     with sqlite3.connect(db) as conn:
         rows = conn.execute("SELECT status, count(*) FROM runs GROUP BY status").fetchall()
     assert rows == [("succeeded", 4)]

@@ -61,6 +61,8 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "--set", "images.bot=reg.example/bot:1.2.3",
         "--set", "backtests.deadlineSeconds=120", "--set", "backtests.jobTtlSeconds=600",
         "--set", "backtests.artifactsPvc=artifacts",
+        "--set", "backtests.ttlSecondsAfterFinished=3600",
+        "--set", "concurrency.maxWaitingBacktestsPerNamespace=100",
         "--set-json", "reconcileIntervalSeconds=1.5", "--set", "accountLeaseSeconds=45",
         "--set", "exchangeDoubleUrl=http://double.tradebot-system.svc:8765",
         "--set", "metrics.port=9200", "--set", "state.mountPath=/data",
@@ -81,6 +83,7 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "reg.example/runner:1.2.3", "reg.example/runner-rocm:1.2.3", "reg.example/bot:1.2.3")
     assert (s.backtest_deadline_seconds, s.job_ttl_seconds, s.artifacts_pvc) == (
         120, 600, "artifacts")
+    assert (s.backtest_ttl_seconds, s.max_waiting_backtests_per_namespace) == (3600, 100)
     assert (s.reconcile_interval_seconds, s.account_lease_seconds) == (1.5, 45)
     assert s.exchange_double_url == "http://double.tradebot-system.svc:8765"
     assert s.metrics_port == 9200

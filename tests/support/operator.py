@@ -54,62 +54,132 @@ def operator_process(kubeconfig: Path, namespace: str, log: Path, **settings: st
         stop_process(process, timeout=40)
 
 
+class WatchBroken(AssertionError):
+    """The watch behind an ObjectWatch ended with an error: what it counted is incomplete."""
+
+
 class ObjectWatch:
     """Watches one kind of object in a namespace from a thread: every ADDED name (an object
     created twice shows up twice), how many exist at once, and, with `label`, how many at
-    once per value of that label. An object being deleted still counts until it is gone."""
+    once per value of that label. An object being deleted still counts until it is gone.
+    With `active`, only objects for which it is true count as live (e.g. unfinished Jobs).
 
-    def __init__(self, list_fn: Any, namespace: str, label: str | None = None) -> None:
-        from kubernetes import watch
+    Entering lists the namespace first, so what exists before the test acts is known; the
+    watch then follows from that list's resourceVersion and resumes from the last event
+    whenever the server ends the stream. If it cannot go on without missing events (a 410,
+    any other error), every read of its figures and the exit raise `WatchBroken` in the
+    test: "nothing happened" must never pass because nothing was watched."""
 
+    def __init__(self, list_fn: Any, namespace: str, label: str | None = None,
+                 active: Any = None) -> None:
         self._list = list_fn
-        self._watch = watch.Watch()
         self.namespace, self.label = namespace, label
-        self.added: list[str] = []
-        self.live: dict[str, str] = {}
-        self.max_live = 0
-        self.max_per_value: dict[str, int] = {}
-        self._stopped = False
+        self._active = active or (lambda obj: True)
+        self._added: list[str] = []
+        self._live: dict[str, str] = {}
+        self._max_live = 0
+        self._max_per_value: dict[str, int] = {}
+        self._error: BaseException | None = None
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+        self._rv = ""
 
     def __enter__(self) -> ObjectWatch:
+        listed = self._list(self.namespace)
+        for obj in listed.items:
+            self._seen("ADDED", obj)
+        self._rv = listed.metadata.resource_version
         self._thread.start()
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self._stopped = True
-        self._watch.stop()
-        self._thread.join(timeout=10)
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=15)
+        if exc_type is None:
+            self.check()
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise WatchBroken(f"watch of {self.namespace} failed: {self._error!r}"
+                              ) from self._error
+        if not self._thread.is_alive() and not self._stop.is_set():
+            raise WatchBroken(f"watch of {self.namespace} ended")
+
+    @property
+    def added(self) -> list[str]:
+        self.check()
+        return self._added
+
+    @property
+    def live(self) -> dict[str, str]:
+        self.check()
+        return self._live
+
+    @property
+    def max_live(self) -> int:
+        self.check()
+        return self._max_live
+
+    @property
+    def max_per_value(self) -> dict[str, int]:
+        self.check()
+        return self._max_per_value
 
     def _run(self) -> None:
+        from kubernetes import watch
+
         try:
-            self._follow()
-        except Exception:
-            if not self._stopped:
-                raise  # only the connection closing on stop is expected
+            while not self._stop.is_set():
+                w = watch.Watch()
+                # Short server timeouts, resumed from the last event: the thread sees a stop
+                # within seconds and misses nothing in between.
+                for ev in w.stream(self._list, self.namespace, resource_version=self._rv,
+                                   timeout_seconds=5, allow_watch_bookmarks=True):
+                    if ev["type"] == "ERROR":
+                        raise WatchBroken(f"error event: {ev['raw_object']}")
+                    # From the raw object: a BOOKMARK's object is not deserialized.
+                    self._rv = ev["raw_object"]["metadata"]["resourceVersion"]
+                    if ev["type"] != "BOOKMARK":
+                        self._seen(ev["type"], ev["object"])
+                    if self._stop.is_set():
+                        w.stop()
+                        break
+        except BaseException as e:  # raised in the test by check()
+            self._error = e
 
-    def _follow(self) -> None:
-        for ev in self._watch.stream(self._list, self.namespace, timeout_seconds=600):
-            meta = ev["object"].metadata
-            if ev["type"] == "ADDED":
-                self.added.append(meta.name)
-            if ev["type"] == "DELETED":
-                self.live.pop(meta.name, None)
-            else:
-                self.live[meta.name] = (meta.labels or {}).get(self.label or "", "")
-            self.max_live = max(self.max_live, len(self.live))
-            for value in set(self.live.values()):
-                count = sum(v == value for v in self.live.values())
-                self.max_per_value[value] = max(self.max_per_value.get(value, 0), count)
+    def _seen(self, kind: str, obj: Any) -> None:
+        meta = obj.metadata
+        if kind == "ADDED":
+            self._added.append(meta.name)
+        if kind == "DELETED" or not self._active(obj):
+            self._live.pop(meta.name, None)
+        else:
+            self._live[meta.name] = (meta.labels or {}).get(self.label or "", "")
+        self._max_live = max(self._max_live, len(self._live))
+        for value in set(self._live.values()):
+            count = sum(v == value for v in self._live.values())
+            self._max_per_value[value] = max(self._max_per_value.get(value, 0), count)
 
 
-def job_watch(api_client: Any, namespace: str) -> ObjectWatch:
+def job_unfinished(job: Any) -> bool:
+    """A Job that still holds a backtest slot: its pod has not finished."""
+    return not (job.status and (job.status.succeeded or job.status.failed))
+
+
+def job_watch(api_client: Any, namespace: str, active: Any = None) -> ObjectWatch:
     from kubernetes import client
 
-    return ObjectWatch(client.BatchV1Api(api_client).list_namespaced_job, namespace)
+    return ObjectWatch(client.BatchV1Api(api_client).list_namespaced_job, namespace,
+                       active=active)
 
 
-def pod_watch(api_client: Any, namespace: str, label: str) -> ObjectWatch:
+def pod_unfinished(pod: Any) -> bool:
+    """A pod whose container may still run: neither Succeeded nor Failed."""
+    return not (pod.status and pod.status.phase in ("Succeeded", "Failed"))
+
+
+def pod_watch(api_client: Any, namespace: str, label: str, active: Any = None) -> ObjectWatch:
     from kubernetes import client
 
-    return ObjectWatch(client.CoreV1Api(api_client).list_namespaced_pod, namespace, label)
+    return ObjectWatch(client.CoreV1Api(api_client).list_namespaced_pod, namespace, label,
+                       active=active)

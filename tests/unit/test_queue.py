@@ -116,3 +116,64 @@ def test_positions_far_back_are_written_in_steps(old, new, write):
     from tradebot.domain.queue import position_worth_writing
 
     assert position_worth_writing(old, new) is write
+
+
+# --- the event-driven queue's pieces: the kept order and the early-stopping pass ------------
+
+from hypothesis import settings as hsettings  # noqa: E402
+
+from tradebot.domain.queue import WaitingOrder, next_admissions  # noqa: E402
+
+_items = st.builds(
+    q, st.sampled_from([f"b{i}" for i in range(12)]),
+    ns=st.sampled_from(["a", "b"]), strategy=st.sampled_from(["s", "t"]),
+    priority=st.integers(-2, 2), age=st.integers(0, 5),
+    gpu=st.one_of(st.none(), st.tuples(st.sampled_from(["amd", "nvidia"]), st.integers(1, 3))))
+
+
+@hsettings(max_examples=200)
+@given(st.lists(st.tuples(st.booleans(), _items), max_size=40),
+       st.lists(st.builds(r, st.sampled_from(["x", "y", "z"]), ns=st.sampled_from(["a", "b"]),
+                          strategy=st.sampled_from(["s", "t"])), max_size=4),
+       st.integers(0, 6), st.integers(0, 4), st.integers(0, 4),
+       st.dictionaries(st.sampled_from(["amd", "nvidia"]), st.integers(0, 4)))
+def test_kept_order_and_early_pass_agree_with_decide(ops, running, total, per_ns, per_s, gpus):
+    """Items added, replaced and removed in any order: the kept order is `order()` of what is
+    left, and the early-stopping pass admits exactly what the full `decide` admits."""
+    kept = WaitingOrder()
+    model: dict[tuple[str, str], QueuedBacktest] = {}
+    for add, item in ops:
+        if add:
+            kept.upsert(item)
+            model[item.key] = item
+        else:
+            kept.remove(item.key)
+            model.pop(item.key, None)
+    from tradebot.domain.queue import order
+
+    assert list(kept) == order(list(model.values()))
+    assert len(kept) == len(model)
+    assert kept.any_gpu() == any(i.gpu for i in model.values())
+    limits = Limits(total, per_ns, per_s)
+    assert next_admissions(iter(kept), running, limits, gpus) == \
+        decide(list(model.values()), running, limits, gpus).admit
+
+
+def test_the_early_pass_looks_no_further_than_the_free_slots() -> None:
+    looked: list[str] = []
+
+    def watched():
+        for i in range(10_000):
+            looked.append(f"b{i}")
+            yield q(f"b{i}", age=i)
+
+    admitted = next_admissions(watched(), [r("x")], Limits(3, 10, 10), {})
+    assert admitted == (("a", "b0"), ("a", "b1"))
+    assert len(looked) <= 3
+
+
+def test_a_hold_admits_nothing_from_the_kept_order() -> None:
+    kept = WaitingOrder()
+    kept.upsert(q("a"))
+    assert next_admissions(iter(kept), [], Limits(10, 10, 10, hold=True), {}) == ()
+    assert next_admissions(iter(kept), [], Limits(10, 10, 10), {}) == (("a", "a"),)

@@ -116,6 +116,10 @@ class BacktestSpec(ApiModel):
     gpu: GpuRequest | None = Field(default=None, description="GPUs (FreqAI).")
     image: str | None = Field(default=None, max_length=512, pattern=r"^[^\s]+$",
                               description="Runner image override.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, le=31_536_000, description="Delete the Backtest this many seconds "
+        "after it finished and its result was recorded (the run record stays); the "
+        "operator's default when left out.")
 
     @model_validator(mode="after")
     def _pairs(self) -> BacktestSpec:

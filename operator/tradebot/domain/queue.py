@@ -9,8 +9,10 @@ request is not starved by small ones.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 Key = tuple[str, str]  # (namespace, name)
@@ -108,6 +110,103 @@ def decide(
     positions = {key: i + 1 for i, key in enumerate(
         q.key for q in order(queued) if q.key in waiting)}
     return Decision(admit=tuple(admit), positions=positions, waiting_for=waiting)
+
+
+def next_admissions(
+    ordered: Iterable[QueuedBacktest],
+    running: list[RunningBacktest],
+    limits: Limits,
+    gpu_free: dict[str, int],
+) -> tuple[Key, ...]:
+    """What `decide` would admit, from waiting items already in admission order, looking no
+    further than needed: once the cluster-wide limit is reached nothing behind can start, so a
+    pass costs the number of items looked at, not the length of the queue."""
+    if limits.hold:
+        return ()
+    total = len(running)
+    per_ns = Counter(r.namespace for r in running)
+    per_strategy = Counter((r.namespace, r.strategy) for r in running)
+    free = dict(gpu_free)
+    blocked_vendors: set[str] = set()
+    admit: list[Key] = []
+    for q in ordered:
+        if total >= limits.total:
+            break
+        if (per_ns[q.namespace] >= limits.per_namespace
+                or per_strategy[(q.namespace, q.strategy)] >= limits.per_strategy):
+            continue
+        if q.gpu is not None:
+            if q.gpu.vendor in blocked_vendors:
+                continue
+            if free.get(q.gpu.vendor, 0) < q.gpu.count:
+                blocked_vendors.add(q.gpu.vendor)
+                continue
+            free[q.gpu.vendor] -= q.gpu.count
+        admit.append(q.key)
+        total += 1
+        per_ns[q.namespace] += 1
+        per_strategy[(q.namespace, q.strategy)] += 1
+    return tuple(admit)
+
+
+class WaitingOrder:
+    """The waiting items in admission order (priority, age, namespace/name), kept sorted as
+    they come and go: an upsert or removal is a binary search and a list shift, iteration is
+    in order, and nothing is sorted per pass."""
+
+    def __init__(self) -> None:
+        self._sort_keys: list[tuple[int, dt.datetime, str, str]] = []
+        self._items: dict[Key, QueuedBacktest] = {}
+        self._gpu = 0
+        self._per_namespace: Counter[str] = Counter()
+
+    @staticmethod
+    def _sort_key(q: QueuedBacktest) -> tuple[int, dt.datetime, str, str]:
+        return (-q.priority, q.created, q.namespace, q.name)
+
+    def upsert(self, q: QueuedBacktest) -> bool:
+        """Adds or replaces `q`; True when it was not waiting before."""
+        old = self._items.get(q.key)
+        if old == q:
+            return False
+        if old is not None:
+            self.remove(old.key)
+        bisect.insort(self._sort_keys, self._sort_key(q))
+        self._items[q.key] = q
+        self._gpu += q.gpu is not None
+        self._per_namespace[q.namespace] += 1
+        return old is None
+
+    def remove(self, key: Key) -> bool:
+        q = self._items.pop(key, None)
+        if q is None:
+            return False
+        self._gpu -= q.gpu is not None
+        self._per_namespace[q.namespace] -= 1
+        sk = self._sort_key(q)
+        i = bisect.bisect_left(self._sort_keys, sk)
+        if i < len(self._sort_keys) and self._sort_keys[i] == sk:
+            del self._sort_keys[i]
+        return True
+
+    def __contains__(self, key: Key) -> bool:
+        return key in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[QueuedBacktest]:
+        for _, _, ns, name in self._sort_keys:
+            yield self._items[(ns, name)]
+
+    def get(self, key: Key) -> QueuedBacktest | None:
+        return self._items.get(key)
+
+    def in_namespace(self, namespace: str) -> int:
+        return self._per_namespace[namespace]
+
+    def any_gpu(self) -> bool:
+        return self._gpu > 0
 
 
 def gpu_free(allocatable: dict[str, int], in_use: dict[str, int]) -> dict[str, int]:

@@ -1,0 +1,82 @@
+"""A minimal informer: one list, then a watch from that list's resourceVersion, resumed from
+the last event whenever the server ends the stream; a fresh list (which replaces everything
+the consumer knew, so nothing deleted meanwhile survives) when the server no longer has our
+resourceVersion (410) or the stream fails, and every `resync` seconds.
+
+The admission queue keeps its own, rather than kopf's watches: it must know when its first
+list is complete before it admits anything (kopf says nothing of the kind to a thread), it
+needs a server-side label selector for Jobs and pods, and a relist must drop what vanished.
+Objects come as raw dicts, never as client models: a queue of thousands stays small.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from tradebot.observability.logging import logger
+
+_log = logger(component="informer")
+
+RawObject = dict[str, Any]
+
+
+class Informer(threading.Thread):
+    """Follows `list_fn(**params)` (a namespaced or cluster-wide list call of the Python
+    client) and hands `on_list(objects)` each complete list and `on_event(type, object)` each
+    change after it, in order, from this thread."""
+
+    def __init__(self, name: str, list_fn: Callable[..., Any],
+                 on_list: Callable[[list[RawObject]], None],
+                 on_event: Callable[[str, RawObject], None],
+                 label_selector: str = "", resync: float = 600.0) -> None:
+        super().__init__(daemon=True, name=f"informer-{name}")
+        self.list_fn, self.on_list, self.on_event = list_fn, on_list, on_event
+        self.selector, self.resync = label_selector, resync
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def run(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                rv = self._list()
+                backoff = 0.5
+                self._follow(rv, time.monotonic() + self.resync)
+            except Exception as e:
+                # The API server restarting, a 410: list again after a short pause.
+                _log.warning("watch interrupted; listing again", informer=self.name,
+                             error=str(e)[:200])
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _list(self) -> str:
+        response = self.list_fn(label_selector=self.selector, _preload_content=False)
+        body = json.loads(response.data)
+        self.on_list(list(body.get("items") or []))
+        self.synced.set()
+        return str(body["metadata"]["resourceVersion"])
+
+    def _follow(self, rv: str, relist_at: float) -> None:
+        from kubernetes import watch
+
+        while not self._stop.is_set() and time.monotonic() < relist_at:
+            w = watch.Watch()  # type: ignore[no-untyped-call]
+            for ev in w.stream(  # type: ignore[no-untyped-call]
+                    self.list_fn, label_selector=self.selector, resource_version=rv,
+                    timeout_seconds=60, allow_watch_bookmarks=True, deserialize=False):
+                if ev["type"] == "ERROR":
+                    raise RuntimeError(f"watch error: {str(ev['object'])[:200]}")
+                obj = ev["object"]
+                rv = obj["metadata"]["resourceVersion"]
+                if ev["type"] != "BOOKMARK":
+                    self.on_event(ev["type"], obj)
+                if self._stop.is_set():
+                    w.stop()  # type: ignore[no-untyped-call]
+                    return
