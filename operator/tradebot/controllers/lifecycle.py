@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import kopf
 
@@ -13,12 +12,9 @@ from tradebot.domain.naming import LABEL_KIND
 from tradebot.executors.local_bots import LocalBotExecutor
 from tradebot.observability.logging import configure_logging, logger
 
-_loop: AdmissionLoop | None = None
-
 
 @kopf.on.startup()
-def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    global _loop
+def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     # Also here, not only in the CLI: an operator run in-process (kopf's runner in tests) starts
     # here, and kopf's own CLI has just added a plain-text handler of its own.
     configure_logging()
@@ -55,12 +51,12 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         rt.store()
     except Exception as e:  # the outbox file cannot be opened: handlers will say so again
         logger(component="operator").error("records store cannot start", error=str(e))
-    _loop = AdmissionLoop(rt.settings)
-    _loop.start()
+    rt.admission_loop = AdmissionLoop(rt.settings)
+    rt.admission_loop.start()
 
 
 @kopf.on.login()
-def login(**_: Any) -> kopf.ConnectionInfo:
+def login(**_: object) -> kopf.ConnectionInfo:
     """kopf talks to the API server with the same credentials as our own client (in-cluster
     service account, or the kubeconfig's client certificate or token)."""
     from tradebot import kube
@@ -81,7 +77,7 @@ def login(**_: Any) -> kopf.ConnectionInfo:
 
 
 @kopf.on.startup()
-def adopt_or_stop_local_bots(**_: Any) -> None:
+def adopt_or_stop_local_bots(**_: object) -> None:
     """Local executor: a bot process left by an operator that died without its cleanup
     (SIGKILL, a crash) is adopted when its LiveBot still has a pod, and stopped otherwise:
     nobody would supervise it. Failing to read the cluster fails the start-up, which kopf
@@ -122,12 +118,11 @@ def _livebots_with_a_pod(namespaces: tuple[str, ...]) -> set[str]:
 
 
 @kopf.on.cleanup()
-def cleanup(**_: Any) -> None:
-    global _loop
-    if _loop is not None:
-        _loop.stop()
-        _loop = None
+def cleanup(**_: object) -> None:
     rt = runtime.get()
+    if rt.admission_loop is not None:
+        rt.admission_loop.stop()
+        rt.admission_loop = None
     if rt.settings.executor == "local":
         # The local executor's bots are this operator's processes: none may outlive it
         # unsupervised. The next start begins them again where their LiveBots want them.

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from tradebot.observability.logging import logger
 from tradebot.settings import Settings
@@ -75,11 +75,21 @@ class Pacer:
             self._last.pop(uid, None)
 
 
+class Background(Protocol):
+    """A loop of the operator's own that runs beside kopf's handlers."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class Runtime:
     settings: Settings
     admission_lock: threading.Lock = field(default_factory=threading.Lock)
     fleet: FleetStops = field(default_factory=FleetStops)
+    # The Backtest queue's admission loop while the operator runs (controllers/queue.py).
+    admission_loop: Background | None = None
     pacer: Pacer = field(default_factory=Pacer)
     # Set when a backtest slot frees (a Job deleted): the admission loop runs its next pass
     # now rather than at the tick. Here, not in the queue module, so the Backtest controller
