@@ -24,9 +24,9 @@ from tests.support.helm import CHART, Helm
 from tests.support.manifests import example
 from tests.support.operator import running_operator
 from tests.support.wait import wait_for
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 
 from tradebot.localcluster import Ports
+from tradebot_testing.exchange_double import ExchangeDouble
 
 G, V = "tradebot.dev", "v1alpha1"
 JOB = "t-tradebot-operator-metrics"  # the job the rules' release ("t") expects

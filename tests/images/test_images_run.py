@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from tradebot.freqtrade.exchange_double import ExchangeDouble
 
 import tradebot
 from tests.support.images import OPERATOR_IMAGE, RUNNER_IMAGE, Engine, Mount
@@ -29,6 +28,7 @@ from tests.support.manifests import example
 from tests.support.wait import wait_for
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.localcluster import Ports
+from tradebot_testing.exchange_double import ExchangeDouble
 
 G, V = "tradebot.dev", "v1alpha1"
 # The chart's e2e install (.github/workflows/e2e.yml, images.bot) runs bots in the runner image.
