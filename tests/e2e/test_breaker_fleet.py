@@ -270,9 +270,10 @@ def test_a_pod_created_as_its_breaker_opens_is_removed_in_the_same_round(
             _apply(kubectl, namespace, [_bot("bot-late")])
             wait_for(lambda: created.is_set(), 60, what="the bot's pod created")
             wait_for(lambda: not _pods(api_client, namespace), 30, what="the pod gone")
-            bot = _custom(api_client).get_namespaced_custom_object(
-                G, V, namespace, "livebots", "bot-late")
-            assert bot["status"]["phase"] == "Tripped"
+            # The round's status patch lands when the round ends, just after the deletion.
+            wait_for(lambda: (_custom(api_client).get_namespaced_custom_object(
+                G, V, namespace, "livebots", "bot-late").get("status") or {}).get("phase")
+                == "Tripped", 10, what="the bot Tripped")
             time.sleep(4)  # two more rounds: nothing comes back
             assert len(pods.added) == 1
             assert not _pods(api_client, namespace)
