@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from tradebot.api import backtest, circuitbreaker, livebot, marketdata, strategy
+from tradebot.api import backtest, circuitbreaker, hyperopt, livebot, marketdata, strategy
 from tradebot.api.kind import Kind
 
 KINDS: tuple[Kind, ...] = (strategy.KIND, backtest.KIND, livebot.KIND, circuitbreaker.KIND,
-                         marketdata.KIND)
+                         marketdata.KIND, hyperopt.KIND)
 BY_KIND: dict[str, Kind] = {k.kind: k for k in KINDS}
