@@ -144,29 +144,22 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
     correlation_id = f"{uid}/{generation}"
     log = logger(kind="CircuitBreaker", namespace=namespace, name=name,
                  correlation_id=correlation_id)
-    try:
-        model = CircuitBreakerSpec.model_validate(dict(spec))
-        state = breaker.BreakerState.from_status(CircuitBreakerStatus.model_validate(current))
-    except ValidationError as e:
-        condition(current, patch, "Valid", False, "InvalidSpec", str(e.errors()[0]["msg"]),
-                  generation)
+    parsed = _parse(spec, current, patch, generation)
+    if parsed is None:
         return
+    model, state = parsed
     # The bots as the operator last saw them (its watch), not a list every second: their
     # figures come from monitoring rounds seconds apart anyway.
     bots = _selected(model, cache.entries(livebots_by_namespace, namespace))
     now = dt.datetime.now(dt.UTC)
-    counts = (_incident_counts(namespace, bots, now)
-              if model.limits.max_incidents is not None else {})
-    readings = [reading(b, counts.get(b["metadata"]["name"], 0)) for b in bots]
-    annotations = meta.get("annotations") or {}
-    reset_token, trip_token = annotations.get(RESET_ANNOTATION), annotations.get(TRIP_ANNOTATION)
+    readings = _readings(model, namespace, bots, now)
+    reset_token = (meta.get("annotations") or {}).get(RESET_ANNOTATION)
     decision = breaker.evaluate(model, state, readings, now, reset_token,
-                                trip_token_requested=trip_token)
-    new_status: dict[str, Any] = {**breaker.to_status(decision.state),
-                                  "observedGeneration": generation}
+                                trip_token_requested=(meta.get("annotations") or {}).get(
+                                    TRIP_ANNOTATION))
+    new_status = {**breaker.to_status(decision.state), "observedGeneration": generation}
     opened = decision.state
-    incident_id = (evidence.breaker_incident_id(uid, opened.tripped_at)
-                   if opened.state == "Open" and opened.tripped_at is not None else None)
+    incident_id = _incident_id(uid, opened)
     # From the decision on, this namespace's LiveBot rounds wait until the trip is handled:
     # the API server serves the stops first, and nothing else of the fleet's is written.
     handling = _handling(namespace, name, decision, current, incident_id)
@@ -181,6 +174,13 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
             _handle_trip(body, model, opened, bots, current, patch, incident_id,
                          correlation_id, generation)
             return
+    _announce(body, decision, current, patch, reset_token, generation, log)
+
+
+def _announce(body: kopf.Body, decision: breaker.BreakerDecision, current: dict[str, Any],
+              patch: kopf.Patch, reset_token: str | None, generation: int,
+              log: FilteringBoundLogger) -> None:
+    """A reset or a change of state, told as an Event (and the log, for a reset)."""
     if decision.reset:
         event(body, "Reset", f"reset by token {reset_token!r}; bots may run again")
         log.info("breaker reset", token=reset_token)
@@ -188,6 +188,32 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
                   generation)
     elif decision.state.state != current.get("state"):
         event(body, decision.state.state, f"breaker is {decision.state.state}")
+
+
+def _parse(spec: kopf.Spec, current: dict[str, Any], patch: kopf.Patch, generation: int
+           ) -> tuple[CircuitBreakerSpec, breaker.BreakerState] | None:
+    """The spec and the state it left; None (and the Valid condition) when they don't parse."""
+    try:
+        model = CircuitBreakerSpec.model_validate(dict(spec))
+        return model, breaker.BreakerState.from_status(
+            CircuitBreakerStatus.model_validate(current))
+    except ValidationError as e:
+        condition(current, patch, "Valid", False, "InvalidSpec", str(e.errors()[0]["msg"]),
+                  generation)
+        return None
+
+
+def _incident_id(uid: str, opened: breaker.BreakerState) -> str | None:
+    if opened.state == "Open" and opened.tripped_at is not None:
+        return evidence.breaker_incident_id(uid, opened.tripped_at)
+    return None
+
+
+def _readings(spec: CircuitBreakerSpec, namespace: str, bots: list[dict[str, Any]],
+              now: dt.datetime) -> list[breaker.BotReading]:
+    counts = (_incident_counts(namespace, bots, now)
+              if spec.limits.max_incidents is not None else {})
+    return [reading(b, counts.get(b["metadata"]["name"], 0)) for b in bots]
 
 
 def _handling(namespace: str, name: str, decision: breaker.BreakerDecision, current: dict[str, Any],
@@ -232,8 +258,48 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
     """Steps 2-4 of a trip (see the module's docstring); repeated until step 4 is written."""
     meta = body["metadata"]
     namespace, name = str(meta["namespace"]), str(meta["name"])
-    log = logger(kind="CircuitBreaker", namespace=namespace, name=name,
-                 correlation_id=correlation_id)
+    assert opened.tripped_at is not None
+    outcomes, stopped_after = _stop_all(spec, opened, bots, namespace, name)
+    description = _trip_description(name, spec, opened, outcomes)
+    if not _write_incident(meta, opened, current, description, incident_id, correlation_id):
+        # The bots are stopped; the record is retried next round (and buffered by the store).
+        condition(current, patch, "IncidentRecorded", False, "RecordsUnavailable",
+                  "the incident could not be recorded yet; retrying", generation)
+        return
+    crash_point("breaker-incident-recorded")
+    patch.status["incidentId"] = incident_id
+    condition(current, patch, "Tripped", True, "LimitCrossed", opened.reason or "", generation)
+    condition(current, patch, "IncidentRecorded", True, "Recorded", incident_id, generation)
+    event(body, "Tripped", f"{opened.reason}; stopped {len(outcomes)} bot(s) "
+          f"({spec.action}) in {stopped_after.total_seconds():.2f}s; incident {incident_id}",
+          warning=True)
+    logger(kind="CircuitBreaker", namespace=namespace, name=name,
+           correlation_id=correlation_id).warning(
+        "trip handled", incident=incident_id, bots=sorted(outcomes),
+        stop_seconds=round(stopped_after.total_seconds(), 3))
+
+
+def _write_incident(meta: Mapping[str, Any], opened: breaker.BreakerState,
+                    current: dict[str, Any], description: str, incident_id: str,
+                    correlation_id: str) -> bool:
+    """Step 3 of a trip: the incident, recorded (or buffered); False when it could not be."""
+    assert opened.tripped_at is not None
+    name = str(meta["name"])
+    limits = list(current.get("tripLimits") or ["unknown"])
+    figures = {k: Decimal(v) for k, v in (current.get("tripFigures") or {}).items()}
+    return bot_records.write_incident(bot_records.incident(
+        incident_id=incident_id, namespace=str(meta["namespace"]),
+        source_kind="CircuitBreaker", source_name=name, source_uid=str(meta["uid"]),
+        breaker=name, bots=opened.affected_bots,
+        severity="critical" if _SEVERE.intersection(limits) else "warning",
+        reason=",".join(limits), description=description, figures=figures,
+        created_at=opened.tripped_at, correlation_id=correlation_id))
+
+
+def _stop_all(spec: CircuitBreakerSpec, opened: breaker.BreakerState,
+              bots: list[dict[str, Any]], namespace: str, name: str
+              ) -> tuple[dict[str, bot_control.StopOutcome], dt.timedelta]:
+    """Step 2 of a trip: every affected bot stopped, then marked Tripped."""
     assert opened.tripped_at is not None
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
     # Every bot is stopped before any status is written: the statuses are bookkeeping
@@ -254,30 +320,11 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
     # deletions) are not crowded out by bookkeeping.
     list(_marks().map(lambda b: _mark_tripped(b, tripped_message(name),
                                             outcomes[b["metadata"]["name"]]), targets))
+    return outcomes, stopped_after
 
-    limits = list(current.get("tripLimits") or ["unknown"])
+
+def _trip_description(name: str, spec: CircuitBreakerSpec, opened: breaker.BreakerState,
+                      outcomes: dict[str, bot_control.StopOutcome]) -> str:
     summary = "; ".join(f"{bot}: {o.describe()}" for bot, o in sorted(outcomes.items()))
-    description = (f"CircuitBreaker {name} tripped: {opened.reason}. Action {spec.action}"
-                   f"{' with force exit' if spec.force_exit else ''}. {summary or 'no bots'}")
-    figures = {k: Decimal(v) for k, v in (current.get("tripFigures") or {}).items()}
-    recorded = bot_records.write_incident(bot_records.incident(
-        incident_id=incident_id, namespace=namespace, source_kind="CircuitBreaker",
-        source_name=name, source_uid=str(meta["uid"]), breaker=name,
-        bots=opened.affected_bots,
-        severity="critical" if _SEVERE.intersection(limits) else "warning",
-        reason=",".join(limits), description=description, figures=figures,
-        created_at=opened.tripped_at, correlation_id=correlation_id))
-    if not recorded:
-        # The bots are stopped; the record is retried next round (and buffered by the store).
-        condition(current, patch, "IncidentRecorded", False, "RecordsUnavailable",
-                  "the incident could not be recorded yet; retrying", generation)
-        return
-    crash_point("breaker-incident-recorded")
-    patch.status["incidentId"] = incident_id
-    condition(current, patch, "Tripped", True, "LimitCrossed", opened.reason or "", generation)
-    condition(current, patch, "IncidentRecorded", True, "Recorded", incident_id, generation)
-    event(body, "Tripped", f"{opened.reason}; stopped {len(targets)} bot(s) "
-          f"({spec.action}) in {stopped_after.total_seconds():.2f}s; incident {incident_id}",
-          warning=True)
-    log.warning("trip handled", incident=incident_id, bots=sorted(outcomes),
-                stop_seconds=round(stopped_after.total_seconds(), 3))
+    return (f"CircuitBreaker {name} tripped: {opened.reason}. Action {spec.action}"
+            f"{' with force exit' if spec.force_exit else ''}. {summary or 'no bots'}")
