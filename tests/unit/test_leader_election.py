@@ -68,7 +68,8 @@ def test_decide(seen: Observed | None, now: float, action: str, holder: str,
 def test_renew_keeps_the_acquire_time_and_takeover_sets_it() -> None:
     renewed = decide("me", Observed(held("me"), 0.0), 1.0, WALL, 10).record
     taken = decide("me", Observed(held("other"), 0.0), 100.0, WALL, 10).record
-    assert renewed is not None and taken is not None
+    assert renewed is not None
+    assert taken is not None
     assert renewed.acquire_time == EARLIER
     assert taken.acquire_time == WALL
 
