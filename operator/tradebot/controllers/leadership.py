@@ -37,6 +37,7 @@ from tradebot.domain.leader_election import (
     released,
 )
 from tradebot.domain.naming import MANAGED_BY
+from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 from tradebot.settings import Settings
 
@@ -124,7 +125,7 @@ class LeaderElector:
         body: dict[str, Any] = {
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
             "metadata": {"name": self.name, "namespace": self.namespace,
-                         "labels": {"app.kubernetes.io/managed-by": MANAGED_BY}},
+                         "labels": dict(MANAGED_BY)},
             "spec": record.spec()}
         if current is None:
             self._api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
@@ -224,6 +225,9 @@ def wait_to_lead(settings: Settings, liveness: str | None) -> LeaderElector:
         server = ThreadingHTTPServer(address, _Standby)
         threading.Thread(target=server.serve_forever, name="standby-health",
                          daemon=True).start()
+    if settings.metrics_port:  # a standby answers its scrape too: it is up, not leading
+        metrics.LEADER.set(0)
+        metrics.serve(settings.metrics_port)
     _log.info("leader election", identity=elector.me, lease=settings.leader_lease_name,
               namespace=settings.operator_namespace)
     try:
@@ -232,5 +236,6 @@ def wait_to_lead(settings: Settings, liveness: str | None) -> LeaderElector:
         if server is not None:
             server.shutdown()
             server.server_close()  # kopf serves the same port from now on
+    metrics.LEADER.set(1)
     elector.keep()
     return elector
