@@ -6,6 +6,7 @@ after the kill."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import signal
 import threading
@@ -16,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
+from kubernetes.config import new_client_from_config
+from tests.support.helm import token_kubeconfig
 from tests.support.manifests import example
 from tests.support.operator import operator_process
 from tests.support.wait import wait_for
 
-from tradebot.controllers.leadership import LeaderElector
+from tradebot.controllers.leadership import EXIT_LOST, LeaderElector
 from tradebot.settings import Settings
 
 G, V = "tradebot.dev", "v1alpha1"
@@ -190,3 +193,81 @@ def test_the_leader_killed_the_standby_takes_over_and_handles_a_trip(
             # Generous for a loaded machine; bench/failover.py measures the figures.
             assert stopped < 45, stopped
             assert reconciled < 60, reconciled
+
+
+def test_a_leader_whose_lease_is_taken_exits_at_once(
+    cluster: Any, api_client: Any, namespace: str, tmp_path: Path, crds_installed: Any
+) -> None:
+    log = tmp_path / "leader.log"
+    custom: Any = client.CustomObjectsApi(api_client)
+    coordination: Any = client.CoordinationV1Api(api_client)
+    with operator_process(cluster.kubeconfig, namespace, log,
+                          **_settings(tmp_path, namespace, "a")) as leader:
+        wait_for(lambda: _acquired(log), 60, what="the process leading")
+        custom.create_namespaced_custom_object(G, V, namespace, "strategies",
+                                               _strategy("probe"))
+        wait_for(lambda: _strategy_phase(api_client, namespace, "probe") == "Ready", 60,
+                 what="the leader acting")  # the positive control: it was acting
+        # Another replica's takeover (as after a partition): the Lease names someone else.
+        lease = coordination.read_namespaced_lease(LEASE, namespace)
+        lease.spec.holder_identity = "usurper"
+        coordination.replace_namespaced_lease(LEASE, namespace, lease)
+        taken = time.monotonic()
+        assert leader.wait(timeout=30) == EXIT_LOST, log.read_text()[-3000:]
+        # Its next renewal (every 2 s) saw it; under load, a few seconds more.
+        assert time.monotonic() - taken < 10
+    assert any(e.get("event") == "leader Lease taken by another replica" for e in _lines(log))
+
+
+def test_a_leader_that_cannot_renew_stops_before_its_lease_expires(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path
+) -> None:
+    """The renew deadline with real failures: the elector's ServiceAccount loses its right to
+    the Lease (its RoleBinding deleted), so every renewal is refused (403)."""
+    sa = "elector"
+    rules = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+              "verbs": ["get", "create", "update"]}]
+    kubectl("create", "serviceaccount", sa, "-n", namespace)
+    rbac: Any = client.RbacAuthorizationV1Api(api_client)
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": sa}, "rules": rules})
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": sa},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]})
+    token = kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    kubeconfig = token_kubeconfig(cluster.kubeconfig, token, tmp_path / "sa.kubeconfig")
+    api = client.CoordinationV1Api(new_client_from_config(  # type: ignore[no-untyped-call]
+        config_file=str(kubeconfig)))
+    settings = Settings(operator_namespace=namespace)
+    lost = threading.Event()
+    elector = LeaderElector(settings, "leader", api=api, on_lost=lost.set)
+    gave_up = threading.Event()
+    timer = threading.Timer(30, gave_up.set)
+    timer.start()
+    try:
+        assert elector.acquire(gave_up), "no Lease within 30 s"
+    finally:
+        timer.cancel()
+    elector.keep()
+    try:
+        time.sleep(5)  # renewing: the positive control
+        assert not lost.is_set()
+        assert _renewed_recently(api_client, namespace, within=5)
+        rbac.delete_namespaced_role_binding(sa, namespace)
+        revoked = time.monotonic()
+        assert lost.wait(settings.leader_lease_seconds + 5), "the leader never stopped"
+        stopped = time.monotonic() - revoked
+        # Stopped at the renew deadline after its last successful renewal (at most one retry
+        # period before the revocation), which is before a standby could take over.
+        assert stopped < settings.leader_lease_seconds, stopped
+        assert stopped >= settings.leader_renew_deadline_seconds - \
+            settings.leader_retry_seconds - 1, stopped
+    finally:
+        elector.release()
+
+
+def _renewed_recently(api: Any, namespace: str, within: float) -> bool:
+    coordination: Any = client.CoordinationV1Api(api)
+    renewed = coordination.read_namespaced_lease(LEASE, namespace).spec.renew_time
+    age = (dt.datetime.now(dt.UTC) - renewed).total_seconds()
+    return bool(age < within)
