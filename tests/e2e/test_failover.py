@@ -9,8 +9,11 @@ import copy
 import datetime as dt
 import json
 import signal
+import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,7 +33,7 @@ G, V = "tradebot.dev", "v1alpha1"
 LEASE = "tradebot-operator"
 
 
-def _settings(tmp_path: Path, namespace: str, name: str) -> dict[str, str]:
+def _settings(tmp_path: Path, namespace: str, name: str) -> dict[str, Any]:
     state = tmp_path / name
     state.mkdir()
     return {"leader_election": "true", "operator_namespace": namespace,
@@ -115,9 +118,15 @@ def test_a_standby_acts_on_nothing_while_the_leader_renews_then_takes_over(
 ) -> None:
     custom: Any = client.CustomObjectsApi(api_client)
     log = tmp_path / "standby.log"
+    health, metrics = _free_port(), _free_port()
     with _holding_the_lease(api_client, namespace) as leader, operator_process(
-            cluster.kubeconfig, namespace, log, **_settings(tmp_path, namespace, "b")):
+            cluster.kubeconfig, namespace, log,
+            ("--liveness", f"http://127.0.0.1:{health}/healthz"),
+            metrics_port=str(metrics), **_settings(tmp_path, namespace, "b")):
         wait_for(lambda: _standing_by(log), 60, what="the process standing by")
+        # Alive (the kubelet keeps it) and scraped, but not leading.
+        assert _get(health, "/healthz") == (200, '{"standby": true}')
+        assert "tradebot_operator_leader 0.0" in _get(metrics, "/metrics")[1]
         custom.create_namespaced_custom_object(G, V, namespace, "strategies",
                                                _strategy("probe"))
         # Longer than the Lease's duration (10 s): the renewing holder is not taken over.
@@ -136,6 +145,10 @@ def test_a_standby_acts_on_nothing_while_the_leader_renews_then_takes_over(
         wait_for(lambda: _strategy_phase(api_client, namespace, "probe") == "Ready", 60,
                  what="the Strategy reconciled by the new leader")
         assert time.monotonic() - released < 60
+        # The same ports now served by the leading operator: kopf's probe, the metrics.
+        assert wait_for(lambda: _get(health, "/healthz")[0] == 200 and
+                        "standby" not in _get(health, "/healthz")[1], 30, what="kopf's probe")
+        assert "tradebot_operator_leader 1.0" in _get(metrics, "/metrics")[1]
         assert (_holder(api_client, namespace) or "").split("_")[0] != "the-test"
 
 
@@ -271,3 +284,20 @@ def _renewed_recently(api: Any, namespace: str, within: float) -> bool:
     renewed = coordination.read_namespaced_lease(LEASE, namespace).spec.renew_time
     age = (dt.datetime.now(dt.UTC) - renewed).total_seconds()
     return bool(age < within)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+    except OSError:
+        return 0, ""
