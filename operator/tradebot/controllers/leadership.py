@@ -62,6 +62,12 @@ def _own_client() -> client.CoordinationV1Api:
     return client.CoordinationV1Api(client.ApiClient(configuration))
 
 
+def _left(deadline: float) -> float:
+    """Seconds until a monotonic deadline, as a request timeout (never zero: that would mean
+    no timeout to the client)."""
+    return max(0.05, deadline - time.monotonic())
+
+
 def _lost() -> None:
     _log.error("leader Lease lost: exiting so that no two replicas act")
     sys.stderr.flush()
@@ -81,11 +87,12 @@ class LeaderElector:
         self._renewer: threading.Thread | None = None
         self.waiting_for: str | None = None
 
-    def try_once(self, timeout: float) -> float | None:
-        """One look at the Lease, writing what `decide` says. None when this replica holds it
-        afterwards; otherwise the seconds until the holder's Lease expires as seen here."""
+    def try_once(self, deadline: float) -> float | None:
+        """One look at the Lease, writing what `decide` says, given up (an exception) at the
+        monotonic `deadline`. None when this replica holds the Lease afterwards; otherwise
+        the seconds until the holder's Lease expires as seen here."""
         started = time.monotonic()
-        manifest = self._read(timeout)
+        manifest = self._read(_left(deadline))
         if manifest is None:
             self._observed = None
         else:
@@ -97,7 +104,7 @@ class LeaderElector:
             self.waiting_for = d.holder
             return d.expires_in
         try:
-            self._write(d.record, manifest, timeout)
+            self._write(d.record, manifest, _left(deadline))
         except ApiException as e:
             if e.status == 409:  # another replica wrote first: it holds the Lease, not us
                 return self.settings.leader_retry_seconds
@@ -143,7 +150,7 @@ class LeaderElector:
         announced: str | None = None
         while stop is None or not stop.is_set():
             try:
-                expires_in = self.try_once(timeout=max(1.0, 2 * retry))
+                expires_in = self.try_once(time.monotonic() + max(1.0, 2 * retry))
             except Exception as e:  # the API server may be restarting: keep looking
                 _log.warning("leader Lease unreadable; still standing by", error=str(e))
                 expires_in = retry
@@ -167,20 +174,23 @@ class LeaderElector:
 
     def _renew_loop(self) -> None:
         s = self.settings
-        while not self._stop.wait(s.leader_retry_seconds):
-            left = s.leader_renew_deadline_seconds - (time.monotonic() - self._last_renewed)
+        while True:
+            # Every wait and request ends by the deadline: no hung call outlives it.
+            deadline = self._last_renewed + s.leader_renew_deadline_seconds
+            if self._stop.wait(min(s.leader_retry_seconds, _left(deadline))):
+                return
+            if must_stop(self._last_renewed, time.monotonic(), s.leader_renew_deadline_seconds):
+                _log.error("leader Lease not renewed within the deadline",
+                           deadline_seconds=s.leader_renew_deadline_seconds)
+                self.on_lost()
+                return
             try:
-                if left > 0 and self.try_once(timeout=max(0.2, left)) is not None:
+                if self.try_once(deadline) is not None:
                     _log.error("leader Lease taken by another replica", holder=self.waiting_for)
                     self.on_lost()
                     return
             except Exception as e:  # retried until the deadline
                 _log.warning("leader Lease renewal failed", error=str(e))
-            if self._stop.is_set():
-                return
-            if must_stop(self._last_renewed, time.monotonic(), s.leader_renew_deadline_seconds):
-                self.on_lost()
-                return
 
     def release(self) -> None:
         """Stops renewing and gives the Lease up (a clean stop): a standby takes over at its
