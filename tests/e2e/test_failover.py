@@ -132,6 +132,10 @@ def test_a_standby_acts_on_nothing_while_the_leader_renews_then_takes_over(
         # Longer than the Lease's duration (10 s): the renewing holder is not taken over.
         time.sleep(15)
         assert _strategy_phase(api_client, namespace, "probe") is None
+        # No operator acts here (the test holds the Lease): anything written is the standby's.
+        assert _kopf_marks(api_client, namespace, "probe") == ([], [])
+        core: Any = client.CoreV1Api(api_client)
+        assert not core.list_namespaced_event(namespace).items
         assert _holder(api_client, namespace) == "the-test"
         before = _before_leading(log)
         assert not _acquired(log)
@@ -145,6 +149,8 @@ def test_a_standby_acts_on_nothing_while_the_leader_renews_then_takes_over(
         wait_for(lambda: _strategy_phase(api_client, namespace, "probe") == "Ready", 60,
                  what="the Strategy reconciled by the new leader")
         assert time.monotonic() - released < 60
+        # The same check sees what an acting operator writes.
+        assert _kopf_marks(api_client, namespace, "probe") != ([], [])
         # The same ports now served by the leading operator: kopf's probe, the metrics.
         assert wait_for(lambda: _get(health, "/healthz")[0] == 200 and
                         "standby" not in _get(health, "/healthz")[1], 30, what="kopf's probe")
@@ -301,3 +307,11 @@ def _get(port: int, path: str) -> tuple[int, str]:
         return e.code, ""
     except OSError:
         return 0, ""
+
+
+def _kopf_marks(api: Any, namespace: str, name: str) -> tuple[list[str], list[str]]:
+    """What kopf writes on an object it handles: finalizers, its annotations."""
+    custom: Any = client.CustomObjectsApi(api)
+    meta = custom.get_namespaced_custom_object(G, V, namespace, "strategies", name)["metadata"]
+    return (list(meta.get("finalizers") or []),
+            sorted(k for k in (meta.get("annotations") or {}) if "tradebot.dev" in k))
