@@ -131,12 +131,21 @@ def _operator(args: argparse.Namespace) -> int:
     runtime.install(runtime.Runtime(settings))
     import tradebot.controllers  # noqa: F401 - registers the handlers
 
-    kopf.run(
-        standalone=True,
-        clusterwide=not settings.namespaces,
-        namespaces=list(settings.namespaces),
-        liveness_endpoint=args.liveness,
-    )
+    elector = None
+    if settings.leader_election:  # a standby: nothing of kopf's starts before this returns
+        from tradebot.controllers.leadership import wait_to_lead
+
+        elector = wait_to_lead(settings, args.liveness)
+    try:
+        kopf.run(
+            standalone=True,
+            clusterwide=not settings.namespaces,
+            namespaces=list(settings.namespaces),
+            liveness_endpoint=args.liveness,
+        )
+    finally:
+        if elector is not None:
+            elector.release()
     return 0
 
 

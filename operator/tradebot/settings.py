@@ -119,6 +119,19 @@ class Settings(BaseSettings):
     operator_namespace: str = Field(
         default="tradebot-system", description="Where the operator runs (for NetworkPolicies).")
     account_lease_seconds: int = Field(default=30, ge=5)
+    leader_election: bool = Field(default=False, description=(
+        "Act only while holding the leader Lease, so that replicas can stand by; the chart "
+        "turns it on. Off: this process acts at once and alone (one replica only)."))
+    leader_lease_name: str = Field(
+        default="tradebot-operator", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The leader Lease, in the operator's namespace.")
+    leader_lease_seconds: int = Field(default=10, ge=2, le=300, description=(
+        "How long a standby waits, after it last saw the leader renew, before taking over."))
+    leader_renew_deadline_seconds: float = Field(default=7.0, gt=0, description=(
+        "A leader that cannot renew within this stops acting (exits), before any standby "
+        "may take over."))
+    leader_retry_seconds: float = Field(
+        default=2.0, gt=0, description="How often the leader renews and a standby looks.")
     handler_threads: int = Field(
         default=32, ge=4, le=512, description="Threads for the controllers' handlers.")
     # The CircuitBreaker's own pools: its rounds, the stops of a trip (parallel REST calls and
@@ -170,6 +183,16 @@ class Settings(BaseSettings):
             object.__setattr__(self, "database_dsn", f"sqlite://{path}")  # path is absolute
         if self.outbox_path is None:
             object.__setattr__(self, "outbox_path", self.local_state_dir / "records-outbox.jsonl")
+        return self
+
+    @model_validator(mode="after")
+    def _leader_timing(self) -> Settings:
+        from tradebot.domain.leader_election import check_timing
+
+        problem = check_timing(self.leader_lease_seconds, self.leader_renew_deadline_seconds,
+                               self.leader_retry_seconds)
+        if problem is not None:
+            raise ValueError(f"leader election: {problem}")
         return self
 
     @field_validator("operator_pod_labels")

@@ -58,3 +58,11 @@ def test_breaker_benchmark_smoke(tools_bin: Path) -> None:
     result = _run("breaker.py", "--count", "10", timeout=300)
     assert result["count"] == 10
     assert result["trip_p99"] > 0
+
+
+def test_failover_benchmark_smoke(tools_bin: Path) -> None:
+    result = _run("failover.py", "--runs", "1", "--bots", "2", timeout=300)
+    (run,) = result["each_run"]
+    # Whatever the load: the standby took over after the kill, then reconciled and stopped.
+    assert 0 < run["takeover_s"] <= run["first_reconcile_s"]
+    assert run["trip_handled_s"] > 0

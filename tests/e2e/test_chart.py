@@ -119,6 +119,27 @@ def test_default_install_grants_no_more_than_the_operator_needs(
         assert not _can_i(kubectl, sa, *denied), denied
 
 
+def test_the_leader_lease_is_granted_by_name_in_the_release_namespace(
+    helm: Helm, kubectl: Any, release_ns: str, namespace: str
+):
+    """Watching another namespace, the release namespace grants only the leader Lease: create
+    (not limitable by name), and get/update of that one Lease."""
+    release = _release()
+    helm("install", release, str(CHART), "--namespace", release_ns,
+         "--set", f"watchNamespaces={{{namespace}}}")
+    sa = f"system:serviceaccount:{release_ns}:{release}-tradebot-operator"
+    lease = f"leases.coordination.k8s.io/{release}-tradebot-operator"
+    for allowed in (("create", "leases.coordination.k8s.io", "-n", release_ns),
+                    ("get", lease, "-n", release_ns), ("update", lease, "-n", release_ns)):
+        assert _can_i(kubectl, sa, *allowed), allowed
+    for denied in (("update", "leases.coordination.k8s.io/acct-0123", "-n", release_ns),
+                   ("get", "leases.coordination.k8s.io/other", "-n", release_ns),
+                   ("delete", lease, "-n", release_ns),
+                   ("list", "leases.coordination.k8s.io", "-n", release_ns),
+                   ("update", lease, "-n", "kube-system")):
+        assert not _can_i(kubectl, sa, *denied), denied
+
+
 def test_cluster_wide_install_is_an_explicit_choice_that_reaches_kube_system(
     helm: Helm, kubectl: Any, release_ns: str, namespace: str
 ):

@@ -72,7 +72,11 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "--set", "promotion.floors.live.minTrades=50",
         "--set", "promotion.floors.live.maxDrawdown=0.15",
         "--set-json", "promotion.floors.testnet.minProfit=-0.05",
-        "--set", "promotion.floors.testnet.minDryRunHours=2")
+        "--set", "promotion.floors.testnet.minDryRunHours=2",
+        "--set", "leaderElection.enabled=false", "--set", "leaderElection.leaseName=desk",
+        "--set", "leaderElection.leaseDurationSeconds=20",
+        "--set-json", "leaderElection.renewDeadlineSeconds=12.5",
+        "--set-json", "leaderElection.retryPeriodSeconds=3")
     env = dict(_one(docs, "ConfigMap", "-settings")["data"])
     env["TRADEBOT_OPERATOR_NAMESPACE"] = "tradebot-system"  # the downward API's part
     s = Settings.from_env(env)
@@ -98,6 +102,9 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         min_profit=Decimal(0), max_drawdown=Decimal("0.15"), min_trades=50, min_dry_run_hours=24)
     assert s.promotion_floors.testnet == ModeFloor(
         min_profit=Decimal("-0.05"), max_drawdown=Decimal(1), min_trades=1, min_dry_run_hours=2)
+    assert (s.leader_election, s.leader_lease_name, s.leader_lease_seconds,
+            s.leader_renew_deadline_seconds, s.leader_retry_seconds) == (
+        False, "desk", 20, 12.5, 3.0)
     assert s.operator_pod_labels == {"app.kubernetes.io/name": "tradebot-operator",
                                      "app.kubernetes.io/instance": "t"}
     # Every settings field is either set by the chart or deliberately left to its default.
@@ -125,11 +132,16 @@ def test_the_default_deployment_is_locked_down(helm: Helm):
     assert settings["TRADEBOT_LOCAL_STATE_DIR"] in mounts
     assert "TRADEBOT_DATABASE_DSN" not in {e["name"] for e in c["env"]}
     assert dep["spec"]["replicas"] == 1
+    # Leader election is on even with one replica: a second can be added at any time.
+    assert Settings.from_env(dict(settings)).leader_election is True
+    assert {e["name"]: e for e in c["env"]}["POD_NAME"]["valueFrom"] == {
+        "fieldRef": {"fieldPath": "metadata.name"}}
     kinds = {d["kind"] for d in docs}
     assert not kinds & {"ServiceMonitor", "PrometheusRule", "ValidatingAdmissionPolicy"}
     # Least privilege by default: the release's namespace only, through a Role.
     assert settings["TRADEBOT_NAMESPACES"] == "tradebot-system"
-    (role,) = [d for d in docs if d["kind"] == "Role"]
+    (role,) = [d for d in docs if d["kind"] == "Role"
+               and not d["metadata"]["name"].endswith("-leader")]
     assert role["metadata"]["namespace"] == "tradebot-system"
     assert settings["TRADEBOT_ALLOWED_MODES"] == "dryRun"
     s = Settings.from_env(dict(settings))
@@ -149,7 +161,9 @@ def test_only_watch_all_namespaces_grants_pods_and_secrets_cluster_wide(helm: He
     docs = helm.template("--set", "watchAllNamespaces=true")
     wide = _cluster_grants(docs)
     assert {("secrets", "get"), ("pods", "create"), ("persistentvolumeclaims", "create")} <= wide
-    assert not [d for d in docs if d["kind"] == "Role"]
+    # Only the leader Lease's Role (test_two_replicas_render_...), in the release namespace.
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Role"] == [
+        "t-tradebot-operator-leader"]
     assert _one(docs, "ConfigMap", "-settings")["data"]["TRADEBOT_NAMESPACES"] == ""
 
 
@@ -185,6 +199,14 @@ REFUSED = [
      "promotion.floors.live.maxDrawdown must be a fraction between 0 and 1"),
     (["--set-json", "promotion.floors.testnet.minProfit=-2"],
      "promotion.floors.testnet.minProfit must be >= -1"),
+    (["--set", "replicaCount=2", "--set", "database.existingSecret=records-dsn",
+      "--set", "leaderElection.enabled=false"],
+     "replicaCount 2 needs leaderElection.enabled"),
+    (["--set", "replicaCount=2"], "replicaCount 2 needs database.existingSecret"),
+    (["--set", "leaderElection.renewDeadlineSeconds=10"],
+     "leaderElection.leaseDurationSeconds (10) must exceed renewDeadlineSeconds (10)"),
+    (["--set-json", "leaderElection.retryPeriodSeconds=6"],
+     "must exceed 1.2 x retryPeriodSeconds"),
 ]
 
 
@@ -196,6 +218,31 @@ def test_unsafe_combinations_are_refused_with_the_fix_named(
                   check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def test_two_replicas_render_with_leader_election_and_shared_records(helm: Helm):
+    docs = helm.template("--set", "replicaCount=2",
+                         "--set", "database.existingSecret=records-dsn")
+    dep = _one(docs, "Deployment")
+    assert dep["spec"]["replicas"] == 2
+    # One pod replaced at a time: the standby takes over the Lease the stopped leader gives up.
+    assert dep["spec"]["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {
+        "maxSurge": 0, "maxUnavailable": 1}}
+    lease = _one(docs, "ConfigMap", "-settings")["data"]["TRADEBOT_LEADER_LEASE_NAME"]
+    assert lease == "t-tradebot-operator"
+    role = _one(docs, "Role", "-leader")
+    assert role["metadata"]["namespace"] == "tradebot-system"
+    grants = {(verb, tuple(rule.get("resourceNames") or ())) for rule in role["rules"]
+              for verb in rule["verbs"]}
+    # Create cannot be limited by name; reading and renewing are, to the one Lease.
+    assert grants == {("create", ()), ("get", (lease,)), ("update", (lease,))}
+    binding = _one(docs, "RoleBinding", "-leader")
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    assert binding["subjects"][0]["name"] == _one(docs, "ServiceAccount")["metadata"]["name"]
+    # Without leader election (one replica only): no Lease rights, pods replaced by Recreate.
+    off = helm.template("--set", "leaderElection.enabled=false")
+    assert not [d for d in off if d["metadata"]["name"].endswith("-leader")]
+    assert _one(off, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
 
 
 def test_money_modes_render_with_durable_records(helm: Helm):
@@ -232,7 +279,8 @@ def test_the_dsn_comes_from_the_named_secret(helm: Helm):
 
 def test_namespaced_mode_grants_namespaced_rules_only_per_namespace(helm: Helm):
     docs = helm.template("--set", "watchNamespaces={team-a,team-b}")
-    roles = [d for d in docs if d["kind"] == "Role"]
+    roles = [d for d in docs if d["kind"] == "Role"
+             and not d["metadata"]["name"].endswith("-leader")]
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
     cluster_rules = _one(docs, "ClusterRole")["rules"]
     cluster_resources = {r for rule in cluster_rules for r in rule["resources"]}
@@ -243,7 +291,8 @@ def test_namespaced_mode_grants_namespaced_rules_only_per_namespace(helm: Helm):
 
 
 BAD_VALUES = [
-    (["--set", "replicaCount=2"], "replicaCount"),
+    (["--set", "replicaCount=6"], "replicaCount"),
+    (["--set", "leaderElection.leaseDurationSeconds=1"], "leaderElection.leaseDurationSeconds"),
     (["--set", "concurrency.queueHold=Sometimes"], "concurrency.queueHold"),
     (["--set", "concurrency.maxConcurrentBacktests=-1"], "concurrency.maxConcurrentBacktests"),
     (["--set", "executor=docker"], "executor"),

@@ -34,11 +34,13 @@ def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Itera
 
 
 @contextlib.contextmanager
-def operator_process(kubeconfig: Path, namespace: str, log: Path, **settings: str
+def operator_process(kubeconfig: Path, namespace: str, log: Path,
+                     args: tuple[str, ...] = (), **settings: str
                      ) -> Iterator[subprocess.Popen[bytes]]:
     """`tradebot operator` as a process of its own (signals reach it as in a pod), watching
     one namespace, with `settings` as TRADEBOT_<SETTING> variables and none of this process's
-    own; stopped on exit (SIGTERM, SIGKILL if it hangs). Its output goes to `log`."""
+    own, and `args` after its own (e.g. --liveness URL); stopped on exit (SIGTERM, SIGKILL if
+    it hangs). Its output goes to `log`."""
     from tests.support.cluster import stop_process
 
     env = {k: v for k, v in os.environ.items()
@@ -47,7 +49,8 @@ def operator_process(kubeconfig: Path, namespace: str, log: Path, **settings: st
     env.update({f"TRADEBOT_{k.upper()}": v for k, v in settings.items()})
     with log.open("ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "tradebot.cli", "operator", "-n",
-                                    namespace], env=env, stdout=out, stderr=subprocess.STDOUT)
+                                    namespace, *args], env=env, stdout=out,
+                                   stderr=subprocess.STDOUT)
     try:
         yield process
     finally:

@@ -82,6 +82,22 @@ they reach the operator's Decimals exactly. */}}
 
 {{/* Combinations the schema cannot express, refused at install/upgrade with the fix named. */}}
 {{- define "tradebot.validate" -}}
+{{- if gt (int .Values.replicaCount) 1 -}}
+{{- if not .Values.leaderElection.enabled -}}
+{{- fail (printf "replicaCount %v needs leaderElection.enabled: without the leader Lease every replica would act on every object" .Values.replicaCount) -}}
+{{- end -}}
+{{- if not .Values.database.existingSecret -}}
+{{- fail (printf "replicaCount %v needs database.existingSecret (PostgreSQL): with SQLite on each pod's state volume, a failover would switch to another replica's records" .Values.replicaCount) -}}
+{{- end -}}
+{{- end -}}
+{{- with .Values.leaderElection -}}
+{{- if le (float64 .leaseDurationSeconds) (float64 .renewDeadlineSeconds) -}}
+{{- fail (printf "leaderElection.leaseDurationSeconds (%v) must exceed renewDeadlineSeconds (%v): a leader must stop before a standby may take over" .leaseDurationSeconds .renewDeadlineSeconds) -}}
+{{- end -}}
+{{- if le (float64 .renewDeadlineSeconds) (mulf 1.2 .retryPeriodSeconds) -}}
+{{- fail (printf "leaderElection.renewDeadlineSeconds (%v) must exceed 1.2 x retryPeriodSeconds (%v)" .renewDeadlineSeconds .retryPeriodSeconds) -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.watchAllNamespaces .Values.watchNamespaces -}}
 {{- fail "watchAllNamespaces: true watches every namespace; leave watchNamespaces empty, or set watchAllNamespaces: false to watch only the listed ones" -}}
 {{- end -}}
@@ -107,4 +123,9 @@ they reach the operator's Decimals exactly. */}}
 {{- if and .Values.admission.restrictPromotion.enabled (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) -}}
 {{- fail (printf "admission.restrictPromotion needs ValidatingAdmissionPolicy v1 (Kubernetes >= 1.30); this cluster is %s" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The leader Lease's name: leaderElection.leaseName, or the release's full name. */}}
+{{- define "tradebot.leaderLeaseName" -}}
+{{- .Values.leaderElection.leaseName | default (include "tradebot.fullname" .) -}}
 {{- end -}}

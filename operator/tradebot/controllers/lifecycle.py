@@ -41,9 +41,10 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
                 "namespace": rt.settings.max_backtests_per_namespace,
                 "strategy": rt.settings.max_backtests_per_strategy},
         hold=rt.settings.queue_hold)
-    if rt.settings.metrics_port:
-        from tradebot.observability.metrics import serve
+    from tradebot.observability.metrics import LEADER, serve
 
+    LEADER.set(1)  # acting: alone, or holding the leader Lease (controllers/leadership.py)
+    if rt.settings.metrics_port:
         serve(rt.settings.metrics_port)
     # Opening the records store starts its outbox flusher, which delivers at once whatever
     # an earlier run of the operator left waiting; the database may still be down.

@@ -16,6 +16,9 @@ RECONCILIATIONS = Counter(
     ["kind", "outcome"], registry=REGISTRY)
 QUEUE_LENGTH = Gauge(
     "tradebot_backtest_queue_length", "Backtests waiting for admission.", registry=REGISTRY)
+LEADER = Gauge(
+    "tradebot_operator_leader", "1 while this replica holds the leader Lease and acts, 0 "
+    "while it stands by.", registry=REGISTRY)
 RUNNING_BACKTESTS = Gauge(
     "tradebot_backtests_running", "Backtest Jobs that hold a slot.", registry=REGISTRY)
 GPUS_FREE = Gauge(
@@ -98,6 +101,13 @@ def counted(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     return wrap
 
 
+_serving: set[int] = set()
+
+
 def serve(port: int) -> None:
-    """Serves /metrics on all interfaces (the chart's Service scrapes it)."""
+    """Serves /metrics on all interfaces (the chart's Service scrapes it). Once per port: a
+    standby serves it already when, leading, the operator's start-up asks again."""
+    if port in _serving:
+        return
     start_http_server(port, registry=REGISTRY)
+    _serving.add(port)
