@@ -217,6 +217,13 @@ def test_tagged_orders_are_found_in_freqtrade_trades() -> None:
                                     Decimal("25.00000001"))
     assert dca.tagged_order(trades, tag(30)) is None
     assert dca.tagged_order(trades, "exit_signal") is None  # an exit is no buy
+    # As the REST API returns orders: no ft_is_entry, the side tells.
+    api_shape = [{"trade_id": 4, "is_short": False, "orders": [
+        {"ft_order_tag": tag(15), "ft_order_side": "sell", "cost": Decimal(1)},
+        {"ft_order_tag": tag(15), "ft_order_side": "buy", "filled": Decimal(2),
+         "safe_price": Decimal(3), "cost": Decimal(6)}]}]
+    assert dca.tagged_order(api_shape, tag(15)) == dca.TaggedOrder(4, Decimal(2), Decimal(3),
+                                                                   Decimal(6))
     assert dca.open_stakes(trades) == {"BTC/USDT": Decimal(50)}
 
 

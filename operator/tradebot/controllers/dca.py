@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any
 
 import kopf
@@ -24,7 +23,7 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.dcaschedule import DcaScheduleSpec
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.controllers import bot_control, runtime
-from tradebot.controllers.livebot import read_breakers
+from tradebot.controllers.livebot import fleet_stop_in_progress, read_breakers
 from tradebot.controllers.status import post_event
 from tradebot.domain import dca, livebot_round
 from tradebot.domain.conditions import set_condition
@@ -87,8 +86,16 @@ async def tick_dca(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, namesp
                             namespace=namespace, name=name)
 
 
+@kopf.on.delete(GROUP, VERSION, PLURAL, optional=True)
+def dca_deleted(namespace: str | None, name: str, **_: object) -> None:
+    """No finalizer (nothing outside the object to clean up): its metric series go."""
+    metrics.forget_dca(str(namespace), name)
+
+
 @metrics.counted(KIND)
 def _reconcile(namespace: str, name: str) -> None:
+    if fleet_stop_in_progress(namespace):
+        return  # a breaker is stopping bots here: it goes first, a buy certainly waits
     obj = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
                             namespace, PLURAL, name)
     if obj is None:
@@ -249,9 +256,13 @@ class _Round:
     def _wait(self, d: dca.Wait) -> None:
         if self.status.get("message") == d.message and self.status.get("phase") == "Waiting":
             return
+        # One Event per reason, not one per slot of a bot that stays down.
+        was = next((c.get("reason") for c in self.status.get("conditions") or []
+                    if c.get("type") == "Ready"), None)
         self._write({"phase": "Waiting", "message": d.message,
                      **self._ready(False, d.reason, d.message)})
-        self._event(d.reason, d.message, warning=d.reason != "Confirming")
+        if was != d.reason:
+            self._event(d.reason, d.message, warning=d.reason != "Confirming")
         self.log.info("slot waits", slot=format_time(d.slot), reason=d.reason,
                       message=d.message)
 
@@ -298,10 +309,5 @@ class _Round:
             self.log.warning("force entry answered without the order", entry_tag=d.tag,
                              answer=str(trade.get("status") or "")[:200])
             return  # the lookup decides once it settles
-        self._record(dca.Record(
-            d.slot, "Bought", "Bought", f"bought {_money(self.spec.stake_amount)} of "
-            f"{self.spec.pair} (trade {order.trade_id})", d.tag, order, d.missed_before))
-
-
-def _money(amount: Decimal) -> str:
-    return format(amount.normalize(), "f")
+        self._record(dca.bought(d.slot, d.tag, order, self.spec.stake_amount, self.spec.pair,
+                                d.missed_before))

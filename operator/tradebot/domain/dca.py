@@ -196,6 +196,12 @@ class Buy:
 Decision = Idle | AskBot | Wait | Record | Buy
 
 
+def bought(slot: dt.datetime, tag: str, order: TaggedOrder, stake: Decimal, pair: str,
+           missed_before: int = 0) -> Record:
+    return Record(slot, "Bought", "Bought", f"bought {format_money(stake)} of {pair} (trade "
+                  f"{order.trade_id})", tag, order, missed_before)
+
+
 def due_slot(o: Observation) -> dt.datetime | None:
     """The latest slot at or before now that is after creation and not yet handled."""
     slot = o.schedule.latest_at_or_before(o.now)
@@ -238,9 +244,7 @@ def _resolve(o: Observation, p: Pending) -> Decision:
                     f"the buy of slot {format_time(p.slot)} is unconfirmed and the bot's API "
                     f"does not answer ({state.error})")
     if state.found is not None:
-        return Record(p.slot, "Bought", "Bought",
-                      f"bought {format_money(o.stake)} of {o.pair} (trade "
-                      f"{state.found.trade_id})", p.entry_tag, state.found)
+        return bought(p.slot, p.entry_tag, state.found, o.stake, o.pair)
     if o.now - p.intended_at < SETTLE:
         return Wait(p.slot, "Confirming",
                     f"waiting to see whether the buy of slot {format_time(p.slot)} reached "
@@ -321,9 +325,11 @@ def tagged_order(trades: list[dict[str, object]], tag: str) -> TaggedOrder | Non
     own enter_tag stays the first entry's: the order's ft_order_tag is what identifies it."""
     for trade in trades:
         orders = trade.get("orders")
+        # The REST API's order schema has no ft_is_entry: the side tells (spot: buy).
+        entry_side = "sell" if trade.get("is_short") else "buy"
         for order in orders if isinstance(orders, list) else []:
             if (isinstance(order, dict) and order.get("ft_order_tag") == tag
-                    and order.get("ft_is_entry", True)):
+                    and order.get("ft_is_entry", order.get("ft_order_side") == entry_side)):
                 trade_id = trade.get("trade_id")
                 return TaggedOrder(
                     trade_id=int(trade_id) if isinstance(trade_id, (int, str)) else 0,

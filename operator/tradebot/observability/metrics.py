@@ -110,3 +110,12 @@ def counted(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
 def serve(port: int) -> None:
     """Serves /metrics on all interfaces (the chart's Service scrapes it)."""
     start_http_server(port, registry=REGISTRY)
+
+
+def forget_dca(namespace: str, schedule: str) -> None:
+    """Drops a deleted DcaSchedule's series."""
+    for outcome in ("Bought", "Skipped", "Missed", "Failed", "Unconfirmed"):
+        with contextlib.suppress(KeyError):
+            DCA_SLOTS.remove(namespace, schedule, outcome)
+    with contextlib.suppress(KeyError):
+        DCA_BOUGHT_STAKE.remove(namespace, schedule)
