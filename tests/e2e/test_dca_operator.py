@@ -1,6 +1,6 @@
 """DcaSchedules against a real dry-run `freqtrade trade` (local executor, local exchange double):
-a buy per slot, visible as the bot's own orders; no buy while a breaker holds the bot; and a slot whose buy went through before an operator restart is
-looked up, not bought again."""
+a buy per slot, visible as the bot's own orders; no buy while a breaker holds the bot; and a
+slot whose buy went through before an operator restart is looked up, not bought again."""
 
 from __future__ import annotations
 
@@ -169,3 +169,52 @@ def test_dca_buys_each_slot_and_never_while_a_breaker_holds_the_bot(
         # The operator decided (a buy sent to the paused bot would be recorded as Failed
         # with Freqtrade's refusal instead), naming the breaker.
         assert all("CircuitBreaker main-fleet holds the bot" in h["message"] for h in held)
+
+
+def test_a_restarted_operator_looks_a_slot_up_before_buying_it_again(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    state = tmp_path / "state"
+    custom = client.CustomObjectsApi(api_client)
+    settings = {"executor": "local", "database_dsn": f"sqlite://{tmp_path / 'r.db'}",
+                "local_state_dir": state}
+    with ExchangeDouble() as double:
+        with running_operator(cluster.kubeconfig, namespace, exchange_double_url=double.url,
+                              **settings):
+            _apply(kubectl, namespace, *_manifests())
+            wait_for(lambda: _bought(_schedule_status(api_client, namespace)), 240,
+                     interval=1, what="a first DCA buy")
+        # The operator is gone; the bot runs on. The next slot comes, and the operator's buy
+        # of it reached the bot, but the operator stopped before it recorded the outcome: the
+        # intent is in status, the order in the bot.
+        uid = str(_get(api_client, namespace, "dcaschedules", SCHEDULE)["metadata"]["uid"])
+        last = _schedule_status(api_client, namespace)["lastSlot"]
+        slot_epoch = int(dt.datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp())
+        slot_epoch = max(slot_epoch + EVERY, int(time.time()) // EVERY * EVERY + EVERY)
+        wait_for(lambda: time.time() >= slot_epoch + 1, EVERY + 5, what="the next slot")
+        slot = dt.datetime.fromtimestamp(slot_epoch, dt.UTC)
+        tag = entry_tag(uid, slot)
+        bot = Bot(api_client, namespace, state)
+        bot.rest().force_enter("BTC/USDT", stake_amount=Decimal(STAKE), entry_tag=tag,
+                               order_type="market")
+        stamp = slot.isoformat().replace("+00:00", "Z")
+        custom.patch_namespaced_custom_object_status(
+            G, V, namespace, "dcaschedules", SCHEDULE, {"status": {"pending": {
+                "slot": stamp, "entryTag": tag, "attempts": 1,
+                "intendedAt": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")}}})
+        assert len((bot.dca_orders() or {}).get(tag, [])) == 1
+
+        with running_operator(cluster.kubeconfig, namespace, exchange_double_url=double.url,
+                              **settings):
+            entry = wait_for(lambda: next((h for h in _schedule_status(api_client, namespace)
+                                           .get("history") or [] if h["slot"] == stamp), None),
+                             60, interval=0.5, what="the pending slot resolved")
+            # Positive control: this operator does buy the slots after it.
+            later = wait_for(lambda: [b for b in _bought(_schedule_status(api_client,
+                                                                          namespace))
+                                      if _slot_epoch(b) > slot_epoch], 3 * EVERY + 30,
+                             interval=1, what="a buy after the restart")
+        assert (entry["outcome"], entry["entryTag"]) == ("Bought", tag)
+        orders = wait_for(bot.dca_orders, 30, what="the bot's API")
+        assert len(orders[tag]) == 1, "the restarted operator bought the slot again"
+        assert all(len(orders[b["entryTag"]]) == 1 for b in later)
