@@ -15,11 +15,11 @@ from typing import Any
 
 from kubernetes import client
 from tests.support.manifests import example
-from tests.support.operator import running_operator
+from tests.support.operator import operator_process, running_operator
 from tests.support.wait import wait_for
 
-from tradebot.domain.dca import entry_tag
 from tradebot.executors.local_bots import LocalBotExecutor
+from tradebot.faults import EXIT_CODE
 from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
 from tradebot.observability import metrics
 from tradebot_testing.exchange_double import ExchangeDouble
@@ -135,7 +135,8 @@ def test_dca_buys_each_slot_and_never_while_a_breaker_holds_the_bot(
             # Each recorded buy is one order of the bot, with its slot's tag, of the stake.
             assert len(orders.get(entry["entryTag"], [])) == 1, (entry, orders)
             order = orders[entry["entryTag"]][0]
-            assert Decimal(str(order["cost"])) == Decimal(entry["cost"])
+            assert Decimal(str(order["cost"])).quantize(Decimal("1e-8")) == Decimal(
+                entry["cost"])
             # The stake buys the base amount and pays the fee; the cost is what filled
             # (the amount rounded to the market's precision).
             assert Decimal(STAKE) * Decimal("0.97") <= Decimal(entry["cost"]) <= Decimal(STAKE)
@@ -171,50 +172,57 @@ def test_dca_buys_each_slot_and_never_while_a_breaker_holds_the_bot(
         assert all("CircuitBreaker main-fleet holds the bot" in h["message"] for h in held)
 
 
-def test_a_restarted_operator_looks_a_slot_up_before_buying_it_again(
+def test_an_operator_that_dies_after_a_buy_never_buys_that_slot_again(
     cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
 ):
-    state = tmp_path / "state"
-    custom = client.CustomObjectsApi(api_client)
-    settings = {"executor": "local", "database_dsn": f"sqlite://{tmp_path / 'r.db'}",
-                "local_state_dir": state}
+    """The operator dies (a crash point, like a SIGKILL) right after the bot answered a slot's
+    buy, before it recorded the outcome: the intent is in status, the order in the bot. The
+    next operator, started while that slot is still the current one, must find the order by
+    its tag and record it, not buy the slot again."""
+    state = (tmp_path / "state").resolve()
+    state.mkdir()
+    dsn = f"sqlite://{tmp_path / 'r.db'}"
+    docs = _manifests()
+    every = 45  # long enough that the slot is still current when the next operator starts
+    docs[-1]["spec"]["schedule"] = {"every": f"{every}s"}
     with ExchangeDouble() as double:
-        with running_operator(cluster.kubeconfig, namespace, exchange_double_url=double.url,
-                              **settings):
-            _apply(kubectl, namespace, *_manifests())
-            wait_for(lambda: _bought(_schedule_status(api_client, namespace)), 240,
-                     interval=1, what="a first DCA buy")
-        # The operator is gone; the bot runs on. The next slot comes, and the operator's buy
-        # of it reached the bot, but the operator stopped before it recorded the outcome: the
-        # intent is in status, the order in the bot.
-        uid = str(_get(api_client, namespace, "dcaschedules", SCHEDULE)["metadata"]["uid"])
-        last = _schedule_status(api_client, namespace)["lastSlot"]
-        slot_epoch = int(dt.datetime.fromisoformat(last.replace("Z", "+00:00")).timestamp())
-        slot_epoch = max(slot_epoch + EVERY, int(time.time()) // EVERY * EVERY + EVERY)
-        wait_for(lambda: time.time() >= slot_epoch + 1, EVERY + 5, what="the next slot")
-        slot = dt.datetime.fromtimestamp(slot_epoch, dt.UTC)
-        tag = entry_tag(uid, slot)
+        settings = {"executor": "local", "local_state_dir": str(state),
+                    "exchange_double_url": double.url, "database_dsn": dsn}
+        log = tmp_path / "operator.log"
+        with operator_process(cluster.kubeconfig, namespace, log, crash_at="dca-entry-sent",
+                              **settings) as first:
+            _apply(kubectl, namespace, *docs)
+            assert first.wait(timeout=every + 240) == EXIT_CODE, log.read_text()[-3000:]
+        crashed_at = time.time()
+        status = _schedule_status(api_client, namespace)
+        pending = status["pending"]
+        assert not status.get("history")
         bot = Bot(api_client, namespace, state)
-        bot.rest().force_enter("BTC/USDT", stake_amount=Decimal(STAKE), entry_tag=tag,
-                               order_type="market")
-        stamp = slot.isoformat().replace("+00:00", "Z")
-        custom.patch_namespaced_custom_object_status(
-            G, V, namespace, "dcaschedules", SCHEDULE, {"status": {"pending": {
-                "slot": stamp, "entryTag": tag, "attempts": 1,
-                "intendedAt": dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")}}})
-        assert len((bot.dca_orders() or {}).get(tag, [])) == 1
+        orders = wait_for(bot.dca_orders, 30, what="the bot's DCA orders")
+        assert _counts(orders) == {pending["entryTag"]: 1}  # the order went through
+        slot_epoch = _slot_epoch(pending)
+        assert crashed_at < slot_epoch + every, "too slow to restart within the slot"
 
-        with running_operator(cluster.kubeconfig, namespace, exchange_double_url=double.url,
-                              **settings):
+        with running_operator(cluster.kubeconfig, namespace, executor="local",
+                              exchange_double_url=double.url, database_dsn=dsn,
+                              local_state_dir=state):
             entry = wait_for(lambda: next((h for h in _schedule_status(api_client, namespace)
-                                           .get("history") or [] if h["slot"] == stamp), None),
+                                           .get("history") or []
+                                           if h["slot"] == pending["slot"]), None),
                              60, interval=0.5, what="the pending slot resolved")
-            # Positive control: this operator does buy the slots after it.
+            resolved_at = time.time()
+            # Positive control: this operator does buy the next slot.
             later = wait_for(lambda: [b for b in _bought(_schedule_status(api_client,
                                                                           namespace))
-                                      if _slot_epoch(b) > slot_epoch], 3 * EVERY + 30,
+                                      if _slot_epoch(b) > slot_epoch], 2 * every + 30,
                              interval=1, what="a buy after the restart")
-        assert (entry["outcome"], entry["entryTag"]) == ("Bought", tag)
-        orders = wait_for(bot.dca_orders, 30, what="the bot's API")
-        assert len(orders[tag]) == 1, "the restarted operator bought the slot again"
+            # (Read while this operator runs: its clean shutdown stops the local bots.)
+            orders = wait_for(bot.dca_orders, 30, what="the bot's DCA orders")
+            final = _schedule_status(api_client, namespace)
+        assert (entry["outcome"], entry["entryTag"]) == ("Bought", pending["entryTag"])
+        # Resolved while its slot was still the current one: a naive operator would have
+        # bought it again then.
+        assert resolved_at < slot_epoch + every
+        assert len(orders[pending["entryTag"]]) == 1, "the slot was bought twice"
         assert all(len(orders[b["entryTag"]]) == 1 for b in later)
+        assert final["buys"] == len(_bought(final)) <= len(orders)

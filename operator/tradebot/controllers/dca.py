@@ -28,6 +28,7 @@ from tradebot.controllers.status import post_event
 from tradebot.domain import dca, livebot_round
 from tradebot.domain.conditions import set_condition
 from tradebot.domain.time import format_time, parse_time
+from tradebot.faults import crash_point
 from tradebot.freqtrade.rest import BotApiError, BotClient, BotRefused, BotUnreachable
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
@@ -304,6 +305,7 @@ class _Round:
             self.log.warning("force entry unanswered", slot=format_time(d.slot),
                              entry_tag=d.tag, error=str(e))
             return
+        crash_point("dca-entry-sent")  # the order is placed, its outcome not yet recorded
         order = dca.tagged_order([trade], d.tag)
         if order is None:
             self.log.warning("force entry answered without the order", entry_tag=d.tag,
