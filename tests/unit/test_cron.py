@@ -9,8 +9,9 @@ import pytest
 from tradebot.domain.cron import CronError, parse
 
 
-def utc(*args: int) -> dt.datetime:
-    return dt.datetime(*args, tzinfo=dt.UTC)
+def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
+        second: int = 0) -> dt.datetime:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC)
 
 
 def brute_latest(expression: str, moment: dt.datetime) -> dt.datetime:
