@@ -268,6 +268,13 @@ def test_operator_rest_client_monitors_and_controls_a_real_bot(
 
     client.force_enter("BTC/USDT")
     _until("the trade open", bot, lambda: client.snapshot().open_trades == 1)
+    # A refusal is Freqtrade's answer, told apart from a bot that does not answer: this
+    # strategy has no position adjustment, so a second entry into the open pair is refused.
+    from tradebot.freqtrade.rest import BotRefused
+
+    with pytest.raises(BotRefused, match="position for BTC/USDT already open"):
+        client.force_enter("BTC/USDT", stake_amount=Decimal("10"), entry_tag="dca-x",
+                           order_type="market")
     exchange_double.move("BTC/USDT", -0.2)
     losing = _until("an open loss", bot, lambda: (s := client.snapshot()).open_profit < 0 and s)
     assert losing.total_balance < first.total_balance

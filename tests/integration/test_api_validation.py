@@ -166,6 +166,17 @@ CASES: list[tuple[str, str, str | None, Mutation, str]] = [
     ("md-bad-refresh", "MarketData", None, _set("refresh", "hourly"), "spec.refresh"),
     ("backtest-two-data-sources", "Backtest", "ema-rsi-sample",
      _set("data.marketDataRef", {"name": "majors"}), "spec.data"),
+    ("dca-cron-and-every", "DcaSchedule", None, _set("schedule.every", "1h"),
+     "spec.schedule"),
+    ("dca-no-timing", "DcaSchedule", None, _drop("schedule.cron"), "spec.schedule"),
+    ("dca-bad-every", "DcaSchedule", None, _all(_drop("schedule.cron"),
+                                                 _set("schedule.every", "daily")),
+     "spec.schedule.every"),
+    ("dca-zero-stake", "DcaSchedule", None, _set("stakeAmount", "0"), "spec.stakeAmount"),
+    ("dca-float-stake", "DcaSchedule", None, _set("stakeAmount", 20.5), "spec.stakeAmount"),
+    ("dca-lowercase-pair", "DcaSchedule", None, _set("pair", "btc/usdt"), "spec.pair"),
+    ("dca-zero-deadline", "DcaSchedule", None, _set("startingDeadlineSeconds", 0),
+     "spec.startingDeadlineSeconds"),
 ]
 
 
@@ -285,5 +296,5 @@ def test_category_and_short_names(kubectl: Any, namespace: str):
     assert sorted(listed) == sorted(
         f"{BY_KIND[d['kind']].singular}.tradebot.dev/{d['metadata']['name']}"
         for d in examples())
-    for short in ("strat", "bt", "bot", "cb"):
+    for short in ("strat", "bt", "bot", "cb", "dca"):
         assert kubectl("get", short, "-n", namespace).returncode == 0

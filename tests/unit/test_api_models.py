@@ -72,7 +72,7 @@ def test_crds_carry_names_categories_and_status():
         version = crd["spec"]["versions"][0]
         assert version["subresources"] == {"status": {}}
         assert any(c["name"] == "Age" for c in version["additionalPrinterColumns"])
-    assert {k.short_names[0] for k in KINDS} == {"strat", "bt", "bot", "cb", "md", "ho"}
+    assert {k.short_names[0] for k in KINDS} == {"strat", "bt", "bot", "cb", "md", "ho", "dca"}
 
 
 @pytest.mark.parametrize("doc", examples(), ids=lambda d: d["metadata"]["name"])

@@ -4,11 +4,12 @@ from tradebot.controllers import (
     backtest,
     cache,
     circuitbreaker,
+    dca,
     lifecycle,
     livebot,
     marketdata,
     strategy,
 )
 
-__all__ = ["backtest", "cache", "circuitbreaker", "lifecycle", "livebot", "marketdata",
+__all__ = ["backtest", "cache", "circuitbreaker", "dca", "lifecycle", "livebot", "marketdata",
            "strategy"]

@@ -28,12 +28,27 @@ class BotApiError(Exception):
     """The bot's API answered with an error (4xx other than an expired token)."""
 
 
+class BotRefused(BotApiError):
+    """Freqtrade refused the request and said why (its RPC errors answer HTTP 502 with an
+    `error` message): the bot is up and did not do it."""
+
+
 def _decimal(value: object) -> Decimal:
     if isinstance(value, Decimal):
         return value
     if value is None or isinstance(value, bool):
         return Decimal(0)
     return Decimal(str(value))
+
+
+def _rpc_error(error: urllib.error.HTTPError) -> str | None:
+    """Freqtrade's own message for an RPC error (`{"error": "Error querying ...: why"}`)."""
+    try:
+        answer = json.loads(error.read() or b"null")
+    except (ValueError, OSError):
+        return None
+    message = answer.get("error") if isinstance(answer, dict) else None
+    return str(message)[:500] if message else None
 
 
 class BotClient:
@@ -57,6 +72,9 @@ class BotClient:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310
                 return json.loads(resp.read() or b"null", parse_float=Decimal)
         except urllib.error.HTTPError as e:
+            refusal = _rpc_error(e) if e.code == 502 else None
+            if refusal is not None:
+                raise BotRefused(f"{method} /api/v1/{path}: {refusal}") from None
             if e.code >= 500:
                 raise BotUnreachable(f"{method} /api/v1/{path}: HTTP {e.code}") from None
             raise BotApiError(f"{method} /api/v1/{path}: HTTP {e.code}") from None
@@ -150,5 +168,16 @@ class BotClient:
         """Closes every open trade at market."""
         self._call("POST", "forceexit", {"tradeid": "all"})
 
-    def force_enter(self, pair: str) -> dict[str, Any]:
-        return dict(self._call("POST", "forceenter", {"pair": pair}))
+    def force_enter(self, pair: str, *, stake_amount: Decimal | None = None,
+                    entry_tag: str | None = None, order_type: str | None = None
+                    ) -> dict[str, Any]:
+        """Enters `pair` now; the answer is the trade (with its orders). The stake goes as a
+        decimal string, which Freqtrade's payload model reads without a float on our side."""
+        body: dict[str, Any] = {"pair": pair}
+        if stake_amount is not None:
+            body["stakeamount"] = format(stake_amount, "f")
+        if entry_tag is not None:
+            body["entry_tag"] = entry_tag
+        if order_type is not None:
+            body["ordertype"] = order_type
+        return dict(self._call("POST", "forceenter", body))

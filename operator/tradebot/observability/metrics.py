@@ -75,6 +75,15 @@ BREAKER_STOP_SECONDS = Histogram(
     "tradebot_breaker_stop_seconds", "From a trip to every selected bot stopped.",
     buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=REGISTRY)
 
+# Labelled by schedule: bounded by the DcaSchedules the operator's users declare.
+DCA_SLOTS = Counter(
+    "tradebot_dca_slots_total", "DCA schedule slots handled, by outcome (Bought, Skipped, "
+    "Missed, Failed, Unconfirmed).", ["namespace", "schedule", "outcome"], registry=REGISTRY)
+DCA_BOUGHT_STAKE = Counter(
+    "tradebot_dca_bought_stake_total", "Stake spent by a DCA schedule's buys, in the bot's "
+    "stake currency (display only; status keeps the exact figure).",
+    ["namespace", "schedule"], registry=REGISTRY)
+
 
 def forget_bot(namespace: str, bot: str) -> None:
     """Drops a deleted bot's series, so that cardinality follows the bots that exist."""
@@ -111,3 +120,12 @@ def serve(port: int) -> None:
         return
     start_http_server(port, registry=REGISTRY)
     _serving.add(port)
+
+
+def forget_dca(namespace: str, schedule: str) -> None:
+    """Drops a deleted DcaSchedule's series."""
+    for outcome in ("Bought", "Skipped", "Missed", "Failed", "Unconfirmed"):
+        with contextlib.suppress(KeyError):
+            DCA_SLOTS.remove(namespace, schedule, outcome)
+    with contextlib.suppress(KeyError):
+        DCA_BOUGHT_STAKE.remove(namespace, schedule)
