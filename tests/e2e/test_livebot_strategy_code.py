@@ -18,8 +18,8 @@ G, V = "tradebot.dev", "v1alpha1"
 
 
 def _status(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    obj = client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace, plural,
-                                                                    name)
+    obj: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace,
+                                                                         plural, name)
     return dict(obj.get("status") or {})
 
 
@@ -38,11 +38,12 @@ def _running_pod(api: Any, namespace: str, old: str | None) -> Any:
 def _bot_code(api: Any, namespace: str, pod: Any) -> str:
     volume = next(v for v in pod.spec.volumes if v.name == "config")
     cm = client.CoreV1Api(api).read_namespaced_config_map(volume.config_map.name, namespace)
-    return str(cm.data["EmaRsiStrategy.py"])
+    return str((cm.data or {})["EmaRsiStrategy.py"])
 
 
 def test_a_new_strategy_code_reaches_the_running_bot(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    crds_installed: None
 ) -> None:
     strategy = example("Strategy", "ema-rsi")
     kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(strategy))
