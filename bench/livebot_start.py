@@ -13,8 +13,9 @@ the pod itself.
 Both sides are applied from 16 threads. Per bot, from the start of its apply (one clock, this
 process's) to its pod's first watch event (created) and to the first event showing it
 Running; the pods are matched to bots by the label tradebot.dev/livebot, which the template
-carries on both sides. Watches list, then follow from the last resourceVersion, and fail
-loudly (bench/common.Follow).
+carries on both sides. Also shown, not part of the goal: when its trade-data claim was first
+seen Bound (the scheduler places no pod before; the cluster's provisioner binds it). Watches
+list, then follow from the last resourceVersion, and fail loudly (bench/common.Follow).
 
 Goal (issue #14): the operator at most 1.5x the Deployments at p50 and p99 (created and
 Running).
@@ -70,9 +71,20 @@ class Starts:
         self.lock = threading.Lock()
         self.created: dict[str, float] = {}
         self.running: dict[str, float] = {}
+        self.claimed: dict[str, float] = {}
         self.pods: set[str] = set()
-        self.follow = Follow(client.CoreV1Api(api).list_namespaced_pod, namespace, self._event,
+        core = client.CoreV1Api(api)
+        self.follow = Follow(core.list_namespaced_pod, namespace, self._event,
                              "tradebot.dev/kind=livebot")
+        # The trade-data claims, which the scheduler waits for: where the time to Running goes.
+        self.claims = Follow(core.list_namespaced_persistent_volume_claim, namespace,
+                             self._claim, "tradebot.dev/kind=livebot")
+
+    def _claim(self, kind: str, obj: dict[str, Any], now: float) -> None:
+        bot = (obj["metadata"].get("labels") or {}).get(LABEL_LIVEBOT)
+        if bot is not None and (obj.get("status") or {}).get("phase") == "Bound":
+            with self.lock:
+                self.claimed.setdefault(bot, now)
 
     def _event(self, kind: str, obj: dict[str, Any], now: float) -> None:
         bot = (obj["metadata"].get("labels") or {}).get(LABEL_LIVEBOT)
@@ -162,6 +174,7 @@ def side(api: client.ApiClient, namespace: str, count: int,
          apply: Any, alive: Any = None) -> tuple[dict[str, float], Starts]:
     starts = Starts(api, namespace)
     starts.follow.start_and_wait()
+    starts.claims.start_and_wait()
     try:
         applied = apply(api, count)
 
@@ -171,9 +184,10 @@ def side(api: client.ApiClient, namespace: str, count: int,
             return starts.all_running(count)
 
         wait_until(done, 60 + 3 * count, f"{count} pods Running in {namespace}",
-                   (starts.follow,), interval=0.2)
+                   (starts.follow, starts.claims), interval=0.2)
     finally:
         starts.follow.stop()
+        starts.claims.stop()
     if len(starts.pods) != count:
         raise RuntimeError(f"{namespace}: {len(starts.pods)} pods for {count} bots")
     return applied, starts
@@ -218,7 +232,11 @@ def operator_side(api: client.ApiClient, count: int, kubeconfig: Path, root: Pat
 
 def summary(applied: dict[str, float], starts: Starts) -> dict[str, float]:
     created, running = latencies(applied, starts.created), latencies(applied, starts.running)
-    return {"created_p50": round(pct(created, 0.5), 3),
+    # A claim may be seen Bound only after its pod ran when the watch event came late.
+    bound = latencies(applied, starts.claimed)
+    return {"claim_bound_p50": round(pct(bound, 0.5), 3),
+            "claim_bound_p99": round(pct(bound, 0.99), 3),
+            "created_p50": round(pct(created, 0.5), 3),
             "created_p99": round(pct(created, 0.99), 3),
             "running_p50": round(pct(running, 0.5), 3),
             "running_p99": round(pct(running, 0.99), 3),
