@@ -98,8 +98,8 @@ bench-marketdata: tools venv ## MarketData through the operator vs freqtrade dow
 bench-flood: tools venv ## the flood benchmark: operator RSS with COUNT Backtests waiting (COUNT=10000)
 	$(BIN)/python bench/flood.py --count $(or $(COUNT),10000)
 
-bench-backtest-e2e: tools venv ## a Backtest through the operator (local executor) vs freqtrade backtesting directly (REPS=3)
-	$(BIN)/python bench/backtest_e2e.py --reps $(or $(REPS),3)
+bench-backtest-e2e: tools venv ## a Backtest through the operator (local executor) vs freqtrade backtesting directly (REPS=5)
+	$(BIN)/python bench/backtest_e2e.py --reps $(or $(REPS),5)
 
 bench-livebot-start: tools venv ## COUNT dry-run LiveBots -> pods Running vs COUNT Deployments of the same pod (COUNT=100)
 	$(BIN)/python bench/livebot_start.py --count $(or $(COUNT),100)
