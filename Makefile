@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
 PYTHON_MATRIX ?= 3.12
 
-.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata bench-flood bench-failover clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata bench-flood bench-failover bench-backtest-e2e bench-livebot-start clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -100,6 +100,12 @@ bench-flood: tools venv ## the flood benchmark: operator RSS with COUNT Backtest
 
 bench-failover: tools venv ## the failover benchmark: leader SIGKILLed -> standby's first reconcile and a trip handled (RUNS=5)
 	$(BIN)/python bench/failover.py --runs $(or $(RUNS),5)
+
+bench-backtest-e2e: tools venv ## a Backtest through the operator (local executor) vs freqtrade backtesting directly (REPS=5)
+	$(BIN)/python bench/backtest_e2e.py --reps $(or $(REPS),5)
+
+bench-livebot-start: tools venv ## COUNT dry-run LiveBots -> pods Running vs COUNT Deployments of the same pod (COUNT=100)
+	$(BIN)/python bench/livebot_start.py --count $(or $(COUNT),100)
 
 bench-records: deps venv ## the records benchmark: operator writes vs COPY, a year's report (real PostgreSQL)
 	$(BIN)/python bench/records.py

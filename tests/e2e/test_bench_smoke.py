@@ -66,3 +66,20 @@ def test_failover_benchmark_smoke(tools_bin: Path) -> None:
     # Whatever the load: the standby took over after the kill, then reconciled and stopped.
     assert 0 < run["takeover_s"] <= run["first_reconcile_s"]
     assert run["trip_handled_s"] > 0
+
+
+def test_backtest_e2e_benchmark_smoke(tools_bin: Path) -> None:
+    result = _run("backtest_e2e.py", "--reps", "1", timeout=300)
+    assert len(result["operator_runs_s"]) == len(result["direct_runs_s"]) == 1
+    # The same run on both sides: the operator's results are Freqtrade's own.
+    assert result["same_results"] is True
+    assert set(result["breakdown_median_s"]) == {
+        "admission", "pod_start", "process_start", "run", "report", "record"}
+    assert result["direct_s"] > 0
+
+
+def test_livebot_start_benchmark_smoke(tools_bin: Path) -> None:
+    result = _run("livebot_start.py", "--count", "5", timeout=300)
+    assert result["count"] == 5
+    assert result["operator_s"]["running_p99"] > 0
+    assert result["deployments_s"]["running_p99"] > 0

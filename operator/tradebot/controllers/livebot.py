@@ -240,8 +240,8 @@ class _Round:
             strategy = (kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
                                           VERSION, self.namespace, "strategies",
                                           model.strategy_ref.name) if self.fresh
-                        else next(iter(cache.entries(self.indices[cache.STRATEGIES], (
-                            self.namespace, model.strategy_ref.name))), None))
+                        else cache.strategy(self.indices[cache.STRATEGIES], self.namespace,
+                                            model.strategy_ref.name))
         breakers = (read_breakers(self.namespace) if self.fresh
                     else cache.entries(self.indices[cache.BREAKERS], self.namespace))
         s = self.settings
