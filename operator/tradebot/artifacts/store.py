@@ -129,6 +129,7 @@ class S3Store:
         return Location("s3", self.bucket, run_key(self.prefix, run_id, name)).url()
 
     def put(self, run_id: str, path: Path, name: str | None = None) -> ArtifactRecord:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         name = check_part("artifact name", name or path.name)
@@ -137,17 +138,18 @@ class S3Store:
         try:
             self.client().upload_file(str(path), self.bucket, key,
                                       ExtraArgs={"Metadata": {"sha256": record.sha256}})
-        except (BotoCoreError, ClientError, OSError) as e:
+        except (Boto3Error, BotoCoreError, ClientError, OSError) as e:
             raise StoreError(f"cannot upload {name} to s3://{self.bucket}/{key}: "
                              f"{_describe(e)}") from e
         return record
 
     def download(self, location: Location, target: Path) -> None:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client().download_file(location.container, location.key, str(target))
-        except (BotoCoreError, ClientError, OSError) as e:
+        except (Boto3Error, BotoCoreError, ClientError, OSError) as e:
             raise StoreError(f"cannot download {location.url()}: {_describe(e)}") from e
 
 
