@@ -6,12 +6,12 @@ its record is refused without leaving a file."""
 from __future__ import annotations
 
 import hashlib
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.support.s3 import SECRET, local_s3
 
 from tradebot.api.backtest import Artifact
 from tradebot.artifacts import store as artifact_store
@@ -27,30 +27,12 @@ from tradebot.settings import Settings
 
 BUCKET = "tradebot-artifacts"
 RUN = "bt-0b1e7c1e-1111-2222-3333-444455556666"
-SECRET = "wJalrXUtnFEMI-not-a-real-secret-key"
 
 
 @pytest.fixture
 def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1 (a free port), its endpoint URL; the credentials boto3
-    reads from the environment, as a pod gets them from its Secret."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    # moto keeps its buckets per process, not per server: each test starts from none.
-    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/reset",
-                                                  method="POST"), timeout=10).close()
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATRADEBOTTEST")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    S3Store(BUCKET, endpoint_url=endpoint).client().create_bucket(Bucket=BUCKET)
-    try:
+    with local_s3(monkeypatch, BUCKET) as endpoint:
         yield endpoint
-    finally:
-        server.stop()
 
 
 def _file(directory: Path, name: str, content: bytes) -> Path:

@@ -1,0 +1,36 @@
+"""A local S3 server for the artifact store's tests: moto's, on loopback, a free port."""
+
+from __future__ import annotations
+
+import contextlib
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tradebot.artifacts.store import S3Store
+
+SECRET = "wJalrXUtnFEMI-not-a-real-secret-key"
+
+
+@contextlib.contextmanager
+def local_s3(monkeypatch: pytest.MonkeyPatch, bucket: str) -> Iterator[str]:
+    """The server's endpoint URL, with `bucket` made; the credentials boto3 reads from the
+    environment, as a pod gets them from its Secret."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        # moto keeps its buckets per process, not per server: each use starts from none.
+        urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - http on loopback
+            f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATRADEBOTTEST")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        S3Store(bucket, endpoint_url=endpoint).client().create_bucket(Bucket=bucket)
+        yield endpoint
+    finally:
+        server.stop()
