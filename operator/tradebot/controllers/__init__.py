@@ -7,8 +7,9 @@ from tradebot.controllers import (
     lifecycle,
     livebot,
     marketdata,
+    marketdata_queue,
     strategy,
 )
 
 __all__ = ["backtest", "cache", "circuitbreaker", "lifecycle", "livebot", "marketdata",
-           "strategy"]
+           "marketdata_queue", "strategy"]
