@@ -35,11 +35,17 @@ def _status(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
     return dict(found.get("status") or {})
 
 
+def _finished(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+    status = _status(api, namespace, "backtests", name)
+    return status if status.get("phase") in ("Succeeded", "Failed") else None
+
+
 @pytest.mark.parametrize("where", ["pvc", "s3"])
 def test_a_backtests_artifacts_come_back_verified(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed,
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    crds_installed: None,
     postgres_dsn: str, monkeypatch: pytest.MonkeyPatch, where: str,
-):
+) -> None:
     api = client.CustomObjectsApi(api_client)
     settings: dict[str, Any] = dict(executor="local", database_dsn=postgres_dsn,
                                     local_state_dir=tmp_path / "state",
@@ -61,9 +67,8 @@ def test_a_backtests_artifacts_come_back_verified(
         bt["metadata"] = {"name": "kept"}
         with running_operator(cluster.kubeconfig, namespace, **settings):
             _apply(kubectl, namespace, example("Strategy", "ema-rsi"), bt)
-            status = wait_for(lambda: (s := _status(api, namespace, "backtests", "kept"))
-                              .get("phase") in ("Succeeded", "Failed") and s, 300,
-                              interval=1.0, what="Backtest finished")
+            status = wait_for(lambda: _finished(api, namespace, "kept"), 300, interval=1.0,
+                              what="Backtest finished")
             assert status["phase"] == "Succeeded", status.get("message")
             # Recorded (not only buffered) before the records are read below.
             wait_for(lambda: any(c["type"] == "Recorded" and c["status"] == "True"

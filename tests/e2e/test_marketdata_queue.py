@@ -37,8 +37,9 @@ def _jobs(batch: Any, namespace: str, kind: str) -> list[str]:
 
 
 def test_a_download_waits_for_the_slot_a_backtest_holds(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
-):
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    crds_installed: None,
+) -> None:
     api = client.CustomObjectsApi(api_client)
     core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
     bt = copy.deepcopy(example("Backtest", "ema-rsi-sample"))
@@ -50,7 +51,7 @@ def test_a_download_waits_for_the_slot_a_backtest_holds(
                           max_concurrent_backtests=1, database_dsn=f"sqlite://{tmp_path}/r.db",
                           reconcile_interval_seconds=0.5):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"), bt)
-        pod = wait_for(lambda: next(iter(core.list_namespaced_pod(
+        pod: Any = wait_for(lambda: next(iter(core.list_namespaced_pod(
             namespace, label_selector="tradebot.dev/backtest=holds-the-slot",
             field_selector="status.phase=Running").items), None), 90, what="backtest pod")
 
@@ -85,7 +86,7 @@ def test_a_download_waits_for_the_slot_a_backtest_holds(
         time.sleep(3)
         assert _status(api, namespace, "backtests", "waits-for-the-download")["phase"] == \
             "Queued"
-        md_pod = wait_for(lambda: next(iter(core.list_namespaced_pod(
+        md_pod: Any = wait_for(lambda: next(iter(core.list_namespaced_pod(
             namespace, label_selector=f"job-name={job}",
             field_selector="status.phase=Running").items), None), 60, what="download pod")
         core.patch_namespaced_pod(md_pod.metadata.name, namespace, {"metadata": {
@@ -101,3 +102,51 @@ def test_a_download_waits_for_the_slot_a_backtest_holds(
         assert "the download Job failed" in done["message"]
         wait_for(lambda: _jobs(batch, namespace, "marketdata") == [], 30,
                  what="download Job deleted once its result was in status")
+
+
+def test_with_the_local_executor_a_download_also_waits_then_runs(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    crds_installed: None,
+) -> None:
+    """The local executor runs the download itself, but only once the queue has admitted its
+    Job: a backtest Job (made here, its kwok pod held Running) takes the one slot first."""
+    from tradebot_testing.exchange_double import ExchangeDouble
+
+    api = client.CustomObjectsApi(api_client)
+    core, batch = client.CoreV1Api(api_client), client.BatchV1Api(api_client)
+    labels = {"app.kubernetes.io/managed-by": "tradebot-operator",
+              "tradebot.dev/kind": "backtest", "tradebot.dev/backtest": "held"}
+    holder = {"apiVersion": "batch/v1", "kind": "Job",
+              "metadata": {"name": "holds-the-slot", "labels": labels},
+              "spec": {"backoffLimit": 0, "template": {"metadata": {"labels": labels}, "spec": {
+                  "restartPolicy": "Never",
+                  "containers": [{"name": "runner", "image": "registry.k8s.io/pause:3.10"}]}}}}
+    md = {"apiVersion": f"{G}/{V}", "kind": "MarketData", "metadata": {"name": "local"},
+          "spec": {"pairs": ["SOL/USDT", "XRP/USDT"], "timeframes": ["1h"], "days": 3,
+                   "storage": {"volumeClaimTemplate": {"storage": "1Gi"}}}}
+    with ExchangeDouble() as double, running_operator(
+            cluster.kubeconfig, namespace, executor="local", max_concurrent_backtests=1,
+            local_state_dir=tmp_path / "state", database_dsn=f"sqlite://{tmp_path}/r.db",
+            reconcile_interval_seconds=0.5, exchange_double_url=double.url):
+        _apply(kubectl, namespace, holder)
+        pod: Any = wait_for(lambda: next(iter(core.list_namespaced_pod(
+            namespace, label_selector="job-name=holds-the-slot",
+            field_selector="status.phase=Running").items), None), 90, what="holder pod")
+        _apply(kubectl, namespace, md)
+        wait_for(lambda: _status(api, namespace, "marketdata", "local").get("message")
+                 == WAITING, 60, what="download waiting")
+        time.sleep(4)
+        assert _jobs(batch, namespace, "marketdata") == []
+        assert not (tmp_path / "state" / "runs").exists() or not any(
+            (tmp_path / "state" / "runs").glob("marketdata-*")), "the download started"
+        assert double.calls.get("GET /api/v3/klines", 0) == 0
+
+        core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"annotations": {
+            "kwok.tradebot.dev/outcome": "Succeeded"}}})
+        ready = wait_for(lambda: (s := _status(api, namespace, "marketdata", "local"))
+                         .get("phase") == "Ready" and s, 180, what="download Ready")
+        assert ready["pairsReady"] == "2/2"
+        assert double.calls.get("GET /api/v3/klines", 0) > 0
+        # Its pod was finished by its outcome (the slot freed), and its Job deleted after.
+        wait_for(lambda: _jobs(batch, namespace, "marketdata") == [], 30,
+                 what="download Job deleted")

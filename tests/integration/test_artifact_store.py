@@ -53,7 +53,7 @@ def _get(dsn: str, run_id: str, name: str, target: Path, *extra: str) -> int:
 
 def test_a_bucket_keeps_a_run_and_hands_it_back_verified(
         s3: str, store: RecordStore, dsn: str, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]):
+        capsys: pytest.CaptureFixture[str]) -> None:
     content = b"PK\x03\x04 result " * 5000
     source = _file(tmp_path / "out", "backtest-result.zip", content)
     bucket = S3Store(BUCKET, "team/", endpoint_url=s3)
@@ -83,7 +83,7 @@ def test_a_bucket_keeps_a_run_and_hands_it_back_verified(
 
 
 def test_what_cannot_be_fetched_says_why(s3: str, store: RecordStore, dsn: str, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]):
+                                         capsys: pytest.CaptureFixture[str]) -> None:
     from tradebot.records import ArtifactRecord
 
     _run(store)
@@ -107,7 +107,7 @@ def test_what_cannot_be_fetched_says_why(s3: str, store: RecordStore, dsn: str, 
     assert "gone.zip\t3\t" + "b" * 64 in capsys.readouterr().out
 
 
-def test_a_claim_keeps_a_run_and_hands_it_back_verified(store: RecordStore, tmp_path: Path):
+def test_a_claim_keeps_a_run_and_hands_it_back_verified(store: RecordStore, tmp_path: Path) -> None:
     volume = tmp_path / "volume"
     source = _file(tmp_path / "out", "config.json", b'{"strategy": "EmaRsi"}')
     record = PvcStore("artifacts", volume).put(RUN, source)
@@ -146,7 +146,7 @@ def _objects(endpoint: str) -> dict[str, bytes]:
 
 
 def test_the_runner_pod_uploads_its_artifacts(s3: str, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch):
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     # What the Job's environment holds (domain/jobs.py artifact_env + the Secret's keys).
     monkeypatch.setenv("TRADEBOT_RUN_ID", RUN)
     monkeypatch.setenv("TRADEBOT_ARTIFACTS_STORE", "s3")
@@ -174,14 +174,14 @@ def test_the_runner_pod_uploads_its_artifacts(s3: str, tmp_path: Path,
 
 
 def test_without_a_store_the_runner_keeps_nothing(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch):
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRADEBOT_RUN_ID", RUN)
     out = tmp_path / "artifacts"
     summary = _summary(out)
     assert runner._keep_artifacts(summary, 0, out, logger()) == (summary, 0)
 
 
-def test_the_local_executor_uploads_before_it_reports(s3: str, tmp_path: Path):
+def test_the_local_executor_uploads_before_it_reports(s3: str, tmp_path: Path) -> None:
     out = tmp_path / "run" / "artifacts"
     outcome = Outcome(True, 0, _summary(out).to_message())
     settings = Settings(artifacts_s3_bucket=BUCKET, artifacts_s3_endpoint_url=s3)

@@ -28,7 +28,7 @@ def _run() -> BacktestRun:
                        "corr-1")
 
 
-def test_urls_round_trip_and_name_their_run():
+def test_urls_round_trip_and_name_their_run() -> None:
     pvc = PvcStore("artifacts").url(RUN, "result.zip")
     assert pvc == f"pvc://artifacts/{RUN}/result.zip"
     s3 = S3Store("runs", "team/tradebot/").url(RUN, "freqtrade log.txt")
@@ -40,19 +40,19 @@ def test_urls_round_trip_and_name_their_run():
 
 @pytest.mark.parametrize("path", ["ftp://host/x", "s3://bucket", "pvc:///x/y",
                                   "s3://b/a/../../etc/passwd", "pvc://c/a//b"])
-def test_bad_recorded_paths_are_refused(path: str):
+def test_bad_recorded_paths_are_refused(path: str) -> None:
     with pytest.raises(BadLocation):
         parse(path)
 
 
 @pytest.mark.parametrize(("run_id", "name"), [("..", "x"), ("r", "../x"), ("r", "a/b"),
                                               ("", "x"), ("r", "")])
-def test_a_key_never_climbs_out_of_its_run(run_id: str, name: str):
+def test_a_key_never_climbs_out_of_its_run(run_id: str, name: str) -> None:
     with pytest.raises(BadLocation):
         run_key("p/", run_id, name)
 
 
-def test_the_claim_is_the_default_store_when_configured():
+def test_the_claim_is_the_default_store_when_configured() -> None:
     assert store_kind(Settings()) is None
     assert store_kind(Settings(artifacts_pvc="art")) == "pvc"
     assert store_kind(Settings(artifacts_s3_bucket="runs")) == "s3"
@@ -66,7 +66,7 @@ def test_the_claim_is_the_default_store_when_configured():
 @pytest.mark.parametrize("env", [{"TRADEBOT_ARTIFACTS_STORE": "pvc"},
                                  {"TRADEBOT_ARTIFACTS_STORE": "s3"},
                                  {"TRADEBOT_ARTIFACTS_STORE": "ftp"}])
-def test_a_store_without_its_place_is_refused_at_start(env: dict[str, str]):
+def test_a_store_without_its_place_is_refused_at_start(env: dict[str, str]) -> None:
     with pytest.raises(ValidationError, match=r"TRADEBOT_ARTIFACTS_STORE|artifacts_store"):
         Settings.from_env(env)
 
@@ -75,7 +75,7 @@ def _container(settings: Settings) -> dict[str, Any]:
     return dict(job(_run(), settings)["spec"]["template"]["spec"]["containers"][0])
 
 
-def test_on_a_claim_the_runners_output_is_its_place_in_the_store():
+def test_on_a_claim_the_runners_output_is_its_place_in_the_store() -> None:
     j = job(_run(), Settings(artifacts_pvc="art"))
     pod = j["spec"]["template"]["spec"]
     volume = next(v for v in pod["volumes"] if v["name"] == "artifacts")
@@ -88,13 +88,13 @@ def test_on_a_claim_the_runners_output_is_its_place_in_the_store():
     assert "envFrom" not in pod["containers"][0]
 
 
-def test_without_a_store_the_job_is_as_before():
+def test_without_a_store_the_job_is_as_before() -> None:
     c = _container(Settings())
     assert [e["name"] for e in c["env"]] == ["TRADEBOT_CORRELATION_ID"]
     assert "envFrom" not in c
 
 
-def test_on_a_bucket_the_runner_gets_its_place_and_a_reference_to_the_keys():
+def test_on_a_bucket_the_runner_gets_its_place_and_a_reference_to_the_keys() -> None:
     c = _container(Settings(artifacts_s3_bucket="runs", artifacts_s3_prefix="p/",
                             artifacts_s3_endpoint_url="http://minio:9000",
                             artifacts_s3_secret="artifact-keys"))
@@ -108,7 +108,7 @@ def test_on_a_bucket_the_runner_gets_its_place_and_a_reference_to_the_keys():
     assert "subPath" not in mount
 
 
-def test_a_claim_store_copies_atomically_and_idempotently(tmp_path: Path):
+def test_a_claim_store_copies_atomically_and_idempotently(tmp_path: Path) -> None:
     source = tmp_path / "result.zip"
     source.write_bytes(b"zip" * 1000)
     store = PvcStore("art", tmp_path / "volume")
@@ -126,7 +126,7 @@ def test_a_claim_store_copies_atomically_and_idempotently(tmp_path: Path):
     assert PvcStore("art").put(RUN, source).path == first.path
 
 
-def test_a_claim_store_says_what_is_missing(tmp_path: Path):
+def test_a_claim_store_says_what_is_missing(tmp_path: Path) -> None:
     store = PvcStore("art", tmp_path)
     location = parse(store.url(RUN, "gone.zip"))
     assert location is not None
@@ -134,7 +134,7 @@ def test_a_claim_store_says_what_is_missing(tmp_path: Path):
         store.download(location, tmp_path / "out")
 
 
-def test_summary_paths_fit_the_termination_message():
+def test_summary_paths_fit_the_termination_message() -> None:
     from tradebot.api.backtest import Artifact
     from tradebot.freqtrade.summary import TERMINATION_MESSAGE_LIMIT, RunSummary
 

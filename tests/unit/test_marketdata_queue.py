@@ -19,14 +19,14 @@ def _md(status: dict[str, Any]) -> dict[str, Any]:
             "spec": {}, "status": status}
 
 
-def test_only_a_due_download_waits_each_marketdata_a_group_of_its_own():
+def test_only_a_due_download_waits_each_marketdata_a_group_of_its_own() -> None:
     assert waiting(_md({})) is None
     assert waiting(_md({"phase": "Ready", "currentRun": None})) is None
     assert waiting(_md({"phase": "Downloading", "currentRun": "0b1e7c1e-3"})) == (
         0, dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC), "marketdata:majors", None)
 
 
-def test_the_kind_is_registered_with_the_labels_its_jobs_carry():
+def test_the_kind_is_registered_with_the_labels_its_jobs_carry() -> None:
     assert queue._KINDS["marketdata"] is MARKETDATA
     assert MARKETDATA.item_label == LABEL_MARKETDATA
     # The queue and the controller name the same Job for a run.
