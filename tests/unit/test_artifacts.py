@@ -146,3 +146,14 @@ def test_summary_paths_fit_the_termination_message() -> None:
     message = summary.to_message()
     assert len(message.encode()) <= TERMINATION_MESSAGE_LIMIT
     assert json.loads(message)["artifacts"][0]["path"].startswith("s3://")
+
+
+def test_without_boto3_a_bucket_says_what_to_install(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as in the operator image
+    source = tmp_path / "f"
+    source.write_bytes(b"x")
+    with pytest.raises(StoreError, match=r"tradebot-operator\[s3\]"):
+        S3Store("runs").put(RUN, source)

@@ -118,8 +118,14 @@ class S3Store:
     region: str | None = None
 
     def client(self) -> Any:
-        import boto3  # only where a bucket is used: the operator without one never loads it
-        from botocore.config import Config
+        try:
+            # Only where a bucket is used; the operator image does not ship it (see
+            # pyproject.toml's s3 extra): its kubernetes executor's runner pods upload.
+            import boto3
+            from botocore.config import Config
+        except ImportError:
+            raise StoreError("the S3 artifact store needs boto3: pip install "
+                             "'tradebot-operator[s3]'") from None
 
         return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
                             config=Config(retries={"max_attempts": 3, "mode": "standard"},
@@ -129,14 +135,15 @@ class S3Store:
         return Location("s3", self.bucket, run_key(self.prefix, run_id, name)).url()
 
     def put(self, run_id: str, path: Path, name: str | None = None) -> ArtifactRecord:
-        from boto3.exceptions import Boto3Error
-        from botocore.exceptions import BotoCoreError, ClientError
-
         name = check_part("artifact name", name or path.name)
         key = run_key(self.prefix, run_id, name)
         record = _record(name, self.url(run_id, name), path)
+        client = self.client()
+        from boto3.exceptions import Boto3Error
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
-            self.client().upload_file(str(path), self.bucket, key,
+            client.upload_file(str(path), self.bucket, key,
                                       ExtraArgs={"Metadata": {"sha256": record.sha256}})
         except (Boto3Error, BotoCoreError, ClientError, OSError) as e:
             raise StoreError(f"cannot upload {name} to s3://{self.bucket}/{key}: "
@@ -144,11 +151,12 @@ class S3Store:
         return record
 
     def download(self, location: Location, target: Path) -> None:
+        client = self.client()
         from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            self.client().download_file(location.container, location.key, str(target))
+            client.download_file(location.container, location.key, str(target))
         except (Boto3Error, BotoCoreError, ClientError, OSError) as e:
             raise StoreError(f"cannot download {location.url()}: {_describe(e)}") from e
 
