@@ -15,9 +15,11 @@ import pytest
 from kubernetes import client
 from tests.support.manifests import example
 from tests.support.operator import running_operator
-from tests.support.s3 import local_s3
+from tests.support.s3 import SECRET, free_port, local_s3
 from tests.support.wait import wait_for
 
+from tradebot.artifacts.location import Location
+from tradebot.artifacts.store import S3Store
 from tradebot.cli import main
 from tradebot.executors.local import claim_root
 
@@ -96,3 +98,51 @@ def test_a_backtests_artifacts_come_back_verified(
             data = target.read_bytes()
             assert hashlib.sha256(data).hexdigest() == a["sha256"]
             assert len(data) == int(a["size"])
+
+
+def test_a_store_not_there_yet_holds_the_result_until_it_is(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    crds_installed: None, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The bucket's server is down when the run ends: the Backtest stays Running with
+    ArtifactsKept=False naming the place, and finishes once the server is up."""
+    api = client.CustomObjectsApi(api_client)
+    bt = copy.deepcopy(example("Backtest", "ema-rsi-sample"))
+    bt["metadata"] = {"name": "late-store"}
+    port = free_port()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATRADEBOTTEST")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
+    with running_operator(cluster.kubeconfig, namespace, executor="local",
+                          database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+                          local_state_dir=tmp_path / "state", artifacts_s3_bucket=BUCKET,
+                          artifacts_s3_endpoint_url=f"http://127.0.0.1:{port}",
+                          reconcile_interval_seconds=1.0):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"), bt)
+
+        def not_kept() -> dict[str, Any] | None:
+            status = _status(api, namespace, "backtests", "late-store")
+            cond = next((c for c in status.get("conditions") or []
+                         if c["type"] == "ArtifactsKept"), None)
+            return cond if cond and cond["status"] == "False" else None
+
+        cond = wait_for(not_kept, 300, interval=1.0, what="ArtifactsKept=False")
+        assert cond["reason"] == "StoreUnavailable"
+        assert cond["message"].startswith("cannot upload ")
+        assert f" to s3://{BUCKET}/" in cond["message"]
+        assert "Could not connect to the endpoint URL" in cond["message"]
+        assert SECRET not in cond["message"]
+        assert _status(api, namespace, "backtests", "late-store")["phase"] == "Running"
+
+        with local_s3(monkeypatch, BUCKET, port) as endpoint:
+            status = wait_for(lambda: _finished(api, namespace, "late-store"), 120,
+                              interval=1.0, what="Backtest finished once the store was up")
+            assert status["phase"] == "Succeeded", status.get("message")
+            kept = next(c for c in status["conditions"] if c["type"] == "ArtifactsKept")
+            assert (kept["status"], kept["reason"]) == ("True", "Kept")
+            run_id = status["runId"]
+            store = S3Store(BUCKET, endpoint_url=endpoint)
+            for a in status["artifacts"]:
+                assert a["path"] == f"s3://{BUCKET}/{run_id}/{a['name']}"
+                target = tmp_path / a["name"]
+                store.download(Location("s3", BUCKET, f"{run_id}/{a['name']}"), target)
+                assert hashlib.sha256(target.read_bytes()).hexdigest() == a["sha256"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 import urllib.request
 from collections.abc import Iterator
 
@@ -14,12 +15,12 @@ SECRET = "wJalrXUtnFEMI-not-a-real-secret-key"
 
 
 @contextlib.contextmanager
-def local_s3(monkeypatch: pytest.MonkeyPatch, bucket: str) -> Iterator[str]:
+def local_s3(monkeypatch: pytest.MonkeyPatch, bucket: str, port: int = 0) -> Iterator[str]:
     """The server's endpoint URL, with `bucket` made; the credentials boto3 reads from the
-    environment, as a pod gets them from its Secret."""
+    environment, as a pod gets them from its Secret. `port` 0: a free one."""
     from moto.server import ThreadedMotoServer
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
         host, port = server.get_host_and_port()
@@ -34,3 +35,10 @@ def local_s3(monkeypatch: pytest.MonkeyPatch, bucket: str) -> Iterator[str]:
         yield endpoint
     finally:
         server.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port

@@ -223,6 +223,9 @@ def _follow(r: _Round) -> None:
         if outcome is not None:
             r.log.info("local run finished", succeeded=outcome.succeeded,
                        exit_code=outcome.exit_code)
+            if any(c.get("type") == "ArtifactsKept" for c in r.status.get("conditions") or []):
+                condition(r.status, r.patch, "ArtifactsKept", True, "Kept",
+                          "artifacts kept in the store", r.generation)
 
 
 def _requeue(r: _Round) -> None:
