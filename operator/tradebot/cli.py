@@ -16,6 +16,7 @@ DEFAULT_ROOT = Path(".local")
 # Subcommands in modules of their own (see tradebot.commands): each adds its parser through
 # register(sub) and sets `handler`.
 COMMAND_MODULES: tuple[str, ...] = (
+    "tradebot.commands.artifacts",
     "tradebot.commands.breaker",
     "tradebot.commands.db",
     "tradebot.commands.promote",

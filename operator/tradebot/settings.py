@@ -107,7 +107,27 @@ class Settings(BaseSettings):
     # The controller reads a finished Job's result before deleting it itself; a TTL shorter
     # than a few reconcile rounds could delete it first, and the run would start again.
     job_ttl_seconds: int = Field(default=86400, ge=300)
-    artifacts_pvc: str | None = None
+    artifacts_pvc: str | None = Field(default=None, description=(
+        "PersistentVolumeClaim (in each namespace that runs Backtests) that keeps run "
+        "artifacts, at <runId>/<name>; recorded as pvc://<claim>/<runId>/<name>."))
+    artifacts_store: Literal["auto", "pvc", "s3"] = Field(default="auto", description=(
+        "Where run artifacts are kept: auto is the PVC when artifacts_pvc is set, else the S3 "
+        "bucket when artifacts_s3_bucket is set, else only the Job's emptyDir (a bare name "
+        "is recorded and the file is lost with the Job)."))
+    artifacts_s3_bucket: str | None = Field(default=None, description=(
+        "S3-compatible bucket for run artifacts, at <prefix><runId>/<name>; recorded as "
+        "s3://<bucket>/<prefix><runId>/<name>."))
+    artifacts_s3_prefix: str = Field(default="", description="Key prefix in that bucket, "
+                                     "e.g. tradebot/ (the trailing slash is yours to add).")
+    artifacts_s3_endpoint_url: str | None = Field(default=None, description=(
+        "The S3 API's URL for a store that is not AWS (MinIO, Ceph, ...); unset: AWS."))
+    artifacts_s3_region: str | None = Field(default=None, description="The bucket's region.")
+    # Credentials never pass through settings: runner pods get this Secret's keys (e.g.
+    # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) as environment; the operator its own copy.
+    artifacts_s3_secret: str | None = Field(default=None, description=(
+        "Secret, in each namespace that runs Backtests, whose keys runner pods get as "
+        "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...); unset: the pod's own "
+        "identity (IRSA, instance role)."))
     # Empty: SQLite in local_state_dir (sqlite:/// + an absolute path).
     database_dsn: str = ""
     local_state_dir: Path = Path(".local/operator")
@@ -193,6 +213,14 @@ class Settings(BaseSettings):
                                self.leader_retry_seconds)
         if problem is not None:
             raise ValueError(f"leader election: {problem}")
+        return self
+
+    @model_validator(mode="after")
+    def _artifact_store_placed(self) -> Settings:
+        if self.artifacts_store == "pvc" and not self.artifacts_pvc:
+            raise ValueError("artifacts_store is pvc but artifacts_pvc names no claim")
+        if self.artifacts_store == "s3" and not self.artifacts_s3_bucket:
+            raise ValueError("artifacts_store is s3 but artifacts_s3_bucket names no bucket")
         return self
 
     @field_validator("operator_pod_labels")

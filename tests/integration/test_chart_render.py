@@ -61,6 +61,11 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "--set", "images.bot=reg.example/bot:1.2.3",
         "--set", "backtests.deadlineSeconds=120", "--set", "backtests.jobTtlSeconds=600",
         "--set", "backtests.artifactsPvc=artifacts",
+        "--set", "artifacts.store=s3", "--set", "artifacts.s3.bucket=runs-bucket",
+        "--set", "artifacts.s3.prefix=tradebot/",
+        "--set", "artifacts.s3.endpointUrl=http://minio.storage.svc:9000",
+        "--set", "artifacts.s3.region=eu-west-1",
+        "--set", "artifacts.s3.existingSecret=artifact-keys",
         "--set", "backtests.ttlSecondsAfterFinished=3600",
         "--set", "concurrency.maxWaitingBacktestsPerNamespace=100",
         "--set-json", "reconcileIntervalSeconds=1.5", "--set", "accountLeaseSeconds=45",
@@ -87,6 +92,14 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "reg.example/runner:1.2.3", "reg.example/runner-rocm:1.2.3", "reg.example/bot:1.2.3")
     assert (s.backtest_deadline_seconds, s.job_ttl_seconds, s.artifacts_pvc) == (
         120, 600, "artifacts")
+    assert (s.artifacts_store, s.artifacts_s3_bucket, s.artifacts_s3_prefix,
+            s.artifacts_s3_endpoint_url, s.artifacts_s3_region, s.artifacts_s3_secret) == (
+        "s3", "runs-bucket", "tradebot/", "http://minio.storage.svc:9000", "eu-west-1",
+        "artifact-keys")
+    # The Secret reaches the operator as a reference, never its keys in the ConfigMap.
+    dep = _one(docs, "Deployment")
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert {"secretRef": {"name": "artifact-keys"}} in container["envFrom"]
     assert (s.backtest_ttl_seconds, s.max_waiting_backtests_per_namespace) == (3600, 100)
     assert (s.reconcile_interval_seconds, s.account_lease_seconds) == (1.5, 45)
     assert s.exchange_double_url == "http://double.tradebot-system.svc:8765"

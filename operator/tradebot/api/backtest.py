@@ -154,6 +154,9 @@ class Artifact(StatusModel):
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=0)
+    path: str | None = Field(default=None, description=(
+        "Where the artifact store keeps it (pvc://CLAIM/RUN/NAME or s3://BUCKET/KEY); absent "
+        "when no store is configured and the file lived only in the Job's emptyDir."))
 
 
 BacktestPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]

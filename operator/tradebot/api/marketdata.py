@@ -131,6 +131,9 @@ class MarketDataStatus(ResourceStatus):
     attempts: int | None = Field(default=None, description="Failed downloads in a row.")
     runs: int | None = Field(default=None, description="Downloads started so far.")
     current_run: str | None = Field(default=None, description="The download in progress.")
+    job_name: str | None = Field(default=None, description=(
+        "The download's Job: waited for in the admission queue, kept until its result is "
+        "in status, then deleted."))
     retry_at: dt.datetime | None = None
 
 

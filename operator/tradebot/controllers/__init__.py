@@ -8,8 +8,9 @@ from tradebot.controllers import (
     lifecycle,
     livebot,
     marketdata,
+    marketdata_queue,
     strategy,
 )
 
 __all__ = ["backtest", "cache", "circuitbreaker", "dca", "lifecycle", "livebot", "marketdata",
-           "strategy"]
+           "marketdata_queue", "strategy"]

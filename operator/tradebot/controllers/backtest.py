@@ -22,6 +22,7 @@ from structlog.typing import FilteringBoundLogger
 from tradebot import kube
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import GROUP, VERSION
+from tradebot.artifacts.store import StoreError
 from tradebot.controllers import marketdata, runtime
 from tradebot.controllers.backtest_records import record, recorded_message
 from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
@@ -209,12 +210,22 @@ def _follow(r: _Round) -> None:
                                "startedAt": r.status.get("startedAt") or now()})
     settings = runtime.get().settings
     if settings.executor == "local":
-        outcome = local.advance_backtest(r.job, job_pod(r.namespace, r.jname), r.namespace,
-                                         r.jname, backtest_run_id(r.uid),
-                                         settings.local_state_dir)
+        try:
+            outcome = local.advance_backtest(r.job, job_pod(r.namespace, r.jname), r.namespace,
+                                             r.jname, backtest_run_id(r.uid),
+                                             settings.local_state_dir, settings)
+        except StoreError as e:
+            # The run is done but its files are not kept yet: the next round tries again.
+            condition(r.status, r.patch, "ArtifactsKept", False, "StoreUnavailable", str(e),
+                      r.generation)
+            r.log.warning("artifacts not kept yet", error=str(e))
+            return
         if outcome is not None:
             r.log.info("local run finished", succeeded=outcome.succeeded,
                        exit_code=outcome.exit_code)
+            if any(c.get("type") == "ArtifactsKept" for c in r.status.get("conditions") or []):
+                condition(r.status, r.patch, "ArtifactsKept", True, "Kept",
+                          "artifacts kept in the store", r.generation)
 
 
 def _requeue(r: _Round) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import kopf
+from kubernetes.client import V1Job
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from structlog.typing import FilteringBoundLogger
@@ -35,7 +36,7 @@ from tradebot.controllers.status import condition, event, now
 from tradebot.domain import jobs, market_data
 from tradebot.domain.naming import LABEL_KIND, MANAGED_BY, child_name, owner_reference
 from tradebot.domain.time import parse_time
-from tradebot.executors.local import LocalExecutor
+from tradebot.executors.local import OUTCOME, LocalExecutor, Outcome
 from tradebot.observability.logging import logger
 from tradebot.settings import Settings
 
@@ -113,6 +114,11 @@ def pvc(spec: MarketDataSpec, namespace: str, name: str, uid: str) -> dict[str, 
     if template.storage_class_name:
         body["spec"]["storageClassName"] = template.storage_class_name
     return body
+
+
+def job_name(name: str, run: str, uid: str) -> str:
+    """The Job of download `run` (deterministic: the queue and the controller agree on it)."""
+    return child_name("md", f"{name}-{run.rsplit('-', 1)[-1]}", uid)
 
 
 def runner_args(settings: Settings, config_dir: str, output_dir: str, datadir: str
@@ -203,6 +209,11 @@ def reconcile_marketdata(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
     settings = runtime.get().settings
     run = current.get("currentRun")
     at = dt.datetime.now(dt.UTC)
+    if run is None and current.get("jobName"):
+        # The last download's result is in status: its Job has served its purpose (deleted
+        # only now, so the queue never sees a waiting download without its Job).
+        _delete_job(namespace, str(current["jobName"]))
+        patch.status["jobName"] = None
     if run is None:
         why = _due(current, model, generation, at)
         if why is None:
@@ -223,19 +234,67 @@ def reconcile_marketdata(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
                   f"timeframes ({why})", generation)
         event(body, "Downloading", f"download started ({why})")
         log.info("download started", run=run, why=why)
+    jname = job_name(name, str(run), uid)
+    job = _admitted(namespace, jname, current, patch, generation)
+    if job is None:
+        return  # waiting in the admission queue, which creates the Job
     if settings.executor == "local":
         result = _step_local(model, namespace, name, str(run), settings, current, patch,
-                             generation)
+                             generation, jname)
     else:
-        result = _step_job(model, namespace, name, uid, str(run), settings)
+        result = _step_job(namespace, job, jname)
     if result is None:
         return
+    patch.status["jobName"] = jname
     _finish(body, model, current, patch, generation, result, at, log)
 
 
+WAITING = "waiting for a download slot (the admission queue's limits)"
+
+
+def _admitted(namespace: str, name: str, status: dict[str, Any], patch: kopf.Patch,
+              generation: int) -> V1Job | None:
+    """The download's Job once the admission queue has created it; None while it waits (its
+    status says so, once)."""
+    job: V1Job | None = kube.read_or_none(kube.batch().read_namespaced_job, name, namespace)
+    if job is None and status.get("message") != WAITING:
+        patch.status["message"] = WAITING
+        condition(status, patch, "Admitted", False, "Waiting", WAITING, generation)
+    elif job is not None and status.get("message") == WAITING:
+        patch.status["message"] = f"downloading as Job {name}"
+        condition(status, patch, "Admitted", True, "Admitted", f"Job {name} created",
+                  generation)
+    return job
+
+
+def _delete_job(namespace: str, name: str) -> None:
+    try:
+        kube.batch().delete_namespaced_job(name, namespace, propagation_policy="Background")
+    except ApiException as e:
+        if not kube.is_not_found(e):
+            raise
+
+
+def _job_pod(namespace: str, job: str) -> dict[str, Any] | None:
+    pods = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job}").items
+    if not pods:
+        return None
+    found: dict[str, Any] = kube.to_dict(max(pods, key=lambda p: p.metadata.creation_timestamp))
+    return found
+
+
 def _step_local(spec: MarketDataSpec, namespace: str, name: str, run: str, settings: Settings,
-                status: dict[str, Any], patch: kopf.Patch, generation: int
+                status: dict[str, Any], patch: kopf.Patch, generation: int, job_name: str
                 ) -> dict[str, Any] | None:
+    """The download as a subprocess of the operator, once the queue's Job has a Running pod
+    (a kwok pod runs nothing): its outcome then goes on the pod, which kwok finishes, and the
+    slot frees as a Backtest's does."""
+    pod = _job_pod(namespace, job_name)
+    if pod is None:
+        return None
+    reported = OUTCOME in (pod["metadata"].get("annotations") or {})
+    if not reported and (pod.get("status") or {}).get("phase") != "Running":
+        return None
     try:
         directory = local_dir(namespace, spec, name)
     except StorageNotReady as e:
@@ -247,6 +306,9 @@ def _step_local(spec: MarketDataSpec, namespace: str, name: str, run: str, setti
     outcome = executor.step(f"marketdata-{run}", args, files, {})
     if outcome is None:
         return None
+    if not reported:
+        kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace, {"metadata": {
+            "annotations": Outcome(outcome.succeeded, outcome.exit_code, "").annotations()}})
     # Earlier runs of this MarketData are done with: keep only this one's directory (its log),
     # or a refresh every hour would leave 24 a day.
     prefix = f"marketdata-{run.rsplit('-', 1)[0]}-"
@@ -265,14 +327,7 @@ def _step_local(spec: MarketDataSpec, namespace: str, name: str, run: str, setti
     return result
 
 
-def _step_job(spec: MarketDataSpec, namespace: str, name: str, uid: str, run: str,
-              settings: Settings) -> dict[str, Any] | None:
-    job_name = child_name("md", f"{name}-{run.rsplit('-', 1)[-1]}", uid)
-    job = kube.read_or_none(kube.batch().read_namespaced_job, job_name, namespace)
-    if job is None:
-        kube.create_if_absent(kube.batch().create_namespaced_job, namespace,
-                              download_job(spec, namespace, name, uid, job_name, settings))
-        return None
+def _step_job(namespace: str, job: V1Job, job_name: str) -> dict[str, Any] | None:
     if not (job.status and (job.status.succeeded or job.status.failed)):
         return None
     pods = kube.core().list_namespaced_pod(namespace, label_selector=f"job-name={job_name}")
@@ -289,14 +344,8 @@ def _step_job(spec: MarketDataSpec, namespace: str, name: str, uid: str, run: st
     except ValueError:
         result = {"ok": False, "exitCode": exit_code, "series": [], "problems": {},
                   "errors": [f"the download Job failed: {message[-500:]}"]}
-    # Read: the Job has served its purpose (a refresh every hour would otherwise keep a day
-    # of them until their TTL). If this round's status write is lost, the next round finds
-    # no Job and starts the download again: incremental, so it costs little.
-    try:
-        kube.batch().delete_namespaced_job(job_name, namespace, propagation_policy="Background")
-    except ApiException as e:
-        if not kube.is_not_found(e):
-            raise
+    # The Job is deleted once this result is in status (see reconcile_marketdata): a refresh
+    # every hour would otherwise keep a day of them until their TTL.
     return result
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.base import API_VERSION
 from tradebot.api.types import GpuRequest, ResourceRequirements
+from tradebot.artifacts.location import store_kind
 from tradebot.domain.market_data import MARKETS_FILE, volume_path
 from tradebot.domain.naming import (
     LABEL_BACKTEST,
@@ -136,21 +137,52 @@ def scheduling(requested: ResourceRequirements | None, gpu: GpuRequest | None,
     return resources, placement
 
 
+def artifact_env(run_id: str, settings: Settings) -> list[dict[str, str]]:
+    """What a runner needs to keep its artifacts in the store (no credentials: those come
+    from the Secret, see artifact_secret)."""
+    store = store_kind(settings)
+    if store is None:
+        return []
+    values = {"TRADEBOT_RUN_ID": run_id, "TRADEBOT_ARTIFACTS_STORE": store}
+    if store == "pvc":
+        values["TRADEBOT_ARTIFACTS_PVC"] = settings.artifacts_pvc or ""
+    else:
+        values.update({
+            "TRADEBOT_ARTIFACTS_S3_BUCKET": settings.artifacts_s3_bucket or "",
+            "TRADEBOT_ARTIFACTS_S3_PREFIX": settings.artifacts_s3_prefix,
+            **({"TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL": settings.artifacts_s3_endpoint_url}
+               if settings.artifacts_s3_endpoint_url else {}),
+            **({"TRADEBOT_ARTIFACTS_S3_REGION": settings.artifacts_s3_region}
+               if settings.artifacts_s3_region else {})})
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def artifact_secret(settings: Settings) -> dict[str, Any]:
+    """The container's envFrom for the bucket's credentials: the Secret's keys become its
+    environment (referenced, so their values appear in no Job, ConfigMap or status)."""
+    if store_kind(settings) != "s3" or not settings.artifacts_s3_secret:
+        return {}
+    return {"envFrom": [{"secretRef": {"name": settings.artifacts_s3_secret}}]}
+
+
 def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
     resources, placement = scheduling(run.spec.resources, run.spec.gpu, settings)
     image = run.spec.image or (
         settings.runner_image_rocm if run.spec.gpu is not None and run.spec.gpu.vendor == "amd"
         else settings.runner_image)
+    store = store_kind(settings)
+    on_claim = store == "pvc" and settings.artifacts_pvc
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": run.job_name}},
         {"name": "artifacts", **({"persistentVolumeClaim": {"claimName": settings.artifacts_pvc}}
-                                 if settings.artifacts_pvc else {"emptyDir": {}})},
+                                 if on_claim else {"emptyDir": {}})},
         {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        # On the claim, the run's output directory is its place in the store: <runId>/.
         {"name": "artifacts", "mountPath": ARTIFACTS_MOUNT,
-         **({"subPath": f"{run.namespace}/{run.run_id}"} if settings.artifacts_pvc else {})},
+         **({"subPath": run.run_id} if on_claim else {})},
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own scratch space
     ]
     claim = run.spec.data.pvc.claim_name if run.spec.data.pvc is not None else run.data_claim
@@ -163,7 +195,9 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "args": run.runner_args(CONFIG_MOUNT, ARTIFACTS_MOUNT),
-        "env": [{"name": "TRADEBOT_CORRELATION_ID", "value": run.correlation_id}],
+        "env": [{"name": "TRADEBOT_CORRELATION_ID", "value": run.correlation_id},
+                *artifact_env(run.run_id, settings)],
+        **artifact_secret(settings),
         "resources": resources,
         "volumeMounts": mounts,
         "terminationMessagePath": "/dev/termination-log",

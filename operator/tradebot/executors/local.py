@@ -21,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from tradebot import kube
+from tradebot.artifacts import store
+from tradebot.artifacts.location import store_kind
 from tradebot.domain.jobs import ARTIFACTS_MOUNT, CONFIG_MOUNT, CONTAINER, DATA_MOUNT
 from tradebot.executors.environment import user_environment
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.processes import alive
+from tradebot.settings import Settings
 
 OUTCOME = "kwok.tradebot.dev/outcome"
 EXIT_CODE = "kwok.tradebot.dev/exit-code"
@@ -128,12 +131,47 @@ def _data_mounts(job: Mapping[str, Any], namespace: str) -> dict[str, str]:
     return {DATA_MOUNT: str(_claim_dir(namespace, claim))} if claim else {}
 
 
+def claim_root(namespace: str, claim: str) -> Path:
+    """Where the claim's volume is on this machine (the local cluster's hostPath volumes);
+    raises StoreError while it is not bound or not local."""
+    from tradebot.controllers.bot_storage import StorageNotReady, _claim_dir
+
+    try:
+        return _claim_dir(namespace, claim)
+    except StorageNotReady as e:
+        raise store.StoreError(str(e)) from None
+
+
+def keep_artifacts(outcome: Outcome, namespace: str, run_id: str, directory: Path,
+                   settings: Settings) -> Outcome:
+    """The run's artifacts copied (claim) or uploaded (bucket) into the artifact store, as the
+    runner pod does itself with the kubernetes executor; the outcome's summary then names
+    where each one is. Raises StoreError (the caller tries again: every put is idempotent)."""
+    kind = store_kind(settings)
+    try:
+        summary = RunSummary.model_validate_json(outcome.message)
+    except ValueError:
+        return outcome  # no summary, no artifacts
+    if kind is None or not summary.artifacts:
+        return outcome
+    root = (claim_root(namespace, settings.artifacts_pvc)
+            if kind == "pvc" and settings.artifacts_pvc else None)
+    found = store.from_settings(settings, pvc_root=root)
+    assert found is not None
+    kept = [a.model_copy(update={"path": found.put(run_id, directory / a.name).path})
+            for a in summary.artifacts]
+    return Outcome(outcome.succeeded, outcome.exit_code,
+                   summary.model_copy(update={"artifacts": kept}).to_message())
+
+
 def advance_backtest(job: Mapping[str, Any], pod: Mapping[str, Any] | None, namespace: str,
-                     job_name: str, run_id: str, state_dir: Path) -> Outcome | None:
+                     job_name: str, run_id: str, state_dir: Path,
+                     settings: Settings | None = None) -> Outcome | None:
     """One step of a backtest Job's run on a kwok node: once its pod is Running, the runner
-    runs here (its inputs from the Job's ConfigMap) and, when it has finished, its outcome goes
-    on the pod as kwok's stage annotations, which make kwok finish the pod as a kubelet would.
-    Returns the outcome when this step reported it."""
+    runs here (its inputs from the Job's ConfigMap) and, when it has finished, its artifacts go
+    to the store (when `settings` configure one) and its outcome on the pod as kwok's stage
+    annotations, which make kwok finish the pod as a kubelet would. Returns the outcome when
+    this step reported it."""
     if pod is None or (pod.get("status") or {}).get("phase") != "Running":
         return None
     if OUTCOME in ((pod.get("metadata") or {}).get("annotations") or {}):
@@ -144,6 +182,9 @@ def advance_backtest(job: Mapping[str, Any], pod: Mapping[str, Any] | None, name
                                             _data_mounts(job, namespace))
     if outcome is None:
         return None
+    if settings is not None:
+        outcome = keep_artifacts(outcome, namespace, run_id,
+                                 LocalExecutor(state_dir).artifacts_dir(run_id), settings)
     kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace,
                                      {"metadata": {"annotations": outcome.annotations()}})
     return outcome

@@ -34,12 +34,16 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from tradebot.api.backtest import Artifact, BacktestResults
+from tradebot.artifacts import store
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
 from tradebot.freqtrade import datasets, freqtrade_log, offline, results
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.observability.logging import configure_logging, logger
+from tradebot.settings import Settings
 
 CORRELATION_ENV = "TRADEBOT_CORRELATION_ID"
+# Set on a Job's runner (kubernetes executor) with an artifact store: the run's files go there.
+RUN_ID_ENV = "TRADEBOT_RUN_ID"
 TERMINATION_LOG = Path("/dev/termination-log")
 LOG_NAME = "freqtrade.log"
 CONSOLE_NAME = "freqtrade-console.log"
@@ -338,10 +342,36 @@ def _write_summary(summary: RunSummary, output: Path, target: Path,
             log.error("summary.write_failed", path=str(path), error=e.strerror)
 
 
+def _keep_artifacts(summary: RunSummary, code: int, output: Path,
+                    log: FilteringBoundLogger) -> tuple[RunSummary, int]:
+    """With an artifact store configured (the Job's TRADEBOT_ARTIFACTS_* and TRADEBOT_RUN_ID),
+    each artifact goes there and gets its path; a file that cannot be kept fails the run, since
+    its record would name a place that holds nothing."""
+    run_id = os.environ.get(RUN_ID_ENV)
+    if not run_id or not summary.artifacts:
+        return summary, code
+    try:
+        # The claim, when that is the store, is this run's output directory already (subPath).
+        found = store.from_settings(Settings.from_env())
+        if found is None:
+            return summary, code
+        kept = [a.model_copy(update={"path": found.put(run_id, output / a.name).path})
+                for a in summary.artifacts]
+    except (store.StoreError, ValueError, OSError) as e:
+        log.error("artifacts.not_kept", error=str(e))
+        return summary.model_copy(update={
+            "ok": False, "results": None,
+            "error": f"artifacts not kept: {e}" + (f"; {summary.error}" if summary.error
+                                                   else "")}), 1
+    log.info("artifacts.kept", paths=[a.path for a in kept])
+    return summary.model_copy(update={"artifacts": kept}), code
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log = _logger()
     summary, code = backtest(args, log)
+    summary, code = _keep_artifacts(summary, code, args.output, log)
     try:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
