@@ -63,7 +63,7 @@ def test_migration_three_keeps_earlier_rows_and_admits_hyperopt_runs(dsn: str):
         s.record_artifacts("bt-1", [ArtifactRecord(name="r.zip", path="/a/r.zip",
                                                    sha256=HASH_B, size=7)])
         # Positive control: the schema before migration 3 refuses the kind.
-        with pytest.raises(Exception, match="(?i)check"):
+        with pytest.raises(Exception, match=r"(?i)check"):
             s.record_run(a_run("ho-early"))
         assert s.migrate() == [3]
         assert s.migrate() == []
@@ -92,7 +92,7 @@ def test_a_run_of_an_unknown_kind_is_still_refused_by_the_database(dsn: str):
     with open_store(dsn) as s:
         assert isinstance(s, SqlRecordStore)
         s.migrate()
-        with s._tx(write=True) as tx, pytest.raises(Exception, match="(?i)check"):
+        with s._tx(write=True) as tx, pytest.raises(Exception, match=r"(?i)check"):
             tx.run("INSERT INTO runs (id, resource_uid, namespace, name, kind, status, "
                    "created_at) VALUES ('x', 'u', 'n', 'x', 'optimise', 'queued', "
                    "'2026-01-01T00:00:00+00:00')")
