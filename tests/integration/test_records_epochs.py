@@ -53,7 +53,7 @@ def row_count(dsn: str, table: str) -> int:
 
 
 # ---- migration ---------------------------------------------------------------------------
-def test_migration_three_keeps_earlier_rows_and_admits_hyperopt_runs(dsn: str):
+def test_migration_three_keeps_earlier_rows_and_admits_hyperopt_runs(dsn: str) -> None:
     before = [m for m in MIGRATIONS if m.version < 3]
     with open_store(dsn) as s:
         assert isinstance(s, SqlRecordStore)
@@ -88,7 +88,7 @@ def test_migration_three_keeps_earlier_rows_and_admits_hyperopt_runs(dsn: str):
         assert {"runs_by_namespace", "runs_by_created", "runs_by_resource"} <= indexes
 
 
-def test_a_run_of_an_unknown_kind_is_still_refused_by_the_database(dsn: str):
+def test_a_run_of_an_unknown_kind_is_still_refused_by_the_database(dsn: str) -> None:
     with open_store(dsn) as s:
         assert isinstance(s, SqlRecordStore)
         s.migrate()
@@ -98,7 +98,7 @@ def test_a_run_of_an_unknown_kind_is_still_refused_by_the_database(dsn: str):
                    "'2026-01-01T00:00:00+00:00')")
 
 
-def test_deleting_a_run_deletes_its_epochs(dsn: str):
+def test_deleting_a_run_deletes_its_epochs(dsn: str) -> None:
     with open_store(dsn) as s:
         assert isinstance(s, SqlRecordStore)
         s.migrate()
@@ -111,7 +111,7 @@ def test_deleting_a_run_deletes_its_epochs(dsn: str):
 
 
 # ---- epochs ------------------------------------------------------------------------------
-def test_epochs_round_trip_exactly_in_epoch_order(store: RecordStore):
+def test_epochs_round_trip_exactly_in_epoch_order(store: RecordStore) -> None:
     store.record_run(a_run())
     given = [an_epoch(3), an_epoch(1), an_epoch(2, profit_total=None, trades=None,
                                               max_drawdown=None, profit_total_abs=None)]
@@ -124,7 +124,7 @@ def test_epochs_round_trip_exactly_in_epoch_order(store: RecordStore):
     assert store.epochs("nobody") == []
 
 
-def test_replayed_epochs_are_one_row_each(dsn: str, store: RecordStore):
+def test_replayed_epochs_are_one_row_each(dsn: str, store: RecordStore) -> None:
     store.record_run(a_run())
     batch = [an_epoch(1), an_epoch(2)]
     store.record_epochs("ho-1", batch)
@@ -134,7 +134,7 @@ def test_replayed_epochs_are_one_row_each(dsn: str, store: RecordStore):
     assert row_count(dsn, "epochs") == 3
 
 
-def test_independent_workers_may_number_epochs_alike(store: RecordStore):
+def test_independent_workers_may_number_epochs_alike(store: RecordStore) -> None:
     store.record_run(a_run())
     store.record_epochs("ho-1", [an_epoch(1, worker=0), an_epoch(1, worker=1,
                                                                parameters_hash=HASH_B)])
@@ -143,7 +143,7 @@ def test_independent_workers_may_number_epochs_alike(store: RecordStore):
         (1, 0, HASH_A), (1, 1, HASH_B)]
 
 
-def test_epochs_need_their_run_and_may_not_repeat_in_one_call(dsn: str, store: RecordStore):
+def test_epochs_need_their_run_and_may_not_repeat_in_one_call(dsn: str, store: RecordStore) -> None:
     with pytest.raises(UnknownRun):
         store.record_epochs("ho-1", [an_epoch(1)])
     store.record_run(a_run())
@@ -165,7 +165,7 @@ def sqlite_outage(tmp_path: Path) -> tuple[str, Path]:
     return f"sqlite:///{directory}/records.db", directory
 
 
-def test_epochs_written_while_sqlite_is_away_arrive_and_replay_harmlessly(tmp_path: Path):
+def test_epochs_written_while_sqlite_is_away_arrive_and_replay_harmlessly(tmp_path: Path) -> None:
     dsn, directory = sqlite_outage(tmp_path)
     outbox = tmp_path / "outbox.jsonl"
     with BufferedStore.open(dsn, outbox) as store:

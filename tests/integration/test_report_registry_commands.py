@@ -180,7 +180,7 @@ def test_reading_commands_never_create_a_missing_sqlite_file(
 
 def test_report_shows_hyperopt_runs_with_their_best_epoch_and_count(
     populated: str, capsys: pytest.CaptureFixture[str],
-):
+) -> None:
     from tradebot.freqtrade.hyperopt_summary import EpochRecord
     from tradebot.records import RunRecord
 

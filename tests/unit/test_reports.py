@@ -168,7 +168,7 @@ def test_since_names_the_forms_it_accepts(text: str):
         parse_since(text, T0)
 
 
-def test_a_hyperopt_run_without_epochs_yet_reports_a_count_of_zero():
+def test_a_hyperopt_run_without_epochs_yet_reports_a_count_of_zero() -> None:
     search = run("ho", "a", A1, 2).model_copy(update={"kind": "hyperopt"})
     report = assemble(generated_at=T0, filters=Filters(), strategies=STRATEGIES,
                       runs=[search, run("r1", "a", A1, 1)], metrics={}, artifacts={},
