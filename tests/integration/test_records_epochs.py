@@ -197,7 +197,7 @@ def test_epochs_written_while_sqlite_is_away_arrive_and_replay_harmlessly(tmp_pa
 
 def test_epochs_written_while_postgres_is_down_arrive_once(
     private_postgres: LocalPostgres, tmp_path: Path,
-):
+) -> None:
     with psycopg.connect(private_postgres.dsn(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE records")
     dsn = private_postgres.dsn("records")
