@@ -46,9 +46,9 @@ def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
 
 
 def _get(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
+    obj: Any = client.CustomObjectsApi(api).get_namespaced_custom_object(
         G, V, namespace, plural, name)
-    return obj
+    return dict(obj)
 
 
 def _status(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
@@ -94,9 +94,10 @@ def _setup(api: Any, kubectl: Any, namespace: str) -> str:
         "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40}})
     _patch_status(api, namespace, "hyperopts", "fitted",
                   {"phase": "Running", "progress": "7/20"})
-    client.CoreV1Api(api).create_namespaced_secret(namespace, {
-        "metadata": {"name": "exchange-keys", "labels": {"tradebot.dev/credentials": "testnet"}},
-        "stringData": {"key": FAKE_KEY, "secret": FAKE_SECRET}})
+    client.CoreV1Api(api).create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="exchange-keys",
+                                     labels={"tradebot.dev/credentials": "testnet"}),
+        string_data={"key": FAKE_KEY, "secret": FAKE_SECRET}))
     return code
 
 
