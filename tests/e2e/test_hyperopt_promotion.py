@@ -179,3 +179,39 @@ def test_a_curve_fitted_set_holds_a_testnet_bot_and_a_validated_one_lets_it_thro
                    if k.endswith(".json") and "parameter_file" in v]
         assert [c["tradebot"]["parameter_file"]["params"] for c in configs] == [ROBUST]
     assert pods.added == [running["podName"]]
+
+
+def test_a_backtest_runs_its_strategys_set_and_records_its_hash(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    crds_installed: Any,
+) -> None:
+    from tradebot.records import open_store
+
+    strategy = copy.deepcopy(example("Strategy", "ema-rsi"))
+    del strategy["spec"]["parameters"]
+    strategy["spec"]["parametersFrom"] = {"hyperoptRef": {"name": "robust"}}
+    code = code_hash(strategy["spec"]["code"])
+    _apply(kubectl, namespace, strategy, _hyperopt("robust"))
+    _patch_status(api_client, namespace, "hyperopts", "robust",
+                  _succeeded(code, ROBUST, "0.04000000"))
+    db = tmp_path / "r.db"
+    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
+                          database_dsn=f"sqlite://{db}"):
+        wait_for(lambda: _status(api_client, namespace, "strategies", "ema-rsi")
+                 .get("phase") == "Ready", 60, what="Strategy Ready")
+        _apply(kubectl, namespace, example("Backtest", "ema-rsi-sample"))
+        status = wait_for(lambda: (s := _status(api_client, namespace, "backtests",
+                                                "ema-rsi-sample")).get("runId") and s,
+                          60, what="Backtest admitted")
+        assert (status["codeHash"], status["parametersHash"]) == (code, parameters_hash(ROBUST))
+        cm = client.CoreV1Api(api_client).read_namespaced_config_map(status["jobName"],
+                                                                     namespace)
+        config = json.loads(cm.data["config.json"])
+        assert config["tradebot"]["parameter_file"] == json.loads(_exported(ROBUST))
+        # The run record keeps the set beside the code.
+        def recorded() -> Any:
+            with open_store(f"sqlite://{db}") as store:
+                return store.get_run(status["runId"])
+
+        run = wait_for(recorded, 30, what="run recorded")
+    assert (run.strategy_code_hash, run.parameters_hash) == (code, parameters_hash(ROBUST))
