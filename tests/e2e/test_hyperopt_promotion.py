@@ -206,7 +206,7 @@ def test_a_backtest_runs_its_strategys_set_and_records_its_hash(
         assert (status["codeHash"], status["parametersHash"]) == (code, parameters_hash(ROBUST))
         cm = client.CoreV1Api(api_client).read_namespaced_config_map(status["jobName"],
                                                                      namespace)
-        config = json.loads(cm.data["config.json"])
+        config = json.loads((cm.data or {})["config.json"])
         assert config["tradebot"]["parameter_file"] == json.loads(_exported(ROBUST))
         # The run record keeps the set beside the code.
         def recorded() -> Any:
