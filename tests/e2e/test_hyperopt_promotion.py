@@ -199,6 +199,16 @@ def test_a_backtest_runs_its_strategys_set_and_records_its_hash(
                           database_dsn=f"sqlite://{db}"):
         wait_for(lambda: _status(api_client, namespace, "strategies", "ema-rsi")
                  .get("phase") == "Ready", 60, what="Strategy Ready")
+        # Another Strategy cannot take a set searched for ema-rsi.
+        stranger = copy.deepcopy(strategy)
+        stranger["metadata"] = {"name": "stranger"}
+        _apply(kubectl, namespace, stranger)
+        refused = wait_for(lambda: (s := _status(api_client, namespace, "strategies",
+                                                 "stranger")).get("phase") == "Invalid" and s,
+                           60, what="Strategy Invalid")
+        assert "Hyperopt robust searched the parameters of Strategy ema-rsi, not of " \
+               "stranger" in refused["message"]
+        assert refused.get("parametersHash") is None
         _apply(kubectl, namespace, example("Backtest", "ema-rsi-sample"))
         status = wait_for(lambda: (s := _status(api_client, namespace, "backtests",
                                                 "ema-rsi-sample")).get("runId") and s,
