@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.contract.test_runner_backtest import Case, RunnerResult, run_runner
 
+from tests.contract.test_runner_backtest import Case, RunnerResult, run_runner
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.strategy import StrategySpec
 from tradebot.domain.freqtrade_config import backtest_config
