@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tradebot.commands.artifacts",
     "tradebot.commands.breaker",
     "tradebot.commands.db",
+    "tradebot.commands.hyperopt",
     "tradebot.commands.promote",
     "tradebot.commands.records",
     "tradebot.commands.registry",

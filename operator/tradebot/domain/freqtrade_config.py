@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -55,10 +56,13 @@ def _parameter_file(class_name: str, parameters: StrategyParameters) -> dict[str
 
 
 def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
-                    user_data_dir: str) -> dict[str, Any]:
+                    user_data_dir: str,
+                    parameter_file: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config for `freqtrade backtesting` of `strategy` as `spec` describes it.
 
     The timerange is not part of it: Freqtrade takes it on the command line.
+    `parameter_file`: the Strategy's resolved set when it comes from a Hyperopt
+    (strategy_parameters.run_parameter_file).
     """
     config: dict[str, Any] = {
         "strategy": strategy.class_name,
@@ -113,7 +117,7 @@ def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
     if spec.fee is not None:
         config["fee"] = _number(spec.fee)
 
-    config.update(strategy_overrides(strategy))
+    config.update(strategy_overrides(strategy, parameter_file))
     return config
 
 
@@ -129,12 +133,17 @@ def stake_settings(spec: BacktestSpec | LiveBotSpec) -> dict[str, Any]:
     }
 
 
-def strategy_overrides(strategy: StrategySpec) -> dict[str, Any]:
+def strategy_overrides(strategy: StrategySpec,
+                       parameter_file: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config keys a Strategy's `parameters` set, for backtests and bots alike.
 
     Config values take precedence over the strategy's attributes in Freqtrade
-    (StrategyResolver), which is exactly what an override is.
+    (StrategyResolver), which is exactly what an override is. A set from a Hyperopt
+    (`parameter_file`) goes whole into the parameter file: Freqtrade applies its roi,
+    stoploss, trailing and protection sections from there as `freqtrade hyperopt` meant.
     """
+    if parameter_file is not None:
+        return {TRADEBOT_KEY: {PARAMETER_FILE_KEY: dict(parameter_file)}}
     parameters = strategy.parameters
     overrides: dict[str, Any] = {}
     if parameters is None:

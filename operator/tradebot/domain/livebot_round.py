@@ -87,6 +87,8 @@ class Evidence:
     dry_run: gates.DryRunEvidence
     # Why the records could not be read now (the dry-run history), if they could not.
     unreadable: str | None = None
+    # The Hyperopt promotion.hyperoptRef names (None: not asked for, or not found).
+    hyperopt: gates.HyperoptEvidence | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,11 @@ class Observation:
     @property
     def strategy_code_hash(self) -> str | None:
         value = ((self.strategy or {}).get("status") or {}).get("codeHash")
+        return str(value) if value else None
+
+    @property
+    def strategy_parameters_hash(self) -> str | None:
+        value = ((self.strategy or {}).get("status") or {}).get("parametersHash")
         return str(value) if value else None
 
 
@@ -227,7 +234,17 @@ def _kept_decision(o: Observation, mode: Mode) -> bool:
     kept = o.status.get("gateDecision") or {}
     return (kept.get("passed") is True and kept.get("mode") == mode
             and kept.get("generation") == o.generation
-            and kept.get("codeHash") == o.strategy_code_hash)
+            and kept.get("codeHash") == o.strategy_code_hash
+            and _same_parameters(kept, o.strategy_parameters_hash))
+
+
+def _same_parameters(kept: Mapping[str, Any], current: str | None) -> bool:
+    """The set judged is the set that runs: a new parameter set is judged again. A decision
+    kept by an operator from before parameter sets has no such key: it stands, so upgrading
+    the operator does not judge (and possibly stop) every running bot again."""
+    if "parametersHash" not in kept:
+        return True
+    return (kept["parametersHash"] or None) == current
 
 
 @dataclass(frozen=True)
@@ -250,7 +267,8 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
     floor = o.floors.get(spec.mode)
     results = gates.evaluate_gates(spec, strategy_code_hash=o.strategy_code_hash,
                                    backtest=seen.backtest, dry_run=seen.dry_run, now=o.now,
-                                   floor=floor)
+                                   floor=floor, hyperopt=seen.hyperopt,
+                                   strategy_parameters_hash=o.strategy_parameters_hash)
     if seen.unreadable is not None:
         # Fail shut: evidence that cannot be read is no evidence.
         results = [gates.GateResult(g.name, False, seen.unreadable)
@@ -263,6 +281,9 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
     if gates.all_passed(results):
         status["gateDecision"] = {
             "mode": spec.mode, "generation": o.generation, "codeHash": o.strategy_code_hash,
+            # "" rather than None for no set: a merge patch would drop a None, and a missing
+            # key means a decision from before parameter sets (_same_parameters).
+            "parametersHash": o.strategy_parameters_hash or "",
             "passed": True, "decidedAt": format_time(o.now)}
         return _Judged(None, status)
     failed = "; ".join(g.message for g in results if not g.passed)

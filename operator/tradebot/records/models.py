@@ -17,7 +17,7 @@ from pydantic import (
     ValidationInfo,
 )
 
-RunKind = Literal["backtest", "dryrun", "live"]
+RunKind = Literal["backtest", "dryrun", "live", "hyperopt"]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 
 # A status may only move to a higher rank (or repeat). succeeded and failed share the top rank,
@@ -113,6 +113,8 @@ class RunRecord(_Record):
     kind: RunKind
     status: RunStatus = "queued"
     strategy_code_hash: str | None = None
+    # sha256 of the strategy parameter set the run used (domain.parameters_hash), if any.
+    parameters_hash: str | None = None
     config_hash: str | None = None
     data_hash: str | None = None
     data_window_start: UtcDatetime | None = None

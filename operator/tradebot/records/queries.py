@@ -8,7 +8,7 @@ from typing import Any, Final
 RUN_COLUMNS: Final = (
     "id", "resource_uid", "namespace", "name", "kind", "status", "strategy_code_hash",
     "config_hash", "data_hash", "data_window_start", "data_window_end", "correlation_id",
-    "error", "created_at", "started_at", "finished_at",
+    "error", "created_at", "started_at", "finished_at", "parameters_hash",
 )
 RUN_TIME_COLUMNS: Final = frozenset(
     {"data_window_start", "data_window_end", "created_at", "started_at", "finished_at"}
@@ -21,8 +21,8 @@ UPSERT_RUN: Final = """
     INSERT INTO runs (
         id, resource_uid, namespace, name, kind, status, strategy_code_hash, config_hash,
         data_hash, data_window_start, data_window_end, correlation_id, error, created_at,
-        started_at, finished_at
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        started_at, finished_at, parameters_hash
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET
         status = excluded.status,
         strategy_code_hash = COALESCE(excluded.strategy_code_hash, runs.strategy_code_hash),
@@ -33,7 +33,8 @@ UPSERT_RUN: Final = """
         correlation_id = COALESCE(excluded.correlation_id, runs.correlation_id),
         error = COALESCE(excluded.error, runs.error),
         started_at = COALESCE(excluded.started_at, runs.started_at),
-        finished_at = COALESCE(excluded.finished_at, runs.finished_at)
+        finished_at = COALESCE(excluded.finished_at, runs.finished_at),
+        parameters_hash = COALESCE(excluded.parameters_hash, runs.parameters_hash)
     WHERE excluded.status = runs.status
        OR (CASE excluded.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)
         > (CASE runs.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)"""
@@ -113,6 +114,26 @@ UPSERT_SNAPSHOT: Final = f"""
         equity = excluded.equity"""  # noqa: S608
 SELECT_SNAPSHOTS: Final = f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM bot_snapshots"  # noqa: S608
 SNAPSHOTS_ORDER: Final = " ORDER BY taken_at"
+
+
+EPOCH_COLUMNS: Final = (
+    "worker", "epoch", "loss", "profit_total", "profit_total_abs", "trades", "max_drawdown",
+    "parameters_hash",
+)
+EPOCH_EXACT_COLUMNS: Final = frozenset({"loss", "profit_total", "profit_total_abs",
+                                        "max_drawdown"})
+# An epoch is a fact once finished: a replay writes the same values again.
+UPSERT_EPOCH: Final = f"""
+    INSERT INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)})
+    VALUES (?, {', '.join('?' for _ in EPOCH_COLUMNS)})
+    ON CONFLICT (run_id, worker, epoch) DO UPDATE SET
+        loss = excluded.loss, profit_total = excluded.profit_total,
+        profit_total_abs = excluded.profit_total_abs, trades = excluded.trades,
+        max_drawdown = excluded.max_drawdown, parameters_hash = excluded.parameters_hash"""  # noqa: S608
+SELECT_EPOCHS: Final = (
+    f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? "  # noqa: S608
+    "ORDER BY epoch, worker"
+)
 
 
 def runs_where(*, namespace: str | None = None, kind: str | None = None,
