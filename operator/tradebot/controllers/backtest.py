@@ -109,28 +109,9 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
     generation = int(meta.get("generation") or 0)
     log = logger(kind="Backtest", namespace=namespace, name=name,
                  correlation_id=backtest_run_id(uid))
-    phase = status.get("phase")
     current = dict(status)
-    model: BacktestSpec | None = None
-    spec_error: str | None = None
-    try:
-        model = BacktestSpec.model_validate(dict(spec))
-    except ValidationError as e:
-        spec_error = str(e.errors()[0]["msg"])
     jname = backtest_job_name(name, uid)
-    # The Job is read only while it matters: not for a finished Backtest or an invalid spec.
-    job = None if spec_error is not None or phase in TERMINAL else read_job(namespace, jname)
-    seen: backtest_round.JobSeen = ("absent" if job is None
-                                    else "finished" if job_finished(job) else "running")
-    decision = backtest_round.before_strategy(phase, spec_error, seen)
-    strategy: dict[str, Any] | None = None
-    if decision is None:
-        assert model is not None
-        ref = model.strategy_ref.name
-        strategy = _read_strategy(namespace, ref)
-        decision = backtest_round.with_strategy(
-            phase, status.get("message"), ref, (strategy or {}).get("status"),
-            found=strategy is not None)
+    model, job, strategy, decision = _observe(spec, status, namespace, jname)
     if decision.step == "queue" and model is not None and model.data.market_data_ref:
         missing = _data_missing(model, namespace, strategy)
         if missing:
@@ -144,6 +125,34 @@ def reconcile_backtest(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
         assert model is not None
         _STEPS[decision.step](_Round(body, current, patch, model, namespace, name, uid, jname,
                                      generation, log, job, decision))
+
+
+def _observe(spec: kopf.Spec, status: kopf.Status, namespace: str, jname: str
+             ) -> tuple[BacktestSpec | None, Job | None, dict[str, Any] | None,
+                        backtest_round.BacktestDecision]:
+    """The round's reads, cheapest first, each only when the decision needs it: the spec,
+    the Job, the Strategy."""
+    phase = status.get("phase")
+    model: BacktestSpec | None = None
+    spec_error: str | None = None
+    try:
+        model = BacktestSpec.model_validate(dict(spec))
+    except ValidationError as e:
+        spec_error = str(e.errors()[0]["msg"])
+    # The Job is read only while it matters: not for a finished Backtest or an invalid spec.
+    job = None if spec_error is not None or phase in TERMINAL else read_job(namespace, jname)
+    seen: backtest_round.JobSeen = ("absent" if job is None
+                                    else "finished" if job_finished(job) else "running")
+    decision = backtest_round.before_strategy(phase, spec_error, seen)
+    strategy: dict[str, Any] | None = None
+    if decision is None:
+        assert model is not None
+        ref = model.strategy_ref.name
+        strategy = _read_strategy(namespace, ref)
+        decision = backtest_round.with_strategy(
+            phase, status.get("message"), ref, (strategy or {}).get("status"),
+            found=strategy is not None)
+    return model, job, strategy, decision
 
 
 def _data_missing(spec: BacktestSpec, namespace: str, strategy: dict[str, Any] | None
@@ -291,30 +300,12 @@ def _complete(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, spec: 
               job: Job, namespace: str, name: str, uid: str, jname: str,
               generation: int, log: FilteringBoundLogger) -> None:
     exit_code, message = termination(job_pod(namespace, jname))
-    summary: RunSummary | None
-    try:
-        summary = RunSummary.model_validate_json(message) if message.startswith("{") else None
-    except ValidationError:
-        summary = None
+    summary = _summary(message)
     succeeded = bool((job.get("status") or {}).get("succeeded")) and bool(summary and summary.ok)
-    if summary is not None:
-        patch.status.update({
-            "results": summary.results.to_wire() if summary.results else None,
-            "artifacts": [a.to_wire() for a in summary.artifacts] or None,
-            "configHash": summary.config_hash, "dataHash": summary.data_hash,
-            "codeHash": summary.code_hash,
-        })
-    patch.status.update({"runId": backtest_run_id(uid), "jobName": jname,
-                         "startedAt": status.get("startedAt") or now()})
+    _keep_summary(status, patch, summary, uid, jname)
     if succeeded:
         assert summary is not None
-        assert summary.results is not None
-        r = summary.results
-        text = (f"profit {r.profit_total} ({r.profit_total_abs} {spec.stake_currency}), "
-                f"max drawdown {r.max_drawdown}, {r.trades} trades")
-        _finish(patch, status, "Succeeded", "BacktestSucceeded", text, generation)
-        event(body, "Succeeded", text)
-        log.info("backtest succeeded", results=summary.results.to_wire())
+        _succeeded(body, status, patch, spec, summary, generation, log)
     else:
         why = _failure_reason(job, exit_code, message, summary)
         _finish(patch, status, "Failed", "BacktestFailed", why, generation)
@@ -327,6 +318,38 @@ def _complete(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, spec: 
                    None if succeeded else final.get("message"))
     condition(status, patch, "Recorded", error is None, "Recorded" if error is None else
               "RecordsUnavailable", error or recorded_message(), generation)
+
+
+def _keep_summary(status: dict[str, Any], patch: kopf.Patch, summary: RunSummary | None,
+                  uid: str, jname: str) -> None:
+    if summary is not None:
+        patch.status.update({
+            "results": summary.results.to_wire() if summary.results else None,
+            "artifacts": [a.to_wire() for a in summary.artifacts] or None,
+            "configHash": summary.config_hash, "dataHash": summary.data_hash,
+            "codeHash": summary.code_hash,
+        })
+    patch.status.update({"runId": backtest_run_id(uid), "jobName": jname,
+                         "startedAt": status.get("startedAt") or now()})
+
+
+def _summary(message: str) -> RunSummary | None:
+    """The runner's summary from the termination message; None when it left none."""
+    try:
+        return RunSummary.model_validate_json(message) if message.startswith("{") else None
+    except ValidationError:
+        return None
+
+
+def _succeeded(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, spec: BacktestSpec,
+               summary: RunSummary, generation: int, log: FilteringBoundLogger) -> None:
+    assert summary.results is not None
+    r = summary.results
+    text = (f"profit {r.profit_total} ({r.profit_total_abs} {spec.stake_currency}), "
+            f"max drawdown {r.max_drawdown}, {r.trades} trades")
+    _finish(patch, status, "Succeeded", "BacktestSucceeded", text, generation)
+    event(body, "Succeeded", text)
+    log.info("backtest succeeded", results=r.to_wire())
 
 
 def _after_finish(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,

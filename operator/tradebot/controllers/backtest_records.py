@@ -4,6 +4,7 @@ Backtest (keyed by its uid, so a replay writes the same key again), its metrics 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -34,12 +35,7 @@ def store_run(store: RecordStore, namespace: str, name: str, uid: str, run_statu
         correlation_id=run_id, error=error, started_at=parse_time(status.get("startedAt")),
         finished_at=parse_time(status.get("finishedAt")),
     ))
-    figures = {}
-    for key, value in results.items():
-        try:
-            figures[key] = exact_metric(key, Decimal(str(value)))
-        except (ValueError, ArithmeticError):
-            continue  # dates and other non-figures are not metrics
+    figures = result_metrics(results)
     if figures:
         store.record_metrics(run_id, figures)
     artifacts = status.get("artifacts") or []
@@ -47,6 +43,17 @@ def store_run(store: RecordStore, namespace: str, name: str, uid: str, run_statu
         store.record_artifacts(run_id, [
             ArtifactRecord(name=a["name"], path=a.get("path") or a["name"],
                            sha256=a["sha256"], size=int(a["size"])) for a in artifacts])
+
+
+def result_metrics(results: Mapping[str, Any]) -> dict[str, Decimal]:
+    """The figures of a results object as exact metrics (dates and the like left out)."""
+    figures = {}
+    for key, value in results.items():
+        try:
+            figures[key] = exact_metric(key, Decimal(str(value)))
+        except (ValueError, ArithmeticError):
+            continue  # dates and other non-figures are not metrics
+    return figures
 
 
 def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: dict[str, Any],

@@ -62,6 +62,7 @@ from tradebot.freqtrade.introspect import code_hash as hash_code
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 from tradebot.records import RecordsUnavailable
+from tradebot.settings import Settings
 
 PLURAL = "livebots"
 LABEL_ACCOUNT = "tradebot.dev/account"
@@ -465,27 +466,12 @@ class _Round:
         assert bot is not None
         assert o.spec is not None
         _credentials(self.namespace, bot)
-        # The pod's companions first (a pod never starts without its config, its network
-        # policy or its trade database); a running pod with the same config hash has them.
-        core = kube.core()
-        kube.create_if_absent(core.create_namespaced_config_map, self.namespace,
-                              bots.config_map(bot))
-        core.patch_namespaced_config_map(bot.config_map_name, self.namespace,
-                                         {"data": bot.config_data()})
-        kube.create_if_absent(kube.networking().create_namespaced_network_policy, self.namespace,
-                bots.network_policy(bot, operator_namespace=settings.operator_namespace,
-                                    operator_labels=settings.operator_pod_labels))
-        try:
-            bot_storage.ensure(bot, settings)
-        except RecordsUnavailable as e:
-            # Its open trades would be kept nowhere: no pod until the database answers.
-            self._phase("Pending", "StorageUnavailable",
-                        f"the bot's trade database cannot be prepared now: {e}")
+        if not self._companions(bot, settings):
             return
         desired = bots.pod(bot, settings)
         desired["metadata"]["labels"].update({LABEL_ACCOUNT: d.lease_name,
                                               bot_control.OWNER_LABEL: self.uid})
-        kube.create_if_absent(core.create_namespaced_pod, self.namespace, desired)
+        kube.create_if_absent(kube.core().create_namespaced_pod, self.namespace, desired)
         # A breaker that opened after the read above may have stopped its bots before this pod
         # existed. It writes Open before it stops anything, so a second read sees it.
         opened = livebot_round.tripped_by(self.name, self.labels,
@@ -502,6 +488,26 @@ class _Round:
         self.log.info("bot pod created", pod=bot.pod_name, mode=o.spec.mode)
         self._pod_fields(o)
         self._phase("Pending", "PodStarting", f"pod {bot.pod_name} is Pending")
+
+    def _companions(self, bot: bots.BotInstance, settings: Settings) -> bool:
+        """The pod's companions, before the pod (it never starts without its config, its
+        network policy or its trade database); False when the database can't be prepared."""
+        core = kube.core()
+        kube.create_if_absent(core.create_namespaced_config_map, self.namespace,
+                              bots.config_map(bot))
+        core.patch_namespaced_config_map(bot.config_map_name, self.namespace,
+                                         {"data": bot.config_data()})
+        kube.create_if_absent(kube.networking().create_namespaced_network_policy, self.namespace,
+                bots.network_policy(bot, operator_namespace=settings.operator_namespace,
+                                    operator_labels=settings.operator_pod_labels))
+        try:
+            bot_storage.ensure(bot, settings)
+        except RecordsUnavailable as e:
+            # Its open trades would be kept nowhere: no pod until the database answers.
+            self._phase("Pending", "StorageUnavailable",
+                        f"the bot's trade database cannot be prepared now: {e}")
+            return False
+        return True
 
     def _run(self, o: Observation) -> None:
         bot, pod, strategy_spec = self.bot, self.pod, self.strategy_spec

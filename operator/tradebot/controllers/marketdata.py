@@ -138,21 +138,6 @@ def download_job(spec: MarketDataSpec, namespace: str, name: str, uid: str, job_
                  settings: Settings) -> dict[str, Any]:
     """The Job of one download (kubernetes executor): the runner image, the claim at /data."""
     labels = {**MANAGED_BY, LABEL_KIND: "marketdata", LABEL_MARKETDATA: name}
-    container = {
-        "name": jobs.CONTAINER, "image": settings.runner_image,
-        "imagePullPolicy": "IfNotPresent",
-        "command": ["python", "-m", "tradebot.freqtrade.marketdata"],
-        "args": ["--spec-json", spec.model_dump_json(by_alias=True, exclude_none=True),
-                 "--datadir", f"/data/{data_path(name)}",
-                 *(["--exchange-url", settings.exchange_double_url]
-                   if settings.exchange_double_url else [])],
-        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
-                      "limits": {"memory": "2Gi"}},
-        "volumeMounts": [{"name": "data", "mountPath": "/data"}, _TMP_MOUNT],
-        "terminationMessagePath": "/dev/termination-log",
-        "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": jobs.restricted_container(),
-    }
     return {
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": {"name": job_name, "namespace": namespace, "labels": labels,
@@ -166,11 +151,30 @@ def download_job(spec: MarketDataSpec, namespace: str, name: str, uid: str, job_
                 "enableServiceLinks": False,
                 "securityContext": {"fsGroup": 1000,
                                     "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [container],
+                "containers": [_download_container(spec, name, settings)],
                 "volumes": [{"name": "data", "persistentVolumeClaim": {
                                  "claimName": claim_name(spec, name)}},
                             {"name": "tmp", "emptyDir": {}}]}},
         },
+    }
+
+
+def _download_container(spec: MarketDataSpec, name: str, settings: Settings
+                        ) -> dict[str, Any]:
+    return {
+        "name": jobs.CONTAINER, "image": settings.runner_image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["python", "-m", "tradebot.freqtrade.marketdata"],
+        "args": ["--spec-json", spec.model_dump_json(by_alias=True, exclude_none=True),
+                 "--datadir", f"/data/{data_path(name)}",
+                 *(["--exchange-url", settings.exchange_double_url]
+                   if settings.exchange_double_url else [])],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
+                      "limits": {"memory": "2Gi"}},
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}, _TMP_MOUNT],
+        "terminationMessagePath": "/dev/termination-log",
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "securityContext": jobs.restricted_container(),
     }
 
 
@@ -197,14 +201,8 @@ def reconcile_marketdata(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
     generation = int(meta.get("generation") or 0)
     log = logger(kind="MarketData", namespace=namespace, name=name)
     current = dict(status)
-    try:
-        model = MarketDataSpec.model_validate(dict(spec))
-    except ValidationError as e:
-        message = str(e.errors()[0]["msg"])
-        if current.get("phase") != "Failed" or current.get("message") != message:
-            patch.status.update({"phase": "Failed", "message": message,
-                                 "observedGeneration": generation})
-            condition(current, patch, "Ready", False, "InvalidSpec", message, generation)
+    model = _parse(spec, current, patch, generation)
+    if model is None:
         return
     settings = runtime.get().settings
     run = current.get("currentRun")
@@ -218,22 +216,7 @@ def reconcile_marketdata(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
         why = _due(current, model, generation, at)
         if why is None:
             return  # idle: no API call at all
-        claim_body = pvc(model, namespace, name, uid)
-        if claim_body is not None:
-            kube.create_if_absent(kube.core().create_namespaced_persistent_volume_claim,
-                                  namespace, claim_body)
-        runs = int(current.get("runs") or 0) + 1
-        run = f"{uid[:8]}-{runs}"
-        patch.status.update({
-            "phase": "Downloading", "currentRun": run, "runs": runs,
-            "observedGeneration": generation, "claimName": claim_name(model, name),
-            "path": data_path(name), "marketsFile": market_data.MARKETS_FILE,
-            "message": f"downloading ({why})"})
-        condition(current, patch, "Downloading", True, "Downloading",
-                  f"downloading {len(model.pairs)} pairs x {len(model.timeframes)} "
-                  f"timeframes ({why})", generation)
-        event(body, "Downloading", f"download started ({why})")
-        log.info("download started", run=run, why=why)
+        run = _start(body, model, namespace, name, uid, current, patch, generation, why, log)
     jname = job_name(name, str(run), uid)
     job = _admitted(namespace, jname, current, patch, generation)
     if job is None:
@@ -247,6 +230,43 @@ def reconcile_marketdata(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
         return
     patch.status["jobName"] = jname
     _finish(body, model, current, patch, generation, result, at, log)
+
+
+def _parse(spec: kopf.Spec, status: dict[str, Any], patch: kopf.Patch, generation: int
+           ) -> MarketDataSpec | None:
+    """The spec; None (and Failed, said once) when it does not parse."""
+    try:
+        return MarketDataSpec.model_validate(dict(spec))
+    except ValidationError as e:
+        message = str(e.errors()[0]["msg"])
+        if status.get("phase") != "Failed" or status.get("message") != message:
+            patch.status.update({"phase": "Failed", "message": message,
+                                 "observedGeneration": generation})
+            condition(status, patch, "Ready", False, "InvalidSpec", message, generation)
+        return None
+
+
+def _start(body: kopf.Body, spec: MarketDataSpec, namespace: str, name: str, uid: str,
+           status: dict[str, Any], patch: kopf.Patch, generation: int, why: str,
+           log: FilteringBoundLogger) -> str:
+    """A new download run: its claim, and its number in status (the queue then admits it)."""
+    claim_body = pvc(spec, namespace, name, uid)
+    if claim_body is not None:
+        kube.create_if_absent(kube.core().create_namespaced_persistent_volume_claim,
+                              namespace, claim_body)
+    runs = int(status.get("runs") or 0) + 1
+    run = f"{uid[:8]}-{runs}"
+    patch.status.update({
+        "phase": "Downloading", "currentRun": run, "runs": runs,
+        "observedGeneration": generation, "claimName": claim_name(spec, name),
+        "path": data_path(name), "marketsFile": market_data.MARKETS_FILE,
+        "message": f"downloading ({why})"})
+    condition(status, patch, "Downloading", True, "Downloading",
+              f"downloading {len(spec.pairs)} pairs x {len(spec.timeframes)} "
+              f"timeframes ({why})", generation)
+    event(body, "Downloading", f"download started ({why})")
+    log.info("download started", run=run, why=why)
+    return run
 
 
 WAITING = "waiting for a download slot (the admission queue's limits)"
@@ -309,6 +329,12 @@ def _step_local(spec: MarketDataSpec, namespace: str, name: str, run: str, setti
     if not reported:
         kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace, {"metadata": {
             "annotations": Outcome(outcome.succeeded, outcome.exit_code, "").annotations()}})
+    return _local_result(executor, run, outcome.exit_code)
+
+
+def _local_result(executor: LocalExecutor, run: str, exit_code: int | None
+                  ) -> dict[str, Any]:
+    """A local download's result file, or a failure naming its log's tail."""
     # Earlier runs of this MarketData are done with: keep only this one's directory (its log),
     # or a refresh every hour would leave 24 a day.
     prefix = f"marketdata-{run.rsplit('-', 1)[0]}-"
@@ -321,8 +347,8 @@ def _step_local(spec: MarketDataSpec, namespace: str, name: str, run: str, setti
     except (OSError, ValueError):
         log = executor.run_dir(f"marketdata-{run}") / "runner.log"
         tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-        result = {"ok": False, "exitCode": outcome.exit_code, "series": [], "problems": {},
-                  "errors": [f"the download exited with {outcome.exit_code} without a "
+        result = {"ok": False, "exitCode": exit_code, "series": [], "problems": {},
+                  "errors": [f"the download exited with {exit_code} without a "
                              f"result: {tail}"]}
     return result
 
@@ -365,21 +391,35 @@ def _finish(body: kopf.Body, spec: MarketDataSpec, status: dict[str, Any], patch
         "coverage": market_data.coverage(model_series),
         "marketsSha256": result.get("marketsSha256") or status.get("marketsSha256"),
     })
-    problems: dict[str, list[str]] = result.get("problems") or {}
     if result.get("ok"):
-        stamp = now()
-        nxt = market_data.next_refresh(spec.refresh, at)
-        patch.status.update({"phase": "Ready", "lastRefresh": stamp, "attempts": None,
-                             "retryAt": None, "message": f"{len(complete)} series downloaded",
-                             "nextRefresh": nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None})
-        condition(status, patch, "Ready", True, "Downloaded",
-                  f"{len(complete)}/{len(wanted)} series, coverage "
-                  f"{market_data.coverage(model_series)}", generation)
-        condition(status, patch, "Downloading", False, "Idle", "download finished", generation)
-        condition(status, patch, "Failed", False, "Downloaded", "", generation)
-        event(body, "Downloaded", f"{len(complete)} series")
-        log.info("download finished", series=len(complete))
-        return
+        _downloaded(body, spec, status, patch, generation, at, log, complete, wanted,
+                    market_data.coverage(model_series))
+    else:
+        _failed(body, status, patch, generation, result, at, log, ready=len(complete) ==
+                len(wanted), counted=f"{len(complete)}/{len(wanted)} series")
+
+
+def _downloaded(body: kopf.Body, spec: MarketDataSpec, status: dict[str, Any],
+                patch: kopf.Patch, generation: int, at: dt.datetime,
+                log: FilteringBoundLogger, complete: list[Any], wanted: list[Any],
+                coverage: str | None) -> None:
+    stamp = now()
+    nxt = market_data.next_refresh(spec.refresh, at)
+    patch.status.update({"phase": "Ready", "lastRefresh": stamp, "attempts": None,
+                         "retryAt": None, "message": f"{len(complete)} series downloaded",
+                         "nextRefresh": nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None})
+    condition(status, patch, "Ready", True, "Downloaded",
+              f"{len(complete)}/{len(wanted)} series, coverage {coverage}", generation)
+    condition(status, patch, "Downloading", False, "Idle", "download finished", generation)
+    condition(status, patch, "Failed", False, "Downloaded", "", generation)
+    event(body, "Downloaded", f"{len(complete)} series")
+    log.info("download finished", series=len(complete))
+
+
+def _failed(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, generation: int,
+            result: dict[str, Any], at: dt.datetime, log: FilteringBoundLogger, *,
+            ready: bool, counted: str) -> None:
+    problems: dict[str, list[str]] = result.get("problems") or {}
     attempts = int(status.get("attempts") or 0) + 1
     retry = at + market_data.backoff(attempts)
     named = "; ".join(f"{pair}: {why[0]}" for pair, why in sorted(problems.items()))
@@ -390,8 +430,7 @@ def _finish(body: kopf.Body, spec: MarketDataSpec, status: dict[str, Any], patch
     condition(status, patch, "Failed", True, "DownloadFailed", message, generation)
     condition(status, patch, "Downloading", False, "RetryScheduled",
               f"attempt {attempts} failed; retrying at {retry:%H:%M:%S} UTC", generation)
-    ready = len(complete) == len(wanted)
     condition(status, patch, "Ready", ready, "Downloaded" if ready else "Incomplete",
-              f"{len(complete)}/{len(wanted)} series", generation)
+              counted, generation)
     event(body, "DownloadFailed", message, warning=True)
     log.warning("download failed", attempts=attempts, error=message)

@@ -88,32 +88,43 @@ def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
             log.warning("strategy code unavailable", reason=e.reason, error=str(e))
         return
     except IntrospectionError as e:
-        _set_phase(current, patch, "Invalid", False, "InvalidCode", str(e), generation)
-        patch.status["codeHash"] = None
-        patch.status["interface"] = None
-        if old_phase != "Invalid" or status.get("message") != str(e):
-            event(body, "InvalidCode", str(e), warning=True)
-            log.warning("strategy invalid", error=str(e))
+        _invalid_code(body, current, patch, e, generation, log)
         return
     else:
         patch.status["codeHash"] = found.code_hash
         patch.status["interface"] = found.interface.to_wire()
         if _parameters_resolved(body, current, patch, model, namespace, name, found.code_hash,
                                 generation, log):
-            message = f"{model.class_name} introspected"
-            if found.warnings:
-                message += "; " + "; ".join(found.warnings)
-            _set_phase(current, patch, "Ready", True, "Introspected", message, generation)
-            if old_phase != "Ready" or old_hash != found.code_hash:
-                event(body, "Ready",
-                      f"{model.class_name} ready, code sha256 {found.code_hash[:12]}")
-                log.info("strategy ready", code_hash=found.code_hash)
+            _ready(body, current, patch, model, found, old_phase, old_hash, generation, log)
         _register(body, current, patch, namespace, name, uid, model.class_name, found, generation,
                   describe(code, model.class_name))
         return
     if old_phase != "Invalid" or status.get("message") != message:
         event(body, "InvalidSpec", message, warning=True)
         log.warning("strategy spec invalid", error=message)
+
+
+def _invalid_code(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
+                  error: IntrospectionError, generation: int, log: FilteringBoundLogger) -> None:
+    old_phase, old_message = status.get("phase"), status.get("message")
+    _set_phase(status, patch, "Invalid", False, "InvalidCode", str(error), generation)
+    patch.status["codeHash"] = None
+    patch.status["interface"] = None
+    if old_phase != "Invalid" or old_message != str(error):
+        event(body, "InvalidCode", str(error), warning=True)
+        log.warning("strategy invalid", error=str(error))
+
+
+def _ready(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, model: StrategySpec,
+           found: Introspection, old_phase: str | None, old_hash: str | None, generation: int,
+           log: FilteringBoundLogger) -> None:
+    message = f"{model.class_name} introspected"
+    if found.warnings:
+        message += "; " + "; ".join(found.warnings)
+    _set_phase(status, patch, "Ready", True, "Introspected", message, generation)
+    if old_phase != "Ready" or old_hash != found.code_hash:
+        event(body, "Ready", f"{model.class_name} ready, code sha256 {found.code_hash[:12]}")
+        log.info("strategy ready", code_hash=found.code_hash)
 
 
 def _parameters_resolved(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
@@ -127,17 +138,8 @@ def _parameters_resolved(body: kopf.Body, status: dict[str, Any], patch: kopf.Pa
                                      VERSION, namespace, "hyperopts",
                                      model.parameters_from.hyperopt_ref.name)
     resolved = strategy_parameters.resolve(model, name, code_hash, hyperopt)
-    old_message = status.get("message")
     if isinstance(resolved, strategy_parameters.Unresolved):
-        patch.status.update(strategy_parameters.NO_PARAMETERS)
-        _set_phase(status, patch, resolved.phase, False, resolved.reason, resolved.message,
-                   generation)
-        condition(status, patch, "ParametersResolved", False, resolved.reason,
-                  resolved.message, generation)
-        if status.get("phase") != resolved.phase or old_message != resolved.message:
-            event(body, resolved.reason, resolved.message, warning=True)
-            log.warning("strategy parameters unresolved", reason=resolved.reason,
-                        error=resolved.message)
+        _unresolved(body, status, patch, resolved, generation, log)
         return False
     fields = (resolved.to_status() if resolved is not None
               else strategy_parameters.NO_PARAMETERS)
@@ -151,6 +153,21 @@ def _parameters_resolved(body: kopf.Body, status: dict[str, Any], patch: kopf.Pa
         event(body, "ParametersResolved", f"parameters from {described}")
         log.info("strategy parameters resolved", source=resolved.source, hash=resolved.hash)
     return True
+
+
+def _unresolved(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
+                resolved: strategy_parameters.Unresolved, generation: int,
+                log: FilteringBoundLogger) -> None:
+    old_phase, old_message = status.get("phase"), status.get("message")
+    patch.status.update(strategy_parameters.NO_PARAMETERS)
+    _set_phase(status, patch, resolved.phase, False, resolved.reason, resolved.message,
+               generation)
+    condition(status, patch, "ParametersResolved", False, resolved.reason,
+              resolved.message, generation)
+    if old_phase != resolved.phase or old_message != resolved.message:
+        event(body, resolved.reason, resolved.message, warning=True)
+        log.warning("strategy parameters unresolved", reason=resolved.reason,
+                    error=resolved.message)
 
 
 def _register(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, namespace: str,
