@@ -4,11 +4,13 @@ from tradebot.controllers import (
     backtest,
     cache,
     circuitbreaker,
+    hyperopt,
+    hyperopt_queue,
     lifecycle,
     livebot,
     marketdata,
     strategy,
 )
 
-__all__ = ["backtest", "cache", "circuitbreaker", "lifecycle", "livebot", "marketdata",
-           "strategy"]
+__all__ = ["backtest", "cache", "circuitbreaker", "hyperopt", "hyperopt_queue", "lifecycle",
+           "livebot", "marketdata", "strategy"]

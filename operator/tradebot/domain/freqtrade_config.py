@@ -11,7 +11,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from tradebot.api.backtest import BacktestSpec
+from tradebot.api.backtest import BacktestSpec, parameter_file
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategyParameters, StrategySpec
 
@@ -114,6 +114,9 @@ def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
         config["fee"] = _number(spec.fee)
 
     config.update(strategy_overrides(strategy))
+    if spec.parameters is not None:
+        # A found parameter set (a Hyperopt's best) replaces the Strategy's own file whole.
+        config[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: parameter_file(spec.parameters)}
     return config
 
 
@@ -157,3 +160,9 @@ def canonical_json(config: dict[str, Any]) -> str:
 def config_hash(config: dict[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON: key order and whitespace do not change it."""
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def parameters_hash(text: str) -> str:
+    """sha256 of a parameter file's canonical parameters: its `params` with sorted keys,
+    without the export time around them, so the same values hash the same."""
+    return hashlib.sha256(canonical_json(parameter_file(text)["params"]).encode()).hexdigest()
