@@ -51,7 +51,6 @@ class Migration:
 
 
 _KINDS = "'backtest', 'dryrun', 'live'"
-_KINDS_3 = "'backtest', 'dryrun', 'live', 'hyperopt'"
 _STATUSES = "'queued', 'running', 'succeeded', 'failed'"
 _SOURCE_KINDS = "'CircuitBreaker', 'LiveBot'"
 _SEVERITIES = "'info', 'warning', 'critical'"
@@ -150,19 +149,4 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         # SQLite scans json_each over the rows the other filters left.
         "CREATE INDEX incidents_by_bot ON incidents USING gin (bots jsonb_path_ops)",
     )),
-    Migration(3, "runs of kind hyperopt", (
-        "ALTER TABLE runs DROP CONSTRAINT IF EXISTS runs_kind_check",
-        f"ALTER TABLE runs ADD CONSTRAINT runs_kind_check CHECK (kind IN ({_KINDS_3}))",
-    ), sqlite_steps=(
-        # SQLite cannot alter a CHECK constraint; widening one may edit the stored schema
-        # (sqlite.org/lang_altertable.html, "other kinds of table schema changes"). The table
-        # made and dropped after it moves the schema cookie, so every connection reloads it.
-        "PRAGMA writable_schema = ON",
-        "UPDATE sqlite_master SET sql = replace(sql, '''live'')', '''live'', ''hyperopt'')') "
-        "WHERE type = 'table' AND name = 'runs'",
-        "PRAGMA writable_schema = OFF",
-        "CREATE TABLE schema_cookie_bump (x integer)",
-        "DROP TABLE schema_cookie_bump",
-    )),
 )
-
