@@ -18,6 +18,7 @@ DEFAULT_ROOT = Path(".local")
 COMMAND_MODULES: tuple[str, ...] = (
     "tradebot.commands.breaker",
     "tradebot.commands.db",
+    "tradebot.commands.hyperopt",
     "tradebot.commands.promote",
     "tradebot.commands.records",
     "tradebot.commands.registry",

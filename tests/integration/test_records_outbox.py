@@ -27,6 +27,7 @@ from tradebot.records import (
     open_store,
 )
 from tradebot.records.buffered import BufferedStore
+from tradebot.records.migrations import MIGRATIONS
 from tradebot.records.outbox import OutboxError
 
 T0 = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
@@ -244,7 +245,7 @@ def test_a_store_opened_while_the_database_is_down_connects_and_migrates_later(
         assert "pa55-w0rd" not in str(caught.value)
         private_postgres.resume()
         assert store.flush() == 1
-        assert store.applied_migrations() == [1, 2]
+        assert store.applied_migrations() == [m.version for m in MIGRATIONS]
         assert [r.id for r in store.list_runs()] == ["r1"]
 
 

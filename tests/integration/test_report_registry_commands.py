@@ -3,6 +3,7 @@ holding the same history."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -175,3 +176,34 @@ def test_reading_commands_never_create_a_missing_sqlite_file(
     assert f"{path} does not exist" in err
     assert "tradebot db migrate` creates it" in err
     assert not path.exists()
+
+
+def test_report_shows_hyperopt_runs_with_their_best_epoch_and_count(
+    populated: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tradebot.freqtrade.hyperopt_summary import EpochRecord
+    from tradebot.records import RunRecord
+
+    with open_store(populated) as store:
+        store.record_run(RunRecord(
+            id="ho-1", resource_uid="uid-ho-1", namespace="team-a", name="search",
+            kind="hyperopt", status="succeeded", strategy_code_hash=CODE_A2,
+            created_at=dt.datetime(2026, 3, 5, tzinfo=dt.UTC)))
+        store.record_epochs("ho-1", [
+            EpochRecord(epoch=e, worker=e % 2, loss=loss, profit_total=profit, trades=t,
+                        parameters_hash=f"{e}" * 64)
+            for e, loss, profit, t in [(1, "-0.5", "0.01", 3), (2, "-1.23456789", "0.0421", 9),
+                                       (3, "-1.23456789", "0.05", 11), (4, "2", None, None)]])
+    document = report_json(capsys, "--dsn", populated, "--strategy", "ema-rsi")
+    runs = {r["id"]: r for r in document["strategies"][0]["runs"]}
+    assert runs["ho-1"]["kind"] == "hyperopt"
+    # The lowest loss wins; of equal losses the earlier epoch.
+    assert runs["ho-1"]["epochs"] == {"count": "4", "best": {
+        "epoch": "2", "worker": "0", "loss": "-1.23456789", "profitTotal": "0.04210000",
+        "trades": "9", "parametersHash": "2" * 64}}
+    assert "epochs" not in runs["bt-1"]  # a backtest has none
+    assert main(["report", "--dsn", populated, "--strategy", "ema-rsi"]) == 0
+    markdown = capsys.readouterr().out
+    assert "### hyperopt team-a/search: succeeded" in markdown
+    assert ("- epochs: 4; best: epoch 2 (worker 0), loss -1.23456789, profit 0.04210000, "
+            "trades 9") in markdown

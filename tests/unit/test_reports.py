@@ -166,3 +166,18 @@ def test_since_accepts_dates_times_and_durations(text: str, expected: dt.datetim
 def test_since_names_the_forms_it_accepts(text: str):
     with pytest.raises(ValueError, match=r"--since: expected a date \(2026-01-31\)"):
         parse_since(text, T0)
+
+
+def test_a_hyperopt_run_without_epochs_yet_reports_a_count_of_zero() -> None:
+    search = run("ho", "a", A1, 2).model_copy(update={"kind": "hyperopt"})
+    report = assemble(generated_at=T0, filters=Filters(), strategies=STRATEGIES,
+                      runs=[search, run("r1", "a", A1, 1)], metrics={}, artifacts={},
+                      incidents=[], epochs={})
+    by_id = {r.run.id: r for r in report.strategies[0].runs}
+    assert by_id["r1"].epochs is None
+    summary = by_id["ho"].epochs
+    assert summary is not None
+    assert (summary.count, summary.best) == (0, None)
+    assert "- epochs: 0\n" in render_markdown(report)
+    assert json.loads(render_json(report))["strategies"][0]["runs"][1]["epochs"] == {
+        "count": "0", "best": None}

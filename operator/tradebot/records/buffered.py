@@ -24,6 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
+from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
 from tradebot.records import entries
@@ -203,6 +204,10 @@ class BufferedStore:
         self._write(entries.artifacts_entry(run_id, artifacts),
                     lambda s: s.record_artifacts(run_id, artifacts))
 
+    def record_epochs(self, run_id: str, epochs: Sequence[EpochRecord]) -> None:
+        self._write(entries.epochs_entry(run_id, epochs),
+                    lambda s: s.record_epochs(run_id, epochs))
+
     def record_incident(self, incident: IncidentRecord) -> bool:
         """True when inserted now, False when the id was recorded already; a buffered
         incident counts as new (True): whether it repeats one is only known on replay, and
@@ -319,6 +324,9 @@ class BufferedStore:
 
     def get_artifacts(self, run_id: str) -> list[ArtifactRecord]:
         return self._reader().get_artifacts(run_id)
+
+    def epochs(self, run_id: str) -> list[EpochRecord]:
+        return self._reader().epochs(run_id)
 
     def get_incident(self, incident_id: str) -> IncidentRecord | None:
         return self._reader().get_incident(incident_id)

@@ -13,6 +13,7 @@ from typing import Any, Final, Literal, get_args
 
 from pydantic import ValidationError
 
+from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.records.models import (
     ArtifactRecord,
     BotSnapshot,
@@ -31,7 +32,7 @@ ENTRY_VERSION: Final = 1
 
 Operation = Literal[
     "register_strategy", "record_run", "record_metrics", "record_artifacts",
-    "record_incident", "record_snapshot",
+    "record_incident", "record_snapshot", "record_epochs",
 ]
 OPERATIONS: Final[frozenset[str]] = frozenset(get_args(Operation))
 
@@ -102,6 +103,14 @@ def artifacts_entry(run_id: str, artifacts: Sequence[ArtifactRecord]) -> Entry:
         raise ValueError(f"artifact names repeat in one call for run {run_id!r}")
     return _entry("record_artifacts", {
         "run_id": run_id, "artifacts": [a.model_dump() for a in artifacts]})
+
+
+def epochs_entry(run_id: str, epochs: Sequence[EpochRecord]) -> Entry:
+    keys = [(e.worker, e.epoch) for e in epochs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"an epoch (worker, epoch) repeats in one call for run {run_id!r}")
+    return _entry("record_epochs", {
+        "run_id": run_id, "epochs": [e.model_dump() for e in epochs]})
 
 
 def incident_entry(incident: IncidentRecord) -> Entry:
@@ -176,6 +185,9 @@ def _call(entry: Entry) -> _Call:
             case "record_artifacts":
                 artifacts = [ArtifactRecord.model_validate(x) for x in a["artifacts"]]
                 return _Call(entry.op, (a["run_id"], artifacts), {})
+            case "record_epochs":
+                epochs = [EpochRecord.model_validate(x) for x in a["epochs"]]
+                return _Call(entry.op, (a["run_id"], epochs), {})
             case "record_incident":
                 return _Call(entry.op, (IncidentRecord.model_validate(a["incident"]),), {})
             case "record_snapshot":

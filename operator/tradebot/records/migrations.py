@@ -51,10 +51,33 @@ class Migration:
 
 
 _KINDS = "'backtest', 'dryrun', 'live'"
+# Migration 3 adds hyperopt runs; migrations 1 and 2 keep the list they were applied with.
+_KINDS_V3 = "'backtest', 'dryrun', 'live', 'hyperopt'"
 _STATUSES = "'queued', 'running', 'succeeded', 'failed'"
 _SOURCE_KINDS = "'CircuitBreaker', 'LiveBot'"
 _SEVERITIES = "'info', 'warning', 'critical'"
 _MODES = "'dryRun', 'testnet', 'live'"
+
+_RUN_COLUMNS = (
+    "id, resource_uid, namespace, name, kind, status, strategy_code_hash, config_hash, "
+    "data_hash, data_window_start, data_window_end, correlation_id, error, created_at, "
+    "started_at, finished_at"
+)
+# One row per finished hyperopt epoch. Keyed by worker too: independent workers (SQLite
+# records) number their epochs each from 1, and a shared study's trial runs on one worker,
+# so (run_id, worker, epoch) names an epoch in both modes.
+_EPOCHS = """CREATE TABLE epochs (
+    run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    worker integer NOT NULL CHECK (worker >= 0),
+    epoch integer NOT NULL CHECK (epoch >= 0),
+    loss {exact} NOT NULL,
+    profit_total {exact},
+    profit_total_abs {exact},
+    trades integer,
+    max_drawdown {exact},
+    parameters_hash text NOT NULL,
+    PRIMARY KEY (run_id, worker, epoch)
+)"""
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
     Migration(1, "strategies, runs, metrics, artifacts", (
@@ -148,5 +171,63 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         # list_incidents(bot=...) asks "is this name in bots": jsonb containment, GIN-indexed.
         # SQLite scans json_each over the rows the other filters left.
         "CREATE INDEX incidents_by_bot ON incidents USING gin (bots jsonb_path_ops)",
+    )),    Migration(3, "hyperopt runs, epochs", (
+        # Column CHECK constraints get PostgreSQL's default name, <table>_<column>_check.
+        "ALTER TABLE runs DROP CONSTRAINT runs_kind_check",
+        f"ALTER TABLE runs ADD CONSTRAINT runs_kind_check CHECK (kind IN ({_KINDS_V3}))",
+        _EPOCHS,
+    ), sqlite_steps=(
+        # SQLite cannot alter a CHECK constraint: the runs table is rebuilt. Dropping a parent
+        # table with foreign keys on would cascade into its children (and the pragma cannot
+        # be switched inside the migration's transaction), so the children are set aside
+        # first and rebuilt after it, row for row.
+        "CREATE TABLE metrics_v2 AS SELECT run_id, key, value FROM metrics",
+        "CREATE TABLE artifacts_v2 AS SELECT run_id, name, path, sha256, size FROM artifacts",
+        "DROP TABLE metrics",
+        "DROP TABLE artifacts",
+        "ALTER TABLE runs RENAME TO runs_v2",
+        f"""CREATE TABLE runs (
+            id text PRIMARY KEY,
+            resource_uid text NOT NULL,
+            namespace text NOT NULL,
+            name text NOT NULL,
+            kind text NOT NULL CHECK (kind IN ({_KINDS_V3})),
+            status text NOT NULL CHECK (status IN ({_STATUSES})),
+            strategy_code_hash text,
+            config_hash text,
+            data_hash text,
+            data_window_start {{time}},
+            data_window_end {{time}},
+            correlation_id text,
+            error text,
+            created_at {{time}} NOT NULL,
+            started_at {{time}},
+            finished_at {{time}}
+        )""",
+        f"INSERT INTO runs ({_RUN_COLUMNS}) SELECT {_RUN_COLUMNS} FROM runs_v2",  # noqa: S608
+        "DROP TABLE runs_v2",
+        "CREATE INDEX runs_by_namespace ON runs (namespace, created_at)",
+        "CREATE INDEX runs_by_created ON runs (created_at)",
+        "CREATE INDEX runs_by_resource ON runs (resource_uid)",
+        """CREATE TABLE metrics (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            key text NOT NULL,
+            value {exact} NOT NULL,
+            PRIMARY KEY (run_id, key)
+        )""",
+        """CREATE TABLE artifacts (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            name text NOT NULL,
+            path text NOT NULL,
+            sha256 text NOT NULL,
+            size bigint NOT NULL CHECK (size >= 0),
+            PRIMARY KEY (run_id, name)
+        )""",
+        "INSERT INTO metrics (run_id, key, value) SELECT run_id, key, value FROM metrics_v2",
+        "INSERT INTO artifacts (run_id, name, path, sha256, size) "
+        "SELECT run_id, name, path, sha256, size FROM artifacts_v2",
+        "DROP TABLE metrics_v2",
+        "DROP TABLE artifacts_v2",
+        _EPOCHS,
     )),
 )

@@ -17,7 +17,7 @@ from pydantic import (
     ValidationInfo,
 )
 
-RunKind = Literal["backtest", "dryrun", "live"]
+RunKind = Literal["backtest", "dryrun", "live", "hyperopt"]
 RunStatus = Literal["queued", "running", "succeeded", "failed"]
 
 # A status may only move to a higher rank (or repeat). succeeded and failed share the top rank,

@@ -115,6 +115,26 @@ SELECT_SNAPSHOTS: Final = f"SELECT {', '.join(SNAPSHOT_COLUMNS)} FROM bot_snapsh
 SNAPSHOTS_ORDER: Final = " ORDER BY taken_at"
 
 
+EPOCH_COLUMNS: Final = (
+    "worker", "epoch", "loss", "profit_total", "profit_total_abs", "trades", "max_drawdown",
+    "parameters_hash",
+)
+EPOCH_EXACT_COLUMNS: Final = frozenset({"loss", "profit_total", "profit_total_abs",
+                                        "max_drawdown"})
+# An epoch is a fact once finished: a replay writes the same values again.
+UPSERT_EPOCH: Final = f"""
+    INSERT INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)})
+    VALUES (?, {', '.join('?' for _ in EPOCH_COLUMNS)})
+    ON CONFLICT (run_id, worker, epoch) DO UPDATE SET
+        loss = excluded.loss, profit_total = excluded.profit_total,
+        profit_total_abs = excluded.profit_total_abs, trades = excluded.trades,
+        max_drawdown = excluded.max_drawdown, parameters_hash = excluded.parameters_hash"""  # noqa: S608
+SELECT_EPOCHS: Final = (
+    f"SELECT {', '.join(EPOCH_COLUMNS)} FROM epochs WHERE run_id = ? "  # noqa: S608
+    "ORDER BY epoch, worker"
+)
+
+
 def runs_where(*, namespace: str | None = None, kind: str | None = None,
                since: object | None = None) -> tuple[str, list[Any]]:
     """The WHERE clause of list_runs' filters (constant text with placeholders, never input)

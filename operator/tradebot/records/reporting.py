@@ -17,6 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.records import queries as q
 from tradebot.records.dsn import PostgresDsn, SqliteDsn, parse_dsn
 from tradebot.records.errors import RecordsUnavailable, SchemaNotReady
@@ -78,6 +79,23 @@ def artifacts_of_runs(dsn: str, *, namespace: str | None = None,
             f"WHERE run_id IN ({runs}) ORDER BY run_id, name", params):
         found.setdefault(run_id, []).append(
             ArtifactRecord(name=name, path=path, sha256=sha256, size=size))
+    return found
+
+
+def epochs_of_runs(dsn: str, *, namespace: str | None = None,
+                   since: dt.datetime | None = None) -> dict[str, list[EpochRecord]]:
+    """The hyperopt epochs of every run list_runs(namespace=, since=) returns, by run id."""
+    target = parse_dsn(dsn)
+    runs, params = _runs_filter(target, namespace, since)
+    columns = ", ".join(q.EPOCH_COLUMNS)
+    found: dict[str, list[EpochRecord]] = {}
+    for run_id, *row in _rows(
+            target, f"SELECT run_id, {columns} FROM epochs WHERE run_id IN ({runs}) "  # noqa: S608
+            "ORDER BY run_id, epoch, worker", params):
+        values = dict(zip(q.EPOCH_COLUMNS, row, strict=True))
+        # Figures come back as text (SQLite) or Decimal (PostgreSQL); both validate exactly.
+        found.setdefault(run_id, []).append(EpochRecord.model_validate(
+            {k: format(v, "f") if isinstance(v, Decimal) else v for k, v in values.items()}))
     return found
 
 

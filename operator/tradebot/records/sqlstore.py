@@ -11,6 +11,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.records import queries as q
 from tradebot.records.errors import (
     MigrationFailed,
@@ -308,6 +309,20 @@ class SqlRecordStore(ABC):
             rows = tx.rows(sql + q.SNAPSHOTS_ORDER, params)
         return [self._snapshot_from_row(row) for row in rows]
 
+    def record_epochs(self, run_id: str, epochs: Sequence[EpochRecord]) -> None:
+        _check_epochs(run_id, epochs)
+        # Sorted, so two writers of the same run lock rows in one order and cannot deadlock.
+        params = [[run_id, *self._epoch_values(e)]
+                  for e in sorted(epochs, key=lambda e: (e.epoch, e.worker))]
+        with self._tx(write=True) as tx:
+            self._require_run(tx, run_id)
+            tx.run_many(q.UPSERT_EPOCH, params)
+
+    def epochs(self, run_id: str) -> list[EpochRecord]:
+        with self._tx(write=False) as tx:
+            rows = tx.rows(q.SELECT_EPOCHS, (run_id,))
+        return [self._epoch_from_row(row) for row in rows]
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -348,8 +363,28 @@ class SqlRecordStore(ABC):
                 values[column] = self._exact_out(values[column])
         return BotSnapshot(**values)
 
+    def _epoch_values(self, epoch: EpochRecord) -> list[Any]:
+        # Attributes, not model_dump(): the figures serialise as text, the store wants Decimal.
+        values = {c: getattr(epoch, c) for c in q.EPOCH_COLUMNS}
+        return [self._exact_in(exact_metric(c, values[c]))
+                if c in q.EPOCH_EXACT_COLUMNS and values[c] is not None else values[c]
+                for c in q.EPOCH_COLUMNS]
+
+    def _epoch_from_row(self, row: Sequence[Any]) -> EpochRecord:
+        values = dict(zip(q.EPOCH_COLUMNS, row, strict=True))
+        for column in q.EPOCH_EXACT_COLUMNS:
+            if values[column] is not None:
+                values[column] = self._exact_out(values[column])
+        return EpochRecord.model_validate(values)
+
     def _run_from_row(self, row: Sequence[Any]) -> RunRecord:
         values = dict(zip(q.RUN_COLUMNS, row, strict=True))
         for column in q.RUN_TIME_COLUMNS:
             values[column] = self._time_out(values[column])
         return RunRecord(**values)
+
+
+def _check_epochs(run_id: str, epochs: Sequence[EpochRecord]) -> None:
+    keys = [(e.worker, e.epoch) for e in epochs]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"an epoch (worker, epoch) repeats in one call for run {run_id!r}")

@@ -8,6 +8,7 @@ from decimal import Decimal
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.records.dsn import PostgresDsn, parse_dsn
 from tradebot.records.models import (
     ArtifactRecord,
@@ -107,6 +108,16 @@ class RecordStore(Protocol):
     ) -> list[BotSnapshot]:
         """The bot's snapshots (optionally only of one code hash, taken at or after `since`),
         oldest first."""
+        ...
+
+    def record_epochs(self, run_id: str, epochs: Sequence[EpochRecord]) -> None:
+        """Upserts each finished hyperopt epoch, keyed by (run_id, worker, epoch): a replay
+        writes the same row again. Raises UnknownRun if the run is not recorded, ValueError
+        if one call names an epoch twice."""
+        ...
+
+    def epochs(self, run_id: str) -> list[EpochRecord]:
+        """The run's epochs, by epoch number (then worker)."""
         ...
 
     def close(self) -> None: ...

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tradebot.records.reporting import artifacts_of_runs, list_strategies, metrics_of_runs
+from tradebot.records.reporting import (
+    artifacts_of_runs,
+    epochs_of_runs,
+    list_strategies,
+    metrics_of_runs,
+)
 from tradebot.records.store import RecordStore
 from tradebot.reports.model import Filters, Report, assemble
 
@@ -20,5 +25,6 @@ def collect(store: RecordStore, dsn: str, filters: Filters,
         # One query each rather than two per run: a year of runs is thousands of them.
         metrics=metrics_of_runs(dsn, namespace=filters.namespace, since=filters.since),
         artifacts=artifacts_of_runs(dsn, namespace=filters.namespace, since=filters.since),
+        epochs=epochs_of_runs(dsn, namespace=filters.namespace, since=filters.since),
         incidents=store.list_incidents(namespace=filters.namespace, since=filters.since),
     )

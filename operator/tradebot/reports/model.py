@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.records.models import ArtifactRecord, IncidentRecord, RunRecord, StrategyRecord
 
 
@@ -23,11 +24,27 @@ class Filters:
 
 
 @dataclass(frozen=True)
+class EpochsSummary:
+    """A hyperopt run's epochs in brief: how many, and the best (lowest loss; the earliest
+    epoch of equal ones)."""
+
+    count: int
+    best: EpochRecord | None
+
+
+def summarise_epochs(epochs: Sequence[EpochRecord]) -> EpochsSummary:
+    best = min(epochs, key=lambda e: (e.loss, e.epoch, e.worker), default=None)
+    return EpochsSummary(count=len(epochs), best=best)
+
+
+@dataclass(frozen=True)
 class RunEntry:
     run: RunRecord
     metrics: Mapping[str, Decimal]
     artifacts: Sequence[ArtifactRecord]
     incidents: Sequence[IncidentRecord]
+    # Hyperopt runs only (None for other kinds).
+    epochs: EpochsSummary | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +73,7 @@ def assemble(
     *, generated_at: dt.datetime, filters: Filters, strategies: Iterable[StrategyRecord],
     runs: Iterable[RunRecord], metrics: Mapping[str, Mapping[str, Decimal]],
     artifacts: Mapping[str, Sequence[ArtifactRecord]], incidents: Iterable[IncidentRecord],
+    epochs: Mapping[str, Sequence[EpochRecord]] | None = None,
 ) -> Report:
     """The report of `runs` (already filtered by time and namespace) grouped per strategy.
 
@@ -96,7 +114,9 @@ def assemble(
                 continue
         entry = RunEntry(run=run, metrics=dict(sorted(metrics.get(run.id, {}).items())),
                          artifacts=sorted(artifacts.get(run.id, ()), key=lambda a: a.name),
-                         incidents=incidents_by_run.get(run.id, []))
+                         incidents=incidents_by_run.get(run.id, []),
+                         epochs=(summarise_epochs((epochs or {}).get(run.id, ()))
+                                 if run.kind == "hyperopt" else None))
         shown.add(run.id)
         targets: list[tuple[str, str] | None] = list(keys) or [None]
         for target in targets:

@@ -14,7 +14,7 @@ from typing import Any
 
 from tradebot.domain.time import format_time
 from tradebot.records.models import ArtifactRecord, IncidentRecord, StrategyRecord
-from tradebot.reports.model import Report, RunEntry, StrategyEntry
+from tradebot.reports.model import EpochsSummary, Report, RunEntry, StrategyEntry
 
 FORMATS = ("markdown", "json")
 
@@ -81,7 +81,17 @@ def _run_json(entry: RunEntry) -> dict[str, Any]:
         "metrics": {key: figure(value) for key, value in entry.metrics.items()},
         "artifacts": [_artifact_json(a) for a in entry.artifacts],
         "incidents": [_incident_json(i) for i in entry.incidents],
+        **({} if entry.epochs is None else {"epochs": _epochs_json(entry.epochs)}),
     }
+
+
+def _epochs_json(summary: EpochsSummary) -> dict[str, Any]:
+    best = summary.best
+    return {"count": str(summary.count), "best": None if best is None else {
+        "epoch": str(best.epoch), "worker": str(best.worker), "loss": figure(best.loss),
+        "profitTotal": None if best.profit_total is None else figure(best.profit_total),
+        "trades": None if best.trades is None else str(best.trades),
+        "parametersHash": best.parameters_hash}}
 
 
 def _artifact_json(artifact: ArtifactRecord) -> dict[str, Any]:
@@ -167,6 +177,8 @@ def _run_md(entry: RunEntry) -> list[str]:
              f"- code hash: `{run.strategy_code_hash or '-'}`"]
     if run.error:
         lines.append(f"- error: {cell(run.error)}")
+    if entry.epochs is not None:
+        lines.append(_epochs_md(entry.epochs))
     lines.append("")
     lines += _metrics_md(entry.metrics)
     if entry.artifacts:
@@ -178,6 +190,17 @@ def _run_md(entry: RunEntry) -> list[str]:
         lines += ["Incidents:", ""]
         lines += [*_incidents_table(entry.incidents), ""]
     return lines
+
+
+def _epochs_md(summary: EpochsSummary) -> str:
+    best = summary.best
+    if best is None:
+        return f"- epochs: {summary.count}"
+    profit = "-" if best.profit_total is None else figure(best.profit_total)
+    return (f"- epochs: {summary.count}; best: epoch {best.epoch} (worker {best.worker}), "
+            f"loss {figure(best.loss)}, profit {profit}, trades "
+            f"{'-' if best.trades is None else best.trades}, "
+            f"parameters `{best.parameters_hash}`")
 
 
 def _metrics_md(metrics: Mapping[str, Decimal]) -> list[str]:
