@@ -38,26 +38,13 @@ def best_of(summaries: Sequence[HyperoptSummary]) -> HyperoptSummary | None:
                                          s.worker))
 
 
-def merge_epochs(epochs: Iterable[EpochRecord], shared: bool) -> list[EpochRecord]:
-    """One list of the study's epochs, each once. Shared: numbered by the study (trial + 1),
-    so a repeat from a restarted worker is the same epoch. Independent: each worker counts from
-    1, so the merged list is numbered again in (worker, epoch) order."""
-    unique: dict[tuple[int, int], EpochRecord] = {}
-    for e in epochs:
-        unique[(0 if shared else e.worker, e.epoch)] = e
-    ordered = [unique[k] for k in sorted(unique)]
-    if shared:
-        return ordered
-    return [e.model_copy(update={"epoch": i}) for i, e in enumerate(ordered, start=1)]
-
-
-def merged_epoch_number(epochs: Iterable[EpochRecord], worker: int, epoch: int) -> int:
-    """An independent worker's epoch number in the merged numbering (merge_epochs)."""
-    keys = sorted({(e.worker, e.epoch) for e in epochs})
-    try:
-        return keys.index((worker, epoch)) + 1
-    except ValueError:
-        return epoch
+def merge_epochs(epochs: Iterable[EpochRecord]) -> list[EpochRecord]:
+    """One list of the search's epochs, each once, in (epoch, worker) order. An epoch is named
+    by (worker, epoch), as the records key it: a shared study numbers its trials (trial + 1,
+    each run by one worker), independent workers each count from 1; a restarted worker
+    repeats the epochs it had done, which count once."""
+    unique = {(e.worker, e.epoch): e for e in epochs}
+    return sorted(unique.values(), key=lambda e: (e.epoch, e.worker))
 
 
 def parse_epoch_lines(lines: Iterable[str], prefix: str = "") -> list[EpochRecord]:
@@ -135,8 +122,7 @@ def merge(summaries: Sequence[HyperoptSummary], epochs: Iterable[EpochRecord],
     """The status fields of the finished search: best epoch (min loss) with its exact
     parameters and in-sample figures, epochs done, artifacts (each worker's, named w<i>/...)
     and the hashes the workers agree on."""
-    original = list(epochs)
-    merged = merge_epochs(original, shared)
+    merged = merge_epochs(epochs)
     top = best_of(summaries)
     status: dict[str, Any] = {
         "epochsDone": max(len(merged), sum(s.epochs_done for s in summaries)),
@@ -152,9 +138,8 @@ def merge(summaries: Sequence[HyperoptSummary], epochs: Iterable[EpochRecord],
             s.study_epochs_done or 0 for s in summaries]])
     if top is not None and top.best is not None:
         b = top.best
-        epoch = b.epoch if shared else merged_epoch_number(original, top.worker, b.epoch)
         results = b.results.to_wire() if b.results else None
-        status["best"] = {"epoch": epoch, "loss": figure(b.loss), "parameters": b.parameters,
+        status["best"] = {"epoch": b.epoch, "loss": figure(b.loss), "parameters": b.parameters,
                           "parametersHash": b.parameters_hash, "results": results}
         status["bestLoss"] = figure(b.loss)
         status["bestProfit"] = figure(b.results.profit_total if b.results else None)

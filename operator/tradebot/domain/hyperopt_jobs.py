@@ -9,7 +9,6 @@ from typing import Any
 
 from tradebot.api.base import API_VERSION
 from tradebot.api.hyperopt import HyperoptSpec
-from tradebot.domain.hyperopt_round import worker_seed
 from tradebot.domain.jobs import (
     ARTIFACTS_MOUNT,
     CONFIG_MOUNT,
@@ -114,9 +113,9 @@ class HyperoptRun:
                 "--epochs", str(self.shares[index])]
         if spec.sampler is not None:
             args += ["--sampler", spec.sampler]
-        seed = worker_seed(spec.random_state, index)
-        if seed is not None:
-            args += ["--random-state", str(seed)]
+        if spec.random_state is not None:
+            # The runner seeds worker i with randomState + i.
+            args += ["--random-state", str(spec.random_state)]
         if spec.min_trades is not None:
             args += ["--min-trades", str(spec.min_trades)]
         return [*args, "--worker", str(index), "--study", study_name(self.uid)]

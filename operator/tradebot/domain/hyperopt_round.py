@@ -33,12 +33,6 @@ def epoch_shares(epochs: int, workers: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(n)]
 
 
-def worker_seed(random_state: int | None, index: int) -> int | None:
-    """Worker i seeds with randomState + i: workers with one seed would propose the same
-    points (the spec's bound keeps the sum inside Freqtrade's 32-bit range)."""
-    return None if random_state is None else random_state + index
-
-
 def nothing_to_search(spaces: Iterable[str], parameters: Mapping[str, Mapping[str, Any]]
                       ) -> str | None:
     """Why the search would have nothing to vary (naming the spaces), or None when at least
