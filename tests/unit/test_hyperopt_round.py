@@ -15,8 +15,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
-
 from tests.support.manifests import example
+
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.hyperopt import HyperoptSpec
 from tradebot.api.strategy import StrategySpec
@@ -136,7 +136,8 @@ def test_merge_takes_the_lowest_loss_and_counts_each_epoch_once() -> None:
     merged = merge([_summary(0, "-0.5"), _summary(1, "-2.12345678")], epochs, shared=False)
     assert [(e.worker, e.epoch) for e in merged.epochs] == [(0, 1), (1, 1), (0, 2)]
     assert merged.status["bestLoss"] == "-2.12345678"
-    assert merged.best is not None and merged.best.worker == 1
+    assert merged.best is not None
+    assert merged.best.worker == 1
     assert merged.status["best"]["parameters"] == PARAMS
     assert merged.status["epochsDone"] == 8
 
@@ -163,7 +164,8 @@ def test_validation_backtest_has_the_same_money_and_the_best_parameters() -> Non
     spec = _spec()
     assert spec.validation is not None
     bt = backtest_spec(spec, spec.validation.timerange, PARAMS)
-    assert bt.pairs == spec.pairs and bt.dry_run_wallet == spec.dry_run_wallet
+    assert bt.pairs == spec.pairs
+    assert bt.dry_run_wallet == spec.dry_run_wallet
     assert bt.timerange == spec.validation.timerange
     assert bt.parameters == PARAMS
     strategy = StrategySpec.model_validate(example("Strategy", "ema-rsi")["spec"])
@@ -204,7 +206,8 @@ def test_worker_job() -> None:
     assert meta["labels"][hyperopt_jobs.LABEL_WORKER] == "1"
     assert meta["name"] != hyperopt_jobs.job_name("search", "0123-abcd", 0)
     assert len(meta["name"]) <= 63
-    assert job["spec"]["backoffLimit"] >= 1 and pod["restartPolicy"] == "OnFailure"
+    assert job["spec"]["backoffLimit"] >= 1
+    assert pod["restartPolicy"] == "OnFailure"
     assert "ttlSecondsAfterFinished" not in job["spec"]
     container = pod["containers"][0]
     args = container["args"]
@@ -254,7 +257,8 @@ def test_queue_units_one_slot_per_worker() -> None:
     state.on_object(HYPEROPT, "MODIFIED", _ho("Running", [{"index": 0, "phase": "Succeeded"}]))
     assert sorted(q.name for q in state.waiting) == ["hyperopt:search#2"]
     state.on_object(HYPEROPT, "DELETED", _ho("Running"))
-    assert len(state.waiting) == 0 and not any(k[1].startswith("hyperopt:") and "#" in k[1]
+    assert len(state.waiting) == 0
+    assert not any(k[1].startswith("hyperopt:") and "#" in k[1]
                                               for k in state.items)
 
 
