@@ -22,10 +22,10 @@ def _figures(status: dict[str, Any]) -> dict[str, Decimal]:
     best = status.get("best") or {}
     values: dict[str, Any] = {**(best.get("results") or {})}
     values["loss"] = best.get("loss")
-    values["epochs_done"] = status.get("epochsDone")
+    values["epochsDone"] = status.get("epochsDone")
     oos = (status.get("validation") or {}).get("outOfSample") or {}
     for key, value in oos.items():
-        values[f"oos_{key}"] = value
+        values[f"oos{key[:1].upper()}{key[1:]}"] = value  # oosProfitTotal, ...
     figures = {}
     for key, value in values.items():
         if value is None:
