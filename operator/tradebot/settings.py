@@ -61,6 +61,10 @@ class ModeFloor(BaseModel):
     max_drawdown: Decimal = Field(default=Decimal("0.25"), ge=0, le=1)
     min_trades: int = Field(default=10, ge=0)
     min_dry_run_hours: int = Field(default=24, ge=0)
+    # Out-of-sample evidence (promotion.hyperoptRef): required for the mode when true, and
+    # its minimum profit never below this.
+    require_hyperopt: bool = False
+    min_out_of_sample_profit: Decimal = Field(default=Decimal(-1), ge=-1)
 
 
 class PromotionFloors(BaseModel):

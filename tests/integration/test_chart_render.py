@@ -71,6 +71,8 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "--set", "allowedModes={dryRun,testnet,live}", "--set", "state.existingClaim=state",
         "--set", "promotion.floors.live.minTrades=50",
         "--set", "promotion.floors.live.maxDrawdown=0.15",
+        "--set", "promotion.floors.live.requireHyperopt=true",
+        "--set", "promotion.floors.live.minOutOfSampleProfit=0.02",
         "--set-json", "promotion.floors.testnet.minProfit=-0.05",
         "--set", "promotion.floors.testnet.minDryRunHours=2")
     env = dict(_one(docs, "ConfigMap", "-settings")["data"])
@@ -95,7 +97,8 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
     assert s.gpu_profiles["nvidia"].resource == "nvidia.com/gpu"
     assert s.allowed_modes == ("dryRun", "testnet", "live")
     assert s.promotion_floors.live == ModeFloor(
-        min_profit=Decimal(0), max_drawdown=Decimal("0.15"), min_trades=50, min_dry_run_hours=24)
+        min_profit=Decimal(0), max_drawdown=Decimal("0.15"), min_trades=50, min_dry_run_hours=24,
+        require_hyperopt=True, min_out_of_sample_profit=Decimal("0.02"))
     assert s.promotion_floors.testnet == ModeFloor(
         min_profit=Decimal("-0.05"), max_drawdown=Decimal(1), min_trades=1, min_dry_run_hours=2)
     assert s.operator_pod_labels == {"app.kubernetes.io/name": "tradebot-operator",

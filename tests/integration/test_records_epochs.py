@@ -41,6 +41,10 @@ def an_epoch(epoch: int, worker: int = 0, **changes: Any) -> EpochRecord:
     return EpochRecord.model_validate(fields | changes)
 
 
+V2_RUN = ("INSERT INTO runs (id, resource_uid, namespace, name, kind, status, created_at) "
+          "VALUES (?, 'uid', 'ns', 'bt-1', ?, 'succeeded', ?)")
+
+
 def row_count(dsn: str, table: str) -> int:
     sql = f"SELECT count(*) FROM {table}"  # noqa: S608 - a constant of this test
     if dsn.startswith("sqlite"):
@@ -58,13 +62,16 @@ def test_migration_three_keeps_earlier_rows_and_admits_hyperopt_runs(dsn: str) -
     with open_store(dsn) as s:
         assert isinstance(s, SqlRecordStore)
         assert s.migrate(before) == [1, 2]
-        s.record_run(a_run("bt-1", kind="backtest", status="succeeded"))
+        # Written as an operator of schema 2 wrote runs (this store's writes name the column
+        # migration 3 adds).
+        with s._tx(write=True) as tx:
+            tx.run(V2_RUN, ("bt-1", "backtest", s._time_in(T0)))
         s.record_metrics("bt-1", {"profit_total": Decimal("0.12345678")})
         s.record_artifacts("bt-1", [ArtifactRecord(name="r.zip", path="/a/r.zip",
                                                    sha256=HASH_B, size=7)])
         # Positive control: the schema before migration 3 refuses the kind.
-        with pytest.raises(Exception, match=r"(?i)check"):
-            s.record_run(a_run("ho-early"))
+        with s._tx(write=True) as tx, pytest.raises(Exception, match=r"(?i)check"):
+            tx.run(V2_RUN, ("ho-early", "hyperopt", s._time_in(T0)))
         assert s.migrate() == [3]
         assert s.migrate() == []
         s.record_run(a_run("ho-1"))
@@ -75,6 +82,7 @@ def test_migration_three_keeps_earlier_rows_and_admits_hyperopt_runs(dsn: str) -
         run = s.get_run("bt-1")
         assert run is not None
         assert (run.kind, run.status, run.created_at) == ("backtest", "succeeded", T0)
+        assert run.parameters_hash is None
         with pytest.raises(UnknownRun):
             s.record_metrics("nobody", {"x": Decimal(1)})
     if dsn.startswith("sqlite"):
@@ -108,6 +116,17 @@ def test_deleting_a_run_deletes_its_epochs(dsn: str) -> None:
         with s._tx(write=True) as tx:
             tx.run("DELETE FROM runs WHERE id = ?", ("ho-1",))
     assert row_count(dsn, "epochs") == 0
+
+
+def test_a_run_keeps_the_parameter_set_it_used_beside_its_code(store: RecordStore) -> None:
+    store.record_run(a_run("bt-2", kind="backtest", status="running",
+                           strategy_code_hash=HASH_A, parameters_hash=HASH_B))
+    # A later write without it (a status patch that lacks it) does not erase it.
+    store.record_run(a_run("bt-2", kind="backtest", status="succeeded"))
+    run = store.get_run("bt-2")
+    assert run is not None
+    assert (run.status, run.strategy_code_hash, run.parameters_hash) == (
+        "succeeded", HASH_A, HASH_B)
 
 
 # ---- epochs ------------------------------------------------------------------------------

@@ -75,7 +75,10 @@ they reach the operator's Decimals exactly. */}}
 {{- define "tradebot.promotionFloors" -}}
 {{- $out := dict -}}
 {{- range $mode, $f := .Values.promotion.floors -}}
-{{- $_ := set $out $mode (dict "minProfit" (toString $f.minProfit) "maxDrawdown" (toString $f.maxDrawdown) "minTrades" (int $f.minTrades) "minDryRunHours" (int $f.minDryRunHours)) -}}
+{{- $floor := dict "minProfit" (toString $f.minProfit) "maxDrawdown" (toString $f.maxDrawdown) "minTrades" (int $f.minTrades) "minDryRunHours" (int $f.minDryRunHours) -}}
+{{- if hasKey $f "requireHyperopt" -}}{{- $_ := set $floor "requireHyperopt" $f.requireHyperopt -}}{{- end -}}
+{{- if hasKey $f "minOutOfSampleProfit" -}}{{- $_ := set $floor "minOutOfSampleProfit" (toString $f.minOutOfSampleProfit) -}}{{- end -}}
+{{- $_ := set $out $mode $floor -}}
 {{- end -}}
 {{- $out | toJson -}}
 {{- end -}}

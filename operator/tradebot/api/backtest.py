@@ -193,8 +193,9 @@ class BacktestStatus(ResourceStatus):
     code_hash: str | None = None
     config_hash: str | None = None
     data_hash: str | None = None
-    parameters_hash: str | None = Field(default=None, description="sha256 of the canonical "
-                                        "spec.parameters, when set.")
+    parameters_hash: str | None = Field(default=None, description="sha256 of the parameter "
+                                        "set it ran with: spec.parameters when set, else its "
+                                        "Strategy's parametersHash.")
     cleaned_up: bool | None = Field(default=None,
                                     description="The run's Job and ConfigMap are deleted.")
 

@@ -104,6 +104,17 @@ class Approval(ApiModel):
         "a code change voids the approval.")
 
 
+class HyperoptEvidence(ApiModel):
+    """Out-of-sample evidence for the bot's parameter set: a Hyperopt whose best set the
+    operator backtested on data the search never saw."""
+
+    name: K8sName = Field(description="A Hyperopt of the bot's Strategy, in the same "
+                          "namespace, whose best set the Strategy runs (parametersFrom).")
+    min_out_of_sample_profit: ProfitRatio = Field(
+        default=0, validate_default=True, description="Out-of-sample profit ratio "
+        "(status.validation.outOfSample.profitTotal) at least this.")
+
+
 class Promotion(ApiModel):
     """The evidence a bot needs before it may trade on testnet or live."""
 
@@ -120,6 +131,9 @@ class Promotion(ApiModel):
                                    "without a breaker trip.")
     approval: Approval | None = Field(default=None,
                                       description="Required for mode live.")
+    hyperopt_ref: HyperoptEvidence | None = Field(
+        default=None, description="Require out-of-sample evidence from a Hyperopt: a "
+        "curve-fitted parameter set holds the bot.")
 
 
 class BotLimits(ApiModel):
@@ -255,6 +269,7 @@ class Thresholds(StatusModel):
     max_drawdown: Figure | None = None
     min_trades: int | None = None
     min_dry_run_hours: int | None = None
+    min_out_of_sample_profit: Figure | None = None
 
 
 class GateDecision(StatusModel):
@@ -264,6 +279,7 @@ class GateDecision(StatusModel):
     mode: Mode
     generation: int
     code_hash: str | None = None
+    parameters_hash: str | None = None
     passed: bool
     decided_at: dt.datetime
 
@@ -295,6 +311,8 @@ class LiveBotStatus(ResourceStatus):
     running_since: dt.datetime | None = Field(default=None,
                                               description="When the current pod started.")
     code_hash: str | None = None
+    parameters_hash: str | None = Field(default=None, description="The parameter set the "
+                                        "current pod runs (its Strategy's parametersHash).")
     run_id: str | None = Field(default=None, description="The records' run of the current pod.")
     last_snapshot_at: dt.datetime | None = Field(
         default=None, description="When the figures were last recorded as a snapshot.")

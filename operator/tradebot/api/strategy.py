@@ -9,7 +9,13 @@ from pydantic import Field, WithJsonSchema, model_validator
 
 from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
-from tradebot.api.types import ConfigMapKeyRef, Fraction, ResourceStatus, Timeframe
+from tradebot.api.types import (
+    ConfigMapKeyRef,
+    Fraction,
+    LocalObjectReference,
+    ResourceStatus,
+    Timeframe,
+)
 
 MAX_CODE_BYTES = 262144
 
@@ -55,6 +61,18 @@ class StrategyParameters(ApiModel):
         return self
 
 
+class ParametersFrom(ApiModel):
+    """Where a Strategy's parameter set comes from, instead of inline `parameters`."""
+
+    hyperopt_ref: LocalObjectReference = Field(
+        description="A Hyperopt of this Strategy: its best parameter set "
+        "(status.best.parameters), used once the Hyperopt has Succeeded.")
+
+
+_ONE_PARAMETER_SOURCE = ("spec.parameters and spec.parametersFrom are mutually exclusive: "
+                         "give the parameter set inline or take it from a Hyperopt, not both")
+
+
 class FreqAISpec(ApiModel):
     """Marks a FreqAI strategy: its backtests and bots need GPU scheduling."""
 
@@ -71,6 +89,8 @@ class StrategySpec(ApiModel):
     model_config = with_rules(
         cel("has(self.code) != has(self.configMapRef)",
             "exactly one of spec.code or spec.configMapRef must be set", ".code"),
+        cel("!(has(self.parameters) && has(self.parametersFrom))", _ONE_PARAMETER_SOURCE,
+            ".parametersFrom"),
     )
 
     class_name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128,
@@ -83,12 +103,17 @@ class StrategySpec(ApiModel):
         default=None, description="Overrides the strategy's timeframe.")
     parameters: StrategyParameters | None = Field(
         default=None, description="Overrides of the strategy's parameters.")
+    parameters_from: ParametersFrom | None = Field(
+        default=None, description="Take the parameter set from a Hyperopt instead "
+        "(mutually exclusive with parameters).")
     freqai: FreqAISpec | None = Field(default=None, description="FreqAI settings, if used.")
 
     @model_validator(mode="after")
     def _one_source(self) -> StrategySpec:
         if (self.code is None) == (self.config_map_ref is None):
             raise ValueError("exactly one of spec.code or spec.configMapRef must be set")
+        if self.parameters is not None and self.parameters_from is not None:
+            raise ValueError(_ONE_PARAMETER_SOURCE)
         return self
 
 
@@ -111,6 +136,15 @@ class StrategyStatus(ResourceStatus):
         default=None, description="Pending, Ready or Invalid.")
     code_hash: str | None = Field(default=None, description="sha256 of the code, hex.")
     interface: StrategyInterface | None = None
+    parameters: str | None = Field(
+        default=None, description="The parameter set backtests and bots of this Strategy "
+        "run with, as Freqtrade's parameter file (JSON text): the Hyperopt's best set exactly, "
+        "or the inline parameters in that form. Absent: the strategy's own values.")
+    parameters_hash: str | None = Field(
+        default=None, description="sha256 of the canonical parameter set (the Hyperopt's "
+        "best.parametersHash when taken from one); recorded beside codeHash.")
+    parameters_source: str | None = Field(
+        default=None, description="inline, or Hyperopt/<name>.")
 
 
 KIND = Kind(
@@ -125,6 +159,7 @@ KIND = Kind(
         PrinterColumn("Phase", ".status.phase"),
         PrinterColumn("Timeframe", ".status.interface.timeframe"),
         PrinterColumn("Hash", ".status.codeHash", priority=1),
+        PrinterColumn("Parameters", ".status.parametersSource", priority=1),
         PrinterColumn("Message", ".status.message", priority=1),
         AGE,
     ),

@@ -25,7 +25,8 @@ def store_run(store: RecordStore, namespace: str, name: str, uid: str, run_statu
     store.record_run(RunRecord(
         id=run_id, resource_uid=uid, namespace=namespace, name=name, kind="backtest",
         status=run_status, strategy_code_hash=status.get("codeHash"),
-        config_hash=status.get("configHash"), data_hash=status.get("dataHash"),
+        parameters_hash=status.get("parametersHash"), config_hash=status.get("configHash"),
+        data_hash=status.get("dataHash"),
         data_window_start=parse_time(results.get("backtestStart")
                                      or (window.start if window else None)),
         data_window_end=parse_time(results.get("backtestEnd")

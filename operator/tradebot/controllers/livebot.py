@@ -10,6 +10,7 @@ deterministic name, so a repeated or interrupted round creates nothing twice.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import secrets
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +56,7 @@ from tradebot.domain.livebot_round import (
     StatusOnly,
 )
 from tradebot.domain.protections import guarded_code
+from tradebot.domain.strategy_parameters import run_parameter_file
 from tradebot.domain.time import format_time
 from tradebot.freqtrade.introspect import code_hash as hash_code
 from tradebot.observability import metrics
@@ -282,6 +284,17 @@ class _Round:
                                frozenset(k for k, v in (secret.data or {}).items() if v))
 
     def _evidence_seen(self, o: Observation) -> Evidence:
+        evidence = self._backtest_and_dry_run_seen(o)
+        assert o.spec is not None
+        ref = o.spec.promotion.hyperopt_ref if o.spec.promotion is not None else None
+        if ref is None:
+            return evidence
+        hyperopt = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
+                                     VERSION, self.namespace, "hyperopts", ref.name)
+        return dataclasses.replace(
+            evidence, hyperopt=gates.HyperoptEvidence.from_object(ref.name, hyperopt))
+
+    def _backtest_and_dry_run_seen(self, o: Observation) -> Evidence:
         spec = o.spec
         assert spec is not None
         if spec.promotion is None:
@@ -316,7 +329,8 @@ class _Round:
             # The username, like every credential, reaches the pod from its Secret.
             config = trade_config(spec, strategy_spec, api_port=bots.API_PORT, api_username="",
                                   exchange_double_url=self.settings.exchange_double_url,
-                                  breakers=limits)
+                                  breakers=limits,
+                                  parameter_file=run_parameter_file(o.strategy))
             guarded = guarded_code(code, strategy_spec.class_name)
         except (CodeUnavailable, ValueError) as e:
             return ConfigSeen(error=str(e))
@@ -377,7 +391,8 @@ class _Round:
     def _pod_fields(self, o: Observation) -> None:
         assert o.spec is not None
         self.patch.status.update({"podName": self.ref.pod_name, "mode": o.spec.mode,
-                                  "codeHash": o.strategy_code_hash})
+                                  "codeHash": o.strategy_code_hash,
+                                  "parametersHash": o.strategy_parameters_hash})
 
     def _hold(self, d: Hold) -> None:
         status, ref = self.status, self.ref

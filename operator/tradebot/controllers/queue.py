@@ -58,6 +58,7 @@ from tradebot.domain.queue import (
     next_admissions,
     position_worth_writing,
 )
+from tradebot.domain.strategy_parameters import run_parameter_file
 from tradebot.domain.time import parse_time
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
@@ -445,8 +446,12 @@ def _create_run(bt: CustomObject, strategy: CustomObject | None, settings: Setti
         raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} is {phase or 'not ready'}")
     strategy_spec = StrategySpec.model_validate(strategy["spec"])
     code = read_code(strategy_spec, namespace)
+    try:
+        parameters = run_parameter_file(strategy)
+    except ValueError as e:  # a spec change the Strategy controller has not resolved yet
+        raise StrategyNotReady(f"Strategy {spec.strategy_ref.name}: {e}") from None
     config = backtest_config(spec, strategy_spec, datadir=jobs.DATA_DIR,
-                             user_data_dir=jobs.USER_DATA_DIR)
+                             user_data_dir=jobs.USER_DATA_DIR, parameter_file=parameters)
     run_id = backtest_run_id(uid)
     run = jobs.BacktestRun(namespace, name, uid, spec, spec.strategy_ref.name,
                            strategy_spec.class_name, code, config, run_id, run_id,
@@ -473,7 +478,8 @@ def _mark_admitted(bt: CustomObject, run: jobs.BacktestRun, strategy: CustomObje
             "codeHash": (strategy.get("status") or {}).get("codeHash"),
             "configHash": config_hash(config), "message": f"running as Job {run.job_name}",
             "parametersHash": (parameters_hash(run.spec.parameters)
-                               if run.spec.parameters is not None else None),
+                               if run.spec.parameters is not None
+                               else (strategy.get("status") or {}).get("parametersHash")),
             "conditions": set_condition(status.get("conditions"), "Admitted", True,
                                         "Admitted", f"Job {run.job_name} created",
                                         meta.get("generation"), at=started),

@@ -7,12 +7,14 @@ from typing import Any
 import kopf
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
+from structlog.typing import FilteringBoundLogger
 
 from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import runtime
 from tradebot.controllers.status import condition, event
+from tradebot.domain import strategy_parameters
 from tradebot.freqtrade.introspect import Introspection, IntrospectionError, introspect
 from tradebot.freqtrade.strategy_doc import describe
 from tradebot.observability import metrics
@@ -94,21 +96,61 @@ def reconcile_strategy(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
             log.warning("strategy invalid", error=str(e))
         return
     else:
-        message = f"{model.class_name} introspected"
-        if found.warnings:
-            message += "; " + "; ".join(found.warnings)
-        _set_phase(current, patch, "Ready", True, "Introspected", message, generation)
         patch.status["codeHash"] = found.code_hash
         patch.status["interface"] = found.interface.to_wire()
-        if old_phase != "Ready" or old_hash != found.code_hash:
-            event(body, "Ready", f"{model.class_name} ready, code sha256 {found.code_hash[:12]}")
-            log.info("strategy ready", code_hash=found.code_hash)
+        if _parameters_resolved(body, current, patch, model, namespace, name, found.code_hash,
+                                generation, log):
+            message = f"{model.class_name} introspected"
+            if found.warnings:
+                message += "; " + "; ".join(found.warnings)
+            _set_phase(current, patch, "Ready", True, "Introspected", message, generation)
+            if old_phase != "Ready" or old_hash != found.code_hash:
+                event(body, "Ready",
+                      f"{model.class_name} ready, code sha256 {found.code_hash[:12]}")
+                log.info("strategy ready", code_hash=found.code_hash)
         _register(body, current, patch, namespace, name, uid, model.class_name, found, generation,
                   describe(code, model.class_name))
         return
     if old_phase != "Invalid" or status.get("message") != message:
         event(body, "InvalidSpec", message, warning=True)
         log.warning("strategy spec invalid", error=message)
+
+
+def _parameters_resolved(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch,
+                         model: StrategySpec, namespace: str, name: str, code_hash: str,
+                         generation: int, log: FilteringBoundLogger) -> bool:
+    """Resolves the parameter set into status; False (the phase set to why) when it cannot
+    be used yet, so no Backtest or LiveBot runs the Strategy without its set."""
+    hyperopt = None
+    if model.parameters_from is not None:
+        hyperopt = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
+                                     VERSION, namespace, "hyperopts",
+                                     model.parameters_from.hyperopt_ref.name)
+    resolved = strategy_parameters.resolve(model, name, code_hash, hyperopt)
+    old_message = status.get("message")
+    if isinstance(resolved, strategy_parameters.Unresolved):
+        patch.status.update(strategy_parameters.NO_PARAMETERS)
+        _set_phase(status, patch, resolved.phase, False, resolved.reason, resolved.message,
+                   generation)
+        condition(status, patch, "ParametersResolved", False, resolved.reason,
+                  resolved.message, generation)
+        if status.get("phase") != resolved.phase or old_message != resolved.message:
+            event(body, resolved.reason, resolved.message, warning=True)
+            log.warning("strategy parameters unresolved", reason=resolved.reason,
+                        error=resolved.message)
+        return False
+    fields = (resolved.to_status() if resolved is not None
+              else strategy_parameters.NO_PARAMETERS)
+    patch.status.update(fields)
+    described = ("the strategy's own values" if resolved is None
+                 else f"{resolved.source}, sha256 {resolved.hash[:12]}")
+    condition(status, patch, "ParametersResolved", True,
+              "NoParameters" if resolved is None else "Resolved",
+              f"parameters: {described}", generation)
+    if resolved is not None and status.get("parametersHash") != resolved.hash:
+        event(body, "ParametersResolved", f"parameters from {described}")
+        log.info("strategy parameters resolved", source=resolved.source, hash=resolved.hash)
+    return True
 
 
 def _register(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, namespace: str,

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from tradebot.api.backtest import BacktestSpec, parameter_file
+from tradebot.api.backtest import BacktestSpec
+from tradebot.api.backtest import parameter_file as read_parameter_file
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategyParameters, StrategySpec
+from tradebot.domain.parameters_hash import parameters_hash as hash_of_parameters
 
 # Freqtrade has no configuration key for hyperoptable (buy/sell) parameter values: it reads them
 # from a parameter file next to the strategy (<strategy file stem>.json). The config carries that
@@ -55,10 +58,13 @@ def _parameter_file(class_name: str, parameters: StrategyParameters) -> dict[str
 
 
 def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
-                    user_data_dir: str) -> dict[str, Any]:
+                    user_data_dir: str,
+                    parameter_file: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config for `freqtrade backtesting` of `strategy` as `spec` describes it.
 
     The timerange is not part of it: Freqtrade takes it on the command line.
+    `parameter_file`: the Strategy's resolved set when it comes from a Hyperopt
+    (strategy_parameters.run_parameter_file).
     """
     config: dict[str, Any] = {
         "strategy": strategy.class_name,
@@ -113,10 +119,11 @@ def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
     if spec.fee is not None:
         config["fee"] = _number(spec.fee)
 
-    config.update(strategy_overrides(strategy))
+    config.update(strategy_overrides(strategy, parameter_file))
     if spec.parameters is not None:
-        # A found parameter set (a Hyperopt's best) replaces the Strategy's own file whole.
-        config[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: parameter_file(spec.parameters)}
+        # A found parameter set (a Hyperopt's best, for its out-of-sample check) replaces the
+        # Strategy's own file whole.
+        config[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: read_parameter_file(spec.parameters)}
     return config
 
 
@@ -132,12 +139,17 @@ def stake_settings(spec: BacktestSpec | LiveBotSpec) -> dict[str, Any]:
     }
 
 
-def strategy_overrides(strategy: StrategySpec) -> dict[str, Any]:
+def strategy_overrides(strategy: StrategySpec,
+                       parameter_file: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config keys a Strategy's `parameters` set, for backtests and bots alike.
 
     Config values take precedence over the strategy's attributes in Freqtrade
-    (StrategyResolver), which is exactly what an override is.
+    (StrategyResolver), which is exactly what an override is. A set from a Hyperopt
+    (`parameter_file`) goes whole into the parameter file: Freqtrade applies its roi,
+    stoploss, trailing and protection sections from there as `freqtrade hyperopt` meant.
     """
+    if parameter_file is not None:
+        return {TRADEBOT_KEY: {PARAMETER_FILE_KEY: dict(parameter_file)}}
     parameters = strategy.parameters
     overrides: dict[str, Any] = {}
     if parameters is None:
@@ -163,6 +175,6 @@ def config_hash(config: dict[str, Any]) -> str:
 
 
 def parameters_hash(text: str) -> str:
-    """sha256 of a parameter file's canonical parameters: its `params` with sorted keys,
+    """The parameter file's identity (domain/parameters_hash.py): the hash of its `params`,
     without the export time around them, so the same values hash the same."""
-    return hashlib.sha256(canonical_json(parameter_file(text)["params"]).encode()).hexdigest()
+    return hash_of_parameters(read_parameter_file(text)["params"])

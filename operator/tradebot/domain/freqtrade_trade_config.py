@@ -31,7 +31,7 @@ What each mode gets:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -106,8 +106,12 @@ SANDBOX = {"sandbox": True}
 
 def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
                  api_username: str, exchange_double_url: str | None,
-                 breakers: Sequence[BreakerLimits] = ()) -> dict[str, Any]:
+                 breakers: Sequence[BreakerLimits] = (),
+                 parameter_file: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config for `freqtrade trade` of `strategy` as the LiveBot `spec` describes it.
+
+    `parameter_file`: the Strategy's resolved set when it comes from a Hyperopt
+    (strategy_parameters.run_parameter_file).
 
     `exchange_double_url` is used for dry-run bots only. `breakers` are the limits of the
     CircuitBreakers that select the bot: with spec.limits they give the bot's protections.
@@ -192,7 +196,7 @@ def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
     timeframe = strategy.timeframe
     if timeframe is not None:
         config["timeframe"] = timeframe
-    config.update(strategy_overrides(strategy))
+    config.update(strategy_overrides(strategy, parameter_file))
     guards = protections(spec.limits, breakers)
     if guards:
         # Beside the parameter file, if any: one key of the operator's own.

@@ -9,7 +9,7 @@ and the dry-run history of the old code worthless, so the bot starts collecting 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -22,6 +22,7 @@ from tradebot.settings import ModeFloor
 GATE_BACKTEST = "backtest"
 GATE_DRY_RUN = "dryRunHistory"
 GATE_APPROVAL = "approval"
+GATE_HYPEROPT = "outOfSample"
 _MODE_ORDER: dict[str, int] = {"dryRun": 0, "testnet": 1, "live": 2}
 
 
@@ -49,6 +50,35 @@ class BacktestEvidence:
         if status is None:
             return cls(name, None, None, None)
         return cls(name, status.phase, status.code_hash, status.results)
+
+
+@dataclass(frozen=True)
+class HyperoptEvidence:
+    """The Hyperopt promotion.hyperoptRef names, as the controller found it."""
+
+    name: str
+    phase: str | None
+    strategy: str | None
+    out_of_sample_profit: Decimal | None
+    parameters_hash: str | None
+
+    @classmethod
+    def from_object(cls, name: str, obj: Mapping[str, Any] | None) -> HyperoptEvidence | None:
+        """From the Hyperopt as read (None: not found). Figures it cannot read count as
+        missing: evidence that cannot be read is no evidence."""
+        if obj is None:
+            return None
+        status = obj.get("status") or {}
+        oos = ((status.get("validation") or {}).get("outOfSample") or {}).get("profitTotal")
+        try:
+            profit = None if oos is None else Decimal(str(oos))
+        except ArithmeticError:
+            profit = None
+        best = status.get("best") or {}
+        return cls(name, status.get("phase"),
+                   ((obj.get("spec") or {}).get("strategyRef") or {}).get("name"),
+                   profit if profit is not None and profit.is_finite() else None,
+                   best.get("parametersHash"))
 
 
 @dataclass(frozen=True)
@@ -116,6 +146,49 @@ def _backtest_gate(promotion: Promotion, code_hash: str | None,
                       f"Backtest {ref}: profitTotal {_num(results.profit_total or Decimal(0))}, "
                       f"maxDrawdown {_num(results.max_drawdown or Decimal(0))}, "
                       f"trades {results.trades}")
+
+
+def _hyperopt_gate(promotion: Promotion, floor: ModeFloor | None, strategy: str,
+                  parameters_hash: str | None,
+                  hyperopt: HyperoptEvidence | None) -> GateResult | None:
+    """Out-of-sample evidence for the set the bot runs: None when neither the spec nor the
+    floor asks for it."""
+    ref = promotion.hyperopt_ref
+    if ref is None:
+        if floor is not None and floor.require_hyperopt:
+            return GateResult(GATE_HYPEROPT, False, "this mode requires out-of-sample "
+                              "evidence (the operator's floor): set promotion.hyperoptRef")
+        return None
+
+    def fail(message: str) -> GateResult:
+        return GateResult(GATE_HYPEROPT, False, f"Hyperopt {ref.name}: {message}")
+
+    if hyperopt is None:
+        return fail("not found")
+    if hyperopt.phase != "Succeeded":
+        return fail(f"is {hyperopt.phase or 'not started'}, not Succeeded")
+    if hyperopt.strategy != strategy:
+        return fail(f"searched Strategy {hyperopt.strategy}, the bot runs {strategy}")
+    problems: list[str] = []
+    minimum = ref.min_out_of_sample_profit
+    profit = hyperopt.out_of_sample_profit
+    if profit is None:
+        problems.append("no out-of-sample profitTotal (did it have spec.validation?)")
+    elif profit < minimum:
+        problems.append(f"out-of-sample profitTotal {_num(profit)} < minOutOfSampleProfit "
+                        f"{_num(minimum)}: the set does not hold on data it was not fitted to")
+    if hyperopt.parameters_hash is None:
+        problems.append("no best parameter set")
+    elif hyperopt.parameters_hash != parameters_hash:
+        problems.append(f"it validated parameters {_short(hyperopt.parameters_hash)}, the "
+                        f"Strategy runs {_short(parameters_hash)}: set the Strategy's "
+                        f"spec.parametersFrom.hyperoptRef to {ref.name}")
+    if problems:
+        return fail("; ".join(problems))
+    return GateResult(GATE_HYPEROPT, True,
+                      f"Hyperopt {ref.name}: out-of-sample profitTotal "
+                      f"{_num(profit or Decimal(0))} >= {_num(minimum)}, the Strategy runs "
+                      f"its parameters {_short(parameters_hash)}")
 
 
 def dry_run_time(evidence: DryRunEvidence, code_hash: str, now: dt.datetime) -> dt.timedelta:
@@ -190,18 +263,28 @@ def effective_promotion(promotion: Promotion, floor: ModeFloor | None) -> Promot
     for more evidence than the floor, never for less."""
     if floor is None:
         return promotion
+    hyperopt = promotion.hyperopt_ref
+    if hyperopt is not None:
+        hyperopt = hyperopt.model_copy(update={"min_out_of_sample_profit": max(
+            hyperopt.min_out_of_sample_profit, floor.min_out_of_sample_profit)})
     return promotion.model_copy(update={
         "min_profit": max(promotion.min_profit, floor.min_profit),
         "max_drawdown": min(promotion.max_drawdown, floor.max_drawdown),
         "min_trades": max(promotion.min_trades, floor.min_trades),
         "min_dry_run_hours": max(promotion.min_dry_run_hours, floor.min_dry_run_hours),
+        "hyperopt_ref": hyperopt,
     })
 
 
 def thresholds_status(promotion: Promotion) -> dict[str, Any]:
-    return {"minProfit": _fixed(promotion.min_profit),
-            "maxDrawdown": _fixed(promotion.max_drawdown),
-            "minTrades": promotion.min_trades, "minDryRunHours": promotion.min_dry_run_hours}
+    thresholds = {"minProfit": _fixed(promotion.min_profit),
+                  "maxDrawdown": _fixed(promotion.max_drawdown),
+                  "minTrades": promotion.min_trades,
+                  "minDryRunHours": promotion.min_dry_run_hours}
+    if promotion.hyperopt_ref is not None:
+        thresholds["minOutOfSampleProfit"] = _fixed(
+            promotion.hyperopt_ref.min_out_of_sample_profit)
+    return thresholds
 
 
 def _fixed(value: Decimal) -> str:
@@ -210,9 +293,12 @@ def _fixed(value: Decimal) -> str:
 
 def evaluate_gates(spec: LiveBotSpec, *, strategy_code_hash: str | None,
                    backtest: BacktestEvidence | None, dry_run: DryRunEvidence,
-                   now: dt.datetime, floor: ModeFloor | None = None) -> list[GateResult]:
+                   now: dt.datetime, floor: ModeFloor | None = None,
+                   hyperopt: HyperoptEvidence | None = None,
+                   strategy_parameters_hash: str | None = None) -> list[GateResult]:
     """The gates of the spec's mode, with the spec's thresholds tightened to `floor`; dry run
-    needs none (it trades no money)."""
+    needs none (it trades no money). The out-of-sample gate is among them when the spec
+    (promotion.hyperoptRef) or the floor asks for it."""
     if spec.mode == "dryRun":
         return []
     promotion = spec.promotion
@@ -222,11 +308,14 @@ def evaluate_gates(spec: LiveBotSpec, *, strategy_code_hash: str | None,
         return [GateResult(name, False, missing)
                 for name in (GATE_BACKTEST, GATE_DRY_RUN, GATE_APPROVAL)]
     promotion = effective_promotion(promotion, floor)
-    return [
+    results = [
         _backtest_gate(promotion, strategy_code_hash, backtest),
         _dry_run_gate(promotion, strategy_code_hash, dry_run, now),
         _approval_gate(spec.mode, promotion.approval, strategy_code_hash, now),
     ]
+    out_of_sample = _hyperopt_gate(promotion, floor, spec.strategy_ref.name,
+                                   strategy_parameters_hash, hyperopt)
+    return results if out_of_sample is None else [*results, out_of_sample]
 
 
 def all_passed(results: Sequence[GateResult]) -> bool:

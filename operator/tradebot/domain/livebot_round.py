@@ -87,6 +87,8 @@ class Evidence:
     dry_run: gates.DryRunEvidence
     # Why the records could not be read now (the dry-run history), if they could not.
     unreadable: str | None = None
+    # The Hyperopt promotion.hyperoptRef names (None: not asked for, or not found).
+    hyperopt: gates.HyperoptEvidence | None = None
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,11 @@ class Observation:
     @property
     def strategy_code_hash(self) -> str | None:
         value = ((self.strategy or {}).get("status") or {}).get("codeHash")
+        return str(value) if value else None
+
+    @property
+    def strategy_parameters_hash(self) -> str | None:
+        value = ((self.strategy or {}).get("status") or {}).get("parametersHash")
         return str(value) if value else None
 
 
@@ -227,7 +234,9 @@ def _kept_decision(o: Observation, mode: Mode) -> bool:
     kept = o.status.get("gateDecision") or {}
     return (kept.get("passed") is True and kept.get("mode") == mode
             and kept.get("generation") == o.generation
-            and kept.get("codeHash") == o.strategy_code_hash)
+            and kept.get("codeHash") == o.strategy_code_hash
+            # The set judged is the set that runs: a new parameter set is judged again.
+            and kept.get("parametersHash") == o.strategy_parameters_hash)
 
 
 @dataclass(frozen=True)
@@ -250,7 +259,8 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
     floor = o.floors.get(spec.mode)
     results = gates.evaluate_gates(spec, strategy_code_hash=o.strategy_code_hash,
                                    backtest=seen.backtest, dry_run=seen.dry_run, now=o.now,
-                                   floor=floor)
+                                   floor=floor, hyperopt=seen.hyperopt,
+                                   strategy_parameters_hash=o.strategy_parameters_hash)
     if seen.unreadable is not None:
         # Fail shut: evidence that cannot be read is no evidence.
         results = [gates.GateResult(g.name, False, seen.unreadable)
@@ -263,6 +273,7 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
     if gates.all_passed(results):
         status["gateDecision"] = {
             "mode": spec.mode, "generation": o.generation, "codeHash": o.strategy_code_hash,
+            "parametersHash": o.strategy_parameters_hash,
             "passed": True, "decidedAt": format_time(o.now)}
         return _Judged(None, status)
     failed = "; ".join(g.message for g in results if not g.passed)

@@ -171,10 +171,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
         # list_incidents(bot=...) asks "is this name in bots": jsonb containment, GIN-indexed.
         # SQLite scans json_each over the rows the other filters left.
         "CREATE INDEX incidents_by_bot ON incidents USING gin (bots jsonb_path_ops)",
-    )),    Migration(3, "hyperopt runs, epochs", (
+    )),    Migration(3, "hyperopt runs, epochs, runs' parameters hash", (
         # Column CHECK constraints get PostgreSQL's default name, <table>_<column>_check.
         "ALTER TABLE runs DROP CONSTRAINT runs_kind_check",
         f"ALTER TABLE runs ADD CONSTRAINT runs_kind_check CHECK (kind IN ({_KINDS_V3}))",
+        # The strategy parameter set a run used, beside its code hash.
+        "ALTER TABLE runs ADD COLUMN parameters_hash text",
         _EPOCHS,
     ), sqlite_steps=(
         # SQLite cannot alter a CHECK constraint: the runs table is rebuilt. Dropping a parent
@@ -202,7 +204,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             error text,
             created_at {{time}} NOT NULL,
             started_at {{time}},
-            finished_at {{time}}
+            finished_at {{time}},
+            parameters_hash text
         )""",
         f"INSERT INTO runs ({_RUN_COLUMNS}) SELECT {_RUN_COLUMNS} FROM runs_v2",  # noqa: S608
         "DROP TABLE runs_v2",

@@ -113,6 +113,8 @@ class RunRecord(_Record):
     kind: RunKind
     status: RunStatus = "queued"
     strategy_code_hash: str | None = None
+    # sha256 of the strategy parameter set the run used (domain.parameters_hash), if any.
+    parameters_hash: str | None = None
     config_hash: str | None = None
     data_hash: str | None = None
     data_window_start: UtcDatetime | None = None

@@ -8,7 +8,7 @@ from typing import Any, Final
 RUN_COLUMNS: Final = (
     "id", "resource_uid", "namespace", "name", "kind", "status", "strategy_code_hash",
     "config_hash", "data_hash", "data_window_start", "data_window_end", "correlation_id",
-    "error", "created_at", "started_at", "finished_at",
+    "error", "created_at", "started_at", "finished_at", "parameters_hash",
 )
 RUN_TIME_COLUMNS: Final = frozenset(
     {"data_window_start", "data_window_end", "created_at", "started_at", "finished_at"}
@@ -21,8 +21,8 @@ UPSERT_RUN: Final = """
     INSERT INTO runs (
         id, resource_uid, namespace, name, kind, status, strategy_code_hash, config_hash,
         data_hash, data_window_start, data_window_end, correlation_id, error, created_at,
-        started_at, finished_at
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        started_at, finished_at, parameters_hash
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET
         status = excluded.status,
         strategy_code_hash = COALESCE(excluded.strategy_code_hash, runs.strategy_code_hash),
@@ -33,7 +33,8 @@ UPSERT_RUN: Final = """
         correlation_id = COALESCE(excluded.correlation_id, runs.correlation_id),
         error = COALESCE(excluded.error, runs.error),
         started_at = COALESCE(excluded.started_at, runs.started_at),
-        finished_at = COALESCE(excluded.finished_at, runs.finished_at)
+        finished_at = COALESCE(excluded.finished_at, runs.finished_at),
+        parameters_hash = COALESCE(excluded.parameters_hash, runs.parameters_hash)
     WHERE excluded.status = runs.status
        OR (CASE excluded.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)
         > (CASE runs.status WHEN 'queued' THEN 0 WHEN 'running' THEN 1 ELSE 2 END)"""
