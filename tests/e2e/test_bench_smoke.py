@@ -58,3 +58,10 @@ def test_breaker_benchmark_smoke(tools_bin: Path) -> None:
     result = _run("breaker.py", "--count", "10", timeout=300)
     assert result["count"] == 10
     assert result["trip_p99"] > 0
+
+
+def test_hyperopt_benchmark_smoke(tools_bin: Path) -> None:
+    result = _run("hyperopt_operator.py", "--epochs", "2", timeout=600)
+    assert result["epochs_done"] == 2
+    assert result["direct_s"] > 0
+    assert result["operator_s"] > 0
