@@ -262,3 +262,70 @@ def test_deleting_a_running_hyperopt_stops_its_workers(
         assert all(local_hyperopt.running(state, r) is None for r in runs)
     assert len(pids) == 2
 
+
+
+def test_kubernetes_executor_workers_are_jobs_owned_by_the_hyperopt(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+) -> None:
+    """The kubernetes executor: each worker is a Job owned by the Hyperopt with the runner's
+    hyperopt command; (no container runs on kwok) its pod is cued to finish with a worker
+    summary, and the Hyperopt merges the summaries from the termination messages: the lower
+    loss wins. Deleting the Hyperopt deletes its Jobs."""
+    api = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    batch = client.BatchV1Api(api_client)
+    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
+                          reconcile_interval_seconds=1.0,
+                          database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"),
+               _hyperopt("cued", validation=None))
+        pods = wait_for(lambda: len(p := core.list_namespaced_pod(
+            namespace, label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}=cued").items) == 2
+            and p, 120, what="both workers' pods")
+        uid = _get(api, namespace, "hyperopts", "cued")["metadata"]["uid"]
+        jobs = batch.list_namespaced_job(
+            namespace, label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}=cued").items
+        assert sorted(j.metadata.labels[hyperopt_jobs.LABEL_WORKER] for j in jobs) == ["0", "1"]
+        assert {j.metadata.owner_references[0].uid for j in jobs} == {uid}
+        for pod in pods:
+            index = int(pod.metadata.labels[hyperopt_jobs.LABEL_WORKER])
+            args = pod.spec.containers[0].args
+            assert args[:1] == ["hyperopt"]
+            assert args[args.index("--worker") + 1] == str(index)
+            loss = "-1.50000000" if index == 1 else "-0.50000000"
+            summary = {"ok": True, "strategy": "EmaRsiStrategy", "worker": index,
+                       "storage": "independent", "epochsDone": 4, "best": {
+                           "epoch": 3, "loss": loss, "parametersHash": "p" * 64,
+                           "parameters": json.dumps({"strategy_name": "EmaRsiStrategy",
+                                                     "params": {"buy": {"buy_rsi_max": 60
+                                                                        + index}}}),
+                           "results": {"profitTotal": "0.0100000" + str(index), "trades": 5}},
+                       "artifacts": [{"name": "x.fthypt", "sha256": "a" * 64, "size": 1}],
+                       "codeHash": "c" * 64, "configHash": "d" * 64, "dataHash": "e" * 64}
+            core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {
+                "annotations": {"kwok.tradebot.dev/outcome": "Succeeded",
+                                "kwok.tradebot.dev/exit-code": "0",
+                                "kwok.tradebot.dev/termination-message": json.dumps(summary)}}})
+        status = wait_for(lambda: (s := _status(api, namespace, "hyperopts", "cued"))
+                          .get("phase") in ("Succeeded", "Failed") and s, 120,
+                          what="Hyperopt merged")
+        assert status["phase"] == "Succeeded", status.get("message")
+        assert status["bestLoss"] == "-1.50000000"
+        assert json.loads(status["best"]["parameters"])["params"]["buy"]["buy_rsi_max"] == 61
+        assert status["bestProfit"] == "0.01000001"
+        assert status["epochsDone"] == 8
+        assert sorted(a["name"] for a in status["artifacts"]) == ["w0/x.fthypt", "w1/x.fthypt"]
+        # Finished: the Jobs are deleted once the merged result is stored.
+        wait_for(lambda: not batch.list_namespaced_job(
+            namespace, label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}=cued").items, 60,
+            what="worker Jobs deleted")
+        # A running one: deleting it takes its Jobs with it (owner references).
+        _apply(kubectl, namespace, _hyperopt("running", validation=None))
+        wait_for(lambda: len(batch.list_namespaced_job(
+            namespace, label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}=running").items) == 2,
+            120, what="the running search's Jobs")
+        api.delete_namespaced_custom_object(G, V, namespace, "hyperopts", "running",
+                                            body={"propagationPolicy": "Foreground"})
+        wait_for(lambda: not batch.list_namespaced_job(
+            namespace, label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}=running").items, 120,
+            what="the deleted search's Jobs gone")

@@ -27,6 +27,7 @@ from tradebot.freqtrade.hyperopt_summary import (
     EpochRecord,
     HyperoptSummary,
 )
+from tradebot.observability.logging import logger
 
 
 def best_of(summaries: Sequence[HyperoptSummary]) -> HyperoptSummary | None:
@@ -36,6 +37,8 @@ def best_of(summaries: Sequence[HyperoptSummary]) -> HyperoptSummary | None:
         return None
     return min(with_best, key=lambda s: (Decimal(str(s.best.loss)) if s.best else Decimal(0),
                                          s.worker))
+
+_log = logger(component="hyperopt-results")
 
 
 def merge_epochs(epochs: Iterable[EpochRecord]) -> list[EpochRecord]:
@@ -102,9 +105,11 @@ def pod_epochs(namespace: str, pod: Pod | None) -> list[EpochRecord]:
         text = kube.core().read_namespaced_pod_log(pod["metadata"]["name"], namespace,
                                                    container=CONTAINER)
     except ApiException as e:
-        if kube.is_not_found(e) or e.status == 400:  # gone, or never started
-            return []
-        raise
+        # Gone, never started, or a node whose kubelet cannot serve logs: the summaries still
+        # carry the best epoch and the counts; only the per-epoch rows are missing.
+        _log.warning("worker log unreadable: its epochs are not recorded",
+                     pod=pod["metadata"]["name"], status=e.status, reason=e.reason)
+        return []
     return parse_epoch_lines(str(text).splitlines(), EPOCH_PREFIX)
 
 
