@@ -329,3 +329,55 @@ def test_kubernetes_executor_workers_are_jobs_owned_by_the_hyperopt(
         wait_for(lambda: not batch.list_namespaced_job(
             namespace, label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}=running").items, 120,
             what="the deleted search's Jobs gone")
+
+
+def test_a_killed_worker_restarts_and_the_shared_study_counts_each_trial_once(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed,
+    postgres_dsn: str,
+) -> None:
+    api = client.CustomObjectsApi(api_client)
+    state = tmp_path / "state"
+    with running_operator(cluster.kubeconfig, namespace, executor="local",
+                          max_concurrent_backtests=2, reconcile_interval_seconds=1.0,
+                          database_dsn=postgres_dsn, local_state_dir=state):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"),
+               _hyperopt("resilient", epochs=12, validation=None))
+        uid = _get(api, namespace, "hyperopts", "resilient")["metadata"]["uid"]
+        run = hyperopt_jobs.worker_run_id(uid, 0)
+        epochs_file = local_hyperopt.output_dir(state, run) / "epochs.jsonl"
+
+        def mid_study() -> int | None:
+            pid = local_hyperopt.running(state, run)
+            lines = epochs_file.read_text().splitlines() if epochs_file.exists() else []
+            return pid if pid is not None and len(lines) >= 1 else None
+
+        killed = wait_for(mid_study, 300, what="worker 0 running with an epoch done")
+        assert local_hyperopt.stop(state, run)  # SIGKILL to its process group
+        # The executor starts the same worker again (a new process), which rejoins the study.
+        restarted = wait_for(lambda: (p := local_hyperopt.running(state, run)) not in
+                             (None, killed) and p, 120, what="worker 0 restarted")
+        assert restarted != killed
+        status = wait_for(lambda: (s := _status(api, namespace, "hyperopts", "resilient"))
+                          .get("phase") in ("Succeeded", "Failed") and s, 900,
+                          what="Hyperopt finished")
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert status["storage"] == "shared"
+    assert status["epochsDone"] == 12
+    from tradebot.records import open_store
+
+    with open_store(postgres_dsn) as store:
+        epochs = store.epochs(status["runId"])
+    numbers = [e.epoch for e in epochs]
+    assert len(numbers) == len(set(numbers)) == 12
+    secret = client.CoreV1Api(api_client).read_namespaced_secret(
+        hyperopt_jobs.storage_secret_name("resilient", uid), namespace)
+    url = base64.b64decode(secret.data["url"]).decode()
+    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
+        complete = conn.execute("SELECT count(*) FROM trials WHERE state = 'COMPLETE'"
+                                ).fetchone()
+        running = conn.execute("SELECT count(*) FROM trials WHERE state = 'RUNNING'"
+                               ).fetchone()
+    assert complete is not None
+    assert complete[0] == 12
+    assert running is not None
+    assert running[0] == 0

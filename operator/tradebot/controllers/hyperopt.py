@@ -100,7 +100,8 @@ def needs_attention(status: kopf.Status, **_: object) -> bool:
         return True
     recorded = any(c.get("type") == "Recorded" and c.get("status") == "True"
                    for c in status.get("conditions") or [])
-    return not (recorded and status.get("cleanedUp"))
+    # An invalid spec never had a run to record.
+    return not ((recorded or not status.get("runId")) and status.get("cleanedUp"))
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0, when=needs_attention)
@@ -186,7 +187,7 @@ def _prepare(r: _Round) -> None:
         condition(r.status, r.patch, "Searchable", False, "NoHyperoptParameters", why,
                   r.generation)
         r.phase("Failed", "NoHyperoptParameters", why, warning=True)
-        r.patch.status["cleanedUp"] = True
+        r.patch.status.update({"cleanedUp": True, "runId": hyperopt_jobs.run_id(r.uid)})
         _record(r, "failed", why)
         return
     settings = runtime.get().settings
