@@ -181,8 +181,9 @@ class QueueState:
         waits = None if meta.get("deletionTimestamp") else kind.waiting(obj)
         names = [meta["name"]]
         if kind.units is not None:
-            self._drop_units(kind, meta["namespace"], meta["name"])
             names = [f"{meta['name']}#{i}" for i in kind.units(obj)]
+            self._drop_units(kind, meta["namespace"], meta["name"],
+                             {_domain_name(kind.label, n) for n in names})
         for name in names:
             key = (meta["namespace"], _domain_name(kind.label, name))
             self.items[key] = _Item(kind.label, status.get("phase"), waits,
@@ -226,10 +227,12 @@ class QueueState:
             self.wakeup.set()
             self.positions_dirty.set()
 
-    def _drop_units(self, kind: QueueKind, namespace: str, name: str) -> None:
-        """An object's unit items, before they are listed again (a finished unit leaves)."""
+    def _drop_units(self, kind: QueueKind, namespace: str, name: str,
+                    keep: set[str] | None = None) -> None:
+        """An object's unit items but those in `keep` (a finished unit leaves)."""
         prefix = _domain_name(kind.label, f"{name}#")
-        for key in [k for k in self.items if k[0] == namespace and k[1].startswith(prefix)]:
+        for key in [k for k in self.items if k[0] == namespace and k[1].startswith(prefix)
+                    and k[1] not in (keep or set())]:
             self.items.pop(key)
             if self.waiting.remove(key):
                 self.positions_dirty.set()
