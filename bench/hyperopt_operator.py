@@ -172,6 +172,9 @@ def main() -> int:
     before = machine()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        # Untimed first: the first Freqtrade start on a machine reads its modules and the
+        # candles from a cold disk, which would count against whichever run came first.
+        direct(1, work / "warm-up")
         baseline = direct(args.epochs, work / "direct")
         runner = runner_alone(args.epochs, work / "runner")
         searches = through_operator(args.epochs, [1, 2] if args.two_workers else [1], tools,

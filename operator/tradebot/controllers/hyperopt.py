@@ -104,7 +104,9 @@ def needs_attention(status: kopf.Status, **_: object) -> bool:
     return not ((recorded or not status.get("runId")) and status.get("cleanedUp"))
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=2.0, when=needs_attention)
+# Every second: a search has few objects, and each tick its workers wait to be started or
+# read costs the search time.
+@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, when=needs_attention)
 def reconcile_hyperopt(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
                        namespace: str | None, name: str, uid: str, patch: kopf.Patch,
                        **_: object) -> None:
@@ -254,8 +256,11 @@ def _seen(r: _Round, jobs: dict[int, Job]) -> list[WorkerSeen]:
         state = _job_state(job)
         jname = str((job.get("metadata") or {}).get("name"))
         if state == "Running" and r.local:
-            local_hyperopt.advance_worker(job, job_pod(r.namespace, jname), r.namespace,
-                                          hyperopt_jobs.worker_run_id(r.uid, i), r.state_dir)
+            outcome = local_hyperopt.advance_worker(
+                job, job_pod(r.namespace, jname), r.namespace,
+                hyperopt_jobs.worker_run_id(r.uid, i), r.state_dir)
+            if outcome is not None:
+                state = "Succeeded" if outcome.succeeded else "Failed"
         workers.append(WorkerSeen(i, jname, state, old.get("epochsDone")))  # type: ignore[arg-type]
     return workers
 

@@ -16,7 +16,15 @@ from typing import Any
 
 from tradebot import kube
 from tradebot.controllers.bot_storage import _secret_value
-from tradebot.executors.local import OUTCOME, LocalExecutor, Outcome, _data_mounts, container_args
+from tradebot.executors.local import (
+    EXIT_CODE,
+    MESSAGE,
+    OUTCOME,
+    LocalExecutor,
+    Outcome,
+    _data_mounts,
+    container_args,
+)
 from tradebot.freqtrade.hyperopt_summary import HyperoptSummary
 from tradebot.processes import alive
 
@@ -55,10 +63,14 @@ def _env(job: Mapping[str, Any], namespace: str, run_id: str) -> dict[str, str]:
 
 def advance_worker(job: Mapping[str, Any], pod: Mapping[str, Any] | None, namespace: str,
                    run_id: str, state_dir: Path) -> Outcome | None:
-    """One step of a worker's run (see executors/local.py advance_backtest)."""
+    """One step of a worker's run (see executors/local.py advance_backtest). Returns the
+    outcome once the run has finished: reported by this step, or by an earlier one (the pod's
+    annotations), so the caller need not wait for kwok and the Job controller to catch up."""
+    annotations = (pod or {}).get("metadata", {}).get("annotations") or {}
+    if OUTCOME in annotations:
+        return Outcome(annotations[OUTCOME] == "Succeeded",
+                       int(annotations.get(EXIT_CODE) or 0), annotations.get(MESSAGE) or "")
     if pod is None or (pod.get("status") or {}).get("phase") != "Running":
-        return None
-    if OUTCOME in ((pod.get("metadata") or {}).get("annotations") or {}):
         return None
     volumes = job["spec"]["template"]["spec"].get("volumes") or []
     cm_name = next(v["configMap"]["name"] for v in volumes if v["name"] == "config")
