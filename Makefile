@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
 PYTHON_MATRIX ?= 3.12
 
-.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata bench-flood bench-hyperopt clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata bench-flood bench-hyperopt-operator clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -95,7 +95,7 @@ bench-breaker: tools venv ## the breaker benchmark: trip -> COUNT bots stopped v
 bench-marketdata: tools venv ## MarketData through the operator vs freqtrade download-data directly (PAIRS=5 DAYS=60)
 	$(BIN)/python bench/marketdata.py --pairs $(or $(PAIRS),5) --days $(or $(DAYS),60)
 
-bench-hyperopt: tools venv ## one hyperopt worker through the operator vs freqtrade hyperopt directly (EPOCHS=8)
+bench-hyperopt-operator: tools venv ## one hyperopt worker through the operator vs freqtrade hyperopt directly (EPOCHS=8)
 	$(BIN)/python bench/hyperopt_operator.py --epochs $(or $(EPOCHS),8)
 
 bench-flood: tools venv ## the flood benchmark: operator RSS with COUNT Backtests waiting (COUNT=10000)
