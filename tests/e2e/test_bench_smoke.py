@@ -58,3 +58,11 @@ def test_breaker_benchmark_smoke(tools_bin: Path) -> None:
     result = _run("breaker.py", "--count", "10", timeout=300)
     assert result["count"] == 10
     assert result["trip_p99"] > 0
+
+
+def test_hyperopt_benchmark_smoke() -> None:
+    result = _run("hyperopt.py", "--epochs", "4", timeout=400)
+    assert result["overhead"]["runner_epochs_done"] == result["overhead"]["epochs"] == 4
+    assert result["overhead"]["direct_s"] > 0
+    assert result["scaling"]["one_worker_epochs_per_s"] > 0
+    assert result["scaling"]["two_workers_epochs_per_s"] > 0
