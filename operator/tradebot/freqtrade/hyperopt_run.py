@@ -510,6 +510,9 @@ def hyperopt(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[Hyper
                  best_loss=str(run.best.loss) if run.best else None)
         return _finish(run, None, output), 0
     log.error("hyperopt.failed", error=error, exit_code=run.exit_code)
+    # As for a backtest: a failed worker's best would be read as the search's result (the
+    # study keeps it for the workers that succeed).
+    run.best = None
     return _finish(run, error, output), 1
 
 
