@@ -371,20 +371,28 @@ def test_two_workers_share_one_study(case: Case, storage: str) -> None:
 
 
 # ---- (c) a worker killed mid-study ---------------------------------------------------------
-def _wait_mid_epoch(url: str, study: str, worker: Worker, index: int,
-                    min_done: int) -> list[FrozenTrial]:
-    """This worker's trials at a moment it has `min_done` COMPLETE and one RUNNING."""
+def _own_trials(url: str, study: str, index: int) -> list[FrozenTrial]:
+    try:
+        return [t for t in _trials(url, study)
+                if t.user_attrs.get(hyperopt_epochs.ATTR_WORKER) == index]
+    except (KeyError, optuna.exceptions.StorageInternalError, SQLAlchemyError):
+        return []  # the study or its tables are not there yet
+
+
+def _kill_mid_epoch(url: str, study: str, worker: Worker, index: int, min_done: int) -> None:
+    """SIGKILL the worker's whole process group at a moment it has `min_done` COMPLETE trials
+    and one RUNNING: frozen first (SIGSTOP), so the RUNNING trial seen is the one it dies in."""
     deadline = time.monotonic() + RUN_TIMEOUT
     while time.monotonic() < deadline:
         assert worker.proc.poll() is None, "the worker ended before it could be killed"
-        try:
-            trials = [t for t in _trials(url, study)
-                      if t.user_attrs.get(hyperopt_epochs.ATTR_WORKER) == index]
-        except (KeyError, optuna.exceptions.StorageInternalError, SQLAlchemyError):
-            trials = []  # the study or its tables are not there yet
+        trials = _own_trials(url, study, index)
         done = [t for t in trials if t.state == TrialState.COMPLETE]
         if len(done) >= min_done and any(t.state == TrialState.RUNNING for t in trials):
-            return trials
+            os.killpg(worker.proc.pid, signal.SIGSTOP)
+            if any(t.state == TrialState.RUNNING for t in _own_trials(url, study, index)):
+                os.killpg(worker.proc.pid, signal.SIGKILL)
+                return
+            os.killpg(worker.proc.pid, signal.SIGCONT)
         time.sleep(0.03)
     pytest.fail("the worker never reached the middle of an epoch")
 
@@ -394,8 +402,7 @@ def test_killed_worker_restarts_and_no_trial_counts_twice(case: Case, storage: s
                    random_state=21)
     other = start(case, "other", worker=1, epochs=4, storage=storage, study="kill",
                   random_state=21)
-    _wait_mid_epoch(storage, "kill", killed, 0, min_done=2)
-    os.killpg(killed.proc.pid, signal.SIGKILL)
+    _kill_mid_epoch(storage, "kill", killed, 0, min_done=2)
     killed.proc.communicate(timeout=60)
     assert killed.proc.returncode == -signal.SIGKILL
     # What the kill left: a trial RUNNING that nobody will ever tell.
@@ -422,3 +429,25 @@ def test_killed_worker_restarts_and_no_trial_counts_twice(case: Case, storage: s
     assert trials[stale[0].number].state == TrialState.FAIL
     assert trials[stale[0].number].user_attrs[hyperopt_epochs.ATTR_DROPPED] == "stale"
     _check_study(storage, "kill", [restarted, result_other], planned=10)
+
+
+# ---- a space smaller than the epochs ---------------------------------------------------------
+def test_duplicates_are_failed_not_left_running(case: Case, storage: str) -> None:
+    code = (case.strategy.code or "").replace("IntParameter(50, 80, default=70",
+                                              "IntParameter(50, 53, default=52")
+    assert code != case.strategy.code
+    result = start(case, "small-space", worker=0, epochs=6, storage=storage, study="small",
+                   code=code).finish()
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.summary.ok
+    trials = _trials(storage, "small")
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    # Four points exist: each evaluated once, every further proposal failed as a duplicate.
+    assert sorted(t.params["buy_rsi_max"] for t in complete) == [50, 51, 52, 53]
+    assert result.summary.epochs_done == 4
+    assert [e.epoch for e in result.epochs] == sorted(t.number + 1 for t in complete)
+    assert failed
+    assert {t.user_attrs[hyperopt_epochs.ATTR_DROPPED] for t in failed} == {"duplicate"}
+    assert result.summary.duplicates_dropped == len(failed)
+    assert not [t for t in trials if t.state not in (TrialState.COMPLETE, TrialState.FAIL)]
