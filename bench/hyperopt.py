@@ -9,7 +9,11 @@
    workers >= 1.6 x one worker's. Each worker is one process (--jobs 1), so this needs two
    free cores; the machine's load is printed beside the figures.
 
-    .venv/bin/python bench/hyperopt.py [--epochs 40] [--json]
+    .venv/bin/python bench/hyperopt.py [--epochs 40] [--repeat 1] [--json]
+
+With --repeat N the four measurements run N times, interleaved, and the fastest of each is
+compared (wall seconds and CPU seconds are in `rounds` too): on a shared machine the other
+load only ever slows a run down.
 """
 
 from __future__ import annotations
@@ -135,24 +139,33 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=40,
                         help="epochs of each measurement (default 40; even)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds, each measurement interleaved with its baseline; the "
+                             "fastest of each is compared (default 1)")
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
     epochs = max(2, args.epochs - args.epochs % 2)
     before = machine()
-    with tempfile.TemporaryDirectory(prefix="tradebot-bench-ho-") as tmp:
+    rounds: dict[str, list[tuple[float, float]]] = {"direct": [], "runner": [], "one": [],
+                                                    "two": []}
+    summaries: dict[str, list[dict[str, Any]]] = {}
+    with tempfile.TemporaryDirectory(prefix="tradebot-bench-ho-") as tmp, \
+            temporary_postgres("tradebot-bench-ho-pg-") as server:
         work = Path(tmp)
         inputs = Inputs(work)
-        baseline, baseline_cpu = direct(inputs, work / "direct", epochs)
-        runner, runner_cpu, (independent,) = workers(inputs, work, [epochs], "independent",
-                                                     None)
-        with temporary_postgres("tradebot-bench-ho-pg-") as server:
-            one_url = server.create_database("one").replace(
-                "postgresql://", "postgresql+psycopg://", 1)
-            two_url = server.create_database("two").replace(
-                "postgresql://", "postgresql+psycopg://", 1)
-            one_s, one_cpu, one = workers(inputs, work, [epochs], "one", one_url)
-            two_s, two_cpu, two = workers(inputs, work, [epochs // 2, epochs // 2], "two",
-                                          two_url)
+        for n in range(max(1, args.repeat)):
+            rounds["direct"].append(direct(inputs, work / f"direct{n}", epochs))
+            *times, summaries["runner"] = workers(inputs, work, [epochs], f"independent{n}",
+                                                  None)
+            rounds["runner"].append((times[0], times[1]))
+            for kind, shares in (("one", [epochs]), ("two", [epochs // 2, epochs // 2])):
+                url = server.create_database(f"{kind}{n}").replace(
+                    "postgresql://", "postgresql+psycopg://", 1)
+                *times, summaries[kind] = workers(inputs, work, shares, f"{kind}{n}", url)
+                rounds[kind].append((times[0], times[1]))
+    (baseline, baseline_cpu), (runner, runner_cpu), (one_s, one_cpu), (two_s, two_cpu) = (
+        min(rounds[k]) for k in ("direct", "runner", "one", "two"))
+    (independent,), one, two = summaries["runner"], summaries["one"], summaries["two"]
     bar = 1.2 * baseline + 2
     one_rate = one[0]["studyEpochsDone"] / one_s
     two_rate = max(s["studyEpochsDone"] for s in two) / two_s
@@ -173,6 +186,7 @@ def main() -> int:
                     "one_worker_epochs_per_s": round(one_rate, 3),
                     "two_workers_epochs_per_s": round(two_rate, 3),
                     "met": scaling >= 1.6, "epochs": epochs},
+        "rounds": {k: [[round(w, 2), round(c, 2)] for w, c in v] for k, v in rounds.items()},
         "machine": before,
     }
     print(f"{epochs} epochs: freqtrade hyperopt {baseline:.1f} s ({baseline_cpu:.1f} s CPU), "
