@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
 PYTHON_MATRIX ?= 3.12
 
-.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata bench-flood bench-hyperopt-operator clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata bench-flood bench-hyperopt bench-hyperopt-operator clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ bench-hyperopt-operator: tools venv ## one hyperopt worker through the operator 
 
 bench-flood: tools venv ## the flood benchmark: operator RSS with COUNT Backtests waiting (COUNT=10000)
 	$(BIN)/python bench/flood.py --count $(or $(COUNT),10000)
+
+bench-hyperopt: deps venv ## hyperopt: runner vs freqtrade hyperopt, two workers vs one on a shared study (EPOCHS=40)
+	$(BIN)/python bench/hyperopt.py --epochs $(or $(EPOCHS),40)
 
 bench-records: deps venv ## the records benchmark: operator writes vs COPY, a year's report (real PostgreSQL)
 	$(BIN)/python bench/records.py

@@ -24,6 +24,7 @@ from optuna.trial import TrialState
 from tradebot.domain.parameters_hash import parameters_hash
 from tradebot.freqtrade import hyperopt_epochs, hyperopt_run, optuna_study
 from tradebot.freqtrade.hyperopt_summary import EPOCH_PREFIX, EpochRecord, HyperoptSummary
+from tradebot.freqtrade.study_storage import redact
 from tradebot.freqtrade.summary import TERMINATION_MESSAGE_LIMIT
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -274,5 +275,14 @@ def test_termination_message_fits_and_says_so() -> None:
 def test_redact_takes_the_url_and_its_password_out() -> None:
     url = "postgresql+psycopg://user:s3cret@db:5432/records"
     text = f"cannot connect to {url}; password s3cret rejected"
-    assert hyperopt_run._redact(text, url) == "cannot connect to [storage]; password *** rejected"
-    assert hyperopt_run._redact(text, None) == text
+    assert redact(text, url) == "cannot connect to [storage]; password *** rejected"
+    assert redact(text, None) == text
+
+
+@pytest.mark.parametrize("url", ["postgresql+psycopg://u:s3cret@host:port/db",
+                                 "s3cret-nonsense", "postgresql+nodriver://u:s3cret@h/db"])
+def test_a_study_that_cannot_open_says_why_without_the_url(url: str) -> None:
+    with pytest.raises(optuna_study.StudyError, match=r"^cannot open study 'st': \w+") as e:
+        optuna_study.open_study(url, "st", None)
+    assert "s3cret" not in str(e.value)
+    assert e.value.__cause__ is None

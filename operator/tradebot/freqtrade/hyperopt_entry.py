@@ -36,8 +36,8 @@ from typing import Any
 
 from tradebot.freqtrade import hyperopt_epochs, offline
 from tradebot.freqtrade.hyperopt_summary import EpochRecord
+from tradebot.freqtrade.study_storage import STORAGE_ENV, redact
 
-STORAGE_ENV = "TRADEBOT_STUDY_STORAGE"
 # Asks per point before a batch is given up as short: a small search space runs out of new
 # points, and Freqtrade's own limit (2 per point) gives up long before that.
 ASKS_PER_POINT = 20
@@ -238,8 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         code = _work(args, freqtrade_args, url, worker, result)
     except Exception as e:
         # The study's errors are StudyError, whose messages hold no URL; anything else is a
-        # bug, reported by type and message.
-        result["error"] = f"{type(e).__name__}: {e}"
+        # bug, reported by type and message (redacted all the same).
+        result["error"] = redact(f"{type(e).__name__}: {e}", url)
         code = code or 1
         print(f"tradebot hyperopt worker failed: {result['error']}", file=sys.stderr)
     result["exit_code"] = code

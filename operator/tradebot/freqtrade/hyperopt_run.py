@@ -73,7 +73,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -85,7 +84,6 @@ from tradebot.api.backtest import Artifact
 from tradebot.api.hyperopt import LOSS_FUNCTIONS
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
 from tradebot.freqtrade import datasets, freqtrade_log, hyperopt_epochs, offline, parameters
-from tradebot.freqtrade.hyperopt_entry import STORAGE_ENV
 from tradebot.freqtrade.hyperopt_summary import (
     EPOCH_PREFIX,
     EPOCHS_NAME,
@@ -93,6 +91,7 @@ from tradebot.freqtrade.hyperopt_summary import (
     EpochRecord,
     HyperoptSummary,
 )
+from tradebot.freqtrade.study_storage import STORAGE_ENV, redact
 from tradebot.freqtrade.summary import TERMINATION_MESSAGE_LIMIT
 
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -218,15 +217,6 @@ def _sha256(path: Path) -> str:
 
 def _artifact(path: Path) -> Artifact:
     return Artifact(name=path.name, sha256=_sha256(path), size=path.stat().st_size)
-
-
-def _redact(text: str, url: str | None) -> str:
-    """A message with the storage URL (and its password alone) taken out."""
-    if not url:
-        return text
-    text = text.replace(url, "[storage]")
-    password = urllib.parse.urlsplit(url).password
-    return text.replace(password, "***") if password else text
 
 
 def _load_config(path: Path) -> dict[str, Any]:
@@ -409,7 +399,7 @@ def _read_result(args: argparse.Namespace, path: Path, run: Run, url: str | None
         text = (args.output / best["parameters_file"]).read_text()
         run.best = hyperopt_epochs.best_epoch(record, text, best.get("stats") or {})
     if result.get("error"):
-        raise HyperoptError(_redact(str(result["error"]), url))
+        raise HyperoptError(redact(str(result["error"]), url))
 
 
 def _int(value: object) -> int | None:
@@ -426,7 +416,7 @@ def _check_freqtrade(args: argparse.Namespace, returncode: int, log_path: Path,
         reason = (f"{_exit_description(returncode)}; its last output: "
                   f"{freqtrade_log.last_line(console) or 'none'}")
     if reason is not None:
-        raise HyperoptError(_redact(reason, url))
+        raise HyperoptError(redact(reason, url))
 
 
 def _exit_description(returncode: int) -> str:
@@ -500,16 +490,19 @@ def hyperopt(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[Hyper
     except HyperoptError as e:
         error = str(e)
     except OSError as e:
-        error = _redact(f"{e.filename or 'I/O'}: {e.strerror or e}", url)
+        error = redact(f"{e.filename or 'I/O'}: {e.strerror or e}", url)
     except Exception as e:
-        log.error("runner.crashed", error=_redact(f"{type(e).__name__}: {e}", url))
-        error = _redact(f"runner error: {type(e).__name__}: {e}", url)
+        log.error("runner.crashed", error=redact(f"{type(e).__name__}: {e}", url))
+        error = redact(f"runner error: {type(e).__name__}: {e}", url)
     else:
         log.info("hyperopt.done", epochs_done=run.epochs_done,
                  study_epochs_done=run.study_epochs_done,
                  best_loss=str(run.best.loss) if run.best else None)
         return _finish(run, None, output), 0
     log.error("hyperopt.failed", error=error, exit_code=run.exit_code)
+    # As for a backtest: a failed worker's best would be read as the search's result (the
+    # study keeps it for the workers that succeed).
+    run.best = None
     return _finish(run, error, output), 1
 
 

@@ -22,9 +22,10 @@ from optuna.distributions import (
     IntDistribution,
 )
 from optuna.trial import FrozenTrial, Trial, TrialState
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from tradebot.freqtrade.hyperopt_epochs import ATTR_DROPPED, ATTR_WORKER
+from tradebot.freqtrade.study_storage import redact
 
 OPEN_ATTEMPTS = 5
 
@@ -60,13 +61,20 @@ def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler | None)
             storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
             return optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
                                        direction="minimize", sampler=sampler)
+        except ArgumentError as e:
+            last = e  # a URL that cannot work: no point in trying again
+            break
         except SQLAlchemyError as e:
             last = e
             time.sleep(0.5 * (attempt + 1))
-    # SQLAlchemy's own message names the driver's error, never the password; still, say only
-    # what kind of failure it was.
+        except Exception as e:
+            last = e
+            break
+    # `from None`: Freqtrade logs the traceback of what escapes it, chained causes included,
+    # and a driver's message may quote the URL.
+    detail = _first_line(str(getattr(last, "orig", None) or last))
     raise StudyError(f"cannot open study {name!r}: {type(last).__name__}: "
-                     f"{_first_line(str(getattr(last, 'orig', None) or last))}")
+                     f"{redact(detail, url)}") from None
 
 
 def _first_line(text: str) -> str:
