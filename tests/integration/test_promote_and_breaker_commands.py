@@ -202,3 +202,41 @@ def test_breaker_trip_and_reset_annotate_tokens_once(
     assert cli.main(["breaker", "reset", "main-fleet", "--wait", "1", *base]) == 3
     assert "has not acted" in capsys.readouterr().err
     assert cli.main(["breaker", "status", "nope", *base]) == 1
+
+
+def test_promote_judges_the_out_of_sample_evidence_like_the_operator(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, promotable: dict[str, Any],
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tradebot.domain.parameters_hash import parameters_hash
+
+    params = {"buy": {"buy_rsi_max": 64}}
+    digest = parameters_hash(params)
+    dsn = f"sqlite://{tmp_path / 'records.db'}"
+    _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=2.5)
+    _apply(kubectl, namespace, {
+        "apiVersion": f"{G}/{V}", "kind": "Hyperopt", "metadata": {"name": "search"},
+        "spec": {"strategyRef": {"name": "ema-rsi"}, "epochs": 5, "pairs": ["BTC/USDT"],
+                 "timerange": {"start": "2024-01-01", "end": "2024-02-01"}}})
+    kubectl("patch", "livebot", "promoted", "-n", namespace, "--type=merge", "-p", json.dumps(
+        {"spec": {"promotion": {"hyperoptRef": {"name": "search",
+                                                "minOutOfSampleProfit": 0.01}}}}))
+    _status(api_client, namespace, "strategies", "ema-rsi", {"parametersHash": digest})
+
+    def oos(profit: str) -> None:
+        _status(api_client, namespace, "hyperopts", "search", {
+            "phase": "Succeeded", "best": {"epoch": 3, "loss": "-1", "parameters": json.dumps(
+                {"strategy_name": "EmaRsiStrategy", "params": params}),
+                "parametersHash": digest},
+            "validation": {"outOfSample": {"profitTotal": profit}}})
+
+    oos("-0.02000000")
+    assert _promote(cluster, namespace, dsn, "--to", "testnet") == 1
+    out = capsys.readouterr().out
+    assert ("[FAIL] outOfSample: Hyperopt search: out-of-sample profitTotal -0.02 < "
+            "minOutOfSampleProfit 0.01") in out
+    assert "[pass] backtest" in out
+    oos("0.03000000")
+    assert _promote(cluster, namespace, dsn, "--to", "testnet") == 0
+    assert "[pass] outOfSample: Hyperopt search: out-of-sample profitTotal 0.03" in (
+        capsys.readouterr().out)

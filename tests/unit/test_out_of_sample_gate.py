@@ -169,3 +169,21 @@ def test_live_needs_the_gate_like_the_others() -> None:
 def test_evidence_from_the_hyperopt_object(obj: dict[str, Any] | None,
                                            expected: HyperoptEvidence | None) -> None:
     assert HyperoptEvidence.from_object("h", obj) == expected
+
+
+def test_a_bot_without_a_set_keeps_its_decision_until_it_gets_one() -> None:
+    passed = decide(complete(observe(spec("testnet"))))
+    kept = passed.status["gateDecision"]
+    assert kept["parametersHash"] == ""  # kept, not dropped by the merge patch
+    base = complete(observe(spec("testnet"), status={"gateDecision": kept}))
+    same = replace(base, observed=frozenset({"credentials", "config", "lease", "pod"}))
+    assert isinstance(decide(same).decision, Run)
+    assert decide(with_set(same, SET_A)).decision == Observe("evidence")
+
+
+def test_a_decision_from_before_parameter_sets_stands() -> None:
+    kept = dict(decide(round_with(GOOD_HO)).status["gateDecision"])
+    del kept["parametersHash"]  # as an older operator wrote it
+    o = replace(round_with(GOOD_HO), status={"gateDecision": kept},
+                observed=frozenset({"credentials", "config", "lease", "pod"}))
+    assert isinstance(decide(o).decision, Run)

@@ -104,7 +104,7 @@ class Approval(ApiModel):
         "a code change voids the approval.")
 
 
-class HyperoptEvidence(ApiModel):
+class HyperoptRequirement(ApiModel):
     """Out-of-sample evidence for the bot's parameter set: a Hyperopt whose best set the
     operator backtested on data the search never saw."""
 
@@ -131,7 +131,7 @@ class Promotion(ApiModel):
                                    "without a breaker trip.")
     approval: Approval | None = Field(default=None,
                                       description="Required for mode live.")
-    hyperopt_ref: HyperoptEvidence | None = Field(
+    hyperopt_ref: HyperoptRequirement | None = Field(
         default=None, description="Require out-of-sample evidence from a Hyperopt: a "
         "curve-fitted parameter set holds the bot.")
 

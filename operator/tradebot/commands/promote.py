@@ -21,7 +21,9 @@ def register(sub: Any) -> None:
         "promote", help="check a bot's promotion gates and print the manifest change",
         description="Evaluate the promotion gates of LiveBot BOT for mode --to, as the "
         "operator would: the referenced Backtest (Succeeded, same code hash, profit, drawdown, "
-        "trades), the recorded dry-run history of the same code without a breaker trip, and "
+        "trades), the referenced Hyperopt's out-of-sample profit for the parameter set the "
+        "Strategy runs (promotion.hyperoptRef), the recorded dry-run history of the same "
+        "code without a breaker trip, and "
         "(for live) an approval of the Strategy's current code hash, with the thresholds "
         "tightened to the operator-wide floors ($TRADEBOT_PROMOTION_FLOORS). When every "
         "gate passes, print the merge patch to commit to "
@@ -111,9 +113,11 @@ def _promote(args: argparse.Namespace) -> int:
                 return _fail(cluster_access.describe(e, f"Backtest {namespace}/{ref}"))
     dry_run, unreadable = _dry_run(args, namespace, bot, code_hash, target)
     floors = Settings.from_env().promotion_floors
+    hyperopt, parameters = _out_of_sample(namespace, target)
     results = gates.evaluate_gates(target, strategy_code_hash=code_hash, backtest=backtest,
                                    dry_run=dry_run, now=dt.datetime.now(dt.UTC),
-                                   floor=floors.for_mode(args.to))
+                                   floor=floors.for_mode(args.to), hyperopt=hyperopt,
+                                   strategy_parameters_hash=parameters)
     if unreadable:
         results = [gates.GateResult(g.name, False, unreadable)
                    if g.name == gates.GATE_DRY_RUN else g for g in results]
@@ -141,6 +145,25 @@ def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def _out_of_sample(namespace: str, target: Any) -> tuple[Any, str | None]:
+    """The Hyperopt promotion.hyperoptRef names (as gate evidence) and the parameters hash
+    of the bot's Strategy: what the out-of-sample gate compares."""
+    from tradebot import kube
+    from tradebot.api.base import GROUP, VERSION
+    from tradebot.domain.gates import HyperoptEvidence
+
+    custom = kube.custom()
+    strategy = kube.read_or_none(custom.get_namespaced_custom_object, GROUP, VERSION,
+                                 namespace, "strategies", target.strategy_ref.name) or {}
+    parameters = (strategy.get("status") or {}).get("parametersHash")
+    ref = target.promotion.hyperopt_ref if target.promotion is not None else None
+    if ref is None:
+        return None, parameters
+    found = kube.read_or_none(custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
+                              "hyperopts", ref.name)
+    return HyperoptEvidence.from_object(ref.name, found), parameters
 
 
 def _code_hash(namespace: str, strategy: str) -> str | None:

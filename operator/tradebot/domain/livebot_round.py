@@ -235,8 +235,16 @@ def _kept_decision(o: Observation, mode: Mode) -> bool:
     return (kept.get("passed") is True and kept.get("mode") == mode
             and kept.get("generation") == o.generation
             and kept.get("codeHash") == o.strategy_code_hash
-            # The set judged is the set that runs: a new parameter set is judged again.
-            and kept.get("parametersHash") == o.strategy_parameters_hash)
+            and _same_parameters(kept, o.strategy_parameters_hash))
+
+
+def _same_parameters(kept: Mapping[str, Any], current: str | None) -> bool:
+    """The set judged is the set that runs: a new parameter set is judged again. A decision
+    kept by an operator from before parameter sets has no such key: it stands, so upgrading
+    the operator does not judge (and possibly stop) every running bot again."""
+    if "parametersHash" not in kept:
+        return True
+    return (kept["parametersHash"] or None) == current
 
 
 @dataclass(frozen=True)
@@ -273,7 +281,9 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
     if gates.all_passed(results):
         status["gateDecision"] = {
             "mode": spec.mode, "generation": o.generation, "codeHash": o.strategy_code_hash,
-            "parametersHash": o.strategy_parameters_hash,
+            # "" rather than None for no set: a merge patch would drop a None, and a missing
+            # key means a decision from before parameter sets (_same_parameters).
+            "parametersHash": o.strategy_parameters_hash or "",
             "passed": True, "decidedAt": format_time(o.now)}
         return _Judged(None, status)
     failed = "; ".join(g.message for g in results if not g.passed)
