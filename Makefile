@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 # The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
 PYTHON_MATRIX ?= 3.12
 
-.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata bench-flood bench-failover bench-backtest-e2e bench-livebot-start clean
+.PHONY: help deps tools venv up down status demo test lint format audit typecheck unit integration e2e contract test-matrix chart images test-images bench bench-records bench-breaker bench-marketdata bench-flood bench-failover bench-backtest-e2e bench-livebot-start bench-hyperopt bench-hyperopt-operator clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ bench-breaker: tools venv ## the breaker benchmark: trip -> COUNT bots stopped v
 bench-marketdata: tools venv ## MarketData through the operator vs freqtrade download-data directly (PAIRS=5 DAYS=60)
 	$(BIN)/python bench/marketdata.py --pairs $(or $(PAIRS),5) --days $(or $(DAYS),60)
 
+bench-hyperopt-operator: tools venv ## one hyperopt worker through the operator vs freqtrade hyperopt directly (EPOCHS=8)
+	$(BIN)/python bench/hyperopt_operator.py --epochs $(or $(EPOCHS),8)
+
 bench-flood: tools venv ## the flood benchmark: operator RSS with COUNT Backtests waiting (COUNT=10000)
 	$(BIN)/python bench/flood.py --count $(or $(COUNT),10000)
 
@@ -106,6 +109,9 @@ bench-backtest-e2e: tools venv ## a Backtest through the operator (local executo
 
 bench-livebot-start: tools venv ## COUNT dry-run LiveBots -> pods Running vs COUNT Deployments of the same pod (COUNT=100)
 	$(BIN)/python bench/livebot_start.py --count $(or $(COUNT),100)
+
+bench-hyperopt: deps venv ## hyperopt: runner vs freqtrade hyperopt, two workers vs one on a shared study (EPOCHS=40)
+	$(BIN)/python bench/hyperopt.py --epochs $(or $(EPOCHS),40)
 
 bench-records: deps venv ## the records benchmark: operator writes vs COPY, a year's report (real PostgreSQL)
 	$(BIN)/python bench/records.py

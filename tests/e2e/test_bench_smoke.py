@@ -83,3 +83,18 @@ def test_livebot_start_benchmark_smoke(tools_bin: Path) -> None:
     assert result["count"] == 5
     assert result["operator_s"]["running_p99"] > 0
     assert result["deployments_s"]["running_p99"] > 0
+
+
+def test_hyperopt_benchmark_smoke() -> None:
+    result = _run("hyperopt.py", "--epochs", "4", timeout=400)
+    assert result["overhead"]["runner_epochs_done"] == result["overhead"]["epochs"] == 4
+    assert result["overhead"]["direct_s"] > 0
+    assert result["scaling"]["one_worker_epochs_per_s"] > 0
+    assert result["scaling"]["two_workers_epochs_per_s"] > 0
+
+
+def test_hyperopt_operator_benchmark_smoke(tools_bin: Path) -> None:
+    result = _run("hyperopt_operator.py", "--epochs", "2", timeout=600)
+    assert result["epochs_done"] == 2
+    assert result["direct_s"] > 0
+    assert result["operator_s"] > 0

@@ -3,8 +3,8 @@ the Strategy waits for its Hyperopt and then runs its best set, and a testnet bo
 promotion asks for out-of-sample evidence is held while that evidence shows a curve-fitted set
 and gets its pod once a validated set is what its Strategy runs.
 
-No Hyperopt controller runs here: the Hyperopts' statuses are written as it would write them
-(the search itself is tested where it runs)."""
+The Hyperopts' statuses are written as the Hyperopt controller would write them (the search
+itself is tested in test_hyperopt_operator.py); the controller runs, but no search is admitted."""
 
 from __future__ import annotations
 
@@ -123,8 +123,10 @@ def test_a_curve_fitted_set_holds_a_testnet_bot_and_a_validated_one_lets_it_thro
     crds_installed: Any,
 ) -> None:
     code = _setup(api_client, kubectl, namespace)
+    # No admission slots: the Hyperopt controller runs too, and the searches whose statuses
+    # this test writes by hand must not start workers (whose pods the watch would count).
     with pod_watch(api_client, namespace, "tradebot.dev/kind") as pods, running_operator(
-            cluster.kubeconfig, namespace, executor="kubernetes",
+            cluster.kubeconfig, namespace, executor="kubernetes", max_concurrent_backtests=0,
             database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
         # The search is still running: the Strategy waits, and so does its bot.
         waiting = wait_for(lambda: (s := _status(api_client, namespace, "strategies",

@@ -188,6 +188,16 @@ CASES: list[tuple[str, str, str | None, Mutation, str]] = [
     ("dca-lowercase-pair", "DcaSchedule", None, _set("pair", "btc/usdt"), "spec.pair"),
     ("dca-zero-deadline", "DcaSchedule", None, _set("startingDeadlineSeconds", 0),
      "spec.startingDeadlineSeconds"),
+    ("ho-overlapping-windows", "Hyperopt", None,
+     _set("validation.timerange", {"start": "2024-01-10", "end": "2024-01-30"}),
+     "must not overlap"),
+    ("ho-validation-before-overlapping", "Hyperopt", None,
+     _set("validation.timerange", {"start": "2023-12-01"}), "must not overlap"),
+    ("ho-zero-epochs", "Hyperopt", None, _set("epochs", 0), "spec.epochs"),
+    ("ho-no-training-end", "Hyperopt", None, _drop("timerange.end"), "timerange.end is required"),
+    ("ho-unknown-space", "Hyperopt", None, _set("spaces", ["everything"]), "spec.spaces[0]"),
+    ("ho-unknown-loss", "Hyperopt", None, _set("lossFunction", "MyLoss"), "spec.lossFunction"),
+    ("ho-zero-workers", "Hyperopt", None, _set("workers", 0), "spec.workers"),
 ]
 
 
@@ -307,5 +317,27 @@ def test_category_and_short_names(kubectl: Any, namespace: str):
     assert sorted(listed) == sorted(
         f"{BY_KIND[d['kind']].singular}.tradebot.dev/{d['metadata']['name']}"
         for d in examples())
-    for short in ("strat", "bt", "bot", "cb", "dca"):
+    for short in ("strat", "bt", "bot", "cb", "dca", "ho"):
         assert kubectl("get", short, "-n", namespace).returncode == 0
+
+
+def test_hyperopt_spec_is_immutable_and_its_columns_show_progress(
+    kubectl: Any, api_client: Any, namespace: str
+):
+    doc = example("Hyperopt")
+    kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(doc))
+    api = client.CustomObjectsApi(api_client)
+    args = ("tradebot.dev", "v1alpha1", namespace, "hyperopts", doc["metadata"]["name"])
+    with pytest.raises(ApiException) as exc:
+        api.patch_namespaced_custom_object(*args, {"spec": {"epochs": 9}})
+    assert exc.value.status == 422
+    assert "immutable" in exc.value.body
+    api.patch_namespaced_custom_object_status(*args, {"status": {
+        "phase": "Running", "progress": "3/8", "bestLoss": "-1.25000000",
+        "bestProfit": "0.01234567"}})
+    out = kubectl("get", "ho", "-n", namespace).stdout
+    header, row = out.splitlines()[:2]
+    assert header.split()[:6] == ["NAME", "STRATEGY", "PHASE", "PROGRESS", "BEST-LOSS",
+                                  "BEST-PROFIT"]
+    assert row.split()[:6] == [doc["metadata"]["name"], "ema-rsi", "Running", "3/8",
+                               "-1.25000000", "0.01234567"]

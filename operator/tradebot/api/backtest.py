@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+import json
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -116,6 +117,11 @@ class BacktestSpec(ApiModel):
     gpu: GpuRequest | None = Field(default=None, description="GPUs (FreqAI).")
     image: str | None = Field(default=None, max_length=512, pattern=r"^[^\s]+$",
                               description="Runner image override.")
+    parameters: str | None = Field(
+        default=None, min_length=2, max_length=262_144,
+        description="Freqtrade's strategy parameter JSON (the `<Strategy>.json` file "
+        "`freqtrade hyperopt` exports), exactly as text: the strategy runs with these values "
+        "instead of the Strategy's own. A Hyperopt's validation Backtest sets it.")
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, le=31_536_000, description="Delete the Backtest this many seconds "
         "after it finished and its result was recorded (the run record stays); the "
@@ -124,7 +130,21 @@ class BacktestSpec(ApiModel):
     @model_validator(mode="after")
     def _pairs(self) -> BacktestSpec:
         check_pairs_in_stake(self.pairs, self.stake_currency)
+        if self.parameters is not None:
+            parameter_file(self.parameters)
         return self
+
+
+def parameter_file(text: str) -> dict[str, Any]:
+    """The parameter JSON as Freqtrade reads it: an object with a `params` object."""
+    try:
+        parsed = json.loads(text)
+    except ValueError as e:
+        raise ValueError(f"parameters is not JSON: {e}") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("params"), dict):
+        raise ValueError("parameters must be Freqtrade's parameter file: a JSON object with "
+                         "a \"params\" object")
+    return parsed
 
 
 class BacktestResults(StatusModel):
@@ -177,7 +197,8 @@ class BacktestStatus(ResourceStatus):
     config_hash: str | None = None
     data_hash: str | None = None
     parameters_hash: str | None = Field(default=None, description="sha256 of the parameter "
-                                        "set it ran with (its Strategy's parametersHash).")
+                                        "set it ran with: spec.parameters when set, else its "
+                                        "Strategy's parametersHash.")
     cleaned_up: bool | None = Field(default=None,
                                     description="The run's Job and ConfigMap are deleted.")
 

@@ -206,6 +206,8 @@ class HyperoptStatus(ResourceStatus):
     data_hash: str | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
+    cleaned_up: bool | None = Field(default=None,
+                                    description="The workers' Jobs and ConfigMap are deleted.")
 
 
 KIND = Kind(

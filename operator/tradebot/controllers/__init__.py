@@ -5,6 +5,8 @@ from tradebot.controllers import (
     cache,
     circuitbreaker,
     dca,
+    hyperopt,
+    hyperopt_queue,
     lifecycle,
     livebot,
     marketdata,
@@ -12,5 +14,5 @@ from tradebot.controllers import (
     strategy,
 )
 
-__all__ = ["backtest", "cache", "circuitbreaker", "dca", "lifecycle", "livebot", "marketdata",
-           "marketdata_queue", "strategy"]
+__all__ = ["backtest", "cache", "circuitbreaker", "dca", "hyperopt", "hyperopt_queue",
+           "lifecycle", "livebot", "marketdata", "marketdata_queue", "strategy"]

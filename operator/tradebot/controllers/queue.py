@@ -45,7 +45,7 @@ from tradebot.controllers.status import now, post_event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import jobs
 from tradebot.domain.conditions import set_condition
-from tradebot.domain.freqtrade_config import backtest_config, config_hash
+from tradebot.domain.freqtrade_config import backtest_config, config_hash, parameters_hash
 from tradebot.domain.naming import LABEL_BACKTEST, LABEL_KIND, backtest_job_name, backtest_run_id
 from tradebot.domain.queue import (
     GpuNeed,
@@ -93,6 +93,10 @@ class QueueKind:
     start      (namespace, name, group, settings): creates its Job (idempotent, deterministic
                name) and returns the Job's name; raises Refused or NotWaiting, or anything else to
                be retried after RETRY_AFTER seconds
+    units      optional, for an object that needs several slots (a Hyperopt's workers): from a
+               raw object, the indices of its units that still want one; each unit is its own
+               item, named "<name>#<index>" (what `start` gets), whose Job carries the index in
+               the label `unit_label`
     """
 
     label: str
@@ -100,6 +104,8 @@ class QueueKind:
     item_label: str
     waiting: Callable[[RawObject], tuple[int, dt.datetime, str, GpuNeed | None] | None]
     start: Callable[[str, str, str, Settings], str]
+    units: Callable[[RawObject], list[int]] | None = None
+    unit_label: str | None = None
 
 
 _KINDS: dict[str, QueueKind] = {}
@@ -171,14 +177,21 @@ class QueueState:
     # --- the queued objects -------------------------------------------------------------
     def _item(self, kind: QueueKind, obj: RawObject) -> None:
         meta = obj["metadata"]
-        key = (meta["namespace"], _domain_name(kind.label, meta["name"]))
         status = obj.get("status") or {}
         waits = None if meta.get("deletionTimestamp") else kind.waiting(obj)
-        self.items[key] = _Item(kind.label, status.get("phase"), waits,
-                                meta["resourceVersion"], meta.get("generation"),
-                                list(status.get("conditions") or []),
-                                status.get("queuePosition"), status.get("message") or "")
-        self._maybe_wait(key)
+        names = [meta["name"]]
+        if kind.units is not None:
+            names = [f"{meta['name']}#{i}" for i in kind.units(obj)]
+            self._drop_units(kind, meta["namespace"], meta["name"],
+                             {_domain_name(kind.label, n) for n in names})
+        for name in names:
+            key = (meta["namespace"], _domain_name(kind.label, name))
+            self.items[key] = _Item(kind.label, status.get("phase"), waits,
+                                    meta["resourceVersion"], meta.get("generation"),
+                                    list(status.get("conditions") or []),
+                                    status.get("queuePosition"), status.get("message") or "")
+            self._maybe_wait(key)
+        key = (meta["namespace"], _domain_name(kind.label, meta["name"]))
         if kind.label == "backtest":
             self._expiry(key, obj)
 
@@ -214,10 +227,22 @@ class QueueState:
             self.wakeup.set()
             self.positions_dirty.set()
 
+    def _drop_units(self, kind: QueueKind, namespace: str, name: str,
+                    keep: set[str] | None = None) -> None:
+        """An object's unit items but those in `keep` (a finished unit leaves)."""
+        prefix = _domain_name(kind.label, f"{name}#")
+        for key in [k for k in self.items if k[0] == namespace and k[1].startswith(prefix)
+                    and k[1] not in (keep or set())]:
+            self.items.pop(key)
+            if self.waiting.remove(key):
+                self.positions_dirty.set()
+
     def on_object(self, kind: QueueKind, type_: str, obj: RawObject) -> None:
         with self.lock:
             if type_ == "DELETED":
                 meta = obj["metadata"]
+                if kind.units is not None:
+                    self._drop_units(kind, meta["namespace"], meta["name"])
                 key = (meta["namespace"], _domain_name(kind.label, meta["name"]))
                 self.items.pop(key, None)
                 self.waiting.remove(key)
@@ -245,7 +270,10 @@ class QueueState:
             return
         ns = meta["namespace"]
         jk = (ns, meta["name"])
-        key = (ns, _domain_name(kind.label, labels[kind.item_label]))
+        item = labels[kind.item_label]
+        if kind.unit_label is not None:
+            item = f"{item}#{labels.get(kind.unit_label, '')}"
+        key = (ns, _domain_name(kind.label, item))
         status = obj.get("status") or {}
         finished = bool(status.get("succeeded") or status.get("failed")) or any(
             c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
@@ -451,8 +479,10 @@ def _mark_admitted(bt: CustomObject, run: jobs.BacktestRun, strategy: CustomObje
             "phase": "Running", "jobName": run.job_name, "queuePosition": None,
             "startedAt": started, "runId": run.run_id,
             "codeHash": (strategy.get("status") or {}).get("codeHash"),
-            "parametersHash": (strategy.get("status") or {}).get("parametersHash"),
             "configHash": config_hash(config), "message": f"running as Job {run.job_name}",
+            "parametersHash": (parameters_hash(run.spec.parameters)
+                               if run.spec.parameters is not None
+                               else (strategy.get("status") or {}).get("parametersHash")),
             "conditions": set_condition(status.get("conditions"), "Admitted", True,
                                         "Admitted", f"Job {run.job_name} created",
                                         meta.get("generation"), at=started),

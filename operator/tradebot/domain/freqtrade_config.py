@@ -13,8 +13,10 @@ from decimal import Decimal
 from typing import Any
 
 from tradebot.api.backtest import BacktestSpec
+from tradebot.api.backtest import parameter_file as read_parameter_file
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.strategy import StrategyParameters, StrategySpec
+from tradebot.domain.parameters_hash import parameters_hash as hash_of_parameters
 
 # Freqtrade has no configuration key for hyperoptable (buy/sell) parameter values: it reads them
 # from a parameter file next to the strategy (<strategy file stem>.json). The config carries that
@@ -118,6 +120,10 @@ def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
         config["fee"] = _number(spec.fee)
 
     config.update(strategy_overrides(strategy, parameter_file))
+    if spec.parameters is not None:
+        # A found parameter set (a Hyperopt's best, for its out-of-sample check) replaces the
+        # Strategy's own file whole.
+        config[TRADEBOT_KEY] = {PARAMETER_FILE_KEY: read_parameter_file(spec.parameters)}
     return config
 
 
@@ -166,3 +172,9 @@ def canonical_json(config: dict[str, Any]) -> str:
 def config_hash(config: dict[str, Any]) -> str:
     """sha256 (hex) of the canonical JSON: key order and whitespace do not change it."""
     return hashlib.sha256(canonical_json(config).encode()).hexdigest()
+
+
+def parameters_hash(text: str) -> str:
+    """The parameter file's identity (domain/parameters_hash.py): the hash of its `params`,
+    without the export time around them, so the same values hash the same."""
+    return hash_of_parameters(read_parameter_file(text)["params"])

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from tradebot.api.backtest import BacktestSpec
+from tradebot.api.backtest import BacktestSpec, DataSource
 from tradebot.api.base import API_VERSION
 from tradebot.api.types import GpuRequest, ResourceRequirements
 from tradebot.artifacts.location import store_kind
@@ -68,19 +68,22 @@ class BacktestRun:
         args = ["backtest", "--config", f"{config_dir}/config.json",
                 "--strategy-file", f"{config_dir}/{self.strategy_file}",
                 "--output", output_dir]
-        data = self.spec.data
-        if data.pvc is not None:
-            args += ["--data", f"{DATA_MOUNT}/{data.pvc.path}"]
-        elif data.market_data_ref is not None:
-            directory = f"{DATA_MOUNT}/{volume_path(data.market_data_ref.name)}"
-            args += ["--data", directory, "--markets", f"{directory}/{MARKETS_FILE}"]
-        else:
-            args += ["--data", data.bundled or "sample"]
+        args += data_args(self.spec.data)
         if self.spec.timerange is not None:
             args += ["--timerange", self.spec.timerange.freqtrade()]
         if self.spec.enable_protections:
             args.append("--enable-protections")
         return args
+
+
+def data_args(data: DataSource) -> list[str]:
+    """The runner's --data (and --markets) for a data source, as the pod mounts it."""
+    if data.pvc is not None:
+        return ["--data", f"{DATA_MOUNT}/{data.pvc.path}"]
+    if data.market_data_ref is not None:
+        directory = f"{DATA_MOUNT}/{volume_path(data.market_data_ref.name)}"
+        return ["--data", directory, "--markets", f"{directory}/{MARKETS_FILE}"]
+    return ["--data", data.bundled or "sample"]
 
 
 def restricted_container() -> dict[str, Any]:

@@ -52,6 +52,16 @@ class HyperoptSummary(StatusModel):
     best: BestEpoch | None = Field(default=None, description="Best epoch this worker saw "
                                    "(of the whole study when shared).")
     artifacts: list[Artifact] = Field(default_factory=list)
+    epochs_owed: int | None = Field(default=None, description="Epochs this run of the worker "
+                                    "set out to run: its share minus what earlier runs of "
+                                    "the same index completed (shared study).")
+    duplicates_dropped: int | None = Field(default=None, description="Proposed points told "
+                                           "FAIL instead of evaluated: already tried.")
+    stale_trials_failed: int | None = Field(default=None, description="Trials a killed earlier "
+                                            "run of this worker left RUNNING, failed on start.")
+    truncated: bool | None = Field(default=None, description="Parts left out to fit the "
+                                   "termination message; the whole is DIR/summary.json and "
+                                   "the log's last line.")
     code_hash: str | None = None
     config_hash: str | None = None
     data_hash: str | None = None

@@ -1,4 +1,5 @@
 """tradebot-runner: runs one `freqtrade backtesting` in the Job's container and reports it.
+(`tradebot-runner hyperopt`, one worker of a hyperopt search, is hyperopt_run.py.)
 
     tradebot-runner backtest --config PATH --strategy-file PATH --data NAME_OR_DIR
                              --output DIR [--timerange RANGE] [--summary PATH]
@@ -36,7 +37,7 @@ from structlog.typing import FilteringBoundLogger
 from tradebot.api.backtest import Artifact, BacktestResults
 from tradebot.artifacts import store
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
-from tradebot.freqtrade import datasets, freqtrade_log, offline, results
+from tradebot.freqtrade import datasets, freqtrade_log, hyperopt_run, offline, results
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.observability.logging import configure_logging, logger
 from tradebot.settings import Settings
@@ -130,6 +131,7 @@ def _parser() -> argparse.ArgumentParser:
                          f"(default: {TERMINATION_LOG} when writable)")
     bt.add_argument("--enable-protections", action="store_true",
                     help="apply the strategy's protections")
+    hyperopt_run.add_parser(commands)
     return parser
 
 
@@ -370,6 +372,8 @@ def _keep_artifacts(summary: RunSummary, code: int, output: Path,
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     log = _logger()
+    if args.command == "hyperopt":
+        return hyperopt_run.main(args, log)
     summary, code = backtest(args, log)
     summary, code = _keep_artifacts(summary, code, args.output, log)
     try:
