@@ -18,6 +18,7 @@ from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import cache
 
 STATUS = {"phase": "Ready", "codeHash": "ab" * 32, "message": "introspected",
+          "parameters": '{"params": {"buy": {"buy_rsi_max": 65}}}', "parametersHash": "cd" * 32,
           "interface": {"className": "EmaRsiStrategy", "methods": ["populate_indicators"]},
           "conditions": [{"type": "Ready", "status": "True", "reason": "Introspected"}]}
 
@@ -50,7 +51,10 @@ def test_the_index_holds_no_code_but_what_rounds_read() -> None:
     assert view["spec"]["className"] == "EmaRsiStrategy"
     assert view["spec"]["timeframe"] == body["spec"]["timeframe"]
     assert view["spec"]["parameters"] == body["spec"]["parameters"]
-    assert view["status"] == {"phase": "Ready", "codeHash": STATUS["codeHash"]}
+    # The resolved parameter set too: a bot of a Hyperopt's set runs it (strategy_parameters).
+    assert view["status"] == {"phase": "Ready", "codeHash": STATUS["codeHash"],
+                              "parameters": STATUS["parameters"],
+                              "parametersHash": STATUS["parametersHash"]}
     assert view["metadata"]["name"] == "ema-rsi"
     assert view[cache.CODE_SHA256] == hashlib.sha256(code.encode()).hexdigest()
 

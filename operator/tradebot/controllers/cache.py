@@ -34,8 +34,9 @@ BREAKERS = "breakers_by_namespace"
 STRATEGIES = "strategies_by_name"
 # In a Strategy's view instead of its code: the code's sha256 (hex).
 CODE_SHA256 = "codeSha256"
-# What a LiveBot round reads of a Strategy's status (domain/livebot_round.py).
-_STRATEGY_STATUS = ("phase", "codeHash")
+# What a LiveBot round reads of a Strategy's status (domain/livebot_round.py, and the
+# resolved parameter set of domain/strategy_parameters.py: a few KiB at most).
+_STRATEGY_STATUS = ("phase", "codeHash", "parameters", "parametersHash")
 # Codes held at most, the least recently used dropped first: 64 x 256 KiB is 16 MiB at worst.
 CODES_HELD = 64
 
@@ -69,7 +70,8 @@ async def breakers_by_namespace(body: kopf.Body, namespace: str | None, **_: obj
 
 def strategy_view(body: Mapping[str, Any]) -> dict[str, Any]:
     """A Strategy as its index keeps it: its spec but for the code (the code's sha256
-    instead), and of its status the phase and the introspected code hash."""
+    instead), and of its status the phase, the introspected code hash and the resolved
+    parameter set."""
     meta = body.get("metadata") or {}
     spec = {k: copy.deepcopy(v) for k, v in (body.get("spec") or {}).items() if k != "code"}
     status = body.get("status") or {}
