@@ -111,12 +111,13 @@ class Timeline:
 
     def backtest(self, kind: str, obj: dict[str, Any], now: float) -> None:
         status = obj.get("status") or {}
-        recorded = any(c.get("type") == "Recorded" and c.get("status") == "True"
-                       for c in status.get("conditions") or [])
+        recorded = any(
+            c.get("type") == "Recorded" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
         name = obj["metadata"]["name"]
         with self.lock:
-            if status.get("phase") == "Failed" or (status.get("phase") == "Succeeded"
-                                                   and recorded):
+            if status.get("phase") == "Failed" or (status.get("phase") == "Succeeded" and recorded):
                 self.done.setdefault(name, now)
                 self.final.setdefault(name, obj)
 
@@ -130,7 +131,9 @@ def runner_times(run_dir: Path, wall_to_mono: float) -> dict[str, float]:
         except ValueError:
             continue
         if not isinstance(entry, dict) or entry.get("event") not in (
-                "freqtrade.command", "freqtrade.exit"):
+            "freqtrade.command",
+            "freqtrade.exit",
+        ):
             continue
         at = dt.datetime.fromisoformat(str(entry["timestamp"]).replace("Z", "+00:00"))
         times[str(entry["event"])] = at.timestamp() - wall_to_mono
@@ -142,8 +145,7 @@ def runner_times(run_dir: Path, wall_to_mono: float) -> dict[str, float]:
 
 def direct_config(spec: BacktestSpec, strategy: StrategySpec) -> dict[str, Any]:
     """The config the operator generates for this Backtest (controllers/queue._create_run)."""
-    return backtest_config(spec, strategy, datadir=jobs.DATA_DIR,
-                           user_data_dir=jobs.USER_DATA_DIR)
+    return backtest_config(spec, strategy, datadir=jobs.DATA_DIR, user_data_dir=jobs.USER_DATA_DIR)
 
 
 def direct(spec: BacktestSpec, strategy: StrategySpec, work: Path) -> tuple[float, Any]:
@@ -158,36 +160,60 @@ def direct(spec: BacktestSpec, strategy: StrategySpec, work: Path) -> tuple[floa
     # the one the config carries there, and so does this.
     parameters = (config.get(TRADEBOT_KEY) or {}).get(PARAMETER_FILE_KEY)
     if parameters is not None:
-        (strategies / f"{strategy.class_name}.json").write_text(
-            json.dumps(parameters, indent=2))
+        (strategies / f"{strategy.class_name}.json").write_text(json.dumps(parameters, indent=2))
     datadir = datasets.resolve_datadir(spec.data.bundled or "sample", spec.exchange)
-    command = [sys.executable, "-m", "tradebot.freqtrade.offline", "backtesting",
-               "--config", str(work / "config.json"), "--strategy", strategy.class_name,
-               "--strategy-path", str(strategies), "--userdir", str(work / "user_data"),
-               "--datadir", str(datadir), "--cache", "none", "--export", "trades",
-               "--logfile", str(work / "freqtrade.log")]
+    command = [
+        sys.executable,
+        "-m",
+        "tradebot.freqtrade.offline",
+        "backtesting",
+        "--config",
+        str(work / "config.json"),
+        "--strategy",
+        strategy.class_name,
+        "--strategy-path",
+        str(strategies),
+        "--userdir",
+        str(work / "user_data"),
+        "--datadir",
+        str(datadir),
+        "--cache",
+        "none",
+        "--export",
+        "trades",
+        "--logfile",
+        str(work / "freqtrade.log"),
+    ]
     if spec.timerange is not None:
         command += ["--timerange", spec.timerange.freqtrade()]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
     started = time.monotonic()
-    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
-                          timeout=600)
+    done = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
     seconds = time.monotonic() - started
     if done.returncode != 0:
-        raise RuntimeError(f"freqtrade backtesting exited {done.returncode}: "
-                           f"{done.stdout[-1500:]}{done.stderr[-1500:]}")
-    found = results.parse_result(results.latest_result(work / "user_data" / "backtest_results"),
-                                 strategy.class_name)
+        raise RuntimeError(
+            f"freqtrade backtesting exited {done.returncode}: "
+            f"{done.stdout[-1500:]}{done.stderr[-1500:]}"
+        )
+    found = results.parse_result(
+        results.latest_result(work / "user_data" / "backtest_results"), strategy.class_name
+    )
     return seconds, found
 
 
-def through_operator(custom: client.CustomObjectsApi, timeline: Timeline, name: str,
-                     watches: tuple[Follow, ...], state: Path, wall_to_mono: float
-                     ) -> dict[str, Any]:
+def through_operator(
+    custom: client.CustomObjectsApi,
+    timeline: Timeline,
+    name: str,
+    watches: tuple[Follow, ...],
+    state: Path,
+    wall_to_mono: float,
+) -> dict[str, Any]:
     body = {**example("Backtest", "ema-rsi-sample"), "metadata": {"name": name}}
     applied = time.monotonic()
-    created = cast(dict[str, Any], custom.create_namespaced_custom_object(
-        G, V, NS, "backtests", body))
+    created = cast(
+        dict[str, Any], custom.create_namespaced_custom_object(G, V, NS, "backtests", body)
+    )
     wait_until(lambda: name in timeline.done, 600, f"Backtest {name} finished", watches)
     with timeline.lock:
         final, done = timeline.final[name], timeline.done[name]
@@ -198,10 +224,18 @@ def through_operator(custom: client.CustomObjectsApi, timeline: Timeline, name: 
         raise RuntimeError(f"Backtest {name} failed: {status.get('message')}")
     run_dir = state / "runs" / backtest_run_id(created["metadata"]["uid"])
     runner = runner_times(run_dir, wall_to_mono)
-    marks = [applied, job, running, runner["freqtrade.command"], runner["freqtrade.exit"],
-             succeeded, done]
-    steps = {step: round(b - a, 3)
-             for step, (a, b) in zip(STEPS, itertools.pairwise(marks), strict=True)}
+    marks = [
+        applied,
+        job,
+        running,
+        runner["freqtrade.command"],
+        runner["freqtrade.exit"],
+        succeeded,
+        done,
+    ]
+    steps = {
+        step: round(b - a, 3) for step, (a, b) in zip(STEPS, itertools.pairwise(marks), strict=True)
+    }
     return {"seconds": round(done - applied, 3), "steps": steps, "status": status}
 
 
@@ -223,23 +257,28 @@ def measure(cluster: LocalCluster, reps: int, as_json: bool) -> int:
         def list_backtests(namespace: str, **kw: Any) -> Any:
             return custom.list_namespaced_custom_object(G, V, namespace, "backtests", **kw)
 
-        watches = (Follow(client.BatchV1Api(api).list_namespaced_job, NS, timeline.job,
-                          SELECTOR),
-                   Follow(core.list_namespaced_pod, NS, timeline.pod, SELECTOR),
-                   Follow(list_backtests, NS, timeline.backtest))
+        watches = (
+            Follow(client.BatchV1Api(api).list_namespaced_job, NS, timeline.job, SELECTOR),
+            Follow(core.list_namespaced_pod, NS, timeline.pod, SELECTOR),
+            Follow(list_backtests, NS, timeline.backtest),
+        )
         # The shipped defaults, but for the executor and where its state goes.
-        with operator_process(cluster.kubeconfig, NS, log, executor="local",
-                              local_state_dir=str(state)) as operator:
+        with operator_process(
+            cluster.kubeconfig, NS, log, executor="local", local_state_dir=str(state)
+        ) as operator:
             for w in watches:
                 w.start_and_wait()
-            custom.create_namespaced_custom_object(G, V, NS, "strategies",
-                                                   example("Strategy", "ema-rsi"))
+            custom.create_namespaced_custom_object(
+                G, V, NS, "strategies", example("Strategy", "ema-rsi")
+            )
 
             def strategy_ready() -> bool:
                 if operator.poll() is not None:
                     raise RuntimeError(f"the operator exited {operator.returncode}; see {log}")
-                found = cast(dict[str, Any], custom.get_namespaced_custom_object(
-                    G, V, NS, "strategies", "ema-rsi"))
+                found = cast(
+                    dict[str, Any],
+                    custom.get_namespaced_custom_object(G, V, NS, "strategies", "ema-rsi"),
+                )
                 return (found.get("status") or {}).get("phase") == "Ready"
 
             wait_until(strategy_ready, 120, "Strategy Ready", watches, interval=0.2)
@@ -255,46 +294,74 @@ def measure(cluster: LocalCluster, reps: int, as_json: bool) -> int:
                         theirs.append(seconds)
                         direct_results = found.to_wire()
                     else:
-                        ours.append(through_operator(custom, timeline, f"bt-{rep}", watches,
-                                                     state, wall_to_mono))
+                        ours.append(
+                            through_operator(
+                                custom, timeline, f"bt-{rep}", watches, state, wall_to_mono
+                            )
+                        )
                 status = ours[-1].pop("status")
                 if status.get("configHash") != want_hash:
-                    raise RuntimeError(f"not the same config: the operator's run has "
-                                       f"{status.get('configHash')}, the direct one {want_hash}")
+                    raise RuntimeError(
+                        f"not the same config: the operator's run has "
+                        f"{status.get('configHash')}, the direct one {want_hash}"
+                    )
                 same_results &= status.get("results") == direct_results
-                print(f"  rep {rep + 1}: direct {theirs[-1]:.2f} s, operator "
-                      f"{ours[-1]['seconds']:.2f} s ("
-                      + ", ".join(f"{k} {v:.2f}" for k, v in ours[-1]["steps"].items())
-                      + ")", flush=True)
+                print(
+                    f"  rep {rep + 1}: direct {theirs[-1]:.2f} s, operator "
+                    f"{ours[-1]['seconds']:.2f} s ("
+                    + ", ".join(f"{k} {v:.2f}" for k, v in ours[-1]["steps"].items())
+                    + ")",
+                    flush=True,
+                )
         for w in watches:
             w.stop()
     op = statistics.median(r["seconds"] for r in ours)
     base = statistics.median(theirs)
     bar = 1.2 * base + 1
-    breakdown = {step: round(statistics.median(r["steps"][step] for r in ours), 3)
-                 for step in STEPS}
+    breakdown = {
+        step: round(statistics.median(r["steps"][step] for r in ours), 3) for step in STEPS
+    }
     # What the operator adds to Freqtrade's own process, and that process in the runner
     # against the same process run directly.
     overhead = statistics.median(r["seconds"] - r["steps"]["run"] for r in ours)
     in_runner = statistics.median(r["steps"]["run"] for r in ours)
-    print(f"median: direct {base:.2f} s, through the operator {op:.2f} s (bar {bar:.2f} s); "
-          f"ratio {op / base:.2f}; operator breakdown (medians): "
-          + ", ".join(f"{k} {v:.2f} s" for k, v in breakdown.items()), flush=True)
-    print(f"the operator's own part (all but Freqtrade's process) {overhead:.2f} s; "
-          f"Freqtrade's process in the runner {in_runner:.2f} s against {base:.2f} s "
-          "directly", flush=True)
+    print(
+        f"median: direct {base:.2f} s, through the operator {op:.2f} s (bar {bar:.2f} s); "
+        f"ratio {op / base:.2f}; operator breakdown (medians): "
+        + ", ".join(f"{k} {v:.2f} s" for k, v in breakdown.items()),
+        flush=True,
+    )
+    print(
+        f"the operator's own part (all but Freqtrade's process) {overhead:.2f} s; "
+        f"Freqtrade's process in the runner {in_runner:.2f} s against {base:.2f} s "
+        "directly",
+        flush=True,
+    )
     if not same_results:
         print("WARNING: the operator's results differ from the direct run's", flush=True)
     met = op <= bar and same_results
-    emit({"benchmark": "backtest_e2e", "reps": reps, "ratio": round(op / base, 3),
-          "goal": "operator apply -> Succeeded and Recorded <= 1.2 x freqtrade backtesting "
-                  "directly + 1 s (medians)",
-          "met": met, "operator_s": round(op, 3), "direct_s": round(base, 3),
-          "bar_s": round(bar, 3), "operator_runs_s": [r["seconds"] for r in ours],
-          "direct_runs_s": [round(s, 3) for s in theirs], "breakdown_median_s": breakdown,
-          "breakdown_runs_s": [r["steps"] for r in ours], "same_results": same_results,
-          "overhead_s": round(overhead, 3), "freqtrade_in_runner_s": round(in_runner, 3),
-          "machine": {**before, "load1_before": before["load1"]}}, as_json)
+    emit(
+        {
+            "benchmark": "backtest_e2e",
+            "reps": reps,
+            "ratio": round(op / base, 3),
+            "goal": "operator apply -> Succeeded and Recorded <= 1.2 x freqtrade backtesting "
+            "directly + 1 s (medians)",
+            "met": met,
+            "operator_s": round(op, 3),
+            "direct_s": round(base, 3),
+            "bar_s": round(bar, 3),
+            "operator_runs_s": [r["seconds"] for r in ours],
+            "direct_runs_s": [round(s, 3) for s in theirs],
+            "breakdown_median_s": breakdown,
+            "breakdown_runs_s": [r["steps"] for r in ours],
+            "same_results": same_results,
+            "overhead_s": round(overhead, 3),
+            "freqtrade_in_runner_s": round(in_runner, 3),
+            "machine": {**before, "load1_before": before["load1"]},
+        },
+        as_json,
+    )
     return 0 if met else 1
 
 

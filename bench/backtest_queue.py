@@ -56,8 +56,14 @@ from tradebot.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 G, V = "tradebot.dev", "v1alpha1"
-SUMMARY = json.dumps({"ok": True, "strategy": "EmaRsiStrategy", "exitCode": 0,
-                      "results": {"profitTotal": "0.01000000", "trades": 1}})
+SUMMARY = json.dumps(
+    {
+        "ok": True,
+        "strategy": "EmaRsiStrategy",
+        "exitCode": 0,
+        "results": {"profitTotal": "0.01000000", "trades": 1},
+    }
+)
 SELECTOR = "tradebot.dev/kind=backtest"
 
 
@@ -122,9 +128,18 @@ class Side:
         # Its own thread: a patch must not hold up the watch whose event times we take.
         try:
             while (name := self._cues.get()) is not None:
-                self.core.patch_namespaced_pod(name, self.namespace, {"metadata": {
-                    "annotations": {"kwok.tradebot.dev/outcome": "Succeeded",
-                                    "kwok.tradebot.dev/termination-message": SUMMARY}}})
+                self.core.patch_namespaced_pod(
+                    name,
+                    self.namespace,
+                    {
+                        "metadata": {
+                            "annotations": {
+                                "kwok.tradebot.dev/outcome": "Succeeded",
+                                "kwok.tradebot.dev/termination-message": SUMMARY,
+                            }
+                        }
+                    },
+                )
         except BaseException as e:
             self.cue_error = e
 
@@ -139,15 +154,15 @@ def job_template(namespace: str, name: str) -> dict[str, Any]:
     """The Job the operator makes for the benchmark's Backtest, without the owner."""
     spec = BacktestSpec.model_validate(example("Backtest", "ema-rsi-sample")["spec"])
     uid = "00000000-0000-0000-0000-000000000000"
-    run = jobs.BacktestRun(namespace, name, uid, spec, "ema-rsi", "EmaRsiStrategy", "", {},
-                           "run", "run")
+    run = jobs.BacktestRun(
+        namespace, name, uid, spec, "ema-rsi", "EmaRsiStrategy", "", {}, "run", "run"
+    )
     body = jobs.job(run, Settings())
     del body["metadata"]["ownerReferences"]
     return body
 
 
-def plain_jobs(api: client.ApiClient, side: Side, count: int, limit: int,
-               timeout: float) -> float:
+def plain_jobs(api: client.ApiClient, side: Side, count: int, limit: int, timeout: float) -> float:
     """The baseline: at most `limit` Jobs running; when a pod succeeds, delete its Job and
     create the next. Returns the seconds taken."""
     batch = client.BatchV1Api(api)
@@ -216,19 +231,24 @@ def operator_side(api: client.ApiClient, side: Side, count: int, timeout: float)
         t0 = side.t0 = time.monotonic()
         # Created from a few threads, as `kubectl apply` of a big list would not be faster.
         with ThreadPoolExecutor(8) as pool:
-            list(pool.map(lambda i: custom.create_namespaced_custom_object(
-                G, V, side.namespace, "backtests", {**bt, "metadata": {"name": f"bt-{i}"}}),
-                range(count)))
-        print(f"  operator  {count} Backtests created in {time.monotonic() - t0:.1f} s",
-              flush=True)
+            list(
+                pool.map(
+                    lambda i: custom.create_namespaced_custom_object(
+                        G, V, side.namespace, "backtests", {**bt, "metadata": {"name": f"bt-{i}"}}
+                    ),
+                    range(count),
+                )
+            )
+        print(f"  operator  {count} Backtests created in {time.monotonic() - t0:.1f} s", flush=True)
 
         def all_done() -> bool:
             if failed:
                 raise RuntimeError(f"Backtests failed: {sorted(failed)[:5]}")
             return len(succeeded) == count
 
-        wait_until(all_done, timeout, f"{count} Backtests Succeeded",
-                   (backtests, side.pods, side.jobs))
+        wait_until(
+            all_done, timeout, f"{count} Backtests Succeeded", (backtests, side.pods, side.jobs)
+        )
         return time.monotonic() - t0
     finally:
         backtests.stop()
@@ -241,18 +261,26 @@ def figures(label: str, side: Side, count: int, limit: int, seconds: float) -> d
         # Until the last pod finished: the work itself, before any recording.
         "seconds_to_last_pod": round(done[-1] - side.t0, 2) if done else None,
         "first_job_after": round(min(side.job_added.values()) - side.t0, 3)
-        if side.job_added else None,
-        "seconds": round(seconds, 2), "throughput": round(count / seconds, 3),
-        "slot_p50": round(pct(lat, 0.5), 3), "slot_p99": round(pct(lat, 0.99), 3),
-        "slot_max": round(max(lat, default=float("nan")), 3), "slot_samples": len(lat),
-        "max_running": side.max_running, "jobs_created": len(side.job_added),
+        if side.job_added
+        else None,
+        "seconds": round(seconds, 2),
+        "throughput": round(count / seconds, 3),
+        "slot_p50": round(pct(lat, 0.5), 3),
+        "slot_p99": round(pct(lat, 0.99), 3),
+        "slot_max": round(max(lat, default=float("nan")), 3),
+        "slot_samples": len(lat),
+        "max_running": side.max_running,
+        "jobs_created": len(side.job_added),
         "pods_failed": len(side.pod_failed),
     }
-    print(f"  {label:<9} {count} done in {seconds:6.1f} s; {result['throughput']:.2f}/s; "
-          f"pod Succeeded -> next Job p50 {result['slot_p50']:.3f} s, "
-          f"p99 {result['slot_p99']:.3f} s; at most {side.max_running} running; first Job "
-          f"after {result['first_job_after']} s, last pod done after "
-          f"{result['seconds_to_last_pod']} s", flush=True)
+    print(
+        f"  {label:<9} {count} done in {seconds:6.1f} s; {result['throughput']:.2f}/s; "
+        f"pod Succeeded -> next Job p50 {result['slot_p50']:.3f} s, "
+        f"p99 {result['slot_p99']:.3f} s; at most {side.max_running} running; first Job "
+        f"after {result['first_job_after']} s, last pod done after "
+        f"{result['seconds_to_last_pod']} s",
+        flush=True,
+    )
     return result
 
 
@@ -263,8 +291,11 @@ def compare(cluster: LocalCluster, count: int, limit: int, as_json: bool) -> int
     before = machine()
     try:
         api = cluster.api_client()
-        print(f"queue benchmark: {count} runs, limit {limit}; load {before['load1']} on "
-              f"{before['cpus']} CPUs", flush=True)
+        print(
+            f"queue benchmark: {count} runs, limit {limit}; load {before['load1']} on "
+            f"{before['cpus']} CPUs",
+            flush=True,
+        )
         core = client.CoreV1Api(api)
         for ns in ("plain", "bench"):
             core.create_namespace({"metadata": {"name": ns}})
@@ -272,28 +303,57 @@ def compare(cluster: LocalCluster, count: int, limit: int, as_json: bool) -> int
         plain = Side(api, "plain")
         plain.start()
         try:
-            base = figures("baseline", plain, count, limit,
-                           plain_jobs(api, plain, count, limit, timeout))
+            base = figures(
+                "baseline", plain, count, limit, plain_jobs(api, plain, count, limit, timeout)
+            )
         finally:
             plain.stop()
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-        env.update({"KUBECONFIG": str(cluster.kubeconfig),
-                    "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
-                    "TRADEBOT_LOCAL_STATE_DIR": str(root / "operator"),
-                    "TRADEBOT_MAX_BACKTESTS_PER_NAMESPACE": str(limit),
-                    "TRADEBOT_MAX_BACKTESTS_PER_STRATEGY": str(limit)})
+        env.update(
+            {
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
+                "TRADEBOT_LOCAL_STATE_DIR": str(root / "operator"),
+                "TRADEBOT_MAX_BACKTESTS_PER_NAMESPACE": str(limit),
+                "TRADEBOT_MAX_BACKTESTS_PER_STRATEGY": str(limit),
+            }
+        )
         log = (root / "operator.log").open("wb")
         operator = subprocess.Popen(
-            [sys.executable, "-m", "tradebot.cli", "operator", "-n", "bench",
-             "--executor", "kubernetes", "--max-concurrent", str(limit)],
-            env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tradebot.cli",
+                "operator",
+                "-n",
+                "bench",
+                "--executor",
+                "kubernetes",
+                "--max-concurrent",
+                str(limit),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         custom = client.CustomObjectsApi(api)
-        custom.create_namespaced_custom_object(G, V, "bench", "strategies",
-                                               example("Strategy", "ema-rsi"))
-        wait_until(lambda: (custom.get_namespaced_custom_object(
-            G, V, "bench", "strategies", "ema-rsi").get("status") or {}).get("phase") == "Ready",
-            120, "Strategy Ready")
+        custom.create_namespaced_custom_object(
+            G, V, "bench", "strategies", example("Strategy", "ema-rsi")
+        )
+        wait_until(
+            lambda: (
+                (
+                    custom.get_namespaced_custom_object(G, V, "bench", "strategies", "ema-rsi").get(
+                        "status"
+                    )
+                    or {}
+                ).get("phase")
+                == "Ready"
+            ),
+            120,
+            "Strategy Ready",
+        )
         if operator.poll() is not None:
             raise RuntimeError(f"operator exited: see {root / 'operator.log'}")
         peak = [0]
@@ -308,22 +368,36 @@ def compare(cluster: LocalCluster, count: int, limit: int, as_json: bool) -> int
         bench = Side(api, "bench")
         bench.start()
         try:
-            ours = figures("operator", bench, count, limit,
-                           operator_side(api, bench, count, timeout))
+            ours = figures(
+                "operator", bench, count, limit, operator_side(api, bench, count, timeout)
+            )
         finally:
             bench.stop()
         ratio = round(ours["throughput"] / base["throughput"], 3)
-        met = (ratio >= 0.9 and ours["slot_p50"] <= 0.2 and ours["slot_p99"] <= 1.0
-               and ours["max_running"] <= limit)
+        met = (
+            ratio >= 0.9
+            and ours["slot_p50"] <= 0.2
+            and ours["slot_p99"] <= 1.0
+            and ours["max_running"] <= limit
+        )
         print(f"\noperator memory: {idle / 1024:.0f} MiB idle, {peak[0] / 1024:.0f} MiB peak")
         print(f"throughput ratio (operator / plain Jobs): {ratio:.2f}")
-        emit({"benchmark": "backtest_queue", "count": count, "limit": limit,
-              "ratio": ratio, "goal": "throughput ratio >= 0.9, operator slot latency "
-              "p50 <= 0.2 s and p99 <= 1 s, running <= limit",
-              "met": met, "baseline": base, "operator": ours,
-              "operator_rss_mib": {"idle": round(idle / 1024), "peak": round(peak[0] / 1024)},
-              "machine": {**before, "load1_before": before["load1"]}},
-             as_json)
+        emit(
+            {
+                "benchmark": "backtest_queue",
+                "count": count,
+                "limit": limit,
+                "ratio": ratio,
+                "goal": "throughput ratio >= 0.9, operator slot latency "
+                "p50 <= 0.2 s and p99 <= 1 s, running <= limit",
+                "met": met,
+                "baseline": base,
+                "operator": ours,
+                "operator_rss_mib": {"idle": round(idle / 1024), "peak": round(peak[0] / 1024)},
+                "machine": {**before, "load1_before": before["load1"]},
+            },
+            as_json,
+        )
         return 0 if ours["max_running"] <= limit else 1
     finally:
         if operator is not None:

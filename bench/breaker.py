@@ -113,12 +113,25 @@ def bot_shaped_pods(count: int) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     strategy = StrategySpec.model_validate(example("Strategy", "ema-rsi")["spec"])
     bot = example("LiveBot", "ema-rsi-dry")
     model = LiveBotSpec.model_validate({**bot["spec"], "resources": SMALL})
-    config = trade_config(model, strategy, api_port=bots.API_PORT, api_username="",
-                          exchange_double_url=settings.exchange_double_url)
+    config = trade_config(
+        model,
+        strategy,
+        api_port=bots.API_PORT,
+        api_username="",
+        exchange_double_url=settings.exchange_double_url,
+    )
     pods = []
     for i in range(count):
-        instance = bots.BotInstance("plain", f"bot-{i}", str(uuid.uuid4()), model, "ema-rsi",
-                                    strategy.class_name, strategy.code or "", config)
+        instance = bots.BotInstance(
+            "plain",
+            f"bot-{i}",
+            str(uuid.uuid4()),
+            model,
+            "ema-rsi",
+            strategy.class_name,
+            strategy.code or "",
+            config,
+        )
         pod = bots.pod(instance, settings)
         claim = bots.pvc(instance, settings)
         for obj in (pod, claim):
@@ -134,51 +147,70 @@ def baseline(api: client.ApiClient, count: int) -> Timings:
     shaped = bot_shaped_pods(count)
     pods = [pod for pod, _ in shaped]
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda c: core.create_namespaced_persistent_volume_claim(ns, c),
-                      [claim for _, claim in shaped]))
+        list(
+            pool.map(
+                lambda c: core.create_namespaced_persistent_volume_claim(ns, c),
+                [claim for _, claim in shaped],
+            )
+        )
         list(pool.map(lambda p: core.create_namespaced_pod(ns, p), pods))
-    wait_until(lambda: running_pods(core, ns) == count, 600, f"{count} plain pods Running",
-               interval=0.5)
+    wait_until(
+        lambda: running_pods(core, ns) == count, 600, f"{count} plain pods Running", interval=0.5
+    )
     watcher = Deletions(api, ns)
     watcher.start()
     start = time.monotonic()
     with ThreadPoolExecutor(PARALLEL) as pool:
-        list(pool.map(lambda p: kube.delete_pod(p["metadata"]["name"], ns, GRACE, api=core),
-                      pods))
-    wait_until(lambda: len(watcher.deleted) == count, 300, "every plain pod deleted",
-               (watcher.follow,))
+        list(pool.map(lambda p: kube.delete_pod(p["metadata"]["name"], ns, GRACE, api=core), pods))
+    wait_until(
+        lambda: len(watcher.deleted) == count, 300, "every plain pod deleted", (watcher.follow,)
+    )
     watcher.stop()
-    return {"accepted": [t - start for t in watcher.accepted.values()],
-            "gone": [t - start for t in watcher.deleted.values()]}
+    return {
+        "accepted": [t - start for t in watcher.accepted.values()],
+        "gone": [t - start for t in watcher.deleted.values()],
+    }
 
 
-def operator_side(api: client.ApiClient, count: int, root: Path, kubeconfig: Path
-                  ) -> tuple[Timings, float]:
+def operator_side(
+    api: client.ApiClient, count: int, root: Path, kubeconfig: Path
+) -> tuple[Timings, float]:
     ns = "bench"
     custom = client.CustomObjectsApi(api)
     core = client.CoreV1Api(api)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
     # The defaults (handler and stop threads): the figures are the shipped operator's.
-    env.update({"KUBECONFIG": str(kubeconfig), "TRADEBOT_LOCAL_STATE_DIR": str(root / "op"),
-                "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}"})
+    env.update(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "TRADEBOT_LOCAL_STATE_DIR": str(root / "op"),
+            "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
+        }
+    )
     log_path = Path(tempfile.gettempdir()) / "tradebot-bench-breaker-operator.log"
     print(f"  operator log: {log_path}")
     log = log_path.open("wb")
     operator = subprocess.Popen(
-        [sys.executable, "-m", "tradebot.cli", "operator", "-n", ns,
-         "--executor", "kubernetes"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        [sys.executable, "-m", "tradebot.cli", "operator", "-n", ns, "--executor", "kubernetes"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
-        custom.create_namespaced_custom_object(G, V, ns, "strategies",
-                                               example("Strategy", "ema-rsi"))
+        custom.create_namespaced_custom_object(
+            G, V, ns, "strategies", example("Strategy", "ema-rsi")
+        )
         cb = example("CircuitBreaker")
         cb["spec"]["limits"] = {"maxDrawdown": 0.5}  # nothing crosses it: the kill switch trips
         custom.create_namespaced_custom_object(G, V, ns, "circuitbreakers", cb)
         bot = example("LiveBot", "ema-rsi-dry")
 
         def create(i: int) -> None:
-            body = {**bot, "metadata": {"name": f"bot-{i}",
-                                        "labels": {"tradebot.dev/fleet": "main"}},
-                    "spec": {**bot["spec"], "resources": SMALL}}
+            body = {
+                **bot,
+                "metadata": {"name": f"bot-{i}", "labels": {"tradebot.dev/fleet": "main"}},
+                "spec": {**bot["spec"], "resources": SMALL},
+            }
             custom.create_namespaced_custom_object(G, V, ns, "livebots", body)
 
         with ThreadPoolExecutor(16) as pool:
@@ -197,24 +229,35 @@ def operator_side(api: client.ApiClient, count: int, root: Path, kubeconfig: Pat
         watcher.start()
         requested = time.monotonic()
         requested_wall = dt.datetime.now(dt.UTC)
-        custom.patch_namespaced_custom_object(G, V, ns, "circuitbreakers", "main-fleet", {
-            "metadata": {"annotations": {"tradebot.dev/trip": "bench"}}})
-        wait_until(lambda: len(watcher.deleted) == count, 600, "every bot pod deleted",
-                   (watcher.follow,))
+        custom.patch_namespaced_custom_object(
+            G,
+            V,
+            ns,
+            "circuitbreakers",
+            "main-fleet",
+            {"metadata": {"annotations": {"tradebot.dev/trip": "bench"}}},
+        )
+        wait_until(
+            lambda: len(watcher.deleted) == count, 600, "every bot pod deleted", (watcher.follow,)
+        )
         watcher.stop()
-        status = custom.get_namespaced_custom_object(G, V, ns, "circuitbreakers",
-                                                     "main-fleet")["status"]
+        status = custom.get_namespaced_custom_object(G, V, ns, "circuitbreakers", "main-fleet")[
+            "status"
+        ]
         tripped_at = dt.datetime.fromisoformat(status["trippedAt"].replace("Z", "+00:00"))
         # trippedAt has whole seconds at best in status; the wall offset maps it onto the
         # monotonic clock of the watch.
         trip_mono = requested + (tripped_at - requested_wall).total_seconds()
         handled = handled_after(log_path)
         if handled is not None:
-            print(f"  trip handled (every LiveBot Tripped, incident recorded) {handled:.2f}s "
-                  "after the trip")
-        return {"accepted": [t - trip_mono for t in watcher.accepted.values()],
-                "gone": [t - trip_mono for t in watcher.deleted.values()]}, \
-            trip_mono - requested
+            print(
+                f"  trip handled (every LiveBot Tripped, incident recorded) {handled:.2f}s "
+                "after the trip"
+            )
+        return {
+            "accepted": [t - trip_mono for t in watcher.accepted.values()],
+            "gone": [t - trip_mono for t in watcher.deleted.values()],
+        }, trip_mono - requested
     finally:
         stop_process(operator)
         log.close()
@@ -227,8 +270,10 @@ def measure(cluster: LocalCluster, count: int, as_json: bool) -> int:
         # The operator's connection pool size: a smaller pool would cost the baseline a TLS
         # handshake for every deletion beyond it.
         configuration = client.Configuration()
-        config.load_kube_config(config_file=str(cluster.kubeconfig),  # type: ignore[no-untyped-call]
-                                client_configuration=configuration)
+        config.load_kube_config(
+            config_file=str(cluster.kubeconfig),  # type: ignore[no-untyped-call]
+            client_configuration=configuration,
+        )
         configuration.connection_pool_maxsize = 64
         api = client.ApiClient(configuration)
         core = client.CoreV1Api(api)
@@ -242,29 +287,49 @@ def measure(cluster: LocalCluster, count: int, as_json: bool) -> int:
         print(f"breaker benchmark: {count} bots, same local cluster", flush=True)
         base = baseline(api, count)
         ours, detect = operator_side(api, count, root, cluster.kubeconfig)
-        print(f"(the trip came {detect:.3f}s after the kill-switch annotation; the breaker "
-              "checks every second)")
-        for label, key in (("deletion accepted by the API server", "accepted"),
-                           ("pod gone (kwok finished it)", "gone")):
+        print(
+            f"(the trip came {detect:.3f}s after the kill-switch annotation; the breaker "
+            "checks every second)"
+        )
+        for label, key in (
+            ("deletion accepted by the API server", "accepted"),
+            ("pod gone (kwok finished it)", "gone"),
+        ):
             b, o = base[key], ours[key]
             print(f"{label}:")
-            print(f"  direct deletion  p50 {pct(b, 0.5):.3f}s  p99 {pct(b, 0.99):.3f}s  "
-                  f"max {max(b):.3f}s")
-            print(f"  breaker trip     p50 {pct(o, 0.5):.3f}s  p99 {pct(o, 0.99):.3f}s  "
-                  f"max {max(o):.3f}s")
-            print(f"  ratio (trip / direct)  p50 {pct(o, 0.5) / pct(b, 0.5):.2f}  "
-                  f"p99 {pct(o, 0.99) / pct(b, 0.99):.2f}")
+            print(
+                f"  direct deletion  p50 {pct(b, 0.5):.3f}s  p99 {pct(b, 0.99):.3f}s  "
+                f"max {max(b):.3f}s"
+            )
+            print(
+                f"  breaker trip     p50 {pct(o, 0.5):.3f}s  p99 {pct(o, 0.99):.3f}s  "
+                f"max {max(o):.3f}s"
+            )
+            print(
+                f"  ratio (trip / direct)  p50 {pct(o, 0.5) / pct(b, 0.5):.2f}  "
+                f"p99 {pct(o, 0.99) / pct(b, 0.99):.2f}"
+            )
         o, b = ours["accepted"], base["accepted"]
         ratio = pct(o, 0.99) / pct(b, 0.99)
         goal = pct(o, 0.99) < 2.0 and ratio <= 1.5
-        emit({"benchmark": "breaker", "count": count, "ratio": round(ratio, 3),
-              "goal": "trip -> pod deletion accepted p99 < 2 s and <= 1.5x direct deletion",
-              "met": goal, "direct_p99": round(pct(b, 0.99), 3),
-              "trip_p99": round(pct(o, 0.99), 3), "trip_mean": round(statistics.fmean(o), 3),
-              "gone_direct_p99": round(pct(base["gone"], 0.99), 3),
-              "gone_trip_p99": round(pct(ours["gone"], 0.99), 3),
-              "detect_s": round(detect, 3), "handler_threads": Settings().handler_threads,
-              "machine": {**before, "load1_before": before["load1"]}}, as_json)
+        emit(
+            {
+                "benchmark": "breaker",
+                "count": count,
+                "ratio": round(ratio, 3),
+                "goal": "trip -> pod deletion accepted p99 < 2 s and <= 1.5x direct deletion",
+                "met": goal,
+                "direct_p99": round(pct(b, 0.99), 3),
+                "trip_p99": round(pct(o, 0.99), 3),
+                "trip_mean": round(statistics.fmean(o), 3),
+                "gone_direct_p99": round(pct(base["gone"], 0.99), 3),
+                "gone_trip_p99": round(pct(ours["gone"], 0.99), 3),
+                "detect_s": round(detect, 3),
+                "handler_threads": Settings().handler_threads,
+                "machine": {**before, "load1_before": before["load1"]},
+            },
+            as_json,
+        )
         return 0 if goal else 1
     finally:
         # The watches' last retries against a stopped cluster are not news.

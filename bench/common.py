@@ -36,9 +36,13 @@ class Follow(threading.Thread):
     A 410 Gone (the server no longer has the events after our resourceVersion) or any other
     error ends the watch with `error` set: `check()` raises it in the caller's thread."""
 
-    def __init__(self, list_fn: Callable[..., Any], namespace: str,
-                 on_event: Callable[[str, dict[str, Any], float], None],
-                 label_selector: str = "") -> None:
+    def __init__(
+        self,
+        list_fn: Callable[..., Any],
+        namespace: str,
+        on_event: Callable[[str, dict[str, Any], float], None],
+        label_selector: str = "",
+    ) -> None:
         super().__init__(daemon=True, name=f"follow-{namespace}")
         self.list_fn, self.namespace, self.on_event = list_fn, namespace, on_event
         self.selector = label_selector
@@ -66,8 +70,9 @@ class Follow(threading.Thread):
         from kubernetes import watch
 
         try:
-            listed = self.list_fn(self.namespace, label_selector=self.selector,
-                                  _preload_content=False)
+            listed = self.list_fn(
+                self.namespace, label_selector=self.selector, _preload_content=False
+            )
             body = json.loads(listed.data)
             now = time.monotonic()
             for obj in body.get("items") or []:
@@ -77,9 +82,15 @@ class Follow(threading.Thread):
             while not self._stopped.is_set():
                 w = watch.Watch()
                 # Short server timeouts: the loop sees `stop()` within seconds.
-                for ev in w.stream(self.list_fn, self.namespace, label_selector=self.selector,
-                                   resource_version=rv, timeout_seconds=5,
-                                   allow_watch_bookmarks=True, deserialize=False):
+                for ev in w.stream(
+                    self.list_fn,
+                    self.namespace,
+                    label_selector=self.selector,
+                    resource_version=rv,
+                    timeout_seconds=5,
+                    allow_watch_bookmarks=True,
+                    deserialize=False,
+                ):
                     now = time.monotonic()
                     if ev["type"] == "ERROR":
                         raise WatchFailed(f"watch error event: {ev['object']}")
@@ -99,8 +110,13 @@ class Follow(threading.Thread):
             self.listed.set()
 
 
-def wait_until(probe: Callable[[], T | None], timeout: float, what: str,
-               watches: tuple[Follow, ...] = (), interval: float = 0.1) -> T:
+def wait_until(
+    probe: Callable[[], T | None],
+    timeout: float,
+    what: str,
+    watches: tuple[Follow, ...] = (),
+    interval: float = 0.1,
+) -> T:
     """Polls `probe` until truthy; raises if `timeout` passes or a watch has failed."""
     deadline = time.monotonic() + timeout
     while True:
@@ -125,12 +141,23 @@ def pct(values: list[float], q: float) -> float:
 def machine() -> dict[str, Any]:
     """The load next to the figures: on a shared machine they are only as fair as this."""
     load = os.getloadavg()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=ROOT, capture_output=True, text=True).stdout.strip())
-    return {"cpus": os.cpu_count(), "load1": round(load[0], 2), "load5": round(load[1], 2),
-            "commit": commit + ("+dirty" if dirty else "")}
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = bool(
+        subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+    )
+    return {
+        "cpus": os.cpu_count(),
+        "load1": round(load[0], 2),
+        "load5": round(load[1], 2),
+        "commit": commit + ("+dirty" if dirty else ""),
+    }
 
 
 def rss_kib(pid: int) -> int:
@@ -144,10 +171,15 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
     """The last line of output: one JSON object (ratio, goal, met, raw figures)."""
     # What the caller measured at the start (its commit, the load before) wins over now.
     now = machine()
-    result = {**result, "machine": {**now, "load1_after": now["load1"],
-                                    **result.get("machine", {})}}
+    result = {
+        **result,
+        "machine": {**now, "load1_after": now["load1"], **result.get("machine", {})},
+    }
     if as_json:
         print(json.dumps(result, sort_keys=True, default=str), flush=True)
     else:
-        print(f"goal: {result.get('goal')}: {'met' if result.get('met') else 'NOT met'} "
-              f"(ratio {result.get('ratio')})", flush=True)
+        print(
+            f"goal: {result.get('goal')}: {'met' if result.get('met') else 'NOT met'} "
+            f"(ratio {result.get('ratio')})",
+            flush=True,
+        )

@@ -71,18 +71,35 @@ class Operator:
 
     def __init__(self, kubeconfig: Path, namespace: str, pod: str, state: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-        env.update({
-            "KUBECONFIG": str(kubeconfig), "POD_NAME": pod,
-            "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
-            "TRADEBOT_LEADER_ELECTION": "true", "TRADEBOT_OPERATOR_NAMESPACE": namespace,
-            "TRADEBOT_DATABASE_DSN": f"sqlite://{state / 'records.db'}",
-            "TRADEBOT_LOCAL_STATE_DIR": str(state / pod)})
+        env.update(
+            {
+                "KUBECONFIG": str(kubeconfig),
+                "POD_NAME": pod,
+                "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
+                "TRADEBOT_LEADER_ELECTION": "true",
+                "TRADEBOT_OPERATOR_NAMESPACE": namespace,
+                "TRADEBOT_DATABASE_DSN": f"sqlite://{state / 'records.db'}",
+                "TRADEBOT_LOCAL_STATE_DIR": str(state / pod),
+            }
+        )
         self.log = Path(tempfile.gettempdir()) / f"tradebot-bench-failover-{pod}.log"
         self.log.unlink(missing_ok=True)
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "tradebot.cli", "operator", "-n", namespace,
-                 "--executor", "kubernetes"], env=env, stdout=out, stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    "-m",
+                    "tradebot.cli",
+                    "operator",
+                    "-n",
+                    namespace,
+                    "--executor",
+                    "kubernetes",
+                ],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def check(self) -> None:
         if self.process.poll() is not None:
@@ -99,16 +116,25 @@ def setup(api: client.ApiClient, namespace: str, bots: int) -> None:
     custom: Any = client.CustomObjectsApi(api)
     core: Any = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": namespace}})
-    custom.create_namespaced_custom_object(G, V, namespace, "strategies",
-                                           example("Strategy", "ema-rsi"))
+    custom.create_namespaced_custom_object(
+        G, V, namespace, "strategies", example("Strategy", "ema-rsi")
+    )
     cb = copy.deepcopy(example("CircuitBreaker"))
     cb["spec"]["limits"] = {"maxDrawdown": 0.5}  # nothing crosses it: the kill switch trips
     custom.create_namespaced_custom_object(G, V, namespace, "circuitbreakers", cb)
     bot = example("LiveBot", "ema-rsi-dry")
     for i in range(bots):
-        custom.create_namespaced_custom_object(G, V, namespace, "livebots", {
-            **bot, "metadata": {"name": f"bot-{i}", "labels": {"tradebot.dev/fleet": "main"}},
-            "spec": {**bot["spec"], "resources": SMALL}})
+        custom.create_namespaced_custom_object(
+            G,
+            V,
+            namespace,
+            "livebots",
+            {
+                **bot,
+                "metadata": {"name": f"bot-{i}", "labels": {"tradebot.dev/fleet": "main"}},
+                "spec": {**bot["spec"], "resources": SMALL},
+            },
+        )
 
 
 def bot_pods_running(api: client.ApiClient, namespace: str, bots: int) -> bool:
@@ -123,8 +149,9 @@ def strategy_ready(api: client.ApiClient, namespace: str, name: str) -> bool:
     return bool((obj.get("status") or {}).get("phase") == "Ready")
 
 
-def one_run(api: client.ApiClient, kubeconfig: Path, root: Path, run: int, bots: int
-            ) -> dict[str, float]:
+def one_run(
+    api: client.ApiClient, kubeconfig: Path, root: Path, run: int, bots: int
+) -> dict[str, float]:
     ns = f"failover-{run}"
     state = root / ns
     state.mkdir(parents=True)
@@ -134,42 +161,73 @@ def one_run(api: client.ApiClient, kubeconfig: Path, root: Path, run: int, bots:
     try:
         wait_until(lambda: leader.logged("leader Lease acquired"), 60, "the first leading")
         standby = Operator(kubeconfig, ns, f"b{run}", state)
-        wait_until(lambda: standby is not None and standby.logged("standing by"), 60,
-                   "the second standing by")
-        wait_until(lambda: bot_pods_running(api, ns, bots), 300, f"{bots} bot pods Running",
-                   interval=0.5)
+        wait_until(
+            lambda: standby is not None and standby.logged("standing by"),
+            60,
+            "the second standing by",
+        )
+        wait_until(
+            lambda: bot_pods_running(api, ns, bots), 300, f"{bots} bot pods Running", interval=0.5
+        )
         accepted: dict[str, float] = {}
 
         def pod_event(kind: str, obj: dict[str, Any], now: float) -> None:
             if kind == "DELETED" or obj["metadata"].get("deletionTimestamp"):
                 accepted.setdefault(obj["metadata"]["name"], now)
 
-        pods = Follow(client.CoreV1Api(api).list_namespaced_pod, ns, pod_event,
-                      label_selector="tradebot.dev/kind=livebot").start_and_wait()
+        pods = Follow(
+            client.CoreV1Api(api).list_namespaced_pod,
+            ns,
+            pod_event,
+            label_selector="tradebot.dev/kind=livebot",
+        ).start_and_wait()
         custom: Any = client.CustomObjectsApi(api)
         try:
             leader.process.send_signal(signal.SIGKILL)
             killed, killed_wall = time.monotonic(), dt.datetime.now(dt.UTC)
-            custom.patch_namespaced_custom_object(G, V, ns, "circuitbreakers", "main-fleet", {
-                "metadata": {"annotations": {"tradebot.dev/trip": f"failover-{run}"}}})
+            custom.patch_namespaced_custom_object(
+                G,
+                V,
+                ns,
+                "circuitbreakers",
+                "main-fleet",
+                {"metadata": {"annotations": {"tradebot.dev/trip": f"failover-{run}"}}},
+            )
             custom.create_namespaced_custom_object(
-                G, V, ns, "strategies",
-                {**example("Strategy", "ema-rsi"), "metadata": {"name": "after-kill"}})
+                G,
+                V,
+                ns,
+                "strategies",
+                {**example("Strategy", "ema-rsi"), "metadata": {"name": "after-kill"}},
+            )
             issued = time.monotonic() - killed
-            wait_until(lambda: strategy_ready(api, ns, "after-kill"), 120,
-                       "the Strategy created after the kill Ready", (pods,), interval=0.05)
+            wait_until(
+                lambda: strategy_ready(api, ns, "after-kill"),
+                120,
+                "the Strategy created after the kill Ready",
+                (pods,),
+                interval=0.05,
+            )
             reconciled = time.monotonic() - killed
-            wait_until(lambda: len(accepted) == bots, 120, "every bot pod's deletion", (pods,),
-                       interval=0.05)
+            wait_until(
+                lambda: len(accepted) == bots,
+                120,
+                "every bot pod's deletion",
+                (pods,),
+                interval=0.05,
+            )
             stopped = max(accepted.values()) - killed
         finally:
             pods.stop()
         acquired = logged_at(standby.log, "leader Lease acquired")
         if acquired is None:
             raise RuntimeError("the standby never logged taking the Lease over")
-        return {"takeover_s": round((acquired - killed_wall).total_seconds(), 3),
-                "first_reconcile_s": round(reconciled, 3), "trip_handled_s": round(stopped, 3),
-                "issued_s": round(issued, 3)}
+        return {
+            "takeover_s": round((acquired - killed_wall).total_seconds(), 3),
+            "first_reconcile_s": round(reconciled, 3),
+            "trip_handled_s": round(stopped, 3),
+            "issued_s": round(issued, 3),
+        }
     finally:
         for op in (standby, leader):
             if op is not None:
@@ -179,20 +237,26 @@ def one_run(api: client.ApiClient, kubeconfig: Path, root: Path, run: int, bots:
 def measure(kubeconfig: Path, root: Path, runs: int, bots: int, as_json: bool) -> int:
     before = machine()
     configuration = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig),  # type: ignore[no-untyped-call]
-                            client_configuration=configuration)
+    config.load_kube_config(
+        config_file=str(kubeconfig),  # type: ignore[no-untyped-call]
+        client_configuration=configuration,
+    )
     api = client.ApiClient(configuration)
     s = Settings()
-    timing = {"lease_s": s.leader_lease_seconds,
-              "renew_deadline_s": s.leader_renew_deadline_seconds,
-              "retry_s": s.leader_retry_seconds}
+    timing = {
+        "lease_s": s.leader_lease_seconds,
+        "renew_deadline_s": s.leader_renew_deadline_seconds,
+        "retry_s": s.leader_retry_seconds,
+    }
     print(f"failover benchmark: {runs} runs, {bots} bots each; timings {timing}", flush=True)
     results = []
     for run in range(runs):
         figures = one_run(api, kubeconfig, root, run, bots)
-        print(f"  run {run}: takeover {figures['takeover_s']:.2f}s  first reconcile "
-              f"{figures['first_reconcile_s']:.2f}s  trip handled {figures['trip_handled_s']:.2f}s",
-              flush=True)
+        print(
+            f"  run {run}: takeover {figures['takeover_s']:.2f}s  first reconcile "
+            f"{figures['first_reconcile_s']:.2f}s  trip handled {figures['trip_handled_s']:.2f}s",
+            flush=True,
+        )
         results.append(figures)
     summary: dict[str, Any] = {}
     for key in ("takeover_s", "first_reconcile_s", "trip_handled_s"):
@@ -201,12 +265,22 @@ def measure(kubeconfig: Path, root: Path, runs: int, bots: int, as_json: bool) -
         print(f"{key}: p50 {summary[key]['p50']:.2f}s  max {summary[key]['max']:.2f}s")
     worst_p50 = max(summary["first_reconcile_s"]["p50"], summary["trip_handled_s"]["p50"])
     met = worst_p50 <= GOAL_S
-    emit({"benchmark": "failover", "runs": runs, "bots": bots,
-          "ratio": round(worst_p50 / GOAL_S, 3),
-          "goal": "SIGKILL of the leader -> standby's first reconcile and a trip handled, "
-                  "p50 <= 15 s",
-          "met": met, **summary, "each_run": results, "timing": timing,
-          "machine": {**before, "load1_before": before["load1"]}}, as_json)
+    emit(
+        {
+            "benchmark": "failover",
+            "runs": runs,
+            "bots": bots,
+            "ratio": round(worst_p50 / GOAL_S, 3),
+            "goal": "SIGKILL of the leader -> standby's first reconcile and a trip handled, "
+            "p50 <= 15 s",
+            "met": met,
+            **summary,
+            "each_run": results,
+            "timing": timing,
+            "machine": {**before, "load1_before": before["load1"]},
+        },
+        as_json,
+    )
     return 0 if met else 1
 
 
@@ -219,8 +293,7 @@ def main() -> int:
     args = parser.parse_args()
     with temporary_cluster("tradebot-bench-failover-") as cluster:
         apply_crds(cluster)
-        return measure(cluster.kubeconfig, cluster.layout.root, args.runs, args.bots,
-                       args.json)
+        return measure(cluster.kubeconfig, cluster.layout.root, args.runs, args.bots, args.json)
 
 
 if __name__ == "__main__":

@@ -43,14 +43,22 @@ def flood(cluster: LocalCluster, count: int, as_json: bool) -> int:
     client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
     custom = client.CustomObjectsApi(api)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-    env.update({"KUBECONFIG": str(cluster.kubeconfig),
-                "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
-                "TRADEBOT_LOCAL_STATE_DIR": str(cluster.layout.root / "operator"),
-                "TRADEBOT_QUEUE_HOLD": "Hold",
-                "TRADEBOT_MAX_WAITING_BACKTESTS_PER_NAMESPACE": str(count)})
+    env.update(
+        {
+            "KUBECONFIG": str(cluster.kubeconfig),
+            "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
+            "TRADEBOT_LOCAL_STATE_DIR": str(cluster.layout.root / "operator"),
+            "TRADEBOT_QUEUE_HOLD": "Hold",
+            "TRADEBOT_MAX_WAITING_BACKTESTS_PER_NAMESPACE": str(count),
+        }
+    )
     log = (cluster.layout.root / "operator.log").open("wb")
-    operator = subprocess.Popen([sys.executable, "-m", "tradebot.cli", "operator", "-n", ns],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
+    operator = subprocess.Popen(
+        [sys.executable, "-m", "tradebot.cli", "operator", "-n", ns],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     queued: set[str] = set()
     others: dict[str, str] = {}
 
@@ -65,11 +73,22 @@ def flood(cluster: LocalCluster, count: int, as_json: bool) -> int:
         return custom.list_namespaced_custom_object(G, V, namespace, "backtests", **kw)
 
     try:
-        custom.create_namespaced_custom_object(G, V, ns, "strategies",
-                                               example("Strategy", "ema-rsi"))
-        wait_until(lambda: (custom.get_namespaced_custom_object(G, V, ns, "strategies",
-                                                                "ema-rsi").get("status") or {})
-                   .get("phase") == "Ready", 120, "Strategy Ready")
+        custom.create_namespaced_custom_object(
+            G, V, ns, "strategies", example("Strategy", "ema-rsi")
+        )
+        wait_until(
+            lambda: (
+                (
+                    custom.get_namespaced_custom_object(G, V, ns, "strategies", "ema-rsi").get(
+                        "status"
+                    )
+                    or {}
+                ).get("phase")
+                == "Ready"
+            ),
+            120,
+            "Strategy Ready",
+        )
         time.sleep(2)
         idle = rss_kib(operator.pid)
         peak = [idle]
@@ -84,8 +103,14 @@ def flood(cluster: LocalCluster, count: int, as_json: bool) -> int:
         bt = example("Backtest", "ema-rsi-sample")
         t0 = time.monotonic()
         with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda i: custom.create_namespaced_custom_object(
-                G, V, ns, "backtests", {**bt, "metadata": {"name": f"bt-{i}"}}), range(count)))
+            list(
+                pool.map(
+                    lambda i: custom.create_namespaced_custom_object(
+                        G, V, ns, "backtests", {**bt, "metadata": {"name": f"bt-{i}"}}
+                    ),
+                    range(count),
+                )
+            )
         created = time.monotonic() - t0
         print(f"  {count} Backtests created in {created:.0f} s", flush=True)
 
@@ -96,27 +121,40 @@ def flood(cluster: LocalCluster, count: int, as_json: bool) -> int:
                 raise RuntimeError("the operator exited")
             return len(queued) == count
 
-        wait_until(all_queued, max(300.0, count * 0.2), f"{count} Backtests Queued", (watch,),
-                   interval=0.5)
+        wait_until(
+            all_queued, max(300.0, count * 0.2), f"{count} Backtests Queued", (watch,), interval=0.5
+        )
         queued_after = time.monotonic() - t0
         time.sleep(3)  # the queue's position writes settle
         settled = rss_kib(operator.pid)
         watch.stop()
         peak_mb, idle_mb = peak[0] / 1024, idle / 1024
-        print(f"  operator RSS: {idle_mb:.0f} MiB idle, {peak_mb:.0f} MiB peak, "
-              f"{settled / 1024:.0f} MiB with all {count} waiting "
-              f"({(peak[0] - idle) / count:.1f} KiB per Backtest)", flush=True)
-        emit({"benchmark": "flood", "count": count,
-              "ratio": round(peak_mb / GOAL_MB, 3),
-              "goal": f"operator RSS peak < {GOAL_MB} MB with {count} Backtests waiting "
-              "(the issue's figure is for 10,000)",
-              "met": peak_mb < GOAL_MB, "rss_mib": {"idle": round(idle_mb),
-                                                     "peak": round(peak_mb),
-                                                     "settled": round(settled / 1024)},
-              "kib_per_backtest": round((peak[0] - idle) / count, 1),
-              "seconds_to_create": round(created, 1),
-              "seconds_to_all_queued": round(queued_after, 1),
-              "machine": {**before, "load1_before": before["load1"]}}, as_json)
+        print(
+            f"  operator RSS: {idle_mb:.0f} MiB idle, {peak_mb:.0f} MiB peak, "
+            f"{settled / 1024:.0f} MiB with all {count} waiting "
+            f"({(peak[0] - idle) / count:.1f} KiB per Backtest)",
+            flush=True,
+        )
+        emit(
+            {
+                "benchmark": "flood",
+                "count": count,
+                "ratio": round(peak_mb / GOAL_MB, 3),
+                "goal": f"operator RSS peak < {GOAL_MB} MB with {count} Backtests waiting "
+                "(the issue's figure is for 10,000)",
+                "met": peak_mb < GOAL_MB,
+                "rss_mib": {
+                    "idle": round(idle_mb),
+                    "peak": round(peak_mb),
+                    "settled": round(settled / 1024),
+                },
+                "kib_per_backtest": round((peak[0] - idle) / count, 1),
+                "seconds_to_create": round(created, 1),
+                "seconds_to_all_queued": round(queued_after, 1),
+                "machine": {**before, "load1_before": before["load1"]},
+            },
+            as_json,
+        )
         return 0
     finally:
         stop_process(operator)

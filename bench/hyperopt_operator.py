@@ -60,24 +60,47 @@ def direct(epochs: int, work: Path) -> float:
     """`freqtrade hyperopt` itself, with the config the operator generates."""
     spec = HyperoptSpec.model_validate(_hyperopt(epochs)["spec"])
     strategy = StrategySpec.model_validate(example("Strategy", "ema-rsi")["spec"])
-    config = backtest_config(backtest_spec(spec, spec.timerange), strategy, datadir=DATA_DIR,
-                             user_data_dir=USER_DATA_DIR)
+    config = backtest_config(
+        backtest_spec(spec, spec.timerange), strategy, datadir=DATA_DIR, user_data_dir=USER_DATA_DIR
+    )
     strategies = work / "strategies"
     strategies.mkdir(parents=True)
     assert strategy.code is not None
     (strategies / f"{strategy.class_name}.py").write_text(strategy.code)
     (strategies / f"{strategy.class_name}.json").write_text(
-        json.dumps(config[TRADEBOT_KEY][PARAMETER_FILE_KEY]))
+        json.dumps(config[TRADEBOT_KEY][PARAMETER_FILE_KEY])
+    )
     (work / "config.json").write_text(json.dumps(config))
     command = [
-        sys.executable, "-m", "tradebot.freqtrade.offline", "hyperopt",
-        "--config", str(work / "config.json"), "--strategy", strategy.class_name,
-        "--strategy-path", str(strategies), "--userdir", str(work / "user_data"),
-        "--datadir", str(resolve_datadir(spec.data.bundled or "sample", spec.exchange)),
-        "--timerange", spec.timerange.freqtrade(), "--spaces", *spec.spaces,
-        "--hyperopt-loss", spec.loss_function, "--epochs", str(epochs),
-        "--job-workers", "1", "--random-state", str(spec.random_state),
-        "--ignore-missing-spaces", "--disable-param-export"]
+        sys.executable,
+        "-m",
+        "tradebot.freqtrade.offline",
+        "hyperopt",
+        "--config",
+        str(work / "config.json"),
+        "--strategy",
+        strategy.class_name,
+        "--strategy-path",
+        str(strategies),
+        "--userdir",
+        str(work / "user_data"),
+        "--datadir",
+        str(resolve_datadir(spec.data.bundled or "sample", spec.exchange)),
+        "--timerange",
+        spec.timerange.freqtrade(),
+        "--spaces",
+        *spec.spaces,
+        "--hyperopt-loss",
+        spec.loss_function,
+        "--epochs",
+        str(epochs),
+        "--job-workers",
+        "1",
+        "--random-state",
+        str(spec.random_state),
+        "--ignore-missing-spaces",
+        "--disable-param-export",
+    ]
     (work / "user_data").mkdir()
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, cwd=work)
@@ -92,17 +115,23 @@ def runner_alone(epochs: int, work: Path) -> float:
     runner adds to Freqtrade, apart from what the operator adds to the runner."""
     spec = HyperoptSpec.model_validate(_hyperopt(epochs)["spec"])
     strategy = StrategySpec.model_validate(example("Strategy", "ema-rsi")["spec"])
-    config = backtest_config(backtest_spec(spec, spec.timerange), strategy, datadir=DATA_DIR,
-                             user_data_dir=USER_DATA_DIR)
+    config = backtest_config(
+        backtest_spec(spec, spec.timerange), strategy, datadir=DATA_DIR, user_data_dir=USER_DATA_DIR
+    )
     assert strategy.code is not None
     inputs = work / "input"
     inputs.mkdir(parents=True)
     (inputs / "config.json").write_text(json.dumps(config))
     (inputs / f"{strategy.class_name}.py").write_text(strategy.code)
-    run = hyperopt_jobs.HyperoptRun("bench", "bench", "bench", spec, strategy.class_name,
-                                    strategy.code, config, (epochs,))
-    command = [sys.executable, "-m", "tradebot.freqtrade.runner",
-               *run.runner_args(0, str(inputs), str(work / "output"))]
+    run = hyperopt_jobs.HyperoptRun(
+        "bench", "bench", "bench", spec, strategy.class_name, strategy.code, config, (epochs,)
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "tradebot.freqtrade.runner",
+        *run.runner_args(0, str(inputs), str(work / "output")),
+    ]
     started = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, cwd=work)
     elapsed = time.monotonic() - started
@@ -118,8 +147,7 @@ def _one_search(api: Any, epochs: int, workers: int) -> tuple[float, dict[str, A
     seen: dict[str, float] = {}
 
     def finished() -> dict[str, Any] | None:
-        s = api.get_namespaced_custom_object(G, V, "bench", "hyperopts", name).get(
-            "status") or {}
+        s = api.get_namespaced_custom_object(G, V, "bench", "hyperopts", name).get("status") or {}
         phases = "+".join(str(w.get("phase")) for w in s.get("workers") or [])
         seen.setdefault(f"{s.get('phase')}/{phases}", time.monotonic() - started)
         done: dict[str, Any] | None = s if s.get("phase") in ("Succeeded", "Failed") else None
@@ -127,15 +155,19 @@ def _one_search(api: Any, epochs: int, workers: int) -> tuple[float, dict[str, A
 
     status = wait_until(finished, 1800, f"Hyperopt {name} finished")
     elapsed = time.monotonic() - started
-    print(f"through the operator, {workers} worker(s): "
-          + ", ".join(f"{k} at {v:.1f} s" for k, v in seen.items()), flush=True)
+    print(
+        f"through the operator, {workers} worker(s): "
+        + ", ".join(f"{k} at {v:.1f} s" for k, v in seen.items()),
+        flush=True,
+    )
     if status["phase"] != "Succeeded":
         raise SystemExit(f"the Hyperopt failed: {status.get('message')}")
     return elapsed, status
 
 
-def through_operator(epochs: int, workers: list[int], tools: Path, work: Path
-                     ) -> dict[int, tuple[float, dict[str, Any]]]:
+def through_operator(
+    epochs: int, workers: list[int], tools: Path, work: Path
+) -> dict[int, tuple[float, dict[str, Any]]]:
     """Each search in turn (one at a time, so each has the machine), in one cluster."""
     results = {}
     with temporary_cluster("tradebot-bench-ho-", tools) as cluster:
@@ -143,18 +175,34 @@ def through_operator(epochs: int, workers: list[int], tools: Path, work: Path
         with cluster.api_client() as api_client:
             client.CoreV1Api(api_client).create_namespace({"metadata": {"name": "bench"}})
             api = client.CustomObjectsApi(api_client)
-            with running_operator(cluster.kubeconfig, "bench", executor="local",
-                                  local_state_dir=work / "state",
-                                  database_dsn=f"sqlite://{work / 'records.db'}",
-                                  max_concurrent_backtests=max(workers),
-                                  reconcile_interval_seconds=1.0):
+            with running_operator(
+                cluster.kubeconfig,
+                "bench",
+                executor="local",
+                local_state_dir=work / "state",
+                database_dsn=f"sqlite://{work / 'records.db'}",
+                max_concurrent_backtests=max(workers),
+                reconcile_interval_seconds=1.0,
+            ):
                 # The Strategy is Ready before the clock starts: introspection is not the
                 # search's work (and a Strategy is made once for many searches).
-                api.create_namespaced_custom_object(G, V, "bench", "strategies",
-                                                    example("Strategy", "ema-rsi"))
-                wait_until(lambda: (api.get_namespaced_custom_object(
-                    G, V, "bench", "strategies", "ema-rsi").get("status") or {}).get(
-                    "phase") == "Ready" or None, 60, "Strategy Ready")
+                api.create_namespaced_custom_object(
+                    G, V, "bench", "strategies", example("Strategy", "ema-rsi")
+                )
+                wait_until(
+                    lambda: (
+                        (
+                            api.get_namespaced_custom_object(
+                                G, V, "bench", "strategies", "ema-rsi"
+                            ).get("status")
+                            or {}
+                        ).get("phase")
+                        == "Ready"
+                        or None
+                    ),
+                    60,
+                    "Strategy Ready",
+                )
                 for n in workers:
                     results[n] = _one_search(api, epochs, n)
     return results
@@ -163,14 +211,23 @@ def through_operator(epochs: int, workers: list[int], tools: Path, work: Path
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--two-workers", action="store_true",
-                        help="also a search with 2 workers: epochs per second vs 1 worker "
-                             "(the issue's goal: at least 1.6 x)")
+    parser.add_argument(
+        "--two-workers",
+        action="store_true",
+        help="also a search with 2 workers: epochs per second vs 1 worker "
+        "(the issue's goal: at least 1.6 x)",
+    )
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
-    tools = Path(subprocess.run(["hack/tools-dir.sh"], capture_output=True, text=True,
-                                check=True, cwd=Path(__file__).resolve().parent.parent)
-                 .stdout.strip())
+    tools = Path(
+        subprocess.run(
+            ["hack/tools-dir.sh"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).resolve().parent.parent,
+        ).stdout.strip()
+    )
     before = machine()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -179,32 +236,52 @@ def main() -> int:
         direct(1, work / "warm-up")
         baseline = direct(args.epochs, work / "direct")
         runner = runner_alone(args.epochs, work / "runner")
-        searches = through_operator(args.epochs, [1, 2] if args.two_workers else [1], tools,
-                                    work / "operator")
+        searches = through_operator(
+            args.epochs, [1, 2] if args.two_workers else [1], tools, work / "operator"
+        )
     operator, status = searches[1]
     bar = 1.2 * baseline + 2
     met = operator <= bar
-    print(f"hyperopt, 1 worker, {args.epochs} epochs: freqtrade hyperopt {baseline:.1f} s, "
-          f"the runner alone {runner:.1f} s, through the operator {operator:.1f} s, "
-          f"ratio {operator / baseline:.2f} "
-          f"(bar: <= {bar:.1f} s) {'OK' if met else 'OVER'}", flush=True)
+    print(
+        f"hyperopt, 1 worker, {args.epochs} epochs: freqtrade hyperopt {baseline:.1f} s, "
+        f"the runner alone {runner:.1f} s, through the operator {operator:.1f} s, "
+        f"ratio {operator / baseline:.2f} "
+        f"(bar: <= {bar:.1f} s) {'OK' if met else 'OVER'}",
+        flush=True,
+    )
     extra: dict[str, Any] = {}
     if args.two_workers:
         two, two_status = searches[2]
         # Epochs per second, from the epochs each search really ran.
         speedup = (int(two_status["epochsDone"]) / two) / (int(status["epochsDone"]) / operator)
-        print(f"2 workers: {two:.1f} s, epochs per second x{speedup:.2f} vs 1 worker "
-              f"(goal >= 1.6 on {machine()['cpus']} CPUs) "
-              f"{'OK' if speedup >= 1.6 else 'NOT met'}", flush=True)
-        extra = {"two_workers_s": round(two, 2), "two_workers_speedup": round(speedup, 3),
-                 "two_workers_goal": "epochs/s with 2 workers >= 1.6 x 1 worker",
-                 "two_workers_met": speedup >= 1.6}
-    emit({**extra, "ratio": round(operator / baseline, 3), "goal": "operator <= 1.2 x direct + 2 s",
-          "met": met, "epochs": args.epochs, "direct_s": round(baseline, 2),
-          "operator_s": round(operator, 2), "runner_s": round(runner, 2),
-          "bar_s": round(bar, 2),
-          "epochs_done": status.get("epochsDone"),
-          "machine": {**before, "load1_before": before["load1"]}}, args.json)
+        print(
+            f"2 workers: {two:.1f} s, epochs per second x{speedup:.2f} vs 1 worker "
+            f"(goal >= 1.6 on {machine()['cpus']} CPUs) "
+            f"{'OK' if speedup >= 1.6 else 'NOT met'}",
+            flush=True,
+        )
+        extra = {
+            "two_workers_s": round(two, 2),
+            "two_workers_speedup": round(speedup, 3),
+            "two_workers_goal": "epochs/s with 2 workers >= 1.6 x 1 worker",
+            "two_workers_met": speedup >= 1.6,
+        }
+    emit(
+        {
+            **extra,
+            "ratio": round(operator / baseline, 3),
+            "goal": "operator <= 1.2 x direct + 2 s",
+            "met": met,
+            "epochs": args.epochs,
+            "direct_s": round(baseline, 2),
+            "operator_s": round(operator, 2),
+            "runner_s": round(runner, 2),
+            "bar_s": round(bar, 2),
+            "epochs_done": status.get("epochsDone"),
+            "machine": {**before, "load1_before": before["load1"]},
+        },
+        args.json,
+    )
     return 0 if met else 1
 
 

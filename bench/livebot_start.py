@@ -74,11 +74,16 @@ class Starts:
         self.claimed: dict[str, float] = {}
         self.pods: set[str] = set()
         core = client.CoreV1Api(api)
-        self.follow = Follow(core.list_namespaced_pod, namespace, self._event,
-                             "tradebot.dev/kind=livebot")
+        self.follow = Follow(
+            core.list_namespaced_pod, namespace, self._event, "tradebot.dev/kind=livebot"
+        )
         # The trade-data claims, which the scheduler waits for: where the time to Running goes.
-        self.claims = Follow(core.list_namespaced_persistent_volume_claim, namespace,
-                             self._claim, "tradebot.dev/kind=livebot")
+        self.claims = Follow(
+            core.list_namespaced_persistent_volume_claim,
+            namespace,
+            self._claim,
+            "tradebot.dev/kind=livebot",
+        )
 
     def _claim(self, kind: str, obj: dict[str, Any], now: float) -> None:
         bot = (obj["metadata"].get("labels") or {}).get(LABEL_LIVEBOT)
@@ -108,24 +113,54 @@ def plain_objects(namespace: str, name: str) -> list[tuple[str, dict[str, Any]]]
     strategy = StrategySpec.model_validate(example("Strategy", "ema-rsi")["spec"])
     bot = example("LiveBot", "ema-rsi-dry")
     model = LiveBotSpec.model_validate({**bot["spec"], "resources": SMALL})
-    config = trade_config(model, strategy, api_port=bots.API_PORT, api_username="",
-                          exchange_double_url=settings.exchange_double_url)
-    instance = bots.BotInstance(namespace, name, str(uuid.uuid4()), model, "ema-rsi",
-                                strategy.class_name, strategy.code or "", config)
+    config = trade_config(
+        model,
+        strategy,
+        api_port=bots.API_PORT,
+        api_username="",
+        exchange_double_url=settings.exchange_double_url,
+    )
+    instance = bots.BotInstance(
+        namespace,
+        name,
+        str(uuid.uuid4()),
+        model,
+        "ema-rsi",
+        strategy.class_name,
+        strategy.code or "",
+        config,
+    )
     pod = bots.pod(instance, settings)
-    template = {"metadata": {"labels": pod["metadata"]["labels"],
-                             "annotations": pod["metadata"]["annotations"]},
-                "spec": pod["spec"]}
-    deployment = {"apiVersion": "apps/v1", "kind": "Deployment",
-                  "metadata": {"name": name, "labels": pod["metadata"]["labels"]},
-                  "spec": {"replicas": 1,
-                           "selector": {"matchLabels": instance.selector_labels},
-                           "template": template}}
-    objects = [("configmap", bots.config_map(instance)),
-               ("networkpolicy", bots.network_policy(
-                   instance, operator_namespace=settings.operator_namespace,
-                   operator_labels=settings.operator_pod_labels)),
-               ("pvc", bots.pvc(instance, settings)), ("deployment", deployment)]
+    template = {
+        "metadata": {
+            "labels": pod["metadata"]["labels"],
+            "annotations": pod["metadata"]["annotations"],
+        },
+        "spec": pod["spec"],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": pod["metadata"]["labels"]},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": instance.selector_labels},
+            "template": template,
+        },
+    }
+    objects = [
+        ("configmap", bots.config_map(instance)),
+        (
+            "networkpolicy",
+            bots.network_policy(
+                instance,
+                operator_namespace=settings.operator_namespace,
+                operator_labels=settings.operator_pod_labels,
+            ),
+        ),
+        ("pvc", bots.pvc(instance, settings)),
+        ("deployment", deployment),
+    ]
     for _, obj in objects:
         obj["metadata"].pop("ownerReferences", None)  # its LiveBot does not exist here
     return objects
@@ -140,7 +175,8 @@ def deployments(api: client.ApiClient, count: int) -> dict[str, float]:
         "configmap": core.create_namespaced_config_map,
         "networkpolicy": net.create_namespaced_network_policy,
         "pvc": core.create_namespaced_persistent_volume_claim,
-        "deployment": apps.create_namespaced_deployment}
+        "deployment": apps.create_namespaced_deployment,
+    }
     bodies = {f"bot-{i}": plain_objects(ns, f"bot-{i}") for i in range(count)}
     applied: dict[str, float] = {}
 
@@ -160,8 +196,11 @@ def livebots(api: client.ApiClient, count: int) -> dict[str, float]:
     applied: dict[str, float] = {}
 
     def apply(name: str) -> None:
-        body = {**bot, "metadata": {"name": name, "labels": {"tradebot.dev/fleet": "main"}},
-                "spec": {**copy.deepcopy(bot["spec"]), "resources": SMALL}}
+        body = {
+            **bot,
+            "metadata": {"name": name, "labels": {"tradebot.dev/fleet": "main"}},
+            "spec": {**copy.deepcopy(bot["spec"]), "resources": SMALL},
+        }
         applied[name] = time.monotonic()
         custom.create_namespaced_custom_object(G, V, "bench", "livebots", body)
 
@@ -170,8 +209,9 @@ def livebots(api: client.ApiClient, count: int) -> dict[str, float]:
     return applied
 
 
-def side(api: client.ApiClient, namespace: str, count: int,
-         apply: Any, alive: Any = None) -> tuple[dict[str, float], Starts]:
+def side(
+    api: client.ApiClient, namespace: str, count: int, apply: Any, alive: Any = None
+) -> tuple[dict[str, float], Starts]:
     starts = Starts(api, namespace)
     starts.follow.start_and_wait()
     starts.claims.start_and_wait()
@@ -183,8 +223,13 @@ def side(api: client.ApiClient, namespace: str, count: int,
                 alive()
             return starts.all_running(count)
 
-        wait_until(done, 60 + 3 * count, f"{count} pods Running in {namespace}",
-                   (starts.follow, starts.claims), interval=0.2)
+        wait_until(
+            done,
+            60 + 3 * count,
+            f"{count} pods Running in {namespace}",
+            (starts.follow, starts.claims),
+            interval=0.2,
+        )
     finally:
         starts.follow.stop()
         starts.claims.stop()
@@ -197,30 +242,52 @@ def latencies(applied: dict[str, float], seen: dict[str, float]) -> list[float]:
     return [seen[name] - at for name, at in applied.items()]
 
 
-def operator_side(api: client.ApiClient, count: int, kubeconfig: Path, root: Path
-                  ) -> tuple[dict[str, float], Starts]:
+def operator_side(
+    api: client.ApiClient, count: int, kubeconfig: Path, root: Path
+) -> tuple[dict[str, float], Starts]:
     custom = client.CustomObjectsApi(api)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-    env.update({"KUBECONFIG": str(kubeconfig), "TRADEBOT_LOCAL_STATE_DIR": str(root / "op"),
-                "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}"})
+    env.update(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "TRADEBOT_LOCAL_STATE_DIR": str(root / "op"),
+            "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
+        }
+    )
     log_path = Path(tempfile.gettempdir()) / "tradebot-bench-livebot-start-operator.log"
     print(f"  operator log: {log_path}", flush=True)
     with log_path.open("wb") as log:
         operator = subprocess.Popen(
-            [sys.executable, "-m", "tradebot.cli", "operator", "-n", "bench",
-             "--executor", "kubernetes"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tradebot.cli",
+                "operator",
+                "-n",
+                "bench",
+                "--executor",
+                "kubernetes",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
+
         def alive() -> None:
             if operator.poll() is not None:
                 raise RuntimeError(f"the operator exited {operator.returncode}; see {log_path}")
 
-        custom.create_namespaced_custom_object(G, V, "bench", "strategies",
-                                               example("Strategy", "ema-rsi"))
+        custom.create_namespaced_custom_object(
+            G, V, "bench", "strategies", example("Strategy", "ema-rsi")
+        )
 
         def strategy_ready() -> bool:
             alive()
-            found = cast(dict[str, Any], custom.get_namespaced_custom_object(
-                G, V, "bench", "strategies", "ema-rsi"))
+            found = cast(
+                dict[str, Any],
+                custom.get_namespaced_custom_object(G, V, "bench", "strategies", "ema-rsi"),
+            )
             return (found.get("status") or {}).get("phase") == "Ready"
 
         # The operator is up and handling before the clock starts.
@@ -234,13 +301,15 @@ def summary(applied: dict[str, float], starts: Starts) -> dict[str, float]:
     created, running = latencies(applied, starts.created), latencies(applied, starts.running)
     # A claim may be seen Bound only after its pod ran when the watch event came late.
     bound = latencies(applied, starts.claimed)
-    return {"claim_bound_p50": round(pct(bound, 0.5), 3),
-            "claim_bound_p99": round(pct(bound, 0.99), 3),
-            "created_p50": round(pct(created, 0.5), 3),
-            "created_p99": round(pct(created, 0.99), 3),
-            "running_p50": round(pct(running, 0.5), 3),
-            "running_p99": round(pct(running, 0.99), 3),
-            "running_max": round(max(running), 3)}
+    return {
+        "claim_bound_p50": round(pct(bound, 0.5), 3),
+        "claim_bound_p99": round(pct(bound, 0.99), 3),
+        "created_p50": round(pct(created, 0.5), 3),
+        "created_p99": round(pct(created, 0.99), 3),
+        "running_p50": round(pct(running, 0.5), 3),
+        "running_p99": round(pct(running, 0.99), 3),
+        "running_max": round(max(running), 3),
+    }
 
 
 def measure(cluster: LocalCluster, count: int, as_json: bool) -> int:
@@ -259,16 +328,28 @@ def measure(cluster: LocalCluster, count: int, as_json: bool) -> int:
         print(f"  Deployments  {base}", flush=True)
         ours = summary(*operator_side(api, count, cluster.kubeconfig, cluster.layout.root))
         print(f"  LiveBots     {ours}", flush=True)
-    ratios = {key: round(ours[key] / base[key], 3) for key in
-              ("created_p50", "created_p99", "running_p50", "running_p99")}
+    ratios = {
+        key: round(ours[key] / base[key], 3)
+        for key in ("created_p50", "created_p99", "running_p50", "running_p99")
+    }
     print(f"  ratios (LiveBots / Deployments): {ratios}", flush=True)
     ratio = max(ratios.values())
     met = ratio <= 1.5
-    emit({"benchmark": "livebot_start", "count": count, "ratio": ratio,
-          "goal": "LiveBot apply -> pod created and Running <= 1.5 x Deployment at p50 and p99",
-          "met": met, "ratios": ratios, "operator_s": ours, "deployments_s": base,
-          "handler_threads": Settings().handler_threads,
-          "machine": {**before, "load1_before": before["load1"]}}, as_json)
+    emit(
+        {
+            "benchmark": "livebot_start",
+            "count": count,
+            "ratio": ratio,
+            "goal": "LiveBot apply -> pod created and Running <= 1.5 x Deployment at p50 and p99",
+            "met": met,
+            "ratios": ratios,
+            "operator_s": ours,
+            "deployments_s": base,
+            "handler_threads": Settings().handler_threads,
+            "machine": {**before, "load1_before": before["load1"]},
+        },
+        as_json,
+    )
     return 0 if met else 1
 
 

@@ -63,20 +63,25 @@ def parse_ignore_file(text: str) -> dict[str, str]:
         vuln_id, _, reason = line.partition(" ")
         reason = reason.strip()
         if not _ID.match(vuln_id):
-            raise IgnoreFileError(f"line {number}: {vuln_id!r} is not a vulnerability id "
-                                  "(PYSEC-, GHSA-, CVE-, OSV-, GSD-)")
+            raise IgnoreFileError(
+                f"line {number}: {vuln_id!r} is not a vulnerability id "
+                "(PYSEC-, GHSA-, CVE-, OSV-, GSD-)"
+            )
         if len(reason.split()) < _MIN_REASON_WORDS:
-            raise IgnoreFileError(f"line {number}: {vuln_id} has no reason (give at least "
-                                  f"{_MIN_REASON_WORDS} words: why it does not apply or why "
-                                  "it waits)")
+            raise IgnoreFileError(
+                f"line {number}: {vuln_id} has no reason (give at least "
+                f"{_MIN_REASON_WORDS} words: why it does not apply or why "
+                "it waits)"
+            )
         if vuln_id in entries:
             raise IgnoreFileError(f"line {number}: {vuln_id} is listed twice")
         entries[vuln_id] = reason
     return entries
 
 
-def judge(report: dict[str, Any], ignored: dict[str, str]) -> tuple[list[Finding],
-                                                                    list[Finding], list[str]]:
+def judge(
+    report: dict[str, Any], ignored: dict[str, str]
+) -> tuple[list[Finding], list[Finding], list[str]]:
     """(findings that fail, findings ignored, packages skipped) from pip-audit's JSON."""
     failing: list[Finding] = []
     waived: list[Finding] = []
@@ -86,8 +91,13 @@ def judge(report: dict[str, Any], ignored: dict[str, str]) -> tuple[list[Finding
             skipped.append(f"{dep['name']}: {dep['skip_reason']}")
             continue
         for vuln in dep.get("vulns", []):
-            finding = Finding(dep["name"], dep.get("version", "?"), vuln["id"],
-                              tuple(vuln.get("aliases", [])), tuple(vuln.get("fix_versions", [])))
+            finding = Finding(
+                dep["name"],
+                dep.get("version", "?"),
+                vuln["id"],
+                tuple(vuln.get("aliases", [])),
+                tuple(vuln.get("fix_versions", [])),
+            )
             names = {finding.vuln_id, *finding.aliases}
             (waived if names & ignored.keys() else failing).append(finding)
     return failing, waived, skipped
@@ -114,9 +124,22 @@ def required() -> bool:
 def run_pip_audit(pip_audit: str) -> dict[str, Any]:
     # --skip-editable: the project itself is not on PyPI. Local packages only (-l): the
     # virtualenv, not whatever the base interpreter carries.
-    out = subprocess.run([pip_audit, "-l", "--skip-editable", "-f", "json",
-                          "--progress-spinner", "off", "--desc", "off"],
-                         capture_output=True, text=True, check=False)
+    out = subprocess.run(
+        [
+            pip_audit,
+            "-l",
+            "--skip-editable",
+            "-f",
+            "json",
+            "--progress-spinner",
+            "off",
+            "--desc",
+            "off",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if out.returncode not in (0, 1) or not out.stdout.strip():
         sys.stderr.write(out.stderr)
         raise SystemExit(f"audit: pip-audit failed (exit status {out.returncode})")
@@ -127,10 +150,12 @@ def run_pip_audit(pip_audit: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ignore-file", type=Path, default=DEFAULT_IGNORE)
-    parser.add_argument("--check-ignore-file", action="store_true",
-                        help="only check the ignore file's format")
-    parser.add_argument("--report", type=Path,
-                        help="judge this pip-audit JSON report instead of running pip-audit")
+    parser.add_argument(
+        "--check-ignore-file", action="store_true", help="only check the ignore file's format"
+    )
+    parser.add_argument(
+        "--report", type=Path, help="judge this pip-audit JSON report instead of running pip-audit"
+    )
     parser.add_argument("--pip-audit", default=str(Path(sys.executable).parent / "pip-audit"))
     parser.add_argument("--timeout", type=float, default=20.0)
     args = parser.parse_args(argv)
@@ -144,8 +169,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audit: {args.ignore_file}: {len(ignored)} entries, each with a reason")
         return 0
 
-    report = (json.loads(args.report.read_text()) if args.report
-              else run_pip_audit(args.pip_audit))
+    report = json.loads(args.report.read_text()) if args.report else run_pip_audit(args.pip_audit)
     failing, waived, skipped = judge(report, ignored)
     audited = len(report.get("dependencies", [])) - len(skipped)
     for f in waived:
@@ -156,24 +180,33 @@ def main(argv: list[str] | None = None) -> int:
         aliases = f" ({', '.join(f.aliases)})" if f.aliases else ""
         print(f"audit: VULNERABLE {f.package} {f.version}: {f.vuln_id}{aliases}; fixed in {fix}")
     if failing:
-        print(f"audit: {len(failing)} known vulnerabilities; upgrade, or add an entry with its "
-              f"reason to {args.ignore_file.name}", file=sys.stderr)
+        print(
+            f"audit: {len(failing)} known vulnerabilities; upgrade, or add an entry with its "
+            f"reason to {args.ignore_file.name}",
+            file=sys.stderr,
+        )
         return 1
     if skipped:
         why = None if args.report else database_answers(args.timeout)
         if why is None:
             print("audit: packages left unaudited:\n  " + "\n  ".join(skipped), file=sys.stderr)
             return 1
-        notice = (f"audit: NOT AUDITED: the vulnerability database is unreachable ({why}); "
-                  f"{len(skipped)} packages skipped, {audited} audited")
+        notice = (
+            f"audit: NOT AUDITED: the vulnerability database is unreachable ({why}); "
+            f"{len(skipped)} packages skipped, {audited} audited"
+        )
         if required():
             print(notice, file=sys.stderr)
             return 3
-        print(notice + " (not required here: TRADEBOT_AUDIT=required makes this "
-              "fatal)", file=sys.stderr)
+        print(
+            notice + " (not required here: TRADEBOT_AUDIT=required makes this fatal)",
+            file=sys.stderr,
+        )
         return 0
-    print(f"audit: {audited} packages audited, no known vulnerabilities"
-          + (f" ({len(waived)} ignored with reasons)" if waived else ""))
+    print(
+        f"audit: {audited} packages audited, no known vulnerabilities"
+        + (f" ({len(waived)} ignored with reasons)" if waived else "")
+    )
     return 0
 
 

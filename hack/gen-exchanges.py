@@ -54,9 +54,12 @@ def stoploss_on_exchange_exchanges() -> list[str]:
     """ccxt ids on whose spot markets Freqtrade supports stoploss_on_exchange (the bots trade
     spot only: the futures overrides do not apply)."""
     return sorted(
-        name for name in ccxt.exchanges
-        if _freqtrade_class(name).combine_ft_has(include_futures=False).get(
-            "stoploss_on_exchange", False))
+        name
+        for name in ccxt.exchanges
+        if _freqtrade_class(name)
+        .combine_ft_has(include_futures=False)
+        .get("stoploss_on_exchange", False)
+    )
 
 
 def _names(names: list[str]) -> str:

@@ -90,8 +90,9 @@ def _garch(shocks: np.ndarray, target: float) -> np.ndarray:
     return sigma
 
 
-def candles(asset: Asset, shocks: np.ndarray, drift: np.ndarray,
-            rng: np.random.Generator) -> pd.DataFrame:
+def candles(
+    asset: Asset, shocks: np.ndarray, drift: np.ndarray, rng: np.random.Generator
+) -> pd.DataFrame:
     n = len(shocks)
     sigma = _garch(shocks, asset.candle_vol)
     steps = drift[:, None] / SUBSTEPS + shocks * (sigma[:, None] / np.sqrt(SUBSTEPS))
@@ -112,14 +113,16 @@ def candles(asset: Asset, shocks: np.ndarray, drift: np.ndarray,
     volume = asset.base_volume * season * activity * rng.lognormal(0, 0.35, n)
 
     p = asset.price_places
-    frame = pd.DataFrame({
-        "date": dates,
-        "open": np.round(opened, p),
-        "high": np.round(high, p),
-        "low": np.round(low, p),
-        "close": np.round(close, p),
-        "volume": np.round(volume, asset.amount_places),
-    })
+    frame = pd.DataFrame(
+        {
+            "date": dates,
+            "open": np.round(opened, p),
+            "high": np.round(high, p),
+            "low": np.round(low, p),
+            "close": np.round(close, p),
+            "volume": np.round(volume, asset.amount_places),
+        }
+    )
     # Rounding must not leave a body outside its wicks.
     frame["high"] = frame[["open", "high", "close"]].max(axis=1)
     frame["low"] = frame[["open", "low", "close"]].min(axis=1)
@@ -140,45 +143,96 @@ def write_candles(data_root: Path) -> list[Path]:
         # ETH follows the shared regime a little harder than BTC, as a higher-beta asset.
         frame = candles(asset, shocks[:, :, k], drift * (1 + 0.15 * k), rng)
         handler.ohlcv_store(asset.pair, TIMEFRAME, frame, CandleType.SPOT)
-        written.append(data_root / "binance" /
-                       f"{asset.pair.replace('/', '_')}-{TIMEFRAME}.feather")
+        written.append(
+            data_root / "binance" / f"{asset.pair.replace('/', '_')}-{TIMEFRAME}.feather"
+        )
     return written
 
 
 # ---- markets ------------------------------------------------------------------------------
-def _symbol(base: str, quote: str, tick: str, min_price: str, max_price: str, step: str,
-            min_qty: str, max_qty: str, market_max_qty: str) -> dict[str, Any]:
+def _symbol(
+    base: str,
+    quote: str,
+    tick: str,
+    min_price: str,
+    max_price: str,
+    step: str,
+    min_qty: str,
+    max_qty: str,
+    market_max_qty: str,
+) -> dict[str, Any]:
     """One symbol as Binance's GET /api/v3/exchangeInfo describes it (spot)."""
     return {
-        "symbol": base + quote, "status": "TRADING",
-        "baseAsset": base, "baseAssetPrecision": 8,
-        "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
-                       "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
-        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
-        "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True,
-        "cancelReplaceAllowed": True, "amendAllowed": True,
-        "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
+        "symbol": base + quote,
+        "status": "TRADING",
+        "baseAsset": base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": True,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": min_price, "maxPrice": max_price,
-             "tickSize": tick},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": min_price,
+                "maxPrice": max_price,
+                "tickSize": tick,
+            },
             {"filterType": "LOT_SIZE", "minQty": min_qty, "maxQty": max_qty, "stepSize": step},
             {"filterType": "ICEBERG_PARTS", "limit": 10},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000",
-             "maxQty": market_max_qty, "stepSize": "0.00000000"},
-            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10,
-             "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10,
-             "maxTrailingBelowDelta": 2000},
-            {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5",
-             "bidMultiplierDown": "0.2", "askMultiplierUp": "5", "askMultiplierDown": "0.2",
-             "avgPriceMins": 5},
-            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": "0.00000000",
+                "maxQty": market_max_qty,
+                "stepSize": "0.00000000",
+            },
+            {
+                "filterType": "TRAILING_DELTA",
+                "minTrailingAboveDelta": 10,
+                "maxTrailingAboveDelta": 2000,
+                "minTrailingBelowDelta": 10,
+                "maxTrailingBelowDelta": 2000,
+            },
+            {
+                "filterType": "PERCENT_PRICE_BY_SIDE",
+                "bidMultiplierUp": "5",
+                "bidMultiplierDown": "0.2",
+                "askMultiplierUp": "5",
+                "askMultiplierDown": "0.2",
+                "avgPriceMins": 5,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "5.00000000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
         ],
-        "permissions": [], "permissionSets": [["SPOT", "MARGIN"]],
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"]],
         "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
         "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
     }
@@ -193,10 +247,28 @@ EXCHANGE_INFO: dict[str, Any] = {
     "rateLimits": [],
     "exchangeFilters": [],
     "symbols": [
-        _symbol("BTC", "USDT", "0.01000000", "0.01000000", "1000000.00000000", "0.00001000",
-                "0.00001000", "9000.00000000", "76.52454118"),
-        _symbol("ETH", "USDT", "0.01000000", "0.01000000", "1000000.00000000", "0.00010000",
-                "0.00010000", "9000.00000000", "2131.87536361"),
+        _symbol(
+            "BTC",
+            "USDT",
+            "0.01000000",
+            "0.01000000",
+            "1000000.00000000",
+            "0.00001000",
+            "0.00001000",
+            "9000.00000000",
+            "76.52454118",
+        ),
+        _symbol(
+            "ETH",
+            "USDT",
+            "0.01000000",
+            "0.01000000",
+            "1000000.00000000",
+            "0.00010000",
+            "0.00010000",
+            "9000.00000000",
+            "2131.87536361",
+        ),
     ],
 }
 
@@ -213,8 +285,10 @@ def markets_json() -> str:
 
     exchange.publicGetExchangeInfo = exchange_info
     markets = exchange.load_markets()
-    return json.dumps({"ccxt_version": ccxt.__version__, "markets": markets},
-                      indent=1, sort_keys=True) + "\n"
+    return (
+        json.dumps({"ccxt_version": ccxt.__version__, "markets": markets}, indent=1, sort_keys=True)
+        + "\n"
+    )
 
 
 def sha256(path: Path) -> str:
@@ -230,8 +304,11 @@ def write_sums(data_root: Path, files: list[Path]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="regenerate into a temp dir and compare with the committed files")
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="regenerate into a temp dir and compare with the committed files",
+    )
     args = parser.parse_args()
     if args.check:
         with tempfile.TemporaryDirectory() as tmp:

@@ -29,8 +29,11 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def tools_bin() -> Path:
     bin_dir = tools_dir()
-    missing = [b for b in ("etcd", "kube-apiserver", "kwok", "kubectl", "helm")
-               if not (bin_dir / b).is_file()]
+    missing = [
+        b
+        for b in ("etcd", "kube-apiserver", "kwok", "kubectl", "helm")
+        if not (bin_dir / b).is_file()
+    ]
     if missing:
         pytest.fail(f"tool binaries missing in {bin_dir}: {missing}; run `make tools`")
     return bin_dir
@@ -66,11 +69,15 @@ def namespace(api_client: Any) -> Iterator[str]:
 def kubectl(cluster: LocalCluster, tools_bin: Path) -> Any:
     """Runs the pinned kubectl against the test cluster; returns the CompletedProcess."""
 
-    def run(*args: str, check: bool = True, stdin: str | None = None
-            ) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(tools_bin / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", *args],
-            check=check, capture_output=True, text=True, input=stdin,
+            check=check,
+            capture_output=True,
+            text=True,
+            input=stdin,
         )
 
     return run

@@ -31,8 +31,11 @@ def _cluster(args: argparse.Namespace) -> int:
     from tradebot.localcluster import ClusterError, LocalCluster
 
     if args.bin_dir is None:
-        print("tradebot cluster: no tool directory; pass --bin-dir or set "
-              "TRADEBOT_TOOLS_BIN (the Makefile does: run `make up`)", file=sys.stderr)
+        print(
+            "tradebot cluster: no tool directory; pass --bin-dir or set "
+            "TRADEBOT_TOOLS_BIN (the Makefile does: run `make up`)",
+            file=sys.stderr,
+        )
         return 2
     cluster = LocalCluster(args.root, Path(args.bin_dir), out=print)
     if args.action == "up":
@@ -50,8 +53,10 @@ def _cluster(args: argparse.Namespace) -> int:
         return 0
     if args.action == "down":
         stopped = cluster.down()
-        print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}; "
-              f"removed {cluster.layout.root}")
+        print(
+            f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}; "
+            f"removed {cluster.layout.root}"
+        )
         return 0
     running = cluster.running()
     for component, pid in running.items():
@@ -75,13 +80,20 @@ def _crds(args: argparse.Namespace) -> int:
             path = directory / name
             current = path.read_text() if path.exists() else ""
             if current != content:
-                drift.extend(difflib.unified_diff(
-                    current.splitlines(keepends=True), content.splitlines(keepends=True),
-                    str(path), f"{name} (generated)"))
+                drift.extend(
+                    difflib.unified_diff(
+                        current.splitlines(keepends=True),
+                        content.splitlines(keepends=True),
+                        str(path),
+                        f"{name} (generated)",
+                    )
+                )
         if drift:
             sys.stdout.writelines(drift)
-            print(f"\n{directory} is stale: run `tradebot crds --output-dir {directory}`",
-                  file=sys.stderr)
+            print(
+                f"\n{directory} is stale: run `tradebot crds --output-dir {directory}`",
+                file=sys.stderr,
+            )
             return 1
         print(f"{directory} is up to date ({len(files)} CRDs)")
         return 0
@@ -106,8 +118,9 @@ def _api_docs(args: argparse.Namespace) -> int:
     if args.check is not None:
         current = args.check.read_text() if args.check.exists() else ""
         if current != text:
-            print(f"{args.check} is stale: run `tradebot api-docs -o {args.check}`",
-                  file=sys.stderr)
+            print(
+                f"{args.check} is stale: run `tradebot api-docs -o {args.check}`", file=sys.stderr
+            )
             return 1
         print(f"{args.check} is up to date")
         return 0
@@ -125,10 +138,15 @@ def _operator(args: argparse.Namespace) -> int:
     from tradebot.controllers import runtime
     from tradebot.settings import Settings
 
-    overrides = {k: v for k, v in {
-        "executor": args.executor, "namespaces": args.namespace or None,
-        "max_concurrent_backtests": args.max_concurrent,
-    }.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "executor": args.executor,
+            "namespaces": args.namespace or None,
+            "max_concurrent_backtests": args.max_concurrent,
+        }.items()
+        if v is not None
+    }
     settings = Settings.from_env().model_copy(update=overrides)
     runtime.install(runtime.Runtime(settings))
     import tradebot.controllers  # noqa: F401 - registers the handlers
@@ -169,10 +187,19 @@ def build_parser() -> argparse.ArgumentParser:
         "stream (the same bytes as `cat crds/*.yaml`).",
     )
     where = crds.add_mutually_exclusive_group()
-    where.add_argument("--output-dir", "-o", type=Path, metavar="DIR",
-                       help="write one file per kind into DIR (e.g. crds/)")
-    where.add_argument("--check", type=Path, metavar="DIR",
-                       help="exit 1 and print a diff when DIR differs from the generated CRDs")
+    where.add_argument(
+        "--output-dir",
+        "-o",
+        type=Path,
+        metavar="DIR",
+        help="write one file per kind into DIR (e.g. crds/)",
+    )
+    where.add_argument(
+        "--check",
+        type=Path,
+        metavar="DIR",
+        help="exit 1 and print a diff when DIR differs from the generated CRDs",
+    )
 
     op = sub.add_parser(
         "operator",
@@ -181,15 +208,27 @@ def build_parser() -> argparse.ArgumentParser:
         "in-cluster). Settings come from TRADEBOT_* environment variables (see "
         "docs/operations.md); the options below override them.",
     )
-    op.add_argument("--namespace", "-n", action="append", metavar="NS",
-                    help="watch only this namespace (repeatable; default: all)")
-    op.add_argument("--executor", choices=["kubernetes", "local"],
-                    help="kubernetes: Jobs run the runner image; local: the operator runs the "
-                    "runner itself for pods on kwok nodes (the local cluster)")
-    op.add_argument("--max-concurrent", type=int, metavar="N",
-                    help="cluster-wide limit of running backtests")
-    op.add_argument("--liveness", metavar="URL",
-                    help="serve a health endpoint, e.g. http://0.0.0.0:8080/healthz")
+    op.add_argument(
+        "--namespace",
+        "-n",
+        action="append",
+        metavar="NS",
+        help="watch only this namespace (repeatable; default: all)",
+    )
+    op.add_argument(
+        "--executor",
+        choices=["kubernetes", "local"],
+        help="kubernetes: Jobs run the runner image; local: the operator runs the "
+        "runner itself for pods on kwok nodes (the local cluster)",
+    )
+    op.add_argument(
+        "--max-concurrent", type=int, metavar="N", help="cluster-wide limit of running backtests"
+    )
+    op.add_argument(
+        "--liveness",
+        metavar="URL",
+        help="serve a health endpoint, e.g. http://0.0.0.0:8080/healthz",
+    )
 
     api_docs = sub.add_parser(
         "api-docs",
@@ -199,8 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     target = api_docs.add_mutually_exclusive_group()
     target.add_argument("--output", "-o", type=Path, metavar="FILE", help="write to FILE")
-    target.add_argument("--check", type=Path, metavar="FILE",
-                        help="exit 1 when FILE differs from the rendered reference")
+    target.add_argument(
+        "--check",
+        type=Path,
+        metavar="FILE",
+        help="exit 1 when FILE differs from the rendered reference",
+    )
 
     cluster = sub.add_parser(
         "cluster",
@@ -210,16 +253,25 @@ def build_parser() -> argparse.ArgumentParser:
         "with 2 CPU, 2 ROCm GPU and 1 NVIDIA fake node. State lives under --root.",
     )
     cluster.add_argument(
-        "action", choices=["up", "down", "status"],
+        "action",
+        choices=["up", "down", "status"],
         help="up: start (idempotent) and wait until ready; down: stop every process and "
         "remove the state; status: which components run (exit 3 if any is stopped)",
     )
-    cluster.add_argument("--root", type=Path, default=DEFAULT_ROOT,
-                         help="state directory (default: %(default)s)")
-    cluster.add_argument("--bin-dir", default=os.environ.get("TRADEBOT_TOOLS_BIN"),
-                         help="directory of the tool binaries (default: $TRADEBOT_TOOLS_BIN)")
-    cluster.add_argument("--timeout", type=float, default=90.0,
-                         help="seconds to wait for readiness (default: %(default)s)")
+    cluster.add_argument(
+        "--root", type=Path, default=DEFAULT_ROOT, help="state directory (default: %(default)s)"
+    )
+    cluster.add_argument(
+        "--bin-dir",
+        default=os.environ.get("TRADEBOT_TOOLS_BIN"),
+        help="directory of the tool binaries (default: $TRADEBOT_TOOLS_BIN)",
+    )
+    cluster.add_argument(
+        "--timeout",
+        type=float,
+        default=90.0,
+        help="seconds to wait for readiness (default: %(default)s)",
+    )
     for module in COMMAND_MODULES:
         importlib.import_module(module).register(sub)
     return parser

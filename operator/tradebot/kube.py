@@ -28,7 +28,8 @@ def api_client() -> ApiClient:
             except ConfigException:
                 # Read KUBECONFIG now: the client library reads it once, at import.
                 config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration)
+                    config_file=os.environ.get("KUBECONFIG"), client_configuration=configuration
+                )
             # Handlers run in threads, and a breaker stops its bots in parallel: the default
             # pool of 4 connections would serialise them.
             configuration.connection_pool_maxsize = 64
@@ -69,7 +70,8 @@ def delete_pod(name: str, namespace: str, grace_period_seconds: int, api: Any = 
     model: when a breaker stops hundreds of bots at once, parsing every deleted pod would cost
     the operator more than the API server spends deleting it. Raises ApiException as usual."""
     response = (api if api is not None else core()).delete_namespaced_pod(
-        name, namespace, grace_period_seconds=grace_period_seconds, _preload_content=False)
+        name, namespace, grace_period_seconds=grace_period_seconds, _preload_content=False
+    )
     # Read to the end and hand the connection back: an unread answer keeps its connection
     # out of the pool, and the next call would pay for a new TLS handshake.
     response.drain_conn()
@@ -79,14 +81,13 @@ def delete_pod(name: str, namespace: str, grace_period_seconds: int, api: Any = 
 _METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
-def list_metadata(group: str, version: str, namespace: str, plural: str
-                  ) -> list[dict[str, Any]]:
+def list_metadata(group: str, version: str, namespace: str, plural: str) -> list[dict[str, Any]]:
     """The namespace's objects of a custom kind, metadata only (names, uids, labels), from
     the API server's watch cache: what every watcher (the operator's too) is fed from, so at
     least as fresh as any of them, without a read through etcd."""
     answer = custom().list_namespaced_custom_object(
-        group, version, namespace, plural, resource_version="0",
-        _headers={"Accept": _METADATA_ONLY})
+        group, version, namespace, plural, resource_version="0", _headers={"Accept": _METADATA_ONLY}
+    )
     return list(answer.get("items") or [])
 
 
@@ -100,8 +101,9 @@ def read_or_none(read: Any, *args: Any) -> Any:
         raise
 
 
-def create_if_absent(create: Callable[[str, dict[str, Any]], object], namespace: str,
-                     body: dict[str, Any]) -> None:
+def create_if_absent(
+    create: Callable[[str, dict[str, Any]], object], namespace: str, body: dict[str, Any]
+) -> None:
     """`create(namespace, body)`; an object of that name already there is what a repeated
     or concurrent round made: deterministic names make that one ours."""
     try:

@@ -54,8 +54,9 @@ class ModeFloor(BaseModel):
     """The loosest promotion thresholds the operator accepts for one mode: a LiveBot's spec
     may ask for more evidence, never for less."""
 
-    model_config = ConfigDict(frozen=True, alias_generator=to_camel, populate_by_name=True,
-                              extra="forbid")
+    model_config = ConfigDict(
+        frozen=True, alias_generator=to_camel, populate_by_name=True, extra="forbid"
+    )
 
     min_profit: Decimal = Field(default=Decimal(0), ge=-1)
     max_drawdown: Decimal = Field(default=Decimal("0.25"), ge=0, le=1)
@@ -71,10 +72,12 @@ class PromotionFloors(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # Testnet trades the exchange's sandbox (no money), so its floor asks for little.
-    testnet: ModeFloor = ModeFloor(min_profit=Decimal(-1), max_drawdown=Decimal(1),
-                                   min_trades=1, min_dry_run_hours=0)
-    live: ModeFloor = ModeFloor(min_profit=Decimal(0), max_drawdown=Decimal("0.25"),
-                                min_trades=20, min_dry_run_hours=24)
+    testnet: ModeFloor = ModeFloor(
+        min_profit=Decimal(-1), max_drawdown=Decimal(1), min_trades=1, min_dry_run_hours=0
+    )
+    live: ModeFloor = ModeFloor(
+        min_profit=Decimal(0), max_drawdown=Decimal("0.25"), min_trades=20, min_dry_run_hours=24
+    )
 
     def for_mode(self, mode: str) -> ModeFloor | None:
         return {"testnet": self.testnet, "live": self.live}.get(mode)
@@ -84,25 +87,42 @@ class Settings(BaseSettings):
     # Values arrive as the strings the chart writes; the validators below parse JSON objects
     # and comma lists themselves (enable_decoding=False), as they did before pydantic-settings.
     # Unknown TRADEBOT_* are ignored. (case_sensitive=True would want TRADEBOT_field_name.)
-    model_config = SettingsConfigDict(frozen=True, env_prefix=ENV_PREFIX,
-                                      enable_decoding=False, extra="ignore")
+    model_config = SettingsConfigDict(
+        frozen=True, env_prefix=ENV_PREFIX, enable_decoding=False, extra="ignore"
+    )
 
     namespaces: tuple[str, ...] = Field(
-        default=(), description="Namespaces to watch; empty watches all.")
+        default=(), description="Namespaces to watch; empty watches all."
+    )
     executor: Literal["kubernetes", "local"] = "kubernetes"
-    max_concurrent_backtests: int = Field(default=4, ge=0, description=(
-        "Running backtests at once in the watched namespaces (all, or TRADEBOT_NAMESPACES)."))
+    max_concurrent_backtests: int = Field(
+        default=4,
+        ge=0,
+        description=(
+            "Running backtests at once in the watched namespaces (all, or TRADEBOT_NAMESPACES)."
+        ),
+    )
     max_backtests_per_namespace: int = Field(default=4, ge=0)
     max_backtests_per_strategy: int = Field(default=2, ge=0)
     queue_hold: QueueHold = "None"
-    max_waiting_backtests_per_namespace: int = Field(default=5000, ge=1, description=(
-        "Backtests waiting in the queue per namespace; more are refused (phase Failed, "
-        "condition Admitted=False, reason QueueFull), so a flood cannot grow the queue "
-        "without bound."))
-    backtest_ttl_seconds: int | None = Field(default=None, ge=0, description=(
-        "Seconds after a Backtest finished (its result recorded, its Job gone) before it is "
-        "deleted; the run record stays. Unset: kept. A Backtest's "
-        "spec.ttlSecondsAfterFinished overrides it."))
+    max_waiting_backtests_per_namespace: int = Field(
+        default=5000,
+        ge=1,
+        description=(
+            "Backtests waiting in the queue per namespace; more are refused (phase Failed, "
+            "condition Admitted=False, reason QueueFull), so a flood cannot grow the queue "
+            "without bound."
+        ),
+    )
+    backtest_ttl_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Seconds after a Backtest finished (its result recorded, its Job gone) before it is "
+            "deleted; the run record stays. Unset: kept. A Backtest's "
+            "spec.ttlSecondsAfterFinished overrides it."
+        ),
+    )
     runner_image: str = "ghcr.io/tradebot-operator/runner:0.1.0"
     runner_image_rocm: str = "ghcr.io/tradebot-operator/runner-rocm:0.1.0"
     # LiveBots run plain `freqtrade trade`; GPU (FreqAI) bots on AMD use the ROCm runner image.
@@ -111,27 +131,50 @@ class Settings(BaseSettings):
     # The controller reads a finished Job's result before deleting it itself; a TTL shorter
     # than a few reconcile rounds could delete it first, and the run would start again.
     job_ttl_seconds: int = Field(default=86400, ge=300)
-    artifacts_pvc: str | None = Field(default=None, description=(
-        "PersistentVolumeClaim (in each namespace that runs Backtests) that keeps run "
-        "artifacts, at <runId>/<name>; recorded as pvc://<claim>/<runId>/<name>."))
-    artifacts_store: Literal["auto", "pvc", "s3"] = Field(default="auto", description=(
-        "Where run artifacts are kept: auto is the PVC when artifacts_pvc is set, else the S3 "
-        "bucket when artifacts_s3_bucket is set, else only the Job's emptyDir (a bare name "
-        "is recorded and the file is lost with the Job)."))
-    artifacts_s3_bucket: str | None = Field(default=None, description=(
-        "S3-compatible bucket for run artifacts, at <prefix><runId>/<name>; recorded as "
-        "s3://<bucket>/<prefix><runId>/<name>."))
-    artifacts_s3_prefix: str = Field(default="", description="Key prefix in that bucket, "
-                                     "e.g. tradebot/ (the trailing slash is yours to add).")
-    artifacts_s3_endpoint_url: str | None = Field(default=None, description=(
-        "The S3 API's URL for a store that is not AWS (MinIO, Ceph, ...); unset: AWS."))
+    artifacts_pvc: str | None = Field(
+        default=None,
+        description=(
+            "PersistentVolumeClaim (in each namespace that runs Backtests) that keeps run "
+            "artifacts, at <runId>/<name>; recorded as pvc://<claim>/<runId>/<name>."
+        ),
+    )
+    artifacts_store: Literal["auto", "pvc", "s3"] = Field(
+        default="auto",
+        description=(
+            "Where run artifacts are kept: auto is the PVC when artifacts_pvc is set, else the S3 "
+            "bucket when artifacts_s3_bucket is set, else only the Job's emptyDir (a bare name "
+            "is recorded and the file is lost with the Job)."
+        ),
+    )
+    artifacts_s3_bucket: str | None = Field(
+        default=None,
+        description=(
+            "S3-compatible bucket for run artifacts, at <prefix><runId>/<name>; recorded as "
+            "s3://<bucket>/<prefix><runId>/<name>."
+        ),
+    )
+    artifacts_s3_prefix: str = Field(
+        default="",
+        description="Key prefix in that bucket, "
+        "e.g. tradebot/ (the trailing slash is yours to add).",
+    )
+    artifacts_s3_endpoint_url: str | None = Field(
+        default=None,
+        description=(
+            "The S3 API's URL for a store that is not AWS (MinIO, Ceph, ...); unset: AWS."
+        ),
+    )
     artifacts_s3_region: str | None = Field(default=None, description="The bucket's region.")
     # Credentials never pass through settings: runner pods get this Secret's keys (e.g.
     # AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) as environment; the operator its own copy.
-    artifacts_s3_secret: str | None = Field(default=None, description=(
-        "Secret, in each namespace that runs Backtests, whose keys runner pods get as "
-        "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...); unset: the pod's own "
-        "identity (IRSA, instance role)."))
+    artifacts_s3_secret: str | None = Field(
+        default=None,
+        description=(
+            "Secret, in each namespace that runs Backtests, whose keys runner pods get as "
+            "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, ...); unset: the pod's own "
+            "identity (IRSA, instance role)."
+        ),
+    )
     # Empty: SQLite in local_state_dir (sqlite:/// + an absolute path).
     database_dsn: str = ""
     local_state_dir: Path = Path(".local/operator")
@@ -141,64 +184,118 @@ class Settings(BaseSettings):
     outbox_flush_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
     operator_namespace: str = Field(
-        default="tradebot-system", description="Where the operator runs (for NetworkPolicies).")
+        default="tradebot-system", description="Where the operator runs (for NetworkPolicies)."
+    )
     account_lease_seconds: int = Field(default=30, ge=5)
-    leader_election: bool = Field(default=False, description=(
-        "Act only while holding the leader Lease, so that replicas can stand by; the chart "
-        "turns it on. Off: this process acts at once and alone (one replica only)."))
+    leader_election: bool = Field(
+        default=False,
+        description=(
+            "Act only while holding the leader Lease, so that replicas can stand by; the chart "
+            "turns it on. Off: this process acts at once and alone (one replica only)."
+        ),
+    )
     leader_lease_name: str = Field(
-        default="tradebot-operator", pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
-        description="The leader Lease, in the operator's namespace.")
-    leader_lease_seconds: int = Field(default=10, ge=2, le=300, description=(
-        "How long a standby waits, after it last saw the leader renew, before taking over."))
-    leader_renew_deadline_seconds: float = Field(default=7.0, gt=0, description=(
-        "A leader that cannot renew within this stops acting (exits), before any standby "
-        "may take over."))
+        default="tradebot-operator",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        description="The leader Lease, in the operator's namespace.",
+    )
+    leader_lease_seconds: int = Field(
+        default=10,
+        ge=2,
+        le=300,
+        description=(
+            "How long a standby waits, after it last saw the leader renew, before taking over."
+        ),
+    )
+    leader_renew_deadline_seconds: float = Field(
+        default=7.0,
+        gt=0,
+        description=(
+            "A leader that cannot renew within this stops acting (exits), before any standby "
+            "may take over."
+        ),
+    )
     leader_retry_seconds: float = Field(
-        default=2.0, gt=0, description="How often the leader renews and a standby looks.")
+        default=2.0, gt=0, description="How often the leader renews and a standby looks."
+    )
     handler_threads: int = Field(
-        default=32, ge=4, le=512, description="Threads for the controllers' handlers.")
+        default=32, ge=4, le=512, description="Threads for the controllers' handlers."
+    )
     # The CircuitBreaker's own pools: its rounds, the stops of a trip (parallel REST calls and
     # pod deletions) and the LiveBots marked Tripped after (fewer, so the kubelets' watches
     # are not crowded out by bookkeeping).
-    breaker_threads: int = Field(default=8, ge=1, le=256, description=(
-        "Threads that evaluate CircuitBreakers (their own: a busy fleet never delays them)."))
-    breaker_stop_threads: int = Field(default=48, ge=1, le=512, description=(
-        "Threads that stop a tripped breaker's bots in parallel."))
-    breaker_mark_threads: int = Field(default=16, ge=1, le=256, description=(
-        "Threads that mark a tripped breaker's LiveBots Tripped after the stops."))
+    breaker_threads: int = Field(
+        default=8,
+        ge=1,
+        le=256,
+        description=(
+            "Threads that evaluate CircuitBreakers (their own: a busy fleet never delays them)."
+        ),
+    )
+    breaker_stop_threads: int = Field(
+        default=48,
+        ge=1,
+        le=512,
+        description=("Threads that stop a tripped breaker's bots in parallel."),
+    )
+    breaker_mark_threads: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description=("Threads that mark a tripped breaker's LiveBots Tripped after the stops."),
+    )
     bot_poll_seconds: float = Field(
-        default=10.0, gt=0, le=300, description="How often a running bot gets a full round "
-        "(checks and a REST API poll); changed specs and held bots are handled every 2 s.")
+        default=10.0,
+        gt=0,
+        le=300,
+        description="How often a running bot gets a full round "
+        "(checks and a REST API poll); changed specs and held bots are handled every 2 s.",
+    )
     snapshot_interval_seconds: int = Field(
-        default=60, ge=5, description="How often a running bot's figures are recorded as a "
-        "snapshot (the dry-run history the promotion gates read).")
+        default=60,
+        ge=5,
+        description="How often a running bot's figures are recorded as a "
+        "snapshot (the dry-run history the promotion gates read).",
+    )
     bot_storage_size: str = Field(
-        default="1Gi", pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$",
+        default="1Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$",
         description="Size of each bot's trade-database PersistentVolumeClaim (used when the "
-        "records store is not PostgreSQL).")
+        "records store is not PostgreSQL).",
+    )
     bot_storage_class: str | None = Field(
-        default=None, description="StorageClass of those claims; unset: the cluster's default.")
+        default=None, description="StorageClass of those claims; unset: the cluster's default."
+    )
     exchange_double_url: str | None = Field(
-        default=None, description="Point dry-run bots at the local exchange double (a test "
-        "double of the exchange, for machines with no exchange).")
+        default=None,
+        description="Point dry-run bots at the local exchange double (a test "
+        "double of the exchange, for machines with no exchange).",
+    )
     allowed_modes: tuple[BotMode, ...] = Field(
-        default=("dryRun",), description="Modes this operator creates bot pods for (the "
+        default=("dryRun",),
+        description="Modes this operator creates bot pods for (the "
         "chart's allowedModes); a LiveBot in another mode is Blocked with reason "
-        "ModeNotAllowed.")
+        "ModeNotAllowed.",
+    )
     promotion_floors: PromotionFloors = Field(
-        default_factory=PromotionFloors, description="The loosest promotion thresholds per "
-        "mode (JSON, e.g. {\"live\": {\"minTrades\": 50}}): specs tighten them, never loosen.")
+        default_factory=PromotionFloors,
+        description="The loosest promotion thresholds per "
+        'mode (JSON, e.g. {"live": {"minTrades": 50}}): specs tighten them, never loosen.',
+    )
     operator_pod_labels: dict[str, str] = Field(
         default_factory=lambda: {"app.kubernetes.io/name": "tradebot-operator"},
         description="Labels of the operator's pods (JSON object): bots' NetworkPolicies admit "
-        "only pods with these labels to their API.")
-    metrics_port: int = Field(default=0, ge=0, le=65535,
-                              description="Port of /metrics; 0 serves none.")
+        "only pods with these labels to their API.",
+    )
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Port of /metrics; 0 serves none."
+    )
     gpu_profiles: dict[str, GpuProfile] = Field(default_factory=lambda: dict(DEFAULT_GPU_PROFILES))
     # Labels that mark GPU nodes: pods without GPUs are kept off them.
     gpu_node_labels: tuple[str, ...] = (
-        "feature.node.kubernetes.io/amd-gpu", "nvidia.com/gpu.present")
+        "feature.node.kubernetes.io/amd-gpu",
+        "nvidia.com/gpu.present",
+    )
 
     @model_validator(mode="after")
     def _default_dsn(self) -> Settings:
@@ -213,8 +310,9 @@ class Settings(BaseSettings):
     def _leader_timing(self) -> Settings:
         from tradebot.domain.leader_election import check_timing
 
-        problem = check_timing(self.leader_lease_seconds, self.leader_renew_deadline_seconds,
-                               self.leader_retry_seconds)
+        problem = check_timing(
+            self.leader_lease_seconds, self.leader_renew_deadline_seconds, self.leader_retry_seconds
+        )
         if problem is not None:
             raise ValueError(f"leader election: {problem}")
         return self
@@ -257,8 +355,9 @@ class Settings(BaseSettings):
             try:
                 return json.loads(value)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{info.field_name} is not valid JSON: {e.msg} at {e.pos}"
-                                 ) from None
+                raise ValueError(
+                    f"{info.field_name} is not valid JSON: {e.msg} at {e.pos}"
+                ) from None
         return value
 
     @field_validator("gpu_profiles", mode="before")
@@ -277,9 +376,12 @@ class Settings(BaseSettings):
 
     @classmethod
     def settings_customise_sources(
-            cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # Arguments, then the environment; no .env file or secrets directory read silently.
         given = _GIVEN_ENV.get()
@@ -319,6 +421,12 @@ def _naming_variables(error: ValidationError) -> ValidationError:
         loc = item["loc"]
         if loc and loc[0] in Settings.model_fields:
             loc = (ENV_PREFIX + str(loc[0]).upper(), *loc[1:])
-        details.append({"type": item["type"], "loc": loc, "input": item["input"],
-                        **({"ctx": item["ctx"]} if "ctx" in item else {})})
+        details.append(
+            {
+                "type": item["type"],
+                "loc": loc,
+                "input": item["input"],
+                **({"ctx": item["ctx"]} if "ctx" in item else {}),
+            }
+        )
     return ValidationError.from_exception_data(error.title, details)

@@ -61,8 +61,18 @@ DEPTH_LEVELS = 20
 SPREAD = 0.0001  # best bid/ask are this fraction below/above the last price
 API_PREFIX = "/api/v3"
 
-_INTERVALS_MS = {"5m": 5, "15m": 15, "30m": 30, "1h": 60, "2h": 120, "4h": 240, "6h": 360,
-                 "8h": 480, "12h": 720, "1d": 1440}
+_INTERVALS_MS = {
+    "5m": 5,
+    "15m": 15,
+    "30m": 30,
+    "1h": 60,
+    "2h": 120,
+    "4h": 240,
+    "6h": 360,
+    "8h": 480,
+    "12h": 720,
+    "1d": 1440,
+}
 
 
 class ExchangeDoubleError(Exception):
@@ -126,16 +136,30 @@ def _load_markets() -> dict[str, dict[str, Any]]:
 def _read_candles(path: Path) -> list[tuple[float, float, float, float, float]]:
     feather: Any = importlib.import_module("pyarrow.feather")
     columns = feather.read_table(str(path)).to_pydict()
-    return [(float(o), float(h), float(lo), float(c), float(v)) for o, h, lo, c, v in zip(
-        columns["open"], columns["high"], columns["low"], columns["close"], columns["volume"],
-        strict=True)]
+    return [
+        (float(o), float(h), float(lo), float(c), float(v))
+        for o, h, lo, c, v in zip(
+            columns["open"],
+            columns["high"],
+            columns["low"],
+            columns["close"],
+            columns["volume"],
+            strict=True,
+        )
+    ]
 
 
 class ExchangeDouble:
     """The exchange double. `with ExchangeDouble() as ex: ... ex.url ...`"""
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, data: str = "sample",
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data: str = "sample",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._host = host
         self._port = port
         self._clock = clock
@@ -153,15 +177,15 @@ class ExchangeDouble:
                 continue
             info = dict(market["info"])
             tick = float(market["precision"]["price"])
-            self._markets[pair] = _Market(pair, str(market["id"]), info, tick,
-                                          _read_candles(path))
+            self._markets[pair] = _Market(pair, str(market["id"]), info, tick, _read_candles(path))
         if not self._markets:
             raise ExchangeDoubleError(f"no 5m candles in {datadir} for any bundled market")
         for listing in LISTINGS:
             if listing.pair not in self._markets:
                 series = SyntheticSeries(listing)
-                self._markets[listing.pair] = _Market(listing.pair, listing.symbol,
-                                                      listing.info(), series.tick, [], series)
+                self._markets[listing.pair] = _Market(
+                    listing.pair, listing.symbol, listing.info(), series.tick, [], series
+                )
         # None: serving; an int: klines answers left before the outage; 0: dark.
         self._outage_after: int | None = None
         self._by_symbol = {m.symbol: m for m in self._markets.values()}
@@ -180,8 +204,9 @@ class ExchangeDouble:
 
         self._server = ThreadingHTTPServer((self._host, self._port), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        name="exchange-double", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="exchange-double", daemon=True
+        )
         self._thread.start()
         _log("exchange_double.start", url=self.url, pairs=sorted(self._markets))
         return self
@@ -200,8 +225,12 @@ class ExchangeDouble:
     def __enter__(self) -> ExchangeDouble:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     @property
@@ -278,14 +307,17 @@ class ExchangeDouble:
     def state(self) -> dict[str, Any]:
         now = self._now_ms()
         with self._lock:
-            factors = {p: {"now": f.at(now), "points": list(f.points)}
-                       for p, f in self._factors.items()}
+            factors = {
+                p: {"now": f.at(now), "points": list(f.points)} for p, f in self._factors.items()
+            }
         return {
             "now_ms": now,
             "anchor_ms": self._anchor_ms,
             "anchor_index": ANCHOR_INDEX,
-            "pairs": {p: {"symbol": m.symbol, "last": self._ticker(m, now)["last"],
-                          "factor": factors[p]} for p, m in self._markets.items()},
+            "pairs": {
+                p: {"symbol": m.symbol, "last": self._ticker(m, now)["last"], "factor": factors[p]}
+                for p, m in self._markets.items()
+            },
             "calls": dict(self.calls),
             "unknown": dict(self.unknown),
         }
@@ -298,8 +330,9 @@ class ExchangeDouble:
         index = (ANCHOR_INDEX + (open_ms - self._anchor_ms) // PERIOD_MS) % len(market.candles)
         return market.candles[index]
 
-    def _candle(self, market: _Market, open_ms: int, now_ms: int, step_ms: int = PERIOD_MS
-                ) -> tuple[float, float, float, float, float]:
+    def _candle(
+        self, market: _Market, open_ms: int, now_ms: int, step_ms: int = PERIOD_MS
+    ) -> tuple[float, float, float, float, float]:
         """The 5m candle opening at open_ms as seen at now_ms (the forming one is partial);
         for a synthetic market the candle of any `step_ms`."""
         end = open_ms + step_ms
@@ -323,14 +356,22 @@ class ExchangeDouble:
         rnd = _rounder(market.tick)
         return rnd(op), rnd(hi), rnd(low), rnd(cl), v
 
-    def _candles(self, market: _Market, step_ms: int, start_ms: int | None, end_ms: int | None,
-                 limit: int, now_ms: int) -> list[list[Any]]:
+    def _candles(
+        self,
+        market: _Market,
+        step_ms: int,
+        start_ms: int | None,
+        end_ms: int | None,
+        limit: int,
+        now_ms: int,
+    ) -> list[list[Any]]:
         # Binance: the candles whose open time lies in [startTime, endTime], the first `limit`
         # of them from startTime, or the last `limit` up to endTime (or now) without one.
         current = now_ms // step_ms * step_ms
         last = current if end_ms is None else min(current, end_ms // step_ms * step_ms)
-        first = last - (limit - 1) * step_ms if start_ms is None else \
-            -(-start_ms // step_ms) * step_ms
+        first = (
+            last - (limit - 1) * step_ms if start_ms is None else -(-start_ms // step_ms) * step_ms
+        )
         first = max(first, -(-LISTED_MS // step_ms) * step_ms)
         rows: list[list[Any]] = []
         t = first
@@ -338,14 +379,31 @@ class ExchangeDouble:
             if market.series is not None:
                 parts = [self._candle(market, t, now_ms, step_ms)]
             else:
-                parts = [self._candle(market, t + k, now_ms)
-                         for k in range(0, step_ms, PERIOD_MS) if t + k <= now_ms]
+                parts = [
+                    self._candle(market, t + k, now_ms)
+                    for k in range(0, step_ms, PERIOD_MS)
+                    if t + k <= now_ms
+                ]
             o, c = parts[0][0], parts[-1][3]
             h = max(p[1] for p in parts)
             lo = min(p[2] for p in parts)
             v = sum(p[4] for p in parts)
-            rows.append([t, _fmt(o), _fmt(h), _fmt(lo), _fmt(c), _fmt(v), t + step_ms - 1,
-                         _fmt(v * c), 100 * len(parts), _fmt(v / 2), _fmt(v * c / 2), "0"])
+            rows.append(
+                [
+                    t,
+                    _fmt(o),
+                    _fmt(h),
+                    _fmt(lo),
+                    _fmt(c),
+                    _fmt(v),
+                    t + step_ms - 1,
+                    _fmt(v * c),
+                    100 * len(parts),
+                    _fmt(v / 2),
+                    _fmt(v * c / 2),
+                    "0",
+                ]
+            )
             t += step_ms
         return rows
 
@@ -353,13 +411,14 @@ class ExchangeDouble:
         last = self._candle(market, now_ms // PERIOD_MS * PERIOD_MS, now_ms)[3]
         # Hourly candles are enough for a synthetic market's day (24 rows instead of 288).
         step = PERIOD_MS if market.series is None else 3_600_000
-        day = self._candles(market, step, now_ms - 86_400_000, None, 86_400_000 // step + 1,
-                            now_ms)
+        day = self._candles(market, step, now_ms - 86_400_000, None, 86_400_000 // step + 1, now_ms)
         opened = float(day[0][1])
         spread = max(market.tick, round(last * SPREAD / market.tick) * market.tick)
         return {
-            "last": last, "open": opened,
-            "high": max(float(r[2]) for r in day), "low": min(float(r[3]) for r in day),
+            "last": last,
+            "open": opened,
+            "high": max(float(r[2]) for r in day),
+            "low": min(float(r[3]) for r in day),
             "volume": sum(float(r[5]) for r in day),
             "bid": _rounder(market.tick)(last - spread),
             "ask": _rounder(market.tick)(last + spread),
@@ -368,31 +427,51 @@ class ExchangeDouble:
 
     # ---- Binance payloads -----------------------------------------------------------------
     def exchange_info(self) -> dict[str, Any]:
-        return {"timezone": "UTC", "serverTime": self._now_ms(), "rateLimits": [],
-                "exchangeFilters": [],
-                "symbols": [m.info for m in self._markets.values()]}
+        return {
+            "timezone": "UTC",
+            "serverTime": self._now_ms(),
+            "rateLimits": [],
+            "exchangeFilters": [],
+            "symbols": [m.info for m in self._markets.values()],
+        }
 
     def ticker_24hr(self, market: _Market) -> dict[str, Any]:
         now = self._now_ms()
         t = self._ticker(market, now)
         change = t["last"] - t["open"]
         return {
-            "symbol": market.symbol, "priceChange": _fmt(change),
+            "symbol": market.symbol,
+            "priceChange": _fmt(change),
             "priceChangePercent": _fmt(100 * change / t["open"], 3),
             "weightedAvgPrice": _fmt((t["high"] + t["low"]) / 2),
-            "prevClosePrice": _fmt(t["open"]), "lastPrice": _fmt(t["last"]),
-            "lastQty": "0.01000000", "bidPrice": _fmt(t["bid"]), "bidQty": "10.00000000",
-            "askPrice": _fmt(t["ask"]), "askQty": "10.00000000", "openPrice": _fmt(t["open"]),
-            "highPrice": _fmt(t["high"]), "lowPrice": _fmt(t["low"]),
-            "volume": _fmt(t["volume"]), "quoteVolume": _fmt(t["volume"] * t["last"]),
-            "openTime": t["open_ms"], "closeTime": now, "firstId": 1, "lastId": 1000,
+            "prevClosePrice": _fmt(t["open"]),
+            "lastPrice": _fmt(t["last"]),
+            "lastQty": "0.01000000",
+            "bidPrice": _fmt(t["bid"]),
+            "bidQty": "10.00000000",
+            "askPrice": _fmt(t["ask"]),
+            "askQty": "10.00000000",
+            "openPrice": _fmt(t["open"]),
+            "highPrice": _fmt(t["high"]),
+            "lowPrice": _fmt(t["low"]),
+            "volume": _fmt(t["volume"]),
+            "quoteVolume": _fmt(t["volume"] * t["last"]),
+            "openTime": t["open_ms"],
+            "closeTime": now,
+            "firstId": 1,
+            "lastId": 1000,
             "count": 1000,
         }
 
     def book_ticker(self, market: _Market) -> dict[str, Any]:
         t = self._ticker(market, self._now_ms())
-        return {"symbol": market.symbol, "bidPrice": _fmt(t["bid"]), "bidQty": "10.00000000",
-                "askPrice": _fmt(t["ask"]), "askQty": "10.00000000"}
+        return {
+            "symbol": market.symbol,
+            "bidPrice": _fmt(t["bid"]),
+            "bidQty": "10.00000000",
+            "askPrice": _fmt(t["ask"]),
+            "askQty": "10.00000000",
+        }
 
     def depth(self, market: _Market, limit: int) -> dict[str, Any]:
         t = self._ticker(market, self._now_ms())
@@ -400,25 +479,25 @@ class ExchangeDouble:
         levels = max(1, min(limit, DEPTH_LEVELS))
         return {
             "lastUpdateId": self._now_ms(),
-            "bids": [[_fmt(rnd(t["bid"] - i * market.tick)), "10.00000000"]
-                     for i in range(levels)],
-            "asks": [[_fmt(rnd(t["ask"] + i * market.tick)), "10.00000000"]
-                     for i in range(levels)],
+            "bids": [[_fmt(rnd(t["bid"] - i * market.tick)), "10.00000000"] for i in range(levels)],
+            "asks": [[_fmt(rnd(t["ask"] + i * market.tick)), "10.00000000"] for i in range(levels)],
         }
 
     def klines(self, market: _Market, query: dict[str, str]) -> list[list[Any]]:
         interval = query.get("interval")
         if interval is None:
-            raise _BadRequest(-1102, "Mandatory parameter 'interval' was not sent, was "
-                              "empty/null, or malformed.")
+            raise _BadRequest(
+                -1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed."
+            )
         if interval not in _INTERVALS_MS:
             # Binance's answer; 1s..3m and 3d..1M are real intervals the double does not serve.
             raise _BadRequest(-1120, "Invalid interval.")
         limit = min(max(int(query.get("limit", DEFAULT_KLINES)), 1), MAX_KLINES)
         start = int(query["startTime"]) if "startTime" in query else None
         end = int(query["endTime"]) if "endTime" in query else None
-        return self._candles(market, _INTERVALS_MS[interval] * 60_000, start, end, limit,
-                             self._now_ms())
+        return self._candles(
+            market, _INTERVALS_MS[interval] * 60_000, start, end, limit, self._now_ms()
+        )
 
 
 def _rounder(tick: float) -> Callable[[float], float]:
@@ -426,6 +505,7 @@ def _rounder(tick: float) -> Callable[[float], float]:
 
     def rnd(value: float) -> float:
         return round(round(value / tick) * tick, places)
+
     return rnd
 
 
@@ -459,8 +539,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _symbol(self, query: dict[str, str]) -> _Market:
         symbol = query.get("symbol")
         if not symbol:
-            raise _BadRequest(-1102, "Mandatory parameter 'symbol' was not sent, was "
-                              "empty/null, or malformed.")
+            raise _BadRequest(
+                -1102, "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed."
+            )
         market = self.exchange._by_symbol.get(symbol or "")
         if market is None:
             raise _BadRequest(-1121, "Invalid symbol.")
@@ -490,7 +571,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, query = self._query()
         ex = self.exchange
         key = f"{method} {path}"
-        if path.startswith(API_PREFIX + "/") and not ex._admit(path[len(API_PREFIX) + 1:]):
+        if path.startswith(API_PREFIX + "/") and not ex._admit(path[len(API_PREFIX) + 1 :]):
             ex.calls["dropped " + key] += 1
             self.close_connection = True
             self.connection.close()
@@ -508,8 +589,9 @@ class _Handler(BaseHTTPRequestHandler):
         if body is _NOT_FOUND:
             ex.unknown[key] += 1
             _log("exchange_double.unknown", method=method, path=path, query=query)
-            self._send(404, {"code": -1, "msg": f"{method} {path} is not served by the "
-                             "exchange double"})
+            self._send(
+                404, {"code": -1, "msg": f"{method} {path} is not served by the exchange double"}
+            )
             return
         ex.calls[key] += 1
         self._send(200, body)
@@ -517,7 +599,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, method: str, path: str, query: dict[str, str]) -> Any:
         ex = self.exchange
         if method == "GET" and path.startswith(API_PREFIX + "/"):
-            name = path[len(API_PREFIX) + 1:]
+            name = path[len(API_PREFIX) + 1 :]
             if name == "ping":
                 return {}
             if name == "time":
@@ -537,8 +619,7 @@ class _Handler(BaseHTTPRequestHandler):
                 elif name == "ticker/bookTicker":
                     out = [ex.book_ticker(m) for m in markets]
                 else:
-                    out = [{"symbol": m.symbol, "price": _fmt(ex.price(m.pair))}
-                           for m in markets]
+                    out = [{"symbol": m.symbol, "price": _fmt(ex.price(m.pair))} for m in markets]
                 return out[0] if one else out
         if method == "GET" and path == "/double/state":
             return ex.state()
@@ -554,18 +635,21 @@ class _Handler(BaseHTTPRequestHandler):
             length = int(self.headers.get("Content-Length") or 0)
             request = json.loads(self.rfile.read(length) or b"{}")
             if not isinstance(request, dict) or "pair" not in request:
-                raise ValueError('expected {"pair": ..., "factor": F} or {"pair": ..., '
-                                 '"move": FRACTION}')
+                raise ValueError(
+                    'expected {"pair": ..., "factor": F} or {"pair": ..., "move": FRACTION}'
+                )
             over = float(request.get("over_seconds", 0))
             if "factor" in request:
-                factor = ex.set_price_factor(str(request["pair"]), float(request["factor"]),
-                                             over)
+                factor = ex.set_price_factor(str(request["pair"]), float(request["factor"]), over)
             elif "move" in request:
                 factor = ex.move(str(request["pair"]), float(request["move"]), over)
             else:
                 raise ValueError("give factor or move")
-            return {"pair": request["pair"], "factor": factor,
-                    "price": ex.price(str(request["pair"]))}
+            return {
+                "pair": request["pair"],
+                "factor": factor,
+                "price": ex.price(str(request["pair"])),
+            }
         return _NOT_FOUND
 
 
@@ -575,11 +659,13 @@ _NOT_FOUND = object()
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tradebot_testing.exchange_double",
-        description="Serve a local exchange double (Binance spot REST) until killed.")
+        description="Serve a local exchange double (Binance spot REST) until killed.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument("--data", default="sample",
-                        help="bundled candle set name or Freqtrade data directory")
+    parser.add_argument(
+        "--data", default="sample", help="bundled candle set name or Freqtrade data directory"
+    )
     args = parser.parse_args(argv)
     double = ExchangeDouble(host=args.host, port=args.port, data=args.data).start()
     stopped = threading.Event()

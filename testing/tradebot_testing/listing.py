@@ -59,8 +59,14 @@ QUOTE = "USDT"
 # Waves in log space: period (days) and amplitude. The slow ones give bull and bear years, the
 # fast ones the intraday moves a 5m strategy trades on.
 _WAVES: tuple[tuple[float, float], ...] = (
-    (700.0, 0.55), (190.0, 0.25), (41.0, 0.10), (9.0, 0.05), (1.7, 0.025), (0.31, 0.012),
-    (0.07, 0.006), (0.013, 0.003),
+    (700.0, 0.55),
+    (190.0, 0.25),
+    (41.0, 0.10),
+    (9.0, 0.05),
+    (1.7, 0.025),
+    (0.31, 0.012),
+    (0.07, 0.006),
+    (0.013, 0.003),
 )
 _DAY_MS = 86_400_000
 _SAMPLES = 8  # points inside a candle its high and low are taken from
@@ -70,36 +76,81 @@ def symbol_info(base: str, tick: str, step: str, quote: str = QUOTE) -> dict[str
     """One symbol as Binance's GET /api/v3/exchangeInfo describes it (spot), the same shape as
     the bundled markets file was generated from (hack/gen-sample-data.py)."""
     return {
-        "symbol": base + quote, "status": "TRADING",
-        "baseAsset": base, "baseAssetPrecision": 8,
-        "quoteAsset": quote, "quotePrecision": 8, "quoteAssetPrecision": 8,
-        "baseCommissionPrecision": 8, "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT",
-                       "TAKE_PROFIT", "TAKE_PROFIT_LIMIT"],
-        "icebergAllowed": True, "ocoAllowed": True, "otoAllowed": True,
-        "quoteOrderQtyMarketAllowed": True, "allowTrailingStop": True,
-        "cancelReplaceAllowed": True, "amendAllowed": True,
-        "isSpotTradingAllowed": True, "isMarginTradingAllowed": True,
+        "symbol": base + quote,
+        "status": "TRADING",
+        "baseAsset": base,
+        "baseAssetPrecision": 8,
+        "quoteAsset": quote,
+        "quotePrecision": 8,
+        "quoteAssetPrecision": 8,
+        "baseCommissionPrecision": 8,
+        "quoteCommissionPrecision": 8,
+        "orderTypes": [
+            "LIMIT",
+            "LIMIT_MAKER",
+            "MARKET",
+            "STOP_LOSS",
+            "STOP_LOSS_LIMIT",
+            "TAKE_PROFIT",
+            "TAKE_PROFIT_LIMIT",
+        ],
+        "icebergAllowed": True,
+        "ocoAllowed": True,
+        "otoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "isSpotTradingAllowed": True,
+        "isMarginTradingAllowed": True,
         "filters": [
-            {"filterType": "PRICE_FILTER", "minPrice": tick, "maxPrice": "1000000.00000000",
-             "tickSize": tick},
-            {"filterType": "LOT_SIZE", "minQty": step, "maxQty": "90000000.00000000",
-             "stepSize": step},
+            {
+                "filterType": "PRICE_FILTER",
+                "minPrice": tick,
+                "maxPrice": "1000000.00000000",
+                "tickSize": tick,
+            },
+            {
+                "filterType": "LOT_SIZE",
+                "minQty": step,
+                "maxQty": "90000000.00000000",
+                "stepSize": step,
+            },
             {"filterType": "ICEBERG_PARTS", "limit": 10},
-            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000",
-             "maxQty": "1000000.00000000", "stepSize": "0.00000000"},
-            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10,
-             "maxTrailingAboveDelta": 2000, "minTrailingBelowDelta": 10,
-             "maxTrailingBelowDelta": 2000},
-            {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5",
-             "bidMultiplierDown": "0.2", "askMultiplierUp": "5", "askMultiplierDown": "0.2",
-             "avgPriceMins": 5},
-            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
-             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+            {
+                "filterType": "MARKET_LOT_SIZE",
+                "minQty": "0.00000000",
+                "maxQty": "1000000.00000000",
+                "stepSize": "0.00000000",
+            },
+            {
+                "filterType": "TRAILING_DELTA",
+                "minTrailingAboveDelta": 10,
+                "maxTrailingAboveDelta": 2000,
+                "minTrailingBelowDelta": 10,
+                "maxTrailingBelowDelta": 2000,
+            },
+            {
+                "filterType": "PERCENT_PRICE_BY_SIDE",
+                "bidMultiplierUp": "5",
+                "bidMultiplierDown": "0.2",
+                "askMultiplierUp": "5",
+                "askMultiplierDown": "0.2",
+                "avgPriceMins": 5,
+            },
+            {
+                "filterType": "NOTIONAL",
+                "minNotional": "5.00000000",
+                "applyMinToMarket": True,
+                "maxNotional": "9000000.00000000",
+                "applyMaxToMarket": False,
+                "avgPriceMins": 5,
+            },
             {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
         ],
-        "permissions": [], "permissionSets": [["SPOT", "MARGIN"]],
+        "permissions": [],
+        "permissionSets": [["SPOT", "MARGIN"]],
         "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
         "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
     }
@@ -107,7 +158,7 @@ def symbol_info(base: str, tick: str, step: str, quote: str = QUOTE) -> dict[str
 
 def _unit(seed: bytes) -> float:
     """A number in [0, 1) drawn from `seed`."""
-    return int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest(), "big") / 2.0 ** 64
+    return int.from_bytes(hashlib.blake2b(seed, digest_size=8).digest(), "big") / 2.0**64
 
 
 @dataclass(frozen=True)
@@ -139,10 +190,14 @@ class SyntheticSeries:
         name = listing.symbol.encode()
         self.tick = float(listing.tick)
         self._base = listing.price
-        self._waves = [(2 * math.pi / (days * _DAY_MS),
-                        amp * (0.6 + 0.8 * _unit(name + b"a%d" % i)),
-                        2 * math.pi * _unit(name + b"p%d" % i))
-                       for i, (days, amp) in enumerate(_WAVES)]
+        self._waves = [
+            (
+                2 * math.pi / (days * _DAY_MS),
+                amp * (0.6 + 0.8 * _unit(name + b"a%d" % i)),
+                2 * math.pi * _unit(name + b"p%d" % i),
+            )
+            for i, (days, amp) in enumerate(_WAVES)
+        ]
         self._volume = 1e6 / listing.price * (0.5 + _unit(name + b"v"))
         self._name = name
 
@@ -156,6 +211,10 @@ class SyntheticSeries:
         bucket = b"%d:%d" % (open_ms, step_ms)
         high = max(points) * (1 + wick * _unit(self._name + b"h" + bucket))
         low = min(points) * (1 - wick * _unit(self._name + b"l" + bucket))
-        volume = (self._volume * step_ms / FIVE_MINUTES_MS
-                  * (0.3 + 1.4 * _unit(self._name + b"q" + bucket)))
+        volume = (
+            self._volume
+            * step_ms
+            / FIVE_MINUTES_MS
+            * (0.3 + 1.4 * _unit(self._name + b"q" + bucket))
+        )
         return points[0], high, low, points[-1], volume

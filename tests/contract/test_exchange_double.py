@@ -57,11 +57,13 @@ class Bot:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                auth: bool = True) -> Any:
+    def request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, auth: bool = True
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(  # noqa: S310 (http on loopback)
-            self.url + "/api/v1/" + path, data=data, method=method)
+            self.url + "/api/v1/" + path, data=data, method=method
+        )
         req.add_header("Content-Type", "application/json")
         if auth:
             token = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
@@ -85,8 +87,9 @@ def _until(what: str, bot: Bot, check: Callable[[], Any], timeout: float = WAIT)
     last: Any = None
     while time.monotonic() < deadline:
         if bot.process.poll() is not None:
-            pytest.fail(f"the bot exited ({bot.process.returncode}) waiting for {what}:\n"
-                        f"{bot.log_tail()}")
+            pytest.fail(
+                f"the bot exited ({bot.process.returncode}) waiting for {what}:\n{bot.log_tail()}"
+            )
         try:
             last = check()
             if last:
@@ -111,8 +114,13 @@ def bot(exchange_double: ExchangeDouble, tmp_path: Path) -> Iterator[Bot]:
     strategy = StrategySpec.model_validate(strategy_wire)
     spec = LiveBotSpec.model_validate(_spec("livebot.yaml"))
     api_port = _free_port()
-    config = trade_config(spec, strategy, api_port=api_port, api_username=USERNAME,
-                          exchange_double_url=exchange_double.url)
+    config = trade_config(
+        spec,
+        strategy,
+        api_port=api_port,
+        api_username=USERNAME,
+        exchange_double_url=exchange_double.url,
+    )
     config["api_server"]["listen_ip_address"] = "127.0.0.1"  # the pod's 0.0.0.0, locally
 
     userdir = tmp_path / "user_data"
@@ -126,20 +134,40 @@ def bot(exchange_double: ExchangeDouble, tmp_path: Path) -> Iterator[Bot]:
     config_path.write_text(json.dumps(config, indent=2))
     log = tmp_path / "freqtrade.log"
 
-    env = {k: v for k, v in os.environ.items()
-           if k != "PYTEST_VERSION" and not k.startswith("FREQTRADE__")}
-    env.update({
-        "FREQTRADE__API_SERVER__PASSWORD": PASSWORD,
-        "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "contract-test-jwt-key-" + "x" * 20,
-        "FREQTRADE__API_SERVER__WS_TOKEN": "contract-test-ws-token",
-    })
-    command = [sys.executable, "-m", "freqtrade", "trade", "--config", str(config_path),
-               "--strategy", strategy.class_name, "--strategy-path", str(strategies),
-               "--userdir", str(userdir), "--db-url", f"sqlite:///{tmp_path / 'trades.sqlite'}",
-               "--logfile", str(log)]
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "PYTEST_VERSION" and not k.startswith("FREQTRADE__")
+    }
+    env.update(
+        {
+            "FREQTRADE__API_SERVER__PASSWORD": PASSWORD,
+            "FREQTRADE__API_SERVER__JWT_SECRET_KEY": "contract-test-jwt-key-" + "x" * 20,
+            "FREQTRADE__API_SERVER__WS_TOKEN": "contract-test-ws-token",
+        }
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "freqtrade",
+        "trade",
+        "--config",
+        str(config_path),
+        "--strategy",
+        strategy.class_name,
+        "--strategy-path",
+        str(strategies),
+        "--userdir",
+        str(userdir),
+        "--db-url",
+        f"sqlite:///{tmp_path / 'trades.sqlite'}",
+        "--logfile",
+        str(log),
+    ]
     with (tmp_path / "console.log").open("wb") as console:
-        process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=console,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=console, stderr=subprocess.STDOUT
+        )
     running = Bot(f"http://127.0.0.1:{api_port}", process, log)
     try:
         yield running
@@ -154,12 +182,15 @@ def bot(exchange_double: ExchangeDouble, tmp_path: Path) -> Iterator[Bot]:
 
 
 def test_dry_run_bot_trades_against_the_exchange_double(
-        bot: Bot, exchange_double: ExchangeDouble) -> None:
+    bot: Bot, exchange_double: ExchangeDouble
+) -> None:
     started = time.monotonic()
-    assert _until("the API", bot, lambda: bot.get("ping", auth=False),
-                  START_TIMEOUT) == {"status": "pong"}
-    config = _until("state running", bot,
-                    lambda: (c := bot.get("show_config"))["state"] == "running" and c)
+    assert _until("the API", bot, lambda: bot.get("ping", auth=False), START_TIMEOUT) == {
+        "status": "pong"
+    }
+    config = _until(
+        "state running", bot, lambda: (c := bot.get("show_config"))["state"] == "running" and c
+    )
     assert config["dry_run"] is True
     assert config["exchange"] == "binance"
     balance = bot.get("balance")
@@ -174,8 +205,8 @@ def test_dry_run_bot_trades_against_the_exchange_double(
 
     def filled() -> Any:
         trades = [t for t in bot.get("status") if t["trade_id"] == trade_id]
-        return trades and not trades[0]["has_open_orders"] and trades[0]["amount"] > 0 \
-            and trades[0]
+        return trades and not trades[0]["has_open_orders"] and trades[0]["amount"] > 0 and trades[0]
+
     trade = _until("the entry to fill", bot, filled)
     assert trade["pair"] == "BTC/USDT"
     assert trade["open_rate"] == pytest.approx(entry_price, rel=0.01)
@@ -185,12 +216,14 @@ def test_dry_run_bot_trades_against_the_exchange_double(
     def losing() -> Any:
         trades = [t for t in bot.get("status") if t["trade_id"] == trade_id]
         return trades and trades[0]["profit_ratio"] < -0.15 and trades[0]
+
     trade = _until("the open trade to show the loss", bot, losing)
     assert trade["current_rate"] == pytest.approx(exchange_double.price("BTC/USDT"), rel=0.01)
 
     bot.post("forceexit", {"tradeid": "all"})
-    profit = _until("a closed trade", bot,
-                    lambda: (p := bot.get("profit"))["closed_trade_count"] >= 1 and p)
+    profit = _until(
+        "a closed trade", bot, lambda: (p := bot.get("profit"))["closed_trade_count"] >= 1 and p
+    )
     assert profit["losing_trades"] >= 1
     assert profit["profit_closed_coin"] < 0
     closed = next(t for t in bot.get("trades")["trades"] if t["trade_id"] == trade_id)
@@ -231,8 +264,10 @@ def test_klines_ticker_and_depth_come_from_one_series(exchange_double: ExchangeD
     after = _fetch(exchange_double, "/api/v3/ticker/price?symbol=BTCUSDT")
     assert float(after["price"]) == pytest.approx(last * 0.8, rel=2e-3)
     # Candles closed before the move keep their prices.
-    history = _fetch(exchange_double, "/api/v3/klines?symbol=BTCUSDT&interval=5m&limit=2"
-                     f"&startTime={klines[-3][0]}")
+    history = _fetch(
+        exchange_double,
+        f"/api/v3/klines?symbol=BTCUSDT&interval=5m&limit=2&startTime={klines[-3][0]}",
+    )
     assert history == klines[-3:-1]
     state = _fetch(exchange_double, "/double/state")
     assert state["pairs"]["BTC/USDT"]["factor"]["now"] == pytest.approx(0.8)
@@ -251,7 +286,8 @@ def test_unknown_paths_answer_404_and_are_recorded(exchange_double: ExchangeDoub
 
 
 def test_operator_rest_client_monitors_and_controls_a_real_bot(
-        bot: Bot, exchange_double: ExchangeDouble) -> None:
+    bot: Bot, exchange_double: ExchangeDouble
+) -> None:
     from decimal import Decimal
 
     from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
@@ -259,8 +295,7 @@ def test_operator_rest_client_monitors_and_controls_a_real_bot(
     _until("the API", bot, lambda: bot.get("ping", auth=False), START_TIMEOUT)
     client = BotClient(bot.url, USERNAME, PASSWORD)
     assert client.ping()
-    first = _until("a running bot", bot, lambda: (s := client.snapshot()).state == "running"
-                   and s)
+    first = _until("a running bot", bot, lambda: (s := client.snapshot()).state == "running" and s)
     assert first.dry_run is True
     assert first.open_trades == 0
     assert isinstance(first.total_balance, Decimal)
@@ -273,14 +308,18 @@ def test_operator_rest_client_monitors_and_controls_a_real_bot(
     from tradebot.freqtrade.rest import BotRefused
 
     with pytest.raises(BotRefused, match="position for BTC/USDT already open"):
-        client.force_enter("BTC/USDT", stake_amount=Decimal("10"), entry_tag="dca-x",
-                           order_type="market")
+        client.force_enter(
+            "BTC/USDT", stake_amount=Decimal("10"), entry_tag="dca-x", order_type="market"
+        )
     exchange_double.move("BTC/USDT", -0.2)
     losing = _until("an open loss", bot, lambda: (s := client.snapshot()).open_profit < 0 and s)
     assert losing.total_balance < first.total_balance
     client.force_exit_all()
-    closed = _until("the loss closed", bot, lambda: (s := client.snapshot()).trade_count >= 1
-                    and s.open_trades == 0 and s)
+    closed = _until(
+        "the loss closed",
+        bot,
+        lambda: (s := client.snapshot()).trade_count >= 1 and s.open_trades == 0 and s,
+    )
     assert closed.closed_profit < 0
     assert closed.losing_streak == 1
 

@@ -19,9 +19,28 @@ from tradebot.freqtrade import offline
 from tradebot_testing.exchange_double import MAX_KLINES, ExchangeDouble
 from tradebot_testing.listing import LISTED_MS
 
-LARGEST = {"BTC/USDT", "ETH/USDT", "SOL/USDT", "XRP/USDT", "BNB/USDT", "ADA/USDT", "DOGE/USDT",
-           "TRX/USDT", "AVAX/USDT", "LINK/USDT", "DOT/USDT", "LTC/USDT", "BCH/USDT",
-           "NEAR/USDT", "UNI/USDT", "ATOM/USDT", "XLM/USDT", "ETC/USDT", "FIL/USDT", "APT/USDT"}
+LARGEST = {
+    "BTC/USDT",
+    "ETH/USDT",
+    "SOL/USDT",
+    "XRP/USDT",
+    "BNB/USDT",
+    "ADA/USDT",
+    "DOGE/USDT",
+    "TRX/USDT",
+    "AVAX/USDT",
+    "LINK/USDT",
+    "DOT/USDT",
+    "LTC/USDT",
+    "BCH/USDT",
+    "NEAR/USDT",
+    "UNI/USDT",
+    "ATOM/USDT",
+    "XLM/USDT",
+    "ETC/USDT",
+    "FIL/USDT",
+    "APT/USDT",
+}
 DAY_MS = 86_400_000
 
 
@@ -61,8 +80,7 @@ def test_klines_page_like_binance(double: ExchangeDouble) -> None:
     assert page2[0][0] == nxt
     assert page2[0][1] == capped[-1][4]
     end = start + 3 * DAY_MS
-    _, ranged = _get(double, f"/klines?symbol=XRPUSDT&interval=1d&startTime={start}"
-                             f"&endTime={end}")
+    _, ranged = _get(double, f"/klines?symbol=XRPUSDT&interval=1d&startTime={start}&endTime={end}")
     assert [r[0] for r in ranged] == [start + i * DAY_MS for i in range(4)]
     _, early = _get(double, "/klines?symbol=DOGEUSDT&interval=1d&startTime=0&limit=3")
     assert early[0][0] == LISTED_MS  # listed 2020-01-01: nothing before
@@ -78,30 +96,63 @@ def test_history_is_deterministic_across_instances(double: ExchangeDouble) -> No
 
 
 def test_binance_errors(double: ExchangeDouble) -> None:
-    assert _get(double, "/klines?symbol=NOPEUSDT&interval=1h") == \
-        (400, {"code": -1121, "msg": "Invalid symbol."})
-    assert _get(double, "/klines?symbol=SOLUSDT&interval=7m") == \
-        (400, {"code": -1120, "msg": "Invalid interval."})
+    assert _get(double, "/klines?symbol=NOPEUSDT&interval=1h") == (
+        400,
+        {"code": -1121, "msg": "Invalid symbol."},
+    )
+    assert _get(double, "/klines?symbol=SOLUSDT&interval=7m") == (
+        400,
+        {"code": -1120, "msg": "Invalid interval."},
+    )
 
 
-def download(double: ExchangeDouble, tmp: Path, pairs: list[str], timeframes: list[str],
-             timerange: str) -> subprocess.CompletedProcess[str]:
-    config = {"exchange": {"name": "binance", "only_from_ccxt": True, "pair_whitelist": [],
-                           **exchange_double_overrides(double.url)},
-              "stake_currency": "USDT", "dry_run": True, "trading_mode": "spot",
-              "user_data_dir": str(tmp / "user_data"), "dataformat_ohlcv": "feather"}
+def download(
+    double: ExchangeDouble, tmp: Path, pairs: list[str], timeframes: list[str], timerange: str
+) -> subprocess.CompletedProcess[str]:
+    config = {
+        "exchange": {
+            "name": "binance",
+            "only_from_ccxt": True,
+            "pair_whitelist": [],
+            **exchange_double_overrides(double.url),
+        },
+        "stake_currency": "USDT",
+        "dry_run": True,
+        "trading_mode": "spot",
+        "user_data_dir": str(tmp / "user_data"),
+        "dataformat_ohlcv": "feather",
+    }
     (tmp / "user_data").mkdir(exist_ok=True)
     (tmp / "config.json").write_text(json.dumps(config))
     return subprocess.run(
-        [sys.executable, "-m", "tradebot.freqtrade.download",
-         "--save-markets", str(tmp / "data" / "markets.json"),
-         "download-data", "--config", str(tmp / "config.json"), "--datadir", str(tmp / "data"),
-         "--pairs", *pairs, "--timeframes", *timeframes, "--timerange", timerange],
-        capture_output=True, text=True, timeout=120, check=False)
+        [
+            sys.executable,
+            "-m",
+            "tradebot.freqtrade.download",
+            "--save-markets",
+            str(tmp / "data" / "markets.json"),
+            "download-data",
+            "--config",
+            str(tmp / "config.json"),
+            "--datadir",
+            str(tmp / "data"),
+            "--pairs",
+            *pairs,
+            "--timeframes",
+            *timeframes,
+            "--timerange",
+            timerange,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
-def test_freqtrade_download_data_of_a_pair_not_bundled(double: ExchangeDouble,
-                                                      tmp_path: Path) -> None:
+def test_freqtrade_download_data_of_a_pair_not_bundled(
+    double: ExchangeDouble, tmp_path: Path
+) -> None:
     import pandas as pd
 
     (tmp_path / "data").mkdir()
@@ -123,5 +174,4 @@ def test_freqtrade_download_data_of_a_pair_not_bundled(double: ExchangeDouble,
     again = tmp_path / "again"
     (again / "data").mkdir(parents=True)
     assert download(double, again, ["SOL/USDT"], ["1h"], "20240101-20240103").returncode == 0
-    assert hashlib.sha256((again / "data" / "SOL_USDT-1h.feather").read_bytes()).digest() \
-        == first
+    assert hashlib.sha256((again / "data" / "SOL_USDT-1h.feather").read_bytes()).digest() == first

@@ -39,13 +39,16 @@ def _ping(url: str, timeout: float = 40) -> None:
 
 def test_local_bot_lifecycle(tmp_path: Path):
     strategy = StrategySpec.model_validate(
-        yaml.safe_load((EXAMPLES / "strategy.yaml").read_text())["spec"])
+        yaml.safe_load((EXAMPLES / "strategy.yaml").read_text())["spec"]
+    )
     spec = LiveBotSpec.model_validate(
-        yaml.safe_load((EXAMPLES / "livebot.yaml").read_text())["spec"])
+        yaml.safe_load((EXAMPLES / "livebot.yaml").read_text())["spec"]
+    )
     executor = LocalBotExecutor(tmp_path / "state")
     with ExchangeDouble() as double:
-        config = trade_config(spec, strategy, api_port=8080, api_username="operator",
-                              exchange_double_url=double.url)
+        config = trade_config(
+            spec, strategy, api_port=8080, api_username="operator", exchange_double_url=double.url
+        )
         bot = executor.ensure("b1", config, strategy.class_name, strategy.code or "", SECRETS)
         try:
             _ping(bot.url)
@@ -56,12 +59,14 @@ def test_local_bot_lifecycle(tmp_path: Path):
                     assert all(v not in text for v in SECRETS.values()), path
             # A restarted operator (a new executor) adopts the same process.
             again = LocalBotExecutor(tmp_path / "state").ensure(
-                "b1", config, strategy.class_name, strategy.code or "", SECRETS)
+                "b1", config, strategy.class_name, strategy.code or "", SECRETS
+            )
             assert again == bot
             # A changed config restarts it.
             config["max_open_trades"] = 1
-            changed = executor.ensure("b1", config, strategy.class_name, strategy.code or "",
-                                      SECRETS)
+            changed = executor.ensure(
+                "b1", config, strategy.class_name, strategy.code or "", SECRETS
+            )
             assert changed.pid != bot.pid
             assert not alive(bot.pid)
             _ping(changed.url)

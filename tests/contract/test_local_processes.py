@@ -59,20 +59,28 @@ def operator_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _bot_config(double_url: str) -> tuple[dict[str, object], str, str]:
     strategy = StrategySpec.model_validate(
-        yaml.safe_load((EXAMPLES / "strategy.yaml").read_text())["spec"])
+        yaml.safe_load((EXAMPLES / "strategy.yaml").read_text())["spec"]
+    )
     spec = LiveBotSpec.model_validate(
-        yaml.safe_load((EXAMPLES / "livebot.yaml").read_text())["spec"])
-    config = trade_config(spec, strategy, api_port=8080, api_username="operator",
-                          exchange_double_url=double_url)
+        yaml.safe_load((EXAMPLES / "livebot.yaml").read_text())["spec"]
+    )
+    config = trade_config(
+        spec, strategy, api_port=8080, api_username="operator", exchange_double_url=double_url
+    )
     return config, strategy.class_name, strategy.code or ""
 
 
 def test_a_backtest_runner_gets_the_pods_environment_not_the_operators(
-    tmp_path: Path, operator_env: None,
+    tmp_path: Path,
+    operator_env: None,
 ):
     # The runner replaced by a probe that reports its own environment as the kernel has it.
-    probe = [sys.executable, "-c", "import pathlib; pathlib.Path('environ').write_bytes("
-             "pathlib.Path('/proc/self/environ').read_bytes())"]
+    probe = [
+        sys.executable,
+        "-c",
+        "import pathlib; pathlib.Path('environ').write_bytes("
+        "pathlib.Path('/proc/self/environ').read_bytes())",
+    ]
     executor = LocalExecutor(tmp_path / "state", runner=probe)
     own = {"TRADEBOT_CORRELATION_ID": "run-1"}  # what the Job's pod sets
     assert executor.step("run-1", [], {}, own) is None
@@ -92,7 +100,8 @@ def test_a_backtest_runner_gets_the_pods_environment_not_the_operators(
 
 
 def test_bots_get_their_secrets_only_and_none_outlives_the_stop(
-    tmp_path: Path, operator_env: None,
+    tmp_path: Path,
+    operator_env: None,
 ):
     # The state dir under a local cluster's root, as `make demo` lays it out.
     root = tmp_path / "cluster"
@@ -100,14 +109,17 @@ def test_bots_get_their_secrets_only_and_none_outlives_the_stop(
     executor = LocalBotExecutor(state)
     with ExchangeDouble() as double:
         config, class_name, code = _bot_config(double.url)
-        bots = [executor.ensure(bot_id, config, class_name, code, SECRETS)
-                for bot_id in ("b1", "b2")]
+        bots = [
+            executor.ensure(bot_id, config, class_name, code, SECRETS) for bot_id in ("b1", "b2")
+        ]
         try:
             for bot_id, bot in zip(("b1", "b2"), bots, strict=True):
                 env = _environ(bot.pid)
                 # Positive control: the bot's own secret is there ...
-                assert env["FREQTRADE__API_SERVER__PASSWORD"] == SECRETS[
-                    "FREQTRADE__API_SERVER__PASSWORD"]
+                assert (
+                    env["FREQTRADE__API_SERVER__PASSWORD"]
+                    == SECRETS["FREQTRADE__API_SERVER__PASSWORD"]
+                )
                 # ... and nothing of the operator's.
                 _assert_minimal(env, SECRETS, executor.bot_dir(bot_id) / "home")
                 assert "PYTHONPATH" not in env

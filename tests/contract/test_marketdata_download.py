@@ -37,37 +37,49 @@ def double(clock: Clock) -> Iterator[ExchangeDouble]:
         yield d
 
 
-def _spec(pairs: list[str], timeframes: list[str], start: str, end: str | None = None
-          ) -> MarketDataSpec:
+def _spec(
+    pairs: list[str], timeframes: list[str], start: str, end: str | None = None
+) -> MarketDataSpec:
     timerange = {"start": start, **({"end": end} if end else {})}
-    return MarketDataSpec.model_validate({
-        "pairs": pairs, "timeframes": timeframes, "timerange": timerange,
-        "storage": {"claimName": "data"}})
+    return MarketDataSpec.model_validate(
+        {
+            "pairs": pairs,
+            "timeframes": timeframes,
+            "timerange": timerange,
+            "storage": {"claimName": "data"},
+        }
+    )
 
 
-def test_downloads_names_an_unknown_pair_and_keeps_the_others(double: ExchangeDouble,
-                                                              tmp_path: Path) -> None:
-    spec = _spec(["SOL/USDT", "NOPE/USDT", "ADA/USDT"], ["1h", "4h"], "2024-03-01",
-                 "2024-03-05")
+def test_downloads_names_an_unknown_pair_and_keeps_the_others(
+    double: ExchangeDouble, tmp_path: Path
+) -> None:
+    spec = _spec(["SOL/USDT", "NOPE/USDT", "ADA/USDT"], ["1h", "4h"], "2024-03-01", "2024-03-05")
     result = marketdata.run(spec, tmp_path, double.url)
     assert not result["ok"]
     assert list(result["problems"]) == ["NOPE/USDT"]
     assert "NOPE/USDT is not listed on binance" in result["problems"]["NOPE/USDT"][0]
     got = {(s["pair"], s["timeframe"]): s for s in result["series"]}
-    assert set(got) == {("SOL/USDT", "1h"), ("SOL/USDT", "4h"), ("ADA/USDT", "1h"),
-                        ("ADA/USDT", "4h")}
+    assert set(got) == {
+        ("SOL/USDT", "1h"),
+        ("SOL/USDT", "4h"),
+        ("ADA/USDT", "1h"),
+        ("ADA/USDT", "4h"),
+    }
     sol = got[("SOL/USDT", "1h")]
     assert sol["first"] == "2024-03-01T00:00:00+00:00"
     assert sol["candles"] >= 4 * 24
     assert sol["sha256"] == marketdata.sha256(tmp_path / "SOL_USDT-1h.feather")
     assert "SOL/USDT" in offline.load_markets(tmp_path / market_data.MARKETS_FILE)
-    assert json.loads((tmp_path / market_data.RESULT_FILE).read_text())["series"] == \
-        result["series"]
+    assert (
+        json.loads((tmp_path / market_data.RESULT_FILE).read_text())["series"] == result["series"]
+    )
     assert not list(tmp_path.glob(market_data.STAGING_PREFIX + "*"))
 
 
-def test_an_outage_mid_download_leaves_nothing_partial(double: ExchangeDouble,
-                                                       tmp_path: Path) -> None:
+def test_an_outage_mid_download_leaves_nothing_partial(
+    double: ExchangeDouble, tmp_path: Path
+) -> None:
     spec = _spec(["XRP/USDT"], ["5m"], "2024-01-01", "2024-02-15")  # 13 pages of klines
     double.outage(after_klines=4)
     result = marketdata.run(spec, tmp_path, double.url)
@@ -84,8 +96,9 @@ def test_an_outage_mid_download_leaves_nothing_partial(double: ExchangeDouble,
     assert len(frame) >= 45 * 288
 
 
-def test_a_refresh_adds_only_new_candles(double: ExchangeDouble, clock: Clock,
-                                         tmp_path: Path) -> None:
+def test_a_refresh_adds_only_new_candles(
+    double: ExchangeDouble, clock: Clock, tmp_path: Path
+) -> None:
     clock.offset = -3 * 3600  # the exchange is 3 h behind: its newest candles come later
     start = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).strftime("%Y-%m-%d")
     spec = _spec(["DOGE/USDT"], ["5m"], start)
@@ -100,5 +113,5 @@ def test_a_refresh_adds_only_new_candles(double: ExchangeDouble, clock: Clock,
     added = len(after) - len(before)
     assert 30 <= added <= 37  # about 3 h of 5m candles
     # The old candles are the same rows (the last one may have been forming then).
-    pd.testing.assert_frame_equal(after.iloc[:len(before) - 1], before.iloc[:-1])
+    pd.testing.assert_frame_equal(after.iloc[: len(before) - 1], before.iloc[:-1])
     assert double.calls["GET /api/v3/klines"] - klines_before <= 2  # one page, not 2 days

@@ -39,8 +39,9 @@ def test_readme_records_the_same_sums_and_the_generator() -> None:
     assert hashlib.sha256(markets.read_bytes()).hexdigest() in readme
 
 
-@pytest.mark.parametrize(("pair", "low", "high"), [("BTC/USDT", 20_000, 80_000),
-                                                    ("ETH/USDT", 1_000, 5_000)])
+@pytest.mark.parametrize(
+    ("pair", "low", "high"), [("BTC/USDT", 20_000, 80_000), ("ETH/USDT", 1_000, 5_000)]
+)
 def test_sample_candles_are_plausible(pair: str, low: float, high: float) -> None:
     frame = pd.read_feather(DATA / "binance" / f"{pair.replace('/', '_')}-5m.feather")
     assert list(frame.columns) == ["date", "open", "high", "low", "close", "volume"]
@@ -63,7 +64,12 @@ def test_markets_file_is_ccxt_unified_binance_spot() -> None:
     assert set(PAIRS) <= set(markets)
     btc = markets["BTC/USDT"]
     assert (btc["id"], btc["base"], btc["quote"], btc["spot"], btc["active"]) == (
-        "BTCUSDT", "BTC", "USDT", True, True)
+        "BTCUSDT",
+        "BTC",
+        "USDT",
+        True,
+        True,
+    )
     assert btc["precision"]["price"] == 0.01
     assert btc["precision"]["amount"] == 0.00001
     assert btc["limits"]["cost"]["min"] == 5.0
@@ -72,8 +78,10 @@ def test_markets_file_is_ccxt_unified_binance_spot() -> None:
 
 
 def test_exchange_without_markets_file_fails_clearly() -> None:
-    with pytest.raises(offline.OfflineMarketsError, match="no offline markets for exchange "
-                       "'kraken' \\(bundled: binance\\)"):
+    with pytest.raises(
+        offline.OfflineMarketsError,
+        match="no offline markets for exchange 'kraken' \\(bundled: binance\\)",
+    ):
         offline.markets_file("kraken")
 
 
@@ -83,7 +91,8 @@ def test_missing_pairs_are_the_plain_pairs_the_markets_lack() -> None:
 
 
 def test_sample_resolves_to_the_checkout_without_configuration(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv(datasets.DATA_ROOT_ENV, raising=False)
     assert datasets.resolve_datadir("sample", "binance") == (DATA / "binance").resolve()
 

@@ -63,17 +63,25 @@ def record_as_the_controller_does(dsn: str, case: Case, result: RunnerResult) ->
     status: dict[str, Any] = {
         "results": summary.results.to_wire(),
         "artifacts": [a.to_wire() for a in summary.artifacts],
-        "configHash": summary.config_hash, "dataHash": summary.data_hash,
+        "configHash": summary.config_hash,
+        "dataHash": summary.data_hash,
         "codeHash": summary.code_hash,
-        "startedAt": result.summary["startedAt"], "finishedAt": result.summary["finishedAt"],
+        "startedAt": result.summary["startedAt"],
+        "finishedAt": result.summary["finishedAt"],
     }
     code = case.strategy.code or ""
     found = introspect(code, case.strategy.class_name)
     with open_store(dsn) as store:
         store.migrate()
         # What the Strategy controller registers when the Strategy is applied.
-        store.register_strategy(NAMESPACE, "ema-rsi", "uid-strategy", case.strategy.class_name,
-                                found.code_hash, found.interface.to_wire())
+        store.register_strategy(
+            NAMESPACE,
+            "ema-rsi",
+            "uid-strategy",
+            case.strategy.class_name,
+            found.code_hash,
+            found.interface.to_wire(),
+        )
         _record(store, NAMESPACE, "example", uid, "succeeded", status, case.spec)
     return uid
 
@@ -92,8 +100,8 @@ def freqtrade_statistics(output: Path, strategy: str) -> dict[str, Any]:
 
 
 def test_report_matches_the_freqtrade_result_to_8_places(
-        dsn: str, case: Case, backtest: RunnerResult, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]):
+    dsn: str, case: Case, backtest: RunnerResult, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     record_as_the_controller_does(dsn, case, backtest)
     stats = freqtrade_statistics(backtest.output, case.strategy.class_name)
     assert stats["total_trades"] > 0
@@ -115,8 +123,10 @@ def test_report_matches_the_freqtrade_result_to_8_places(
 
     start = dt.datetime.fromtimestamp(stats["backtest_start_ts"] / 1000, tz=dt.UTC)
     end = dt.datetime.fromtimestamp(stats["backtest_end_ts"] / 1000, tz=dt.UTC)
-    assert run["dataWindow"] == {"start": start.isoformat().replace("+00:00", "Z"),
-                                 "end": end.isoformat().replace("+00:00", "Z")}
+    assert run["dataWindow"] == {
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "end": end.isoformat().replace("+00:00", "Z"),
+    }
     assert run["codeHash"] == hashlib.sha256((case.strategy.code or "").encode()).hexdigest()
     assert section["versions"][0]["codeHash"] == run["codeHash"]
     assert run["configHash"] == backtest.summary["configHash"]

@@ -66,8 +66,9 @@ class Case:
         assert self.spec.timerange is not None
         return self.spec.timerange.freqtrade()
 
-    def write(self, name: str, config: dict[str, Any] | None = None,
-              code: str | None = None) -> tuple[Path, Path]:
+    def write(
+        self, name: str, config: dict[str, Any] | None = None, code: str | None = None
+    ) -> tuple[Path, Path]:
         """A config and a strategy file in their own directory, like the mounted ConfigMap."""
         target = self.directory / name
         target.mkdir()
@@ -99,27 +100,52 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
     strategy = StrategySpec.model_validate(_manifest("strategy.yaml"))
     assert spec.data.bundled == "sample"
     config = backtest_config(
-        spec, strategy,
+        spec,
+        strategy,
         datadir=str(datasets.resolve_datadir("sample", spec.exchange)),
-        user_data_dir=str(directory / "unused-user-data"))
+        user_data_dir=str(directory / "unused-user-data"),
+    )
     made = Case(spec, strategy, config, directory)
     made.strategy_file.write_text(strategy.code or "")
     return made
 
 
-def run_runner(case: Case, name: str, *, config: dict[str, Any] | None = None,
-               code: str | None = None, data: str = "sample",
-               timerange: str | None = "example") -> RunnerResult:
+def run_runner(
+    case: Case,
+    name: str,
+    *,
+    config: dict[str, Any] | None = None,
+    code: str | None = None,
+    data: str = "sample",
+    timerange: str | None = "example",
+) -> RunnerResult:
     config_path, strategy_path = case.write(name, config, code)
     output = case.directory / name / "out"
     summary_path = case.directory / name / "termination-log"
-    command = [_runner_executable(), "backtest", "--config", str(config_path),
-               "--strategy-file", str(strategy_path), "--data", data,
-               "--output", str(output), "--summary", str(summary_path)]
+    command = [
+        _runner_executable(),
+        "backtest",
+        "--config",
+        str(config_path),
+        "--strategy-file",
+        str(strategy_path),
+        "--data",
+        data,
+        "--output",
+        str(output),
+        "--summary",
+        str(summary_path),
+    ]
     if timerange is not None:
         command += ["--timerange", case.timerange if timerange == "example" else timerange]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                          check=False, env={**_env(), "TRADEBOT_CORRELATION_ID": f"test-{name}"})
+    proc = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+        env={**_env(), "TRADEBOT_CORRELATION_ID": f"test-{name}"},
+    )
     message = summary_path.read_text()
     assert (output / "summary.json").read_text() == message
     assert proc.stdout.strip().splitlines()[-1] == message
@@ -132,8 +158,9 @@ def _env() -> dict[str, str]:
     """The environment of a container: the checkout's data is what "sample" means, whatever
     the caller's shell says, and nothing tells Freqtrade it runs under pytest (it would skip
     setting up its logging)."""
-    return {k: v for k, v in os.environ.items()
-            if k not in (datasets.DATA_ROOT_ENV, "PYTEST_VERSION")}
+    return {
+        k: v for k, v in os.environ.items() if k not in (datasets.DATA_ROOT_ENV, "PYTEST_VERSION")
+    }
 
 
 @pytest.fixture(scope="module")
@@ -161,12 +188,35 @@ def direct(case: Case) -> dict[str, Any]:
     config_path = work / "config.json"
     config_path.write_text(json.dumps(case.config))
     proc = subprocess.run(
-        [sys.executable, "-m", "tradebot.freqtrade.offline", "backtesting",
-         "--config", str(config_path), "--strategy", case.strategy.class_name,
-         "--strategy-path", str(strategies), "--userdir", str(work / "user_data"),
-         "--datadir", case.config["datadir"], "--timerange", case.timerange,
-         "--cache", "none", "--export", "trades"],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, cwd=work, env=_env())
+        [
+            sys.executable,
+            "-m",
+            "tradebot.freqtrade.offline",
+            "backtesting",
+            "--config",
+            str(config_path),
+            "--strategy",
+            case.strategy.class_name,
+            "--strategy-path",
+            str(strategies),
+            "--userdir",
+            str(work / "user_data"),
+            "--datadir",
+            case.config["datadir"],
+            "--timerange",
+            case.timerange,
+            "--cache",
+            "none",
+            "--export",
+            "trades",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+        cwd=work,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     stats = load_backtest_stats(work / "user_data" / "backtest_results")
     result: dict[str, Any] = stats["strategy"][case.strategy.class_name]
@@ -187,17 +237,23 @@ def test_runner_succeeds_with_trades(first: RunnerResult) -> None:
 
 
 FIGURES = {
-    "profitTotal": "profit_total", "profitTotalAbs": "profit_total_abs",
-    "maxDrawdown": "max_drawdown_account", "maxDrawdownAbs": "max_drawdown_abs",
-    "winRate": "winrate", "sharpe": "sharpe", "sortino": "sortino", "calmar": "calmar",
-    "profitFactor": "profit_factor", "marketChange": "market_change",
-    "startingBalance": "starting_balance", "finalBalance": "final_balance",
+    "profitTotal": "profit_total",
+    "profitTotalAbs": "profit_total_abs",
+    "maxDrawdown": "max_drawdown_account",
+    "maxDrawdownAbs": "max_drawdown_abs",
+    "winRate": "winrate",
+    "sharpe": "sharpe",
+    "sortino": "sortino",
+    "calmar": "calmar",
+    "profitFactor": "profit_factor",
+    "marketChange": "market_change",
+    "startingBalance": "starting_balance",
+    "finalBalance": "final_balance",
 }
 COUNTS = {"trades": "total_trades", "wins": "wins", "losses": "losses", "draws": "draws"}
 
 
-def test_figures_match_a_direct_freqtrade_run(first: RunnerResult,
-                                              direct: dict[str, Any]) -> None:
+def test_figures_match_a_direct_freqtrade_run(first: RunnerResult, direct: dict[str, Any]) -> None:
     results = first.summary["results"]
     assert direct["total_trades"] > 0
     for wire, key in FIGURES.items():
@@ -236,8 +292,9 @@ def test_hashes_describe_the_inputs(first: RunnerResult, case: Case) -> None:
     assert summary["dataHash"] == digest.hexdigest()
 
 
-def test_the_same_run_twice_gives_the_same_answer(first: RunnerResult,
-                                                  second: RunnerResult) -> None:
+def test_the_same_run_twice_gives_the_same_answer(
+    first: RunnerResult, second: RunnerResult
+) -> None:
     assert second.returncode == 0
     for key in ("results", "configHash", "dataHash", "codeHash", "strategy"):
         assert first.summary[key] == second.summary[key], key
@@ -340,10 +397,26 @@ def test_failures_before_freqtrade_starts_are_reported_too(case: Case) -> None:
     config_path.write_text("{not json")
     output = case.directory / "not-json" / "out"
     proc = subprocess.run(
-        [_runner_executable(), "backtest", "--config", str(config_path), "--strategy-file",
-         str(strategy_path), "--data", "sample", "--output", str(output),
-         "--summary", str(output / "summary.json")],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, env=_env())
+        [
+            _runner_executable(),
+            "backtest",
+            "--config",
+            str(config_path),
+            "--strategy-file",
+            str(strategy_path),
+            "--data",
+            "sample",
+            "--output",
+            str(output),
+            "--summary",
+            str(output / "summary.json"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+        env=_env(),
+    )
     assert proc.returncode == 1
     summary = json.loads((output / "summary.json").read_text())
     assert summary["ok"] is False
@@ -352,7 +425,12 @@ def test_failures_before_freqtrade_starts_are_reported_too(case: Case) -> None:
 
 
 def test_command_line_errors_exit_2() -> None:
-    proc = subprocess.run([_runner_executable(), "backtest", "--config", "x.json"],
-                          capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False)
+    proc = subprocess.run(
+        [_runner_executable(), "backtest", "--config", "x.json"],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "--strategy-file" in proc.stderr

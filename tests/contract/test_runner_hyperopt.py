@@ -57,8 +57,11 @@ def _runner_executable() -> str:
 
 
 def _env(storage: str | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in (datasets.DATA_ROOT_ENV, "PYTEST_VERSION", STORAGE_ENV)}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (datasets.DATA_ROOT_ENV, "PYTEST_VERSION", STORAGE_ENV)
+    }
     if storage is not None:
         env[STORAGE_ENV] = storage
     return env
@@ -90,9 +93,12 @@ def case(tmp_path_factory: pytest.TempPathFactory) -> Case:
     directory = tmp_path_factory.mktemp("hyperopt")
     spec = BacktestSpec.model_validate(_manifest("backtest.yaml"))
     strategy = StrategySpec.model_validate(_manifest("strategy.yaml"))
-    config = backtest_config(spec, strategy,
-                             datadir=str(datasets.resolve_datadir("sample", spec.exchange)),
-                             user_data_dir=str(directory / "unused-user-data"))
+    config = backtest_config(
+        spec,
+        strategy,
+        datadir=str(datasets.resolve_datadir("sample", spec.exchange)),
+        user_data_dir=str(directory / "unused-user-data"),
+    )
     return Case(strategy, config, directory)
 
 
@@ -111,8 +117,7 @@ class Worker:
         summary = HyperoptSummary.model_validate_json(full)
         # The termination message is the same summary (whole, when it fits).
         assert HyperoptSummary.model_validate_json(message) == summary
-        return Result(self.proc.returncode, summary, json.loads(full), stdout, stderr,
-                      self.output)
+        return Result(self.proc.returncode, summary, json.loads(full), stdout, stderr, self.output)
 
 
 @dataclass(frozen=True)
@@ -127,24 +132,66 @@ class Result:
     @property
     def epochs(self) -> list[EpochRecord]:
         path = self.output / "epochs.jsonl"
-        return [EpochRecord.model_validate_json(line)
-                for line in path.read_text().splitlines()] if path.is_file() else []
+        return (
+            [EpochRecord.model_validate_json(line) for line in path.read_text().splitlines()]
+            if path.is_file()
+            else []
+        )
 
 
-def start(case: Case, name: str, *, worker: int, epochs: int, study: str = "s",
-          storage: str | None = None, random_state: int = 7, spaces: tuple[str, ...] = ("buy",),
-          code: str | None = None, extra: tuple[str, ...] = ()) -> Worker:
+def start(
+    case: Case,
+    name: str,
+    *,
+    worker: int,
+    epochs: int,
+    study: str = "s",
+    storage: str | None = None,
+    random_state: int = 7,
+    spaces: tuple[str, ...] = ("buy",),
+    code: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> Worker:
     config_path, strategy_path = case.write(name, code)
     output = case.directory / name / "out"
     summary_path = case.directory / name / "termination-log"
-    command = [_runner_executable(), "hyperopt", "--config", str(config_path),
-               "--strategy-file", str(strategy_path), "--data", "sample",
-               "--output", str(output), "--timerange", TIMERANGE, "--spaces", *spaces,
-               "--loss", LOSS, "--epochs", str(epochs), "--random-state", str(random_state),
-               "--worker", str(worker), "--study", study, "--summary", str(summary_path),
-               *extra]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=_env(storage), start_new_session=True)
+    command = [
+        _runner_executable(),
+        "hyperopt",
+        "--config",
+        str(config_path),
+        "--strategy-file",
+        str(strategy_path),
+        "--data",
+        "sample",
+        "--output",
+        str(output),
+        "--timerange",
+        TIMERANGE,
+        "--spaces",
+        *spaces,
+        "--loss",
+        LOSS,
+        "--epochs",
+        str(epochs),
+        "--random-state",
+        str(random_state),
+        "--worker",
+        str(worker),
+        "--study",
+        study,
+        "--summary",
+        str(summary_path),
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(storage),
+        start_new_session=True,
+    )
     return Worker(name, proc, output, summary_path)
 
 
@@ -168,8 +215,11 @@ def _check_artifacts(result: Result) -> dict[str, Path]:
 
 
 def _stdout_epochs(result: Result) -> list[EpochRecord]:
-    return [r for r in (hyperopt_epochs.parse_epoch_line(line)
-                        for line in result.stdout.splitlines()) if r is not None]
+    return [
+        r
+        for r in (hyperopt_epochs.parse_epoch_line(line) for line in result.stdout.splitlines())
+        if r is not None
+    ]
 
 
 # ---- (a) an independent worker -------------------------------------------------------------
@@ -187,16 +237,46 @@ def direct(case: Case) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     name = case.strategy.class_name
     (strategies / f"{name}.py").write_text(case.strategy.code or "")
     (strategies / f"{name}.json").write_text(
-        json.dumps(case.config[TRADEBOT_KEY][PARAMETER_FILE_KEY]))
+        json.dumps(case.config[TRADEBOT_KEY][PARAMETER_FILE_KEY])
+    )
     config_path = work / "config.json"
     config_path.write_text(json.dumps(case.config))
     proc = subprocess.run(
-        [sys.executable, "-m", "tradebot.freqtrade.offline", "hyperopt",
-         "--config", str(config_path), "--strategy", name, "--strategy-path", str(strategies),
-         "--userdir", str(work / "user_data"), "--datadir", case.config["datadir"],
-         "--timerange", TIMERANGE, "--spaces", "buy", "--hyperopt-loss", LOSS, "--epochs", "8",
-         "--job-workers", "1", "--random-state", "7"],
-        capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, cwd=work, env=_env())
+        [
+            sys.executable,
+            "-m",
+            "tradebot.freqtrade.offline",
+            "hyperopt",
+            "--config",
+            str(config_path),
+            "--strategy",
+            name,
+            "--strategy-path",
+            str(strategies),
+            "--userdir",
+            str(work / "user_data"),
+            "--datadir",
+            case.config["datadir"],
+            "--timerange",
+            TIMERANGE,
+            "--spaces",
+            "buy",
+            "--hyperopt-loss",
+            LOSS,
+            "--epochs",
+            "8",
+            "--job-workers",
+            "1",
+            "--random-state",
+            "7",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+        cwd=work,
+        env=_env(),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:]
     results = work / "user_data" / "hyperopt_results"
     latest = json.loads((results / ".last_result.json").read_text())["latest_hyperopt"]
@@ -209,8 +289,11 @@ def test_independent_worker_reports_its_epochs(independent: Result) -> None:
     summary = independent.summary
     assert summary.ok
     assert summary.error is None
-    assert (summary.worker, summary.storage, summary.strategy) == (2, "independent",
-                                                                  "EmaRsiStrategy")
+    assert (summary.worker, summary.storage, summary.strategy) == (
+        2,
+        "independent",
+        "EmaRsiStrategy",
+    )
     assert summary.epochs_done == 8
     assert summary.study_epochs_done is None
     epochs = independent.epochs
@@ -230,8 +313,9 @@ def test_independent_artifacts_and_best(independent: Result) -> None:
     assert {"EmaRsiStrategy.json", "config.json", "freqtrade.log"} <= set(files)
     lines = _fthypt_lines(fthypt[0])
     epochs = independent.epochs
-    assert [Decimal(str(line["loss"])).quantize(Decimal("1E-8")) for line in lines] == \
-        [e.loss for e in epochs]
+    assert [Decimal(str(line["loss"])).quantize(Decimal("1E-8")) for line in lines] == [
+        e.loss for e in epochs
+    ]
 
     best = independent.summary.best
     assert best is not None
@@ -248,9 +332,11 @@ def test_independent_artifacts_and_best(independent: Result) -> None:
     metrics = line["results_metrics"]
     assert best.results.trades == metrics["total_trades"]
     assert best.results.profit_total == Decimal(str(metrics["profit_total"])).quantize(
-        Decimal("1E-8"))
+        Decimal("1E-8")
+    )
     assert best.results.max_drawdown == Decimal(str(metrics["max_drawdown_account"])).quantize(
-        Decimal("1E-8"))
+        Decimal("1E-8")
+    )
     # Every epoch's hash is that of its own parameters as the file would hold them.
     for epoch, fline in zip(epochs, lines, strict=True):
         assert epoch.trades == fline["results_metrics"]["total_trades"]
@@ -259,28 +345,35 @@ def test_independent_artifacts_and_best(independent: Result) -> None:
 
 
 def test_independent_worker_matches_freqtrade_run_directly(
-        independent: Result, direct: tuple[list[dict[str, Any]], dict[str, Any]]) -> None:
+    independent: Result, direct: tuple[list[dict[str, Any]], dict[str, Any]]
+) -> None:
     lines, exported = direct
-    assert [Decimal(str(line["loss"])).quantize(Decimal("1E-8")) for line in lines] == \
-        [e.loss for e in independent.epochs]
+    assert [Decimal(str(line["loss"])).quantize(Decimal("1E-8")) for line in lines] == [
+        e.loss for e in independent.epochs
+    ]
     assert independent.summary.best is not None
     ours = json.loads(independent.summary.best.parameters)
-    assert {k: v for k, v in ours.items() if k != "export_time"} == \
-        {k: v for k, v in exported.items() if k != "export_time"}
+    assert {k: v for k, v in ours.items() if k != "export_time"} == {
+        k: v for k, v in exported.items() if k != "export_time"
+    }
 
 
 # ---- (d) nothing to search -----------------------------------------------------------------
 def test_no_parameters_in_the_spaces_is_refused_naming_them(case: Case) -> None:
-    code = (case.strategy.code or "").replace(
-        '    buy_rsi_max = IntParameter(50, 80, default=70, space="buy")\n', "").replace(
-        "self.buy_rsi_max.value", "70")
+    code = (
+        (case.strategy.code or "")
+        .replace('    buy_rsi_max = IntParameter(50, 80, default=70, space="buy")\n', "")
+        .replace("self.buy_rsi_max.value", "70")
+    )
     assert code != case.strategy.code
-    result = start(case, "no-parameters", worker=0, epochs=3, spaces=("buy", "sell"),
-                   code=code).finish()
+    result = start(
+        case, "no-parameters", worker=0, epochs=3, spaces=("buy", "sell"), code=code
+    ).finish()
     assert result.returncode == 1
     assert not result.summary.ok
-    assert result.summary.error == ("strategy EmaRsiStrategy has no hyperoptable parameters "
-                                    "in the chosen space(s) buy, sell")
+    assert result.summary.error == (
+        "strategy EmaRsiStrategy has no hyperoptable parameters in the chosen space(s) buy, sell"
+    )
     # Refused before Freqtrade started: no epoch, no log of it.
     assert result.epochs == []
     assert not (result.output / "freqtrade.log").exists()
@@ -313,8 +406,11 @@ def _check_study(url: str, study: str, results: list[Result], planned: int) -> N
     for result in results:
         for epoch in result.epochs:
             trial = by_number[epoch.epoch - 1]
-            assert trial.user_attrs[hyperopt_epochs.ATTR_WORKER] == epoch.worker \
+            assert (
+                trial.user_attrs[hyperopt_epochs.ATTR_WORKER]
+                == epoch.worker
                 == result.summary.worker
+            )
             assert epoch.loss == Decimal(str(trial.value)).quantize(Decimal("1E-8"))
     best = min(complete, key=lambda t: (t.value, t.number))
     best_loss = Decimal(str(best.value)).quantize(Decimal("1E-8"))
@@ -334,15 +430,19 @@ def _check_study(url: str, study: str, results: list[Result], planned: int) -> N
     assert exported["params"]["buy"] == best.params
     assert reported_best.parameters_hash == parameters_hash(exported["params"])
     assert reported_best.results is not None
-    assert reported_best.results.trades == \
-        best.user_attrs[hyperopt_epochs.ATTR_STATS]["total_trades"]
+    assert (
+        reported_best.results.trades == best.user_attrs[hyperopt_epochs.ATTR_STATS]["total_trades"]
+    )
 
 
 def _no_secret(result: Result, url: str) -> None:
     host_part = url.split("@", 1)[-1]
     texts = [result.stdout, result.stderr, json.dumps(result.raw)]
-    texts += [p.read_text(errors="replace") for p in result.output.iterdir()
-              if p.suffix in (".log", ".json", ".jsonl")]
+    texts += [
+        p.read_text(errors="replace")
+        for p in result.output.iterdir()
+        if p.suffix in (".log", ".json", ".jsonl")
+    ]
     for text in texts:
         assert url not in text
         assert host_part not in text
@@ -355,8 +455,19 @@ def storage(postgres_server: LocalPostgres) -> Iterator[str]:
 
 
 def test_two_workers_share_one_study(case: Case, storage: str) -> None:
-    workers = [start(case, f"shared-{i}", worker=i, epochs=5, storage=storage, study="two",
-                     random_state=11, extra=("--sampler", "TPESampler")) for i in (0, 1)]
+    workers = [
+        start(
+            case,
+            f"shared-{i}",
+            worker=i,
+            epochs=5,
+            storage=storage,
+            study="two",
+            random_state=11,
+            extra=("--sampler", "TPESampler"),
+        )
+        for i in (0, 1)
+    ]
     results = [w.finish() for w in workers]
     for result in results:
         assert result.returncode == 0, result.stderr[-3000:]
@@ -373,8 +484,9 @@ def test_two_workers_share_one_study(case: Case, storage: str) -> None:
 # ---- (c) a worker killed mid-study ---------------------------------------------------------
 def _own_trials(url: str, study: str, index: int) -> list[FrozenTrial]:
     try:
-        return [t for t in _trials(url, study)
-                if t.user_attrs.get(hyperopt_epochs.ATTR_WORKER) == index]
+        return [
+            t for t in _trials(url, study) if t.user_attrs.get(hyperopt_epochs.ATTR_WORKER) == index
+        ]
     except (KeyError, optuna.exceptions.StorageInternalError, SQLAlchemyError):
         return []  # the study or its tables are not there yet
 
@@ -398,23 +510,25 @@ def _kill_mid_epoch(url: str, study: str, worker: Worker, index: int, min_done: 
 
 
 def test_killed_worker_restarts_and_no_trial_counts_twice(case: Case, storage: str) -> None:
-    killed = start(case, "killed", worker=0, epochs=6, storage=storage, study="kill",
-                   random_state=21)
-    other = start(case, "other", worker=1, epochs=4, storage=storage, study="kill",
-                  random_state=21)
+    killed = start(
+        case, "killed", worker=0, epochs=6, storage=storage, study="kill", random_state=21
+    )
+    other = start(case, "other", worker=1, epochs=4, storage=storage, study="kill", random_state=21)
     _kill_mid_epoch(storage, "kill", killed, 0, min_done=2)
     killed.proc.communicate(timeout=60)
     assert killed.proc.returncode == -signal.SIGKILL
     # What the kill left: a trial RUNNING that nobody will ever tell.
-    left = [t for t in _trials(storage, "kill")
-            if t.user_attrs.get(hyperopt_epochs.ATTR_WORKER) == 0]
+    left = [
+        t for t in _trials(storage, "kill") if t.user_attrs.get(hyperopt_epochs.ATTR_WORKER) == 0
+    ]
     stale = [t for t in left if t.state == TrialState.RUNNING]
     done_before = len([t for t in left if t.state == TrialState.COMPLETE])
     assert len(stale) == 1
     assert 2 <= done_before < 6
 
-    restarted = start(case, "restarted", worker=0, epochs=6, storage=storage, study="kill",
-                      random_state=21).finish()
+    restarted = start(
+        case, "restarted", worker=0, epochs=6, storage=storage, study="kill", random_state=21
+    ).finish()
     result_other = other.finish()
     for result in (restarted, result_other):
         assert result.returncode == 0, result.stderr[-3000:]
@@ -433,11 +547,13 @@ def test_killed_worker_restarts_and_no_trial_counts_twice(case: Case, storage: s
 
 # ---- a space smaller than the epochs ---------------------------------------------------------
 def test_duplicates_are_failed_not_left_running(case: Case, storage: str) -> None:
-    code = (case.strategy.code or "").replace("IntParameter(50, 80, default=70",
-                                              "IntParameter(50, 53, default=52")
+    code = (case.strategy.code or "").replace(
+        "IntParameter(50, 80, default=70", "IntParameter(50, 53, default=52"
+    )
     assert code != case.strategy.code
-    result = start(case, "small-space", worker=0, epochs=6, storage=storage, study="small",
-                   code=code).finish()
+    result = start(
+        case, "small-space", worker=0, epochs=6, storage=storage, study="small", code=code
+    ).finish()
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.summary.ok
     trials = _trials(storage, "small")

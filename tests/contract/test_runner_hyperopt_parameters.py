@@ -23,35 +23,55 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 def _exported(params: dict[str, Any]) -> str:
     """The file `freqtrade hyperopt` writes: Hyperopt status.best.parameters."""
-    return json.dumps({"strategy_name": "EmaRsiStrategy", "params": params,
-                       "ft_stratparam_v": 1,
-                       "export_time": "2026-11-29 10:00:00.000000+00:00"}, indent=4)
+    return json.dumps(
+        {
+            "strategy_name": "EmaRsiStrategy",
+            "params": params,
+            "ft_stratparam_v": 1,
+            "export_time": "2026-11-29 10:00:00.000000+00:00",
+        },
+        indent=4,
+    )
 
 
-TIGHT = {"buy": {"buy_rsi_max": 60}, "roi": {"0": 0.011, "30": 0.004, "120": 0},
-         "stoploss": {"stoploss": -0.017},
-         "trailing": {"trailing_stop": True, "trailing_stop_positive": 0.003,
-                      "trailing_stop_positive_offset": 0.008,
-                      "trailing_only_offset_is_reached": True}}
-LOOSE = {"buy": {"buy_rsi_max": 78}, "roi": {"0": 0.2}, "stoploss": {"stoploss": -0.3},
-         "trailing": {"trailing_stop": False}}
+TIGHT = {
+    "buy": {"buy_rsi_max": 60},
+    "roi": {"0": 0.011, "30": 0.004, "120": 0},
+    "stoploss": {"stoploss": -0.017},
+    "trailing": {
+        "trailing_stop": True,
+        "trailing_stop_positive": 0.003,
+        "trailing_stop_positive_offset": 0.008,
+        "trailing_only_offset_is_reached": True,
+    },
+}
+LOOSE = {
+    "buy": {"buy_rsi_max": 78},
+    "roi": {"0": 0.2},
+    "stoploss": {"stoploss": -0.3},
+    "trailing": {"trailing_stop": False},
+}
 
 
 def _case(tmp_path: Path, params: dict[str, Any]) -> Case:
     import yaml
 
     spec = BacktestSpec.model_validate(
-        yaml.safe_load((EXAMPLES / "backtest.yaml").read_text())["spec"])
+        yaml.safe_load((EXAMPLES / "backtest.yaml").read_text())["spec"]
+    )
     raw = yaml.safe_load((EXAMPLES / "strategy.yaml").read_text())["spec"]
     del raw["parameters"]
     raw["parametersFrom"] = {"hyperoptRef": {"name": "search"}}
     strategy = StrategySpec.model_validate(raw)
     # What the Strategy controller resolved into status, as the queue reads it.
     resolved = {"spec": strategy.to_wire(), "status": {"parameters": _exported(params)}}
-    config = backtest_config(spec, strategy,
-                             datadir=str(datasets.resolve_datadir("sample", spec.exchange)),
-                             user_data_dir=str(tmp_path / "unused-user-data"),
-                             parameter_file=run_parameter_file(resolved))
+    config = backtest_config(
+        spec,
+        strategy,
+        datadir=str(datasets.resolve_datadir("sample", spec.exchange)),
+        user_data_dir=str(tmp_path / "unused-user-data"),
+        parameter_file=run_parameter_file(resolved),
+    )
     made = Case(spec, strategy, config, tmp_path)
     made.strategy_file.write_text(strategy.code or "")
     return made
@@ -62,8 +82,11 @@ def _ran_with(result: RunnerResult) -> dict[str, Any]:
     assert result.returncode == 0, result.stderr[-3000:]
     archive = next(result.output.glob("*.zip"))
     with zipfile.ZipFile(archive) as z:
-        name = next(n for n in z.namelist() if n.endswith(".json")
-                    and "_config" not in n and "_market_change" not in n)
+        name = next(
+            n
+            for n in z.namelist()
+            if n.endswith(".json") and "_config" not in n and "_market_change" not in n
+        )
         stats = json.loads(z.read(name))
     found: dict[str, Any] = stats["strategy"]["EmaRsiStrategy"]
     return found
@@ -91,7 +114,6 @@ def test_freqtrade_runs_every_section_of_the_hyperopt_set(tight: RunnerResult) -
 
 def test_another_set_is_another_result(tight: RunnerResult, loose: RunnerResult) -> None:
     ran = _ran_with(loose)
-    assert (ran["stoploss"], ran["minimal_roi"], ran["trailing_stop"]) == (
-        -0.3, {"0": 0.2}, False)
+    assert (ran["stoploss"], ran["minimal_roi"], ran["trailing_stop"]) == (-0.3, {"0": 0.2}, False)
     assert tight.summary["configHash"] != loose.summary["configHash"]
     assert tight.summary["results"] != loose.summary["results"]

@@ -51,14 +51,15 @@ def _until(what: str, probe: Callable[[], T | None], timeout: float = 40) -> T:
     raise AssertionError(f"timed out waiting for {what} (last error: {last})")
 
 
-def _raw(url: str, method: str, path: str, body: dict[str, Any] | None = None
-         ) -> tuple[int, Any]:
+def _raw(url: str, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
     """Status and JSON body of a bot API call (BotClient hides error bodies)."""
     auth = base64.b64encode(f"{USERNAME}:{PASSWORD}".encode()).decode()
     request = urllib.request.Request(  # noqa: S310 (loopback)
-        f"{url}/api/v1/{path}", method=method,
+        f"{url}/api/v1/{path}",
+        method=method,
         data=json.dumps(body).encode() if body is not None else None,
-        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"})
+        headers={"Authorization": f"Basic {auth}", "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, json.loads(response.read())
@@ -92,8 +93,14 @@ def test_protections_lock_entries_and_forceexit_needs_no_force_entry(tmp_path: P
     executor = LocalBotExecutor(tmp_path / "state")
     log = executor.bot_dir("p1") / "freqtrade.log"
     with ExchangeDouble() as double:
-        config = trade_config(spec, strategy, api_port=8080, api_username=USERNAME,
-                              exchange_double_url=double.url, breakers=breakers)
+        config = trade_config(
+            spec,
+            strategy,
+            api_port=8080,
+            api_username=USERNAME,
+            exchange_double_url=double.url,
+            breakers=breakers,
+        )
         bot = executor.ensure("p1", config, strategy.class_name, code, SECRETS)
         try:
             client = BotClient(bot.url, USERNAME, PASSWORD)
@@ -107,8 +114,9 @@ def test_protections_lock_entries_and_forceexit_needs_no_force_entry(tmp_path: P
             assert "3 stoplosses with profit < 0.00% within 1440 minutes" in text
 
             client.force_enter("BTC/USDT")
-            _until("the entry filled", lambda: [t for t in client.status()
-                                                if not t["has_open_orders"]])
+            _until(
+                "the entry filled", lambda: [t for t in client.status() if not t["has_open_orders"]]
+            )
             # The control: nothing locks entries yet.
             assert _global_locks(bot.url) == []
 
@@ -118,8 +126,9 @@ def test_protections_lock_entries_and_forceexit_needs_no_force_entry(tmp_path: P
             again = executor.ensure("p1", live_like, strategy.class_name, code, SECRETS)
             assert again.pid != bot.pid
             client = BotClient(again.url, USERNAME, PASSWORD)
-            shown = _until("the restarted bot", lambda: (c := client.show_config())["state"]
-                           == "running" and c)
+            shown = _until(
+                "the restarted bot", lambda: (c := client.show_config())["state"] == "running" and c
+            )
             assert shown["force_entry_enable"] is False
             assert len(client.status()) == 1
             status, refused = _raw(again.url, "POST", "forceenter", {"pair": "ETH/USDT"})
@@ -127,12 +136,15 @@ def test_protections_lock_entries_and_forceexit_needs_no_force_entry(tmp_path: P
             assert "Force_entry not enabled" in json.dumps(refused)
 
             double.move("BTC/USDT", -0.2)
-            _until("the open loss", lambda: [t for t in client.status()
-                                            if t["profit_ratio"] < -0.15])
+            _until(
+                "the open loss", lambda: [t for t in client.status() if t["profit_ratio"] < -0.15]
+            )
             status, answer = _raw(again.url, "POST", "forceexit", {"tradeid": "all"})
             assert status == 200, answer
-            _until("the trade closed", lambda: not client.status()
-                   and client.profit()["closed_trade_count"] == 1)
+            _until(
+                "the trade closed",
+                lambda: not client.status() and client.profit()["closed_trade_count"] == 1,
+            )
 
             # The bot locked itself: MaxDrawdown at spec.limits.maxDrawdown (stricter than
             # the breaker's 0.3), for STOP_MINUTES.

@@ -61,26 +61,47 @@ def test_queue_limits_real_backtests_and_records_them(
     admitted_before = _metric("tradebot_backtest_admissions_total")
     # A slot is held from the Job's creation until its pod has finished: a finished Job
     # waiting for its result to be recorded no longer counts, so running pods are counted.
-    with job_watch(api_client, namespace) as jobs, pod_watch(
-            api_client, namespace, "tradebot.dev/kind", active=pod_unfinished) as pods, \
-            running_operator(
-        cluster.kubeconfig, namespace, executor="local", max_concurrent_backtests=2,
-        database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
-        reconcile_interval_seconds=1.0,
+    with (
+        job_watch(api_client, namespace) as jobs,
+        pod_watch(api_client, namespace, "tradebot.dev/kind", active=pod_unfinished) as pods,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="local",
+            max_concurrent_backtests=2,
+            database_dsn=f"sqlite://{db}",
+            local_state_dir=tmp_path / "state",
+            reconcile_interval_seconds=1.0,
+        ),
     ):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
-        wait_for(lambda: _phase(api, namespace, "strategies", "ema-rsi") == "Ready", 60,
-                 what="Strategy Ready")
+        wait_for(
+            lambda: _phase(api, namespace, "strategies", "ema-rsi") == "Ready",
+            60,
+            what="Strategy Ready",
+        )
         # One apply, so all six arrive within a moment (a run takes seconds). The last one
         # has the highest priority: it overtakes every Backtest waiting when it arrived.
-        kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps({
-            "apiVersion": "v1", "kind": "List",
-            "items": [_backtest(n, priority=5 if n == "bt-5" else 0) for n in names]}))
+        kubectl(
+            "apply",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            stdin=json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "List",
+                    "items": [_backtest(n, priority=5 if n == "bt-5" else 0) for n in names],
+                }
+            ),
+        )
 
         def done() -> list[str] | None:
             for n in names:
                 pos = (_get(api, namespace, "backtests", n).get("status") or {}).get(
-                    "queuePosition")
+                    "queuePosition"
+                )
                 if pos:
                     positions[n].add(pos)
             return _all_done(api, namespace, names)
@@ -131,23 +152,36 @@ def test_operator_restart_mid_queue_starts_nothing_twice(
     api = client.CustomObjectsApi(api_client)
     db = tmp_path / "records.db"
     names = [f"r-{i}" for i in range(4)]
-    settings = dict(executor="local", max_concurrent_backtests=1,
-                    database_dsn=f"sqlite://{db}", local_state_dir=tmp_path / "state",
-                    reconcile_interval_seconds=1.0)
-    with job_watch(api_client, namespace) as jobs, pod_watch(
-            api_client, namespace, "tradebot.dev/kind", active=pod_unfinished) as pods:
+    settings = dict(
+        executor="local",
+        max_concurrent_backtests=1,
+        database_dsn=f"sqlite://{db}",
+        local_state_dir=tmp_path / "state",
+        reconcile_interval_seconds=1.0,
+    )
+    with (
+        job_watch(api_client, namespace) as jobs,
+        pod_watch(api_client, namespace, "tradebot.dev/kind", active=pod_unfinished) as pods,
+    ):
         with running_operator(cluster.kubeconfig, namespace, **settings):
             _apply(kubectl, namespace, example("Strategy", "ema-rsi"), *map(_backtest, names))
-            wait_for(lambda: any(_phase(api, namespace, "backtests", n) == "Running"
-                                 for n in names), 120, what="a Backtest Running")
+            wait_for(
+                lambda: any(_phase(api, namespace, "backtests", n) == "Running" for n in names),
+                120,
+                what="a Backtest Running",
+            )
         # The operator is gone mid-run: the queue is only in the cluster now.
         frozen = {n: _phase(api, namespace, "backtests", n) for n in names}
         assert list(frozen.values()).count("Running") == 1
         assert list(frozen.values()).count("Queued") == 3
         time.sleep(2)
         with running_operator(cluster.kubeconfig, namespace, **settings):
-            phases = wait_for(lambda: _all_done(api, namespace, names), 300, interval=0.5,
-                              what="all backtests finished after restart")
+            phases = wait_for(
+                lambda: _all_done(api, namespace, names),
+                300,
+                interval=0.5,
+                what="all backtests finished after restart",
+            )
     assert phases == ["Succeeded"] * 4
     assert len(jobs.added) == 4
     assert len(set(jobs.added)) == 4
@@ -166,45 +200,89 @@ def test_invalid_strategy_and_waiting_backtest(
         "def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame:",
         "def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame",
     )
-    with running_operator(cluster.kubeconfig, namespace, executor="local",
-                          database_dsn=f"sqlite://{tmp_path / 'r.db'}",
-                          local_state_dir=tmp_path / "state"):
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="local",
+        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+        local_state_dir=tmp_path / "state",
+    ):
         _apply(kubectl, namespace, broken, _backtest("waits"))
-        status = wait_for(lambda: (s := _get(api, namespace, "strategies", "ema-rsi")
-                                   .get("status") or {}).get("phase") == "Invalid" and s,
-                          60, what="Strategy Invalid")
+        status = wait_for(
+            lambda: (
+                (s := _get(api, namespace, "strategies", "ema-rsi").get("status") or {}).get(
+                    "phase"
+                )
+                == "Invalid"
+                and s
+            ),
+            60,
+            what="Strategy Invalid",
+        )
         header = "def populate_indicators(self, dataframe: DataFrame, metadata: dict) -> DataFrame"
         lineno = broken["spec"]["code"].splitlines().index("    " + header) + 1
         assert f"syntax error at line {lineno}" in status["message"]
-        bt = wait_for(lambda: (s := _get(api, namespace, "backtests", "waits")
-                               .get("status") or {}).get("phase") == "Pending" and s,
-                      60, what="Backtest Pending")
+        bt = wait_for(
+            lambda: (
+                (s := _get(api, namespace, "backtests", "waits").get("status") or {}).get("phase")
+                == "Pending"
+                and s
+            ),
+            60,
+            what="Backtest Pending",
+        )
         cond = {c["type"]: c for c in bt["conditions"]}["StrategyReady"]
         assert (cond["status"], cond["reason"]) == ("False", "StrategyNotReady")
-        events = client.CoreV1Api(api_client).list_namespaced_event(
-            namespace, field_selector="involvedObject.name=ema-rsi").items
+        events = (
+            client.CoreV1Api(api_client)
+            .list_namespaced_event(namespace, field_selector="involvedObject.name=ema-rsi")
+            .items
+        )
         assert any(e.reason == "InvalidCode" and e.type == "Warning" for e in events)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_failed_run_reports_why(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed,
-    backend: str, request: pytest.FixtureRequest,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed,
+    backend: str,
+    request: pytest.FixtureRequest,
 ):
     api = client.CustomObjectsApi(api_client)
-    dsn = (f"sqlite://{tmp_path / 'r.db'}" if backend == "sqlite"
-           else request.getfixturevalue("postgres_dsn"))
+    dsn = (
+        f"sqlite://{tmp_path / 'r.db'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_dsn")
+    )
     outside = _backtest("outside", timerange={"start": "2023-01-01", "end": "2023-02-01"})
-    with running_operator(cluster.kubeconfig, namespace, executor="local",
-                          database_dsn=dsn, local_state_dir=tmp_path / "state"):
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="local",
+        database_dsn=dsn,
+        local_state_dir=tmp_path / "state",
+    ):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"), outside)
-        status = wait_for(lambda: (s := _get(api, namespace, "backtests", "outside")
-                                   .get("status") or {}).get("phase") in ("Failed", "Succeeded")
-                          and s, 180, what="Backtest finished")
+        status = wait_for(
+            lambda: (
+                (s := _get(api, namespace, "backtests", "outside").get("status") or {}).get("phase")
+                in ("Failed", "Succeeded")
+                and s
+            ),
+            180,
+            what="Backtest finished",
+        )
     assert status["phase"] == "Failed"
     assert "2023" in status["message"] or "data" in status["message"].lower()
-    events = client.CoreV1Api(api_client).list_namespaced_event(
-        namespace, field_selector="involvedObject.name=outside").items
+    events = (
+        client.CoreV1Api(api_client)
+        .list_namespaced_event(namespace, field_selector="involvedObject.name=outside")
+        .items
+    )
     assert any(e.reason == "Failed" and e.type == "Warning" for e in events)
     from tradebot.records import open_store
 
@@ -212,7 +290,8 @@ def test_failed_run_reports_why(
         runs = store.list_runs(namespace=namespace)
         strategies = store.get_strategy(
             _get(api, namespace, "strategies", "ema-rsi")["metadata"]["uid"],
-            _get(api, namespace, "strategies", "ema-rsi")["status"]["codeHash"])
+            _get(api, namespace, "strategies", "ema-rsi")["status"]["codeHash"],
+        )
     assert [(r.status, r.error) for r in runs] == [("failed", status["message"])]
     assert strategies is not None
     assert strategies.class_name == "EmaRsiStrategy"
@@ -231,25 +310,63 @@ def test_gpu_backtest_job_lands_on_a_rocm_node(
     api = client.CustomObjectsApi(api_client)
     core = client.CoreV1Api(api_client)
     gpu = _backtest("gpu", gpu={"count": 2, "vendor": "amd"})
-    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                          database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+    ):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"), gpu)
-        pod = wait_for(lambda: next(iter(core.list_namespaced_pod(
-            namespace, label_selector="tradebot.dev/backtest=gpu").items), None), 60,
-            what="the GPU Job's pod")
-        pod = wait_for(lambda: (p := core.read_namespaced_pod(pod.metadata.name, namespace))
-                       .spec.node_name and p, 60, what="pod scheduled")
+        pod = wait_for(
+            lambda: next(
+                iter(
+                    core.list_namespaced_pod(
+                        namespace, label_selector="tradebot.dev/backtest=gpu"
+                    ).items
+                ),
+                None,
+            ),
+            60,
+            what="the GPU Job's pod",
+        )
+        pod = wait_for(
+            lambda: (
+                (p := core.read_namespaced_pod(pod.metadata.name, namespace)).spec.node_name and p
+            ),
+            60,
+            what="pod scheduled",
+        )
         node = core.read_node(pod.spec.node_name)
         assert node.metadata.labels.get("feature.node.kubernetes.io/amd-gpu") == "true"
         assert pod.spec.containers[0].resources.limits["amd.com/gpu"] == "2"
-        summary = {"ok": False, "strategy": "EmaRsiStrategy", "exitCode": 2,
-                   "error": "cued failure: no ROCm device in kwok"}
-        core.patch_namespaced_pod(pod.metadata.name, namespace, {"metadata": {"annotations": {
-            "kwok.tradebot.dev/outcome": "Failed", "kwok.tradebot.dev/exit-code": "2",
-            "kwok.tradebot.dev/termination-message": json.dumps(summary)}}})
-        status = wait_for(lambda: (s := _get(api, namespace, "backtests", "gpu")
-                                   .get("status") or {}).get("phase") == "Failed" and s, 60,
-                          what="GPU Backtest Failed")
+        summary = {
+            "ok": False,
+            "strategy": "EmaRsiStrategy",
+            "exitCode": 2,
+            "error": "cued failure: no ROCm device in kwok",
+        }
+        core.patch_namespaced_pod(
+            pod.metadata.name,
+            namespace,
+            {
+                "metadata": {
+                    "annotations": {
+                        "kwok.tradebot.dev/outcome": "Failed",
+                        "kwok.tradebot.dev/exit-code": "2",
+                        "kwok.tradebot.dev/termination-message": json.dumps(summary),
+                    }
+                }
+            },
+        )
+        status = wait_for(
+            lambda: (
+                (s := _get(api, namespace, "backtests", "gpu").get("status") or {}).get("phase")
+                == "Failed"
+                and s
+            ),
+            60,
+            what="GPU Backtest Failed",
+        )
     assert status["message"] == "cued failure: no ROCm device in kwok"
 
 
@@ -257,25 +374,48 @@ def test_queued_backtest_whose_strategy_vanished_goes_back_to_pending(
     cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
 ):
     api = client.CustomObjectsApi(api_client)
-    with running_operator(cluster.kubeconfig, namespace, executor="local",
-                          max_concurrent_backtests=1, reconcile_interval_seconds=1.0,
-                          database_dsn=f"sqlite://{tmp_path / 'r.db'}",
-                          local_state_dir=tmp_path / "state"):
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="local",
+        max_concurrent_backtests=1,
+        reconcile_interval_seconds=1.0,
+        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+        local_state_dir=tmp_path / "state",
+    ):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
-        wait_for(lambda: _phase(api, namespace, "strategies", "ema-rsi") == "Ready", 60,
-                 what="Strategy Ready")
+        wait_for(
+            lambda: _phase(api, namespace, "strategies", "ema-rsi") == "Ready",
+            60,
+            what="Strategy Ready",
+        )
         _apply(kubectl, namespace, _backtest("first"))
-        wait_for(lambda: _phase(api, namespace, "backtests", "first") == "Running", 60,
-                 what="first Running")
+        wait_for(
+            lambda: _phase(api, namespace, "backtests", "first") == "Running",
+            60,
+            what="first Running",
+        )
         _apply(kubectl, namespace, _backtest("second"))
-        wait_for(lambda: _phase(api, namespace, "backtests", "second") == "Queued", 60,
-                 what="second Queued")
+        wait_for(
+            lambda: _phase(api, namespace, "backtests", "second") == "Queued",
+            60,
+            what="second Queued",
+        )
         kubectl("delete", "strategy", "ema-rsi", "-n", namespace)
-        wait_for(lambda: _phase(api, namespace, "backtests", "first") == "Succeeded", 120,
-                 what="first Succeeded (its run had started)")
-        status = wait_for(lambda: (s := _get(api, namespace, "backtests", "second")
-                                   .get("status") or {}).get("phase") == "Pending" and s,
-                          60, what="second back to Pending")
+        wait_for(
+            lambda: _phase(api, namespace, "backtests", "first") == "Succeeded",
+            120,
+            what="first Succeeded (its run had started)",
+        )
+        status = wait_for(
+            lambda: (
+                (s := _get(api, namespace, "backtests", "second").get("status") or {}).get("phase")
+                == "Pending"
+                and s
+            ),
+            60,
+            what="second back to Pending",
+        )
     assert "ema-rsi not found" in status["message"]
     jobs = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
     assert [j.metadata.labels["tradebot.dev/backtest"] for j in jobs] in ([], ["first"])

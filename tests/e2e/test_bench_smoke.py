@@ -19,11 +19,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run(script: str, *args: str, timeout: float = 240) -> dict[str, Any]:
-    env = {**os.environ,
-           "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT}:{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen([sys.executable, str(ROOT / "bench" / script), *args, "--json"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'operator'}:{ROOT}:{os.environ.get('PYTHONPATH', '')}",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / script), *args, "--json"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         stdout, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -74,7 +81,13 @@ def test_backtest_e2e_benchmark_smoke(tools_bin: Path) -> None:
     # The same run on both sides: the operator's results are Freqtrade's own.
     assert result["same_results"] is True
     assert set(result["breakdown_median_s"]) == {
-        "admission", "pod_start", "process_start", "run", "report", "record"}
+        "admission",
+        "pod_start",
+        "process_start",
+        "run",
+        "report",
+        "record",
+    }
     assert result["direct_s"] > 0
 
 

@@ -31,8 +31,10 @@ def _bot(name: str) -> dict[str, Any]:
     doc = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
     doc["metadata"] = {"name": name, "labels": {"tradebot.dev/fleet": "main"}}
     # Small, so that twenty fit on the two kwok CPU nodes (8 CPUs each).
-    doc["spec"]["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                "limits": {"cpu": "50m", "memory": "64Mi"}}
+    doc["spec"]["resources"] = {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "50m", "memory": "64Mi"},
+    }
     return doc
 
 
@@ -44,8 +46,14 @@ def _breaker() -> dict[str, Any]:
 
 
 def _apply(kubectl: Any, namespace: str, docs: list[dict[str, Any]]) -> None:
-    kubectl("apply", "-n", namespace, "-f", "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+    )
 
 
 def _custom(api: Any) -> Any:
@@ -57,26 +65,40 @@ def _bots(api: Any, namespace: str) -> list[dict[str, Any]]:
 
 
 def _breaker_status(api: Any, namespace: str) -> dict[str, Any]:
-    return dict(_custom(api).get_namespaced_custom_object(
-        G, V, namespace, "circuitbreakers", "main-fleet").get("status") or {})
+    return dict(
+        _custom(api)
+        .get_namespaced_custom_object(G, V, namespace, "circuitbreakers", "main-fleet")
+        .get("status")
+        or {}
+    )
 
 
 def _pods(api: Any, namespace: str) -> list[Any]:
-    return list(client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector="tradebot.dev/kind=livebot").items)
+    return list(
+        client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector="tradebot.dev/kind=livebot")
+        .items
+    )
 
 
 def _running(api: Any, namespace: str, count: int) -> bool:
     bots = _bots(api, namespace)
-    return len(bots) == count and all(
-        (b.get("status") or {}).get("phase") == "Running" for b in bots) and \
-        len([p for p in _pods(api, namespace) if p.status.phase == "Running"]) == count
+    return (
+        len(bots) == count
+        and all((b.get("status") or {}).get("phase") == "Running" for b in bots)
+        and len([p for p in _pods(api, namespace) if p.status.phase == "Running"]) == count
+    )
 
 
 def _trip(api: Any, namespace: str, token: str) -> None:
     _custom(api).patch_namespaced_custom_object(
-        G, V, namespace, "circuitbreakers", "main-fleet",
-        {"metadata": {"annotations": {"tradebot.dev/trip": token}}})
+        G,
+        V,
+        namespace,
+        "circuitbreakers",
+        "main-fleet",
+        {"metadata": {"annotations": {"tradebot.dev/trip": token}}},
+    )
 
 
 def _incidents(dsn: str, namespace: str) -> list[Any]:
@@ -89,29 +111,44 @@ def test_a_trip_stops_twenty_bots_and_is_recorded_once(
 ):
     names = [f"bot-{i:02d}" for i in range(20)]
     dsn = f"sqlite://{tmp_path / 'records.db'}"
-    _apply(kubectl, namespace, [example("Strategy", "ema-rsi"), _breaker(),
-                                *[_bot(n) for n in names]])
-    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                          database_dsn=dsn, local_state_dir=tmp_path / "state"):
+    _apply(
+        kubectl, namespace, [example("Strategy", "ema-rsi"), _breaker(), *[_bot(n) for n in names]]
+    )
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=dsn,
+        local_state_dir=tmp_path / "state",
+    ):
         wait_for(lambda: _running(api_client, namespace, 20), 120, what="20 bots Running")
         before = sorted(p.metadata.name for p in _pods(api_client, namespace))
         with pod_watch(api_client, namespace, "tradebot.dev/account") as pods:
             _trip(api_client, namespace, "kill-1")
-            status = wait_for(lambda: (s := _breaker_status(api_client, namespace)).get(
-                "incidentId") and s, 30, what="the trip handled")
+            status = wait_for(
+                lambda: (s := _breaker_status(api_client, namespace)).get("incidentId") and s,
+                30,
+                what="the trip handled",
+            )
             assert status["state"] == "Open"
             assert sorted(status["affectedBots"]) == names
             wait_for(lambda: not _pods(api_client, namespace), 30, what="every bot pod gone")
-            phases = {b["metadata"]["name"]: b["status"]["phase"]
-                      for b in _bots(api_client, namespace)}
+            phases = {
+                b["metadata"]["name"]: b["status"]["phase"] for b in _bots(api_client, namespace)
+            }
             assert set(phases.values()) == {"Tripped"}, phases
             time.sleep(6)  # three LiveBot rounds and six breaker rounds: nothing comes back
             # The watch lists the pods that existed as ADDED; nothing else was added.
             assert sorted(pods.added) == before
             assert not _pods(api_client, namespace)
             # Handled once: one Warning for the trip, not one per breaker round.
-            tripped = client.CoreV1Api(api_client).list_namespaced_event(
-                namespace, field_selector="involvedObject.name=main-fleet,reason=Tripped").items
+            tripped = (
+                client.CoreV1Api(api_client)
+                .list_namespaced_event(
+                    namespace, field_selector="involvedObject.name=main-fleet,reason=Tripped"
+                )
+                .items
+            )
             assert [e.type for e in tripped] == ["Warning"], [e.message for e in tripped]
     found = _incidents(dsn, namespace)
     assert len(found) == 1, [i.id for i in found]
@@ -125,18 +162,39 @@ def test_a_trip_stops_twenty_bots_and_is_recorded_once(
 
 
 @contextmanager
-def _operator_process(kubeconfig: Path, namespace: str, dsn: str, state: Path,
-                      crash_at: str | None) -> Iterator[subprocess.Popen[bytes]]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"}
-    env.update({"KUBECONFIG": str(kubeconfig), "TRADEBOT_DATABASE_DSN": dsn,
-                "TRADEBOT_LOCAL_STATE_DIR": str(state)})
+def _operator_process(
+    kubeconfig: Path, namespace: str, dsn: str, state: Path, crash_at: str | None
+) -> Iterator[subprocess.Popen[bytes]]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"
+    }
+    env.update(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "TRADEBOT_DATABASE_DSN": dsn,
+            "TRADEBOT_LOCAL_STATE_DIR": str(state),
+        }
+    )
     if crash_at:
         env["TRADEBOT_CRASH_AT"] = crash_at
     log = (state / f"operator-{crash_at or 'clean'}.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tradebot.cli", "operator", "-n", namespace,
-         "--executor", "kubernetes"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "tradebot.cli",
+            "operator",
+            "-n",
+            namespace,
+            "--executor",
+            "kubernetes",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         yield process
     finally:
@@ -144,37 +202,55 @@ def _operator_process(kubeconfig: Path, namespace: str, dsn: str, state: Path,
         log.close()
 
 
-@pytest.mark.parametrize("crash_at", [
-    "breaker-open-persisted", "breaker-bots-stopped", "breaker-incident-recorded"])
+@pytest.mark.parametrize(
+    "crash_at", ["breaker-open-persisted", "breaker-bots-stopped", "breaker-incident-recorded"]
+)
 def test_an_operator_killed_while_handling_a_trip_still_stops_every_bot(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
-    crds_installed: Any, crash_at: str,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed: Any,
+    crash_at: str,
 ):
     names = [f"bot-{i}" for i in range(5)]
     dsn = f"sqlite://{tmp_path / 'records.db'}"
     state = tmp_path / "state"
     state.mkdir()
-    _apply(kubectl, namespace, [example("Strategy", "ema-rsi"), _breaker(),
-                                *[_bot(n) for n in names]])
+    _apply(
+        kubectl, namespace, [example("Strategy", "ema-rsi"), _breaker(), *[_bot(n) for n in names]]
+    )
     with _operator_process(cluster.kubeconfig, namespace, dsn, state, crash_at) as first:
         wait_for(lambda: _running(api_client, namespace, 5), 120, what="5 bots Running")
         _trip(api_client, namespace, "kill-1")
-        assert first.wait(timeout=60) == EXIT_CODE, (state / f"operator-{crash_at}.log"
-                                                     ).read_text()[-3000:]
+        assert first.wait(timeout=60) == EXIT_CODE, (
+            state / f"operator-{crash_at}.log"
+        ).read_text()[-3000:]
     # Dead at the crash point: the trip is in status whatever was done after it.
     assert _breaker_status(api_client, namespace)["state"] == "Open"
     if crash_at == "breaker-open-persisted":
         assert len(_pods(api_client, namespace)) == 5  # died before stopping anything
         assert _incidents(dsn, namespace) == []
     before = sorted(p.metadata.name for p in _pods(api_client, namespace))
-    with pod_watch(api_client, namespace, "tradebot.dev/account") as pods, _operator_process(
-            cluster.kubeconfig, namespace, dsn, state, None):
-        status = wait_for(lambda: (s := _breaker_status(api_client, namespace)).get(
-            "incidentId") and s, 60, what="the trip handled after the restart")
+    with (
+        pod_watch(api_client, namespace, "tradebot.dev/account") as pods,
+        _operator_process(cluster.kubeconfig, namespace, dsn, state, None),
+    ):
+        status = wait_for(
+            lambda: (s := _breaker_status(api_client, namespace)).get("incidentId") and s,
+            60,
+            what="the trip handled after the restart",
+        )
         wait_for(lambda: not _pods(api_client, namespace), 30, what="every bot pod gone")
-        wait_for(lambda: {(b.get("status") or {}).get("phase")
-                          for b in _bots(api_client, namespace)} == {"Tripped"}, 30,
-                 what="every LiveBot Tripped")
+        wait_for(
+            lambda: (
+                {(b.get("status") or {}).get("phase") for b in _bots(api_client, namespace)}
+                == {"Tripped"}
+            ),
+            30,
+            what="every LiveBot Tripped",
+        )
         time.sleep(5)
         assert sorted(pods.added) == before  # the restarted operator started no bot
     found = _incidents(dsn, namespace)
@@ -192,18 +268,33 @@ def test_a_bots_own_incidents_trip_a_breaker_with_max_incidents(
     dsn = f"sqlite://{tmp_path / 'records.db'}"
     cb = _breaker()
     cb["spec"]["limits"] = {"maxIncidents": 1}
-    _apply(kubectl, namespace, [example("Strategy", "ema-rsi"), cb,
-                                *[_bot(n) for n in ("bot-a", "bot-b")]])
+    _apply(
+        kubectl,
+        namespace,
+        [example("Strategy", "ema-rsi"), cb, *[_bot(n) for n in ("bot-a", "bot-b")]],
+    )
 
     def incident(bot: str, at: dt.datetime, source: str = "LiveBot") -> IncidentRecord:
         return IncidentRecord(
-            id=f"{source}-{bot}-{at.timestamp()}", namespace=namespace, source_kind=source,
-            source_name=bot if source == "LiveBot" else "other", source_uid="u",
-            bots=(bot,), severity="warning", reason="staleHeartbeat", description="silent",
-            created_at=at)
+            id=f"{source}-{bot}-{at.timestamp()}",
+            namespace=namespace,
+            source_kind=source,
+            source_name=bot if source == "LiveBot" else "other",
+            source_uid="u",
+            bots=(bot,),
+            severity="warning",
+            reason="staleHeartbeat",
+            description="silent",
+            created_at=at,
+        )
 
-    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                          database_dsn=dsn, local_state_dir=tmp_path / "state"):
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=dsn,
+        local_state_dir=tmp_path / "state",
+    ):
         wait_for(lambda: _running(api_client, namespace, 2), 120, what="2 bots Running")
         now = dt.datetime.now(dt.UTC)
         with open_store(dsn) as store:
@@ -214,16 +305,24 @@ def test_a_bots_own_incidents_trip_a_breaker_with_max_incidents(
         assert _breaker_status(api_client, namespace).get("state") in (None, "Closed")
         with open_store(dsn) as store:
             store.record_incident(incident("bot-b", dt.datetime.now(dt.UTC)))
-        status = wait_for(lambda: (s := _breaker_status(api_client, namespace)).get(
-            "incidentId") and s, 30, what="the breaker tripped on bot-b's incident")
+        status = wait_for(
+            lambda: (s := _breaker_status(api_client, namespace)).get("incidentId") and s,
+            30,
+            what="the breaker tripped on bot-b's incident",
+        )
     assert status["tripLimits"] == ["incidents"]
     assert "bot bot-b: incidents 1 >= 1" in status["reason"]
     assert "bot-a" not in status["reason"]
 
 
 def test_a_pod_created_as_its_breaker_opens_is_removed_in_the_same_round(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
-    crds_installed: Any, monkeypatch: pytest.MonkeyPatch,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ):
     """The breaker opens just after the bot's round checked it and just before the round
     creates the pod (simulated: the checks before the pod exists answer "no breaker open"):
@@ -251,19 +350,32 @@ def test_a_pod_created_as_its_breaker_opens_is_removed_in_the_same_round(
 
     def follow() -> None:
         try:
-            for ev in livebots.stream(_custom(api_client).list_namespaced_custom_object,
-                                      G, V, namespace, "livebots", timeout_seconds=60):
+            for ev in livebots.stream(
+                _custom(api_client).list_namespaced_custom_object,
+                G,
+                V,
+                namespace,
+                "livebots",
+                timeout_seconds=60,
+            ):
                 statuses.append(dict(ev["object"].get("status") or {}))
         except Exception:
             if not done.is_set():
                 raise  # only the connection closing at the end is expected
 
-    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                          database_dsn=f"sqlite://{tmp_path / 'records.db'}",
-                          local_state_dir=tmp_path / "state"):
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=f"sqlite://{tmp_path / 'records.db'}",
+        local_state_dir=tmp_path / "state",
+    ):
         _trip(api_client, namespace, "kill-1")
-        wait_for(lambda: _breaker_status(api_client, namespace).get("incidentId"), 30,
-                 what="the trip handled")
+        wait_for(
+            lambda: _breaker_status(api_client, namespace).get("incidentId"),
+            30,
+            what="the trip handled",
+        )
         monkeypatch.setattr(livebot_round, "tripped_by", racing)
         threading.Thread(target=follow, daemon=True).start()
         with pod_watch(api_client, namespace, "tradebot.dev/account") as pods:
@@ -271,9 +383,19 @@ def test_a_pod_created_as_its_breaker_opens_is_removed_in_the_same_round(
             wait_for(lambda: created.is_set(), 60, what="the bot's pod created")
             wait_for(lambda: not _pods(api_client, namespace), 30, what="the pod gone")
             # The round's status patch lands when the round ends, just after the deletion.
-            wait_for(lambda: (_custom(api_client).get_namespaced_custom_object(
-                G, V, namespace, "livebots", "bot-late").get("status") or {}).get("phase")
-                == "Tripped", 10, what="the bot Tripped")
+            wait_for(
+                lambda: (
+                    (
+                        _custom(api_client)
+                        .get_namespaced_custom_object(G, V, namespace, "livebots", "bot-late")
+                        .get("status")
+                        or {}
+                    ).get("phase")
+                    == "Tripped"
+                ),
+                10,
+                what="the bot Tripped",
+            )
             time.sleep(4)  # two more rounds: nothing comes back
             assert len(pods.added) == 1
             assert not _pods(api_client, namespace)

@@ -91,12 +91,24 @@ def test_down_removes_the_directories_of_the_clusters_claims(tools_bin: Path, ro
     cluster.up(timeout=120)
     with cluster.api_client() as api:
         core = client.CoreV1Api(api)
-        core.create_namespaced_persistent_volume_claim("default", {
-            "metadata": {"name": "data"},
-            "spec": {"accessModes": ["ReadWriteOnce"],
-                     "resources": {"requests": {"storage": "1Mi"}}}})
-        wait_for(lambda: core.read_namespaced_persistent_volume_claim(
-            "data", "default").status.phase == "Bound", 60, what="the claim Bound")
+        core.create_namespaced_persistent_volume_claim(
+            "default",
+            {
+                "metadata": {"name": "data"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Mi"}},
+                },
+            },
+        )
+        wait_for(
+            lambda: (
+                core.read_namespaced_persistent_volume_claim("data", "default").status.phase
+                == "Bound"
+            ),
+            60,
+            what="the claim Bound",
+        )
     (path,) = cluster.hostpath_volumes()
     assert path.is_dir()  # positive control: the provisioner made it
     cluster.down()

@@ -35,8 +35,9 @@ def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
 
 
 def _get(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(api).get_namespaced_custom_object(
-        G, V, namespace, plural, name))
+    return dict(
+        client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace, plural, name)
+    )
 
 
 def _schedule_status(api: Any, namespace: str) -> dict[str, Any]:
@@ -62,10 +63,17 @@ def _manifests(action: str = "stopEntries") -> list[dict[str, Any]]:
     # Nothing trips it but a person. stopEntries keeps the bot's process and API up while it
     # holds the bot, so the test can read the bot's orders after the trip.
     cb["spec"].update(limits={"maxDrawdown": 0.9}, action=action, forceExit=False)
-    schedule = {"apiVersion": f"{G}/{V}", "kind": "DcaSchedule",
-                "metadata": {"name": SCHEDULE},
-                "spec": {"botRef": {"name": BOT}, "pair": "BTC/USDT", "stakeAmount": STAKE,
-                         "schedule": {"every": f"{EVERY}s"}}}
+    schedule = {
+        "apiVersion": f"{G}/{V}",
+        "kind": "DcaSchedule",
+        "metadata": {"name": SCHEDULE},
+        "spec": {
+            "botRef": {"name": BOT},
+            "pair": "BTC/USDT",
+            "stakeAmount": STAKE,
+            "schedule": {"every": f"{EVERY}s"},
+        },
+    }
     return [_strategy(), bot, cb, schedule]
 
 
@@ -74,8 +82,11 @@ class Bot:
         self.uid = str(_get(api, namespace, "livebots", BOT)["metadata"]["uid"])
         self.state = state
         core = client.CoreV1Api(api)
-        secret = next(s for s in core.list_namespaced_secret(namespace).items
-                      if s.metadata.name.startswith("bot-api-"))
+        secret = next(
+            s
+            for s in core.list_namespaced_secret(namespace).items
+            if s.metadata.name.startswith("bot-api-")
+        )
         creds = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
         self.username, self.password = creds["username"], creds["password"]
 
@@ -118,13 +129,25 @@ def test_dca_buys_each_slot_and_never_while_a_breaker_holds_the_bot(
 ):
     state = tmp_path / "state"
     custom = client.CustomObjectsApi(api_client)
-    with ExchangeDouble() as double, running_operator(
-            cluster.kubeconfig, namespace, executor="local", exchange_double_url=double.url,
-            database_dsn=f"sqlite://{tmp_path / 'r.db'}", local_state_dir=state):
+    with (
+        ExchangeDouble() as double,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="local",
+            exchange_double_url=double.url,
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+            local_state_dir=state,
+        ),
+    ):
         _apply(kubectl, namespace, *_manifests())
         # Two buys at least, each its own slot: the positive control of what follows.
-        status = wait_for(lambda: len(_bought(s := _schedule_status(api_client, namespace)))
-                          >= 2 and s, 240, interval=1, what="two DCA buys")
+        status = wait_for(
+            lambda: len(_bought(s := _schedule_status(api_client, namespace))) >= 2 and s,
+            240,
+            interval=1,
+            what="two DCA buys",
+        )
         bot = Bot(api_client, namespace, state)
         orders = wait_for(bot.dca_orders, 30, what="the bot's DCA orders")
         bought = _bought(status)
@@ -135,35 +158,63 @@ def test_dca_buys_each_slot_and_never_while_a_breaker_holds_the_bot(
             # Each recorded buy is one order of the bot, with its slot's tag, of the stake.
             assert len(orders.get(entry["entryTag"], [])) == 1, (entry, orders)
             order = orders[entry["entryTag"]][0]
-            assert Decimal(str(order["cost"])).quantize(Decimal("1e-8")) == Decimal(
-                entry["cost"])
+            assert Decimal(str(order["cost"])).quantize(Decimal("1e-8")) == Decimal(entry["cost"])
             # The stake buys the base amount and pays the fee; the cost is what filled
             # (the amount rounded to the market's precision).
             assert Decimal(STAKE) * Decimal("0.97") <= Decimal(entry["cost"]) <= Decimal(STAKE)
         assert status["buys"] >= 2
         assert Decimal(status["boughtStake"]) == sum(Decimal(b["cost"]) for b in bought)
         labels = (namespace, SCHEDULE, "Bought")
-        assert (metrics.REGISTRY.get_sample_value("tradebot_dca_slots_total",
-                                                  dict(zip(("namespace", "schedule",
-                                                            "outcome"), labels,
-                                                           strict=True))) or 0) >= 2
-        events = client.CoreV1Api(api_client).list_namespaced_event(
-            namespace, field_selector=f"involvedObject.name={SCHEDULE}").items
+        assert (
+            metrics.REGISTRY.get_sample_value(
+                "tradebot_dca_slots_total",
+                dict(zip(("namespace", "schedule", "outcome"), labels, strict=True)),
+            )
+            or 0
+        ) >= 2
+        events = (
+            client.CoreV1Api(api_client)
+            .list_namespaced_event(namespace, field_selector=f"involvedObject.name={SCHEDULE}")
+            .items
+        )
         assert sum(e.reason == "Bought" for e in events) >= 2
 
         # A person trips the breaker: the bot is held (its entries stopped, its API up).
         custom.patch_namespaced_custom_object(
-            G, V, namespace, "circuitbreakers", "main-fleet",
-            {"metadata": {"annotations": {"tradebot.dev/trip": "t1"}}})
-        wait_for(lambda: (_get(api_client, namespace, "livebots", BOT).get("status") or {})
-                 .get("phase") == "Tripped", 60, what="the bot Tripped")
+            G,
+            V,
+            namespace,
+            "circuitbreakers",
+            "main-fleet",
+            {"metadata": {"annotations": {"tradebot.dev/trip": "t1"}}},
+        )
+        wait_for(
+            lambda: (
+                (_get(api_client, namespace, "livebots", BOT).get("status") or {}).get("phase")
+                == "Tripped"
+            ),
+            60,
+            what="the bot Tripped",
+        )
         tripped_at = time.time()
         before = _counts(wait_for(bot.dca_orders, 30, what="the held bot's API"))
         # Two slots pass while it is held, each recorded as skipped for the breaker.
-        held = wait_for(lambda: (s := [h for h in _schedule_status(api_client, namespace)
-                                       .get("history") or []
-                                       if _slot_epoch(h) > tripped_at]) and len(s) >= 2 and s,
-                        4 * EVERY + 30, interval=1, what="two slots while held")
+        held = wait_for(
+            lambda: (
+                (
+                    s := [
+                        h
+                        for h in _schedule_status(api_client, namespace).get("history") or []
+                        if _slot_epoch(h) > tripped_at
+                    ]
+                )
+                and len(s) >= 2
+                and s
+            ),
+            4 * EVERY + 30,
+            interval=1,
+            what="two slots while held",
+        )
         assert {(h["outcome"], h["reason"]) for h in held} == {("Skipped", "BreakerOpen")}
         after = _counts(wait_for(bot.dca_orders, 30, what="the held bot's API"))
         assert after == before, "a DCA buy reached a bot held by a breaker"
@@ -186,11 +237,16 @@ def test_an_operator_that_dies_after_a_buy_never_buys_that_slot_again(
     every = 45  # long enough that the slot is still current when the next operator starts
     docs[-1]["spec"]["schedule"] = {"every": f"{every}s"}
     with ExchangeDouble() as double:
-        settings = {"executor": "local", "local_state_dir": str(state),
-                    "exchange_double_url": double.url, "database_dsn": dsn}
+        settings = {
+            "executor": "local",
+            "local_state_dir": str(state),
+            "exchange_double_url": double.url,
+            "database_dsn": dsn,
+        }
         log = tmp_path / "operator.log"
-        with operator_process(cluster.kubeconfig, namespace, log, crash_at="dca-entry-sent",
-                              **settings) as first:
+        with operator_process(
+            cluster.kubeconfig, namespace, log, crash_at="dca-entry-sent", **settings
+        ) as first:
             _apply(kubectl, namespace, *docs)
             assert first.wait(timeout=every + 240) == EXIT_CODE, log.read_text()[-3000:]
         crashed_at = time.time()
@@ -203,19 +259,39 @@ def test_an_operator_that_dies_after_a_buy_never_buys_that_slot_again(
         slot_epoch = _slot_epoch(pending)
         assert crashed_at < slot_epoch + every, "too slow to restart within the slot"
 
-        with running_operator(cluster.kubeconfig, namespace, executor="local",
-                              exchange_double_url=double.url, database_dsn=dsn,
-                              local_state_dir=state):
-            entry = wait_for(lambda: next((h for h in _schedule_status(api_client, namespace)
-                                           .get("history") or []
-                                           if h["slot"] == pending["slot"]), None),
-                             60, interval=0.5, what="the pending slot resolved")
+        with running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="local",
+            exchange_double_url=double.url,
+            database_dsn=dsn,
+            local_state_dir=state,
+        ):
+            entry = wait_for(
+                lambda: next(
+                    (
+                        h
+                        for h in _schedule_status(api_client, namespace).get("history") or []
+                        if h["slot"] == pending["slot"]
+                    ),
+                    None,
+                ),
+                60,
+                interval=0.5,
+                what="the pending slot resolved",
+            )
             resolved_at = time.time()
             # Positive control: this operator does buy the next slot.
-            later = wait_for(lambda: [b for b in _bought(_schedule_status(api_client,
-                                                                          namespace))
-                                      if _slot_epoch(b) > slot_epoch], 2 * every + 30,
-                             interval=1, what="a buy after the restart")
+            later = wait_for(
+                lambda: [
+                    b
+                    for b in _bought(_schedule_status(api_client, namespace))
+                    if _slot_epoch(b) > slot_epoch
+                ],
+                2 * every + 30,
+                interval=1,
+                what="a buy after the restart",
+            )
             # (Read while this operator runs: its clean shutdown stops the local bots.)
             orders = wait_for(bot.dca_orders, 30, what="the bot's DCA orders")
             final = _schedule_status(api_client, namespace)

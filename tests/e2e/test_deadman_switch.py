@@ -36,27 +36,36 @@ DEADLINE_S = 20
 
 
 def _livebot(api: Any, namespace: str, name: str) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(api).get_namespaced_custom_object(
-        G, V, namespace, "livebots", name))
+    return dict(
+        client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace, "livebots", name)
+    )
 
 
 def _rest(api: Any, namespace: str, state: Path) -> tuple[BotClient, str]:
     """A client of the bot's API, and its Basic authorization for raw requests."""
     core = client.CoreV1Api(api)
-    secret = next(s for s in core.list_namespaced_secret(namespace).items
-                  if s.metadata.name.startswith("bot-api-"))
+    secret = next(
+        s
+        for s in core.list_namespaced_secret(namespace).items
+        if s.metadata.name.startswith("bot-api-")
+    )
     creds = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
     port = json.loads(next((state / "bots").glob("*/process.json")).read_text())["port"]
     basic = base64.b64encode(f"{creds['username']}:{creds['password']}".encode()).decode()
-    return (BotClient(f"http://127.0.0.1:{port}", creds["username"], creds["password"]),
-            f"Basic {basic}")
+    return (
+        BotClient(f"http://127.0.0.1:{port}", creds["username"], creds["password"]),
+        f"Basic {basic}",
+    )
 
 
 def _force_enter(rest: BotClient, auth: str, pair: str) -> tuple[int, str]:
     """/forceenter's status code and body as they are (BotClient hides a refusal's reason)."""
     request = urllib.request.Request(  # noqa: S310 - the bot's loopback address
-        f"{rest.base_url}/api/v1/forceenter", data=json.dumps({"pair": pair}).encode(),
-        method="POST", headers={"Authorization": auth, "Content-Type": "application/json"})
+        f"{rest.base_url}/api/v1/forceenter",
+        data=json.dumps({"pair": pair}).encode(),
+        method="POST",
+        headers={"Authorization": auth, "Content-Type": "application/json"},
+    )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
             return response.status, response.read().decode()
@@ -71,19 +80,40 @@ def _state(rest: BotClient) -> str | None:
         return None  # a busy machine: asked again
 
 
-def _operator(kubeconfig: Path, namespace: str, state: Path, double_url: str,
-              records: str) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"}
-    env.update({"KUBECONFIG": str(kubeconfig), "TRADEBOT_DATABASE_DSN": records,
-                "TRADEBOT_LOCAL_STATE_DIR": str(state),
-                "TRADEBOT_EXCHANGE_DOUBLE_URL": double_url,
-                # Rounds every 3 s: well inside the 20 s deadline on a busy machine too.
-                "TRADEBOT_BOT_POLL_SECONDS": "3"})
+def _operator(
+    kubeconfig: Path, namespace: str, state: Path, double_url: str, records: str
+) -> subprocess.Popen[bytes]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"
+    }
+    env.update(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "TRADEBOT_DATABASE_DSN": records,
+            "TRADEBOT_LOCAL_STATE_DIR": str(state),
+            "TRADEBOT_EXCHANGE_DOUBLE_URL": double_url,
+            # Rounds every 3 s: well inside the 20 s deadline on a busy machine too.
+            "TRADEBOT_BOT_POLL_SECONDS": "3",
+        }
+    )
     with (state / "operator.log").open("wb") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "tradebot.cli", "operator", "-n", namespace,
-             "--executor", "local"], env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "tradebot.cli",
+                "operator",
+                "-n",
+                namespace,
+                "--executor",
+                "local",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _mark(api: Any, namespace: str, pod_name: str) -> str | None:
@@ -101,18 +131,35 @@ def test_a_bot_without_its_operator_stops_entering_within_its_deadline(
     bot["spec"]["supervision"] = {"deadline": f"{DEADLINE_S}s"}
     executor = LocalBotExecutor(state)
     uid = ""
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(
-        {"apiVersion": "v1", "kind": "List", "items": [example("Strategy", "ema-rsi"), bot]}))
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": [example("Strategy", "ema-rsi"), bot]}
+        ),
+    )
     with ExchangeDouble() as double:
-        operator = _operator(cluster.kubeconfig, namespace, state, double.url,
-                             f"sqlite://{tmp_path / 'r.db'}")
+        operator = _operator(
+            cluster.kubeconfig, namespace, state, double.url, f"sqlite://{tmp_path / 'r.db'}"
+        )
         try:
-            status = wait_for(lambda: (s := _livebot(api_client, namespace, "guarded")
-                                       .get("status") or {}).get("lastHeartbeat") and s,
-                              120, what="a monitored bot")
+            status = wait_for(
+                lambda: (
+                    (s := _livebot(api_client, namespace, "guarded").get("status") or {}).get(
+                        "lastHeartbeat"
+                    )
+                    and s
+                ),
+                120,
+                what="a monitored bot",
+            )
             uid = _livebot(api_client, namespace, "guarded")["metadata"]["uid"]
-            sidecar = wait_for(lambda: executor._supervisor(uid), 30,
-                               what="the dead-man's sidecar running")
+            sidecar = wait_for(
+                lambda: executor._supervisor(uid), 30, what="the dead-man's sidecar running"
+            )
             armed_at = time.monotonic()
             rest, auth = _rest(api_client, namespace, state)
             assert rest.show_config()["state"] == "running"
@@ -133,7 +180,8 @@ def test_a_bot_without_its_operator_stops_entering_within_its_deadline(
             assert mark is not None
             assert time.time() - mark.timestamp() < DEADLINE_S / 2
             seen = deadman.read_mark(
-                executor.bot_dir(uid) / "podinfo" / supervision.ANNOTATIONS_FILE)
+                executor.bot_dir(uid) / "podinfo" / supervision.ANNOTATIONS_FILE
+            )
             assert deadman.parse_time(seen) is not None
             assert "entries stopped" not in (executor.bot_dir(uid) / "deadman.log").read_text()
 
@@ -147,8 +195,12 @@ def test_a_bot_without_its_operator_stops_entering_within_its_deadline(
             assert executor._supervisor(uid) == sidecar
             last_mark = _mark(api_client, namespace, status["podName"])
 
-            wait_for(lambda: _state(rest) == "paused", DEADLINE_S + 15,
-                     interval=0.5, what="the bot's entries stopped without the operator")
+            wait_for(
+                lambda: _state(rest) == "paused",
+                DEADLINE_S + 15,
+                interval=0.5,
+                what="the bot's entries stopped without the operator",
+            )
             # Not before the deadline: the last mark was at most a few rounds old at the kill.
             assert time.monotonic() - gone_at >= DEADLINE_S - 10
             # Nothing marked the pod meanwhile: the sidecar, not the operator, did it.

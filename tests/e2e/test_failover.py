@@ -36,11 +36,15 @@ LEASE = "tradebot-operator"
 def _settings(tmp_path: Path, namespace: str, name: str) -> dict[str, Any]:
     state = tmp_path / name
     state.mkdir()
-    return {"leader_election": "true", "operator_namespace": namespace,
-            "executor": "kubernetes", "allowed_modes": "dryRun",
-            # One records database for both, as the chart's PostgreSQL would be.
-            "database_dsn": f"sqlite://{tmp_path / 'records.db'}",
-            "local_state_dir": str(state)}
+    return {
+        "leader_election": "true",
+        "operator_namespace": namespace,
+        "executor": "kubernetes",
+        "allowed_modes": "dryRun",
+        # One records database for both, as the chart's PostgreSQL would be.
+        "database_dsn": f"sqlite://{tmp_path / 'records.db'}",
+        "local_state_dir": str(state),
+    }
 
 
 def _lines(log: Path) -> list[dict[str, Any]]:
@@ -96,8 +100,12 @@ def _holding_the_lease(api: Any, namespace: str) -> Iterator[LeaderElector]:
     """The test itself holds the leader Lease, renewing it from a thread as a live leader
     would; losing it fails the test."""
     lost = threading.Event()
-    elector = LeaderElector(Settings(operator_namespace=namespace), "the-test",
-                            api=client.CoordinationV1Api(api), on_lost=lost.set)
+    elector = LeaderElector(
+        Settings(operator_namespace=namespace),
+        "the-test",
+        api=client.CoordinationV1Api(api),
+        on_lost=lost.set,
+    )
     gave_up = threading.Event()
     timer = threading.Timer(30, gave_up.set)
     timer.start()
@@ -119,16 +127,22 @@ def test_a_standby_acts_on_nothing_while_the_leader_renews_then_takes_over(
     custom: Any = client.CustomObjectsApi(api_client)
     log = tmp_path / "standby.log"
     health, metrics = _free_port(), _free_port()
-    with _holding_the_lease(api_client, namespace) as leader, operator_process(
-            cluster.kubeconfig, namespace, log,
+    with (
+        _holding_the_lease(api_client, namespace) as leader,
+        operator_process(
+            cluster.kubeconfig,
+            namespace,
+            log,
             ("--liveness", f"http://127.0.0.1:{health}/healthz"),
-            metrics_port=str(metrics), **_settings(tmp_path, namespace, "b")):
+            metrics_port=str(metrics),
+            **_settings(tmp_path, namespace, "b"),
+        ),
+    ):
         wait_for(lambda: _standing_by(log), 60, what="the process standing by")
         # Alive (the kubelet keeps it) and scraped, but not leading.
         assert _get(health, "/healthz") == (200, '{"standby": true}')
         assert "tradebot_operator_leader 0.0" in _get(metrics, "/metrics")[1]
-        custom.create_namespaced_custom_object(G, V, namespace, "strategies",
-                                               _strategy("probe"))
+        custom.create_namespaced_custom_object(G, V, namespace, "strategies", _strategy("probe"))
         # Longer than the Lease's duration (10 s): the renewing holder is not taken over.
         time.sleep(15)
         assert _strategy_phase(api_client, namespace, "probe") is None
@@ -146,66 +160,116 @@ def test_a_standby_acts_on_nothing_while_the_leader_renews_then_takes_over(
         released = time.monotonic()
         wait_for(lambda: _acquired(log), 15, what="the standby acquiring the released Lease")
         # The positive control: the same process, now leading, reconciles the same object.
-        wait_for(lambda: _strategy_phase(api_client, namespace, "probe") == "Ready", 60,
-                 what="the Strategy reconciled by the new leader")
+        wait_for(
+            lambda: _strategy_phase(api_client, namespace, "probe") == "Ready",
+            60,
+            what="the Strategy reconciled by the new leader",
+        )
         assert time.monotonic() - released < 60
         # The same check sees what an acting operator writes.
         assert _kopf_marks(api_client, namespace, "probe") != ([], [])
         # The same ports now served by the leading operator: kopf's probe, the metrics.
-        assert wait_for(lambda: _get(health, "/healthz")[0] == 200 and
-                        "standby" not in _get(health, "/healthz")[1], 30, what="kopf's probe")
+        assert wait_for(
+            lambda: (
+                _get(health, "/healthz")[0] == 200 and "standby" not in _get(health, "/healthz")[1]
+            ),
+            30,
+            what="kopf's probe",
+        )
         assert "tradebot_operator_leader 1.0" in _get(metrics, "/metrics")[1]
         assert (_holder(api_client, namespace) or "").split("_")[0] != "the-test"
 
 
 def test_the_leader_killed_the_standby_takes_over_and_handles_a_trip(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
     crds_installed: Any,
 ) -> None:
     custom: Any = client.CustomObjectsApi(api_client)
     core: Any = client.CoreV1Api(api_client)
     bot = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
     bot["metadata"] = {"name": "bot-a", "labels": {"tradebot.dev/fleet": "main"}}
-    bot["spec"]["resources"] = {"requests": {"cpu": "50m", "memory": "64Mi"},
-                                "limits": {"cpu": "50m", "memory": "64Mi"}}
+    bot["spec"]["resources"] = {
+        "requests": {"cpu": "50m", "memory": "64Mi"},
+        "limits": {"cpu": "50m", "memory": "64Mi"},
+    }
     breaker = copy.deepcopy(example("CircuitBreaker"))
     breaker["spec"]["limits"] = {"maxDrawdown": 0.5}  # the trip comes from the kill switch
-    kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(
-        {"apiVersion": "v1", "kind": "List",
-         "items": [example("Strategy", "ema-rsi"), breaker, bot]}))
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "List",
+                "items": [example("Strategy", "ema-rsi"), breaker, bot],
+            }
+        ),
+    )
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
 
     def bot_pods() -> list[Any]:
-        return list(core.list_namespaced_pod(
-            namespace, label_selector="tradebot.dev/kind=livebot").items)
+        return list(
+            core.list_namespaced_pod(namespace, label_selector="tradebot.dev/kind=livebot").items
+        )
 
-    with operator_process(cluster.kubeconfig, namespace, log_a,
-                          **_settings(tmp_path, namespace, "a")) as a:
+    with operator_process(
+        cluster.kubeconfig, namespace, log_a, **_settings(tmp_path, namespace, "a")
+    ) as a:
         wait_for(lambda: _acquired(log_a), 60, what="the first process leading")
-        with operator_process(cluster.kubeconfig, namespace, log_b,
-                              **_settings(tmp_path, namespace, "b")) as b:
+        with operator_process(
+            cluster.kubeconfig, namespace, log_b, **_settings(tmp_path, namespace, "b")
+        ) as b:
             wait_for(lambda: _standing_by(log_b), 60, what="the second process standing by")
             # The leader acts: the bot's pod runs.
-            wait_for(lambda: [p for p in bot_pods() if p.status.phase == "Running"], 120,
-                     what="the bot's pod Running")
+            wait_for(
+                lambda: [p for p in bot_pods() if p.status.phase == "Running"],
+                120,
+                what="the bot's pod Running",
+            )
             assert not _acquired(log_b)
             assert {e.get("component") for e in _before_leading(log_b)} == {"leadership"}
             a.send_signal(signal.SIGKILL)
             killed = time.monotonic()
-            custom.patch_namespaced_custom_object(G, V, namespace, "circuitbreakers",
-                                                  "main-fleet", {"metadata": {"annotations": {
-                                                      "tradebot.dev/trip": "failover"}}})
-            custom.create_namespaced_custom_object(G, V, namespace, "strategies",
-                                                   _strategy("after-kill"))
+            custom.patch_namespaced_custom_object(
+                G,
+                V,
+                namespace,
+                "circuitbreakers",
+                "main-fleet",
+                {"metadata": {"annotations": {"tradebot.dev/trip": "failover"}}},
+            )
+            custom.create_namespaced_custom_object(
+                G, V, namespace, "strategies", _strategy("after-kill")
+            )
             assert a.wait(timeout=10) == -signal.SIGKILL
             wait_for(lambda: not bot_pods(), 60, what="the bot's pod gone after the trip")
             stopped = time.monotonic() - killed
-            wait_for(lambda: _strategy_phase(api_client, namespace, "after-kill") == "Ready",
-                     60, what="the Strategy created after the kill reconciled")
+            wait_for(
+                lambda: _strategy_phase(api_client, namespace, "after-kill") == "Ready",
+                60,
+                what="the Strategy created after the kill reconciled",
+            )
             reconciled = time.monotonic() - killed
-            status = wait_for(lambda: (custom.get_namespaced_custom_object(
-                G, V, namespace, "circuitbreakers", "main-fleet").get("status") or {}
-            ).get("incidentId") and True, 30, what="the trip recorded")
+            status = wait_for(
+                lambda: (
+                    (
+                        custom.get_namespaced_custom_object(
+                            G, V, namespace, "circuitbreakers", "main-fleet"
+                        ).get("status")
+                        or {}
+                    ).get("incidentId")
+                    and True
+                ),
+                30,
+                what="the trip recorded",
+            )
             assert status
             assert _acquired(log_b)
             assert b.poll() is None
@@ -220,13 +284,16 @@ def test_a_leader_whose_lease_is_taken_exits_at_once(
     log = tmp_path / "leader.log"
     custom: Any = client.CustomObjectsApi(api_client)
     coordination: Any = client.CoordinationV1Api(api_client)
-    with operator_process(cluster.kubeconfig, namespace, log,
-                          **_settings(tmp_path, namespace, "a")) as leader:
+    with operator_process(
+        cluster.kubeconfig, namespace, log, **_settings(tmp_path, namespace, "a")
+    ) as leader:
         wait_for(lambda: _acquired(log), 60, what="the process leading")
-        custom.create_namespaced_custom_object(G, V, namespace, "strategies",
-                                               _strategy("probe"))
-        wait_for(lambda: _strategy_phase(api_client, namespace, "probe") == "Ready", 60,
-                 what="the leader acting")  # the positive control: it was acting
+        custom.create_namespaced_custom_object(G, V, namespace, "strategies", _strategy("probe"))
+        wait_for(
+            lambda: _strategy_phase(api_client, namespace, "probe") == "Ready",
+            60,
+            what="the leader acting",
+        )  # the positive control: it was acting
         # Another replica's takeover (as after a partition): the Lease names someone else.
         lease = coordination.read_namespaced_lease(LEASE, namespace)
         lease.spec.holder_identity = "usurper"
@@ -244,19 +311,31 @@ def test_a_leader_that_cannot_renew_stops_before_its_lease_expires(
     """The renew deadline with real failures: the elector's ServiceAccount loses its right to
     the Lease (its RoleBinding deleted), so every renewal is refused (403)."""
     sa = "elector"
-    rules = [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-              "verbs": ["get", "create", "update"]}]
+    rules = [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "verbs": ["get", "create", "update"],
+        }
+    ]
     kubectl("create", "serviceaccount", sa, "-n", namespace)
     rbac: Any = client.RbacAuthorizationV1Api(api_client)
     rbac.create_namespaced_role(namespace, {"metadata": {"name": sa}, "rules": rules})
-    rbac.create_namespaced_role_binding(namespace, {
-        "metadata": {"name": sa},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
-        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}]})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": sa},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": sa},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": namespace}],
+        },
+    )
     token = kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
     kubeconfig = token_kubeconfig(cluster.kubeconfig, token, tmp_path / "sa.kubeconfig")
-    api = client.CoordinationV1Api(new_client_from_config(  # type: ignore[no-untyped-call]
-        config_file=str(kubeconfig)))
+    api = client.CoordinationV1Api(
+        new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=str(kubeconfig)
+        )
+    )
     settings = Settings(operator_namespace=namespace)
     lost = threading.Event()
     elector = LeaderElector(settings, "leader", api=api, on_lost=lost.set)
@@ -279,8 +358,9 @@ def test_a_leader_that_cannot_renew_stops_before_its_lease_expires(
         # Stopped at the renew deadline after its last successful renewal (at most one retry
         # period before the revocation), which is before a standby could take over.
         assert stopped < settings.leader_lease_seconds, stopped
-        assert stopped >= settings.leader_renew_deadline_seconds - \
-            settings.leader_retry_seconds - 1, stopped
+        assert (
+            stopped >= settings.leader_renew_deadline_seconds - settings.leader_retry_seconds - 1
+        ), stopped
     finally:
         elector.release()
 
@@ -313,5 +393,7 @@ def _kopf_marks(api: Any, namespace: str, name: str) -> tuple[list[str], list[st
     """What kopf writes on an object it handles: finalizers, its annotations."""
     custom: Any = client.CustomObjectsApi(api)
     meta = custom.get_namespaced_custom_object(G, V, namespace, "strategies", name)["metadata"]
-    return (list(meta.get("finalizers") or []),
-            sorted(k for k in (meta.get("annotations") or {}) if "tradebot.dev" in k))
+    return (
+        list(meta.get("finalizers") or []),
+        sorted(k for k in (meta.get("annotations") or {}) if "tradebot.dev" in k),
+    )

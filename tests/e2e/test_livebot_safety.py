@@ -28,8 +28,14 @@ CODE = code_hash(example("Strategy", "ema-rsi")["spec"]["code"])
 
 
 def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
-    kubectl("apply", "-n", namespace, "-f", "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)}))
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)}),
+    )
 
 
 def _bot(name: str, mode: str = "dryRun", keys: str = "keys", **spec: Any) -> dict[str, Any]:
@@ -41,21 +47,32 @@ def _bot(name: str, mode: str = "dryRun", keys: str = "keys", **spec: Any) -> di
         doc["spec"]["promotion"]["minDryRunHours"] = 0
     if mode == "live":
         doc["spec"]["promotion"]["approval"] = {
-            "approvedBy": "alice", "approvedAt": "2026-11-01T10:00:00Z",
-            "reference": "https://git.example/pr/7", "codeHash": CODE}
+            "approvedBy": "alice",
+            "approvedAt": "2026-11-01T10:00:00Z",
+            "reference": "https://git.example/pr/7",
+            "codeHash": CODE,
+        }
     doc["spec"].update(spec)
     return doc
 
 
 def _secret(api: Any, namespace: str, name: str, labels: dict[str, str]) -> None:
-    client.CoreV1Api(api).create_namespaced_secret(namespace, {
-        "metadata": {"name": name, "labels": labels},
-        "stringData": {"key": "AKIA-FAKE", "secret": "fake-secret"}})
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": name, "labels": labels},
+            "stringData": {"key": "AKIA-FAKE", "secret": "fake-secret"},
+        },
+    )
 
 
 def _status(api: Any, namespace: str, name: str) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(api).get_namespaced_custom_object(
-        G, V, namespace, "livebots", name).get("status") or {})
+    return dict(
+        client.CustomObjectsApi(api)
+        .get_namespaced_custom_object(G, V, namespace, "livebots", name)
+        .get("status")
+        or {}
+    )
 
 
 def _ready(status: dict[str, Any]) -> dict[str, Any]:
@@ -63,27 +80,53 @@ def _ready(status: dict[str, Any]) -> dict[str, Any]:
 
 
 def _pods(api: Any, namespace: str) -> list[str]:
-    return sorted(p.metadata.name for p in client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector="tradebot.dev/kind=livebot").items)
+    return sorted(
+        p.metadata.name
+        for p in client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector="tradebot.dev/kind=livebot")
+        .items
+    )
 
 
 def _evidence(api: Any, kubectl: Any, namespace: str) -> None:
-    _apply(kubectl, namespace, example("Strategy", "ema-rsi"),
-           example("Backtest", "ema-rsi-sample"))
+    _apply(
+        kubectl, namespace, example("Strategy", "ema-rsi"), example("Backtest", "ema-rsi-sample")
+    )
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        G, V, namespace, "backtests", "ema-rsi-sample", {"status": {
-            "phase": "Succeeded", "codeHash": CODE, "cleanedUp": True,
-            "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000",
-                        "trades": 40}}})
+        G,
+        V,
+        namespace,
+        "backtests",
+        "ema-rsi-sample",
+        {
+            "status": {
+                "phase": "Succeeded",
+                "codeHash": CODE,
+                "cleanedUp": True,
+                "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40},
+            }
+        },
+    )
 
 
 def _blocked(api: Any, namespace: str, name: str, reason: str) -> dict[str, Any]:
-    return wait_for(lambda: (s := _status(api, namespace, name)).get("phase") == "Blocked"
-                    and _ready(s)["reason"] == reason and s, 60, what=f"{name} {reason}")
+    return wait_for(
+        lambda: (
+            (s := _status(api, namespace, name)).get("phase") == "Blocked"
+            and _ready(s)["reason"] == reason
+            and s
+        ),
+        60,
+        what=f"{name} {reason}",
+    )
 
 
 def test_credentials_are_bound_to_a_mode_and_checked_before_the_gates(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
     crds_installed: Any,
 ):
     core = client.CoreV1Api(api_client)
@@ -91,37 +134,60 @@ def test_credentials_are_bound_to_a_mode_and_checked_before_the_gates(
     _apply(kubectl, namespace, example("Strategy", "ema-rsi"), example("CircuitBreaker"))
     _secret(api_client, namespace, "unlabelled", {})
     _secret(api_client, namespace, "testnet-keys", {LABEL: "testnet"})
-    with pod_watch(api_client, namespace, "tradebot.dev/kind") as pods, running_operator(
-            cluster.kubeconfig, namespace, executor="kubernetes",
-            database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
-        _apply(kubectl, namespace, _bot("dry"), _bot("plain", "testnet", "unlabelled"),
-               _bot("cross", "live", "testnet-keys"))
+    with (
+        pod_watch(api_client, namespace, "tradebot.dev/kind") as pods,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="kubernetes",
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+        ),
+    ):
+        _apply(
+            kubectl,
+            namespace,
+            _bot("dry"),
+            _bot("plain", "testnet", "unlabelled"),
+            _bot("cross", "live", "testnet-keys"),
+        )
         # Positive control: the watch sees the dry-run bot's pod.
-        wait_for(lambda: _status(api_client, namespace, "dry").get("phase") == "Running", 90,
-                 what="the dry-run bot Running")
+        wait_for(
+            lambda: _status(api_client, namespace, "dry").get("phase") == "Running",
+            90,
+            what="the dry-run bot Running",
+        )
         plain = _blocked(api_client, namespace, "plain", "CredentialsNotAllowed")
-        assert "Secret unlabelled needs the label tradebot.dev/credentials=testnet" in \
-            plain["message"]
+        assert (
+            "Secret unlabelled needs the label tradebot.dev/credentials=testnet" in plain["message"]
+        )
         cross = _blocked(api_client, namespace, "cross", "CredentialsNotAllowed")
         assert "tradebot.dev/credentials=live" in cross["message"]
         assert "it has tradebot.dev/credentials=testnet" in cross["message"]
         events = core.list_namespaced_event(
-            namespace, field_selector="involvedObject.name=plain").items
-        assert any(e.reason == "CredentialsNotAllowed" and "unlabelled" in e.message
-                   and LABEL in e.message for e in events)
+            namespace, field_selector="involvedObject.name=plain"
+        ).items
+        assert any(
+            e.reason == "CredentialsNotAllowed" and "unlabelled" in e.message and LABEL in e.message
+            for e in events
+        )
 
         # The operator's own Secrets are never credentials, labelled or not.
-        api_secret = next(s.metadata.name for s in core.list_namespaced_secret(namespace).items
-                          if s.metadata.name.startswith("bot-api-dry"))
-        core.patch_namespaced_secret(api_secret, namespace,
-                                     {"metadata": {"labels": {LABEL: "testnet"}}})
+        api_secret = next(
+            s.metadata.name
+            for s in core.list_namespaced_secret(namespace).items
+            if s.metadata.name.startswith("bot-api-dry")
+        )
+        core.patch_namespaced_secret(
+            api_secret, namespace, {"metadata": {"labels": {LABEL: "testnet"}}}
+        )
         _apply(kubectl, namespace, _bot("thief", "testnet", api_secret))
         thief = _blocked(api_client, namespace, "thief", "CredentialsNotAllowed")
         assert "managed by the operator" in thief["message"]
 
         # Labelled for its mode: the Secret passes, and the (missing) evidence is what blocks.
-        core.patch_namespaced_secret("unlabelled", namespace,
-                                     {"metadata": {"labels": {LABEL: "testnet"}}})
+        core.patch_namespaced_secret(
+            "unlabelled", namespace, {"metadata": {"labels": {LABEL: "testnet"}}}
+        )
         gated = _blocked(api_client, namespace, "plain", "GatesNotPassed")
         assert "ema-rsi-sample" in gated["message"]
         time.sleep(3)
@@ -130,22 +196,37 @@ def test_credentials_are_bound_to_a_mode_and_checked_before_the_gates(
 
 
 def test_modes_the_operator_does_not_allow_and_live_without_a_breaker_get_no_pod(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
     crds_installed: Any,
 ):
     _evidence(api_client, kubectl, namespace)
     _secret(api_client, namespace, "live-keys", {LABEL: "live"})
     with pod_watch(api_client, namespace, "tradebot.dev/kind") as pods:
-        with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                              database_dsn=f"sqlite://{tmp_path / 'r.db'}",
-                              allowed_modes=("dryRun",)):
+        with running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="kubernetes",
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+            allowed_modes=("dryRun",),
+        ):
             _apply(kubectl, namespace, _bot("dry"), _bot("live", "live", "live-keys"))
-            wait_for(lambda: _status(api_client, namespace, "dry").get("phase") == "Running",
-                     90, what="the dry-run bot Running")
+            wait_for(
+                lambda: _status(api_client, namespace, "dry").get("phase") == "Running",
+                90,
+                what="the dry-run bot Running",
+            )
             status = _blocked(api_client, namespace, "live", "ModeNotAllowed")
             assert "allowed: dryRun" in status["message"]
-        with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                              database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
+        with running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="kubernetes",
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+        ):
             status = _blocked(api_client, namespace, "live", "NoCircuitBreaker")
             assert "CircuitBreaker" in status["message"]
             time.sleep(3)
@@ -154,63 +235,122 @@ def test_modes_the_operator_does_not_allow_and_live_without_a_breaker_get_no_pod
 
 
 def test_deleting_a_bot_with_orphan_cascade_still_stops_its_pod(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
     crds_installed: Any,
 ):
     _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
-    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                          database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+    ):
         _apply(kubectl, namespace, _bot("orphan"))
-        wait_for(lambda: _status(api_client, namespace, "orphan").get("phase") == "Running", 90,
-                 what="Running")
+        wait_for(
+            lambda: _status(api_client, namespace, "orphan").get("phase") == "Running",
+            90,
+            what="Running",
+        )
         assert len(_pods(api_client, namespace)) == 1
         bot = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-            G, V, namespace, "livebots", "orphan")
+            G, V, namespace, "livebots", "orphan"
+        )
         assert bot["metadata"]["finalizers"]
-        kubectl("delete", "livebot", "orphan", "-n", namespace, "--cascade=orphan",
-                "--wait=false")
+        kubectl("delete", "livebot", "orphan", "-n", namespace, "--cascade=orphan", "--wait=false")
         wait_for(lambda: not _pods(api_client, namespace), 60, what="the orphaned pod gone")
-        wait_for(lambda: not client.CustomObjectsApi(api_client).list_namespaced_custom_object(
-            G, V, namespace, "livebots")["items"], 60, what="the LiveBot gone")
+        wait_for(
+            lambda: (
+                not client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+                    G, V, namespace, "livebots"
+                )["items"]
+            ),
+            60,
+            what="the LiveBot gone",
+        )
 
 
 def test_a_tripped_bot_relabelled_away_from_its_breaker_stays_stopped(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
     crds_installed: Any,
 ):
     cb = copy.deepcopy(example("CircuitBreaker"))
     cb["spec"]["limits"] = {"maxDrawdown": 0.5}
     _apply(kubectl, namespace, example("Strategy", "ema-rsi"), cb)
     custom = client.CustomObjectsApi(api_client)
-    with pod_watch(api_client, namespace, "tradebot.dev/kind") as pods, running_operator(
-            cluster.kubeconfig, namespace, executor="kubernetes",
-            database_dsn=f"sqlite://{tmp_path / 'r.db'}"):
+    with (
+        pod_watch(api_client, namespace, "tradebot.dev/kind") as pods,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="kubernetes",
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+        ),
+    ):
         _apply(kubectl, namespace, _bot("runaway"))
-        wait_for(lambda: _status(api_client, namespace, "runaway").get("phase") == "Running",
-                 90, what="Running")
-        custom.patch_namespaced_custom_object(G, V, namespace, "circuitbreakers", "main-fleet",
-                                              {"metadata": {"annotations": {
-                                                  "tradebot.dev/trip": "t1"}}})
-        wait_for(lambda: _status(api_client, namespace, "runaway").get("phase") == "Tripped",
-                 60, what="Tripped")
+        wait_for(
+            lambda: _status(api_client, namespace, "runaway").get("phase") == "Running",
+            90,
+            what="Running",
+        )
+        custom.patch_namespaced_custom_object(
+            G,
+            V,
+            namespace,
+            "circuitbreakers",
+            "main-fleet",
+            {"metadata": {"annotations": {"tradebot.dev/trip": "t1"}}},
+        )
+        wait_for(
+            lambda: _status(api_client, namespace, "runaway").get("phase") == "Tripped",
+            60,
+            what="Tripped",
+        )
         wait_for(lambda: not _pods(api_client, namespace), 60, what="pod gone")
-        kubectl("label", "livebot", "runaway", "-n", namespace, "tradebot.dev/fleet=elsewhere",
-                "--overwrite")
+        kubectl(
+            "label",
+            "livebot",
+            "runaway",
+            "-n",
+            namespace,
+            "tradebot.dev/fleet=elsewhere",
+            "--overwrite",
+        )
         time.sleep(6)  # three rounds
         assert _status(api_client, namespace, "runaway")["phase"] == "Tripped"
         assert not _pods(api_client, namespace)
         # Positive control: the reset lets it run again, relabelled or not.
-        custom.patch_namespaced_custom_object(G, V, namespace, "circuitbreakers", "main-fleet",
-                                              {"metadata": {"annotations": {
-                                                  "tradebot.dev/reset": "r1"}}})
-        wait_for(lambda: _status(api_client, namespace, "runaway").get("phase") == "Running",
-                 90, what="Running after the reset")
+        custom.patch_namespaced_custom_object(
+            G,
+            V,
+            namespace,
+            "circuitbreakers",
+            "main-fleet",
+            {"metadata": {"annotations": {"tradebot.dev/reset": "r1"}}},
+        )
+        wait_for(
+            lambda: _status(api_client, namespace, "runaway").get("phase") == "Running",
+            90,
+            what="Running after the reset",
+        )
     assert len(pods.added) == 2
 
 
 def test_a_records_outage_keeps_a_promoted_bot_running_and_holds_new_pods(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
-    crds_installed: Any, private_postgres: LocalPostgres,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed: Any,
+    private_postgres: LocalPostgres,
 ):
     with psycopg.connect(private_postgres.dsn(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE records")
@@ -219,25 +359,49 @@ def test_a_records_outage_keeps_a_promoted_bot_running_and_holds_new_pods(
     _secret(api_client, namespace, "keys", {LABEL: "testnet"})
     bot = _bot("steady", "testnet")
     bot["spec"]["promotion"]["minDryRunHours"] = 1
-    with pod_watch(api_client, namespace, "tradebot.dev/kind") as pods, running_operator(
-            cluster.kubeconfig, namespace, executor="kubernetes", database_dsn=dsn,
-            local_state_dir=tmp_path / "state", bot_poll_seconds=1.0,
-            outbox_flush_interval_seconds=0.5):
+    with (
+        pod_watch(api_client, namespace, "tradebot.dev/kind") as pods,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="kubernetes",
+            database_dsn=dsn,
+            local_state_dir=tmp_path / "state",
+            bot_poll_seconds=1.0,
+            outbox_flush_interval_seconds=0.5,
+        ),
+    ):
         _apply(kubectl, namespace, bot)
-        status = wait_for(lambda: (s := _status(api_client, namespace, "steady"))
-                          .get("gates") and s, 60, what="gates judged")
+        status = wait_for(
+            lambda: (s := _status(api_client, namespace, "steady")).get("gates") and s,
+            60,
+            what="gates judged",
+        )
         assert status["phase"] == "Blocked"  # no dry-run history yet
         uid = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-            G, V, namespace, "livebots", "steady")["metadata"]["uid"]
+            G, V, namespace, "livebots", "steady"
+        )["metadata"]["uid"]
         start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
         with open_store(dsn) as store:
             for minute in range(0, 121):
-                store.record_snapshot(BotSnapshot(
-                    bot_uid=uid, namespace=namespace, name="steady", code_hash=CODE,
-                    mode="dryRun", taken_at=start + dt.timedelta(minutes=minute),
-                    profit=Decimal(0), drawdown=Decimal(0), open_trades=0))
-        running = wait_for(lambda: (s := _status(api_client, namespace, "steady"))
-                           .get("phase") == "Running" and s, 90, what="Running on evidence")
+                store.record_snapshot(
+                    BotSnapshot(
+                        bot_uid=uid,
+                        namespace=namespace,
+                        name="steady",
+                        code_hash=CODE,
+                        mode="dryRun",
+                        taken_at=start + dt.timedelta(minutes=minute),
+                        profit=Decimal(0),
+                        drawdown=Decimal(0),
+                        open_trades=0,
+                    )
+                )
+        running = wait_for(
+            lambda: (s := _status(api_client, namespace, "steady")).get("phase") == "Running" and s,
+            90,
+            what="Running on evidence",
+        )
         assert running["gateDecision"]["passed"] is True
         (pod,) = _pods(api_client, namespace)
 
@@ -248,16 +412,36 @@ def test_a_records_outage_keeps_a_promoted_bot_running_and_holds_new_pods(
         assert _pods(api_client, namespace) == [pod]
 
         # A spec change needs a new judgement, which cannot be made now: the old pod runs on.
-        kubectl("patch", "livebot", "steady", "-n", namespace, "--type=merge",
-                "-p", '{"spec": {"maxOpenTrades": 1}}')
-        waiting = wait_for(lambda: (s := _status(api_client, namespace, "steady"))
-                           .get("message", "").startswith("mode testnet waits") and s, 30,
-                           what="waiting for evidence")
+        kubectl(
+            "patch",
+            "livebot",
+            "steady",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec": {"maxOpenTrades": 1}}',
+        )
+        waiting = wait_for(
+            lambda: (
+                (s := _status(api_client, namespace, "steady"))
+                .get("message", "")
+                .startswith("mode testnet waits")
+                and s
+            ),
+            30,
+            what="waiting for evidence",
+        )
         assert _ready(waiting)["reason"] == "EvidenceUnavailable"
         assert _pods(api_client, namespace) == [pod]
 
         private_postgres.resume()
-        wait_for(lambda: (s := _status(api_client, namespace, "steady")).get("phase")
-                 == "Running" and s["gateDecision"]["generation"] == 2, 120,
-                 what="judged again and replaced once the records are back")
+        wait_for(
+            lambda: (
+                (s := _status(api_client, namespace, "steady")).get("phase") == "Running"
+                and s["gateDecision"]["generation"] == 2
+            ),
+            120,
+            what="judged again and replaced once the records are back",
+        )
     assert len(pods.added) == 2

@@ -31,14 +31,20 @@ def _bot(name: str) -> dict[str, Any]:
 
 
 def _uid(api: Any, namespace: str, name: str) -> str:
-    return str(client.CustomObjectsApi(api).get_namespaced_custom_object(
-        G, V, namespace, "livebots", name)["metadata"]["uid"])
+    return str(
+        client.CustomObjectsApi(api).get_namespaced_custom_object(
+            G, V, namespace, "livebots", name
+        )["metadata"]["uid"]
+    )
 
 
 def _bots_under(state: Path) -> list[int]:
     """The `freqtrade trade` processes among them (each bot also has its dead-man sidecar)."""
-    return [pid for pid in processes_mentioning(str(state))
-            if "freqtrade" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    return [
+        pid
+        for pid in processes_mentioning(str(state))
+        if "freqtrade" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    ]
 
 
 def _environ(pid: int) -> dict[str, str]:
@@ -54,14 +60,24 @@ def _start_up_report(log: Path) -> dict[str, Any] | None:
 
 
 def test_local_bots_stop_with_the_operator_and_orphans_stop_at_its_next_start(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
     crds_installed: Any,
 ):
     state = (tmp_path / "state").resolve()
     state.mkdir()
     docs = [example("Strategy", "ema-rsi"), _bot("keep"), _bot("orphan")]
-    kubectl("apply", "-n", namespace, "-f", "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+    )
     keep, orphan = _uid(api_client, namespace, "keep"), _uid(api_client, namespace, "orphan")
     bots = LocalBotExecutor(state)
 
@@ -71,8 +87,10 @@ def test_local_bots_stop_with_the_operator_and_orphans_stop_at_its_next_start(
 
     with ExchangeDouble() as double:
         settings = {
-            "executor": "local", "local_state_dir": str(state),
-            "exchange_double_url": double.url, "reconcile_interval_seconds": "1",
+            "executor": "local",
+            "local_state_dir": str(state),
+            "exchange_double_url": double.url,
+            "reconcile_interval_seconds": "1",
             # A value only the operator's environment holds (TRADEBOT_OUTBOX_PATH).
             "database_dsn": f"sqlite://{tmp_path / 'records.db'}",
             "outbox_path": str(tmp_path / f"outbox-{OPERATOR_MARK}.jsonl"),
@@ -101,17 +119,28 @@ def test_local_bots_stop_with_the_operator_and_orphans_stop_at_its_next_start(
         assert all(alive(pid) for pid in pids.values())
         # ... and while no operator runs, one bot's pod goes away (a drain, a person).
         core = client.CoreV1Api(api_client)
-        orphan_pod = next(p.metadata.name for p in core.list_namespaced_pod(
-            namespace, label_selector="tradebot.dev/livebot=orphan").items)
+        orphan_pod = next(
+            p.metadata.name
+            for p in core.list_namespaced_pod(
+                namespace, label_selector="tradebot.dev/livebot=orphan"
+            ).items
+        )
         core.delete_namespaced_pod(orphan_pod, namespace, grace_period_seconds=0)
-        wait_for(lambda: not core.list_namespaced_pod(
-            namespace, label_selector="tradebot.dev/livebot=orphan").items, 30,
-            what="the orphan's pod gone")
+        wait_for(
+            lambda: (
+                not core.list_namespaced_pod(
+                    namespace, label_selector="tradebot.dev/livebot=orphan"
+                ).items
+            ),
+            30,
+            what="the orphan's pod gone",
+        )
 
         third_log = tmp_path / "operator-third.log"
         with operator_process(cluster.kubeconfig, namespace, third_log, **settings):
-            report = wait_for(lambda: _start_up_report(third_log), 60,
-                              what=f"the start-up report ({third_log})")
+            report = wait_for(
+                lambda: _start_up_report(third_log), 60, what=f"the start-up report ({third_log})"
+            )
             assert report["adopted"] == [keep]
             assert report["stopped"] == [orphan]
             assert not alive(pids[orphan])

@@ -34,20 +34,25 @@ def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
 
 
 def _livebot(api: Any, namespace: str) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(api).get_namespaced_custom_object(
-        G, V, namespace, "livebots", BOT))
+    return dict(
+        client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace, "livebots", BOT)
+    )
 
 
 def _pods(api: Any, namespace: str) -> list[Any]:
-    return list(client.CoreV1Api(api).list_namespaced_pod(
-        namespace, label_selector="tradebot.dev/kind=livebot").items)
+    return list(
+        client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector="tradebot.dev/kind=livebot")
+        .items
+    )
 
 
 def _open_trades(rest: BotClient) -> list[tuple[int, str]] | None:
     """(trade id, pair) of the bot's open trades; None while its API does not answer."""
     try:
-        return sorted((int(t["trade_id"]), str(t["pair"])) for t in rest.status()
-                      if t.get("is_open", True))
+        return sorted(
+            (int(t["trade_id"]), str(t["pair"])) for t in rest.status() if t.get("is_open", True)
+        )
     except (BotUnreachable, BotApiError):
         return None
 
@@ -59,14 +64,20 @@ class Bot:
         self.api, self.namespace, self.state = api, namespace, state
         self.uid = str(_livebot(api, namespace)["metadata"]["uid"])
         core = client.CoreV1Api(api)
-        secret = next(s for s in core.list_namespaced_secret(namespace).items
-                      if s.metadata.name.startswith("bot-api-"))
+        secret = next(
+            s
+            for s in core.list_namespaced_secret(namespace).items
+            if s.metadata.name.startswith("bot-api-")
+        )
         creds = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
         self.username, self.password = creds["username"], creds["password"]
 
     def running_pod(self) -> Any | None:
-        pods = [p for p in _pods(self.api, self.namespace)
-                if p.status.phase == "Running" and not p.metadata.deletion_timestamp]
+        pods = [
+            p
+            for p in _pods(self.api, self.namespace)
+            if p.status.phase == "Running" and not p.metadata.deletion_timestamp
+        ]
         return pods[0] if len(pods) == 1 else None
 
     def rest(self) -> BotClient | None:
@@ -90,8 +101,9 @@ class Bot:
         if trades is None:
             return None
         # The process must be the one started for this pod, not the old pod's.
-        info = json.loads((LocalBotExecutor(self.state).bot_dir(self.uid) / "process.json")
-                          .read_text())
+        info = json.loads(
+            (LocalBotExecutor(self.state).bot_dir(self.uid) / "process.json").read_text()
+        )
         if not str(info["config_hash"]).endswith(pod.metadata.uid):
             return None
         return pod.metadata.uid, process.pid, trades
@@ -99,14 +111,23 @@ class Bot:
 
 @pytest.mark.parametrize("records", ["sqlite", "postgres"])
 def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed,
-    records: str, request: pytest.FixtureRequest,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed,
+    records: str,
+    request: pytest.FixtureRequest,
 ):
     """On SQLite records the trade database is on the bot's claim; on PostgreSQL records in
     a database of the bot's own on that server (and user-data is an emptyDir)."""
     state = tmp_path / "state"
-    dsn = (str(request.getfixturevalue("postgres_dsn")) if records == "postgres"
-           else f"sqlite://{tmp_path / 'r.db'}")
+    dsn = (
+        str(request.getfixturevalue("postgres_dsn"))
+        if records == "postgres"
+        else f"sqlite://{tmp_path / 'r.db'}"
+    )
     on_postgres = records == "postgres"
     custom = client.CustomObjectsApi(api_client)
     bot = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
@@ -115,15 +136,27 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
     # Nothing trips it but a person; a trip only stops the bot, its trades stay open.
     cb["spec"]["limits"] = {"maxDrawdown": 0.9}
     cb["spec"]["forceExit"] = False
-    with ExchangeDouble() as double, running_operator(
-            cluster.kubeconfig, namespace, executor="local", exchange_double_url=double.url,
-            database_dsn=dsn, local_state_dir=state):
+    with (
+        ExchangeDouble() as double,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="local",
+            exchange_double_url=double.url,
+            database_dsn=dsn,
+            local_state_dir=state,
+        ),
+    ):
         _apply(kubectl, namespace, example("Strategy", "ema-rsi"), bot, cb)
-        wait_for(lambda: (_livebot(api_client, namespace).get("status") or {})
-                 .get("phase") == "Running", 120, what="the bot Running")
+        wait_for(
+            lambda: (_livebot(api_client, namespace).get("status") or {}).get("phase") == "Running",
+            120,
+            what="the bot Running",
+        )
         keeper = Bot(api_client, namespace, state)
-        first_pod, first_pid, trades = wait_for(lambda: keeper.serving(None), 120,
-                                                what="the bot's API answering")
+        first_pod, first_pid, trades = wait_for(
+            lambda: keeper.serving(None), 120, what="the bot's API answering"
+        )
         assert trades == []
         core = client.CoreV1Api(api_client)
         claims = core.list_namespaced_persistent_volume_claim(namespace).items
@@ -137,8 +170,9 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
             # The claim is bound to a volume of the local cluster; the trades are on it.
             assert [c.status.phase for c in claims] == ["Bound"]
             assert claims[0].metadata.owner_references[0].kind == "LiveBot"
-            volume = Path(core.read_persistent_volume(claims[0].spec.volume_name)
-                          .spec.host_path.path)
+            volume = Path(
+                core.read_persistent_volume(claims[0].spec.volume_name).spec.host_path.path
+            )
 
         rest = keeper.rest()
         assert rest is not None
@@ -147,10 +181,19 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
         assert [pair for _, pair in opened] == ["BTC/USDT"]
 
         # (a) A spec edit changes the config: the operator replaces the pod.
-        kubectl("patch", "livebot", BOT, "-n", namespace, "--type=merge",
-                "-p", '{"spec": {"maxOpenTrades": 1}}')
+        kubectl(
+            "patch",
+            "livebot",
+            BOT,
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            '{"spec": {"maxOpenTrades": 1}}',
+        )
         second_pod, second_pid, trades = wait_for(
-            lambda: keeper.serving(first_pod), 180, what="a new pod's bot answering")
+            lambda: keeper.serving(first_pod), 180, what="a new pod's bot answering"
+        )
         assert second_pid != first_pid
         assert trades == opened, "the new pod's bot lost the open trade"
         new_rest = keeper.rest()
@@ -159,17 +202,37 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
 
         # (b) A manual trip stops the bot and removes its pod; a reset brings a new one.
         custom.patch_namespaced_custom_object(
-            G, V, namespace, "circuitbreakers", "main-fleet",
-            {"metadata": {"annotations": {"tradebot.dev/trip": "t1"}}})
-        wait_for(lambda: (_livebot(api_client, namespace).get("status") or {})
-                 .get("phase") == "Tripped", 60, what="the bot Tripped")
-        wait_for(lambda: LocalBotExecutor(state).running(keeper.uid) is None
-                 and not _pods(api_client, namespace), 60, what="its pod and process gone")
+            G,
+            V,
+            namespace,
+            "circuitbreakers",
+            "main-fleet",
+            {"metadata": {"annotations": {"tradebot.dev/trip": "t1"}}},
+        )
+        wait_for(
+            lambda: (_livebot(api_client, namespace).get("status") or {}).get("phase") == "Tripped",
+            60,
+            what="the bot Tripped",
+        )
+        wait_for(
+            lambda: (
+                LocalBotExecutor(state).running(keeper.uid) is None
+                and not _pods(api_client, namespace)
+            ),
+            60,
+            what="its pod and process gone",
+        )
         custom.patch_namespaced_custom_object(
-            G, V, namespace, "circuitbreakers", "main-fleet",
-            {"metadata": {"annotations": {"tradebot.dev/reset": "r1"}}})
+            G,
+            V,
+            namespace,
+            "circuitbreakers",
+            "main-fleet",
+            {"metadata": {"annotations": {"tradebot.dev/reset": "r1"}}},
+        )
         third_pod, third_pid, trades = wait_for(
-            lambda: keeper.serving(second_pod), 180, what="the bot back after the reset")
+            lambda: keeper.serving(second_pod), 180, what="the bot back after the reset"
+        )
         assert third_pod not in (first_pod, second_pod)
         assert third_pid != second_pid
         assert trades == opened, "the bot lost the open trade across the trip"
@@ -184,12 +247,26 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
         # The claim (and its volume) or the database's Secret goes with the LiveBot.
         kubectl("delete", "livebot", BOT, "-n", namespace)
         if on_postgres:
-            wait_for(lambda: not [s for s in core.list_namespaced_secret(namespace).items
-                                  if s.metadata.name.startswith("bot-db-")], 60,
-                     what="the bot's database Secret collected")
+            wait_for(
+                lambda: (
+                    not [
+                        s
+                        for s in core.list_namespaced_secret(namespace).items
+                        if s.metadata.name.startswith("bot-db-")
+                    ]
+                ),
+                60,
+                what="the bot's database Secret collected",
+            )
             # The LiveBot delete handler drops the database (bot_storage.remove); the test
             # must not leave one on the shared server either way.
             drop_bot_database(dsn, bot_database_name(keeper.uid))
         else:
-            wait_for(lambda: not core.list_namespaced_persistent_volume_claim(namespace).items
-                     and not volume.exists(), 60, what="the claim and its volume removed")
+            wait_for(
+                lambda: (
+                    not core.list_namespaced_persistent_volume_claim(namespace).items
+                    and not volume.exists()
+                ),
+                60,
+                what="the claim and its volume removed",
+            )

@@ -29,13 +29,17 @@ def _backtest(name: str) -> dict[str, Any]:
 
 
 def _status(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    return dict(api.get_namespaced_custom_object(G, V, namespace, plural, name).get("status")
-                or {})
+    return dict(api.get_namespaced_custom_object(G, V, namespace, plural, name).get("status") or {})
 
 
 def test_backtests_are_recorded_after_postgres_comes_back(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
-    crds_installed: None, private_postgres: LocalPostgres,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed: None,
+    private_postgres: LocalPostgres,
 ):
     api = client.CustomObjectsApi(api_client)
     with psycopg.connect(private_postgres.dsn(), autocommit=True) as conn:
@@ -44,8 +48,12 @@ def test_backtests_are_recorded_after_postgres_comes_back(
     private_postgres.stop()  # down before the operator starts: not even migrated
     names = ["down-0", "down-1"]
     with running_operator(
-        cluster.kubeconfig, namespace, executor="local", database_dsn=dsn,
-        local_state_dir=tmp_path / "state", reconcile_interval_seconds=1.0,
+        cluster.kubeconfig,
+        namespace,
+        executor="local",
+        database_dsn=dsn,
+        local_state_dir=tmp_path / "state",
+        reconcile_interval_seconds=1.0,
         outbox_flush_interval_seconds=0.5,
     ):
         for doc in [example("Strategy", "ema-rsi"), *map(_backtest, names)]:
@@ -53,8 +61,11 @@ def test_backtests_are_recorded_after_postgres_comes_back(
 
         def finished() -> list[dict[str, Any]] | None:
             statuses = [_status(api, namespace, "backtests", n) for n in names]
-            return statuses if all(s.get("phase") == "Succeeded" and s.get("cleanedUp")
-                                   for s in statuses) else None
+            return (
+                statuses
+                if all(s.get("phase") == "Succeeded" and s.get("cleanedUp") for s in statuses)
+                else None
+            )
 
         statuses = wait_for(finished, 300, interval=0.5, what="backtests done, database down")
         for status in statuses:
@@ -68,8 +79,12 @@ def test_backtests_are_recorded_after_postgres_comes_back(
         assert waiting >= 1 + 3 * len(names)
 
         private_postgres.resume()
-        wait_for(lambda: store.connected and store.pending == 0, 60, interval=0.2,
-                 what="outbox drained into PostgreSQL")
+        wait_for(
+            lambda: store.connected and store.pending == 0,
+            60,
+            interval=0.2,
+            what="outbox drained into PostgreSQL",
+        )
         strategy = _status(api, namespace, "strategies", "ema-rsi")
 
     with open_store(dsn) as records:
@@ -84,7 +99,10 @@ def test_backtests_are_recorded_after_postgres_comes_back(
             assert expected
             assert [(a.name, a.sha256) for a in records.get_artifacts(run.id)] == expected
         registered = records.get_strategy(
-            api.get_namespaced_custom_object(G, V, namespace, "strategies", "ema-rsi")
-            ["metadata"]["uid"], strategy["codeHash"])
+            api.get_namespaced_custom_object(G, V, namespace, "strategies", "ema-rsi")["metadata"][
+                "uid"
+            ],
+            strategy["codeHash"],
+        )
         assert registered is not None
         assert registered.class_name == "EmaRsiStrategy"

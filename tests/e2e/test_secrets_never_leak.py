@@ -39,13 +39,20 @@ DSN_PASSWORD = "dsnpass-3e8f-DO-NOT-LEAK"
 
 
 def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
-    kubectl("apply", "-n", namespace, "-f", "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)}))
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)}),
+    )
 
 
 def _custom(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(api).get_namespaced_custom_object(
-        G, V, namespace, plural, name))
+    return dict(
+        client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace, plural, name)
+    )
 
 
 def _cluster_view(api: Any, namespace: str) -> dict[str, str]:
@@ -56,16 +63,22 @@ def _cluster_view(api: Any, namespace: str) -> dict[str, str]:
         return json.dumps(api.sanitize_for_serialization(obj))
 
     return {
-        "custom objects and statuses": json.dumps([
-            custom.list_namespaced_custom_object(G, V, namespace, plural)
-            for plural in ("strategies", "backtests", "livebots", "circuitbreakers")]),
+        "custom objects and statuses": json.dumps(
+            [
+                custom.list_namespaced_custom_object(G, V, namespace, plural)
+                for plural in ("strategies", "backtests", "livebots", "circuitbreakers")
+            ]
+        ),
         "events": dump(core.list_namespaced_event(namespace)),
         "configmaps": dump(core.list_namespaced_config_map(namespace)),
         "pods": dump(core.list_namespaced_pod(namespace)),
-        "leases, network policies, jobs": json.dumps([
-            dump(client.CoordinationV1Api(api).list_namespaced_lease(namespace)),
-            dump(client.NetworkingV1Api(api).list_namespaced_network_policy(namespace)),
-            dump(client.BatchV1Api(api).list_namespaced_job(namespace))]),
+        "leases, network policies, jobs": json.dumps(
+            [
+                dump(client.CoordinationV1Api(api).list_namespaced_lease(namespace)),
+                dump(client.NetworkingV1Api(api).list_namespaced_network_policy(namespace)),
+                dump(client.BatchV1Api(api).list_namespaced_job(namespace)),
+            ]
+        ),
     }
 
 
@@ -74,11 +87,14 @@ def _rows(dsn: str) -> str:
     import psycopg
 
     with psycopg.connect(dsn) as conn:
-        tables = [r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+        tables = [
+            r[0]
+            for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        ]
         rows = 'SELECT row_to_json(t)::text FROM "{}" t'  # the catalog's own table names
-        return "\n".join(str(row[0]) for table in tables
-                         for row in conn.execute(rows.format(table)))
+        return "\n".join(
+            str(row[0]) for table in tables for row in conn.execute(rows.format(table))
+        )
 
 
 def _environ(pid: int) -> str:
@@ -88,28 +104,46 @@ def _environ(pid: int) -> str:
 def _api_secrets(api: Any, namespace: str) -> dict[str, dict[str, str]]:
     """The generated bot API credentials, by LiveBot name."""
     found = {}
-    for s in client.CoreV1Api(api).list_namespaced_secret(
-            namespace, label_selector="tradebot.dev/kind=livebot").items:
+    for s in (
+        client.CoreV1Api(api)
+        .list_namespaced_secret(namespace, label_selector="tradebot.dev/kind=livebot")
+        .items
+    ):
         if not s.metadata.name.startswith("bot-api-"):
             continue  # a bot's database URL (PostgreSQL records)
         found[s.metadata.labels["tradebot.dev/livebot"]] = {
-            k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()}
+            k: base64.b64decode(v).decode() for k, v in (s.data or {}).items()
+        }
     return found
 
 
 def test_no_secret_appears_in_logs_cluster_objects_records_metrics_or_a_bots_environment(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path,
-    crds_installed: Any, postgres_server: LocalPostgres, postgres_dsn: str,
-    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed: Any,
+    postgres_server: LocalPostgres,
+    postgres_dsn: str,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ):
     core = client.CoreV1Api(api_client)
     user = postgres_server.user
     dsn = postgres_dsn.replace(f"//{user}@", f"//{user}:{DSN_PASSWORD}@")
     assert DSN_PASSWORD in dsn
     monkeypatch.setenv("TRADEBOT_DATABASE_DSN", dsn)  # the operator's environment holds it
-    core.create_namespaced_secret(namespace, {
-        "metadata": {"name": "exchange-keys", "labels": {"tradebot.dev/credentials": "testnet"}},
-        "stringData": {"key": FAKE_KEY, "secret": FAKE_SECRET, "password": FAKE_PASSWORD}})
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {
+                "name": "exchange-keys",
+                "labels": {"tradebot.dev/credentials": "testnet"},
+            },
+            "stringData": {"key": FAKE_KEY, "secret": FAKE_SECRET, "password": FAKE_PASSWORD},
+        },
+    )
     strategy = example("Strategy", "ema-rsi")
     _apply(kubectl, namespace, strategy, example("Backtest", "ema-rsi-sample"))
     reachable = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
@@ -118,28 +152,57 @@ def test_no_secret_appears_in_logs_cluster_objects_records_metrics_or_a_bots_env
     keyed["metadata"] = {"name": "keyed", "labels": {"tradebot.dev/fleet": "main"}}
     keyed["spec"].update(
         mode="testnet",
-        exchange={"name": "binance", "credentialsSecretRef": {
-            "name": "exchange-keys", "passwordKey": "password"}},
-        promotion={"backtestRef": {"name": "ema-rsi-sample"}, "minProfit": -1,
-                   "maxDrawdown": 1, "minTrades": 0, "minDryRunHours": 0})
+        exchange={
+            "name": "binance",
+            "credentialsSecretRef": {"name": "exchange-keys", "passwordKey": "password"},
+        },
+        promotion={
+            "backtestRef": {"name": "ema-rsi-sample"},
+            "minProfit": -1,
+            "maxDrawdown": 1,
+            "minTrades": 0,
+            "minDryRunHours": 0,
+        },
+    )
     breaker = copy.deepcopy(example("CircuitBreaker"))
     breaker["spec"]["limits"] = {"staleHeartbeat": "4s"}  # kwok bots never answer: it trips
     state = tmp_path / "state"
     metrics_port = Ports.free().kwok
     bot_env = ""
     # A real backtest and a real dry-run bot (the local executor runs Freqtrade), ...
-    with ExchangeDouble() as double, running_operator(
-            cluster.kubeconfig, namespace, executor="local", database_dsn=dsn,
-            local_state_dir=state, reconcile_interval_seconds=1.0,
-            exchange_double_url=double.url, metrics_port=metrics_port) as first:
-        wait_for(lambda: (_custom(api_client, namespace, "backtests", "ema-rsi-sample")
-                          .get("status") or {}).get("phase") == "Succeeded", 240,
-                 what="the real backtest Succeeded")
+    with (
+        ExchangeDouble() as double,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="local",
+            database_dsn=dsn,
+            local_state_dir=state,
+            reconcile_interval_seconds=1.0,
+            exchange_double_url=double.url,
+            metrics_port=metrics_port,
+        ) as first,
+    ):
+        wait_for(
+            lambda: (
+                (
+                    _custom(api_client, namespace, "backtests", "ema-rsi-sample").get("status")
+                    or {}
+                ).get("phase")
+                == "Succeeded"
+            ),
+            240,
+            what="the real backtest Succeeded",
+        )
         _apply(kubectl, namespace, reachable)
         # The operator logged in to the bot's REST API: the login path has run.
-        wait_for(lambda: (_custom(api_client, namespace, "livebots", "reachable")
-                          .get("status") or {}).get("lastHeartbeat"), 120,
-                 what="the reachable bot monitored")
+        wait_for(
+            lambda: (
+                _custom(api_client, namespace, "livebots", "reachable").get("status") or {}
+            ).get("lastHeartbeat"),
+            120,
+            what="the reachable bot monitored",
+        )
         uid = _custom(api_client, namespace, "livebots", "reachable")["metadata"]["uid"]
         process = LocalBotExecutor(state).running(uid)
         assert process is not None
@@ -149,27 +212,47 @@ def test_no_secret_appears_in_logs_cluster_objects_records_metrics_or_a_bots_env
             BotClient(process.url, creds["username"], "wrong-password").snapshot()
         assert BotClient(process.url, creds["username"], creds["password"]).snapshot()
         bot_env = _environ(process.pid)
-        metrics_text = urllib.request.urlopen(
-            f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        metrics_text = (
+            urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+            .read()
+            .decode()
+        )
     # ... then the testnet bot, which the local executor refuses to run: its pod is a kwok
     # pod of the kubernetes executor.
-    floors = PromotionFloors(testnet=ModeFloor(min_profit=-1, max_drawdown=1, min_trades=0,
-                                               min_dry_run_hours=0))
-    with running_operator(cluster.kubeconfig, namespace, executor="kubernetes",
-                          database_dsn=dsn, local_state_dir=state,
-                          allowed_modes=("dryRun", "testnet"), promotion_floors=floors
-                          ) as second:
+    floors = PromotionFloors(
+        testnet=ModeFloor(min_profit=-1, max_drawdown=1, min_trades=0, min_dry_run_hours=0)
+    )
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=dsn,
+        local_state_dir=state,
+        allowed_modes=("dryRun", "testnet"),
+        promotion_floors=floors,
+    ) as second:
         _apply(kubectl, namespace, keyed)
-        pods = wait_for(lambda: core.list_namespaced_pod(
-            namespace, label_selector="tradebot.dev/livebot=keyed").items, 60,
-            what="the testnet bot's pod")
+        pods = wait_for(
+            lambda: (
+                core.list_namespaced_pod(
+                    namespace, label_selector="tradebot.dev/livebot=keyed"
+                ).items
+            ),
+            60,
+            what="the testnet bot's pod",
+        )
         # The pods as they were while both bots ran (the trip removes the testnet bot's).
-        running_pods = json.dumps(api_client.sanitize_for_serialization(
-            core.list_namespaced_pod(namespace)))
+        running_pods = json.dumps(
+            api_client.sanitize_for_serialization(core.list_namespaced_pod(namespace))
+        )
         _apply(kubectl, namespace, breaker)
-        wait_for(lambda: (_custom(api_client, namespace, "circuitbreakers", "main-fleet")
-                          .get("status") or {}).get("incidentId"), 60,
-                 what="the breaker tripped and recorded its incident")
+        wait_for(
+            lambda: (
+                _custom(api_client, namespace, "circuitbreakers", "main-fleet").get("status") or {}
+            ).get("incidentId"),
+            60,
+            what="the breaker tripped and recorded its incident",
+        )
         api_secrets = _api_secrets(api_client, namespace)
         view = _cluster_view(api_client, namespace)
     # kopf's runner runs the operator under click's test runner, which swaps sys.stderr for
@@ -185,11 +268,13 @@ def test_no_secret_appears_in_logs_cluster_objects_records_metrics_or_a_bots_env
     state_files = b"".join(p.read_bytes() for p in sorted(state.rglob("*")) if p.is_file())
 
     view["pods"] += running_pods
-    haystacks = {**view,
-                 "operator logs": logs,
-                 "/metrics": metrics_text,
-                 "records (PostgreSQL rows)": _rows(postgres_dsn),
-                 "operator state and bot files": state_files.decode("utf-8", "replace")}
+    haystacks = {
+        **view,
+        "operator logs": logs,
+        "/metrics": metrics_text,
+        "records (PostgreSQL rows)": _rows(postgres_dsn),
+        "operator state and bot files": state_files.decode("utf-8", "replace"),
+    }
     controls = {
         "custom objects and statuses": ['"lastHeartbeat"', '"keyed"', '"incidentId"'],
         "events": ["Tripped"],
@@ -212,8 +297,13 @@ def test_no_secret_appears_in_logs_cluster_objects_records_metrics_or_a_bots_env
     # The bot's own process: its API password is there (positive control), nothing of the
     # operator's (records DSN, kubeconfig, settings) nor another bot's keys.
     assert f"FREQTRADE__API_SERVER__PASSWORD={api_secrets['reachable']['password']}" in bot_env
-    for secret in (DSN_PASSWORD, FAKE_KEY, FAKE_SECRET, FAKE_PASSWORD,
-                   *(v for k, v in api_secrets["keyed"].items() if k != "username")):
+    for secret in (
+        DSN_PASSWORD,
+        FAKE_KEY,
+        FAKE_SECRET,
+        FAKE_PASSWORD,
+        *(v for k, v in api_secrets["keyed"].items() if k != "username"),
+    ):
         assert secret not in bot_env, f"a secret ({secret[:6]}...) in the bot's environment"
     assert "TRADEBOT_" not in bot_env
     assert "KUBECONFIG=" not in bot_env

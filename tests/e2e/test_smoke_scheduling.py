@@ -11,8 +11,9 @@ PAUSE = "registry.k8s.io/pause:3.10"
 GPU_TOLERATION = {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 
 
-def _pod(name: str, gpus: int = 0, tolerate: bool = False,
-         annotations: dict[str, str] | None = None) -> dict[str, Any]:
+def _pod(
+    name: str, gpus: int = 0, tolerate: bool = False, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     container: dict[str, Any] = {"name": "main", "image": PAUSE}
     if gpus:
         container["resources"] = {"limits": {"amd.com/gpu": str(gpus)}}
@@ -33,15 +34,20 @@ def test_deployment_gets_three_running_pods_placed_by_the_scheduler(
     apps = client.AppsV1Api(api_client)
     core = client.CoreV1Api(api_client)
     labels = {"app": "probe"}
-    apps.create_namespaced_deployment(namespace, {
-        "metadata": {"name": "probe"},
-        "spec": {
-            "replicas": 3,
-            "selector": {"matchLabels": labels},
-            "template": {"metadata": {"labels": labels},
-                         "spec": {"containers": [{"name": "main", "image": PAUSE}]}},
+    apps.create_namespaced_deployment(
+        namespace,
+        {
+            "metadata": {"name": "probe"},
+            "spec": {
+                "replicas": 3,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "main", "image": PAUSE}]},
+                },
+            },
         },
-    })
+    )
 
     def running() -> list[Any] | None:
         pods = core.list_namespaced_pod(namespace, label_selector="app=probe").items
@@ -52,8 +58,14 @@ def test_deployment_gets_three_running_pods_placed_by_the_scheduler(
     cpu_nodes = _nodes_by_label(api_client, "type=kwok,!tradebot.dev/gpu-vendor")
     # Untolerating pods never land on tainted GPU nodes: the scheduler placed them.
     assert {p.spec.node_name for p in pods} <= cpu_nodes
-    dep = wait_for(lambda: (d := apps.read_namespaced_deployment("probe", namespace))
-                   .status.ready_replicas == 3 and d, 30, what="Deployment ready")
+    dep = wait_for(
+        lambda: (
+            (d := apps.read_namespaced_deployment("probe", namespace)).status.ready_replicas == 3
+            and d
+        ),
+        30,
+        what="Deployment ready",
+    )
     assert dep.status.available_replicas == 3
 
 
@@ -96,13 +108,26 @@ def test_gpu_pod_without_toleration_or_capacity_stays_pending_unschedulable(
 
 def test_kwok_pods_succeed_or_fail_on_cue(api_client: Any, namespace: str):
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_pod(namespace, _pod("ok", annotations={
-        "kwok.tradebot.dev/outcome": "Succeeded",
-        "kwok.tradebot.dev/termination-message": '{"profit": "0.01"}',
-    }))
-    core.create_namespaced_pod(namespace, _pod("bad", annotations={
-        "kwok.tradebot.dev/outcome": "Failed", "kwok.tradebot.dev/exit-code": "3",
-    }))
+    core.create_namespaced_pod(
+        namespace,
+        _pod(
+            "ok",
+            annotations={
+                "kwok.tradebot.dev/outcome": "Succeeded",
+                "kwok.tradebot.dev/termination-message": '{"profit": "0.01"}',
+            },
+        ),
+    )
+    core.create_namespaced_pod(
+        namespace,
+        _pod(
+            "bad",
+            annotations={
+                "kwok.tradebot.dev/outcome": "Failed",
+                "kwok.tradebot.dev/exit-code": "3",
+            },
+        ),
+    )
     core.create_namespaced_pod(namespace, _pod("waits"))
 
     def phase(name: str, want: str) -> Any:
@@ -116,20 +141,35 @@ def test_kwok_pods_succeed_or_fail_on_cue(api_client: Any, namespace: str):
     assert bad.status.container_statuses[0].state.terminated.exit_code == 3
     # Without a cue a pod keeps running; with one added later, it ends on that cue.
     wait_for(lambda: phase("waits", "Running"), 60, what="pod waits Running")
-    core.patch_namespaced_pod("waits", namespace, {"metadata": {"annotations": {
-        "kwok.tradebot.dev/outcome": "Succeeded"}}})
+    core.patch_namespaced_pod(
+        "waits",
+        namespace,
+        {"metadata": {"annotations": {"kwok.tradebot.dev/outcome": "Succeeded"}}},
+    )
     wait_for(lambda: phase("waits", "Succeeded"), 60, what="pod waits Succeeded on cue")
 
 
 def test_job_completes_when_its_pod_is_cued(api_client: Any, namespace: str):
     batch = client.BatchV1Api(api_client)
-    batch.create_namespaced_job(namespace, {
-        "metadata": {"name": "cued"},
-        "spec": {"backoffLimit": 0, "template": {
-            "metadata": {"annotations": {"kwok.tradebot.dev/outcome": "Succeeded"}},
-            "spec": {"restartPolicy": "Never",
-                     "containers": [{"name": "main", "image": PAUSE}]}}},
-    })
-    job = wait_for(lambda: (j := batch.read_namespaced_job("cued", namespace)).status.succeeded
-                   and j, 60, what="Job succeeded")
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "cued"},
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": {"annotations": {"kwok.tradebot.dev/outcome": "Succeeded"}},
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "main", "image": PAUSE}],
+                    },
+                },
+            },
+        },
+    )
+    job = wait_for(
+        lambda: (j := batch.read_namespaced_job("cued", namespace)).status.succeeded and j,
+        60,
+        what="Job succeeded",
+    )
     assert job.status.succeeded == 1

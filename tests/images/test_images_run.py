@@ -52,8 +52,12 @@ def _open(path: Path) -> Path:
 
 
 def test_the_operator_image_prints_its_version(engine: Engine, tmp_path: Path):
-    code, out = engine.run(OPERATOR_IMAGE, engine.argv(OPERATOR_IMAGE, None, ["version"]),
-                           log=tmp_path / "version.log", timeout=120)
+    code, out = engine.run(
+        OPERATOR_IMAGE,
+        engine.argv(OPERATOR_IMAGE, None, ["version"]),
+        log=tmp_path / "version.log",
+        timeout=120,
+    )
     assert code == 0, out
     assert tradebot.__version__ in out
 
@@ -65,16 +69,28 @@ def double() -> Iterator[ExchangeDouble]:
 
 
 @pytest.fixture(scope="module")
-def operator_in_image(engine: Engine, cluster: Any, tools_bin: Path, crds_installed: Any,
-                      api_client: Any, double: ExchangeDouble,
-                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def operator_in_image(
+    engine: Engine,
+    cluster: Any,
+    tools_bin: Path,
+    crds_installed: Any,
+    api_client: Any,
+    double: ExchangeDouble,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, Any]]:
     """`tradebot operator` in the operator image, the chart's args (other ports), watching
     a fresh namespace, with the example Strategy, Backtest and dry-run LiveBot applied."""
 
-    def kubectl(*args: str, stdin: str | None = None,
-                check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(tools_bin / "kubectl"), f"--kubeconfig={cluster.kubeconfig}",
-                               *args], check=check, capture_output=True, text=True, input=stdin)
+    def kubectl(
+        *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(tools_bin / "kubectl"), f"--kubeconfig={cluster.kubeconfig}", *args],
+            check=check,
+            capture_output=True,
+            text=True,
+            input=stdin,
+        )
 
     work = tmp_path_factory.mktemp("operator-image")
     namespace = f"images-{os.getpid()}"
@@ -86,27 +102,55 @@ def operator_in_image(engine: Engine, cluster: Any, tools_bin: Path, crds_instal
     state = _open(work / "state")
     ports = Ports.free()
     health, metrics = ports.kwok, ports.etcd_client
-    env = {"KUBECONFIG": "/kube/config", "TRADEBOT_NAMESPACES": namespace,
-           "TRADEBOT_OPERATOR_NAMESPACE": namespace, "TRADEBOT_EXECUTOR": "kubernetes",
-           "TRADEBOT_RUNNER_IMAGE": RUNNER_IMAGE, "TRADEBOT_BOT_IMAGE": BOT_IMAGE,
-           "TRADEBOT_LOCAL_STATE_DIR": "/state", "TRADEBOT_METRICS_PORT": str(metrics),
-           "TRADEBOT_EXCHANGE_DOUBLE_URL": double.url}
+    env = {
+        "KUBECONFIG": "/kube/config",
+        "TRADEBOT_NAMESPACES": namespace,
+        "TRADEBOT_OPERATOR_NAMESPACE": namespace,
+        "TRADEBOT_EXECUTOR": "kubernetes",
+        "TRADEBOT_RUNNER_IMAGE": RUNNER_IMAGE,
+        "TRADEBOT_BOT_IMAGE": BOT_IMAGE,
+        "TRADEBOT_LOCAL_STATE_DIR": "/state",
+        "TRADEBOT_METRICS_PORT": str(metrics),
+        "TRADEBOT_EXCHANGE_DOUBLE_URL": double.url,
+    }
     # The chart's Deployment: `args: [operator, --liveness, http://0.0.0.0:<port>/healthz]`.
-    argv = engine.argv(OPERATOR_IMAGE, None,
-                       ["operator", "--liveness", f"http://0.0.0.0:{health}/healthz"])
+    argv = engine.argv(
+        OPERATOR_IMAGE, None, ["operator", "--liveness", f"http://0.0.0.0:{health}/healthz"]
+    )
     log = work / "operator.log"
-    with engine.container(OPERATOR_IMAGE, argv, env=env, log=log,
-                          mounts=[Mount(kube, "/kube", read_only=True), Mount(state, "/state")]
-                          ) as process:
+    with engine.container(
+        OPERATOR_IMAGE,
+        argv,
+        env=env,
+        log=log,
+        mounts=[Mount(kube, "/kube", read_only=True), Mount(state, "/state")],
+    ) as process:
         try:
-            wait_for(lambda: process.poll() is None and _answers(health, "/healthz"), 120,
-                     what=f"the operator's /healthz (log: {log})")
-            docs = [example("Strategy", "ema-rsi"), example("Backtest", "ema-rsi-sample"),
-                    example("LiveBot", "ema-rsi-dry")]
-            kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(
-                {"apiVersion": "v1", "kind": "List", "items": docs}))
-            yield {"namespace": namespace, "process": process, "log": log, "metrics": metrics,
-                   "work": work}
+            wait_for(
+                lambda: process.poll() is None and _answers(health, "/healthz"),
+                120,
+                what=f"the operator's /healthz (log: {log})",
+            )
+            docs = [
+                example("Strategy", "ema-rsi"),
+                example("Backtest", "ema-rsi-sample"),
+                example("LiveBot", "ema-rsi-dry"),
+            ]
+            kubectl(
+                "apply",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+            )
+            yield {
+                "namespace": namespace,
+                "process": process,
+                "log": log,
+                "metrics": metrics,
+                "work": work,
+            }
         finally:
             kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
@@ -120,16 +164,24 @@ def _answers(port: int, path: str) -> str | None:
 
 
 def _custom(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    return dict(client.CustomObjectsApi(api).get_namespaced_custom_object(
-        G, V, namespace, plural, name))
+    return dict(
+        client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace, plural, name)
+    )
 
 
-def test_the_operator_image_reconciles_the_demo_strategy(operator_in_image: dict[str, Any],
-                                                        api_client: Any):
+def test_the_operator_image_reconciles_the_demo_strategy(
+    operator_in_image: dict[str, Any], api_client: Any
+):
     ns = operator_in_image["namespace"]
-    wait_for(lambda: (s := _custom(api_client, ns, "strategies", "ema-rsi")
-                               .get("status") or {}).get("phase") == "Ready" and s, 120,
-                      what=f"Strategy Ready (log: {operator_in_image['log']})")
+    wait_for(
+        lambda: (
+            (s := _custom(api_client, ns, "strategies", "ema-rsi").get("status") or {}).get("phase")
+            == "Ready"
+            and s
+        ),
+        120,
+        what=f"Strategy Ready (log: {operator_in_image['log']})",
+    )
     body = _answers(operator_in_image["metrics"], "/metrics")
     assert body is not None
     assert 'tradebot_reconciliations_total{kind="Strategy",outcome="ok"}' in body
@@ -150,8 +202,9 @@ def _config_dir(core: Any, namespace: str, volume: dict[str, Any], target: Path)
     return target
 
 
-def _mounts(core: Any, namespace: str, pod: dict[str, Any], container: dict[str, Any],
-            tmp_path: Path) -> list[Mount]:
+def _mounts(
+    core: Any, namespace: str, pod: dict[str, Any], container: dict[str, Any], tmp_path: Path
+) -> list[Mount]:
     volumes = {v["name"]: v for v in pod["volumes"]}
     mounts = []
     for m in container["volumeMounts"]:
@@ -166,17 +219,28 @@ def _mounts(core: Any, namespace: str, pod: dict[str, Any], container: dict[str,
 
 def _alive(process: subprocess.Popen[bytes], log: Path) -> None:
     if process.poll() is not None:
-        raise AssertionError(f"exited with {process.returncode}:\n"
-                             + log.read_text(errors="replace")[-3000:])
+        raise AssertionError(
+            f"exited with {process.returncode}:\n" + log.read_text(errors="replace")[-3000:]
+        )
 
 
 def test_the_runner_image_runs_the_operators_backtest_job(
-        operator_in_image: dict[str, Any], api_client: Any, engine: Engine, tmp_path: Path):
+    operator_in_image: dict[str, Any], api_client: Any, engine: Engine, tmp_path: Path
+):
     ns = operator_in_image["namespace"]
     batch, core = client.BatchV1Api(api_client), client.CoreV1Api(api_client)
-    job = wait_for(lambda: next(iter(batch.list_namespaced_job(
-        ns, label_selector="tradebot.dev/backtest=ema-rsi-sample").items), None), 180,
-        what="the operator's Backtest Job")
+    job = wait_for(
+        lambda: next(
+            iter(
+                batch.list_namespaced_job(
+                    ns, label_selector="tradebot.dev/backtest=ema-rsi-sample"
+                ).items
+            ),
+            None,
+        ),
+        180,
+        what="the operator's Backtest Job",
+    )
     pod = api_client.sanitize_for_serialization(job.spec.template.spec)
     container = pod["containers"][0]
     assert container["image"] == RUNNER_IMAGE
@@ -185,8 +249,15 @@ def test_the_runner_image_runs_the_operators_backtest_job(
     argv = engine.argv(RUNNER_IMAGE, container.get("command"), container.get("args"))
     assert argv[0] == "tradebot-runner"
     user = str(container["securityContext"]["runAsUser"])
-    code, out = engine.run(RUNNER_IMAGE, argv, env=env, mounts=mounts, user=user,
-                           log=tmp_path / "runner.log", timeout=600)
+    code, out = engine.run(
+        RUNNER_IMAGE,
+        argv,
+        env=env,
+        mounts=mounts,
+        user=user,
+        log=tmp_path / "runner.log",
+        timeout=600,
+    )
     assert code == 0, out[-4000:]
     summary = json.loads((tmp_path / "artifacts" / "summary.json").read_text())
     parsed = RunSummary.model_validate(summary)  # the operator's reader accepts it
@@ -197,12 +268,18 @@ def test_the_runner_image_runs_the_operators_backtest_job(
 
 
 def test_the_bot_container_starts_freqtrade_trade_in_the_charts_bot_image(
-        operator_in_image: dict[str, Any], api_client: Any, engine: Engine, tmp_path: Path):
+    operator_in_image: dict[str, Any], api_client: Any, engine: Engine, tmp_path: Path
+):
     ns = operator_in_image["namespace"]
     core = client.CoreV1Api(api_client)
-    pod = wait_for(lambda: next(iter(core.list_namespaced_pod(
-        ns, label_selector="tradebot.dev/kind=livebot").items), None), 180,
-        what="the operator's bot pod")
+    pod = wait_for(
+        lambda: next(
+            iter(core.list_namespaced_pod(ns, label_selector="tradebot.dev/kind=livebot").items),
+            None,
+        ),
+        180,
+        what="the operator's bot pod",
+    )
     spec = api_client.sanitize_for_serialization(pod.spec)
     container = next(c for c in spec["containers"] if c["name"] == "freqtrade")
     assert container["image"] == BOT_IMAGE
@@ -221,10 +298,13 @@ def test_the_bot_container_starts_freqtrade_trade_in_the_charts_bot_image(
     env["FREQTRADE__API_SERVER__LISTEN_PORT"] = str(api_port)
     user = str(container["securityContext"]["runAsUser"])
     log = tmp_path / "bot.log"
-    with engine.container(BOT_IMAGE, argv, env=env, mounts=mounts, user=user,
-                          log=log) as process:
-        wait_for(lambda: _alive(process, log) or _answers(api_port, "/api/v1/ping"), 180,
-                 interval=1, what=f"freqtrade's API answering (log: {log})")
+    with engine.container(BOT_IMAGE, argv, env=env, mounts=mounts, user=user, log=log) as process:
+        wait_for(
+            lambda: _alive(process, log) or _answers(api_port, "/api/v1/ping"),
+            180,
+            interval=1,
+            what=f"freqtrade's API answering (log: {log})",
+        )
         assert "pong" in (_answers(api_port, "/api/v1/ping") or "")
     text = log.read_text(errors="replace")
     assert "freqtrade" in text.lower()
@@ -232,10 +312,13 @@ def test_the_bot_container_starts_freqtrade_trade_in_the_charts_bot_image(
 
 
 def test_the_sboms_list_the_images_packages():
-    cache = Path(os.environ.get("TRADEBOT_IMAGE_CACHE",
-                                Path.home() / ".cache" / "tradebot" / "images"))
-    for name, must in (("operator", {"tradebot-operator", "kopf", "pydantic-settings"}),
-                       ("runner", {"tradebot-operator", "freqtrade"})):
+    cache = Path(
+        os.environ.get("TRADEBOT_IMAGE_CACHE", Path.home() / ".cache" / "tradebot" / "images")
+    )
+    for name, must in (
+        ("operator", {"tradebot-operator", "kopf", "pydantic-settings"}),
+        ("runner", {"tradebot-operator", "freqtrade"}),
+    ):
         sbom = json.loads((cache / "sbom" / f"{name}.cdx.json").read_text())
         assert sbom["bomFormat"] == "CycloneDX"
         names = {c["name"].lower() for c in sbom["components"]}
@@ -245,4 +328,3 @@ def test_the_sboms_list_the_images_packages():
 
 def names_of(path: Path) -> set[str]:
     return {c["name"].lower() for c in json.loads(path.read_text())["components"]}
-

@@ -25,4 +25,3 @@ def store(dsn: str) -> Iterator[RecordStore]:
     with open_store(dsn) as s:
         s.migrate()
         yield s
-

@@ -43,8 +43,16 @@ def _file(directory: Path, name: str, content: bytes) -> Path:
 
 
 def _run(store: RecordStore, run_id: str = RUN, namespace: str = "team-a") -> None:
-    store.record_run(RunRecord(id=run_id, resource_uid=f"uid-{run_id}", namespace=namespace,
-                               name="ema-rsi", kind="backtest", status="succeeded"))
+    store.record_run(
+        RunRecord(
+            id=run_id,
+            resource_uid=f"uid-{run_id}",
+            namespace=namespace,
+            name="ema-rsi",
+            kind="backtest",
+            status="succeeded",
+        )
+    )
 
 
 def _get(dsn: str, run_id: str, name: str, target: Path, *extra: str) -> int:
@@ -52,8 +60,8 @@ def _get(dsn: str, run_id: str, name: str, target: Path, *extra: str) -> int:
 
 
 def test_a_bucket_keeps_a_run_and_hands_it_back_verified(
-        s3: str, store: RecordStore, dsn: str, tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    s3: str, store: RecordStore, dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     content = b"PK\x03\x04 result " * 5000
     source = _file(tmp_path / "out", "backtest-result.zip", content)
     bucket = S3Store(BUCKET, "team/", endpoint_url=s3)
@@ -69,8 +77,9 @@ def test_a_bucket_keeps_a_run_and_hands_it_back_verified(
     assert "verified" in capsys.readouterr().out
 
     # The object changed behind the record's back: refused, and nothing is written.
-    bucket.client().put_object(Bucket=BUCKET, Key=f"team/{RUN}/backtest-result.zip",
-                               Body=content[:-1] + b"X")
+    bucket.client().put_object(
+        Bucket=BUCKET, Key=f"team/{RUN}/backtest-result.zip", Body=content[:-1] + b"X"
+    )
     tampered = tmp_path / "tampered.zip"
     assert _get(dsn, RUN, "backtest-result.zip", tampered, "--s3-endpoint-url", s3) == 1
     assert "does not match its record" in capsys.readouterr().err
@@ -82,15 +91,21 @@ def test_a_bucket_keeps_a_run_and_hands_it_back_verified(
     assert target.read_bytes() == b"mine"
 
 
-def test_what_cannot_be_fetched_says_why(s3: str, store: RecordStore, dsn: str, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_what_cannot_be_fetched_says_why(
+    s3: str, store: RecordStore, dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from tradebot.records import ArtifactRecord
 
     _run(store)
-    store.record_artifacts(RUN, [
-        ArtifactRecord(name="old.log", path="old.log", sha256="a" * 64, size=3),
-        ArtifactRecord(name="gone.zip", path=f"s3://{BUCKET}/{RUN}/gone.zip", sha256="b" * 64,
-                       size=3)])
+    store.record_artifacts(
+        RUN,
+        [
+            ArtifactRecord(name="old.log", path="old.log", sha256="a" * 64, size=3),
+            ArtifactRecord(
+                name="gone.zip", path=f"s3://{BUCKET}/{RUN}/gone.zip", sha256="b" * 64, size=3
+            ),
+        ],
+    )
     target = tmp_path / "x"
     assert _get(dsn, RUN, "old.log", target) == 1
     assert "emptyDir" in capsys.readouterr().err
@@ -134,8 +149,11 @@ def _summary(directory: Path) -> RunSummary:
     arts = []
     for name, content in (("backtest-result.zip", b"zip" * 100), ("freqtrade.log", b"log")):
         path = _file(directory, name, content)
-        arts.append(Artifact(name=name, sha256=hashlib.sha256(content).hexdigest(),
-                             size=path.stat().st_size))
+        arts.append(
+            Artifact(
+                name=name, sha256=hashlib.sha256(content).hexdigest(), size=path.stat().st_size
+            )
+        )
     return RunSummary(ok=True, strategy="EmaRsiStrategy", artifacts=arts)
 
 
@@ -145,8 +163,9 @@ def _objects(endpoint: str) -> dict[str, bytes]:
     return {k: client.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}
 
 
-def test_the_runner_pod_uploads_its_artifacts(s3: str, tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_runner_pod_uploads_its_artifacts(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # What the Job's environment holds (domain/jobs.py artifact_env + the Secret's keys).
     monkeypatch.setenv("TRADEBOT_RUN_ID", RUN)
     monkeypatch.setenv("TRADEBOT_ARTIFACTS_STORE", "s3")
@@ -157,9 +176,13 @@ def test_the_runner_pod_uploads_its_artifacts(s3: str, tmp_path: Path,
     summary, code = runner._keep_artifacts(_summary(out), 0, out, logger())
     assert code == 0
     assert [a.path for a in summary.artifacts] == [
-        f"s3://{BUCKET}/p/{RUN}/backtest-result.zip", f"s3://{BUCKET}/p/{RUN}/freqtrade.log"]
-    assert _objects(s3) == {f"p/{RUN}/backtest-result.zip": b"zip" * 100,
-                            f"p/{RUN}/freqtrade.log": b"log"}
+        f"s3://{BUCKET}/p/{RUN}/backtest-result.zip",
+        f"s3://{BUCKET}/p/{RUN}/freqtrade.log",
+    ]
+    assert _objects(s3) == {
+        f"p/{RUN}/backtest-result.zip": b"zip" * 100,
+        f"p/{RUN}/freqtrade.log": b"log",
+    }
 
     # A bucket that is not there: the run fails saying so, and names no credential.
     monkeypatch.setenv("TRADEBOT_ARTIFACTS_S3_BUCKET", "no-such-bucket")
@@ -168,13 +191,16 @@ def test_the_runner_pod_uploads_its_artifacts(s3: str, tmp_path: Path,
     assert not failed.ok
     assert failed.results is None
     assert failed.error is not None
-    assert failed.error.startswith("artifacts not kept: cannot upload backtest-result.zip to "
-                                   f"s3://no-such-bucket/p/{RUN}/backtest-result.zip")
+    assert failed.error.startswith(
+        "artifacts not kept: cannot upload backtest-result.zip to "
+        f"s3://no-such-bucket/p/{RUN}/backtest-result.zip"
+    )
     assert SECRET not in failed.error
 
 
-def test_without_a_store_the_runner_keeps_nothing(tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_store_the_runner_keeps_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRADEBOT_RUN_ID", RUN)
     out = tmp_path / "artifacts"
     summary = _summary(out)
@@ -188,7 +214,9 @@ def test_the_local_executor_uploads_before_it_reports(s3: str, tmp_path: Path) -
     kept = keep_artifacts(outcome, "team-a", RUN, out, settings)
     summary = RunSummary.model_validate_json(kept.message)
     assert [a.path for a in summary.artifacts] == [
-        f"s3://{BUCKET}/{RUN}/backtest-result.zip", f"s3://{BUCKET}/{RUN}/freqtrade.log"]
+        f"s3://{BUCKET}/{RUN}/backtest-result.zip",
+        f"s3://{BUCKET}/{RUN}/freqtrade.log",
+    ]
     assert (kept.succeeded, kept.exit_code) == (True, 0)
     assert set(_objects(s3)) == {f"{RUN}/backtest-result.zip", f"{RUN}/freqtrade.log"}
     # Unreachable store: an error the controller retries on, never a half-reported outcome.

@@ -18,13 +18,16 @@ from tradebot.api.backtest import BacktestSpec
 from tradebot.controllers import backtest, runtime
 from tradebot.settings import Settings
 
-RECORDED = {"phase": "Succeeded",
-            "conditions": [{"type": "Recorded", "status": "True", "reason": "Recorded"}]}
+RECORDED = {
+    "phase": "Succeeded",
+    "conditions": [{"type": "Recorded", "status": "True", "reason": "Recorded"}],
+}
 
 
 @pytest.fixture
-def operator_runtime(cluster: Any, namespace: str, tmp_path: Path,
-                     monkeypatch: pytest.MonkeyPatch) -> Iterator[runtime.Runtime]:
+def operator_runtime(
+    cluster: Any, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[runtime.Runtime]:
     monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
     kube.reset()
     rt = runtime.Runtime(Settings(namespaces=(namespace,), local_state_dir=tmp_path))
@@ -34,21 +37,33 @@ def operator_runtime(cluster: Any, namespace: str, tmp_path: Path,
 
 
 def _clean_up(namespace: str, jname: str) -> kopf.Patch:
-    body = kopf.Body({"metadata": {"name": "bt", "namespace": namespace, "uid": "u-1"},
-                      "status": RECORDED})
+    body = kopf.Body(
+        {"metadata": {"name": "bt", "namespace": namespace, "uid": "u-1"}, "status": RECORDED}
+    )
     patch = kopf.Patch()
     spec = BacktestSpec.model_validate(example("Backtest")["spec"])
     backtest._after_finish(body, dict(RECORDED), patch, spec, namespace, "bt", "u-1", jname, 1)
     return patch
 
 
-def test_deleting_the_job_wakes_the_admission_loop(operator_runtime: runtime.Runtime,
-                                                   api_client: Any, namespace: str) -> None:
+def test_deleting_the_job_wakes_the_admission_loop(
+    operator_runtime: runtime.Runtime, api_client: Any, namespace: str
+) -> None:
     batch = client.BatchV1Api(api_client)
-    batch.create_namespaced_job(namespace, {
-        "metadata": {"name": "bt-job"},
-        "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
-            {"name": "c", "image": "busybox:1.36"}]}}}})
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "metadata": {"name": "bt-job"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{"name": "c", "image": "busybox:1.36"}],
+                    }
+                }
+            },
+        },
+    )
     assert [j.metadata.name for j in batch.list_namespaced_job(namespace).items] == ["bt-job"]
     assert not operator_runtime.admission_wakeup.is_set()
     patch = _clean_up(namespace, "bt-job")
@@ -56,12 +71,14 @@ def test_deleting_the_job_wakes_the_admission_loop(operator_runtime: runtime.Run
     assert patch.status["cleanedUp"] is True
     jobs = batch.list_namespaced_job(namespace).items
     # Gone, or going (a finalizer of the garbage collector may keep it a moment).
-    assert all(j.metadata.deletion_timestamp is not None for j in jobs
-               if j.metadata.name == "bt-job")
+    assert all(
+        j.metadata.deletion_timestamp is not None for j in jobs if j.metadata.name == "bt-job"
+    )
 
 
-def test_a_job_gone_already_still_wakes_the_admission_loop(operator_runtime: runtime.Runtime,
-                                                           namespace: str) -> None:
+def test_a_job_gone_already_still_wakes_the_admission_loop(
+    operator_runtime: runtime.Runtime, namespace: str
+) -> None:
     assert not operator_runtime.admission_wakeup.is_set()
     patch = _clean_up(namespace, "bt-never-existed")  # the API server answers 404
     assert operator_runtime.admission_wakeup.is_set()

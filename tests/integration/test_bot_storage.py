@@ -36,9 +36,11 @@ def scram_postgres(private_postgres: LocalPostgres) -> LocalPostgres:
     """The private server with password checks (SCRAM) for every role but the admin, and
     every statement logged, so the test can look for a password in the server's log."""
     hba = private_postgres.data / "pg_hba.conf"
-    hba.write_text(f"local all all trust\n"
-                   f"host all {private_postgres.user} 127.0.0.1/32 trust\n"
-                   "host all all 127.0.0.1/32 scram-sha-256\n")
+    hba.write_text(
+        f"local all all trust\n"
+        f"host all {private_postgres.user} 127.0.0.1/32 trust\n"
+        "host all all 127.0.0.1/32 scram-sha-256\n"
+    )
     with psycopg.connect(private_postgres.dsn(), autocommit=True) as conn:
         conn.execute("ALTER SYSTEM SET log_statement = 'all'")
         conn.execute("SELECT pg_reload_conf()")
@@ -58,10 +60,12 @@ def _livebot(api: Any, namespace: str, name: str) -> bots.BotInstance:
     doc = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
     doc["metadata"] = {"name": name}
     made = client.CustomObjectsApi(api).create_namespaced_custom_object(
-        G, V, namespace, "livebots", doc)
+        G, V, namespace, "livebots", doc
+    )
     spec = LiveBotSpec.model_validate(doc["spec"])
-    return bots.BotInstance(namespace, name, made["metadata"]["uid"], spec, "ema-rsi",
-                            "EmaRsi", "", {})
+    return bots.BotInstance(
+        namespace, name, made["metadata"]["uid"], spec, "ema-rsi", "EmaRsi", "", {}
+    )
 
 
 def _db_url(api: Any, namespace: str, bot: bots.BotInstance) -> str:
@@ -84,8 +88,12 @@ def _count(admin: str, sql: str, name: str) -> int:
 
 
 def test_each_bot_gets_its_own_database_and_role(
-    scram_postgres: LocalPostgres, api_client: Any, namespace: str, kube_client: None,
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    scram_postgres: LocalPostgres,
+    api_client: Any,
+    namespace: str,
+    kube_client: None,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ):
     admin = scram_postgres.dsn()
     settings = Settings(database_dsn=admin)
@@ -125,20 +133,33 @@ def test_each_bot_gets_its_own_database_and_role(
         psycopg.connect(_libpq(into_ours)).close()
     # The role may do nothing beyond its database.
     with psycopg.connect(admin) as conn:
-        row = conn.execute("SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles "
-                           "WHERE rolname = %s", (name,)).fetchone()
+        row = conn.execute(
+            "SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = %s", (name,)
+        ).fetchone()
     assert row == (False, False, False)
 
     # Freqtrade itself takes the URL and makes its tables (a fresh interpreter: init_db
     # keeps global state). The URL travels in the environment, as in the pod.
     done = subprocess.run(
-        [sys.executable, "-c", "import os; from freqtrade.persistence import init_db; "
-         "init_db(os.environ['BOT_DB_URL'])"],
-        env={**os.environ, "BOT_DB_URL": url}, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "import os; from freqtrade.persistence import init_db; "
+            "init_db(os.environ['BOT_DB_URL'])",
+        ],
+        env={**os.environ, "BOT_DB_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     with psycopg.connect(_libpq(url)) as conn:
-        tables = {r[0] for r in conn.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = 'public'").fetchall()}
+        tables = {
+            r[0]
+            for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            ).fetchall()
+        }
     assert {"trades", "orders"} <= tables
 
     # No password in anything logged: ours, or the server's log of every statement.
@@ -147,20 +168,32 @@ def test_each_bot_gets_its_own_database_and_role(
     captured = capsys.readouterr()
     logged = captured.out + captured.err + caplog.text + server_log
     assert password not in logged
-    assert password not in json.dumps(client.ApiClient().sanitize_for_serialization(
-        client.CoreV1Api(api_client).list_namespaced_event(namespace)))
+    assert password not in json.dumps(
+        client.ApiClient().sanitize_for_serialization(
+            client.CoreV1Api(api_client).list_namespaced_event(namespace)
+        )
+    )
 
     # The LiveBot's deletion takes its database and role; a repeated one finds nothing.
     assert bot_storage.remove(BotRef(namespace, bot.name, bot.uid), settings) is True
     assert bot_storage.remove(BotRef(namespace, bot.name, bot.uid), settings) is False
     assert _count(admin, "SELECT count(*) FROM pg_roles WHERE rolname = %s", name) == 0
     assert _count(admin, "SELECT count(*) FROM pg_database WHERE datname = %s", name) == 0
-    assert _count(admin, "SELECT count(*) FROM pg_database WHERE datname = %s",
-                  bot_database_name(other.uid)) == 1
+    assert (
+        _count(
+            admin,
+            "SELECT count(*) FROM pg_database WHERE datname = %s",
+            bot_database_name(other.uid),
+        )
+        == 1
+    )
 
 
 def test_a_crash_between_secret_and_role_heals(
-    scram_postgres: LocalPostgres, api_client: Any, namespace: str, kube_client: None,
+    scram_postgres: LocalPostgres,
+    api_client: Any,
+    namespace: str,
+    kube_client: None,
 ):
     """The Secret exists but the role was never made (or has another password): the next
     ensure sets the Secret's password on the role."""
@@ -184,14 +217,16 @@ def test_a_crash_between_secret_and_role_heals(
 
 
 def test_without_postgres_a_claim_owned_by_the_livebot(
-    api_client: Any, namespace: str, kube_client: None, tmp_path: Any,
+    api_client: Any,
+    namespace: str,
+    kube_client: None,
+    tmp_path: Any,
 ):
     settings = Settings(database_dsn=f"sqlite://{tmp_path / 'r.db'}", bot_storage_size="2Gi")
     bot = _livebot(api_client, namespace, "on-disk")
     bot_storage.ensure(bot, settings)
     bot_storage.ensure(bot, settings)
-    claims = client.CoreV1Api(api_client).list_namespaced_persistent_volume_claim(
-        namespace).items
+    claims = client.CoreV1Api(api_client).list_namespaced_persistent_volume_claim(namespace).items
     assert [c.metadata.name for c in claims] == [bot.data_claim_name]
     assert claims[0].metadata.owner_references[0].uid == bot.uid
     assert claims[0].spec.resources.requests["storage"] == "2Gi"

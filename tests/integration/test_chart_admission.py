@@ -33,16 +33,27 @@ def release_ns(api_client: Any) -> Iterator[str]:
 
 
 @pytest.fixture
-def release(tools_bin: Path, cluster: Any, tmp_path: Path, crds_installed: None,
-            release_ns: str, namespace: str) -> Iterator[str]:
+def release(
+    tools_bin: Path,
+    cluster: Any,
+    tmp_path: Path,
+    crds_installed: None,
+    release_ns: str,
+    namespace: str,
+) -> Iterator[str]:
     """The chart installed with the policy on, watching `namespace`; uninstalled after (the
     policy and its binding are cluster-scoped)."""
     helm = Helm(tools_bin / "helm", cluster.kubeconfig, tmp_path)
     name = f"tb-{uuid.uuid4().hex[:6]}"
     values = tmp_path / "values.yaml"
-    values.write_text(json.dumps({
-        "watchNamespaces": [namespace],
-        "admission": {"restrictPromotion": {"enabled": True, "allowedGroups": ["traders"]}}}))
+    values.write_text(
+        json.dumps(
+            {
+                "watchNamespaces": [namespace],
+                "admission": {"restrictPromotion": {"enabled": True, "allowedGroups": ["traders"]}},
+            }
+        )
+    )
     helm("install", name, str(CHART), "--namespace", release_ns, "-f", str(values))
     try:
         yield name
@@ -54,16 +65,32 @@ def release(tools_bin: Path, cluster: Any, tmp_path: Path, crds_installed: None,
 def editors(kubectl: Any, namespace: str) -> None:
     """Both people may create and edit LiveBots in `namespace` (RBAC says yes to both: only
     the policy tells them apart)."""
-    role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-            "metadata": {"name": "livebot-editor"},
-            "rules": [{"apiGroups": ["tradebot.dev"], "resources": ["livebots"],
-                       "verbs": ["get", "list", "watch", "create", "update", "patch"]}]}
-    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-               "metadata": {"name": "livebot-editors"},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
-                           "name": "livebot-editor"},
-               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group",
-                             "name": g} for g in ("devs", "traders")]}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": "livebot-editor"},
+        "rules": [
+            {
+                "apiGroups": ["tradebot.dev"],
+                "resources": ["livebots"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "livebot-editors"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "livebot-editor",
+        },
+        "subjects": [
+            {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": g}
+            for g in ("devs", "traders")
+        ],
+    }
     for doc in (role, binding):
         kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(doc))
 
@@ -77,21 +104,36 @@ def _bot(name: str, mode: str = "live", approval: bool = True) -> dict[str, Any]
         spec["exchange"]["credentialsSecretRef"] = {"name": "binance-live-keys"}
     if approval:
         spec["promotion"]["approval"] = {
-            "approvedBy": "bob", "approvedAt": "2026-11-08T09:30:00Z",
-            "reference": "https://git.example/org/bots/pull/57", "codeHash": "a" * 64}
+            "approvedBy": "bob",
+            "approvedAt": "2026-11-08T09:30:00Z",
+            "reference": "https://git.example/org/bots/pull/57",
+            "codeHash": "a" * 64,
+        }
     return bot
 
 
-def _as(kubectl: Any, who: tuple[str, ...], namespace: str, *args: str,
-        doc: dict[str, Any] | None = None) -> Any:
-    return kubectl(*who, "-n", namespace, *args, check=False,
-                   stdin=json.dumps(doc) if doc is not None else None)
+def _as(
+    kubectl: Any,
+    who: tuple[str, ...],
+    namespace: str,
+    *args: str,
+    doc: dict[str, Any] | None = None,
+) -> Any:
+    return kubectl(
+        *who,
+        "-n",
+        namespace,
+        *args,
+        check=False,
+        stdin=json.dumps(doc) if doc is not None else None,
+    )
 
 
 def _live_denied_to_mallory(kubectl: Any, namespace: str) -> bool:
     # A server-side dry run goes through admission and stores nothing.
-    result = _as(kubectl, MALLORY, namespace, "create", "--dry-run=server", "-f", "-",
-                 doc=_bot("probe"))
+    result = _as(
+        kubectl, MALLORY, namespace, "create", "--dry-run=server", "-f", "-", doc=_bot("probe")
+    )
     return MODE_DENIED in result.stderr
 
 
@@ -108,7 +150,8 @@ def _impersonating(api_client: Any, user: str) -> Iterator[Any]:
 
 def _spec(api_client: Any, namespace: str, name: str) -> dict[str, Any]:
     obj = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-        "tradebot.dev", "v1alpha1", namespace, "livebots", name)
+        "tradebot.dev", "v1alpha1", namespace, "livebots", name
+    )
     return dict(obj["spec"])
 
 
@@ -117,8 +160,11 @@ def test_only_the_configured_group_puts_a_bot_on_live_or_touches_its_approval(
     release: str, release_ns: str, namespace: str, kubectl: Any, api_client: Any
 ):
     # The policy is enforced once the API server has loaded it and its binding.
-    wait_for(lambda: _live_denied_to_mallory(kubectl, namespace), 30,
-             what="the promotion policy denying mallory")
+    wait_for(
+        lambda: _live_denied_to_mallory(kubectl, namespace),
+        30,
+        what="the promotion policy denying mallory",
+    )
 
     denied = _as(kubectl, MALLORY, namespace, "apply", "-f", "-", doc=_bot("m-live"))
     assert denied.returncode != 0
@@ -137,30 +183,65 @@ def test_only_the_configured_group_puts_a_bot_on_live_or_touches_its_approval(
     assert _spec(api_client, namespace, "a-live")["pairs"] == ["BTC/USDT"]
 
     # ... but not its approval: changing it, nor removing it (the bot goes dry-run for that).
-    for patch in ({"spec": {"promotion": {"approval": {"approvedBy": "mallory"}}}},
-                  {"spec": {"mode": "dryRun", "promotion": {"approval": None}}}):
-        result = _as(kubectl, MALLORY, namespace, "patch", "livebot", "a-live", "--type=merge",
-                     "-p", json.dumps(patch))
+    for patch in (
+        {"spec": {"promotion": {"approval": {"approvedBy": "mallory"}}}},
+        {"spec": {"mode": "dryRun", "promotion": {"approval": None}}},
+    ):
+        result = _as(
+            kubectl,
+            MALLORY,
+            namespace,
+            "patch",
+            "livebot",
+            "a-live",
+            "--type=merge",
+            "-p",
+            json.dumps(patch),
+        )
         assert result.returncode != 0, patch
         assert APPROVAL_DENIED in result.stderr, result.stderr
     assert _spec(api_client, namespace, "a-live")["promotion"]["approval"]["approvedBy"] == "bob"
-    changed = _as(kubectl, ALICE, namespace, "patch", "livebot", "a-live", "--type=merge",
-                  "-p", json.dumps({"spec": {"promotion": {"approval": {"approvedBy": "carol"}}}}))
+    changed = _as(
+        kubectl,
+        ALICE,
+        namespace,
+        "patch",
+        "livebot",
+        "a-live",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"promotion": {"approval": {"approvedBy": "carol"}}}}),
+    )
     assert changed.returncode == 0, changed.stderr
     assert _spec(api_client, namespace, "a-live")["promotion"]["approval"]["approvedBy"] == "carol"
 
     # A dry-run bot is anyone's, unless it carries an approval (a pre-approved bot someone
     # else would only have to switch to live).
-    dry = _as(kubectl, MALLORY, namespace, "apply", "-f", "-",
-              doc=_bot("m-dry", mode="dryRun", approval=False))
+    dry = _as(
+        kubectl,
+        MALLORY,
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        doc=_bot("m-dry", mode="dryRun", approval=False),
+    )
     assert dry.returncode == 0, dry.stderr
-    pre_approved = _as(kubectl, MALLORY, namespace, "apply", "-f", "-",
-                       doc=_bot("m-dry-approved", mode="dryRun"))
+    pre_approved = _as(
+        kubectl, MALLORY, namespace, "apply", "-f", "-", doc=_bot("m-dry-approved", mode="dryRun")
+    )
     assert pre_approved.returncode != 0
     assert APPROVAL_DENIED in pre_approved.stderr, pre_approved.stderr
     # testnet is not live: the policy leaves it to the gates.
-    testnet = _as(kubectl, MALLORY, namespace, "apply", "-f", "-",
-                  doc=_bot("m-testnet", mode="testnet", approval=False))
+    testnet = _as(
+        kubectl,
+        MALLORY,
+        namespace,
+        "apply",
+        "-f",
+        "-",
+        doc=_bot("m-testnet", mode="testnet", approval=False),
+    )
     assert testnet.returncode == 0, testnet.stderr
 
 
@@ -168,8 +249,11 @@ def test_only_the_configured_group_puts_a_bot_on_live_or_touches_its_approval(
 def test_the_operator_still_writes_status_and_finalizers_of_a_live_bot(
     release: str, release_ns: str, namespace: str, kubectl: Any, api_client: Any
 ):
-    wait_for(lambda: _live_denied_to_mallory(kubectl, namespace), 30,
-             what="the promotion policy denying mallory")
+    wait_for(
+        lambda: _live_denied_to_mallory(kubectl, namespace),
+        30,
+        what="the promotion policy denying mallory",
+    )
     created = _as(kubectl, ALICE, namespace, "apply", "-f", "-", doc=_bot("a-live"))
     assert created.returncode == 0, created.stderr
     # The operator's own identity, from the chart's ServiceAccount (not in traders), calling
@@ -179,20 +263,29 @@ def test_the_operator_still_writes_status_and_finalizers_of_a_live_bot(
     with _impersonating(api_client, sa) as operator:
         try:
             operator.patch_namespaced_custom_object_status(
-                *bots, "a-live", {"status": {"phase": "Blocked"}})
+                *bots, "a-live", {"status": {"phase": "Blocked"}}
+            )
             operator.patch_namespaced_custom_object(
-                *bots, "a-live", {"metadata": {"finalizers": ["tradebot.dev/pod"]}})
-            obj = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-                *bots, "a-live")
+                *bots, "a-live", {"metadata": {"finalizers": ["tradebot.dev/pod"]}}
+            )
+            obj = client.CustomObjectsApi(api_client).get_namespaced_custom_object(*bots, "a-live")
             assert obj["status"]["phase"] == "Blocked"
             assert obj["metadata"]["finalizers"] == ["tradebot.dev/pod"]
             # The same identity may not touch the approval: the policy names no exception.
             with pytest.raises(ApiException) as sneaky:
                 operator.patch_namespaced_custom_object(
-                    *bots, "a-live",
-                    {"spec": {"promotion": {"approval": {"approvedBy": "op"}}}})
+                    *bots, "a-live", {"spec": {"promotion": {"approval": {"approvedBy": "op"}}}}
+                )
             assert APPROVAL_DENIED in str(sneaky.value.body)
         finally:
             # Nothing runs here to remove the finalizer; the namespace must be able to go.
-            kubectl("patch", "livebot", "a-live", "-n", namespace, "--type=merge",
-                    "-p", json.dumps({"metadata": {"finalizers": None}}))
+            kubectl(
+                "patch",
+                "livebot",
+                "a-live",
+                "-n",
+                namespace,
+                "--type=merge",
+                "-p",
+                json.dumps({"metadata": {"finalizers": None}}),
+            )

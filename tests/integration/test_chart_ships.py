@@ -28,8 +28,16 @@ def helm(tools_bin: Path, tmp_path: Path) -> Helm:
 
 def test_helm_package_makes_a_versioned_chart_that_renders(helm: Helm, tmp_path: Path):
     out = tmp_path / "dist"
-    helm("package", str(CHART), "--destination", str(out), "--version", "1.2.3",
-         "--app-version", "1.2.3")
+    helm(
+        "package",
+        str(CHART),
+        "--destination",
+        str(out),
+        "--version",
+        "1.2.3",
+        "--app-version",
+        "1.2.3",
+    )
     archive = out / "tradebot-operator-1.2.3.tgz"
     assert archive.is_file(), list(out.iterdir())
     with tarfile.open(archive) as tar:
@@ -39,8 +47,13 @@ def test_helm_package_makes_a_versioned_chart_that_renders(helm: Helm, tmp_path:
     assert "tradebot-operator/values.schema.json" in names
     shown = yaml.safe_load(helm("show", "chart", str(archive)).stdout)
     assert (shown["version"], shown["appVersion"]) == ("1.2.3", "1.2.3")
-    docs = [d for d in yaml.safe_load_all(helm("template", "t", str(archive), "--kube-version",
-                                                KUBE_VERSION).stdout) if d]
+    docs = [
+        d
+        for d in yaml.safe_load_all(
+            helm("template", "t", str(archive), "--kube-version", KUBE_VERSION).stdout
+        )
+        if d
+    ]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     # The packaged app version is the operator image's default tag.
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":1.2.3")
@@ -59,9 +72,14 @@ def _hook(helm: Helm) -> dict:
 def _run_hook(pod: dict, url: str) -> subprocess.CompletedProcess[str]:
     container = pod["spec"]["containers"][0]
     assert container["command"][:2] == ["python", "-c"]
-    return subprocess.run([sys.executable, "-c", container["command"][2]],
-                          env={"METRICS_URL": url}, capture_output=True, text=True,
-                          timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", container["command"][2]],
+        env={"METRICS_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -81,15 +99,17 @@ def not_the_operator() -> Iterator[str]:
     server.shutdown()
 
 
-def test_the_helm_test_hook_passes_only_when_the_operator_answers(helm: Helm,
-                                                                    not_the_operator: str):
+def test_the_helm_test_hook_passes_only_when_the_operator_answers(
+    helm: Helm, not_the_operator: str
+):
     pod = _hook(helm)
     annotations = pod["metadata"]["annotations"]
     assert annotations["helm.sh/hook"] == "test"
     assert pod["spec"]["restartPolicy"] == "Never"
     env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]}
-    assert env["METRICS_URL"] == ("http://t-tradebot-operator-metrics.tradebot-system.svc:9090"
-                                  "/metrics")
+    assert env["METRICS_URL"] == (
+        "http://t-tradebot-operator-metrics.tradebot-system.svc:9090/metrics"
+    )
     image = pod["spec"]["containers"][0]["image"]
     deployment = next(d for d in helm.template() if d["kind"] == "Deployment")
     assert image == deployment["spec"]["template"]["spec"]["containers"][0]["image"]

@@ -53,24 +53,24 @@ def test_migrate_applies_then_reports_current(dsn: str, capsys: pytest.CaptureFi
     assert "3  applied  hyperopt runs, epochs, runs' parameters hash" in out
 
 
-def test_status_exits_3_while_migrations_are_pending(dsn: str,
-                                                     capsys: pytest.CaptureFixture[str]):
+def test_status_exits_3_while_migrations_are_pending(dsn: str, capsys: pytest.CaptureFixture[str]):
     with open_store(dsn):
         pass  # creates the SQLite file; PostgreSQL's database exists already
     assert main(["db", "status", "--dsn", dsn]) == 3
     assert "pending: 1, 2, 3; run `tradebot db migrate`" in capsys.readouterr().out
 
 
-def test_dsn_defaults_to_the_environment(dsn: str, monkeypatch: pytest.MonkeyPatch,
-                                         capsys: pytest.CaptureFixture[str]):
+def test_dsn_defaults_to_the_environment(
+    dsn: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
     monkeypatch.setenv("TRADEBOT_DATABASE_DSN", dsn)
     assert main(["db", "migrate"]) == 0
     assert "applied migration(s) 1, 2, 3" in capsys.readouterr().out
 
 
-def test_dsn_defaults_to_the_operators_sqlite_file(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture[str]):
+def test_dsn_defaults_to_the_operators_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
     monkeypatch.delenv("TRADEBOT_DATABASE_DSN", raising=False)
     monkeypatch.setenv("TRADEBOT_LOCAL_STATE_DIR", str(tmp_path))
     assert main(["db", "migrate"]) == 0
@@ -79,7 +79,8 @@ def test_dsn_defaults_to_the_operators_sqlite_file(tmp_path: Path,
 
 
 def test_backup_and_restore_keep_every_record_exactly(
-        dsn: str, empty_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    dsn: str, empty_dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     with open_store(dsn) as store:
         store.migrate()
         populate(store)
@@ -106,11 +107,13 @@ def test_backup_and_restore_keep_every_record_exactly(
     # Equal Decimals may still differ in places (0.1 == 0.10000000): compare their digits too.
     assert repr(after) == repr(before)
     assert after["metrics"]["bt-1"]["finalBalance"] == Decimal(
-        "123456789012345678901234567890.12345678")
+        "123456789012345678901234567890.12345678"
+    )
 
 
-def test_restore_refuses_a_database_with_tables(dsn: str, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]):
+def test_restore_refuses_a_database_with_tables(
+    dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     with open_store(dsn) as store:
         store.migrate()
         populate(store)
@@ -125,16 +128,17 @@ def test_restore_refuses_a_database_with_tables(dsn: str, tmp_path: Path,
         assert len(store.list_runs()) == 4  # untouched
 
 
-def test_restore_names_a_wrong_file(dsn: str, tmp_path: Path,
-                                    capsys: pytest.CaptureFixture[str]):
+def test_restore_names_a_wrong_file(dsn: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     missing = tmp_path / "nope.backup"
     assert main(["db", "restore", "--dsn", dsn, str(missing)]) == 1
     assert f"backup file {missing} does not exist" in capsys.readouterr().err
     junk = tmp_path / "junk.backup"
     junk.write_text("hello")
     assert main(["db", "restore", "--dsn", dsn, str(junk)]) == 1
-    assert "is neither a SQLite database nor a pg_dump custom-format archive" in \
-        capsys.readouterr().err
+    assert (
+        "is neither a SQLite database nor a pg_dump custom-format archive"
+        in capsys.readouterr().err
+    )
     other = tmp_path / "other.db"
     with sqlite3.connect(other) as conn:
         conn.execute("CREATE TABLE notes (text TEXT)")
@@ -147,7 +151,8 @@ def test_restore_names_a_wrong_file(dsn: str, tmp_path: Path,
 
 
 def test_backup_of_an_unreachable_database_names_it_without_the_password(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     dsn = f"postgresql://tradebot:{PASSWORD}@127.0.0.1:1/records"
     assert main(["db", "backup", "--dsn", dsn, "-o", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err
@@ -160,8 +165,7 @@ def test_backup_of_an_unreachable_database_names_it_without_the_password(
 
 
 def test_pg_tools_get_the_password_from_the_environment_only():
-    target = parse_dsn(f"postgresql://tradebot:{PASSWORD}@db.example:5432/records"
-                       "?sslmode=require")
+    target = parse_dsn(f"postgresql://tradebot:{PASSWORD}@db.example:5432/records?sslmode=require")
     assert isinstance(target, PostgresDsn)
     conninfo, env = _client_args(target)
     assert PASSWORD not in conninfo
@@ -183,8 +187,15 @@ def test_sqlite_backup_is_consistent_while_the_operator_writes(tmp_path: Path):
         with open_store(dsn) as store:
             i = 0
             while not stop.is_set():
-                store.record_run(RunRecord(id=f"r{i}", resource_uid=f"u{i}", namespace="ns",
-                                           name=f"n{i}", kind="backtest"))
+                store.record_run(
+                    RunRecord(
+                        id=f"r{i}",
+                        resource_uid=f"u{i}",
+                        namespace="ns",
+                        name=f"n{i}",
+                        kind="backtest",
+                    )
+                )
                 store.record_metrics(f"r{i}", {f"m{k}": Decimal(k) for k in range(50)})
                 written.append(i)
                 i += 1

@@ -25,14 +25,19 @@ def _bot(docs: list[dict[str, Any]]) -> dict[str, Any]:
     return bot
 
 
-@pytest.mark.parametrize(("overlay", "mode", "keys"), [
-    ("base", "dryRun", None), ("overlays/testnet", "testnet", "binance-testnet-keys"),
-    ("overlays/live", "live", "binance-live-keys")])
-def test_overlay_builds_and_promotes_the_bot(kubectl: Any, overlay: str, mode: str,
-                                             keys: str | None):
+@pytest.mark.parametrize(
+    ("overlay", "mode", "keys"),
+    [
+        ("base", "dryRun", None),
+        ("overlays/testnet", "testnet", "binance-testnet-keys"),
+        ("overlays/live", "live", "binance-live-keys"),
+    ],
+)
+def test_overlay_builds_and_promotes_the_bot(
+    kubectl: Any, overlay: str, mode: str, keys: str | None
+):
     docs = _build(kubectl, GITOPS / overlay)
-    assert sorted(d["kind"] for d in docs) == ["Backtest", "CircuitBreaker", "LiveBot",
-                                               "Strategy"]
+    assert sorted(d["kind"] for d in docs) == ["Backtest", "CircuitBreaker", "LiveBot", "Strategy"]
     bot = _bot(docs)
     assert bot["metadata"]["name"] == BOT
     assert bot["spec"]["mode"] == mode
@@ -50,25 +55,32 @@ def test_overlay_builds_and_promotes_the_bot(kubectl: Any, overlay: str, mode: s
 
 
 @pytest.mark.parametrize("overlay", ["base", "overlays/testnet", "overlays/live"])
-def test_overlay_validates_against_the_crds(kubectl: Any, namespace: str, crds_installed: None,
-                                            overlay: str):
+def test_overlay_validates_against_the_crds(
+    kubectl: Any, namespace: str, crds_installed: None, overlay: str
+):
     docs = _build(kubectl, GITOPS / overlay)
     for d in docs:
         d["metadata"]["namespace"] = namespace
-    result = kubectl("apply", "--dry-run=server", "-f", "-", check=False,
-                     stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
+    result = kubectl(
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        check=False,
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("(server dry run)") == 4
 
 
-def test_a_bad_promotion_patch_is_rejected_by_the_crd(kubectl: Any, namespace: str,
-                                                      crds_installed: None):
+def test_a_bad_promotion_patch_is_rejected_by_the_crd(
+    kubectl: Any, namespace: str, crds_installed: None
+):
     """The dry run is a real check: a typo in the reviewed patch fails it."""
     bot = _bot(_build(kubectl, GITOPS / "overlays" / "live"))
     bot["metadata"]["namespace"] = namespace
     bot["spec"]["mode"] = "Live"
-    result = kubectl("apply", "--dry-run=server", "-f", "-", check=False,
-                     stdin=json.dumps(bot))
+    result = kubectl("apply", "--dry-run=server", "-f", "-", check=False, stdin=json.dumps(bot))
     assert result.returncode != 0
     assert "spec.mode" in result.stderr
 

@@ -16,21 +16,36 @@ from tradebot.domain.parameters_hash import parameters_hash
 G, V = "tradebot.dev", "v1alpha1"
 # Freqtrade's export: indented, key order as Freqtrade wrote it, no final newline. The command
 # must hand back these bytes, not a re-serialisation.
-PARAMS = {"strategy_name": "EmaRsi", "params": {"buy": {"buy_rsi": 31}, "sell": {},
-                                                  "roi": {"0": 0.04, "30": 0.01}},
-          "ft_stratparam_v": 1, "export_time": "2026-11-29 10:00:00.000000+00:00"}
+PARAMS = {
+    "strategy_name": "EmaRsi",
+    "params": {"buy": {"buy_rsi": 31}, "sell": {}, "roi": {"0": 0.04, "30": 0.01}},
+    "ft_stratparam_v": 1,
+    "export_time": "2026-11-29 10:00:00.000000+00:00",
+}
 EXPORTED = json.dumps(PARAMS, indent=4)
 
 
 def hyperopt(name: str) -> dict[str, Any]:
-    return {"apiVersion": f"{G}/{V}", "kind": "Hyperopt", "metadata": {"name": name},
-            "spec": {"strategyRef": {"name": "ema-rsi"}, "epochs": 10, "pairs": ["BTC/USDT"],
-                     "timerange": {"start": "2024-01-01", "end": "2024-02-01"}}}
+    return {
+        "apiVersion": f"{G}/{V}",
+        "kind": "Hyperopt",
+        "metadata": {"name": name},
+        "spec": {
+            "strategyRef": {"name": "ema-rsi"},
+            "epochs": 10,
+            "pairs": ["BTC/USDT"],
+            "timerange": {"start": "2024-01-01", "end": "2024-02-01"},
+        },
+    }
 
 
 def best(text: str = EXPORTED) -> dict[str, Any]:
-    return {"epoch": 7, "loss": "-1.50000000", "parameters": text,
-            "parametersHash": parameters_hash(json.loads(text)["params"])}
+    return {
+        "epoch": 7,
+        "loss": "-1.50000000",
+        "parameters": text,
+        "parametersHash": parameters_hash(json.loads(text)["params"]),
+    }
 
 
 @pytest.fixture
@@ -38,21 +53,27 @@ def hyperopts(api_client: Any, namespace: str, crds_installed: Any) -> client.Cu
     return client.CustomObjectsApi(api_client)
 
 
-def _create(api: client.CustomObjectsApi, namespace: str, name: str,
-            status: dict[str, Any] | None) -> None:
+def _create(
+    api: client.CustomObjectsApi, namespace: str, name: str, status: dict[str, Any] | None
+) -> None:
     api.create_namespaced_custom_object(G, V, namespace, "hyperopts", hyperopt(name))
     if status is not None:
-        api.patch_namespaced_custom_object_status(G, V, namespace, "hyperopts", name,
-                                                  {"status": status})
+        api.patch_namespaced_custom_object_status(
+            G, V, namespace, "hyperopts", name, {"status": status}
+        )
 
 
 def _params(cluster: Any, namespace: str, *args: str) -> int:
-    return cli.main(["hyperopt", "params", "-n", namespace, "--kubeconfig",
-                     str(cluster.kubeconfig), *args])
+    return cli.main(
+        ["hyperopt", "params", "-n", namespace, "--kubeconfig", str(cluster.kubeconfig), *args]
+    )
 
 
 def test_params_of_a_succeeded_hyperopt_are_printed_byte_for_byte(
-    cluster: Any, namespace: str, hyperopts: client.CustomObjectsApi, tmp_path: Path,
+    cluster: Any,
+    namespace: str,
+    hyperopts: client.CustomObjectsApi,
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     _create(hyperopts, namespace, "done", {"phase": "Succeeded", "best": best()})
@@ -65,11 +86,14 @@ def test_params_of_a_succeeded_hyperopt_are_printed_byte_for_byte(
 
 
 def test_params_are_refused_until_the_hyperopt_has_succeeded(
-    cluster: Any, namespace: str, hyperopts: client.CustomObjectsApi,
+    cluster: Any,
+    namespace: str,
+    hyperopts: client.CustomObjectsApi,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    _create(hyperopts, namespace, "running",
-            {"phase": "Running", "progress": "4/10", "best": best()})
+    _create(
+        hyperopts, namespace, "running", {"phase": "Running", "progress": "4/10", "best": best()}
+    )
     _create(hyperopts, namespace, "validating", {"phase": "Validating", "best": best()})
     _create(hyperopts, namespace, "fresh", None)
     _create(hyperopts, namespace, "empty", {"phase": "Failed", "message": "no trades"})
@@ -77,7 +101,8 @@ def test_params_are_refused_until_the_hyperopt_has_succeeded(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert f"Hyperopt {namespace}/running has not finished: phase Running (4/10 epochs)" in (
-        captured.err)
+        captured.err
+    )
     assert _params(cluster, namespace, "fresh") == 1
     assert "has not finished: phase Pending" in capsys.readouterr().err
     assert _params(cluster, namespace, "validating") == 1

@@ -20,8 +20,13 @@ from tradebot.freqtrade.introspect import code_hash
 from tradebot.records import BotSnapshot, IncidentRecord, open_store
 
 G, V = "tradebot.dev", "v1alpha1"
-PROMOTION = {"backtestRef": {"name": "ema-rsi-sample"}, "minProfit": 0.01,
-             "maxDrawdown": 0.2, "minTrades": 5, "minDryRunHours": 2}
+PROMOTION = {
+    "backtestRef": {"name": "ema-rsi-sample"},
+    "minProfit": 0.01,
+    "maxDrawdown": 0.2,
+    "minTrades": 5,
+    "minDryRunHours": 2,
+}
 
 
 @pytest.fixture(autouse=True)
@@ -31,18 +36,26 @@ def _kubeconfig_restored(monkeypatch: pytest.MonkeyPatch, cluster: Any) -> None:
 
 
 def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
-    kubectl("apply", "-n", namespace, "-f", "-",
-            stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)}))
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        stdin=json.dumps({"apiVersion": "v1", "kind": "List", "items": list(docs)}),
+    )
 
 
 def _status(api: Any, namespace: str, plural: str, name: str, status: dict[str, Any]) -> None:
     client.CustomObjectsApi(api).patch_namespaced_custom_object_status(
-        G, V, namespace, plural, name, {"status": status})
+        G, V, namespace, plural, name, {"status": status}
+    )
 
 
 @pytest.fixture
-def promotable(api_client: Any, kubectl: Any, namespace: str, crds_installed: Any
-               ) -> dict[str, Any]:
+def promotable(
+    api_client: Any, kubectl: Any, namespace: str, crds_installed: Any
+) -> dict[str, Any]:
     """A Ready Strategy, a Succeeded Backtest of its code with good results, and a dry-run
     LiveBot whose promotion block points at it."""
     strategy = example("Strategy", "ema-rsi")
@@ -50,16 +63,23 @@ def promotable(api_client: Any, kubectl: Any, namespace: str, crds_installed: An
     bot = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
     bot["metadata"] = {"name": "promoted"}
     bot["spec"]["promotion"] = PROMOTION
-    bot["spec"]["exchange"] = {"name": "binance",
-                               "credentialsSecretRef": {"name": "exchange-keys"}}
+    bot["spec"]["exchange"] = {"name": "binance", "credentialsSecretRef": {"name": "exchange-keys"}}
     _apply(kubectl, namespace, strategy, example("Backtest", "ema-rsi-sample"), bot)
-    _status(api_client, namespace, "strategies", "ema-rsi",
-            {"phase": "Ready", "codeHash": digest})
-    _status(api_client, namespace, "backtests", "ema-rsi-sample", {
-        "phase": "Succeeded", "codeHash": digest,
-        "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40}})
+    _status(api_client, namespace, "strategies", "ema-rsi", {"phase": "Ready", "codeHash": digest})
+    _status(
+        api_client,
+        namespace,
+        "backtests",
+        "ema-rsi-sample",
+        {
+            "phase": "Succeeded",
+            "codeHash": digest,
+            "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40},
+        },
+    )
     created = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-        G, V, namespace, "livebots", "promoted")
+        G, V, namespace, "livebots", "promoted"
+    )
     return {"uid": created["metadata"]["uid"], "code_hash": digest}
 
 
@@ -68,19 +88,42 @@ def _snapshots(dsn: str, namespace: str, uid: str, digest: str, hours: float) ->
     with open_store(dsn) as store:
         store.migrate()
         for minute in range(int(hours * 60) + 1):
-            store.record_snapshot(BotSnapshot(
-                bot_uid=uid, namespace=namespace, name="promoted", code_hash=digest,
-                mode="dryRun", taken_at=start + dt.timedelta(minutes=minute),
-                profit=Decimal("1.5"), drawdown=Decimal("0.01"), open_trades=1))
+            store.record_snapshot(
+                BotSnapshot(
+                    bot_uid=uid,
+                    namespace=namespace,
+                    name="promoted",
+                    code_hash=digest,
+                    mode="dryRun",
+                    taken_at=start + dt.timedelta(minutes=minute),
+                    profit=Decimal("1.5"),
+                    drawdown=Decimal("0.01"),
+                    open_trades=1,
+                )
+            )
 
 
 def _promote(cluster: Any, namespace: str, dsn: str, *args: str) -> int:
-    return cli.main(["promote", "promoted", "-n", namespace, "--kubeconfig",
-                     str(cluster.kubeconfig), "--dsn", dsn, *args])
+    return cli.main(
+        [
+            "promote",
+            "promoted",
+            "-n",
+            namespace,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--dsn",
+            dsn,
+            *args,
+        ]
+    )
 
 
 def test_promote_prints_the_patch_only_when_every_gate_passes(
-    cluster: Any, namespace: str, promotable: dict[str, Any], tmp_path: Path,
+    cluster: Any,
+    namespace: str,
+    promotable: dict[str, Any],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ):
     dsn = f"sqlite://{tmp_path / 'records.db'}"
@@ -95,49 +138,76 @@ def test_promote_prints_the_patch_only_when_every_gate_passes(
     _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=2.5)
     assert _promote(cluster, namespace, dsn, "--to", "testnet") == 0
     out = capsys.readouterr().out
-    patch = yaml.safe_load(out[out.index("spec:"):])
+    patch = yaml.safe_load(out[out.index("spec:") :])
     assert patch == {"spec": {"mode": "testnet"}}
-    assert _promote(cluster, namespace, dsn, "--to", "testnet", "--credentials-secret",
-                    "other-keys") == 0
+    assert (
+        _promote(cluster, namespace, dsn, "--to", "testnet", "--credentials-secret", "other-keys")
+        == 0
+    )
     out = capsys.readouterr().out
-    assert yaml.safe_load(out[out.index("spec:"):])["spec"]["exchange"] == {
-        "credentialsSecretRef": {"name": "other-keys"}}
+    assert yaml.safe_load(out[out.index("spec:") :])["spec"]["exchange"] == {
+        "credentialsSecretRef": {"name": "other-keys"}
+    }
 
 
 def test_promote_says_what_the_manifest_lacks(
-    cluster: Any, api_client: Any, namespace: str, promotable: dict[str, Any],
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    cluster: Any,
+    api_client: Any,
+    namespace: str,
+    promotable: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ):
     client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
-        G, V, namespace, "livebots", "promoted", {"spec": {"exchange": {
-            "credentialsSecretRef": None}}})
-    assert _promote(cluster, namespace, f"sqlite://{tmp_path / 'r.db'}", "--to",
-                    "testnet") == 1
+        G,
+        V,
+        namespace,
+        "livebots",
+        "promoted",
+        {"spec": {"exchange": {"credentialsSecretRef": None}}},
+    )
+    assert _promote(cluster, namespace, f"sqlite://{tmp_path / 'r.db'}", "--to", "testnet") == 1
     err = capsys.readouterr().err
-    assert "would be invalid: modes testnet and live require " \
-        "exchange.credentialsSecretRef" in err
+    assert "would be invalid: modes testnet and live require exchange.credentialsSecretRef" in err
     assert "Traceback" not in err
 
 
 def test_a_breaker_trip_discards_the_dry_run_history_before_it(
-    cluster: Any, namespace: str, promotable: dict[str, Any], tmp_path: Path,
+    cluster: Any,
+    namespace: str,
+    promotable: dict[str, Any],
+    tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ):
     dsn = f"sqlite://{tmp_path / 'records.db'}"
     _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=3)
     with open_store(dsn) as store:
-        store.record_incident(IncidentRecord(
-            id="trip-x", namespace=namespace, source_kind="CircuitBreaker",
-            source_name="main-fleet", source_uid="cb-uid", breaker="main-fleet",
-            bots=("promoted",), severity="critical", reason="drawdown",
-            description="tripped", created_at=dt.datetime(2026, 11, 1, 2, tzinfo=dt.UTC)))
+        store.record_incident(
+            IncidentRecord(
+                id="trip-x",
+                namespace=namespace,
+                source_kind="CircuitBreaker",
+                source_name="main-fleet",
+                source_uid="cb-uid",
+                breaker="main-fleet",
+                bots=("promoted",),
+                severity="critical",
+                reason="drawdown",
+                description="tripped",
+                created_at=dt.datetime(2026, 11, 1, 2, tzinfo=dt.UTC),
+            )
+        )
     assert _promote(cluster, namespace, dsn, "--to", "testnet") == 1
     assert "[FAIL] dryRunHistory: 1.0 h" in capsys.readouterr().out
 
 
 def test_live_needs_an_approval_and_gets_it_in_the_patch(
-    cluster: Any, namespace: str, promotable: dict[str, Any], tmp_path: Path,
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    cluster: Any,
+    namespace: str,
+    promotable: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ):
     dsn = f"sqlite://{tmp_path / 'records.db'}"
     _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=3)
@@ -151,46 +221,84 @@ def test_live_needs_an_approval_and_gets_it_in_the_patch(
     monkeypatch.setenv("TRADEBOT_PROMOTION_FLOORS", '{"live": {"minDryRunHours": 1}}')
     assert _promote(cluster, namespace, dsn, "--to", "live", *approve, "-o", "json") == 0
     out = capsys.readouterr().out
-    patch = json.loads(out[out.index("{"):])
+    patch = json.loads(out[out.index("{") :])
     assert patch["spec"]["mode"] == "live"
     approval = patch["spec"]["promotion"]["approval"]
     assert (approval["approvedBy"], approval["reference"]) == (
-        "alice", "https://git.example/bots/pull/9")
+        "alice",
+        "https://git.example/bots/pull/9",
+    )
     # The approval names the code it approves.
     assert approval["codeHash"] == promotable["code_hash"]
 
 
 def test_promote_names_a_failing_backtest_and_a_missing_bot(
-    cluster: Any, api_client: Any, namespace: str, promotable: dict[str, Any],
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    cluster: Any,
+    api_client: Any,
+    namespace: str,
+    promotable: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ):
     dsn = f"sqlite://{tmp_path / 'records.db'}"
     _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=3)
-    _status(api_client, namespace, "backtests", "ema-rsi-sample",
-            {"results": {"profitTotal": "0.00500000"}})
+    _status(
+        api_client,
+        namespace,
+        "backtests",
+        "ema-rsi-sample",
+        {"results": {"profitTotal": "0.00500000"}},
+    )
     assert _promote(cluster, namespace, dsn, "--to", "testnet") == 1
     assert "profitTotal 0.005 < minProfit 0.01" in capsys.readouterr().out
-    assert cli.main(["promote", "ghost", "-n", namespace, "--kubeconfig",
-                     str(cluster.kubeconfig), "--to", "testnet"]) == 1
+    assert (
+        cli.main(
+            [
+                "promote",
+                "ghost",
+                "-n",
+                namespace,
+                "--kubeconfig",
+                str(cluster.kubeconfig),
+                "--to",
+                "testnet",
+            ]
+        )
+        == 1
+    )
     assert f"LiveBot {namespace}/ghost not found" in capsys.readouterr().err
 
 
 def test_breaker_trip_and_reset_annotate_tokens_once(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, crds_installed: Any,
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    crds_installed: Any,
     capsys: pytest.CaptureFixture[str],
 ):
     _apply(kubectl, namespace, example("CircuitBreaker"))
     base = ["-n", namespace, "--kubeconfig", str(cluster.kubeconfig)]
-    assert cli.main(["breaker", "trip", "main-fleet", "--token", "k1", "--wait", "0",
-                     *base]) == 0
+    assert cli.main(["breaker", "trip", "main-fleet", "--token", "k1", "--wait", "0", *base]) == 0
     cb = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-        G, V, namespace, "circuitbreakers", "main-fleet")
+        G, V, namespace, "circuitbreakers", "main-fleet"
+    )
     assert cb["metadata"]["annotations"]["tradebot.dev/trip"] == "k1"
     # As the operator records it: the token is used up, and it refuses to send it again.
-    _status(api_client, namespace, "circuitbreakers", "main-fleet", {
-        "state": "Open", "trippedAt": "2026-11-25T10:00:00Z", "lastTripToken": "k1",
-        "reason": "tripped by hand (token k1)", "affectedBots": ["a", "b"],
-        "incidentId": "trip-u-20261125T100000Z"})
+    _status(
+        api_client,
+        namespace,
+        "circuitbreakers",
+        "main-fleet",
+        {
+            "state": "Open",
+            "trippedAt": "2026-11-25T10:00:00Z",
+            "lastTripToken": "k1",
+            "reason": "tripped by hand (token k1)",
+            "affectedBots": ["a", "b"],
+            "incidentId": "trip-u-20261125T100000Z",
+        },
+    )
     assert cli.main(["breaker", "trip", "main-fleet", "--token", "k1", *base]) == 2
     assert "was used already" in capsys.readouterr().err
     assert cli.main(["breaker", "status", *base]) == 0
@@ -205,8 +313,13 @@ def test_breaker_trip_and_reset_annotate_tokens_once(
 
 
 def test_promote_judges_the_out_of_sample_evidence_like_the_operator(
-    cluster: Any, api_client: Any, kubectl: Any, namespace: str, promotable: dict[str, Any],
-    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    promotable: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     from tradebot.domain.parameters_hash import parameters_hash
 
@@ -214,29 +327,67 @@ def test_promote_judges_the_out_of_sample_evidence_like_the_operator(
     digest = parameters_hash(params)
     dsn = f"sqlite://{tmp_path / 'records.db'}"
     _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=2.5)
-    _apply(kubectl, namespace, {
-        "apiVersion": f"{G}/{V}", "kind": "Hyperopt", "metadata": {"name": "search"},
-        "spec": {"strategyRef": {"name": "ema-rsi"}, "epochs": 5, "pairs": ["BTC/USDT"],
-                 "timerange": {"start": "2024-01-01", "end": "2024-02-01"}}})
-    kubectl("patch", "livebot", "promoted", "-n", namespace, "--type=merge", "-p", json.dumps(
-        {"spec": {"promotion": {"hyperoptRef": {"name": "search",
-                                                "minOutOfSampleProfit": 0.01}}}}))
+    _apply(
+        kubectl,
+        namespace,
+        {
+            "apiVersion": f"{G}/{V}",
+            "kind": "Hyperopt",
+            "metadata": {"name": "search"},
+            "spec": {
+                "strategyRef": {"name": "ema-rsi"},
+                "epochs": 5,
+                "pairs": ["BTC/USDT"],
+                "timerange": {"start": "2024-01-01", "end": "2024-02-01"},
+            },
+        },
+    )
+    kubectl(
+        "patch",
+        "livebot",
+        "promoted",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(
+            {
+                "spec": {
+                    "promotion": {"hyperoptRef": {"name": "search", "minOutOfSampleProfit": 0.01}}
+                }
+            }
+        ),
+    )
     _status(api_client, namespace, "strategies", "ema-rsi", {"parametersHash": digest})
 
     def oos(profit: str) -> None:
-        _status(api_client, namespace, "hyperopts", "search", {
-            "phase": "Succeeded", "best": {"epoch": 3, "loss": "-1", "parameters": json.dumps(
-                {"strategy_name": "EmaRsiStrategy", "params": params}),
-                "parametersHash": digest},
-            "validation": {"outOfSample": {"profitTotal": profit}}})
+        _status(
+            api_client,
+            namespace,
+            "hyperopts",
+            "search",
+            {
+                "phase": "Succeeded",
+                "best": {
+                    "epoch": 3,
+                    "loss": "-1",
+                    "parameters": json.dumps({"strategy_name": "EmaRsiStrategy", "params": params}),
+                    "parametersHash": digest,
+                },
+                "validation": {"outOfSample": {"profitTotal": profit}},
+            },
+        )
 
     oos("-0.02000000")
     assert _promote(cluster, namespace, dsn, "--to", "testnet") == 1
     out = capsys.readouterr().out
-    assert ("[FAIL] outOfSample: Hyperopt search: out-of-sample profitTotal -0.02 < "
-            "minOutOfSampleProfit 0.01") in out
+    assert (
+        "[FAIL] outOfSample: Hyperopt search: out-of-sample profitTotal -0.02 < "
+        "minOutOfSampleProfit 0.01"
+    ) in out
     assert "[pass] backtest" in out
     oos("0.03000000")
     assert _promote(cluster, namespace, dsn, "--to", "testnet") == 0
     assert "[pass] outOfSample: Hyperopt search: out-of-sample profitTotal 0.03" in (
-        capsys.readouterr().out)
+        capsys.readouterr().out
+    )

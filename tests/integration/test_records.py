@@ -54,8 +54,13 @@ def at(minutes: int) -> dt.datetime:
 
 def a_run(run_id: str = "run-1", **changes: Any) -> RunRecord:
     fields: dict[str, Any] = {
-        "id": run_id, "resource_uid": f"uid-{run_id}", "namespace": "team-a", "name": run_id,
-        "kind": "backtest", "status": "queued", "created_at": T0,
+        "id": run_id,
+        "resource_uid": f"uid-{run_id}",
+        "namespace": "team-a",
+        "name": run_id,
+        "kind": "backtest",
+        "status": "queued",
+        "created_at": T0,
     }
     return RunRecord(**(fields | changes))
 
@@ -95,14 +100,22 @@ def test_migrations_apply_once_and_rerun_as_no_op(dsn: str):
 
 
 # A step that works, then one that fails: the migration must leave no trace of either.
-BROKEN = Migration(len(MIGRATIONS) + 1, "half-way", (
-    "CREATE TABLE half_made (x integer)",
-    "CREATE INDEX half_made_x ON half_made (no_such_column)",
-))
-FIXED = Migration(BROKEN.version, "half-way, fixed", (
-    "CREATE TABLE half_made (x integer)",
-    "CREATE INDEX half_made_x ON half_made (x)",
-))
+BROKEN = Migration(
+    len(MIGRATIONS) + 1,
+    "half-way",
+    (
+        "CREATE TABLE half_made (x integer)",
+        "CREATE INDEX half_made_x ON half_made (no_such_column)",
+    ),
+)
+FIXED = Migration(
+    BROKEN.version,
+    "half-way, fixed",
+    (
+        "CREATE TABLE half_made (x integer)",
+        "CREATE INDEX half_made_x ON half_made (x)",
+    ),
+)
 
 
 def _tables(dsn: str) -> set[str]:
@@ -165,14 +178,18 @@ def migration_lock_held(dsn: str) -> Iterator[Callable[[], int]]:
             conn.close()
         return
     high, low = MIGRATION_LOCK_KEY >> 32, MIGRATION_LOCK_KEY & 0xFFFFFFFF
-    with psycopg.connect(dsn, autocommit=True) as holder, \
-            psycopg.connect(dsn, autocommit=True) as observer:
+    with (
+        psycopg.connect(dsn, autocommit=True) as holder,
+        psycopg.connect(dsn, autocommit=True) as observer,
+    ):
         holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
 
         def waiting() -> int:
             row = observer.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-                " AND classid = %s AND objid = %s AND objsubid = 1", (high, low)).fetchone()
+                " AND classid = %s AND objid = %s AND objsubid = 1",
+                (high, low),
+            ).fetchone()
             return int(row[0]) if row else 0
 
         yield waiting
@@ -184,9 +201,16 @@ def test_processes_migrating_at_once_wait_for_each_other_and_apply_each_version_
     together may well run one after the other): the test holds the migration lock while four
     processes start migrating, sees all four wait for it at once, then lets them race."""
     count = 4
-    racers = [subprocess.Popen(
-        [sys.executable, "-c", _RACER, dsn], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True) for _ in range(count)]
+    racers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _RACER, dsn],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(count)
+    ]
     try:
         for racer in racers:
             assert racer.stdout is not None
@@ -201,8 +225,11 @@ def test_processes_migrating_at_once_wait_for_each_other_and_apply_each_version_
                 assert racer.stdout.readline().strip() == "migrating"
             if dsn.startswith("postgresql"):
                 # The database's own word: all four are in the lock's wait queue at once.
-                wait_for(lambda: waiting() == count or None, 30,
-                         what=f"{count} migrators waiting for the migration lock")
+                wait_for(
+                    lambda: waiting() == count or None,
+                    30,
+                    what=f"{count} migrators waiting for the migration lock",
+                )
             else:
                 time.sleep(1.0)
             # All four are inside migrate() and none got past the lock.
@@ -232,8 +259,9 @@ def test_the_cli_migrates_and_says_what_it_did(dsn: str, capsys: pytest.CaptureF
     versions = ", ".join(map(str, ALL_VERSIONS))
     assert capsys.readouterr().out.strip().endswith(f"applied migration(s) {versions}")
     assert cli.main(["db", "migrate", "--dsn", dsn]) == 0
-    assert capsys.readouterr().out.strip().endswith(
-        f"schema is current (version {ALL_VERSIONS[-1]})")
+    assert (
+        capsys.readouterr().out.strip().endswith(f"schema is current (version {ALL_VERSIONS[-1]})")
+    )
 
 
 def test_the_cli_names_an_unreachable_database_without_its_password(
@@ -255,9 +283,16 @@ def test_writes_before_migrate_say_what_to_do(dsn: str):
 
 # ---- runs --------------------------------------------------------------------------------
 def test_a_replayed_run_is_one_row(store: RecordStore):
-    run = a_run(status="running", started_at=at(1), config_hash="c1", data_hash="d1",
-                strategy_code_hash=HASH_A, data_window_start=at(-600),
-                data_window_end=at(-60), correlation_id="corr-1")
+    run = a_run(
+        status="running",
+        started_at=at(1),
+        config_hash="c1",
+        data_hash="d1",
+        strategy_code_hash=HASH_A,
+        data_window_start=at(-600),
+        data_window_end=at(-60),
+        correlation_id="corr-1",
+    )
     store.record_run(run)
     store.record_run(run)
     assert store.list_runs() == [run]
@@ -408,8 +443,14 @@ def test_metrics_and_artifacts_need_the_run_recorded_first(store: RecordStore):
 
 # ---- strategies --------------------------------------------------------------------------
 def test_strategy_registry_upserts_one_row_per_code_hash(store: RecordStore):
-    interface = {"timeframe": "5m", "stoploss": "-0.10", "minimal_roi": {"0": "0.04"},
-                 "can_short": False, "startup_candle_count": 30, "methods": ["populate"]}
+    interface = {
+        "timeframe": "5m",
+        "stoploss": "-0.10",
+        "minimal_roi": {"0": "0.04"},
+        "can_short": False,
+        "startup_candle_count": 30,
+        "methods": ["populate"],
+    }
     args = ("team-a", "sma", "uid-1", "SmaCross", HASH_A, interface)
     store.register_strategy(*args, seen_at=at(1))
     store.register_strategy(*args, seen_at=at(5))

@@ -26,23 +26,36 @@ HASH_B = "b" * 64
 
 
 def a_run(run_id: str = "ho-1", kind: str = "hyperopt", **changes: Any) -> RunRecord:
-    fields: dict[str, Any] = {"id": run_id, "resource_uid": f"uid-{run_id}", "namespace": "ns",
-                              "name": run_id, "kind": kind, "status": "running",
-                              "created_at": T0}
+    fields: dict[str, Any] = {
+        "id": run_id,
+        "resource_uid": f"uid-{run_id}",
+        "namespace": "ns",
+        "name": run_id,
+        "kind": kind,
+        "status": "running",
+        "created_at": T0,
+    }
     return RunRecord(**(fields | changes))
 
 
 def an_epoch(epoch: int, worker: int = 0, **changes: Any) -> EpochRecord:
     fields: dict[str, Any] = {
-        "epoch": epoch, "worker": worker, "loss": f"-{epoch}.12345678",
-        "profit_total": "0.01234567", "profit_total_abs": "12.34567891", "trades": 10 + epoch,
-        "max_drawdown": "0.05", "parameters_hash": HASH_A,
+        "epoch": epoch,
+        "worker": worker,
+        "loss": f"-{epoch}.12345678",
+        "profit_total": "0.01234567",
+        "profit_total_abs": "12.34567891",
+        "trades": 10 + epoch,
+        "max_drawdown": "0.05",
+        "parameters_hash": HASH_A,
     }
     return EpochRecord.model_validate(fields | changes)
 
 
-V2_RUN = ("INSERT INTO runs (id, resource_uid, namespace, name, kind, status, created_at) "
-          "VALUES (?, 'uid', 'ns', 'bt-1', ?, 'succeeded', ?)")
+V2_RUN = (
+    "INSERT INTO runs (id, resource_uid, namespace, name, kind, status, created_at) "
+    "VALUES (?, 'uid', 'ns', 'bt-1', ?, 'succeeded', ?)"
+)
 
 
 def row_count(dsn: str, table: str) -> int:
@@ -67,8 +80,9 @@ def test_migration_three_keeps_earlier_rows_and_admits_hyperopt_runs(dsn: str) -
         with s._tx(write=True) as tx:
             tx.run(V2_RUN, ("bt-1", "backtest", s._time_in(T0)))
         s.record_metrics("bt-1", {"profit_total": Decimal("0.12345678")})
-        s.record_artifacts("bt-1", [ArtifactRecord(name="r.zip", path="/a/r.zip",
-                                                   sha256=HASH_B, size=7)])
+        s.record_artifacts(
+            "bt-1", [ArtifactRecord(name="r.zip", path="/a/r.zip", sha256=HASH_B, size=7)]
+        )
         # Positive control: the schema before migration 3 refuses the kind.
         with s._tx(write=True) as tx, pytest.raises(Exception, match=r"(?i)check"):
             tx.run(V2_RUN, ("ho-early", "hyperopt", s._time_in(T0)))
@@ -88,10 +102,15 @@ def test_migration_three_keeps_earlier_rows_and_admits_hyperopt_runs(dsn: str) -
     if dsn.startswith("sqlite"):
         with sqlite3.connect(dsn.removeprefix("sqlite://")) as conn:
             assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
-            tables = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table'")}
-            indexes = {r[0] for r in conn.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'")}
+            tables = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            indexes = {
+                r[0]
+                for r in conn.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'runs'"
+                )
+            }
         assert not {"runs_v2", "metrics_v2", "artifacts_v2"} & tables
         assert {"runs_by_namespace", "runs_by_created", "runs_by_resource"} <= indexes
 
@@ -101,9 +120,11 @@ def test_a_run_of_an_unknown_kind_is_still_refused_by_the_database(dsn: str) -> 
         assert isinstance(s, SqlRecordStore)
         s.migrate()
         with s._tx(write=True) as tx, pytest.raises(Exception, match=r"(?i)check"):
-            tx.run("INSERT INTO runs (id, resource_uid, namespace, name, kind, status, "
-                   "created_at) VALUES ('x', 'u', 'n', 'x', 'optimise', 'queued', "
-                   "'2026-01-01T00:00:00+00:00')")
+            tx.run(
+                "INSERT INTO runs (id, resource_uid, namespace, name, kind, status, "
+                "created_at) VALUES ('x', 'u', 'n', 'x', 'optimise', 'queued', "
+                "'2026-01-01T00:00:00+00:00')"
+            )
 
 
 def test_deleting_a_run_deletes_its_epochs(dsn: str) -> None:
@@ -119,21 +140,34 @@ def test_deleting_a_run_deletes_its_epochs(dsn: str) -> None:
 
 
 def test_a_run_keeps_the_parameter_set_it_used_beside_its_code(store: RecordStore) -> None:
-    store.record_run(a_run("bt-2", kind="backtest", status="running",
-                           strategy_code_hash=HASH_A, parameters_hash=HASH_B))
+    store.record_run(
+        a_run(
+            "bt-2",
+            kind="backtest",
+            status="running",
+            strategy_code_hash=HASH_A,
+            parameters_hash=HASH_B,
+        )
+    )
     # A later write without it (a status patch that lacks it) does not erase it.
     store.record_run(a_run("bt-2", kind="backtest", status="succeeded"))
     run = store.get_run("bt-2")
     assert run is not None
     assert (run.status, run.strategy_code_hash, run.parameters_hash) == (
-        "succeeded", HASH_A, HASH_B)
+        "succeeded",
+        HASH_A,
+        HASH_B,
+    )
 
 
 # ---- epochs ------------------------------------------------------------------------------
 def test_epochs_round_trip_exactly_in_epoch_order(store: RecordStore) -> None:
     store.record_run(a_run())
-    given = [an_epoch(3), an_epoch(1), an_epoch(2, profit_total=None, trades=None,
-                                              max_drawdown=None, profit_total_abs=None)]
+    given = [
+        an_epoch(3),
+        an_epoch(1),
+        an_epoch(2, profit_total=None, trades=None, max_drawdown=None, profit_total_abs=None),
+    ]
     store.record_epochs("ho-1", given)
     got = store.epochs("ho-1")
     assert [e.epoch for e in got] == [1, 2, 3]
@@ -155,11 +189,11 @@ def test_replayed_epochs_are_one_row_each(dsn: str, store: RecordStore) -> None:
 
 def test_independent_workers_may_number_epochs_alike(store: RecordStore) -> None:
     store.record_run(a_run())
-    store.record_epochs("ho-1", [an_epoch(1, worker=0), an_epoch(1, worker=1,
-                                                               parameters_hash=HASH_B)])
+    store.record_epochs(
+        "ho-1", [an_epoch(1, worker=0), an_epoch(1, worker=1, parameters_hash=HASH_B)]
+    )
     got = store.epochs("ho-1")
-    assert [(e.epoch, e.worker, e.parameters_hash) for e in got] == [
-        (1, 0, HASH_A), (1, 1, HASH_B)]
+    assert [(e.epoch, e.worker, e.parameters_hash) for e in got] == [(1, 0, HASH_A), (1, 1, HASH_B)]
 
 
 def test_epochs_need_their_run_and_may_not_repeat_in_one_call(dsn: str, store: RecordStore) -> None:
@@ -215,7 +249,8 @@ def test_epochs_written_while_sqlite_is_away_arrive_and_replay_harmlessly(tmp_pa
 
 
 def test_epochs_written_while_postgres_is_down_arrive_once(
-    private_postgres: LocalPostgres, tmp_path: Path,
+    private_postgres: LocalPostgres,
+    tmp_path: Path,
 ) -> None:
     with psycopg.connect(private_postgres.dsn(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE records")

@@ -25,9 +25,15 @@ def at(minutes: int) -> dt.datetime:
 
 def an_incident(incident_id: str = "inc-1", **changes: Any) -> IncidentRecord:
     fields: dict[str, Any] = {
-        "id": incident_id, "namespace": "team-a", "source_kind": "CircuitBreaker",
-        "source_name": "guard", "source_uid": "uid-guard", "breaker": "guard",
-        "bots": ("bot-a", "bot-b"), "severity": "critical", "reason": "drawdown",
+        "id": incident_id,
+        "namespace": "team-a",
+        "source_kind": "CircuitBreaker",
+        "source_name": "guard",
+        "source_uid": "uid-guard",
+        "breaker": "guard",
+        "bots": ("bot-a", "bot-b"),
+        "severity": "critical",
+        "reason": "drawdown",
         "description": "drawdown 12.5% over the 10% limit",
         "figures": {"drawdown": Decimal("0.12500000"), "limit": Decimal("0.1")},
         "created_at": T0,
@@ -37,9 +43,16 @@ def an_incident(incident_id: str = "inc-1", **changes: Any) -> IncidentRecord:
 
 def a_snapshot(minutes: int = 0, **changes: Any) -> BotSnapshot:
     fields: dict[str, Any] = {
-        "bot_uid": "uid-bot-a", "namespace": "team-a", "name": "bot-a", "code_hash": HASH_A,
-        "mode": "dryRun", "taken_at": at(minutes), "profit": Decimal("1.5"),
-        "drawdown": Decimal("0.02"), "open_trades": 1, "equity": Decimal("1001.5"),
+        "bot_uid": "uid-bot-a",
+        "namespace": "team-a",
+        "name": "bot-a",
+        "code_hash": HASH_A,
+        "mode": "dryRun",
+        "taken_at": at(minutes),
+        "profit": Decimal("1.5"),
+        "drawdown": Decimal("0.02"),
+        "open_trades": 1,
+        "equity": Decimal("1001.5"),
     }
     return BotSnapshot(**(fields | changes))
 
@@ -59,8 +72,13 @@ def test_the_same_incident_twice_is_one_row_and_the_first_write_wins(store: Reco
     assert store.record_incident(first) is True
     assert store.record_incident(first) is False
     # Same id, other content (a replica that noticed the trip later): nothing changes.
-    later = an_incident(description="rewritten", severity="info", bots=(),
-                        figures={"drawdown": Decimal("0.2")}, created_at=at(5))
+    later = an_incident(
+        description="rewritten",
+        severity="info",
+        bots=(),
+        figures={"drawdown": Decimal("0.2")},
+        created_at=at(5),
+    )
     assert store.record_incident(later) is False
     assert store.list_incidents() == [first]
     assert store.get_incident("inc-1") == first
@@ -69,9 +87,18 @@ def test_the_same_incident_twice_is_one_row_and_the_first_write_wins(store: Reco
 
 def test_incident_fields_round_trip(store: RecordStore):
     stale = an_incident(
-        "inc-stale", source_kind="LiveBot", source_name="bot-c", source_uid="uid-c",
-        breaker=None, bots=(), severity="warning", reason="staleHeartbeat",
-        description="no heartbeat for 5m", figures={}, created_at=at(1).astimezone(PLUS_TWO))
+        "inc-stale",
+        source_kind="LiveBot",
+        source_name="bot-c",
+        source_uid="uid-c",
+        breaker=None,
+        bots=(),
+        severity="warning",
+        reason="staleHeartbeat",
+        description="no heartbeat for 5m",
+        figures={},
+        created_at=at(1).astimezone(PLUS_TWO),
+    )
     assert store.record_incident(stale)
     got = store.get_incident("inc-stale")
     assert got == stale
@@ -100,8 +127,7 @@ def test_incident_figures_round_trip_exactly_to_eight_places(store: RecordStore)
     }
 
 
-@pytest.mark.parametrize("bad", [0.1, 1.0, Decimal("0.123456789"), Decimal("1e30"),
-                                 Decimal("NaN")])
+@pytest.mark.parametrize("bad", [0.1, 1.0, Decimal("0.123456789"), Decimal("1e30"), Decimal("NaN")])
 def test_inexact_incident_figures_are_refused(bad: object):
     with pytest.raises(ValueError, match="loss"):
         an_incident(figures={"ok": Decimal(1), "loss": bad})
@@ -119,14 +145,28 @@ def test_incidents_refuse_naive_times_and_unknown_kinds():
 def test_list_incidents_filters_combine_and_come_oldest_first(store: RecordStore):
     incidents = [
         an_incident("i0-guard", created_at=at(0)),
-        an_incident("i1-stale", source_kind="LiveBot", source_name="bot-c", source_uid="u-c",
-                    breaker=None, bots=(), reason="staleHeartbeat", created_at=at(10)),
+        an_incident(
+            "i1-stale",
+            source_kind="LiveBot",
+            source_name="bot-c",
+            source_uid="u-c",
+            breaker=None,
+            bots=(),
+            reason="staleHeartbeat",
+            created_at=at(10),
+        ),
         an_incident("i2-other-ns", namespace="team-b", created_at=at(20)),
-        an_incident("i3-other-breaker", breaker="fence", source_name="fence",
-                    bots=("bot-c",), created_at=at(30)),
+        an_incident(
+            "i3-other-breaker",
+            breaker="fence",
+            source_name="fence",
+            bots=("bot-c",),
+            created_at=at(30),
+        ),
         # Same instant as i3: the id decides, so the order is total and stable.
-        an_incident("i3-b-same-time", breaker="fence", source_name="fence", bots=(),
-                    created_at=at(30)),
+        an_incident(
+            "i3-b-same-time", breaker="fence", source_name="fence", bots=(), created_at=at(30)
+        ),
     ]
     for incident in reversed(incidents):
         assert store.record_incident(incident)
@@ -134,10 +174,8 @@ def test_list_incidents_filters_combine_and_come_oldest_first(store: RecordStore
     def ids(**filters: Any) -> list[str]:
         return [i.id for i in store.list_incidents(**filters)]
 
-    assert ids() == ["i0-guard", "i1-stale", "i2-other-ns", "i3-b-same-time",
-                     "i3-other-breaker"]
-    assert ids(namespace="team-a") == ["i0-guard", "i1-stale", "i3-b-same-time",
-                                       "i3-other-breaker"]
+    assert ids() == ["i0-guard", "i1-stale", "i2-other-ns", "i3-b-same-time", "i3-other-breaker"]
+    assert ids(namespace="team-a") == ["i0-guard", "i1-stale", "i3-b-same-time", "i3-other-breaker"]
     assert ids(breaker="guard") == ["i0-guard", "i2-other-ns"]
     assert ids(breaker="fence") == ["i3-b-same-time", "i3-other-breaker"]
     # bot: among the incident's bots, or the LiveBot that raised it.
@@ -165,13 +203,19 @@ def test_a_replayed_snapshot_replaces_itself(store: RecordStore):
 
 
 def test_snapshot_figures_round_trip_exactly(store: RecordStore):
-    snap = a_snapshot(0, profit=Decimal("-123456789012345678901234.12345678"),
-                      drawdown=Decimal("0.00000001"), equity=Decimal(1000))
+    snap = a_snapshot(
+        0,
+        profit=Decimal("-123456789012345678901234.12345678"),
+        drawdown=Decimal("0.00000001"),
+        equity=Decimal(1000),
+    )
     store.record_snapshot(snap)
     [got] = store.list_snapshots("uid-bot-a")
     assert got == snap
     assert (format(got.profit, "f"), format(got.drawdown, "f")) == (
-        "-123456789012345678901234.12345678", "0.00000001")
+        "-123456789012345678901234.12345678",
+        "0.00000001",
+    )
     assert got.equity is not None
     assert format(got.equity, "f") == "1000.00000000"
     assert got.taken_at.utcoffset() == dt.timedelta(0)

@@ -40,24 +40,48 @@ def at(minutes: int) -> dt.datetime:
 
 
 def a_run(run_id: str, status: str, **changes: Any) -> RunRecord:
-    fields: dict[str, Any] = {"id": run_id, "resource_uid": f"uid-{run_id}", "namespace": "ns",
-                              "name": run_id, "kind": "backtest", "status": status,
-                              "created_at": T0}
+    fields: dict[str, Any] = {
+        "id": run_id,
+        "resource_uid": f"uid-{run_id}",
+        "namespace": "ns",
+        "name": run_id,
+        "kind": "backtest",
+        "status": status,
+        "created_at": T0,
+    }
     return RunRecord(**(fields | changes))
 
 
 def an_incident(incident_id: str, minutes: int) -> IncidentRecord:
     return IncidentRecord(
-        id=incident_id, namespace="ns", source_kind="CircuitBreaker", source_name="guard",
-        source_uid="uid-guard", breaker="guard", bots=("bot-a",), severity="critical",
-        reason="drawdown", description="drawdown over the limit",
-        figures={"drawdown": Decimal("0.12345678")}, created_at=at(minutes))
+        id=incident_id,
+        namespace="ns",
+        source_kind="CircuitBreaker",
+        source_name="guard",
+        source_uid="uid-guard",
+        breaker="guard",
+        bots=("bot-a",),
+        severity="critical",
+        reason="drawdown",
+        description="drawdown over the limit",
+        figures={"drawdown": Decimal("0.12345678")},
+        created_at=at(minutes),
+    )
 
 
 def a_snapshot(minutes: int, profit: str) -> BotSnapshot:
-    return BotSnapshot(bot_uid="uid-bot-a", namespace="ns", name="bot-a", code_hash=HASH_A,
-                       mode="dryRun", taken_at=at(minutes), profit=Decimal(profit),
-                       drawdown=Decimal("0.01"), open_trades=1, equity=Decimal("1000.5"))
+    return BotSnapshot(
+        bot_uid="uid-bot-a",
+        namespace="ns",
+        name="bot-a",
+        code_hash=HASH_A,
+        mode="dryRun",
+        taken_at=at(minutes),
+        profit=Decimal(profit),
+        drawdown=Decimal("0.01"),
+        open_trades=1,
+        equity=Decimal("1000.5"),
+    )
 
 
 def depth_gauge() -> float | None:
@@ -69,8 +93,10 @@ def failures() -> float:
 
 
 def writes_timed(operation: str) -> float:
-    return REGISTRY.get_sample_value(
-        "tradebot_records_write_seconds_count", {"operation": operation}) or 0.0
+    return (
+        REGISTRY.get_sample_value("tradebot_records_write_seconds_count", {"operation": operation})
+        or 0.0
+    )
 
 
 # A real trigger on the real tables logs every row the database actually writes, in commit
@@ -125,7 +151,8 @@ def pg(private_postgres: LocalPostgres) -> tuple[LocalPostgres, str]:
 
 
 def test_an_outage_loses_nothing_and_replays_in_order_exactly_once(
-    pg: tuple[LocalPostgres, str], tmp_path: Path,
+    pg: tuple[LocalPostgres, str],
+    tmp_path: Path,
 ):
     server, dsn = pg
     outbox = tmp_path / "records-outbox.jsonl"
@@ -134,8 +161,9 @@ def test_an_outage_loses_nothing_and_replays_in_order_exactly_once(
 
     with BufferedStore.open(dsn, outbox, timeout=2) as store:
         store.start_flusher(interval=0.2)
-        store.register_strategy("ns", "sma", "uid-s", "Sma", HASH_A, {"timeframe": "5m"},
-                                seen_at=at(0))
+        store.register_strategy(
+            "ns", "sma", "uid-s", "Sma", HASH_A, {"timeframe": "5m"}, seen_at=at(0)
+        )
         store.record_run(a_run("r1", "queued"))
         assert store.pending == 0
         assert writes_timed("record_run") == timed_before + 1
@@ -193,8 +221,7 @@ def test_an_outage_loses_nothing_and_replays_in_order_exactly_once(
         r1 = check.get_run("r1")
         assert r1 is not None
         assert (r1.status, r1.started_at, r1.finished_at) == ("succeeded", at(1), at(9))
-        assert check.get_metrics("r1") == {"profit": Decimal("-0.12345678"),
-                                           "trades": Decimal(3)}
+        assert check.get_metrics("r1") == {"profit": Decimal("-0.12345678"), "trades": Decimal(3)}
         assert check.get_artifacts("r1") == [artifact]
         assert check.list_incidents() == [an_incident("inc-1", 2)]
         assert check.list_snapshots("uid-bot-a") == [a_snapshot(3, "-2.25")]
@@ -225,12 +252,13 @@ def test_a_replay_after_a_crash_changes_nothing(pg: tuple[LocalPostgres, str], t
         assert len(store.list_incidents()) == 1
     # Replayed: the stale "running" and the repeated incident wrote nothing; the rest
     # rewrote the same values.
-    assert write_log(dsn)[:len(first)] == first
-    assert write_log(dsn)[len(first):] == ["metric r1 profit=1.00000000", "run r1 failed"]
+    assert write_log(dsn)[: len(first)] == first
+    assert write_log(dsn)[len(first) :] == ["metric r1 profit=1.00000000", "run r1 failed"]
 
 
 def test_a_store_opened_while_the_database_is_down_connects_and_migrates_later(
-    private_postgres: LocalPostgres, tmp_path: Path,
+    private_postgres: LocalPostgres,
+    tmp_path: Path,
 ):
     with psycopg.connect(private_postgres.dsn(), autocommit=True) as conn:
         conn.execute("CREATE DATABASE fresh")
@@ -300,8 +328,10 @@ def test_entries_that_can_never_apply_are_set_aside_not_blocking(tmp_path: Path)
         store.record_metrics("ghost", {"x": Decimal(1)})  # no run: UnknownRun on replay
         store.record_run(a_run("r1", "queued"))
     lines = outbox.read_bytes().splitlines(keepends=True)
-    damaged = b'{"v":1,"op":"record_metrics","queued_at":"2026-01-01T00:00:00+00:00",' \
-              b'"args":{"run_id":"r1","metrics":{"x":0.1}}}\n'
+    damaged = (
+        b'{"v":1,"op":"record_metrics","queued_at":"2026-01-01T00:00:00+00:00",'
+        b'"args":{"run_id":"r1","metrics":{"x":0.1}}}\n'
+    )
     outbox.write_bytes(lines[0] + damaged + lines[1])
     directory.mkdir()
     with BufferedStore.open(dsn, outbox) as store:
@@ -340,7 +370,8 @@ def test_one_outbox_one_process_and_a_closed_store_refuses(tmp_path: Path):
 
 
 def test_concurrent_writers_during_a_flapping_outage_lose_nothing(
-    pg: tuple[LocalPostgres, str], tmp_path: Path,
+    pg: tuple[LocalPostgres, str],
+    tmp_path: Path,
 ):
     server, dsn = pg
     failures_before = failures()
@@ -385,8 +416,11 @@ def test_concurrent_writers_during_a_flapping_outage_lose_nothing(
     for n in range(4):
         for i in range(15):
             mine = [w for w in log if w.split(" ")[1] == f"w{n}-{i}"]
-            assert mine == [f"run w{n}-{i} queued", f"metric w{n}-{i} i={i}.00000000",
-                            f"run w{n}-{i} succeeded"]
+            assert mine == [
+                f"run w{n}-{i} queued",
+                f"metric w{n}-{i} i={i}.00000000",
+                f"run w{n}-{i} succeeded",
+            ]
 
 
 def test_outbox_file_is_removed_with_nothing_else(tmp_path: Path):
@@ -398,6 +432,5 @@ def test_outbox_file_is_removed_with_nothing_else(tmp_path: Path):
             store.record_run(a_run(f"r{i}", "queued"))
         directory.mkdir()
         assert store.flush(batch=2) == 5
-    assert sorted(p.name for p in outbox.parent.iterdir()) == [
-        "outbox.jsonl", "outbox.jsonl.lock"]
+    assert sorted(p.name for p in outbox.parent.iterdir()) == ["outbox.jsonl", "outbox.jsonl.lock"]
     shutil.rmtree(outbox.parent)

@@ -31,12 +31,18 @@ def test_server_reports_its_pinned_version(api_client: Any):
 
 def test_rbac_denies_a_service_account_without_roles(api_client: Any, namespace: str):
     auth = client.AuthorizationV1Api(api_client)
-    review = auth.create_subject_access_review({
-        "spec": {
-            "user": f"system:serviceaccount:{namespace}:default",
-            "resourceAttributes": {"namespace": namespace, "verb": "list", "resource": "secrets"},
+    review = auth.create_subject_access_review(
+        {
+            "spec": {
+                "user": f"system:serviceaccount:{namespace}:default",
+                "resourceAttributes": {
+                    "namespace": namespace,
+                    "verb": "list",
+                    "resource": "secrets",
+                },
+            }
         }
-    })
+    )
     assert review.status.allowed is False
 
 

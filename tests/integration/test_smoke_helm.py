@@ -33,13 +33,32 @@ def test_helm_install_respects_kube_version(
     (chart / "templates" / "cm.yaml").write_text(TEMPLATE)
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
-        [str(tools_bin / "helm"), "install", "smoke", str(chart), "--namespace", namespace,
-         "--kubeconfig", str(cluster.kubeconfig), "--set", "greeting=hi", "--wait"],
-        capture_output=True, text=True, env=env, check=False,
+        [
+            str(tools_bin / "helm"),
+            "install",
+            "smoke",
+            str(chart),
+            "--namespace",
+            namespace,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--set",
+            "greeting=hi",
+            "--wait",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     cm = client.CoreV1Api(api_client).read_namespaced_config_map("smoke-probe", namespace)
     assert cm.data == {"greeting": "hi"}
-    version = subprocess.run([str(tools_bin / "helm"), "version", "--short"], env=env,
-                             capture_output=True, text=True, check=True).stdout
+    version = subprocess.run(
+        [str(tools_bin / "helm"), "version", "--short"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert version.startswith("v3.17.3")

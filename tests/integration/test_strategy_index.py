@@ -28,10 +28,15 @@ def kube_client(cluster: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
 
 
 def test_code_read_once_then_served_from_the_store(
-        kube_client: None, api_client: Any, namespace: str, crds_installed: None) -> None:
+    kube_client: None, api_client: Any, namespace: str, crds_installed: None
+) -> None:
     custom = client.CustomObjectsApi(api_client)
-    created = cast(dict[str, Any], custom.create_namespaced_custom_object(
-        G, V, namespace, "strategies", example("Strategy", "ema-rsi")))
+    created = cast(
+        dict[str, Any],
+        custom.create_namespaced_custom_object(
+            G, V, namespace, "strategies", example("Strategy", "ema-rsi")
+        ),
+    )
     code = created["spec"]["code"]
     index = {(namespace, "ema-rsi"): [cache.strategy_view(created)]}
     assert "code" not in index[(namespace, "ema-rsi")][0]["spec"]

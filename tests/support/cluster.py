@@ -19,16 +19,20 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def tools_dir() -> Path:
     """Where `make tools` put the pinned binaries (TRADEBOT_TOOLS_BIN overrides)."""
-    return Path(os.environ.get("TRADEBOT_TOOLS_BIN") or subprocess.run(
-        [str(ROOT / "hack" / "tools-dir.sh")], check=True, capture_output=True, text=True
-    ).stdout.strip())
+    return Path(
+        os.environ.get("TRADEBOT_TOOLS_BIN")
+        or subprocess.run(
+            [str(ROOT / "hack" / "tools-dir.sh")], check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
 
 
 @contextmanager
 def temporary_cluster(prefix: str, bin_dir: Path | None = None) -> Iterator[LocalCluster]:
     """A started local cluster on free ports in a fresh directory; stopped on exit."""
-    cluster = LocalCluster(Path(tempfile.mkdtemp(prefix=prefix)), bin_dir or tools_dir(),
-                           ports=Ports.free())
+    cluster = LocalCluster(
+        Path(tempfile.mkdtemp(prefix=prefix)), bin_dir or tools_dir(), ports=Ports.free()
+    )
     try:
         cluster.up(timeout=120)
         yield cluster
@@ -39,11 +43,20 @@ def temporary_cluster(prefix: str, bin_dir: Path | None = None) -> Iterator[Loca
 def apply_crds(cluster: LocalCluster) -> None:
     """The committed crds/ applied, and Established before this returns."""
     kubectl = [str(cluster.bin_dir / "kubectl"), f"--kubeconfig={cluster.kubeconfig}"]
-    subprocess.run([*kubectl, "apply", "-f", str(ROOT / "crds")], check=True,
-                   capture_output=True)
-    subprocess.run([*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
-                    "crd", "-l", "app.kubernetes.io/part-of=tradebot-operator"],
-                   check=True, capture_output=True)
+    subprocess.run([*kubectl, "apply", "-f", str(ROOT / "crds")], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *kubectl,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd",
+            "-l",
+            "app.kubernetes.io/part-of=tradebot-operator",
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 @contextmanager

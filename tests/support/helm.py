@@ -31,8 +31,16 @@ class Helm:
         return result
 
     def template(self, *args: str) -> list[dict[str, Any]]:
-        out = self("template", "t", str(CHART), "--namespace", "tradebot-system",
-                   "--kube-version", KUBE_VERSION, *args).stdout
+        out = self(
+            "template",
+            "t",
+            str(CHART),
+            "--namespace",
+            "tradebot-system",
+            "--kube-version",
+            KUBE_VERSION,
+            *args,
+        ).stdout
         return [d for d in yaml.safe_load_all(out) if d]
 
 
@@ -43,10 +51,16 @@ def token_kubeconfig(admin_kubeconfig: Path, token: str, out: Path) -> Path:
     ca = cluster.get("certificate-authority")
     if ca and not Path(ca).is_absolute():
         cluster["certificate-authority"] = str((admin_kubeconfig.parent / ca).resolve())
-    out.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{"name": "c", "cluster": cluster}],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
-    }))
+    out.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "current-context": "sa",
+                "clusters": [{"name": "c", "cluster": cluster}],
+                "users": [{"name": "sa", "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sa"}}],
+            }
+        )
+    )
     return out

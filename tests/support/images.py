@@ -23,8 +23,9 @@ RUNNER_IMAGE = "localhost/tradebot-runner:dev"
 
 
 def _hack(*args: str) -> str:
-    return subprocess.run([str(ROOT / "hack" / "image-engine.sh"), *args], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [str(ROOT / "hack" / "image-engine.sh"), *args], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @dataclass(frozen=True)
@@ -44,33 +45,55 @@ class Engine:
         return cls(_hack(), _hack("--buildah-opts").split())
 
     def has(self, image: str) -> bool:
-        return subprocess.run([str(ROOT / "hack" / "image-engine.sh"), "--has", self.name,
-                               image], check=False).returncode == 0
+        return (
+            subprocess.run(
+                [str(ROOT / "hack" / "image-engine.sh"), "--has", self.name, image], check=False
+            ).returncode
+            == 0
+        )
 
     def config(self, image: str) -> dict[str, Any]:
         """The image's config: Entrypoint, Cmd, User, Env, WorkingDir."""
         if self.name == "docker":
-            out = subprocess.run(["docker", "image", "inspect", "-f", "{{json .Config}}", image],
-                                 check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                ["docker", "image", "inspect", "-f", "{{json .Config}}", image],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
             return dict(json.loads(out))
-        out = subprocess.run(["buildah", *self.buildah_opts, "inspect", "--type", "image",
-                              image], check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            ["buildah", *self.buildah_opts, "inspect", "--type", "image", image],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         return dict(json.loads(out)["OCIv1"]["config"])
 
-    def argv(self, image: str, command: Sequence[str] | None,
-             args: Sequence[str] | None) -> list[str]:
+    def argv(
+        self, image: str, command: Sequence[str] | None, args: Sequence[str] | None
+    ) -> list[str]:
         """What the kubelet runs: command replaces the entrypoint (and then the image's cmd
         is dropped), args replace the cmd."""
         config = self.config(image)
         if command:
             return [*command, *(args or [])]
-        return [*(config.get("Entrypoint") or []), *(args if args is not None
-                                                     else config.get("Cmd") or [])]
+        return [
+            *(config.get("Entrypoint") or []),
+            *(args if args is not None else config.get("Cmd") or []),
+        ]
 
     @contextmanager
-    def container(self, image: str, argv: Sequence[str], *, env: Mapping[str, str],
-                  mounts: Sequence[Mount] = (), log: Path, user: str | None = None
-                  ) -> Iterator[subprocess.Popen[bytes]]:
+    def container(
+        self,
+        image: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        mounts: Sequence[Mount] = (),
+        log: Path,
+        user: str | None = None,
+    ) -> Iterator[subprocess.Popen[bytes]]:
         """`argv` running in `image` until the block ends (SIGTERM, then SIGKILL)."""
         ctr = None
         if self.name == "docker":
@@ -80,32 +103,45 @@ class Engine:
             cmd += ["--user", user] if user else []
             cmd += [image, *argv[1:]]
         else:
-            ctr = subprocess.run(["buildah", *self.buildah_opts, "from", "--pull=never", "-q",
-                                  image], check=True, capture_output=True,
-                                 text=True).stdout.strip()
+            ctr = subprocess.run(
+                ["buildah", *self.buildah_opts, "from", "--pull=never", "-q", image],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
             cmd = ["buildah", *self.buildah_opts, "run", "--isolation", "chroot"]
-            cmd += [f"-v{m.host}:{m.container}:{'ro' if m.read_only else 'rw'}"
-                    for m in mounts]
+            cmd += [f"-v{m.host}:{m.container}:{'ro' if m.read_only else 'rw'}" for m in mounts]
             cmd += [f"--env={k}={v}" for k, v in env.items()]
             cmd += ["--user", user] if user else []
             cmd += [ctr, "--", *argv]
         with log.open("ab") as out:
-            process = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             yield process
         finally:
             _stop(process)
             if ctr is not None:
-                subprocess.run(["buildah", *self.buildah_opts, "rm", ctr], check=False,
-                               capture_output=True)
+                subprocess.run(
+                    ["buildah", *self.buildah_opts, "rm", ctr], check=False, capture_output=True
+                )
 
-    def run(self, image: str, argv: Sequence[str], *, env: Mapping[str, str] | None = None,
-            mounts: Sequence[Mount] = (), log: Path, timeout: float = 600,
-            user: str | None = None) -> tuple[int, str]:
+    def run(
+        self,
+        image: str,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        mounts: Sequence[Mount] = (),
+        log: Path,
+        timeout: float = 600,
+        user: str | None = None,
+    ) -> tuple[int, str]:
         """Runs to completion: (exit status, output)."""
-        with self.container(image, argv, env=env or {}, mounts=mounts, log=log,
-                            user=user) as process:
+        with self.container(
+            image, argv, env=env or {}, mounts=mounts, log=log, user=user
+        ) as process:
             code = process.wait(timeout=timeout)
         return code, log.read_text(errors="replace")
 

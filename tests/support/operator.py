@@ -34,23 +34,29 @@ def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Itera
 
 
 @contextlib.contextmanager
-def operator_process(kubeconfig: Path, namespace: str, log: Path,
-                     args: tuple[str, ...] = (), **settings: str
-                     ) -> Iterator[subprocess.Popen[bytes]]:
+def operator_process(
+    kubeconfig: Path, namespace: str, log: Path, args: tuple[str, ...] = (), **settings: str
+) -> Iterator[subprocess.Popen[bytes]]:
     """`tradebot operator` as a process of its own (signals reach it as in a pod), watching
     one namespace, with `settings` as TRADEBOT_<SETTING> variables and none of this process's
     own, and `args` after its own (e.g. --liveness URL); stopped on exit (SIGTERM, SIGKILL if
     it hangs). Its output goes to `log`."""
     from tests.support.cluster import stop_process
 
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"
+    }
     env["KUBECONFIG"] = str(kubeconfig)
     env.update({f"TRADEBOT_{k.upper()}": v for k, v in settings.items()})
     with log.open("ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "tradebot.cli", "operator", "-n",
-                                    namespace, *args], env=env, stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tradebot.cli", "operator", "-n", namespace, *args],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield process
     finally:
@@ -73,8 +79,9 @@ class ObjectWatch:
     any other error), every read of its figures and the exit raise `WatchBroken` in the
     test: "nothing happened" must never pass because nothing was watched."""
 
-    def __init__(self, list_fn: Any, namespace: str, label: str | None = None,
-                 active: Any = None) -> None:
+    def __init__(
+        self, list_fn: Any, namespace: str, label: str | None = None, active: Any = None
+    ) -> None:
         self._list = list_fn
         self.namespace, self.label = namespace, label
         self._active = active or (lambda obj: True)
@@ -103,8 +110,7 @@ class ObjectWatch:
 
     def check(self) -> None:
         if self._error is not None:
-            raise WatchBroken(f"watch of {self.namespace} failed: {self._error!r}"
-                              ) from self._error
+            raise WatchBroken(f"watch of {self.namespace} failed: {self._error!r}") from self._error
         if not self._thread.is_alive() and not self._stop.is_set():
             raise WatchBroken(f"watch of {self.namespace} ended")
 
@@ -136,8 +142,13 @@ class ObjectWatch:
                 w = watch.Watch()
                 # Short server timeouts, resumed from the last event: the thread sees a stop
                 # within seconds and misses nothing in between.
-                for ev in w.stream(self._list, self.namespace, resource_version=self._rv,
-                                   timeout_seconds=5, allow_watch_bookmarks=True):
+                for ev in w.stream(
+                    self._list,
+                    self.namespace,
+                    resource_version=self._rv,
+                    timeout_seconds=5,
+                    allow_watch_bookmarks=True,
+                ):
                     if ev["type"] == "ERROR":
                         raise WatchBroken(f"error event: {ev['raw_object']}")
                     # From the raw object: a BOOKMARK's object is not deserialized.
@@ -172,8 +183,7 @@ def job_unfinished(job: Any) -> bool:
 def job_watch(api_client: Any, namespace: str, active: Any = None) -> ObjectWatch:
     from kubernetes import client
 
-    return ObjectWatch(client.BatchV1Api(api_client).list_namespaced_job, namespace,
-                       active=active)
+    return ObjectWatch(client.BatchV1Api(api_client).list_namespaced_job, namespace, active=active)
 
 
 def pod_unfinished(pod: Any) -> bool:
@@ -184,5 +194,6 @@ def pod_unfinished(pod: Any) -> bool:
 def pod_watch(api_client: Any, namespace: str, label: str, active: Any = None) -> ObjectWatch:
     from kubernetes import client
 
-    return ObjectWatch(client.CoreV1Api(api_client).list_namespaced_pod, namespace, label,
-                       active=active)
+    return ObjectWatch(
+        client.CoreV1Api(api_client).list_namespaced_pod, namespace, label, active=active
+    )

@@ -53,16 +53,31 @@ class LocalPostgres:
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(self.directory, pw.pw_uid, pw.pw_gid)
-        self._run(str(bin_dir / "initdb"), "-D", str(self.data), "-U", self.user,
-                  "--auth=trust", "--encoding=UTF8", "--no-sync")
+        self._run(
+            str(bin_dir / "initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+        )
         self.resume()
 
     def resume(self) -> None:
         """Starts the server again after stop(), on the same data and port."""
         self._run(
-            str(_pg_bin() / "pg_ctl"), "-D", str(self.data), "-l", str(self.directory / "log"),
-            "-w", "-t", "60",
-            "-o", f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+            str(_pg_bin() / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-l",
+            str(self.directory / "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
             f"-c unix_socket_directories={self.directory} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off",
             "start",

@@ -10,9 +10,11 @@ import promql_parser
 from tradebot.observability.metrics import REGISTRY
 
 # Being added by the records/observability work; the dashboard and alerts use them already.
-ANNOUNCED = {"tradebot_records_outbox_depth": "gauge",
-             "tradebot_records_write_seconds": "histogram",
-             "tradebot_bot_last_heartbeat_timestamp_seconds": "gauge"}
+ANNOUNCED = {
+    "tradebot_records_outbox_depth": "gauge",
+    "tradebot_records_write_seconds": "histogram",
+    "tradebot_bot_last_heartbeat_timestamp_seconds": "gauge",
+}
 SUFFIXES = {"gauge": ("",), "counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}
 
 

@@ -26,8 +26,9 @@ def local_s3(monkeypatch: pytest.MonkeyPatch, bucket: str, port: int = 0) -> Ite
         host, port = server.get_host_and_port()
         endpoint = f"http://{host}:{port}"
         # moto keeps its buckets per process, not per server: each use starts from none.
-        urllib.request.urlopen(urllib.request.Request(  # noqa: S310 - http on loopback
-            f"{endpoint}/moto-api/reset", method="POST"), timeout=10).close()
+        # http on loopback
+        reset = urllib.request.Request(f"{endpoint}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(reset, timeout=10).close()  # noqa: S310
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIATRADEBOTTEST")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")

@@ -7,8 +7,12 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_for(probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.25,
-             what: str = "condition") -> T:
+def wait_for(
+    probe: Callable[[], T | None],
+    timeout: float = 30.0,
+    interval: float = 0.25,
+    what: str = "condition",
+) -> T:
     """Polls `probe` until it returns something truthy; fails with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: T | None = None

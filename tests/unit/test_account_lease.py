@@ -27,11 +27,11 @@ def test_account_keys():
     assert account_key("ns", "binance", "keys", "a") == account_key("ns", "binance", "keys", "b")
     assert account_key("ns", "binance", None, "a") != account_key("ns", "binance", None, "b")
     assert account_key("ns", "binance", "keys", "a") != account_key("ns", "kraken", "keys", "a")
-    assert account_key("ns", "binance", "keys", "a") != account_key("other", "binance", "keys",
-                                                                    "a")
+    assert account_key("ns", "binance", "keys", "a") != account_key("other", "binance", "keys", "a")
     # A dry-run bot named like a Secret never shares with it.
-    assert account_key("ns", "binance", None, "keys") != account_key("ns", "binance", "keys",
-                                                                     "keys")
+    assert account_key("ns", "binance", None, "keys") != account_key(
+        "ns", "binance", "keys", "keys"
+    )
 
 
 def test_lease_name_is_deterministic_and_short():
@@ -40,28 +40,35 @@ def test_lease_name_is_deterministic_and_short():
     assert len(NAME) == 21
 
 
-def lease(holder: str | None, renewed: dt.datetime | None = NOW,
-          seconds: int | None = 30, transitions: int = 2) -> Lease:
+def lease(
+    holder: str | None,
+    renewed: dt.datetime | None = NOW,
+    seconds: int | None = 30,
+    transitions: int = 2,
+) -> Lease:
     return Lease(NAME, holder, renewed, seconds, transitions)
 
 
-@pytest.mark.parametrize(("leases", "pods", "action", "holder"), [
-    ([], 0, "create", "me"),
-    ([], 1, "wait", None),
-    ([lease("me")], 0, "renew", "me"),
-    ([lease("me")], 3, "renew", "me"),
-    ([lease("other")], 0, "wait", "other"),
-    ([lease("other", NOW - dt.timedelta(seconds=29))], 0, "wait", "other"),
-    ([lease("other", NOW - dt.timedelta(seconds=30))], 0, "takeover", "me"),
-    ([lease("other", NOW - dt.timedelta(hours=1))], 1, "wait", "other"),
-    ([lease(None, None)], 0, "takeover", "me"),
-    ([lease("other", None)], 0, "takeover", "me"),
-    # The Lease's own duration wins over the default.
-    ([lease("other", NOW - dt.timedelta(seconds=40), seconds=60)], 0, "wait", "other"),
-    ([lease("other", NOW - dt.timedelta(seconds=40), seconds=None)], 0, "takeover", "me"),
-    # Leases of other accounts are ignored.
-    ([Lease("acct-0000000000000000", "other", NOW, 30)], 0, "create", "me"),
-])
+@pytest.mark.parametrize(
+    ("leases", "pods", "action", "holder"),
+    [
+        ([], 0, "create", "me"),
+        ([], 1, "wait", None),
+        ([lease("me")], 0, "renew", "me"),
+        ([lease("me")], 3, "renew", "me"),
+        ([lease("other")], 0, "wait", "other"),
+        ([lease("other", NOW - dt.timedelta(seconds=29))], 0, "wait", "other"),
+        ([lease("other", NOW - dt.timedelta(seconds=30))], 0, "takeover", "me"),
+        ([lease("other", NOW - dt.timedelta(hours=1))], 1, "wait", "other"),
+        ([lease(None, None)], 0, "takeover", "me"),
+        ([lease("other", None)], 0, "takeover", "me"),
+        # The Lease's own duration wins over the default.
+        ([lease("other", NOW - dt.timedelta(seconds=40), seconds=60)], 0, "wait", "other"),
+        ([lease("other", NOW - dt.timedelta(seconds=40), seconds=None)], 0, "takeover", "me"),
+        # Leases of other accounts are ignored.
+        ([Lease("acct-0000000000000000", "other", NOW, 30)], 0, "create", "me"),
+    ],
+)
 def test_decide_lease(leases: list[Lease], pods: int, action: str, holder: str | None):
     d = decide_lease("me", KEY, leases, NOW, DURATION, live_pods_of_other_holders=pods)
     assert d.action == action
@@ -76,14 +83,27 @@ def test_decide_lease(leases: list[Lease], pods: int, action: str, holder: str |
 
 
 def test_takeover_counts_a_transition():
-    d = decide_lease("me", KEY, [lease("other", NOW - dt.timedelta(minutes=5))], NOW,
-                     DURATION, live_pods_of_other_holders=0)
+    d = decide_lease(
+        "me",
+        KEY,
+        [lease("other", NOW - dt.timedelta(minutes=5))],
+        NOW,
+        DURATION,
+        live_pods_of_other_holders=0,
+    )
     assert d.transitions == 3
 
 
 def test_manifest_round_trip():
-    m = lease_manifest(KEY, namespace="team-a", bot_name="bot1", bot_uid="me", now=NOW,
-                       lease_duration=DURATION, transitions=1)
+    m = lease_manifest(
+        KEY,
+        namespace="team-a",
+        bot_name="bot1",
+        bot_uid="me",
+        now=NOW,
+        lease_duration=DURATION,
+        transitions=1,
+    )
     assert m["kind"] == "Lease"
     assert m["apiVersion"] == "coordination.k8s.io/v1"
     assert m["metadata"]["name"] == NAME
@@ -93,15 +113,16 @@ def test_manifest_round_trip():
     assert m["spec"]["leaseDurationSeconds"] == 30
     parsed = Lease.from_manifest(m)
     assert parsed == Lease(NAME, "me", NOW, 30, 1)
-    assert decide_lease("me", KEY, [parsed], NOW, DURATION,
-                        live_pods_of_other_holders=0).action == "renew"
+    assert (
+        decide_lease("me", KEY, [parsed], NOW, DURATION, live_pods_of_other_holders=0).action
+        == "renew"
+    )
 
 
 _holders = st.sampled_from(["a", "b", "c"])
 
 
-@given(holder=st.none() | _holders, age=st.integers(0, 120), pods=st.integers(0, 2),
-       me=_holders)
+@given(holder=st.none() | _holders, age=st.integers(0, 120), pods=st.integers(0, 2), me=_holders)
 def test_never_two_holders(holder: str | None, age: int, pods: int, me: str):
     existing = [] if holder is None else [lease(holder, NOW - dt.timedelta(seconds=age))]
     d = decide_lease(me, KEY, existing, NOW, DURATION, live_pods_of_other_holders=pods)

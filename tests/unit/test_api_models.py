@@ -51,8 +51,11 @@ def test_schemas_are_structural(kind: Any):
         for path, node in _walk(openapi_schema(model)):
             assert "$ref" not in node, path
             assert "title" not in node, path
-            assert ("type" in node or node.get("x-kubernetes-int-or-string")
-                    or node.get("x-kubernetes-preserve-unknown-fields")), path
+            assert (
+                "type" in node
+                or node.get("x-kubernetes-int-or-string")
+                or node.get("x-kubernetes-preserve-unknown-fields")
+            ), path
             if "anyOf" in node:
                 assert node.get("x-kubernetes-int-or-string"), path
 
@@ -95,8 +98,14 @@ def test_live_needs_approval_credentials_and_promotion():
     spec = dict(example("LiveBot")["spec"], mode="live")
     with pytest.raises(ValidationError, match="approval"):
         LiveBotSpec.model_validate(spec)
-    spec["promotion"] = dict(spec["promotion"], approval={
-        "approvedBy": "alice", "approvedAt": "2026-11-01T10:00:00Z", "reference": "PR 12"})
+    spec["promotion"] = dict(
+        spec["promotion"],
+        approval={
+            "approvedBy": "alice",
+            "approvedAt": "2026-11-01T10:00:00Z",
+            "reference": "PR 12",
+        },
+    )
     with pytest.raises(ValidationError, match="credentialsSecretRef"):
         LiveBotSpec.model_validate(spec)
     spec["exchange"] = {"name": "binance", "credentialsSecretRef": {"name": "keys"}}
@@ -121,9 +130,17 @@ def test_api_reference_is_current():
             assert f"`{field.alias}`" in text, f"{kind.kind}.{field.alias} undocumented"
 
 
-@pytest.mark.parametrize(("path", "ok"), [
-    ("data", True), ("a..b/.hidden/..x", True), ("..", False), ("../other", False),
-    ("data/../../etc", False), ("data/..", False)])
+@pytest.mark.parametrize(
+    ("path", "ok"),
+    [
+        ("data", True),
+        ("a..b/.hidden/..x", True),
+        ("..", False),
+        ("../other", False),
+        ("data/../../etc", False),
+        ("data/..", False),
+    ],
+)
 def test_pvc_path_stays_inside_the_volume(path: str, ok: bool):
     from pydantic import ValidationError
 

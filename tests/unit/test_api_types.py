@@ -26,8 +26,13 @@ MONEY = TypeAdapter(Money)
 SIGNED = TypeAdapter(SignedMoney)
 STAKE = TypeAdapter(StakeAmount)
 
-amounts = st.decimals(min_value=0, max_value=Decimal("999999999999999"), places=8,
-                      allow_nan=False, allow_infinity=False)
+amounts = st.decimals(
+    min_value=0,
+    max_value=Decimal("999999999999999"),
+    places=8,
+    allow_nan=False,
+    allow_infinity=False,
+)
 
 
 @given(amounts)
@@ -74,8 +79,9 @@ def test_fraction_is_exact_and_bounded():
             frac.validate_python(bad)
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("30s", 30), ("5m", 300), ("1h30m", 5400), ("2d", 172800), ("500ms", 0.5)]
+)
 def test_durations(text: str, seconds: float):
     assert parse_duration(text) == dt.timedelta(seconds=seconds)
     assert TypeAdapter(Duration).validate_python(text) == text
@@ -91,8 +97,11 @@ def test_timerange():
     tr = Timerange.model_validate({"start": "2024-01-02", "end": "2024-02-01"})
     assert tr.freqtrade() == "20240102-20240201"
     assert Timerange(start="2024-01-02").freqtrade() == "20240102-"
-    for bad in ({"start": "2024-02-01", "end": "2024-02-01"}, {"start": "2024-13-01"},
-                {"start": "20240101"}):
+    for bad in (
+        {"start": "2024-02-01", "end": "2024-02-01"},
+        {"start": "2024-13-01"},
+        {"start": "20240101"},
+    ):
         with pytest.raises(ValidationError):
             Timerange.model_validate(bad)
 

@@ -43,8 +43,14 @@ CASES = [
     ("LiveBot", None, "Progressing"),
     ("LiveBot", {"phase": "Pending"}, "Progressing"),
     ("LiveBot", {"phase": "Running", "observedGeneration": 1}, "Healthy"),
-    ("LiveBot", {"phase": "Running", "conditions": [
-        {"type": "Reachable", "status": "False", "message": "timed out"}]}, "Degraded"),
+    (
+        "LiveBot",
+        {
+            "phase": "Running",
+            "conditions": [{"type": "Reachable", "status": "False", "message": "timed out"}],
+        },
+        "Degraded",
+    ),
     ("LiveBot", {"phase": "Running", "observedGeneration": 1}, "Healthy"),
     ("LiveBot", {"phase": "Suspended"}, "Suspended"),
     ("LiveBot", {"phase": "Blocked", "message": "gates"}, "Degraded"),
@@ -55,8 +61,14 @@ CASES = [
     ("CircuitBreaker", {"state": "Closed"}, "Healthy"),
     ("CircuitBreaker", {"state": "Open", "reason": "drawdown 0.2 > 0.15"}, "Degraded"),
     ("CircuitBreaker", {"state": "HalfOpen"}, "Progressing"),
-    ("CircuitBreaker", {"state": "Closed", "conditions": [
-        {"type": "Valid", "status": "False", "message": "bad selector"}]}, "Degraded"),
+    (
+        "CircuitBreaker",
+        {
+            "state": "Closed",
+            "conditions": [{"type": "Valid", "status": "False", "message": "bad selector"}],
+        },
+        "Degraded",
+    ),
 ]
 
 
@@ -67,10 +79,13 @@ def test_health_of_each_phase(kind: str, status: dict[str, Any] | None, expected
 
 def test_messages_say_why():
     assert health("Backtest", _obj({"phase": "Failed", "message": "exit 2"}))[1] == "exit 2"
-    assert "drawdown" in health("CircuitBreaker", _obj({"state": "Open",
-                                                        "reason": "drawdown 0.2"}))[1]
-    assert health("LiveBot", _obj({"phase": "Running", "observedGeneration": 1}, 2))[0] \
-        == "Progressing"  # a new spec the operator has not acted on yet
+    assert (
+        "drawdown" in health("CircuitBreaker", _obj({"state": "Open", "reason": "drawdown 0.2"}))[1]
+    )
+    assert (
+        health("LiveBot", _obj({"phase": "Running", "observedGeneration": 1}, 2))[0]
+        == "Progressing"
+    )  # a new spec the operator has not acted on yet
 
 
 def test_argocd_cm_snippet_embeds_the_scripts():

@@ -23,9 +23,18 @@ RUN = f"bt-{UID}"
 
 def _run() -> BacktestRun:
     spec = BacktestSpec.model_validate(example("Backtest", "ema-rsi-sample")["spec"])
-    return BacktestRun("team-a", "ema-rsi-sample", UID, spec, "ema-rsi", "EmaRsiStrategy",
-                       "class EmaRsiStrategy: ...", {"strategy": "EmaRsiStrategy"}, RUN,
-                       "corr-1")
+    return BacktestRun(
+        "team-a",
+        "ema-rsi-sample",
+        UID,
+        spec,
+        "ema-rsi",
+        "EmaRsiStrategy",
+        "class EmaRsiStrategy: ...",
+        {"strategy": "EmaRsiStrategy"},
+        RUN,
+        "corr-1",
+    )
 
 
 def test_urls_round_trip_and_name_their_run() -> None:
@@ -38,15 +47,18 @@ def test_urls_round_trip_and_name_their_run() -> None:
     assert parse("result.zip") is None  # a bare name: no store was configured
 
 
-@pytest.mark.parametrize("path", ["ftp://host/x", "s3://bucket", "pvc:///x/y",
-                                  "s3://b/a/../../etc/passwd", "pvc://c/a//b"])
+@pytest.mark.parametrize(
+    "path",
+    ["ftp://host/x", "s3://bucket", "pvc:///x/y", "s3://b/a/../../etc/passwd", "pvc://c/a//b"],
+)
 def test_bad_recorded_paths_are_refused(path: str) -> None:
     with pytest.raises(BadLocation):
         parse(path)
 
 
-@pytest.mark.parametrize(("run_id", "name"), [("..", "x"), ("r", "../x"), ("r", "a/b"),
-                                              ("", "x"), ("r", "")])
+@pytest.mark.parametrize(
+    ("run_id", "name"), [("..", "x"), ("r", "../x"), ("r", "a/b"), ("", "x"), ("r", "")]
+)
 def test_a_key_never_climbs_out_of_its_run(run_id: str, name: str) -> None:
     with pytest.raises(BadLocation):
         run_key("p/", run_id, name)
@@ -57,15 +69,22 @@ def test_the_claim_is_the_default_store_when_configured() -> None:
     assert store_kind(Settings(artifacts_pvc="art")) == "pvc"
     assert store_kind(Settings(artifacts_s3_bucket="runs")) == "s3"
     assert store_kind(Settings(artifacts_pvc="art", artifacts_s3_bucket="runs")) == "pvc"
-    assert store_kind(Settings(artifacts_store="s3", artifacts_pvc="art",
-                               artifacts_s3_bucket="runs")) == "s3"
+    assert (
+        store_kind(Settings(artifacts_store="s3", artifacts_pvc="art", artifacts_s3_bucket="runs"))
+        == "s3"
+    )
     assert isinstance(from_settings(Settings(artifacts_s3_bucket="runs")), S3Store)
     assert from_settings(Settings()) is None
 
 
-@pytest.mark.parametrize("env", [{"TRADEBOT_ARTIFACTS_STORE": "pvc"},
-                                 {"TRADEBOT_ARTIFACTS_STORE": "s3"},
-                                 {"TRADEBOT_ARTIFACTS_STORE": "ftp"}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"TRADEBOT_ARTIFACTS_STORE": "pvc"},
+        {"TRADEBOT_ARTIFACTS_STORE": "s3"},
+        {"TRADEBOT_ARTIFACTS_STORE": "ftp"},
+    ],
+)
 def test_a_store_without_its_place_is_refused_at_start(env: dict[str, str]) -> None:
     with pytest.raises(ValidationError, match=r"TRADEBOT_ARTIFACTS_STORE|artifacts_store"):
         Settings.from_env(env)
@@ -95,9 +114,14 @@ def test_without_a_store_the_job_is_as_before() -> None:
 
 
 def test_on_a_bucket_the_runner_gets_its_place_and_a_reference_to_the_keys() -> None:
-    c = _container(Settings(artifacts_s3_bucket="runs", artifacts_s3_prefix="p/",
-                            artifacts_s3_endpoint_url="http://minio:9000",
-                            artifacts_s3_secret="artifact-keys"))
+    c = _container(
+        Settings(
+            artifacts_s3_bucket="runs",
+            artifacts_s3_prefix="p/",
+            artifacts_s3_endpoint_url="http://minio:9000",
+            artifacts_s3_secret="artifact-keys",
+        )
+    )
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["TRADEBOT_ARTIFACTS_S3_BUCKET"] == "runs"
     assert env["TRADEBOT_ARTIFACTS_S3_PREFIX"] == "p/"
@@ -139,17 +163,24 @@ def test_summary_paths_fit_the_termination_message() -> None:
     from tradebot.freqtrade.summary import TERMINATION_MESSAGE_LIMIT, RunSummary
 
     store = S3Store("a-bucket-with-a-long-name", "some/deep/prefix/for/tradebot/")
-    arts = [Artifact(name=f"backtest-result-2026-11-29_12-00-0{i}.meta.json", sha256="a" * 64,
-                     size=123456, path=store.url(RUN, f"backtest-result-{i}.zip"))
-            for i in range(6)]
+    arts = [
+        Artifact(
+            name=f"backtest-result-2026-11-29_12-00-0{i}.meta.json",
+            sha256="a" * 64,
+            size=123456,
+            path=store.url(RUN, f"backtest-result-{i}.zip"),
+        )
+        for i in range(6)
+    ]
     summary = RunSummary(ok=True, strategy="EmaRsiStrategy", artifacts=arts)
     message = summary.to_message()
     assert len(message.encode()) <= TERMINATION_MESSAGE_LIMIT
     assert json.loads(message)["artifacts"][0]["path"].startswith("s3://")
 
 
-def test_without_boto3_a_bucket_says_what_to_install(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_boto3_a_bucket_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     monkeypatch.setitem(sys.modules, "boto3", None)  # as in the operator image

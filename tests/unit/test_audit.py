@@ -15,8 +15,9 @@ AUDIT = ROOT / "hack" / "audit.py"
 
 
 def _audit(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, str(AUDIT), *args], capture_output=True, text=True,
-                          check=False, env=env)
+    return subprocess.run(
+        [sys.executable, str(AUDIT), *args], capture_output=True, text=True, check=False, env=env
+    )
 
 
 def _report(tmp_path: Path, deps: list[dict[str, Any]]) -> str:
@@ -25,9 +26,17 @@ def _report(tmp_path: Path, deps: list[dict[str, Any]]) -> str:
     return str(path)
 
 
-VULNERABLE = {"name": "jinja2", "version": "2.10", "vulns": [
-    {"id": "PYSEC-2019-217", "aliases": ["CVE-2019-10906", "GHSA-462w-v97r-4m45"],
-     "fix_versions": ["2.10.1"]}]}
+VULNERABLE = {
+    "name": "jinja2",
+    "version": "2.10",
+    "vulns": [
+        {
+            "id": "PYSEC-2019-217",
+            "aliases": ["CVE-2019-10906", "GHSA-462w-v97r-4m45"],
+            "fix_versions": ["2.10.1"],
+        }
+    ],
+}
 CLEAN = {"name": "pyyaml", "version": "6.0.2", "vulns": []}
 
 
@@ -39,8 +48,9 @@ def test_the_repository_ignore_file_gives_a_reason_for_every_entry():
 
 def test_an_entry_without_a_reason_is_rejected(tmp_path: Path):
     bad = tmp_path / "ignore.txt"
-    bad.write_text("# fine\nGHSA-462w-v97r-4m45  templates are never user input here\n"
-                   "PYSEC-2019-217\n")
+    bad.write_text(
+        "# fine\nGHSA-462w-v97r-4m45  templates are never user input here\nPYSEC-2019-217\n"
+    )
     result = _audit("--check-ignore-file", "--ignore-file", str(bad))
     assert result.returncode == 2
     assert "line 3: PYSEC-2019-217 has no reason" in result.stderr
@@ -68,11 +78,14 @@ def test_an_ignored_vulnerability_passes_by_id_or_alias_with_its_reason(tmp_path
     ignore = tmp_path / "ignore.txt"
     for listed in ("PYSEC-2019-217", "GHSA-462w-v97r-4m45"):
         ignore.write_text(f"{listed}  our templates never come from users\n")
-        result = _audit("--ignore-file", str(ignore), "--report",
-                        _report(tmp_path, [CLEAN, VULNERABLE]))
+        result = _audit(
+            "--ignore-file", str(ignore), "--report", _report(tmp_path, [CLEAN, VULNERABLE])
+        )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "ignored PYSEC-2019-217 in jinja2 2.10: our templates never come from users" \
+        assert (
+            "ignored PYSEC-2019-217 in jinja2 2.10: our templates never come from users"
             in result.stdout
+        )
     ignore.write_text("GHSA-aaaa-bbbb-cccc  another advisory entirely, not this one\n")
     result = _audit("--ignore-file", str(ignore), "--report", _report(tmp_path, [VULNERABLE]))
     assert result.returncode == 1
@@ -80,8 +93,10 @@ def test_an_ignored_vulnerability_passes_by_id_or_alias_with_its_reason(tmp_path
 
 def test_skipped_packages_are_not_a_clean_audit(tmp_path: Path):
     # pip-audit itself exits 0 with "No known vulnerabilities found" for such a report.
-    skipped = {"name": "aiohttp", "skip_reason": "Dependency not found on PyPI and could not be "
-                                                 "audited: aiohttp (3.14.5)"}
+    skipped = {
+        "name": "aiohttp",
+        "skip_reason": "Dependency not found on PyPI and could not be audited: aiohttp (3.14.5)",
+    }
     empty = tmp_path / "ignore.txt"
     empty.write_text("")
     result = _audit("--ignore-file", str(empty), "--report", _report(tmp_path, [CLEAN, skipped]))

@@ -7,14 +7,17 @@ import pytest
 from tradebot.controllers.bot_control import StopOutcome, _api_steps
 
 
-@pytest.mark.parametrize(("action", "force", "steps"), [
-    ("stop", False, ["stop"]),
-    ("stop", True, ["stopentry", "forceexit", "stop"]),
-    ("stopEntries", False, ["stopentry"]),
-    ("stopEntries", True, ["stopentry", "forceexit"]),
-    ("suspend", False, ["stopentry", "stop"]),
-    ("suspend", True, ["stopentry", "forceexit", "stop"]),
-])
+@pytest.mark.parametrize(
+    ("action", "force", "steps"),
+    [
+        ("stop", False, ["stop"]),
+        ("stop", True, ["stopentry", "forceexit", "stop"]),
+        ("stopEntries", False, ["stopentry"]),
+        ("stopEntries", True, ["stopentry", "forceexit"]),
+        ("suspend", False, ["stopentry", "stop"]),
+        ("suspend", True, ["stopentry", "forceexit", "stop"]),
+    ],
+)
 def test_api_steps(action: str, force: bool, steps: list[str]):
     assert _api_steps(action, force) == steps  # type: ignore[arg-type]
 

@@ -9,14 +9,18 @@ import hmac
 
 from tradebot.records.bot_databases import bot_database_name, bot_dsn, scram_verifier
 
-ADMIN = ("postgresql://operator:op-pw@db.example:6432/records?sslmode=require&user=operator"
-         "&sslkey=/etc/op/key.pem&sslpassword=key-pw&connect_timeout=5")
+ADMIN = (
+    "postgresql://operator:op-pw@db.example:6432/records?sslmode=require&user=operator"
+    "&sslkey=/etc/op/key.pem&sslpassword=key-pw&connect_timeout=5"
+)
 
 
 def test_bot_dsn_has_the_bots_role_and_database_only():
     url = bot_dsn(ADMIN, "tradebot_bot_abc", "p/x+y")
-    assert url == ("postgresql+psycopg://tradebot_bot_abc:p%2Fx%2By@db.example:6432/"
-                   "tradebot_bot_abc?sslmode=require&connect_timeout=5")
+    assert url == (
+        "postgresql+psycopg://tradebot_bot_abc:p%2Fx%2By@db.example:6432/"
+        "tradebot_bot_abc?sslmode=require&connect_timeout=5"
+    )
     assert "op-pw" not in url
     assert "operator" not in url
     assert "key-pw" not in url

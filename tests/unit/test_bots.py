@@ -25,25 +25,51 @@ from tradebot.settings import Settings
 UID = "5e1f0000-aaaa-bbbb-cccc-ddddeeeeffff"
 CREDS = ApiCredentials("u-Zq8sYv", "pw-Kx81mPq0rT", "jwt-Lf93kTqW0z", "ws-Pq7aB3nV")
 SECRET_VALUES = ("pw-Kx81mPq0rT", "jwt-Lf93kTqW0z", "ws-Pq7aB3nV", "u-Zq8sYv")
-APPROVAL = {"approvedBy": "alice", "approvedAt": "2025-02-28T10:00:00Z", "reference": "pr/1",
-            "codeHash": "c" * 64}
+APPROVAL = {
+    "approvedBy": "alice",
+    "approvedAt": "2025-02-28T10:00:00Z",
+    "reference": "pr/1",
+    "codeHash": "c" * 64,
+}
 
 
-def bot(mode: str = "dryRun", name: str = "ema-rsi-dry", creds: dict[str, Any] | None = None,
-        **extra: Any) -> BotInstance:
+def bot(
+    mode: str = "dryRun",
+    name: str = "ema-rsi-dry",
+    creds: dict[str, Any] | None = None,
+    **extra: Any,
+) -> BotInstance:
     exchange: dict[str, Any] = {"name": "binance"}
     if creds is not None:
         exchange["credentialsSecretRef"] = creds
-    raw: dict[str, Any] = {"strategyRef": {"name": "ema-rsi"}, "pairs": ["BTC/USDT"],
-                           "mode": mode, "exchange": exchange, **extra}
+    raw: dict[str, Any] = {
+        "strategyRef": {"name": "ema-rsi"},
+        "pairs": ["BTC/USDT"],
+        "mode": mode,
+        "exchange": exchange,
+        **extra,
+    }
     if mode != "dryRun":
-        raw["promotion"] = {"backtestRef": {"name": "bt"},
-                            **({"approval": APPROVAL} if mode == "live" else {})}
+        raw["promotion"] = {
+            "backtestRef": {"name": "bt"},
+            **({"approval": APPROVAL} if mode == "live" else {}),
+        }
         raw.setdefault("limits", {"maxOpenTrades": 3})
-    config = {"strategy": "EmaRsi", "exchange": {"name": "binance", "key": "", "secret": ""},
-              "api_server": {"enabled": True, "username": "", "password": ""}}
-    return BotInstance("team-a", name, UID, LiveBotSpec.model_validate(raw), "ema-rsi",
-                       "EmaRsi", "class EmaRsi: ...", config)
+    config = {
+        "strategy": "EmaRsi",
+        "exchange": {"name": "binance", "key": "", "secret": ""},
+        "api_server": {"enabled": True, "username": "", "password": ""},
+    }
+    return BotInstance(
+        "team-a",
+        name,
+        UID,
+        LiveBotSpec.model_validate(raw),
+        "ema-rsi",
+        "EmaRsi",
+        "class EmaRsi: ...",
+        config,
+    )
 
 
 def env(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -54,11 +80,15 @@ def all_objects(b: BotInstance) -> list[dict[str, Any]]:
     return [pod(b, Settings()), config_map(b), network_policy(b, operator_namespace="tb")]
 
 
-@pytest.mark.parametrize("b", [
-    bot(), bot(creds={"name": "keys"}),
-    bot("testnet", creds={"name": "keys", "passwordKey": "pass"}),
-    bot("live", creds={"name": "keys"}),
-])
+@pytest.mark.parametrize(
+    "b",
+    [
+        bot(),
+        bot(creds={"name": "keys"}),
+        bot("testnet", creds={"name": "keys", "passwordKey": "pass"}),
+        bot("live", creds={"name": "keys"}),
+    ],
+)
 def test_no_secret_value_outside_the_secret(b: BotInstance):
     for obj in all_objects(b):
         text = json.dumps(obj)
@@ -75,8 +105,9 @@ def test_dry_run_has_no_exchange_keys():
 
 
 def test_live_keys_come_only_from_the_users_secret():
-    b = bot("live", creds={"name": "keys", "apiKeyKey": "k", "apiSecretKey": "s",
-                           "passwordKey": "p"})
+    b = bot(
+        "live", creds={"name": "keys", "apiKeyKey": "k", "apiSecretKey": "s", "passwordKey": "p"}
+    )
     variables = env(pod(b, Settings()))
     assert variables["FREQTRADE__DRY_RUN"]["value"] == "false"
     for var, item in (("KEY", "k"), ("SECRET", "s"), ("PASSWORD", "p")):
@@ -106,8 +137,13 @@ def test_pod_shape():
     assert spec["restartPolicy"] == "Always"
     c = spec["containers"][0]
     assert c["command"] == ["freqtrade"]
-    assert c["args"][:5] == ["trade", "--config", "/etc/freqtrade/config.json",
-                             "--strategy-path", "/etc/freqtrade/strategy"]
+    assert c["args"][:5] == [
+        "trade",
+        "--config",
+        "/etc/freqtrade/config.json",
+        "--strategy-path",
+        "/etc/freqtrade/strategy",
+    ]
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert c["readinessProbe"]["httpGet"] == {"path": "/api/v1/ping", "port": "http"}
     sc = c["securityContext"]
@@ -116,8 +152,10 @@ def test_pod_shape():
     assert sc["allowPrivilegeEscalation"] is False
     volumes = {v["name"]: v for v in spec["volumes"]}
     # The trade database must outlive the pod: on the bot's own claim, never an emptyDir.
-    assert volumes["user-data"] == {"name": "user-data",
-                                    "persistentVolumeClaim": {"claimName": b.data_claim_name}}
+    assert volumes["user-data"] == {
+        "name": "user-data",
+        "persistentVolumeClaim": {"claimName": b.data_claim_name},
+    }
     assert c["args"][-2:] == ["--db-url", "sqlite:////freqtrade/user_data/tradesv3.sqlite"]
     mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
     assert mounts["user-data"] == "/freqtrade/user_data"
@@ -149,14 +187,23 @@ def test_config_map_holds_config_and_strategy():
     assert cm["data"]["EmaRsi.py"] == "class EmaRsi: ..."
 
 
-@pytest.mark.parametrize(("section", "key"), [("exchange", "secret"),
-                                              ("api_server", "password"),
-                                              ("api_server", "jwt_secret_key")])
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [("exchange", "secret"), ("api_server", "password"), ("api_server", "jwt_secret_key")],
+)
 def test_config_map_refuses_secrets_in_config(section: str, key: str):
     b = bot()
     config = {**b.config, section: {**b.config.get(section, {}), key: "leak-Zz9"}}
-    leaky = BotInstance(b.namespace, b.name, b.uid, b.spec, b.strategy_name,
-                        b.strategy_class, b.strategy_code, config)
+    leaky = BotInstance(
+        b.namespace,
+        b.name,
+        b.uid,
+        b.spec,
+        b.strategy_name,
+        b.strategy_class,
+        b.strategy_code,
+        config,
+    )
     with pytest.raises(ValueError, match=f"{section}.{key}") as err:
         config_map(leaky)
     assert "leak-Zz9" not in str(err.value)
@@ -182,10 +229,10 @@ def test_network_policy():
     (peer,) = rule["from"]
     assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "tradebot-operator"}}
     assert peer["namespaceSelector"] == {
-        "matchLabels": {"kubernetes.io/metadata.name": "tradebot-system"}}
+        "matchLabels": {"kubernetes.io/metadata.name": "tradebot-system"}
+    }
     custom = network_policy(b, operator_namespace="x", operator_labels={"app": "op"})
-    assert custom["spec"]["ingress"][0]["from"][0]["podSelector"] == {
-        "matchLabels": {"app": "op"}}
+    assert custom["spec"]["ingress"][0]["from"][0]["podSelector"] == {"matchLabels": {"app": "op"}}
     with pytest.raises(ValueError, match="must not be empty"):
         network_policy(b, operator_namespace="x", operator_labels={})
 
@@ -197,8 +244,12 @@ _names = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?", fullmatch=True)
 def test_names_are_deterministic_and_bounded(name: str):
     b, again = bot(name=name), bot(name=name)
     names = (b.pod_name, b.config_map_name, b.api_secret_name, b.network_policy_name)
-    assert names == (again.pod_name, again.config_map_name, again.api_secret_name,
-                     again.network_policy_name)
+    assert names == (
+        again.pod_name,
+        again.config_map_name,
+        again.api_secret_name,
+        again.network_policy_name,
+    )
     assert len(set(names[:3])) == 3
     for n in names:
         assert len(n) <= 63
@@ -248,8 +299,7 @@ def test_db_secret_is_owned_by_the_livebot():
 @given(name=_names)
 def test_storage_names_are_deterministic_and_distinct(name: str):
     b = bot(name=name)
-    names = {b.data_claim_name, b.db_secret_name, b.pod_name, b.api_secret_name,
-             b.config_map_name}
+    names = {b.data_claim_name, b.db_secret_name, b.pod_name, b.api_secret_name, b.config_map_name}
     assert len(names) == 5
     assert all(len(n) <= 63 for n in names)
     assert bot(name=name).data_claim_name == b.data_claim_name

@@ -24,39 +24,59 @@ T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def spec(reset: dict[str, Any] | None = None, **limits: Any) -> CircuitBreakerSpec:
-    return CircuitBreakerSpec.model_validate({
-        "selector": {},
-        "limits": limits or {"maxDrawdown": 0.15, "maxDailyLoss": "50",
-                             "maxConsecutiveLosses": 5, "maxIncidents": 3,
-                             "staleHeartbeat": "5m"},
-        "reset": reset or {"mode": "manual"}})
+    return CircuitBreakerSpec.model_validate(
+        {
+            "selector": {},
+            "limits": limits
+            or {
+                "maxDrawdown": 0.15,
+                "maxDailyLoss": "50",
+                "maxConsecutiveLosses": 5,
+                "maxIncidents": 3,
+                "staleHeartbeat": "5m",
+            },
+            "reset": reset or {"mode": "manual"},
+        }
+    )
 
 
 AUTO = {"mode": "auto", "cooldown": "1h"}
 
 
-def reading(name: str = "a", equity: str = "1000", peak: str = "1000", loss: str = "0",
-            losses: int = 0, incidents: int = 0,
-            heartbeat: dt.datetime | None = T0,
-            since: dt.datetime | None = T0 - dt.timedelta(hours=1)) -> BotReading:
-    return BotReading(name, Decimal(equity), Decimal(peak), Decimal(loss), losses, incidents,
-                      heartbeat, since)
+def reading(
+    name: str = "a",
+    equity: str = "1000",
+    peak: str = "1000",
+    loss: str = "0",
+    losses: int = 0,
+    incidents: int = 0,
+    heartbeat: dt.datetime | None = T0,
+    since: dt.datetime | None = T0 - dt.timedelta(hours=1),
+) -> BotReading:
+    return BotReading(
+        name, Decimal(equity), Decimal(peak), Decimal(loss), losses, incidents, heartbeat, since
+    )
 
 
 def open_state(token: str | None = None) -> BreakerState:
     return BreakerState("Open", T0, "bot a: drawdown 0.2000 >= 0.15", ("a", "b"), token)
 
 
-@pytest.mark.parametrize(("r", "reason"), [
-    (reading(equity="785", peak="1000"), "bot a: drawdown 0.2150 >= 0.15"),
-    (reading(equity="850", peak="1000"), "bot a: drawdown 0.1500 >= 0.15"),
-    (reading(loss="50"), "bot a: daily loss 50 >= 50"),
-    (reading(losses=5), "bot a: consecutive losses 5 >= 5"),
-    (reading(incidents=3), "bot a: incidents 3 >= 3"),
-    (reading(heartbeat=T0 - dt.timedelta(minutes=6)), "bot a: no heartbeat for 360s > 5m"),
-    (reading(heartbeat=None, since=T0 - dt.timedelta(minutes=10)),
-     "bot a: no heartbeat for 600s > 5m"),
-])
+@pytest.mark.parametrize(
+    ("r", "reason"),
+    [
+        (reading(equity="785", peak="1000"), "bot a: drawdown 0.2150 >= 0.15"),
+        (reading(equity="850", peak="1000"), "bot a: drawdown 0.1500 >= 0.15"),
+        (reading(loss="50"), "bot a: daily loss 50 >= 50"),
+        (reading(losses=5), "bot a: consecutive losses 5 >= 5"),
+        (reading(incidents=3), "bot a: incidents 3 >= 3"),
+        (reading(heartbeat=T0 - dt.timedelta(minutes=6)), "bot a: no heartbeat for 360s > 5m"),
+        (
+            reading(heartbeat=None, since=T0 - dt.timedelta(minutes=10)),
+            "bot a: no heartbeat for 600s > 5m",
+        ),
+    ],
+)
 def test_each_limit_trips(r: BotReading, reason: str):
     d = evaluate(spec(), BreakerState(), [r, reading("b")], T0, None)
     assert d.tripped
@@ -68,18 +88,21 @@ def test_each_limit_trips(r: BotReading, reason: str):
     assert d.bots_allowed_to_run == ()
 
 
-@pytest.mark.parametrize("r", [
-    reading(equity="850.01", peak="1000"),
-    reading(loss="49.99999999"),
-    reading(losses=4),
-    reading(incidents=2),
-    reading(heartbeat=T0 - dt.timedelta(minutes=5)),
-    reading(heartbeat=None, since=T0 - dt.timedelta(minutes=5)),
-    # Not running (stopped): its silence is not staleness.
-    reading(heartbeat=T0 - dt.timedelta(days=1), since=None),
-    reading(equity="0", peak="0"),
-    reading(equity="2000", peak="1000"),
-])
+@pytest.mark.parametrize(
+    "r",
+    [
+        reading(equity="850.01", peak="1000"),
+        reading(loss="49.99999999"),
+        reading(losses=4),
+        reading(incidents=2),
+        reading(heartbeat=T0 - dt.timedelta(minutes=5)),
+        reading(heartbeat=None, since=T0 - dt.timedelta(minutes=5)),
+        # Not running (stopped): its silence is not staleness.
+        reading(heartbeat=T0 - dt.timedelta(days=1), since=None),
+        reading(equity="0", peak="0"),
+        reading(equity="2000", peak="1000"),
+    ],
+)
 def test_below_limits_stays_closed(r: BotReading):
     d = evaluate(spec(), BreakerState(), [r], T0, None)
     assert not d.tripped
@@ -94,14 +117,16 @@ def test_unset_limits_do_not_trip():
 
 
 def test_reason_lists_every_crossing():
-    d = evaluate(spec(), BreakerState(), [reading("b", losses=9), reading("a", loss="60")],
-                 T0, None)
+    d = evaluate(
+        spec(), BreakerState(), [reading("b", losses=9), reading("a", loss="60")], T0, None
+    )
     assert d.reason == "bot a: daily loss 60 >= 50; bot b: consecutive losses 9 >= 5"
 
 
 def test_open_stays_open_and_stops_everyone():
-    d = evaluate(spec(), open_state(), [reading("a"), reading("c")],
-                 T0 + dt.timedelta(days=30), None)
+    d = evaluate(
+        spec(), open_state(), [reading("a"), reading("c")], T0 + dt.timedelta(days=30), None
+    )
     assert d.state.state == "Open"
     assert not d.tripped
     assert not d.record_incident
@@ -136,17 +161,28 @@ def test_manual_mode_never_half_opens():
 def test_auto_reset_cycle():
     s = spec(reset=AUTO)
     state = open_state()
-    assert evaluate(s, state, [reading()], T0 + dt.timedelta(minutes=59), None).state.state \
-        == "Open"
+    assert (
+        evaluate(s, state, [reading()], T0 + dt.timedelta(minutes=59), None).state.state == "Open"
+    )
     half = evaluate(s, state, [reading()], T0 + dt.timedelta(hours=1), None)
     assert half.state.state == "HalfOpen"
     assert half.bots_allowed_to_run == ("a",)
     # Probation: still half-open until the cooldown passed again.
-    mid = evaluate(s, half.state, [reading(heartbeat=T0 + dt.timedelta(minutes=90))],
-                   T0 + dt.timedelta(minutes=90), None)
+    mid = evaluate(
+        s,
+        half.state,
+        [reading(heartbeat=T0 + dt.timedelta(minutes=90))],
+        T0 + dt.timedelta(minutes=90),
+        None,
+    )
     assert mid.state.state == "HalfOpen"
-    closed = evaluate(s, mid.state, [reading(heartbeat=T0 + dt.timedelta(hours=2))],
-                      T0 + dt.timedelta(hours=2), None)
+    closed = evaluate(
+        s,
+        mid.state,
+        [reading(heartbeat=T0 + dt.timedelta(hours=2))],
+        T0 + dt.timedelta(hours=2),
+        None,
+    )
     assert closed.state == BreakerState("Closed")
 
 
@@ -195,22 +231,31 @@ _readings = st.builds(
     last_heartbeat=st.none() | st.just(T0),
     running_since=st.none() | st.just(T0),
 )
-_steps = st.lists(st.tuples(
-    st.lists(_readings, max_size=3),
-    st.integers(0, 3 * 3600),  # seconds since the previous step
-    st.none() | st.sampled_from(["t1", "t2", "t3"]),
-    st.none() | st.sampled_from(["k1", "k2"]),  # the kill switch's token
-), max_size=25)
-_specs = st.sampled_from([spec(), spec(reset=AUTO), spec(reset={"mode": "auto",
-                                                                "cooldown": "30s"}),
-                          spec(maxDrawdown=0.1), spec(staleHeartbeat="10m")])
+_steps = st.lists(
+    st.tuples(
+        st.lists(_readings, max_size=3),
+        st.integers(0, 3 * 3600),  # seconds since the previous step
+        st.none() | st.sampled_from(["t1", "t2", "t3"]),
+        st.none() | st.sampled_from(["k1", "k2"]),  # the kill switch's token
+    ),
+    max_size=25,
+)
+_specs = st.sampled_from(
+    [
+        spec(),
+        spec(reset=AUTO),
+        spec(reset={"mode": "auto", "cooldown": "30s"}),
+        spec(maxDrawdown=0.1),
+        spec(staleHeartbeat="10m"),
+    ]
+)
 
 
 @settings(max_examples=300)
 @given(s=_specs, steps=_steps)
 def test_open_lets_nothing_run_and_is_left_only_by_a_valid_reset(
-        s: CircuitBreakerSpec,
-        steps: list[tuple[list[BotReading], int, str | None, str | None]]):
+    s: CircuitBreakerSpec, steps: list[tuple[list[BotReading], int, str | None, str | None]]
+):
     state = BreakerState()
     now = T0
     for readings, gap, token, trip in steps:
@@ -218,8 +263,7 @@ def test_open_lets_nothing_run_and_is_left_only_by_a_valid_reset(
         d = evaluate(s, state, readings, now, token, trip_token_requested=trip)
         # Pure: the same inputs give the same decision, also from the status round trip.
         assert evaluate(s, state, readings, now, token, trip_token_requested=trip) == d
-        restored = BreakerState.from_status(
-            CircuitBreakerStatus.model_validate(to_status(state)))
+        restored = BreakerState.from_status(CircuitBreakerStatus.model_validate(to_status(state)))
         assert evaluate(s, restored, readings, now, token, trip_token_requested=trip) == d
         if trip is not None and trip != state.last_trip_token:
             # A new kill-switch token always leaves the breaker Open.
@@ -230,11 +274,17 @@ def test_open_lets_nothing_run_and_is_left_only_by_a_valid_reset(
         else:
             assert d.stop_bots == ()
         if state.state == "Open" and d.state.state != "Open":
-            new_token = token is not None and token != state.last_reset_token and (
-                trip is None or trip == state.last_trip_token)
-            cooled = (s.reset.mode == "auto" and state.tripped_at is not None
-                      and now - state.tripped_at >= parse_duration(s.reset.cooldown or "")
-                      and d.state.state == "HalfOpen")
+            new_token = (
+                token is not None
+                and token != state.last_reset_token
+                and (trip is None or trip == state.last_trip_token)
+            )
+            cooled = (
+                s.reset.mode == "auto"
+                and state.tripped_at is not None
+                and now - state.tripped_at >= parse_duration(s.reset.cooldown or "")
+                and d.state.state == "HalfOpen"
+            )
             assert (new_token and d.state.state == "Closed" and d.reset) or cooled
         if d.tripped:
             assert d.record_incident

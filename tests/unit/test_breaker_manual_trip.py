@@ -18,8 +18,14 @@ from tradebot.domain.breaker import (
 
 
 def test_a_new_trip_token_trips_a_quiet_breaker():
-    d = evaluate(spec(), BreakerState(), [reading("a"), reading("b")], T0, None,
-                 trip_token_requested="kill-1")
+    d = evaluate(
+        spec(),
+        BreakerState(),
+        [reading("a"), reading("b")],
+        T0,
+        None,
+        trip_token_requested="kill-1",
+    )
     assert d.tripped
     assert d.state.state == "Open"
     assert d.stop_bots == ("a", "b")
@@ -29,20 +35,33 @@ def test_a_new_trip_token_trips_a_quiet_breaker():
 
 
 def test_a_used_trip_token_does_not_trip_again_after_a_reset():
-    tripped = evaluate(spec(), BreakerState(), [reading()], T0, None,
-                       trip_token_requested="kill-1").state
+    tripped = evaluate(
+        spec(), BreakerState(), [reading()], T0, None, trip_token_requested="kill-1"
+    ).state
     reset = evaluate(spec(), tripped, [reading()], T0, "r1", trip_token_requested="kill-1")
     assert reset.reset
     assert reset.state.state == "Closed"
-    again = evaluate(spec(), reset.state, [reading()], T0 + dt.timedelta(seconds=1), "r1",
-                     trip_token_requested="kill-1")
+    again = evaluate(
+        spec(),
+        reset.state,
+        [reading()],
+        T0 + dt.timedelta(seconds=1),
+        "r1",
+        trip_token_requested="kill-1",
+    )
     assert not again.tripped
     assert again.state.state == "Closed"
 
 
 def test_a_trip_token_wins_over_a_reset_token_in_the_same_round():
-    d = evaluate(spec(), open_state(), [reading()], T0 + dt.timedelta(hours=1), "r-new",
-                 trip_token_requested="kill-2")
+    d = evaluate(
+        spec(),
+        open_state(),
+        [reading()],
+        T0 + dt.timedelta(hours=1),
+        "r-new",
+        trip_token_requested="kill-2",
+    )
     assert d.state.state == "Open"
     assert d.tripped
     assert d.state.tripped_at == T0 + dt.timedelta(hours=1)
@@ -55,20 +74,40 @@ def test_a_trip_token_wins_over_a_reset_token_in_the_same_round():
 
 def test_a_trip_token_trips_a_half_open_breaker():
     half = BreakerState("HalfOpen", T0, "old", ("a",))
-    d = evaluate(spec(reset={"mode": "auto", "cooldown": "1h"}), half, [reading("b")],
-                 T0 + dt.timedelta(minutes=61), None, trip_token_requested="k")
+    d = evaluate(
+        spec(reset={"mode": "auto", "cooldown": "1h"}),
+        half,
+        [reading("b")],
+        T0 + dt.timedelta(minutes=61),
+        None,
+        trip_token_requested="k",
+    )
     assert d.tripped
     assert d.stop_bots == ("a", "b")
 
 
 def test_limits_crossed_names_each_kind():
-    found = limits_crossed(spec(), [
-        reading("a", equity="700", peak="1000"), reading("b", losses=9),
-        reading("c", heartbeat=T0 - dt.timedelta(minutes=9))], T0)
+    found = limits_crossed(
+        spec(),
+        [
+            reading("a", equity="700", peak="1000"),
+            reading("b", losses=9),
+            reading("c", heartbeat=T0 - dt.timedelta(minutes=9)),
+        ],
+        T0,
+    )
     assert [(c.bot, c.limit) for c in found] == [
-        ("a", "drawdown"), ("b", "consecutiveLosses"), ("c", "staleHeartbeat")]
-    d = evaluate(spec(), BreakerState(), [reading("a", equity="700", peak="1000"),
-                                          reading("b", losses=9)], T0, None)
+        ("a", "drawdown"),
+        ("b", "consecutiveLosses"),
+        ("c", "staleHeartbeat"),
+    ]
+    d = evaluate(
+        spec(),
+        BreakerState(),
+        [reading("a", equity="700", peak="1000"), reading("b", losses=9)],
+        T0,
+        None,
+    )
     assert d.limits == ("consecutiveLosses", "drawdown")
 
 

@@ -19,8 +19,9 @@ _CODE = re.compile(r"```.*?```|`[^`\n]*`", re.DOTALL)
 
 
 def _tracked(*patterns: str) -> list[Path]:
-    out = subprocess.run(["git", "ls-files", "-z", *patterns], cwd=ROOT, check=True,
-                         capture_output=True).stdout.decode()
+    out = subprocess.run(
+        ["git", "ls-files", "-z", *patterns], cwd=ROOT, check=True, capture_output=True
+    ).stdout.decode()
     return [ROOT / p for p in out.split("\0") if p and (ROOT / p).is_file()]
 
 
@@ -37,9 +38,12 @@ def _text(path: Path) -> str | None:
 def test_no_merge_conflict_markers_anywhere():
     files = _tracked()
     assert len(files) > 100  # positive control: the scan sees the tree
-    found = [f"{p.relative_to(ROOT)}:{text[:m.start()].count(chr(10)) + 1}"
-             for p in files if (text := _text(p)) is not None
-             for m in _MARKERS.finditer(text)]
+    found = [
+        f"{p.relative_to(ROOT)}:{text[: m.start()].count(chr(10)) + 1}"
+        for p in files
+        if (text := _text(p)) is not None
+        for m in _MARKERS.finditer(text)
+    ]
     assert found == []
 
 

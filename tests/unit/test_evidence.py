@@ -11,8 +11,9 @@ T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)
 
 
-def marks(start: dt.datetime, count: int, code: str = "h1", mode: str = "dryRun",
-          step: dt.timedelta = MIN) -> list[SnapshotMark]:
+def marks(
+    start: dt.datetime, count: int, code: str = "h1", mode: str = "dryRun", step: dt.timedelta = MIN
+) -> list[SnapshotMark]:
     return [SnapshotMark(start + i * step, code, mode) for i in range(count)]
 
 
@@ -25,17 +26,24 @@ def test_a_gap_longer_than_allowed_splits_periods_and_is_not_counted():
     snaps = marks(T0, 11) + marks(T0 + 30 * MIN, 11)
     periods = evidence.dry_run_periods(snaps, max_gap=3 * MIN)
     assert [(p.started, p.ended) for p in periods] == [
-        (T0, T0 + 10 * MIN), (T0 + 30 * MIN, T0 + 40 * MIN)]
+        (T0, T0 + 10 * MIN),
+        (T0 + 30 * MIN, T0 + 40 * MIN),
+    ]
     ev = gates.DryRunEvidence(periods=periods)
     assert gates.dry_run_time(ev, "h1", T0 + 2 * dt.timedelta(hours=1)) == 20 * MIN
 
 
 def test_other_code_and_other_modes_are_not_dry_run_evidence_of_this_code():
-    snaps = marks(T0, 5, code="old") + marks(T0 + 5 * MIN, 5, code="new") + marks(
-        T0 + 10 * MIN, 5, code="new", mode="testnet")
+    snaps = (
+        marks(T0, 5, code="old")
+        + marks(T0 + 5 * MIN, 5, code="new")
+        + marks(T0 + 10 * MIN, 5, code="new", mode="testnet")
+    )
     periods = evidence.dry_run_periods(snaps, max_gap=3 * MIN)
     assert [(p.code_hash, p.started, p.ended) for p in periods] == [
-        ("old", T0, T0 + 4 * MIN), ("new", T0 + 5 * MIN, T0 + 9 * MIN)]
+        ("old", T0, T0 + 4 * MIN),
+        ("new", T0 + 5 * MIN, T0 + 9 * MIN),
+    ]
 
 
 def test_a_trip_discards_the_history_before_it():
@@ -45,8 +53,9 @@ def test_a_trip_discards_the_history_before_it():
 
 def test_unordered_snapshots_give_the_same_periods():
     snaps = marks(T0, 20)
-    assert evidence.dry_run_periods(reversed(snaps), 3 * MIN) == \
-        evidence.dry_run_periods(snaps, 3 * MIN)
+    assert evidence.dry_run_periods(reversed(snaps), 3 * MIN) == evidence.dry_run_periods(
+        snaps, 3 * MIN
+    )
 
 
 def test_floor_names_one_snapshot_per_interval():
@@ -59,6 +68,7 @@ def test_floor_names_one_snapshot_per_interval():
 def test_ids_follow_the_cluster_state_they_come_from():
     assert evidence.breaker_incident_id("u1", T0) == "trip-u1-20260101T000000Z"
     assert evidence.breaker_incident_id("u1", T0) != evidence.breaker_incident_id(
-        "u1", T0 + dt.timedelta(seconds=1))
+        "u1", T0 + dt.timedelta(seconds=1)
+    )
     assert evidence.stale_incident_id("b", T0) == "stale-b-20260101T000000Z"
     assert evidence.bot_run_id("b", T0) == "lb-b-20260101T000000Z"

@@ -37,11 +37,13 @@ def test_the_committed_module_is_what_the_installed_libraries_give() -> None:
     assert f'CCXT_VERSION = "{ccxt.__version__}"' in rendered
     assert f'FREQTRADE_VERSION = "{freqtrade.__version__}"' in rendered
     assert Path(exchanges.__file__).read_text() == rendered, (
-        "operator/tradebot/api/exchanges.py is stale: run hack/gen-exchanges.py")
+        "operator/tradebot/api/exchanges.py is stale: run hack/gen-exchanges.py"
+    )
 
 
-@pytest.mark.parametrize("name", ["binance", "bybit", "okx", "gate", "hyperliquid", "kraken",
-                                  "kucoin", "bitget", "htx"])
+@pytest.mark.parametrize(
+    "name", ["binance", "bybit", "okx", "gate", "hyperliquid", "kraken", "kucoin", "bitget", "htx"]
+)
 def test_has_sandbox_is_ccxts_test_url(name: str) -> None:
     assert exchanges.has_sandbox(name) is bool(getattr(ccxt, name)().urls.get("test"))
 
@@ -60,8 +62,9 @@ def _freqtrade_spot_has(name: str) -> bool:
     return bool(cls.combine_ft_has(include_futures=False).get("stoploss_on_exchange"))
 
 
-@pytest.mark.parametrize("name", ["binance", "bybit", "okx", "gate", "kraken", "hyperliquid",
-                                  "coinbaseexchange"])
+@pytest.mark.parametrize(
+    "name", ["binance", "bybit", "okx", "gate", "kraken", "hyperliquid", "coinbaseexchange"]
+)
 def test_stoploss_on_exchange_is_freqtrades_spot_capability(name: str) -> None:
     assert exchanges.supports_stoploss_on_exchange(name) is _freqtrade_spot_has(name)
 
@@ -75,20 +78,23 @@ def test_known_stoploss_on_exchange() -> None:
 
 
 def _wire(mode: str, exchange: str) -> dict[str, Any]:
-    wire: dict[str, Any] = yaml.safe_load(
-        (ROOT / "examples" / "livebot.yaml").read_text())["spec"]
+    wire: dict[str, Any] = yaml.safe_load((ROOT / "examples" / "livebot.yaml").read_text())["spec"]
     wire["mode"] = mode
     wire["exchange"] = {"name": exchange, "credentialsSecretRef": {"name": "keys"}}
     if mode == "live":
         wire["promotion"]["approval"] = {
-            "approvedBy": "alice", "approvedAt": "2026-11-01T10:00:00Z",
-            "reference": "https://git.example/pr/1", "codeHash": "a" * 64}
+            "approvedBy": "alice",
+            "approvedAt": "2026-11-01T10:00:00Z",
+            "reference": "https://git.example/pr/1",
+            "codeHash": "a" * 64,
+        }
     return wire
 
 
 def test_testnet_without_a_sandbox_is_refused_by_the_model() -> None:
-    with pytest.raises(ValidationError,
-                       match=r"exchange kraken has no sandbox \(testnet\) in ccxt"):
+    with pytest.raises(
+        ValidationError, match=r"exchange kraken has no sandbox \(testnet\) in ccxt"
+    ):
         LiveBotSpec.model_validate(_wire("testnet", "kraken"))
     # The same exchange is fine for the other modes, and testnet is fine with a sandbox.
     assert LiveBotSpec.model_validate(_wire("live", "kraken")).exchange.name == "kraken"

@@ -50,18 +50,23 @@ def _strategy(**overrides: Any) -> StrategySpec:
     return StrategySpec.model_validate(wire)
 
 
-def _build(spec: BacktestSpec | None = None, strategy: StrategySpec | None = None
-           ) -> dict[str, Any]:
-    return backtest_config(spec or _backtest(), strategy or _strategy(),
-                           datadir="/opt/tradebot/user_data/data/binance",
-                           user_data_dir="/opt/tradebot/user_data")
+def _build(
+    spec: BacktestSpec | None = None, strategy: StrategySpec | None = None
+) -> dict[str, Any]:
+    return backtest_config(
+        spec or _backtest(),
+        strategy or _strategy(),
+        datadir="/opt/tradebot/user_data/data/binance",
+        user_data_dir="/opt/tradebot/user_data",
+    )
 
 
 def _validate(config: dict[str, Any], *, final: bool) -> None:
     """Freqtrade's own schema check, as `freqtrade backtesting` runs it (it fills defaults in,
     so it gets a copy)."""
-    validate_config_schema({**copy.deepcopy(config), "runmode": RunMode.BACKTEST},
-                           preliminary=not final)
+    validate_config_schema(
+        {**copy.deepcopy(config), "runmode": RunMode.BACKTEST}, preliminary=not final
+    )
 
 
 def test_example_config_passes_freqtrades_schema() -> None:
@@ -70,12 +75,14 @@ def test_example_config_passes_freqtrades_schema() -> None:
 
 
 def test_config_with_every_override_passes_the_final_schema() -> None:
-    strategy = _strategy(parameters={
-        "buy": {"buy_rsi_max": 65, "use_volume": True},
-        "sell": {"sell_rsi_min": 30.5, "mode": "fast"},
-        "minimalRoi": {"0": 0.04, "60": 0.02},
-        "stoploss": -0.1,
-    })
+    strategy = _strategy(
+        parameters={
+            "buy": {"buy_rsi_max": 65, "use_volume": True},
+            "sell": {"sell_rsi_min": 30.5, "mode": "fast"},
+            "minimalRoi": {"0": 0.04, "60": 0.02},
+            "stoploss": -0.1,
+        }
+    )
     _validate(_build(strategy=strategy), final=True)
 
 
@@ -93,9 +100,13 @@ def test_backtest_essentials() -> None:
     assert config["dry_run"] is True
     assert config["stake_currency"] == "USDT"
     assert config["max_open_trades"] == 2
-    assert config["exchange"] == {"name": "binance", "key": "", "secret": "",
-                                  "pair_whitelist": ["BTC/USDT", "ETH/USDT"],
-                                  "pair_blacklist": []}
+    assert config["exchange"] == {
+        "name": "binance",
+        "key": "",
+        "secret": "",
+        "pair_whitelist": ["BTC/USDT", "ETH/USDT"],
+        "pair_blacklist": [],
+    }
     assert config["pairlists"] == [{"method": "StaticPairList"}]
     assert config["dataformat_ohlcv"] == "feather"
     assert config["datadir"] == "/opt/tradebot/user_data/data/binance"
@@ -104,14 +115,18 @@ def test_backtest_essentials() -> None:
     assert config["exit_pricing"]["price_side"] == "same"
     api = config["api_server"]
     assert api["enabled"] is False
-    assert {"listen_ip_address", "listen_port", "username", "password",
-            "jwt_secret_key"} <= api.keys()
+    assert {
+        "listen_ip_address",
+        "listen_port",
+        "username",
+        "password",
+        "jwt_secret_key",
+    } <= api.keys()
     assert "timerange" not in config  # given on the command line
 
 
 def test_money_comes_out_exact() -> None:
-    config = _build(_backtest(stakeAmount="123.45678901", dryRunWallet="98765.4321",
-                              fee=0.00075))
+    config = _build(_backtest(stakeAmount="123.45678901", dryRunWallet="98765.4321", fee=0.00075))
     assert isinstance(config["stake_amount"], float)
     assert Decimal(repr(config["stake_amount"])) == Decimal("123.45678901")
     assert Decimal(repr(config["dry_run_wallet"])) == Decimal("98765.4321")
@@ -147,8 +162,9 @@ def test_timeframe_backtest_override_then_strategy_then_none() -> None:
 
 
 def test_roi_and_stoploss_are_config_level_overrides() -> None:
-    config = _build(strategy=_strategy(parameters={
-        "minimalRoi": {"0": 0.04, "30": 0.015}, "stoploss": -0.05}))
+    config = _build(
+        strategy=_strategy(parameters={"minimalRoi": {"0": 0.04, "30": 0.015}, "stoploss": -0.05})
+    )
     assert config["minimal_roi"] == {"0": 0.04, "30": 0.015}
     assert config["stoploss"] == -0.05
     assert TRADEBOT_KEY not in config
@@ -160,8 +176,11 @@ def test_no_parameters_means_no_overrides() -> None:
 
 
 def test_buy_and_sell_parameters_ride_along_as_freqtrades_parameter_file() -> None:
-    config = _build(strategy=_strategy(parameters={
-        "buy": {"buy_rsi_max": 65}, "sell": {"sell_rsi_min": 30.5, "fast": True}}))
+    config = _build(
+        strategy=_strategy(
+            parameters={"buy": {"buy_rsi_max": 65}, "sell": {"sell_rsi_min": 30.5, "fast": True}}
+        )
+    )
     assert config[TRADEBOT_KEY][PARAMETER_FILE_KEY] == {
         "strategy_name": "EmaRsiStrategy",
         "params": {"buy": {"buy_rsi_max": 65}, "sell": {"sell_rsi_min": 30.5, "fast": True}},
@@ -195,13 +214,16 @@ def test_hash_is_stable_across_builds() -> None:
     assert config_hash(_build()) == config_hash(_build())
 
 
-@pytest.mark.parametrize("change", [
-    {"stakeAmount": "100.00000001"},
-    {"maxOpenTrades": 3},
-    {"pairs": ["BTC/USDT"]},
-    {"fee": 0.002},
-    {"timeframe": "15m"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"stakeAmount": "100.00000001"},
+        {"maxOpenTrades": 3},
+        {"pairs": ["BTC/USDT"]},
+        {"fee": 0.002},
+        {"timeframe": "15m"},
+    ],
+)
 def test_hash_changes_with_any_field(change: dict[str, Any]) -> None:
     assert config_hash(_build(_backtest(**change))) != config_hash(_build())
 

@@ -26,47 +26,85 @@ from tradebot.domain.gates import (
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 CODE = "a" * 64
 OTHER = "b" * 64
-APPROVAL = {"approvedBy": "alice", "approvedAt": "2025-02-28T10:00:00Z",
-            "reference": "https://git.example/pr/1", "codeHash": CODE}
+APPROVAL = {
+    "approvedBy": "alice",
+    "approvedAt": "2025-02-28T10:00:00Z",
+    "reference": "https://git.example/pr/1",
+    "codeHash": CODE,
+}
 
 
-def spec(mode: str = "testnet", approval: dict[str, Any] | None = None,
-         **promotion: Any) -> LiveBotSpec:
-    prom: dict[str, Any] = {"backtestRef": {"name": "bt1"}, "minProfit": "0.01",
-                            "maxDrawdown": "0.2", "minTrades": 10, "minDryRunHours": 24,
-                            **promotion}
+def spec(
+    mode: str = "testnet", approval: dict[str, Any] | None = None, **promotion: Any
+) -> LiveBotSpec:
+    prom: dict[str, Any] = {
+        "backtestRef": {"name": "bt1"},
+        "minProfit": "0.01",
+        "maxDrawdown": "0.2",
+        "minTrades": 10,
+        "minDryRunHours": 24,
+        **promotion,
+    }
     if approval is not None:
         prom["approval"] = approval
-    return LiveBotSpec.model_validate({
-        "strategyRef": {"name": "s"}, "pairs": ["BTC/USDT"], "mode": mode,
-        "exchange": {"name": "binance", "credentialsSecretRef": {"name": "keys"}},
-        "limits": {"maxOpenTrades": 3}, "promotion": prom})
+    return LiveBotSpec.model_validate(
+        {
+            "strategyRef": {"name": "s"},
+            "pairs": ["BTC/USDT"],
+            "mode": mode,
+            "exchange": {"name": "binance", "credentialsSecretRef": {"name": "keys"}},
+            "limits": {"maxOpenTrades": 3},
+            "promotion": prom,
+        }
+    )
 
 
-def evidence(phase: str = "Succeeded", code: str | None = CODE, profit: str = "0.05",
-             drawdown: str = "0.1", trades: int = 20) -> BacktestEvidence:
-    return BacktestEvidence("bt1", phase, code, BacktestResults.model_validate(
-        {"profitTotal": profit, "maxDrawdown": drawdown, "trades": trades}))
+def evidence(
+    phase: str = "Succeeded",
+    code: str | None = CODE,
+    profit: str = "0.05",
+    drawdown: str = "0.1",
+    trades: int = 20,
+) -> BacktestEvidence:
+    return BacktestEvidence(
+        "bt1",
+        phase,
+        code,
+        BacktestResults.model_validate(
+            {"profitTotal": profit, "maxDrawdown": drawdown, "trades": trades}
+        ),
+    )
 
 
-def history(hours: float = 48, code: str = CODE,
-            trips: tuple[dt.datetime, ...] = ()) -> DryRunEvidence:
+def history(
+    hours: float = 48, code: str = CODE, trips: tuple[dt.datetime, ...] = ()
+) -> DryRunEvidence:
     return DryRunEvidence((DryRunPeriod(code, NOW - dt.timedelta(hours=hours), None),), trips)
 
 
-def gates(s: LiveBotSpec | None = None, code: str | None = CODE,
-          bt: BacktestEvidence | None = None, dry: DryRunEvidence | None = None,
-          now: dt.datetime = NOW) -> dict[str, GateResult]:
-    results = evaluate_gates(s or spec(), strategy_code_hash=code,
-                             backtest=bt if bt is not None else evidence(),
-                             dry_run=dry if dry is not None else history(), now=now)
+def gates(
+    s: LiveBotSpec | None = None,
+    code: str | None = CODE,
+    bt: BacktestEvidence | None = None,
+    dry: DryRunEvidence | None = None,
+    now: dt.datetime = NOW,
+) -> dict[str, GateResult]:
+    results = evaluate_gates(
+        s or spec(),
+        strategy_code_hash=code,
+        backtest=bt if bt is not None else evidence(),
+        dry_run=dry if dry is not None else history(),
+        now=now,
+    )
     return {r.name: r for r in results}
 
 
 def test_dry_run_needs_no_gates():
     s = LiveBotSpec.model_validate({"strategyRef": {"name": "s"}, "pairs": ["BTC/USDT"]})
-    assert evaluate_gates(s, strategy_code_hash=None, backtest=None,
-                          dry_run=DryRunEvidence(), now=NOW) == []
+    assert (
+        evaluate_gates(s, strategy_code_hash=None, backtest=None, dry_run=DryRunEvidence(), now=NOW)
+        == []
+    )
 
 
 def test_all_pass_on_testnet():
@@ -76,19 +114,23 @@ def test_all_pass_on_testnet():
     assert result["approval"].message == "not required for testnet"
 
 
-@pytest.mark.parametrize(("bt", "expected"), [
-    (None, "Backtest bt1 not found"),
-    (evidence(phase="Running"), "Backtest bt1 is Running, not Succeeded"),
-    (evidence(phase="Failed"), "is Failed, not Succeeded"),
-    (evidence(code=OTHER), "tested code bbbbbbbbbbbb, the strategy now has aaaaaaaaaaaa"),
-    (evidence(profit="0.00999999"), "profitTotal 0.00999999 < minProfit 0.01"),
-    (evidence(drawdown="0.20000001"), "maxDrawdown 0.20000001 > maxDrawdown 0.2"),
-    (evidence(trades=9), "trades 9 < minTrades 10"),
-    (BacktestEvidence("bt1", "Succeeded", CODE, None), "has no results"),
-])
+@pytest.mark.parametrize(
+    ("bt", "expected"),
+    [
+        (None, "Backtest bt1 not found"),
+        (evidence(phase="Running"), "Backtest bt1 is Running, not Succeeded"),
+        (evidence(phase="Failed"), "is Failed, not Succeeded"),
+        (evidence(code=OTHER), "tested code bbbbbbbbbbbb, the strategy now has aaaaaaaaaaaa"),
+        (evidence(profit="0.00999999"), "profitTotal 0.00999999 < minProfit 0.01"),
+        (evidence(drawdown="0.20000001"), "maxDrawdown 0.20000001 > maxDrawdown 0.2"),
+        (evidence(trades=9), "trades 9 < minTrades 10"),
+        (BacktestEvidence("bt1", "Succeeded", CODE, None), "has no results"),
+    ],
+)
 def test_backtest_gate_failures(bt: BacktestEvidence | None, expected: str):
-    results = evaluate_gates(spec(), strategy_code_hash=CODE, backtest=bt,
-                             dry_run=history(), now=NOW)
+    results = evaluate_gates(
+        spec(), strategy_code_hash=CODE, backtest=bt, dry_run=history(), now=NOW
+    )
     gate = results[0]
     assert gate.name == "backtest"
     assert not gate.passed
@@ -108,9 +150,13 @@ def test_backtest_reports_every_failed_figure():
 
 
 def test_backtest_from_status():
-    status = BacktestStatus.model_validate({"phase": "Succeeded", "codeHash": CODE,
-                                            "results": {"profitTotal": "0.05",
-                                                        "maxDrawdown": "0.1", "trades": 20}})
+    status = BacktestStatus.model_validate(
+        {
+            "phase": "Succeeded",
+            "codeHash": CODE,
+            "results": {"profitTotal": "0.05", "maxDrawdown": "0.1", "trades": 20},
+        }
+    )
     assert gates(bt=BacktestEvidence.from_status("bt1", status))["backtest"].passed
     assert not gates(bt=BacktestEvidence.from_status("bt1", None))["backtest"].passed
 
@@ -168,9 +214,13 @@ def test_approval_required_for_live():
     gate = gates(s=future)["approval"]
     assert not gate.passed
     assert "in the future" in gate.message
-    assert not gates(s=spec("live", approval=APPROVAL).model_copy(
-        update={"promotion": live.promotion.model_copy(update={"approval": None})}
-        if live.promotion else {}))["approval"].passed
+    assert not gates(
+        s=spec("live", approval=APPROVAL).model_copy(
+            update={"promotion": live.promotion.model_copy(update={"approval": None})}
+            if live.promotion
+            else {}
+        )
+    )["approval"].passed
 
 
 def test_missing_promotion_fails_shut():
@@ -189,9 +239,19 @@ def test_promotion_patch():
     assert promotion_patch(dry, "testnet", None) == {"spec": {"mode": "testnet"}}
     approval = Approval.model_validate(APPROVAL)
     patch = promotion_patch(spec("testnet"), "live", approval)
-    assert patch == {"spec": {"mode": "live", "promotion": {"approval": {
-        "approvedBy": "alice", "approvedAt": "2025-02-28T10:00:00Z",
-        "reference": "https://git.example/pr/1", "codeHash": CODE}}}}
+    assert patch == {
+        "spec": {
+            "mode": "live",
+            "promotion": {
+                "approval": {
+                    "approvedBy": "alice",
+                    "approvedAt": "2025-02-28T10:00:00Z",
+                    "reference": "https://git.example/pr/1",
+                    "codeHash": CODE,
+                }
+            },
+        }
+    }
     assert promotion_patch(spec("testnet"), "dryRun", None) == {"spec": {"mode": "dryRun"}}
     with pytest.raises(ValueError, match="needs an approval"):
         promotion_patch(spec("testnet"), "live", None)
@@ -209,8 +269,10 @@ def test_patched_manifest_is_valid():
     assert LiveBotSpec.model_validate(manifest).mode == "live"
 
 
-@given(profit=st.decimals(min_value=-1, max_value=10, places=8),
-       minimum=st.decimals(min_value=-1, max_value=10, places=8))
+@given(
+    profit=st.decimals(min_value=-1, max_value=10, places=8),
+    minimum=st.decimals(min_value=-1, max_value=10, places=8),
+)
 def test_profit_gate_is_exact_decimal_comparison(profit: Decimal, minimum: Decimal):
     s = spec(minProfit=format(minimum, "f"))
     gate = gates(s=s, bt=evidence(profit=format(profit, "f")))["backtest"]
@@ -220,11 +282,19 @@ def test_profit_gate_is_exact_decimal_comparison(profit: Decimal, minimum: Decim
 _hours = st.integers(min_value=0, max_value=200)
 
 
-@given(periods=st.lists(st.tuples(_hours, _hours, st.booleans()), max_size=6),
-       trips=st.lists(_hours, max_size=3))
+@given(
+    periods=st.lists(st.tuples(_hours, _hours, st.booleans()), max_size=6),
+    trips=st.lists(_hours, max_size=3),
+)
 def test_dry_run_time_bounds(periods: list[tuple[int, int, bool]], trips: list[int]):
-    made = tuple(DryRunPeriod(CODE if same else OTHER, NOW - dt.timedelta(hours=a),
-                              NOW - dt.timedelta(hours=min(a, b))) for a, b, same in periods)
+    made = tuple(
+        DryRunPeriod(
+            CODE if same else OTHER,
+            NOW - dt.timedelta(hours=a),
+            NOW - dt.timedelta(hours=min(a, b)),
+        )
+        for a, b, same in periods
+    )
     ev = DryRunEvidence(made, tuple(NOW - dt.timedelta(hours=t) for t in trips))
     total = dry_run_time(ev, CODE, NOW)
     assert dt.timedelta(0) <= total <= dt.timedelta(hours=200)

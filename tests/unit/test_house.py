@@ -12,9 +12,11 @@ LIMIT = 60
 
 def _functions(path: Path) -> list[tuple[int, str]]:
     tree = ast.parse(path.read_text())
-    return [(n.end_lineno - n.lineno + 1, f"{path.name}:{n.lineno} {n.name}")
-            for n in ast.walk(tree)
-            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno]
+    return [
+        (n.end_lineno - n.lineno + 1, f"{path.name}:{n.lineno} {n.name}")
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef) and n.end_lineno
+    ]
 
 
 def test_no_controller_function_reaches_sixty_lines():

@@ -46,8 +46,10 @@ from tradebot.freqtrade.hyperopt_summary import (
 )
 from tradebot.settings import Settings
 
-PARAMS = '{"strategy_name": "EmaRsiStrategy", "params": {"buy": {"buy_rsi_max": 61}}, ' \
-         '"ft_stratparam_v": 1, "export_time": "2026-01-01 00:00:00"}'
+PARAMS = (
+    '{"strategy_name": "EmaRsiStrategy", "params": {"buy": {"buy_rsi_max": 61}}, '
+    '"ft_stratparam_v": 1, "export_time": "2026-01-01 00:00:00"}'
+)
 
 
 def _spec(**changes: Any) -> HyperoptSpec:
@@ -71,15 +73,18 @@ def test_epoch_shares_examples() -> None:
     assert epoch_shares(2, 5) == [1, 1]
 
 
-@pytest.mark.parametrize(("spaces", "declared", "refused"), [
-    (["buy"], {"buy_rsi_max": {"space": "buy"}}, False),
-    (["enter"], {"buy_rsi_max": {"space": "buy"}}, False),   # enter is buy's new name
-    (["sell"], {"buy_rsi_max": {"space": "buy"}}, True),
-    (["sell", "protection"], {}, True),
-    (["sell", "roi"], {}, False),                            # Freqtrade generates roi
-    (["stoploss"], {}, False),
-    (["exit"], {"sell_rsi": {"space": "sell"}}, False),
-])
+@pytest.mark.parametrize(
+    ("spaces", "declared", "refused"),
+    [
+        (["buy"], {"buy_rsi_max": {"space": "buy"}}, False),
+        (["enter"], {"buy_rsi_max": {"space": "buy"}}, False),  # enter is buy's new name
+        (["sell"], {"buy_rsi_max": {"space": "buy"}}, True),
+        (["sell", "protection"], {}, True),
+        (["sell", "roi"], {}, False),  # Freqtrade generates roi
+        (["stoploss"], {}, False),
+        (["exit"], {"sell_rsi": {"space": "sell"}}, False),
+    ],
+)
 def test_nothing_to_search(spaces: list[str], declared: dict[str, Any], refused: bool) -> None:
     why = nothing_to_search(spaces, declared)
     assert (why is not None) == refused
@@ -97,14 +102,17 @@ def test_the_example_strategy_has_its_buy_parameter() -> None:
     assert nothing_to_search(["sell"], found) is not None
 
 
-@pytest.mark.parametrize(("phases", "step"), [
-    (["Queued", "Queued"], "wait"),
-    (["Running", "Queued"], "run"),
-    (["Succeeded", "Running"], "run"),
-    (["Succeeded", "Failed"], "merge"),
-    (["Succeeded", "Succeeded"], "merge"),
-    (["Failed", "Failed"], "fail"),
-])
+@pytest.mark.parametrize(
+    ("phases", "step"),
+    [
+        (["Queued", "Queued"], "wait"),
+        (["Running", "Queued"], "run"),
+        (["Succeeded", "Running"], "run"),
+        (["Succeeded", "Failed"], "merge"),
+        (["Succeeded", "Succeeded"], "merge"),
+        (["Failed", "Failed"], "fail"),
+    ],
+)
 def test_search_step(phases: list[str], step: str) -> None:
     workers = [WorkerSeen(i, None, p) for i, p in enumerate(phases)]  # type: ignore[arg-type]
     assert search_step(workers) == step
@@ -117,22 +125,41 @@ def test_ratio() -> None:
 
 
 def _epoch(worker: int, epoch: int, loss: str, profit: str = "0.01") -> EpochRecord:
-    return EpochRecord(epoch=epoch, worker=worker, loss=Decimal(loss),
-                       profit_total=Decimal(profit), parameters_hash="h")
+    return EpochRecord(
+        epoch=epoch,
+        worker=worker,
+        loss=Decimal(loss),
+        profit_total=Decimal(profit),
+        parameters_hash="h",
+    )
 
 
-def _summary(worker: int, loss: str | None, epochs: int = 4, ok: bool = True
-             ) -> HyperoptSummary:
-    best = None if loss is None else BestEpoch(epoch=2, loss=Decimal(loss), parameters=PARAMS,
-                                               parameters_hash="ph")
-    return HyperoptSummary(ok=ok, strategy="EmaRsiStrategy", worker=worker,
-                           storage="independent", epochs_done=epochs, best=best,
-                           code_hash="c", config_hash="k", data_hash="d")
+def _summary(worker: int, loss: str | None, epochs: int = 4, ok: bool = True) -> HyperoptSummary:
+    best = (
+        None
+        if loss is None
+        else BestEpoch(epoch=2, loss=Decimal(loss), parameters=PARAMS, parameters_hash="ph")
+    )
+    return HyperoptSummary(
+        ok=ok,
+        strategy="EmaRsiStrategy",
+        worker=worker,
+        storage="independent",
+        epochs_done=epochs,
+        best=best,
+        code_hash="c",
+        config_hash="k",
+        data_hash="d",
+    )
 
 
 def test_merge_takes_the_lowest_loss_and_counts_each_epoch_once() -> None:
-    epochs = [_epoch(0, 1, "1"), _epoch(0, 2, "-0.5"), _epoch(1, 1, "-2", "0.2"),
-              _epoch(1, 1, "-2", "0.2")]  # a restarted worker repeats its epoch
+    epochs = [
+        _epoch(0, 1, "1"),
+        _epoch(0, 2, "-0.5"),
+        _epoch(1, 1, "-2", "0.2"),
+        _epoch(1, 1, "-2", "0.2"),
+    ]  # a restarted worker repeats its epoch
     merged = merge([_summary(0, "-0.5"), _summary(1, "-2.12345678")], epochs, shared=False)
     assert [(e.worker, e.epoch) for e in merged.epochs] == [(0, 1), (1, 1), (0, 2)]
     assert merged.status["bestLoss"] == "-2.12345678"
@@ -154,8 +181,7 @@ def test_merge_epochs_keeps_a_shared_study_s_numbers() -> None:
 
 def test_epoch_lines_from_a_log() -> None:
     line = _epoch(0, 3, "-1").model_dump_json(by_alias=True)
-    log = ["2026-01-01 INFO starting", f"{EPOCH_PREFIX}{line}", "tradebot-epoch {broken",
-           line]
+    log = ["2026-01-01 INFO starting", f"{EPOCH_PREFIX}{line}", "tradebot-epoch {broken", line]
     assert [e.epoch for e in parse_epoch_lines(log, EPOCH_PREFIX)] == [3]
     assert [e.epoch for e in parse_epoch_lines([line, "", "not json"])] == [3]
 
@@ -172,8 +198,9 @@ def test_validation_backtest_has_the_same_money_and_the_best_parameters() -> Non
     config = backtest_config(bt, strategy, datadir="/d", user_data_dir="/u")
     # The found parameters replace the Strategy's own (buy_rsi_max 70 there).
     assert config[TRADEBOT_KEY][PARAMETER_FILE_KEY]["params"] == {"buy": {"buy_rsi_max": 61}}
-    plain = backtest_config(backtest_spec(spec, spec.timerange), strategy, datadir="/d",
-                            user_data_dir="/u")
+    plain = backtest_config(
+        backtest_spec(spec, spec.timerange), strategy, datadir="/d", user_data_dir="/u"
+    )
     assert plain[TRADEBOT_KEY][PARAMETER_FILE_KEY]["params"] == {"buy": {"buy_rsi_max": 70}}
 
 
@@ -193,9 +220,16 @@ def test_backtest_parameters_must_be_a_parameter_file(bad: str) -> None:
 def _run(shared: bool) -> hyperopt_jobs.HyperoptRun:
     spec = _spec(sampler="TPESampler", minTrades=3)
     return hyperopt_jobs.HyperoptRun(
-        "ns", "search", "0123-abcd", spec, "EmaRsiStrategy", "code", {"a": 1},
+        "ns",
+        "search",
+        "0123-abcd",
+        spec,
+        "EmaRsiStrategy",
+        "code",
+        {"a": 1},
         tuple(epoch_shares(spec.epochs, spec.workers)),
-        hyperopt_jobs.storage_secret_name("search", "0123-abcd") if shared else None)
+        hyperopt_jobs.storage_secret_name("search", "0123-abcd") if shared else None,
+    )
 
 
 def test_worker_job() -> None:
@@ -231,11 +265,16 @@ def test_independent_workers_get_no_storage() -> None:
 
 
 def _ho(phase: str | None, workers: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": "search", "resourceVersion": "1",
-                         "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"epochs": 8, "workers": 3, "priority": 2,
-                     "strategyRef": {"name": "ema-rsi"}},
-            "status": {"phase": phase, **({"workers": workers} if workers else {})}}
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": "search",
+            "resourceVersion": "1",
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {"epochs": 8, "workers": 3, "priority": 2, "strategyRef": {"name": "ema-rsi"}},
+        "status": {"phase": phase, **({"workers": workers} if workers else {})},
+    }
 
 
 def test_queue_units_one_slot_per_worker() -> None:
@@ -246,11 +285,27 @@ def test_queue_units_one_slot_per_worker() -> None:
     assert len(state.waiting) == 0
     state.on_object(HYPEROPT, "MODIFIED", _ho("Queued"))
     assert sorted(q.name for q in state.waiting) == [
-        "hyperopt:search#0", "hyperopt:search#1", "hyperopt:search#2"]
+        "hyperopt:search#0",
+        "hyperopt:search#1",
+        "hyperopt:search#2",
+    ]
     # Worker 1's Job exists: it holds a slot and waits no more.
-    state.on_job("ADDED", {"metadata": {"namespace": "ns", "name": "j1", "labels": {
-        "tradebot.dev/kind": "hyperopt", hyperopt_jobs.LABEL_HYPEROPT: "search",
-        hyperopt_jobs.LABEL_WORKER: "1", "tradebot.dev/strategy": "ema-rsi"}}, "status": {}})
+    state.on_job(
+        "ADDED",
+        {
+            "metadata": {
+                "namespace": "ns",
+                "name": "j1",
+                "labels": {
+                    "tradebot.dev/kind": "hyperopt",
+                    hyperopt_jobs.LABEL_HYPEROPT: "search",
+                    hyperopt_jobs.LABEL_WORKER: "1",
+                    "tradebot.dev/strategy": "ema-rsi",
+                },
+            },
+            "status": {},
+        },
+    )
     assert sorted(q.name for q in state.waiting) == ["hyperopt:search#0", "hyperopt:search#2"]
     assert [r.name for r in state.running()] == ["hyperopt:search#1"]
     # A worker whose end is recorded wants no slot again.
@@ -258,14 +313,17 @@ def test_queue_units_one_slot_per_worker() -> None:
     assert sorted(q.name for q in state.waiting) == ["hyperopt:search#2"]
     state.on_object(HYPEROPT, "DELETED", _ho("Running"))
     assert len(state.waiting) == 0
-    assert not any(k[1].startswith("hyperopt:") and "#" in k[1]
-                                              for k in state.items)
+    assert not any(k[1].startswith("hyperopt:") and "#" in k[1] for k in state.items)
 
 
 def test_a_kind_without_units_is_one_item() -> None:
-    kind = QueueKind("thing", "things", "tradebot.dev/thing",
-                     lambda o: (0, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "", None),
-                     lambda *a: "")
+    kind = QueueKind(
+        "thing",
+        "things",
+        "tradebot.dev/thing",
+        lambda o: (0, dt.datetime(2026, 1, 1, tzinfo=dt.UTC), "", None),
+        lambda *a: "",
+    )
     state = QueueState(threading.Event())
     state.on_object(kind, "ADDED", _ho("Queued"))
     assert [q.name for q in state.waiting] == ["thing:search"]

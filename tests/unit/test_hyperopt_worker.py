@@ -29,12 +29,23 @@ from tradebot.freqtrade.summary import TERMINATION_MESSAGE_LIMIT
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-PARAMS = {"roi": {"0": 0.04, "60": 0.02}, "stoploss": {"stoploss": -0.08},
-          "buy": {"buy_rsi_max": 59}}
-STATS = {"profit_total": -0.006455178950000001, "profit_total_abs": -6.45517895,
-         "max_drawdown_account": 0.013396446, "total_trades": 84, "wins": 26, "losses": 58,
-         "draws": 0, "sharpe": float("inf"), "backtest_start_ts": 1704153600000,
-         "backtest_end_ts": 1706745600000}
+PARAMS = {
+    "roi": {"0": 0.04, "60": 0.02},
+    "stoploss": {"stoploss": -0.08},
+    "buy": {"buy_rsi_max": 59},
+}
+STATS = {
+    "profit_total": -0.006455178950000001,
+    "profit_total_abs": -6.45517895,
+    "max_drawdown_account": 0.013396446,
+    "total_trades": 84,
+    "wins": 26,
+    "losses": 58,
+    "draws": 0,
+    "sharpe": float("inf"),
+    "backtest_start_ts": 1704153600000,
+    "backtest_end_ts": 1706745600000,
+}
 
 
 # ---- distributions -------------------------------------------------------------------------
@@ -56,8 +67,12 @@ def test_freqtrade_distributions_become_optunas_own() -> None:
     with pytest.raises(ValueError, match="ft_IntDistribution"):
         json_to_distribution(distribution_to_json(dims["a"]))
     plain = optuna_study.plain_distributions(dims)
-    assert [type(d) for d in plain.values()] == [IntDistribution, FloatDistribution,
-                                                 FloatDistribution, CategoricalDistribution]
+    assert [type(d) for d in plain.values()] == [
+        IntDistribution,
+        FloatDistribution,
+        FloatDistribution,
+        CategoricalDistribution,
+    ]
     for name, dist in plain.items():
         assert json_to_distribution(distribution_to_json(dist)) == dist
         original = dims[name]
@@ -66,7 +81,11 @@ def test_freqtrade_distributions_become_optunas_own() -> None:
             assert dist.choices == (True, False)
         else:
             assert (dist.low, dist.high, dist.step, dist.log) == (  # type: ignore[attr-defined]
-                original.low, original.high, original.step, original.log)
+                original.low,
+                original.high,
+                original.step,
+                original.log,
+            )
     assert plain["c"].step == pytest.approx(0.001)  # type: ignore[attr-defined]
 
 
@@ -91,40 +110,55 @@ def test_an_unknown_distribution_is_refused() -> None:
 # ---- parameters hash -----------------------------------------------------------------------
 def test_parameters_hash_is_sha256_of_canonical_json() -> None:
     expected = hashlib.sha256(
-        b'{"buy":{"buy_rsi_max":59},"roi":{"0":0.04,"60":0.02},'
-        b'"stoploss":{"stoploss":-0.08}}').hexdigest()
+        b'{"buy":{"buy_rsi_max":59},"roi":{"0":0.04,"60":0.02},"stoploss":{"stoploss":-0.08}}'
+    ).hexdigest()
     assert parameters_hash(PARAMS) == expected
-    reordered = {"stoploss": {"stoploss": -0.08}, "buy": {"buy_rsi_max": 59},
-                 "roi": {"60": 0.02, "0": 0.04}}
+    reordered = {
+        "stoploss": {"stoploss": -0.08},
+        "buy": {"buy_rsi_max": 59},
+        "roi": {"60": 0.02, "0": 0.04},
+    }
     assert parameters_hash(reordered) == expected
     assert parameters_hash({**PARAMS, "buy": {"buy_rsi_max": 60}}) != expected
 
 
 # ---- epoch records -------------------------------------------------------------------------
 def test_epoch_record_has_exact_figures_and_the_hash() -> None:
-    record = hyperopt_epochs.epoch_record(epoch=3, worker=1, loss=4.940804081234,
-                                          params=PARAMS, stats=STATS)
+    record = hyperopt_epochs.epoch_record(
+        epoch=3, worker=1, loss=4.940804081234, params=PARAMS, stats=STATS
+    )
     assert record is not None
     assert record.loss == Decimal("4.94080408")
     assert record.profit_total == Decimal("-0.00645518")
     assert record.max_drawdown == Decimal("0.01339645")
     assert record.trades == 84
     assert record.parameters_hash == parameters_hash(PARAMS)
-    assert hyperopt_epochs.epoch_record(epoch=1, worker=0, loss=float("nan"), params=PARAMS,
-                                        stats=STATS) is None
+    assert (
+        hyperopt_epochs.epoch_record(
+            epoch=1, worker=0, loss=float("nan"), params=PARAMS, stats=STATS
+        )
+        is None
+    )
 
 
 def test_stats_subset_keeps_only_the_figures() -> None:
-    metrics = {**STATS, "trades": [{"pair": "BTC/USDT"}], "results_per_pair": [],
-               "strategy_name": "X"}
+    metrics = {
+        **STATS,
+        "trades": [{"pair": "BTC/USDT"}],
+        "results_per_pair": [],
+        "strategy_name": "X",
+    }
     subset = hyperopt_epochs.stats_subset(metrics)
     assert set(subset) == set(STATS)
     assert json.loads(json.dumps(subset)) == subset or subset["sharpe"] == float("inf")
 
 
 def test_epoch_from_trial_attributes() -> None:
-    attrs = {hyperopt_epochs.ATTR_WORKER: 2, hyperopt_epochs.ATTR_PARAMS: PARAMS,
-             hyperopt_epochs.ATTR_STATS: STATS}
+    attrs = {
+        hyperopt_epochs.ATTR_WORKER: 2,
+        hyperopt_epochs.ATTR_PARAMS: PARAMS,
+        hyperopt_epochs.ATTR_STATS: STATS,
+    }
     record = hyperopt_epochs.epoch_from_attrs(6, 1.5, attrs)
     assert record is not None
     assert (record.epoch, record.worker, record.loss) == (7, 2, Decimal("1.50000000"))
@@ -134,14 +168,18 @@ def test_epoch_from_trial_attributes() -> None:
 
 def test_epoch_lines_round_trip_and_other_lines_are_skipped() -> None:
     one = EpochRecord(epoch=1, worker=0, loss=Decimal("2.5"), parameters_hash="a" * 64)
-    two = EpochRecord(epoch=2, worker=0, loss=Decimal("1.25"), trades=3,
-                      parameters_hash="b" * 64)
+    two = EpochRecord(epoch=2, worker=0, loss=Decimal("1.25"), trades=3, parameters_hash="b" * 64)
     again = two.model_copy(update={"loss": Decimal("1.00")})
-    text = "\n".join([
-        "freqtrade noise", hyperopt_epochs.epoch_line(two), hyperopt_epochs.epoch_line(one),
-        EPOCH_PREFIX + "{not json", EPOCH_PREFIX + '{"epoch": 3}',
-        hyperopt_epochs.epoch_line(again) + "\r",
-    ])
+    text = "\n".join(
+        [
+            "freqtrade noise",
+            hyperopt_epochs.epoch_line(two),
+            hyperopt_epochs.epoch_line(one),
+            EPOCH_PREFIX + "{not json",
+            EPOCH_PREFIX + '{"epoch": 3}',
+            hyperopt_epochs.epoch_line(again) + "\r",
+        ]
+    )
     assert hyperopt_epochs.epoch_line(one).startswith(EPOCH_PREFIX + '{"epoch":1,')
     assert hyperopt_epochs.parse_epoch_line(hyperopt_epochs.epoch_line(one)) == one
     assert hyperopt_epochs.parse_epoch_line("tradebot-epochx {}") is None
@@ -149,7 +187,7 @@ def test_epoch_lines_round_trip_and_other_lines_are_skipped() -> None:
 
 
 # ---- the space check -----------------------------------------------------------------------
-CODE = '''
+CODE = """
 from freqtrade.strategy import IStrategy, IntParameter, DecimalParameter
 
 class Base(IStrategy):
@@ -163,7 +201,7 @@ class Bare(IStrategy):
 
 class Foreign(SomewhereElse):
     pass
-'''
+"""
 
 
 def test_searchable_spaces_follow_same_file_bases() -> None:
@@ -174,11 +212,16 @@ def test_searchable_spaces_follow_same_file_bases() -> None:
 
 
 def test_a_search_with_nothing_to_search_is_refused_naming_the_spaces() -> None:
-    with pytest.raises(hyperopt_run.HyperoptError,
-                       match=r"Bare has no hyperoptable parameters .* space\(s\) buy, sell$"):
+    with pytest.raises(
+        hyperopt_run.HyperoptError,
+        match=r"Bare has no hyperoptable parameters .* space\(s\) buy, sell$",
+    ):
         hyperopt_run.check_spaces(CODE, "Bare", ["buy", "sell"])
-    with pytest.raises(hyperopt_run.HyperoptError, match=r"protection.*has parameters in: "
-                       r"buy, sell"):
+    with pytest.raises(
+        hyperopt_run.HyperoptError,
+        match=r"protection.*has parameters in: "
+        r"buy, sell",
+    ):
         hyperopt_run.check_spaces(CODE, "Mine", ["protection"])
     # Positive controls: a space with parameters, a built-in space, an unknowable base.
     hyperopt_run.check_spaces(CODE, "Mine", ["buy", "protection"])
@@ -188,8 +231,7 @@ def test_a_search_with_nothing_to_search_is_refused_naming_the_spaces() -> None:
 
 # ---- the worker's bookkeeping in a study ---------------------------------------------------
 def _study() -> optuna.Study:
-    return optuna.create_study(direction="minimize",
-                               sampler=optuna.samplers.RandomSampler(seed=1))
+    return optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(seed=1))
 
 
 DIMS: dict[str, BaseDistribution] = {"x": IntDistribution(1, 50)}
@@ -252,16 +294,19 @@ def test_duplicates_of_done_or_earlier_running_points() -> None:
 def _summary(**update: Any) -> HyperoptSummary:
     from tradebot.api.backtest import Artifact
 
-    base = HyperoptSummary(ok=True, strategy="S", worker=0, storage="shared",
-                           artifacts=[Artifact(name=f"f{i}.log", sha256="0" * 64, size=1)
-                                      for i in range(40)])
+    base = HyperoptSummary(
+        ok=True,
+        strategy="S",
+        worker=0,
+        storage="shared",
+        artifacts=[Artifact(name=f"f{i}.log", sha256="0" * 64, size=1) for i in range(40)],
+    )
     return base.model_copy(update=update)
 
 
 def test_termination_message_fits_and_says_so() -> None:
     small = _summary(artifacts=[])
-    assert hyperopt_run.to_message(small) == small.model_dump_json(by_alias=True,
-                                                                   exclude_none=True)
+    assert hyperopt_run.to_message(small) == small.model_dump_json(by_alias=True, exclude_none=True)
     big = _summary(error="x" * 5000)
     message = hyperopt_run.to_message(big)
     assert len(message.encode()) <= TERMINATION_MESSAGE_LIMIT
@@ -279,8 +324,14 @@ def test_redact_takes_the_url_and_its_password_out() -> None:
     assert redact(text, None) == text
 
 
-@pytest.mark.parametrize("url", ["postgresql+psycopg://u:s3cret@host:port/db",
-                                 "s3cret-nonsense", "postgresql+nodriver://u:s3cret@h/db"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql+psycopg://u:s3cret@host:port/db",
+        "s3cret-nonsense",
+        "postgresql+nodriver://u:s3cret@h/db",
+    ],
+)
 def test_a_study_that_cannot_open_says_why_without_the_url(url: str) -> None:
     with pytest.raises(optuna_study.StudyError, match=r"^cannot open study 'st': \w+") as e:
         optuna_study.open_study(url, "st", None)

@@ -16,8 +16,12 @@ DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 # An exact version tag: digits and dots (a bare `3.11` or `bookworm` floats).
 EXACT_TAG = re.compile(r":[^:@]*\d+\.\d+\.\d+[^:@]*$")
 DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
-OCI_LABELS = {"org.opencontainers.image.title", "org.opencontainers.image.description",
-              "org.opencontainers.image.source", "org.opencontainers.image.licenses"}
+OCI_LABELS = {
+    "org.opencontainers.image.title",
+    "org.opencontainers.image.description",
+    "org.opencontainers.image.source",
+    "org.opencontainers.image.licenses",
+}
 
 
 def _instructions(path: Path) -> list[tuple[str, str]]:
@@ -43,8 +47,9 @@ def problems(text: str, context: Path = ROOT) -> list[str]:
             base_args[name.strip()] = default.strip().strip('"')
         if ins == "FROM":
             parts = value.split()
-            image = re.sub(r"\$\{?(\w+)\}?", lambda m: base_args.get(m.group(1), m.group(0)),
-                           parts[0])
+            image = re.sub(
+                r"\$\{?(\w+)\}?", lambda m: base_args.get(m.group(1), m.group(0)), parts[0]
+            )
             if len(parts) >= 3 and parts[1].upper() == "AS":
                 stages.add(parts[2])
             if image in stages:
@@ -78,10 +83,11 @@ def problems(text: str, context: Path = ROOT) -> list[str]:
     elif users[-1].split(":")[0] in ("root", "0"):
         found.append("the last USER is root")
     last_user = max(n for n, (i, _) in enumerate(instructions) if i == "USER") if users else -1
-    if any(i == "RUN" for i, _ in instructions[last_user + 1:]):
+    if any(i == "RUN" for i, _ in instructions[last_user + 1 :]):
         found.append("RUN after the last USER")
     if not any(i == "HEALTHCHECK" for i, _ in instructions) and not re.search(
-            r"#\s*No HEALTHCHECK:", text):
+        r"#\s*No HEALTHCHECK:", text
+    ):
         found.append("no HEALTHCHECK and no comment saying why")
     labels = set(parser.labels)
     if missing := OCI_LABELS - labels:
@@ -98,8 +104,9 @@ def test_dockerfile_follows_the_rules(dockerfile: Path):
 def test_the_base_argument_defaults_to_the_pinned_stage(name: str):
     # `make images` passes BASE only where the pinned base cannot be pulled; by default the
     # images build on the FROM line dependabot bumps.
-    instructions = [(i, v) for i, v in _instructions(ROOT / "images" / name / "Dockerfile")
-                    if i != "COMMENT"]
+    instructions = [
+        (i, v) for i, v in _instructions(ROOT / "images" / name / "Dockerfile") if i != "COMMENT"
+    ]
     assert instructions[0] == ("ARG", "BASE=pinned")
     froms = [v for i, v in instructions if i == "FROM"]
     assert froms[0] == "python:3.11.11-slim-bookworm AS pinned"
@@ -107,15 +114,18 @@ def test_the_base_argument_defaults_to_the_pinned_stage(name: str):
 
 
 def test_an_unpinned_base_argument_is_caught():
-    text = ("ARG BASE=python:3.11-slim\nFROM ${BASE}\nUSER 1000\n# No HEALTHCHECK: x\n"
-            "LABEL " + " ".join(f'{k}="x"' for k in sorted(OCI_LABELS)) + "\n")
+    text = (
+        "ARG BASE=python:3.11-slim\nFROM ${BASE}\nUSER 1000\n# No HEALTHCHECK: x\n"
+        "LABEL " + " ".join(f'{k}="x"' for k in sorted(OCI_LABELS)) + "\n"
+    )
     assert problems(text) == ["FROM python:3.11-slim: not pinned to an exact version or digest"]
 
 
 def test_the_operator_image_holds_the_package_only():
     text = (ROOT / "images" / "operator" / "Dockerfile").read_text()
-    copied = [v for i, v in _instructions(ROOT / "images" / "operator" / "Dockerfile")
-              if i == "COPY"]
+    copied = [
+        v for i, v in _instructions(ROOT / "images" / "operator" / "Dockerfile") if i == "COPY"
+    ]
     assert not any("user_data" in c for c in copied)
     assert "[runner]" not in text  # Freqtrade stays out of the operator
 
@@ -149,10 +159,14 @@ BAD = [
     ("FROM python\nUSER 1000\n# No HEALTHCHECK: x\n", "untagged"),
     ("FROM python:3.11-slim\nUSER 1000\n# No HEALTHCHECK: x\n", "exact version"),
     ("FROM python:3.11.1\nADD https://x.example/a.tgz /a\nUSER 1000\n", "fetches a URL"),
-    ("FROM python:3.11.1\nRUN apt-get update && apt-get install -y git\nUSER 1000\n",
-     "--no-install-recommends"),
-    ("FROM python:3.11.1\nRUN apt-get install -y --no-install-recommends git\nUSER 1000\n",
-     "/var/lib/apt/lists"),
+    (
+        "FROM python:3.11.1\nRUN apt-get update && apt-get install -y git\nUSER 1000\n",
+        "--no-install-recommends",
+    ),
+    (
+        "FROM python:3.11.1\nRUN apt-get install -y --no-install-recommends git\nUSER 1000\n",
+        "/var/lib/apt/lists",
+    ),
     ("FROM python:3.11.1\nRUN pip install freqtrade\nUSER 1000\n", "--no-cache-dir"),
     ("FROM python:3.11.1\nUSER 1000\nUSER root\n", "last USER is root"),
     ("FROM python:3.11.1\n", "no USER"),

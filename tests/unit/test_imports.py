@@ -11,12 +11,26 @@ import tradebot
 
 PACKAGE = Path(tradebot.__file__).resolve().parent
 # What domain/ must not import: I/O of every kind. The API models and settings are data.
-DOMAIN_FORBIDDEN = ("tradebot.controllers", "tradebot.freqtrade", "tradebot.records",
-                    "tradebot.kube", "tradebot.executors", "tradebot.localcluster",
-                    "tradebot.commands", "tradebot.observability")
-CLOCKS = {("datetime", "now"), ("datetime", "utcnow"), ("datetime", "today"),
-          ("date", "today"), ("time", "time"), ("time", "monotonic"), ("time", "time_ns"),
-          ("time", "perf_counter")}
+DOMAIN_FORBIDDEN = (
+    "tradebot.controllers",
+    "tradebot.freqtrade",
+    "tradebot.records",
+    "tradebot.kube",
+    "tradebot.executors",
+    "tradebot.localcluster",
+    "tradebot.commands",
+    "tradebot.observability",
+)
+CLOCKS = {
+    ("datetime", "now"),
+    ("datetime", "utcnow"),
+    ("datetime", "today"),
+    ("date", "today"),
+    ("time", "time"),
+    ("time", "monotonic"),
+    ("time", "time_ns"),
+    ("time", "perf_counter"),
+}
 
 
 def _modules(root: Path = PACKAGE) -> dict[str, Path]:
@@ -39,7 +53,7 @@ def _imported(module: str, path: Path, known: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = module.split(".")
-                base = base[:len(base) - node.level + (1 if is_package else 0)]
+                base = base[: len(base) - node.level + (1 if is_package else 0)]
                 source = ".".join([*base, *([node.module] if node.module else [])])
             else:
                 source = node.module or ""
@@ -123,9 +137,11 @@ def _clock_reads(path: Path) -> list[str]:
             if (owner, node.attr) in CLOCKS:
                 reads.append(f"{path.name}:{node.lineno} {owner}.{node.attr}")
         if isinstance(node, ast.ImportFrom) and node.module in ("time", "datetime"):
-            reads += [f"{path.name}:{node.lineno} from {node.module} import {a.name}"
-                      for a in node.names if (node.module, a.name) in CLOCKS
-                      or a.name in ("time", "monotonic")]
+            reads += [
+                f"{path.name}:{node.lineno} from {node.module} import {a.name}"
+                for a in node.names
+                if (node.module, a.name) in CLOCKS or a.name in ("time", "monotonic")
+            ]
     return reads
 
 
@@ -133,17 +149,21 @@ def test_domain_imports_no_io_and_reads_no_clock() -> None:
     graph = import_graph()
     domain = {m: deps for m, deps in graph.items() if m.startswith("tradebot.domain")}
     assert len(domain) > 10
-    bad = sorted(f"{m} -> {d}" for m, deps in domain.items() for d in deps
-                 if d.startswith(DOMAIN_FORBIDDEN))
+    bad = sorted(
+        f"{m} -> {d}" for m, deps in domain.items() for d in deps if d.startswith(DOMAIN_FORBIDDEN)
+    )
     assert bad == []
-    clocks = [r for m, p in _modules().items() if m.startswith("tradebot.domain")
-              for r in _clock_reads(p)]
+    clocks = [
+        r for m, p in _modules().items() if m.startswith("tradebot.domain") for r in _clock_reads(p)
+    ]
     assert clocks == []
 
 
 def test_the_clock_finder_sees_clocks(tmp_path: Path) -> None:
     """Positive control for the test above."""
     source = tmp_path / "m.py"
-    source.write_text("import datetime as dt\nimport time\nfrom time import monotonic\n"
-                      "a = dt.datetime.now(dt.UTC)\nb = time.time()\n")
+    source.write_text(
+        "import datetime as dt\nimport time\nfrom time import monotonic\n"
+        "a = dt.datetime.now(dt.UTC)\nb = time.time()\n"
+    )
     assert len(_clock_reads(source)) == 3

@@ -35,15 +35,24 @@ def test_code_is_never_executed(tmp_path):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize(("code", "class_name", "message"), [
-    ("class A(IStrategy):\n    def populate_indicators(self:\n        pass\n", "A",
-     "syntax error at line 2"),
-    (GOOD, "Missing", "class Missing not found (classes in the code: EmaRsiStrategy)"),
-    ("class A(object):\n    pass\n", "A", "does not subclass IStrategy"),
-    ("from freqtrade.strategy import IStrategy\nclass A(IStrategy):\n"
-     "    def populate_indicators(self, df, md):\n        return df\n", "A",
-     "lacks required method(s): populate_entry_trend or populate_buy_trend"),
-])
+@pytest.mark.parametrize(
+    ("code", "class_name", "message"),
+    [
+        (
+            "class A(IStrategy):\n    def populate_indicators(self:\n        pass\n",
+            "A",
+            "syntax error at line 2",
+        ),
+        (GOOD, "Missing", "class Missing not found (classes in the code: EmaRsiStrategy)"),
+        ("class A(object):\n    pass\n", "A", "does not subclass IStrategy"),
+        (
+            "from freqtrade.strategy import IStrategy\nclass A(IStrategy):\n"
+            "    def populate_indicators(self, df, md):\n        return df\n",
+            "A",
+            "lacks required method(s): populate_entry_trend or populate_buy_trend",
+        ),
+    ],
+)
 def test_invalid_code_says_why(code: str, class_name: str, message: str):
     with pytest.raises(IntrospectionError) as exc:
         introspect(code, class_name)
@@ -83,7 +92,8 @@ def test_code_too_deep_for_the_parser_is_invalid_not_a_crash():
     with pytest.raises(IntrospectionError) as exc:
         introspect(_TOO_DEEP, "A")
     assert str(exc.value) == (
-        "code cannot be analysed: too deeply nested for the parser (RecursionError)")
+        "code cannot be analysed: too deeply nested for the parser (RecursionError)"
+    )
 
 
 def test_code_the_parser_runs_out_of_memory_on_is_invalid(monkeypatch: pytest.MonkeyPatch):
@@ -96,4 +106,5 @@ def test_code_the_parser_runs_out_of_memory_on_is_invalid(monkeypatch: pytest.Mo
     with pytest.raises(IntrospectionError) as exc:
         introspect(GOOD, "EmaRsiStrategy")
     assert str(exc.value) == (
-        "code cannot be analysed: too large or nested for the parser (MemoryError)")
+        "code cannot be analysed: too large or nested for the parser (MemoryError)"
+    )

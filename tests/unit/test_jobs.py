@@ -17,11 +17,21 @@ UID = "0b1e7c1e-1111-2222-3333-444455556666"
 
 
 def run(**spec_changes: Any) -> BacktestRun:
-    spec = BacktestSpec.model_validate({**example("Backtest", "ema-rsi-sample")["spec"],
-                                        **spec_changes})
-    return BacktestRun("team-a", "ema-rsi-sample", UID, spec, "ema-rsi", "EmaRsiStrategy",
-                       "class EmaRsiStrategy: ...", {"strategy": "EmaRsiStrategy"},
-                       f"bt-{UID}", "corr-1")
+    spec = BacktestSpec.model_validate(
+        {**example("Backtest", "ema-rsi-sample")["spec"], **spec_changes}
+    )
+    return BacktestRun(
+        "team-a",
+        "ema-rsi-sample",
+        UID,
+        spec,
+        "ema-rsi",
+        "EmaRsiStrategy",
+        "class EmaRsiStrategy: ...",
+        {"strategy": "EmaRsiStrategy"},
+        f"bt-{UID}",
+        "corr-1",
+    )
 
 
 def test_names_are_deterministic_and_bounded():
@@ -53,10 +63,13 @@ def test_job_shape():
     assert "tolerations" not in pod
 
 
-@pytest.mark.parametrize(("vendor", "resource", "selector"), [
-    ("amd", "amd.com/gpu", "feature.node.kubernetes.io/amd-gpu"),
-    ("nvidia", "nvidia.com/gpu", "nvidia.com/gpu.present"),
-])
+@pytest.mark.parametrize(
+    ("vendor", "resource", "selector"),
+    [
+        ("amd", "amd.com/gpu", "feature.node.kubernetes.io/amd-gpu"),
+        ("nvidia", "nvidia.com/gpu", "nvidia.com/gpu.present"),
+    ],
+)
 def test_gpu_job_uses_the_vendor_profile(vendor: str, resource: str, selector: str):
     j = job(run(gpu={"count": 2, "vendor": vendor}), Settings())
     pod = j["spec"]["template"]["spec"]

@@ -38,20 +38,28 @@ CASES = [
     ("other, long expired", Observed(held("other"), 0.0), 100.0, "acquire", "me", 4),
     ("released (no holder)", Observed(held(None, 1), 99.9), 100.0, "acquire", "me", 4),
     # A Lease without its own duration is judged by ours (10 s here).
-    ("other, no duration, fresh", Observed(held("other", None), 95.0), 100.0, "wait", "other",
-     None),
-    ("other, no duration, expired", Observed(held("other", None), 89.0), 100.0, "acquire", "me",
-     4),
+    (
+        "other, no duration, fresh",
+        Observed(held("other", None), 95.0),
+        100.0,
+        "wait",
+        "other",
+        None,
+    ),
+    ("other, no duration, expired", Observed(held("other", None), 89.0), 100.0, "acquire", "me", 4),
     # Its own duration wins over ours.
-    ("other, longer own duration", Observed(held("other", 60), 50.0), 100.0, "wait", "other",
-     None),
+    ("other, longer own duration", Observed(held("other", 60), 50.0), 100.0, "wait", "other", None),
 ]
 
 
-@pytest.mark.parametrize(("seen", "now", "action", "holder", "transitions"),
-                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_decide(seen: Observed | None, now: float, action: str, holder: str,
-                transitions: int | None) -> None:
+@pytest.mark.parametrize(
+    ("seen", "now", "action", "holder", "transitions"),
+    [c[1:] for c in CASES],
+    ids=[c[0] for c in CASES],
+)
+def test_decide(
+    seen: Observed | None, now: float, action: str, holder: str, transitions: int | None
+) -> None:
     d = decide("me", seen, now, WALL, 10)
     assert (d.action, d.holder) == (action, holder)
     if transitions is None:
@@ -93,17 +101,28 @@ def test_expiry_counts_from_the_last_change_seen_not_from_renew_time() -> None:
     assert decide("me", same, 109.5, WALL, 10).action == "acquire"
 
 
-@pytest.mark.parametrize(("last", "now", "stop"), [
-    (0.0, 6.99, False), (0.0, 7.0, True), (0.0, 30.0, True), (10.0, 12.0, False),
-])
+@pytest.mark.parametrize(
+    ("last", "now", "stop"),
+    [
+        (0.0, 6.99, False),
+        (0.0, 7.0, True),
+        (0.0, 30.0, True),
+        (10.0, 12.0, False),
+    ],
+)
 def test_must_stop_at_the_renew_deadline(last: float, now: float, stop: bool) -> None:
     assert must_stop(last, now, 7.0) is stop
 
 
-@given(since=st.floats(0, 1e6), renew_start=st.floats(0, 1e6),
-       deadline=st.integers(2, 30), margin=st.integers(1, 30))
+@given(
+    since=st.floats(0, 1e6),
+    renew_start=st.floats(0, 1e6),
+    deadline=st.integers(2, 30),
+    margin=st.integers(1, 30),
+)
 def test_the_leader_stops_before_any_follower_takes_over(
-        since: float, renew_start: float, deadline: int, margin: int) -> None:
+    since: float, renew_start: float, deadline: int, margin: int
+) -> None:
     # A follower saw the leader's last renewal at `since`, no earlier than that write started.
     renew_start = min(renew_start, since)
     duration = deadline + margin
@@ -132,11 +151,15 @@ def test_manifest_round_trip() -> None:
     assert LeaderRecord.from_manifest({"spec": {}}) == LeaderRecord(None)
 
 
-@pytest.mark.parametrize(("timing", "problem"), [
-    ((10, 7, 2), None), ((15, 10, 2), None),
-    ((7, 7, 2), "must exceed the renew deadline"),
-    ((10, 2.4, 2), "1.2 x the retry period"),
-])
+@pytest.mark.parametrize(
+    ("timing", "problem"),
+    [
+        ((10, 7, 2), None),
+        ((15, 10, 2), None),
+        ((7, 7, 2), "must exceed the renew deadline"),
+        ((10, 2.4, 2), "1.2 x the retry period"),
+    ],
+)
 def test_check_timing(timing: tuple[float, float, float], problem: str | None) -> None:
     found = check_timing(*timing)
     assert (found is None) if problem is None else (problem in (found or ""))

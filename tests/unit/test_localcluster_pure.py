@@ -23,8 +23,9 @@ def test_default_nodes_are_two_cpu_two_rocm_one_nvidia():
     for m in rocm:
         assert m["status"]["allocatable"][AMD_GPU_RESOURCE] == "4"
         assert m["metadata"]["labels"]["feature.node.kubernetes.io/amd-gpu"] == "true"
-        assert {"key": "amd.com/gpu", "value": "present", "effect": "NoSchedule"} in \
-            m["spec"]["taints"]
+        assert {"key": "amd.com/gpu", "value": "present", "effect": "NoSchedule"} in m["spec"][
+            "taints"
+        ]
     for m in cpu:
         assert m["spec"]["taints"] == []
     for m in manifests:
@@ -63,9 +64,12 @@ def test_kubeconfig_uses_the_identity_and_port(tmp_path: Path):
 def test_kwok_stages_cover_the_pod_lifecycle():
     stages = load_stage_documents()
     assert {s["metadata"]["name"] for s in stages} == {
-        "pod-ready", "pod-succeed", "pod-fail", "pod-delete"}
-    assert all(s["kind"] == "Stage" and s["spec"]["resourceRef"]["kind"] == "Pod"
-               for s in stages)
+        "pod-ready",
+        "pod-succeed",
+        "pod-fail",
+        "pod-delete",
+    }
+    assert all(s["kind"] == "Stage" and s["spec"]["resourceRef"]["kind"] == "Pod" for s in stages)
 
 
 def test_pki_issues_certificates_signed_by_its_ca(tmp_path: Path):

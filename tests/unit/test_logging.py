@@ -16,9 +16,13 @@ OPERATOR = Path(__file__).resolve().parents[2] / "operator"
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, env={"PYTHONPATH": str(OPERATOR),
-                                                       "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(OPERATOR), "PATH": "/usr/bin:/bin"},
+    )
 
 
 def test_importing_the_operator_configures_nothing():
@@ -56,8 +60,10 @@ def test_a_module_logger_made_before_configuration_logs_json_to_the_current_stde
     logging.getLogger("kopf.test").warning("from the standard library")
     lines = [json.loads(line) for line in later.getvalue().splitlines()]
     assert [(line["event"], line["level"]) for line in lines] == [
-        ("from the module logger", "info"), ("from a bound logger", "warning"),
-        ("from the standard library", "warning")]
+        ("from the module logger", "info"),
+        ("from a bound logger", "warning"),
+        ("from the standard library", "warning"),
+    ]
     assert (lines[0]["component"], lines[0]["correlation_id"]) == ("queue", "cid-1")
     assert (lines[1]["kind"], lines[1]["name"]) == ("LiveBot", "b")
     assert lines[2]["logger"] == "kopf.test"

@@ -13,9 +13,15 @@ AT = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def _spec(**extra: object) -> MarketDataSpec:
-    return MarketDataSpec.model_validate({
-        "pairs": ["SOL/USDT"], "timeframes": ["5m"], "days": 3,
-        "storage": {"volumeClaimTemplate": {"storage": "5Gi"}}, **extra})
+    return MarketDataSpec.model_validate(
+        {
+            "pairs": ["SOL/USDT"],
+            "timeframes": ["5m"],
+            "days": 3,
+            "storage": {"volumeClaimTemplate": {"storage": "5Gi"}},
+            **extra,
+        }
+    )
 
 
 def test_due_when_new_changed_failed_past_backoff_or_refresh_passed() -> None:
@@ -40,12 +46,12 @@ def test_download_job_mounts_the_claim_and_runs_the_download() -> None:
     args = container["args"]
     assert args[args.index("--datadir") + 1] == "/data/marketdata/majors"
     assert MarketDataSpec.model_validate_json(args[args.index("--spec-json") + 1]) == spec
-    assert {"name": "data", "persistentVolumeClaim": {"claimName": "md-majors"}} in \
-        pod["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "md-majors"}} in pod["volumes"]
     assert job["metadata"]["ownerReferences"][0]["kind"] == "MarketData"
     assert "--exchange-url" not in args
-    doubled = download_job(spec, "ns", "majors", "0123456789", "j",
-                           Settings(exchange_double_url="http://127.0.0.1:1"))
+    doubled = download_job(
+        spec, "ns", "majors", "0123456789", "j", Settings(exchange_double_url="http://127.0.0.1:1")
+    )
     assert "--exchange-url" in doubled["spec"]["template"]["spec"]["containers"][0]["args"]
 
 

@@ -14,16 +14,22 @@ UID = "0b1e7c1e-1111-2222-3333-444455556666"
 
 
 def _md(status: dict[str, Any]) -> dict[str, Any]:
-    return {"metadata": {"name": "majors", "uid": UID,
-                         "creationTimestamp": "2026-11-29T10:00:00Z"},
-            "spec": {}, "status": status}
+    return {
+        "metadata": {"name": "majors", "uid": UID, "creationTimestamp": "2026-11-29T10:00:00Z"},
+        "spec": {},
+        "status": status,
+    }
 
 
 def test_only_a_due_download_waits_each_marketdata_a_group_of_its_own() -> None:
     assert waiting(_md({})) is None
     assert waiting(_md({"phase": "Ready", "currentRun": None})) is None
     assert waiting(_md({"phase": "Downloading", "currentRun": "0b1e7c1e-3"})) == (
-        0, dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC), "marketdata:majors", None)
+        0,
+        dt.datetime(2026, 11, 29, 10, tzinfo=dt.UTC),
+        "marketdata:majors",
+        None,
+    )
 
 
 def test_the_kind_is_registered_with_the_labels_its_jobs_carry() -> None:

@@ -10,16 +10,27 @@ NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
 def snap(balance: str, streak: int = 0) -> Snapshot:
-    return Snapshot(state="running", dry_run=True, total_balance=Decimal(balance),
-                    closed_profit=Decimal("-1.5"), closed_profit_ratio=Decimal("-0.0015"),
-                    max_drawdown=Decimal(0), open_trades=1, open_profit=Decimal(0),
-                    trade_count=3, losing_streak=streak)
+    return Snapshot(
+        state="running",
+        dry_run=True,
+        total_balance=Decimal(balance),
+        closed_profit=Decimal("-1.5"),
+        closed_profit_ratio=Decimal("-0.0015"),
+        max_drawdown=Decimal(0),
+        open_trades=1,
+        open_profit=Decimal(0),
+        trade_count=3,
+        losing_streak=streak,
+    )
 
 
 def test_peak_and_drawdown_follow_equity_exactly():
     s = status_update({}, snap("1000"), NOW)
     assert (s["equity"], s["peakEquity"], s["drawdown"]) == (
-        "1000.00000000", "1000.00000000", "0.00000000")
+        "1000.00000000",
+        "1000.00000000",
+        "0.00000000",
+    )
     s = {**s, **status_update(s, snap("1100"), NOW)}
     s = {**s, **status_update(s, snap("880", streak=2), NOW)}
     assert s["peakEquity"] == "1100.00000000"

@@ -10,6 +10,8 @@ from tests.support.promql import exported_series, metric_names
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "charts" / "tradebot-operator" / "dashboards" / "tradebot.json"
+
+
 def dashboard_exprs() -> list[str]:
     panels = json.loads(DASHBOARD.read_text())["panels"]
     return [t["expr"] for p in panels for t in p.get("targets", [])]
@@ -37,11 +39,18 @@ def test_dashboard_queries_parse_and_use_exported_metrics(expr: str):
 
 
 def test_dashboard_covers_the_fleet_queue_and_records():
-    used = set().union(*(metric_names(e.replace("$namespace", ".*"))
-                         for e in dashboard_exprs()))
-    for needed in ("tradebot_bot_equity", "tradebot_bot_open_trades", "tradebot_breaker_open",
-                   "tradebot_breaker_trips_total", "tradebot_backtest_queue_length",
-                   "tradebot_backtest_queue_wait_seconds_bucket", "tradebot_backtests_running",
-                   "tradebot_gpus_free", "tradebot_reconciliations_total",
-                   "tradebot_records_outbox_depth", "tradebot_records_write_seconds_bucket"):
+    used = set().union(*(metric_names(e.replace("$namespace", ".*")) for e in dashboard_exprs()))
+    for needed in (
+        "tradebot_bot_equity",
+        "tradebot_bot_open_trades",
+        "tradebot_breaker_open",
+        "tradebot_breaker_trips_total",
+        "tradebot_backtest_queue_length",
+        "tradebot_backtest_queue_wait_seconds_bucket",
+        "tradebot_backtests_running",
+        "tradebot_gpus_free",
+        "tradebot_reconciliations_total",
+        "tradebot_records_outbox_depth",
+        "tradebot_records_write_seconds_bucket",
+    ):
         assert needed in used, needed

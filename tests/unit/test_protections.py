@@ -36,12 +36,21 @@ CLASS = STRATEGY.class_name
 def _config(tmp_path: Path, limits: dict[str, Any] | None) -> dict[str, Any]:
     wire = _example("livebot.yaml")
     wire["limits"] = limits
-    config = trade_config(LiveBotSpec.model_validate(wire), STRATEGY, api_port=8080,
-                          api_username="operator", exchange_double_url=None)
+    config = trade_config(
+        LiveBotSpec.model_validate(wire),
+        STRATEGY,
+        api_port=8080,
+        api_username="operator",
+        exchange_double_url=None,
+    )
     (tmp_path / "user_data").mkdir(parents=True, exist_ok=True)
     # What Freqtrade's Configuration adds before the resolver runs.
-    config.update(strategy_path=str(tmp_path / "strategies"), runmode=RunMode.DRY_RUN,
-                  candle_type_def=CandleType.SPOT, user_data_dir=tmp_path / "user_data")
+    config.update(
+        strategy_path=str(tmp_path / "strategies"),
+        runmode=RunMode.DRY_RUN,
+        candle_type_def=CandleType.SPOT,
+        user_data_dir=tmp_path / "user_data",
+    )
     return config
 
 
@@ -94,14 +103,18 @@ def _with_member(member: str) -> str:
 
 OWN_SHAPES = {
     "list attribute": f"    protections = [{COOLDOWN!r}]\n",
-    "property": ("    cooldown_candles = 2\n\n"
-                 "    @property\n"
-                 "    def protections(self):\n"
-                 "        return [{'method': 'CooldownPeriod',\n"
-                 "                 'stop_duration_candles': self.cooldown_candles}]\n"),
-    "assigned in __init__": ("    def __init__(self, config):\n"
-                             "        super().__init__(config)\n"
-                             f"        self.protections = [{COOLDOWN!r}]\n"),
+    "property": (
+        "    cooldown_candles = 2\n\n"
+        "    @property\n"
+        "    def protections(self):\n"
+        "        return [{'method': 'CooldownPeriod',\n"
+        "                 'stop_duration_candles': self.cooldown_candles}]\n"
+    ),
+    "assigned in __init__": (
+        "    def __init__(self, config):\n"
+        "        super().__init__(config)\n"
+        f"        self.protections = [{COOLDOWN!r}]\n"
+    ),
 }
 
 
@@ -114,7 +127,10 @@ def test_the_strategys_own_protections_stay_first(tmp_path: Path, shape: str) ->
     strategy, config = _load(tmp_path / "guarded", guarded_code(code, CLASS), LIMITS)
     assert strategy.protections == [COOLDOWN, *config[TRADEBOT_KEY][PROTECTIONS_KEY]]
     assert ProtectionManager(config, strategy.protections).name_list == [
-        "CooldownPeriod", "MaxDrawdown", "StoplossGuard"]
+        "CooldownPeriod",
+        "MaxDrawdown",
+        "StoplossGuard",
+    ]
 
 
 def test_the_code_is_kept_and_only_appended_to() -> None:

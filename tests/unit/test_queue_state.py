@@ -10,24 +10,46 @@ from tradebot.controllers.queue import BACKTEST, QueueState
 from tradebot.domain.queue import Limits, next_admissions
 
 
-def _bt(name: str, phase: str | None = "Queued", priority: int = 0, rv: str = "1",
-        **status: Any) -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": name, "uid": f"u-{name}",
-                         "resourceVersion": rv, "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"strategyRef": {"name": "s"}, "priority": priority},
-            "status": {"phase": phase, **status}}
+def _bt(
+    name: str, phase: str | None = "Queued", priority: int = 0, rv: str = "1", **status: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": name,
+            "uid": f"u-{name}",
+            "resourceVersion": rv,
+            "creationTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "spec": {"strategyRef": {"name": "s"}, "priority": priority},
+        "status": {"phase": phase, **status},
+    }
 
 
 def _job(backtest: str, **status: Any) -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": f"job-{backtest}", "labels": {
-        "tradebot.dev/kind": "backtest", "tradebot.dev/backtest": backtest,
-        "tradebot.dev/strategy": "s"}}, "status": status}
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": f"job-{backtest}",
+            "labels": {
+                "tradebot.dev/kind": "backtest",
+                "tradebot.dev/backtest": backtest,
+                "tradebot.dev/strategy": "s",
+            },
+        },
+        "status": status,
+    }
 
 
 def _pod(backtest: str, phase: str) -> dict[str, Any]:
-    return {"metadata": {"namespace": "ns", "name": f"job-{backtest}-x", "labels": {
-        "tradebot.dev/kind": "backtest", "job-name": f"job-{backtest}"}},
-        "status": {"phase": phase}}
+    return {
+        "metadata": {
+            "namespace": "ns",
+            "name": f"job-{backtest}-x",
+            "labels": {"tradebot.dev/kind": "backtest", "job-name": f"job-{backtest}"},
+        },
+        "status": {"phase": phase},
+    }
 
 
 def _state() -> QueueState:
@@ -107,8 +129,11 @@ def test_beyond_the_waiting_cap_backtests_are_refused_not_queued() -> None:
 
 def test_a_finished_recorded_backtest_gets_its_ttl_expiry() -> None:
     state = _state()
-    recorded = {"finishedAt": "2026-01-01T00:10:00Z", "cleanedUp": True,
-                "conditions": [{"type": "Recorded", "status": "True"}]}
+    recorded = {
+        "finishedAt": "2026-01-01T00:10:00Z",
+        "cleanedUp": True,
+        "conditions": [{"type": "Recorded", "status": "True"}],
+    }
     state.on_object(BACKTEST, "ADDED", _bt("kept", phase="Succeeded", **recorded))
     assert state.expiries == {}  # no TTL: kept
     ttl = _bt("short", phase="Succeeded", **recorded)

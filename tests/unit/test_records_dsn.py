@@ -13,17 +13,21 @@ from tradebot.records.dsn import PostgresDsn, SqliteDsn, parse_dsn
 
 def test_sqlite_dsn_is_an_absolute_file_path():
     assert parse_dsn("sqlite:///var/lib/tradebot/records.db") == SqliteDsn(
-        Path("/var/lib/tradebot/records.db"))
+        Path("/var/lib/tradebot/records.db")
+    )
     assert parse_dsn("sqlite:///data/my%20records.db") == SqliteDsn(Path("/data/my records.db"))
     assert parse_dsn("SQLITE:///x.db") == SqliteDsn(Path("/x.db"))
 
 
-@pytest.mark.parametrize("dsn", [
-    "sqlite://relative.db",       # a host, not a path
-    "sqlite:relative.db",
-    "sqlite:///x.db?mode=ro",     # options we would silently ignore
-    "sqlite:///:memory:",         # each operation would see a new empty database
-])
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "sqlite://relative.db",  # a host, not a path
+        "sqlite:relative.db",
+        "sqlite:///x.db?mode=ro",  # options we would silently ignore
+        "sqlite:///:memory:",  # each operation would see a new empty database
+    ],
+)
 def test_sqlite_dsn_forms_we_refuse(dsn: str):
     with pytest.raises(ValueError, match=r"(?i)sqlite"):
         parse_dsn(dsn)
@@ -49,11 +53,14 @@ def test_postgres_scheme_alias_and_defaults():
     assert by_query.user == "bot"
 
 
-@pytest.mark.parametrize("dsn", [
-    "mysql://root:topsecret@db/records",
-    "host=db password=topsecret dbname=records",   # libpq key=value form: not a URL
-    "topsecret",
-])
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        "mysql://root:topsecret@db/records",
+        "host=db password=topsecret dbname=records",  # libpq key=value form: not a URL
+        "topsecret",
+    ],
+)
 def test_unknown_schemes_list_the_supported_ones_without_echoing_the_dsn(dsn: str):
     with pytest.raises(ValueError, match=r"sqlite:///.*postgresql://") as caught:
         parse_dsn(dsn)
@@ -62,16 +69,23 @@ def test_unknown_schemes_list_the_supported_ones_without_echoing_the_dsn(dsn: st
         open_store(dsn)
 
 
-@pytest.mark.parametrize(("dsn", "redacted"), [
-    ("postgresql://bot:s3cret@db:5432/records", "postgresql://bot:***@db:5432/records"),
-    ("postgresql://bot@db/records?password=s3cret&sslmode=require",
-     "postgresql://bot@db/records?password=***&sslmode=require"),
-    ("postgresql://bot:pa/ss@w0rd@db/records", "postgresql://bot:***@db/records"),
-    ("postgresql://bot:p%40ss@db/records?sslpassword=s3cret",
-     "postgresql://bot:***@db/records?sslpassword=***"),
-    ("postgresql://db/records", "postgresql://db/records"),
-    ("sqlite:///var/lib/records.db", "sqlite:///var/lib/records.db"),
-])
+@pytest.mark.parametrize(
+    ("dsn", "redacted"),
+    [
+        ("postgresql://bot:s3cret@db:5432/records", "postgresql://bot:***@db:5432/records"),
+        (
+            "postgresql://bot@db/records?password=s3cret&sslmode=require",
+            "postgresql://bot@db/records?password=***&sslmode=require",
+        ),
+        ("postgresql://bot:pa/ss@w0rd@db/records", "postgresql://bot:***@db/records"),
+        (
+            "postgresql://bot:p%40ss@db/records?sslpassword=s3cret",
+            "postgresql://bot:***@db/records?sslpassword=***",
+        ),
+        ("postgresql://db/records", "postgresql://db/records"),
+        ("sqlite:///var/lib/records.db", "sqlite:///var/lib/records.db"),
+    ],
+)
 def test_redact_dsn_masks_every_password(dsn: str, redacted: str):
     assert redact_dsn(dsn) == redacted
 

@@ -57,18 +57,31 @@ LARGEST = Decimal("999999999999999999999999999999.99999999")
 SMALLEST = Decimal("-999999999999999999999999999999.99999999")
 
 
-@given(st.decimals(min_value=SMALLEST, max_value=LARGEST, places=8,
-                   allow_nan=False, allow_infinity=False))
+@given(
+    st.decimals(
+        min_value=SMALLEST, max_value=LARGEST, places=8, allow_nan=False, allow_infinity=False
+    )
+)
 def test_every_figure_numeric_38_8_holds_passes_unchanged(value: Decimal):
     exact = exact_metric("m", value)
     assert exact == value
     assert exact.as_tuple().exponent == -8
 
 
-@pytest.mark.parametrize("value", [
-    0.1, True, "1.0", None, Decimal("NaN"), Decimal("Infinity"), Decimal("0.000000001"),
-    Decimal("1e30"), Decimal("-1000000000000000000000000000000"),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        0.1,
+        True,
+        "1.0",
+        None,
+        Decimal("NaN"),
+        Decimal("Infinity"),
+        Decimal("0.000000001"),
+        Decimal("1e30"),
+        Decimal("-1000000000000000000000000000000"),
+    ],
+)
 def test_inexact_or_oversized_figures_are_refused(value: object):
     with pytest.raises(ValueError, match="metric 'm'"):
         exact_metric("m", value)
@@ -80,13 +93,16 @@ def test_integers_become_exact_figures_and_keys_must_be_names():
         exact_metric("", Decimal(1))
 
 
-@pytest.mark.parametrize(("value", "where"), [
-    ({"stoploss": -0.1}, "interface.stoploss"),
-    ({"roi": {"0": [1, 0.5]}}, r"interface.roi.0\[1\]"),
-    ({"s": {1, 2}}, "interface.s"),
-    ({"n": {1: "x"}}, "interface.n"),
-    ({"d": Decimal("0.1")}, "interface.d"),
-])
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"stoploss": -0.1}, "interface.stoploss"),
+        ({"roi": {"0": [1, 0.5]}}, r"interface.roi.0\[1\]"),
+        ({"s": {1, 2}}, "interface.s"),
+        ({"n": {1: "x"}}, "interface.n"),
+        ({"d": Decimal("0.1")}, "interface.d"),
+    ],
+)
 def test_strategy_interface_must_be_exact_json(value: dict[str, object], where: str):
     with pytest.raises(ValueError, match=where):
         check_json(value)

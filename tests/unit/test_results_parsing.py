@@ -58,7 +58,8 @@ def test_fixture_figures_are_the_files_own_numbers_quantized() -> None:
     results = parse_result(FIXTURE, "EmaRsiStrategy")
     assert results.profit_total == Decimal(str(stats["profit_total"])).quantize(Decimal("1e-8"))
     assert results.max_drawdown == Decimal(str(stats["max_drawdown_account"])).quantize(
-        Decimal("1e-8"))
+        Decimal("1e-8")
+    )
     assert results.trades == stats["total_trades"] == len(stats["trades"])
     assert results.wins + results.losses + results.draws == results.trades  # type: ignore[operator]
 
@@ -68,30 +69,42 @@ def test_unknown_strategy_in_result_is_an_error() -> None:
         parse_result(FIXTURE, "Other")
 
 
-@pytest.mark.parametrize(("raw", "expected"), [
-    (0.1, Decimal("0.10000000")),
-    (0.0012479531699999998, Decimal("0.00124795")),
-    (-21.933722389524863, Decimal("-21.93372239")),
-    (1000, Decimal("1000.00000000")),
-    ("33.353", Decimal("33.35300000")),
-    (0.000000005, Decimal("0E-8")),  # half to even
-])
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (0.1, Decimal("0.10000000")),
+        (0.0012479531699999998, Decimal("0.00124795")),
+        (-21.933722389524863, Decimal("-21.93372239")),
+        (1000, Decimal("1000.00000000")),
+        ("33.353", Decimal("33.35300000")),
+        (0.000000005, Decimal("0E-8")),  # half to even
+    ],
+)
 def test_figure_goes_through_the_floats_repr(raw: object, expected: Decimal) -> None:
     assert figure(raw) == expected
 
 
-@pytest.mark.parametrize("raw", [None, float("nan"), float("inf"), float("-inf"), True, "n/a",
-                                 "NaN", [1], {}])
+@pytest.mark.parametrize(
+    "raw", [None, float("nan"), float("inf"), float("-inf"), True, "n/a", "NaN", [1], {}]
+)
 def test_no_finite_number_is_no_figure(raw: object) -> None:
     assert figure(raw) is None
 
 
 def test_infinite_and_missing_ratios_stay_unset() -> None:
-    results = results_from_stats({
-        "total_trades": 3, "wins": 3, "losses": 0, "draws": 0,
-        "profit_total": 0.05, "sharpe": float("inf"), "sortino": float("nan"),
-        "calmar": None, "backtest_start": "2024-01-02 00:00:00",
-    })
+    results = results_from_stats(
+        {
+            "total_trades": 3,
+            "wins": 3,
+            "losses": 0,
+            "draws": 0,
+            "profit_total": 0.05,
+            "sharpe": float("inf"),
+            "sortino": float("nan"),
+            "calmar": None,
+            "backtest_start": "2024-01-02 00:00:00",
+        }
+    )
     assert results.sharpe is None
     assert results.sortino is None
     assert results.calmar is None
@@ -104,8 +117,10 @@ def test_infinite_and_missing_ratios_stay_unset() -> None:
 
 def test_results_file_with_nan_literals(tmp_path: Path) -> None:
     # Freqtrade's JSON writer emits NaN/Infinity literals; they must not break parsing.
-    document = ('{"strategy": {"S": {"total_trades": 0, "sharpe": NaN, "calmar": Infinity, '
-                '"profit_total": 0.0}}, "strategy_comparison": []}')
+    document = (
+        '{"strategy": {"S": {"total_trades": 0, "sharpe": NaN, "calmar": Infinity, '
+        '"profit_total": 0.0}}, "strategy_comparison": []}'
+    )
     path = tmp_path / "backtest-result-x.zip"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("backtest-result-x.json", document)
@@ -144,13 +159,20 @@ def test_latest_result_follows_freqtrades_marker(tmp_path: Path) -> None:
 
 # ---- the log -------------------------------------------------------------------------------
 def _log(*lines: str) -> str:
-    return "\n".join(f"2026-01-01 00:00:0{i % 10},123 - {line}" if " - " in line else line
-                     for i, line in enumerate(lines)) + "\n"
+    return (
+        "\n".join(
+            f"2026-01-01 00:00:0{i % 10},123 - {line}" if " - " in line else line
+            for i, line in enumerate(lines)
+        )
+        + "\n"
+    )
 
 
 def test_clean_log_has_no_reason() -> None:
-    text = _log("freqtrade - INFO - freqtrade 2026.9",
-                "freqtrade.data.history.datahandlers.idatahandler - WARNING - something minor")
+    text = _log(
+        "freqtrade - INFO - freqtrade 2026.9",
+        "freqtrade.data.history.datahandlers.idatahandler - WARNING - something minor",
+    )
     assert freqtrade_log.failure_reason(text) is None
 
 
@@ -179,7 +201,8 @@ def test_no_data_gives_the_requested_and_the_available_range() -> None:
     )
     assert freqtrade_log.failure_reason(text, timerange="20230101-20230201") == (
         "No data found. Terminating. Requested timerange: 20230101-20230201. "
-        "The data has: BTC/USDT, spot, 5m, data starts at 2024-01-01 00:00:00")
+        "The data has: BTC/USDT, spot, 5m, data starts at 2024-01-01 00:00:00"
+    )
 
 
 def test_configuration_error_is_reported_although_freqtrade_exits_zero() -> None:
@@ -192,7 +215,8 @@ def test_configuration_error_is_reported_although_freqtrade_exits_zero() -> None
         "Please make sure to review the documentation at https://www.freqtrade.io/en/stable.",
     )
     assert freqtrade_log.failure_reason(text) == (
-        "Configuration error: -5 is less than the minimum of 0.0001")
+        "Configuration error: -5 is less than the minimum of 0.0001"
+    )
 
 
 def test_fatal_exception_gives_the_exception_and_the_strategy_line() -> None:
@@ -207,7 +231,8 @@ def test_fatal_exception_gives_the_exception_and_the_strategy_line() -> None:
         "ValueError: boom",
     )
     assert freqtrade_log.failure_reason(text, strategy_file="S.py") == (
-        "ValueError: boom (S.py line 31, in populate_indicators)")
+        "ValueError: boom (S.py line 31, in populate_indicators)"
+    )
 
 
 def test_reason_is_one_bounded_line() -> None:
@@ -220,5 +245,6 @@ def test_reason_is_one_bounded_line() -> None:
 
 def test_output_that_is_no_log_falls_back_to_its_last_line() -> None:
     assert freqtrade_log.last_line("Traceback ...\nImportError: no freqtrade\n\n") == (
-        "ImportError: no freqtrade")
+        "ImportError: no freqtrade"
+    )
     assert freqtrade_log.last_line("") is None

@@ -11,11 +11,20 @@ from tradebot.settings import DEFAULT_GPU_PROFILES, Settings
 
 
 def test_gpu_profiles_and_node_labels_come_from_the_environment():
-    profiles = {"amd": {"resource": "amd.com/gpu", "node_selector": {"gpu": "mi300"},
-                        "tolerations": [{"key": "amd.com/gpu", "operator": "Exists"}]}}
-    s = Settings.from_env({"TRADEBOT_GPU_PROFILES": json.dumps(profiles),
-                           "TRADEBOT_GPU_NODE_LABELS": "gpu, accel ,",
-                           "TRADEBOT_NAMESPACES": "a,b"})
+    profiles = {
+        "amd": {
+            "resource": "amd.com/gpu",
+            "node_selector": {"gpu": "mi300"},
+            "tolerations": [{"key": "amd.com/gpu", "operator": "Exists"}],
+        }
+    }
+    s = Settings.from_env(
+        {
+            "TRADEBOT_GPU_PROFILES": json.dumps(profiles),
+            "TRADEBOT_GPU_NODE_LABELS": "gpu, accel ,",
+            "TRADEBOT_NAMESPACES": "a,b",
+        }
+    )
     assert set(s.gpu_profiles) == {"amd"}
     assert s.gpu_profiles["amd"].node_selector == {"gpu": "mi300"}
     assert s.gpu_node_labels == ("gpu", "accel")
@@ -34,15 +43,16 @@ def test_bad_gpu_profiles_name_the_problem():
         Settings.from_env({"TRADEBOT_GPU_PROFILES": '{"amd": {"node_selector": {}}}'})
 
 
-def test_the_process_environment_is_read_through_pydantic_settings(
-        monkeypatch: pytest.MonkeyPatch):
+def test_the_process_environment_is_read_through_pydantic_settings(monkeypatch: pytest.MonkeyPatch):
     # The chart's strings: JSON objects and comma lists, as the Deployment's env carries them.
     monkeypatch.setenv("TRADEBOT_NAMESPACES", "team-a, team-b")
     monkeypatch.setenv("TRADEBOT_ALLOWED_MODES", "dryRun,testnet")
     monkeypatch.setenv("TRADEBOT_PROMOTION_FLOORS", '{"live": {"minTrades": 50}}')
     monkeypatch.setenv("TRADEBOT_OPERATOR_POD_LABELS", '{"app": "op"}')
-    monkeypatch.setenv("TRADEBOT_GPU_PROFILES", json.dumps(
-        {"amd": {"resource": "amd.com/gpu", "node_selector": {}, "tolerations": []}}))
+    monkeypatch.setenv(
+        "TRADEBOT_GPU_PROFILES",
+        json.dumps({"amd": {"resource": "amd.com/gpu", "node_selector": {}, "tolerations": []}}),
+    )
     monkeypatch.setenv("TRADEBOT_MAX_CONCURRENT_BACKTESTS", "7")
     monkeypatch.setenv("TRADEBOT_NOT_A_SETTING", "ignored")
     s = Settings.from_env()
@@ -57,15 +67,19 @@ def test_the_process_environment_is_read_through_pydantic_settings(
     assert Settings.from_env({}).max_concurrent_backtests == 4
 
 
-@pytest.mark.parametrize(("variable", "value", "message"), [
-    ("TRADEBOT_MAX_CONCURRENT_BACKTESTS", "many", "valid integer"),
-    ("TRADEBOT_PROMOTION_FLOORS", '{"live": {"minTrades": -1}}', "greater than or equal to 0"),
-    ("TRADEBOT_OPERATOR_POD_LABELS", "{}", "must name at least one label"),
-    ("TRADEBOT_ALLOWED_MODES", "dryRun,yolo", "'dryRun', 'testnet' or 'live'"),
-    ("TRADEBOT_BOT_STORAGE_SIZE", "lots", "should match pattern"),
-])
-def test_errors_name_the_variable(monkeypatch: pytest.MonkeyPatch, variable: str, value: str,
-                                  message: str):
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("TRADEBOT_MAX_CONCURRENT_BACKTESTS", "many", "valid integer"),
+        ("TRADEBOT_PROMOTION_FLOORS", '{"live": {"minTrades": -1}}', "greater than or equal to 0"),
+        ("TRADEBOT_OPERATOR_POD_LABELS", "{}", "must name at least one label"),
+        ("TRADEBOT_ALLOWED_MODES", "dryRun,yolo", "'dryRun', 'testnet' or 'live'"),
+        ("TRADEBOT_BOT_STORAGE_SIZE", "lots", "should match pattern"),
+    ],
+)
+def test_errors_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+):
     for env in ({variable: value}, None):
         if env is None:
             monkeypatch.setenv(variable, value)

@@ -24,8 +24,13 @@ def _source() -> str:
 
 def test_describe_reads_parameters_indicators_and_signals() -> None:
     found = describe(_source(), "EmaRsiStrategy")
-    assert found["parameters"]["buy_rsi_max"] == {"type": "int", "space": "buy",
-                                                  "default": "70", "low": "50", "high": "80"}
+    assert found["parameters"]["buy_rsi_max"] == {
+        "type": "int",
+        "space": "buy",
+        "default": "70",
+        "low": "50",
+        "high": "80",
+    }
     assert found["indicators"] == ["ema_fast", "ema_slow", "rsi"]
     assert len(found["entrySignals"]) == 1
     assert "buy_rsi_max" in found["entrySignals"][0]
@@ -40,12 +45,23 @@ def test_registry_docs_markdown(tmp_path: Path) -> None:
     assert found.code_hash == hashlib.sha256(code.encode()).hexdigest()
     with open_store(dsn) as store:
         store.migrate()
-        store.register_strategy("team", "ema-rsi", "uid-1", "EmaRsiStrategy", found.code_hash,
-                                {**found.interface.to_wire(), **describe(code, "EmaRsiStrategy")})
+        store.register_strategy(
+            "team",
+            "ema-rsi",
+            "uid-1",
+            "EmaRsiStrategy",
+            found.code_hash,
+            {**found.interface.to_wire(), **describe(code, "EmaRsiStrategy")},
+        )
         other = code + "\n# changed\n"
-        store.register_strategy("team", "ema-rsi", "uid-1", "EmaRsiStrategy",
-                                hashlib.sha256(other.encode()).hexdigest(),
-                                found.interface.to_wire())
+        store.register_strategy(
+            "team",
+            "ema-rsi",
+            "uid-1",
+            "EmaRsiStrategy",
+            hashlib.sha256(other.encode()).hexdigest(),
+            found.interface.to_wire(),
+        )
         assert import_results(store, [FIXTURE]).imported
     out = tmp_path / "STRATEGIES.md"
     assert main(["registry", "docs", "-o", str(out), "--dsn", dsn]) == 0

@@ -17,10 +17,15 @@ from tradebot import kube
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import cache
 
-STATUS = {"phase": "Ready", "codeHash": "ab" * 32, "message": "introspected",
-          "parameters": '{"params": {"buy": {"buy_rsi_max": 65}}}', "parametersHash": "cd" * 32,
-          "interface": {"className": "EmaRsiStrategy", "methods": ["populate_indicators"]},
-          "conditions": [{"type": "Ready", "status": "True", "reason": "Introspected"}]}
+STATUS = {
+    "phase": "Ready",
+    "codeHash": "ab" * 32,
+    "message": "introspected",
+    "parameters": '{"params": {"buy": {"buy_rsi_max": 65}}}',
+    "parametersHash": "cd" * 32,
+    "interface": {"className": "EmaRsiStrategy", "methods": ["populate_indicators"]},
+    "conditions": [{"type": "Ready", "status": "True", "reason": "Introspected"}],
+}
 
 
 def _strategy() -> dict[str, Any]:
@@ -33,8 +38,9 @@ def _strategy() -> dict[str, Any]:
 def _indexed(body: dict[str, Any]) -> dict[str, Any]:
     """What kopf keeps: the index handler's answer for this body."""
     handler: Any = cache.strategies_by_name  # typed by kopf for its own call
-    answer: dict[Any, dict[str, Any]] = asyncio.run(handler(
-        body=kopf.Body(cast(Any, body)), namespace="ns", name=body["metadata"]["name"]))
+    answer: dict[Any, dict[str, Any]] = asyncio.run(
+        handler(body=kopf.Body(cast(Any, body)), namespace="ns", name=body["metadata"]["name"])
+    )
     assert list(answer) == [("ns", body["metadata"]["name"])]
     return answer[("ns", body["metadata"]["name"])]
 
@@ -52,9 +58,12 @@ def test_the_index_holds_no_code_but_what_rounds_read() -> None:
     assert view["spec"]["timeframe"] == body["spec"]["timeframe"]
     assert view["spec"]["parameters"] == body["spec"]["parameters"]
     # The resolved parameter set too: a bot of a Hyperopt's set runs it (strategy_parameters).
-    assert view["status"] == {"phase": "Ready", "codeHash": STATUS["codeHash"],
-                              "parameters": STATUS["parameters"],
-                              "parametersHash": STATUS["parametersHash"]}
+    assert view["status"] == {
+        "phase": "Ready",
+        "codeHash": STATUS["codeHash"],
+        "parameters": STATUS["parameters"],
+        "parametersHash": STATUS["parametersHash"],
+    }
     assert view["metadata"]["name"] == "ema-rsi"
     assert view[cache.CODE_SHA256] == hashlib.sha256(code.encode()).hexdigest()
 
@@ -62,11 +71,13 @@ def test_the_index_holds_no_code_but_what_rounds_read() -> None:
 def _no_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     def read() -> Any:
         pytest.fail("the API server was read")
+
     monkeypatch.setattr(kube, "custom", read)
 
 
 def test_a_round_gets_the_code_back_from_the_store_without_a_read(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _no_reads(monkeypatch)
     body = _strategy()
     view = _indexed(body)
@@ -83,7 +94,8 @@ def test_a_round_gets_the_code_back_from_the_store_without_a_read(
 
 
 def test_a_strategy_whose_code_is_in_a_config_map_is_handed_out_as_indexed(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     _no_reads(monkeypatch)
     body = _strategy()
     del body["spec"]["code"]

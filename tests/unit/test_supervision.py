@@ -32,16 +32,19 @@ def test_refresh_interval_is_a_quarter_of_the_deadline_and_a_minute_at_most():
     assert supervision.refresh_interval(dt.timedelta(minutes=10)) == dt.timedelta(minutes=1)
 
 
-@pytest.mark.parametrize(("annotations", "wanted"), [
-    (None, True),
-    ({}, True),
-    ({"tradebot.dev/config-hash": "abc"}, True),
-    ({supervision.ANNOTATION: "not a time"}, True),
-    ({supervision.ANNOTATION: "2026-11-29T13:00:00Z"}, False),          # just written
-    ({supervision.ANNOTATION: "2026-11-29T12:59:56Z"}, False),          # 4 s old: not due
-    ({supervision.ANNOTATION: "2026-11-29T12:59:55Z"}, True),           # 5 s old: due
-    ({supervision.ANNOTATION: "2026-11-29T13:00:30Z"}, True),           # from the future
-])
+@pytest.mark.parametrize(
+    ("annotations", "wanted"),
+    [
+        (None, True),
+        ({}, True),
+        ({"tradebot.dev/config-hash": "abc"}, True),
+        ({supervision.ANNOTATION: "not a time"}, True),
+        ({supervision.ANNOTATION: "2026-11-29T13:00:00Z"}, False),  # just written
+        ({supervision.ANNOTATION: "2026-11-29T12:59:56Z"}, False),  # 4 s old: not due
+        ({supervision.ANNOTATION: "2026-11-29T12:59:55Z"}, True),  # 5 s old: due
+        ({supervision.ANNOTATION: "2026-11-29T13:00:30Z"}, True),  # from the future
+    ],
+)
 def test_a_mark_is_written_only_when_due(annotations: dict[str, str] | None, wanted: bool):
     assert supervision.needs_mark(annotations, T0, DEADLINE) is wanted
 
@@ -63,18 +66,19 @@ def test_the_mark_patch_is_what_the_sidecar_reads():
 
 
 @given(st.dictionaries(st.from_regex(r"[a-z0-9./-]{1,30}", fullmatch=True), st.text()))
-def test_the_local_annotations_file_reads_back_like_the_downward_apis(
-        annotations: dict[str, str]):
+def test_the_local_annotations_file_reads_back_like_the_downward_apis(annotations: dict[str, str]):
     assert deadman.parse_annotations(supervision.annotations_file(annotations)) == annotations
 
 
 def test_a_downward_api_file_as_the_kubelet_writes_it():
     # Sorted key="value" lines joined by newlines, values quoted by Go's strconv.Quote.
-    text = ('kubernetes.io/config.seen="2026-11-29T12:58:01.5Z"\n'
-            'note="say \\"hi\\"\\n"\n'
-            'odd="\\x00"\n'
-            'tradebot.dev/config-hash="0f3a"\n'
-            'tradebot.dev/supervised-at="2026-11-29T12:59:40Z"')
+    text = (
+        'kubernetes.io/config.seen="2026-11-29T12:58:01.5Z"\n'
+        'note="say \\"hi\\"\\n"\n'
+        'odd="\\x00"\n'
+        'tradebot.dev/config-hash="0f3a"\n'
+        'tradebot.dev/supervised-at="2026-11-29T12:59:40Z"'
+    )
     found = deadman.parse_annotations(text)
     assert found["note"] == 'say "hi"\n'
     assert "odd" not in found  # Go's \x escape is not JSON: skipped, it is not the mark
@@ -82,15 +86,18 @@ def test_a_downward_api_file_as_the_kubelet_writes_it():
 
 
 # ---- the sidecar's decision ----------------------------------------------------------------------
-@pytest.mark.parametrize(("mark", "unchanged", "wanted"), [
-    (T0 - 5 * S, 5 * S, False),       # supervised 5 s ago
-    (T0 - 20 * S, 20 * S, False),     # exactly the deadline: not yet
-    (T0 - 21 * S, 0 * S, True),       # an old mark, seen for the first time (a restart)
-    (None, 20 * S, False),            # no mark yet, 20 s after the sidecar started
-    (None, 21 * S, True),             # no mark for longer than the deadline
-    (T0 + 3600 * S, 21 * S, True),    # a mark from a clock ahead, never refreshed
-    (T0 + 3600 * S, 5 * S, False),
-])
+@pytest.mark.parametrize(
+    ("mark", "unchanged", "wanted"),
+    [
+        (T0 - 5 * S, 5 * S, False),  # supervised 5 s ago
+        (T0 - 20 * S, 20 * S, False),  # exactly the deadline: not yet
+        (T0 - 21 * S, 0 * S, True),  # an old mark, seen for the first time (a restart)
+        (None, 20 * S, False),  # no mark yet, 20 s after the sidecar started
+        (None, 21 * S, True),  # no mark for longer than the deadline
+        (T0 + 3600 * S, 21 * S, True),  # a mark from a clock ahead, never refreshed
+        (T0 + 3600 * S, 5 * S, False),
+    ],
+)
 def test_lapsed(mark: dt.datetime | None, unchanged: dt.timedelta, wanted: bool):
     assert deadman.lapsed(mark, T0, unchanged, DEADLINE) is wanted
 
@@ -161,21 +168,40 @@ def test_step_leaves_a_stopped_trader_stopped():
     assert bot.calls == ["GET show_config"]
 
 
-def test_the_sidecar_refuses_to_run_without_the_api_login(monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]):
+def test_the_sidecar_refuses_to_run_without_the_api_login(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+):
     monkeypatch.delenv(deadman.USERNAME_ENV, raising=False)
     monkeypatch.setenv(deadman.PASSWORD_ENV, "pw")
-    assert deadman.main(["--deadline-seconds", "20", "--annotations", "/nonexistent",
-                         "--url", "http://127.0.0.1:1"]) == 2
+    assert (
+        deadman.main(
+            [
+                "--deadline-seconds",
+                "20",
+                "--annotations",
+                "/nonexistent",
+                "--url",
+                "http://127.0.0.1:1",
+            ]
+        )
+        == 2
+    )
     assert deadman.USERNAME_ENV in capsys.readouterr().out
 
 
 def test_the_script_needs_only_the_standard_library():
     tree = ast.parse(supervision.SCRIPT)
-    modules = {alias.name.split(".")[0] for node in ast.walk(tree)
-               if isinstance(node, ast.Import) for alias in node.names}
-    modules |= {(node.module or "").split(".")[0] for node in ast.walk(tree)
-                if isinstance(node, ast.ImportFrom)}
+    modules = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    modules |= {
+        (node.module or "").split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+    }
     assert modules, "no imports found: the check would pass vacuously"
     assert modules <= set(sys.stdlib_module_names) | {"__future__"}, modules
     assert Path(deadman.__file__).read_text() == supervision.SCRIPT
@@ -186,10 +212,25 @@ def test_the_script_runs_without_site_packages(tmp_path: Path):
     script = tmp_path / supervision.SCRIPT_KEY
     script.write_text(supervision.SCRIPT)
     env = {"PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-I", "-S", str(script), "--deadline-seconds",
-                             "20", "--annotations", str(tmp_path / "none"), "--url",
-                             "http://127.0.0.1:1"], env=env, capture_output=True, text=True,
-                            timeout=30, check=False)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-I",
+            "-S",
+            str(script),
+            "--deadline-seconds",
+            "20",
+            "--annotations",
+            str(tmp_path / "none"),
+            "--url",
+            "http://127.0.0.1:1",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     # It got as far as checking the login it needs (none given), so every import worked.
     assert result.returncode == 2, result.stderr
     assert deadman.USERNAME_ENV in result.stdout
@@ -200,11 +241,24 @@ UID = "5e1f0000-aaaa-bbbb-cccc-ddddeeeeffff"
 
 
 def _bot(**extra: Any) -> BotInstance:
-    spec = LiveBotSpec.model_validate({"strategyRef": {"name": "ema-rsi"},
-                                       "pairs": ["BTC/USDT"], "exchange": {"name": "binance"},
-                                       **extra})
-    return BotInstance("team-a", "dry", UID, spec, "ema-rsi", "EmaRsi", "class EmaRsi: ...",
-                       {"strategy": "EmaRsi", "api_server": {"enabled": True}})
+    spec = LiveBotSpec.model_validate(
+        {
+            "strategyRef": {"name": "ema-rsi"},
+            "pairs": ["BTC/USDT"],
+            "exchange": {"name": "binance"},
+            **extra,
+        }
+    )
+    return BotInstance(
+        "team-a",
+        "dry",
+        UID,
+        spec,
+        "ema-rsi",
+        "EmaRsi",
+        "class EmaRsi: ...",
+        {"strategy": "EmaRsi", "api_server": {"enabled": True}},
+    )
 
 
 def _containers(p: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -219,25 +273,38 @@ def test_the_pod_has_the_sidecar_with_the_bots_deadline():
     side = containers[supervision.CONTAINER]
     assert side["image"] == containers[bots.CONTAINER]["image"]
     assert side["command"] == [
-        "python3", "/etc/freqtrade/tradebot-deadman.py", "--deadline-seconds", "90",
-        "--annotations", "/etc/tradebot/podinfo/annotations", "--url", "http://127.0.0.1:8080"]
+        "python3",
+        "/etc/freqtrade/tradebot-deadman.py",
+        "--deadline-seconds",
+        "90",
+        "--annotations",
+        "/etc/tradebot/podinfo/annotations",
+        "--url",
+        "http://127.0.0.1:8080",
+    ]
     assert side["securityContext"] == containers[bots.CONTAINER]["securityContext"]
     assert side["securityContext"]["readOnlyRootFilesystem"] is True
     # The bot API's username and password, from the operator's Secret; nothing else secret.
-    secret_env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in side["env"]
-                  if "valueFrom" in e}
+    secret_env = {
+        e["name"]: e["valueFrom"]["secretKeyRef"] for e in side["env"] if "valueFrom" in e
+    }
     assert secret_env == {
         deadman.USERNAME_ENV: {"name": b.api_secret_name, "key": "username", "optional": False},
-        deadman.PASSWORD_ENV: {"name": b.api_secret_name, "key": "password", "optional": False}}
+        deadman.PASSWORD_ENV: {"name": b.api_secret_name, "key": "password", "optional": False},
+    }
     assert all(m["readOnly"] for m in side["volumeMounts"])
     volumes = {v["name"]: v for v in p["spec"]["volumes"]}
     assert volumes["podinfo"]["downwardAPI"]["items"] == [
-        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}]
+        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
+    ]
     items = volumes["config"]["configMap"]["items"]
     assert {"key": "tradebot-deadman.py", "path": "tradebot-deadman.py"} in items
     # The bot's own container is as before: it does not mount the annotations.
     assert {m["name"] for m in containers[bots.CONTAINER]["volumeMounts"]} == {
-        "config", "user-data", "tmp"}
+        "config",
+        "user-data",
+        "tmp",
+    }
 
 
 def test_the_default_deadline_is_ten_minutes():
@@ -246,7 +313,8 @@ def test_the_default_deadline_is_ten_minutes():
 
 
 def test_the_config_map_ships_the_script_and_a_new_script_replaces_the_pod(
-        monkeypatch: pytest.MonkeyPatch):
+    monkeypatch: pytest.MonkeyPatch,
+):
     b = _bot()
     assert config_map(b)["data"]["tradebot-deadman.py"] == supervision.SCRIPT
     before = b.config_hash
@@ -256,10 +324,17 @@ def test_the_config_map_ships_the_script_and_a_new_script_replaces_the_pod(
 
 def test_the_sidecar_takes_only_the_api_login():
     with pytest.raises(ValueError, match="exactly"):
-        supervision.sidecar(image="i", deadline=DEADLINE, config_dir="/c", config_volume="c",
-                            api_port=8080, credentials_env=[
-                                {"name": deadman.USERNAME_ENV, "value": "u"},
-                                {"name": "FREQTRADE__API_SERVER__JWT_SECRET_KEY", "value": "j"}])
+        supervision.sidecar(
+            image="i",
+            deadline=DEADLINE,
+            config_dir="/c",
+            config_volume="c",
+            api_port=8080,
+            credentials_env=[
+                {"name": deadman.USERNAME_ENV, "value": "u"},
+                {"name": "FREQTRADE__API_SERVER__JWT_SECRET_KEY", "value": "j"},
+            ],
+        )
 
 
 def test_the_sidecar_reads_the_same_env_names_the_bot_does():

@@ -59,14 +59,27 @@ def _strategy() -> StrategySpec:
     return StrategySpec.model_validate(_example("strategy.yaml"))
 
 
-def _build(spec: LiveBotSpec | None = None, url: str | None = DOUBLE,
-           breakers: tuple[BreakerLimits, ...] = ()) -> dict[str, Any]:
-    return trade_config(spec or _bot(), _strategy(), api_port=8080, api_username="operator",
-                        exchange_double_url=url, breakers=breakers)
+def _build(
+    spec: LiveBotSpec | None = None,
+    url: str | None = DOUBLE,
+    breakers: tuple[BreakerLimits, ...] = (),
+) -> dict[str, Any]:
+    return trade_config(
+        spec or _bot(),
+        _strategy(),
+        api_port=8080,
+        api_username="operator",
+        exchange_double_url=url,
+        breakers=breakers,
+    )
 
 
-APPROVAL = {"approvedBy": "alice", "approvedAt": "2026-11-01T10:00:00Z",
-            "reference": "https://git.example/pr/1", "codeHash": "a" * 64}
+APPROVAL = {
+    "approvedBy": "alice",
+    "approvedAt": "2026-11-01T10:00:00Z",
+    "reference": "https://git.example/pr/1",
+    "codeHash": "a" * 64,
+}
 
 
 def _keyed(mode: str, exchange: str = "binance", **overrides: Any) -> LiveBotSpec:
@@ -82,8 +95,7 @@ def _keyed(mode: str, exchange: str = "binance", **overrides: Any) -> LiveBotSpe
 
 def _with_env(config: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """What Freqtrade's Configuration.load_config makes of config + environment."""
-    return deep_merge_dicts(_flat_vars_to_nested_dict(env, ENV_VAR_PREFIX),
-                            copy.deepcopy(config))
+    return deep_merge_dicts(_flat_vars_to_nested_dict(env, ENV_VAR_PREFIX), copy.deepcopy(config))
 
 
 def _validate(config: dict[str, Any], runmode: RunMode = RunMode.DRY_RUN) -> None:
@@ -135,7 +147,11 @@ def test_exchange_double_overrides_only_when_asked() -> None:
     exchange = _build()["exchange"]
     api = DOUBLE + "/api/v3"
     assert exchange["ccxt_config"]["urls"]["api"] == {
-        "public": api, "private": api, "v1": api, "sapi": api}
+        "public": api,
+        "private": api,
+        "v1": api,
+        "sapi": api,
+    }
     assert exchange["ccxt_config"]["options"] == {"fetchMarkets": {"types": ["spot"]}}
     assert exchange["enable_ws"] is False
     plain = _build(url=None)["exchange"]
@@ -172,8 +188,9 @@ def test_no_field_holds_anything_secret_looking() -> None:
 
 def test_stake_above_max_stake_per_trade_is_refused() -> None:
     # Money shows 8 places.
-    with pytest.raises(LimitExceeded,
-                       match=r"stakeAmount 150\.0+ exceeds limits\.maxStakePerTrade 100"):
+    with pytest.raises(
+        LimitExceeded, match=r"stakeAmount 150\.0+ exceeds limits\.maxStakePerTrade 100"
+    ):
         _build(_bot(stakeAmount="150"))
     with pytest.raises(ValueError, match="not bounded"):
         _build(_bot(stakeAmount="unlimited"))
@@ -246,7 +263,8 @@ def test_live_runs_on_the_real_endpoints() -> None:
 def test_the_exchange_double_is_for_dry_runs_only() -> None:
     # Positive control: a dry run on a cluster with a double uses it.
     assert _build(url=DOUBLE)["exchange"]["ccxt_config"]["urls"]["api"]["private"].startswith(
-        DOUBLE)
+        DOUBLE
+    )
     for mode in ("testnet", "live"):
         config = _build(_keyed(mode), url=DOUBLE)
         assert DOUBLE not in json.dumps(config), mode
@@ -261,16 +279,20 @@ def test_force_entry_is_off_for_live_only() -> None:
     assert _build(_keyed("live"), url=None)["force_entry_enable"] is False
 
 
-@pytest.mark.parametrize(("mode", "exchange", "expected"), [
-    ("dryRun", "binance", False),   # dry run only simulates it
-    ("testnet", "binance", True),
-    ("live", "binance", True),
-    ("testnet", "bybit", False),    # Freqtrade has it for bybit futures only, bots trade spot
-    ("live", "kraken", True),
-    ("live", "bybit", False),
-])
-def test_stoploss_on_exchange_where_freqtrade_supports_it(mode: str, exchange: str,
-                                                          expected: bool) -> None:
+@pytest.mark.parametrize(
+    ("mode", "exchange", "expected"),
+    [
+        ("dryRun", "binance", False),  # dry run only simulates it
+        ("testnet", "binance", True),
+        ("live", "binance", True),
+        ("testnet", "bybit", False),  # Freqtrade has it for bybit futures only, bots trade spot
+        ("live", "kraken", True),
+        ("live", "bybit", False),
+    ],
+)
+def test_stoploss_on_exchange_where_freqtrade_supports_it(
+    mode: str, exchange: str, expected: bool
+) -> None:
     spec = _bot(exchange={"name": exchange}) if mode == "dryRun" else _keyed(mode, exchange)
     config = _build(spec, url=None)
     assert config["order_types"]["stoploss_on_exchange"] is expected
@@ -291,18 +313,26 @@ def test_freqtrade_accepts_the_stoploss_on_exchange_it_gets() -> None:
     try:
         bybit.validate_stop_ordertypes(bybit_config["order_types"])
         with pytest.raises(ConfigurationError, match="On exchange stoploss is not supported"):
-            bybit.validate_stop_ordertypes({**bybit_config["order_types"],
-                                            "stoploss_on_exchange": True})
+            bybit.validate_stop_ordertypes(
+                {**bybit_config["order_types"], "stoploss_on_exchange": True}
+            )
     finally:
         bybit.close()
 
 
 @pytest.mark.parametrize("mode", ["testnet", "live"])
 def test_keyed_configs_pass_freqtrades_schema(mode: str) -> None:
-    limits = {"maxStakePerTrade": "100", "maxOpenTrades": 3, "maxDrawdown": 0.1,
-              "maxConsecutiveLosses": 4}
-    config = _build(_keyed(mode, limits=limits), url=None,
-                    breakers=(BreakerLimits(max_drawdown=Decimal("0.05")),))
+    limits = {
+        "maxStakePerTrade": "100",
+        "maxOpenTrades": 3,
+        "maxDrawdown": 0.1,
+        "maxConsecutiveLosses": 4,
+    }
+    config = _build(
+        _keyed(mode, limits=limits),
+        url=None,
+        breakers=(BreakerLimits(max_drawdown=Decimal("0.05")),),
+    )
     assert config[TRADEBOT_KEY][PROTECTIONS_KEY]
     _validate(_with_env(config, SECRET_ENV), RunMode.LIVE)
 
@@ -326,20 +356,32 @@ def test_no_limits_means_no_protections() -> None:
 def test_protections_from_the_bots_limits() -> None:
     config = _build(_bot(limits={"maxDrawdown": 0.12, "maxConsecutiveLosses": 4}))
     assert config[TRADEBOT_KEY][PROTECTIONS_KEY] == [
-        {"method": "MaxDrawdown", "calculation_mode": "equity", "max_allowed_drawdown": 0.12,
-         "trade_limit": 1, "lookback_period": LOOKBACK_MINUTES,
-         "stop_duration": STOP_MINUTES},
-        {"method": "StoplossGuard", "trade_limit": 4, "required_profit": 0.0,
-         "only_per_pair": False, "lookback_period": LOOKBACK_MINUTES,
-         "stop_duration": STOP_MINUTES},
+        {
+            "method": "MaxDrawdown",
+            "calculation_mode": "equity",
+            "max_allowed_drawdown": 0.12,
+            "trade_limit": 1,
+            "lookback_period": LOOKBACK_MINUTES,
+            "stop_duration": STOP_MINUTES,
+        },
+        {
+            "method": "StoplossGuard",
+            "trade_limit": 4,
+            "required_profit": 0.0,
+            "only_per_pair": False,
+            "lookback_period": LOOKBACK_MINUTES,
+            "stop_duration": STOP_MINUTES,
+        },
     ]
     assert config[TRADEBOT_KEY][PARAMETER_FILE_KEY]["params"] == {"buy": {"buy_rsi_max": 70}}
 
 
 def _limits(config: dict[str, Any]) -> dict[str, Any]:
     found = {p["method"]: p for p in config[TRADEBOT_KEY].get(PROTECTIONS_KEY, [])}
-    return {"drawdown": found.get("MaxDrawdown", {}).get("max_allowed_drawdown"),
-            "losses": found.get("StoplossGuard", {}).get("trade_limit")}
+    return {
+        "drawdown": found.get("MaxDrawdown", {}).get("max_allowed_drawdown"),
+        "losses": found.get("StoplossGuard", {}).get("trade_limit"),
+    }
 
 
 def test_the_strictest_of_bot_and_breakers_wins() -> None:
@@ -348,11 +390,10 @@ def test_the_strictest_of_bot_and_breakers_wins() -> None:
     strict = BreakerLimits(max_drawdown=Decimal("0.05"))
     other = BreakerLimits(max_consecutive_losses=2, max_daily_loss=Decimal("50"))
     assert _limits(_build(bot, breakers=(loose,))) == {"drawdown": 0.12, "losses": 4}
-    assert _limits(_build(bot, breakers=(loose, strict, other))) == {"drawdown": 0.05,
-                                                                     "losses": 2}
+    assert _limits(_build(bot, breakers=(loose, strict, other))) == {"drawdown": 0.05, "losses": 2}
     # Breakers alone (no spec.limits) protect too; limits they do not set add nothing.
-    assert _limits(_build(_bot(limits=None), breakers=(other,))) == {"drawdown": None,
-                                                                     "losses": 2}
-    assert _limits(_build(_bot(limits=None),
-                          breakers=(BreakerLimits(stale_heartbeat="5m"),))) == {
-        "drawdown": None, "losses": None}
+    assert _limits(_build(_bot(limits=None), breakers=(other,))) == {"drawdown": None, "losses": 2}
+    assert _limits(_build(_bot(limits=None), breakers=(BreakerLimits(stale_heartbeat="5m"),))) == {
+        "drawdown": None,
+        "losses": None,
+    }

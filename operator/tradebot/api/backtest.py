@@ -30,8 +30,10 @@ from tradebot.api.types import (
 )
 
 DEFAULT_DATASET = "sample"
-_NO_PARENT = cel("!self.matches('(^|/)[.][.](/|$)')",
-                 "data.pvc.path must stay inside the volume: no `..` segment")
+_NO_PARENT = cel(
+    "!self.matches('(^|/)[.][.](/|$)')",
+    "data.pvc.path must stay inside the volume: no `..` segment",
+)
 
 
 class PvcData(ApiModel):
@@ -40,9 +42,13 @@ class PvcData(ApiModel):
     claim_name: K8sName = Field(description="The PersistentVolumeClaim, same namespace.")
     # No `..` segment: the path must stay inside the volume, not reach the rest of the
     # runner's file system. Refused by the API server (CEL) and by the model alike.
-    path: str = Field(default="data", max_length=512, pattern=r"^[^/].*$",
-                      json_schema_extra={"x-kubernetes-validations": [_NO_PARENT]},
-                      description="Directory inside the volume (relative, no `..`).")
+    path: str = Field(
+        default="data",
+        max_length=512,
+        pattern=r"^[^/].*$",
+        json_schema_extra={"x-kubernetes-validations": [_NO_PARENT]},
+        description="Directory inside the volume (relative, no `..`).",
+    )
 
     @field_validator("path")
     @classmethod
@@ -60,16 +66,25 @@ class DataSource(ApiModel):
     MarketData."""
 
     model_config = with_rules(
-        cel("(has(self.bundled) ? 1 : 0) + (has(self.pvc) ? 1 : 0) + "
-            "(has(self.marketDataRef) ? 1 : 0) == 1", _ONE_SOURCE),
+        cel(
+            "(has(self.bundled) ? 1 : 0) + (has(self.pvc) ? 1 : 0) + "
+            "(has(self.marketDataRef) ? 1 : 0) == 1",
+            _ONE_SOURCE,
+        ),
     )
 
-    bundled: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,63}$", max_length=63,
-                                description="Name of a bundled data set, e.g. sample.")
+    bundled: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9-]{1,63}$",
+        max_length=63,
+        description="Name of a bundled data set, e.g. sample.",
+    )
     pvc: PvcData | None = Field(default=None, description="A PVC with Freqtrade data.")
     market_data_ref: LocalObjectReference | None = Field(
-        default=None, description="A MarketData (same namespace): its candles and the "
-        "markets saved with them. The Backtest waits (DataMissing) until they cover it.")
+        default=None,
+        description="A MarketData (same namespace): its candles and the "
+        "markets saved with them. The Backtest waits (DataMissing) until they cover it.",
+    )
 
     @model_validator(mode="after")
     def _one(self) -> DataSource:
@@ -82,50 +97,68 @@ class BacktestSpec(ApiModel):
     """What to backtest, on which data, with which money. Immutable once created."""
 
     model_config = with_rules(
-        cel("self == oldSelf",
-            "Backtest spec is immutable (its results must describe it): create a new Backtest"),
+        cel(
+            "self == oldSelf",
+            "Backtest spec is immutable (its results must describe it): create a new Backtest",
+        ),
         PAIRS_IN_STAKE_CURRENCY,
     )
 
     strategy_ref: LocalObjectReference = Field(description="The Strategy to backtest.")
-    exchange: ExchangeName = Field(default="binance", description="Exchange whose markets and "
-                                   "fees apply (ccxt id).")
-    pairs: list[Pair] = Field(min_length=1, max_length=100,
-                              json_schema_extra={"x-kubernetes-list-type": "set"},
-                              description="Pairs to trade, e.g. BTC/USDT.")
-    timerange: Timerange | None = Field(default=None,
-                                        description="Window of candles; all data when left out.")
-    timeframe: Timeframe | None = Field(default=None,
-                                        description="Overrides the strategy's timeframe.")
+    exchange: ExchangeName = Field(
+        default="binance", description="Exchange whose markets and fees apply (ccxt id)."
+    )
+    pairs: list[Pair] = Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Pairs to trade, e.g. BTC/USDT.",
+    )
+    timerange: Timerange | None = Field(
+        default=None, description="Window of candles; all data when left out."
+    )
+    timeframe: Timeframe | None = Field(
+        default=None, description="Overrides the strategy's timeframe."
+    )
     stake_currency: Currency = Field(default="USDT", description="Currency of the wallet.")
     stake_amount: StakeAmount = Field(default="unlimited", description="Stake per trade.")
-    dry_run_wallet: Money = Field(default="1000", validate_default=True,
-                                  description="Starting balance in stakeCurrency.")
+    dry_run_wallet: Money = Field(
+        default="1000", validate_default=True, description="Starting balance in stakeCurrency."
+    )
     max_open_trades: int = Field(default=3, ge=1, le=1000, description="Open trades at most.")
-    fee: FeeRatio | None = Field(default=None,
-                                 description="Fee per side; the exchange's when left out.")
-    enable_protections: bool = Field(default=False,
-                                     description="Apply the strategy's protections.")
+    fee: FeeRatio | None = Field(
+        default=None, description="Fee per side; the exchange's when left out."
+    )
+    enable_protections: bool = Field(default=False, description="Apply the strategy's protections.")
     data: DataSource = Field(
         default_factory=lambda: DataSource(bundled=DEFAULT_DATASET),
         json_schema_extra={"default": {"bundled": DEFAULT_DATASET}},
-        description="Where the candles come from.")
-    priority: int = Field(default=0, ge=-1000, le=1000,
-                          description="Higher runs first; ties run oldest first.")
-    resources: ResourceRequirements | None = Field(default=None,
-                                                   description="Pod resources.")
+        description="Where the candles come from.",
+    )
+    priority: int = Field(
+        default=0, ge=-1000, le=1000, description="Higher runs first; ties run oldest first."
+    )
+    resources: ResourceRequirements | None = Field(default=None, description="Pod resources.")
     gpu: GpuRequest | None = Field(default=None, description="GPUs (FreqAI).")
-    image: str | None = Field(default=None, max_length=512, pattern=r"^[^\s]+$",
-                              description="Runner image override.")
+    image: str | None = Field(
+        default=None, max_length=512, pattern=r"^[^\s]+$", description="Runner image override."
+    )
     parameters: str | None = Field(
-        default=None, min_length=2, max_length=262_144,
+        default=None,
+        min_length=2,
+        max_length=262_144,
         description="Freqtrade's strategy parameter JSON (the `<Strategy>.json` file "
         "`freqtrade hyperopt` exports), exactly as text: the strategy runs with these values "
-        "instead of the Strategy's own. A Hyperopt's validation Backtest sets it.")
+        "instead of the Strategy's own. A Hyperopt's validation Backtest sets it.",
+    )
     ttl_seconds_after_finished: int | None = Field(
-        default=None, ge=0, le=31_536_000, description="Delete the Backtest this many seconds "
+        default=None,
+        ge=0,
+        le=31_536_000,
+        description="Delete the Backtest this many seconds "
         "after it finished and its result was recorded (the run record stays); the "
-        "operator's default when left out.")
+        "operator's default when left out.",
+    )
 
     @model_validator(mode="after")
     def _pairs(self) -> BacktestSpec:
@@ -142,8 +175,9 @@ def parameter_file(text: str) -> dict[str, Any]:
     except ValueError as e:
         raise ValueError(f"parameters is not JSON: {e}") from None
     if not isinstance(parsed, dict) or not isinstance(parsed.get("params"), dict):
-        raise ValueError("parameters must be Freqtrade's parameter file: a JSON object with "
-                         "a \"params\" object")
+        raise ValueError(
+            'parameters must be Freqtrade\'s parameter file: a JSON object with a "params" object'
+        )
     return parsed
 
 
@@ -174,9 +208,13 @@ class Artifact(StatusModel):
     name: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(ge=0)
-    path: str | None = Field(default=None, description=(
-        "Where the artifact store keeps it (pvc://CLAIM/RUN/NAME or s3://BUCKET/KEY); absent "
-        "when no store is configured and the file lived only in the Job's emptyDir."))
+    path: str | None = Field(
+        default=None,
+        description=(
+            "Where the artifact store keeps it (pvc://CLAIM/RUN/NAME or s3://BUCKET/KEY); absent "
+            "when no store is configured and the file lived only in the Job's emptyDir."
+        ),
+    )
 
 
 BacktestPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]
@@ -184,8 +222,9 @@ BacktestPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]
 
 class BacktestStatus(ResourceStatus):
     phase: BacktestPhase | None = Field(
-        default=None, description="Pending (strategy not Ready), Queued, Running, Succeeded, "
-        "Failed.")
+        default=None,
+        description="Pending (strategy not Ready), Queued, Running, Succeeded, Failed.",
+    )
     queue_position: int | None = Field(default=None, description="1 is next, while Queued.")
     job_name: str | None = None
     started_at: dt.datetime | None = None
@@ -196,11 +235,15 @@ class BacktestStatus(ResourceStatus):
     code_hash: str | None = None
     config_hash: str | None = None
     data_hash: str | None = None
-    parameters_hash: str | None = Field(default=None, description="sha256 of the parameter "
-                                        "set it ran with: spec.parameters when set, else its "
-                                        "Strategy's parametersHash.")
-    cleaned_up: bool | None = Field(default=None,
-                                    description="The run's Job and ConfigMap are deleted.")
+    parameters_hash: str | None = Field(
+        default=None,
+        description="sha256 of the parameter "
+        "set it ran with: spec.parameters when set, else its "
+        "Strategy's parametersHash.",
+    )
+    cleaned_up: bool | None = Field(
+        default=None, description="The run's Job and ConfigMap are deleted."
+    )
 
 
 KIND = Kind(

@@ -28,17 +28,24 @@ class DcaTiming(ApiModel):
     """When to buy: exactly one of `cron` and `every`."""
 
     model_config = with_rules(
-        cel("has(self.cron) != has(self.every)",
-            "schedule needs exactly one of cron (e.g. '0 8 * * 1') and every (e.g. 24h)"),
+        cel(
+            "has(self.cron) != has(self.every)",
+            "schedule needs exactly one of cron (e.g. '0 8 * * 1') and every (e.g. 24h)",
+        ),
     )
 
     cron: str | None = Field(
-        default=None, min_length=6, max_length=128,
+        default=None,
+        min_length=6,
+        max_length=128,
         description="A 5-field cron expression in UTC (minute hour day-of-month month "
-        "day-of-week), or @daily, @weekly, @monthly, @hourly.")
+        "day-of-week), or @daily, @weekly, @monthly, @hourly.",
+    )
     every: Duration | None = Field(
-        default=None, description="An interval (at least 10s): slots are its multiples since "
-        "the Unix epoch, so 24h buys at 00:00 UTC.")
+        default=None,
+        description="An interval (at least 10s): slots are its multiples since "
+        "the Unix epoch, so 24h buys at 00:00 UTC.",
+    )
 
     @field_validator("cron")
     @classmethod
@@ -54,15 +61,15 @@ class DcaTiming(ApiModel):
     @classmethod
     def _every(cls, value: str | None) -> str | None:
         if value is not None and parse_duration(value).total_seconds() < MIN_EVERY_SECONDS:
-            raise ValueError(f"schedule.every: {value!r} is shorter than "
-                             f"{MIN_EVERY_SECONDS}s")
+            raise ValueError(f"schedule.every: {value!r} is shorter than {MIN_EVERY_SECONDS}s")
         return value
 
     @model_validator(mode="after")
     def _one(self) -> DcaTiming:
         if (self.cron is None) == (self.every is None):
-            raise ValueError("schedule needs exactly one of cron (e.g. '0 8 * * 1') and every "
-                             "(e.g. 24h)")
+            raise ValueError(
+                "schedule needs exactly one of cron (e.g. '0 8 * * 1') and every (e.g. 24h)"
+            )
         return self
 
 
@@ -71,21 +78,28 @@ class DcaScheduleSpec(ApiModel):
     LiveBot (a live bot takes no forced entries), within the bot's limits."""
 
     model_config = with_rules(
-        cel("type(self.stakeAmount) == int ? self.stakeAmount > 0 : "
+        cel(
+            "type(self.stakeAmount) == int ? self.stakeAmount > 0 : "
             "!self.stakeAmount.matches('^0*[.]?0*$')",
-            "stakeAmount must be greater than 0", ".stakeAmount"),
+            "stakeAmount must be greater than 0",
+            ".stakeAmount",
+        ),
     )
 
     bot_ref: LocalObjectReference = Field(description="The LiveBot that buys.")
     pair: Pair = Field(description="The pair to buy; one of the bot's pairs.")
     stake_amount: Money = Field(description="Stake of each buy, in the bot's stake currency.")
     schedule: DcaTiming = Field(description="When to buy.")
-    suspend: bool = Field(default=False, description="Skip every slot while true (each is "
-                          "recorded as Skipped).")
+    suspend: bool = Field(
+        default=False, description="Skip every slot while true (each is recorded as Skipped)."
+    )
     starting_deadline_seconds: int | None = Field(
-        default=None, ge=1, le=31536000,
+        default=None,
+        ge=1,
+        le=31536000,
         description="A slot not bought within this many seconds is recorded as Missed, never "
-        "bought late; unset, a slot may be bought until the next one is due.")
+        "bought late; unset, a slot may be bought until the next one is due.",
+    )
 
     @model_validator(mode="after")
     def _positive(self) -> DcaScheduleSpec:
@@ -109,8 +123,10 @@ class DcaSlot(StatusModel):
     amount: Figure | None = Field(default=None, description="Base currency bought.")
     price: Figure | None = None
     cost: Figure | None = Field(default=None, description="Stake currency spent.")
-    missed_before: int | None = Field(default=None, description="Slots missed since the "
-                                      "previous one handled (operator or bot down).")
+    missed_before: int | None = Field(
+        default=None,
+        description="Slots missed since the previous one handled (operator or bot down).",
+    )
     at: dt.datetime | None = Field(default=None, description="When it was recorded.")
 
 
@@ -132,8 +148,9 @@ class DcaScheduleStatus(ResourceStatus):
     buys: int | None = Field(default=None, description="Slots bought.")
     bought_stake: Figure | None = Field(default=None, description="Stake spent on them.")
     last_buy_at: dt.datetime | None = None
-    history: list[DcaSlot] | None = Field(default=None, description="The latest slots, "
-                                          "newest first (at most 20).")
+    history: list[DcaSlot] | None = Field(
+        default=None, description="The latest slots, newest first (at most 20)."
+    )
 
 
 KIND = Kind(

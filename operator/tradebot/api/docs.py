@@ -55,9 +55,15 @@ def _rules(node: dict[str, Any], required: bool) -> str:
         rules.append("required")
     if "enum" in node:
         rules.append("one of " + ", ".join(f"`{v}`" for v in node["enum"]))
-    for key, label in (("minimum", ">="), ("maximum", "<="), ("minLength", "length >="),
-                       ("maxLength", "length <="), ("minItems", "items >="),
-                       ("maxItems", "items <="), ("maxProperties", "entries <=")):
+    for key, label in (
+        ("minimum", ">="),
+        ("maximum", "<="),
+        ("minLength", "length >="),
+        ("maxLength", "length <="),
+        ("minItems", "items >="),
+        ("maxItems", "items <="),
+        ("maxProperties", "entries <="),
+    ):
         if key in node:
             rules.append(f"{label} {node[key]}")
     items = node.get("items", {})
@@ -75,8 +81,9 @@ def _rows(node: dict[str, Any], path: str, required: bool) -> list[str]:
     if path:
         default = f"`{json.dumps(node['default'])}`" if "default" in node else ""
         description = str(node.get("description", "")).replace("\n", " ").replace("|", "\\|")
-        rows.append(f"| `{path}` | {_type(node)} | {default} | {_rules(node, required)} | "
-                    f"{description} |")
+        rows.append(
+            f"| `{path}` | {_type(node)} | {default} | {_rules(node, required)} | {description} |"
+        )
     elif node.get("x-kubernetes-validations"):
         rows.append(f"| `spec` | object | | {_rules(node, False)} | |")
     target = node.get("items", node) if node.get("type") == "array" else node

@@ -30,28 +30,48 @@ from tradebot.api.types import (
 )
 
 # Freqtrade's built-in spaces (constants.HYPEROPT_BUILTIN_SPACES) that a search may name.
-HyperoptSpace = Literal["buy", "sell", "enter", "exit", "roi", "stoploss", "trailing",
-                        "protection", "trades"]
+HyperoptSpace = Literal[
+    "buy", "sell", "enter", "exit", "roi", "stoploss", "trailing", "protection", "trades"
+]
 # Freqtrade's built-in loss classes (constants.HYPEROPT_LOSS_BUILTIN).
 LOSS_FUNCTIONS = (
-    "ShortTradeDurHyperOptLoss", "OnlyProfitHyperOptLoss", "SharpeHyperOptLoss",
-    "SharpeHyperOptLossDaily", "SortinoHyperOptLoss", "SortinoHyperOptLossDaily",
-    "CalmarHyperOptLoss", "MaxDrawDownHyperOptLoss", "MaxDrawDownRelativeHyperOptLoss",
-    "MaxDrawDownPerPairHyperOptLoss", "ProfitDrawDownHyperOptLoss", "MultiMetricHyperOptLoss",
+    "ShortTradeDurHyperOptLoss",
+    "OnlyProfitHyperOptLoss",
+    "SharpeHyperOptLoss",
+    "SharpeHyperOptLossDaily",
+    "SortinoHyperOptLoss",
+    "SortinoHyperOptLossDaily",
+    "CalmarHyperOptLoss",
+    "MaxDrawDownHyperOptLoss",
+    "MaxDrawDownRelativeHyperOptLoss",
+    "MaxDrawDownPerPairHyperOptLoss",
+    "ProfitDrawDownHyperOptLoss",
+    "MultiMetricHyperOptLoss",
 )
 LossFunction = Literal[
-    "ShortTradeDurHyperOptLoss", "OnlyProfitHyperOptLoss", "SharpeHyperOptLoss",
-    "SharpeHyperOptLossDaily", "SortinoHyperOptLoss", "SortinoHyperOptLossDaily",
-    "CalmarHyperOptLoss", "MaxDrawDownHyperOptLoss", "MaxDrawDownRelativeHyperOptLoss",
-    "MaxDrawDownPerPairHyperOptLoss", "ProfitDrawDownHyperOptLoss", "MultiMetricHyperOptLoss",
+    "ShortTradeDurHyperOptLoss",
+    "OnlyProfitHyperOptLoss",
+    "SharpeHyperOptLoss",
+    "SharpeHyperOptLossDaily",
+    "SortinoHyperOptLoss",
+    "SortinoHyperOptLossDaily",
+    "CalmarHyperOptLoss",
+    "MaxDrawDownHyperOptLoss",
+    "MaxDrawDownRelativeHyperOptLoss",
+    "MaxDrawDownPerPairHyperOptLoss",
+    "ProfitDrawDownHyperOptLoss",
+    "MultiMetricHyperOptLoss",
 ]
 # Freqtrade's optuna samplers (hyperopt_optimizer's sampler table).
-Sampler = Literal["TPESampler", "GPSampler", "CmaEsSampler", "NSGAIISampler",
-                  "NSGAIIISampler", "QMCSampler"]
+Sampler = Literal[
+    "TPESampler", "GPSampler", "CmaEsSampler", "NSGAIISampler", "NSGAIIISampler", "QMCSampler"
+]
 
 _TRAINING_END = "timerange.end is required: the training window must end where validation can start"
-_NO_OVERLAP = ("validation.timerange must not overlap timerange (the training window): "
-               "out-of-sample data is data the search never saw")
+_NO_OVERLAP = (
+    "validation.timerange must not overlap timerange (the training window): "
+    "out-of-sample data is data the search never saw"
+)
 
 
 def windows_overlap(training: Timerange, validation: Timerange) -> bool:
@@ -68,69 +88,99 @@ def _default_spaces() -> list[HyperoptSpace]:
 class Validation(ApiModel):
     """The out-of-sample window the best parameters are backtested on when the search ends."""
 
-    timerange: Timerange = Field(description="Out-of-sample window; must not overlap the "
-                                 "training timerange.")
+    timerange: Timerange = Field(
+        description="Out-of-sample window; must not overlap the training timerange."
+    )
 
 
 class HyperoptSpec(ApiModel):
     """What to search, on which data, with which money. Immutable once created."""
 
     model_config = with_rules(
-        cel("self == oldSelf",
-            "Hyperopt spec is immutable (its results must describe it): create a new Hyperopt"),
+        cel(
+            "self == oldSelf",
+            "Hyperopt spec is immutable (its results must describe it): create a new Hyperopt",
+        ),
         cel("has(self.timerange.end)", _TRAINING_END),
-        cel("!has(self.validation) || self.validation.timerange.start >= self.timerange.end || "
+        cel(
+            "!has(self.validation) || self.validation.timerange.start >= self.timerange.end || "
             "(has(self.validation.timerange.end) && "
-            "self.validation.timerange.end <= self.timerange.start)", _NO_OVERLAP),
+            "self.validation.timerange.end <= self.timerange.start)",
+            _NO_OVERLAP,
+        ),
         PAIRS_IN_STAKE_CURRENCY,
     )
 
-    strategy_ref: LocalObjectReference = Field(description="The Strategy whose parameters "
-                                               "are searched.")
+    strategy_ref: LocalObjectReference = Field(
+        description="The Strategy whose parameters are searched."
+    )
     spaces: list[HyperoptSpace] = Field(
-        default_factory=_default_spaces, min_length=1, max_length=9,
+        default_factory=_default_spaces,
+        min_length=1,
+        max_length=9,
         json_schema_extra={"x-kubernetes-list-type": "set", "default": ["buy", "sell"]},
-        description="Freqtrade hyperopt spaces to search.")
-    loss_function: LossFunction = Field(default="SharpeHyperOptLoss",
-                                        description="Freqtrade's loss class.")
+        description="Freqtrade hyperopt spaces to search.",
+    )
+    loss_function: LossFunction = Field(
+        default="SharpeHyperOptLoss", description="Freqtrade's loss class."
+    )
     epochs: int = Field(ge=1, le=100_000, description="Epochs (trials) in all, across workers.")
-    sampler: Sampler | None = Field(default=None, description="Optuna sampler; the strategy's "
-                                    "(Freqtrade's default, NSGAIIISampler) when left out.")
+    sampler: Sampler | None = Field(
+        default=None,
+        description="Optuna sampler; the strategy's "
+        "(Freqtrade's default, NSGAIIISampler) when left out.",
+    )
     timerange: Timerange = Field(description="Training window (in sample); must have an end.")
-    validation: Validation | None = Field(default=None, description="Out-of-sample check run "
-                                          "by the operator when the search ends.")
+    validation: Validation | None = Field(
+        default=None, description="Out-of-sample check run by the operator when the search ends."
+    )
     workers: int = Field(default=1, ge=1, le=64, description="Worker pods sharing the study.")
-    random_state: int | None = Field(default=None, ge=1, le=2**31 - 1,
-                                     description="Seed; worker i uses randomState + i.")
-    min_trades: int | None = Field(default=None, ge=1, le=100_000,
-                                   description="Freqtrade's --min-trades.")
-    exchange: ExchangeName = Field(default="binance", description="Exchange whose markets and "
-                                   "fees apply (ccxt id).")
-    pairs: list[Pair] = Field(min_length=1, max_length=100,
-                              json_schema_extra={"x-kubernetes-list-type": "set"},
-                              description="Pairs to trade, e.g. BTC/USDT.")
-    timeframe: Timeframe | None = Field(default=None,
-                                        description="Overrides the strategy's timeframe.")
+    random_state: int | None = Field(
+        default=None, ge=1, le=2**31 - 1, description="Seed; worker i uses randomState + i."
+    )
+    min_trades: int | None = Field(
+        default=None, ge=1, le=100_000, description="Freqtrade's --min-trades."
+    )
+    exchange: ExchangeName = Field(
+        default="binance", description="Exchange whose markets and fees apply (ccxt id)."
+    )
+    pairs: list[Pair] = Field(
+        min_length=1,
+        max_length=100,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Pairs to trade, e.g. BTC/USDT.",
+    )
+    timeframe: Timeframe | None = Field(
+        default=None, description="Overrides the strategy's timeframe."
+    )
     stake_currency: Currency = Field(default="USDT", description="Currency of the wallet.")
     stake_amount: StakeAmount = Field(default="unlimited", description="Stake per trade.")
-    dry_run_wallet: Money = Field(default="1000", validate_default=True,
-                                  description="Starting balance in stakeCurrency.")
+    dry_run_wallet: Money = Field(
+        default="1000", validate_default=True, description="Starting balance in stakeCurrency."
+    )
     max_open_trades: int = Field(default=3, ge=1, le=1000, description="Open trades at most.")
-    fee: FeeRatio | None = Field(default=None,
-                                 description="Fee per side; the exchange's when left out.")
-    enable_protections: bool = Field(default=False,
-                                     description="Apply the strategy's protections.")
+    fee: FeeRatio | None = Field(
+        default=None, description="Fee per side; the exchange's when left out."
+    )
+    enable_protections: bool = Field(default=False, description="Apply the strategy's protections.")
     data: DataSource = Field(
         default_factory=lambda: DataSource(bundled=DEFAULT_DATASET),
         json_schema_extra={"default": {"bundled": DEFAULT_DATASET}},
-        description="Where the candles come from (both windows).")
-    priority: int = Field(default=0, ge=-1000, le=1000,
-                          description="Higher runs first in the queue; ties run oldest first.")
-    resources: ResourceRequirements | None = Field(default=None,
-                                                   description="Each worker pod's resources.")
+        description="Where the candles come from (both windows).",
+    )
+    priority: int = Field(
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="Higher runs first in the queue; ties run oldest first.",
+    )
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Each worker pod's resources."
+    )
     gpu: GpuRequest | None = Field(default=None, description="GPUs per worker (FreqAI).")
-    image: str | None = Field(default=None, max_length=512, pattern=r"^[^\s]+$",
-                              description="Runner image override.")
+    image: str | None = Field(
+        default=None, max_length=512, pattern=r"^[^\s]+$", description="Runner image override."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> HyperoptSpec:
@@ -156,10 +206,13 @@ class HyperoptBest(StatusModel):
 
     epoch: int = Field(description="Epoch (Optuna trial number + 1) that found it.")
     loss: Figure = Field(description="Its loss (lower is better), 8 decimals.")
-    parameters: str = Field(description="Freqtrade's strategy parameter JSON, exactly as "
-                            "`freqtrade hyperopt` exports it (`<Strategy>.json`).")
-    parameters_hash: str = Field(description="sha256 of the canonical parameters "
-                                 "(sorted keys, no export time).")
+    parameters: str = Field(
+        description="Freqtrade's strategy parameter JSON, exactly as "
+        "`freqtrade hyperopt` exports it (`<Strategy>.json`)."
+    )
+    parameters_hash: str = Field(
+        description="sha256 of the canonical parameters (sorted keys, no export time)."
+    )
     results: BacktestResults | None = Field(default=None, description="Its in-sample figures.")
 
 
@@ -177,8 +230,10 @@ class ValidationStatus(StatusModel):
     phase: Literal["Pending", "Running", "Succeeded", "Failed"] | None = None
     in_sample: EpochFigures | None = None
     out_of_sample: EpochFigures | None = None
-    profit_ratio: Figure | None = Field(default=None, description="Out-of-sample profit "
-                                        "divided by in-sample profit, when both are known.")
+    profit_ratio: Figure | None = Field(
+        default=None,
+        description="Out-of-sample profit divided by in-sample profit, when both are known.",
+    )
 
 
 HyperoptPhase = Literal["Pending", "Queued", "Running", "Validating", "Succeeded", "Failed"]
@@ -186,11 +241,15 @@ HyperoptPhase = Literal["Pending", "Queued", "Running", "Validating", "Succeeded
 
 class HyperoptStatus(ResourceStatus):
     phase: HyperoptPhase | None = Field(
-        default=None, description="Pending (strategy not Ready), Queued, Running, Validating "
-        "(the out-of-sample Backtest), Succeeded, Failed.")
+        default=None,
+        description="Pending (strategy not Ready), Queued, Running, Validating "
+        "(the out-of-sample Backtest), Succeeded, Failed.",
+    )
     storage: Literal["shared", "independent"] | None = Field(
-        default=None, description="shared: one Optuna study in PostgreSQL; independent: "
-        "workers with their own seeds, merged by the operator (SQLite records).")
+        default=None,
+        description="shared: one Optuna study in PostgreSQL; independent: "
+        "workers with their own seeds, merged by the operator (SQLite records).",
+    )
     epochs_total: int | None = None
     epochs_done: int | None = None
     progress: str | None = Field(default=None, description="e.g. 40/100, for kubectl get.")
@@ -206,8 +265,9 @@ class HyperoptStatus(ResourceStatus):
     data_hash: str | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
-    cleaned_up: bool | None = Field(default=None,
-                                    description="The workers' Jobs and ConfigMap are deleted.")
+    cleaned_up: bool | None = Field(
+        default=None, description="The workers' Jobs and ConfigMap are deleted."
+    )
 
 
 KIND = Kind(
@@ -224,8 +284,11 @@ KIND = Kind(
         PrinterColumn("Progress", ".status.progress", description="epochs done/total"),
         PrinterColumn("Best-Loss", ".status.bestLoss"),
         PrinterColumn("Best-Profit", ".status.bestProfit", description="profit ratio"),
-        PrinterColumn("OOS-Profit", ".status.validation.outOfSample.profitTotal",
-                      description="out-of-sample profit ratio"),
+        PrinterColumn(
+            "OOS-Profit",
+            ".status.validation.outOfSample.profitTotal",
+            description="out-of-sample profit ratio",
+        ),
         PrinterColumn("Run", ".status.runId", priority=1),
         AGE,
     ),

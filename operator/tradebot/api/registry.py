@@ -13,6 +13,13 @@ from tradebot.api import (
 )
 from tradebot.api.kind import Kind
 
-KINDS: tuple[Kind, ...] = (strategy.KIND, backtest.KIND, livebot.KIND, circuitbreaker.KIND,
-                         marketdata.KIND, hyperopt.KIND, dcaschedule.KIND)
+KINDS: tuple[Kind, ...] = (
+    strategy.KIND,
+    backtest.KIND,
+    livebot.KIND,
+    circuitbreaker.KIND,
+    marketdata.KIND,
+    hyperopt.KIND,
+    dcaschedule.KIND,
+)
 BY_KIND: dict[str, Kind] = {k.kind: k for k in KINDS}

@@ -30,8 +30,7 @@ def parse_money(value: object, *, signed: bool = False) -> Decimal:
     because a float has already lost the exact amount before we see it."""
     if isinstance(value, (bool, float)):
         raise ValueError(
-            f"money must be a string or an integer, not a float ({value!r}); quote it: "
-            f'"{value}"'
+            f'money must be a string or an integer, not a float ({value!r}); quote it: "{value}"'
         )
     if isinstance(value, int):
         amount = Decimal(value)
@@ -74,10 +73,12 @@ Money = Annotated[
     Decimal,
     BeforeValidator(lambda v: parse_money(v)),
     PlainSerializer(format_money, return_type=str),
-    WithJsonSchema(_money_schema(
-        _MONEY_PATTERN,
-        "An amount: a quoted decimal with at most 8 places, or an integer (never a float).",
-    )),
+    WithJsonSchema(
+        _money_schema(
+            _MONEY_PATTERN,
+            "An amount: a quoted decimal with at most 8 places, or an integer (never a float).",
+        )
+    ),
 ]
 SignedMoney = Annotated[
     Decimal,
@@ -129,9 +130,7 @@ _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 def parse_duration(text: str) -> dt.timedelta:
     if not _DURATION_RE.fullmatch(text):
         raise ValueError(f"{text!r} is not a duration such as 30s, 5m, 1h30m or 2d")
-    seconds = sum(
-        int(n) * _DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d)", text)
-    )
+    seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d)", text))
     return dt.timedelta(seconds=seconds)
 
 
@@ -143,16 +142,36 @@ def _check_duration(text: str) -> str:
 Duration = Annotated[
     str,
     AfterValidator(_check_duration),
-    WithJsonSchema({
-        "type": "string", "pattern": _DURATION_RE.pattern, "maxLength": 32,
-        "description": "A duration: digits and a unit (ms, s, m, h, d), e.g. 30s, 5m, 1h30m.",
-    }),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _DURATION_RE.pattern,
+            "maxLength": 32,
+            "description": "A duration: digits and a unit (ms, s, m, h, d), e.g. 30s, 5m, 1h30m.",
+        }
+    ),
 ]
 
-TIMEFRAMES = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d",
-              "1w", "1M")
-Timeframe = Literal["1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d",
-                    "3d", "1w", "1M"]
+TIMEFRAMES = (
+    "1m",
+    "3m",
+    "5m",
+    "15m",
+    "30m",
+    "1h",
+    "2h",
+    "4h",
+    "6h",
+    "8h",
+    "12h",
+    "1d",
+    "3d",
+    "1w",
+    "1M",
+)
+Timeframe = Literal[
+    "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M"
+]
 
 _DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 
@@ -167,8 +186,7 @@ def _check_date(text: str) -> str:
 Date = Annotated[
     str,
     AfterValidator(_check_date),
-    WithJsonSchema({"type": "string", "format": "date", "pattern": _DATE_PATTERN,
-                    "maxLength": 10}),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": _DATE_PATTERN, "maxLength": 10}),
 ]
 
 
@@ -176,13 +194,16 @@ class Timerange(ApiModel):
     """The window of candles to use, start inclusive, end exclusive (UTC dates)."""
 
     model_config = with_rules(
-        cel("!has(self.end) || self.start < self.end",
-            "timerange.start must be before timerange.end"),
+        cel(
+            "!has(self.end) || self.start < self.end",
+            "timerange.start must be before timerange.end",
+        ),
     )
 
     start: Date = Field(description="First day, YYYY-MM-DD (UTC).")
-    end: Date | None = Field(default=None, description="Day after the last, YYYY-MM-DD (UTC); "
-                             "open-ended when left out.")
+    end: Date | None = Field(
+        default=None, description="Day after the last, YYYY-MM-DD (UTC); open-ended when left out."
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Timerange:
@@ -203,6 +224,8 @@ _QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?"
     r"(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
+
+
 def _parse_quantity(value: object) -> str | int:
     if isinstance(value, int) and not isinstance(value, bool):
         return value
@@ -214,9 +237,13 @@ def _parse_quantity(value: object) -> str | int:
 Quantity = Annotated[
     str | int,
     BeforeValidator(_parse_quantity),
-    WithJsonSchema({"x-kubernetes-int-or-string": True,
-                    "anyOf": [{"type": "integer"}, {"type": "string"}],
-                    "pattern": _QUANTITY_PATTERN}),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": _QUANTITY_PATTERN,
+        }
+    ),
 ]
 
 
@@ -253,18 +280,22 @@ class GpuRequest(ApiModel):
 class LabelSelectorRequirement(ApiModel):
     key: str = Field(max_length=317, description="The label key.")
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"] = Field(
-        description="How the key's value is compared.")
+        description="How the key's value is compared."
+    )
     values: list[Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None, max_length=64, description="Values for In and NotIn.")
+        default=None, max_length=64, description="Values for In and NotIn."
+    )
 
 
 class LabelSelector(ApiModel):
     """A standard Kubernetes label selector; empty selects every object."""
 
     match_labels: dict[str, Annotated[str, Field(max_length=63)]] | None = Field(
-        default=None, description="Labels that must all match.")
+        default=None, description="Labels that must all match."
+    )
     match_expressions: list[LabelSelectorRequirement] | None = Field(
-        default=None, max_length=32, description="Expressions that must all hold.")
+        default=None, max_length=32, description="Expressions that must all hold."
+    )
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
@@ -278,9 +309,11 @@ class Condition(StatusModel):
     reason: str = Field(default="", max_length=1024, description="CamelCase reason.")
     message: str = Field(default="", max_length=32768, description="What a person should know.")
     last_transition_time: dt.datetime | None = Field(
-        default=None, description="When status last changed.")
+        default=None, description="When status last changed."
+    )
     observed_generation: int | None = Field(
-        default=None, ge=0, description="The spec generation this condition describes.")
+        default=None, ge=0, description="The spec generation this condition describes."
+    )
 
 
 class ResourceStatus(StatusModel):
@@ -288,11 +321,13 @@ class ResourceStatus(StatusModel):
 
     message: str | None = Field(default=None, description="What a person should know now.")
     observed_generation: int | None = Field(
-        default=None, description="The spec generation the status describes.")
+        default=None, description="The spec generation the status describes."
+    )
     conditions: list[Condition] | None = Field(
-        default=None, description="Standard conditions, one per type.",
-        json_schema_extra={"x-kubernetes-list-type": "map",
-                           "x-kubernetes-list-map-keys": ["type"]})
+        default=None,
+        description="Standard conditions, one per type.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
 
 
 # ---- stake -----------------------------------------------------------------------------------
@@ -316,17 +351,22 @@ StakeAmount = Annotated[
     Decimal | str,
     BeforeValidator(parse_stake),
     PlainSerializer(_format_stake, return_type=str),
-    WithJsonSchema({
-        "x-kubernetes-int-or-string": True,
-        "anyOf": [{"type": "integer"}, {"type": "string"}],
-        "pattern": r"^(unlimited|[0-9]{1,15}(\.[0-9]{1,8})?)$",
-        "description": 'Stake per trade: "unlimited" (share the wallet) or an amount > 0 in '
-                       "stakeCurrency, quoted, at most 8 decimal places.",
-        "x-kubernetes-validations": [cel(
-            "type(self) == int ? self > 0 : (self == 'unlimited' || "
-            "!self.matches('^0*[.]?0*$'))",
-            "stake amount must be greater than 0 or \"unlimited\"")],
-    }),
+    WithJsonSchema(
+        {
+            "x-kubernetes-int-or-string": True,
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": r"^(unlimited|[0-9]{1,15}(\.[0-9]{1,8})?)$",
+            "description": 'Stake per trade: "unlimited" (share the wallet) or an amount > 0 in '
+            "stakeCurrency, quoted, at most 8 decimal places.",
+            "x-kubernetes-validations": [
+                cel(
+                    "type(self) == int ? self > 0 : (self == 'unlimited' || "
+                    "!self.matches('^0*[.]?0*$'))",
+                    'stake amount must be greater than 0 or "unlimited"',
+                )
+            ],
+        }
+    ),
 ]
 
 _PAIR_PATTERN = r"^[A-Z0-9]{1,20}/[A-Z0-9]{1,10}(:[A-Z0-9]{1,10})?$"

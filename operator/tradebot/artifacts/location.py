@@ -45,8 +45,9 @@ def parse(path: str) -> Location | None:
         return None
     parts = urlsplit(path)
     if parts.scheme not in ("pvc", "s3"):
-        raise BadLocation(f"{path!r}: unknown artifact store scheme {parts.scheme!r} "
-                          "(pvc:// or s3://)")
+        raise BadLocation(
+            f"{path!r}: unknown artifact store scheme {parts.scheme!r} (pvc:// or s3://)"
+        )
     key = unquote(parts.path.lstrip("/"))
     if not parts.netloc or not key or any(p in ("", ".", "..") for p in key.split("/")):
         raise BadLocation(f"{path!r} names no artifact (want {parts.scheme}://CONTAINER/KEY)")
@@ -64,7 +65,6 @@ def store_kind(settings: Settings) -> Scheme | None:
         return "pvc"
     if chosen == "s3" or (chosen == "auto" and settings.artifacts_s3_bucket):
         if not settings.artifacts_s3_bucket:
-            raise BadLocation("artifacts_store is s3 but TRADEBOT_ARTIFACTS_S3_BUCKET is not "
-                              "set")
+            raise BadLocation("artifacts_store is s3 but TRADEBOT_ARTIFACTS_S3_BUCKET is not set")
         return "s3"
     return None

@@ -56,8 +56,7 @@ class ArtifactStore(Protocol):
 
 
 def _record(name: str, url: str, path: Path) -> ArtifactRecord:
-    return ArtifactRecord(name=name, path=url, sha256=sha256_file(path),
-                          size=path.stat().st_size)
+    return ArtifactRecord(name=name, path=url, sha256=sha256_file(path), size=path.stat().st_size)
 
 
 @dataclass(frozen=True)
@@ -90,8 +89,9 @@ class PvcStore:
                 finally:
                     Path(tmp).unlink(missing_ok=True)
         except OSError as e:
-            raise StoreError(f"cannot keep {name} in claim {self.claim} at {target}: "
-                             f"{e.strerror or e}") from e
+            raise StoreError(
+                f"cannot keep {name} in claim {self.claim} at {target}: {e.strerror or e}"
+            ) from e
         return _record(name, url, target)
 
     def download(self, location: Location, target: Path) -> None:
@@ -101,11 +101,11 @@ class PvcStore:
         try:
             shutil.copyfile(source, target)
         except FileNotFoundError:
-            raise StoreError(f"{location.url()} is missing: no {source} in the claim's "
-                             "volume") from None
+            raise StoreError(
+                f"{location.url()} is missing: no {source} in the claim's volume"
+            ) from None
         except OSError as e:
-            raise StoreError(f"cannot read {location.url()} at {source}: "
-                             f"{e.strerror or e}") from e
+            raise StoreError(f"cannot read {location.url()} at {source}: {e.strerror or e}") from e
 
 
 @dataclass(frozen=True)
@@ -124,12 +124,18 @@ class S3Store:
             import boto3
             from botocore.config import Config
         except ImportError:
-            raise StoreError("the S3 artifact store needs boto3: pip install "
-                             "'tradebot-operator[s3]'") from None
+            raise StoreError(
+                "the S3 artifact store needs boto3: pip install 'tradebot-operator[s3]'"
+            ) from None
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url, region_name=self.region,
-                            config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                                          connect_timeout=5, read_timeout=60))
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name=self.region,
+            config=Config(
+                retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=60
+            ),
+        )
 
     def url(self, run_id: str, name: str) -> str:
         return Location("s3", self.bucket, run_key(self.prefix, run_id, name)).url()
@@ -143,11 +149,13 @@ class S3Store:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            client.upload_file(str(path), self.bucket, key,
-                                      ExtraArgs={"Metadata": {"sha256": record.sha256}})
+            client.upload_file(
+                str(path), self.bucket, key, ExtraArgs={"Metadata": {"sha256": record.sha256}}
+            )
         except (Boto3Error, BotoCoreError, ClientError, OSError) as e:
-            raise StoreError(f"cannot upload {name} to s3://{self.bucket}/{key}: "
-                             f"{_describe(e)}") from e
+            raise StoreError(
+                f"cannot upload {name} to s3://{self.bucket}/{key}: {_describe(e)}"
+            ) from e
         return record
 
     def download(self, location: Location, target: Path) -> None:
@@ -177,8 +185,12 @@ def from_settings(settings: Settings, *, pvc_root: Path | None = None) -> Artifa
         return PvcStore(settings.artifacts_pvc, pvc_root)
     if chosen == "s3":
         assert settings.artifacts_s3_bucket is not None
-        return S3Store(settings.artifacts_s3_bucket, settings.artifacts_s3_prefix,
-                       settings.artifacts_s3_endpoint_url, settings.artifacts_s3_region)
+        return S3Store(
+            settings.artifacts_s3_bucket,
+            settings.artifacts_s3_prefix,
+            settings.artifacts_s3_endpoint_url,
+            settings.artifacts_s3_region,
+        )
     return None
 
 
@@ -188,15 +200,17 @@ def from_env() -> ArtifactStore:
     root = os.environ.get(PVC_ROOT_ENV)
     found = from_settings(Settings.from_env(), pvc_root=Path(root) if root else None)
     if found is None:
-        raise StoreError("no artifact store configured (TRADEBOT_ARTIFACTS_PVC or "
-                         "TRADEBOT_ARTIFACTS_S3_BUCKET)")
+        raise StoreError(
+            "no artifact store configured (TRADEBOT_ARTIFACTS_PVC or TRADEBOT_ARTIFACTS_S3_BUCKET)"
+        )
     if isinstance(found, PvcStore) and found.root is None:
         raise StoreError(f"claim {found.claim}: set {PVC_ROOT_ENV} to where it is mounted")
     return found
 
 
-def put(run_id: str, path: Path, *, name: str | None = None,
-        store: ArtifactStore | None = None) -> ArtifactRecord:
+def put(
+    run_id: str, path: Path, *, name: str | None = None, store: ArtifactStore | None = None
+) -> ArtifactRecord:
     """Keeps one file of run `run_id` in the artifact store (`store`, else the one the
     environment configures) and returns its record: name, resolvable path, sha256, size.
     Record it with `RecordStore.record_artifacts(run_id, [record])`."""

@@ -13,21 +13,25 @@ from tradebot.records.errors import RecordsError
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     artifacts = sub.add_parser(
-        "artifacts", help="list or fetch a run's artifacts (sha256 checked)",
+        "artifacts",
+        help="list or fetch a run's artifacts (sha256 checked)",
         description="A run's artifacts as the records hold them (docs/artifacts.md): name, "
         "where the artifact store keeps it (pvc://CLAIM/RUN/NAME or s3://BUCKET/KEY), sha256 "
-        "and size.")
-    actions = artifacts.add_subparsers(dest="artifacts_action", required=True,
-                                       metavar="ACTION")
-    listing = actions.add_parser("list", help="the run's artifacts",
-                                 description="Print the run's artifacts: name, size, sha256, "
-                                 "path.")
+        "and size.",
+    )
+    actions = artifacts.add_subparsers(dest="artifacts_action", required=True, metavar="ACTION")
+    listing = actions.add_parser(
+        "list",
+        help="the run's artifacts",
+        description="Print the run's artifacts: name, size, sha256, path.",
+    )
     listing.add_argument("run", metavar="RUN", help="run id (a Backtest's status.runId)")
     add_dsn_argument(listing)
     listing.set_defaults(handler=_list)
 
     get = actions.add_parser(
-        "get", help="fetch one artifact to a file and check its sha256",
+        "get",
+        help="fetch one artifact to a file and check its sha256",
         description="Fetch artifact NAME of run RUN from where its record says it is kept and "
         "check its sha256 and size against the record. The bytes are written beside FILE and "
         "renamed into place only when they match: a mismatch is an error (exit 1) and leaves "
@@ -35,24 +39,38 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "from --s3-endpoint-url/--s3-region or TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL/_REGION, the "
         "credentials from boto3's usual sources (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
         "~/.aws). A claim: read where its volume is on this machine (the local cluster's "
-        "hostPath volumes), found through the cluster's API (--kubeconfig).")
+        "hostPath volumes), found through the cluster's API (--kubeconfig).",
+    )
     get.add_argument("run", metavar="RUN", help="run id (a Backtest's status.runId)")
     get.add_argument("name", metavar="NAME", help="artifact name (see `artifacts list`)")
-    get.add_argument("-o", "--output", type=Path, metavar="FILE", required=True,
-                     help="where to write it (replaced only by a verified copy)")
-    get.add_argument("--s3-endpoint-url", metavar="URL",
-                     help="S3 API URL (default: $TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL, else AWS)")
-    get.add_argument("--s3-region", metavar="REGION",
-                     help="bucket region (default: $TRADEBOT_ARTIFACTS_S3_REGION)")
-    get.add_argument("--kubeconfig", metavar="FILE",
-                     help="kubeconfig, for artifacts on a claim (default: $KUBECONFIG, "
-                     "~/.kube/config)")
+    get.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        required=True,
+        help="where to write it (replaced only by a verified copy)",
+    )
+    get.add_argument(
+        "--s3-endpoint-url",
+        metavar="URL",
+        help="S3 API URL (default: $TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL, else AWS)",
+    )
+    get.add_argument(
+        "--s3-region",
+        metavar="REGION",
+        help="bucket region (default: $TRADEBOT_ARTIFACTS_S3_REGION)",
+    )
+    get.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig, for artifacts on a claim (default: $KUBECONFIG, ~/.kube/config)",
+    )
     add_dsn_argument(get)
     get.set_defaults(handler=_get)
 
 
-def _read(run_id: str, dsn_arg: str | None, command: str
-          ) -> tuple[str, list[object]] | int:
+def _read(run_id: str, dsn_arg: str | None, command: str) -> tuple[str, list[object]] | int:
     from tradebot.records import open_store
 
     dsn = resolve_dsn(dsn_arg)
@@ -90,19 +108,27 @@ def _get(args: argparse.Namespace) -> int:
 
     command = "artifacts get"
     if not args.output.parent.resolve().is_dir():
-        return fail(command, f"cannot write {args.output}: directory {args.output.parent} "
-                    "does not exist", 2)
+        return fail(
+            command, f"cannot write {args.output}: directory {args.output.parent} does not exist", 2
+        )
     found = _read(args.run, args.dsn, command)
     if isinstance(found, int):
         return found
     namespace, records = found
-    record = next((a for a in records
-                   if isinstance(a, ArtifactRecord) and a.name == args.name), None)
+    record = next(
+        (a for a in records if isinstance(a, ArtifactRecord) and a.name == args.name), None
+    )
     if record is None:
         names = ", ".join(a.name for a in records if isinstance(a, ArtifactRecord)) or "none"
         return fail(command, f"run {args.run} has no artifact {args.name} (it has: {names})")
-    overrides = {k: v for k, v in (("artifacts_s3_endpoint_url", args.s3_endpoint_url),
-                                   ("artifacts_s3_region", args.s3_region)) if v}
+    overrides = {
+        k: v
+        for k, v in (
+            ("artifacts_s3_endpoint_url", args.s3_endpoint_url),
+            ("artifacts_s3_region", args.s3_region),
+        )
+        if v
+    }
     settings = Settings.from_env().model_copy(update=overrides)
     if args.kubeconfig:
         from tradebot import kube

@@ -17,25 +17,37 @@ PLURAL = "circuitbreakers"
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "breaker", help="trip, reset or show CircuitBreakers",
+        "breaker",
+        help="trip, reset or show CircuitBreakers",
         description="Trip a CircuitBreaker by hand (the kill switch: every bot it selects is "
         "stopped at once and an incident is recorded), reset a tripped one, or show their "
         "state. trip and reset annotate the breaker (tradebot.dev/trip, tradebot.dev/reset) "
-        "with a new token; the operator acts on each token once.")
+        "with a new token; the operator acts on each token once.",
+    )
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
-    for action, text in (("trip", "trip it now and stop its bots"),
-                         ("reset", "close a tripped breaker: its bots may run again")):
+    for action, text in (
+        ("trip", "trip it now and stop its bots"),
+        ("reset", "close a tripped breaker: its bots may run again"),
+    ):
         p = actions.add_parser(action, help=text, description=text)
         p.add_argument("name", help="the CircuitBreaker")
-        p.add_argument("--token", help="the token to annotate (default: a new one from the "
-                       "time); the same token never acts twice")
-        p.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
-                       help="wait this long for the operator to act (0: do not wait; "
-                       "default: %(default)s)")
+        p.add_argument(
+            "--token",
+            help="the token to annotate (default: a new one from the "
+            "time); the same token never acts twice",
+        )
+        p.add_argument(
+            "--wait",
+            type=float,
+            default=10.0,
+            metavar="SECONDS",
+            help="wait this long for the operator to act (0: do not wait; default: %(default)s)",
+        )
         cluster_access.add_options(p)
         p.set_defaults(handler=_act)
-    show = actions.add_parser("status", help="show breakers and their state",
-                              description="show breakers and their state")
+    show = actions.add_parser(
+        "status", help="show breakers and their state", description="show breakers and their state"
+    )
     show.add_argument("name", nargs="?", help="one CircuitBreaker (default: all)")
     cluster_access.add_options(show)
     show.set_defaults(handler=_status)
@@ -46,7 +58,8 @@ def _get(namespace: str, name: str) -> dict[str, Any]:
     from tradebot.api.base import GROUP, VERSION
 
     result: dict[str, Any] = kube.custom().get_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL, name)
+        GROUP, VERSION, namespace, PLURAL, name
+    )
     return result
 
 
@@ -61,17 +74,27 @@ def _act(args: argparse.Namespace) -> int:
     try:
         before = _get(namespace, args.name)
         used = (before.get("status") or {}).get(
-            "lastTripToken" if args.action == "trip" else "lastResetToken")
+            "lastTripToken" if args.action == "trip" else "lastResetToken"
+        )
         if used == token:
-            print(f"tradebot breaker {args.action}: token {token!r} was used already; "
-                  "pass a new --token", file=sys.stderr)
+            print(
+                f"tradebot breaker {args.action}: token {token!r} was used already; "
+                "pass a new --token",
+                file=sys.stderr,
+            )
             return 2
         kube.custom().patch_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, args.name,
-            {"metadata": {"annotations": {annotation: token}}})
+            GROUP,
+            VERSION,
+            namespace,
+            PLURAL,
+            args.name,
+            {"metadata": {"annotations": {annotation: token}}},
+        )
     except ApiException as e:
-        print(f"tradebot breaker {args.action}: {cluster_access.describe(e, what)}",
-              file=sys.stderr)
+        print(
+            f"tradebot breaker {args.action}: {cluster_access.describe(e, what)}", file=sys.stderr
+        )
         return 1
     print(f"{what}: annotated {annotation}={token}")
     if args.wait <= 0:
@@ -84,8 +107,11 @@ def _act(args: argparse.Namespace) -> int:
             print(_line(args.name, status))
             return 0
         time.sleep(0.5)
-    print(f"tradebot breaker {args.action}: the operator has not acted on the token within "
-          f"{args.wait:g}s (is it running and watching {namespace}?)", file=sys.stderr)
+    print(
+        f"tradebot breaker {args.action}: the operator has not acted on the token within "
+        f"{args.wait:g}s (is it running and watching {namespace}?)",
+        file=sys.stderr,
+    )
     return 3
 
 
@@ -110,11 +136,15 @@ def _status(args: argparse.Namespace) -> int:
         if args.name:
             items = [_get(namespace, args.name)]
         else:
-            items = kube.custom().list_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL)["items"]
+            items = kube.custom().list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)[
+                "items"
+            ]
     except ApiException as e:
-        print("tradebot breaker status: " + cluster_access.describe(
-            e, f"CircuitBreaker {namespace}/{args.name or '*'}"), file=sys.stderr)
+        print(
+            "tradebot breaker status: "
+            + cluster_access.describe(e, f"CircuitBreaker {namespace}/{args.name or '*'}"),
+            file=sys.stderr,
+        )
         return 1
     if not items:
         print(f"no CircuitBreakers in {namespace}")

@@ -11,10 +11,17 @@ from kubernetes.client.exceptions import ApiException
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--namespace", "-n", metavar="NS",
-                        help="namespace (default: the kubeconfig context's, else default)")
-    parser.add_argument("--kubeconfig", metavar="FILE",
-                        help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)")
+    parser.add_argument(
+        "--namespace",
+        "-n",
+        metavar="NS",
+        help="namespace (default: the kubeconfig context's, else default)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="kubeconfig (default: $KUBECONFIG, ~/.kube/config, in-cluster)",
+    )
 
 
 def connect(args: argparse.Namespace) -> str:
@@ -30,7 +37,8 @@ def connect(args: argparse.Namespace) -> str:
         return str(args.namespace)
     try:
         _, active = config.list_kube_config_contexts(  # type: ignore[no-untyped-call]
-            config_file=os.environ.get("KUBECONFIG"))
+            config_file=os.environ.get("KUBECONFIG")
+        )
         return str((active or {}).get("context", {}).get("namespace") or "default")
     except Exception:
         return "default"

@@ -13,11 +13,13 @@ DSN_ENV = "TRADEBOT_DATABASE_DSN"
 
 def add_dsn_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--dsn", metavar="DSN",
+        "--dsn",
+        metavar="DSN",
         help="records database: sqlite:///path/file.db or postgresql://user@host:port/db "
         f"(default: ${DSN_ENV}, else the operator's default SQLite file under "
         "$TRADEBOT_LOCAL_STATE_DIR, .local/operator/records.db). A password in the DSN is "
-        "never printed; prefer PGPASSWORD or ~/.pgpass over putting it there.")
+        "never printed; prefer PGPASSWORD or ~/.pgpass over putting it there.",
+    )
 
 
 def resolve_dsn(given: str | None) -> str:
@@ -40,8 +42,10 @@ def missing_database(dsn: str) -> str | None:
 
     target = parse_dsn(dsn)
     if isinstance(target, SqliteDsn) and not target.path.exists():
-        return (f"{target.describe()} does not exist (is the operator's "
-                "TRADEBOT_DATABASE_DSN elsewhere? pass --dsn); `tradebot db migrate` creates it")
+        return (
+            f"{target.describe()} does not exist (is the operator's "
+            "TRADEBOT_DATABASE_DSN elsewhere? pass --dsn); `tradebot db migrate` creates it"
+        )
     return None
 
 

@@ -25,38 +25,47 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     actions = db.add_subparsers(dest="db_action", metavar="ACTION", required=True)
 
     migrate = actions.add_parser(
-        "migrate", help="apply the migrations the database lacks",
+        "migrate",
+        help="apply the migrations the database lacks",
         description="Apply the schema migrations this database lacks, in order, and print "
         "which. Re-runnable (prints that the schema is current), and safe to run from "
-        "several processes at once (they queue on a lock; one applies each step).")
+        "several processes at once (they queue on a lock; one applies each step).",
+    )
     add_dsn_argument(migrate)
     migrate.set_defaults(handler=_migrate)
 
     status = actions.add_parser(
-        "status", help="print the applied and pending migrations",
+        "status",
+        help="print the applied and pending migrations",
         description="Print the schema versions applied to this database and those this "
         "operator version would still apply. Exit 0 when current, 3 when migrations are "
-        "pending.")
+        "pending.",
+    )
     add_dsn_argument(status)
     status.set_defaults(handler=_status)
 
     backup = actions.add_parser(
-        "backup", help="write a backup of the database to a file",
+        "backup",
+        help="write a backup of the database to a file",
         description="SQLite: a consistent copy made with SQLite's online backup API (safe "
         "while the operator writes). PostgreSQL: `pg_dump --format=custom` (pg_dump from PATH "
         "or /usr/lib/postgresql/*/bin; the password goes through PGPASSWORD, never the "
-        "command line). The file is replaced only once the backup is complete.")
+        "command line). The file is replaced only once the backup is complete.",
+    )
     add_dsn_argument(backup)
-    backup.add_argument("-o", "--output", type=Path, required=True, metavar="FILE",
-                        help="the backup file to write")
+    backup.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE", help="the backup file to write"
+    )
     backup.set_defaults(handler=_backup)
 
     restore = actions.add_parser(
-        "restore", help="restore a backup into an empty database",
+        "restore",
+        help="restore a backup into an empty database",
         description="Restore a file made by `tradebot db backup` into an empty database of "
         "the same backend: a new SQLite file, or a PostgreSQL database without tables "
         "(`pg_restore --single-transaction`: all or nothing). Prints the rows restored per "
-        "table. A non-empty target is refused.")
+        "table. A non-empty target is refused.",
+    )
     add_dsn_argument(restore)
     restore.add_argument("file", type=Path, metavar="FILE", help="the backup file")
     restore.set_defaults(handler=_restore)

@@ -19,24 +19,36 @@ if TYPE_CHECKING:
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "hyperopt", help="read a Hyperopt's results",
-        description="Read what a Hyperopt found. `params NAME` prints its best parameter set.")
+        "hyperopt",
+        help="read a Hyperopt's results",
+        description="Read what a Hyperopt found. `params NAME` prints its best parameter set.",
+    )
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     params = actions.add_parser(
-        "params", help="print the best parameter set of a Succeeded Hyperopt",
+        "params",
+        help="print the best parameter set of a Succeeded Hyperopt",
         description="Print status.best.parameters of Hyperopt NAME: Freqtrade's strategy "
         "parameter JSON, byte for byte as `freqtrade hyperopt` exported it. Saved as "
         "`<StrategyClass>.json` beside the strategy file, Freqtrade loads it; a Strategy can "
         "also take it straight from the Hyperopt (spec.parametersFrom.hyperoptRef). Only a "
         "Succeeded Hyperopt's set is printed (its out-of-sample check is done) unless "
-        "--unvalidated; otherwise exit 1 saying where the Hyperopt is.")
+        "--unvalidated; otherwise exit 1 saying where the Hyperopt is.",
+    )
     params.add_argument("name", metavar="NAME", help="the Hyperopt")
-    params.add_argument("-o", "--output", type=Path, metavar="FILE",
-                        help="write the parameters to FILE instead of standard output")
-    params.add_argument("--unvalidated", action="store_true",
-                        help="also print the best set of a search that finished but whose "
-                        "out-of-sample check is still running or failed (phase Validating "
-                        "or Failed)")
+    params.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the parameters to FILE instead of standard output",
+    )
+    params.add_argument(
+        "--unvalidated",
+        action="store_true",
+        help="also print the best set of a search that finished but whose "
+        "out-of-sample check is still running or failed (phase Validating "
+        "or Failed)",
+    )
     cluster_access.add_options(params)
     params.set_defaults(handler=_params)
 
@@ -52,13 +64,15 @@ def _params(args: argparse.Namespace) -> int:
     from tradebot.api.hyperopt import HyperoptStatus
 
     if args.output is not None and not args.output.parent.is_dir():
-        return _fail(f"cannot write {args.output}: directory {args.output.parent} does not "
-                     "exist", 2)
+        return _fail(
+            f"cannot write {args.output}: directory {args.output.parent} does not exist", 2
+        )
     namespace = cluster_access.connect(args)
     what = f"Hyperopt {namespace}/{args.name}"
     try:
-        obj = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                         "hyperopts", args.name)
+        obj = kube.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "hyperopts", args.name
+        )
     except ApiException as e:
         return _fail(cluster_access.describe(e, what))
     try:
@@ -75,8 +89,11 @@ def _params(args: argparse.Namespace) -> int:
         sys.stdout.flush()
     else:
         args.output.write_text(text)
-        print(f"wrote {args.output} (parameters {status.best.parameters_hash[:12]}, "
-              f"epoch {status.best.epoch})", file=sys.stderr)
+        print(
+            f"wrote {args.output} (parameters {status.best.parameters_hash[:12]}, "
+            f"epoch {status.best.epoch})",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -87,12 +104,13 @@ def _not_ready(status: HyperoptStatus, unvalidated: bool) -> str | None:
     allowed = {"Succeeded", "Validating", "Failed"} if unvalidated else {"Succeeded"}
     if phase not in allowed:
         if phase == "Validating":
-            return ("has finished its search but its out-of-sample check is still running; "
-                    "wait for Succeeded, or pass --unvalidated")
+            return (
+                "has finished its search but its out-of-sample check is still running; "
+                "wait for Succeeded, or pass --unvalidated"
+            )
         if phase == "Failed":
             reason = f": {status.message}" if status.message else ""
-            return (f"has Failed{reason}; pass --unvalidated to print the best set it found "
-                    "anyway")
+            return f"has Failed{reason}; pass --unvalidated to print the best set it found anyway"
         return f"has not finished: phase {phase}{progress}"
     if status.best is None:
         return f"is {phase} but recorded no best parameter set (no epoch finished)"

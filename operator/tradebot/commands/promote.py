@@ -18,7 +18,8 @@ from tradebot.commands import cluster_access
 
 def register(sub: Any) -> None:
     parser = sub.add_parser(
-        "promote", help="check a bot's promotion gates and print the manifest change",
+        "promote",
+        help="check a bot's promotion gates and print the manifest change",
         description="Evaluate the promotion gates of LiveBot BOT for mode --to, as the "
         "operator would: the referenced Backtest (Succeeded, same code hash, profit, drawdown, "
         "trades), the referenced Hyperopt's out-of-sample profit for the parameter set the "
@@ -27,23 +28,40 @@ def register(sub: Any) -> None:
         "(for live) an approval of the Strategy's current code hash, with the thresholds "
         "tightened to the operator-wide floors ($TRADEBOT_PROMOTION_FLOORS). When every "
         "gate passes, print the merge patch to commit to "
-        "the bot's manifest in git; otherwise print why not and exit 1. Nothing is applied.")
+        "the bot's manifest in git; otherwise print why not and exit 1. Nothing is applied.",
+    )
     parser.add_argument("bot", help="the LiveBot")
-    parser.add_argument("--to", required=True, choices=["dryRun", "testnet", "live"],
-                        help="the mode to promote to")
-    parser.add_argument("--approved-by", metavar="WHO",
-                        help="who approves (with --reference; live needs an approval, from "
-                        "these options or already in the manifest)")
-    parser.add_argument("--reference", metavar="REF",
-                        help="the review behind the approval, e.g. a PR URL or commit")
-    parser.add_argument("--credentials-secret", metavar="SECRET",
-                        help="the Secret with the exchange keys, added to the patch (testnet "
-                        "and live need one; omit it when the manifest names it already)")
-    parser.add_argument("--dsn", default=None,
-                        help="records database with the dry-run history (default: "
-                        "$TRADEBOT_DATABASE_DSN, else the operator's local default)")
-    parser.add_argument("--output", "-o", choices=["yaml", "json"], default="yaml",
-                        help="format of the patch (default: %(default)s)")
+    parser.add_argument(
+        "--to", required=True, choices=["dryRun", "testnet", "live"], help="the mode to promote to"
+    )
+    parser.add_argument(
+        "--approved-by",
+        metavar="WHO",
+        help="who approves (with --reference; live needs an approval, from "
+        "these options or already in the manifest)",
+    )
+    parser.add_argument(
+        "--reference", metavar="REF", help="the review behind the approval, e.g. a PR URL or commit"
+    )
+    parser.add_argument(
+        "--credentials-secret",
+        metavar="SECRET",
+        help="the Secret with the exchange keys, added to the patch (testnet "
+        "and live need one; omit it when the manifest names it already)",
+    )
+    parser.add_argument(
+        "--dsn",
+        default=None,
+        help="records database with the dry-run history (default: "
+        "$TRADEBOT_DATABASE_DSN, else the operator's local default)",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        choices=["yaml", "json"],
+        default="yaml",
+        help="format of the patch (default: %(default)s)",
+    )
     cluster_access.add_options(parser)
     parser.set_defaults(handler=_promote)
 
@@ -67,8 +85,7 @@ def _promote(args: argparse.Namespace) -> int:
     custom = kube.custom()
     what = f"LiveBot {namespace}/{args.bot}"
     try:
-        bot = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "livebots",
-                                                  args.bot)
+        bot = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "livebots", args.bot)
     except ApiException as e:
         return _fail(cluster_access.describe(e, what))
     try:
@@ -79,12 +96,17 @@ def _promote(args: argparse.Namespace) -> int:
     approval = None
     if args.approved_by:
         if code_hash is None:
-            return _fail(f"Strategy {namespace}/{spec.strategy_ref.name} is not Ready: there "
-                         "is no introspected code to approve")
+            return _fail(
+                f"Strategy {namespace}/{spec.strategy_ref.name} is not Ready: there "
+                "is no introspected code to approve"
+            )
         # The approval names the code it approves: a later code change voids it.
-        approval = Approval(approved_by=args.approved_by, reference=args.reference,
-                            approved_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
-                            code_hash=code_hash)
+        approval = Approval(
+            approved_by=args.approved_by,
+            reference=args.reference,
+            approved_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
+            code_hash=code_hash,
+        )
     elif spec.promotion is not None:
         approval = spec.promotion.approval
     try:
@@ -96,10 +118,11 @@ def _promote(args: argparse.Namespace) -> int:
     try:
         target = LiveBotSpec.model_validate(_merge(spec.to_wire(), patch["spec"]))
     except ValidationError as e:
-        problems = "; ".join(str(err["msg"]).removeprefix("Value error, ")
-                             for err in e.errors())
-        return _fail(f"{what} in mode {args.to} would be invalid: {problems} (pass "
-                     "--credentials-secret, or change the manifest first)")
+        problems = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in e.errors())
+        return _fail(
+            f"{what} in mode {args.to} would be invalid: {problems} (pass "
+            "--credentials-secret, or change the manifest first)"
+        )
 
     backtest = None
     if target.promotion is not None:
@@ -107,27 +130,38 @@ def _promote(args: argparse.Namespace) -> int:
         try:
             bt = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "backtests", ref)
             backtest = gates.BacktestEvidence.from_status(
-                ref, BacktestStatus.model_validate(bt.get("status") or {}))
+                ref, BacktestStatus.model_validate(bt.get("status") or {})
+            )
         except ApiException as e:
             if e.status != 404:
                 return _fail(cluster_access.describe(e, f"Backtest {namespace}/{ref}"))
     dry_run, unreadable = _dry_run(args, namespace, bot, code_hash, target)
     floors = Settings.from_env().promotion_floors
     hyperopt, parameters = _out_of_sample(namespace, target)
-    results = gates.evaluate_gates(target, strategy_code_hash=code_hash, backtest=backtest,
-                                   dry_run=dry_run, now=dt.datetime.now(dt.UTC),
-                                   floor=floors.for_mode(args.to), hyperopt=hyperopt,
-                                   strategy_parameters_hash=parameters)
+    results = gates.evaluate_gates(
+        target,
+        strategy_code_hash=code_hash,
+        backtest=backtest,
+        dry_run=dry_run,
+        now=dt.datetime.now(dt.UTC),
+        floor=floors.for_mode(args.to),
+        hyperopt=hyperopt,
+        strategy_parameters_hash=parameters,
+    )
     if unreadable:
-        results = [gates.GateResult(g.name, False, unreadable)
-                   if g.name == gates.GATE_DRY_RUN else g for g in results]
+        results = [
+            gates.GateResult(g.name, False, unreadable) if g.name == gates.GATE_DRY_RUN else g
+            for g in results
+        ]
     print(f"{what}: {spec.mode} -> {args.to} (strategy code {(code_hash or 'none')[:12]})")
     for g in results:
         print(f"  [{'pass' if g.passed else 'FAIL'}] {g.name}: {g.message}")
     if not gates.all_passed(results):
         return _fail("gates do not pass; nothing to commit yet")
-    print("\nEvery gate passes. Commit this change to the bot's manifest "
-          "(e.g. `kubectl patch --type merge` in a review, or your kustomize overlay):\n")
+    print(
+        "\nEvery gate passes. Commit this change to the bot's manifest "
+        "(e.g. `kubectl patch --type merge` in a review, or your kustomize overlay):\n"
+    )
     if args.output == "json":
         import json
 
@@ -155,14 +189,24 @@ def _out_of_sample(namespace: str, target: Any) -> tuple[Any, str | None]:
     from tradebot.domain.gates import HyperoptEvidence
 
     custom = kube.custom()
-    strategy = kube.read_or_none(custom.get_namespaced_custom_object, GROUP, VERSION,
-                                 namespace, "strategies", target.strategy_ref.name) or {}
+    strategy = (
+        kube.read_or_none(
+            custom.get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "strategies",
+            target.strategy_ref.name,
+        )
+        or {}
+    )
     parameters = (strategy.get("status") or {}).get("parametersHash")
     ref = target.promotion.hyperopt_ref if target.promotion is not None else None
     if ref is None:
         return None, parameters
-    found = kube.read_or_none(custom.get_namespaced_custom_object, GROUP, VERSION, namespace,
-                              "hyperopts", ref.name)
+    found = kube.read_or_none(
+        custom.get_namespaced_custom_object, GROUP, VERSION, namespace, "hyperopts", ref.name
+    )
     return HyperoptEvidence.from_object(ref.name, found), parameters
 
 
@@ -171,17 +215,26 @@ def _code_hash(namespace: str, strategy: str) -> str | None:
     from tradebot.api.base import GROUP, VERSION
 
     try:
-        found = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                           "strategies", strategy)
+        found = kube.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "strategies", strategy
+        )
     except ApiException:
         return None
     status = found.get("status") or {}
-    return str(status["codeHash"]) if status.get("phase") == "Ready" and \
-        status.get("codeHash") else None
+    return (
+        str(status["codeHash"])
+        if status.get("phase") == "Ready" and status.get("codeHash")
+        else None
+    )
 
 
-def _dry_run(args: argparse.Namespace, namespace: str, bot: dict[str, Any],
-             code_hash: str | None, target: Any) -> tuple[Any, str | None]:
+def _dry_run(
+    args: argparse.Namespace,
+    namespace: str,
+    bot: dict[str, Any],
+    code_hash: str | None,
+    target: Any,
+) -> tuple[Any, str | None]:
     from tradebot.commands.common import missing_database, resolve_dsn
     from tradebot.controllers.bot_records import EvidenceUnavailable, dry_run_evidence
     from tradebot.domain.gates import DryRunEvidence
@@ -198,8 +251,12 @@ def _dry_run(args: argparse.Namespace, namespace: str, bot: dict[str, Any],
     try:
         with open_store(dsn) as store:
             return dry_run_evidence(
-                namespace, bot["metadata"]["name"], bot["metadata"]["uid"], code_hash,
-                store=store, interval_seconds=settings.snapshot_interval_seconds), None
+                namespace,
+                bot["metadata"]["name"],
+                bot["metadata"]["uid"],
+                code_hash,
+                store=store,
+                interval_seconds=settings.snapshot_interval_seconds,
+            ), None
     except (RecordsUnavailable, EvidenceUnavailable) as e:
-        return DryRunEvidence(), (f"dry-run history cannot be read from {redact_dsn(dsn)}: "
-                                  f"{e}")
+        return DryRunEvidence(), (f"dry-run history cannot be read from {redact_dsn(dsn)}: {e}")

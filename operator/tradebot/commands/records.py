@@ -23,21 +23,26 @@ def register(sub: Any) -> None:
     actions = records.add_subparsers(dest="records_action", required=True, metavar="ACTION")
 
     outbox = actions.add_parser(
-        "outbox", help="how many writes wait in the outbox (exit 3 if any)",
+        "outbox",
+        help="how many writes wait in the outbox (exit 3 if any)",
         description="Count the writes waiting in the outbox file for the database (read "
-        "only; works while the operator runs).")
+        "only; works while the operator runs).",
+    )
     outbox.add_argument("--path", type=Path, help="outbox file (default: the operator's)")
     outbox.set_defaults(handler=_outbox)
 
     flush = actions.add_parser(
-        "flush", help="replay the outbox into the database (operator stopped)",
+        "flush",
+        help="replay the outbox into the database (operator stopped)",
         description="Replay the outbox into the database in order, as the operator's flusher "
         "does, and print how many writes were applied and how many still wait. The operator "
-        "holds its outbox while it runs, so this is for an outbox it left behind.")
+        "holds its outbox while it runs, so this is for an outbox it left behind.",
+    )
     flush.add_argument("--dsn", help="database (default: the operator's)")
     flush.add_argument("--path", type=Path, help="outbox file (default: the operator's)")
-    flush.add_argument("--timeout", type=float, default=10.0,
-                       help="seconds to connect (default: %(default)s)")
+    flush.add_argument(
+        "--timeout", type=float, default=10.0, help="seconds to connect (default: %(default)s)"
+    )
     flush.set_defaults(handler=_flush)
 
     records_import.add_parser(actions)
@@ -67,9 +72,11 @@ def _flush(args: argparse.Namespace) -> int:
 
     settings = _settings()
     try:
-        with BufferedStore.open(args.dsn or settings.database_dsn,
-                                args.path or settings.records_outbox,
-                                timeout=args.timeout) as store:
+        with BufferedStore.open(
+            args.dsn or settings.database_dsn,
+            args.path or settings.records_outbox,
+            timeout=args.timeout,
+        ) as store:
             applied = store.flush()
             left = store.pending
             problem = None if store.connected else "the database is unavailable"

@@ -45,7 +45,7 @@ def result_files(paths: Iterable[Path]) -> list[Path]:
         if path.is_dir():
             found.update(p for p in path.rglob("*.zip") if p.is_file())
         elif path.name.endswith(".meta.json"):
-            found.add(path.with_name(path.name[:-len(".meta.json")] + ".zip"))
+            found.add(path.with_name(path.name[: -len(".meta.json")] + ".zip"))
         else:
             found.add(path)
     return sorted(found)
@@ -80,15 +80,28 @@ def import_file(store: RecordStore, path: Path, report: ImportReport) -> None:
         raise results.ResultError("no strategy in the result")
     with zipfile.ZipFile(path) as archive:
         config_raw = _member(archive, "_config.json")
-        sources = {name: archive.read(n) for name in strategies
-                   for n in archive.namelist() if n.endswith(f"_{name}.py")}
+        sources = {
+            name: archive.read(n)
+            for name in strategies
+            for n in archive.namelist()
+            if n.endswith(f"_{name}.py")
+        }
     config = json.loads(config_raw) if config_raw else None
-    artifacts = [ArtifactRecord(name=path.name, path=str(path.resolve()), sha256=digest,
-                                size=path.stat().st_size)]
+    artifacts = [
+        ArtifactRecord(
+            name=path.name, path=str(path.resolve()), sha256=digest, size=path.stat().st_size
+        )
+    ]
     meta = results.meta_file(path)
     if meta.is_file():
-        artifacts.append(ArtifactRecord(name=meta.name, path=str(meta.resolve()),
-                                        sha256=_sha256(meta), size=meta.stat().st_size))
+        artifacts.append(
+            ArtifactRecord(
+                name=meta.name,
+                path=str(meta.resolve()),
+                sha256=_sha256(meta),
+                size=meta.stat().st_size,
+            )
+        )
     for name in sorted(strategies):
         stats = results.strategy_stats(document, name)
         run_id = f"import-{digest[:32]}" + (f"-{name}" if len(strategies) > 1 else "")
@@ -96,15 +109,21 @@ def import_file(store: RecordStore, path: Path, report: ImportReport) -> None:
             report.already.append(run_id)
             continue
         source = sources.get(name)
-        store.record_run(RunRecord(
-            id=run_id, resource_uid=f"import:{digest}", namespace=NAMESPACE,
-            name=f"{path.stem}-{name}"[:253], kind="backtest", status="succeeded",
-            strategy_code_hash=hashlib.sha256(source).hexdigest() if source else None,
-            config_hash=config_hash(config) if isinstance(config, dict) else None,
-            data_window_start=parse_time(str(stats.get("backtest_start") or "") or None),
-            data_window_end=parse_time(str(stats.get("backtest_end") or "") or None),
-            correlation_id=run_id,
-        ))
+        store.record_run(
+            RunRecord(
+                id=run_id,
+                resource_uid=f"import:{digest}",
+                namespace=NAMESPACE,
+                name=f"{path.stem}-{name}"[:253],
+                kind="backtest",
+                status="succeeded",
+                strategy_code_hash=hashlib.sha256(source).hexdigest() if source else None,
+                config_hash=config_hash(config) if isinstance(config, dict) else None,
+                data_window_start=parse_time(str(stats.get("backtest_start") or "") or None),
+                data_window_end=parse_time(str(stats.get("backtest_end") or "") or None),
+                correlation_id=run_id,
+            )
+        )
         figures = _figures(stats)
         if figures:
             store.record_metrics(run_id, figures)
@@ -117,19 +136,32 @@ def import_results(store: RecordStore, paths: Sequence[Path]) -> ImportReport:
     for path in result_files(paths):
         try:
             import_file(store, path, report)
-        except (results.ResultError, OSError, ValueError, KeyError, TypeError,
-                zipfile.BadZipFile) as e:
+        except (
+            results.ResultError,
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            zipfile.BadZipFile,
+        ) as e:
             report.damaged.append((path, str(e) or type(e).__name__))
     return report
 
 
 def add_parser(actions: Any) -> None:
     parser = actions.add_parser(
-        "import", help="index Freqtrade backtest results made elsewhere into the records",
+        "import",
+        help="index Freqtrade backtest results made elsewhere into the records",
         description=__doc__.split("\n\n")[0] + " Idempotent by sha256; a damaged file is "
-        "reported by name and skipped (exit 2).")
-    parser.add_argument("paths", nargs="+", type=Path, metavar="PATH",
-                        help="result .zip, its .meta.json, or a directory of them")
+        "reported by name and skipped (exit 2).",
+    )
+    parser.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="result .zip, its .meta.json, or a directory of them",
+    )
     parser.add_argument("--dsn", help="database (default: the operator's)")
     parser.set_defaults(handler=_run)
 
@@ -148,6 +180,8 @@ def _run(args: argparse.Namespace) -> int:
         return 1
     for path, why in report.damaged:
         print(f"skipped {path}: {why}", file=sys.stderr)
-    print(f"imported {len(report.imported)} run(s), {len(report.already)} already there, "
-          f"{len(report.damaged)} damaged file(s) skipped")
+    print(
+        f"imported {len(report.imported)} run(s), {len(report.already)} already there, "
+        f"{len(report.damaged)} damaged file(s) skipped"
+    )
     return 2 if report.damaged else 0

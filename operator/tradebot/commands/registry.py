@@ -29,41 +29,55 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "timeframe, can_short, stoploss, minimal ROI, freqai, hyperopt parameters). "
         "`introspect FILE.py` prints a strategy file's interface without running its code.",
     )
-    registry.add_argument("--format", choices=FORMATS, default="table",
-                          help="output format (default: %(default)s)")
+    registry.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)"
+    )
     registry.add_argument("--namespace", "-n", metavar="NS", help="only this namespace")
     add_dsn_argument(registry)
     registry.set_defaults(handler=_list)
     actions = registry.add_subparsers(dest="registry_action", metavar="ACTION")
 
-    listing = actions.add_parser("list", help="list registered strategy versions (default)",
-                                 description="The same as `tradebot registry`.")
-    listing.add_argument("--format", choices=FORMATS, default="table",
-                         help="output format (default: %(default)s)")
+    listing = actions.add_parser(
+        "list",
+        help="list registered strategy versions (default)",
+        description="The same as `tradebot registry`.",
+    )
+    listing.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)"
+    )
     listing.add_argument("--namespace", "-n", metavar="NS", help="only this namespace")
     add_dsn_argument(listing)
     listing.set_defaults(handler=_list)
 
     introspect = actions.add_parser(
-        "introspect", help="print a strategy file's interface (parsed, never imported)",
+        "introspect",
+        help="print a strategy file's interface (parsed, never imported)",
         description="Parse FILE.py as the operator does when a Strategy is applied (the code "
         "is never imported or run) and print the strategy's interface, code hash and hyperopt "
-        "parameters. Exit 1 with the reason when the file is not a usable strategy.")
+        "parameters. Exit 1 with the reason when the file is not a usable strategy.",
+    )
     introspect.add_argument("file", type=Path, metavar="FILE.py", help="strategy source file")
-    introspect.add_argument("--class", dest="class_name", metavar="NAME",
-                            help="the strategy class (default: the file's only IStrategy "
-                            "subclass)")
-    introspect.add_argument("--format", choices=FORMATS, default="table",
-                            help="output format (default: %(default)s)")
+    introspect.add_argument(
+        "--class",
+        dest="class_name",
+        metavar="NAME",
+        help="the strategy class (default: the file's only IStrategy subclass)",
+    )
+    introspect.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: %(default)s)"
+    )
     introspect.set_defaults(handler=_introspect)
 
     docs = actions.add_parser(
-        "docs", help="write the strategy registry as Markdown",
+        "docs",
+        help="write the strategy registry as Markdown",
         description="Write every registered strategy version as Markdown: class, timeframe, "
         "indicators, entry and exit signals, hyperopt parameters with their ranges, code hash, "
-        "and the figures of its latest succeeded backtest in the records.")
-    docs.add_argument("-o", "--output", type=Path, metavar="FILE",
-                      help="file to write (default: stdout)")
+        "and the figures of its latest succeeded backtest in the records.",
+    )
+    docs.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="file to write (default: stdout)"
+    )
     docs.add_argument("--namespace", "-n", metavar="NS", help="only this namespace")
     add_dsn_argument(docs)
     docs.set_defaults(handler=_docs)
@@ -138,8 +152,11 @@ def introspect_file(code: str, class_name: str | None) -> dict[str, Any]:
             tree = ast.parse(code)
         except SyntaxError:
             tree = None  # introspect() below names the line
-        names = sorted({n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}) \
-            if tree is not None else [""]
+        names = (
+            sorted({n.name for n in ast.walk(tree) if isinstance(n, ast.ClassDef)})
+            if tree is not None
+            else [""]
+        )
         usable, problems = [], []
         for name in names:
             try:
@@ -148,15 +165,23 @@ def introspect_file(code: str, class_name: str | None) -> dict[str, Any]:
             except IntrospectionError as exc:
                 problems.append(str(exc))
         if len(usable) > 1:
-            raise ValueError(f"several strategy classes ({', '.join(usable)}); pick one "
-                             "with --class")
+            raise ValueError(
+                f"several strategy classes ({', '.join(usable)}); pick one with --class"
+            )
         if not usable:
-            raise IntrospectionError("; ".join(problems) if problems and tree is not None
-                                     else problems[0] if problems
-                                     else "no class in the file")
+            raise IntrospectionError(
+                "; ".join(problems)
+                if problems and tree is not None
+                else problems[0]
+                if problems
+                else "no class in the file"
+            )
         class_name = usable[0]
     found = introspect(code, class_name)
-    return {"className": class_name, "codeHash": found.code_hash,
-            "interface": found.interface.to_wire(),
-            "parameters": hyperopt_parameters(code, class_name),
-            "warnings": list(found.warnings)}
+    return {
+        "className": class_name,
+        "codeHash": found.code_hash,
+        "interface": found.interface.to_wire(),
+        "parameters": hyperopt_parameters(code, class_name),
+        "warnings": list(found.warnings),
+    }

@@ -28,16 +28,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "(sha256, size) and incidents. Runs are matched to strategies by code hash; runs of "
         "unregistered code are listed apart. In JSON every number is a string.",
     )
-    report.add_argument("--format", choices=FORMATS, default="markdown",
-                        help="output format (default: %(default)s)")
-    report.add_argument("--since", metavar="WHEN",
-                        help=f"only runs and incidents created since WHEN: {FORMS}; "
-                        "a time without a zone is UTC")
-    report.add_argument("--strategy", metavar="NAME",
-                        help="only runs of this Strategy's code versions")
+    report.add_argument(
+        "--format", choices=FORMATS, default="markdown", help="output format (default: %(default)s)"
+    )
+    report.add_argument(
+        "--since",
+        metavar="WHEN",
+        help=f"only runs and incidents created since WHEN: {FORMS}; a time without a zone is UTC",
+    )
+    report.add_argument(
+        "--strategy", metavar="NAME", help="only runs of this Strategy's code versions"
+    )
     report.add_argument("--namespace", "-n", metavar="NS", help="only this namespace")
-    report.add_argument("-o", "--output", type=Path, metavar="FILE",
-                        help="write the report to FILE instead of standard output")
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the report to FILE instead of standard output",
+    )
     add_dsn_argument(report)
     report.set_defaults(handler=_report)
 
@@ -55,8 +64,11 @@ def _report(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail("report", str(exc), 2)
     if args.output is not None and not args.output.parent.is_dir():
-        return fail("report", f"cannot write {args.output}: directory {args.output.parent} "
-                    "does not exist", 2)
+        return fail(
+            "report",
+            f"cannot write {args.output}: directory {args.output.parent} does not exist",
+            2,
+        )
     dsn = resolve_dsn(args.dsn)
     missing = missing_database(dsn)
     if missing is not None:

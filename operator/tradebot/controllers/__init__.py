@@ -14,5 +14,16 @@ from tradebot.controllers import (
     strategy,
 )
 
-__all__ = ["backtest", "cache", "circuitbreaker", "dca", "hyperopt", "hyperopt_queue",
-           "lifecycle", "livebot", "marketdata", "marketdata_queue", "strategy"]
+__all__ = [
+    "backtest",
+    "cache",
+    "circuitbreaker",
+    "dca",
+    "hyperopt",
+    "hyperopt_queue",
+    "lifecycle",
+    "livebot",
+    "marketdata",
+    "marketdata_queue",
+    "strategy",
+]

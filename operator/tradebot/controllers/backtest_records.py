@@ -17,32 +17,61 @@ from tradebot.records import ArtifactRecord, RecordsError, RecordStore, RunRecor
 from tradebot.records.models import RunStatus, exact_metric
 
 
-def store_run(store: RecordStore, namespace: str, name: str, uid: str, run_status: RunStatus,
-              status: dict[str, Any], spec: BacktestSpec, error: str | None = None) -> None:
+def store_run(
+    store: RecordStore,
+    namespace: str,
+    name: str,
+    uid: str,
+    run_status: RunStatus,
+    status: dict[str, Any],
+    spec: BacktestSpec,
+    error: str | None = None,
+) -> None:
     """Writes the run, its metrics and artifacts from the Backtest's status to `store`."""
     run_id = backtest_run_id(uid)
     window = spec.timerange
     results = status.get("results") or {}
-    store.record_run(RunRecord(
-        id=run_id, resource_uid=uid, namespace=namespace, name=name, kind="backtest",
-        status=run_status, strategy_code_hash=status.get("codeHash"),
-        parameters_hash=status.get("parametersHash"), config_hash=status.get("configHash"),
-        data_hash=status.get("dataHash"),
-        data_window_start=parse_time(results.get("backtestStart")
-                                     or (window.start if window else None)),
-        data_window_end=parse_time(results.get("backtestEnd")
-                                   or (window.end if window else None)),
-        correlation_id=run_id, error=error, started_at=parse_time(status.get("startedAt")),
-        finished_at=parse_time(status.get("finishedAt")),
-    ))
+    store.record_run(
+        RunRecord(
+            id=run_id,
+            resource_uid=uid,
+            namespace=namespace,
+            name=name,
+            kind="backtest",
+            status=run_status,
+            strategy_code_hash=status.get("codeHash"),
+            parameters_hash=status.get("parametersHash"),
+            config_hash=status.get("configHash"),
+            data_hash=status.get("dataHash"),
+            data_window_start=parse_time(
+                results.get("backtestStart") or (window.start if window else None)
+            ),
+            data_window_end=parse_time(
+                results.get("backtestEnd") or (window.end if window else None)
+            ),
+            correlation_id=run_id,
+            error=error,
+            started_at=parse_time(status.get("startedAt")),
+            finished_at=parse_time(status.get("finishedAt")),
+        )
+    )
     figures = result_metrics(results)
     if figures:
         store.record_metrics(run_id, figures)
     artifacts = status.get("artifacts") or []
     if artifacts:
-        store.record_artifacts(run_id, [
-            ArtifactRecord(name=a["name"], path=a.get("path") or a["name"],
-                           sha256=a["sha256"], size=int(a["size"])) for a in artifacts])
+        store.record_artifacts(
+            run_id,
+            [
+                ArtifactRecord(
+                    name=a["name"],
+                    path=a.get("path") or a["name"],
+                    sha256=a["sha256"],
+                    size=int(a["size"]),
+                )
+                for a in artifacts
+            ],
+        )
 
 
 def result_metrics(results: Mapping[str, Any]) -> dict[str, Decimal]:
@@ -56,8 +85,15 @@ def result_metrics(results: Mapping[str, Any]) -> dict[str, Decimal]:
     return figures
 
 
-def record(namespace: str, name: str, uid: str, run_status: RunStatus, status: dict[str, Any],
-           spec: BacktestSpec, error: str | None = None) -> str | None:
+def record(
+    namespace: str,
+    name: str,
+    uid: str,
+    run_status: RunStatus,
+    status: dict[str, Any],
+    spec: BacktestSpec,
+    error: str | None = None,
+) -> str | None:
     """Writes the run record (to the database, or to the outbox while it is down: either way
     it is kept); returns None on success, else why it could not."""
     try:
@@ -72,6 +108,8 @@ def recorded_message() -> str:
     """The Recorded condition's message: where the record is now."""
     store = runtime.get().store()
     if store.pending:
-        return (f"run, metrics and artifacts kept in the records outbox "
-                f"({store.pending} writes wait for the database)")
+        return (
+            f"run, metrics and artifacts kept in the records outbox "
+            f"({store.pending} writes wait for the database)"
+        )
     return "run, metrics and artifacts recorded"

@@ -66,19 +66,23 @@ class StopOutcome:
 
 def answered_last(status: dict[str, Any]) -> bool:
     """Whether the bot's API answered the last monitoring round (condition Reachable)."""
-    return any(c.get("type") == "Reachable" and c.get("status") == "True"
-               for c in status.get("conditions") or [])
+    return any(
+        c.get("type") == "Reachable" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
 
 
 def api_credentials(ref: BotRef) -> bots.ApiCredentials | None:
     """The bot API's generated credentials, or None before they exist. Never creates them."""
-    secret = kube.read_or_none(kube.core().read_namespaced_secret, ref.api_secret_name,
-                               ref.namespace)
+    secret = kube.read_or_none(
+        kube.core().read_namespaced_secret, ref.api_secret_name, ref.namespace
+    )
     if secret is None or not secret.data:
         return None
     data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
-    return bots.ApiCredentials(data["username"], data["password"], data["jwt-secret-key"],
-                               data["ws-token"])
+    return bots.ApiCredentials(
+        data["username"], data["password"], data["jwt-secret-key"], data["ws-token"]
+    )
 
 
 def bot_url(ref: BotRef) -> str | None:
@@ -99,8 +103,7 @@ def client_for(ref: BotRef) -> BotClient | None:
     credentials = api_credentials(ref)
     if credentials is None:
         return None
-    return BotClient(url, credentials.username, credentials.password,
-                     timeout=API_TIMEOUT_SECONDS)
+    return BotClient(url, credentials.username, credentials.password, timeout=API_TIMEOUT_SECONDS)
 
 
 def still_running(ref: BotRef) -> bool:
@@ -143,15 +146,19 @@ def _api_steps(action: StopAction, force_exit: bool) -> list[str]:
     return steps
 
 
-def stop(ref: BotRef, action: StopAction, *, force_exit: bool = False,
-         use_api: bool = True) -> StopOutcome:
+def stop(
+    ref: BotRef, action: StopAction, *, force_exit: bool = False, use_api: bool = True
+) -> StopOutcome:
     """Stops the bot as `action` says. `use_api=False` skips the REST API (a bot known to be
     unreachable would only cost the timeout)."""
     outcome = StopOutcome()
     client = client_for(ref) if use_api else None
     if client is not None:
-        calls = {"stopentry": client.stop_entries, "forceexit": client.force_exit_all,
-                 "stop": client.stop}
+        calls = {
+            "stopentry": client.stop_entries,
+            "forceexit": client.force_exit_all,
+            "stop": client.stop,
+        }
         for step in _api_steps(action, force_exit):
             try:
                 calls[step]()

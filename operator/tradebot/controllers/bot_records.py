@@ -44,18 +44,39 @@ def run_kind(mode: str) -> str:
     return "dryrun" if mode == "dryRun" else "live"
 
 
-def write_run(*, run_id: str, uid: str, namespace: str, name: str, mode: str,
-              status: RunStatus, code_hash: str | None = None, config_hash: str | None = None,
-              started_at: dt.datetime | None = None, finished_at: dt.datetime | None = None,
-              error: str | None = None, correlation_id: str | None = None) -> bool:
+def write_run(
+    *,
+    run_id: str,
+    uid: str,
+    namespace: str,
+    name: str,
+    mode: str,
+    status: RunStatus,
+    code_hash: str | None = None,
+    config_hash: str | None = None,
+    started_at: dt.datetime | None = None,
+    finished_at: dt.datetime | None = None,
+    error: str | None = None,
+    correlation_id: str | None = None,
+) -> bool:
     """Records (or moves forward) a bot's run; False if the records cannot take it now."""
     try:
-        _store().record_run(RunRecord(
-            id=run_id, resource_uid=uid, namespace=namespace, name=name,
-            kind=run_kind(mode),  # type: ignore[arg-type]
-            status=status, strategy_code_hash=code_hash, config_hash=config_hash,
-            started_at=started_at, finished_at=finished_at, error=error,
-            correlation_id=correlation_id))
+        _store().record_run(
+            RunRecord(
+                id=run_id,
+                resource_uid=uid,
+                namespace=namespace,
+                name=name,
+                kind=run_kind(mode),  # type: ignore[arg-type]
+                status=status,
+                strategy_code_hash=code_hash,
+                config_hash=config_hash,
+                started_at=started_at,
+                finished_at=finished_at,
+                error=error,
+                correlation_id=correlation_id,
+            )
+        )
     except RecordsUnavailable as e:
         metrics.RECORD_FAILURES.inc()
         _log.warning("bot run not recorded yet", run=run_id, error=str(e))
@@ -86,30 +107,63 @@ def write_incident(incident: IncidentRecord) -> bool:
     return True
 
 
-def incident(*, incident_id: str, namespace: str, source_kind: str, source_name: str,
-             source_uid: str, severity: str, reason: str, description: str,
-             bots: Sequence[str] = (), breaker: str | None = None, run_id: str | None = None,
-             figures: Mapping[str, Decimal] | None = None, created_at: dt.datetime,
-             correlation_id: str | None = None) -> IncidentRecord:
-    return IncidentRecord.model_validate({
-        "id": incident_id, "namespace": namespace, "source_kind": source_kind,
-        "source_name": source_name, "source_uid": source_uid, "breaker": breaker,
-        "bots": tuple(bots), "run_id": run_id, "severity": severity, "reason": reason,
-        "description": description, "figures": dict(figures or {}),
-        "correlation_id": correlation_id, "created_at": created_at})
+def incident(
+    *,
+    incident_id: str,
+    namespace: str,
+    source_kind: str,
+    source_name: str,
+    source_uid: str,
+    severity: str,
+    reason: str,
+    description: str,
+    bots: Sequence[str] = (),
+    breaker: str | None = None,
+    run_id: str | None = None,
+    figures: Mapping[str, Decimal] | None = None,
+    created_at: dt.datetime,
+    correlation_id: str | None = None,
+) -> IncidentRecord:
+    return IncidentRecord.model_validate(
+        {
+            "id": incident_id,
+            "namespace": namespace,
+            "source_kind": source_kind,
+            "source_name": source_name,
+            "source_uid": source_uid,
+            "breaker": breaker,
+            "bots": tuple(bots),
+            "run_id": run_id,
+            "severity": severity,
+            "reason": reason,
+            "description": description,
+            "figures": dict(figures or {}),
+            "correlation_id": correlation_id,
+            "created_at": created_at,
+        }
+    )
 
 
-def dry_run_evidence(namespace: str, bot_name: str, bot_uid: str, code_hash: str, *,
-                     store: RecordStore | None = None, interval_seconds: int | None = None
-                     ) -> DryRunEvidence:
+def dry_run_evidence(
+    namespace: str,
+    bot_name: str,
+    bot_uid: str,
+    code_hash: str,
+    *,
+    store: RecordStore | None = None,
+    interval_seconds: int | None = None,
+) -> DryRunEvidence:
     """The bot's recorded dry-run history of this code and the breaker trips that stopped it
     (from the operator's store unless one is given). Raises EvidenceUnavailable when the
     records cannot be read."""
     try:
         store = store if store is not None else _store()
         snapshots = store.list_snapshots(bot_uid, code_hash=code_hash)
-        trips = [i.created_at for i in store.list_incidents(namespace=namespace, bot=bot_name)
-                 if i.source_kind == "CircuitBreaker"]
+        trips = [
+            i.created_at
+            for i in store.list_incidents(namespace=namespace, bot=bot_name)
+            if i.source_kind == "CircuitBreaker"
+        ]
     except RecordsUnavailable as e:
         raise EvidenceUnavailable(str(e)) from None
     marks = [evidence.SnapshotMark(s.taken_at, s.code_hash, s.mode) for s in snapshots]

@@ -34,7 +34,6 @@ class StorageNotReady(Exception):
     """The pod's volume is not there yet (its claim is not bound)."""
 
 
-
 def _secret_value(namespace: str, name: str, item: str) -> str | None:
     secret = kube.read_or_none(kube.core().read_namespaced_secret, name, namespace)
     raw = (secret.data or {}).get(item) if secret is not None else None
@@ -51,8 +50,11 @@ def ensure(bot: bots.BotInstance, settings: Settings) -> None:
     On PostgreSQL the password is generated once and kept first in the bot's Secret, then set
     on the role: a crash in between leaves a Secret whose password the next call sets."""
     if not bots.trade_db_on_postgres(settings):
-        kube.create_if_absent(kube.core().create_namespaced_persistent_volume_claim, bot.namespace,
-                bots.pvc(bot, settings))
+        kube.create_if_absent(
+            kube.core().create_namespaced_persistent_volume_claim,
+            bot.namespace,
+            bots.pvc(bot, settings),
+        )
         return
     database = bot_database_name(bot.uid)
     stored = _secret_value(bot.namespace, bot.db_secret_name, bots.DB_URL_ITEM)
@@ -60,16 +62,20 @@ def ensure(bot: bots.BotInstance, settings: Settings) -> None:
     if password is None:
         # A letter first: Freqtrade turns an all-digit environment value into a number.
         password = "p" + secrets.token_urlsafe(32)
-        kube.create_if_absent(kube.core().create_namespaced_secret, bot.namespace,
-                bots.db_secret(bot, bot_dsn(settings.database_dsn, database, password)))
+        kube.create_if_absent(
+            kube.core().create_namespaced_secret,
+            bot.namespace,
+            bots.db_secret(bot, bot_dsn(settings.database_dsn, database, password)),
+        )
         # A concurrent call may have created it first: what the Secret holds wins.
         stored = _secret_value(bot.namespace, bot.db_secret_name, bots.DB_URL_ITEM)
         password = (_password(stored) if stored else None) or password
     url = bot_dsn(settings.database_dsn, database, password)
     if stored != url:
         # The records server moved (host, port or options): the bot follows it.
-        kube.core().patch_namespaced_secret(bot.db_secret_name, bot.namespace,
-                                            {"stringData": {bots.DB_URL_ITEM: url}})
+        kube.core().patch_namespaced_secret(
+            bot.db_secret_name, bot.namespace, {"stringData": {bots.DB_URL_ITEM: url}}
+        )
     ensure_bot_database(settings.database_dsn, database, password)
 
 
@@ -91,8 +97,9 @@ def _claim_dir(namespace: str, claim: str) -> Path:
         raise StorageNotReady(f"claim {namespace}/{claim} is not bound")
     pv = kube.read_or_none(core.read_persistent_volume, volume)
     if pv is None or pv.spec.host_path is None:
-        raise StorageNotReady(f"volume {volume} of claim {namespace}/{claim} is not a hostPath "
-                              "volume on this machine")
+        raise StorageNotReady(
+            f"volume {volume} of claim {namespace}/{claim} is not a hostPath volume on this machine"
+        )
     return Path(pv.spec.host_path.path)
 
 
@@ -105,7 +112,8 @@ def local_storage(pod: dict[str, Any]) -> tuple[PodStorage, dict[str, str]]:
     args: list[str] = list(container.get("args") or [])
     db_url_arg = args[args.index("--db-url") + 1] if "--db-url" in args else None
     volume: dict[str, Any] = next(
-        (v for v in spec.get("volumes") or [] if v["name"] == USER_DATA_VOLUME), {})
+        (v for v in spec.get("volumes") or [] if v["name"] == USER_DATA_VOLUME), {}
+    )
     claim = (volume.get("persistentVolumeClaim") or {}).get("claimName")
     env: dict[str, str] = {}
     for entry in container.get("env") or []:
@@ -115,5 +123,9 @@ def local_storage(pod: dict[str, Any]) -> tuple[PodStorage, dict[str, str]]:
             if value is None:
                 raise StorageNotReady(f"Secret {namespace}/{ref['name']} has no {ref['key']}")
             env[entry["name"]] = value
-    return (PodStorage(str(pod["metadata"]["uid"]),
-                       _claim_dir(namespace, claim) if claim else None, db_url_arg), env)
+    return (
+        PodStorage(
+            str(pod["metadata"]["uid"]), _claim_dir(namespace, claim) if claim else None, db_url_arg
+        ),
+        env,
+    )

@@ -44,8 +44,11 @@ CODES_HELD = 64
 def _view(body: kopf.Body, *, spec: bool) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     view: dict[str, Any] = {
-        "metadata": {k: copy.deepcopy(meta[k]) for k in
-                     ("name", "namespace", "uid", "generation", "labels") if k in meta},
+        "metadata": {
+            k: copy.deepcopy(meta[k])
+            for k in ("name", "namespace", "uid", "generation", "labels")
+            if k in meta
+        },
         "status": copy.deepcopy(dict(body.get("status") or {})),
     }
     if spec:
@@ -56,15 +59,17 @@ def _view(body: kopf.Body, *, spec: bool) -> dict[str, Any]:
 # Async, so that kopf runs them in its event loop as each event arrives: a sync index
 # handler would take a trip through a thread pool for every bot status patch.
 @kopf.index(GROUP, VERSION, "livebots")
-async def livebots_by_namespace(body: kopf.Body, namespace: str | None, **_: object
-                                ) -> dict[str | None, dict[str, Any]]:
+async def livebots_by_namespace(
+    body: kopf.Body, namespace: str | None, **_: object
+) -> dict[str | None, dict[str, Any]]:
     # A breaker reads its bots' labels and monitored figures, never their spec.
     return {namespace: _view(body, spec=False)}
 
 
 @kopf.index(GROUP, VERSION, "circuitbreakers")
-async def breakers_by_namespace(body: kopf.Body, namespace: str | None, **_: object
-                                ) -> dict[str | None, dict[str, Any]]:
+async def breakers_by_namespace(
+    body: kopf.Body, namespace: str | None, **_: object
+) -> dict[str | None, dict[str, Any]]:
     return {namespace: _view(body, spec=True)}
 
 
@@ -76,8 +81,11 @@ def strategy_view(body: Mapping[str, Any]) -> dict[str, Any]:
     spec = {k: copy.deepcopy(v) for k, v in (body.get("spec") or {}).items() if k != "code"}
     status = body.get("status") or {}
     view: dict[str, Any] = {
-        "metadata": {k: copy.deepcopy(meta[k]) for k in
-                     ("name", "namespace", "uid", "generation", "labels") if k in meta},
+        "metadata": {
+            k: copy.deepcopy(meta[k])
+            for k in ("name", "namespace", "uid", "generation", "labels")
+            if k in meta
+        },
         "spec": spec,
         "status": {k: status[k] for k in _STRATEGY_STATUS if k in status},
     }
@@ -88,8 +96,9 @@ def strategy_view(body: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @kopf.index(GROUP, VERSION, "strategies")
-async def strategies_by_name(body: kopf.Body, namespace: str | None, name: str | None,
-                             **_: object) -> dict[tuple[str | None, str | None], dict[str, Any]]:
+async def strategies_by_name(
+    body: kopf.Body, namespace: str | None, name: str | None, **_: object
+) -> dict[tuple[str | None, str | None], dict[str, Any]]:
     return {(namespace, name): strategy_view(body)}
 
 
@@ -133,8 +142,9 @@ class _Codes:
 CODES = _Codes(CODES_HELD)
 
 
-def strategy(index: Mapping[Any, Iterable[dict[str, Any]]], namespace: str, name: str
-             ) -> dict[str, Any] | None:
+def strategy(
+    index: Mapping[Any, Iterable[dict[str, Any]]], namespace: str, name: str
+) -> dict[str, Any] | None:
     """The Strategy as a LiveBot round reads it: its indexed view with its code. The code
     comes from CODES by the sha256 the view holds; a code not held there is read with the
     whole Strategy from the API server, and that fresher answer is what is returned."""
@@ -144,8 +154,9 @@ def strategy(index: Mapping[Any, Iterable[dict[str, Any]]], namespace: str, name
     code = CODES.get(view[CODE_SHA256])
     if code is not None:
         return {**view, "spec": {**view["spec"], "code": code}}
-    found = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
-                              namespace, "strategies", name)
+    found = kube.read_or_none(
+        kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, "strategies", name
+    )
     if found is None:
         return None
     fresh = strategy_view(found)

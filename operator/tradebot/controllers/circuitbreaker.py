@@ -85,8 +85,9 @@ def reading(bot: dict[str, Any], incidents: int = 0) -> breaker.BotReading:
     )
 
 
-def _incident_counts(namespace: str, bots: list[dict[str, Any]], now: dt.datetime
-                     ) -> dict[str, int]:
+def _incident_counts(
+    namespace: str, bots: list[dict[str, Any]], now: dt.datetime
+) -> dict[str, int]:
     """Each running bot's own incidents in the last day, since its pod started (a reset
     starts it afresh, and the window with it): one read of the records per round."""
     recent = bot_records.bot_incidents(namespace, now - INCIDENT_WINDOW)
@@ -97,16 +98,20 @@ def _incident_counts(namespace: str, bots: list[dict[str, Any]], now: dt.datetim
             continue
         name = str(bot["metadata"]["name"])
         since = max(now - INCIDENT_WINDOW, parse_time(status.get("runningSince")) or now)
-        counts[name] = sum(1 for i in recent if (name in i.bots or i.source_name == name)
-                           and i.created_at >= since)
+        counts[name] = sum(
+            1 for i in recent if (name in i.bots or i.source_name == name) and i.created_at >= since
+        )
     return counts
 
 
-def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec
-              ) -> tuple[str, bot_control.StopOutcome]:
+def _stop_one(bot: dict[str, Any], spec: CircuitBreakerSpec) -> tuple[str, bot_control.StopOutcome]:
     ref = bot_control.BotRef.of(bot)
-    return ref.name, bot_control.stop(ref, spec.action, force_exit=spec.force_exit,
-                                      use_api=bot_control.answered_last(bot.get("status") or {}))
+    return ref.name, bot_control.stop(
+        ref,
+        spec.action,
+        force_exit=spec.force_exit,
+        use_api=bot_control.answered_last(bot.get("status") or {}),
+    )
 
 
 def _selected(spec: CircuitBreakerSpec, bots: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -114,15 +119,15 @@ def _selected(spec: CircuitBreakerSpec, bots: list[dict[str, Any]]) -> list[dict
     return [b for b in bots if selects(selector, b["metadata"].get("labels") or {})]
 
 
-def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOutcome
-                  ) -> None:
+def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOutcome) -> None:
     ref = bot_control.BotRef.of(bot)
     status: dict[str, Any] = {"phase": "Tripped", "message": message}
     if outcome.pod_removed:
         status["podName"] = None
     try:
         kube.custom().patch_namespaced_custom_object_status(
-            GROUP, VERSION, ref.namespace, "livebots", ref.name, {"status": status})
+            GROUP, VERSION, ref.namespace, "livebots", ref.name, {"status": status}
+        )
     except ApiException as e:
         if not kube.is_not_found(e):
             raise
@@ -134,16 +139,25 @@ async def reconcile_breaker(**kwargs: object) -> None:
 
 
 @metrics.counted("CircuitBreaker")
-def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-               namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-               livebots_by_namespace: Mapping[Any, Iterable[dict[str, Any]]],
-               **_: object) -> None:
+def _reconcile(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    livebots_by_namespace: Mapping[Any, Iterable[dict[str, Any]]],
+    **_: object,
+) -> None:
     assert namespace is not None  # the kinds are namespaced
     generation = int(meta.get("generation") or 0)
     current = dict(status)
     correlation_id = f"{uid}/{generation}"
-    log = logger(kind="CircuitBreaker", namespace=namespace, name=name,
-                 correlation_id=correlation_id)
+    log = logger(
+        kind="CircuitBreaker", namespace=namespace, name=name, correlation_id=correlation_id
+    )
     parsed = _parse(spec, current, patch, generation)
     if parsed is None:
         return
@@ -154,9 +168,14 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
     now = dt.datetime.now(dt.UTC)
     readings = _readings(model, namespace, bots, now)
     reset_token = (meta.get("annotations") or {}).get(RESET_ANNOTATION)
-    decision = breaker.evaluate(model, state, readings, now, reset_token,
-                                trip_token_requested=(meta.get("annotations") or {}).get(
-                                    TRIP_ANNOTATION))
+    decision = breaker.evaluate(
+        model,
+        state,
+        readings,
+        now,
+        reset_token,
+        trip_token_requested=(meta.get("annotations") or {}).get(TRIP_ANNOTATION),
+    )
     new_status = {**breaker.to_status(decision.state), "observedGeneration": generation}
     opened = decision.state
     incident_id = _incident_id(uid, opened)
@@ -171,35 +190,44 @@ def _reconcile(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf
         metrics.BREAKER_OPEN.labels(namespace, name).set(1 if opened.state == "Open" else 0)
         if handling:
             assert incident_id is not None
-            _handle_trip(body, model, opened, bots, current, patch, incident_id,
-                         correlation_id, generation)
+            _handle_trip(
+                body, model, opened, bots, current, patch, incident_id, correlation_id, generation
+            )
             return
     _announce(body, decision, current, patch, reset_token, generation, log)
 
 
-def _announce(body: kopf.Body, decision: breaker.BreakerDecision, current: dict[str, Any],
-              patch: kopf.Patch, reset_token: str | None, generation: int,
-              log: FilteringBoundLogger) -> None:
+def _announce(
+    body: kopf.Body,
+    decision: breaker.BreakerDecision,
+    current: dict[str, Any],
+    patch: kopf.Patch,
+    reset_token: str | None,
+    generation: int,
+    log: FilteringBoundLogger,
+) -> None:
     """A reset or a change of state, told as an Event (and the log, for a reset)."""
     if decision.reset:
         event(body, "Reset", f"reset by token {reset_token!r}; bots may run again")
         log.info("breaker reset", token=reset_token)
-        condition(current, patch, "Tripped", False, "Reset", f"reset by token {reset_token!r}",
-                  generation)
+        condition(
+            current, patch, "Tripped", False, "Reset", f"reset by token {reset_token!r}", generation
+        )
     elif decision.state.state != current.get("state"):
         event(body, decision.state.state, f"breaker is {decision.state.state}")
 
 
-def _parse(spec: kopf.Spec, current: dict[str, Any], patch: kopf.Patch, generation: int
-           ) -> tuple[CircuitBreakerSpec, breaker.BreakerState] | None:
+def _parse(
+    spec: kopf.Spec, current: dict[str, Any], patch: kopf.Patch, generation: int
+) -> tuple[CircuitBreakerSpec, breaker.BreakerState] | None:
     """The spec and the state it left; None (and the Valid condition) when they don't parse."""
     try:
         model = CircuitBreakerSpec.model_validate(dict(spec))
-        return model, breaker.BreakerState.from_status(
-            CircuitBreakerStatus.model_validate(current))
+        return model, breaker.BreakerState.from_status(CircuitBreakerStatus.model_validate(current))
     except ValidationError as e:
-        condition(current, patch, "Valid", False, "InvalidSpec", str(e.errors()[0]["msg"]),
-                  generation)
+        condition(
+            current, patch, "Valid", False, "InvalidSpec", str(e.errors()[0]["msg"]), generation
+        )
         return None
 
 
@@ -209,15 +237,20 @@ def _incident_id(uid: str, opened: breaker.BreakerState) -> str | None:
     return None
 
 
-def _readings(spec: CircuitBreakerSpec, namespace: str, bots: list[dict[str, Any]],
-              now: dt.datetime) -> list[breaker.BotReading]:
-    counts = (_incident_counts(namespace, bots, now)
-              if spec.limits.max_incidents is not None else {})
+def _readings(
+    spec: CircuitBreakerSpec, namespace: str, bots: list[dict[str, Any]], now: dt.datetime
+) -> list[breaker.BotReading]:
+    counts = _incident_counts(namespace, bots, now) if spec.limits.max_incidents is not None else {}
     return [reading(b, counts.get(b["metadata"]["name"], 0)) for b in bots]
 
 
-def _handling(namespace: str, name: str, decision: breaker.BreakerDecision, current: dict[str, Any],
-              incident_id: str | None) -> bool:
+def _handling(
+    namespace: str,
+    name: str,
+    decision: breaker.BreakerDecision,
+    current: dict[str, Any],
+    incident_id: str | None,
+) -> bool:
     """Whether this round handles a trip (steps 2-4): a new one, or one whose incident is not
     written yet."""
     if incident_id is None:
@@ -232,29 +265,50 @@ def _handling(namespace: str, name: str, decision: breaker.BreakerDecision, curr
     return bool((live.get("status") or {}).get("incidentId") != incident_id)
 
 
-def _write_open(namespace: str, name: str, spec: CircuitBreakerSpec,
-                decision: breaker.BreakerDecision, readings: list[breaker.BotReading],
-                new_status: dict[str, Any],
-                now: dt.datetime, log: FilteringBoundLogger) -> None:
+def _write_open(
+    namespace: str,
+    name: str,
+    spec: CircuitBreakerSpec,
+    decision: breaker.BreakerDecision,
+    readings: list[breaker.BotReading],
+    new_status: dict[str, Any],
+    now: dt.datetime,
+    log: FilteringBoundLogger,
+) -> None:
     """Step 1 of a trip: Open is in the cluster before any bot is touched."""
     limits = list(decision.limits)
     new_status["tripLimits"] = limits
-    new_status["tripFigures"] = {k: format(v, "f") for k, v in
-                                 breaker.trip_figures(readings).items()}
+    new_status["tripFigures"] = {
+        k: format(v, "f") for k, v in breaker.trip_figures(readings).items()
+    }
     kube.custom().patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, PLURAL, name, {"status": new_status})
+        GROUP, VERSION, namespace, PLURAL, name, {"status": new_status}
+    )
     metrics.BREAKER_TRIPS.labels(namespace, name).inc()
-    log.warning("breaker tripped", reason=decision.reason, limits=limits,
-                bots=list(decision.stop_bots), action=spec.action,
-                force_exit=spec.force_exit, tripped_at=new_status["trippedAt"],
-                open_written_seconds=round(
-                    (dt.datetime.now(dt.UTC) - now).total_seconds(), 3))
+    log.warning(
+        "breaker tripped",
+        reason=decision.reason,
+        limits=limits,
+        bots=list(decision.stop_bots),
+        action=spec.action,
+        force_exit=spec.force_exit,
+        tripped_at=new_status["trippedAt"],
+        open_written_seconds=round((dt.datetime.now(dt.UTC) - now).total_seconds(), 3),
+    )
     crash_point("breaker-open-persisted")
 
 
-def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.BreakerState,
-                 bots: list[dict[str, Any]], current: dict[str, Any], patch: kopf.Patch,
-                 incident_id: str, correlation_id: str, generation: int) -> None:
+def _handle_trip(
+    body: kopf.Body,
+    spec: CircuitBreakerSpec,
+    opened: breaker.BreakerState,
+    bots: list[dict[str, Any]],
+    current: dict[str, Any],
+    patch: kopf.Patch,
+    incident_id: str,
+    correlation_id: str,
+    generation: int,
+) -> None:
     """Steps 2-4 of a trip (see the module's docstring); repeated until step 4 is written."""
     meta = body["metadata"]
     namespace, name = str(meta["namespace"]), str(meta["name"])
@@ -263,42 +317,76 @@ def _handle_trip(body: kopf.Body, spec: CircuitBreakerSpec, opened: breaker.Brea
     description = _trip_description(name, spec, opened, outcomes)
     if not _write_incident(meta, opened, current, description, incident_id, correlation_id):
         # The bots are stopped; the record is retried next round (and buffered by the store).
-        condition(current, patch, "IncidentRecorded", False, "RecordsUnavailable",
-                  "the incident could not be recorded yet; retrying", generation)
+        condition(
+            current,
+            patch,
+            "IncidentRecorded",
+            False,
+            "RecordsUnavailable",
+            "the incident could not be recorded yet; retrying",
+            generation,
+        )
         return
     crash_point("breaker-incident-recorded")
     patch.status["incidentId"] = incident_id
     condition(current, patch, "Tripped", True, "LimitCrossed", opened.reason or "", generation)
     condition(current, patch, "IncidentRecorded", True, "Recorded", incident_id, generation)
-    event(body, "Tripped", f"{opened.reason}; stopped {len(outcomes)} bot(s) "
-          f"({spec.action}) in {stopped_after.total_seconds():.2f}s; incident {incident_id}",
-          warning=True)
-    logger(kind="CircuitBreaker", namespace=namespace, name=name,
-           correlation_id=correlation_id).warning(
-        "trip handled", incident=incident_id, bots=sorted(outcomes),
-        stop_seconds=round(stopped_after.total_seconds(), 3))
+    event(
+        body,
+        "Tripped",
+        f"{opened.reason}; stopped {len(outcomes)} bot(s) "
+        f"({spec.action}) in {stopped_after.total_seconds():.2f}s; incident {incident_id}",
+        warning=True,
+    )
+    logger(
+        kind="CircuitBreaker", namespace=namespace, name=name, correlation_id=correlation_id
+    ).warning(
+        "trip handled",
+        incident=incident_id,
+        bots=sorted(outcomes),
+        stop_seconds=round(stopped_after.total_seconds(), 3),
+    )
 
 
-def _write_incident(meta: Mapping[str, Any], opened: breaker.BreakerState,
-                    current: dict[str, Any], description: str, incident_id: str,
-                    correlation_id: str) -> bool:
+def _write_incident(
+    meta: Mapping[str, Any],
+    opened: breaker.BreakerState,
+    current: dict[str, Any],
+    description: str,
+    incident_id: str,
+    correlation_id: str,
+) -> bool:
     """Step 3 of a trip: the incident, recorded (or buffered); False when it could not be."""
     assert opened.tripped_at is not None
     name = str(meta["name"])
     limits = list(current.get("tripLimits") or ["unknown"])
     figures = {k: Decimal(v) for k, v in (current.get("tripFigures") or {}).items()}
-    return bot_records.write_incident(bot_records.incident(
-        incident_id=incident_id, namespace=str(meta["namespace"]),
-        source_kind="CircuitBreaker", source_name=name, source_uid=str(meta["uid"]),
-        breaker=name, bots=opened.affected_bots,
-        severity="critical" if _SEVERE.intersection(limits) else "warning",
-        reason=",".join(limits), description=description, figures=figures,
-        created_at=opened.tripped_at, correlation_id=correlation_id))
+    return bot_records.write_incident(
+        bot_records.incident(
+            incident_id=incident_id,
+            namespace=str(meta["namespace"]),
+            source_kind="CircuitBreaker",
+            source_name=name,
+            source_uid=str(meta["uid"]),
+            breaker=name,
+            bots=opened.affected_bots,
+            severity="critical" if _SEVERE.intersection(limits) else "warning",
+            reason=",".join(limits),
+            description=description,
+            figures=figures,
+            created_at=opened.tripped_at,
+            correlation_id=correlation_id,
+        )
+    )
 
 
-def _stop_all(spec: CircuitBreakerSpec, opened: breaker.BreakerState,
-              bots: list[dict[str, Any]], namespace: str, name: str
-              ) -> tuple[dict[str, bot_control.StopOutcome], dt.timedelta]:
+def _stop_all(
+    spec: CircuitBreakerSpec,
+    opened: breaker.BreakerState,
+    bots: list[dict[str, Any]],
+    namespace: str,
+    name: str,
+) -> tuple[dict[str, bot_control.StopOutcome], dt.timedelta]:
     """Step 2 of a trip: every affected bot stopped, then marked Tripped."""
     assert opened.tripped_at is not None
     targets = [b for b in bots if b["metadata"]["name"] in opened.affected_bots]
@@ -308,9 +396,11 @@ def _stop_all(spec: CircuitBreakerSpec, opened: breaker.BreakerState,
     stopped_after = dt.datetime.now(dt.UTC) - opened.tripped_at
     # The cached view may lag the cluster by an event: a selected bot it had not seen
     # yet is stopped too, from the API server's own list.
-    late = [b for b in _selected(spec, kube.list_metadata(GROUP, VERSION, namespace,
-                                                           "livebots"))
-            if b["metadata"]["name"] not in outcomes]
+    late = [
+        b
+        for b in _selected(spec, kube.list_metadata(GROUP, VERSION, namespace, "livebots"))
+        if b["metadata"]["name"] not in outcomes
+    ]
     outcomes.update(_stops().map(lambda b: _stop_one(b, spec), late))
     targets += late
     metrics.BREAKER_STOP_SECONDS.observe(max(stopped_after.total_seconds(), 0.0))
@@ -318,13 +408,23 @@ def _stop_all(spec: CircuitBreakerSpec, opened: breaker.BreakerState,
     # The LiveBot controller's own words, so that it sees nothing new to announce; on
     # fewer threads than the stops, so that the kubelets' watches (who must see the
     # deletions) are not crowded out by bookkeeping.
-    list(_marks().map(lambda b: _mark_tripped(b, tripped_message(name),
-                                            outcomes[b["metadata"]["name"]]), targets))
+    list(
+        _marks().map(
+            lambda b: _mark_tripped(b, tripped_message(name), outcomes[b["metadata"]["name"]]),
+            targets,
+        )
+    )
     return outcomes, stopped_after
 
 
-def _trip_description(name: str, spec: CircuitBreakerSpec, opened: breaker.BreakerState,
-                      outcomes: dict[str, bot_control.StopOutcome]) -> str:
+def _trip_description(
+    name: str,
+    spec: CircuitBreakerSpec,
+    opened: breaker.BreakerState,
+    outcomes: dict[str, bot_control.StopOutcome],
+) -> str:
     summary = "; ".join(f"{bot}: {o.describe()}" for bot, o in sorted(outcomes.items()))
-    return (f"CircuitBreaker {name} tripped: {opened.reason}. Action {spec.action}"
-            f"{' with force exit' if spec.force_exit else ''}. {summary or 'no bots'}")
+    return (
+        f"CircuitBreaker {name} tripped: {opened.reason}. Action {spec.action}"
+        f"{' with force exit' if spec.force_exit else ''}. {summary or 'no bots'}"
+    )

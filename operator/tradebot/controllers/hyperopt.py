@@ -81,14 +81,23 @@ class _Round:
     def state_dir(self) -> Path:
         return runtime.get().settings.local_state_dir
 
-    def phase(self, phase: str, reason: str, message: str, warning: bool = False,
-              announce: bool = True) -> None:
-        self.patch.status.update({"phase": phase, "message": message,
-                                  "observedGeneration": self.generation})
+    def phase(
+        self, phase: str, reason: str, message: str, warning: bool = False, announce: bool = True
+    ) -> None:
+        self.patch.status.update(
+            {"phase": phase, "message": message, "observedGeneration": self.generation}
+        )
         if phase in TERMINAL:
             self.patch.status["finishedAt"] = now()
-            condition(self.status, self.patch, "Complete", phase == "Succeeded", reason,
-                      message, self.generation)
+            condition(
+                self.status,
+                self.patch,
+                "Complete",
+                phase == "Succeeded",
+                reason,
+                message,
+                self.generation,
+            )
         if announce:
             event(self.body, reason, message, warning=warning)
             (self.log.warning if warning else self.log.info)(message, phase=phase)
@@ -98,8 +107,10 @@ def needs_attention(status: kopf.Status, **_: object) -> bool:
     """Finished Hyperopts whose Jobs are gone and whose record is written need nothing."""
     if status.get("phase") not in TERMINAL:
         return True
-    recorded = any(c.get("type") == "Recorded" and c.get("status") == "True"
-                   for c in status.get("conditions") or [])
+    recorded = any(
+        c.get("type") == "Recorded" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
     # An invalid spec never had a run to record.
     return not ((recorded or not status.get("runId")) and status.get("cleanedUp"))
 
@@ -107,24 +118,43 @@ def needs_attention(status: kopf.Status, **_: object) -> bool:
 # Every second: a search has few objects, and each tick its workers wait to be started or
 # read costs the search time.
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0, when=needs_attention)
-def reconcile_hyperopt(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-                       namespace: str | None, name: str, uid: str, patch: kopf.Patch,
-                       **_: object) -> None:
+def reconcile_hyperopt(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    **_: object,
+) -> None:
     assert namespace is not None
-    log = logger(kind="Hyperopt", namespace=namespace, name=name,
-                 correlation_id=hyperopt_jobs.run_id(uid))
+    log = logger(
+        kind="Hyperopt", namespace=namespace, name=name, correlation_id=hyperopt_jobs.run_id(uid)
+    )
     phase = status.get("phase")
     try:
         model = HyperoptSpec.model_validate(dict(spec))
     except ValidationError as e:
         if phase not in TERMINAL:
             message = f"invalid spec: {e.errors()[0]['msg']}"
-            patch.status.update({"phase": "Failed", "message": message, "finishedAt": now(),
-                                 "cleanedUp": True})
+            patch.status.update(
+                {"phase": "Failed", "message": message, "finishedAt": now(), "cleanedUp": True}
+            )
             event(body, "InvalidSpec", message, warning=True)
         return
-    r = _Round(body, dict(status), patch, model, namespace, name, uid,
-               int(meta.get("generation") or 0), log)
+    r = _Round(
+        body,
+        dict(status),
+        patch,
+        model,
+        namespace,
+        name,
+        uid,
+        int(meta.get("generation") or 0),
+        log,
+    )
     if phase in (None, "Pending"):
         _prepare(r)
     elif phase in ("Queued", "Running"):
@@ -136,8 +166,9 @@ def reconcile_hyperopt(body: kopf.Body, spec: kopf.Spec, status: kopf.Status, me
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def hyperopt_deleted(name: str, namespace: str | None, uid: str, status: kopf.Status,
-                     spec: kopf.Spec, **_: object) -> None:
+def hyperopt_deleted(
+    name: str, namespace: str | None, uid: str, status: kopf.Status, spec: kopf.Spec, **_: object
+) -> None:
     """A finalizer: the workers stop (the Jobs go with their owner; local processes are
     killed here) and the study's database and role are dropped."""
     settings = runtime.get().settings
@@ -145,21 +176,25 @@ def hyperopt_deleted(name: str, namespace: str | None, uid: str, status: kopf.St
     stopped = 0
     if settings.executor == "local":
         for i in range(workers):
-            stopped += local_hyperopt.stop(settings.local_state_dir,
-                                           hyperopt_jobs.worker_run_id(uid, i))
+            stopped += local_hyperopt.stop(
+                settings.local_state_dir, hyperopt_jobs.worker_run_id(uid, i)
+            )
     try:
         dropped = hyperopt_storage.remove(uid, settings)
     except RecordsUnavailable as e:
         raise kopf.TemporaryError(f"study database not dropped yet: {e}", delay=10) from None
     logger(kind="Hyperopt", namespace=namespace, name=name).info(
-        "hyperopt deleted", workers_stopped=stopped, study_dropped=dropped)
+        "hyperopt deleted", workers_stopped=stopped, study_dropped=dropped
+    )
 
 
 # --- Pending -> Queued ------------------------------------------------------------------------
 
+
 def _read_strategy(namespace: str, name: str) -> dict[str, Any] | None:
     found: dict[str, Any] | None = kube.read_or_none(
-        kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, "strategies", name)
+        kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, "strategies", name
+    )
     return found
 
 
@@ -173,8 +208,11 @@ def _prepare(r: _Round) -> None:
     ref = r.spec.strategy_ref.name
     strategy = _read_strategy(r.namespace, ref)
     if strategy is None or (strategy.get("status") or {}).get("phase") != "Ready":
-        state = "not found" if strategy is None else \
-            f"{(strategy.get('status') or {}).get('phase') or 'not introspected yet'}"
+        state = (
+            "not found"
+            if strategy is None
+            else f"{(strategy.get('status') or {}).get('phase') or 'not introspected yet'}"
+        )
         _wait(r, "StrategyNotReady", f"Strategy {ref} is {state}")
         return
     strategy_spec = StrategySpec.model_validate(strategy["spec"])
@@ -183,11 +221,9 @@ def _prepare(r: _Round) -> None:
     except CodeUnavailable as e:
         _wait(r, e.reason, str(e))
         return
-    why = nothing_to_search(r.spec.spaces,
-                            hyperopt_parameters(code, strategy_spec.class_name))
+    why = nothing_to_search(r.spec.spaces, hyperopt_parameters(code, strategy_spec.class_name))
     if why is not None:
-        condition(r.status, r.patch, "Searchable", False, "NoHyperoptParameters", why,
-                  r.generation)
+        condition(r.status, r.patch, "Searchable", False, "NoHyperoptParameters", why, r.generation)
         r.phase("Failed", "NoHyperoptParameters", why, warning=True)
         r.patch.status.update({"cleanedUp": True, "runId": hyperopt_jobs.run_id(r.uid)})
         _record(r, "failed", why)
@@ -206,19 +242,37 @@ def _prepare(r: _Round) -> None:
 
 def _queue(r: _Round, storage: str) -> None:
     shares = epoch_shares(r.spec.epochs, r.spec.workers)
-    condition(r.status, r.patch, "StrategyReady", True, "Ready",
-              f"Strategy {r.spec.strategy_ref.name} is Ready", r.generation)
-    r.patch.status.update({
-        "storage": storage, "epochsTotal": r.spec.epochs, "epochsDone": 0,
-        "progress": progress(0, r.spec.epochs), "runId": hyperopt_jobs.run_id(r.uid),
-        "workers": [{"index": i, "phase": "Queued"} for i in range(len(shares))]})
-    r.phase("Queued", "Queued", f"{len(shares)} workers ({', '.join(map(str, shares))} epochs) "
-            f"queued, study storage {storage}")
+    condition(
+        r.status,
+        r.patch,
+        "StrategyReady",
+        True,
+        "Ready",
+        f"Strategy {r.spec.strategy_ref.name} is Ready",
+        r.generation,
+    )
+    r.patch.status.update(
+        {
+            "storage": storage,
+            "epochsTotal": r.spec.epochs,
+            "epochsDone": 0,
+            "progress": progress(0, r.spec.epochs),
+            "runId": hyperopt_jobs.run_id(r.uid),
+            "workers": [{"index": i, "phase": "Queued"} for i in range(len(shares))],
+        }
+    )
+    r.phase(
+        "Queued",
+        "Queued",
+        f"{len(shares)} workers ({', '.join(map(str, shares))} epochs) "
+        f"queued, study storage {storage}",
+    )
     _record(r, "queued")
     runtime.get().admission_wakeup.set()
 
 
 # --- Queued/Running: follow the workers -------------------------------------------------------
+
 
 def _job_state(job: Job) -> str:
     s = job.get("status") or {}
@@ -231,9 +285,15 @@ def _job_state(job: Job) -> str:
 
 
 def _jobs(r: _Round) -> dict[int, Job]:
-    found = kube.batch().list_namespaced_job(
-        r.namespace, label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}={r.name},"
-        f"tradebot.dev/run-id={hyperopt_jobs.run_id(r.uid)}").items
+    found = (
+        kube.batch()
+        .list_namespaced_job(
+            r.namespace,
+            label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}={r.name},"
+            f"tradebot.dev/run-id={hyperopt_jobs.run_id(r.uid)}",
+        )
+        .items
+    )
     jobs: dict[int, Job] = {}
     for j in found:
         job = cast(Job, kube.to_dict(j))
@@ -257,8 +317,12 @@ def _seen(r: _Round, jobs: dict[int, Job]) -> list[WorkerSeen]:
         jname = str((job.get("metadata") or {}).get("name"))
         if state == "Running" and r.local:
             outcome = local_hyperopt.advance_worker(
-                job, job_pod(r.namespace, jname), r.namespace,
-                hyperopt_jobs.worker_run_id(r.uid, i), r.state_dir)
+                job,
+                job_pod(r.namespace, jname),
+                r.namespace,
+                hyperopt_jobs.worker_run_id(r.uid, i),
+                r.state_dir,
+            )
             if outcome is not None:
                 state = "Succeeded" if outcome.succeeded else "Failed"
         workers.append(WorkerSeen(i, jname, state, old.get("epochsDone")))  # type: ignore[arg-type]
@@ -282,15 +346,19 @@ def _follow(r: _Round) -> None:
     _workers_status(r, workers)
     if step == "run" and r.status.get("phase") != "Running":
         r.patch.status["startedAt"] = r.status.get("startedAt") or now()
-        r.phase("Running", "Running", f"{sum(w.phase != 'Queued' for w in workers)} of "
-                f"{len(workers)} workers started")
+        r.phase(
+            "Running",
+            "Running",
+            f"{sum(w.phase != 'Queued' for w in workers)} of {len(workers)} workers started",
+        )
         _record(r, "running")
 
 
 def _workers_status(r: _Round, workers: list[WorkerSeen]) -> None:
     r.patch.status["workers"] = [
         {"index": w.index, "jobName": w.job_name, "phase": w.phase, "epochsDone": w.epochs_done}
-        for w in workers]
+        for w in workers
+    ]
 
 
 def _progress(r: _Round, workers: list[WorkerSeen]) -> list[WorkerSeen]:
@@ -308,18 +376,26 @@ def _progress(r: _Round, workers: list[WorkerSeen]) -> list[WorkerSeen]:
             else:
                 done, best_loss = seen.done, figure(seen.best_loss)
     if r.local:
-        per_worker = {w.index: local_epochs(r.state_dir,
-                                            hyperopt_jobs.worker_run_id(r.uid, w.index))
-                      for w in workers}
-        workers = [WorkerSeen(w.index, w.job_name, w.phase, len(per_worker[w.index]))
-                   for w in workers]
+        per_worker = {
+            w.index: local_epochs(r.state_dir, hyperopt_jobs.worker_run_id(r.uid, w.index))
+            for w in workers
+        }
+        workers = [
+            WorkerSeen(w.index, w.job_name, w.phase, len(per_worker[w.index])) for w in workers
+        ]
         everything = [e for es in per_worker.values() for e in es]
         local_best, best_profit = best_running(everything)
         if done is None:
             done, best_loss = len(everything), local_best
     if done is not None:
-        r.patch.status.update({"epochsDone": done, "progress": progress(done, r.spec.epochs),
-                               "bestLoss": best_loss, "bestProfit": best_profit})
+        r.patch.status.update(
+            {
+                "epochsDone": done,
+                "progress": progress(done, r.spec.epochs),
+                "bestLoss": best_loss,
+                "bestProfit": best_profit,
+            }
+        )
     return workers
 
 
@@ -334,6 +410,7 @@ def _failure(r: _Round, w: WorkerSeen, job: Job | None) -> str:
 
 
 # --- the end of the search -----------------------------------------------------------------
+
 
 def _summary(r: _Round, w: WorkerSeen, job: Job | None) -> HyperoptSummary | None:
     if r.local:
@@ -364,7 +441,8 @@ def _merge(r: _Round, workers: list[WorkerSeen], jobs: dict[int, Job]) -> None:
     best = merged.status.get("best")
     if best is None:
         why = "the search found no epoch with a result: " + "; ".join(
-            _failure(r, w, jobs.get(w.index)) for w in workers)
+            _failure(r, w, jobs.get(w.index)) for w in workers
+        )
         r.phase("Failed", "NoResult", why, warning=True)
         _record(r, "failed", why, merged.epochs)
         return
@@ -375,8 +453,13 @@ def _merge(r: _Round, workers: list[WorkerSeen], jobs: dict[int, Job]) -> None:
         return
     name = _create_validation(r, best["parameters"])
     results = best.get("results") or {}
-    r.patch.status["validation"] = {"backtestName": name, "phase": "Pending", "inSample": {
-        k: results.get(k) for k in ("profitTotal", "profitTotalAbs", "maxDrawdown", "trades")}}
+    r.patch.status["validation"] = {
+        "backtestName": name,
+        "phase": "Pending",
+        "inSample": {
+            k: results.get(k) for k in ("profitTotal", "profitTotalAbs", "maxDrawdown", "trades")
+        },
+    }
     r.phase("Validating", "Validating", f"{text}; validating out of sample as Backtest {name}")
     _record(r, "running", epochs=merged.epochs)
 
@@ -391,12 +474,21 @@ def _create_validation(r: _Round, parameters: str) -> str:
     spec = backtest_spec(r.spec, r.spec.validation.timerange, parameters)
     kube.create_if_absent(
         lambda ns, body: kube.custom().create_namespaced_custom_object(
-            GROUP, VERSION, ns, "backtests", body), r.namespace,
-        {"apiVersion": API_VERSION, "kind": "Backtest",
-         "metadata": {"name": name, "namespace": r.namespace,
-                      "labels": {hyperopt_jobs.LABEL_HYPEROPT: r.name},
-                      "ownerReferences": [hyperopt_jobs.owner(r.name, r.uid)]},
-         "spec": spec.to_wire()})
+            GROUP, VERSION, ns, "backtests", body
+        ),
+        r.namespace,
+        {
+            "apiVersion": API_VERSION,
+            "kind": "Backtest",
+            "metadata": {
+                "name": name,
+                "namespace": r.namespace,
+                "labels": {hyperopt_jobs.LABEL_HYPEROPT: r.name},
+                "ownerReferences": [hyperopt_jobs.owner(r.name, r.uid)],
+            },
+            "spec": spec.to_wire(),
+        },
+    )
     return name
 
 
@@ -404,8 +496,9 @@ def _validating(r: _Round) -> None:
     validation = dict(r.status.get("validation") or {})
     best = r.status.get("best") or {}
     name = validation.get("backtestName") or validation_name(r.name)
-    bt = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
-                           r.namespace, "backtests", name)
+    bt = kube.read_or_none(
+        kube.custom().get_namespaced_custom_object, GROUP, VERSION, r.namespace, "backtests", name
+    )
     if bt is None:
         _create_validation(r, best["parameters"])
         return
@@ -417,11 +510,19 @@ def _validating(r: _Round) -> None:
     results = (bt.get("status") or {}).get("results") or {}
     oos = {k: results.get(k) for k in ("profitTotal", "profitTotalAbs", "maxDrawdown", "trades")}
     in_profit = (validation.get("inSample") or {}).get("profitTotal")
-    r.patch.status["validation"] = {**validation, "phase": phase, "outOfSample": oos,
-                                    "profitRatio": ratio(oos.get("profitTotal"), in_profit)}
+    r.patch.status["validation"] = {
+        **validation,
+        "phase": phase,
+        "outOfSample": oos,
+        "profitRatio": ratio(oos.get("profitTotal"), in_profit),
+    }
     if phase == "Succeeded":
-        r.phase("Succeeded", "Validated", f"out of sample: profit {oos['profitTotal']} "
-                f"(in sample {in_profit}), {oos['trades']} trades")
+        r.phase(
+            "Succeeded",
+            "Validated",
+            f"out of sample: profit {oos['profitTotal']} "
+            f"(in sample {in_profit}), {oos['trades']} trades",
+        )
         _record(r, "succeeded")
     else:
         why = f"validation Backtest {name} failed: {(bt.get('status') or {}).get('message')}"
@@ -431,23 +532,34 @@ def _validating(r: _Round) -> None:
 
 # --- finished -------------------------------------------------------------------------------
 
+
 def _cleanup(r: _Round) -> None:
     """Once the final status is stored: the record (retried while the store was down), the
     workers' Jobs and ConfigMap deleted, their slots freed."""
-    recorded = next((c for c in r.status.get("conditions") or [] if c.get("type") == "Recorded"),
-                    None)
+    recorded = next(
+        (c for c in r.status.get("conditions") or [] if c.get("type") == "Recorded"), None
+    )
     if recorded is None or recorded.get("status") != "True":
-        _record(r, "succeeded" if r.status.get("phase") == "Succeeded" else "failed",
-                None if r.status.get("phase") == "Succeeded" else r.status.get("message"))
+        _record(
+            r,
+            "succeeded" if r.status.get("phase") == "Succeeded" else "failed",
+            None if r.status.get("phase") == "Succeeded" else r.status.get("message"),
+        )
     if r.status.get("cleanedUp"):
         return
     for i in range(len(epoch_shares(r.spec.epochs, r.spec.workers))):
         if r.local:
             local_hyperopt.stop(r.state_dir, hyperopt_jobs.worker_run_id(r.uid, i))
-        _delete(kube.batch().delete_namespaced_job,
-                hyperopt_jobs.job_name(r.name, r.uid, i), r.namespace)
-    _delete(kube.core().delete_namespaced_config_map,
-            hyperopt_jobs.config_map_name(r.name, r.uid), r.namespace)
+        _delete(
+            kube.batch().delete_namespaced_job,
+            hyperopt_jobs.job_name(r.name, r.uid, i),
+            r.namespace,
+        )
+    _delete(
+        kube.core().delete_namespaced_config_map,
+        hyperopt_jobs.config_map_name(r.name, r.uid),
+        r.namespace,
+    )
     runtime.get().admission_wakeup.set()
     r.patch.status["cleanedUp"] = True
 
@@ -460,10 +572,17 @@ def _delete(delete: Any, name: str, namespace: str) -> None:  # noqa: ANN401 - a
             raise
 
 
-def _record(r: _Round, run_status: str, error: str | None = None,
-            epochs: list[EpochRecord] | None = None) -> None:
+def _record(
+    r: _Round, run_status: str, error: str | None = None, epochs: list[EpochRecord] | None = None
+) -> None:
     final = {**r.status, **dict(r.patch.status)}
     failure = record(r.namespace, r.name, r.uid, run_status, final, r.spec, error, epochs)
-    condition(r.status, r.patch, "Recorded", failure is None and run_status in (
-        "succeeded", "failed"), "Recorded" if failure is None else "RecordsUnavailable",
-        failure or f"run recorded as {run_status}", r.generation)
+    condition(
+        r.status,
+        r.patch,
+        "Recorded",
+        failure is None and run_status in ("succeeded", "failed"),
+        "Recorded" if failure is None else "RecordsUnavailable",
+        failure or f"run recorded as {run_status}",
+        r.generation,
+    )

@@ -31,17 +31,23 @@ def _waits(obj: RawObject) -> tuple[int, dt.datetime, str, GpuNeed | None] | Non
         return None
     spec = obj.get("spec") or {}
     gpu = spec.get("gpu")
-    return (int(spec.get("priority") or 0), _created(obj),
-            (spec.get("strategyRef") or {}).get("name", ""),
-            GpuNeed(gpu.get("vendor", "amd"), int(gpu["count"])) if gpu else None)
+    return (
+        int(spec.get("priority") or 0),
+        _created(obj),
+        (spec.get("strategyRef") or {}).get("name", ""),
+        GpuNeed(gpu.get("vendor", "amd"), int(gpu["count"])) if gpu else None,
+    )
 
 
 def _units(obj: RawObject) -> list[int]:
     """The workers that still want a slot: all but those whose end the status records."""
     spec = obj.get("spec") or {}
     n = len(epoch_shares(int(spec.get("epochs") or 1), int(spec.get("workers") or 1)))
-    ended = {int(w.get("index", -1)) for w in (obj.get("status") or {}).get("workers") or []
-             if w.get("phase") in ("Succeeded", "Failed")}
+    ended = {
+        int(w.get("index", -1))
+        for w in (obj.get("status") or {}).get("workers") or []
+        if w.get("phase") in ("Succeeded", "Failed")
+    }
     return [i for i in range(n) if i not in ended]
 
 
@@ -52,40 +58,59 @@ def build_run(ho: dict[str, Any], strategy: dict[str, Any]) -> hyperopt_jobs.Hyp
     spec = HyperoptSpec.model_validate(ho["spec"])
     strategy_spec = StrategySpec.model_validate(strategy["spec"])
     as_backtest = backtest_spec(spec, spec.timerange)
-    config = backtest_config(as_backtest, strategy_spec, datadir=DATA_DIR,
-                             user_data_dir=USER_DATA_DIR)
+    config = backtest_config(
+        as_backtest, strategy_spec, datadir=DATA_DIR, user_data_dir=USER_DATA_DIR
+    )
     shared = (ho.get("status") or {}).get("storage") == "shared"
     return hyperopt_jobs.HyperoptRun(
-        meta["namespace"], meta["name"], meta["uid"], spec, strategy_spec.class_name,
-        read_code(strategy_spec, meta["namespace"]), config,
+        meta["namespace"],
+        meta["name"],
+        meta["uid"],
+        spec,
+        strategy_spec.class_name,
+        read_code(strategy_spec, meta["namespace"]),
+        config,
         tuple(epoch_shares(spec.epochs, spec.workers)),
         hyperopt_jobs.storage_secret_name(meta["name"], meta["uid"]) if shared else None,
-        market_data_claim(as_backtest, meta["namespace"]))
+        market_data_claim(as_backtest, meta["namespace"]),
+    )
 
 
 def _start(namespace: str, unit: str, strategy_name: str, settings: Settings) -> str:
     name, _, index_text = unit.partition("#")
-    ho = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
-                           namespace, PLURAL, name)
-    if (ho is None or (ho.get("status") or {}).get("phase") not in ACTIVE
-            or ho["metadata"].get("deletionTimestamp")):
+    ho = kube.read_or_none(
+        kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+    )
+    if (
+        ho is None
+        or (ho.get("status") or {}).get("phase") not in ACTIVE
+        or ho["metadata"].get("deletionTimestamp")
+    ):
         raise NotWaiting(unit)
     ref = ho["spec"]["strategyRef"]["name"]
-    strategy = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
-                                 namespace, "strategies", ref)
+    strategy = kube.read_or_none(
+        kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, "strategies", ref
+    )
     if strategy is None or (strategy.get("status") or {}).get("phase") != "Ready":
         # The controller sends it back to Pending; until then the unit is retried.
         raise RuntimeError(f"Strategy {ref} is not Ready")
     run = build_run(ho, strategy)
     index = int(index_text)
-    kube.create_if_absent(kube.core().create_namespaced_config_map, namespace,
-                          hyperopt_jobs.config_map(run))
+    kube.create_if_absent(
+        kube.core().create_namespaced_config_map, namespace, hyperopt_jobs.config_map(run)
+    )
     job = hyperopt_jobs.job(run, index, settings)
     kube.create_if_absent(kube.batch().create_namespaced_job, namespace, job)
     return str(job["metadata"]["name"])
 
 
-HYPEROPT = QueueKind(label="hyperopt", plural=PLURAL, item_label=hyperopt_jobs.LABEL_HYPEROPT,
-                     waiting=_waits, start=_start, units=_units,
-                     unit_label=hyperopt_jobs.LABEL_WORKER)
+HYPEROPT = QueueKind(
+    label="hyperopt",
+    plural=PLURAL,
+    item_label=hyperopt_jobs.LABEL_HYPEROPT,
+    waiting=_waits,
+    start=_start,
+    units=_units,
+    unit_label=hyperopt_jobs.LABEL_WORKER,
+)
 register(HYPEROPT)

@@ -37,25 +37,53 @@ def _figures(status: dict[str, Any]) -> dict[str, Decimal]:
     return figures
 
 
-def store_run(store: RecordStore, namespace: str, name: str, uid: str, run_status: RunStatus,
-              status: dict[str, Any], spec: HyperoptSpec, error: str | None = None) -> None:
+def store_run(
+    store: RecordStore,
+    namespace: str,
+    name: str,
+    uid: str,
+    run_status: RunStatus,
+    status: dict[str, Any],
+    spec: HyperoptSpec,
+    error: str | None = None,
+) -> None:
     run_id = hyperopt_jobs.run_id(uid)
-    store.record_run(RunRecord(
-        id=run_id, resource_uid=uid, namespace=namespace, name=name, kind="hyperopt",
-        status=run_status, strategy_code_hash=status.get("codeHash"),
-        config_hash=status.get("configHash"), data_hash=status.get("dataHash"),
-        data_window_start=parse_time(spec.timerange.start),
-        data_window_end=parse_time(spec.timerange.end),
-        correlation_id=run_id, error=error, started_at=parse_time(status.get("startedAt")),
-        finished_at=parse_time(status.get("finishedAt"))))
+    store.record_run(
+        RunRecord(
+            id=run_id,
+            resource_uid=uid,
+            namespace=namespace,
+            name=name,
+            kind="hyperopt",
+            status=run_status,
+            strategy_code_hash=status.get("codeHash"),
+            config_hash=status.get("configHash"),
+            data_hash=status.get("dataHash"),
+            data_window_start=parse_time(spec.timerange.start),
+            data_window_end=parse_time(spec.timerange.end),
+            correlation_id=run_id,
+            error=error,
+            started_at=parse_time(status.get("startedAt")),
+            finished_at=parse_time(status.get("finishedAt")),
+        )
+    )
     figures = _figures(status)
     if figures:
         store.record_metrics(run_id, figures)
     artifacts = status.get("artifacts") or []
     if artifacts:
-        store.record_artifacts(run_id, [
-            ArtifactRecord(name=a["name"], path=a.get("path") or a["name"],
-                           sha256=a["sha256"], size=int(a["size"])) for a in artifacts])
+        store.record_artifacts(
+            run_id,
+            [
+                ArtifactRecord(
+                    name=a["name"],
+                    path=a.get("path") or a["name"],
+                    sha256=a["sha256"],
+                    size=int(a["size"]),
+                )
+                for a in artifacts
+            ],
+        )
 
 
 def store_epochs(store: RecordStore, uid: str, epochs: Sequence[EpochRecord]) -> None:
@@ -63,15 +91,30 @@ def store_epochs(store: RecordStore, uid: str, epochs: Sequence[EpochRecord]) ->
     store.record_epochs(hyperopt_jobs.run_id(uid), epochs)
 
 
-def record(namespace: str, name: str, uid: str, run_status: str, status: dict[str, Any],
-           spec: HyperoptSpec, error: str | None = None,
-           epochs: Sequence[EpochRecord] | None = None) -> str | None:
+def record(
+    namespace: str,
+    name: str,
+    uid: str,
+    run_status: str,
+    status: dict[str, Any],
+    spec: HyperoptSpec,
+    error: str | None = None,
+    epochs: Sequence[EpochRecord] | None = None,
+) -> str | None:
     """Writes the run record (to the database, or to the outbox while it is down); returns
     None on success, else why it could not."""
     try:
         store = runtime.get().store()
-        store_run(store, namespace, name, uid, run_status,  # type: ignore[arg-type]
-                  status, spec, error)
+        store_run(
+            store,
+            namespace,
+            name,
+            uid,
+            run_status,  # type: ignore[arg-type]
+            status,
+            spec,
+            error,
+        )
         if epochs:
             store_epochs(store, uid, epochs)
     except RecordsError as e:

@@ -35,8 +35,10 @@ def best_of(summaries: Sequence[HyperoptSummary]) -> HyperoptSummary | None:
     with_best = [s for s in summaries if s.ok and s.best is not None]
     if not with_best:
         return None
-    return min(with_best, key=lambda s: (Decimal(str(s.best.loss)) if s.best else Decimal(0),
-                                         s.worker))
+    return min(
+        with_best, key=lambda s: (Decimal(str(s.best.loss)) if s.best else Decimal(0), s.worker)
+    )
+
 
 _log = logger(component="hyperopt-results")
 
@@ -60,7 +62,7 @@ def parse_epoch_lines(lines: Iterable[str], prefix: str = "") -> list[EpochRecor
             at = text.find(prefix)
             if at < 0:
                 continue
-            text = text[at + len(prefix):]
+            text = text[at + len(prefix) :]
         if not text.startswith("{"):
             continue
         try:
@@ -68,8 +70,6 @@ def parse_epoch_lines(lines: Iterable[str], prefix: str = "") -> list[EpochRecor
         except ValueError:
             continue
     return found
-
-
 
 
 def summary_from_message(message: str) -> HyperoptSummary | None:
@@ -102,13 +102,18 @@ def pod_epochs(namespace: str, pod: Pod | None) -> list[EpochRecord]:
     if pod is None:
         return []
     try:
-        text = kube.core().read_namespaced_pod_log(pod["metadata"]["name"], namespace,
-                                                   container=CONTAINER)
+        text = kube.core().read_namespaced_pod_log(
+            pod["metadata"]["name"], namespace, container=CONTAINER
+        )
     except ApiException as e:
         # Gone, never started, or a node whose kubelet cannot serve logs: the summaries still
         # carry the best epoch and the counts; only the per-epoch rows are missing.
-        _log.warning("worker log unreadable: its epochs are not recorded",
-                     pod=pod["metadata"]["name"], status=e.status, reason=e.reason)
+        _log.warning(
+            "worker log unreadable: its epochs are not recorded",
+            pod=pod["metadata"]["name"],
+            status=e.status,
+            reason=e.reason,
+        )
         return []
     return parse_epoch_lines(str(text).splitlines(), EPOCH_PREFIX)
 
@@ -122,8 +127,9 @@ class Merged:
     status: dict[str, Any]
 
 
-def merge(summaries: Sequence[HyperoptSummary], epochs: Iterable[EpochRecord],
-          shared: bool) -> Merged:
+def merge(
+    summaries: Sequence[HyperoptSummary], epochs: Iterable[EpochRecord], shared: bool
+) -> Merged:
     """The status fields of the finished search: best epoch (min loss) with its exact
     parameters and in-sample figures, epochs done, artifacts (each worker's, named w<i>/...)
     and the hashes the workers agree on."""
@@ -131,21 +137,33 @@ def merge(summaries: Sequence[HyperoptSummary], epochs: Iterable[EpochRecord],
     top = best_of(summaries)
     status: dict[str, Any] = {
         "epochsDone": max(len(merged), sum(s.epochs_done for s in summaries)),
-        "artifacts": [{**a.to_wire(), "name": f"w{s.worker}/{a.name}"}
-                      for s in sorted(summaries, key=lambda s: s.worker)
-                      for a in s.artifacts] or None,
+        "artifacts": [
+            {**a.to_wire(), "name": f"w{s.worker}/{a.name}"}
+            for s in sorted(summaries, key=lambda s: s.worker)
+            for a in s.artifacts
+        ]
+        or None,
     }
-    for field, attr in (("codeHash", "code_hash"), ("configHash", "config_hash"),
-                        ("dataHash", "data_hash")):
+    for field, attr in (
+        ("codeHash", "code_hash"),
+        ("configHash", "config_hash"),
+        ("dataHash", "data_hash"),
+    ):
         status[field] = next((getattr(s, attr) for s in summaries if getattr(s, attr)), None)
     if shared:
-        status["epochsDone"] = max([status["epochsDone"], *[
-            s.study_epochs_done or 0 for s in summaries]])
+        status["epochsDone"] = max(
+            [status["epochsDone"], *[s.study_epochs_done or 0 for s in summaries]]
+        )
     if top is not None and top.best is not None:
         b = top.best
         results = b.results.to_wire() if b.results else None
-        status["best"] = {"epoch": b.epoch, "loss": figure(b.loss), "parameters": b.parameters,
-                          "parametersHash": b.parameters_hash, "results": results}
+        status["best"] = {
+            "epoch": b.epoch,
+            "loss": figure(b.loss),
+            "parameters": b.parameters,
+            "parametersHash": b.parameters_hash,
+            "results": results,
+        }
         status["bestLoss"] = figure(b.loss)
         status["bestProfit"] = figure(b.results.profit_total if b.results else None)
     return Merged(merged, top, status)

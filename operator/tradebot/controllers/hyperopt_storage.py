@@ -51,10 +51,13 @@ def ensure(namespace: str, name: str, uid: str, settings: Settings) -> str:
     password = _password(stored) if stored else None
     if password is None:
         password = "p" + secrets.token_urlsafe(32)
-        kube.create_if_absent(kube.core().create_namespaced_secret, namespace,
-                              hyperopt_jobs.storage_secret(
-                                  namespace, name, uid,
-                                  bot_dsn(settings.database_dsn, database, password)))
+        kube.create_if_absent(
+            kube.core().create_namespaced_secret,
+            namespace,
+            hyperopt_jobs.storage_secret(
+                namespace, name, uid, bot_dsn(settings.database_dsn, database, password)
+            ),
+        )
         # A concurrent round may have created it first: what the Secret holds wins.
         stored = _secret_value(namespace, secret, hyperopt_jobs.STORAGE_ITEM)
         password = (_password(stored) if stored else None) or password
@@ -72,8 +75,9 @@ def remove(uid: str, settings: Settings) -> bool:
 
 def study_url(namespace: str, name: str, uid: str) -> str | None:
     """The study's URL, as the workers get it, from the operator's Secret."""
-    return _secret_value(namespace, hyperopt_jobs.storage_secret_name(name, uid),
-                         hyperopt_jobs.STORAGE_ITEM)
+    return _secret_value(
+        namespace, hyperopt_jobs.storage_secret_name(name, uid), hyperopt_jobs.STORAGE_ITEM
+    )
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,9 @@ def progress(url: str, study: str) -> StudyProgress:
     except psycopg.errors.UndefinedTable:
         return StudyProgress(0, None)
     except psycopg.OperationalError as e:
-        raise RecordsUnavailable("the study's database is unavailable: "
-                                 f"{type(e).__name__}") from None
+        raise RecordsUnavailable(
+            f"the study's database is unavailable: {type(e).__name__}"
+        ) from None
     if row is None:
         return StudyProgress(0, None)
     best = None if row[1] is None else Decimal(repr(float(row[1])))

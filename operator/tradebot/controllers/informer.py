@@ -29,10 +29,15 @@ class Informer(threading.Thread):
     client) and hands `on_list(objects)` each complete list and `on_event(type, object)` each
     change after it, in order, from this thread."""
 
-    def __init__(self, name: str, list_fn: Callable[..., Any],
-                 on_list: Callable[[list[RawObject]], None],
-                 on_event: Callable[[str, RawObject], None],
-                 label_selector: str = "", resync: float = 600.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        list_fn: Callable[..., Any],
+        on_list: Callable[[list[RawObject]], None],
+        on_event: Callable[[str, RawObject], None],
+        label_selector: str = "",
+        resync: float = 600.0,
+    ) -> None:
         super().__init__(daemon=True, name=f"informer-{name}")
         self.list_fn, self.on_list, self.on_event = list_fn, on_list, on_event
         self.selector, self.resync = label_selector, resync
@@ -51,8 +56,9 @@ class Informer(threading.Thread):
                 self._follow(rv, time.monotonic() + self.resync)
             except Exception as e:
                 # The API server restarting, a 410: list again after a short pause.
-                _log.warning("watch interrupted; listing again", informer=self.name,
-                             error=str(e)[:200])
+                _log.warning(
+                    "watch interrupted; listing again", informer=self.name, error=str(e)[:200]
+                )
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
 
@@ -69,8 +75,13 @@ class Informer(threading.Thread):
         while not self._stop.is_set() and time.monotonic() < relist_at:
             w = watch.Watch()  # type: ignore[no-untyped-call]
             for ev in w.stream(  # type: ignore[no-untyped-call]
-                    self.list_fn, label_selector=self.selector, resource_version=rv,
-                    timeout_seconds=60, allow_watch_bookmarks=True, deserialize=False):
+                self.list_fn,
+                label_selector=self.selector,
+                resource_version=rv,
+                timeout_seconds=60,
+                allow_watch_bookmarks=True,
+                deserialize=False,
+            ):
                 if ev["type"] == "ERROR":
                     raise RuntimeError(f"watch error: {str(ev['object'])[:200]}")
                 obj = ev["object"]

@@ -75,8 +75,13 @@ def _lost() -> None:
 
 
 class LeaderElector:
-    def __init__(self, settings: Settings, me: str, api: client.CoordinationV1Api | None = None,
-                 on_lost: Callable[[], None] = _lost) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        me: str,
+        api: client.CoordinationV1Api | None = None,
+        on_lost: Callable[[], None] = _lost,
+    ) -> None:
         self.settings, self.me, self.on_lost = settings, me, on_lost
         self.namespace, self.name = settings.operator_namespace, settings.leader_lease_name
         # Typed for model objects; plain dicts go in and raw JSON comes out.
@@ -96,10 +101,16 @@ class LeaderElector:
         if manifest is None:
             self._observed = None
         else:
-            self._observed = observe(self._observed, LeaderRecord.from_manifest(manifest),
-                                     time.monotonic())
-        d = decide(self.me, self._observed, time.monotonic(), dt.datetime.now(dt.UTC),
-                   self.settings.leader_lease_seconds)
+            self._observed = observe(
+                self._observed, LeaderRecord.from_manifest(manifest), time.monotonic()
+            )
+        d = decide(
+            self.me,
+            self._observed,
+            time.monotonic(),
+            dt.datetime.now(dt.UTC),
+            self.settings.leader_lease_seconds,
+        )
         if d.record is None:
             self.waiting_for = d.holder
             return d.expires_in
@@ -111,15 +122,21 @@ class LeaderElector:
             raise
         self._last_renewed = started
         if d.action != "renew":
-            _log.info("leader Lease acquired", identity=self.me, lease=self.name,
-                      namespace=self.namespace, action=d.action, previous=self.waiting_for)
+            _log.info(
+                "leader Lease acquired",
+                identity=self.me,
+                lease=self.name,
+                namespace=self.namespace,
+                action=d.action,
+                previous=self.waiting_for,
+            )
         return None
 
     def _read(self, timeout: float) -> dict[str, Any] | None:
         try:
-            response = self._api.read_namespaced_lease(self.name, self.namespace,
-                                                       _preload_content=False,
-                                                       _request_timeout=timeout)
+            response = self._api.read_namespaced_lease(
+                self.name, self.namespace, _preload_content=False, _request_timeout=timeout
+            )
         except ApiException as e:
             if kube.is_not_found(e):
                 return None
@@ -127,21 +144,33 @@ class LeaderElector:
         manifest: dict[str, Any] = json.loads(response.data)
         return manifest
 
-    def _write(self, record: LeaderRecord, current: dict[str, Any] | None,
-               timeout: float) -> None:
+    def _write(self, record: LeaderRecord, current: dict[str, Any] | None, timeout: float) -> None:
         body: dict[str, Any] = {
-            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace,
-                         "labels": dict(MANAGED_BY)},
-            "spec": record.spec()}
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "labels": dict(MANAGED_BY),
+            },
+            "spec": record.spec(),
+        }
         if current is None:
             self._api.create_namespaced_lease(self.namespace, body, _request_timeout=timeout)
             return
         # Replaced under the resourceVersion read: a write in between is a 409, not lost.
-        body["metadata"] = {**current["metadata"], **{"labels": {
-            **(current["metadata"].get("labels") or {}), **body["metadata"]["labels"]}}}
-        self._api.replace_namespaced_lease(self.name, self.namespace, body,
-                                           _request_timeout=timeout)
+        body["metadata"] = {
+            **current["metadata"],
+            **{
+                "labels": {
+                    **(current["metadata"].get("labels") or {}),
+                    **body["metadata"]["labels"],
+                }
+            },
+        }
+        self._api.replace_namespaced_lease(
+            self.name, self.namespace, body, _request_timeout=timeout
+        )
 
     def acquire(self, stop: threading.Event | None = None) -> bool:
         """Waits until this replica holds the Lease (True), or `stop` is set (False). Looks
@@ -168,8 +197,7 @@ class LeaderElector:
 
     def keep(self) -> None:
         """Renews from a thread until `release`; calls `on_lost` when the Lease is gone."""
-        self._renewer = threading.Thread(target=self._renew_loop, name="leader-renew",
-                                         daemon=True)
+        self._renewer = threading.Thread(target=self._renew_loop, name="leader-renew", daemon=True)
         self._renewer.start()
 
     def _renew_loop(self) -> None:
@@ -180,8 +208,10 @@ class LeaderElector:
             if self._stop.wait(min(s.leader_retry_seconds, _left(deadline))):
                 return
             if must_stop(self._last_renewed, time.monotonic(), s.leader_renew_deadline_seconds):
-                _log.error("leader Lease not renewed within the deadline",
-                           deadline_seconds=s.leader_renew_deadline_seconds)
+                _log.error(
+                    "leader Lease not renewed within the deadline",
+                    deadline_seconds=s.leader_renew_deadline_seconds,
+                )
                 self.on_lost()
                 return
             try:
@@ -233,13 +263,16 @@ def wait_to_lead(settings: Settings, liveness: str | None) -> LeaderElector:
         # Where the liveness URL says, as kopf's own endpoint will be: the kubelet probes it.
         address = (url.hostname or "0.0.0.0", url.port or 80)  # noqa: S104
         server = ThreadingHTTPServer(address, _Standby)
-        threading.Thread(target=server.serve_forever, name="standby-health",
-                         daemon=True).start()
+        threading.Thread(target=server.serve_forever, name="standby-health", daemon=True).start()
     if settings.metrics_port:  # a standby answers its scrape too: it is up, not leading
         metrics.LEADER.set(0)
         metrics.serve(settings.metrics_port)
-    _log.info("leader election", identity=elector.me, lease=settings.leader_lease_name,
-              namespace=settings.operator_namespace)
+    _log.info(
+        "leader election",
+        identity=elector.me,
+        lease=settings.leader_lease_name,
+        namespace=settings.operator_namespace,
+    )
     try:
         elector.acquire()
     finally:

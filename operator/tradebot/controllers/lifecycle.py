@@ -22,7 +22,8 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     # kopf's bookkeeping goes into annotations of our own prefix, not a shared one.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tradebot.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="tradebot.dev", key="last-handled-configuration")
+        prefix="tradebot.dev", key="last-handled-configuration"
+    )
     settings.posting.level = logging.WARNING
     # kopf reports every timer run at INFO; our own log lines say what happened.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
@@ -35,12 +36,16 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     # LiveBot rounds (each may wait on a bot's REST API) queue far behind one another.
     settings.execution.max_workers = rt.settings.handler_threads
     logger(component="operator").info(
-        "operator starting", executor=rt.settings.executor,
+        "operator starting",
+        executor=rt.settings.executor,
         namespaces=list(rt.settings.namespaces) or "all",
-        limits={"total": rt.settings.max_concurrent_backtests,
-                "namespace": rt.settings.max_backtests_per_namespace,
-                "strategy": rt.settings.max_backtests_per_strategy},
-        hold=rt.settings.queue_hold)
+        limits={
+            "total": rt.settings.max_concurrent_backtests,
+            "namespace": rt.settings.max_backtests_per_namespace,
+            "strategy": rt.settings.max_backtests_per_strategy,
+        },
+        hold=rt.settings.queue_hold,
+    )
     from tradebot.observability.metrics import LEADER, serve
 
     LEADER.set(1)  # acting: alone, or holding the leader Lease (controllers/leadership.py)
@@ -95,7 +100,8 @@ def adopt_or_stop_local_bots(**_: object) -> None:
     orphans = sorted(set(running) - wanted)
     stopped = executor.stop_many(orphans)
     logger(component="operator").info(
-        "local bots found at start-up", adopted=sorted(set(running) & wanted), stopped=stopped)
+        "local bots found at start-up", adopted=sorted(set(running) & wanted), stopped=stopped
+    )
 
 
 def _livebots_with_a_pod(namespaces: tuple[str, ...]) -> set[str]:
@@ -105,16 +111,29 @@ def _livebots_with_a_pod(namespaces: tuple[str, ...]) -> set[str]:
 
     selector = f"{LABEL_KIND}=livebot"
     if namespaces:
-        pods = [p for ns in namespaces for p in kube.core().list_namespaced_pod(
-            ns, label_selector=selector).items]
-        bots = [b for ns in namespaces for b in kube.custom().list_namespaced_custom_object(
-            GROUP, VERSION, ns, "livebots")["items"]]
+        pods = [
+            p
+            for ns in namespaces
+            for p in kube.core().list_namespaced_pod(ns, label_selector=selector).items
+        ]
+        bots = [
+            b
+            for ns in namespaces
+            for b in kube.custom().list_namespaced_custom_object(GROUP, VERSION, ns, "livebots")[
+                "items"
+            ]
+        ]
     else:
         pods = kube.core().list_pod_for_all_namespaces(label_selector=selector).items
         bots = kube.custom().list_cluster_custom_object(GROUP, VERSION, "livebots")["items"]
     existing = {b["metadata"]["uid"] for b in bots}
-    owners = {ref.uid for p in pods if p.metadata.deletion_timestamp is None
-              for ref in p.metadata.owner_references or [] if ref.kind == "LiveBot"}
+    owners = {
+        ref.uid
+        for p in pods
+        if p.metadata.deletion_timestamp is None
+        for ref in p.metadata.owner_references or []
+        if ref.kind == "LiveBot"
+    }
     return owners & existing
 
 

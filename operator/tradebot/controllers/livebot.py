@@ -71,9 +71,11 @@ API_USERNAME = "tradebot-operator"
 
 def read_breakers(namespace: str) -> list[dict[str, Any]]:
     """The namespace's CircuitBreakers as the API server has them now (not as last seen)."""
-    return list(kube.custom().list_namespaced_custom_object(
-        GROUP, VERSION, namespace, "circuitbreakers")["items"])
-
+    return list(
+        kube.custom().list_namespaced_custom_object(GROUP, VERSION, namespace, "circuitbreakers")[
+            "items"
+        ]
+    )
 
 
 def _credentials(namespace: str, bot: bots.BotInstance) -> bots.ApiCredentials:
@@ -84,18 +86,28 @@ def _credentials(namespace: str, bot: bots.BotInstance) -> bots.ApiCredentials:
         return found
     # A letter first: Freqtrade turns an all-digit environment value into a number.
     credentials = bots.ApiCredentials(
-        API_USERNAME, "p" + secrets.token_urlsafe(24), "j" + secrets.token_urlsafe(40),
-        "w" + secrets.token_urlsafe(24))
-    kube.create_if_absent(kube.core().create_namespaced_secret, namespace,
-                          bots.api_secret(bot, credentials))
+        API_USERNAME,
+        "p" + secrets.token_urlsafe(24),
+        "j" + secrets.token_urlsafe(40),
+        "w" + secrets.token_urlsafe(24),
+    )
+    kube.create_if_absent(
+        kube.core().create_namespaced_secret, namespace, bots.api_secret(bot, credentials)
+    )
     # A concurrent round may have created it first: what the Secret holds wins.
     return bot_control.api_credentials(ref) or credentials
 
 
-def _phase(patch: kopf.Patch, status: dict[str, Any], phase: str, reason: str, message: str,
-           generation: int, ready: bool = False) -> None:
-    patch.status.update({"phase": phase, "message": message,
-                         "observedGeneration": generation})
+def _phase(
+    patch: kopf.Patch,
+    status: dict[str, Any],
+    phase: str,
+    reason: str,
+    message: str,
+    generation: int,
+    ready: bool = False,
+) -> None:
+    patch.status.update({"phase": phase, "message": message, "observedGeneration": generation})
     condition(status, patch, "Ready", ready, reason, message, generation)
 
 
@@ -108,16 +120,16 @@ def fleet_stop_in_progress(namespace: str) -> bool:
     return runtime.get().fleet.in_progress(namespace)
 
 
-def _polled_recently(uid: str, generation: int, meta: kopf.Meta, status: dict[str, Any]
-                     ) -> bool:
+def _polled_recently(uid: str, generation: int, meta: kopf.Meta, status: dict[str, Any]) -> bool:
     """A Running bot whose spec and labels are unchanged gets a full round (checks and
     monitoring) every TRADEBOT_BOT_POLL_SECONDS, not every timer tick: hundreds of bots would
     otherwise keep the API server busy with rounds that change nothing. A breaker does not
     wait for this: it stops its bots itself."""
     rt = runtime.get()
     seen = (generation, tuple(sorted((meta.get("labels") or {}).items())))
-    return rt.pacer.recently(uid, seen, status.get("phase") == "Running",
-                             rt.settings.bot_poll_seconds)
+    return rt.pacer.recently(
+        uid, seen, status.get("phase") == "Running", rt.settings.bot_poll_seconds
+    )
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -128,8 +140,9 @@ def _pool() -> ThreadPoolExecutor:
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
-def livebot_deleted(name: str, namespace: str | None, uid: str, status: kopf.Status,
-                    **_: object) -> None:
+def livebot_deleted(
+    name: str, namespace: str | None, uid: str, status: kopf.Status, **_: object
+) -> None:
     """A finalizer: the bot is stopped before its LiveBot goes. Without it, a deletion with
     --cascade=orphan (or a garbage collector that lags) would leave a trading pod that no
     operator supervises any more."""
@@ -140,7 +153,8 @@ def livebot_deleted(name: str, namespace: str | None, uid: str, status: kopf.Sta
     metrics.forget_bot(namespace, name)
     runtime.get().pacer.forget(uid)
     logger(kind="LiveBot", namespace=namespace, name=name).info(
-        "bot deleted", outcome=outcome.describe())
+        "bot deleted", outcome=outcome.describe()
+    )
 
 
 class _TripInProgress(Exception):
@@ -158,8 +172,9 @@ class _NeedsFreshRound(Exception):
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=2.0)
-async def reconcile_livebot(meta: kopf.Meta, status: kopf.Status, namespace: str | None,
-                            uid: str, **kwargs: object) -> None:
+async def reconcile_livebot(
+    meta: kopf.Meta, status: kopf.Status, namespace: str | None, uid: str, **kwargs: object
+) -> None:
     # Deciding to skip is cheap and happens here in kopf's event loop: with hundreds of bots,
     # a thread for every tick that only finds nothing to do would cost more than the rounds.
     assert namespace is not None  # the kinds are namespaced
@@ -167,8 +182,9 @@ async def reconcile_livebot(meta: kopf.Meta, status: kopf.Status, namespace: str
         return  # a breaker is stopping bots here: it goes first; the next tick comes in 2 s
     if _polled_recently(uid, int(meta.get("generation") or 0), meta, dict(status)):
         return
-    await runtime.in_thread(_pool(), _reconcile, meta=meta, status=status,
-                            namespace=namespace, uid=uid, **kwargs)
+    await runtime.in_thread(
+        _pool(), _reconcile, meta=meta, status=status, namespace=namespace, uid=uid, **kwargs
+    )
 
 
 @metrics.counted("LiveBot")
@@ -194,17 +210,28 @@ class _Round:
     reads breakers and the Strategy from the operator's cached view (controllers/cache.py),
     True from the API server."""
 
-    def __init__(self, body: kopf.Body, spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta,
-                 namespace: str, name: str, uid: str, patch: kopf.Patch, fresh: bool,
-                 **kwargs: object) -> None:
+    def __init__(
+        self,
+        body: kopf.Body,
+        spec: kopf.Spec,
+        status: kopf.Status,
+        meta: kopf.Meta,
+        namespace: str,
+        name: str,
+        uid: str,
+        patch: kopf.Patch,
+        fresh: bool,
+        **kwargs: object,
+    ) -> None:
         self.body, self.patch, self.fresh = body, patch, fresh
         self.namespace, self.name, self.uid = namespace, name, uid
         self.status = dict(status)
         self.generation = int(meta.get("generation") or 0)
         self.labels = dict(meta.get("labels") or {})
         self.correlation_id = f"{uid}/{self.generation}"
-        self.log = logger(kind="LiveBot", namespace=namespace, name=name,
-                          correlation_id=self.correlation_id)
+        self.log = logger(
+            kind="LiveBot", namespace=namespace, name=name, correlation_id=self.correlation_id
+        )
         self.ref = bot_control.BotRef(namespace, name, uid)
         self.raw_spec = dict(spec)
         # kopf's indices (the cached view) are among the handler's kwargs.
@@ -240,30 +267,58 @@ class _Round:
                 reason, error = "NoSandbox", no_sandbox_message(exchange)
         strategy = None
         if model is not None:
-            strategy = (kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
-                                          VERSION, self.namespace, "strategies",
-                                          model.strategy_ref.name) if self.fresh
-                        else cache.strategy(self.indices[cache.STRATEGIES], self.namespace,
-                                            model.strategy_ref.name))
-        breakers = (read_breakers(self.namespace) if self.fresh
-                    else cache.entries(self.indices[cache.BREAKERS], self.namespace))
+            strategy = (
+                kube.read_or_none(
+                    kube.custom().get_namespaced_custom_object,
+                    GROUP,
+                    VERSION,
+                    self.namespace,
+                    "strategies",
+                    model.strategy_ref.name,
+                )
+                if self.fresh
+                else cache.strategy(
+                    self.indices[cache.STRATEGIES], self.namespace, model.strategy_ref.name
+                )
+            )
+        breakers = (
+            read_breakers(self.namespace)
+            if self.fresh
+            else cache.entries(self.indices[cache.BREAKERS], self.namespace)
+        )
         s = self.settings
         return Observation(
-            name=self.name, namespace=self.namespace, uid=self.uid,
-            generation=self.generation, labels=self.labels, status=self.status, spec=model,
-            spec_error=error, spec_error_reason=reason, breakers=breakers, strategy=strategy,
+            name=self.name,
+            namespace=self.namespace,
+            uid=self.uid,
+            generation=self.generation,
+            labels=self.labels,
+            status=self.status,
+            spec=model,
+            spec_error=error,
+            spec_error_reason=reason,
+            breakers=breakers,
+            strategy=strategy,
             now=dt.datetime.now(dt.UTC),
             allowed_modes=tuple(s.allowed_modes),
-            floors={m: f for m in ("testnet", "live")
-                    if (f := s.promotion_floors.for_mode(m)) is not None},
+            floors={
+                m: f
+                for m in ("testnet", "live")
+                if (f := s.promotion_floors.for_mode(m)) is not None
+            },
             lease_duration=dt.timedelta(seconds=s.account_lease_seconds),
-            local_executor=s.executor == "local", has_sandbox=exchanges.has_sandbox)
+            local_executor=s.executor == "local",
+            has_sandbox=exchanges.has_sandbox,
+        )
 
     def _observe(self, stage: Stage, o: Observation) -> Observation:
         assert o.spec is not None
         seen: dict[str, Any] = {
-            "credentials": self._credentials_seen, "evidence": self._evidence_seen,
-            "config": self._config_seen, "lease": self._lease_seen, "pod": self._pod_seen,
+            "credentials": self._credentials_seen,
+            "evidence": self._evidence_seen,
+            "config": self._config_seen,
+            "lease": self._lease_seen,
+            "pod": self._pod_seen,
         }
         value = seen[stage](o)
         return replace(o, **{stage: value}, observed=o.observed | {stage})
@@ -273,16 +328,19 @@ class _Round:
         ref = o.spec.exchange.credentials_secret_ref
         if ref is None:
             return None
-        secret = kube.read_or_none(kube.core().read_namespaced_secret, ref.name,
-                                   self.namespace)
+        secret = kube.read_or_none(kube.core().read_namespaced_secret, ref.name, self.namespace)
         if secret is None:
             return CredentialsSeen(ref.name, False, {}, False, frozenset())
         meta = secret.metadata
         owners = [str(r.api_version) for r in meta.owner_references or []]
         # Only the names of the items are kept: the operator never uses a key's value.
-        return CredentialsSeen(ref.name, True, dict(meta.labels or {}),
-                               operator_managed(meta.labels or {}, owners),
-                               frozenset(k for k, v in (secret.data or {}).items() if v))
+        return CredentialsSeen(
+            ref.name,
+            True,
+            dict(meta.labels or {}),
+            operator_managed(meta.labels or {}, owners),
+            frozenset(k for k, v in (secret.data or {}).items() if v),
+        )
 
     def _evidence_seen(self, o: Observation) -> Evidence:
         evidence = self._backtest_and_dry_run_seen(o)
@@ -290,10 +348,17 @@ class _Round:
         ref = o.spec.promotion.hyperopt_ref if o.spec.promotion is not None else None
         if ref is None:
             return evidence
-        hyperopt = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP,
-                                     VERSION, self.namespace, "hyperopts", ref.name)
+        hyperopt = kube.read_or_none(
+            kube.custom().get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            "hyperopts",
+            ref.name,
+        )
         return dataclasses.replace(
-            evidence, hyperopt=gates.HyperoptEvidence.from_object(ref.name, hyperopt))
+            evidence, hyperopt=gates.HyperoptEvidence.from_object(ref.name, hyperopt)
+        )
 
     def _backtest_and_dry_run_seen(self, o: Observation) -> Evidence:
         spec = o.spec
@@ -301,20 +366,35 @@ class _Round:
         if spec.promotion is None:
             return Evidence(None, gates.DryRunEvidence())
         ref = spec.promotion.backtest_ref.name
-        bt = kube.read_or_none(kube.custom().get_namespaced_custom_object, GROUP, VERSION,
-                               self.namespace, "backtests", ref)
-        backtest = gates.BacktestEvidence.from_status(
-            ref, BacktestStatus.model_validate(bt.get("status") or {})) if bt else None
+        bt = kube.read_or_none(
+            kube.custom().get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            self.namespace,
+            "backtests",
+            ref,
+        )
+        backtest = (
+            gates.BacktestEvidence.from_status(
+                ref, BacktestStatus.model_validate(bt.get("status") or {})
+            )
+            if bt
+            else None
+        )
         promotion = gates.effective_promotion(spec.promotion, o.floors.get(spec.mode))
         code = o.strategy_code_hash
         if code is None or promotion.min_dry_run_hours <= 0:
             return Evidence(backtest, gates.DryRunEvidence())
         try:
-            return Evidence(backtest, bot_records.dry_run_evidence(
-                self.namespace, self.name, self.uid, code))
+            return Evidence(
+                backtest, bot_records.dry_run_evidence(self.namespace, self.name, self.uid, code)
+            )
         except bot_records.EvidenceUnavailable as e:
-            return Evidence(backtest, gates.DryRunEvidence(),
-                            unreadable=f"dry-run history cannot be read now: {e}")
+            return Evidence(
+                backtest,
+                gates.DryRunEvidence(),
+                unreadable=f"dry-run history cannot be read now: {e}",
+            )
 
     def _config_seen(self, o: Observation) -> ConfigSeen:
         spec = o.spec
@@ -325,47 +405,70 @@ class _Round:
             code = read_code(strategy_spec, self.namespace)
             # The bot protects itself with the limits of its own and of every breaker that
             # selects it, even when the operator is gone.
-            limits = [BreakerLimits.model_validate(cb["spec"]["limits"])
-                      for cb in livebot_round.guarding_breakers(o.labels, o.breakers)]
+            limits = [
+                BreakerLimits.model_validate(cb["spec"]["limits"])
+                for cb in livebot_round.guarding_breakers(o.labels, o.breakers)
+            ]
             # The username, like every credential, reaches the pod from its Secret.
-            config = trade_config(spec, strategy_spec, api_port=bots.API_PORT, api_username="",
-                                  exchange_double_url=self.settings.exchange_double_url,
-                                  breakers=limits,
-                                  parameter_file=run_parameter_file(o.strategy))
+            config = trade_config(
+                spec,
+                strategy_spec,
+                api_port=bots.API_PORT,
+                api_username="",
+                exchange_double_url=self.settings.exchange_double_url,
+                breakers=limits,
+                parameter_file=run_parameter_file(o.strategy),
+            )
             guarded = guarded_code(code, strategy_spec.class_name)
         except (CodeUnavailable, ValueError) as e:
             return ConfigSeen(error=str(e))
         self.strategy_spec = strategy_spec
-        self.bot = bots.BotInstance(self.namespace, self.name, self.uid, spec,
-                                    spec.strategy_ref.name, strategy_spec.class_name, guarded,
-                                    config)
+        self.bot = bots.BotInstance(
+            self.namespace,
+            self.name,
+            self.uid,
+            spec,
+            spec.strategy_ref.name,
+            strategy_spec.class_name,
+            guarded,
+            config,
+        )
         return ConfigSeen(code_hash=hash_code(code), config_hash=self.bot.config_hash)
 
     def _lease_seen(self, o: Observation) -> LeaseSeen:
         lease_id = account_lease.lease_name(livebot_round.lease_key(o))
-        existing = kube.read_or_none(kube.coordination().read_namespaced_lease, lease_id,
-                                     self.namespace)
+        existing = kube.read_or_none(
+            kube.coordination().read_namespaced_lease, lease_id, self.namespace
+        )
         self.lease_object = existing
         lease = account_lease.Lease.from_manifest(kube.to_dict(existing)) if existing else None
         if lease is not None and lease.holder_identity == self.uid:
             return LeaseSeen(lease)
         # Only a bot that does not hold the Lease needs to know whose pods still run.
-        pods = kube.core().list_namespaced_pod(
-            self.namespace, label_selector=f"{LABEL_ACCOUNT}={lease_id}").items
-        others = [p for p in pods
-                  if (p.metadata.labels or {}).get(bot_control.OWNER_LABEL) != self.uid
-                  and p.status.phase not in ("Succeeded", "Failed")]
+        pods = (
+            kube.core()
+            .list_namespaced_pod(self.namespace, label_selector=f"{LABEL_ACCOUNT}={lease_id}")
+            .items
+        )
+        others = [
+            p
+            for p in pods
+            if (p.metadata.labels or {}).get(bot_control.OWNER_LABEL) != self.uid
+            and p.status.phase not in ("Succeeded", "Failed")
+        ]
         return LeaseSeen(lease, len(others))
 
     def _pod_seen(self, o: Observation) -> PodSeen | None:
-        pod = kube.read_or_none(kube.core().read_namespaced_pod, self.ref.pod_name,
-                                self.namespace)
+        pod = kube.read_or_none(kube.core().read_namespaced_pod, self.ref.pod_name, self.namespace)
         self.pod = pod
         if pod is None:
             return None
-        return PodSeen(self.ref.pod_name,
-                       (pod.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH),
-                       pod.metadata.deletion_timestamp is not None, pod.status.phase)
+        return PodSeen(
+            self.ref.pod_name,
+            (pod.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH),
+            pod.metadata.deletion_timestamp is not None,
+            pod.status.phase,
+        )
 
     # -- acting ------------------------------------------------------------------------
 
@@ -391,54 +494,93 @@ class _Round:
 
     def _pod_fields(self, o: Observation) -> None:
         assert o.spec is not None
-        self.patch.status.update({"podName": self.ref.pod_name, "mode": o.spec.mode,
-                                  "codeHash": o.strategy_code_hash,
-                                  "parametersHash": o.strategy_parameters_hash})
+        self.patch.status.update(
+            {
+                "podName": self.ref.pod_name,
+                "mode": o.spec.mode,
+                "codeHash": o.strategy_code_hash,
+                "parametersHash": o.strategy_parameters_hash,
+            }
+        )
 
     def _hold(self, d: Hold) -> None:
         status, ref = self.status, self.ref
         # A bot held the same way in an earlier round was stopped then; while nothing of it
         # runs, a stop every round would only be hundreds of deletions a second to the API
         # server, just when a tripped fleet needs it. stopEntries is repeated by design.
-        held_before = (status.get("phase") == d.phase and not status.get("podName")
-                       and d.action != "stopEntries")
+        held_before = (
+            status.get("phase") == d.phase
+            and not status.get("podName")
+            and d.action != "stopEntries"
+        )
         if held_before and not bot_control.still_running(ref):
             outcome = bot_control.StopOutcome()
         else:
             # The API is tried only while the bot was last seen answering: a bot already
             # stopped (or never reached) would only cost the timeout, every round.
-            outcome = bot_control.stop(ref, d.action, force_exit=d.force_exit,
-                                       use_api=bot_control.answered_last(status)
-                                       or d.action == "stopEntries")
+            outcome = bot_control.stop(
+                ref,
+                d.action,
+                force_exit=d.force_exit,
+                use_api=bot_control.answered_last(status) or d.action == "stopEntries",
+            )
         if status.get("phase") != d.phase or status.get("message") != d.message:
             event(self.body, d.reason, f"{d.message}; {outcome.describe()}", warning=d.warning)
-            self.log.info("bot held", phase=d.phase, reason=d.reason, message=d.message,
-                          pod_removed=outcome.pod_removed, api_calls=outcome.api_calls,
-                          api_error=outcome.api_error)
+            self.log.info(
+                "bot held",
+                phase=d.phase,
+                reason=d.reason,
+                message=d.message,
+                pod_removed=outcome.pod_removed,
+                api_calls=outcome.api_calls,
+                api_error=outcome.api_error,
+            )
         if outcome.pod_removed or not status.get("podName") or d.action != "stopEntries":
             self._stopped(d)
         if d.phase == "Tripped":
             # A reset accepts the loss: the windows the breaker measures start again from the
             # next heartbeat, or the same figures would trip it again at once.
-            self.patch.status.update(dict.fromkeys(
-                ("equity", "peakEquity", "dayStartEquity", "day", "drawdown",
-                 "consecutiveLosses", "lastHeartbeat", "runningSince")))
+            self.patch.status.update(
+                dict.fromkeys(
+                    (
+                        "equity",
+                        "peakEquity",
+                        "dayStartEquity",
+                        "day",
+                        "drawdown",
+                        "consecutiveLosses",
+                        "lastHeartbeat",
+                        "runningSince",
+                    )
+                )
+            )
         self._phase(d.phase, d.reason, d.message)
 
     def _stopped(self, d: Hold) -> None:
         """Status and records of a bot of which nothing runs any more."""
         self.patch.status["podName"] = None
-        condition(self.status, self.patch, "Reachable", False, "Stopped", "the bot is stopped",
-                  self.generation)
+        condition(
+            self.status,
+            self.patch,
+            "Reachable",
+            False,
+            "Stopped",
+            "the bot is stopped",
+            self.generation,
+        )
         metrics.forget_bot(self.namespace, self.name)
         run_id = self.status.get("runId")
         if run_id and bot_records.write_run(
-                run_id=run_id, uid=self.uid, namespace=self.namespace, name=self.name,
-                mode=str(self.status.get("mode") or "dryRun"),
-                status="failed" if d.phase == "Tripped" else "succeeded",
-                finished_at=dt.datetime.now(dt.UTC),
-                error=d.message if d.phase == "Tripped" else None,
-                correlation_id=self.correlation_id):
+            run_id=run_id,
+            uid=self.uid,
+            namespace=self.namespace,
+            name=self.name,
+            mode=str(self.status.get("mode") or "dryRun"),
+            status="failed" if d.phase == "Tripped" else "succeeded",
+            finished_at=dt.datetime.now(dt.UTC),
+            error=d.message if d.phase == "Tripped" else None,
+            correlation_id=self.correlation_id,
+        ):
             self.patch.status["runId"] = None
 
     def _write_lease(self, outcome: Outcome, o: Observation) -> None:
@@ -446,8 +588,14 @@ class _Round:
         assert write is not None
         key = livebot_round.lease_key(o)
         body = account_lease.lease_manifest(
-            key, namespace=self.namespace, bot_name=self.name, bot_uid=self.uid, now=o.now,
-            lease_duration=o.lease_duration, transitions=write.transitions)
+            key,
+            namespace=self.namespace,
+            bot_name=self.name,
+            bot_uid=self.uid,
+            now=o.now,
+            lease_duration=o.lease_duration,
+            transitions=write.transitions,
+        )
         coordination = kube.coordination()
         if write.action == "create":
             coordination.create_namespaced_lease(self.namespace, body)
@@ -469,22 +617,30 @@ class _Round:
         if not self._companions(bot, settings):
             return
         desired = bots.pod(bot, settings)
-        desired["metadata"]["labels"].update({LABEL_ACCOUNT: d.lease_name,
-                                              bot_control.OWNER_LABEL: self.uid})
+        desired["metadata"]["labels"].update(
+            {LABEL_ACCOUNT: d.lease_name, bot_control.OWNER_LABEL: self.uid}
+        )
         kube.create_if_absent(kube.core().create_namespaced_pod, self.namespace, desired)
         # A breaker that opened after the read above may have stopped its bots before this pod
         # existed. It writes Open before it stops anything, so a second read sees it.
-        opened = livebot_round.tripped_by(self.name, self.labels,
-                                          read_breakers(self.namespace),
-                                          dt.datetime.now(dt.UTC))
+        opened = livebot_round.tripped_by(
+            self.name, self.labels, read_breakers(self.namespace), dt.datetime.now(dt.UTC)
+        )
         if opened is not None:
             bot_control.remove_pod(self.ref)
-            self.log.warning("bot pod removed at once: a breaker opened meanwhile",
-                             pod=bot.pod_name, breaker=opened.name)
+            self.log.warning(
+                "bot pod removed at once: a breaker opened meanwhile",
+                pod=bot.pod_name,
+                breaker=opened.name,
+            )
             self._phase("Tripped", "BreakerOpen", livebot_round.tripped_message(opened.name))
             return
-        event(self.body, "PodCreated", f"pod {bot.pod_name} created in mode {o.spec.mode}",
-              warning=False)
+        event(
+            self.body,
+            "PodCreated",
+            f"pod {bot.pod_name} created in mode {o.spec.mode}",
+            warning=False,
+        )
         self.log.info("bot pod created", pod=bot.pod_name, mode=o.spec.mode)
         self._pod_fields(o)
         self._phase("Pending", "PodStarting", f"pod {bot.pod_name} is Pending")
@@ -493,19 +649,30 @@ class _Round:
         """The pod's companions, before the pod (it never starts without its config, its
         network policy or its trade database); False when the database can't be prepared."""
         core = kube.core()
-        kube.create_if_absent(core.create_namespaced_config_map, self.namespace,
-                              bots.config_map(bot))
-        core.patch_namespaced_config_map(bot.config_map_name, self.namespace,
-                                         {"data": bot.config_data()})
-        kube.create_if_absent(kube.networking().create_namespaced_network_policy, self.namespace,
-                bots.network_policy(bot, operator_namespace=settings.operator_namespace,
-                                    operator_labels=settings.operator_pod_labels))
+        kube.create_if_absent(
+            core.create_namespaced_config_map, self.namespace, bots.config_map(bot)
+        )
+        core.patch_namespaced_config_map(
+            bot.config_map_name, self.namespace, {"data": bot.config_data()}
+        )
+        kube.create_if_absent(
+            kube.networking().create_namespaced_network_policy,
+            self.namespace,
+            bots.network_policy(
+                bot,
+                operator_namespace=settings.operator_namespace,
+                operator_labels=settings.operator_pod_labels,
+            ),
+        )
         try:
             bot_storage.ensure(bot, settings)
         except RecordsUnavailable as e:
             # Its open trades would be kept nowhere: no pod until the database answers.
-            self._phase("Pending", "StorageUnavailable",
-                        f"the bot's trade database cannot be prepared now: {e}")
+            self._phase(
+                "Pending",
+                "StorageUnavailable",
+                f"the bot's trade database cannot be prepared now: {e}",
+            )
             return False
         return True
 
@@ -519,9 +686,16 @@ class _Round:
         assert o.spec is not None
         self._phase("Running", "PodRunning", f"running in mode {o.spec.mode}", ready=True)
         started = pod.status.start_time
-        self.patch.status["runningSince"] = format_time(started) if started \
-            else self.status.get("runningSince")
+        self.patch.status["runningSince"] = (
+            format_time(started) if started else self.status.get("runningSince")
+        )
         _give_way(self.namespace)
-        bot_monitoring.Round(self.body, self.status, self.patch, bot, o.strategy_code_hash,
-                             self.generation, self.correlation_id).run(
-            strategy_spec, pod, credentials, started)
+        bot_monitoring.Round(
+            self.body,
+            self.status,
+            self.patch,
+            bot,
+            o.strategy_code_hash,
+            self.generation,
+            self.correlation_id,
+        ).run(strategy_spec, pod, credentials, started)

@@ -58,7 +58,8 @@ def data_path(name: str) -> str:
 def read(namespace: str, name: str) -> dict[str, Any] | None:
     try:
         found: dict[str, Any] = kube.custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name)
+            GROUP, VERSION, namespace, PLURAL, name
+        )
     except ApiException as e:
         if kube.is_not_found(e):
             return None
@@ -85,18 +86,20 @@ def local_dir(namespace: str, spec: MarketDataSpec, name: str) -> Path:
 
 
 def _series(status: MarketDataStatus) -> list[market_data.Series]:
-    return [market_data.Series(s.pair, s.timeframe, s.first, s.last, s.candles)
-            for s in status.series or []]
+    return [
+        market_data.Series(s.pair, s.timeframe, s.first, s.last, s.candles)
+        for s in status.series or []
+    ]
 
 
-def covered(md: dict[str, Any], pairs: list[str], timeframe: str,
-            spec: BacktestSpec) -> list[str]:
+def covered(md: dict[str, Any], pairs: list[str], timeframe: str, spec: BacktestSpec) -> list[str]:
     """What the MarketData does not cover of a Backtest (see market_data.uncovered)."""
     status = MarketDataStatus.model_validate(md.get("status") or {})
     if not status.series:
         return [f"MarketData {md['metadata']['name']} has no data yet"]
-    return market_data.uncovered(_series(status), pairs, timeframe, spec.timerange,
-                                 dt.datetime.now(dt.UTC))
+    return market_data.uncovered(
+        _series(status), pairs, timeframe, spec.timerange, dt.datetime.now(dt.UTC)
+    )
 
 
 def pvc(spec: MarketDataSpec, namespace: str, name: str, uid: str) -> dict[str, Any] | None:
@@ -104,12 +107,18 @@ def pvc(spec: MarketDataSpec, namespace: str, name: str, uid: str) -> dict[str, 
     if template is None:
         return None
     body: dict[str, Any] = {
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": claim_name(spec, name), "namespace": namespace,
-                     "labels": {**MANAGED_BY, LABEL_MARKETDATA: name},
-                     "ownerReferences": [owner_reference(API_VERSION, "MarketData", name, uid)]},
-        "spec": {"accessModes": list(template.access_modes),
-                 "resources": {"requests": {"storage": template.storage}}},
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": claim_name(spec, name),
+            "namespace": namespace,
+            "labels": {**MANAGED_BY, LABEL_MARKETDATA: name},
+            "ownerReferences": [owner_reference(API_VERSION, "MarketData", name, uid)],
+        },
+        "spec": {
+            "accessModes": list(template.access_modes),
+            "resources": {"requests": {"storage": template.storage}},
+        },
     }
     if template.storage_class_name:
         body["spec"]["storageClassName"] = template.storage_class_name
@@ -121,10 +130,15 @@ def job_name(name: str, run: str, uid: str) -> str:
     return child_name("md", f"{name}-{run.rsplit('-', 1)[-1]}", uid)
 
 
-def runner_args(settings: Settings, config_dir: str, output_dir: str, datadir: str
-                ) -> list[str]:
-    args = ["--spec", f"{config_dir}/{SPEC_FILE}", "--datadir", datadir,
-            "--result", f"{output_dir}/{RESULT_FILE}"]
+def runner_args(settings: Settings, config_dir: str, output_dir: str, datadir: str) -> list[str]:
+    args = [
+        "--spec",
+        f"{config_dir}/{SPEC_FILE}",
+        "--datadir",
+        datadir,
+        "--result",
+        f"{output_dir}/{RESULT_FILE}",
+    ]
     if settings.exchange_double_url:
         args += ["--exchange-url", settings.exchange_double_url]
     return args
@@ -134,43 +148,66 @@ def runner_args(settings: Settings, config_dir: str, output_dir: str, datadir: s
 _TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}  # noqa: S108
 
 
-def download_job(spec: MarketDataSpec, namespace: str, name: str, uid: str, job_name: str,
-                 settings: Settings) -> dict[str, Any]:
+def download_job(
+    spec: MarketDataSpec, namespace: str, name: str, uid: str, job_name: str, settings: Settings
+) -> dict[str, Any]:
     """The Job of one download (kubernetes executor): the runner image, the claim at /data."""
     labels = {**MANAGED_BY, LABEL_KIND: "marketdata", LABEL_MARKETDATA: name}
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job_name, "namespace": namespace, "labels": labels,
-                     "ownerReferences": [owner_reference(API_VERSION, "MarketData", name,
-                                                         uid)]},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name,
+            "namespace": namespace,
+            "labels": labels,
+            "ownerReferences": [owner_reference(API_VERSION, "MarketData", name, uid)],
+        },
         "spec": {
-            "backoffLimit": 0, "ttlSecondsAfterFinished": settings.job_ttl_seconds,
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": settings.job_ttl_seconds,
             "activeDeadlineSeconds": settings.backtest_deadline_seconds,
-            "template": {"metadata": {"labels": labels}, "spec": {
-                "restartPolicy": "Never", "automountServiceAccountToken": False,
-                "enableServiceLinks": False,
-                "securityContext": {"fsGroup": 1000,
-                                    "seccompProfile": {"type": "RuntimeDefault"}},
-                "containers": [_download_container(spec, name, settings)],
-                "volumes": [{"name": "data", "persistentVolumeClaim": {
-                                 "claimName": claim_name(spec, name)}},
-                            {"name": "tmp", "emptyDir": {}}]}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "fsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [_download_container(spec, name, settings)],
+                    "volumes": [
+                        {
+                            "name": "data",
+                            "persistentVolumeClaim": {"claimName": claim_name(spec, name)},
+                        },
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
         },
     }
 
 
-def _download_container(spec: MarketDataSpec, name: str, settings: Settings
-                        ) -> dict[str, Any]:
+def _download_container(spec: MarketDataSpec, name: str, settings: Settings) -> dict[str, Any]:
     return {
-        "name": jobs.CONTAINER, "image": settings.runner_image,
+        "name": jobs.CONTAINER,
+        "image": settings.runner_image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "tradebot.freqtrade.marketdata"],
-        "args": ["--spec-json", spec.model_dump_json(by_alias=True, exclude_none=True),
-                 "--datadir", f"/data/{data_path(name)}",
-                 *(["--exchange-url", settings.exchange_double_url]
-                   if settings.exchange_double_url else [])],
-        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"},
-                      "limits": {"memory": "2Gi"}},
+        "args": [
+            "--spec-json",
+            spec.model_dump_json(by_alias=True, exclude_none=True),
+            "--datadir",
+            f"/data/{data_path(name)}",
+            *(
+                ["--exchange-url", settings.exchange_double_url]
+                if settings.exchange_double_url
+                else []
+            ),
+        ],
+        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "2Gi"}},
         "volumeMounts": [{"name": "data", "mountPath": "/data"}, _TMP_MOUNT],
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
@@ -179,8 +216,9 @@ def _download_container(spec: MarketDataSpec, name: str, settings: Settings
 
 
 # ---- the round ------------------------------------------------------------------------------
-def _due(status: dict[str, Any], spec: MarketDataSpec, generation: int, at: dt.datetime
-         ) -> str | None:
+def _due(
+    status: dict[str, Any], spec: MarketDataSpec, generation: int, at: dt.datetime
+) -> str | None:
     """Why a download should start now, or None."""
     if status.get("observedGeneration") != generation:
         return "spec changed" if status.get("observedGeneration") else "new"
@@ -194,9 +232,17 @@ def _due(status: dict[str, Any], spec: MarketDataSpec, generation: int, at: dt.d
 # Every second: an idle MarketData costs nothing per tick (no API call), and a download's
 # end is noticed within a second (the benchmark's bar is 1.2 x Freqtrade alone + 2 s).
 @kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
-def reconcile_marketdata(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
-                         meta: kopf.Meta, namespace: str | None, name: str, uid: str,
-                         patch: kopf.Patch, **_: object) -> None:
+def reconcile_marketdata(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    namespace: str | None,
+    name: str,
+    uid: str,
+    patch: kopf.Patch,
+    **_: object,
+) -> None:
     assert namespace is not None
     generation = int(meta.get("generation") or 0)
     log = logger(kind="MarketData", namespace=namespace, name=name)
@@ -222,8 +268,9 @@ def reconcile_marketdata(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
     if job is None:
         return  # waiting in the admission queue, which creates the Job
     if settings.executor == "local":
-        result = _step_local(model, namespace, name, str(run), settings, current, patch,
-                             generation, jname)
+        result = _step_local(
+            model, namespace, name, str(run), settings, current, patch, generation, jname
+        )
     else:
         result = _step_job(namespace, job, jname)
     if result is None:
@@ -232,38 +279,63 @@ def reconcile_marketdata(body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
     _finish(body, model, current, patch, generation, result, at, log)
 
 
-def _parse(spec: kopf.Spec, status: dict[str, Any], patch: kopf.Patch, generation: int
-           ) -> MarketDataSpec | None:
+def _parse(
+    spec: kopf.Spec, status: dict[str, Any], patch: kopf.Patch, generation: int
+) -> MarketDataSpec | None:
     """The spec; None (and Failed, said once) when it does not parse."""
     try:
         return MarketDataSpec.model_validate(dict(spec))
     except ValidationError as e:
         message = str(e.errors()[0]["msg"])
         if status.get("phase") != "Failed" or status.get("message") != message:
-            patch.status.update({"phase": "Failed", "message": message,
-                                 "observedGeneration": generation})
+            patch.status.update(
+                {"phase": "Failed", "message": message, "observedGeneration": generation}
+            )
             condition(status, patch, "Ready", False, "InvalidSpec", message, generation)
         return None
 
 
-def _start(body: kopf.Body, spec: MarketDataSpec, namespace: str, name: str, uid: str,
-           status: dict[str, Any], patch: kopf.Patch, generation: int, why: str,
-           log: FilteringBoundLogger) -> str:
+def _start(
+    body: kopf.Body,
+    spec: MarketDataSpec,
+    namespace: str,
+    name: str,
+    uid: str,
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    generation: int,
+    why: str,
+    log: FilteringBoundLogger,
+) -> str:
     """A new download run: its claim, and its number in status (the queue then admits it)."""
     claim_body = pvc(spec, namespace, name, uid)
     if claim_body is not None:
-        kube.create_if_absent(kube.core().create_namespaced_persistent_volume_claim,
-                              namespace, claim_body)
+        kube.create_if_absent(
+            kube.core().create_namespaced_persistent_volume_claim, namespace, claim_body
+        )
     runs = int(status.get("runs") or 0) + 1
     run = f"{uid[:8]}-{runs}"
-    patch.status.update({
-        "phase": "Downloading", "currentRun": run, "runs": runs,
-        "observedGeneration": generation, "claimName": claim_name(spec, name),
-        "path": data_path(name), "marketsFile": market_data.MARKETS_FILE,
-        "message": f"downloading ({why})"})
-    condition(status, patch, "Downloading", True, "Downloading",
-              f"downloading {len(spec.pairs)} pairs x {len(spec.timeframes)} "
-              f"timeframes ({why})", generation)
+    patch.status.update(
+        {
+            "phase": "Downloading",
+            "currentRun": run,
+            "runs": runs,
+            "observedGeneration": generation,
+            "claimName": claim_name(spec, name),
+            "path": data_path(name),
+            "marketsFile": market_data.MARKETS_FILE,
+            "message": f"downloading ({why})",
+        }
+    )
+    condition(
+        status,
+        patch,
+        "Downloading",
+        True,
+        "Downloading",
+        f"downloading {len(spec.pairs)} pairs x {len(spec.timeframes)} timeframes ({why})",
+        generation,
+    )
     event(body, "Downloading", f"download started ({why})")
     log.info("download started", run=run, why=why)
     return run
@@ -272,8 +344,9 @@ def _start(body: kopf.Body, spec: MarketDataSpec, namespace: str, name: str, uid
 WAITING = "waiting for a download slot (the admission queue's limits)"
 
 
-def _admitted(namespace: str, name: str, status: dict[str, Any], patch: kopf.Patch,
-              generation: int) -> V1Job | None:
+def _admitted(
+    namespace: str, name: str, status: dict[str, Any], patch: kopf.Patch, generation: int
+) -> V1Job | None:
     """The download's Job once the admission queue has created it; None while it waits (its
     status says so, once)."""
     job: V1Job | None = kube.read_or_none(kube.batch().read_namespaced_job, name, namespace)
@@ -282,8 +355,7 @@ def _admitted(namespace: str, name: str, status: dict[str, Any], patch: kopf.Pat
         condition(status, patch, "Admitted", False, "Waiting", WAITING, generation)
     elif job is not None and status.get("message") == WAITING:
         patch.status["message"] = f"downloading as Job {name}"
-        condition(status, patch, "Admitted", True, "Admitted", f"Job {name} created",
-                  generation)
+        condition(status, patch, "Admitted", True, "Admitted", f"Job {name} created", generation)
     return job
 
 
@@ -303,9 +375,17 @@ def _job_pod(namespace: str, job: str) -> dict[str, Any] | None:
     return found
 
 
-def _step_local(spec: MarketDataSpec, namespace: str, name: str, run: str, settings: Settings,
-                status: dict[str, Any], patch: kopf.Patch, generation: int, job_name: str
-                ) -> dict[str, Any] | None:
+def _step_local(
+    spec: MarketDataSpec,
+    namespace: str,
+    name: str,
+    run: str,
+    settings: Settings,
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    generation: int,
+    job_name: str,
+) -> dict[str, Any] | None:
     """The download as a subprocess of the operator, once the queue's Job has a Running pod
     (a kwok pod runs nothing): its outcome then goes on the pod, which kwok finishes, and the
     slot frees as a Backtest's does."""
@@ -327,13 +407,19 @@ def _step_local(spec: MarketDataSpec, namespace: str, name: str, run: str, setti
     if outcome is None:
         return None
     if not reported:
-        kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace, {"metadata": {
-            "annotations": Outcome(outcome.succeeded, outcome.exit_code, "").annotations()}})
+        kube.core().patch_namespaced_pod(
+            pod["metadata"]["name"],
+            namespace,
+            {
+                "metadata": {
+                    "annotations": Outcome(outcome.succeeded, outcome.exit_code, "").annotations()
+                }
+            },
+        )
     return _local_result(executor, run, outcome.exit_code)
 
 
-def _local_result(executor: LocalExecutor, run: str, exit_code: int | None
-                  ) -> dict[str, Any]:
+def _local_result(executor: LocalExecutor, run: str, exit_code: int | None) -> dict[str, Any]:
     """A local download's result file, or a failure naming its log's tail."""
     # Earlier runs of this MarketData are done with: keep only this one's directory (its log),
     # or a refresh every hour would leave 24 a day.
@@ -347,9 +433,13 @@ def _local_result(executor: LocalExecutor, run: str, exit_code: int | None
     except (OSError, ValueError):
         log = executor.run_dir(f"marketdata-{run}") / "runner.log"
         tail = log.read_text(errors="replace")[-800:] if log.exists() else ""
-        result = {"ok": False, "exitCode": exit_code, "series": [], "problems": {},
-                  "errors": [f"the download exited with {exit_code} without a "
-                             f"result: {tail}"]}
+        result = {
+            "ok": False,
+            "exitCode": exit_code,
+            "series": [],
+            "problems": {},
+            "errors": [f"the download exited with {exit_code} without a result: {tail}"],
+        }
     return result
 
 
@@ -368,69 +458,155 @@ def _step_job(namespace: str, job: V1Job, job_name: str) -> dict[str, Any] | Non
         result: dict[str, Any] = json.loads(message)
         result.setdefault("series", [])
     except ValueError:
-        result = {"ok": False, "exitCode": exit_code, "series": [], "problems": {},
-                  "errors": [f"the download Job failed: {message[-500:]}"]}
+        result = {
+            "ok": False,
+            "exitCode": exit_code,
+            "series": [],
+            "problems": {},
+            "errors": [f"the download Job failed: {message[-500:]}"],
+        }
     # The Job is deleted once this result is in status (see reconcile_marketdata): a refresh
     # every hour would otherwise keep a day of them until their TTL.
     return result
 
 
-def _finish(body: kopf.Body, spec: MarketDataSpec, status: dict[str, Any], patch: kopf.Patch,
-            generation: int, result: dict[str, Any], at: dt.datetime,
-            log: FilteringBoundLogger) -> None:
+def _finish(
+    body: kopf.Body,
+    spec: MarketDataSpec,
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    generation: int,
+    result: dict[str, Any],
+    at: dt.datetime,
+    log: FilteringBoundLogger,
+) -> None:
     series = [dict(s) for s in result.get("series") or []]
     have = {(s["pair"], s["timeframe"]) for s in series if s.get("candles")}
     wanted = market_data.requested(spec)
     complete = [w for w in wanted if w in have]
-    model_series = [market_data.Series(s["pair"], s["timeframe"], parse_time(s.get("first")),
-                                       parse_time(s.get("last")), int(s.get("candles") or 0))
-                    for s in series]
-    patch.status.update({
-        "currentRun": None, "series": series or status.get("series"),
-        "pairsReady": f"{len(complete)}/{len(wanted)}",
-        "coverage": market_data.coverage(model_series),
-        "marketsSha256": result.get("marketsSha256") or status.get("marketsSha256"),
-    })
+    model_series = [
+        market_data.Series(
+            s["pair"],
+            s["timeframe"],
+            parse_time(s.get("first")),
+            parse_time(s.get("last")),
+            int(s.get("candles") or 0),
+        )
+        for s in series
+    ]
+    patch.status.update(
+        {
+            "currentRun": None,
+            "series": series or status.get("series"),
+            "pairsReady": f"{len(complete)}/{len(wanted)}",
+            "coverage": market_data.coverage(model_series),
+            "marketsSha256": result.get("marketsSha256") or status.get("marketsSha256"),
+        }
+    )
     if result.get("ok"):
-        _downloaded(body, spec, status, patch, generation, at, log, complete, wanted,
-                    market_data.coverage(model_series))
+        _downloaded(
+            body,
+            spec,
+            status,
+            patch,
+            generation,
+            at,
+            log,
+            complete,
+            wanted,
+            market_data.coverage(model_series),
+        )
     else:
-        _failed(body, status, patch, generation, result, at, log, ready=len(complete) ==
-                len(wanted), counted=f"{len(complete)}/{len(wanted)} series")
+        _failed(
+            body,
+            status,
+            patch,
+            generation,
+            result,
+            at,
+            log,
+            ready=len(complete) == len(wanted),
+            counted=f"{len(complete)}/{len(wanted)} series",
+        )
 
 
-def _downloaded(body: kopf.Body, spec: MarketDataSpec, status: dict[str, Any],
-                patch: kopf.Patch, generation: int, at: dt.datetime,
-                log: FilteringBoundLogger, complete: list[Any], wanted: list[Any],
-                coverage: str | None) -> None:
+def _downloaded(
+    body: kopf.Body,
+    spec: MarketDataSpec,
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    generation: int,
+    at: dt.datetime,
+    log: FilteringBoundLogger,
+    complete: list[Any],
+    wanted: list[Any],
+    coverage: str | None,
+) -> None:
     stamp = now()
     nxt = market_data.next_refresh(spec.refresh, at)
-    patch.status.update({"phase": "Ready", "lastRefresh": stamp, "attempts": None,
-                         "retryAt": None, "message": f"{len(complete)} series downloaded",
-                         "nextRefresh": nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None})
-    condition(status, patch, "Ready", True, "Downloaded",
-              f"{len(complete)}/{len(wanted)} series, coverage {coverage}", generation)
+    patch.status.update(
+        {
+            "phase": "Ready",
+            "lastRefresh": stamp,
+            "attempts": None,
+            "retryAt": None,
+            "message": f"{len(complete)} series downloaded",
+            "nextRefresh": nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None,
+        }
+    )
+    condition(
+        status,
+        patch,
+        "Ready",
+        True,
+        "Downloaded",
+        f"{len(complete)}/{len(wanted)} series, coverage {coverage}",
+        generation,
+    )
     condition(status, patch, "Downloading", False, "Idle", "download finished", generation)
     condition(status, patch, "Failed", False, "Downloaded", "", generation)
     event(body, "Downloaded", f"{len(complete)} series")
     log.info("download finished", series=len(complete))
 
 
-def _failed(body: kopf.Body, status: dict[str, Any], patch: kopf.Patch, generation: int,
-            result: dict[str, Any], at: dt.datetime, log: FilteringBoundLogger, *,
-            ready: bool, counted: str) -> None:
+def _failed(
+    body: kopf.Body,
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    generation: int,
+    result: dict[str, Any],
+    at: dt.datetime,
+    log: FilteringBoundLogger,
+    *,
+    ready: bool,
+    counted: str,
+) -> None:
     problems: dict[str, list[str]] = result.get("problems") or {}
     attempts = int(status.get("attempts") or 0) + 1
     retry = at + market_data.backoff(attempts)
     named = "; ".join(f"{pair}: {why[0]}" for pair, why in sorted(problems.items()))
     message = named or "; ".join(result.get("errors") or []) or "download failed"
     message = message[:1500]
-    patch.status.update({"phase": "Failed", "attempts": attempts, "message": message,
-                         "retryAt": retry.strftime("%Y-%m-%dT%H:%M:%SZ")})
+    patch.status.update(
+        {
+            "phase": "Failed",
+            "attempts": attempts,
+            "message": message,
+            "retryAt": retry.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
     condition(status, patch, "Failed", True, "DownloadFailed", message, generation)
-    condition(status, patch, "Downloading", False, "RetryScheduled",
-              f"attempt {attempts} failed; retrying at {retry:%H:%M:%S} UTC", generation)
-    condition(status, patch, "Ready", ready, "Downloaded" if ready else "Incomplete",
-              counted, generation)
+    condition(
+        status,
+        patch,
+        "Downloading",
+        False,
+        "RetryScheduled",
+        f"attempt {attempts} failed; retrying at {retry:%H:%M:%S} UTC",
+        generation,
+    )
+    condition(
+        status, patch, "Ready", ready, "Downloaded" if ready else "Incomplete", counted, generation
+    )
     event(body, "DownloadFailed", message, warning=True)
     log.warning("download failed", attempts=attempts, error=message)

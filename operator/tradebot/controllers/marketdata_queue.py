@@ -50,11 +50,19 @@ def start(namespace: str, name: str, group: str, settings: Settings) -> str:
         raise Refused(f"MarketData {name}: {e.errors()[0]['msg']}") from None
     uid = md["metadata"]["uid"]
     job = marketdata.job_name(name, str(run), uid)
-    kube.create_if_absent(kube.batch().create_namespaced_job, namespace,
-                          marketdata.download_job(spec, namespace, name, uid, job, settings))
+    kube.create_if_absent(
+        kube.batch().create_namespaced_job,
+        namespace,
+        marketdata.download_job(spec, namespace, name, uid, job, settings),
+    )
     return job
 
 
-MARKETDATA = QueueKind(label="marketdata", plural=marketdata.PLURAL,
-                       item_label=marketdata.LABEL_MARKETDATA, waiting=waiting, start=start)
+MARKETDATA = QueueKind(
+    label="marketdata",
+    plural=marketdata.PLURAL,
+    item_label=marketdata.LABEL_MARKETDATA,
+    waiting=waiting,
+    start=start,
+)
 register(MARKETDATA)

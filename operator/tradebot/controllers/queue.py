@@ -155,8 +155,9 @@ class QueueState:
     """The in-memory index. Every change comes from an informer thread or the admission
     loop, under one lock held only for dict and list operations."""
 
-    def __init__(self, wakeup: threading.Event, waiting_cap: int = 5000,
-                 ttl_default: int | None = None) -> None:
+    def __init__(
+        self, wakeup: threading.Event, waiting_cap: int = 5000, ttl_default: int | None = None
+    ) -> None:
         self.lock = threading.Lock()
         self.wakeup = wakeup
         self.waiting_cap, self.ttl_default = waiting_cap, ttl_default
@@ -182,14 +183,21 @@ class QueueState:
         names = [meta["name"]]
         if kind.units is not None:
             names = [f"{meta['name']}#{i}" for i in kind.units(obj)]
-            self._drop_units(kind, meta["namespace"], meta["name"],
-                             {_domain_name(kind.label, n) for n in names})
+            self._drop_units(
+                kind, meta["namespace"], meta["name"], {_domain_name(kind.label, n) for n in names}
+            )
         for name in names:
             key = (meta["namespace"], _domain_name(kind.label, name))
-            self.items[key] = _Item(kind.label, status.get("phase"), waits,
-                                    meta["resourceVersion"], meta.get("generation"),
-                                    list(status.get("conditions") or []),
-                                    status.get("queuePosition"), status.get("message") or "")
+            self.items[key] = _Item(
+                kind.label,
+                status.get("phase"),
+                waits,
+                meta["resourceVersion"],
+                meta.get("generation"),
+                list(status.get("conditions") or []),
+                status.get("queuePosition"),
+                status.get("message") or "",
+            )
             self._maybe_wait(key)
         key = (meta["namespace"], _domain_name(kind.label, meta["name"]))
         if kind.label == "backtest":
@@ -201,20 +209,25 @@ class QueueState:
         status = obj.get("status") or {}
         ttl = (obj.get("spec") or {}).get("ttlSecondsAfterFinished", self.ttl_default)
         finished = parse_time(status.get("finishedAt")) if status.get("finishedAt") else None
-        recorded = any(c.get("type") == "Recorded" and c.get("status") == "True"
-                       for c in status.get("conditions") or [])
-        if (ttl is None or finished is None or not recorded or not status.get("cleanedUp")
-                or status.get("phase") not in ("Succeeded", "Failed")):
+        recorded = any(
+            c.get("type") == "Recorded" and c.get("status") == "True"
+            for c in status.get("conditions") or []
+        )
+        if (
+            ttl is None
+            or finished is None
+            or not recorded
+            or not status.get("cleanedUp")
+            or status.get("phase") not in ("Succeeded", "Failed")
+        ):
             self.expiries.pop(key, None)
             return
-        self.expiries[key] = (finished + dt.timedelta(seconds=int(ttl)),
-                              obj["metadata"]["uid"])
+        self.expiries[key] = (finished + dt.timedelta(seconds=int(ttl)), obj["metadata"]["uid"])
 
     def _maybe_wait(self, key: Key) -> None:
         """Into the queue if its object waits and nothing runs for it, else out of it."""
         item = self.items.get(key)
-        if (item is None or item.waits is None or key in self.job_of
-                or key in self.assumed):
+        if item is None or item.waits is None or key in self.job_of or key in self.assumed:
             if self.waiting.remove(key):
                 self.positions_dirty.set()
             return
@@ -227,12 +240,16 @@ class QueueState:
             self.wakeup.set()
             self.positions_dirty.set()
 
-    def _drop_units(self, kind: QueueKind, namespace: str, name: str,
-                    keep: set[str] | None = None) -> None:
+    def _drop_units(
+        self, kind: QueueKind, namespace: str, name: str, keep: set[str] | None = None
+    ) -> None:
         """An object's unit items but those in `keep` (a finished unit leaves)."""
         prefix = _domain_name(kind.label, f"{name}#")
-        for key in [k for k in self.items if k[0] == namespace and k[1].startswith(prefix)
-                    and k[1] not in (keep or set())]:
+        for key in [
+            k
+            for k in self.items
+            if k[0] == namespace and k[1].startswith(prefix) and k[1] not in (keep or set())
+        ]:
             self.items.pop(key)
             if self.waiting.remove(key):
                 self.positions_dirty.set()
@@ -275,12 +292,21 @@ class QueueState:
             item = f"{item}#{labels.get(kind.unit_label, '')}"
         key = (ns, _domain_name(kind.label, item))
         status = obj.get("status") or {}
-        finished = bool(status.get("succeeded") or status.get("failed")) or any(
-            c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
-            for c in status.get("conditions") or []) or jk in self.pods_done
+        finished = (
+            bool(status.get("succeeded") or status.get("failed"))
+            or any(
+                c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                for c in status.get("conditions") or []
+            )
+            or jk in self.pods_done
+        )
         old = self.jobs.get(jk)
-        self.jobs[jk] = _Job(key, labels.get("tradebot.dev/strategy", ""), finished,
-                             old.seen_at if old else time.monotonic())
+        self.jobs[jk] = _Job(
+            key,
+            labels.get("tradebot.dev/strategy", ""),
+            finished,
+            old.seen_at if old else time.monotonic(),
+        )
         self.job_of[key] = meta["name"]
         self.assumed.pop(key, None)
         self.strategy_of_assumed.pop(key, None)
@@ -341,10 +367,14 @@ class QueueState:
 
     # --- what a pass reads --------------------------------------------------------------
     def running(self) -> list[RunningBacktest]:
-        held = [RunningBacktest(j.key[0], j.key[1], j.strategy)
-                for j in self.jobs.values() if not j.finished]
-        held += [RunningBacktest(k[0], k[1], self.strategy_of_assumed.get(k, ""))
-                 for k in self.assumed]
+        held = [
+            RunningBacktest(j.key[0], j.key[1], j.strategy)
+            for j in self.jobs.values()
+            if not j.finished
+        ]
+        held += [
+            RunningBacktest(k[0], k[1], self.strategy_of_assumed.get(k, "")) for k in self.assumed
+        ]
         return held
 
     def ordered(self, at: float) -> Iterator[QueuedBacktest]:
@@ -373,6 +403,7 @@ class QueueState:
 
 # --- the Backtest kind ----------------------------------------------------------------------
 
+
 def _created(obj: CustomObject | RawObject) -> dt.datetime:
     created = parse_time(obj["metadata"]["creationTimestamp"])
     assert created is not None  # the API server sets it on every object
@@ -384,9 +415,12 @@ def _backtest_waits(obj: RawObject) -> tuple[int, dt.datetime, str, GpuNeed | No
         return None
     spec = obj.get("spec") or {}
     gpu = spec.get("gpu")
-    return (int(spec.get("priority") or 0), _created(obj),
-            (spec.get("strategyRef") or {}).get("name", ""),
-            GpuNeed(gpu.get("vendor", "amd"), int(gpu["count"])) if gpu else None)
+    return (
+        int(spec.get("priority") or 0),
+        _created(obj),
+        (spec.get("strategyRef") or {}).get("name", ""),
+        GpuNeed(gpu.get("vendor", "amd"), int(gpu["count"])) if gpu else None,
+    )
 
 
 class StrategyNotReady(Exception):
@@ -402,14 +436,14 @@ def _start_backtest(namespace: str, name: str, strategy_name: str, settings: Set
     io = _io()
     strategy_read = io.submit(_read_strategy, namespace, strategy_name)
     try:
-        bt = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace,
-                                                        "backtests", name)
+        bt = kube.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, "backtests", name
+        )
     except ApiException as e:
         if kube.is_not_found(e):
             raise NotWaiting(name) from None
         raise
-    if ((bt.get("status") or {}).get("phase") != "Queued"
-            or bt["metadata"].get("deletionTimestamp")):
+    if (bt.get("status") or {}).get("phase") != "Queued" or bt["metadata"].get("deletionTimestamp"):
         raise NotWaiting(name)
     strategy = strategy_read.result()
     ref = ((bt.get("spec") or {}).get("strategyRef") or {}).get("name", "")
@@ -431,14 +465,14 @@ def _start_backtest(namespace: str, name: str, strategy_name: str, settings: Set
 
 def _read_strategy(namespace: str, name: str) -> CustomObject | None:
     found: CustomObject | None = kube.read_or_none(
-        kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, "strategies",
-        name)
+        kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, "strategies", name
+    )
     return found
 
 
-
-def _create_run(bt: CustomObject, strategy: CustomObject | None, settings: Settings
-                ) -> tuple[jobs.BacktestRun, CustomObject, dict[str, Any]]:
+def _create_run(
+    bt: CustomObject, strategy: CustomObject | None, settings: Settings
+) -> tuple[jobs.BacktestRun, CustomObject, dict[str, Any]]:
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = BacktestSpec.model_validate(bt["spec"])
@@ -453,22 +487,42 @@ def _create_run(bt: CustomObject, strategy: CustomObject | None, settings: Setti
         parameters = run_parameter_file(strategy)
     except ValueError as e:  # a spec change the Strategy controller has not resolved yet
         raise StrategyNotReady(f"Strategy {spec.strategy_ref.name}: {e}") from None
-    config = backtest_config(spec, strategy_spec, datadir=jobs.DATA_DIR,
-                             user_data_dir=jobs.USER_DATA_DIR, parameter_file=parameters)
+    config = backtest_config(
+        spec,
+        strategy_spec,
+        datadir=jobs.DATA_DIR,
+        user_data_dir=jobs.USER_DATA_DIR,
+        parameter_file=parameters,
+    )
     run_id = backtest_run_id(uid)
-    run = jobs.BacktestRun(namespace, name, uid, spec, spec.strategy_ref.name,
-                           strategy_spec.class_name, code, config, run_id, run_id,
-                           data_claim=market_data_claim(spec, namespace))
+    run = jobs.BacktestRun(
+        namespace,
+        name,
+        uid,
+        spec,
+        spec.strategy_ref.name,
+        strategy_spec.class_name,
+        code,
+        config,
+        run_id,
+        run_id,
+        data_claim=market_data_claim(spec, namespace),
+    )
     # In parallel: the pod waits for its ConfigMap to mount, the Job need not.
-    config_map = _io().submit(kube.create_if_absent, kube.core().create_namespaced_config_map,
-                              namespace, jobs.config_map(run))
+    config_map = _io().submit(
+        kube.create_if_absent,
+        kube.core().create_namespaced_config_map,
+        namespace,
+        jobs.config_map(run),
+    )
     kube.create_if_absent(kube.batch().create_namespaced_job, namespace, jobs.job(run, settings))
     config_map.result()
     return run, strategy, config
 
 
-def _mark_admitted(bt: CustomObject, run: jobs.BacktestRun, strategy: CustomObject,
-                   config: dict[str, Any]) -> None:
+def _mark_admitted(
+    bt: CustomObject, run: jobs.BacktestRun, strategy: CustomObject, config: dict[str, Any]
+) -> None:
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     log = _log.bind(namespace=namespace, name=name, correlation_id=run.run_id)
@@ -476,19 +530,32 @@ def _mark_admitted(bt: CustomObject, run: jobs.BacktestRun, strategy: CustomObje
         status = bt.get("status") or {}
         started = now()
         new_status = {
-            "phase": "Running", "jobName": run.job_name, "queuePosition": None,
-            "startedAt": started, "runId": run.run_id,
+            "phase": "Running",
+            "jobName": run.job_name,
+            "queuePosition": None,
+            "startedAt": started,
+            "runId": run.run_id,
             "codeHash": (strategy.get("status") or {}).get("codeHash"),
-            "configHash": config_hash(config), "message": f"running as Job {run.job_name}",
-            "parametersHash": (parameters_hash(run.spec.parameters)
-                               if run.spec.parameters is not None
-                               else (strategy.get("status") or {}).get("parametersHash")),
-            "conditions": set_condition(status.get("conditions"), "Admitted", True,
-                                        "Admitted", f"Job {run.job_name} created",
-                                        meta.get("generation"), at=started),
+            "configHash": config_hash(config),
+            "message": f"running as Job {run.job_name}",
+            "parametersHash": (
+                parameters_hash(run.spec.parameters)
+                if run.spec.parameters is not None
+                else (strategy.get("status") or {}).get("parametersHash")
+            ),
+            "conditions": set_condition(
+                status.get("conditions"),
+                "Admitted",
+                True,
+                "Admitted",
+                f"Job {run.job_name} created",
+                meta.get("generation"),
+                at=started,
+            ),
         }
         kube.custom().patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "backtests", name, {"status": new_status})
+            GROUP, VERSION, namespace, "backtests", name, {"status": new_status}
+        )
         post_event(bt, "Backtest", "Admitted", f"Job {run.job_name} created")
         error = record(namespace, name, uid, "running", {**status, **new_status}, run.spec)
         log.info("backtest admitted", job=run.job_name)
@@ -506,10 +573,21 @@ def _mark_running(namespace: str, name: str, uid_name: str, resource_version: st
     version the queue saw), so the Backtest's own reconciler follows its Job again."""
     try:
         kube.custom().patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "backtests", name,
-            {"metadata": {"resourceVersion": resource_version},
-             "status": {"phase": "Running", "jobName": uid_name, "queuePosition": None,
-                        "message": f"running as Job {uid_name}"}})
+            GROUP,
+            VERSION,
+            namespace,
+            "backtests",
+            name,
+            {
+                "metadata": {"resourceVersion": resource_version},
+                "status": {
+                    "phase": "Running",
+                    "jobName": uid_name,
+                    "queuePosition": None,
+                    "message": f"running as Job {uid_name}",
+                },
+            },
+        )
     except ApiException as e:
         if not (kube.is_conflict(e) or kube.is_not_found(e)):
             raise
@@ -519,13 +597,31 @@ def _back_to_pending(bt: CustomObject, why: str) -> None:
     meta = bt["metadata"]
     status = bt.get("status") or {}
     kube.custom().patch_namespaced_custom_object_status(
-        GROUP, VERSION, meta["namespace"], "backtests", meta["name"], {"status": {
-            "phase": "Pending", "message": why, "queuePosition": None,
-            "conditions": set_condition(status.get("conditions"), "StrategyReady", False,
-                                        "StrategyNotReady", why, meta.get("generation"),
-                                        at=now())}})
-    _log.info("backtest back to pending", namespace=meta["namespace"], name=meta["name"],
-              reason=why)
+        GROUP,
+        VERSION,
+        meta["namespace"],
+        "backtests",
+        meta["name"],
+        {
+            "status": {
+                "phase": "Pending",
+                "message": why,
+                "queuePosition": None,
+                "conditions": set_condition(
+                    status.get("conditions"),
+                    "StrategyReady",
+                    False,
+                    "StrategyNotReady",
+                    why,
+                    meta.get("generation"),
+                    at=now(),
+                ),
+            }
+        },
+    )
+    _log.info(
+        "backtest back to pending", namespace=meta["namespace"], name=meta["name"], reason=why
+    )
 
 
 def _reject(bt: CustomObject, error: Exception) -> None:
@@ -533,20 +629,37 @@ def _reject(bt: CustomObject, error: Exception) -> None:
     message = f"cannot start: {error}"
     status = bt.get("status") or {}
     finished = now()
-    patch = {"status": {
-        "phase": "Failed", "message": message, "queuePosition": None, "finishedAt": finished,
-        "conditions": set_condition(status.get("conditions"), "Complete", False,
-                                    "AdmissionFailed", message, meta.get("generation"),
-                                    at=finished)}}
+    patch = {
+        "status": {
+            "phase": "Failed",
+            "message": message,
+            "queuePosition": None,
+            "finishedAt": finished,
+            "conditions": set_condition(
+                status.get("conditions"),
+                "Complete",
+                False,
+                "AdmissionFailed",
+                message,
+                meta.get("generation"),
+                at=finished,
+            ),
+        }
+    }
     kube.custom().patch_namespaced_custom_object_status(
-        GROUP, VERSION, meta["namespace"], "backtests", meta["name"], patch)
+        GROUP, VERSION, meta["namespace"], "backtests", meta["name"], patch
+    )
     post_event(bt, "Backtest", "AdmissionFailed", message, warning=True)
-    _log.warning("backtest rejected", namespace=meta["namespace"], name=meta["name"],
-                 error=message)
+    _log.warning("backtest rejected", namespace=meta["namespace"], name=meta["name"], error=message)
 
 
-BACKTEST = QueueKind(label="backtest", plural="backtests", item_label=LABEL_BACKTEST,
-                     waiting=_backtest_waits, start=_start_backtest)
+BACKTEST = QueueKind(
+    label="backtest",
+    plural="backtests",
+    item_label=LABEL_BACKTEST,
+    waiting=_backtest_waits,
+    start=_start_backtest,
+)
 register(BACKTEST)
 
 
@@ -560,6 +673,7 @@ def _io() -> ThreadPoolExecutor:
 
 
 # --- GPU capacity ---------------------------------------------------------------------------
+
 
 def _gpu_quantity(value: object) -> int:
     try:
@@ -575,22 +689,32 @@ def gpu_capacity(settings: Settings) -> dict[str, int]:
     allocatable = dict.fromkeys(resources, 0)
     in_use = dict.fromkeys(resources, 0)
     for node in kube.core().list_node().items:
-        ready = any(c.type == "Ready" and c.status == "True"
-                    for c in (node.status.conditions or []))
-        has = {v: _gpu_quantity((node.status.allocatable or {}).get(res, 0))
-               for v, res in resources.items()}
+        ready = any(
+            c.type == "Ready" and c.status == "True" for c in (node.status.conditions or [])
+        )
+        has = {
+            v: _gpu_quantity((node.status.allocatable or {}).get(res, 0))
+            for v, res in resources.items()
+        }
         if not ready or node.spec.unschedulable or not any(has.values()):
             continue
         for vendor, n in has.items():
             allocatable[vendor] += n
-        pods = kube.core().list_pod_for_all_namespaces(
-            field_selector=f"spec.nodeName={node.metadata.name},"
-                           "status.phase!=Succeeded,status.phase!=Failed").items
+        pods = (
+            kube.core()
+            .list_pod_for_all_namespaces(
+                field_selector=f"spec.nodeName={node.metadata.name},"
+                "status.phase!=Succeeded,status.phase!=Failed"
+            )
+            .items
+        )
         for pod in pods:
             for c in pod.spec.containers:
                 req = c.resources
-                asked = {**((req.requests or {}) if req else {}),
-                         **((req.limits or {}) if req else {})}
+                asked = {
+                    **((req.requests or {}) if req else {}),
+                    **((req.limits or {}) if req else {}),
+                }
                 for vendor, res in resources.items():
                     in_use[vendor] += _gpu_quantity(asked.get(res, 0))
     return {v: max(0, allocatable[v] - in_use[v]) for v in resources}
@@ -598,25 +722,32 @@ def gpu_capacity(settings: Settings) -> dict[str, int]:
 
 # --- the loop -------------------------------------------------------------------------------
 
+
 def _limits(settings: Settings) -> Limits:
-    return Limits(settings.max_concurrent_backtests, settings.max_backtests_per_namespace,
-                  settings.max_backtests_per_strategy, hold=settings.queue_hold != "None")
+    return Limits(
+        settings.max_concurrent_backtests,
+        settings.max_backtests_per_namespace,
+        settings.max_backtests_per_strategy,
+        hold=settings.queue_hold != "None",
+    )
 
 
-def _list_call(settings: Settings, namespace: str | None, what: str,
-               kind: QueueKind | None = None) -> Callable[..., Any]:
+def _list_call(
+    settings: Settings, namespace: str | None, what: str, kind: QueueKind | None = None
+) -> Callable[..., Any]:
     if what == "objects":
         assert kind is not None
         plural = kind.plural
         if namespace is None:
             return lambda **kw: kube.custom().list_cluster_custom_object(
-                GROUP, VERSION, plural, **kw)
+                GROUP, VERSION, plural, **kw
+            )
         return lambda **kw: kube.custom().list_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, **kw)
+            GROUP, VERSION, namespace, plural, **kw
+        )
     api = kube.batch() if what == "jobs" else kube.core()
     if namespace is None:
-        fn = api.list_job_for_all_namespaces if what == "jobs" else \
-            api.list_pod_for_all_namespaces
+        fn = api.list_job_for_all_namespaces if what == "jobs" else api.list_pod_for_all_namespaces
         return fn  # type: ignore[no-any-return]
     fn = api.list_namespaced_job if what == "jobs" else api.list_namespaced_pod
     return lambda **kw: fn(namespace, **kw)
@@ -630,12 +761,16 @@ class AdmissionLoop:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._wakeup = runtime.get().admission_wakeup
-        self.state = QueueState(self._wakeup, settings.max_waiting_backtests_per_namespace,
-                                settings.backtest_ttl_seconds)
+        self.state = QueueState(
+            self._wakeup,
+            settings.max_waiting_backtests_per_namespace,
+            settings.backtest_ttl_seconds,
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="admission", daemon=True)
-        self._positions = threading.Thread(target=self._write_positions_loop,
-                                           name="queue-positions", daemon=True)
+        self._positions = threading.Thread(
+            target=self._write_positions_loop, name="queue-positions", daemon=True
+        )
         self._gpus: dict[str, int] = {}
         self._informers: list[Informer] = []
         selector = f"{LABEL_KIND} in ({','.join(sorted(_KINDS))})"
@@ -643,15 +778,32 @@ class AdmissionLoop:
         st = self.state
         for ns in namespaces:
             for kind in _KINDS.values():
-                self._informers.append(Informer(
-                    f"{kind.plural}-{ns or 'all'}", _list_call(settings, ns, "objects", kind),
-                    functools.partial(st.on_objects, kind), functools.partial(st.on_object, kind)))
-            self._informers.append(Informer(f"jobs-{ns or 'all'}",
-                                            _list_call(settings, ns, "jobs"),
-                                            st.on_jobs, st.on_job, selector))
-            self._informers.append(Informer(f"pods-{ns or 'all'}",
-                                            _list_call(settings, ns, "pods"),
-                                            st.on_pods, st.on_pod, selector))
+                self._informers.append(
+                    Informer(
+                        f"{kind.plural}-{ns or 'all'}",
+                        _list_call(settings, ns, "objects", kind),
+                        functools.partial(st.on_objects, kind),
+                        functools.partial(st.on_object, kind),
+                    )
+                )
+            self._informers.append(
+                Informer(
+                    f"jobs-{ns or 'all'}",
+                    _list_call(settings, ns, "jobs"),
+                    st.on_jobs,
+                    st.on_job,
+                    selector,
+                )
+            )
+            self._informers.append(
+                Informer(
+                    f"pods-{ns or 'all'}",
+                    _list_call(settings, ns, "pods"),
+                    st.on_pods,
+                    st.on_pod,
+                    selector,
+                )
+            )
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="admit")
 
     def start(self) -> None:
@@ -761,17 +913,33 @@ class AdmissionLoop:
         for (ns, name), item in refused.items():
             if item.kind != "backtest":
                 continue
-            message = (f"refused: namespace {ns} already has {cap} Backtests waiting (the "
-                       "operator's max_waiting_backtests_per_namespace); apply it again later")
+            message = (
+                f"refused: namespace {ns} already has {cap} Backtests waiting (the "
+                "operator's max_waiting_backtests_per_namespace); apply it again later"
+            )
             at = now()
-            patch = {"metadata": {"resourceVersion": item.resource_version}, "status": {
-                "phase": "Failed", "message": message, "queuePosition": None,
-                "finishedAt": at,
-                "conditions": set_condition(item.conditions, "Admitted", False, "QueueFull",
-                                            message, item.generation, at=at)}}
+            patch = {
+                "metadata": {"resourceVersion": item.resource_version},
+                "status": {
+                    "phase": "Failed",
+                    "message": message,
+                    "queuePosition": None,
+                    "finishedAt": at,
+                    "conditions": set_condition(
+                        item.conditions,
+                        "Admitted",
+                        False,
+                        "QueueFull",
+                        message,
+                        item.generation,
+                        at=at,
+                    ),
+                },
+            }
             try:
                 kube.custom().patch_namespaced_custom_object_status(
-                    GROUP, VERSION, ns, "backtests", name, patch)
+                    GROUP, VERSION, ns, "backtests", name, patch
+                )
                 _log.warning("backtest refused: waiting cap", namespace=ns, name=name, cap=cap)
             except ApiException as e:
                 if not (kube.is_not_found(e) or kube.is_conflict(e)):
@@ -785,8 +953,8 @@ class AdmissionLoop:
         for (ns, name), uid in due:
             try:
                 kube.custom().delete_namespaced_custom_object(
-                    GROUP, VERSION, ns, "backtests", name,
-                    body={"preconditions": {"uid": uid}})
+                    GROUP, VERSION, ns, "backtests", name, body={"preconditions": {"uid": uid}}
+                )
                 _log.info("finished backtest deleted at its TTL", namespace=ns, name=name)
             except ApiException as e:
                 if not (kube.is_not_found(e) or kube.is_conflict(e)):
@@ -803,9 +971,14 @@ class AdmissionLoop:
             # A Job seen for a while whose Backtest still says Queued: its start's status
             # patch never happened (the operator stopped in between).
             stale = time.monotonic() - 10 * self.settings.reconcile_interval_seconds
-            repair = [(k, st.job_of[k], v.resource_version) for k, v in st.items.items()
-                      if v.kind == "backtest" and v.phase == "Queued" and k in st.job_of
-                      and st.jobs[(k[0], st.job_of[k])].seen_at < stale]
+            repair = [
+                (k, st.job_of[k], v.resource_version)
+                for k, v in st.items.items()
+                if v.kind == "backtest"
+                and v.phase == "Queued"
+                and k in st.job_of
+                and st.jobs[(k[0], st.job_of[k])].seen_at < stale
+            ]
         limits = _limits(self.settings)
         decision = decide(queued, running, limits, self._gpus)
         for key, position in decision.positions.items():
@@ -815,15 +988,29 @@ class AdmissionLoop:
             reason = decision.waiting_for.get(key, "")
             message = f"queued at position {position}: waiting for {reason}"
             if not position_worth_writing(item.position, position) and (
-                    item.message.split(": waiting for ")[-1] == reason):
+                item.message.split(": waiting for ")[-1] == reason
+            ):
                 continue
-            patch = {"metadata": {"resourceVersion": item.resource_version}, "status": {
-                "queuePosition": position, "message": message,
-                "conditions": set_condition(item.conditions, "Admitted", False, "Waiting",
-                                            message, item.generation, at=now())}}
+            patch = {
+                "metadata": {"resourceVersion": item.resource_version},
+                "status": {
+                    "queuePosition": position,
+                    "message": message,
+                    "conditions": set_condition(
+                        item.conditions,
+                        "Admitted",
+                        False,
+                        "Waiting",
+                        message,
+                        item.generation,
+                        at=now(),
+                    ),
+                },
+            }
             try:
                 kube.custom().patch_namespaced_custom_object_status(
-                    GROUP, VERSION, key[0], "backtests", key[1], patch)
+                    GROUP, VERSION, key[0], "backtests", key[1], patch
+                )
             except ApiException as e:
                 # Changed meanwhile (admitted, deleted): its next event brings it back here
                 # if it still waits.
@@ -848,5 +1035,13 @@ def wake() -> None:
     runtime.get().admission_wakeup.set()
 
 
-__all__ = ["BACKTEST", "AdmissionLoop", "NotWaiting", "QueueKind", "Refused",
-           "backtest_job_name", "register", "wake"]
+__all__ = [
+    "BACKTEST",
+    "AdmissionLoop",
+    "NotWaiting",
+    "QueueKind",
+    "Refused",
+    "backtest_job_name",
+    "register",
+    "wake",
+]

@@ -105,8 +105,7 @@ class Runtime:
         on the network need more threads than kopf's default, and each kind its own."""
         with self._pools_lock:
             if name not in self._pools:
-                self._pools[name] = ThreadPoolExecutor(max_workers=size,
-                                                       thread_name_prefix=name)
+                self._pools[name] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=name)
             return self._pools[name]
 
     def store(self) -> BufferedStore:
@@ -123,8 +122,11 @@ class Runtime:
                     Path(dsn.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
                 store = BufferedStore.open(dsn, self.settings.records_outbox)
                 if not store.connected:
-                    _log.warning("records database unavailable at start; writes wait in the "
-                                 "outbox", outbox=str(store.outbox_path), pending=store.pending)
+                    _log.warning(
+                        "records database unavailable at start; writes wait in the outbox",
+                        outbox=str(store.outbox_path),
+                        pending=store.pending,
+                    )
                 store.start_flusher(self.settings.outbox_flush_interval_seconds)
                 self._store = store
             return self._store
@@ -150,14 +152,16 @@ def get() -> Runtime:
     return _runtime
 
 
-async def in_thread(pool: ThreadPoolExecutor, handler: Callable[..., None], **kwargs: object
-                    ) -> None:
+async def in_thread(
+    pool: ThreadPoolExecutor, handler: Callable[..., None], **kwargs: object
+) -> None:
     """Runs a sync handler on `pool` from an async kopf handler. kopf's context (its settings,
     for Events and patches) travels with the call, as kopf does for the sync handlers it runs
     in its own pool."""
     context = contextvars.copy_context()
     await asyncio.get_running_loop().run_in_executor(
-        pool, functools.partial(context.run, functools.partial(handler, **kwargs)))
+        pool, functools.partial(context.run, functools.partial(handler, **kwargs))
+    )
 
 
 def install(runtime: Runtime) -> None:

@@ -19,12 +19,20 @@ def now() -> str:
     return format_time(dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
-def condition(status: dict[str, Any], patch: kopf.Patch, type_: str, ok: bool | str,
-              reason: str, message: str, generation: int | None) -> None:
+def condition(
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    type_: str,
+    ok: bool | str,
+    reason: str,
+    message: str,
+    generation: int | None,
+) -> None:
     """Sets one condition in the patch, starting from what the patch or status already has."""
     current = patch.status.get("conditions") or status.get("conditions")
-    patch.status["conditions"] = set_condition(current, type_, ok, reason, message, generation,
-                                               at=now())
+    patch.status["conditions"] = set_condition(
+        current, type_, ok, reason, message, generation, at=now()
+    )
 
 
 def drop_unchanged(patch: kopf.Patch, status: Mapping[str, Any]) -> None:
@@ -48,21 +56,33 @@ def event(body: kopf.Body, reason: str, message: str, warning: bool = False) -> 
         kopf.info(body, reason=reason, message=message)
 
 
-def post_event(obj: Mapping[str, Any], kind: str, reason: str, message: str,
-                warning: bool = False) -> None:
+def post_event(
+    obj: Mapping[str, Any], kind: str, reason: str, message: str, warning: bool = False
+) -> None:
     """The same Event as `event`, for code outside kopf's handlers (the admission loop), where
     kopf has no context to post from: written to the API server directly."""
     meta = obj["metadata"]
     stamp = now()
-    kube.core().create_namespaced_event(meta["namespace"], {
-        "metadata": {"generateName": f"{meta['name']}."},
-        "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind,
-                           "name": meta["name"], "namespace": meta["namespace"],
-                           "uid": meta["uid"]},
-        "reason": reason, "message": message, "type": "Warning" if warning else "Normal",
-        "source": {"component": "tradebot-operator"},
-        "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-    })
+    kube.core().create_namespaced_event(
+        meta["namespace"],
+        {
+            "metadata": {"generateName": f"{meta['name']}."},
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": kind,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "reason": reason,
+            "message": message,
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": "tradebot-operator"},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        },
+    )
 
 
 # One time parser for the controllers: status, client objects and Freqtrade's answers.

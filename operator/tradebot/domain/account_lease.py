@@ -22,8 +22,9 @@ ANNOTATION_ACCOUNT = "tradebot.dev/account-key"
 LEASE_PREFIX = "acct-"
 
 
-def account_key(namespace: str, exchange_name: str, credentials_secret_name: str | None,
-                bot_name: str) -> str:
+def account_key(
+    namespace: str, exchange_name: str, credentials_secret_name: str | None, bot_name: str
+) -> str:
     """The account a bot trades. Without credentials (dry run) it is the bot's own, never
     shared: paper trading cannot collide with anything. Kubernetes names hold no '/', so the
     parts cannot run into each other."""
@@ -61,8 +62,11 @@ class Lease:
     def expires(self, default_duration: dt.timedelta) -> dt.datetime | None:
         if self.renew_time is None:
             return None
-        duration = (dt.timedelta(seconds=self.lease_duration_seconds)
-                    if self.lease_duration_seconds is not None else default_duration)
+        duration = (
+            dt.timedelta(seconds=self.lease_duration_seconds)
+            if self.lease_duration_seconds is not None
+            else default_duration
+        )
         return utc(self.renew_time) + duration
 
 
@@ -86,9 +90,15 @@ class LeaseDecision:
         return self.action != "wait"
 
 
-def decide_lease(bot_uid: str, account_key: str, existing_leases: Sequence[Lease],
-                 now: dt.datetime, lease_duration: dt.timedelta, *,
-                 live_pods_of_other_holders: int) -> LeaseDecision:
+def decide_lease(
+    bot_uid: str,
+    account_key: str,
+    existing_leases: Sequence[Lease],
+    now: dt.datetime,
+    lease_duration: dt.timedelta,
+    *,
+    live_pods_of_other_holders: int,
+) -> LeaseDecision:
     """Acquire when the Lease is free or expired and no other holder's pod still exists (an
     expired Lease only says its holder stopped renewing, not that its pod is gone); renew when
     held; otherwise wait, naming the holder. The caller writes a takeover with the Lease's
@@ -97,35 +107,59 @@ def decide_lease(bot_uid: str, account_key: str, existing_leases: Sequence[Lease
     now = utc(now)
     lease = next((item for item in existing_leases if item.name == name), None)
 
-    def wait(holder: str | None, why: str,
-             retry: dt.timedelta | None = None) -> LeaseDecision:
-        return LeaseDecision("wait", name, holder, why,
-                             retry_after=retry if retry is not None else lease_duration / 3)
+    def wait(holder: str | None, why: str, retry: dt.timedelta | None = None) -> LeaseDecision:
+        return LeaseDecision(
+            "wait",
+            name,
+            holder,
+            why,
+            retry_after=retry if retry is not None else lease_duration / 3,
+        )
 
     if lease is not None and lease.holder_identity == bot_uid:
-        return LeaseDecision("renew", name, bot_uid, f"holds the lease of {account_key}",
-                             transitions=lease.lease_transitions)
+        return LeaseDecision(
+            "renew",
+            name,
+            bot_uid,
+            f"holds the lease of {account_key}",
+            transitions=lease.lease_transitions,
+        )
     if live_pods_of_other_holders > 0:
         holder = lease.holder_identity if lease is not None else None
-        return wait(holder, f"account {account_key}: {live_pods_of_other_holders} pod(s) of "
-                    f"another bot{f' ({holder})' if holder else ''} still exist")
+        return wait(
+            holder,
+            f"account {account_key}: {live_pods_of_other_holders} pod(s) of "
+            f"another bot{f' ({holder})' if holder else ''} still exist",
+        )
     if lease is None:
         return LeaseDecision("create", name, bot_uid, f"acquired the lease of {account_key}")
     expires = lease.expires(lease_duration)
     if lease.holder_identity is not None and expires is not None and expires > now:
-        return wait(lease.holder_identity,
-                    f"account {account_key} is held by {lease.holder_identity} until "
-                    f"{expires.isoformat()}", retry=expires - now)
-    return LeaseDecision("takeover", name, bot_uid,
-                         f"took over the lease of {account_key} from "
-                         f"{lease.holder_identity or 'nobody'}",
-                         transitions=lease.lease_transitions + 1)
+        return wait(
+            lease.holder_identity,
+            f"account {account_key} is held by {lease.holder_identity} until {expires.isoformat()}",
+            retry=expires - now,
+        )
+    return LeaseDecision(
+        "takeover",
+        name,
+        bot_uid,
+        f"took over the lease of {account_key} from {lease.holder_identity or 'nobody'}",
+        transitions=lease.lease_transitions + 1,
+    )
 
 
-def lease_manifest(key: str, *, namespace: str, bot_name: str, bot_uid: str,
-                   now: dt.datetime, lease_duration: dt.timedelta,
-                   acquired_at: dt.datetime | None = None,
-                   transitions: int = 0) -> dict[str, Any]:
+def lease_manifest(
+    key: str,
+    *,
+    namespace: str,
+    bot_name: str,
+    bot_uid: str,
+    now: dt.datetime,
+    lease_duration: dt.timedelta,
+    acquired_at: dt.datetime | None = None,
+    transitions: int = 0,
+) -> dict[str, Any]:
     """The Lease held by bot `bot_uid`. It is owned by that LiveBot, so deleting the bot frees
     the account; its pod is checked separately (`live_pods_of_other_holders`) because it may
     still be terminating when the Lease is already gone."""

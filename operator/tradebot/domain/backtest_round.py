@@ -15,14 +15,14 @@ from typing import Any, Literal
 TERMINAL = ("Succeeded", "Failed")
 
 Step = Literal[
-    "invalid",    # the spec does not validate: Failed (once)
-    "cleanup",    # finished: retry the record if needed, delete the Job, free the slot
-    "complete",   # the Job finished: read its result, Succeeded or Failed, record
-    "follow",     # the Job runs: Running (once), and on the local executor one step of it
-    "requeue",    # Running but the Job is gone: back to the queue
-    "wait",       # the Strategy is missing or not Ready: Pending
-    "queue",      # ready to run: Queued for the admission loop, record the run as queued
-    "idle",       # Queued already: the admission loop's turn
+    "invalid",  # the spec does not validate: Failed (once)
+    "cleanup",  # finished: retry the record if needed, delete the Job, free the slot
+    "complete",  # the Job finished: read its result, Succeeded or Failed, record
+    "follow",  # the Job runs: Running (once), and on the local executor one step of it
+    "requeue",  # Running but the Job is gone: back to the queue
+    "wait",  # the Strategy is missing or not Ready: Pending
+    "queue",  # ready to run: Queued for the admission loop, record the run as queued
+    "idle",  # Queued already: the admission loop's turn
 ]
 JobSeen = Literal["absent", "running", "finished"]
 
@@ -38,15 +38,17 @@ class BacktestDecision:
     mark_running: bool = False
 
 
-def before_strategy(phase: str | None, spec_error: str | None, job: JobSeen
-                    ) -> BacktestDecision | None:
+def before_strategy(
+    phase: str | None, spec_error: str | None, job: JobSeen
+) -> BacktestDecision | None:
     """The decision from the phase, the spec's validation and the Job; None when the Strategy
     must be read first."""
     if spec_error is not None:
         if phase in TERMINAL:
             return BacktestDecision("idle")
-        return BacktestDecision("invalid", "InvalidSpec", f"invalid spec: {spec_error}",
-                                announce=True)
+        return BacktestDecision(
+            "invalid", "InvalidSpec", f"invalid spec: {spec_error}", announce=True
+        )
     if phase in TERMINAL:
         return BacktestDecision("cleanup")
     if job == "finished":
@@ -54,25 +56,36 @@ def before_strategy(phase: str | None, spec_error: str | None, job: JobSeen
     if job == "running":
         return BacktestDecision("follow", mark_running=phase != "Running")
     if phase == "Running":
-        return BacktestDecision("requeue", "Requeued", "disappeared before it finished",
-                                announce=True)
+        return BacktestDecision(
+            "requeue", "Requeued", "disappeared before it finished", announce=True
+        )
     return None
 
 
-def with_strategy(phase: str | None, message: str | None, strategy_ref: str,
-                  strategy_status: Mapping[str, Any] | None, found: bool) -> BacktestDecision:
+def with_strategy(
+    phase: str | None,
+    message: str | None,
+    strategy_ref: str,
+    strategy_status: Mapping[str, Any] | None,
+    found: bool,
+) -> BacktestDecision:
     """No Job and not running: wait for the Strategy, or queue."""
     if not found:
         why = f"Strategy {strategy_ref} not found"
-        return BacktestDecision("wait", "StrategyNotFound", why,
-                                announce=phase != "Pending" or message != why)
+        return BacktestDecision(
+            "wait", "StrategyNotFound", why, announce=phase != "Pending" or message != why
+        )
     status = strategy_status or {}
     if status.get("phase") != "Ready":
-        why = (f"Strategy {strategy_ref} is {status.get('phase') or 'not introspected yet'}: "
-               f"{status.get('message') or ''}").rstrip(": ")
-        return BacktestDecision("wait", "StrategyNotReady", why,
-                                announce=phase != "Pending" or message != why)
+        why = (
+            f"Strategy {strategy_ref} is {status.get('phase') or 'not introspected yet'}: "
+            f"{status.get('message') or ''}"
+        ).rstrip(": ")
+        return BacktestDecision(
+            "wait", "StrategyNotReady", why, announce=phase != "Pending" or message != why
+        )
     if phase != "Queued":
-        return BacktestDecision("queue", "Ready", f"Strategy {strategy_ref} is Ready",
-                                announce=True)
+        return BacktestDecision(
+            "queue", "Ready", f"Strategy {strategy_ref} is Ready", announce=True
+        )
     return BacktestDecision("idle")

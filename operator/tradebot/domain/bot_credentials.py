@@ -35,29 +35,35 @@ def operator_managed(labels: Mapping[str, str], owner_api_versions: list[str]) -
     return managed or any(v.startswith("tradebot.dev/") for v in owner_api_versions)
 
 
-def credentials_problem(spec: LiveBotSpec, seen: CredentialsSeen | None
-                        ) -> tuple[str, str] | None:
+def credentials_problem(spec: LiveBotSpec, seen: CredentialsSeen | None) -> tuple[str, str] | None:
     """(reason, message) when the bot may not use its credentials; None when it may."""
     ref = spec.exchange.credentials_secret_ref
     if spec.mode == "dryRun":
         return None
     if ref is None:
-        return ("CredentialsMissing",
-                "exchange.credentialsSecretRef is required for testnet and live")
+        return (
+            "CredentialsMissing",
+            "exchange.credentialsSecretRef is required for testnet and live",
+        )
     if seen is None or not seen.exists:
         return "CredentialsMissing", f"Secret {ref.name} not found"
     if seen.operator_managed:
-        return ("CredentialsNotAllowed",
-                f"Secret {ref.name} is managed by the operator and never holds exchange "
-                f"credentials: use a Secret of your own labelled {LABEL_CREDENTIALS}={spec.mode}")
+        return (
+            "CredentialsNotAllowed",
+            f"Secret {ref.name} is managed by the operator and never holds exchange "
+            f"credentials: use a Secret of your own labelled {LABEL_CREDENTIALS}={spec.mode}",
+        )
     label = seen.labels.get(LABEL_CREDENTIALS)
     if label != spec.mode:
         has = f"it has {LABEL_CREDENTIALS}={label}" if label else "it has no such label"
-        return ("CredentialsNotAllowed",
-                f"Secret {ref.name} needs the label {LABEL_CREDENTIALS}={spec.mode} to be used "
-                f"by a {spec.mode} bot ({has})")
+        return (
+            "CredentialsNotAllowed",
+            f"Secret {ref.name} needs the label {LABEL_CREDENTIALS}={spec.mode} to be used "
+            f"by a {spec.mode} bot ({has})",
+        )
     needed = [ref.api_key_key, ref.api_secret_key] + (
-        [ref.password_key] if ref.password_key else [])
+        [ref.password_key] if ref.password_key else []
+    )
     missing = [k for k in needed if k not in seen.items]
     if missing:
         return "CredentialsMissing", f"Secret {ref.name} lacks key(s): {', '.join(missing)}"

@@ -52,8 +52,10 @@ API_SECRET_ITEMS: dict[str, str] = {
     "ws-token": "FREQTRADE__API_SERVER__WS_TOKEN",
 }
 # Config entries that must come from Secrets only, never from the ConfigMap.
-_SECRET_CONFIG = {"exchange": ("key", "secret", "password", "uid"),
-                  "api_server": ("username", "password", "jwt_secret_key", "ws_token")}
+_SECRET_CONFIG = {
+    "exchange": ("key", "secret", "password", "uid"),
+    "api_server": ("username", "password", "jwt_secret_key", "ws_token"),
+}
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,12 @@ class ApiCredentials:
     ws_token: str = field(repr=False)
 
     def items(self) -> dict[str, str]:
-        return {"username": self.username, "password": self.password,
-                "jwt-secret-key": self.jwt_secret_key, "ws-token": self.ws_token}
+        return {
+            "username": self.username,
+            "password": self.password,
+            "jwt-secret-key": self.jwt_secret_key,
+            "ws-token": self.ws_token,
+        }
 
 
 @dataclass(frozen=True)
@@ -115,27 +121,41 @@ class BotInstance:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {**MANAGED_BY, **self.selector_labels,
-                LABEL_STRATEGY: _label_value(self.strategy_name), LABEL_MODE: self.spec.mode}
+        return {
+            **MANAGED_BY,
+            **self.selector_labels,
+            LABEL_STRATEGY: _label_value(self.strategy_name),
+            LABEL_MODE: self.spec.mode,
+        }
 
     @property
     def strategy_file(self) -> str:
         return f"{self.strategy_class}.py"
 
     def config_data(self) -> dict[str, str]:
-        return {"config.json": json.dumps(self.config, indent=2, sort_keys=True),
-                self.strategy_file: self.strategy_code, **supervision.config_data()}
+        return {
+            "config.json": json.dumps(self.config, indent=2, sort_keys=True),
+            self.strategy_file: self.strategy_code,
+            **supervision.config_data(),
+        }
 
     @property
     def config_hash(self) -> str:
         """Changes when the config or the code does: the controller replaces the pod then."""
-        return hashlib.sha256(
-            json.dumps(self.config_data(), sort_keys=True).encode()).hexdigest()
+        return hashlib.sha256(json.dumps(self.config_data(), sort_keys=True).encode()).hexdigest()
 
     def args(self, *, db_url_from_env: bool = False) -> list[str]:
-        args = ["trade", "--config", f"{CONFIG_DIR}/config.json",
-                "--strategy-path", STRATEGY_DIR, "--strategy", self.strategy_class,
-                "--userdir", USER_DATA_DIR]
+        args = [
+            "trade",
+            "--config",
+            f"{CONFIG_DIR}/config.json",
+            "--strategy-path",
+            STRATEGY_DIR,
+            "--strategy",
+            self.strategy_class,
+            "--userdir",
+            USER_DATA_DIR,
+        ]
         # Freqtrade lets --db-url override FREQTRADE__DB_URL: with the URL in the
         # environment, the argument must be absent.
         return args if db_url_from_env else [*args, "--db-url", TRADE_DB_URL]
@@ -149,8 +169,12 @@ def _label_value(name: str) -> str:
 
 
 def _metadata(bot: BotInstance, name: str) -> dict[str, Any]:
-    return {"name": name, "namespace": bot.namespace, "labels": bot.labels,
-            "ownerReferences": [owner_reference(API_VERSION, "LiveBot", bot.name, bot.uid)]}
+    return {
+        "name": name,
+        "namespace": bot.namespace,
+        "labels": bot.labels,
+        "ownerReferences": [owner_reference(API_VERSION, "LiveBot", bot.name, bot.uid)],
+    }
 
 
 def _check_no_secrets(config: dict[str, Any]) -> None:
@@ -159,27 +183,39 @@ def _check_no_secrets(config: dict[str, Any]) -> None:
         for key in keys:
             if values.get(key):
                 # The value is not echoed: it may be a real key.
-                raise ValueError(f"config {section}.{key} is set: secrets reach the bot only "
-                                 "as environment variables from Secrets, never in its ConfigMap")
+                raise ValueError(
+                    f"config {section}.{key} is set: secrets reach the bot only "
+                    "as environment variables from Secrets, never in its ConfigMap"
+                )
 
 
 def config_map(bot: BotInstance) -> dict[str, Any]:
     _check_no_secrets(bot.config)
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": _metadata(bot, bot.config_map_name), "data": bot.config_data()}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(bot, bot.config_map_name),
+        "data": bot.config_data(),
+    }
 
 
 def api_secret(bot: BotInstance, credentials: ApiCredentials) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": _metadata(bot, bot.api_secret_name),
-            "stringData": credentials.items()}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(bot, bot.api_secret_name),
+        "stringData": credentials.items(),
+    }
 
 
 def _secret_env(env_name: str, secret: str, key: str) -> dict[str, Any]:
     # Not optional: a missing Secret or item keeps the container from starting instead of
     # letting it start without keys.
-    return {"name": env_name,
-            "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": False}}}
+    return {
+        "name": env_name,
+        "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": False}},
+    }
 
 
 def trade_db_on_postgres(settings: Settings) -> bool:
@@ -191,19 +227,29 @@ def trade_db_on_postgres(settings: Settings) -> bool:
 def pvc(bot: BotInstance, settings: Settings) -> dict[str, Any]:
     """The bot's trade-database claim. Owned by the LiveBot, not the pod: it outlives every
     pod of the bot and goes with the bot."""
-    spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": settings.bot_storage_size}}}
+    spec: dict[str, Any] = {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": settings.bot_storage_size}},
+    }
     if settings.bot_storage_class:
         spec["storageClassName"] = settings.bot_storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": _metadata(bot, bot.data_claim_name), "spec": spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": _metadata(bot, bot.data_claim_name),
+        "spec": spec,
+    }
 
 
 def db_secret(bot: BotInstance, db_url: str) -> dict[str, Any]:
     """The operator-owned Secret with the bot's own PostgreSQL URL (its own role)."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": _metadata(bot, bot.db_secret_name),
-            "stringData": {DB_URL_ITEM: db_url}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": _metadata(bot, bot.db_secret_name),
+        "stringData": {DB_URL_ITEM: db_url},
+    }
 
 
 def _env(bot: BotInstance) -> list[dict[str, Any]]:
@@ -230,9 +276,11 @@ def _env(bot: BotInstance) -> list[dict[str, Any]]:
 def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
     gpu = bot.spec.gpu
     resources, placement = jobs.scheduling(bot.spec.resources, gpu, settings)
-    image = bot.spec.image or (settings.runner_image_rocm
-                               if gpu is not None and gpu.vendor == "amd"
-                               else settings.bot_image)
+    image = bot.spec.image or (
+        settings.runner_image_rocm
+        if gpu is not None and gpu.vendor == "amd"
+        else settings.bot_image
+    )
     on_postgres = trade_db_on_postgres(settings)
     env = _env(bot)
     if on_postgres:
@@ -245,8 +293,11 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
         "args": bot.args(db_url_from_env=on_postgres),
         "env": env,
         "ports": [{"name": "http", "containerPort": API_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": "/api/v1/ping", "port": "http"},
-                           "periodSeconds": 10, "failureThreshold": 3},
+        "readinessProbe": {
+            "httpGet": {"path": "/api/v1/ping", "port": "http"},
+            "periodSeconds": 10,
+            "failureThreshold": 3,
+        },
         "resources": resources,
         "volumeMounts": [
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
@@ -258,8 +309,10 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {**_metadata(bot, bot.pod_name),
-                     "annotations": {ANNOTATION_CONFIG_HASH: bot.config_hash}},
+        "metadata": {
+            **_metadata(bot, bot.pod_name),
+            "annotations": {ANNOTATION_CONFIG_HASH: bot.config_hash},
+        },
         "spec": {
             "restartPolicy": "Always",
             "automountServiceAccountToken": False,
@@ -267,22 +320,43 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
             # Freqtrade closes its loop and database on SIGTERM; give it time to.
             "terminationGracePeriodSeconds": 60,
             "securityContext": {"fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [container, supervision.sidecar(
-                image=image, deadline=parse_duration(bot.spec.supervision.deadline),
-                config_dir=CONFIG_DIR, config_volume="config", api_port=API_PORT,
-                credentials_env=[_secret_env(API_SECRET_ITEMS[item], bot.api_secret_name, item)
-                                 for item in ("username", "password")])],
+            "containers": [
+                container,
+                supervision.sidecar(
+                    image=image,
+                    deadline=parse_duration(bot.spec.supervision.deadline),
+                    config_dir=CONFIG_DIR,
+                    config_volume="config",
+                    api_port=API_PORT,
+                    credentials_env=[
+                        _secret_env(API_SECRET_ITEMS[item], bot.api_secret_name, item)
+                        for item in ("username", "password")
+                    ],
+                ),
+            ],
             "volumes": [
-                {"name": "config", "configMap": {"name": bot.config_map_name, "items": [
-                    {"key": "config.json", "path": "config.json"},
-                    {"key": bot.strategy_file, "path": f"strategy/{bot.strategy_file}"},
-                    supervision.config_item(),
-                ]}},
+                {
+                    "name": "config",
+                    "configMap": {
+                        "name": bot.config_map_name,
+                        "items": [
+                            {"key": "config.json", "path": "config.json"},
+                            {"key": bot.strategy_file, "path": f"strategy/{bot.strategy_file}"},
+                            supervision.config_item(),
+                        ],
+                    },
+                },
                 supervision.podinfo_volume(),
                 # Open trades must outlive the pod: the trade database is on the bot's claim,
                 # or in its PostgreSQL database (user-data then holds only logs).
-                {"name": "user-data", **({"emptyDir": {}} if on_postgres else {
-                    "persistentVolumeClaim": {"claimName": bot.data_claim_name}})},
+                {
+                    "name": "user-data",
+                    **(
+                        {"emptyDir": {}}
+                        if on_postgres
+                        else {"persistentVolumeClaim": {"claimName": bot.data_claim_name}}
+                    ),
+                },
                 {"name": "tmp", "emptyDir": {}},
             ],
             **placement,
@@ -290,8 +364,9 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
     }
 
 
-def network_policy(bot: BotInstance, *, operator_namespace: str,
-                   operator_labels: dict[str, str] | None = None) -> dict[str, Any]:
+def network_policy(
+    bot: BotInstance, *, operator_namespace: str, operator_labels: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Ingress to the bot's API port only from the operator's pods in the operator's
     namespace (both selectors in one peer, so both must match). Egress stays open: the bot
     must reach its exchange."""
@@ -306,13 +381,18 @@ def network_policy(bot: BotInstance, *, operator_namespace: str,
         "spec": {
             "podSelector": {"matchLabels": bot.selector_labels},
             "policyTypes": ["Ingress"],
-            "ingress": [{
-                "from": [{
-                    "namespaceSelector": {
-                        "matchLabels": {"kubernetes.io/metadata.name": operator_namespace}},
-                    "podSelector": {"matchLabels": selector},
-                }],
-                "ports": [{"protocol": "TCP", "port": API_PORT}],
-            }],
+            "ingress": [
+                {
+                    "from": [
+                        {
+                            "namespaceSelector": {
+                                "matchLabels": {"kubernetes.io/metadata.name": operator_namespace}
+                            },
+                            "podSelector": {"matchLabels": selector},
+                        }
+                    ],
+                    "ports": [{"protocol": "TCP", "port": API_PORT}],
+                }
+            ],
         },
     }

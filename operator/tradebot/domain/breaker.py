@@ -71,10 +71,14 @@ class BreakerState:
     def from_status(cls, status: CircuitBreakerStatus | None) -> BreakerState:
         if status is None:
             return cls()
-        return cls(state=status.state or CLOSED, tripped_at=status.tripped_at,
-                   reason=status.reason, affected_bots=tuple(status.affected_bots or ()),
-                   last_reset_token=status.last_reset_token,
-                   last_trip_token=status.last_trip_token)
+        return cls(
+            state=status.state or CLOSED,
+            tripped_at=status.tripped_at,
+            reason=status.reason,
+            affected_bots=tuple(status.affected_bots or ()),
+            last_reset_token=status.last_reset_token,
+            last_trip_token=status.last_trip_token,
+        )
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,9 @@ def _num(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-Limit = Literal["drawdown", "dailyLoss", "consecutiveLosses", "incidents", "staleHeartbeat",
-                "manual"]
+Limit = Literal[
+    "drawdown", "dailyLoss", "consecutiveLosses", "incidents", "staleHeartbeat", "manual"
+]
 
 
 @dataclass(frozen=True)
@@ -111,27 +116,35 @@ class Crossing:
     message: str
 
 
-def limits_crossed(spec: CircuitBreakerSpec, readings: Sequence[BotReading],
-                   now: dt.datetime) -> list[Crossing]:
+def limits_crossed(
+    spec: CircuitBreakerSpec, readings: Sequence[BotReading], now: dt.datetime
+) -> list[Crossing]:
     """Every limit crossed, by bot name."""
     limits = spec.limits
-    stale_after = (parse_duration(limits.stale_heartbeat)
-                   if limits.stale_heartbeat is not None else None)
+    stale_after = (
+        parse_duration(limits.stale_heartbeat) if limits.stale_heartbeat is not None else None
+    )
     found: list[Crossing] = []
     for r in sorted(readings, key=lambda r: r.name):
+
         def cross(limit: Limit, text: str, bot: str = r.name) -> None:
             found.append(Crossing(bot, limit, f"bot {bot}: {text}"))
 
         if limits.max_drawdown is not None and r.drawdown >= limits.max_drawdown:
-            cross("drawdown", f"drawdown {r.drawdown.quantize(_DISPLAY)} >= "
-                  f"{_num(limits.max_drawdown)}")
+            cross(
+                "drawdown",
+                f"drawdown {r.drawdown.quantize(_DISPLAY)} >= {_num(limits.max_drawdown)}",
+            )
         if limits.max_daily_loss is not None and r.daily_loss >= limits.max_daily_loss:
-            cross("dailyLoss", f"daily loss {_num(r.daily_loss)} >= "
-                  f"{_num(limits.max_daily_loss)}")
-        if (limits.max_consecutive_losses is not None
-                and r.consecutive_losses >= limits.max_consecutive_losses):
-            cross("consecutiveLosses", f"consecutive losses {r.consecutive_losses} >= "
-                  f"{limits.max_consecutive_losses}")
+            cross("dailyLoss", f"daily loss {_num(r.daily_loss)} >= {_num(limits.max_daily_loss)}")
+        if (
+            limits.max_consecutive_losses is not None
+            and r.consecutive_losses >= limits.max_consecutive_losses
+        ):
+            cross(
+                "consecutiveLosses",
+                f"consecutive losses {r.consecutive_losses} >= {limits.max_consecutive_losses}",
+            )
         if limits.max_incidents is not None and r.incidents_in_window >= limits.max_incidents:
             cross("incidents", f"incidents {r.incidents_in_window} >= {limits.max_incidents}")
         if stale_after is not None and r.running_since is not None:
@@ -139,13 +152,17 @@ def limits_crossed(spec: CircuitBreakerSpec, readings: Sequence[BotReading],
             if marks:
                 silent = utc(now) - max(marks)
                 if silent > stale_after:
-                    cross("staleHeartbeat", f"no heartbeat for {int(silent.total_seconds())}s"
-                          f" > {limits.stale_heartbeat}")
+                    cross(
+                        "staleHeartbeat",
+                        f"no heartbeat for {int(silent.total_seconds())}s"
+                        f" > {limits.stale_heartbeat}",
+                    )
     return found
 
 
-def crossings(spec: CircuitBreakerSpec, readings: Sequence[BotReading],
-              now: dt.datetime) -> list[str]:
+def crossings(
+    spec: CircuitBreakerSpec, readings: Sequence[BotReading], now: dt.datetime
+) -> list[str]:
     """One message per limit crossed, e.g. "bot a: drawdown 0.2150 >= 0.15"."""
     return [c.message for c in limits_crossed(spec, readings, now)]
 
@@ -168,58 +185,88 @@ def _names(readings: Sequence[BotReading]) -> tuple[str, ...]:
     return tuple(sorted({r.name for r in readings}))
 
 
-def evaluate(spec: CircuitBreakerSpec, state: BreakerState, readings: Sequence[BotReading],
-             now: dt.datetime, reset_token_requested: str | None, *,
-             trip_token_requested: str | None = None) -> BreakerDecision:
+def evaluate(
+    spec: CircuitBreakerSpec,
+    state: BreakerState,
+    readings: Sequence[BotReading],
+    now: dt.datetime,
+    reset_token_requested: str | None,
+    *,
+    trip_token_requested: str | None = None,
+) -> BreakerDecision:
     now = utc(now)
     names = _names(readings)
     # A token is consumed whatever the state, so that an annotation left behind from an earlier
     # reset cannot silently reset a later trip.
-    new_token = reset_token_requested is not None and \
-        reset_token_requested != state.last_reset_token
+    new_token = (
+        reset_token_requested is not None and reset_token_requested != state.last_reset_token
+    )
     if new_token:
         state = replace(state, last_reset_token=reset_token_requested)
     # A person's trip (the kill switch) wins over everything, a reset in the same round too.
-    new_trip = trip_token_requested is not None and \
-        trip_token_requested != state.last_trip_token
+    new_trip = trip_token_requested is not None and trip_token_requested != state.last_trip_token
     if new_trip:
         state = replace(state, last_trip_token=trip_token_requested)
 
     def trip(messages: list[str], limits: set[str]) -> BreakerDecision:
         still_stopped = state.affected_bots if state.state != CLOSED else ()
         affected = tuple(sorted({*names, *still_stopped}))
-        opened = replace(state, state=OPEN, tripped_at=now, reason="; ".join(messages),
-                         affected_bots=affected)
-        return BreakerDecision(opened, tripped=True, reset=False, stop_bots=affected,
-                               bots_allowed_to_run=(), record_incident=True,
-                               limits=tuple(sorted(limits)))
+        opened = replace(
+            state, state=OPEN, tripped_at=now, reason="; ".join(messages), affected_bots=affected
+        )
+        return BreakerDecision(
+            opened,
+            tripped=True,
+            reset=False,
+            stop_bots=affected,
+            bots_allowed_to_run=(),
+            record_incident=True,
+            limits=tuple(sorted(limits)),
+        )
 
     def running(new: BreakerState, *, reset: bool = False) -> BreakerDecision:
-        return BreakerDecision(new, tripped=False, reset=reset, stop_bots=(),
-                               bots_allowed_to_run=names, record_incident=False)
+        return BreakerDecision(
+            new,
+            tripped=False,
+            reset=reset,
+            stop_bots=(),
+            bots_allowed_to_run=names,
+            record_incident=False,
+        )
 
     if new_trip:
         # Also when Open: the kill switch starts the trip (and its cooldown) afresh.
         return trip([f"tripped by hand (token {trip_token_requested})"], {"manual"})
     if state.state == OPEN:
         if new_token:
-            return running(BreakerState(CLOSED, last_reset_token=state.last_reset_token,
-                         last_trip_token=state.last_trip_token),
-                           reset=True)
+            return running(
+                BreakerState(
+                    CLOSED,
+                    last_reset_token=state.last_reset_token,
+                    last_trip_token=state.last_trip_token,
+                ),
+                reset=True,
+            )
         half_open_at = _half_open_at(spec, state)
         if half_open_at is not None and now >= half_open_at:
             return running(replace(state, state=HALF_OPEN))
         stopped = tuple(sorted({*names, *state.affected_bots}))
-        return BreakerDecision(replace(state, affected_bots=stopped), tripped=False,
-                               reset=False, stop_bots=stopped, bots_allowed_to_run=(),
-                               record_incident=False)
+        return BreakerDecision(
+            replace(state, affected_bots=stopped),
+            tripped=False,
+            reset=False,
+            stop_bots=stopped,
+            bots_allowed_to_run=(),
+            record_incident=False,
+        )
 
     found = limits_crossed(spec, readings, now)
     if found:
         return trip([c.message for c in found], {c.limit for c in found})
     if state.state == HALF_OPEN:
-        closed = BreakerState(CLOSED, last_reset_token=state.last_reset_token,
-                         last_trip_token=state.last_trip_token)
+        closed = BreakerState(
+            CLOSED, last_reset_token=state.last_reset_token, last_trip_token=state.last_trip_token
+        )
         if new_token:
             return running(closed, reset=True)
         # Probation lasts as long as the cooldown: bots just let run again have had no time to
@@ -245,8 +292,7 @@ def to_status(state: BreakerState) -> dict[str, object]:
     """The status fields this state machine owns (camelCase, as patched)."""
     return {
         "state": state.state,
-        "trippedAt": None if state.tripped_at is None
-        else format_time(state.tripped_at),
+        "trippedAt": None if state.tripped_at is None else format_time(state.tripped_at),
         "reason": state.reason,
         "affectedBots": list(state.affected_bots) or None,
         "lastResetToken": state.last_reset_token,

@@ -27,8 +27,7 @@ def set_condition(
         "status": value,
         "reason": reason,
         "message": message[:32768],
-        "lastTransitionTime": at if old is None or changed
-        else old.get("lastTransitionTime"),
+        "lastTransitionTime": at if old is None or changed else old.get("lastTransitionTime"),
         **({"observedGeneration": generation} if generation is not None else {}),
     }
     result = [c for c in conditions or [] if c.get("type") != type_]

@@ -18,17 +18,29 @@ import datetime as dt
 from dataclasses import dataclass
 
 MACROS = {
-    "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0", "@daily": "0 0 * * *", "@midnight": "0 0 * * *",
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_MONTHS = {name: i for i, name in enumerate(
-    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
+_MONTHS = {
+    name: i
+    for i, name in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+}
 _WEEKDAYS = {name: i for i, name in enumerate(("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
 # (name, lowest, highest, names)
 _FIELDS: tuple[tuple[str, int, int, dict[str, int]], ...] = (
-    ("minute", 0, 59, {}), ("hour", 0, 23, {}), ("day of month", 1, 31, {}),
-    ("month", 1, 12, _MONTHS), ("day of week", 0, 7, _WEEKDAYS))
+    ("minute", 0, 59, {}),
+    ("hour", 0, 23, {}),
+    ("day of month", 1, 31, {}),
+    ("month", 1, 12, _MONTHS),
+    ("day of week", 0, 7, _WEEKDAYS),
+)
 # Every 5-field expression that can ever fire does so within 8 years (29 February on a given
 # weekday may take up to 28 years, but such a day-of-month AND weekday restriction is an OR
 # in cron, so it fires far sooner). The search stops there: an expression that never fires
@@ -68,8 +80,10 @@ class Cron:
         for step in range(_HORIZON_DAYS):
             if self.day_matches(day):
                 limit = (moment.hour, moment.minute) if step == 0 else (23, 59)
-                found = max(((h, m) for h in self.hours for m in self.minutes
-                             if (h, m) <= limit), default=None)
+                found = max(
+                    ((h, m) for h in self.hours for m in self.minutes if (h, m) <= limit),
+                    default=None,
+                )
                 if found is not None:
                     return dt.datetime(day.year, day.month, day.day, *found, tzinfo=dt.UTC)
             day -= dt.timedelta(days=1)
@@ -82,8 +96,10 @@ class Cron:
         for step in range(_HORIZON_DAYS):
             if self.day_matches(day):
                 floor = (start.hour, start.minute) if step == 0 else (0, 0)
-                found = min(((h, m) for h in self.hours for m in self.minutes
-                             if (h, m) >= floor), default=None)
+                found = min(
+                    ((h, m) for h in self.hours for m in self.minutes if (h, m) >= floor),
+                    default=None,
+                )
                 if found is not None:
                     return dt.datetime(day.year, day.month, day.day, *found, tzinfo=dt.UTC)
             day += dt.timedelta(days=1)
@@ -99,8 +115,10 @@ def _value(text: str, name: str, low: int, high: int, names: dict[str, int]) -> 
     if lowered in names:
         return names[lowered]
     if not text.isdigit():
-        raise CronError(f"{name}: {text!r} is not a number"
-                        + (f" or a name ({', '.join(names)})" if names else ""))
+        raise CronError(
+            f"{name}: {text!r} is not a number"
+            + (f" or a name ({', '.join(names)})" if names else "")
+        )
     number = int(text)
     if not low <= number <= high:
         raise CronError(f"{name}: {number} is outside {low}-{high}")
@@ -138,8 +156,10 @@ def parse(expression: str) -> Cron:
     text = " ".join(expression.split())
     fields = MACROS.get(text.lower(), text).split(" ")
     if len(fields) != 5:
-        raise CronError(f"{expression!r} has {len(fields)} fields; a cron schedule has 5: "
-                        "minute hour day-of-month month day-of-week (e.g. '0 8 * * 1')")
+        raise CronError(
+            f"{expression!r} has {len(fields)} fields; a cron schedule has 5: "
+            "minute hour day-of-month month day-of-week (e.g. '0 8 * * 1')"
+        )
     parsed = [_field(f, *spec) for f, spec in zip(fields, _FIELDS, strict=True)]
     weekdays = frozenset(d % 7 for d in parsed[4])
     days, months = parsed[2], parsed[3]
@@ -148,8 +168,16 @@ def parse(expression: str) -> Cron:
     day_restricted = not fields[2].startswith("*")
     weekday_restricted = not fields[4].startswith("*")
     if min(days) > longest and not weekday_restricted:
-        raise CronError(f"{expression!r} never fires: no month of {sorted(months)} has day "
-                        f"{min(days)}")
-    return Cron(parsed[0], parsed[1], days, months, weekdays,
-                days_restricted=day_restricted, weekdays_restricted=weekday_restricted,
-                expression=text)
+        raise CronError(
+            f"{expression!r} never fires: no month of {sorted(months)} has day {min(days)}"
+        )
+    return Cron(
+        parsed[0],
+        parsed[1],
+        days,
+        months,
+        weekdays,
+        days_restricted=day_restricted,
+        weekdays_restricted=weekday_restricted,
+        expression=text,
+    )

@@ -73,8 +73,9 @@ def entry_tag(schedule_uid: str, slot: dt.datetime) -> str:
     return f"dca-{schedule_uid[:8]}-{int(slot.timestamp())}"
 
 
-def slots_missed(schedule: Schedule, after: dt.datetime, before: dt.datetime,
-                 cap: int = 1000) -> int:
+def slots_missed(
+    schedule: Schedule, after: dt.datetime, before: dt.datetime, cap: int = 1000
+) -> int:
     """How many slots lie strictly between `after` and `before` (at most `cap`)."""
     count, moment = 0, schedule.next_after(after)
     while moment is not None and moment < before and count < cap:
@@ -84,6 +85,7 @@ def slots_missed(schedule: Schedule, after: dt.datetime, before: dt.datetime,
 
 
 # ---- what the controller observed ---------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Pending:
@@ -147,6 +149,7 @@ class Observation:
 
 # ---- what to do ----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class Idle:
     """Nothing due. `next_slot` for status."""
@@ -196,10 +199,23 @@ class Buy:
 Decision = Idle | AskBot | Wait | Record | Buy
 
 
-def bought(slot: dt.datetime, tag: str, order: TaggedOrder, stake: Decimal, pair: str,
-           missed_before: int = 0) -> Record:
-    return Record(slot, "Bought", "Bought", f"bought {format_money(stake)} of {pair} (trade "
-                  f"{order.trade_id})", tag, order, missed_before)
+def bought(
+    slot: dt.datetime,
+    tag: str,
+    order: TaggedOrder,
+    stake: Decimal,
+    pair: str,
+    missed_before: int = 0,
+) -> Record:
+    return Record(
+        slot,
+        "Bought",
+        "Bought",
+        f"bought {format_money(stake)} of {pair} (trade {order.trade_id})",
+        tag,
+        order,
+        missed_before,
+    )
 
 
 def due_slot(o: Observation) -> dt.datetime | None:
@@ -222,10 +238,14 @@ def decide(o: Observation) -> Decision:
     missed = slots_missed(o.schedule, since, slot)
     if o.starting_deadline is not None and o.now - slot > o.starting_deadline:
         late = int((o.now - slot).total_seconds())
-        return Record(slot, "Missed", "PastDeadline",
-                      f"{late}s late, beyond startingDeadlineSeconds "
-                      f"({int(o.starting_deadline.total_seconds())}s): not bought late",
-                      missed_before=missed)
+        return Record(
+            slot,
+            "Missed",
+            "PastDeadline",
+            f"{late}s late, beyond startingDeadlineSeconds "
+            f"({int(o.starting_deadline.total_seconds())}s): not bought late",
+            missed_before=missed,
+        )
     return _buy_or_not(o, slot, entry_tag(o.uid, slot), 1, missed)
 
 
@@ -236,33 +256,50 @@ def _resolve(o: Observation, p: Pending) -> Decision:
     superseded = (o.schedule.latest_at_or_before(o.now) or p.slot) > p.slot
     if state.error is not None:
         if superseded:
-            return Record(p.slot, "Unconfirmed", "BotUnreachable",
-                          f"the bot's API did not answer ({state.error}) and a newer slot is "
-                          f"due: whether slot {format_time(p.slot)} was bought is unknown; "
-                          f"look for entry tag {p.entry_tag} in the bot's trades", p.entry_tag)
-        return Wait(p.slot, "BotUnreachable",
-                    f"the buy of slot {format_time(p.slot)} is unconfirmed and the bot's API "
-                    f"does not answer ({state.error})")
+            return Record(
+                p.slot,
+                "Unconfirmed",
+                "BotUnreachable",
+                f"the bot's API did not answer ({state.error}) and a newer slot is "
+                f"due: whether slot {format_time(p.slot)} was bought is unknown; "
+                f"look for entry tag {p.entry_tag} in the bot's trades",
+                p.entry_tag,
+            )
+        return Wait(
+            p.slot,
+            "BotUnreachable",
+            f"the buy of slot {format_time(p.slot)} is unconfirmed and the bot's API "
+            f"does not answer ({state.error})",
+        )
     if state.found is not None:
         return bought(p.slot, p.entry_tag, state.found, o.stake, o.pair)
     if o.now - p.intended_at < SETTLE:
-        return Wait(p.slot, "Confirming",
-                    f"waiting to see whether the buy of slot {format_time(p.slot)} reached "
-                    "the bot")
+        return Wait(
+            p.slot,
+            "Confirming",
+            f"waiting to see whether the buy of slot {format_time(p.slot)} reached the bot",
+        )
     if p.attempts >= MAX_ATTEMPTS:
-        return Record(p.slot, "Failed", "NotPlaced",
-                      f"{p.attempts} attempts and no order tagged {p.entry_tag} in the bot's "
-                      "trades", p.entry_tag)
-    if superseded or (o.starting_deadline is not None
-                      and o.now - p.slot > o.starting_deadline):
-        return Record(p.slot, "Failed", "NotPlaced",
-                      f"no order tagged {p.entry_tag} in the bot's trades, and the slot has "
-                      "passed: not bought late", p.entry_tag)
+        return Record(
+            p.slot,
+            "Failed",
+            "NotPlaced",
+            f"{p.attempts} attempts and no order tagged {p.entry_tag} in the bot's trades",
+            p.entry_tag,
+        )
+    if superseded or (o.starting_deadline is not None and o.now - p.slot > o.starting_deadline):
+        return Record(
+            p.slot,
+            "Failed",
+            "NotPlaced",
+            f"no order tagged {p.entry_tag} in the bot's trades, and the slot has "
+            "passed: not bought late",
+            p.entry_tag,
+        )
     return _buy_or_not(o, p.slot, p.entry_tag, p.attempts + 1, 0)
 
 
-def _buy_or_not(o: Observation, slot: dt.datetime, tag: str, attempt: int,
-                missed: int) -> Decision:
+def _buy_or_not(o: Observation, slot: dt.datetime, tag: str, attempt: int, missed: int) -> Decision:
     def skip(reason: str, message: str) -> Record:
         return Record(slot, "Skipped", reason, message, missed_before=missed)
 
@@ -270,26 +307,35 @@ def _buy_or_not(o: Observation, slot: dt.datetime, tag: str, attempt: int,
         return skip("Suspended", "spec.suspend is true")
     bot = o.bot
     if bot is not None and bot.breaker is not None:
-        return skip("BreakerOpen", f"CircuitBreaker {bot.breaker} holds the bot: no buy "
-                    "until it is reset")
+        return skip(
+            "BreakerOpen", f"CircuitBreaker {bot.breaker} holds the bot: no buy until it is reset"
+        )
     if bot is not None and bot.phase == "Tripped":
         return skip("BreakerOpen", "the bot is Tripped: no buy until its breaker is reset")
     if bot is not None and (bot.suspended or bot.phase == "Suspended"):
         return skip("BotSuspended", "the LiveBot is suspended")
     if bot is not None and bot.mode == "live":
-        return skip("LiveBot", "a live bot takes no forced entries (force_entry_enable is off "
-                    "for real money): DCA runs on dryRun and testnet bots")
+        return skip(
+            "LiveBot",
+            "a live bot takes no forced entries (force_entry_enable is off "
+            "for real money): DCA runs on dryRun and testnet bots",
+        )
     if bot is not None and o.pair not in bot.pairs:
-        return skip("PairNotTraded", f"{o.pair} is not one of the bot's pairs "
-                    f"({', '.join(bot.pairs)})")
+        return skip(
+            "PairNotTraded", f"{o.pair} is not one of the bot's pairs ({', '.join(bot.pairs)})"
+        )
     limit = bot.max_stake_per_trade if bot is not None else None
     if limit is not None and o.stake > limit:
-        return skip("AboveLimit", f"stake {format_money(o.stake)} is above the bot's "
-                    f"limits.maxStakePerTrade {format_money(limit)}")
+        return skip(
+            "AboveLimit",
+            f"stake {format_money(o.stake)} is above the bot's "
+            f"limits.maxStakePerTrade {format_money(limit)}",
+        )
     if bot is None or bot.phase != "Running":
         seen = "missing" if bot is None else bot.phase or "not started"
-        return Wait(slot, "BotNotRunning", f"the LiveBot is {seen}; slot "
-                    f"{format_time(slot)} waits for it")
+        return Wait(
+            slot, "BotNotRunning", f"the LiveBot is {seen}; slot {format_time(slot)} waits for it"
+        )
     state = o.bot_state
     if state is None:
         return AskBot(None)
@@ -300,16 +346,25 @@ def _buy_or_not(o: Observation, slot: dt.datetime, tag: str, attempt: int,
     held = state.open_stakes.get(o.pair)
     if held is not None:
         if not state.position_adjustment:
-            return skip("PositionOpen", f"the bot holds an open {o.pair} trade and its "
-                        "strategy does not enable position adjustment, so Freqtrade cannot add "
-                        "to it (set position_adjustment_enable = True for DCA into one trade)")
+            return skip(
+                "PositionOpen",
+                f"the bot holds an open {o.pair} trade and its "
+                "strategy does not enable position adjustment, so Freqtrade cannot add "
+                "to it (set position_adjustment_enable = True for DCA into one trade)",
+            )
         if limit is not None and held + o.stake > limit:
-            return skip("AboveLimit", f"the open {o.pair} trade's stake would be "
-                        f"{format_money(held + o.stake)}, above the bot's "
-                        f"limits.maxStakePerTrade {format_money(limit)}")
+            return skip(
+                "AboveLimit",
+                f"the open {o.pair} trade's stake would be "
+                f"{format_money(held + o.stake)}, above the bot's "
+                f"limits.maxStakePerTrade {format_money(limit)}",
+            )
     elif len(state.open_stakes) >= bot.max_open_trades:
-        return skip("MaxOpenTrades", f"the bot has {len(state.open_stakes)} open trades, its "
-                    f"maximum ({bot.max_open_trades})")
+        return skip(
+            "MaxOpenTrades",
+            f"the bot has {len(state.open_stakes)} open trades, its "
+            f"maximum ({bot.max_open_trades})",
+        )
     return Buy(slot, tag, attempt, missed)
 
 
@@ -328,14 +383,18 @@ def tagged_order(trades: list[dict[str, object]], tag: str) -> TaggedOrder | Non
         # The REST API's order schema has no ft_is_entry: the side tells (spot: buy).
         entry_side = "sell" if trade.get("is_short") else "buy"
         for order in orders if isinstance(orders, list) else []:
-            if (isinstance(order, dict) and order.get("ft_order_tag") == tag
-                    and order.get("ft_is_entry", order.get("ft_order_side") == entry_side)):
+            if (
+                isinstance(order, dict)
+                and order.get("ft_order_tag") == tag
+                and order.get("ft_is_entry", order.get("ft_order_side") == entry_side)
+            ):
                 trade_id = trade.get("trade_id")
                 return TaggedOrder(
                     trade_id=int(trade_id) if isinstance(trade_id, (int, str)) else 0,
                     amount=_decimal(order.get("filled") or order.get("amount")),
                     price=_decimal(order.get("safe_price") or order.get("average")),
-                    cost=_decimal(order.get("cost")))
+                    cost=_decimal(order.get("cost")),
+                )
     return None
 
 
@@ -350,32 +409,45 @@ def open_stakes(trades: list[dict[str, object]]) -> dict[str, Decimal]:
 
 def history_entry(record: Record, stake: Decimal, at: dt.datetime) -> dict[str, object]:
     """The status.history item of a recorded slot (wire form: camelCase, money as strings)."""
-    entry: dict[str, object] = {"slot": format_time(record.slot), "outcome": record.outcome,
-                                "reason": record.reason, "message": record.message,
-                                "at": format_time(at)}
+    entry: dict[str, object] = {
+        "slot": format_time(record.slot),
+        "outcome": record.outcome,
+        "reason": record.reason,
+        "message": record.message,
+        "at": format_time(at),
+    }
     if record.tag is not None:
         entry["entryTag"] = record.tag
     if record.missed_before:
         entry["missedBefore"] = record.missed_before
     if record.order is not None:
-        entry.update(tradeId=record.order.trade_id, amount=format_money(record.order.amount),
-                     price=format_money(record.order.price),
-                     cost=format_money(record.order.cost or stake))
+        entry.update(
+            tradeId=record.order.trade_id,
+            amount=format_money(record.order.amount),
+            price=format_money(record.order.price),
+            cost=format_money(record.order.cost or stake),
+        )
     return entry
 
 
-def recorded_status(status: dict[str, object], record: Record, stake: Decimal,
-                    at: dt.datetime) -> dict[str, object]:
+def recorded_status(
+    status: dict[str, object], record: Record, stake: Decimal, at: dt.datetime
+) -> dict[str, object]:
     """The status fields a recorded slot changes: the history (newest first, bounded), the
     slot handled, the intent cleared and, for a buy, the totals."""
     history = status.get("history")
     earlier = [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
     update: dict[str, object] = {
         "history": [history_entry(record, stake, at), *earlier][:HISTORY_LENGTH],
-        "lastSlot": format_time(record.slot), "pending": None}
+        "lastSlot": format_time(record.slot),
+        "pending": None,
+    }
     if record.outcome == "Bought":
         spent = record.order.cost if record.order is not None and record.order.cost else stake
         total = _decimal(status.get("boughtStake")) + spent
-        update.update(buys=int(str(status.get("buys") or 0)) + 1,
-                      boughtStake=format_money(total), lastBuyAt=format_time(at))
+        update.update(
+            buys=int(str(status.get("buys") or 0)) + 1,
+            boughtStake=format_money(total),
+            lastBuyAt=format_time(at),
+        )
     return update

@@ -47,8 +47,9 @@ def stale_incident_id(bot_uid: str, silent_since: dt.datetime) -> str:
     return f"stale-{bot_uid}-{stamp(silent_since)}"
 
 
-def dry_run_periods(snapshots: Iterable[SnapshotMark], max_gap: dt.timedelta
-                    ) -> tuple[DryRunPeriod, ...]:
+def dry_run_periods(
+    snapshots: Iterable[SnapshotMark], max_gap: dt.timedelta
+) -> tuple[DryRunPeriod, ...]:
     """Stretches of dry-run trading: consecutive dry-run snapshots of one code hash no further
     apart than `max_gap`. A gap longer than that (the bot was stopped, the operator was down)
     is not counted as evidence: only observed time is."""
@@ -57,11 +58,15 @@ def dry_run_periods(snapshots: Iterable[SnapshotMark], max_gap: dt.timedelta
     start: SnapshotMark | None = None
     last: SnapshotMark | None = None
     for mark in marks:
-        if last is not None and start is not None and (
+        if (
+            last is not None
+            and start is not None
+            and (
                 mark.code_hash != last.code_hash
-                or utc(mark.taken_at) - utc(last.taken_at) > max_gap):
-            periods.append(DryRunPeriod(start.code_hash, utc(start.taken_at),
-                                        utc(last.taken_at)))
+                or utc(mark.taken_at) - utc(last.taken_at) > max_gap
+            )
+        ):
+            periods.append(DryRunPeriod(start.code_hash, utc(start.taken_at), utc(last.taken_at)))
             start = None
         if start is None:
             start = mark
@@ -71,8 +76,9 @@ def dry_run_periods(snapshots: Iterable[SnapshotMark], max_gap: dt.timedelta
     return tuple(periods)
 
 
-def dry_run_evidence(snapshots: Iterable[SnapshotMark], trips: Sequence[dt.datetime],
-                     interval_seconds: int) -> DryRunEvidence:
+def dry_run_evidence(
+    snapshots: Iterable[SnapshotMark], trips: Sequence[dt.datetime], interval_seconds: int
+) -> DryRunEvidence:
     # Three missed snapshots in a row end a period: one late round is not a stop.
     gap = dt.timedelta(seconds=3 * interval_seconds)
     return DryRunEvidence(periods=dry_run_periods(snapshots, gap), trips=tuple(trips))

@@ -42,7 +42,8 @@ def _number(amount: Decimal) -> float:
     if Decimal(repr(number)) != amount:
         raise UnrepresentableAmount(
             f"{amount} has more significant digits than Freqtrade's numbers keep "
-            f"(it would become {number!r})")
+            f"(it would become {number!r})"
+        )
     return number
 
 
@@ -57,9 +58,14 @@ def _parameter_file(class_name: str, parameters: StrategyParameters) -> dict[str
     return {"strategy_name": class_name, "params": params, "ft_stratparam_v": 1}
 
 
-def backtest_config(spec: BacktestSpec, strategy: StrategySpec, *, datadir: str,
-                    user_data_dir: str,
-                    parameter_file: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def backtest_config(
+    spec: BacktestSpec,
+    strategy: StrategySpec,
+    *,
+    datadir: str,
+    user_data_dir: str,
+    parameter_file: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The config for `freqtrade backtesting` of `strategy` as `spec` describes it.
 
     The timerange is not part of it: Freqtrade takes it on the command line.
@@ -132,15 +138,17 @@ def stake_settings(spec: BacktestSpec | LiveBotSpec) -> dict[str, Any]:
     return {
         "stake_currency": spec.stake_currency,
         # "unlimited" is Freqtrade's own word for sharing the wallet, so it passes as a string.
-        "stake_amount": (spec.stake_amount if isinstance(spec.stake_amount, str)
-                         else _number(spec.stake_amount)),
+        "stake_amount": (
+            spec.stake_amount if isinstance(spec.stake_amount, str) else _number(spec.stake_amount)
+        ),
         "dry_run_wallet": _number(spec.dry_run_wallet),
         "max_open_trades": spec.max_open_trades,
     }
 
 
-def strategy_overrides(strategy: StrategySpec,
-                       parameter_file: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def strategy_overrides(
+    strategy: StrategySpec, parameter_file: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """The config keys a Strategy's `parameters` set, for backtests and bots alike.
 
     Config values take precedence over the strategy's attributes in Freqtrade
@@ -155,8 +163,9 @@ def strategy_overrides(strategy: StrategySpec,
     if parameters is None:
         return overrides
     if parameters.minimal_roi is not None:
-        overrides["minimal_roi"] = {minutes: _number(ratio)
-                                    for minutes, ratio in parameters.minimal_roi.items()}
+        overrides["minimal_roi"] = {
+            minutes: _number(ratio) for minutes, ratio in parameters.minimal_roi.items()
+        }
     if parameters.stoploss is not None:
         overrides["stoploss"] = _number(parameters.stoploss)
     parameter_file = _parameter_file(strategy.class_name, parameters)

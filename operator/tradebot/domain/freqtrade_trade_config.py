@@ -48,8 +48,15 @@ from tradebot.domain.freqtrade_config import (
 )
 from tradebot.domain.protections import PROTECTIONS_KEY, protections
 
-__all__ = ["ENV_SECRETS", "SANDBOX", "LimitExceeded", "canonical_json", "config_hash",
-           "exchange_double_overrides", "trade_config"]
+__all__ = [
+    "ENV_SECRETS",
+    "SANDBOX",
+    "LimitExceeded",
+    "canonical_json",
+    "config_hash",
+    "exchange_double_overrides",
+    "trade_config",
+]
 
 # Environment variables that carry what the config must not (Freqtrade reads them itself).
 ENV_SECRETS = (
@@ -74,14 +81,17 @@ def _check_limits(spec: LiveBotSpec) -> None:
         if isinstance(spec.stake_amount, str):
             raise LimitExceeded(
                 f"stakeAmount {spec.stake_amount!r} is not bounded, but limits.maxStakePerTrade "
-                f"is {cap}: give a stakeAmount of at most {cap}")
+                f"is {cap}: give a stakeAmount of at most {cap}"
+            )
         if Decimal(spec.stake_amount) > Decimal(cap):
             raise LimitExceeded(
-                f"stakeAmount {spec.stake_amount} exceeds limits.maxStakePerTrade {cap}")
+                f"stakeAmount {spec.stake_amount} exceeds limits.maxStakePerTrade {cap}"
+            )
     if limits.max_open_trades is not None and spec.max_open_trades > limits.max_open_trades:
         raise LimitExceeded(
             f"maxOpenTrades {spec.max_open_trades} exceeds limits.maxOpenTrades "
-            f"{limits.max_open_trades}")
+            f"{limits.max_open_trades}"
+        )
 
 
 def exchange_double_overrides(url: str) -> dict[str, Any]:
@@ -104,10 +114,16 @@ def exchange_double_overrides(url: str) -> dict[str, Any]:
 SANDBOX = {"sandbox": True}
 
 
-def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
-                 api_username: str, exchange_double_url: str | None,
-                 breakers: Sequence[BreakerLimits] = (),
-                 parameter_file: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def trade_config(
+    spec: LiveBotSpec,
+    strategy: StrategySpec,
+    *,
+    api_port: int,
+    api_username: str,
+    exchange_double_url: str | None,
+    breakers: Sequence[BreakerLimits] = (),
+    parameter_file: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The config for `freqtrade trade` of `strategy` as the LiveBot `spec` describes it.
 
     `parameter_file`: the Strategy's resolved set when it comes from a Hyperopt
@@ -154,8 +170,7 @@ def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
             "use_order_book": True,
             "order_book_top": 1,
         },
-        "unfilledtimeout": {"entry": 10, "exit": 10, "unit": "minutes",
-                            "exit_timeout_count": 0},
+        "unfilledtimeout": {"entry": 10, "exit": 10, "unit": "minutes", "exit_timeout_count": 0},
         # Real money enters only on the strategy's signals. /forceexit (a breaker's
         # escalation) works either way; tests and testnet drills use /forceenter.
         "force_entry_enable": spec.mode != "live",
@@ -163,14 +178,18 @@ def trade_config(spec: LiveBotSpec, strategy: StrategySpec, *, api_port: int,
         # (a breaker's force exit) and emergencies go at market, so they fill now rather than
         # wait for a price that may never come back.
         "order_types": {
-            "entry": "limit", "exit": "limit", "emergency_exit": "market",
-            "force_entry": "market", "force_exit": "market",
+            "entry": "limit",
+            "exit": "limit",
+            "emergency_exit": "market",
+            "force_entry": "market",
+            "force_exit": "market",
             "stoploss": "market",
             # On the exchange the stop-loss holds while the bot or the operator is down.
             # Freqtrade refuses it at start on exchanges without support; a dry run only
             # simulates it.
-            "stoploss_on_exchange": (not paper
-                                     and supports_stoploss_on_exchange(spec.exchange.name)),
+            "stoploss_on_exchange": (
+                not paper and supports_stoploss_on_exchange(spec.exchange.name)
+            ),
         },
         "api_server": {
             "enabled": True,

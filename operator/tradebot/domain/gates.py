@@ -75,10 +75,13 @@ class HyperoptEvidence:
         except ArithmeticError:
             profit = None
         best = status.get("best") or {}
-        return cls(name, status.get("phase"),
-                   ((obj.get("spec") or {}).get("strategyRef") or {}).get("name"),
-                   profit if profit is not None and profit.is_finite() else None,
-                   best.get("parametersHash"))
+        return cls(
+            name,
+            status.get("phase"),
+            ((obj.get("spec") or {}).get("strategyRef") or {}).get("name"),
+            profit if profit is not None and profit.is_finite() else None,
+            best.get("parametersHash"),
+        )
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,9 @@ def _num(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def _backtest_gate(promotion: Promotion, code_hash: str | None,
-                   backtest: BacktestEvidence | None) -> GateResult:
+def _backtest_gate(
+    promotion: Promotion, code_hash: str | None, backtest: BacktestEvidence | None
+) -> GateResult:
     ref = promotion.backtest_ref.name
 
     def fail(message: str) -> GateResult:
@@ -120,8 +124,10 @@ def _backtest_gate(promotion: Promotion, code_hash: str | None,
     if code_hash is None:
         return fail("the strategy has no codeHash yet")
     if backtest.code_hash != code_hash:
-        return fail(f"Backtest {ref} tested code {_short(backtest.code_hash)}, the strategy now "
-                    f"has {_short(code_hash)}: run a new backtest")
+        return fail(
+            f"Backtest {ref} tested code {_short(backtest.code_hash)}, the strategy now "
+            f"has {_short(code_hash)}: run a new backtest"
+        )
     results = backtest.results
     if results is None:
         return fail(f"Backtest {ref} has no results")
@@ -129,35 +135,48 @@ def _backtest_gate(promotion: Promotion, code_hash: str | None,
     if results.profit_total is None:
         problems.append("profitTotal missing")
     elif results.profit_total < promotion.min_profit:
-        problems.append(f"profitTotal {_num(results.profit_total)} < minProfit "
-                        f"{_num(promotion.min_profit)}")
+        problems.append(
+            f"profitTotal {_num(results.profit_total)} < minProfit {_num(promotion.min_profit)}"
+        )
     if results.max_drawdown is None:
         problems.append("maxDrawdown missing")
     elif results.max_drawdown > promotion.max_drawdown:
-        problems.append(f"maxDrawdown {_num(results.max_drawdown)} > maxDrawdown "
-                        f"{_num(promotion.max_drawdown)}")
+        problems.append(
+            f"maxDrawdown {_num(results.max_drawdown)} > maxDrawdown {_num(promotion.max_drawdown)}"
+        )
     if results.trades is None:
         problems.append("trades missing")
     elif results.trades < promotion.min_trades:
         problems.append(f"trades {results.trades} < minTrades {promotion.min_trades}")
     if problems:
         return fail(f"Backtest {ref}: " + "; ".join(problems))
-    return GateResult(GATE_BACKTEST, True,
-                      f"Backtest {ref}: profitTotal {_num(results.profit_total or Decimal(0))}, "
-                      f"maxDrawdown {_num(results.max_drawdown or Decimal(0))}, "
-                      f"trades {results.trades}")
+    return GateResult(
+        GATE_BACKTEST,
+        True,
+        f"Backtest {ref}: profitTotal {_num(results.profit_total or Decimal(0))}, "
+        f"maxDrawdown {_num(results.max_drawdown or Decimal(0))}, "
+        f"trades {results.trades}",
+    )
 
 
-def _hyperopt_gate(promotion: Promotion, floor: ModeFloor | None, strategy: str,
-                  parameters_hash: str | None,
-                  hyperopt: HyperoptEvidence | None) -> GateResult | None:
+def _hyperopt_gate(
+    promotion: Promotion,
+    floor: ModeFloor | None,
+    strategy: str,
+    parameters_hash: str | None,
+    hyperopt: HyperoptEvidence | None,
+) -> GateResult | None:
     """Out-of-sample evidence for the set the bot runs: None when neither the spec nor the
     floor asks for it."""
     ref = promotion.hyperopt_ref
     if ref is None:
         if floor is not None and floor.require_hyperopt:
-            return GateResult(GATE_HYPEROPT, False, "this mode requires out-of-sample "
-                              "evidence (the operator's floor): set promotion.hyperoptRef")
+            return GateResult(
+                GATE_HYPEROPT,
+                False,
+                "this mode requires out-of-sample "
+                "evidence (the operator's floor): set promotion.hyperoptRef",
+            )
         return None
 
     def fail(message: str) -> GateResult:
@@ -175,20 +194,27 @@ def _hyperopt_gate(promotion: Promotion, floor: ModeFloor | None, strategy: str,
     if profit is None:
         problems.append("no out-of-sample profitTotal (did it have spec.validation?)")
     elif profit < minimum:
-        problems.append(f"out-of-sample profitTotal {_num(profit)} < minOutOfSampleProfit "
-                        f"{_num(minimum)}: the set does not hold on data it was not fitted to")
+        problems.append(
+            f"out-of-sample profitTotal {_num(profit)} < minOutOfSampleProfit "
+            f"{_num(minimum)}: the set does not hold on data it was not fitted to"
+        )
     if hyperopt.parameters_hash is None:
         problems.append("no best parameter set")
     elif hyperopt.parameters_hash != parameters_hash:
-        problems.append(f"it validated parameters {_short(hyperopt.parameters_hash)}, the "
-                        f"Strategy runs {_short(parameters_hash)}: set the Strategy's "
-                        f"spec.parametersFrom.hyperoptRef to {ref.name}")
+        problems.append(
+            f"it validated parameters {_short(hyperopt.parameters_hash)}, the "
+            f"Strategy runs {_short(parameters_hash)}: set the Strategy's "
+            f"spec.parametersFrom.hyperoptRef to {ref.name}"
+        )
     if problems:
         return fail("; ".join(problems))
-    return GateResult(GATE_HYPEROPT, True,
-                      f"Hyperopt {ref.name}: out-of-sample profitTotal "
-                      f"{_num(profit or Decimal(0))} >= {_num(minimum)}, the Strategy runs "
-                      f"its parameters {_short(parameters_hash)}")
+    return GateResult(
+        GATE_HYPEROPT,
+        True,
+        f"Hyperopt {ref.name}: out-of-sample profitTotal "
+        f"{_num(profit or Decimal(0))} >= {_num(minimum)}, the Strategy runs "
+        f"its parameters {_short(parameters_hash)}",
+    )
 
 
 def dry_run_time(evidence: DryRunEvidence, code_hash: str, now: dt.datetime) -> dt.timedelta:
@@ -225,37 +251,51 @@ def _hours(delta: dt.timedelta) -> str:
     return f"{delta.total_seconds() / 3600:.1f}"
 
 
-def _dry_run_gate(promotion: Promotion, code_hash: str | None, evidence: DryRunEvidence,
-                  now: dt.datetime) -> GateResult:
+def _dry_run_gate(
+    promotion: Promotion, code_hash: str | None, evidence: DryRunEvidence, now: dt.datetime
+) -> GateResult:
     need = dt.timedelta(hours=promotion.min_dry_run_hours)
     if code_hash is None:
-        return GateResult(GATE_DRY_RUN, need == dt.timedelta(0),
-                          "the strategy has no codeHash yet")
+        return GateResult(GATE_DRY_RUN, need == dt.timedelta(0), "the strategy has no codeHash yet")
     have = dry_run_time(evidence, code_hash, now)
-    text = (f"{_hours(have)} h of dry run of code {_short(code_hash)} without a breaker trip, "
-            f"need {promotion.min_dry_run_hours} h")
+    text = (
+        f"{_hours(have)} h of dry run of code {_short(code_hash)} without a breaker trip, "
+        f"need {promotion.min_dry_run_hours} h"
+    )
     return GateResult(GATE_DRY_RUN, have >= need, text)
 
 
-def _approval_gate(mode: Mode, approval: Approval | None, code_hash: str | None,
-                   now: dt.datetime) -> GateResult:
+def _approval_gate(
+    mode: Mode, approval: Approval | None, code_hash: str | None, now: dt.datetime
+) -> GateResult:
     if mode == "testnet":
         return GateResult(GATE_APPROVAL, True, "not required for testnet")
     if approval is None:
         return GateResult(GATE_APPROVAL, False, "mode live requires promotion.approval")
     if utc(approval.approved_at) > utc(now):
-        return GateResult(GATE_APPROVAL, False,
-                          f"approvedAt {utc(approval.approved_at).isoformat()} is in the future")
+        return GateResult(
+            GATE_APPROVAL,
+            False,
+            f"approvedAt {utc(approval.approved_at).isoformat()} is in the future",
+        )
     if approval.code_hash is None:
-        return GateResult(GATE_APPROVAL, False, "the approval names no code: set "
-                          "promotion.approval.codeHash to the Strategy's status.codeHash")
+        return GateResult(
+            GATE_APPROVAL,
+            False,
+            "the approval names no code: set "
+            "promotion.approval.codeHash to the Strategy's status.codeHash",
+        )
     if approval.code_hash != code_hash:
         # An approval is for the code that was reviewed: changed code needs a new one.
-        return GateResult(GATE_APPROVAL, False,
-                          f"the approval is for code {_short(approval.code_hash)}, the strategy "
-                          f"now has {_short(code_hash)}: approve the new code")
-    return GateResult(GATE_APPROVAL, True,
-                      f"approved by {approval.approved_by} ({approval.reference})")
+        return GateResult(
+            GATE_APPROVAL,
+            False,
+            f"the approval is for code {_short(approval.code_hash)}, the strategy "
+            f"now has {_short(code_hash)}: approve the new code",
+        )
+    return GateResult(
+        GATE_APPROVAL, True, f"approved by {approval.approved_by} ({approval.reference})"
+    )
 
 
 def effective_promotion(promotion: Promotion, floor: ModeFloor | None) -> Promotion:
@@ -265,25 +305,33 @@ def effective_promotion(promotion: Promotion, floor: ModeFloor | None) -> Promot
         return promotion
     hyperopt = promotion.hyperopt_ref
     if hyperopt is not None:
-        hyperopt = hyperopt.model_copy(update={"min_out_of_sample_profit": max(
-            hyperopt.min_out_of_sample_profit, floor.min_out_of_sample_profit)})
-    return promotion.model_copy(update={
-        "min_profit": max(promotion.min_profit, floor.min_profit),
-        "max_drawdown": min(promotion.max_drawdown, floor.max_drawdown),
-        "min_trades": max(promotion.min_trades, floor.min_trades),
-        "min_dry_run_hours": max(promotion.min_dry_run_hours, floor.min_dry_run_hours),
-        "hyperopt_ref": hyperopt,
-    })
+        hyperopt = hyperopt.model_copy(
+            update={
+                "min_out_of_sample_profit": max(
+                    hyperopt.min_out_of_sample_profit, floor.min_out_of_sample_profit
+                )
+            }
+        )
+    return promotion.model_copy(
+        update={
+            "min_profit": max(promotion.min_profit, floor.min_profit),
+            "max_drawdown": min(promotion.max_drawdown, floor.max_drawdown),
+            "min_trades": max(promotion.min_trades, floor.min_trades),
+            "min_dry_run_hours": max(promotion.min_dry_run_hours, floor.min_dry_run_hours),
+            "hyperopt_ref": hyperopt,
+        }
+    )
 
 
 def thresholds_status(promotion: Promotion) -> dict[str, Any]:
-    thresholds = {"minProfit": _fixed(promotion.min_profit),
-                  "maxDrawdown": _fixed(promotion.max_drawdown),
-                  "minTrades": promotion.min_trades,
-                  "minDryRunHours": promotion.min_dry_run_hours}
+    thresholds = {
+        "minProfit": _fixed(promotion.min_profit),
+        "maxDrawdown": _fixed(promotion.max_drawdown),
+        "minTrades": promotion.min_trades,
+        "minDryRunHours": promotion.min_dry_run_hours,
+    }
     if promotion.hyperopt_ref is not None:
-        thresholds["minOutOfSampleProfit"] = _fixed(
-            promotion.hyperopt_ref.min_out_of_sample_profit)
+        thresholds["minOutOfSampleProfit"] = _fixed(promotion.hyperopt_ref.min_out_of_sample_profit)
     return thresholds
 
 
@@ -291,11 +339,17 @@ def _fixed(value: Decimal) -> str:
     return format(value.quantize(Decimal("0.00000001")), "f")
 
 
-def evaluate_gates(spec: LiveBotSpec, *, strategy_code_hash: str | None,
-                   backtest: BacktestEvidence | None, dry_run: DryRunEvidence,
-                   now: dt.datetime, floor: ModeFloor | None = None,
-                   hyperopt: HyperoptEvidence | None = None,
-                   strategy_parameters_hash: str | None = None) -> list[GateResult]:
+def evaluate_gates(
+    spec: LiveBotSpec,
+    *,
+    strategy_code_hash: str | None,
+    backtest: BacktestEvidence | None,
+    dry_run: DryRunEvidence,
+    now: dt.datetime,
+    floor: ModeFloor | None = None,
+    hyperopt: HyperoptEvidence | None = None,
+    strategy_parameters_hash: str | None = None,
+) -> list[GateResult]:
     """The gates of the spec's mode, with the spec's thresholds tightened to `floor`; dry run
     needs none (it trades no money). The out-of-sample gate is among them when the spec
     (promotion.hyperoptRef) or the floor asks for it."""
@@ -305,16 +359,19 @@ def evaluate_gates(spec: LiveBotSpec, *, strategy_code_hash: str | None,
     if promotion is None:
         # The API refuses this; a status written from a hand-built object must still fail shut.
         missing = f"mode {spec.mode} requires spec.promotion"
-        return [GateResult(name, False, missing)
-                for name in (GATE_BACKTEST, GATE_DRY_RUN, GATE_APPROVAL)]
+        return [
+            GateResult(name, False, missing)
+            for name in (GATE_BACKTEST, GATE_DRY_RUN, GATE_APPROVAL)
+        ]
     promotion = effective_promotion(promotion, floor)
     results = [
         _backtest_gate(promotion, strategy_code_hash, backtest),
         _dry_run_gate(promotion, strategy_code_hash, dry_run, now),
         _approval_gate(spec.mode, promotion.approval, strategy_code_hash, now),
     ]
-    out_of_sample = _hyperopt_gate(promotion, floor, spec.strategy_ref.name,
-                                   strategy_parameters_hash, hyperopt)
+    out_of_sample = _hyperopt_gate(
+        promotion, floor, spec.strategy_ref.name, strategy_parameters_hash, hyperopt
+    )
     return results if out_of_sample is None else [*results, out_of_sample]
 
 
@@ -322,8 +379,7 @@ def all_passed(results: Sequence[GateResult]) -> bool:
     return all(r.passed for r in results)
 
 
-def promotion_patch(spec: LiveBotSpec, to_mode: Mode,
-                    approval: Approval | None) -> dict[str, Any]:
+def promotion_patch(spec: LiveBotSpec, to_mode: Mode, approval: Approval | None) -> dict[str, Any]:
     """The merge patch of the LiveBot manifest that a person reviews and commits to move the
     bot to `to_mode`. It does not bypass anything: the gates are still evaluated on apply."""
     if to_mode == spec.mode:
@@ -332,8 +388,10 @@ def promotion_patch(spec: LiveBotSpec, to_mode: Mode,
         # Stepping down never needs evidence; the approval stays in git history.
         return {"spec": {"mode": to_mode}}
     if spec.promotion is None:
-        raise ValueError(f"mode {to_mode} needs spec.promotion (backtestRef and gate limits) "
-                         "in the manifest first")
+        raise ValueError(
+            f"mode {to_mode} needs spec.promotion (backtestRef and gate limits) "
+            "in the manifest first"
+        )
     if to_mode == "live" and approval is None:
         raise ValueError("mode live needs an approval (approvedBy, approvedAt, reference)")
     if to_mode == "live" and approval is not None and approval.code_hash is None:

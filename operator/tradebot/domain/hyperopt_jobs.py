@@ -96,8 +96,13 @@ class HyperoptRun:
         return config_map_name(self.name, self.uid)
 
     def labels(self, index: int | None = None) -> dict[str, str]:
-        labels = {**MANAGED_BY, LABEL_KIND: "hyperopt", LABEL_HYPEROPT: self.name,
-                  LABEL_STRATEGY: self.spec.strategy_ref.name, LABEL_RUN: self.run_id}
+        labels = {
+            **MANAGED_BY,
+            LABEL_KIND: "hyperopt",
+            LABEL_HYPEROPT: self.name,
+            LABEL_STRATEGY: self.spec.strategy_ref.name,
+            LABEL_RUN: self.run_id,
+        }
         if index is not None:
             labels[LABEL_WORKER] = str(index)
         return labels
@@ -105,12 +110,24 @@ class HyperoptRun:
     def runner_args(self, index: int, config_dir: str, output_dir: str) -> list[str]:
         """Worker `index`'s runner command line; the local executor runs the same one."""
         spec = self.spec
-        args = ["hyperopt", "--config", f"{config_dir}/config.json",
-                "--strategy-file", f"{config_dir}/{self.strategy_file}",
-                *data_args(spec.data), "--output", output_dir,
-                "--timerange", spec.timerange.freqtrade(),
-                "--spaces", *spec.spaces, "--loss", spec.loss_function,
-                "--epochs", str(self.shares[index])]
+        args = [
+            "hyperopt",
+            "--config",
+            f"{config_dir}/config.json",
+            "--strategy-file",
+            f"{config_dir}/{self.strategy_file}",
+            *data_args(spec.data),
+            "--output",
+            output_dir,
+            "--timerange",
+            spec.timerange.freqtrade(),
+            "--spaces",
+            *spec.spaces,
+            "--loss",
+            spec.loss_function,
+            "--epochs",
+            str(self.shares[index]),
+        ]
         if spec.sampler is not None:
             args += ["--sampler", spec.sampler]
         if spec.random_state is not None:
@@ -123,66 +140,108 @@ class HyperoptRun:
 
 def config_map(run: HyperoptRun) -> dict[str, Any]:
     return {
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": run.config_map_name, "namespace": run.namespace,
-                     "labels": run.labels(), "ownerReferences": [owner(run.name, run.uid)]},
-        "data": {"config.json": json.dumps(run.config, indent=2, sort_keys=True),
-                 run.strategy_file: run.strategy_code},
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": run.config_map_name,
+            "namespace": run.namespace,
+            "labels": run.labels(),
+            "ownerReferences": [owner(run.name, run.uid)],
+        },
+        "data": {
+            "config.json": json.dumps(run.config, indent=2, sort_keys=True),
+            run.strategy_file: run.strategy_code,
+        },
     }
 
 
 def storage_secret(namespace: str, name: str, uid: str, url: str) -> dict[str, Any]:
     """The operator-owned Secret with the study's own PostgreSQL URL (its own role)."""
-    return {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": storage_secret_name(name, uid), "namespace": namespace,
-                         "labels": {**MANAGED_BY, LABEL_KIND: "hyperopt", LABEL_HYPEROPT: name},
-                         "ownerReferences": [owner(name, uid)]},
-            "stringData": {STORAGE_ITEM: url}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": storage_secret_name(name, uid),
+            "namespace": namespace,
+            "labels": {**MANAGED_BY, LABEL_KIND: "hyperopt", LABEL_HYPEROPT: name},
+            "ownerReferences": [owner(name, uid)],
+        },
+        "stringData": {STORAGE_ITEM: url},
+    }
 
 
 def _env(run: HyperoptRun) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [{"name": "TRADEBOT_CORRELATION_ID", "value": run.run_id}]
     if run.storage_secret is not None:
-        env.append({"name": STORAGE_ENV, "valueFrom": {"secretKeyRef": {
-            "name": run.storage_secret, "key": STORAGE_ITEM}}})
+        env.append(
+            {
+                "name": STORAGE_ENV,
+                "valueFrom": {"secretKeyRef": {"name": run.storage_secret, "key": STORAGE_ITEM}},
+            }
+        )
     return env
 
 
 def job(run: HyperoptRun, index: int, settings: Settings) -> dict[str, Any]:
     spec = run.spec
     resources, placement = scheduling(spec.resources, spec.gpu, settings)
-    image = spec.image or (settings.runner_image_rocm
-                           if spec.gpu is not None and spec.gpu.vendor == "amd"
-                           else settings.runner_image)
-    artifacts: dict[str, Any] = ({"persistentVolumeClaim": {"claimName": settings.artifacts_pvc}}
-                                 if settings.artifacts_pvc else {"emptyDir": {}})
+    image = spec.image or (
+        settings.runner_image_rocm
+        if spec.gpu is not None and spec.gpu.vendor == "amd"
+        else settings.runner_image
+    )
+    artifacts: dict[str, Any] = (
+        {"persistentVolumeClaim": {"claimName": settings.artifacts_pvc}}
+        if settings.artifacts_pvc
+        else {"emptyDir": {}}
+    )
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": run.config_map_name}},
-        {"name": "artifacts", **artifacts}, {"name": "tmp", "emptyDir": {}}]
+        {"name": "artifacts", **artifacts},
+        {"name": "tmp", "emptyDir": {}},
+    ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-        {"name": "artifacts", "mountPath": ARTIFACTS_MOUNT,
-         **({"subPath": f"{run.namespace}/{worker_run_id(run.uid, index)}"}
-            if settings.artifacts_pvc else {})},
-        {"name": "tmp", "mountPath": "/tmp"}]  # noqa: S108 - the container's own scratch space
+        {
+            "name": "artifacts",
+            "mountPath": ARTIFACTS_MOUNT,
+            **(
+                {"subPath": f"{run.namespace}/{worker_run_id(run.uid, index)}"}
+                if settings.artifacts_pvc
+                else {}
+            ),
+        },
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own scratch space
+    ]
     claim = spec.data.pvc.claim_name if spec.data.pvc is not None else run.data_claim
     if claim is not None:
-        volumes.append({"name": "data", "persistentVolumeClaim": {"claimName": claim,
-                                                                  "readOnly": True}})
+        volumes.append(
+            {"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
         mounts.append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
     container = {
-        "name": CONTAINER, "image": image, "imagePullPolicy": "IfNotPresent",
+        "name": CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
         "args": run.runner_args(index, CONFIG_MOUNT, ARTIFACTS_MOUNT),
-        "env": _env(run), "resources": resources, "volumeMounts": mounts,
+        "env": _env(run),
+        "resources": resources,
+        "volumeMounts": mounts,
         "terminationMessagePath": "/dev/termination-log",
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": restricted_container(),
     }
     labels = run.labels(index)
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job_name(run.name, run.uid, index), "namespace": run.namespace,
-                     "labels": labels, "ownerReferences": [owner(run.name, run.uid)]},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(run.name, run.uid, index),
+            "namespace": run.namespace,
+            "labels": labels,
+            "ownerReferences": [owner(run.name, run.uid)],
+        },
         "spec": {
             "backoffLimit": WORKER_RETRIES,
             "activeDeadlineSeconds": settings.backtest_deadline_seconds,
@@ -194,10 +253,15 @@ def job(run: HyperoptRun, index: int, settings: Settings) -> dict[str, Any]:
                     # A killed pod is replaced (backoffLimit); a crashed process restarts in
                     # place. Either way the worker rejoins the study it was in.
                     "restartPolicy": "OnFailure",
-                    "automountServiceAccountToken": False, "enableServiceLinks": False,
-                    "securityContext": {"fsGroup": 1000,
-                                        "seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [container], "volumes": volumes, **placement,
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "securityContext": {
+                        "fsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": volumes,
+                    **placement,
                 },
             },
         },

@@ -18,8 +18,13 @@ TERMINAL = ("Succeeded", "Failed")
 # Spaces Freqtrade fills from the strategy's declared parameters (by the parameter's space, or
 # the prefix of its name); the others (roi, stoploss, trailing, trades) Freqtrade generates for
 # every strategy, so they always have something to search.
-PARAMETER_SPACES = {"buy": "buy", "enter": "buy", "sell": "sell", "exit": "sell",
-                    "protection": "protection"}
+PARAMETER_SPACES = {
+    "buy": "buy",
+    "enter": "buy",
+    "sell": "sell",
+    "exit": "sell",
+    "protection": "protection",
+}
 
 WorkerPhase = Literal["Queued", "Running", "Succeeded", "Failed"]
 _PLACES = Decimal("0.00000001")
@@ -33,37 +38,61 @@ def epoch_shares(epochs: int, workers: int) -> list[int]:
     return [base + (1 if i < extra else 0) for i in range(n)]
 
 
-def nothing_to_search(spaces: Iterable[str], parameters: Mapping[str, Mapping[str, Any]]
-                      ) -> str | None:
+def nothing_to_search(
+    spaces: Iterable[str], parameters: Mapping[str, Mapping[str, Any]]
+) -> str | None:
     """Why the search would have nothing to vary (naming the spaces), or None when at least
     one chosen space has a parameter. `parameters` is freqtrade/parameters.py's view of the
     strategy: {name: {"space": ...}}."""
     chosen = list(dict.fromkeys(spaces))
     if any(s not in PARAMETER_SPACES for s in chosen):
         return None  # roi, stoploss, trailing or trades: Freqtrade generates those spaces
-    declared = {PARAMETER_SPACES.get(str(p.get("space") or ""), str(p.get("space")))
-                for p in parameters.values()}
+    declared = {
+        PARAMETER_SPACES.get(str(p.get("space") or ""), str(p.get("space")))
+        for p in parameters.values()
+    }
     if any(PARAMETER_SPACES[s] in declared for s in chosen):
         return None
     found = ", ".join(sorted(s for s in declared if s)) or "none"
-    return (f"the strategy has no hyperoptable parameters in the chosen spaces "
-            f"({', '.join(chosen)}); spaces with parameters: {found}")
+    return (
+        f"the strategy has no hyperoptable parameters in the chosen spaces "
+        f"({', '.join(chosen)}); spaces with parameters: {found}"
+    )
 
 
-def backtest_spec(spec: HyperoptSpec, timerange: Timerange, parameters: str | None = None
-                  ) -> BacktestSpec:
+def backtest_spec(
+    spec: HyperoptSpec, timerange: Timerange, parameters: str | None = None
+) -> BacktestSpec:
     """The Backtest the search's runs are made of: the same pairs, data and money on
     `timerange` (the training window for the search's config, the validation window for the
     out-of-sample check, with the best `parameters`)."""
-    fields = spec.model_dump(include={
-        "strategy_ref", "exchange", "pairs", "timeframe", "stake_currency", "stake_amount",
-        "dry_run_wallet", "max_open_trades", "fee", "enable_protections", "data", "priority",
-        "resources", "gpu", "image"}, exclude_none=True)
-    return BacktestSpec.model_validate({**fields, "timerange": timerange,
-                                        **({"parameters": parameters} if parameters else {})})
+    fields = spec.model_dump(
+        include={
+            "strategy_ref",
+            "exchange",
+            "pairs",
+            "timeframe",
+            "stake_currency",
+            "stake_amount",
+            "dry_run_wallet",
+            "max_open_trades",
+            "fee",
+            "enable_protections",
+            "data",
+            "priority",
+            "resources",
+            "gpu",
+            "image",
+        },
+        exclude_none=True,
+    )
+    return BacktestSpec.model_validate(
+        {**fields, "timerange": timerange, **({"parameters": parameters} if parameters else {})}
+    )
 
 
 # --- the workers' states -> the search's phase ------------------------------------------------
+
 
 @dataclass(frozen=True)
 class WorkerSeen:
@@ -91,6 +120,7 @@ def progress(done: int, total: int) -> str:
 
 
 # --- merging the workers' results ---------------------------------------------------------
+
 
 def figure(value: Decimal | str | None) -> str | None:
     return None if value is None else str(Decimal(str(value)).quantize(_PLACES))

@@ -56,8 +56,13 @@ class BacktestRun:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {**MANAGED_BY, LABEL_KIND: "backtest", LABEL_BACKTEST: self.name,
-                LABEL_STRATEGY: self.strategy_name, LABEL_RUN: self.run_id}
+        return {
+            **MANAGED_BY,
+            LABEL_KIND: "backtest",
+            LABEL_BACKTEST: self.name,
+            LABEL_STRATEGY: self.strategy_name,
+            LABEL_RUN: self.run_id,
+        }
 
     @property
     def strategy_file(self) -> str:
@@ -65,9 +70,15 @@ class BacktestRun:
 
     def runner_args(self, config_dir: str, output_dir: str) -> list[str]:
         """The runner's command line; the local executor runs the same one."""
-        args = ["backtest", "--config", f"{config_dir}/config.json",
-                "--strategy-file", f"{config_dir}/{self.strategy_file}",
-                "--output", output_dir]
+        args = [
+            "backtest",
+            "--config",
+            f"{config_dir}/config.json",
+            "--strategy-file",
+            f"{config_dir}/{self.strategy_file}",
+            "--output",
+            output_dir,
+        ]
         args += data_args(self.spec.data)
         if self.spec.timerange is not None:
             args += ["--timerange", self.spec.timerange.freqtrade()]
@@ -90,8 +101,11 @@ def restricted_container() -> dict[str, Any]:
     """The container securityContext of every pod the operator makes (backtests and bots):
     the Pod Security Standards' restricted profile."""
     return {
-        "runAsNonRoot": True, "runAsUser": 1000, "allowPrivilegeEscalation": False,
-        "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
     }
 
 
@@ -104,8 +118,12 @@ def config_map(run: BacktestRun) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": run.job_name, "namespace": run.namespace, "labels": run.labels,
-                     "ownerReferences": [_owner(run)]},
+        "metadata": {
+            "name": run.job_name,
+            "namespace": run.namespace,
+            "labels": run.labels,
+            "ownerReferences": [_owner(run)],
+        },
         "data": {
             "config.json": json.dumps(run.config, indent=2, sort_keys=True),
             run.strategy_file: run.strategy_code,
@@ -113,8 +131,9 @@ def config_map(run: BacktestRun) -> dict[str, Any]:
     }
 
 
-def scheduling(requested: ResourceRequirements | None, gpu: GpuRequest | None,
-               settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
+def scheduling(
+    requested: ResourceRequirements | None, gpu: GpuRequest | None, settings: Settings
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Resources and pod-spec fields that place a pod (a backtest's or a bot's): GPU nodes for
     GPU work through the vendor's profile, never for the rest."""
     resources: dict[str, Any] = {
@@ -132,11 +151,16 @@ def scheduling(requested: ResourceRequirements | None, gpu: GpuRequest | None,
         placement["nodeSelector"] = dict(profile.node_selector)
         placement["tolerations"] = [dict(t) for t in profile.tolerations]
     else:
-        off_gpu_nodes = [{"key": label, "operator": "DoesNotExist"}
-                         for label in settings.gpu_node_labels]
-        placement["affinity"] = {"nodeAffinity": {
-            "requiredDuringSchedulingIgnoredDuringExecution": {
-                "nodeSelectorTerms": [{"matchExpressions": off_gpu_nodes}]}}}
+        off_gpu_nodes = [
+            {"key": label, "operator": "DoesNotExist"} for label in settings.gpu_node_labels
+        ]
+        placement["affinity"] = {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": off_gpu_nodes}]
+                }
+            }
+        }
     return resources, placement
 
 
@@ -150,13 +174,22 @@ def artifact_env(run_id: str, settings: Settings) -> list[dict[str, str]]:
     if store == "pvc":
         values["TRADEBOT_ARTIFACTS_PVC"] = settings.artifacts_pvc or ""
     else:
-        values.update({
-            "TRADEBOT_ARTIFACTS_S3_BUCKET": settings.artifacts_s3_bucket or "",
-            "TRADEBOT_ARTIFACTS_S3_PREFIX": settings.artifacts_s3_prefix,
-            **({"TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL": settings.artifacts_s3_endpoint_url}
-               if settings.artifacts_s3_endpoint_url else {}),
-            **({"TRADEBOT_ARTIFACTS_S3_REGION": settings.artifacts_s3_region}
-               if settings.artifacts_s3_region else {})})
+        values.update(
+            {
+                "TRADEBOT_ARTIFACTS_S3_BUCKET": settings.artifacts_s3_bucket or "",
+                "TRADEBOT_ARTIFACTS_S3_PREFIX": settings.artifacts_s3_prefix,
+                **(
+                    {"TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL": settings.artifacts_s3_endpoint_url}
+                    if settings.artifacts_s3_endpoint_url
+                    else {}
+                ),
+                **(
+                    {"TRADEBOT_ARTIFACTS_S3_REGION": settings.artifacts_s3_region}
+                    if settings.artifacts_s3_region
+                    else {}
+                ),
+            }
+        )
     return [{"name": k, "value": v} for k, v in values.items()]
 
 
@@ -171,35 +204,49 @@ def artifact_secret(settings: Settings) -> dict[str, Any]:
 def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
     resources, placement = scheduling(run.spec.resources, run.spec.gpu, settings)
     image = run.spec.image or (
-        settings.runner_image_rocm if run.spec.gpu is not None and run.spec.gpu.vendor == "amd"
-        else settings.runner_image)
+        settings.runner_image_rocm
+        if run.spec.gpu is not None and run.spec.gpu.vendor == "amd"
+        else settings.runner_image
+    )
     store = store_kind(settings)
     on_claim = store == "pvc" and settings.artifacts_pvc
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": run.job_name}},
-        {"name": "artifacts", **({"persistentVolumeClaim": {"claimName": settings.artifacts_pvc}}
-                                 if on_claim else {"emptyDir": {}})},
+        {
+            "name": "artifacts",
+            **(
+                {"persistentVolumeClaim": {"claimName": settings.artifacts_pvc}}
+                if on_claim
+                else {"emptyDir": {}}
+            ),
+        },
         {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
         # On the claim, the run's output directory is its place in the store: <runId>/.
-        {"name": "artifacts", "mountPath": ARTIFACTS_MOUNT,
-         **({"subPath": run.run_id} if on_claim else {})},
+        {
+            "name": "artifacts",
+            "mountPath": ARTIFACTS_MOUNT,
+            **({"subPath": run.run_id} if on_claim else {}),
+        },
         {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own scratch space
     ]
     claim = run.spec.data.pvc.claim_name if run.spec.data.pvc is not None else run.data_claim
     if claim is not None:
-        volumes.append({"name": "data", "persistentVolumeClaim": {
-            "claimName": claim, "readOnly": True}})
+        volumes.append(
+            {"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
+        )
         mounts.append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
     container = {
         "name": CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
         "args": run.runner_args(CONFIG_MOUNT, ARTIFACTS_MOUNT),
-        "env": [{"name": "TRADEBOT_CORRELATION_ID", "value": run.correlation_id},
-                *artifact_env(run.run_id, settings)],
+        "env": [
+            {"name": "TRADEBOT_CORRELATION_ID", "value": run.correlation_id},
+            *artifact_env(run.run_id, settings),
+        ],
         **artifact_secret(settings),
         "resources": resources,
         "volumeMounts": mounts,
@@ -212,8 +259,12 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": run.job_name, "namespace": run.namespace, "labels": run.labels,
-                     "ownerReferences": [_owner(run)]},
+        "metadata": {
+            "name": run.job_name,
+            "namespace": run.namespace,
+            "labels": run.labels,
+            "ownerReferences": [_owner(run)],
+        },
         "spec": {
             "backoffLimit": 0,
             "activeDeadlineSeconds": settings.backtest_deadline_seconds,
@@ -224,8 +275,10 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {"fsGroup": 1000, "seccompProfile": {
-                        "type": "RuntimeDefault"}},
+                    "securityContext": {
+                        "fsGroup": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
                     "containers": [container],
                     "volumes": volumes,
                     **placement,

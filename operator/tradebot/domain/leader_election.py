@@ -37,16 +37,22 @@ class LeaderRecord:
             value = spec.get(key)
             return parse_time(value) if isinstance(value, str) else value
 
-        return cls(holder=spec.get("holderIdentity") or None,
-                   lease_duration_seconds=spec.get("leaseDurationSeconds"),
-                   acquire_time=when("acquireTime"), renew_time=when("renewTime"),
-                   transitions=int(spec.get("leaseTransitions") or 0))
+        return cls(
+            holder=spec.get("holderIdentity") or None,
+            lease_duration_seconds=spec.get("leaseDurationSeconds"),
+            acquire_time=when("acquireTime"),
+            renew_time=when("renewTime"),
+            transitions=int(spec.get("leaseTransitions") or 0),
+        )
 
     def spec(self) -> dict[str, Any]:
-        return {"holderIdentity": self.holder,
-                "leaseDurationSeconds": self.lease_duration_seconds,
-                "acquireTime": _micro(self.acquire_time), "renewTime": _micro(self.renew_time),
-                "leaseTransitions": self.transitions}
+        return {
+            "holderIdentity": self.holder,
+            "leaseDurationSeconds": self.lease_duration_seconds,
+            "acquireTime": _micro(self.acquire_time),
+            "renewTime": _micro(self.renew_time),
+            "leaseTransitions": self.transitions,
+        }
 
 
 def _micro(value: dt.datetime | None) -> str | None:
@@ -84,8 +90,9 @@ class Decision:
     expires_in: float = 0.0
 
 
-def decide(me: str, observed: Observed | None, now: float, wall: dt.datetime,
-           duration_seconds: int) -> Decision:
+def decide(
+    me: str, observed: Observed | None, now: float, wall: dt.datetime, duration_seconds: int
+) -> Decision:
     """What replica `me` does with the Lease it just read (`observed`, None when there is
     none) at monotonic `now` and wall time `wall` (written into acquireTime/renewTime for
     people and tools; no decision reads them)."""
@@ -93,16 +100,22 @@ def decide(me: str, observed: Observed | None, now: float, wall: dt.datetime,
         return Decision("create", LeaderRecord(me, duration_seconds, wall, wall, 0), me)
     record = observed.record
     if record.holder == me:
-        return Decision("renew", LeaderRecord(me, duration_seconds, record.acquire_time or wall,
-                                              wall, record.transitions), me)
+        return Decision(
+            "renew",
+            LeaderRecord(
+                me, duration_seconds, record.acquire_time or wall, wall, record.transitions
+            ),
+            me,
+        )
     if record.holder is not None:
         duration = record.lease_duration_seconds or duration_seconds
         left = observed.since + duration - now
         if left > 0:
             return Decision("wait", None, record.holder, expires_in=left)
     # Released (no holder) or expired: taken over, one more transition.
-    return Decision("acquire", LeaderRecord(me, duration_seconds, wall, wall,
-                                            record.transitions + 1), me)
+    return Decision(
+        "acquire", LeaderRecord(me, duration_seconds, wall, wall, record.transitions + 1), me
+    )
 
 
 def must_stop(last_renewed: float, now: float, renew_deadline_seconds: float) -> bool:
@@ -123,9 +136,12 @@ def check_timing(duration: float, renew_deadline: float, retry: float) -> str | 
     duration beyond the deadline is the margin for a leader to stop before a follower takes
     over; the deadline must allow retries (with their jitter) before giving up."""
     if not duration > renew_deadline:
-        return (f"the lease duration ({duration} s) must exceed the renew deadline "
-                f"({renew_deadline} s)")
+        return (
+            f"the lease duration ({duration} s) must exceed the renew deadline ({renew_deadline} s)"
+        )
     if not renew_deadline > 1.2 * retry:
-        return (f"the renew deadline ({renew_deadline} s) must exceed 1.2 x the retry period "
-                f"({retry} s)")
+        return (
+            f"the renew deadline ({renew_deadline} s) must exceed 1.2 x the retry period "
+            f"({retry} s)"
+        )
     return None

@@ -47,8 +47,9 @@ def tripped_message(breaker: str) -> str:
     return f"CircuitBreaker {breaker} is open: no pod until it is reset"
 
 
-def tripped_by(name: str, labels: Mapping[str, str], breakers: Sequence[Mapping[str, Any]],
-               now: dt.datetime) -> OpenBreaker | None:
+def tripped_by(
+    name: str, labels: Mapping[str, str], breakers: Sequence[Mapping[str, Any]], now: dt.datetime
+) -> OpenBreaker | None:
     """An Open CircuitBreaker that selects this bot, or that stopped it (its affectedBots):
     relabelling a tripped bot out of the selector does not free it. One with action stop
     comes before one with stopEntries (the stricter wins). HalfOpen lets bots run again on
@@ -61,20 +62,27 @@ def tripped_by(name: str, labels: Mapping[str, str], breakers: Sequence[Mapping[
         handled = str(status.get("incidentId") or "").endswith(evidence.stamp(at))
         return not handled and now - at < BREAKER_GRACE
 
-    found = [OpenBreaker(str(cb["metadata"]["name"]),
-                         "stopEntries" if cb["spec"].get("action") == "stopEntries" else "stop",
-                         bool(cb["spec"].get("forceExit")),
-                         stopping(cb.get("status") or {}))
-             for cb in breakers
-             if (cb.get("status") or {}).get("state") == "Open"
-             and (selects(cb["spec"].get("selector") or {}, labels)
-                  or name in ((cb.get("status") or {}).get("affectedBots") or ()))]
+    found = [
+        OpenBreaker(
+            str(cb["metadata"]["name"]),
+            "stopEntries" if cb["spec"].get("action") == "stopEntries" else "stop",
+            bool(cb["spec"].get("forceExit")),
+            stopping(cb.get("status") or {}),
+        )
+        for cb in breakers
+        if (cb.get("status") or {}).get("state") == "Open"
+        and (
+            selects(cb["spec"].get("selector") or {}, labels)
+            or name in ((cb.get("status") or {}).get("affectedBots") or ())
+        )
+    ]
     found.sort(key=lambda b: (b.action != "stop", b.name))
     return found[0] if found else None
 
 
-def guarding_breakers(labels: Mapping[str, str], breakers: Sequence[Mapping[str, Any]]
-                      ) -> list[Mapping[str, Any]]:
+def guarding_breakers(
+    labels: Mapping[str, str], breakers: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
     """The CircuitBreakers whose selector takes this bot, whatever their state."""
     return [cb for cb in breakers if selects(cb["spec"].get("selector") or {}, labels)]
 
@@ -223,19 +231,25 @@ class Outcome:
 def lease_key(o: Observation) -> str:
     assert o.spec is not None
     ref = o.spec.exchange.credentials_secret_ref
-    return account_lease.account_key(o.namespace, o.spec.exchange.name,
-                                     ref.name if ref is not None and o.spec.mode != "dryRun"
-                                     else None, o.name)
+    return account_lease.account_key(
+        o.namespace,
+        o.spec.exchange.name,
+        ref.name if ref is not None and o.spec.mode != "dryRun" else None,
+        o.name,
+    )
 
 
 def _kept_decision(o: Observation, mode: Mode) -> bool:
     """A passed promotion decision for this very spec and code: a running bot is not judged
     again (so a records outage or an operator restart cannot stop it)."""
     kept = o.status.get("gateDecision") or {}
-    return (kept.get("passed") is True and kept.get("mode") == mode
-            and kept.get("generation") == o.generation
-            and kept.get("codeHash") == o.strategy_code_hash
-            and _same_parameters(kept, o.strategy_parameters_hash))
+    return (
+        kept.get("passed") is True
+        and kept.get("mode") == mode
+        and kept.get("generation") == o.generation
+        and kept.get("codeHash") == o.strategy_code_hash
+        and _same_parameters(kept, o.strategy_parameters_hash)
+    )
 
 
 def _same_parameters(kept: Mapping[str, Any], current: str | None) -> bool:
@@ -265,36 +279,56 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
         return _Judged(Outcome(Observe("evidence")), {})
     seen = o.evidence or Evidence(None, gates.DryRunEvidence())
     floor = o.floors.get(spec.mode)
-    results = gates.evaluate_gates(spec, strategy_code_hash=o.strategy_code_hash,
-                                   backtest=seen.backtest, dry_run=seen.dry_run, now=o.now,
-                                   floor=floor, hyperopt=seen.hyperopt,
-                                   strategy_parameters_hash=o.strategy_parameters_hash)
+    results = gates.evaluate_gates(
+        spec,
+        strategy_code_hash=o.strategy_code_hash,
+        backtest=seen.backtest,
+        dry_run=seen.dry_run,
+        now=o.now,
+        floor=floor,
+        hyperopt=seen.hyperopt,
+        strategy_parameters_hash=o.strategy_parameters_hash,
+    )
     if seen.unreadable is not None:
         # Fail shut: evidence that cannot be read is no evidence.
-        results = [gates.GateResult(g.name, False, seen.unreadable)
-                   if g.name == gates.GATE_DRY_RUN and not g.passed else g for g in results]
+        results = [
+            gates.GateResult(g.name, False, seen.unreadable)
+            if g.name == gates.GATE_DRY_RUN and not g.passed
+            else g
+            for g in results
+        ]
     status: dict[str, Any] = {
         "gates": [g.to_status() for g in results] or None,
-        "thresholds": (gates.thresholds_status(gates.effective_promotion(spec.promotion, floor))
-                       if spec.promotion is not None else None),
+        "thresholds": (
+            gates.thresholds_status(gates.effective_promotion(spec.promotion, floor))
+            if spec.promotion is not None
+            else None
+        ),
     }
     if gates.all_passed(results):
         status["gateDecision"] = {
-            "mode": spec.mode, "generation": o.generation, "codeHash": o.strategy_code_hash,
+            "mode": spec.mode,
+            "generation": o.generation,
+            "codeHash": o.strategy_code_hash,
             # "" rather than None for no set: a merge patch would drop a None, and a missing
             # key means a decision from before parameter sets (_same_parameters).
             "parametersHash": o.strategy_parameters_hash or "",
-            "passed": True, "decidedAt": format_time(o.now)}
+            "passed": True,
+            "decidedAt": format_time(o.now),
+        }
         return _Judged(None, status)
     failed = "; ".join(g.message for g in results if not g.passed)
-    if seen.unreadable is not None and all(g.passed for g in results
-                                           if g.name != gates.GATE_DRY_RUN):
+    if seen.unreadable is not None and all(
+        g.passed for g in results if g.name != gates.GATE_DRY_RUN
+    ):
         # The records are down, not the evidence: a pod that runs keeps running and is
         # monitored (stopping every promoted bot is the outage the outbox exists to
         # prevent); no new one is created until the evidence can be read.
         return _Judged(None, status, f"mode {spec.mode} waits for its evidence: {failed}")
-    return _Judged(Outcome(Hold("Blocked", "GatesNotPassed",
-                                f"mode {spec.mode} blocked: {failed}"), status), status)
+    return _Judged(
+        Outcome(Hold("Blocked", "GatesNotPassed", f"mode {spec.mode} blocked: {failed}"), status),
+        status,
+    )
 
 
 def decide(o: Observation) -> Outcome:
@@ -311,31 +345,58 @@ def decide(o: Observation) -> Outcome:
         if breaker.stopping:
             # The breaker is stopping this bot now; no pod is created while it is Open.
             return Outcome(StatusOnly("Tripped", "BreakerOpen", tripped_message(breaker.name)))
-        return Outcome(Hold("Tripped", "BreakerOpen", tripped_message(breaker.name),
-                            action=breaker.action, force_exit=breaker.force_exit),
-                       # A trip voids the kept promotion: evidence before it no longer counts.
-                       {"gateDecision": None})
+        return Outcome(
+            Hold(
+                "Tripped",
+                "BreakerOpen",
+                tripped_message(breaker.name),
+                action=breaker.action,
+                force_exit=breaker.force_exit,
+            ),
+            # A trip voids the kept promotion: evidence before it no longer counts.
+            {"gateDecision": None},
+        )
     if spec.suspend:
-        return Outcome(Hold("Suspended", "Suspended", "spec.suspend is true", warning=False,
-                            action="suspend"))
+        return Outcome(
+            Hold("Suspended", "Suspended", "spec.suspend is true", warning=False, action="suspend")
+        )
     if spec.mode not in o.allowed_modes:
-        return Outcome(Hold("Blocked", "ModeNotAllowed",
-                            f"mode {spec.mode} is not allowed by this operator (allowed: "
-                            f"{', '.join(o.allowed_modes) or 'none'}; the chart's "
-                            "allowedModes)"))
+        return Outcome(
+            Hold(
+                "Blocked",
+                "ModeNotAllowed",
+                f"mode {spec.mode} is not allowed by this operator (allowed: "
+                f"{', '.join(o.allowed_modes) or 'none'}; the chart's "
+                "allowedModes)",
+            )
+        )
     strategy_status = (o.strategy or {}).get("status") or {}
     if o.strategy is None or strategy_status.get("phase") != "Ready":
         state = "missing" if o.strategy is None else strategy_status.get("phase") or "not ready"
-        return Outcome(Hold("Pending", "StrategyNotReady",
-                            f"Strategy {spec.strategy_ref.name} is {state}"))
-    if spec.mode == "testnet" and o.has_sandbox is not None \
-            and not o.has_sandbox(spec.exchange.name):
-        return Outcome(Hold("Blocked", "NoSandbox",
-                            f"exchange {spec.exchange.name} has no sandbox (testnet) in ccxt: "
-                            "testnet bots need one; use dryRun, or another exchange"))
+        return Outcome(
+            Hold("Pending", "StrategyNotReady", f"Strategy {spec.strategy_ref.name} is {state}")
+        )
+    if (
+        spec.mode == "testnet"
+        and o.has_sandbox is not None
+        and not o.has_sandbox(spec.exchange.name)
+    ):
+        return Outcome(
+            Hold(
+                "Blocked",
+                "NoSandbox",
+                f"exchange {spec.exchange.name} has no sandbox (testnet) in ccxt: "
+                "testnet bots need one; use dryRun, or another exchange",
+            )
+        )
     if spec.mode == "live" and not guarding_breakers(o.labels, o.breakers):
-        return Outcome(Hold("Blocked", "NoCircuitBreaker",
-                            "mode live requires a CircuitBreaker whose selector takes this bot"))
+        return Outcome(
+            Hold(
+                "Blocked",
+                "NoCircuitBreaker",
+                "mode live requires a CircuitBreaker whose selector takes this bot",
+            )
+        )
     if spec.mode != "dryRun":
         if "credentials" not in o.observed:
             return Outcome(Observe("credentials"))
@@ -353,41 +414,59 @@ def decide(o: Observation) -> Outcome:
         return Outcome(Hold("Blocked", "InvalidConfig", config.error), status)
     if config.code_hash != o.strategy_code_hash:
         # What was introspected (and judged) is what runs, never code edited since.
-        return Outcome(Hold("Blocked", "CodeNotVetted",
-                            f"the code of Strategy {spec.strategy_ref.name} is "
-                            f"{(config.code_hash or 'none')[:12]} now but "
-                            f"{(o.strategy_code_hash or 'none')[:12]} was introspected: "
-                            "waiting for the Strategy to be introspected again"), status)
+        return Outcome(
+            Hold(
+                "Blocked",
+                "CodeNotVetted",
+                f"the code of Strategy {spec.strategy_ref.name} is "
+                f"{(config.code_hash or 'none')[:12]} now but "
+                f"{(o.strategy_code_hash or 'none')[:12]} was introspected: "
+                "waiting for the Strategy to be introspected again",
+            ),
+            status,
+        )
     if "lease" not in o.observed:
         return Outcome(Observe("lease"), status)
     seen = o.lease or LeaseSeen(None)
     key = lease_key(o)
     lease = account_lease.decide_lease(
-        o.uid, key, [seen.existing] if seen.existing is not None else [], o.now,
-        o.lease_duration, live_pods_of_other_holders=seen.other_live_pods)
+        o.uid,
+        key,
+        [seen.existing] if seen.existing is not None else [],
+        o.now,
+        o.lease_duration,
+        live_pods_of_other_holders=seen.other_live_pods,
+    )
     if not lease.may_run:
         return Outcome(Hold("Blocked", "AccountInUse", lease.message), status)
     write: LeaseWrite | None = None
     if lease.action in ("create", "takeover"):
         write = LeaseWrite(lease.action, lease.transitions)
-    elif seen.existing is None or seen.existing.renew_time is None or \
-            o.now - gates.utc(seen.existing.renew_time) >= o.lease_duration / 3:
+    elif (
+        seen.existing is None
+        or seen.existing.renew_time is None
+        or o.now - gates.utc(seen.existing.renew_time) >= o.lease_duration / 3
+    ):
         # Ours and fresh needs no write: renewing every round would be a write per bot
         # every two seconds.
         write = LeaseWrite("renew", lease.transitions)
     if "pod" not in o.observed:
         return Outcome(Observe("pod"), status)
-    return Outcome(_pod_decision(o, spec, config, lease.lease_name, judged.waiting), status,
-                   write)
+    return Outcome(_pod_decision(o, spec, config, lease.lease_name, judged.waiting), status, write)
 
 
-def _pod_decision(o: Observation, spec: LiveBotSpec, config: ConfigSeen,
-                  lease_name: str, waiting: str | None) -> Decision:
+def _pod_decision(
+    o: Observation, spec: LiveBotSpec, config: ConfigSeen, lease_name: str, waiting: str | None
+) -> Decision:
     pod = o.pod
-    if waiting is not None and (pod is None or pod.deleting
-                                or pod.config_hash != config.config_hash):
-        return StatusOnly("Running" if pod is not None and pod.phase == "Running"
-                          else "Pending", "EvidenceUnavailable", waiting)
+    if waiting is not None and (
+        pod is None or pod.deleting or pod.config_hash != config.config_hash
+    ):
+        return StatusOnly(
+            "Running" if pod is not None and pod.phase == "Running" else "Pending",
+            "EvidenceUnavailable",
+            waiting,
+        )
     if pod is None:
         return CreatePod(lease_name)
     if pod.deleting:
@@ -398,8 +477,10 @@ def _pod_decision(o: Observation, spec: LiveBotSpec, config: ConfigSeen,
         return Hold("Pending", "Restarting", "config changed; replacing the pod", warning=False)
     if pod.phase == "Running":
         if o.local_executor and spec.mode != "dryRun":
-            return Hold("Blocked", "LocalExecutorDryRunOnly",
-                        "the local executor runs dry-run bots only (it never holds exchange "
-                        "keys)")
+            return Hold(
+                "Blocked",
+                "LocalExecutorDryRunOnly",
+                "the local executor runs dry-run bots only (it never holds exchange keys)",
+            )
         return Run()
     return StatusOnly("Pending", "PodStarting", f"pod {pod.name} is {pod.phase}")

@@ -41,14 +41,24 @@ def data_file(pair: str, timeframe: str) -> str:
 
 
 # ---- what to ask for ------------------------------------------------------------------------
-def download_config(exchange: str, trading_mode: str, user_data_dir: str,
-                    exchange_overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def download_config(
+    exchange: str,
+    trading_mode: str,
+    user_data_dir: str,
+    exchange_overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """The config `freqtrade download-data` runs with: no keys (public candles only), and
     candles only from the exchange's REST API (ccxt): Freqtrade's fast path for Binance reads
     data.binance.vision, a second source the operator cannot point at a double or a proxy."""
     return {
-        "exchange": {"name": exchange, "key": "", "secret": "", "pair_whitelist": [],
-                     "only_from_ccxt": True, **dict(exchange_overrides or {})},
+        "exchange": {
+            "name": exchange,
+            "key": "",
+            "secret": "",
+            "pair_whitelist": [],
+            "only_from_ccxt": True,
+            **dict(exchange_overrides or {}),
+        },
         "stake_currency": "USDT",
         "dry_run": True,
         "trading_mode": trading_mode,
@@ -62,9 +72,21 @@ def download_args(spec: MarketDataSpec, config_path: str, datadir: str) -> list[
     """`freqtrade download-data` arguments. Freqtrade itself continues files already in
     `datadir` from their last candle (incremental); the runner leaves out a file that starts
     after the requested start, so a widened timerange is downloaded whole."""
-    args = ["download-data", "--config", config_path, "--datadir", datadir,
-            "--pairs", *spec.pairs, "--timeframes", *spec.timeframes,
-            "--data-format-ohlcv", DATA_FORMAT, "--trading-mode", spec.trading_mode]
+    args = [
+        "download-data",
+        "--config",
+        config_path,
+        "--datadir",
+        datadir,
+        "--pairs",
+        *spec.pairs,
+        "--timeframes",
+        *spec.timeframes,
+        "--data-format-ohlcv",
+        DATA_FORMAT,
+        "--trading-mode",
+        spec.trading_mode,
+    ]
     if spec.timerange is not None:
         args += ["--timerange", spec.timerange.freqtrade()]
     else:
@@ -76,8 +98,10 @@ def download_args(spec: MarketDataSpec, config_path: str, datadir: str) -> list[
 # ---- what the log says ----------------------------------------------------------------------
 _START = re.compile(r'Download history data for "([^"]+)", (\S+?),')
 _SKIPPED = re.compile(r"Skipping pair (\S+?)\.\.\.")
-_PROBLEM = re.compile(r"Async code raised an exception|Failed to download history data|"
-                      r" - ERROR - ")
+_PROBLEM = re.compile(
+    r"Async code raised an exception|Failed to download history data|"
+    r" - ERROR - "
+)
 
 
 @dataclass
@@ -127,22 +151,30 @@ class Series:
     candles: int
 
 
-def window(spec_timerange: Timerange | None, days: int | None, now: dt.datetime
-           ) -> tuple[dt.datetime, dt.datetime | None]:
+def window(
+    spec_timerange: Timerange | None, days: int | None, now: dt.datetime
+) -> tuple[dt.datetime, dt.datetime | None]:
     """The requested [start, end) in UTC (end None: up to now)."""
     if spec_timerange is not None:
         start = dt.datetime.fromisoformat(spec_timerange.start).replace(tzinfo=dt.UTC)
-        end = (dt.datetime.fromisoformat(spec_timerange.end).replace(tzinfo=dt.UTC)
-               if spec_timerange.end else None)
+        end = (
+            dt.datetime.fromisoformat(spec_timerange.end).replace(tzinfo=dt.UTC)
+            if spec_timerange.end
+            else None
+        )
         return start, end
     assert days is not None
-    return (now - dt.timedelta(days=days)).replace(hour=0, minute=0, second=0,
-                                                   microsecond=0), None
+    return (now - dt.timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0), None
 
 
-def uncovered(series: Sequence[Series], pairs: Sequence[str], timeframe: str,
-              timerange: Timerange | None, now: dt.datetime,
-              tolerance: dt.timedelta = dt.timedelta(0)) -> list[str]:
+def uncovered(
+    series: Sequence[Series],
+    pairs: Sequence[str],
+    timeframe: str,
+    timerange: Timerange | None,
+    now: dt.datetime,
+    tolerance: dt.timedelta = dt.timedelta(0),
+) -> list[str]:
     """What of a Backtest (pairs x timeframe over timerange) the series do not cover, each as
     a phrase naming the pair, timeframe and missing part; empty when all is covered. Without a
     timerange, any candles of each pair count (the Backtest takes what there is)."""
@@ -158,14 +190,18 @@ def uncovered(series: Sequence[Series], pairs: Sequence[str], timeframe: str,
             continue
         start, end = window(timerange, None, now)
         if s.first > start + tolerance:
-            missing.append(f"{pair} {timeframe}: {start:%Y-%m-%d %H:%M} to "
-                           f"{s.first:%Y-%m-%d %H:%M} (data starts at {s.first:%Y-%m-%d %H:%M})")
+            missing.append(
+                f"{pair} {timeframe}: {start:%Y-%m-%d %H:%M} to "
+                f"{s.first:%Y-%m-%d %H:%M} (data starts at {s.first:%Y-%m-%d %H:%M})"
+            )
         # The last candle needed opens one step before the end (end exclusive); an open end
         # is "up to now", which a refresh keeps chasing: it is not waited for.
         if end is not None and s.last + step < min(end, now) - tolerance:
-            missing.append(f"{pair} {timeframe}: {s.last + step:%Y-%m-%d %H:%M} to "
-                           f"{min(end, now):%Y-%m-%d %H:%M} (data ends at "
-                           f"{s.last:%Y-%m-%d %H:%M})")
+            missing.append(
+                f"{pair} {timeframe}: {s.last + step:%Y-%m-%d %H:%M} to "
+                f"{min(end, now):%Y-%m-%d %H:%M} (data ends at "
+                f"{s.last:%Y-%m-%d %H:%M})"
+            )
     return missing
 
 
@@ -183,7 +219,7 @@ def coverage(series: Sequence[Series]) -> str | None:
 def backoff(attempts: int) -> dt.timedelta:
     """Wait before retry number `attempts` (1 is the first retry): doubling, capped."""
     doublings = min(max(attempts - 1, 0), 20)  # 2**20 x 10 s is far past the cap already
-    wait: dt.timedelta = BACKOFF_BASE * (2 ** doublings)
+    wait: dt.timedelta = BACKOFF_BASE * (2**doublings)
     return min(wait, BACKOFF_CAP)
 
 

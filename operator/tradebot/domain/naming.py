@@ -30,5 +30,11 @@ def backtest_run_id(uid: str) -> str:
 
 
 def owner_reference(api_version: str, kind: str, name: str, uid: str) -> dict[str, object]:
-    return {"apiVersion": api_version, "kind": kind, "name": name, "uid": uid,
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -20,8 +20,7 @@ from tradebot.api.circuitbreaker import BreakerLimits
 from tradebot.api.livebot import BotLimits
 from tradebot.domain.freqtrade_config import TRADEBOT_KEY
 
-__all__ = ["LOOKBACK_MINUTES", "PROTECTIONS_KEY", "STOP_MINUTES", "guarded_code",
-           "protections"]
+__all__ = ["LOOKBACK_MINUTES", "PROTECTIONS_KEY", "STOP_MINUTES", "guarded_code", "protections"]
 
 # The operator's protections live in config[TRADEBOT_KEY][PROTECTIONS_KEY].
 PROTECTIONS_KEY = "protections"
@@ -39,52 +38,62 @@ LOOKBACK_MINUTES = 24 * 60
 STOP_MINUTES = 24 * 60
 
 
-def _strictest_drawdown(bot: BotLimits | None,
-                        breakers: Sequence[BreakerLimits]) -> Decimal | None:
-    found = [limits.max_drawdown for limits in (bot, *breakers)
-             if limits is not None and limits.max_drawdown is not None]
+def _strictest_drawdown(bot: BotLimits | None, breakers: Sequence[BreakerLimits]) -> Decimal | None:
+    found = [
+        limits.max_drawdown
+        for limits in (bot, *breakers)
+        if limits is not None and limits.max_drawdown is not None
+    ]
     return min(found) if found else None
 
 
 def _strictest_losses(bot: BotLimits | None, breakers: Sequence[BreakerLimits]) -> int | None:
-    found = [limits.max_consecutive_losses for limits in (bot, *breakers)
-             if limits is not None and limits.max_consecutive_losses is not None]
+    found = [
+        limits.max_consecutive_losses
+        for limits in (bot, *breakers)
+        if limits is not None and limits.max_consecutive_losses is not None
+    ]
     return min(found) if found else None
 
 
-def protections(bot: BotLimits | None,
-                breakers: Sequence[BreakerLimits] = ()) -> list[dict[str, Any]]:
+def protections(
+    bot: BotLimits | None, breakers: Sequence[BreakerLimits] = ()
+) -> list[dict[str, Any]]:
     """Freqtrade protection entries for a bot with limits `bot`, selected by breakers with
     `breakers`; where both set a limit the strictest wins. Empty when no limit applies."""
     found: list[dict[str, Any]] = []
     drawdown = _strictest_drawdown(bot, breakers)
     if drawdown is not None:
-        found.append({
-            "method": "MaxDrawdown",
-            # Relative drawdown of the account's equity (starting balance plus closed
-            # profit), the same base as the operator's drawdown from peak equity; Freqtrade's
-            # default "ratios" mode sums trade ratios instead, whatever each trade's stake.
-            "calculation_mode": "equity",
-            "max_allowed_drawdown": float(drawdown),
-            # One losing trade may be enough: a limit is a limit, however few trades.
-            "trade_limit": 1,
-            "lookback_period": LOOKBACK_MINUTES,
-            "stop_duration": STOP_MINUTES,
-        })
+        found.append(
+            {
+                "method": "MaxDrawdown",
+                # Relative drawdown of the account's equity (starting balance plus closed
+                # profit), the same base as the operator's drawdown from peak equity; Freqtrade's
+                # default "ratios" mode sums trade ratios instead, whatever each trade's stake.
+                "calculation_mode": "equity",
+                "max_allowed_drawdown": float(drawdown),
+                # One losing trade may be enough: a limit is a limit, however few trades.
+                "trade_limit": 1,
+                "lookback_period": LOOKBACK_MINUTES,
+                "stop_duration": STOP_MINUTES,
+            }
+        )
     losses = _strictest_losses(bot, breakers)
     if losses is not None:
-        found.append({
-            # The nearest Freqtrade has to "losses in a row": that many stop-loss exits (stop
-            # loss, trailing stop, stop-loss on exchange, liquidation) at a loss within the
-            # lookback. N losses in a row within a day are always caught.
-            "method": "StoplossGuard",
-            "trade_limit": losses,
-            "required_profit": 0.0,
-            # The whole bot stops entering, as a breaker trip would, not just the pair.
-            "only_per_pair": False,
-            "lookback_period": LOOKBACK_MINUTES,
-            "stop_duration": STOP_MINUTES,
-        })
+        found.append(
+            {
+                # The nearest Freqtrade has to "losses in a row": that many stop-loss exits (stop
+                # loss, trailing stop, stop-loss on exchange, liquidation) at a loss within the
+                # lookback. N losses in a row within a day are always caught.
+                "method": "StoplossGuard",
+                "trade_limit": losses,
+                "required_profit": 0.0,
+                # The whole bot stops entering, as a breaker trip would, not just the pair.
+                "only_per_pair": False,
+                "lookback_period": LOOKBACK_MINUTES,
+                "stop_duration": STOP_MINUTES,
+            }
+        )
     return found
 
 
@@ -92,7 +101,7 @@ def protections(bot: BotLimits | None,
 # resolver finds the same class (same name: its arguments and trade database stay the same)
 # with `protections` wrapped. It handles `protections` as a property (or any descriptor), a
 # plain list attribute, inherited from IStrategy (empty), or assigned on the instance later.
-_GUARD = '''
+_GUARD = """
 
 # ---- appended by the tradebot operator --------------------------------------------------------
 # The operator's protections (from the bot's limits and the CircuitBreakers that select it) are
@@ -121,7 +130,7 @@ def _tradebot_guard_protections(cls):
 
 _tradebot_guard_protections({class_name})
 del _tradebot_guard_protections
-'''
+"""
 
 
 def guarded_code(code: str, class_name: str) -> str:
@@ -130,5 +139,8 @@ def guarded_code(code: str, class_name: str) -> str:
     as the bot's strategy file; hash `code` itself for approvals."""
     if not class_name.isidentifier() or keyword.iskeyword(class_name):
         raise ValueError(f"{class_name!r} is not a Python class name")
-    return code.rstrip("\n") + "\n" + _GUARD.format(
-        tradebot=TRADEBOT_KEY, key=PROTECTIONS_KEY, class_name=class_name)
+    return (
+        code.rstrip("\n")
+        + "\n"
+        + _GUARD.format(tradebot=TRADEBOT_KEY, key=PROTECTIONS_KEY, class_name=class_name)
+    )

@@ -94,8 +94,10 @@ def decide(
             if q.gpu.vendor in blocked_vendors:
                 reason = f"an earlier {q.gpu.vendor} GPU backtest waits for capacity"
             elif free.get(q.gpu.vendor, 0) < q.gpu.count:
-                reason = (f"{q.gpu.count} free {q.gpu.vendor} GPU(s); "
-                          f"{free.get(q.gpu.vendor, 0)} free now")
+                reason = (
+                    f"{q.gpu.count} free {q.gpu.vendor} GPU(s); "
+                    f"{free.get(q.gpu.vendor, 0)} free now"
+                )
                 blocked_vendors.add(q.gpu.vendor)
         if reason is not None:
             waiting[q.key] = reason
@@ -107,8 +109,9 @@ def decide(
         if q.gpu is not None:
             free[q.gpu.vendor] -= q.gpu.count
 
-    positions = {key: i + 1 for i, key in enumerate(
-        q.key for q in order(queued) if q.key in waiting)}
+    positions = {
+        key: i + 1 for i, key in enumerate(q.key for q in order(queued) if q.key in waiting)
+    }
     return Decision(admit=tuple(admit), positions=positions, waiting_for=waiting)
 
 
@@ -132,8 +135,10 @@ def next_admissions(
     for q in ordered:
         if total >= limits.total:
             break
-        if (per_ns[q.namespace] >= limits.per_namespace
-                or per_strategy[(q.namespace, q.strategy)] >= limits.per_strategy):
+        if (
+            per_ns[q.namespace] >= limits.per_namespace
+            or per_strategy[(q.namespace, q.strategy)] >= limits.per_strategy
+        ):
             continue
         if q.gpu is not None:
             if q.gpu.vendor in blocked_vendors:

@@ -24,8 +24,9 @@ ANNOTATION = deadman.ANNOTATION
 CONTAINER = "deadman"
 # The ConfigMap item: a hyphen no Python class name has, so it never meets a strategy file.
 SCRIPT_KEY = "tradebot-deadman.py"
-SCRIPT = resources.files(deadman.__package__ or "tradebot.sidecar").joinpath(
-    "deadman.py").read_text()
+SCRIPT = (
+    resources.files(deadman.__package__ or "tradebot.sidecar").joinpath("deadman.py").read_text()
+)
 PODINFO_VOLUME = "podinfo"
 PODINFO_DIR = "/etc/tradebot/podinfo"
 ANNOTATIONS_FILE = "annotations"
@@ -38,8 +39,9 @@ def refresh_interval(deadline: dt.timedelta) -> dt.timedelta:
     return min(deadline / 4, MAX_REFRESH)
 
 
-def needs_mark(annotations: Mapping[str, str] | None, now: dt.datetime,
-               deadline: dt.timedelta) -> bool:
+def needs_mark(
+    annotations: Mapping[str, str] | None, now: dt.datetime, deadline: dt.timedelta
+) -> bool:
     """Whether this round writes a new mark: none yet, one that is not a time, one due, or
     one from the future (the operator's clock went back)."""
     mark = deadman.parse_time((annotations or {}).get(ANNOTATION))
@@ -63,11 +65,20 @@ def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=True)
 
 
-def command(python: str, script: str, deadline: dt.timedelta, annotations: str,
-            url: str) -> list[str]:
+def command(
+    python: str, script: str, deadline: dt.timedelta, annotations: str, url: str
+) -> list[str]:
     """The sidecar's command line, the same in a pod and under the local executor."""
-    return [python, script, "--deadline-seconds", f"{deadline.total_seconds():g}",
-            "--annotations", annotations, "--url", url]
+    return [
+        python,
+        script,
+        "--deadline-seconds",
+        f"{deadline.total_seconds():g}",
+        "--annotations",
+        annotations,
+        "--url",
+        url,
+    ]
 
 
 def config_data() -> dict[str, str]:
@@ -82,29 +93,52 @@ def config_item() -> dict[str, str]:
 
 def podinfo_volume() -> dict[str, Any]:
     """The downward-API volume through which the sidecar sees the pod's annotations."""
-    return {"name": PODINFO_VOLUME, "downwardAPI": {"items": [
-        {"path": ANNOTATIONS_FILE, "fieldRef": {"fieldPath": "metadata.annotations"}}]}}
+    return {
+        "name": PODINFO_VOLUME,
+        "downwardAPI": {
+            "items": [{"path": ANNOTATIONS_FILE, "fieldRef": {"fieldPath": "metadata.annotations"}}]
+        },
+    }
 
 
-def sidecar(*, image: str, deadline: dt.timedelta, config_dir: str, config_volume: str,
-            api_port: int, credentials_env: list[dict[str, Any]]) -> dict[str, Any]:
+def sidecar(
+    *,
+    image: str,
+    deadline: dt.timedelta,
+    config_dir: str,
+    config_volume: str,
+    api_port: int,
+    credentials_env: list[dict[str, Any]],
+) -> dict[str, Any]:
     """The sidecar container. `credentials_env` gives it the bot API's username and password
     from the operator-owned Secret, the same items the bot reads; nothing else secret."""
     names = {e["name"] for e in credentials_env}
     if names != {deadman.USERNAME_ENV, deadman.PASSWORD_ENV}:
-        raise ValueError(f"the sidecar needs exactly {deadman.USERNAME_ENV} and "
-                         f"{deadman.PASSWORD_ENV}, got {sorted(names)}")
+        raise ValueError(
+            f"the sidecar needs exactly {deadman.USERNAME_ENV} and "
+            f"{deadman.PASSWORD_ENV}, got {sorted(names)}"
+        )
     return {
         "name": CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": command("python3", f"{config_dir}/{SCRIPT_KEY}", deadline,
-                           f"{PODINFO_DIR}/{ANNOTATIONS_FILE}", f"http://127.0.0.1:{api_port}"),
+        "command": command(
+            "python3",
+            f"{config_dir}/{SCRIPT_KEY}",
+            deadline,
+            f"{PODINFO_DIR}/{ANNOTATIONS_FILE}",
+            f"http://127.0.0.1:{api_port}",
+        ),
         # Unbuffered, so its one log line shows at once; no bytecode on a read-only root.
-        "env": [{"name": "PYTHONUNBUFFERED", "value": "1"},
-                {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}, *credentials_env],
-        "resources": {"requests": {"cpu": "5m", "memory": "24Mi"},
-                      "limits": {"cpu": "50m", "memory": "64Mi"}},
+        "env": [
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+            {"name": "PYTHONDONTWRITEBYTECODE", "value": "1"},
+            *credentials_env,
+        ],
+        "resources": {
+            "requests": {"cpu": "5m", "memory": "24Mi"},
+            "limits": {"cpu": "50m", "memory": "64Mi"},
+        },
         "volumeMounts": [
             {"name": config_volume, "mountPath": config_dir, "readOnly": True},
             {"name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": True},

@@ -16,8 +16,11 @@ def parse_time(value: object) -> dt.datetime | None:
     "2024-01-02 00:00:00", RFC 3339); naive ones are UTC."""
     if not value:
         return None
-    parsed = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(
-        str(value).replace("Z", "+00:00"))
+    parsed = (
+        value
+        if isinstance(value, dt.datetime)
+        else dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    )
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 

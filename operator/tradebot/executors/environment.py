@@ -24,8 +24,7 @@ BASE_NAMES = frozenset({"PATH", "HOME", *LOCALE})
 
 def _path() -> str:
     # The interpreter's own bin first (console scripts of its environment), then the system's.
-    return os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin",
-                            "/bin"])
+    return os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"])
 
 
 def package_root() -> str:
@@ -34,8 +33,9 @@ def package_root() -> str:
     return str(Path(tradebot.__file__).resolve().parent.parent)
 
 
-def user_environment(home: Path, own: Mapping[str, str], *,
-                     import_tradebot: bool = False) -> dict[str, str]:
+def user_environment(
+    home: Path, own: Mapping[str, str], *, import_tradebot: bool = False
+) -> dict[str, str]:
     """PATH, HOME (`home`, created), LANG and TZ, PYTHONPATH only with `import_tradebot`,
     plus `own`: the variables the process's pod would have."""
     home.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,11 @@ class Outcome:
     message: str
 
     def annotations(self) -> dict[str, str]:
-        return {OUTCOME: "Succeeded" if self.succeeded else "Failed",
-                EXIT_CODE: str(self.exit_code), MESSAGE: self.message}
+        return {
+            OUTCOME: "Succeeded" if self.succeeded else "Failed",
+            EXIT_CODE: str(self.exit_code),
+            MESSAGE: self.message,
+        }
 
 
 class LocalExecutor:
@@ -57,8 +60,14 @@ class LocalExecutor:
     def artifacts_dir(self, run_id: str) -> Path:
         return self.run_dir(run_id) / "artifacts"
 
-    def step(self, run_id: str, container_args: list[str], files: dict[str, str],
-             env: dict[str, str], mounts: Mapping[str, str] | None = None) -> Outcome | None:
+    def step(
+        self,
+        run_id: str,
+        container_args: list[str],
+        files: dict[str, str],
+        env: dict[str, str],
+        mounts: Mapping[str, str] | None = None,
+    ) -> Outcome | None:
         """Advances the run one step; returns its Outcome once the runner has finished."""
         d = self.run_dir(run_id)
         exit_file, pid_file = d / "exitcode", d / "pid"
@@ -69,8 +78,14 @@ class LocalExecutor:
         self._start(run_id, container_args, files, env, mounts or {})
         return None
 
-    def _start(self, run_id: str, container_args: list[str], files: dict[str, str],
-               env: dict[str, str], mounts: Mapping[str, str]) -> None:
+    def _start(
+        self,
+        run_id: str,
+        container_args: list[str],
+        files: dict[str, str],
+        env: dict[str, str],
+        mounts: Mapping[str, str],
+    ) -> None:
         d = self.run_dir(run_id)
         inputs, artifacts = d / "input", self.artifacts_dir(run_id)
         # A run that died half-way starts again from nothing.
@@ -79,23 +94,36 @@ class LocalExecutor:
         artifacts.mkdir(parents=True, exist_ok=True)
         for name, content in files.items():
             (inputs / name).write_text(content)
-        args = [a.replace(CONFIG_MOUNT, str(inputs)).replace(ARTIFACTS_MOUNT, str(artifacts))
-                for a in container_args]
+        args = [
+            a.replace(CONFIG_MOUNT, str(inputs)).replace(ARTIFACTS_MOUNT, str(artifacts))
+            for a in container_args
+        ]
         # Other mounts (a data claim at /data): the volume's directory on this machine.
         for mount, directory in mounts.items():
-            args = [directory + a[len(mount):] if a == mount or a.startswith(mount + "/")
-                    else a for a in args]
+            args = [
+                directory + a[len(mount) :] if a == mount or a.startswith(mount + "/") else a
+                for a in args
+            ]
         command = [*self.runner, *args]
         (d / "command.json").write_text(json.dumps(command))
         with (d / "runner.log").open("ab") as log:
             # The shell records the exit code, so a restarted operator can read it even though
             # the runner is no longer its child.
             proc = subprocess.Popen(
-                ["/bin/sh", "-c", '"$@"; echo $? > exitcode.tmp && mv exitcode.tmp exitcode',
-                 "runner", *command],
-                cwd=d, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    "/bin/sh",
+                    "-c",
+                    '"$@"; echo $? > exitcode.tmp && mv exitcode.tmp exitcode',
+                    "runner",
+                    *command,
+                ],
+                cwd=d,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 env=user_environment(d / "home", env, import_tradebot=True),
-                start_new_session=True)
+                start_new_session=True,
+            )
         (d / "pid").write_text(str(proc.pid))
 
     def _outcome(self, run_id: str, exit_code: int) -> Outcome:
@@ -105,8 +133,11 @@ class LocalExecutor:
         except (OSError, ValueError):
             log = self.run_dir(run_id) / "runner.log"
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-            return Outcome(False, exit_code or 1,
-                           f"runner exited with code {exit_code} without a summary: {tail}")
+            return Outcome(
+                False,
+                exit_code or 1,
+                f"runner exited with code {exit_code} without a summary: {tail}",
+            )
         return Outcome(summary.ok and exit_code == 0, exit_code, summary.to_message())
 
     def forget(self, run_id: str) -> None:
@@ -126,8 +157,14 @@ def _data_mounts(job: Mapping[str, Any], namespace: str) -> dict[str, str]:
     from tradebot.controllers.bot_storage import _claim_dir
 
     volumes = job["spec"]["template"]["spec"].get("volumes") or []
-    claim = next((v["persistentVolumeClaim"]["claimName"] for v in volumes
-                  if v["name"] == "data" and v.get("persistentVolumeClaim")), None)
+    claim = next(
+        (
+            v["persistentVolumeClaim"]["claimName"]
+            for v in volumes
+            if v["name"] == "data" and v.get("persistentVolumeClaim")
+        ),
+        None,
+    )
     return {DATA_MOUNT: str(_claim_dir(namespace, claim))} if claim else {}
 
 
@@ -142,8 +179,9 @@ def claim_root(namespace: str, claim: str) -> Path:
         raise store.StoreError(str(e)) from None
 
 
-def keep_artifacts(outcome: Outcome, namespace: str, run_id: str, directory: Path,
-                   settings: Settings) -> Outcome:
+def keep_artifacts(
+    outcome: Outcome, namespace: str, run_id: str, directory: Path, settings: Settings
+) -> Outcome:
     """The run's artifacts copied (claim) or uploaded (bucket) into the artifact store, as the
     runner pod does itself with the kubernetes executor; the outcome's summary then names
     where each one is. Raises StoreError (the caller tries again: every put is idempotent)."""
@@ -154,19 +192,33 @@ def keep_artifacts(outcome: Outcome, namespace: str, run_id: str, directory: Pat
         return outcome  # no summary, no artifacts
     if kind is None or not summary.artifacts:
         return outcome
-    root = (claim_root(namespace, settings.artifacts_pvc)
-            if kind == "pvc" and settings.artifacts_pvc else None)
+    root = (
+        claim_root(namespace, settings.artifacts_pvc)
+        if kind == "pvc" and settings.artifacts_pvc
+        else None
+    )
     found = store.from_settings(settings, pvc_root=root)
     assert found is not None
-    kept = [a.model_copy(update={"path": found.put(run_id, directory / a.name).path})
-            for a in summary.artifacts]
-    return Outcome(outcome.succeeded, outcome.exit_code,
-                   summary.model_copy(update={"artifacts": kept}).to_message())
+    kept = [
+        a.model_copy(update={"path": found.put(run_id, directory / a.name).path})
+        for a in summary.artifacts
+    ]
+    return Outcome(
+        outcome.succeeded,
+        outcome.exit_code,
+        summary.model_copy(update={"artifacts": kept}).to_message(),
+    )
 
 
-def advance_backtest(job: Mapping[str, Any], pod: Mapping[str, Any] | None, namespace: str,
-                     job_name: str, run_id: str, state_dir: Path,
-                     settings: Settings | None = None) -> Outcome | None:
+def advance_backtest(
+    job: Mapping[str, Any],
+    pod: Mapping[str, Any] | None,
+    namespace: str,
+    job_name: str,
+    run_id: str,
+    state_dir: Path,
+    settings: Settings | None = None,
+) -> Outcome | None:
     """One step of a backtest Job's run on a kwok node: once its pod is Running, the runner
     runs here (its inputs from the Job's ConfigMap) and, when it has finished, its artifacts go
     to the store (when `settings` configure one) and its outcome on the pod as kwok's stage
@@ -177,14 +229,20 @@ def advance_backtest(job: Mapping[str, Any], pod: Mapping[str, Any] | None, name
     if OUTCOME in ((pod.get("metadata") or {}).get("annotations") or {}):
         return None  # reported already; kwok finishes the pod
     cm = kube.core().read_namespaced_config_map(job_name, namespace)
-    outcome = LocalExecutor(state_dir).step(run_id, container_args(job), dict(cm.data or {}),
-                                            {"TRADEBOT_CORRELATION_ID": run_id},
-                                            _data_mounts(job, namespace))
+    outcome = LocalExecutor(state_dir).step(
+        run_id,
+        container_args(job),
+        dict(cm.data or {}),
+        {"TRADEBOT_CORRELATION_ID": run_id},
+        _data_mounts(job, namespace),
+    )
     if outcome is None:
         return None
     if settings is not None:
-        outcome = keep_artifacts(outcome, namespace, run_id,
-                                 LocalExecutor(state_dir).artifacts_dir(run_id), settings)
-    kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace,
-                                     {"metadata": {"annotations": outcome.annotations()}})
+        outcome = keep_artifacts(
+            outcome, namespace, run_id, LocalExecutor(state_dir).artifacts_dir(run_id), settings
+        )
+    kube.core().patch_namespaced_pod(
+        pod["metadata"]["name"], namespace, {"metadata": {"annotations": outcome.annotations()}}
+    )
     return outcome

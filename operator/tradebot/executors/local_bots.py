@@ -90,9 +90,15 @@ class LocalBotExecutor:
             ours = False
         return bot if alive(bot.pid) and ours else None
 
-    def ensure(self, bot_id: str, config: dict[str, Any], strategy_class: str,
-               strategy_code: str, env: dict[str, str],
-               storage: PodStorage | None = None) -> LocalBot:
+    def ensure(
+        self,
+        bot_id: str,
+        config: dict[str, Any],
+        strategy_class: str,
+        strategy_code: str,
+        env: dict[str, str],
+        storage: PodStorage | None = None,
+    ) -> LocalBot:
         """The bot running with `config`; started, or restarted if its config changed (or,
         with `storage`, if it is another pod's process)."""
         wanted = config_hash(config) + (f"/{storage.pod_uid}" if storage is not None else "")
@@ -126,9 +132,16 @@ class LocalBotExecutor:
         """Allows bots to start again after `stop_all` (a new operator starting)."""
         self._stopped_marker.unlink(missing_ok=True)
 
-    def _start(self, bot_id: str, config: dict[str, Any], wanted: str, strategy_class: str,
-               strategy_code: str, env: dict[str, str],
-               storage: PodStorage | None = None) -> LocalBot:
+    def _start(
+        self,
+        bot_id: str,
+        config: dict[str, Any],
+        wanted: str,
+        strategy_class: str,
+        strategy_code: str,
+        env: dict[str, str],
+        storage: PodStorage | None = None,
+    ) -> LocalBot:
         if self._stopped_marker.exists():
             raise ExecutorStopped(f"local bots are stopped under {self.state_dir}")
         d = self.bot_dir(bot_id)
@@ -146,18 +159,38 @@ class LocalBotExecutor:
         if parameter_file is not None:
             (strategies / f"{strategy_class}.json").write_text(json.dumps(parameter_file))
         (d / "config.json").write_text(json.dumps(local, indent=2))
-        command = [self.python, "-m", "freqtrade", "trade", "--config", str(d / "config.json"),
-                   "--strategy", strategy_class, "--strategy-path", str(strategies),
-                   "--userdir", str(user_data), *db_url,
-                   "--logfile", str(d / "freqtrade.log")]
+        command = [
+            self.python,
+            "-m",
+            "freqtrade",
+            "trade",
+            "--config",
+            str(d / "config.json"),
+            "--strategy",
+            strategy_class,
+            "--strategy-path",
+            str(strategies),
+            "--userdir",
+            str(user_data),
+            *db_url,
+            "--logfile",
+            str(d / "freqtrade.log"),
+        ]
         # What its pod would get, never the operator's environment (records DSN, kubeconfig,
         # TRADEBOT_*): a strategy is arbitrary code.
         with (d / "console.log").open("ab") as console:
-            proc = subprocess.Popen(command, cwd=d, env=user_environment(d / "home", env),
-                                    stdin=subprocess.DEVNULL, stdout=console,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        (d / "process.json").write_text(json.dumps(
-            {"pid": proc.pid, "port": port, "config_hash": wanted}))
+            proc = subprocess.Popen(
+                command,
+                cwd=d,
+                env=user_environment(d / "home", env),
+                stdin=subprocess.DEVNULL,
+                stdout=console,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        (d / "process.json").write_text(
+            json.dumps({"pid": proc.pid, "port": port, "config_hash": wanted})
+        )
         # A round still in flight while the operator shuts down: stop_all marks, then scans
         # for process.json; this writes process.json, then looks for the mark. One of the two
         # sees the other, so the bot cannot outlive the operator.
@@ -208,8 +241,13 @@ class LocalBotExecutor:
         return sorted(bots)
 
     # ---- the dead-man's switch: the pod's sidecar, as a process beside the bot ---------------
-    def supervise(self, bot_id: str, annotations: Mapping[str, str], deadline: dt.timedelta,
-                  env: dict[str, str]) -> int | None:
+    def supervise(
+        self,
+        bot_id: str,
+        annotations: Mapping[str, str],
+        deadline: dt.timedelta,
+        env: dict[str, str],
+    ) -> int | None:
         """Stands in for the kubelet and the sidecar container: writes the pod's `annotations`
         where the sidecar reads them (as the downward API does), and keeps the sidecar running
         for the bot now running. The sidecar's pid, or None when no bot runs. `env` holds the
@@ -223,20 +261,28 @@ class LocalBotExecutor:
         d = self.bot_dir(bot_id)
         podinfo = d / "podinfo"
         podinfo.mkdir(exist_ok=True)
-        _write_if_changed(podinfo / supervision.ANNOTATIONS_FILE,
-                          supervision.annotations_file(annotations))
+        _write_if_changed(
+            podinfo / supervision.ANNOTATIONS_FILE, supervision.annotations_file(annotations)
+        )
         script = d / supervision.SCRIPT_KEY
         _write_if_changed(script, supervision.SCRIPT)
         current = self._supervisor(bot_id)
         if current is not None and current[1] == bot.pid:
             return current[0]
         self._stop_supervision(bot_id)
-        command = supervision.command(self.python, str(script), deadline,
-                                      str(podinfo / supervision.ANNOTATIONS_FILE), bot.url)
+        command = supervision.command(
+            self.python, str(script), deadline, str(podinfo / supervision.ANNOTATIONS_FILE), bot.url
+        )
         with (d / "deadman.log").open("ab") as log:
-            proc = subprocess.Popen(command, cwd=d, env=user_environment(d / "home", env),
-                                    stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                command,
+                cwd=d,
+                env=user_environment(d / "home", env),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         (d / "deadman.json").write_text(json.dumps({"pid": proc.pid, "bot_pid": bot.pid}))
         return proc.pid
 
@@ -257,7 +303,6 @@ class LocalBotExecutor:
             # Nothing to save: SIGTERM ends it at once.
             _signal_group(current[0], signal.SIGTERM)
         (self.bot_dir(bot_id) / "deadman.json").unlink(missing_ok=True)
-
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -37,14 +37,21 @@ class HyperoptExecutor(LocalExecutor):
     def _outcome(self, run_id: str, exit_code: int) -> Outcome:
         try:
             summary = HyperoptSummary.model_validate_json(
-                (self.artifacts_dir(run_id) / SUMMARY).read_text())
+                (self.artifacts_dir(run_id) / SUMMARY).read_text()
+            )
         except (OSError, ValueError):
             log = self.run_dir(run_id) / "runner.log"
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
-            return Outcome(False, exit_code or 1,
-                           f"runner exited with code {exit_code} without a summary: {tail}")
-        return Outcome(summary.ok and exit_code == 0, exit_code, summary.model_dump_json(
-            by_alias=True, exclude_none=True))
+            return Outcome(
+                False,
+                exit_code or 1,
+                f"runner exited with code {exit_code} without a summary: {tail}",
+            )
+        return Outcome(
+            summary.ok and exit_code == 0,
+            exit_code,
+            summary.model_dump_json(by_alias=True, exclude_none=True),
+        )
 
 
 def _env(job: Mapping[str, Any], namespace: str, run_id: str) -> dict[str, str]:
@@ -61,27 +68,40 @@ def _env(job: Mapping[str, Any], namespace: str, run_id: str) -> dict[str, str]:
     return env
 
 
-def advance_worker(job: Mapping[str, Any], pod: Mapping[str, Any] | None, namespace: str,
-                   run_id: str, state_dir: Path) -> Outcome | None:
+def advance_worker(
+    job: Mapping[str, Any],
+    pod: Mapping[str, Any] | None,
+    namespace: str,
+    run_id: str,
+    state_dir: Path,
+) -> Outcome | None:
     """One step of a worker's run (see executors/local.py advance_backtest). Returns the
     outcome once the run has finished: reported by this step, or by an earlier one (the pod's
     annotations), so the caller need not wait for kwok and the Job controller to catch up."""
     annotations = (pod or {}).get("metadata", {}).get("annotations") or {}
     if OUTCOME in annotations:
-        return Outcome(annotations[OUTCOME] == "Succeeded",
-                       int(annotations.get(EXIT_CODE) or 0), annotations.get(MESSAGE) or "")
+        return Outcome(
+            annotations[OUTCOME] == "Succeeded",
+            int(annotations.get(EXIT_CODE) or 0),
+            annotations.get(MESSAGE) or "",
+        )
     if pod is None or (pod.get("status") or {}).get("phase") != "Running":
         return None
     volumes = job["spec"]["template"]["spec"].get("volumes") or []
     cm_name = next(v["configMap"]["name"] for v in volumes if v["name"] == "config")
     cm = kube.core().read_namespaced_config_map(cm_name, namespace)
-    outcome = HyperoptExecutor(state_dir).step(run_id, container_args(job), dict(cm.data or {}),
-                                               _env(job, namespace, run_id),
-                                               _data_mounts(job, namespace))
+    outcome = HyperoptExecutor(state_dir).step(
+        run_id,
+        container_args(job),
+        dict(cm.data or {}),
+        _env(job, namespace, run_id),
+        _data_mounts(job, namespace),
+    )
     if outcome is None:
         return None
-    kube.core().patch_namespaced_pod(pod["metadata"]["name"], namespace,
-                                     {"metadata": {"annotations": outcome.annotations()}})
+    kube.core().patch_namespaced_pod(
+        pod["metadata"]["name"], namespace, {"metadata": {"annotations": outcome.annotations()}}
+    )
     return outcome
 
 

@@ -55,13 +55,16 @@ def resolve_datadir(value: str, exchange: str) -> Path:
     """Freqtrade's --datadir for `--data value`; raises DataError when it does not exist."""
     if is_bundled_name(value):
         if value not in BUNDLED:
-            raise DataError(f"unknown bundled data set {value!r} (bundled: "
-                            f"{', '.join(sorted(BUNDLED))})")
+            raise DataError(
+                f"unknown bundled data set {value!r} (bundled: {', '.join(sorted(BUNDLED))})"
+            )
         root = data_root()
         datadir = (root / BUNDLED[value] / exchange).resolve()
         if not datadir.is_dir():
-            raise DataError(f"bundled data set {value!r} has no {exchange} candles: {datadir} "
-                            f"does not exist (data root {root}; set ${DATA_ROOT_ENV} to move it)")
+            raise DataError(
+                f"bundled data set {value!r} has no {exchange} candles: {datadir} "
+                f"does not exist (data root {root}; set ${DATA_ROOT_ENV} to move it)"
+            )
         return datadir
     datadir = Path(value).resolve()
     if not datadir.is_dir():
@@ -77,8 +80,11 @@ def data_hash(files: Iterable[Path], datadir: Path) -> str:
     named = []
     for f in set(files):
         resolved = f.resolve()
-        rel = resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) \
+        rel = (
+            resolved.relative_to(base).as_posix()
+            if resolved.is_relative_to(base)
             else resolved.as_posix()
+        )
         named.append((rel, resolved))
     digest = hashlib.sha256()
     for rel, path in sorted(named):

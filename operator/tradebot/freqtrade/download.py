@@ -31,8 +31,13 @@ def _install(save_markets: Path) -> None:
         if markets:
             ccxt: Any = importlib.import_module("ccxt")
             tmp = save_markets.with_name(save_markets.name + ".tmp")
-            tmp.write_text(json.dumps({"ccxt_version": ccxt.__version__, "markets": markets},
-                                      sort_keys=True, default=str))
+            tmp.write_text(
+                json.dumps(
+                    {"ccxt_version": ccxt.__version__, "markets": markets},
+                    sort_keys=True,
+                    default=str,
+                )
+            )
             os.replace(tmp, save_markets)
         return result
 
@@ -42,11 +47,19 @@ def _install(save_markets: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tradebot.freqtrade.download",
-        description="Run freqtrade download-data and save the exchange's markets to a file.")
-    parser.add_argument("--save-markets", type=Path, required=True,
-                        help="where to write the exchange's ccxt markets (JSON)")
-    parser.add_argument("freqtrade_args", nargs=argparse.REMAINDER,
-                        help="Freqtrade's own arguments: download-data --config ...")
+        description="Run freqtrade download-data and save the exchange's markets to a file.",
+    )
+    parser.add_argument(
+        "--save-markets",
+        type=Path,
+        required=True,
+        help="where to write the exchange's ccxt markets (JSON)",
+    )
+    parser.add_argument(
+        "freqtrade_args",
+        nargs=argparse.REMAINDER,
+        help="Freqtrade's own arguments: download-data --config ...",
+    )
     args = parser.parse_args(argv)
     _install(args.save_markets)
     try:

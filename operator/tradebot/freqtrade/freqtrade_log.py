@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 _RECORD = re.compile(
     r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2},\d{3} - (?P<logger>\S+) - (?P<level>[A-Z]+) - "
-    r"(?P<message>.*)$")
+    r"(?P<message>.*)$"
+)
 _FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)')
 _IMPORT_FAILURE = re.compile(r"^Could not import (?P<path>.+?) due to '(?P<reason>.*)'$")
 _COVERAGE = ("data starts at", "data ends at", "No history for")
@@ -47,20 +48,25 @@ def _one_line(text: str) -> str:
 
 def _traceback_reason(record: Record, strategy_file: str | None) -> str:
     lines = [ln for ln in record.continuation if ln.strip()]
-    exception = next((ln.strip() for ln in reversed(lines)
-                      if not ln.startswith((" ", "\t", "Traceback"))), "")
+    exception = next(
+        (ln.strip() for ln in reversed(lines) if not ln.startswith((" ", "\t", "Traceback"))), ""
+    )
     where = ""
     if strategy_file:
-        frames = [m for m in (_FRAME.match(ln) for ln in lines)
-                  if m and m["file"].endswith("/" + strategy_file)]
+        frames = [
+            m
+            for m in (_FRAME.match(ln) for ln in lines)
+            if m and m["file"].endswith("/" + strategy_file)
+        ]
         if frames:
             last = frames[-1]
             where = f" ({strategy_file} line {last['line']}, in {last['func']})"
     return f"{exception or record.message}{where}"
 
 
-def failure_reason(text: str, *, strategy_file: str | None = None,
-                   timerange: str | None = None) -> str | None:
+def failure_reason(
+    text: str, *, strategy_file: str | None = None, timerange: str | None = None
+) -> str | None:
     """One line saying why the run failed, or None when the log has no error."""
     found = records(text)
     errors = [r for r in found if r.level in ("ERROR", "CRITICAL")]
@@ -79,9 +85,13 @@ def failure_reason(text: str, *, strategy_file: str | None = None,
         if causes:
             reason = f"{reason} Cause: {'; '.join(causes)}"
     elif reason.startswith("No data found"):
-        coverage = [r.message for r in found
-                    if r.level == "WARNING" and any(c in r.message for c in _COVERAGE)
-                    and "download-data" not in r.message]
+        coverage = [
+            r.message
+            for r in found
+            if r.level == "WARNING"
+            and any(c in r.message for c in _COVERAGE)
+            and "download-data" not in r.message
+        ]
         if timerange:
             reason = f"{reason} Requested timerange: {timerange}."
         if coverage:

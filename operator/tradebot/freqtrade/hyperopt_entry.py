@@ -52,8 +52,9 @@ def _plain_json(value: Any) -> Any:
     back: what a later reader of the file, or of a trial attribute, sees."""
     rapidjson = importlib.import_module("rapidjson")
     tools = _freqtrade("optimize.hyperopt_tools")
-    text = rapidjson.dumps(value, default=tools.hyperopt_serializer,
-                           number_mode=tools.HYPER_PARAMS_FILE_FORMAT)
+    text = rapidjson.dumps(
+        value, default=tools.hyperopt_serializer, number_mode=tools.HYPER_PARAMS_FILE_FORMAT
+    )
     return json.loads(text)
 
 
@@ -67,8 +68,9 @@ def params_object(val: dict[str, Any]) -> dict[str, Any]:
 
 
 def epoch_stats(val: dict[str, Any]) -> dict[str, Any]:
-    return hyperopt_epochs.stats_subset(_plain_json(hyperopt_epochs.stats_subset(
-        val["results_metrics"])))
+    return hyperopt_epochs.stats_subset(
+        _plain_json(hyperopt_epochs.stats_subset(val["results_metrics"]))
+    )
 
 
 @dataclass
@@ -90,17 +92,21 @@ class Worker:
     # told, in Freqtrade's order: evaluate_result comes in the same order as the tells.
     batch: list[Any] = field(default_factory=list)
     told: collections.deque[tuple[int, dict[str, Any], dict[str, Any]]] = field(
-        default_factory=collections.deque)
+        default_factory=collections.deque
+    )
 
-    def emit(self, record: EpochRecord | None, params: dict[str, Any],
-             stats: dict[str, Any]) -> None:
+    def emit(
+        self, record: EpochRecord | None, params: dict[str, Any], stats: dict[str, Any]
+    ) -> None:
         if record is None:
             return
         with self.epochs_file.open("a") as out:
             out.write(record.model_dump_json(by_alias=True, exclude_none=True) + "\n")
         self.emitted += 1
-        if self.best is None or (record.loss, record.epoch) < (self.best.record.loss,
-                                                                self.best.record.epoch):
+        if self.best is None or (record.loss, record.epoch) < (
+            self.best.record.loss,
+            self.best.record.epoch,
+        ):
             self.best = Best(record, params, stats)
 
 
@@ -133,8 +139,9 @@ def _install_shared(worker: Worker, url: str, study_name: str) -> None:
         self.o_dimensions = optuna_study.plain_distributions(self.o_dimensions)
         return optuna_study.open_study(url, study_name, local.sampler)
 
-    def get_asked_points(self: Any, n_points: int, dimensions: dict[str, Any]
-                         ) -> tuple[list[Any], list[bool]]:
+    def get_asked_points(
+        self: Any, n_points: int, dimensions: dict[str, Any]
+    ) -> tuple[list[Any], list[bool]]:
         batch: list[Trial] = []
         asks = 0
         while len(batch) < n_points and asks < ASKS_PER_POINT * n_points:
@@ -147,8 +154,12 @@ def _install_shared(worker: Worker, url: str, study_name: str) -> None:
                 continue
             batch.append(trial)
         if len(batch) < n_points:
-            log.warning("%d of %d points asked for were all tried before: the search space "
-                        "may be too small for the epochs", n_points - len(batch), n_points)
+            log.warning(
+                "%d of %d points asked for were all tried before: the search space "
+                "may be too small for the epochs",
+                n_points - len(batch),
+                n_points,
+            )
             self.count_skipped_epochs += n_points - len(batch)
         worker.batch = list(batch)
         return batch, [False] * len(batch)
@@ -179,9 +190,9 @@ def _install_epochs(worker: Worker) -> None:
             epoch = number + 1
         else:
             params, stats, epoch = params_object(val), epoch_stats(val), current
-        record = hyperopt_epochs.epoch_record(epoch=epoch, worker=worker.index,
-                                              loss=float(val["loss"]), params=params,
-                                              stats=stats)
+        record = hyperopt_epochs.epoch_record(
+            epoch=epoch, worker=worker.index, loss=float(val["loss"]), params=params, stats=stats
+        )
         worker.emit(record, params, stats)
 
     hyperopt.evaluate_result = evaluate_result
@@ -195,8 +206,9 @@ def _export(best: Best | None, strategy: str, export_dir: Path) -> str | None:
         return None
     tools = _freqtrade("optimize.hyperopt_tools").HyperoptTools
     target = export_dir / f"{strategy}.json"
-    tools.export_params({"params_details": best.params, "params_not_optimized": {}},
-                        strategy, target)
+    tools.export_params(
+        {"params_details": best.params, "params_not_optimized": {}}, strategy, target
+    )
     return target.name
 
 
@@ -247,8 +259,13 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _work(args: argparse.Namespace, freqtrade_args: list[str], url: str | None,
-          worker: Worker, result: dict[str, Any]) -> int:
+def _work(
+    args: argparse.Namespace,
+    freqtrade_args: list[str],
+    url: str | None,
+    worker: Worker,
+    result: dict[str, Any],
+) -> int:
     offline._install(args.markets, args.record_data)
     if args.sampler:
         _install_sampler(args.sampler)
@@ -264,10 +281,11 @@ def _work(args: argparse.Namespace, freqtrade_args: list[str], url: str | None,
         resumed = optuna_study.resume(study, args.worker, args.share)
         result["stale_trials_failed"] = resumed.failed_stale
         for trial in sorted(resumed.done, key=lambda t: t.number):
-            worker.emit(hyperopt_epochs.epoch_from_attrs(trial.number, trial.value,
-                                                         trial.user_attrs),
-                        trial.user_attrs.get(hyperopt_epochs.ATTR_PARAMS, {}),
-                        trial.user_attrs.get(hyperopt_epochs.ATTR_STATS, {}))
+            worker.emit(
+                hyperopt_epochs.epoch_from_attrs(trial.number, trial.value, trial.user_attrs),
+                trial.user_attrs.get(hyperopt_epochs.ATTR_PARAMS, {}),
+                trial.user_attrs.get(hyperopt_epochs.ATTR_STATS, {}),
+            )
         owed = resumed.owed
         _install_shared(worker, url, args.study)
     result["owed"] = owed
@@ -282,18 +300,28 @@ def _work(args: argparse.Namespace, freqtrade_args: list[str], url: str | None,
         result["study_epochs_done"] = optuna_study.complete_count(study)
         result["epochs_done"] = len(optuna_study.own_complete(study, args.worker))
         top = optuna_study.best_trial(study)
-        record = hyperopt_epochs.epoch_from_attrs(top.number, top.value, top.user_attrs) \
-            if top is not None else None
-        best = Best(record, top.user_attrs[hyperopt_epochs.ATTR_PARAMS],
-                    top.user_attrs[hyperopt_epochs.ATTR_STATS]) \
-            if record is not None and top is not None else None
+        record = (
+            hyperopt_epochs.epoch_from_attrs(top.number, top.value, top.user_attrs)
+            if top is not None
+            else None
+        )
+        best = (
+            Best(
+                record,
+                top.user_attrs[hyperopt_epochs.ATTR_PARAMS],
+                top.user_attrs[hyperopt_epochs.ATTR_STATS],
+            )
+            if record is not None and top is not None
+            else None
+        )
     else:
         result["epochs_done"] = worker.emitted
     if best is not None:
-        result["best"] = {"record": best.record.model_dump(mode="json", by_alias=True,
-                                                           exclude_none=True),
-                          "stats": best.stats,
-                          "parameters_file": _export(best, args.strategy, args.export_dir)}
+        result["best"] = {
+            "record": best.record.model_dump(mode="json", by_alias=True, exclude_none=True),
+            "stats": best.stats,
+            "parameters_file": _export(best, args.strategy, args.export_dir),
+        }
     return code
 
 

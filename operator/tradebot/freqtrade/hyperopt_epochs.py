@@ -27,39 +27,62 @@ ATTR_STATS = "tradebot_stats"
 ATTR_DROPPED = "tradebot_dropped"
 
 # The statistics kept per epoch: what BacktestResults is made of.
-STAT_KEYS = tuple(sorted({*results.FIGURES.values(), *results.COUNTS.values(),
-                          "backtest_start", "backtest_start_ts",
-                          "backtest_end", "backtest_end_ts"}))
+STAT_KEYS = tuple(
+    sorted(
+        {
+            *results.FIGURES.values(),
+            *results.COUNTS.values(),
+            "backtest_start",
+            "backtest_start_ts",
+            "backtest_end",
+            "backtest_end_ts",
+        }
+    )
+)
 
 
 def stats_subset(metrics: Mapping[str, Any]) -> dict[str, Any]:
     """The scalar statistics of Freqtrade's per-epoch `results_metrics` that the figures need
     (the whole of it holds every trade, far too much for a trial attribute)."""
-    return {k: metrics[k] for k in STAT_KEYS
-            if k in metrics and isinstance(metrics[k], (int, float, str, type(None)))}
+    return {
+        k: metrics[k]
+        for k in STAT_KEYS
+        if k in metrics and isinstance(metrics[k], (int, float, str, type(None)))
+    }
 
 
-def epoch_record(*, epoch: int, worker: int, loss: float, params: Mapping[str, Any],
-                 stats: Mapping[str, Any]) -> EpochRecord | None:
+def epoch_record(
+    *, epoch: int, worker: int, loss: float, params: Mapping[str, Any], stats: Mapping[str, Any]
+) -> EpochRecord | None:
     """The record of one epoch; None when its loss is no number (Optuna fails such a trial)."""
     exact_loss = results.figure(loss)
     if exact_loss is None:
         return None
     figures = results.results_from_stats(dict(stats))
-    return EpochRecord(epoch=epoch, worker=worker, loss=exact_loss,
-                       profit_total=figures.profit_total,
-                       profit_total_abs=figures.profit_total_abs, trades=figures.trades,
-                       max_drawdown=figures.max_drawdown,
-                       parameters_hash=parameters_hash(params))
+    return EpochRecord(
+        epoch=epoch,
+        worker=worker,
+        loss=exact_loss,
+        profit_total=figures.profit_total,
+        profit_total_abs=figures.profit_total_abs,
+        trades=figures.trades,
+        max_drawdown=figures.max_drawdown,
+        parameters_hash=parameters_hash(params),
+    )
 
 
-def epoch_from_attrs(number: int, value: float | None,
-                     attrs: Mapping[str, Any]) -> EpochRecord | None:
+def epoch_from_attrs(
+    number: int, value: float | None, attrs: Mapping[str, Any]
+) -> EpochRecord | None:
     """The record of a COMPLETE shared-study trial from its value and user attributes; None
     for a trial no tradebot worker evaluated."""
     worker, params, stats = attrs.get(ATTR_WORKER), attrs.get(ATTR_PARAMS), attrs.get(ATTR_STATS)
-    if value is None or not isinstance(worker, int) or not isinstance(params, dict) \
-            or not isinstance(stats, dict):
+    if (
+        value is None
+        or not isinstance(worker, int)
+        or not isinstance(params, dict)
+        or not isinstance(stats, dict)
+    ):
         return None
     return epoch_record(epoch=number + 1, worker=worker, loss=value, params=params, stats=stats)
 
@@ -68,11 +91,15 @@ def figures(stats: Mapping[str, Any]) -> BacktestResults:
     return results.results_from_stats(dict(stats))
 
 
-def best_epoch(record: EpochRecord, parameters_text: str,
-               stats: Mapping[str, Any]) -> BestEpoch:
+def best_epoch(record: EpochRecord, parameters_text: str, stats: Mapping[str, Any]) -> BestEpoch:
     """The best epoch with its parameter file's exact text and its figures."""
-    return BestEpoch(epoch=record.epoch, loss=record.loss, parameters=parameters_text,
-                     parameters_hash=record.parameters_hash, results=figures(stats))
+    return BestEpoch(
+        epoch=record.epoch,
+        loss=record.loss,
+        parameters=parameters_text,
+        parameters_hash=record.parameters_hash,
+        results=figures(stats),
+    )
 
 
 def epoch_line(record: EpochRecord) -> str:
@@ -87,7 +114,7 @@ def parse_epoch_line(line: str) -> EpochRecord | None:
     if not text.startswith(EPOCH_PREFIX):
         return None
     try:
-        return EpochRecord.model_validate(json.loads(text[len(EPOCH_PREFIX):]))
+        return EpochRecord.model_validate(json.loads(text[len(EPOCH_PREFIX) :]))
     except (ValueError, ValidationError):
         return None
 

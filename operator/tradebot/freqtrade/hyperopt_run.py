@@ -104,8 +104,14 @@ POLL_S = 0.2
 # Spaces made of the strategy's own parameters; the others are Freqtrade's built-in ones.
 PARAMETER_SPACES = {"buy", "sell", "enter", "exit", "protection"}
 SPACES = ("buy", "sell", "enter", "exit", "roi", "stoploss", "trailing", "protection", "trades")
-SAMPLERS = ("TPESampler", "GPSampler", "CmaEsSampler", "NSGAIISampler", "NSGAIIISampler",
-            "QMCSampler")
+SAMPLERS = (
+    "TPESampler",
+    "GPSampler",
+    "CmaEsSampler",
+    "NSGAIISampler",
+    "NSGAIIISampler",
+    "QMCSampler",
+)
 
 
 def _positive(text: str) -> int:
@@ -125,41 +131,89 @@ def _index(text: str) -> int:
 def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """The `hyperopt` subcommand on the runner's parser."""
     ho = commands.add_parser(
-        "hyperopt", help="run one worker of a `freqtrade hyperopt` search",
+        "hyperopt",
+        help="run one worker of a `freqtrade hyperopt` search",
         description="Run one worker of a Freqtrade hyperopt search; with "
-                    f"${STORAGE_ENV} set, the workers share one Optuna study.")
-    ho.add_argument("--config", type=Path, required=True,
-                    help="Freqtrade config JSON, as the operator generated it")
-    ho.add_argument("--strategy-file", type=Path, required=True,
-                    help="the strategy's Python file")
-    ho.add_argument("--data", required=True,
-                    help="bundled data set name (e.g. sample) or a Freqtrade data directory")
+        f"${STORAGE_ENV} set, the workers share one Optuna study.",
+    )
+    ho.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="Freqtrade config JSON, as the operator generated it",
+    )
+    ho.add_argument("--strategy-file", type=Path, required=True, help="the strategy's Python file")
+    ho.add_argument(
+        "--data",
+        required=True,
+        help="bundled data set name (e.g. sample) or a Freqtrade data directory",
+    )
     ho.add_argument("--output", type=Path, required=True, help="artifact directory")
-    ho.add_argument("--timerange", required=True,
-                    help="training window, Freqtrade's format, e.g. 20240102-20240201")
-    ho.add_argument("--markets", type=Path, default=None,
-                    help="the exchange's markets saved with the data (default: bundled)")
-    ho.add_argument("--spaces", nargs="+", choices=SPACES, required=True, metavar="SPACE",
-                    help=f"spaces to search: {' '.join(SPACES)}")
-    ho.add_argument("--loss", required=True, choices=LOSS_FUNCTIONS, metavar="NAME",
-                    help="Freqtrade loss class, e.g. SharpeHyperOptLoss")
-    ho.add_argument("--epochs", type=_positive, required=True,
-                    help="this worker's share of the epochs")
-    ho.add_argument("--sampler", choices=SAMPLERS, default=None, metavar="NAME",
-                    help=f"Optuna sampler ({', '.join(SAMPLERS)}); default: the strategy's")
-    ho.add_argument("--random-state", type=_positive, default=None,
-                    help="the search's seed; this worker uses it + --worker")
-    ho.add_argument("--min-trades", type=_positive, default=None,
-                    help="Freqtrade's --min-trades")
-    ho.add_argument("--jobs", type=_positive, default=1,
-                    help="Freqtrade's parallel jobs inside this worker (default 1)")
-    ho.add_argument("--summary", type=Path, default=None,
-                    help="where to write the summary JSON as well as OUTPUT/summary.json "
-                         "(default: /dev/termination-log when writable)")
-    ho.add_argument("--worker", type=_index, required=True,
-                    help="this worker's index (0-based, stable across restarts)")
-    ho.add_argument("--study", required=True,
-                    help="the Optuna study name shared by the search's workers")
+    ho.add_argument(
+        "--timerange",
+        required=True,
+        help="training window, Freqtrade's format, e.g. 20240102-20240201",
+    )
+    ho.add_argument(
+        "--markets",
+        type=Path,
+        default=None,
+        help="the exchange's markets saved with the data (default: bundled)",
+    )
+    ho.add_argument(
+        "--spaces",
+        nargs="+",
+        choices=SPACES,
+        required=True,
+        metavar="SPACE",
+        help=f"spaces to search: {' '.join(SPACES)}",
+    )
+    ho.add_argument(
+        "--loss",
+        required=True,
+        choices=LOSS_FUNCTIONS,
+        metavar="NAME",
+        help="Freqtrade loss class, e.g. SharpeHyperOptLoss",
+    )
+    ho.add_argument(
+        "--epochs", type=_positive, required=True, help="this worker's share of the epochs"
+    )
+    ho.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        default=None,
+        metavar="NAME",
+        help=f"Optuna sampler ({', '.join(SAMPLERS)}); default: the strategy's",
+    )
+    ho.add_argument(
+        "--random-state",
+        type=_positive,
+        default=None,
+        help="the search's seed; this worker uses it + --worker",
+    )
+    ho.add_argument("--min-trades", type=_positive, default=None, help="Freqtrade's --min-trades")
+    ho.add_argument(
+        "--jobs",
+        type=_positive,
+        default=1,
+        help="Freqtrade's parallel jobs inside this worker (default 1)",
+    )
+    ho.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help="where to write the summary JSON as well as OUTPUT/summary.json "
+        "(default: /dev/termination-log when writable)",
+    )
+    ho.add_argument(
+        "--worker",
+        type=_index,
+        required=True,
+        help="this worker's index (0-based, stable across restarts)",
+    )
+    ho.add_argument(
+        "--study", required=True, help="the Optuna study name shared by the search's workers"
+    )
 
 
 class HyperoptError(Exception):
@@ -186,14 +240,26 @@ class Run:
 
     def summary(self, error: str | None) -> HyperoptSummary:
         return HyperoptSummary(
-            ok=error is None, error=error, exit_code=self.exit_code, strategy=self.strategy,
-            worker=self.worker, storage=self.storage, epochs_done=self.epochs_done,
-            study_epochs_done=self.study_epochs_done, best=self.best,
-            artifacts=self.artifacts, code_hash=self.code_hash, config_hash=self.config_hash,
-            data_hash=self.data_hash, freqtrade_version=_freqtrade_version(),
-            started_at=self.started_at, finished_at=_now(), epochs_owed=self.epochs_owed,
+            ok=error is None,
+            error=error,
+            exit_code=self.exit_code,
+            strategy=self.strategy,
+            worker=self.worker,
+            storage=self.storage,
+            epochs_done=self.epochs_done,
+            study_epochs_done=self.study_epochs_done,
+            best=self.best,
+            artifacts=self.artifacts,
+            code_hash=self.code_hash,
+            config_hash=self.config_hash,
+            data_hash=self.data_hash,
+            freqtrade_version=_freqtrade_version(),
+            started_at=self.started_at,
+            finished_at=_now(),
+            epochs_owed=self.epochs_owed,
             duplicates_dropped=self.duplicates_dropped,
-            stale_trials_failed=self.stale_trials_failed)
+            stale_trials_failed=self.stale_trials_failed,
+        )
 
 
 def _now() -> dt.datetime:
@@ -229,8 +295,11 @@ def _load_config(path: Path) -> dict[str, Any]:
         raise HyperoptError(f"cannot read config {path}: {e.strerror}") from e
     except ValueError as e:
         raise HyperoptError(f"config {path} is not JSON: {e}") from e
-    if not isinstance(config, dict) or not isinstance(config.get("strategy"), str) \
-            or not config["strategy"]:
+    if (
+        not isinstance(config, dict)
+        or not isinstance(config.get("strategy"), str)
+        or not config["strategy"]
+    ):
         raise HyperoptError(f"config {path} is not a JSON object naming a strategy")
     exchange = config.get("exchange")
     if not isinstance(exchange, dict) or not isinstance(exchange.get("name"), str):
@@ -275,8 +344,10 @@ def check_spaces(code: str, class_name: str, spaces: list[str]) -> None:
     if found is None or found & set(spaces):
         return
     have = f" (it has parameters in: {', '.join(sorted(found))})" if found else ""
-    raise HyperoptError(f"strategy {class_name} has no hyperoptable parameters in the chosen "
-                        f"space(s) {', '.join(spaces)}{have}")
+    raise HyperoptError(
+        f"strategy {class_name} has no hyperoptable parameters in the chosen "
+        f"space(s) {', '.join(spaces)}{have}"
+    )
 
 
 def _prepare_strategy(config: dict[str, Any], strategy_file: Path, strategies: Path) -> Path:
@@ -292,26 +363,37 @@ def _prepare_strategy(config: dict[str, Any], strategy_file: Path, strategies: P
     return copy
 
 
-def freqtrade_arguments(args: argparse.Namespace, strategy: str, strategy_dir: Path,
-                        userdir: Path, datadir: Path) -> list[str]:
+def freqtrade_arguments(
+    args: argparse.Namespace, strategy: str, strategy_dir: Path, userdir: Path, datadir: Path
+) -> list[str]:
     """`freqtrade hyperopt`'s arguments, all but --epochs (the worker decides what it owes)."""
     command = [
         "hyperopt",
-        "--config", str(args.config.resolve()),
-        "--strategy", strategy,
-        "--strategy-path", str(strategy_dir),
-        "--userdir", str(userdir),
-        "--datadir", str(datadir),
-        "--timerange", args.timerange,
-        "--spaces", *args.spaces,
-        "--hyperopt-loss", args.loss,
-        "--job-workers", str(args.jobs),
+        "--config",
+        str(args.config.resolve()),
+        "--strategy",
+        strategy,
+        "--strategy-path",
+        str(strategy_dir),
+        "--userdir",
+        str(userdir),
+        "--datadir",
+        str(datadir),
+        "--timerange",
+        args.timerange,
+        "--spaces",
+        *args.spaces,
+        "--hyperopt-loss",
+        args.loss,
+        "--job-workers",
+        str(args.jobs),
         # A chosen space without parameters is skipped, not fatal; a search with none at all
         # was refused before this (check_spaces).
         "--ignore-missing-spaces",
         # Each worker's own best is not the search's: the worker exports the study's best.
         "--disable-param-export",
-        "--logfile", str((args.output / LOG_NAME).resolve()),
+        "--logfile",
+        str((args.output / LOG_NAME).resolve()),
     ]
     if args.random_state is not None:
         command += ["--random-state", str(args.random_state + args.worker)]
@@ -342,8 +424,15 @@ class _EpochTail:
                 print(EPOCH_PREFIX + line.decode(), flush=True)
 
 
-def _run_worker(args: argparse.Namespace, config: dict[str, Any], datadir: Path, work: Path,
-                run: Run, log: FilteringBoundLogger, url: str | None) -> None:
+def _run_worker(
+    args: argparse.Namespace,
+    config: dict[str, Any],
+    datadir: Path,
+    work: Path,
+    run: Run,
+    log: FilteringBoundLogger,
+    url: str | None,
+) -> None:
     userdir = work / "user_data"
     strategy_copy = _prepare_strategy(config, args.strategy_file, userdir / "strategies")
     record = work / "data-used.jsonl"
@@ -351,14 +440,29 @@ def _run_worker(args: argparse.Namespace, config: dict[str, Any], datadir: Path,
     epochs_path = args.output / EPOCHS_NAME
     epochs_path.unlink(missing_ok=True)
     command = [
-        sys.executable, "-m", "tradebot.freqtrade.hyperopt_entry",
-        "--worker", str(args.worker), "--share", str(args.epochs),
-        "--strategy", run.strategy, "--study", args.study,
-        "--epochs-file", str(epochs_path.resolve()), "--result", str(result_path),
-        "--export-dir", str(args.output.resolve()), "--record-data", str(record),
+        sys.executable,
+        "-m",
+        "tradebot.freqtrade.hyperopt_entry",
+        "--worker",
+        str(args.worker),
+        "--share",
+        str(args.epochs),
+        "--strategy",
+        run.strategy,
+        "--study",
+        args.study,
+        "--epochs-file",
+        str(epochs_path.resolve()),
+        "--result",
+        str(result_path),
+        "--export-dir",
+        str(args.output.resolve()),
+        "--record-data",
+        str(record),
         *(["--sampler", args.sampler] if args.sampler else []),
         *(["--markets", str(args.markets.resolve())] if args.markets else []),
-        "--", *freqtrade_arguments(args, run.strategy, strategy_copy.parent, userdir, datadir),
+        "--",
+        *freqtrade_arguments(args, run.strategy, strategy_copy.parent, userdir, datadir),
     ]
     log.info("freqtrade.command", argv=command, storage=run.storage)
     log_path = args.output / LOG_NAME
@@ -368,8 +472,7 @@ def _run_worker(args: argparse.Namespace, config: dict[str, Any], datadir: Path,
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
     tail = _EpochTail(epochs_path)
     with console_path.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=work,
-                                env=env)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=work, env=env)
         while proc.poll() is None:
             tail.poll()
             time.sleep(POLL_S)
@@ -406,15 +509,24 @@ def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _check_freqtrade(args: argparse.Namespace, returncode: int, log_path: Path,
-                     console_path: Path, strategy_copy: Path, url: str | None) -> None:
+def _check_freqtrade(
+    args: argparse.Namespace,
+    returncode: int,
+    log_path: Path,
+    console_path: Path,
+    strategy_copy: Path,
+    url: str | None,
+) -> None:
     text = log_path.read_text(errors="replace") if log_path.is_file() else ""
     console = console_path.read_text(errors="replace")
-    reason = freqtrade_log.failure_reason(text, strategy_file=strategy_copy.name,
-                                          timerange=args.timerange)
+    reason = freqtrade_log.failure_reason(
+        text, strategy_file=strategy_copy.name, timerange=args.timerange
+    )
     if reason is None and returncode != 0:
-        reason = (f"{_exit_description(returncode)}; its last output: "
-                  f"{freqtrade_log.last_line(console) or 'none'}")
+        reason = (
+            f"{_exit_description(returncode)}; its last output: "
+            f"{freqtrade_log.last_line(console) or 'none'}"
+        )
     if reason is not None:
         raise HyperoptError(redact(reason, url))
 
@@ -429,8 +541,9 @@ def _exit_description(returncode: int) -> str:
     return f"the worker exited with {returncode}"
 
 
-def _check_data(config: dict[str, Any], record: Path, datadir: Path,
-                args: argparse.Namespace, run: Run) -> None:
+def _check_data(
+    config: dict[str, Any], record: Path, datadir: Path, args: argparse.Namespace, run: Run
+) -> None:
     used: dict[str, list[Path]] = {}
     if record.is_file():
         for line in record.read_text().splitlines():
@@ -461,8 +574,12 @@ def _keep_artifacts(userdir: Path, output: Path, run: Run) -> None:
 def hyperopt(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[HyperoptSummary, int]:
     output: Path = args.output
     url = os.environ.get(STORAGE_ENV) or None
-    run = Run(strategy=args.strategy_file.stem, worker=args.worker,
-              storage="shared" if url else "independent", started_at=_now())
+    run = Run(
+        strategy=args.strategy_file.stem,
+        worker=args.worker,
+        storage="shared" if url else "independent",
+        started_at=_now(),
+    )
     try:
         output.mkdir(parents=True, exist_ok=True)
         config = _load_config(args.config)
@@ -474,17 +591,26 @@ def hyperopt(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[Hyper
             code = args.strategy_file.read_text()
             run.code_hash = _sha256(args.strategy_file)
         except OSError as e:
-            raise HyperoptError(f"cannot read strategy file {args.strategy_file}: "
-                                f"{e.strerror}") from e
+            raise HyperoptError(
+                f"cannot read strategy file {args.strategy_file}: {e.strerror}"
+            ) from e
         check_spaces(code, run.strategy, args.spaces)
         try:
             datadir = datasets.resolve_datadir(args.data, config["exchange"]["name"])
         except datasets.DataError as e:
             raise HyperoptError(str(e)) from e
-        log.info("hyperopt.start", strategy=run.strategy, worker=args.worker,
-                 storage=run.storage, study=args.study, epochs=args.epochs,
-                 config_hash=run.config_hash, code_hash=run.code_hash, datadir=str(datadir),
-                 timerange=args.timerange)
+        log.info(
+            "hyperopt.start",
+            strategy=run.strategy,
+            worker=args.worker,
+            storage=run.storage,
+            study=args.study,
+            epochs=args.epochs,
+            config_hash=run.config_hash,
+            code_hash=run.code_hash,
+            datadir=str(datadir),
+            timerange=args.timerange,
+        )
         with tempfile.TemporaryDirectory(prefix="tradebot-hyperopt-") as tmp:
             _run_worker(args, config, datadir, Path(tmp), run, log, url)
     except HyperoptError as e:
@@ -495,9 +621,12 @@ def hyperopt(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[Hyper
         log.error("runner.crashed", error=redact(f"{type(e).__name__}: {e}", url))
         error = redact(f"runner error: {type(e).__name__}: {e}", url)
     else:
-        log.info("hyperopt.done", epochs_done=run.epochs_done,
-                 study_epochs_done=run.study_epochs_done,
-                 best_loss=str(run.best.loss) if run.best else None)
+        log.info(
+            "hyperopt.done",
+            epochs_done=run.epochs_done,
+            study_epochs_done=run.study_epochs_done,
+            best_loss=str(run.best.loss) if run.best else None,
+        )
         return _finish(run, None, output), 0
     log.error("hyperopt.failed", error=error, exit_code=run.exit_code)
     # As for a backtest: a failed worker's best would be read as the search's result (the
@@ -521,6 +650,7 @@ def to_message(summary: HyperoptSummary) -> str:
     """The summary for the termination message (4096 bytes at most): when the whole does not
     fit, the artifacts go first, then the best epoch's figures, then the error's tail (the
     full summary is DIR/summary.json and the log's last line)."""
+
     def dump(s: HyperoptSummary) -> str:
         return s.model_dump_json(by_alias=True, exclude_none=True)
 
@@ -530,7 +660,8 @@ def to_message(summary: HyperoptSummary) -> str:
     summary = summary.model_copy(update={"artifacts": [], "truncated": True})
     if len(dump(summary).encode()) > TERMINATION_MESSAGE_LIMIT and summary.best is not None:
         summary = summary.model_copy(
-            update={"best": summary.best.model_copy(update={"results": None})})
+            update={"best": summary.best.model_copy(update={"results": None})}
+        )
     text = dump(summary)
     overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT
     if overflow > 0 and summary.error:

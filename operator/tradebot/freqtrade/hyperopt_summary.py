@@ -20,8 +20,10 @@ EPOCHS_NAME = "epochs.jsonl"
 class EpochRecord(StatusModel):
     """One finished epoch (Optuna trial) as the records keep it."""
 
-    epoch: int = Field(description="Optuna trial number + 1 (shared study) or the worker's "
-                       "own epoch number (independent workers).")
+    epoch: int = Field(
+        description="Optuna trial number + 1 (shared study) or the worker's "
+        "own epoch number (independent workers)."
+    )
     worker: int = Field(description="Index of the worker that ran it.")
     loss: Figure = Field(description="Loss, 8 decimals.")
     profit_total: Figure | None = None
@@ -47,21 +49,33 @@ class HyperoptSummary(StatusModel):
     worker: int = Field(description="This worker's index.")
     storage: str = Field(description="shared (one Optuna study) or independent.")
     epochs_done: int = Field(default=0, description="Epochs this worker finished.")
-    study_epochs_done: int | None = Field(default=None, description="Finished epochs of the "
-                                          "whole shared study, as this worker last saw it.")
-    best: BestEpoch | None = Field(default=None, description="Best epoch this worker saw "
-                                   "(of the whole study when shared).")
+    study_epochs_done: int | None = Field(
+        default=None,
+        description="Finished epochs of the whole shared study, as this worker last saw it.",
+    )
+    best: BestEpoch | None = Field(
+        default=None, description="Best epoch this worker saw (of the whole study when shared)."
+    )
     artifacts: list[Artifact] = Field(default_factory=list)
-    epochs_owed: int | None = Field(default=None, description="Epochs this run of the worker "
-                                    "set out to run: its share minus what earlier runs of "
-                                    "the same index completed (shared study).")
-    duplicates_dropped: int | None = Field(default=None, description="Proposed points told "
-                                           "FAIL instead of evaluated: already tried.")
-    stale_trials_failed: int | None = Field(default=None, description="Trials a killed earlier "
-                                            "run of this worker left RUNNING, failed on start.")
-    truncated: bool | None = Field(default=None, description="Parts left out to fit the "
-                                   "termination message; the whole is DIR/summary.json and "
-                                   "the log's last line.")
+    epochs_owed: int | None = Field(
+        default=None,
+        description="Epochs this run of the worker "
+        "set out to run: its share minus what earlier runs of "
+        "the same index completed (shared study).",
+    )
+    duplicates_dropped: int | None = Field(
+        default=None, description="Proposed points told FAIL instead of evaluated: already tried."
+    )
+    stale_trials_failed: int | None = Field(
+        default=None,
+        description="Trials a killed earlier run of this worker left RUNNING, failed on start.",
+    )
+    truncated: bool | None = Field(
+        default=None,
+        description="Parts left out to fit the "
+        "termination message; the whole is DIR/summary.json and "
+        "the log's last line.",
+    )
     code_hash: str | None = None
     config_hash: str | None = None
     data_hash: str | None = None

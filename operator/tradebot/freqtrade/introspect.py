@@ -20,8 +20,12 @@ REQUIRED_METHODS: tuple[tuple[str, ...], ...] = (
     ("populate_entry_trend", "populate_buy_trend"),
     ("populate_exit_trend", "populate_sell_trend"),
 )
-FREQAI_METHODS = ("set_freqai_targets", "feature_engineering_expand_all",
-                  "feature_engineering_expand_basic", "feature_engineering_standard")
+FREQAI_METHODS = (
+    "set_freqai_targets",
+    "feature_engineering_expand_all",
+    "feature_engineering_expand_basic",
+    "feature_engineering_standard",
+)
 BASE = "IStrategy"
 
 
@@ -68,14 +72,18 @@ def _base_names(cls: ast.ClassDef) -> list[str]:
     return names
 
 
-def _subclasses_istrategy(cls: ast.ClassDef, classes: dict[str, ast.ClassDef],
-                          seen: frozenset[str] = frozenset()) -> bool:
+def _subclasses_istrategy(
+    cls: ast.ClassDef, classes: dict[str, ast.ClassDef], seen: frozenset[str] = frozenset()
+) -> bool:
     for base in _base_names(cls):
         if base == BASE:
             return True
         parent = classes.get(base)
-        if parent is not None and base not in seen and _subclasses_istrategy(
-                parent, classes, seen | {cls.name}):
+        if (
+            parent is not None
+            and base not in seen
+            and _subclasses_istrategy(parent, classes, seen | {cls.name})
+        ):
             return True
     return False
 
@@ -87,8 +95,11 @@ def _class_attributes(cls: ast.ClassDef) -> dict[str, ast.AST]:
             for target in stmt.targets:
                 if isinstance(target, ast.Name):
                     attrs[target.id] = stmt.value
-        elif (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
-              and stmt.value is not None):
+        elif (
+            isinstance(stmt, ast.AnnAssign)
+            and isinstance(stmt.target, ast.Name)
+            and stmt.value is not None
+        ):
             attrs[stmt.target.id] = stmt.value
     return attrs
 
@@ -98,9 +109,13 @@ def _methods(cls: ast.ClassDef) -> list[str]:
 
 
 def _uses_self_freqai(cls: ast.ClassDef) -> bool:
-    return any(isinstance(n, ast.Attribute) and n.attr == "freqai"
-               and isinstance(n.value, ast.Name) and n.value.id == "self"
-               for n in ast.walk(cls))
+    return any(
+        isinstance(n, ast.Attribute)
+        and n.attr == "freqai"
+        and isinstance(n.value, ast.Name)
+        and n.value.id == "self"
+        for n in ast.walk(cls)
+    )
 
 
 def introspect(code: str, class_name: str) -> Introspection:
@@ -113,7 +128,8 @@ def introspect(code: str, class_name: str) -> Introspection:
         # instead of its handler failing and being retried for ever.
         kind = "too deeply nested" if isinstance(e, RecursionError) else "too large or nested"
         raise IntrospectionError(
-            f"code cannot be analysed: {kind} for the parser ({type(e).__name__})") from None
+            f"code cannot be analysed: {kind} for the parser ({type(e).__name__})"
+        ) from None
 
 
 def _introspect(code: str, class_name: str) -> Introspection:
@@ -128,15 +144,16 @@ def _introspect(code: str, class_name: str) -> Introspection:
         found = ", ".join(sorted(classes)) or "none"
         raise IntrospectionError(f"class {class_name} not found (classes in the code: {found})")
     if not _subclasses_istrategy(cls, classes):
-        raise IntrospectionError(
-            f"class {class_name} (line {cls.lineno}) does not subclass {BASE}")
+        raise IntrospectionError(f"class {class_name} (line {cls.lineno}) does not subclass {BASE}")
     methods = _methods(cls)
-    missing = [" or ".join(alts) for alts in REQUIRED_METHODS
-               if not any(a in methods for a in alts)]
+    missing = [
+        " or ".join(alts) for alts in REQUIRED_METHODS if not any(a in methods for a in alts)
+    ]
     if missing:
         raise IntrospectionError(
             f"class {class_name} (line {cls.lineno}) lacks required method(s): "
-            + ", ".join(missing))
+            + ", ".join(missing)
+        )
 
     attrs = _class_attributes(cls)
     warnings = []
@@ -147,8 +164,9 @@ def _introspect(code: str, class_name: str) -> Introspection:
     roi = _literal(attrs.get("minimal_roi"))
     minimal_roi = None
     if isinstance(roi, dict):
-        minimal_roi = {str(k): v for k, v in ((k, _decimal(v)) for k, v in roi.items())
-                       if v is not None}
+        minimal_roi = {
+            str(k): v for k, v in ((k, _decimal(v)) for k, v in roi.items()) if v is not None
+        }
     stoploss = _decimal(_literal(attrs.get("stoploss")))
     if "stoploss" not in attrs:
         warnings.append("no stoploss attribute")
@@ -166,5 +184,4 @@ def _introspect(code: str, class_name: str) -> Introspection:
         interface_version=version if isinstance(version, int) else None,
         uses_freqai=any(m in methods for m in FREQAI_METHODS) or _uses_self_freqai(cls),
     )
-    return Introspection(code_hash=code_hash(code), interface=interface,
-                         warnings=tuple(warnings))
+    return Introspection(code_hash=code_hash(code), interface=interface, warnings=tuple(warnings))

@@ -51,7 +51,10 @@ def describe(path: Path, pair: str, timeframe: str) -> dict[str, Any]:
     if not dates.is_monotonic_increasing:
         raise ValueError(f"{path.name}: candles out of order")
     return {
-        "pair": pair, "timeframe": timeframe, "file": path.name, "candles": len(frame),
+        "pair": pair,
+        "timeframe": timeframe,
+        "file": path.name,
+        "candles": len(frame),
         "first": dates.iloc[0].isoformat() if len(frame) else None,
         "last": dates.iloc[-1].isoformat() if len(frame) else None,
         "sha256": sha256(path),
@@ -72,14 +75,21 @@ def _seed(spec: MarketDataSpec, datadir: Path, staging: Path) -> None:
         except (OSError, ValueError):
             continue
         step = dt.timedelta(seconds=market_data.timeframe_seconds(timeframe))
-        if spec.timerange is not None and first is not None and \
-                dt.datetime.fromisoformat(first) > start + step:
+        if (
+            spec.timerange is not None
+            and first is not None
+            and dt.datetime.fromisoformat(first) > start + step
+        ):
             continue
         shutil.copy2(datadir / name, staging / name)
 
 
-def run(spec: MarketDataSpec, datadir: Path, exchange_url: str | None,
-        freqtrade: list[str] | None = None) -> dict[str, Any]:
+def run(
+    spec: MarketDataSpec,
+    datadir: Path,
+    exchange_url: str | None,
+    freqtrade: list[str] | None = None,
+) -> dict[str, Any]:
     datadir.mkdir(parents=True, exist_ok=True)
     for stale in datadir.glob(market_data.STAGING_PREFIX + "*"):
         shutil.rmtree(stale, ignore_errors=True)  # a run killed half-way
@@ -90,25 +100,35 @@ def run(spec: MarketDataSpec, datadir: Path, exchange_url: str | None,
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _run(spec: MarketDataSpec, datadir: Path, staging: Path, exchange_url: str | None,
-         freqtrade: list[str] | None) -> dict[str, Any]:
+def _run(
+    spec: MarketDataSpec,
+    datadir: Path,
+    staging: Path,
+    exchange_url: str | None,
+    freqtrade: list[str] | None,
+) -> dict[str, Any]:
     _seed(spec, datadir, staging)
     (staging / "user_data").mkdir()
     overrides = exchange_double_overrides(exchange_url) if exchange_url else None
-    config = market_data.download_config(spec.exchange, spec.trading_mode,
-                                         str(staging / "user_data"), overrides)
+    config = market_data.download_config(
+        spec.exchange, spec.trading_mode, str(staging / "user_data"), overrides
+    )
     (staging / "config.json").write_text(json.dumps(config))
     markets = staging / market_data.MARKETS_FILE
-    command = [*(freqtrade or [sys.executable, "-m", "tradebot.freqtrade.download"]),
-               "--save-markets", str(markets),
-               *market_data.download_args(spec, str(staging / "config.json"), str(staging))]
+    command = [
+        *(freqtrade or [sys.executable, "-m", "tradebot.freqtrade.download"]),
+        "--save-markets",
+        str(markets),
+        *market_data.download_args(spec, str(staging / "config.json"), str(staging)),
+    ]
     # Freqtrade's own log file: one plain line per record (its console output is wrapped to
     # the terminal's width by rich, which splits the lines parse_download_log reads).
     log_path = staging / "download.log"
     command += ["--logfile", str(log_path)]
     with (staging / "console.log").open("wb") as console:
-        done = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=console,
-                              stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=console, stderr=subprocess.STDOUT, check=False
+        )
     text = log_path.read_text(errors="replace") if log_path.is_file() else ""
     if not text:  # it died before logging: its console says why
         text = (staging / "console.log").read_text(errors="replace")
@@ -119,8 +139,9 @@ def _run(spec: MarketDataSpec, datadir: Path, staging: Path, exchange_url: str |
     # the markets it saved say which.
     if markets.is_file():
         listed = offline.load_markets(markets)
-        parsed.unknown_pairs += [p for p in spec.pairs
-                                 if p not in listed and p not in parsed.unknown_pairs]
+        parsed.unknown_pairs += [
+            p for p in spec.pairs if p not in listed and p not in parsed.unknown_pairs
+        ]
     for pair in parsed.unknown_pairs:
         problems.setdefault(pair, []).append(f"{pair} is not listed on {spec.exchange}")
     for (pair, timeframe), lines in parsed.problems.items():
@@ -144,9 +165,13 @@ def _run(spec: MarketDataSpec, datadir: Path, staging: Path, exchange_url: str |
         os.replace(staged, datadir / name)
         series.append(described)
         moved = True
-    result: dict[str, Any] = {"ok": not problems and not parsed.general and done.returncode == 0,
-                              "exitCode": done.returncode, "series": series,
-                              "problems": problems, "errors": parsed.general[:5]}
+    result: dict[str, Any] = {
+        "ok": not problems and not parsed.general and done.returncode == 0,
+        "exitCode": done.returncode,
+        "series": series,
+        "problems": problems,
+        "errors": parsed.general[:5],
+    }
     if markets.is_file() and (moved or not (datadir / market_data.MARKETS_FILE).exists()):
         os.replace(markets, datadir / market_data.MARKETS_FILE)
     if (datadir / market_data.MARKETS_FILE).is_file():
@@ -175,10 +200,13 @@ def termination_message(result: dict[str, Any], limit: int = 4000) -> str:
     from a Job): the problems, then as many series as fit (the rest are in the data
     directory's result file)."""
     brief: dict[str, Any] = {
-        "ok": result["ok"], "exitCode": result["exitCode"],
+        "ok": result["ok"],
+        "exitCode": result["exitCode"],
         "problems": {p: v[:1] for p, v in list(result["problems"].items())[:5]},
         "errors": [e[:200] for e in result["errors"][:2]],
-        "marketsSha256": result.get("marketsSha256"), "series": []}
+        "marketsSha256": result.get("marketsSha256"),
+        "series": [],
+    }
     for series in result["series"]:
         brief["series"].append(series)
         if len(json.dumps(brief)) > limit:
@@ -189,19 +217,24 @@ def termination_message(result: dict[str, Any], limit: int = 4000) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tradebot.freqtrade.marketdata",
-                                     description="Download a MarketData's candles.")
+    parser = argparse.ArgumentParser(
+        prog="python -m tradebot.freqtrade.marketdata",
+        description="Download a MarketData's candles.",
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--spec", type=Path, help="MarketData spec (a JSON file)")
     source.add_argument("--spec-json", help="MarketData spec (JSON text)")
     parser.add_argument("--datadir", type=Path, required=True)
-    parser.add_argument("--result", type=Path, default=None,
-                        help="also write the whole result (JSON) here")
-    parser.add_argument("--exchange-url", default=None,
-                        help="a local exchange double's URL (tests and the demo)")
+    parser.add_argument(
+        "--result", type=Path, default=None, help="also write the whole result (JSON) here"
+    )
+    parser.add_argument(
+        "--exchange-url", default=None, help="a local exchange double's URL (tests and the demo)"
+    )
     args = parser.parse_args(argv)
     spec = MarketDataSpec.model_validate_json(
-        args.spec.read_text() if args.spec is not None else args.spec_json)
+        args.spec.read_text() if args.spec is not None else args.spec_json
+    )
     result = run(spec, args.datadir, args.exchange_url)
     if args.result is not None:
         args.result.parent.mkdir(parents=True, exist_ok=True)

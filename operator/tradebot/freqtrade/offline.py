@@ -39,7 +39,8 @@ def markets_file(exchange_id: str, override: Path | None = None) -> Path:
     if not path.is_file():
         have = sorted(p.stem for p in MARKETS_DIR.glob("*.json"))
         raise OfflineMarketsError(
-            f"no offline markets for exchange {exchange_id!r} (bundled: {', '.join(have)})")
+            f"no offline markets for exchange {exchange_id!r} (bundled: {', '.join(have)})"
+        )
     return path
 
 
@@ -48,7 +49,7 @@ def load_markets(path: Path) -> dict[str, Any]:
     document = json.loads(path.read_text())
     markets = document.get("markets") if isinstance(document, dict) else None
     if not isinstance(markets, dict) or not markets:
-        raise OfflineMarketsError(f"{path} holds no markets (expected {{\"markets\": {{...}}}})")
+        raise OfflineMarketsError(f'{path} holds no markets (expected {{"markets": {{...}}}})')
     return markets
 
 
@@ -86,7 +87,8 @@ def _install(markets_override: Path | None, record: Path | None) -> None:
             # that silently trades fewer pairs than it was asked to is worse than none.
             raise operational_exception(
                 f"Pair(s) {', '.join(missing)} not in the offline {exchange_id} markets "
-                f"({path.name}: {', '.join(sorted(markets))})")
+                f"({path.name}: {', '.join(sorted(markets))})"
+            )
         self._api_async.set_markets(markets)
 
     exchange_class._api_reload_markets = reload_markets_offline
@@ -94,19 +96,25 @@ def _install(markets_override: Path | None, record: Path | None) -> None:
     if record is not None:
         original_load = handler_class.ohlcv_load
 
-        def ohlcv_load_recorded(self: Any, pair: str, timeframe: str,
-                                candle_type: Any, **kwargs: Any) -> Any:
+        def ohlcv_load_recorded(
+            self: Any, pair: str, timeframe: str, candle_type: Any, **kwargs: Any
+        ) -> Any:
             frame = original_load(self, pair, timeframe, candle_type, **kwargs)
             candidates = (
                 self._pair_data_filename(self._datadir, pair, timeframe, candle_type),
-                self._pair_data_filename(self._datadir, pair, timeframe, candle_type,
-                                         no_timeframe_modify=True),
+                self._pair_data_filename(
+                    self._datadir, pair, timeframe, candle_type, no_timeframe_modify=True
+                ),
             )
             used = next((c for c in candidates if c.is_file()), None)
             if used is not None:
                 with record.open("a") as out:
-                    out.write(json.dumps({"pair": pair, "timeframe": timeframe,
-                                          "path": str(used.resolve())}) + "\n")
+                    out.write(
+                        json.dumps(
+                            {"pair": pair, "timeframe": timeframe, "path": str(used.resolve())}
+                        )
+                        + "\n"
+                    )
             return frame
 
         handler_class.ohlcv_load = ohlcv_load_recorded
@@ -115,13 +123,25 @@ def _install(markets_override: Path | None, record: Path | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tradebot.freqtrade.offline",
-        description="Run Freqtrade with exchange markets from a file instead of the network.")
-    parser.add_argument("--markets", type=Path, default=None,
-                        help="ccxt markets JSON (default: the bundled one for the exchange)")
-    parser.add_argument("--record-data", type=Path, default=None,
-                        help="append a JSON line per candle file loaded to this file")
-    parser.add_argument("freqtrade_args", nargs=argparse.REMAINDER,
-                        help="Freqtrade's own arguments, e.g. backtesting --config ...")
+        description="Run Freqtrade with exchange markets from a file instead of the network.",
+    )
+    parser.add_argument(
+        "--markets",
+        type=Path,
+        default=None,
+        help="ccxt markets JSON (default: the bundled one for the exchange)",
+    )
+    parser.add_argument(
+        "--record-data",
+        type=Path,
+        default=None,
+        help="append a JSON line per candle file loaded to this file",
+    )
+    parser.add_argument(
+        "freqtrade_args",
+        nargs=argparse.REMAINDER,
+        help="Freqtrade's own arguments, e.g. backtesting --config ...",
+    )
     args = parser.parse_args(argv)
     _install(args.markets, args.record_data)
 

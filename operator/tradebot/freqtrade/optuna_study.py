@@ -59,8 +59,13 @@ def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler | None)
     for attempt in range(OPEN_ATTEMPTS):
         try:
             storage = optuna.storages.RDBStorage(url, engine_kwargs={"pool_pre_ping": True})
-            return optuna.create_study(storage=storage, study_name=name, load_if_exists=True,
-                                       direction="minimize", sampler=sampler)
+            return optuna.create_study(
+                storage=storage,
+                study_name=name,
+                load_if_exists=True,
+                direction="minimize",
+                sampler=sampler,
+            )
         except ArgumentError as e:
             last = e  # a URL that cannot work: no point in trying again
             break
@@ -73,8 +78,9 @@ def open_study(url: str, name: str, sampler: optuna.samplers.BaseSampler | None)
     # `from None`: Freqtrade logs the traceback of what escapes it, chained causes included,
     # and a driver's message may quote the URL.
     detail = _first_line(str(getattr(last, "orig", None) or last))
-    raise StudyError(f"cannot open study {name!r}: {type(last).__name__}: "
-                     f"{redact(detail, url)}") from None
+    raise StudyError(
+        f"cannot open study {name!r}: {type(last).__name__}: {redact(detail, url)}"
+    ) from None
 
 
 def _first_line(text: str) -> str:
@@ -86,10 +92,10 @@ def worker_of(trial: FrozenTrial) -> int | None:
     return value if isinstance(value, int) else None
 
 
-def own_trials(study: optuna.Study, worker: int,
-               states: Sequence[TrialState]) -> list[FrozenTrial]:
-    return [t for t in study.get_trials(deepcopy=False, states=tuple(states))
-            if worker_of(t) == worker]
+def own_trials(study: optuna.Study, worker: int, states: Sequence[TrialState]) -> list[FrozenTrial]:
+    return [
+        t for t in study.get_trials(deepcopy=False, states=tuple(states)) if worker_of(t) == worker
+    ]
 
 
 def own_complete(study: optuna.Study, worker: int) -> list[FrozenTrial]:
@@ -129,12 +135,12 @@ def is_duplicate(study: optuna.Study, trial: Trial, batch: Sequence[Trial]) -> b
     params = trial.params
     if any(t.params == params for t in batch):
         return True
-    for other in study.get_trials(deepcopy=False,
-                                  states=(TrialState.COMPLETE, TrialState.RUNNING)):
+    for other in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)):
         if other.number == trial.number:
             continue
-        if other.params == params and (other.state == TrialState.COMPLETE
-                                       or other.number < trial.number):
+        if other.params == params and (
+            other.state == TrialState.COMPLETE or other.number < trial.number
+        ):
             return True
     return False
 

@@ -11,8 +11,11 @@ from typing import Any
 
 # Freqtrade's parameter classes -> the type name shown.
 PARAMETER_TYPES = {
-    "IntParameter": "int", "DecimalParameter": "decimal", "RealParameter": "real",
-    "CategoricalParameter": "categorical", "BooleanParameter": "boolean",
+    "IntParameter": "int",
+    "DecimalParameter": "decimal",
+    "RealParameter": "real",
+    "CategoricalParameter": "categorical",
+    "BooleanParameter": "boolean",
 }
 # Freqtrade takes the space from the name's prefix when the code gives none.
 _SPACES = ("buy", "sell", "enter", "exit", "protection")
@@ -52,8 +55,9 @@ def hyperopt_parameters(code: str, class_name: str) -> dict[str, dict[str, Any]]
     {"type", "space", "default", and "low"/"high" or "choices"}. Parameters of base
     classes are not followed."""
     tree = ast.parse(code)
-    cls = next((n for n in ast.walk(tree)
-                if isinstance(n, ast.ClassDef) and n.name == class_name), None)
+    cls = next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == class_name), None
+    )
     if cls is None:
         return {}
     found: dict[str, dict[str, Any]] = {}
@@ -74,8 +78,11 @@ def hyperopt_parameters(code: str, class_name: str) -> dict[str, dict[str, Any]]
         if space is None:
             prefix = target.id.split("_", 1)[0]
             space = prefix if prefix in _SPACES else None
-        entry: dict[str, Any] = {"type": kind, "space": space,
-                                 "default": _value(keywords.get("default"))}
+        entry: dict[str, Any] = {
+            "type": kind,
+            "space": space,
+            "default": _value(keywords.get("default")),
+        }
         args = list(value.args)
         if kind == "categorical":
             entry["choices"] = _value(args[0] if args else keywords.get("categories"))

@@ -52,8 +52,7 @@ def _rpc_error(error: urllib.error.HTTPError) -> str | None:
 
 
 class BotClient:
-    def __init__(self, base_url: str, username: str, password: str,
-                 timeout: float = 5.0) -> None:
+    def __init__(self, base_url: str, username: str, password: str, timeout: float = 5.0) -> None:
         self.base_url = base_url.rstrip("/")
         self._basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self.timeout = timeout
@@ -61,13 +60,19 @@ class BotClient:
         self._lock = threading.Lock()
 
     # ---- transport ---------------------------------------------------------------------------
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                 auth: str | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, auth: str | None = None
+    ) -> Any:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(  # noqa: S310 - the URL is the bot's, built by us
-            f"{self.base_url}/api/v1/{path}", data=data, method=method,
-            headers={"Content-Type": "application/json", **({"Authorization": auth}
-                                                             if auth else {})})
+            f"{self.base_url}/api/v1/{path}",
+            data=data,
+            method=method,
+            headers={
+                "Content-Type": "application/json",
+                **({"Authorization": auth} if auth else {}),
+            },
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as resp:  # noqa: S310
                 return json.loads(resp.read() or b"null", parse_float=Decimal)
@@ -133,8 +138,7 @@ class BotClient:
         open_trades = self.status()
         closed = [t for t in self.trades() if not t.get("is_open")]
         streak = 0
-        for trade in sorted(closed, key=lambda t: str(t.get("close_date") or ""),
-                            reverse=True):
+        for trade in sorted(closed, key=lambda t: str(t.get("close_date") or ""), reverse=True):
             if _decimal(trade.get("profit_abs")) < 0:
                 streak += 1
             else:
@@ -168,9 +172,14 @@ class BotClient:
         """Closes every open trade at market."""
         self._call("POST", "forceexit", {"tradeid": "all"})
 
-    def force_enter(self, pair: str, *, stake_amount: Decimal | None = None,
-                    entry_tag: str | None = None, order_type: str | None = None
-                    ) -> dict[str, Any]:
+    def force_enter(
+        self,
+        pair: str,
+        *,
+        stake_amount: Decimal | None = None,
+        entry_tag: str | None = None,
+        order_type: str | None = None,
+    ) -> dict[str, Any]:
         """Enters `pair` now; the answer is the trade (with its orders). The stake goes as a
         decimal string, which Freqtrade's payload model reads without a float on our side."""
         body: dict[str, Any] = {"pair": pair}

@@ -115,8 +115,11 @@ def meta_file(result_zip: Path) -> Path:
 
 
 def _is_stats(document: object) -> bool:
-    return isinstance(document, dict) and isinstance(document.get("strategy"), dict) \
+    return (
+        isinstance(document, dict)
+        and isinstance(document.get("strategy"), dict)
         and "strategy_comparison" in document
+    )
 
 
 def load_stats(result_zip: Path) -> dict[str, Any]:
@@ -149,7 +152,8 @@ def strategy_stats(document: dict[str, Any], strategy: str) -> dict[str, Any]:
     if not isinstance(stats, dict):
         raise ResultError(
             f"the result has no statistics for strategy {strategy!r} "
-            f"(has: {', '.join(sorted(strategies)) or 'none'})")
+            f"(has: {', '.join(sorted(strategies)) or 'none'})"
+        )
     return stats
 
 

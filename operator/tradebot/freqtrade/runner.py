@@ -71,11 +71,19 @@ class Run:
 
     def summary(self, error: str | None) -> RunSummary:
         return RunSummary(
-            ok=error is None, error=error, exit_code=self.exit_code, strategy=self.strategy,
-            results=self.results, artifacts=self.artifacts, code_hash=self.code_hash,
-            config_hash=self.config_hash, data_hash=self.data_hash,
-            freqtrade_version=_freqtrade_version(), started_at=self.started_at,
-            finished_at=_now())
+            ok=error is None,
+            error=error,
+            exit_code=self.exit_code,
+            strategy=self.strategy,
+            results=self.results,
+            artifacts=self.artifacts,
+            code_hash=self.code_hash,
+            config_hash=self.config_hash,
+            data_hash=self.data_hash,
+            freqtrade_version=_freqtrade_version(),
+            started_at=self.started_at,
+            finished_at=_now(),
+        )
 
 
 def _now() -> dt.datetime:
@@ -111,26 +119,45 @@ def _logger() -> FilteringBoundLogger:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tradebot-runner",
-        description="Run a Freqtrade backtest offline and report it as a RunSummary.")
+        description="Run a Freqtrade backtest offline and report it as a RunSummary.",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     bt = commands.add_parser("backtest", help="run `freqtrade backtesting` on a config")
-    bt.add_argument("--config", type=Path, required=True,
-                    help="Freqtrade config JSON, as the operator generated it")
-    bt.add_argument("--strategy-file", type=Path, required=True,
-                    help="the strategy's Python file")
-    bt.add_argument("--data", required=True,
-                    help="bundled data set name (e.g. sample) or a Freqtrade data directory")
-    bt.add_argument("--timerange", default=None,
-                    help="Freqtrade timerange, e.g. 20240102-20240201 (default: all data)")
-    bt.add_argument("--markets", type=Path, default=None,
-                    help="the exchange's markets saved with the data (a MarketData's "
-                         "markets.json); default: the bundled markets file")
+    bt.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="Freqtrade config JSON, as the operator generated it",
+    )
+    bt.add_argument("--strategy-file", type=Path, required=True, help="the strategy's Python file")
+    bt.add_argument(
+        "--data",
+        required=True,
+        help="bundled data set name (e.g. sample) or a Freqtrade data directory",
+    )
+    bt.add_argument(
+        "--timerange",
+        default=None,
+        help="Freqtrade timerange, e.g. 20240102-20240201 (default: all data)",
+    )
+    bt.add_argument(
+        "--markets",
+        type=Path,
+        default=None,
+        help="the exchange's markets saved with the data (a MarketData's "
+        "markets.json); default: the bundled markets file",
+    )
     bt.add_argument("--output", type=Path, required=True, help="artifact directory")
-    bt.add_argument("--summary", type=Path, default=None,
-                    help=f"where to write the summary JSON as well as OUTPUT/{SUMMARY_NAME} "
-                         f"(default: {TERMINATION_LOG} when writable)")
-    bt.add_argument("--enable-protections", action="store_true",
-                    help="apply the strategy's protections")
+    bt.add_argument(
+        "--summary",
+        type=Path,
+        default=None,
+        help=f"where to write the summary JSON as well as OUTPUT/{SUMMARY_NAME} "
+        f"(default: {TERMINATION_LOG} when writable)",
+    )
+    bt.add_argument(
+        "--enable-protections", action="store_true", help="apply the strategy's protections"
+    )
     hyperopt_run.add_parser(commands)
     return parser
 
@@ -212,8 +239,14 @@ def backtest(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[RunSu
             datadir = datasets.resolve_datadir(args.data, _exchange(config))
         except datasets.DataError as e:
             raise RunError(str(e)) from e
-        log.info("backtest.start", strategy=run.strategy, config_hash=run.config_hash,
-                 code_hash=run.code_hash, datadir=str(datadir), timerange=args.timerange)
+        log.info(
+            "backtest.start",
+            strategy=run.strategy,
+            config_hash=run.config_hash,
+            code_hash=run.code_hash,
+            datadir=str(datadir),
+            timerange=args.timerange,
+        )
         with tempfile.TemporaryDirectory(prefix="tradebot-run-") as tmp:
             _run_freqtrade(args, config, datadir, Path(tmp), run, log)
     except RunError as e:
@@ -225,8 +258,11 @@ def backtest(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[RunSu
         log.exception("runner.crashed")
         error = f"runner error: {type(e).__name__}: {e}"
     else:
-        log.info("backtest.done", trades=run.results.trades if run.results else None,
-                 profit_total=str(run.results.profit_total) if run.results else None)
+        log.info(
+            "backtest.done",
+            trades=run.results.trades if run.results else None,
+            profit_total=str(run.results.profit_total) if run.results else None,
+        )
         return _finish(run, None, output), 0
     log.error("backtest.failed", error=error, exit_code=run.exit_code)
     # Figures of a run that failed a check would be read as the Backtest's result.
@@ -254,26 +290,44 @@ def _exit_description(returncode: int) -> str:
     return f"freqtrade exited with {returncode}"
 
 
-def _run_freqtrade(args: argparse.Namespace, config: dict[str, Any], datadir: Path,
-                   work: Path, run: Run, log: FilteringBoundLogger) -> None:
+def _run_freqtrade(
+    args: argparse.Namespace,
+    config: dict[str, Any],
+    datadir: Path,
+    work: Path,
+    run: Run,
+    log: FilteringBoundLogger,
+) -> None:
     userdir = work / "user_data"
     strategy_copy = _prepare_strategy(config, args.strategy_file, userdir / "strategies")
     record = work / "data-used.jsonl"
     command = [
-        sys.executable, "-m", "tradebot.freqtrade.offline", "--record-data", str(record),
+        sys.executable,
+        "-m",
+        "tradebot.freqtrade.offline",
+        "--record-data",
+        str(record),
         *(["--markets", str(args.markets.resolve())] if args.markets else []),
         "backtesting",
-        "--config", str(args.config.resolve()),
-        "--strategy", run.strategy,
-        "--strategy-path", str(strategy_copy.parent),
-        "--userdir", str(userdir),
-        "--datadir", str(datadir),
+        "--config",
+        str(args.config.resolve()),
+        "--strategy",
+        run.strategy,
+        "--strategy-path",
+        str(strategy_copy.parent),
+        "--userdir",
+        str(userdir),
+        "--datadir",
+        str(datadir),
         # The default day cache can hand back an earlier identical result without running.
-        "--cache", "none",
-        "--export", "trades",
+        "--cache",
+        "none",
+        "--export",
+        "trades",
         # Freqtrade's console wraps long lines at its width; its log file keeps each record
         # whole, which is what the failure reason is read from.
-        "--logfile", str((args.output / LOG_NAME).resolve()),
+        "--logfile",
+        str((args.output / LOG_NAME).resolve()),
     ]
     if args.timerange:
         command += ["--timerange", args.timerange]
@@ -287,8 +341,9 @@ def _run_freqtrade(args: argparse.Namespace, config: dict[str, Any], datadir: Pa
     # pytest, which it tells by this variable; a run must log the same wherever it starts from.
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_VERSION"}
     with console_path.open("wb") as out:
-        proc = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, cwd=work, env=env,
-                              check=False)
+        proc = subprocess.run(
+            command, stdout=out, stderr=subprocess.STDOUT, cwd=work, env=env, check=False
+        )
     run.exit_code = proc.returncode
     log.info("freqtrade.exit", exit_code=proc.returncode, log=str(log_path))
     text = log_path.read_text(errors="replace") if log_path.is_file() else ""
@@ -297,11 +352,14 @@ def _run_freqtrade(args: argparse.Namespace, config: dict[str, Any], datadir: Pa
 
     # Freqtrade's exit code alone proves nothing (a config error exits 0), so success is: an
     # error-free log and a result file for this strategy.
-    reason = freqtrade_log.failure_reason(text, strategy_file=strategy_copy.name,
-                                          timerange=args.timerange)
+    reason = freqtrade_log.failure_reason(
+        text, strategy_file=strategy_copy.name, timerange=args.timerange
+    )
     if reason is None and proc.returncode != 0:
-        reason = (f"{_exit_description(proc.returncode)}; its last output: "
-                  f"{freqtrade_log.last_line(console) or 'none'}")
+        reason = (
+            f"{_exit_description(proc.returncode)}; its last output: "
+            f"{freqtrade_log.last_line(console) or 'none'}"
+        )
     if reason is not None:
         raise RunError(reason)
     try:
@@ -331,8 +389,9 @@ def _run_freqtrade(args: argparse.Namespace, config: dict[str, Any], datadir: Pa
             run.artifacts.append(_artifact(target))
 
 
-def _write_summary(summary: RunSummary, output: Path, target: Path,
-                   log: FilteringBoundLogger) -> None:
+def _write_summary(
+    summary: RunSummary, output: Path, target: Path, log: FilteringBoundLogger
+) -> None:
     message = summary.to_message()
     paths = [output / SUMMARY_NAME]
     if target.resolve() != paths[0].resolve():
@@ -344,8 +403,9 @@ def _write_summary(summary: RunSummary, output: Path, target: Path,
             log.error("summary.write_failed", path=str(path), error=e.strerror)
 
 
-def _keep_artifacts(summary: RunSummary, code: int, output: Path,
-                    log: FilteringBoundLogger) -> tuple[RunSummary, int]:
+def _keep_artifacts(
+    summary: RunSummary, code: int, output: Path, log: FilteringBoundLogger
+) -> tuple[RunSummary, int]:
     """With an artifact store configured (the Job's TRADEBOT_ARTIFACTS_* and TRADEBOT_RUN_ID),
     each artifact goes there and gets its path; a file that cannot be kept fails the run, since
     its record would name a place that holds nothing."""
@@ -357,14 +417,20 @@ def _keep_artifacts(summary: RunSummary, code: int, output: Path,
         found = store.from_settings(Settings.from_env())
         if found is None:
             return summary, code
-        kept = [a.model_copy(update={"path": found.put(run_id, output / a.name).path})
-                for a in summary.artifacts]
+        kept = [
+            a.model_copy(update={"path": found.put(run_id, output / a.name).path})
+            for a in summary.artifacts
+        ]
     except (store.StoreError, ValueError, OSError) as e:
         log.error("artifacts.not_kept", error=str(e))
-        return summary.model_copy(update={
-            "ok": False, "results": None,
-            "error": f"artifacts not kept: {e}" + (f"; {summary.error}" if summary.error
-                                                   else "")}), 1
+        return summary.model_copy(
+            update={
+                "ok": False,
+                "results": None,
+                "error": f"artifacts not kept: {e}"
+                + (f"; {summary.error}" if summary.error else ""),
+            }
+        ), 1
     log.info("artifacts.kept", paths=[a.path for a in kept])
     return summary.model_copy(update={"artifacts": kept}), code
 

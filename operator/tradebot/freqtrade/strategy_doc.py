@@ -9,25 +9,34 @@ from typing import Any
 
 from tradebot.freqtrade.parameters import _plain, hyperopt_parameters
 
-_SIGNAL_COLUMNS = {"enter_long": "entry", "enter_short": "entry", "buy": "entry",
-                   "exit_long": "exit", "exit_short": "exit", "sell": "exit"}
+_SIGNAL_COLUMNS = {
+    "enter_long": "entry",
+    "enter_short": "entry",
+    "buy": "entry",
+    "exit_long": "exit",
+    "exit_short": "exit",
+    "sell": "exit",
+}
 _MAX_SIGNAL = 400  # characters of one condition kept
 
 
 def _class(tree: ast.Module, class_name: str) -> ast.ClassDef | None:
-    return next((n for n in ast.walk(tree)
-                 if isinstance(n, ast.ClassDef) and n.name == class_name), None)
+    return next(
+        (n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == class_name), None
+    )
 
 
 def _method(cls: ast.ClassDef, name: str) -> ast.FunctionDef | None:
-    return next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == name),
-                None)
+    return next((n for n in cls.body if isinstance(n, ast.FunctionDef) and n.name == name), None)
 
 
 def _column(node: ast.expr) -> str | None:
     """`dataframe["rsi"]` -> rsi."""
-    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant) \
-            and isinstance(node.slice.value, str):
+    if (
+        isinstance(node, ast.Subscript)
+        and isinstance(node.slice, ast.Constant)
+        and isinstance(node.slice.value, str)
+    ):
         return node.slice.value
     return None
 
@@ -57,13 +66,17 @@ def signals(code: str, class_name: str) -> dict[str, list[str]]:
         if not isinstance(node, ast.Assign):
             continue
         for target in node.targets:
-            if not (isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Tuple)
-                    and len(target.slice.elts) == 2):
+            if not (
+                isinstance(target, ast.Subscript)
+                and isinstance(target.slice, ast.Tuple)
+                and len(target.slice.elts) == 2
+            ):
                 continue
             condition, column = target.slice.elts
             columns = [column] if not isinstance(column, (ast.List, ast.Tuple)) else column.elts
-            names = [c.value for c in columns
-                     if isinstance(c, ast.Constant) and isinstance(c.value, str)]
+            names = [
+                c.value for c in columns if isinstance(c, ast.Constant) and isinstance(c.value, str)
+            ]
             kind = next((_SIGNAL_COLUMNS[n] for n in names if n in _SIGNAL_COLUMNS), None)
             text = ast.get_source_segment(code, condition)
             if kind is not None and text:
@@ -75,8 +88,14 @@ def signals(code: str, class_name: str) -> dict[str, list[str]]:
 def describe(code: str, class_name: str) -> dict[str, Any]:
     """The registry's additions to the interface (camelCase, as the wire form): parameters,
     indicators, entrySignals, exitSignals."""
-    parameters = {name: {k: _plain(v) for k, v in p.items()}
-                  for name, p in hyperopt_parameters(code, class_name).items()}
+    parameters = {
+        name: {k: _plain(v) for k, v in p.items()}
+        for name, p in hyperopt_parameters(code, class_name).items()
+    }
     found = signals(code, class_name)
-    return {"parameters": parameters, "indicators": indicators(code, class_name),
-            "entrySignals": found["entry"], "exitSignals": found["exit"]}
+    return {
+        "parameters": parameters,
+        "indicators": indicators(code, class_name),
+        "entrySignals": found["entry"],
+        "exitSignals": found["exit"],
+    }

@@ -35,4 +35,5 @@ class RunSummary(StatusModel):
         overflow = len(text.encode()) - TERMINATION_MESSAGE_LIMIT + 20
         error = (self.error or "")[: max(0, len(self.error or "") - overflow)] + " [truncated]"
         return self.model_copy(update={"error": error}).model_dump_json(
-            by_alias=True, exclude_none=True)
+            by_alias=True, exclude_none=True
+        )

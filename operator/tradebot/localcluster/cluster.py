@@ -36,11 +36,16 @@ class ClusterError(RuntimeError):
 # and by `down` for claims the cluster still had.
 HOSTPATH_DIR = Path("/tmp/hostpath_pv")  # noqa: S108 - the provisioner's own, not ours to pick
 STORAGE_CLASS: dict[str, Any] = {
-    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-    "metadata": {"name": "local-hostpath", "annotations": {
-        "storageclass.kubernetes.io/is-default-class": "true"}},
-    "provisioner": "kubernetes.io/host-path", "reclaimPolicy": "Delete",
-    "volumeBindingMode": "Immediate"}
+    "apiVersion": "storage.k8s.io/v1",
+    "kind": "StorageClass",
+    "metadata": {
+        "name": "local-hostpath",
+        "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+    },
+    "provisioner": "kubernetes.io/host-path",
+    "reclaimPolicy": "Delete",
+    "volumeBindingMode": "Immediate",
+}
 
 
 def _quiet(_: str) -> None:
@@ -97,8 +102,11 @@ class LocalCluster:
         """Stops every process with a pid file (extras such as the demo's operator first, then
         the local executor's bots it may have left, then the components, newest first).
         Returns those that were running."""
-        extras = sorted(p.stem for p in self.layout.run.glob("*.pid")
-                        if p.stem not in COMPONENTS) if self.layout.run.exists() else []
+        extras = (
+            sorted(p.stem for p in self.layout.run.glob("*.pid") if p.stem not in COMPONENTS)
+            if self.layout.run.exists()
+            else []
+        )
         stopped = [c for c in extras if self.supervisor.stop(c)]
         stopped += self._stop_local_bots()
         return stopped + [c for c in reversed(COMPONENTS) if self.supervisor.stop(c)]
@@ -112,8 +120,11 @@ class LocalCluster:
         if not self.layout.root.exists():
             return []
         state_dirs = {bots.parent for bots in self.layout.root.rglob("bots") if bots.is_dir()}
-        return [f"bot {bot_id}" for state in sorted(state_dirs)
-                for bot_id in LocalBotExecutor(state).stop_all()]
+        return [
+            f"bot {bot_id}"
+            for state in sorted(state_dirs)
+            for bot_id in LocalBotExecutor(state).stop_all()
+        ]
 
     def down(self) -> list[str]:
         """Stops every component and removes all state below the root, and the directories
@@ -135,8 +146,11 @@ class LocalCluster:
 
         with self.api_client() as api:
             volumes = client.CoreV1Api(api).list_persistent_volume(_request_timeout=10).items
-        paths = [Path(v.spec.host_path.path) for v in volumes
-                 if v.spec is not None and v.spec.host_path is not None]
+        paths = [
+            Path(v.spec.host_path.path)
+            for v in volumes
+            if v.spec is not None and v.spec.host_path is not None
+        ]
         # Only what the provisioner made: a hand-made volume may point anywhere.
         return [p for p in paths if p.parent == HOSTPATH_DIR]
 
@@ -168,7 +182,8 @@ class LocalCluster:
         ]
         if taken:
             raise ClusterError(
-                "ports already in use: " + ", ".join(taken)
+                "ports already in use: "
+                + ", ".join(taken)
                 + "; stop what holds them (`ss -ltnp`) or run `make down`"
             )
         layout = self.layout
@@ -186,8 +201,10 @@ class LocalCluster:
                 component, components.argv(component, self.bin_dir, layout, self.ports)
             )
             self._wait_healthy(component, deadline)
-            self.out(f"  {component:<24} up in {time.monotonic() - t0:4.1f} s"
-                     f"  (log: {layout.log(component)})")
+            self.out(
+                f"  {component:<24} up in {time.monotonic() - t0:4.1f} s"
+                f"  (log: {layout.log(component)})"
+            )
         self._ensure_nodes()
         self._wait_ready(deadline)
 
@@ -260,9 +277,13 @@ class LocalCluster:
                 except ApiException as e:
                     if e.status != 409:
                         raise
-                    core.patch_node(node.name, {"metadata": {"labels": manifest["metadata"]
-                                                             ["labels"]},
-                                                "spec": manifest["spec"]})
+                    core.patch_node(
+                        node.name,
+                        {
+                            "metadata": {"labels": manifest["metadata"]["labels"]},
+                            "spec": manifest["spec"],
+                        },
+                    )
             storage: Any = client.StorageV1Api(api)
             try:
                 storage.create_storage_class(STORAGE_CLASS)
@@ -286,8 +307,10 @@ class LocalCluster:
                 ready = {
                     n.metadata.name
                     for n in core.list_node().items
-                    if any(c.type == "Ready" and c.status == "True"
-                           for c in (n.status.conditions or []))
+                    if any(
+                        c.type == "Ready" and c.status == "True"
+                        for c in (n.status.conditions or [])
+                    )
                 }
                 try:
                     core.read_namespaced_service_account("default", "default")

@@ -35,24 +35,30 @@ def kubeconfig(layout: Layout, ports: Ports, who: ClientIdentity) -> dict[str, A
     return {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{
-            "name": CLUSTER_NAME,
-            "cluster": {
-                "server": f"https://127.0.0.1:{ports.apiserver}",
-                "certificate-authority": str(pki.ca_cert.resolve()),
-            },
-        }],
-        "users": [{
-            "name": who.user,
-            "user": {
-                "client-certificate": str(pki.client_cert(who).resolve()),
-                "client-key": str(pki.client_key(who).resolve()),
-            },
-        }],
-        "contexts": [{
-            "name": CLUSTER_NAME,
-            "context": {"cluster": CLUSTER_NAME, "user": who.user, "namespace": "default"},
-        }],
+        "clusters": [
+            {
+                "name": CLUSTER_NAME,
+                "cluster": {
+                    "server": f"https://127.0.0.1:{ports.apiserver}",
+                    "certificate-authority": str(pki.ca_cert.resolve()),
+                },
+            }
+        ],
+        "users": [
+            {
+                "name": who.user,
+                "user": {
+                    "client-certificate": str(pki.client_cert(who).resolve()),
+                    "client-key": str(pki.client_key(who).resolve()),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": CLUSTER_NAME,
+                "context": {"cluster": CLUSTER_NAME, "user": who.user, "namespace": "default"},
+            }
+        ],
         "current-context": CLUSTER_NAME,
     }
 
@@ -73,44 +79,64 @@ def argv(component: str, bin_dir: Path, layout: Layout, ports: Ports) -> list[st
         client = f"http://127.0.0.1:{ports.etcd_client}"
         peer = f"http://127.0.0.1:{ports.etcd_peer}"
         return [
-            exe, "--name=local", f"--data-dir={layout.etcd_data}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=local={peer}", "--listen-metrics-urls=",
+            exe,
+            "--name=local",
+            f"--data-dir={layout.etcd_data}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=local={peer}",
+            "--listen-metrics-urls=",
             # A throw-away development store: durability is not worth the fsync latency.
-            "--unsafe-no-fsync", "--quota-backend-bytes=2147483648", "--log-level=warn",
+            "--unsafe-no-fsync",
+            "--quota-backend-bytes=2147483648",
+            "--log-level=warn",
         ]
     if component == "kube-apiserver":
         return [
-            exe, f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={ports.apiserver}", f"--cert-dir={pki.directory}",
-            f"--tls-cert-file={pki.apiserver_cert}", f"--tls-private-key-file={pki.apiserver_key}",
+            exe,
+            f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+            "--bind-address=127.0.0.1",
+            "--advertise-address=127.0.0.1",
+            f"--secure-port={ports.apiserver}",
+            f"--cert-dir={pki.directory}",
+            f"--tls-cert-file={pki.apiserver_cert}",
+            f"--tls-private-key-file={pki.apiserver_key}",
             f"--client-ca-file={pki.ca_cert}",
             f"--service-account-key-file={pki.service_account_pub}",
             f"--service-account-signing-key-file={pki.service_account_key}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             "--api-audiences=https://kubernetes.default.svc.cluster.local",
-            "--authorization-mode=RBAC", "--allow-privileged=true",
+            "--authorization-mode=RBAC",
+            "--allow-privileged=true",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
             # The 'kubernetes' Service cannot point at a loopback address; nothing here needs it.
             "--endpoint-reconciler-type=none",
-            "--profiling=false", "--v=1",
+            "--profiling=false",
+            "--v=1",
         ]
     common = [
         f"--kubeconfig={layout.component_kubeconfig(component)}",
         f"--authentication-kubeconfig={layout.component_kubeconfig(component)}",
         f"--authorization-kubeconfig={layout.component_kubeconfig(component)}",
-        "--bind-address=127.0.0.1", "--leader-elect=false", "--profiling=false", "--v=1",
+        "--bind-address=127.0.0.1",
+        "--leader-elect=false",
+        "--profiling=false",
+        "--v=1",
     ]
     if component == "kube-controller-manager":
         return [
-            exe, *common, f"--secure-port={ports.controller_manager}",
+            exe,
+            *common,
+            f"--secure-port={ports.controller_manager}",
             f"--service-account-private-key-file={pki.service_account_key}",
-            f"--root-ca-file={pki.ca_cert}", "--use-service-account-credentials=true",
+            f"--root-ca-file={pki.ca_cert}",
+            "--use-service-account-credentials=true",
             f"--cluster-signing-cert-file={pki.ca_cert}",
             f"--cluster-signing-key-file={pki.ca_key}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", f"--cluster-cidr={POD_CIDR}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--cluster-cidr={POD_CIDR}",
             # Fake nodes are not evicted for missing heartbeats quickly; kwok keeps them alive.
             "--controllers=*,-nodeipam,-cloud-node-lifecycle",
             # Claims of the default StorageClass (cluster.py) get a directory on this machine,
@@ -121,12 +147,14 @@ def argv(component: str, bin_dir: Path, layout: Layout, ports: Ports) -> list[st
         return [exe, *common, f"--secure-port={ports.scheduler}"]
     if component == "kwok":
         return [
-            exe, f"--kubeconfig={layout.component_kubeconfig(component)}",
+            exe,
+            f"--kubeconfig={layout.component_kubeconfig(component)}",
             f"--config={layout.kwok_config}",
             "--manage-all-nodes=false",
             "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake",
             f"--server-address=127.0.0.1:{ports.kwok}",
-            "--node-ip=10.240.0.1", "--cidr=10.244.0.1/16",
+            "--node-ip=10.240.0.1",
+            "--cidr=10.244.0.1/16",
             "--node-lease-duration-seconds=40",
         ]
     raise ValueError(f"unknown component {component!r}")

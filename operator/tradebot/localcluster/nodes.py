@@ -80,7 +80,10 @@ def default_nodes() -> list[NodeSpec]:
     cpu = [NodeSpec(f"tradebot-cpu-{i}", f"10.240.0.{10 + i}", "8", "32Gi") for i in range(2)]
     rocm = [
         NodeSpec(
-            f"tradebot-rocm-{i}", f"10.240.0.{20 + i}", "32", "256Gi",
+            f"tradebot-rocm-{i}",
+            f"10.240.0.{20 + i}",
+            "32",
+            "256Gi",
             extra_capacity={AMD_GPU_RESOURCE: "4"},
             labels=rocm_labels(i),
             taints=(AMD_GPU_TAINT,),
@@ -89,7 +92,10 @@ def default_nodes() -> list[NodeSpec]:
     ]
     nvidia = [
         NodeSpec(
-            "tradebot-nvidia-0", "10.240.0.30", "32", "256Gi",
+            "tradebot-nvidia-0",
+            "10.240.0.30",
+            "32",
+            "256Gi",
             extra_capacity={NVIDIA_GPU_RESOURCE: "2"},
             labels=NVIDIA_LABELS,
             taints=(NVIDIA_GPU_TAINT,),

@@ -48,8 +48,9 @@ def backup(dsn: str, destination: Path) -> Backup:
     target = parse_dsn(dsn)
     destination = destination.expanduser()
     if not destination.parent.is_dir():
-        raise BackupError(f"cannot write {destination}: directory {destination.parent} "
-                          "does not exist")
+        raise BackupError(
+            f"cannot write {destination}: directory {destination.parent} does not exist"
+        )
     partial = destination.with_name(f".{destination.name}.partial-{os.getpid()}")
     try:
         if isinstance(target, SqliteDsn):
@@ -70,19 +71,19 @@ def restore(dsn: str, source: Path) -> dict[str, int]:
     kind = backup_kind(source)
     if isinstance(target, SqliteDsn):
         if kind != "sqlite":
-            raise BackupError(f"{source} is a PostgreSQL dump; restore it into a "
-                              "postgresql:// DSN")
+            raise BackupError(f"{source} is a PostgreSQL dump; restore it into a postgresql:// DSN")
         _sqlite_restore(source, target)
     else:
         if kind != "postgres":
-            raise BackupError(f"{source} is a SQLite backup; restore it into a sqlite:/// DSN "
-                              "(or copy the file)")
+            raise BackupError(
+                f"{source} is a SQLite backup; restore it into a sqlite:/// DSN (or copy the file)"
+            )
         _pg_restore(source, target)
     return table_counts(dsn)
 
 
 def backup_kind(path: Path) -> str:
-    """"sqlite" or "postgres" from the file's first bytes; BackupError for anything else."""
+    """ "sqlite" or "postgres" from the file's first bytes; BackupError for anything else."""
     try:
         with path.open("rb") as f:
             head = f.read(len(SQLITE_MAGIC))
@@ -94,8 +95,10 @@ def backup_kind(path: Path) -> str:
         return "sqlite"
     if head.startswith(PG_CUSTOM_MAGIC):
         return "postgres"
-    raise BackupError(f"{path} is neither a SQLite database nor a pg_dump custom-format "
-                      "archive (made by `tradebot db backup`?)")
+    raise BackupError(
+        f"{path} is neither a SQLite database nor a pg_dump custom-format "
+        "archive (made by `tradebot db backup`?)"
+    )
 
 
 def table_counts(dsn: str) -> dict[str, int]:
@@ -105,15 +108,22 @@ def table_counts(dsn: str) -> dict[str, int]:
         with closing(_sqlite_connect(target.path)) as conn:
             tables = _sqlite_tables(conn)
             # Table names come from sqlite_master, quoted: not user input.
-            return {t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]  # noqa: S608
-                    for t in tables}
+            return {
+                t: conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0]  # noqa: S608
+                for t in tables
+            }
     from psycopg import sql
 
     with _pg_connect(target) as conn:
         tables = _pg_tables(conn)
-        return {t: _one_int(conn.execute(
-                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))).fetchone())
-                for t in tables}
+        return {
+            t: _one_int(
+                conn.execute(
+                    sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t))
+                ).fetchone()
+            )
+            for t in tables
+        }
 
 
 # ---- SQLite ---------------------------------------------------------------------------------
@@ -125,9 +135,13 @@ def _sqlite_connect(path: Path) -> sqlite3.Connection:
 
 
 def _sqlite_tables(conn: sqlite3.Connection) -> list[str]:
-    return [row[0] for row in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name")]
+    return [
+        row[0]
+        for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
 
 
 def _sqlite_backup(source: SqliteDsn, destination: Path, partial: Path) -> None:
@@ -135,11 +149,9 @@ def _sqlite_backup(source: SqliteDsn, destination: Path, partial: Path) -> None:
         # sqlite3.connect would create an empty file and back that up.
         raise BackupError(f"SQLite database {source.path} does not exist")
     if destination.resolve() == source.path.resolve():
-        raise BackupError(f"refusing to write the backup over the database itself "
-                          f"({source.path})")
+        raise BackupError(f"refusing to write the backup over the database itself ({source.path})")
     try:
-        with closing(_sqlite_connect(source.path)) as src, \
-                closing(sqlite3.connect(partial)) as dst:
+        with closing(_sqlite_connect(source.path)) as src, closing(sqlite3.connect(partial)) as dst:
             # One step (pages=-1): the whole copy is one read transaction, so it is a
             # consistent snapshot even while the operator writes.
             src.backup(dst)
@@ -149,14 +161,16 @@ def _sqlite_backup(source: SqliteDsn, destination: Path, partial: Path) -> None:
 
 def _sqlite_restore(source: Path, target: SqliteDsn) -> None:
     if not target.path.parent.is_dir():
-        raise BackupError(f"cannot restore into {target.path}: directory "
-                          f"{target.path.parent} does not exist")
+        raise BackupError(
+            f"cannot restore into {target.path}: directory {target.path.parent} does not exist"
+        )
     try:
-        with closing(sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro",
-                                     uri=True)) as src:
+        with closing(sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)) as src:
             if "schema_migrations" not in _sqlite_tables(src):
-                raise BackupError(f"{source} is a SQLite database but not a records backup "
-                                  "(it has no schema_migrations table)")
+                raise BackupError(
+                    f"{source} is a SQLite database but not a records backup "
+                    "(it has no schema_migrations table)"
+                )
             problem = src.execute("PRAGMA integrity_check").fetchone()[0]
             if problem != "ok":
                 raise BackupError(f"{source} is damaged: {problem}")
@@ -165,7 +179,8 @@ def _sqlite_restore(source: Path, target: SqliteDsn) -> None:
                 if present:
                     raise BackupError(
                         f"SQLite database {target.path} is not empty (it has tables "
-                        f"{', '.join(present)}); restore into a new file")
+                        f"{', '.join(present)}); restore into a new file"
+                    )
                 src.backup(dst)
                 # The copy keeps the backup's journal mode; the store expects WAL.
                 dst.execute("PRAGMA journal_mode = WAL")
@@ -187,8 +202,10 @@ def pg_tool(name: str) -> str:
     installed = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), key=version)
     if installed:
         return installed[-1]
-    raise BackupError(f"{name} not found on PATH or in /usr/lib/postgresql/*/bin; install "
-                      "the PostgreSQL client (Debian: apt-get install postgresql-client)")
+    raise BackupError(
+        f"{name} not found on PATH or in /usr/lib/postgresql/*/bin; install "
+        "the PostgreSQL client (Debian: apt-get install postgresql-client)"
+    )
 
 
 def _client_args(target: PostgresDsn) -> tuple[str, dict[str, str]]:
@@ -198,12 +215,15 @@ def _client_args(target: PostgresDsn) -> tuple[str, dict[str, str]]:
     try:
         params = conninfo_to_dict(target.conninfo)
     except Exception as exc:  # psycopg.ProgrammingError; its text may quote the DSN
-        raise BackupError(f"cannot parse the DSN of {target.describe()}: "
-                          f"{target.scrub(str(exc))}") from None
+        raise BackupError(
+            f"cannot parse the DSN of {target.describe()}: {target.scrub(str(exc))}"
+        ) from None
     for name in _COMMAND_LINE_SECRETS:
         if name in params:
-            raise BackupError(f"the DSN has {name}, which libpq's tools can only take on "
-                              "the command line; use a key without a passphrase")
+            raise BackupError(
+                f"the DSN has {name}, which libpq's tools can only take on "
+                "the command line; use a key without a passphrase"
+            )
     env = dict(os.environ)
     password = params.pop("password", None)
     if password is not None:
@@ -218,27 +238,47 @@ def _run_tool(target: PostgresDsn, argv: list[str], env: dict[str, str], what: s
         raise BackupError(f"cannot run {argv[0]}: {exc.strerror}") from None
     if proc.returncode != 0:
         detail = target.scrub(" ".join((proc.stderr or proc.stdout).split()))
-        raise BackupError(f"{what} of {target.describe()} failed "
-                          f"({Path(argv[0]).name} exit {proc.returncode}): {detail}")
+        raise BackupError(
+            f"{what} of {target.describe()} failed "
+            f"({Path(argv[0]).name} exit {proc.returncode}): {detail}"
+        )
 
 
 def _pg_dump(target: PostgresDsn, partial: Path) -> None:
     conninfo, env = _client_args(target)
-    _run_tool(target, [pg_tool("pg_dump"), "--format=custom", "--file", str(partial),
-                       "--dbname", conninfo], env, "backup")
+    _run_tool(
+        target,
+        [pg_tool("pg_dump"), "--format=custom", "--file", str(partial), "--dbname", conninfo],
+        env,
+        "backup",
+    )
 
 
 def _pg_restore(source: Path, target: PostgresDsn) -> None:
     with _pg_connect(target) as conn:
         present = _pg_tables(conn)
     if present:
-        raise BackupError(f"{target.describe()} is not empty (it has tables "
-                          f"{', '.join(present)}); restore into a new database")
+        raise BackupError(
+            f"{target.describe()} is not empty (it has tables "
+            f"{', '.join(present)}); restore into a new database"
+        )
     conninfo, env = _client_args(target)
     # The restoring role owns what it creates; the original owners may not exist here.
-    _run_tool(target, [pg_tool("pg_restore"), "--no-owner", "--no-privileges",
-                       "--exit-on-error", "--single-transaction", "--dbname", conninfo,
-                       str(source)], env, "restore")
+    _run_tool(
+        target,
+        [
+            pg_tool("pg_restore"),
+            "--no-owner",
+            "--no-privileges",
+            "--exit-on-error",
+            "--single-transaction",
+            "--dbname",
+            conninfo,
+            str(source),
+        ],
+        env,
+        "restore",
+    )
 
 
 def _pg_connect(target: PostgresDsn) -> psycopg.Connection[tuple[Any, ...]]:
@@ -248,13 +288,15 @@ def _pg_connect(target: PostgresDsn) -> psycopg.Connection[tuple[Any, ...]]:
     try:
         return psycopg.connect(target.conninfo, connect_timeout=10, autocommit=True)
     except psycopg.Error as exc:
-        raise BackupError(f"{target.describe()} is unavailable: "
-                          f"{target.scrub(' '.join(str(exc).split()))}") from None
+        raise BackupError(
+            f"{target.describe()} is unavailable: {target.scrub(' '.join(str(exc).split()))}"
+        ) from None
 
 
 def _pg_tables(conn: psycopg.Connection[tuple[Any, ...]]) -> list[str]:
-    rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
-                        "ORDER BY tablename").fetchall()
+    rows = conn.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY tablename"
+    ).fetchall()
     return [str(row[0]) for row in rows]
 
 

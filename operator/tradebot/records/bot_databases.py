@@ -26,8 +26,9 @@ from tradebot.records.errors import RecordsUnavailable
 # SQLAlchemy's name for psycopg 3, the driver Freqtrade's PostgreSQL support documents.
 FREQTRADE_SCHEME = "postgresql+psycopg"
 _SCRAM_ITERATIONS = 4096
-_BOT_OPTIONS = frozenset({"sslmode", "connect_timeout", "target_session_attrs", "gssencmode",
-                          "channel_binding"})
+_BOT_OPTIONS = frozenset(
+    {"sslmode", "connect_timeout", "target_session_attrs", "gssencmode", "channel_binding"}
+)
 
 
 def bot_database_name(uid: str) -> str:
@@ -36,8 +37,9 @@ def bot_database_name(uid: str) -> str:
     return "tradebot_bot_" + uid.replace("-", "").lower()
 
 
-def scram_verifier(password: str, salt: bytes | None = None,
-                   iterations: int = _SCRAM_ITERATIONS) -> str:
+def scram_verifier(
+    password: str, salt: bytes | None = None, iterations: int = _SCRAM_ITERATIONS
+) -> str:
     """The SCRAM-SHA-256 verifier PostgreSQL stores for `password` (RFC 5802/7677); the server
     accepts it in place of the password in CREATE/ALTER ROLE ... PASSWORD."""
     salt = salt if salt is not None else os.urandom(16)
@@ -67,8 +69,7 @@ def bot_dsn(admin_dsn: str, database: str, password: str) -> str:
     netloc = f"{quote(database, safe='')}:{quote(password, safe='')}@{hosts}"
     # Only connection options: the operator's client certificate, key or their password
     # (sslcert, sslkey, sslpassword, passfile) are the operator's, never the bot's.
-    query = "&".join(p for p in parts.query.split("&")
-                     if p.partition("=")[0] in _BOT_OPTIONS)
+    query = "&".join(p for p in parts.query.split("&") if p.partition("=")[0] in _BOT_OPTIONS)
     return urlunsplit((FREQTRADE_SCHEME, netloc, "/" + database, query, ""))
 
 
@@ -81,33 +82,45 @@ def ensure_bot_database(admin_dsn: str, database: str, password: str) -> None:
     role = sql.Identifier(database)
     try:
         with psycopg.connect(admin.conninfo, autocommit=True, connect_timeout=5) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s",
-                                  (database,)).fetchone()
+            exists = conn.execute(
+                "SELECT 1 FROM pg_roles WHERE rolname = %s", (database,)
+            ).fetchone()
             if not exists:
                 # A concurrent call may have made it meanwhile.
                 with contextlib.suppress(psycopg.errors.DuplicateObject):
                     # INHERIT: the public schema belongs to pg_database_owner (PostgreSQL
                     # 15+), whose rights the owner only has through inheritance.
-                    conn.execute(sql.SQL(
-                        "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT "
-                        "NOREPLICATION").format(role))
-            conn.execute(sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(
-                role, sql.Literal(verifier)))
-            made = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                (database,)).fetchone()
+                    conn.execute(
+                        sql.SQL(
+                            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT "
+                            "NOREPLICATION"
+                        ).format(role)
+                    )
+            conn.execute(
+                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(role, sql.Literal(verifier))
+            )
+            made = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
+            ).fetchone()
             if not made:
                 # Not in a transaction (autocommit): CREATE DATABASE refuses one.
                 with contextlib.suppress(psycopg.errors.DuplicateDatabase):
-                    conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                        sql.Identifier(database), role))
+                    conn.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                            sql.Identifier(database), role
+                        )
+                    )
             # Every database grants CONNECT to PUBLIC: other bots' roles must not read it.
-            conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(
-                sql.Identifier(database)))
-            conn.execute(sql.SQL("ALTER DATABASE {} OWNER TO {}").format(
-                sql.Identifier(database), role))
+            conn.execute(
+                sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(database))
+            )
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} OWNER TO {}").format(sql.Identifier(database), role)
+            )
     except psycopg.OperationalError as e:
         raise RecordsUnavailable(
-            f"{admin.describe()} is unavailable: {admin.scrub(str(e)).strip()}") from None
+            f"{admin.describe()} is unavailable: {admin.scrub(str(e)).strip()}"
+        ) from None
 
 
 def drop_bot_database(admin_dsn: str, database: str) -> bool:
@@ -115,12 +128,16 @@ def drop_bot_database(admin_dsn: str, database: str) -> bool:
     admin = _admin(admin_dsn)
     try:
         with psycopg.connect(admin.conninfo, autocommit=True, connect_timeout=5) as conn:
-            existed = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
-                                   (database,)).fetchone() is not None
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(database)))
+            existed = (
+                conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
+                is not None
+            )
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(database))
+            )
             conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(database)))
             return existed
     except psycopg.OperationalError as e:
         raise RecordsUnavailable(
-            f"{admin.describe()} is unavailable: {admin.scrub(str(e)).strip()}") from None
+            f"{admin.describe()} is unavailable: {admin.scrub(str(e)).strip()}"
+        ) from None

@@ -72,8 +72,13 @@ def connector(dsn: str, *, timeout: float = 5.0) -> Callable[[], RecordStore]:
 
 
 class BufferedStore:
-    def __init__(self, connect: Callable[[], RecordStore], outbox_path: Path | str, *,
-                 where: str = "the records database") -> None:
+    def __init__(
+        self,
+        connect: Callable[[], RecordStore],
+        outbox_path: Path | str,
+        *,
+        where: str = "the records database",
+    ) -> None:
         """Opens the outbox (raises OutboxError if it cannot) and tries `connect` once; when
         that fails the store starts buffering and flush() connects later. `where` names the
         database in messages (never with a password)."""
@@ -90,16 +95,18 @@ class BufferedStore:
         self._flusher: threading.Thread | None = None
         metrics.OUTBOX_DEPTH.set(self._outbox.depth)
         if self._outbox.depth:
-            _log.info("records outbox holds writes from before", path=str(outbox_path),
-                      depth=self._outbox.depth)
+            _log.info(
+                "records outbox holds writes from before",
+                path=str(outbox_path),
+                depth=self._outbox.depth,
+            )
         self._try_connect()
 
     @classmethod
     def open(cls, dsn: str, outbox_path: Path | str, *, timeout: float = 5.0) -> BufferedStore:
         """A BufferedStore over the database `dsn` names (ValueError now for a DSN of an
         unsupported form; a database that is down only means buffering)."""
-        return cls(connector(dsn, timeout=timeout), outbox_path,
-                   where=parse_dsn(dsn).describe())
+        return cls(connector(dsn, timeout=timeout), outbox_path, where=parse_dsn(dsn).describe())
 
     # ---- state ---------------------------------------------------------------------------
     @property
@@ -142,8 +149,12 @@ class BufferedStore:
     def _note_problem(self, problem: str) -> None:
         if problem != self._problem:
             # Once per distinct problem: a database down for an hour logs once, not per write.
-            _log.warning("records database unavailable; writes wait in the outbox",
-                         database=self._where, error=problem, outbox=str(self._outbox.path))
+            _log.warning(
+                "records database unavailable; writes wait in the outbox",
+                database=self._where,
+                error=problem,
+                outbox=str(self._outbox.path),
+            )
             self._problem = problem
 
     def _check_open(self) -> None:
@@ -156,8 +167,7 @@ class BufferedStore:
         try:
             return call()
         finally:
-            metrics.RECORD_WRITE_SECONDS.labels(operation).observe(
-                time.perf_counter() - started)
+            metrics.RECORD_WRITE_SECONDS.labels(operation).observe(time.perf_counter() - started)
 
     def _append(self, entry: Entry) -> None:
         # Caller holds self._lock.
@@ -184,36 +194,51 @@ class BufferedStore:
             return False, None
 
     def register_strategy(
-        self, namespace: str, name: str, uid: str, class_name: str, code_hash: str,
-        interface: dict[str, Any], *, seen_at: dt.datetime | None = None,
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        class_name: str,
+        code_hash: str,
+        interface: dict[str, Any],
+        *,
+        seen_at: dt.datetime | None = None,
     ) -> None:
-        entry = entries.strategy_entry(namespace, name, uid, class_name, code_hash, interface,
-                                       seen_at)
+        entry = entries.strategy_entry(
+            namespace, name, uid, class_name, code_hash, interface, seen_at
+        )
         when = entries.seen_at(entry)
-        self._write(entry, lambda s: s.register_strategy(
-            namespace, name, uid, class_name, code_hash, interface, seen_at=when))
+        self._write(
+            entry,
+            lambda s: s.register_strategy(
+                namespace, name, uid, class_name, code_hash, interface, seen_at=when
+            ),
+        )
 
     def record_run(self, run: RunRecord) -> None:
         self._write(entries.run_entry(run), lambda s: s.record_run(run))
 
     def record_metrics(self, run_id: str, metrics: Mapping[str, Decimal]) -> None:
-        self._write(entries.metrics_entry(run_id, metrics),
-                    lambda s: s.record_metrics(run_id, metrics))
+        self._write(
+            entries.metrics_entry(run_id, metrics), lambda s: s.record_metrics(run_id, metrics)
+        )
 
     def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRecord]) -> None:
-        self._write(entries.artifacts_entry(run_id, artifacts),
-                    lambda s: s.record_artifacts(run_id, artifacts))
+        self._write(
+            entries.artifacts_entry(run_id, artifacts),
+            lambda s: s.record_artifacts(run_id, artifacts),
+        )
 
     def record_epochs(self, run_id: str, epochs: Sequence[EpochRecord]) -> None:
-        self._write(entries.epochs_entry(run_id, epochs),
-                    lambda s: s.record_epochs(run_id, epochs))
+        self._write(entries.epochs_entry(run_id, epochs), lambda s: s.record_epochs(run_id, epochs))
 
     def record_incident(self, incident: IncidentRecord) -> bool:
         """True when inserted now, False when the id was recorded already; a buffered
         incident counts as new (True): whether it repeats one is only known on replay, and
         an alert raised twice is better than one never raised."""
-        delivered, inserted = self._write(entries.incident_entry(incident),
-                                          lambda s: s.record_incident(incident))
+        delivered, inserted = self._write(
+            entries.incident_entry(incident), lambda s: s.record_incident(incident)
+        )
         return bool(inserted) if delivered else True
 
     def record_snapshot(self, snapshot: BotSnapshot) -> None:
@@ -274,15 +299,19 @@ class BufferedStore:
 
     def _set_aside(self, raw: bytes, reason: str) -> None:
         where = self._outbox.set_aside(raw, reason)
-        _log.error("records outbox entry set aside: it can never be applied",
-                   reason=reason, rejected=str(where))
+        _log.error(
+            "records outbox entry set aside: it can never be applied",
+            reason=reason,
+            rejected=str(where),
+        )
 
     def start_flusher(self, interval: float = 5.0) -> None:
         """Flushes now and then every `interval` seconds, in a daemon thread, until close()."""
         if self._flusher is not None:
             return
-        self._flusher = threading.Thread(target=self._flush_loop, args=(interval,),
-                                         name="records-outbox-flusher", daemon=True)
+        self._flusher = threading.Thread(
+            target=self._flush_loop, args=(interval,), name="records-outbox-flusher", daemon=True
+        )
         self._flusher.start()
 
     def _flush_loop(self, interval: float) -> None:
@@ -314,7 +343,10 @@ class BufferedStore:
         return self._reader().get_run(run_id)
 
     def list_runs(
-        self, *, namespace: str | None = None, kind: RunKind | None = None,
+        self,
+        *,
+        namespace: str | None = None,
+        kind: RunKind | None = None,
         since: dt.datetime | None = None,
     ) -> list[RunRecord]:
         return self._reader().list_runs(namespace=namespace, kind=kind, since=since)
@@ -332,14 +364,22 @@ class BufferedStore:
         return self._reader().get_incident(incident_id)
 
     def list_incidents(
-        self, *, namespace: str | None = None, breaker: str | None = None,
-        bot: str | None = None, since: dt.datetime | None = None,
+        self,
+        *,
+        namespace: str | None = None,
+        breaker: str | None = None,
+        bot: str | None = None,
+        since: dt.datetime | None = None,
     ) -> list[IncidentRecord]:
         return self._reader().list_incidents(
-            namespace=namespace, breaker=breaker, bot=bot, since=since)
+            namespace=namespace, breaker=breaker, bot=bot, since=since
+        )
 
     def list_snapshots(
-        self, bot_uid: str, *, since: dt.datetime | None = None,
+        self,
+        bot_uid: str,
+        *,
+        since: dt.datetime | None = None,
         code_hash: str | None = None,
     ) -> list[BotSnapshot]:
         return self._reader().list_snapshots(bot_uid, since=since, code_hash=code_hash)
@@ -363,12 +403,15 @@ class BufferedStore:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
 
 
 if TYPE_CHECKING:
+
     def _implements_the_protocol(store: BufferedStore) -> RecordStore:
         return store  # mypy checks that BufferedStore is a RecordStore

@@ -109,9 +109,10 @@ def redact_dsn(dsn: str) -> str:
         userinfo = f"{userinfo.partition(':')[0]}:{MASK}"
     if query:
         query = "&".join(
-            f"{part.partition('=')[0]}={MASK}"
-            if part.partition("=")[0] in _SECRET_PARAMS else part
+            f"{part.partition('=')[0]}={MASK}" if part.partition("=")[0] in _SECRET_PARAMS else part
             for part in query.split("&")
         )
-    return (f"{scheme}://{userinfo}{'@' if at else ''}{hosts}"
-            f"{'/' + path if path else ''}{'?' + query if query else ''}")
+    return (
+        f"{scheme}://{userinfo}{'@' if at else ''}{hosts}"
+        f"{'/' + path if path else ''}{'?' + query if query else ''}"
+    )

@@ -31,8 +31,13 @@ from tradebot.records.store import RecordStore
 ENTRY_VERSION: Final = 1
 
 Operation = Literal[
-    "register_strategy", "record_run", "record_metrics", "record_artifacts",
-    "record_incident", "record_snapshot", "record_epochs",
+    "register_strategy",
+    "record_run",
+    "record_metrics",
+    "record_artifacts",
+    "record_incident",
+    "record_snapshot",
+    "record_epochs",
 ]
 OPERATIONS: Final[frozenset[str]] = frozenset(get_args(Operation))
 
@@ -71,17 +76,38 @@ def _entry(op: Operation, args: dict[str, Any]) -> Entry:
 
 # ---- from a call to an entry (validating as the store would, so a bad call fails now) ----
 def strategy_entry(
-    namespace: str, name: str, uid: str, class_name: str, code_hash: str,
-    interface: dict[str, Any], seen_at: dt.datetime | None,
+    namespace: str,
+    name: str,
+    uid: str,
+    class_name: str,
+    code_hash: str,
+    interface: dict[str, Any],
+    seen_at: dt.datetime | None,
 ) -> Entry:
     # seen_at is fixed now: a replay must record when it was seen, not when it was written.
     when = seen_at or utc_now()
-    StrategyRecord(namespace=namespace, name=name, uid=uid, class_name=class_name,
-                   code_hash=code_hash, interface=interface, first_seen=when, last_seen=when)
-    return _entry("register_strategy", {
-        "namespace": namespace, "name": name, "uid": uid, "class_name": class_name,
-        "code_hash": code_hash, "interface": interface, "seen_at": when,
-    })
+    StrategyRecord(
+        namespace=namespace,
+        name=name,
+        uid=uid,
+        class_name=class_name,
+        code_hash=code_hash,
+        interface=interface,
+        first_seen=when,
+        last_seen=when,
+    )
+    return _entry(
+        "register_strategy",
+        {
+            "namespace": namespace,
+            "name": name,
+            "uid": uid,
+            "class_name": class_name,
+            "code_hash": code_hash,
+            "interface": interface,
+            "seen_at": when,
+        },
+    )
 
 
 def seen_at(entry: Entry) -> dt.datetime:
@@ -101,16 +127,16 @@ def metrics_entry(run_id: str, metrics: Mapping[str, Decimal]) -> Entry:
 def artifacts_entry(run_id: str, artifacts: Sequence[ArtifactRecord]) -> Entry:
     if len({a.name for a in artifacts}) != len(artifacts):
         raise ValueError(f"artifact names repeat in one call for run {run_id!r}")
-    return _entry("record_artifacts", {
-        "run_id": run_id, "artifacts": [a.model_dump() for a in artifacts]})
+    return _entry(
+        "record_artifacts", {"run_id": run_id, "artifacts": [a.model_dump() for a in artifacts]}
+    )
 
 
 def epochs_entry(run_id: str, epochs: Sequence[EpochRecord]) -> Entry:
     keys = [(e.worker, e.epoch) for e in epochs]
     if len(set(keys)) != len(keys):
         raise ValueError(f"an epoch (worker, epoch) repeats in one call for run {run_id!r}")
-    return _entry("record_epochs", {
-        "run_id": run_id, "epochs": [e.model_dump() for e in epochs]})
+    return _entry("record_epochs", {"run_id": run_id, "epochs": [e.model_dump() for e in epochs]})
 
 
 def incident_entry(incident: IncidentRecord) -> Entry:
@@ -124,10 +150,15 @@ def snapshot_entry(snapshot: BotSnapshot) -> Entry:
 # ---- lines ---------------------------------------------------------------------------------
 def encode(entry: Entry) -> bytes:
     """One line: compact JSON with sorted keys, ending in a newline."""
-    body = {"v": ENTRY_VERSION, "op": entry.op, "queued_at": _utc(entry.queued_at),
-            "args": entry.args}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False).encode() + b"\n"
+    body = {
+        "v": ENTRY_VERSION,
+        "op": entry.op,
+        "queued_at": _utc(entry.queued_at),
+        "args": entry.args,
+    }
+    return (
+        json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    )
 
 
 def decode(line: bytes) -> Entry:
@@ -174,9 +205,18 @@ def _call(entry: Entry) -> _Call:
                 seen_at = dt.datetime.fromisoformat(a["seen_at"])
                 if seen_at.tzinfo is None:
                     raise ValueError("seen_at has no time zone")
-                return _Call(entry.op, (
-                    a["namespace"], a["name"], a["uid"], a["class_name"], a["code_hash"],
-                    a["interface"]), {"seen_at": seen_at})
+                return _Call(
+                    entry.op,
+                    (
+                        a["namespace"],
+                        a["name"],
+                        a["uid"],
+                        a["class_name"],
+                        a["code_hash"],
+                        a["interface"],
+                    ),
+                    {"seen_at": seen_at},
+                )
             case "record_run":
                 return _Call(entry.op, (RunRecord.model_validate(a["run"]),), {})
             case "record_metrics":

@@ -80,8 +80,11 @@ _EPOCHS = """CREATE TABLE epochs (
 )"""
 
 MIGRATIONS: Final[tuple[Migration, ...]] = (
-    Migration(1, "strategies, runs, metrics, artifacts", (
-        """CREATE TABLE strategies (
+    Migration(
+        1,
+        "strategies, runs, metrics, artifacts",
+        (
+            """CREATE TABLE strategies (
             uid text NOT NULL,
             code_hash text NOT NULL,
             namespace text NOT NULL,
@@ -92,8 +95,8 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             last_seen {time} NOT NULL,
             PRIMARY KEY (uid, code_hash)
         )""",
-        "CREATE INDEX strategies_by_name ON strategies (namespace, name)",
-        f"""CREATE TABLE runs (
+            "CREATE INDEX strategies_by_name ON strategies (namespace, name)",
+            f"""CREATE TABLE runs (
             id text PRIMARY KEY,
             resource_uid text NOT NULL,
             namespace text NOT NULL,
@@ -111,16 +114,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             started_at {{time}},
             finished_at {{time}}
         )""",
-        "CREATE INDEX runs_by_namespace ON runs (namespace, created_at)",
-        "CREATE INDEX runs_by_created ON runs (created_at)",
-        "CREATE INDEX runs_by_resource ON runs (resource_uid)",
-        """CREATE TABLE metrics (
+            "CREATE INDEX runs_by_namespace ON runs (namespace, created_at)",
+            "CREATE INDEX runs_by_created ON runs (created_at)",
+            "CREATE INDEX runs_by_resource ON runs (resource_uid)",
+            """CREATE TABLE metrics (
             run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
             key text NOT NULL,
             value {exact} NOT NULL,
             PRIMARY KEY (run_id, key)
         )""",
-        """CREATE TABLE artifacts (
+            """CREATE TABLE artifacts (
             run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
             name text NOT NULL,
             path text NOT NULL,
@@ -128,11 +131,16 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             size bigint NOT NULL CHECK (size >= 0),
             PRIMARY KEY (run_id, name)
         )""",
-    )),    Migration(2, "incidents, bot snapshots", (
-        # figures: a JSON object of exact decimal strings ("-0.12345678"): JSON numbers would
-        # pass through floats in most readers, and a child table would buy nothing, since
-        # figures are only ever read with their incident.
-        f"""CREATE TABLE incidents (
+        ),
+    ),
+    Migration(
+        2,
+        "incidents, bot snapshots",
+        (
+            # figures: a JSON object of exact decimal strings ("-0.12345678"): JSON numbers would
+            # pass through floats in most readers, and a child table would buy nothing, since
+            # figures are only ever read with their incident.
+            f"""CREATE TABLE incidents (
             id text PRIMARY KEY,
             namespace text NOT NULL,
             source_kind text NOT NULL CHECK (source_kind IN ({_SOURCE_KINDS})),
@@ -148,11 +156,11 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             correlation_id text,
             created_at {{time}} NOT NULL
         )""",
-        "CREATE INDEX incidents_by_namespace ON incidents (namespace, created_at)",
-        "CREATE INDEX incidents_by_created ON incidents (created_at)",
-        "CREATE INDEX incidents_by_breaker ON incidents (breaker, created_at)",
-        "CREATE INDEX incidents_by_source ON incidents (source_name, created_at)",
-        f"""CREATE TABLE bot_snapshots (
+            "CREATE INDEX incidents_by_namespace ON incidents (namespace, created_at)",
+            "CREATE INDEX incidents_by_created ON incidents (created_at)",
+            "CREATE INDEX incidents_by_breaker ON incidents (breaker, created_at)",
+            "CREATE INDEX incidents_by_source ON incidents (source_name, created_at)",
+            f"""CREATE TABLE bot_snapshots (
             bot_uid text NOT NULL,
             taken_at {{time}} NOT NULL,
             namespace text NOT NULL,
@@ -166,29 +174,36 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             open_trades integer NOT NULL CHECK (open_trades >= 0),
             PRIMARY KEY (bot_uid, taken_at)
         )""",
-        "CREATE INDEX bot_snapshots_by_code ON bot_snapshots (bot_uid, code_hash, taken_at)",
-    ), postgres_extra=(
-        # list_incidents(bot=...) asks "is this name in bots": jsonb containment, GIN-indexed.
-        # SQLite scans json_each over the rows the other filters left.
-        "CREATE INDEX incidents_by_bot ON incidents USING gin (bots jsonb_path_ops)",
-    )),    Migration(3, "hyperopt runs, epochs, runs' parameters hash", (
-        # Column CHECK constraints get PostgreSQL's default name, <table>_<column>_check.
-        "ALTER TABLE runs DROP CONSTRAINT runs_kind_check",
-        f"ALTER TABLE runs ADD CONSTRAINT runs_kind_check CHECK (kind IN ({_KINDS_V3}))",
-        # The strategy parameter set a run used, beside its code hash.
-        "ALTER TABLE runs ADD COLUMN parameters_hash text",
-        _EPOCHS,
-    ), sqlite_steps=(
-        # SQLite cannot alter a CHECK constraint: the runs table is rebuilt. Dropping a parent
-        # table with foreign keys on would cascade into its children (and the pragma cannot
-        # be switched inside the migration's transaction), so the children are set aside
-        # first and rebuilt after it, row for row.
-        "CREATE TABLE metrics_v2 AS SELECT run_id, key, value FROM metrics",
-        "CREATE TABLE artifacts_v2 AS SELECT run_id, name, path, sha256, size FROM artifacts",
-        "DROP TABLE metrics",
-        "DROP TABLE artifacts",
-        "ALTER TABLE runs RENAME TO runs_v2",
-        f"""CREATE TABLE runs (
+            "CREATE INDEX bot_snapshots_by_code ON bot_snapshots (bot_uid, code_hash, taken_at)",
+        ),
+        postgres_extra=(
+            # list_incidents(bot=...) asks "is this name in bots": jsonb containment, GIN-indexed.
+            # SQLite scans json_each over the rows the other filters left.
+            "CREATE INDEX incidents_by_bot ON incidents USING gin (bots jsonb_path_ops)",
+        ),
+    ),
+    Migration(
+        3,
+        "hyperopt runs, epochs, runs' parameters hash",
+        (
+            # Column CHECK constraints get PostgreSQL's default name, <table>_<column>_check.
+            "ALTER TABLE runs DROP CONSTRAINT runs_kind_check",
+            f"ALTER TABLE runs ADD CONSTRAINT runs_kind_check CHECK (kind IN ({_KINDS_V3}))",
+            # The strategy parameter set a run used, beside its code hash.
+            "ALTER TABLE runs ADD COLUMN parameters_hash text",
+            _EPOCHS,
+        ),
+        sqlite_steps=(
+            # SQLite cannot alter a CHECK constraint: the runs table is rebuilt. Dropping a parent
+            # table with foreign keys on would cascade into its children (and the pragma cannot
+            # be switched inside the migration's transaction), so the children are set aside
+            # first and rebuilt after it, row for row.
+            "CREATE TABLE metrics_v2 AS SELECT run_id, key, value FROM metrics",
+            "CREATE TABLE artifacts_v2 AS SELECT run_id, name, path, sha256, size FROM artifacts",
+            "DROP TABLE metrics",
+            "DROP TABLE artifacts",
+            "ALTER TABLE runs RENAME TO runs_v2",
+            f"""CREATE TABLE runs (
             id text PRIMARY KEY,
             resource_uid text NOT NULL,
             namespace text NOT NULL,
@@ -207,18 +222,18 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             finished_at {{time}},
             parameters_hash text
         )""",
-        f"INSERT INTO runs ({_RUN_COLUMNS}) SELECT {_RUN_COLUMNS} FROM runs_v2",  # noqa: S608
-        "DROP TABLE runs_v2",
-        "CREATE INDEX runs_by_namespace ON runs (namespace, created_at)",
-        "CREATE INDEX runs_by_created ON runs (created_at)",
-        "CREATE INDEX runs_by_resource ON runs (resource_uid)",
-        """CREATE TABLE metrics (
+            f"INSERT INTO runs ({_RUN_COLUMNS}) SELECT {_RUN_COLUMNS} FROM runs_v2",  # noqa: S608
+            "DROP TABLE runs_v2",
+            "CREATE INDEX runs_by_namespace ON runs (namespace, created_at)",
+            "CREATE INDEX runs_by_created ON runs (created_at)",
+            "CREATE INDEX runs_by_resource ON runs (resource_uid)",
+            """CREATE TABLE metrics (
             run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
             key text NOT NULL,
             value {exact} NOT NULL,
             PRIMARY KEY (run_id, key)
         )""",
-        """CREATE TABLE artifacts (
+            """CREATE TABLE artifacts (
             run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
             name text NOT NULL,
             path text NOT NULL,
@@ -226,11 +241,12 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             size bigint NOT NULL CHECK (size >= 0),
             PRIMARY KEY (run_id, name)
         )""",
-        "INSERT INTO metrics (run_id, key, value) SELECT run_id, key, value FROM metrics_v2",
-        "INSERT INTO artifacts (run_id, name, path, sha256, size) "
-        "SELECT run_id, name, path, sha256, size FROM artifacts_v2",
-        "DROP TABLE metrics_v2",
-        "DROP TABLE artifacts_v2",
-        _EPOCHS,
-    )),
+            "INSERT INTO metrics (run_id, key, value) SELECT run_id, key, value FROM metrics_v2",
+            "INSERT INTO artifacts (run_id, name, path, sha256, size) "
+            "SELECT run_id, name, path, sha256, size FROM artifacts_v2",
+            "DROP TABLE metrics_v2",
+            "DROP TABLE artifacts_v2",
+            _EPOCHS,
+        ),
+    ),
 )

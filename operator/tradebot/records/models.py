@@ -59,7 +59,7 @@ def exact_metric(key: str, value: object) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, (Decimal, int)):
         raise ValueError(
             f"metric {key!r} must be a Decimal or an int, not {type(value).__name__} "
-            f"({value!r}); build it from a string: Decimal(\"...\")"
+            f'({value!r}); build it from a string: Decimal("...")'
         )
     amount = Decimal(value)
     if not amount.is_finite():
@@ -198,7 +198,9 @@ class IncidentRecord(_Record):
     description: NonEmpty
     # The figures that tripped it, exact (same rules as metrics).
     figures: Annotated[
-        dict[str, Decimal], BeforeValidator(_refuse_floats), AfterValidator(_exact_figures),
+        dict[str, Decimal],
+        BeforeValidator(_refuse_floats),
+        AfterValidator(_exact_figures),
     ] = Field(default_factory=dict)
     correlation_id: str | None = None
     created_at: UtcDatetime = Field(default_factory=utc_now)

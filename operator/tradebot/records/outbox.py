@@ -65,7 +65,8 @@ class Outbox:
             self._lock.close()
             raise OutboxError(
                 f"the records outbox {path} is in use by another process; give each "
-                "operator replica an outbox of its own") from exc
+                "operator replica an outbox of its own"
+            ) from exc
         try:
             self._fd = self._open_append()
             self._size, self.depth = self._repair()
@@ -85,8 +86,11 @@ class Outbox:
         data = self.path.read_bytes()
         keep = data.rfind(b"\n") + 1  # 0 when no line is complete
         if keep < len(data):
-            _log.warning("records outbox: dropping a torn last line (a crash mid-append)",
-                         path=str(self.path), bytes=len(data) - keep)
+            _log.warning(
+                "records outbox: dropping a torn last line (a crash mid-append)",
+                path=str(self.path),
+                bytes=len(data) - keep,
+            )
             os.ftruncate(self._fd, keep)
             os.fsync(self._fd)
         return keep, data[:keep].count(b"\n")
@@ -149,8 +153,12 @@ class Outbox:
         """Keeps a line that can never be applied in `<path>.rejected` (with why), so it no
         longer blocks the lines behind it and a person can still read what it held."""
         rejected = self.path.with_name(self.path.name + ".rejected")
-        note = json.dumps({"reason": reason, "line": raw.decode(errors="replace")},
-                          ensure_ascii=False).encode() + b"\n"
+        note = (
+            json.dumps(
+                {"reason": reason, "line": raw.decode(errors="replace")}, ensure_ascii=False
+            ).encode()
+            + b"\n"
+        )
         fd = os.open(rejected, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
             os.write(fd, note)

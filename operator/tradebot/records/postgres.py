@@ -42,9 +42,7 @@ class _PostgresTransaction:
 class PostgresStore(SqlRecordStore):
     dialect: Dialect = "postgres"
 
-    def __init__(
-        self, dsn: PostgresDsn | str, *, timeout: float = 5.0, max_size: int = 4
-    ) -> None:
+    def __init__(self, dsn: PostgresDsn | str, *, timeout: float = 5.0, max_size: int = 4) -> None:
         """Connects once to fail fast with libpq's reason, then opens a pool of up to
         `max_size` connections. `timeout`: seconds to connect, or to wait for a free
         connection, before RecordsUnavailable."""
@@ -90,7 +88,8 @@ class PostgresStore(SqlRecordStore):
             yield
         except PoolTimeout as exc:
             problem = self._diagnose() or (
-                f"no pooled connection came free within {self._timeout:g} s")
+                f"no pooled connection came free within {self._timeout:g} s"
+            )
             raise RecordsUnavailable(f"{where} is unavailable: {problem}") from exc
         except psycopg.errors.UndefinedTable as exc:
             raise SchemaNotReady(

@@ -6,9 +6,23 @@ from __future__ import annotations
 from typing import Any, Final
 
 RUN_COLUMNS: Final = (
-    "id", "resource_uid", "namespace", "name", "kind", "status", "strategy_code_hash",
-    "config_hash", "data_hash", "data_window_start", "data_window_end", "correlation_id",
-    "error", "created_at", "started_at", "finished_at", "parameters_hash",
+    "id",
+    "resource_uid",
+    "namespace",
+    "name",
+    "kind",
+    "status",
+    "strategy_code_hash",
+    "config_hash",
+    "data_hash",
+    "data_window_start",
+    "data_window_end",
+    "correlation_id",
+    "error",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "parameters_hash",
 )
 RUN_TIME_COLUMNS: Final = frozenset(
     {"data_window_start", "data_window_end", "created_at", "started_at", "finished_at"}
@@ -58,7 +72,14 @@ SELECT_ARTIFACTS: Final = (
 )
 
 STRATEGY_COLUMNS: Final = (
-    "namespace", "name", "uid", "class_name", "code_hash", "interface", "first_seen", "last_seen",
+    "namespace",
+    "name",
+    "uid",
+    "class_name",
+    "code_hash",
+    "interface",
+    "first_seen",
+    "last_seen",
 )
 # The newest sighting wins; a replayed older one cannot move last_seen back, but may move
 # first_seen earlier (it happened first; it was just written late).
@@ -84,29 +105,50 @@ RECORD_MIGRATION: Final = (
 )
 
 INCIDENT_COLUMNS: Final = (
-    "id", "namespace", "source_kind", "source_name", "source_uid", "breaker", "bots", "run_id",
-    "severity", "reason", "description", "figures", "correlation_id", "created_at",
+    "id",
+    "namespace",
+    "source_kind",
+    "source_name",
+    "source_uid",
+    "breaker",
+    "bots",
+    "run_id",
+    "severity",
+    "reason",
+    "description",
+    "figures",
+    "correlation_id",
+    "created_at",
 )
 # The first write wins: an incident is a fact about one event, so a replay (or a second
 # replica noticing the same trip) must not rewrite it. RETURNING tells the caller whether it
 # was this call that inserted it.
 INSERT_INCIDENT: Final = f"""
-    INSERT INTO incidents ({', '.join(INCIDENT_COLUMNS)})
-    VALUES ({', '.join('?' for _ in INCIDENT_COLUMNS)})
+    INSERT INTO incidents ({", ".join(INCIDENT_COLUMNS)})
+    VALUES ({", ".join("?" for _ in INCIDENT_COLUMNS)})
     ON CONFLICT (id) DO NOTHING
     RETURNING id"""  # noqa: S608
 SELECT_INCIDENTS: Final = f"SELECT {', '.join(INCIDENT_COLUMNS)} FROM incidents"  # noqa: S608
 INCIDENTS_ORDER: Final = " ORDER BY created_at, id"
 
 SNAPSHOT_COLUMNS: Final = (
-    "bot_uid", "namespace", "name", "run_id", "code_hash", "mode", "taken_at", "profit",
-    "drawdown", "open_trades", "equity",
+    "bot_uid",
+    "namespace",
+    "name",
+    "run_id",
+    "code_hash",
+    "mode",
+    "taken_at",
+    "profit",
+    "drawdown",
+    "open_trades",
+    "equity",
 )
 SNAPSHOT_EXACT_COLUMNS: Final = frozenset({"profit", "drawdown", "equity"})
 # Keyed by (bot_uid, taken_at): the same moment written again replaces itself.
 UPSERT_SNAPSHOT: Final = f"""
-    INSERT INTO bot_snapshots ({', '.join(SNAPSHOT_COLUMNS)})
-    VALUES ({', '.join('?' for _ in SNAPSHOT_COLUMNS)})
+    INSERT INTO bot_snapshots ({", ".join(SNAPSHOT_COLUMNS)})
+    VALUES ({", ".join("?" for _ in SNAPSHOT_COLUMNS)})
     ON CONFLICT (bot_uid, taken_at) DO UPDATE SET
         namespace = excluded.namespace, name = excluded.name, run_id = excluded.run_id,
         code_hash = excluded.code_hash, mode = excluded.mode, profit = excluded.profit,
@@ -117,15 +159,20 @@ SNAPSHOTS_ORDER: Final = " ORDER BY taken_at"
 
 
 EPOCH_COLUMNS: Final = (
-    "worker", "epoch", "loss", "profit_total", "profit_total_abs", "trades", "max_drawdown",
+    "worker",
+    "epoch",
+    "loss",
+    "profit_total",
+    "profit_total_abs",
+    "trades",
+    "max_drawdown",
     "parameters_hash",
 )
-EPOCH_EXACT_COLUMNS: Final = frozenset({"loss", "profit_total", "profit_total_abs",
-                                        "max_drawdown"})
+EPOCH_EXACT_COLUMNS: Final = frozenset({"loss", "profit_total", "profit_total_abs", "max_drawdown"})
 # An epoch is a fact once finished: a replay writes the same values again.
 UPSERT_EPOCH: Final = f"""
-    INSERT INTO epochs (run_id, {', '.join(EPOCH_COLUMNS)})
-    VALUES (?, {', '.join('?' for _ in EPOCH_COLUMNS)})
+    INSERT INTO epochs (run_id, {", ".join(EPOCH_COLUMNS)})
+    VALUES (?, {", ".join("?" for _ in EPOCH_COLUMNS)})
     ON CONFLICT (run_id, worker, epoch) DO UPDATE SET
         loss = excluded.loss, profit_total = excluded.profit_total,
         profit_total_abs = excluded.profit_total_abs, trades = excluded.trades,
@@ -136,14 +183,18 @@ SELECT_EPOCHS: Final = (
 )
 
 
-def runs_where(*, namespace: str | None = None, kind: str | None = None,
-               since: object | None = None) -> tuple[str, list[Any]]:
+def runs_where(
+    *, namespace: str | None = None, kind: str | None = None, since: object | None = None
+) -> tuple[str, list[Any]]:
     """The WHERE clause of list_runs' filters (constant text with placeholders, never input)
     and its parameters; `since` already in the store's time format."""
     clauses: list[str] = []
     params: list[Any] = []
-    for clause, value in (("namespace = ?", namespace), ("kind = ?", kind),
-                          ("created_at >= ?", since)):
+    for clause, value in (
+        ("namespace = ?", namespace),
+        ("kind = ?", kind),
+        ("created_at >= ?", since),
+    ):
         if value is not None:
             clauses.append(clause)
             params.append(value)

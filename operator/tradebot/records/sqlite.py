@@ -85,15 +85,18 @@ class SqliteStore(SqlRecordStore):
                     f"SQLite database {self.path} has no records schema ({exc}); "
                     "run migrate() first"
                 ) from exc
-            hint = (" (does its directory exist, and may this process write there?)"
-                    if "unable to open" in str(exc) else "")
+            hint = (
+                " (does its directory exist, and may this process write there?)"
+                if "unable to open" in str(exc)
+                else ""
+            )
             raise RecordsUnavailable(
-                f"SQLite database {self.path} is unavailable: {exc}{hint}") from exc
+                f"SQLite database {self.path} is unavailable: {exc}{hint}"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             if type(exc) is not sqlite3.DatabaseError:
                 raise  # integrity or programming errors are bugs, not outages
-            raise RecordsUnavailable(
-                f"SQLite database {self.path} is unavailable: {exc}") from exc
+            raise RecordsUnavailable(f"SQLite database {self.path} is unavailable: {exc}") from exc
 
     @contextmanager
     def _begin(self, *, write: bool) -> Iterator[Transaction]:
@@ -109,8 +112,9 @@ class SqliteStore(SqlRecordStore):
         pass  # BEGIN IMMEDIATE already holds the only write lock a SQLite file has
 
     def _table_exists(self, tx: Transaction, table: str) -> bool:
-        return bool(tx.rows(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)))
+        return bool(
+            tx.rows("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        )
 
     def _close(self) -> None:
         pass  # nothing is held between operations
@@ -120,8 +124,9 @@ class SqliteStore(SqlRecordStore):
 
     def _time_in(self, value: dt.datetime | None) -> str | None:
         # Fixed width and always UTC, so text order is time order (list_runs' since filter).
-        return None if value is None else value.astimezone(dt.UTC).isoformat(
-            timespec="microseconds")
+        return (
+            None if value is None else value.astimezone(dt.UTC).isoformat(timespec="microseconds")
+        )
 
     def _time_out(self, value: object) -> dt.datetime | None:
         return None if value is None else dt.datetime.fromisoformat(_text(value))

@@ -129,8 +129,10 @@ class SqlRecordStore(ABC):
                 with self._migration_errors(migration):
                     for statement in migration.statements(self.dialect):
                         tx.run(statement)
-                tx.run(q.RECORD_MIGRATION, (
-                    migration.version, migration.description, self._time_in(utc_now())))
+                tx.run(
+                    q.RECORD_MIGRATION,
+                    (migration.version, migration.description, self._time_in(utc_now())),
+                )
             applied.append(migration.version)
         return applied
 
@@ -156,20 +158,42 @@ class SqlRecordStore(ABC):
             return [row[0] for row in tx.rows(q.APPLIED_MIGRATIONS)]
 
     def register_strategy(
-        self, namespace: str, name: str, uid: str, class_name: str, code_hash: str,
-        interface: dict[str, Any], *, seen_at: dt.datetime | None = None,
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        class_name: str,
+        code_hash: str,
+        interface: dict[str, Any],
+        *,
+        seen_at: dt.datetime | None = None,
     ) -> None:
         when = seen_at or utc_now()
         record = StrategyRecord(
-            namespace=namespace, name=name, uid=uid, class_name=class_name,
-            code_hash=code_hash, interface=interface, first_seen=when, last_seen=when,
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            class_name=class_name,
+            code_hash=code_hash,
+            interface=interface,
+            first_seen=when,
+            last_seen=when,
         )
         seen = self._time_in(record.last_seen)
         with self._tx(write=True) as tx:
-            tx.run(q.UPSERT_STRATEGY, (
-                record.namespace, record.name, record.uid, record.class_name, record.code_hash,
-                self._json_in(record.interface), seen, seen,
-            ))
+            tx.run(
+                q.UPSERT_STRATEGY,
+                (
+                    record.namespace,
+                    record.name,
+                    record.uid,
+                    record.class_name,
+                    record.code_hash,
+                    self._json_in(record.interface),
+                    seen,
+                    seen,
+                ),
+            )
             tx.run(q.EARLIER_FIRST_SEEN, (seen, record.uid, record.code_hash, seen))
 
     def get_strategy(self, uid: str, code_hash: str) -> StrategyRecord | None:
@@ -208,11 +232,15 @@ class SqlRecordStore(ABC):
         return self._run_from_row(rows[0]) if rows else None
 
     def list_runs(
-        self, *, namespace: str | None = None, kind: RunKind | None = None,
+        self,
+        *,
+        namespace: str | None = None,
+        kind: RunKind | None = None,
         since: dt.datetime | None = None,
     ) -> list[RunRecord]:
-        where, params = q.runs_where(namespace=namespace, kind=kind,
-                                     since=None if since is None else self._since(since))
+        where, params = q.runs_where(
+            namespace=namespace, kind=kind, since=None if since is None else self._since(since)
+        )
         with self._tx(write=False) as tx:
             rows = tx.rows(q.SELECT_RUNS + where + q.RUNS_ORDER, params)
         return [self._run_from_row(row) for row in rows]
@@ -234,8 +262,10 @@ class SqlRecordStore(ABC):
         by_name = {a.name: a for a in artifacts}
         if len(by_name) != len(artifacts):
             raise ValueError(f"artifact names repeat in one call for run {run_id!r}")
-        params = [(run_id, a.name, a.path, a.sha256, a.size)
-                  for a in sorted(artifacts, key=lambda a: a.name)]
+        params = [
+            (run_id, a.name, a.path, a.sha256, a.size)
+            for a in sorted(artifacts, key=lambda a: a.name)
+        ]
         with self._tx(write=True) as tx:
             self._require_run(tx, run_id)
             tx.run_many(q.UPSERT_ARTIFACT, params)
@@ -249,7 +279,8 @@ class SqlRecordStore(ABC):
         values = incident.model_dump()
         values["bots"] = self._json_in(list(incident.bots))
         values["figures"] = self._json_in(
-            {key: format(figure, "f") for key, figure in incident.figures.items()})
+            {key: format(figure, "f") for key, figure in incident.figures.items()}
+        )
         values["created_at"] = self._time_in(incident.created_at)
         with self._tx(write=True) as tx:
             inserted = tx.rows(q.INSERT_INCIDENT, [values[c] for c in q.INCIDENT_COLUMNS])
@@ -261,8 +292,12 @@ class SqlRecordStore(ABC):
         return self._incident_from_row(rows[0]) if rows else None
 
     def list_incidents(
-        self, *, namespace: str | None = None, breaker: str | None = None,
-        bot: str | None = None, since: dt.datetime | None = None,
+        self,
+        *,
+        namespace: str | None = None,
+        breaker: str | None = None,
+        bot: str | None = None,
+        since: dt.datetime | None = None,
     ) -> list[IncidentRecord]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -274,7 +309,8 @@ class SqlRecordStore(ABC):
             params.append(breaker)
         if bot is not None:
             clauses.append(
-                f"((source_kind = 'LiveBot' AND source_name = ?) OR {self._json_list_has('bots')})")
+                f"((source_kind = 'LiveBot' AND source_name = ?) OR {self._json_list_has('bots')})"
+            )
             params += [bot, bot]
         if since is not None:
             clauses.append("created_at >= ?")
@@ -294,7 +330,10 @@ class SqlRecordStore(ABC):
             tx.run(q.UPSERT_SNAPSHOT, [values[c] for c in q.SNAPSHOT_COLUMNS])
 
     def list_snapshots(
-        self, bot_uid: str, *, since: dt.datetime | None = None,
+        self,
+        bot_uid: str,
+        *,
+        since: dt.datetime | None = None,
         code_hash: str | None = None,
     ) -> list[BotSnapshot]:
         sql = f"{q.SELECT_SNAPSHOTS} WHERE bot_uid = ?"
@@ -312,8 +351,10 @@ class SqlRecordStore(ABC):
     def record_epochs(self, run_id: str, epochs: Sequence[EpochRecord]) -> None:
         _check_epochs(run_id, epochs)
         # Sorted, so two writers of the same run lock rows in one order and cannot deadlock.
-        params = [[run_id, *self._epoch_values(e)]
-                  for e in sorted(epochs, key=lambda e: (e.epoch, e.worker))]
+        params = [
+            [run_id, *self._epoch_values(e)]
+            for e in sorted(epochs, key=lambda e: (e.epoch, e.worker))
+        ]
         with self._tx(write=True) as tx:
             self._require_run(tx, run_id)
             tx.run_many(q.UPSERT_EPOCH, params)
@@ -332,7 +373,9 @@ class SqlRecordStore(ABC):
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -366,9 +409,12 @@ class SqlRecordStore(ABC):
     def _epoch_values(self, epoch: EpochRecord) -> list[Any]:
         # Attributes, not model_dump(): the figures serialise as text, the store wants Decimal.
         values = {c: getattr(epoch, c) for c in q.EPOCH_COLUMNS}
-        return [self._exact_in(exact_metric(c, values[c]))
-                if c in q.EPOCH_EXACT_COLUMNS and values[c] is not None else values[c]
-                for c in q.EPOCH_COLUMNS]
+        return [
+            self._exact_in(exact_metric(c, values[c]))
+            if c in q.EPOCH_EXACT_COLUMNS and values[c] is not None
+            else values[c]
+            for c in q.EPOCH_COLUMNS
+        ]
 
     def _epoch_from_row(self, row: Sequence[Any]) -> EpochRecord:
         values = dict(zip(q.EPOCH_COLUMNS, row, strict=True))

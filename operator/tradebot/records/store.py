@@ -39,8 +39,15 @@ class RecordStore(Protocol):
         ...
 
     def register_strategy(
-        self, namespace: str, name: str, uid: str, class_name: str, code_hash: str,
-        interface: dict[str, Any], *, seen_at: dt.datetime | None = None,
+        self,
+        namespace: str,
+        name: str,
+        uid: str,
+        class_name: str,
+        code_hash: str,
+        interface: dict[str, Any],
+        *,
+        seen_at: dt.datetime | None = None,
     ) -> None:
         """Upserts the (uid, code_hash) version: first_seen is kept, last_seen advances to
         `seen_at` (default now), never backwards. `interface` is JSON without floats."""
@@ -62,7 +69,10 @@ class RecordStore(Protocol):
     def get_run(self, run_id: str) -> RunRecord | None: ...
 
     def list_runs(
-        self, *, namespace: str | None = None, kind: RunKind | None = None,
+        self,
+        *,
+        namespace: str | None = None,
+        kind: RunKind | None = None,
         since: dt.datetime | None = None,
     ) -> list[RunRecord]:
         """Runs matching every filter given (`since`: created at or after), oldest first."""
@@ -91,8 +101,12 @@ class RecordStore(Protocol):
     def get_incident(self, incident_id: str) -> IncidentRecord | None: ...
 
     def list_incidents(
-        self, *, namespace: str | None = None, breaker: str | None = None,
-        bot: str | None = None, since: dt.datetime | None = None,
+        self,
+        *,
+        namespace: str | None = None,
+        breaker: str | None = None,
+        bot: str | None = None,
+        since: dt.datetime | None = None,
     ) -> list[IncidentRecord]:
         """Incidents matching every filter given (`bot`: the name is among incident.bots or
         is its LiveBot source; `since`: created at or after), oldest first."""
@@ -103,7 +117,10 @@ class RecordStore(Protocol):
         ...
 
     def list_snapshots(
-        self, bot_uid: str, *, since: dt.datetime | None = None,
+        self,
+        bot_uid: str,
+        *,
+        since: dt.datetime | None = None,
         code_hash: str | None = None,
     ) -> list[BotSnapshot]:
         """The bot's snapshots (optionally only of one code hash, taken at or after `since`),
@@ -125,7 +142,9 @@ class RecordStore(Protocol):
     def __enter__(self) -> Self: ...
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None: ...
 

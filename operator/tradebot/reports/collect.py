@@ -14,8 +14,9 @@ from tradebot.records.store import RecordStore
 from tradebot.reports.model import Filters, Report, assemble
 
 
-def collect(store: RecordStore, dsn: str, filters: Filters,
-            now: dt.datetime | None = None) -> Report:
+def collect(
+    store: RecordStore, dsn: str, filters: Filters, now: dt.datetime | None = None
+) -> Report:
     runs = store.list_runs(namespace=filters.namespace, since=filters.since)
     return assemble(
         generated_at=now or dt.datetime.now(dt.UTC),

@@ -70,9 +70,14 @@ class UnknownStrategy(ValueError):
 
 
 def assemble(
-    *, generated_at: dt.datetime, filters: Filters, strategies: Iterable[StrategyRecord],
-    runs: Iterable[RunRecord], metrics: Mapping[str, Mapping[str, Decimal]],
-    artifacts: Mapping[str, Sequence[ArtifactRecord]], incidents: Iterable[IncidentRecord],
+    *,
+    generated_at: dt.datetime,
+    filters: Filters,
+    strategies: Iterable[StrategyRecord],
+    runs: Iterable[RunRecord],
+    metrics: Mapping[str, Mapping[str, Decimal]],
+    artifacts: Mapping[str, Sequence[ArtifactRecord]],
+    incidents: Iterable[IncidentRecord],
     epochs: Mapping[str, Sequence[EpochRecord]] | None = None,
 ) -> Report:
     """The report of `runs` (already filtered by time and namespace) grouped per strategy.
@@ -94,7 +99,8 @@ def assemble(
             where = f" in namespace {filters.namespace}" if filters.namespace else ""
             raise UnknownStrategy(
                 f"no strategy named {filters.strategy!r} is registered{where} "
-                f"(registered: {', '.join(known) or 'none'})")
+                f"(registered: {', '.join(known) or 'none'})"
+            )
 
     incidents_by_run: dict[str, list[IncidentRecord]] = {}
     loose: list[IncidentRecord] = []
@@ -112,30 +118,37 @@ def assemble(
             keys = [k for k in keys if k[1] == filters.strategy]
             if not keys:
                 continue
-        entry = RunEntry(run=run, metrics=dict(sorted(metrics.get(run.id, {}).items())),
-                         artifacts=sorted(artifacts.get(run.id, ()), key=lambda a: a.name),
-                         incidents=incidents_by_run.get(run.id, []),
-                         epochs=(summarise_epochs((epochs or {}).get(run.id, ()))
-                                 if run.kind == "hyperopt" else None))
+        entry = RunEntry(
+            run=run,
+            metrics=dict(sorted(metrics.get(run.id, {}).items())),
+            artifacts=sorted(artifacts.get(run.id, ()), key=lambda a: a.name),
+            incidents=incidents_by_run.get(run.id, []),
+            epochs=(
+                summarise_epochs((epochs or {}).get(run.id, ())) if run.kind == "hyperopt" else None
+            ),
+        )
         shown.add(run.id)
         targets: list[tuple[str, str] | None] = list(keys) or [None]
         for target in targets:
             grouped.setdefault(target, []).append(entry)
 
-    wanted = [k for k in sorted(versions)
-              if filters.strategy is None or k[1] == filters.strategy]
-    sections = [StrategyEntry(namespace=k[0], name=k[1],
-                              versions=sorted(versions[k], key=lambda v: (v.first_seen,
-                                                                           v.code_hash)),
-                              runs=grouped.get(k, [])) for k in wanted]
+    wanted = [k for k in sorted(versions) if filters.strategy is None or k[1] == filters.strategy]
+    sections = [
+        StrategyEntry(
+            namespace=k[0],
+            name=k[1],
+            versions=sorted(versions[k], key=lambda v: (v.first_seen, v.code_hash)),
+            runs=grouped.get(k, []),
+        )
+        for k in wanted
+    ]
     if None in grouped:
-        sections.append(StrategyEntry(namespace=None, name=None, versions=(),
-                                      runs=grouped[None]))
+        sections.append(StrategyEntry(namespace=None, name=None, versions=(), runs=grouped[None]))
     if filters.strategy is None:
-        loose.extend(i for run_id, tied in incidents_by_run.items() if run_id not in shown
-                     for i in tied)
+        loose.extend(
+            i for run_id, tied in incidents_by_run.items() if run_id not in shown for i in tied
+        )
         loose.sort(key=lambda i: (i.created_at, i.id))
     else:
         loose = []
-    return Report(generated_at=generated_at, filters=filters, strategies=sections,
-                  incidents=loose)
+    return Report(generated_at=generated_at, filters=filters, strategies=sections, incidents=loose)

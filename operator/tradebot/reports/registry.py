@@ -10,16 +10,30 @@ from tradebot.freqtrade.parameters import summary as parameters_summary
 from tradebot.records.models import StrategyRecord
 from tradebot.reports.render import when
 
-COLUMNS = ("NAMESPACE", "NAME", "CLASS", "CODE HASH", "FIRST SEEN", "LAST SEEN", "TIMEFRAME",
-           "SHORT", "STOPLOSS", "MINIMAL ROI", "FREQAI", "PARAMETERS")
+COLUMNS = (
+    "NAMESPACE",
+    "NAME",
+    "CLASS",
+    "CODE HASH",
+    "FIRST SEEN",
+    "LAST SEEN",
+    "TIMEFRAME",
+    "SHORT",
+    "STOPLOSS",
+    "MINIMAL ROI",
+    "FREQAI",
+    "PARAMETERS",
+)
 HASH_SHOWN = 12
 
 
 def roi_text(roi: object) -> str:
     if not isinstance(roi, Mapping) or not roi:
         return "-"
-    return " ".join(f"{minutes}:{value}" for minutes, value in
-                    sorted(roi.items(), key=lambda kv: _minutes(str(kv[0]))))
+    return " ".join(
+        f"{minutes}:{value}"
+        for minutes, value in sorted(roi.items(), key=lambda kv: _minutes(str(kv[0])))
+    )
 
 
 def _minutes(key: str) -> float:
@@ -43,8 +57,9 @@ def interface_summary(interface: Mapping[str, Any]) -> dict[str, str]:
         "stoploss": str(interface.get("stoploss") or "-"),
         "minimalRoi": roi_text(interface.get("minimalRoi")),
         "freqai": _flag(interface.get("usesFreqai")),
-        "parameters": parameters_summary(parameters) if isinstance(parameters, dict)
-        and parameters else ("none" if isinstance(parameters, dict) else "not recorded"),
+        "parameters": parameters_summary(parameters)
+        if isinstance(parameters, dict) and parameters
+        else ("none" if isinstance(parameters, dict) else "not recorded"),
     }
 
 
@@ -52,25 +67,42 @@ def registry_rows(records: Sequence[StrategyRecord]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for r in records:
         s = interface_summary(r.interface)
-        rows.append((r.namespace, r.name, r.class_name, r.code_hash[:HASH_SHOWN],
-                     when(r.first_seen) or "-", when(r.last_seen) or "-", s["timeframe"],
-                     s["canShort"], s["stoploss"], s["minimalRoi"], s["freqai"],
-                     s["parameters"]))
+        rows.append(
+            (
+                r.namespace,
+                r.name,
+                r.class_name,
+                r.code_hash[:HASH_SHOWN],
+                when(r.first_seen) or "-",
+                when(r.last_seen) or "-",
+                s["timeframe"],
+                s["canShort"],
+                s["stoploss"],
+                s["minimalRoi"],
+                s["freqai"],
+                s["parameters"],
+            )
+        )
     return rows
 
 
 def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
-              for i, h in enumerate(header)]
-    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
-             for line in (tuple(header), *rows)]
+    widths = [
+        max(len(h), *(len(row[i]) for row in rows)) if rows else len(h)
+        for i, h in enumerate(header)
+    ]
+    lines = [
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
+        for line in (tuple(header), *rows)
+    ]
     return "\n".join(lines) + "\n"
 
 
 def render_registry(records: Sequence[StrategyRecord], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps([registry_document(r) for r in records], indent=2,
-                          ensure_ascii=False) + "\n"
+        return (
+            json.dumps([registry_document(r) for r in records], indent=2, ensure_ascii=False) + "\n"
+        )
     if not records:
         return "no strategies are registered\n"
     return render_table(COLUMNS, registry_rows(records))
@@ -78,10 +110,15 @@ def render_registry(records: Sequence[StrategyRecord], fmt: str) -> str:
 
 def registry_document(record: StrategyRecord) -> dict[str, Any]:
     return {
-        "namespace": record.namespace, "name": record.name, "uid": record.uid,
-        "className": record.class_name, "codeHash": record.code_hash,
-        "firstSeen": when(record.first_seen), "lastSeen": when(record.last_seen),
-        "summary": interface_summary(record.interface), "interface": record.interface,
+        "namespace": record.namespace,
+        "name": record.name,
+        "uid": record.uid,
+        "className": record.class_name,
+        "codeHash": record.code_hash,
+        "firstSeen": when(record.first_seen),
+        "lastSeen": when(record.last_seen),
+        "summary": interface_summary(record.interface),
+        "interface": record.interface,
     }
 
 

@@ -63,21 +63,32 @@ def _strategy_json(entry: StrategyEntry) -> dict[str, Any]:
 
 
 def _version_json(version: StrategyRecord) -> dict[str, Any]:
-    return {"codeHash": version.code_hash, "className": version.class_name,
-            "uid": version.uid, "firstSeen": when(version.first_seen),
-            "lastSeen": when(version.last_seen)}
+    return {
+        "codeHash": version.code_hash,
+        "className": version.class_name,
+        "uid": version.uid,
+        "firstSeen": when(version.first_seen),
+        "lastSeen": when(version.last_seen),
+    }
 
 
 def _run_json(entry: RunEntry) -> dict[str, Any]:
     run = entry.run
     return {
-        "id": run.id, "namespace": run.namespace, "name": run.name, "kind": run.kind,
-        "status": run.status, "error": run.error,
-        "createdAt": when(run.created_at), "startedAt": when(run.started_at),
+        "id": run.id,
+        "namespace": run.namespace,
+        "name": run.name,
+        "kind": run.kind,
+        "status": run.status,
+        "error": run.error,
+        "createdAt": when(run.created_at),
+        "startedAt": when(run.started_at),
         "finishedAt": when(run.finished_at),
         "dataWindow": {"start": when(run.data_window_start), "end": when(run.data_window_end)},
-        "codeHash": run.strategy_code_hash, "configHash": run.config_hash,
-        "dataHash": run.data_hash, "correlationId": run.correlation_id,
+        "codeHash": run.strategy_code_hash,
+        "configHash": run.config_hash,
+        "dataHash": run.data_hash,
+        "correlationId": run.correlation_id,
         "metrics": {key: figure(value) for key, value in entry.metrics.items()},
         "artifacts": [_artifact_json(a) for a in entry.artifacts],
         "incidents": [_incident_json(i) for i in entry.incidents],
@@ -87,25 +98,42 @@ def _run_json(entry: RunEntry) -> dict[str, Any]:
 
 def _epochs_json(summary: EpochsSummary) -> dict[str, Any]:
     best = summary.best
-    return {"count": str(summary.count), "best": None if best is None else {
-        "epoch": str(best.epoch), "worker": str(best.worker), "loss": figure(best.loss),
-        "profitTotal": None if best.profit_total is None else figure(best.profit_total),
-        "trades": None if best.trades is None else str(best.trades),
-        "parametersHash": best.parameters_hash}}
+    return {
+        "count": str(summary.count),
+        "best": None
+        if best is None
+        else {
+            "epoch": str(best.epoch),
+            "worker": str(best.worker),
+            "loss": figure(best.loss),
+            "profitTotal": None if best.profit_total is None else figure(best.profit_total),
+            "trades": None if best.trades is None else str(best.trades),
+            "parametersHash": best.parameters_hash,
+        },
+    }
 
 
 def _artifact_json(artifact: ArtifactRecord) -> dict[str, Any]:
-    return {"name": artifact.name, "path": artifact.path, "sha256": artifact.sha256,
-            "size": str(artifact.size)}
+    return {
+        "name": artifact.name,
+        "path": artifact.path,
+        "sha256": artifact.sha256,
+        "size": str(artifact.size),
+    }
 
 
 def _incident_json(incident: IncidentRecord) -> dict[str, Any]:
     return {
-        "id": incident.id, "namespace": incident.namespace,
-        "createdAt": when(incident.created_at), "severity": incident.severity,
-        "reason": incident.reason, "description": incident.description,
+        "id": incident.id,
+        "namespace": incident.namespace,
+        "createdAt": when(incident.created_at),
+        "severity": incident.severity,
+        "reason": incident.reason,
+        "description": incident.description,
         "source": {"kind": incident.source_kind, "name": incident.source_name},
-        "breaker": incident.breaker, "bots": list(incident.bots), "runId": incident.run_id,
+        "breaker": incident.breaker,
+        "bots": list(incident.bots),
+        "runId": incident.run_id,
         "figures": {key: figure(value) for key, value in sorted(incident.figures.items())},
     }
 
@@ -117,8 +145,9 @@ def cell(value: object) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def table(header: Sequence[str], rows: Sequence[Sequence[object]],
-          right: Sequence[int] = ()) -> list[str]:
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[object]], right: Sequence[int] = ()
+) -> list[str]:
     align = ["---:" if i in right else "---" for i in range(len(header))]
     lines = [f"| {' | '.join(header)} |", f"| {' | '.join(align)} |"]
     lines += [f"| {' | '.join(cell(v) for v in row)} |" for row in rows]
@@ -126,8 +155,12 @@ def table(header: Sequence[str], rows: Sequence[Sequence[object]],
 
 
 def render_markdown(report: Report) -> str:
-    lines = ["# Tradebot report", "", f"Generated {when(report.generated_at)}. "
-             + _scope(report), ""]
+    lines = [
+        "# Tradebot report",
+        "",
+        f"Generated {when(report.generated_at)}. " + _scope(report),
+        "",
+    ]
     if not report.strategies:
         lines += ["No strategies or runs match.", ""]
     for entry in report.strategies:
@@ -150,13 +183,24 @@ def _scope(report: Report) -> str:
 
 def _strategy_md(entry: StrategyEntry) -> list[str]:
     if entry.name is None:
-        lines = ["## Unregistered code", "",
-                 "Runs of code no registered Strategy had (or that recorded no code hash).", ""]
+        lines = [
+            "## Unregistered code",
+            "",
+            "Runs of code no registered Strategy had (or that recorded no code hash).",
+            "",
+        ]
     else:
         lines = [f"## Strategy {entry.namespace}/{entry.name}", ""]
-        lines += [*table(["code hash", "class", "first seen", "last seen"],
-                         [(f"`{v.code_hash}`", v.class_name, when(v.first_seen),
-                           when(v.last_seen)) for v in entry.versions]), ""]
+        lines += [
+            *table(
+                ["code hash", "class", "first seen", "last seen"],
+                [
+                    (f"`{v.code_hash}`", v.class_name, when(v.first_seen), when(v.last_seen))
+                    for v in entry.versions
+                ],
+            ),
+            "",
+        ]
     if not entry.runs:
         lines += ["No runs in this report's scope.", ""]
     for run in entry.runs:
@@ -166,15 +210,18 @@ def _strategy_md(entry: StrategyEntry) -> list[str]:
 
 def _run_md(entry: RunEntry) -> list[str]:
     run = entry.run
-    lines = [f"### {run.kind} {run.namespace}/{run.name}: {run.status}", "",
-             f"- run id: `{run.id}`",
-             f"- created {when(run.created_at)}, started {when(run.started_at) or '-'}, "
-             f"finished {when(run.finished_at) or '-'}",
-             f"- data window: {when(run.data_window_start) or '-'} to "
-             f"{when(run.data_window_end) or '-'}",
-             f"- config hash: `{run.config_hash or '-'}`",
-             f"- data hash: `{run.data_hash or '-'}`",
-             f"- code hash: `{run.strategy_code_hash or '-'}`"]
+    lines = [
+        f"### {run.kind} {run.namespace}/{run.name}: {run.status}",
+        "",
+        f"- run id: `{run.id}`",
+        f"- created {when(run.created_at)}, started {when(run.started_at) or '-'}, "
+        f"finished {when(run.finished_at) or '-'}",
+        f"- data window: {when(run.data_window_start) or '-'} to "
+        f"{when(run.data_window_end) or '-'}",
+        f"- config hash: `{run.config_hash or '-'}`",
+        f"- data hash: `{run.data_hash or '-'}`",
+        f"- code hash: `{run.strategy_code_hash or '-'}`",
+    ]
     if run.error:
         lines.append(f"- error: {cell(run.error)}")
     if entry.epochs is not None:
@@ -183,9 +230,14 @@ def _run_md(entry: RunEntry) -> list[str]:
     lines += _metrics_md(entry.metrics)
     if entry.artifacts:
         lines += ["Artifacts:", ""]
-        lines += [*table(["name", "sha256", "bytes"],
-                         [(a.name, f"`{a.sha256}`", a.size) for a in entry.artifacts],
-                         right=(2,)), ""]
+        lines += [
+            *table(
+                ["name", "sha256", "bytes"],
+                [(a.name, f"`{a.sha256}`", a.size) for a in entry.artifacts],
+                right=(2,),
+            ),
+            "",
+        ]
     if entry.incidents:
         lines += ["Incidents:", ""]
         lines += [*_incidents_table(entry.incidents), ""]
@@ -197,24 +249,36 @@ def _epochs_md(summary: EpochsSummary) -> str:
     if best is None:
         return f"- epochs: {summary.count}"
     profit = "-" if best.profit_total is None else figure(best.profit_total)
-    return (f"- epochs: {summary.count}; best: epoch {best.epoch} (worker {best.worker}), "
-            f"loss {figure(best.loss)}, profit {profit}, trades "
-            f"{'-' if best.trades is None else best.trades}, "
-            f"parameters `{best.parameters_hash}`")
+    return (
+        f"- epochs: {summary.count}; best: epoch {best.epoch} (worker {best.worker}), "
+        f"loss {figure(best.loss)}, profit {profit}, trades "
+        f"{'-' if best.trades is None else best.trades}, "
+        f"parameters `{best.parameters_hash}`"
+    )
 
 
 def _metrics_md(metrics: Mapping[str, Decimal]) -> list[str]:
     if not metrics:
         return ["No metrics recorded.", ""]
-    return [*table(["metric", "value"], [(k, figure(v)) for k, v in metrics.items()],
-                   right=(1,)), ""]
+    return [
+        *table(["metric", "value"], [(k, figure(v)) for k, v in metrics.items()], right=(1,)),
+        "",
+    ]
 
 
 def _incidents_table(incidents: Sequence[IncidentRecord]) -> list[str]:
     rows = []
     for i in incidents:
         figures = ", ".join(f"{k} {figure(v)}" for k, v in sorted(i.figures.items()))
-        rows.append((when(i.created_at), i.severity, i.reason, i.description, figures,
-                     ", ".join(i.bots), f"{i.source_kind} {i.namespace}/{i.source_name}"))
-    return table(["when", "severity", "reason", "description", "figures", "bots", "source"],
-                 rows)
+        rows.append(
+            (
+                when(i.created_at),
+                i.severity,
+                i.reason,
+                i.description,
+                figures,
+                ", ".join(i.bots),
+                f"{i.source_kind} {i.namespace}/{i.source_name}",
+            )
+        )
+    return table(["when", "severity", "reason", "description", "figures", "bots", "source"], rows)

@@ -67,8 +67,9 @@ def parse_annotations(text: str) -> dict[str, str]:
     return found
 
 
-def lapsed(mark: dt.datetime | None, now: dt.datetime, unchanged_for: dt.timedelta,
-           deadline: dt.timedelta) -> bool:
+def lapsed(
+    mark: dt.datetime | None, now: dt.datetime, unchanged_for: dt.timedelta, deadline: dt.timedelta
+) -> bool:
     """Whether supervision has lapsed: the mark is older than the deadline, or it (or its
     absence) has not changed for longer than the deadline."""
     return (mark is not None and now - mark > deadline) or unchanged_for > deadline
@@ -90,8 +91,9 @@ class Switch:
     def lapsed(self, value: str | None, now: dt.datetime, clock: float) -> bool:
         if value != self._value:
             self._value, self._since = value, clock
-        return lapsed(parse_time(value), now, dt.timedelta(seconds=clock - self._since),
-                      self.deadline)
+        return lapsed(
+            parse_time(value), now, dt.timedelta(seconds=clock - self._since), self.deadline
+        )
 
 
 class Bot:
@@ -105,8 +107,11 @@ class Bot:
 
     def _call(self, method: str, path: str) -> Any:
         request = urllib.request.Request(  # noqa: S310 - the bot's own loopback address
-            f"{self.url}/api/v1/{path}", method=method, data=b"" if method == "POST" else None,
-            headers={"Authorization": self._auth})
+            f"{self.url}/api/v1/{path}",
+            method=method,
+            data=b"" if method == "POST" else None,
+            headers={"Authorization": self._auth},
+        )
         with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
             return json.loads(response.read() or b"null")
 
@@ -118,8 +123,17 @@ class Bot:
 
 
 def _log(event: str, **fields: Any) -> None:
-    print(json.dumps({"time": format_time(dt.datetime.now(dt.UTC)), "logger": "tradebot.deadman",
-                      "event": event, **fields}), flush=True)
+    print(
+        json.dumps(
+            {
+                "time": format_time(dt.datetime.now(dt.UTC)),
+                "logger": "tradebot.deadman",
+                "event": event,
+                **fields,
+            }
+        ),
+        flush=True,
+    )
 
 
 def read_mark(path: Path) -> str | None:
@@ -141,16 +155,20 @@ def step(switch: Switch, bot: Bot, value: str | None, now: dt.datetime, clock: f
     return True
 
 
-def run(switch: Switch, bot: Bot, annotations: Path, *,
-        sleep: Callable[[float], None] = time.sleep) -> None:
+def run(
+    switch: Switch, bot: Bot, annotations: Path, *, sleep: Callable[[float], None] = time.sleep
+) -> None:
     interval = check_interval(switch.deadline)
     failing = False
     while True:
         value = read_mark(annotations)
         try:
             if step(switch, bot, value, dt.datetime.now(dt.UTC), time.monotonic()):
-                _log("supervision lapsed: entries stopped", supervisedAt=value,
-                     deadlineSeconds=switch.deadline.total_seconds())
+                _log(
+                    "supervision lapsed: entries stopped",
+                    supervisedAt=value,
+                    deadlineSeconds=switch.deadline.total_seconds(),
+                )
             failing = False
         except (OSError, ValueError, AttributeError) as e:
             # urllib's errors are OSErrors; a non-JSON or odd answer is a ValueError or has no
@@ -163,7 +181,8 @@ def run(switch: Switch, bot: Bot, annotations: Path, *,
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Stops the bot's entries when the operator's supervision lapses.")
+        description="Stops the bot's entries when the operator's supervision lapses."
+    )
     parser.add_argument("--deadline-seconds", type=float, required=True)
     parser.add_argument("--annotations", type=Path, required=True)
     parser.add_argument("--url", required=True)
