@@ -44,8 +44,9 @@ status: venv ## show which local cluster components are running
 demo: up ## the main job: cluster, CRDs, operator, a real backtest of examples/ and its results
 	@hack/demo.sh
 
-lint: venv ## ruff lint rules (formatting is not enforced yet: see docs/development.md)
+lint: venv ## ruff lint rules and formatting (ruff format --check)
 	$(BIN)/ruff check operator testing tests bench hack
+	$(BIN)/ruff format --check operator testing tests bench hack
 
 format: venv ## ruff format the Python tree in place
 	$(BIN)/ruff format operator testing tests bench hack
