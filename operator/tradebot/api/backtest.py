@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -93,18 +93,10 @@ class DataSource(ApiModel):
         return self
 
 
-class BacktestSpec(ApiModel):
-    """What to backtest, on which data, with which money. Immutable once created."""
+class RunSettings(ApiModel):
+    """What a Freqtrade run (a Backtest, a Hyperopt's workers) trades, on which data, with
+    which money, and how it queues: the fields both kinds share."""
 
-    model_config = with_rules(
-        cel(
-            "self == oldSelf",
-            "Backtest spec is immutable (its results must describe it): create a new Backtest",
-        ),
-        PAIRS_IN_STAKE_CURRENCY,
-    )
-
-    strategy_ref: LocalObjectReference = Field(description="The Strategy to backtest.")
     exchange: ExchangeName = Field(
         default="binance", description="Exchange whose markets and fees apply (ccxt id)."
     )
@@ -113,9 +105,6 @@ class BacktestSpec(ApiModel):
         max_length=100,
         json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Pairs to trade, e.g. BTC/USDT.",
-    )
-    timerange: Timerange | None = Field(
-        default=None, description="Window of candles; all data when left out."
     )
     timeframe: Timeframe | None = Field(
         default=None, description="Overrides the strategy's timeframe."
@@ -136,12 +125,39 @@ class BacktestSpec(ApiModel):
         description="Where the candles come from.",
     )
     priority: int = Field(
-        default=0, ge=-1000, le=1000, description="Higher runs first; ties run oldest first."
+        default=0,
+        ge=-1000,
+        le=1000,
+        description="Higher runs first in the admission queue; ties run oldest first.",
     )
-    resources: ResourceRequirements | None = Field(default=None, description="Pod resources.")
-    gpu: GpuRequest | None = Field(default=None, description="GPUs (FreqAI).")
+    resources: ResourceRequirements | None = Field(
+        default=None, description="Resources of each pod."
+    )
+    gpu: GpuRequest | None = Field(default=None, description="GPUs of each pod (FreqAI).")
     image: str | None = Field(
         default=None, max_length=512, pattern=r"^[^\s]+$", description="Runner image override."
+    )
+
+    @model_validator(mode="after")
+    def _pairs_in_stake(self) -> Self:
+        check_pairs_in_stake(self.pairs, self.stake_currency)
+        return self
+
+
+class BacktestSpec(RunSettings):
+    """What to backtest, on which data, with which money. Immutable once created."""
+
+    model_config = with_rules(
+        cel(
+            "self == oldSelf",
+            "Backtest spec is immutable (its results must describe it): create a new Backtest",
+        ),
+        PAIRS_IN_STAKE_CURRENCY,
+    )
+
+    strategy_ref: LocalObjectReference = Field(description="The Strategy to backtest.")
+    timerange: Timerange | None = Field(
+        default=None, description="Window of candles; all data when left out."
     )
     parameters: str | None = Field(
         default=None,
@@ -161,8 +177,7 @@ class BacktestSpec(ApiModel):
     )
 
     @model_validator(mode="after")
-    def _pairs(self) -> BacktestSpec:
-        check_pairs_in_stake(self.pairs, self.stake_currency)
+    def _parameters(self) -> BacktestSpec:
         if self.parameters is not None:
             parameter_file(self.parameters)
         return self

@@ -8,25 +8,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tradebot.api.backtest import DEFAULT_DATASET, Artifact, BacktestResults, DataSource
+from tradebot.api.backtest import Artifact, BacktestResults, RunSettings
 from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
-    Currency,
-    ExchangeName,
-    FeeRatio,
     Figure,
-    GpuRequest,
     LocalObjectReference,
-    Money,
-    Pair,
-    ResourceRequirements,
     ResourceStatus,
-    StakeAmount,
-    Timeframe,
     Timerange,
-    check_pairs_in_stake,
 )
 
 # Freqtrade's built-in spaces (constants.HYPEROPT_BUILTIN_SPACES) that a search may name.
@@ -93,7 +83,7 @@ class Validation(ApiModel):
     )
 
 
-class HyperoptSpec(ApiModel):
+class HyperoptSpec(RunSettings):
     """What to search, on which data, with which money. Immutable once created."""
 
     model_config = with_rules(
@@ -141,50 +131,9 @@ class HyperoptSpec(ApiModel):
     min_trades: int | None = Field(
         default=None, ge=1, le=100_000, description="Freqtrade's --min-trades."
     )
-    exchange: ExchangeName = Field(
-        default="binance", description="Exchange whose markets and fees apply (ccxt id)."
-    )
-    pairs: list[Pair] = Field(
-        min_length=1,
-        max_length=100,
-        json_schema_extra={"x-kubernetes-list-type": "set"},
-        description="Pairs to trade, e.g. BTC/USDT.",
-    )
-    timeframe: Timeframe | None = Field(
-        default=None, description="Overrides the strategy's timeframe."
-    )
-    stake_currency: Currency = Field(default="USDT", description="Currency of the wallet.")
-    stake_amount: StakeAmount = Field(default="unlimited", description="Stake per trade.")
-    dry_run_wallet: Money = Field(
-        default="1000", validate_default=True, description="Starting balance in stakeCurrency."
-    )
-    max_open_trades: int = Field(default=3, ge=1, le=1000, description="Open trades at most.")
-    fee: FeeRatio | None = Field(
-        default=None, description="Fee per side; the exchange's when left out."
-    )
-    enable_protections: bool = Field(default=False, description="Apply the strategy's protections.")
-    data: DataSource = Field(
-        default_factory=lambda: DataSource(bundled=DEFAULT_DATASET),
-        json_schema_extra={"default": {"bundled": DEFAULT_DATASET}},
-        description="Where the candles come from (both windows).",
-    )
-    priority: int = Field(
-        default=0,
-        ge=-1000,
-        le=1000,
-        description="Higher runs first in the queue; ties run oldest first.",
-    )
-    resources: ResourceRequirements | None = Field(
-        default=None, description="Each worker pod's resources."
-    )
-    gpu: GpuRequest | None = Field(default=None, description="GPUs per worker (FreqAI).")
-    image: str | None = Field(
-        default=None, max_length=512, pattern=r"^[^\s]+$", description="Runner image override."
-    )
 
     @model_validator(mode="after")
     def _check(self) -> HyperoptSpec:
-        check_pairs_in_stake(self.pairs, self.stake_currency)
         if self.timerange.end is None:
             raise ValueError(_TRAINING_END)
         if self.validation and windows_overlap(self.timerange, self.validation.timerange):
