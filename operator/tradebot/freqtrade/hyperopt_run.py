@@ -64,7 +64,6 @@ from __future__ import annotations
 import argparse
 import ast
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -74,7 +73,6 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +80,15 @@ from structlog.typing import FilteringBoundLogger
 
 from tradebot.api.backtest import Artifact
 from tradebot.api.hyperopt import LOSS_FUNCTIONS
-from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
-from tradebot.freqtrade import datasets, freqtrade_log, hyperopt_epochs, offline, parameters
+from tradebot.domain.freqtrade_config import config_hash
+from tradebot.freqtrade import (
+    datasets,
+    freqtrade_log,
+    hyperopt_epochs,
+    offline,
+    parameters,
+    run_files,
+)
 from tradebot.freqtrade.hyperopt_summary import (
     EPOCH_PREFIX,
     EPOCHS_NAME,
@@ -94,11 +99,10 @@ from tradebot.freqtrade.hyperopt_summary import (
 from tradebot.freqtrade.study_storage import STORAGE_ENV, redact
 from tradebot.freqtrade.summary import TERMINATION_MESSAGE_LIMIT
 
-TERMINATION_LOG = Path("/dev/termination-log")
 LOG_NAME = "freqtrade.log"
 CONSOLE_NAME = "freqtrade-console.log"
 CONFIG_NAME = "config.json"
-SUMMARY_NAME = "summary.json"
+SUMMARY_NAME = run_files.SUMMARY_NAME
 LAST_RESULT = ".last_result.json"
 POLL_S = 0.2
 # Spaces made of the strategy's own parameters; the others are Freqtrade's built-in ones.
@@ -253,44 +257,18 @@ class Run:
             code_hash=self.code_hash,
             config_hash=self.config_hash,
             data_hash=self.data_hash,
-            freqtrade_version=_freqtrade_version(),
+            freqtrade_version=run_files.freqtrade_version(),
             started_at=self.started_at,
-            finished_at=_now(),
+            finished_at=run_files.now(),
             epochs_owed=self.epochs_owed,
             duplicates_dropped=self.duplicates_dropped,
             stale_trials_failed=self.stale_trials_failed,
         )
 
 
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _freqtrade_version() -> str | None:
-    try:
-        return metadata.version("freqtrade")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _artifact(path: Path) -> Artifact:
-    return Artifact(name=path.name, sha256=_sha256(path), size=path.stat().st_size)
-
-
 def _load_config(path: Path) -> dict[str, Any]:
-    def no_constants(name: str) -> Any:
-        raise ValueError(f"{name} is not a number JSON allows")
-
     try:
-        config = json.loads(path.read_text(), parse_constant=no_constants)
+        config = json.loads(path.read_text(), parse_constant=run_files.no_constants)
     except OSError as e:
         raise HyperoptError(f"cannot read config {path}: {e.strerror}") from e
     except ValueError as e:
@@ -348,19 +326,6 @@ def check_spaces(code: str, class_name: str, spaces: list[str]) -> None:
         f"strategy {class_name} has no hyperoptable parameters in the chosen "
         f"space(s) {', '.join(spaces)}{have}"
     )
-
-
-def _prepare_strategy(config: dict[str, Any], strategy_file: Path, strategies: Path) -> Path:
-    """A private copy of the strategy alone in its directory, with the parameter file the
-    config carries beside it (as for a backtest: see runner.py)."""
-    strategies.mkdir(parents=True)
-    copy = strategies / strategy_file.name
-    shutil.copyfile(strategy_file, copy)
-    extra = config.get(TRADEBOT_KEY)
-    parameter_file = extra.get(PARAMETER_FILE_KEY) if isinstance(extra, dict) else None
-    if parameter_file is not None:
-        copy.with_suffix(".json").write_text(json.dumps(parameter_file, indent=2))
-    return copy
 
 
 def freqtrade_arguments(
@@ -434,7 +399,7 @@ def _run_worker(
     url: str | None,
 ) -> None:
     userdir = work / "user_data"
-    strategy_copy = _prepare_strategy(config, args.strategy_file, userdir / "strategies")
+    strategy_copy = run_files.prepare_strategy(config, args.strategy_file, userdir / "strategies")
     record = work / "data-used.jsonl"
     result_path = work / "result.json"
     epochs_path = args.output / EPOCHS_NAME
@@ -568,7 +533,7 @@ def _keep_artifacts(userdir: Path, output: Path, run: Run) -> None:
     if isinstance(latest, str) and (results_dir / Path(latest).name).is_file():
         target = output / Path(latest).name
         shutil.copyfile(results_dir / Path(latest).name, target)
-        run.artifacts.append(_artifact(target))
+        run.artifacts.append(run_files.artifact(target))
 
 
 def hyperopt(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[HyperoptSummary, int]:
@@ -578,7 +543,7 @@ def hyperopt(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[Hyper
         strategy=args.strategy_file.stem,
         worker=args.worker,
         storage="shared" if url else "independent",
-        started_at=_now(),
+        started_at=run_files.now(),
     )
     try:
         output.mkdir(parents=True, exist_ok=True)
@@ -589,7 +554,7 @@ def hyperopt(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[Hyper
             shutil.copyfile(args.config, output / CONFIG_NAME)
         try:
             code = args.strategy_file.read_text()
-            run.code_hash = _sha256(args.strategy_file)
+            run.code_hash = run_files.sha256_file(args.strategy_file)
         except OSError as e:
             raise HyperoptError(
                 f"cannot read strategy file {args.strategy_file}: {e.strerror}"
@@ -642,7 +607,7 @@ def _finish(run: Run, error: str | None, output: Path) -> HyperoptSummary:
         kept.insert(0, output / f"{run.strategy}.json")
     for path in kept:
         if path.is_file() and path.name not in names:
-            run.artifacts.append(_artifact(path))
+            run.artifacts.append(run_files.artifact(path))
     return run.summary(error)
 
 
@@ -671,14 +636,6 @@ def to_message(summary: HyperoptSummary) -> str:
     return text
 
 
-def _summary_target(arg: Path | None, output: Path) -> Path:
-    if arg is not None:
-        return arg
-    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
-        return TERMINATION_LOG
-    return output / SUMMARY_NAME
-
-
 def main(args: argparse.Namespace, log: FilteringBoundLogger) -> int:
     """`tradebot-runner hyperopt`, after its arguments are parsed."""
     summary, code = hyperopt(args, log)
@@ -689,7 +646,7 @@ def main(args: argparse.Namespace, log: FilteringBoundLogger) -> int:
         (args.output / SUMMARY_NAME).write_text(full)
     except OSError as e:
         log.error("summary.write_failed", path=str(args.output), error=e.strerror)
-    target = _summary_target(args.summary, args.output)
+    target = run_files.summary_target(args.summary, args.output)
     if target.resolve() != (args.output / SUMMARY_NAME).resolve():
         try:
             target.write_text(message)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import shutil
@@ -28,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +34,8 @@ from structlog.typing import FilteringBoundLogger
 
 from tradebot.api.backtest import Artifact, BacktestResults
 from tradebot.artifacts import store
-from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
-from tradebot.freqtrade import datasets, freqtrade_log, hyperopt_run, offline, results
+from tradebot.domain.freqtrade_config import config_hash
+from tradebot.freqtrade import datasets, freqtrade_log, hyperopt_run, offline, results, run_files
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.observability.logging import configure_logging, logger
 from tradebot.settings import Settings
@@ -45,11 +43,10 @@ from tradebot.settings import Settings
 CORRELATION_ENV = "TRADEBOT_CORRELATION_ID"
 # Set on a Job's runner (kubernetes executor) with an artifact store: the run's files go there.
 RUN_ID_ENV = "TRADEBOT_RUN_ID"
-TERMINATION_LOG = Path("/dev/termination-log")
 LOG_NAME = "freqtrade.log"
 CONSOLE_NAME = "freqtrade-console.log"
 CONFIG_NAME = "config.json"
-SUMMARY_NAME = "summary.json"
+SUMMARY_NAME = run_files.SUMMARY_NAME
 
 
 class RunError(Exception):
@@ -80,33 +77,10 @@ class Run:
             code_hash=self.code_hash,
             config_hash=self.config_hash,
             data_hash=self.data_hash,
-            freqtrade_version=_freqtrade_version(),
+            freqtrade_version=run_files.freqtrade_version(),
             started_at=self.started_at,
-            finished_at=_now(),
+            finished_at=run_files.now(),
         )
-
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _freqtrade_version() -> str | None:
-    try:
-        return metadata.version("freqtrade")
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _artifact(path: Path) -> Artifact:
-    return Artifact(name=path.name, sha256=_sha256(path), size=path.stat().st_size)
 
 
 def _logger() -> FilteringBoundLogger:
@@ -153,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help=f"where to write the summary JSON as well as OUTPUT/{SUMMARY_NAME} "
-        f"(default: {TERMINATION_LOG} when writable)",
+        f"(default: {run_files.TERMINATION_LOG} when writable)",
     )
     bt.add_argument(
         "--enable-protections", action="store_true", help="apply the strategy's protections"
@@ -162,21 +136,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _summary_target(arg: Path | None, output: Path) -> Path:
-    if arg is not None:
-        return arg
-    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
-        return TERMINATION_LOG
-    return output / SUMMARY_NAME
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a number JSON allows")
-
-
 def _load_config(path: Path) -> dict[str, Any]:
     try:
-        config = json.loads(path.read_text(), parse_constant=_no_constants)
+        config = json.loads(path.read_text(), parse_constant=run_files.no_constants)
     except OSError as e:
         raise RunError(f"cannot read config {path}: {e.strerror}") from e
     except ValueError as e:
@@ -196,20 +158,6 @@ def _exchange(config: dict[str, Any]) -> str:
     return name
 
 
-def _prepare_strategy(config: dict[str, Any], strategy_file: Path, strategies: Path) -> Path:
-    """A private copy of the strategy, alone in its directory: Freqtrade imports every .py file
-    of a strategy directory, and a mounted ConfigMap directory holds more than the strategy.
-    Beside it, the parameter file the config carries, which Freqtrade reads from there."""
-    strategies.mkdir(parents=True)
-    copy = strategies / strategy_file.name
-    shutil.copyfile(strategy_file, copy)
-    extra = config.get(TRADEBOT_KEY)
-    parameter_file = extra.get(PARAMETER_FILE_KEY) if isinstance(extra, dict) else None
-    if parameter_file is not None:
-        copy.with_suffix(".json").write_text(json.dumps(parameter_file, indent=2))
-    return copy
-
-
 def _used_files(record: Path) -> dict[str, list[Path]]:
     """Candle files Freqtrade loaded, by pair, from the offline entrypoint's record."""
     used: dict[str, list[Path]] = {}
@@ -223,7 +171,7 @@ def _used_files(record: Path) -> dict[str, list[Path]]:
 
 def backtest(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[RunSummary, int]:
     output: Path = args.output
-    run = Run(strategy=args.strategy_file.stem, started_at=_now())
+    run = Run(strategy=args.strategy_file.stem, started_at=run_files.now())
     try:
         output.mkdir(parents=True, exist_ok=True)
         config = _load_config(args.config)
@@ -232,7 +180,7 @@ def backtest(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[RunSu
         if args.config.resolve() != (output / CONFIG_NAME).resolve():
             shutil.copyfile(args.config, output / CONFIG_NAME)
         try:
-            run.code_hash = _sha256(args.strategy_file)
+            run.code_hash = run_files.sha256_file(args.strategy_file)
         except OSError as e:
             raise RunError(f"cannot read strategy file {args.strategy_file}: {e.strerror}") from e
         try:
@@ -276,7 +224,7 @@ def _finish(run: Run, error: str | None, output: Path) -> RunSummary:
     # The logs and the config are worth keeping from a failed run too.
     for path in (output / CONFIG_NAME, log_file, output / CONSOLE_NAME):
         if path.is_file() and path.name not in names:
-            run.artifacts.append(_artifact(path))
+            run.artifacts.append(run_files.artifact(path))
     return run.summary(error)
 
 
@@ -299,7 +247,7 @@ def _run_freqtrade(
     log: FilteringBoundLogger,
 ) -> None:
     userdir = work / "user_data"
-    strategy_copy = _prepare_strategy(config, args.strategy_file, userdir / "strategies")
+    strategy_copy = run_files.prepare_strategy(config, args.strategy_file, userdir / "strategies")
     record = work / "data-used.jsonl"
     command = [
         sys.executable,
@@ -386,7 +334,7 @@ def _run_freqtrade(
         if source.is_file():
             target = args.output / source.name
             shutil.copyfile(source, target)
-            run.artifacts.append(_artifact(target))
+            run.artifacts.append(run_files.artifact(target))
 
 
 def _write_summary(
@@ -446,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         args.output.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         log.error("output.unwritable", path=str(args.output), error=e.strerror)
-    _write_summary(summary, args.output, _summary_target(args.summary, args.output), log)
+    _write_summary(summary, args.output, run_files.summary_target(args.summary, args.output), log)
     # Also on stdout: with terminationMessagePolicy FallbackToLogsOnError the log tail is the
     # message whenever the file stayed empty.
     print(summary.to_message(), flush=True)

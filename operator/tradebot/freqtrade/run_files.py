@@ -1,0 +1,72 @@
+"""What a runner subcommand (backtest, hyperopt) does alike with the files of its run: hashes
+them, names them as artifacts, places the strategy, and says where the summary goes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from tradebot.api.backtest import Artifact
+from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def freqtrade_version() -> str | None:
+    try:
+        return metadata.version("freqtrade")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact(path: Path) -> Artifact:
+    return Artifact(name=path.name, sha256=sha256_file(path), size=path.stat().st_size)
+
+
+def no_constants(name: str) -> Any:
+    """json.loads' parse_constant: NaN and Infinity are no numbers a config may hold."""
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+TERMINATION_LOG = Path("/dev/termination-log")
+SUMMARY_NAME = "summary.json"
+
+
+def summary_target(arg: Path | None, output: Path) -> Path:
+    """Where the summary goes: the --summary path, else the container's termination message
+    when it has one (a Job's pod), else summary.json in the output directory."""
+    if arg is not None:
+        return arg
+    if TERMINATION_LOG.exists() and os.access(TERMINATION_LOG, os.W_OK):
+        return TERMINATION_LOG
+    return output / SUMMARY_NAME
+
+
+def prepare_strategy(config: dict[str, Any], strategy_file: Path, strategies: Path) -> Path:
+    """A private copy of the strategy, alone in its directory: Freqtrade imports every .py file
+    of a strategy directory, and a mounted ConfigMap directory holds more than the strategy.
+    Beside it, the parameter file the config carries, which Freqtrade reads from there."""
+    strategies.mkdir(parents=True)
+    copy = strategies / strategy_file.name
+    shutil.copyfile(strategy_file, copy)
+    extra = config.get(TRADEBOT_KEY)
+    parameter_file = extra.get(PARAMETER_FILE_KEY) if isinstance(extra, dict) else None
+    if parameter_file is not None:
+        copy.with_suffix(".json").write_text(json.dumps(parameter_file, indent=2))
+    return copy
