@@ -58,26 +58,27 @@ def store_run(
     figures = result_metrics(results)
     if figures:
         store.record_metrics(run_id, figures)
-    artifacts = status.get("artifacts") or []
+    artifacts = artifact_records(status.get("artifacts") or [])
     if artifacts:
-        store.record_artifacts(
-            run_id,
-            [
-                ArtifactRecord(
-                    name=a["name"],
-                    path=a.get("path") or a["name"],
-                    sha256=a["sha256"],
-                    size=int(a["size"]),
-                )
-                for a in artifacts
-            ],
+        store.record_artifacts(run_id, artifacts)
+
+
+def artifact_records(artifacts: list[dict[str, Any]]) -> list[ArtifactRecord]:
+    """A status's artifacts as the records keep them (a bare name is its own path)."""
+    return [
+        ArtifactRecord(
+            name=a["name"], path=a.get("path") or a["name"], sha256=a["sha256"], size=int(a["size"])
         )
+        for a in artifacts
+    ]
 
 
 def result_metrics(results: Mapping[str, Any]) -> dict[str, Decimal]:
     """The figures of a results object as exact metrics (dates and the like left out)."""
     figures = {}
     for key, value in results.items():
+        if value is None:
+            continue
         try:
             figures[key] = exact_metric(key, Decimal(str(value)))
         except (ValueError, ArithmeticError):

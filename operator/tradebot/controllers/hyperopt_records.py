@@ -10,12 +10,13 @@ from typing import Any
 
 from tradebot.api.hyperopt import HyperoptSpec
 from tradebot.controllers import runtime
+from tradebot.controllers.backtest_records import artifact_records, result_metrics
 from tradebot.domain import hyperopt_jobs
 from tradebot.domain.time import parse_time
 from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.observability import metrics
-from tradebot.records import ArtifactRecord, RecordsError, RecordStore, RunRecord
-from tradebot.records.models import RunStatus, exact_metric
+from tradebot.records import RecordsError, RecordStore, RunRecord
+from tradebot.records.models import RunStatus
 
 
 def _figures(status: dict[str, Any]) -> dict[str, Decimal]:
@@ -26,15 +27,7 @@ def _figures(status: dict[str, Any]) -> dict[str, Decimal]:
     oos = (status.get("validation") or {}).get("outOfSample") or {}
     for key, value in oos.items():
         values[f"oos{key[:1].upper()}{key[1:]}"] = value  # oosProfitTotal, ...
-    figures = {}
-    for key, value in values.items():
-        if value is None:
-            continue
-        try:
-            figures[key] = exact_metric(key, Decimal(str(value)))
-        except (ValueError, ArithmeticError):
-            continue  # dates and other non-figures are not metrics
-    return figures
+    return result_metrics(values)
 
 
 def store_run(
@@ -57,6 +50,7 @@ def store_run(
             kind="hyperopt",
             status=run_status,
             strategy_code_hash=status.get("codeHash"),
+            parameters_hash=(status.get("best") or {}).get("parametersHash"),
             config_hash=status.get("configHash"),
             data_hash=status.get("dataHash"),
             data_window_start=parse_time(spec.timerange.start),
@@ -70,20 +64,9 @@ def store_run(
     figures = _figures(status)
     if figures:
         store.record_metrics(run_id, figures)
-    artifacts = status.get("artifacts") or []
+    artifacts = artifact_records(status.get("artifacts") or [])
     if artifacts:
-        store.record_artifacts(
-            run_id,
-            [
-                ArtifactRecord(
-                    name=a["name"],
-                    path=a.get("path") or a["name"],
-                    sha256=a["sha256"],
-                    size=int(a["size"]),
-                )
-                for a in artifacts
-            ],
-        )
+        store.record_artifacts(run_id, artifacts)
 
 
 def store_epochs(store: RecordStore, uid: str, epochs: Sequence[EpochRecord]) -> None:
