@@ -22,6 +22,7 @@ from tradebot.executors.local_bots import LocalBotExecutor
 from tradebot.faults import EXIT_CODE
 from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
 from tradebot.observability import metrics
+from tradebot.records import DcaBuyRecord, open_store
 from tradebot_testing.exchange_double import ExchangeDouble
 
 G, V = "tradebot.dev", "v1alpha1"
@@ -124,10 +125,40 @@ def _slot_epoch(entry: dict[str, Any]) -> int:
     return int(dt.datetime.fromisoformat(entry["slot"].replace("Z", "+00:00")).timestamp())
 
 
+def _recorded_buys(dsn: str, namespace: str) -> dict[int, DcaBuyRecord]:
+    """The Bought slots the records database holds for the schedule, by slot epoch."""
+    with open_store(dsn) as store:
+        records = store.dca_buys(namespace, SCHEDULE)
+    return {int(r.slot.timestamp()): r for r in records if r.outcome == "Bought"}
+
+
+def _records_hold(dsn: str, namespace: str, bought: list[dict[str, Any]]) -> None:
+    """Each bought slot of the status history is in the records database, as the status has
+    it (the record is written just after the status, hence waited for)."""
+    slots = {_slot_epoch(b) for b in bought}
+
+    def all_recorded() -> dict[int, DcaBuyRecord] | None:
+        found = _recorded_buys(dsn, namespace)
+        return found if slots <= found.keys() else None
+
+    records = wait_for(
+        all_recorded,
+        30,
+        what="the bought slots in the records database",
+    )
+    for entry in bought:
+        record = records[_slot_epoch(entry)]
+        assert (record.bot, record.pair, record.entry_tag) == (BOT, "BTC/USDT", entry["entryTag"])
+        assert (record.stake, record.cost) == (Decimal(STAKE), Decimal(entry["cost"]))
+        assert record.trade_id is not None
+        assert record.amount is not None
+
+
 def test_dca_buys_each_slot_and_never_while_a_breaker_holds_the_bot(
     cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
 ):
     state = tmp_path / "state"
+    dsn = f"sqlite://{tmp_path / 'r.db'}"
     custom = client.CustomObjectsApi(api_client)
     with (
         ExchangeDouble() as double,
@@ -136,7 +167,7 @@ def test_dca_buys_each_slot_and_never_while_a_breaker_holds_the_bot(
             namespace,
             executor="local",
             exchange_double_url=double.url,
-            database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+            database_dsn=dsn,
             local_state_dir=state,
         ),
     ):
@@ -178,6 +209,7 @@ def test_dca_buys_each_slot_and_never_while_a_breaker_holds_the_bot(
             .items
         )
         assert sum(e.reason == "Bought" for e in events) >= 2
+        _records_hold(dsn, namespace, bought)
 
         # A person trips the breaker: the bot is held (its entries stopped, its API up).
         custom.patch_namespaced_custom_object(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import replace
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 import kopf
@@ -32,6 +33,8 @@ from tradebot.faults import crash_point
 from tradebot.freqtrade.rest import BotApiError, BotClient, BotRefused, BotUnreachable
 from tradebot.observability import metrics
 from tradebot.observability.logging import logger
+from tradebot.records import DcaBuyRecord, RecordsError
+from tradebot.records.models import METRIC_QUANTUM
 
 PLURAL = "dcaschedules"
 KIND = "DcaSchedule"
@@ -361,6 +364,7 @@ class _Round:
                 )
             )
         self._event(d.outcome, message, warning=d.outcome in ("Failed", "Unconfirmed", "Missed"))
+        self._keep(d)
         self.log.info(
             "slot recorded",
             slot=format_time(d.slot),
@@ -369,6 +373,35 @@ class _Round:
             entry_tag=d.tag,
             missed_before=d.missed_before,
         )
+
+    def _keep(self, d: dca.Record) -> None:
+        """The slot's outcome in the records database too, where it outlives the bounded
+        history and the schedule. Only a notice: the status just written is what keeps a slot
+        from being bought twice, so a records failure never holds the schedule up."""
+        order = d.order
+        try:
+            runtime.get().store().record_dca_buy(
+                DcaBuyRecord(
+                    schedule_uid=self.uid,
+                    namespace=self.namespace,
+                    schedule=self.name,
+                    bot=self.spec.bot_ref.name,
+                    pair=self.spec.pair,
+                    slot=d.slot,
+                    outcome=d.outcome,
+                    reason=d.reason,
+                    message=d.message,
+                    entry_tag=d.tag,
+                    stake=self.spec.stake_amount,
+                    cost=_places(order.cost) if order is not None else None,
+                    amount=_places(order.amount) if order is not None else None,
+                    trade_id=order.trade_id if order is not None else None,
+                    recorded_at=self.now,
+                )
+            )
+        except (RecordsError, ValueError) as e:
+            metrics.RECORD_FAILURES.inc()
+            self.log.error("slot not recorded in the records database", error=str(e))
 
     def _buy(self, d: dca.Buy) -> None:
         # The intent first: from here on a restart looks the tag up before buying again.
@@ -425,3 +458,9 @@ class _Round:
                 d.slot, d.tag, order, self.spec.stake_amount, self.spec.pair, d.missed_before
             )
         )
+
+
+def _places(value: Decimal) -> Decimal:
+    """An exchange figure at the records' 8 places: an amount may carry more (some assets
+    have 18), and the records keep what a report needs, not the exchange's precision."""
+    return value.quantize(METRIC_QUANTUM, rounding=ROUND_HALF_EVEN)

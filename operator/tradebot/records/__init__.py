@@ -18,6 +18,7 @@ from tradebot.records.errors import (
 from tradebot.records.models import (
     ArtifactRecord,
     BotSnapshot,
+    DcaBuyRecord,
     IncidentRecord,
     RunKind,
     RunRecord,
@@ -29,6 +30,7 @@ from tradebot.records.store import RecordStore, open_store
 __all__ = [
     "ArtifactRecord",
     "BotSnapshot",
+    "DcaBuyRecord",
     "IncidentRecord",
     "RecordStore",
     "RecordsError",

@@ -39,6 +39,7 @@ from tradebot.records.errors import (
 from tradebot.records.models import (
     ArtifactRecord,
     BotSnapshot,
+    DcaBuyRecord,
     IncidentRecord,
     RunKind,
     RunRecord,
@@ -244,6 +245,9 @@ class BufferedStore:
     def record_snapshot(self, snapshot: BotSnapshot) -> None:
         self._write(entries.snapshot_entry(snapshot), lambda s: s.record_snapshot(snapshot))
 
+    def record_dca_buy(self, record: DcaBuyRecord) -> None:
+        self._write(entries.dca_buy_entry(record), lambda s: s.record_dca_buy(record))
+
     # ---- flushing ------------------------------------------------------------------------
     def flush(self, *, batch: int = 200) -> int:
         """Replays the outbox in order until it is empty or the database fails again;
@@ -383,6 +387,11 @@ class BufferedStore:
         code_hash: str | None = None,
     ) -> list[BotSnapshot]:
         return self._reader().list_snapshots(bot_uid, since=since, code_hash=code_hash)
+
+    def dca_buys(
+        self, namespace: str | None = None, schedule: str | None = None
+    ) -> list[DcaBuyRecord]:
+        return self._reader().dca_buys(namespace, schedule)
 
     # ---- life ----------------------------------------------------------------------------
     def close(self) -> None:

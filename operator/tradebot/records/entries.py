@@ -17,6 +17,7 @@ from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.records.models import (
     ArtifactRecord,
     BotSnapshot,
+    DcaBuyRecord,
     IncidentRecord,
     RunRecord,
     StrategyRecord,
@@ -38,6 +39,7 @@ Operation = Literal[
     "record_incident",
     "record_snapshot",
     "record_epochs",
+    "record_dca_buy",
 ]
 OPERATIONS: Final[frozenset[str]] = frozenset(get_args(Operation))
 
@@ -147,6 +149,10 @@ def snapshot_entry(snapshot: BotSnapshot) -> Entry:
     return _entry("record_snapshot", {"snapshot": snapshot.model_dump()})
 
 
+def dca_buy_entry(record: DcaBuyRecord) -> Entry:
+    return _entry("record_dca_buy", {"record": record.model_dump()})
+
+
 # ---- lines ---------------------------------------------------------------------------------
 def encode(entry: Entry) -> bytes:
     """One line: compact JSON with sorted keys, ending in a newline."""
@@ -232,6 +238,8 @@ def _call(entry: Entry) -> _Call:
                 return _Call(entry.op, (IncidentRecord.model_validate(a["incident"]),), {})
             case "record_snapshot":
                 return _Call(entry.op, (BotSnapshot.model_validate(a["snapshot"]),), {})
+            case "record_dca_buy":
+                return _Call(entry.op, (DcaBuyRecord.model_validate(a["record"]),), {})
     except (KeyError, TypeError, AttributeError, InvalidOperation, ValidationError) as exc:
         raise ValueError(f"malformed {entry.op} entry: {exc!r}") from exc
     raise ValueError(f"unknown operation {entry.op!r}")  # pragma: no cover - decode checks

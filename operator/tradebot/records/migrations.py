@@ -249,4 +249,32 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             _EPOCHS,
         ),
     ),
+    Migration(
+        4,
+        "DCA slot outcomes",
+        (
+            # One row per DcaSchedule slot handled, keyed by the schedule's uid and the slot, so
+            # a replay (outbox, a retried tick) rewrites its own row. Outcome is free text, not a
+            # CHECK list: a newer operator may record an outcome an older schema never knew.
+            """CREATE TABLE dca_buys (
+            schedule_uid text NOT NULL,
+            namespace text NOT NULL,
+            schedule text NOT NULL,
+            bot text NOT NULL,
+            pair text NOT NULL,
+            slot {time} NOT NULL,
+            outcome text NOT NULL,
+            reason text NOT NULL,
+            message text NOT NULL,
+            entry_tag text,
+            stake {exact} NOT NULL,
+            cost {exact},
+            amount {exact},
+            trade_id bigint,
+            recorded_at {time} NOT NULL,
+            PRIMARY KEY (schedule_uid, slot)
+        )""",
+            "CREATE INDEX dca_buys_by_schedule ON dca_buys (namespace, schedule, slot)",
+        ),
+    ),
 )

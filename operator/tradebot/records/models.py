@@ -221,3 +221,26 @@ class BotSnapshot(_Record):
     drawdown: ExactFigure
     open_trades: Annotated[int, Field(ge=0)]
     equity: ExactFigure | None = None
+
+
+class DcaBuyRecord(_Record):
+    """One DcaSchedule slot's outcome: a buy (with its order, when the bot reported it) or the
+    reason there was none. Keyed by (schedule_uid, slot): a replay replaces itself, and the
+    record outlives the schedule and its bounded status history."""
+
+    schedule_uid: NonEmpty
+    namespace: NonEmpty
+    schedule: NonEmpty
+    bot: NonEmpty
+    pair: NonEmpty
+    slot: UtcDatetime
+    # Bought, Skipped, Missed, Failed, Unconfirmed (domain.dca.Outcome).
+    outcome: NonEmpty
+    reason: NonEmpty
+    message: str = ""
+    entry_tag: str | None = None
+    stake: ExactFigure
+    cost: ExactFigure | None = None
+    amount: ExactFigure | None = None
+    trade_id: int | None = None
+    recorded_at: UtcDatetime = Field(default_factory=utc_now)

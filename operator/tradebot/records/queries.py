@@ -183,6 +183,36 @@ SELECT_EPOCHS: Final = (
 )
 
 
+DCA_BUY_COLUMNS: Final = (
+    "schedule_uid",
+    "namespace",
+    "schedule",
+    "bot",
+    "pair",
+    "slot",
+    "outcome",
+    "reason",
+    "message",
+    "entry_tag",
+    "stake",
+    "cost",
+    "amount",
+    "trade_id",
+    "recorded_at",
+)
+DCA_BUY_EXACT_COLUMNS: Final = frozenset({"stake", "cost", "amount"})
+DCA_BUY_TIME_COLUMNS: Final = frozenset({"slot", "recorded_at"})
+DCA_BUY_KEY: Final = frozenset({"schedule_uid", "slot"})
+# Keyed by (schedule_uid, slot): the slot written again replaces itself.
+UPSERT_DCA_BUY: Final = f"""
+    INSERT INTO dca_buys ({", ".join(DCA_BUY_COLUMNS)})
+    VALUES ({", ".join("?" for _ in DCA_BUY_COLUMNS)})
+    ON CONFLICT (schedule_uid, slot) DO UPDATE SET
+        {", ".join(f"{c} = excluded.{c}" for c in DCA_BUY_COLUMNS if c not in DCA_BUY_KEY)}"""  # noqa: S608
+SELECT_DCA_BUYS: Final = f"SELECT {', '.join(DCA_BUY_COLUMNS)} FROM dca_buys"  # noqa: S608
+DCA_BUYS_ORDER: Final = " ORDER BY slot, schedule_uid"
+
+
 def runs_where(
     *, namespace: str | None = None, kind: str | None = None, since: object | None = None
 ) -> tuple[str, list[Any]]:

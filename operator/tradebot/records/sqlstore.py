@@ -30,6 +30,7 @@ from tradebot.records.migrations import (
 from tradebot.records.models import (
     ArtifactRecord,
     BotSnapshot,
+    DcaBuyRecord,
     IncidentRecord,
     RunKind,
     RunRecord,
@@ -364,6 +365,30 @@ class SqlRecordStore(ABC):
             rows = tx.rows(q.SELECT_EPOCHS, (run_id,))
         return [self._epoch_from_row(row) for row in rows]
 
+    def record_dca_buy(self, record: DcaBuyRecord) -> None:
+        values = record.model_dump()
+        for column in q.DCA_BUY_TIME_COLUMNS:
+            values[column] = self._time_in(values[column])
+        for column in q.DCA_BUY_EXACT_COLUMNS:
+            if values[column] is not None:
+                values[column] = self._exact_in(values[column])
+        with self._tx(write=True) as tx:
+            tx.run(q.UPSERT_DCA_BUY, [values[c] for c in q.DCA_BUY_COLUMNS])
+
+    def dca_buys(
+        self, namespace: str | None = None, schedule: str | None = None
+    ) -> list[DcaBuyRecord]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for clause, value in (("namespace = ?", namespace), ("schedule = ?", schedule)):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._tx(write=False) as tx:
+            rows = tx.rows(q.SELECT_DCA_BUYS + where + q.DCA_BUYS_ORDER, params)
+        return [self._dca_buy_from_row(row) for row in rows]
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -405,6 +430,15 @@ class SqlRecordStore(ABC):
             if values[column] is not None:
                 values[column] = self._exact_out(values[column])
         return BotSnapshot(**values)
+
+    def _dca_buy_from_row(self, row: Sequence[Any]) -> DcaBuyRecord:
+        values = dict(zip(q.DCA_BUY_COLUMNS, row, strict=True))
+        for column in q.DCA_BUY_TIME_COLUMNS:
+            values[column] = self._time_out(values[column])
+        for column in q.DCA_BUY_EXACT_COLUMNS:
+            if values[column] is not None:
+                values[column] = self._exact_out(values[column])
+        return DcaBuyRecord(**values)
 
     def _epoch_values(self, epoch: EpochRecord) -> list[Any]:
         # Attributes, not model_dump(): the figures serialise as text, the store wants Decimal.

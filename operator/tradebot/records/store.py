@@ -13,6 +13,7 @@ from tradebot.records.dsn import PostgresDsn, parse_dsn
 from tradebot.records.models import (
     ArtifactRecord,
     BotSnapshot,
+    DcaBuyRecord,
     IncidentRecord,
     RunKind,
     RunRecord,
@@ -135,6 +136,18 @@ class RecordStore(Protocol):
 
     def epochs(self, run_id: str) -> list[EpochRecord]:
         """The run's epochs, by epoch number (then worker)."""
+        ...
+
+    def record_dca_buy(self, record: DcaBuyRecord) -> None:
+        """Upserts one DcaSchedule slot's outcome keyed by (schedule_uid, slot): a replay
+        writes the same row again."""
+        ...
+
+    def dca_buys(
+        self, namespace: str | None = None, schedule: str | None = None
+    ) -> list[DcaBuyRecord]:
+        """Recorded DCA slot outcomes matching every filter given (`schedule`: the
+        DcaSchedule's name), oldest slot first."""
         ...
 
     def close(self) -> None: ...
