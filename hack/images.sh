@@ -55,6 +55,23 @@ print(round(float(m[1]) * {"B": 1e-6, "kB": 1e-3, "KB": 1e-3, "MB": 1, "GB": 1e3
 PY
 }
 
+# buildah keeps every build's layers (vfs: whole copies) and the working containers of builds
+# that were interrupted: on a machine that builds often they fill the disk. Those containers
+# go; when the storage passes TIDY_GB, untagged images go too (the next build of a changed
+# dependency layer is then cold).
+TIDY_GB=${TRADEBOT_IMAGE_TIDY_GB:-20}
+tidy() {
+  [[ $engine == buildah ]] || return 0
+  buildah "${BUILDAH_OPTS[@]}" rm --all >/dev/null 2>&1 || true
+  local gb
+  gb=$(du -s --block-size=1G "$cache/storage" 2>/dev/null | cut -f1)
+  if (( ${gb:-0} > TIDY_GB )); then
+    echo "images: the build storage holds ${gb} GB (over ${TIDY_GB}): removing untagged images"
+    buildah "${BUILDAH_OPTS[@]}" rmi --prune >/dev/null 2>&1 || true
+  fi
+}
+tidy
+
 failed=0
 for name in operator runner; do
   tag="localhost/tradebot-$name:dev"
@@ -86,4 +103,5 @@ for name in operator runner; do
   fi
 done
 echo "images: SBOMs in $cache/sbom"
+tidy
 exit $failed
