@@ -165,15 +165,23 @@ def test_operator_restart_mid_queue_starts_nothing_twice(
     ):
         with running_operator(cluster.kubeconfig, namespace, **settings):
             _apply(kubectl, namespace, example("Strategy", "ema-rsi"), *map(_backtest, names))
-            wait_for(
-                lambda: any(_phase(api, namespace, "backtests", n) == "Running" for n in names),
-                120,
-                what="a Backtest Running",
-            )
+
+            # One running and every other one queued: each Backtest's first round queues it,
+            # and under load that may come after the first one already runs.
+            def mid_queue() -> bool:
+                phases = [_phase(api, namespace, "backtests", n) for n in names]
+                return (
+                    phases.count("Running") == 1
+                    and phases.count("Queued") >= 2
+                    and all(p in ("Running", "Queued", "Succeeded") for p in phases)
+                )
+
+            wait_for(mid_queue, 120, what="a Backtest Running and the others Queued")
         # The operator is gone mid-run: the queue is only in the cluster now.
-        frozen = {n: _phase(api, namespace, "backtests", n) for n in names}
-        assert list(frozen.values()).count("Running") == 1
-        assert list(frozen.values()).count("Queued") == 3
+        frozen = list({n: _phase(api, namespace, "backtests", n) for n in names}.values())
+        assert frozen.count("Running") == 1
+        assert frozen.count("Queued") >= 2
+        assert frozen.count("Queued") + frozen.count("Succeeded") == 3
         time.sleep(2)
         with running_operator(cluster.kubeconfig, namespace, **settings):
             phases = wait_for(
