@@ -55,12 +55,20 @@ def store_run(
             finished_at=parse_time(status.get("finishedAt")),
         )
     )
-    figures = result_metrics(results)
+    store_figures(store, run_id, result_metrics(results), status.get("artifacts") or [])
+
+
+def store_figures(
+    store: RecordStore,
+    run_id: str,
+    figures: dict[str, Decimal],
+    artifacts: list[dict[str, Any]],
+) -> None:
+    """A run's metrics and its status's artifacts, each written when there is any."""
     if figures:
         store.record_metrics(run_id, figures)
-    artifacts = artifact_records(status.get("artifacts") or [])
     if artifacts:
-        store.record_artifacts(run_id, artifacts)
+        store.record_artifacts(run_id, artifact_records(artifacts))
 
 
 def artifact_records(artifacts: list[dict[str, Any]]) -> list[ArtifactRecord]:

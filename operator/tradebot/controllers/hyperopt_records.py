@@ -10,7 +10,7 @@ from typing import Any
 
 from tradebot.api.hyperopt import HyperoptSpec
 from tradebot.controllers import runtime
-from tradebot.controllers.backtest_records import artifact_records, result_metrics
+from tradebot.controllers.backtest_records import result_metrics, store_figures
 from tradebot.domain import hyperopt_jobs
 from tradebot.domain.time import parse_time
 from tradebot.freqtrade.hyperopt_summary import EpochRecord
@@ -61,12 +61,7 @@ def store_run(
             finished_at=parse_time(status.get("finishedAt")),
         )
     )
-    figures = _figures(status)
-    if figures:
-        store.record_metrics(run_id, figures)
-    artifacts = artifact_records(status.get("artifacts") or [])
-    if artifacts:
-        store.record_artifacts(run_id, artifacts)
+    store_figures(store, run_id, _figures(status), status.get("artifacts") or [])
 
 
 def store_epochs(store: RecordStore, uid: str, epochs: Sequence[EpochRecord]) -> None:

@@ -140,18 +140,7 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Run one worker of a Freqtrade hyperopt search; with "
         f"${STORAGE_ENV} set, the workers share one Optuna study.",
     )
-    ho.add_argument(
-        "--config",
-        type=Path,
-        required=True,
-        help="Freqtrade config JSON, as the operator generated it",
-    )
-    ho.add_argument("--strategy-file", type=Path, required=True, help="the strategy's Python file")
-    ho.add_argument(
-        "--data",
-        required=True,
-        help="bundled data set name (e.g. sample) or a Freqtrade data directory",
-    )
+    run_files.add_run_inputs(ho)
     ho.add_argument("--output", type=Path, required=True, help="artifact directory")
     ho.add_argument(
         "--timerange",

@@ -3,6 +3,7 @@ them, names them as artifacts, places the strategy, and says where the summary g
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import hashlib
 import json
@@ -70,3 +71,21 @@ def prepare_strategy(config: dict[str, Any], strategy_file: Path, strategies: Pa
     if parameter_file is not None:
         copy.with_suffix(".json").write_text(json.dumps(parameter_file, indent=2))
     return copy
+
+
+def add_run_inputs(parser: argparse.ArgumentParser) -> None:
+    """The inputs every subcommand runs Freqtrade on: the config, the strategy, the data."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="Freqtrade config JSON, as the operator generated it",
+    )
+    parser.add_argument(
+        "--strategy-file", type=Path, required=True, help="the strategy's Python file"
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        help="bundled data set name (e.g. sample) or a Freqtrade data directory",
+    )

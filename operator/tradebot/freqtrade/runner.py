@@ -97,18 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     bt = commands.add_parser("backtest", help="run `freqtrade backtesting` on a config")
-    bt.add_argument(
-        "--config",
-        type=Path,
-        required=True,
-        help="Freqtrade config JSON, as the operator generated it",
-    )
-    bt.add_argument("--strategy-file", type=Path, required=True, help="the strategy's Python file")
-    bt.add_argument(
-        "--data",
-        required=True,
-        help="bundled data set name (e.g. sample) or a Freqtrade data directory",
-    )
+    run_files.add_run_inputs(bt)
     bt.add_argument(
         "--timerange",
         default=None,
