@@ -5,12 +5,20 @@ runner left in the pod's termination message.
 Every step reads the cluster and is safe to repeat: the Job has a deterministic name, the run
 record is keyed by the Backtest's uid, and the Job is deleted only once the final status has
 been stored.
+
+A running Backtest moves on as soon as something it waits for happens (`advance`, woken by
+controllers/backtest_watch.py: its pod Running or finished, its Job finished or gone, its
+local runner exited), not at the next round of the 2-s timer, which stays as the safety net
+(it steps a Backtest that nothing woke for `reconcile_interval_seconds`). Both run the same
+step, one at a time per Backtest, from the newest copy of it they know of, and write its
+status only over that copy's resourceVersion: a stale copy loses the write and reads again,
+and Events and metrics follow only a write that landed, so nothing is done twice.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -25,8 +33,9 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.artifacts.store import StoreError
 from tradebot.controllers import marketdata, runtime
 from tradebot.controllers.backtest_records import record, recorded_message
+from tradebot.controllers.backtest_watch import WATCH, done, pod_phase, rv_number
 from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
-from tradebot.controllers.status import condition, event, now
+from tradebot.controllers.status import condition, drop_unchanged, event, now, post_event
 from tradebot.domain import backtest_round
 from tradebot.domain.naming import backtest_job_name, backtest_run_id
 from tradebot.executors import local
@@ -37,6 +46,8 @@ from tradebot.records.models import RunStatus
 
 PLURAL = "backtests"
 TERMINAL = backtest_round.TERMINAL
+# The steps of a Backtest with a Job: `advance` runs them, whoever woke it.
+_RUN_STEPS = frozenset({"cleanup", "complete", "follow", "requeue"})
 
 
 def read_job(namespace: str, name: str) -> Job | None:
@@ -56,6 +67,20 @@ def job_finished(job: Job) -> bool:
         c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
         for c in s.get("conditions") or []
     )
+
+
+def _cached_job(namespace: str, name: str) -> Job | None:
+    """The Job as the queue's informer last saw it; read from the API server when it has
+    not seen it (absence is never taken from a watch that may lag a creation)."""
+    return cast(Job | None, WATCH.job(namespace, name)) or read_job(namespace, name)
+
+
+def _cached_pod(namespace: str, name: str) -> Pod | None:
+    """The Job's pod as the informer last saw it (None: none yet, once it has listed)."""
+    found = WATCH.pod(namespace, name)
+    if found is not None or WATCH.synced("pods"):
+        return cast(Pod | None, found)
+    return job_pod(namespace, name)
 
 
 def job_pod(namespace: str, name: str) -> Pod | None:
@@ -119,6 +144,8 @@ def reconcile_backtest(
     **_: object,
 ) -> None:
     assert namespace is not None  # the kinds are namespaced
+    if _safety_net(body, status, spec, namespace, name):
+        return
     generation = int(meta.get("generation") or 0)
     log = logger(
         kind="Backtest", namespace=namespace, name=name, correlation_id=backtest_run_id(uid)
@@ -126,6 +153,9 @@ def reconcile_backtest(
     current = dict(status)
     jname = backtest_job_name(name, uid)
     model, job, strategy, decision = _observe(spec, status, namespace, jname)
+    if decision.step in _RUN_STEPS:
+        advance(namespace, name, dict(body))  # a Job exists: the same step as the fast path
+        return
     if decision.step == "queue" and model is not None and model.data.market_data_ref:
         missing = _data_missing(model, namespace, strategy)
         if missing:
@@ -133,6 +163,7 @@ def reconcile_backtest(
             return
     if decision.step == "invalid":
         _finish(patch, current, "Failed", decision.reason, decision.message, generation)
+        metrics.BACKTESTS_FINISHED.labels("Failed").inc()
         event(body, decision.reason, decision.message, warning=True)
         log.warning("backtest spec invalid", error=decision.message)
     elif decision.step != "idle":
@@ -151,8 +182,32 @@ def reconcile_backtest(
                 log,
                 job,
                 decision,
+                None,
             )
         )
+
+
+def _safety_net(
+    body: kopf.Body, status: kopf.Status, spec: kopf.Spec, namespace: str, name: str
+) -> bool:
+    """A Backtest being run (or finishing) moves on by `advance` when woken; the timer's round
+    steps it only when nothing did for the reconcile interval (a wake-up lost). False: the
+    round's own steps apply (not run yet, or a running one whose spec no longer validates)."""
+    phase = status.get("phase")
+    if phase in TERMINAL or (phase == "Running" and _validates(spec)):
+        interval = runtime.get().settings.reconcile_interval_seconds
+        if not WATCH.recently(namespace, name, interval):
+            advance(namespace, name, dict(body))
+        return True
+    return False
+
+
+def _validates(spec: kopf.Spec) -> bool:
+    try:
+        BacktestSpec.model_validate(dict(spec))
+    except ValidationError:
+        return False
+    return True
 
 
 def _observe(
@@ -167,8 +222,15 @@ def _observe(
         model = BacktestSpec.model_validate(dict(spec))
     except ValidationError as e:
         spec_error = str(e.errors()[0]["msg"])
-    # The Job is read only while it matters: not for a finished Backtest or an invalid spec.
-    job = None if spec_error is not None or phase in TERMINAL else read_job(namespace, jname)
+    # The Job is read only while it matters: not for a finished Backtest or an invalid spec;
+    # before the queue (no phase, Pending) there is none unless the informer has seen it.
+    job = (
+        None
+        if spec_error is not None or phase in TERMINAL
+        else cast(Job | None, WATCH.job(namespace, jname))
+        if WATCH.synced("jobs")
+        else read_job(namespace, jname)
+    )
     seen: backtest_round.JobSeen = (
         "absent" if job is None else "finished" if job_finished(job) else "running"
     )
@@ -241,6 +303,14 @@ class _Round:
     log: FilteringBoundLogger
     job: Job | None
     decision: backtest_round.BacktestDecision
+    pod: Pod | None
+    # What follows a status write that landed (Events, metrics): nothing twice.
+    effects: list[Callable[[], None]] = field(default_factory=list)
+
+    def announce(self, reason: str, message: str, warning: bool = False) -> None:
+        self.effects.append(
+            lambda: post_event(self.body, "Backtest", reason, message, warning=warning)
+        )
 
 
 def _read_strategy(namespace: str, ref: str) -> dict[str, Any] | None:
@@ -271,12 +341,13 @@ def _follow(r: _Round) -> None:
         try:
             outcome = local.advance_backtest(
                 r.job,
-                job_pod(r.namespace, r.jname),
+                r.pod,
                 r.namespace,
                 r.jname,
                 backtest_run_id(r.uid),
                 settings.local_state_dir,
                 settings,
+                on_exit=lambda: WATCH.wake(r.namespace, r.name),
             )
         except StoreError as e:
             # The run is done but its files are not kept yet: the next round tries again.
@@ -305,7 +376,7 @@ def _requeue(r: _Round) -> None:
     # The Job is gone though the run never finished (deleted by hand, or drained): the
     # Backtest goes back to the queue and will run again.
     r.patch.status.update({"phase": "Queued", "jobName": None, "startedAt": None})
-    event(r.body, r.decision.reason, f"Job {r.jname} {r.decision.message}", warning=True)
+    r.announce(r.decision.reason, f"Job {r.jname} {r.decision.message}", warning=True)
     r.log.warning("job vanished, requeued", job=r.jname)
 
 
@@ -343,46 +414,18 @@ def _queue(r: _Round) -> None:
         r.decision.message,
         r.generation,
     )
-    event(r.body, "Queued", f"queued behind the concurrency limits (priority {r.spec.priority})")
+    # No Event: the phase and the StrategyReady condition say it, and an Event per Backtest
+    # is one more write on the path every Backtest takes (the final outcome has one).
     r.log.info("backtest queued", priority=r.spec.priority)
     error = record(r.namespace, r.name, r.uid, "queued", r.status, r.spec)
     if error:
         r.log.warning("run record not written", error=error)
 
 
-def _complete_step(r: _Round) -> None:
-    assert r.job is not None
-    _complete(
-        r.body,
-        r.status,
-        r.patch,
-        r.spec,
-        r.job,
-        r.namespace,
-        r.name,
-        r.uid,
-        r.jname,
-        r.generation,
-        r.log,
-    )
-
-
 def _cleanup(r: _Round) -> None:
     _after_finish(
         r.body, r.status, r.patch, r.spec, r.namespace, r.name, r.uid, r.jname, r.generation
     )
-
-
-_STEPS: Mapping[backtest_round.Step, Callable[[_Round], None]] = MappingProxyType(
-    {
-        "cleanup": _cleanup,
-        "complete": _complete_step,
-        "follow": _follow,
-        "requeue": _requeue,
-        "wait": _wait,
-        "queue": _queue,
-    }
-)
 
 
 def _finish(
@@ -393,7 +436,6 @@ def _finish(
     message: str,
     generation: int,
 ) -> None:
-    metrics.BACKTESTS_FINISHED.labels(phase).inc()
     patch.status.update(
         {
             "phase": phase,
@@ -406,31 +448,27 @@ def _finish(
     condition(status, patch, "Complete", phase == "Succeeded", reason, message, generation)
 
 
-def _complete(
-    body: kopf.Body,
-    status: dict[str, Any],
-    patch: kopf.Patch,
-    spec: BacktestSpec,
-    job: Job,
-    namespace: str,
-    name: str,
-    uid: str,
-    jname: str,
-    generation: int,
-    log: FilteringBoundLogger,
-) -> None:
-    exit_code, message = termination(job_pod(namespace, jname))
+def _complete(r: _Round) -> None:
+    assert r.job is not None
+    status, patch, generation = r.status, r.patch, r.generation
+    pod = r.pod if termination(r.pod)[0] is not None else job_pod(r.namespace, r.jname)
+    exit_code, message = termination(pod)
     summary = _summary(message)
-    succeeded = bool((job.get("status") or {}).get("succeeded")) and bool(summary and summary.ok)
-    _keep_summary(status, patch, summary, uid, jname)
+    # The pod's phase says it first (the Job's status follows a second later; backoffLimit 0).
+    ran = bool((r.job.get("status") or {}).get("succeeded")) or pod_phase(pod) == "Succeeded"
+    succeeded = ran and bool(summary and summary.ok)
+    _keep_summary(status, patch, summary, r.uid, r.jname)
     if succeeded:
         assert summary is not None
-        _succeeded(body, status, patch, spec, summary, generation, log)
+        _succeeded(r, summary)
     else:
-        why = _failure_reason(job, exit_code, message, summary)
+        why = _failure_reason(r.job, exit_code, message, summary)
         _finish(patch, status, "Failed", "BacktestFailed", why, generation)
-        event(body, "Failed", why, warning=True)
-        log.warning("backtest failed", error=why)
+        r.announce("Failed", why, warning=True)
+        r.log.warning("backtest failed", error=why)
+    phase = "Succeeded" if succeeded else "Failed"
+    r.effects.append(lambda: metrics.BACKTESTS_FINISHED.labels(phase).inc())
+    namespace, name, uid, spec = r.namespace, r.name, r.uid, r.spec
     # Record now from what this status will hold; if the store is down the terminal branch
     # retries (records are keyed by run id, so a replay never duplicates).
     final = {**status, **dict(patch.status)}
@@ -484,24 +522,16 @@ def _summary(message: str) -> RunSummary | None:
         return None
 
 
-def _succeeded(
-    body: kopf.Body,
-    status: dict[str, Any],
-    patch: kopf.Patch,
-    spec: BacktestSpec,
-    summary: RunSummary,
-    generation: int,
-    log: FilteringBoundLogger,
-) -> None:
+def _succeeded(r: _Round, summary: RunSummary) -> None:
     assert summary.results is not None
-    r = summary.results
+    res = summary.results
     text = (
-        f"profit {r.profit_total} ({r.profit_total_abs} {spec.stake_currency}), "
-        f"max drawdown {r.max_drawdown}, {r.trades} trades"
+        f"profit {res.profit_total} ({res.profit_total_abs} {r.spec.stake_currency}), "
+        f"max drawdown {res.max_drawdown}, {res.trades} trades"
     )
-    _finish(patch, status, "Succeeded", "BacktestSucceeded", text, generation)
-    event(body, "Succeeded", text)
-    log.info("backtest succeeded", results=r.to_wire())
+    _finish(r.patch, r.status, "Succeeded", "BacktestSucceeded", text, r.generation)
+    r.announce("Succeeded", text)
+    r.log.info("backtest succeeded", results=res.to_wire())
 
 
 def _after_finish(
@@ -553,3 +583,112 @@ def _after_finish(
         if not kube.is_not_found(e):
             raise
     patch.status["cleanedUp"] = True
+
+
+_STEPS: Mapping[backtest_round.Step, Callable[[_Round], None]] = MappingProxyType(
+    {
+        "cleanup": _cleanup,
+        "complete": _complete,
+        "follow": _follow,
+        "requeue": _requeue,
+        "wait": _wait,
+        "queue": _queue,
+    }
+)
+
+
+# --- the step of a Backtest with a Job, from the timer or the fast path ----------------------
+
+
+def advance(namespace: str, name: str, seen: Mapping[str, Any] | None = None) -> None:
+    """Steps a Backtest that has a Job (follow, complete, clean up, requeue) from the newest
+    copy known (`seen`: the timer's; the watch's; else read), one step at a time per
+    Backtest. A completion is cleaned up at once (the final status is stored by then); a
+    write that lost to a newer version reads the Backtest again and decides again."""
+    with WATCH.holding(namespace, name):
+        bt = _newest(seen, WATCH.backtest(namespace, name)) or _read_backtest(namespace, name)
+        for _ in range(4):
+            if bt is None or done(bt):
+                return
+            again, written = _advance_once(bt)
+            if not again:
+                return
+            bt = written or _read_backtest(namespace, name)
+
+
+def _newest(*copies: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    usable = [dict(c) for c in copies if c is not None and "spec" in c and "metadata" in c]
+    return max(usable, key=rv_number, default=None)
+
+
+def _read_backtest(namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        found: dict[str, Any] = kube.custom().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name
+        )
+    except ApiException as e:
+        if kube.is_not_found(e):
+            return None
+        raise
+    return found
+
+
+def _advance_once(bt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
+    """One step; (go on, the Backtest as written): go on after a completion (clean up
+    next, from what was written) or a lost write (None: read it again)."""
+    meta, status = bt["metadata"], dict(bt.get("status") or {})
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    try:
+        model = BacktestSpec.model_validate(bt.get("spec") or {})
+    except ValidationError:
+        return False, None  # the timer's round fails it and says why
+    jname = backtest_job_name(name, uid)
+    phase = status.get("phase")
+    job = None if phase in TERMINAL else _cached_job(namespace, jname)
+    pod = _cached_pod(namespace, jname) if job is not None else None
+    finished = job is not None and (job_finished(job) or (pod_phase(pod) or "") in TERMINAL)
+    seen: backtest_round.JobSeen = (
+        "absent" if job is None else "finished" if finished else "running"
+    )
+    decision = backtest_round.before_strategy(phase, None, seen)
+    if decision is None or decision.step not in _RUN_STEPS:
+        return False, None
+    log = logger(
+        kind="Backtest", namespace=namespace, name=name, correlation_id=backtest_run_id(uid)
+    )
+    generation = int(meta.get("generation") or 0)
+    body = cast(kopf.Body, bt)  # posted to by post_event only, never handed to kopf
+    r = _Round(
+        body, status, kopf.Patch(), model, namespace, name, uid, jname, generation, log, job,
+        decision, pod,
+    )  # fmt: skip
+    _STEPS[decision.step](r)
+    drop_unchanged(r.patch, status)
+    written = _write_status(r) if r.patch.get("status") else bt
+    if written is None:
+        return True, None
+    for effect in r.effects:
+        effect()
+    return decision.step == "complete", written
+
+
+def _write_status(r: _Round) -> dict[str, Any] | None:
+    """The round's status, only over the version it decided from; None if that is stale."""
+    body = {
+        "metadata": {"resourceVersion": r.body["metadata"]["resourceVersion"]},
+        "status": dict(r.patch["status"]),
+    }
+    try:
+        written: dict[str, Any] = kube.custom().patch_namespaced_custom_object_status(
+            GROUP, VERSION, r.namespace, PLURAL, r.name, body
+        )
+    except ApiException as e:
+        if kube.is_conflict(e) or kube.is_not_found(e):
+            r.log.info("status changed meanwhile; reading it again")
+            return None
+        raise
+    WATCH.keep(written)
+    return written
+
+
+WATCH.handler = advance

@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes.client.exceptions import ApiException
 
@@ -114,6 +114,45 @@ _KINDS: dict[str, QueueKind] = {}
 def register(kind: QueueKind) -> None:
     """Adds a kind to the queue; call before the operator starts (at import)."""
     _KINDS[kind.label] = kind
+
+
+class Watcher(Protocol):
+    """Another follower of the queue's informers (the Backtest controller's fast path), so
+    no second watch of the same objects is needed: told each complete list and each change
+    (`what`: a queued kind's plural, "jobs" or "pods"), from the informer's thread, after the
+    queue. It must return quickly. `on_start` comes first: what an earlier loop told it is
+    void."""
+
+    def on_start(self) -> None: ...
+
+    def on_list(self, what: str, namespace: str | None, objs: list[RawObject]) -> None: ...
+
+    def on_event(self, what: str, type_: str, obj: RawObject) -> None: ...
+
+
+WATCHERS: list[Watcher] = []
+
+
+def _tee_list(
+    what: str, namespace: str | None, own: Callable[[list[RawObject]], None]
+) -> Callable[[list[RawObject]], None]:
+    def call(objs: list[RawObject]) -> None:
+        own(objs)
+        for w in WATCHERS:
+            w.on_list(what, namespace, objs)
+
+    return call
+
+
+def _tee_event(
+    what: str, own: Callable[[str, RawObject], None]
+) -> Callable[[str, RawObject], None]:
+    def call(type_: str, obj: RawObject) -> None:
+        own(type_, obj)
+        for w in WATCHERS:
+            w.on_event(what, type_, obj)
+
+    return call
 
 
 def _domain_name(kind: str, name: str) -> str:
@@ -782,16 +821,16 @@ class AdmissionLoop:
                     Informer(
                         f"{kind.plural}-{ns or 'all'}",
                         _list_call(settings, ns, "objects", kind),
-                        functools.partial(st.on_objects, kind),
-                        functools.partial(st.on_object, kind),
+                        _tee_list(kind.plural, ns, functools.partial(st.on_objects, kind)),
+                        _tee_event(kind.plural, functools.partial(st.on_object, kind)),
                     )
                 )
             self._informers.append(
                 Informer(
                     f"jobs-{ns or 'all'}",
                     _list_call(settings, ns, "jobs"),
-                    st.on_jobs,
-                    st.on_job,
+                    _tee_list("jobs", ns, st.on_jobs),
+                    _tee_event("jobs", st.on_job),
                     selector,
                 )
             )
@@ -799,14 +838,16 @@ class AdmissionLoop:
                 Informer(
                     f"pods-{ns or 'all'}",
                     _list_call(settings, ns, "pods"),
-                    st.on_pods,
-                    st.on_pod,
+                    _tee_list("pods", ns, st.on_pods),
+                    _tee_event("pods", st.on_pod),
                     selector,
                 )
             )
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="admit")
 
     def start(self) -> None:
+        for w in WATCHERS:
+            w.on_start()
         for informer in self._informers:
             informer.start()
         self._thread.start()
@@ -1041,6 +1082,7 @@ __all__ = [
     "NotWaiting",
     "QueueKind",
     "Refused",
+    "Watcher",
     "backtest_job_name",
     "register",
     "wake",

@@ -15,7 +15,8 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,18 +65,28 @@ class LocalExecutor:
         self,
         run_id: str,
         container_args: list[str],
-        files: dict[str, str],
+        files: dict[str, str] | Callable[[], dict[str, str]],
         env: dict[str, str],
         mounts: Mapping[str, str] | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> Outcome | None:
-        """Advances the run one step; returns its Outcome once the runner has finished."""
+        """Advances the run one step; returns its Outcome once the runner has finished.
+        `files` may be a callable, read only when the run starts (a round that finds the
+        runner going reads nothing); `on_exit` is called from a thread of its own as soon as
+        a runner started here exits, so the caller can report it at once instead of at its
+        next round (a run adopted after a restart is seen at the rounds only)."""
         d = self.run_dir(run_id)
         exit_file, pid_file = d / "exitcode", d / "pid"
         if exit_file.exists():
             return self._outcome(run_id, int(exit_file.read_text().strip() or 1))
         if pid_file.exists() and alive(int(pid_file.read_text().strip())):
             return None
-        self._start(run_id, container_args, files, env, mounts or {})
+        proc = self._start(
+            run_id, container_args, files() if callable(files) else files, env, mounts or {}
+        )
+        threading.Thread(
+            target=_wait_then, args=(proc, on_exit), name=f"runner-{run_id}", daemon=True
+        ).start()
         return None
 
     def _start(
@@ -85,7 +96,7 @@ class LocalExecutor:
         files: dict[str, str],
         env: dict[str, str],
         mounts: Mapping[str, str],
-    ) -> None:
+    ) -> subprocess.Popen[bytes]:
         d = self.run_dir(run_id)
         inputs, artifacts = d / "input", self.artifacts_dir(run_id)
         # A run that died half-way starts again from nothing.
@@ -125,6 +136,7 @@ class LocalExecutor:
                 start_new_session=True,
             )
         (d / "pid").write_text(str(proc.pid))
+        return proc
 
     def _outcome(self, run_id: str, exit_code: int) -> Outcome:
         summary_file = self.artifacts_dir(run_id) / "summary.json"
@@ -144,6 +156,19 @@ class LocalExecutor:
         """Drops the run's process bookkeeping (its artifacts stay)."""
         for name in ("pid", "exitcode"):
             (self.run_dir(run_id) / name).unlink(missing_ok=True)
+
+
+def _wait_then(proc: subprocess.Popen[bytes], on_exit: Callable[[], None] | None) -> None:
+    """Reaps the runner's shell (no zombie is left for `alive` to puzzle over) and tells the
+    caller; the exit code is in the run's directory by then (the shell wrote it last)."""
+    proc.wait()
+    if on_exit is not None:
+        try:
+            on_exit()
+        except Exception as e:  # the caller's rounds still see the exit
+            from tradebot.observability.logging import logger
+
+            logger(component="local-executor").warning("exit callback failed", error=str(e))
 
 
 def container_args(job: Mapping[str, Any]) -> list[str]:
@@ -218,23 +243,29 @@ def advance_backtest(
     run_id: str,
     state_dir: Path,
     settings: Settings | None = None,
+    on_exit: Callable[[], None] | None = None,
 ) -> Outcome | None:
     """One step of a backtest Job's run on a kwok node: once its pod is Running, the runner
     runs here (its inputs from the Job's ConfigMap) and, when it has finished, its artifacts go
     to the store (when `settings` configure one) and its outcome on the pod as kwok's stage
     annotations, which make kwok finish the pod as a kubelet would. Returns the outcome when
-    this step reported it."""
+    this step reported it. `on_exit` as for `LocalExecutor.step`."""
     if pod is None or (pod.get("status") or {}).get("phase") != "Running":
         return None
     if OUTCOME in ((pod.get("metadata") or {}).get("annotations") or {}):
         return None  # reported already; kwok finishes the pod
-    cm = kube.core().read_namespaced_config_map(job_name, namespace)
+
+    def inputs() -> dict[str, str]:
+        # Read only to start the runner: a round that finds it going costs no API call.
+        return dict(kube.core().read_namespaced_config_map(job_name, namespace).data or {})
+
     outcome = LocalExecutor(state_dir).step(
         run_id,
         container_args(job),
-        dict(cm.data or {}),
+        inputs,
         {"TRADEBOT_CORRELATION_ID": run_id},
         _data_mounts(job, namespace),
+        on_exit,
     )
     if outcome is None:
         return None
