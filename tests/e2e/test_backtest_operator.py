@@ -199,6 +199,58 @@ def test_operator_restart_mid_queue_starts_nothing_twice(
     assert rows == [("succeeded", 4)]
 
 
+def test_running_backtest_moves_on_when_woken_not_by_the_timer(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    """The safety-net interval is 10 minutes here: after its first round, the Backtest's timer
+    steps it no more in this test. So the runner's start, its exit reported on the pod, the
+    result recorded and the Job cleaned up all come from the fast path (the pod's events and
+    the runner's exit), within the test's few minutes, and each only once."""
+    api = client.CustomObjectsApi(api_client)
+    db = tmp_path / "records.db"
+    with (
+        job_watch(api_client, namespace) as jobs,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="local",
+            database_dsn=f"sqlite://{db}",
+            local_state_dir=tmp_path / "state",
+            reconcile_interval_seconds=600.0,
+        ),
+    ):
+        _apply(kubectl, namespace, example("Strategy", "ema-rsi"), _backtest("woken"))
+
+        def finished() -> dict[str, Any] | None:
+            s = _get(api, namespace, "backtests", "woken").get("status") or {}
+            recorded = any(
+                c["type"] == "Recorded" and c["status"] == "True" for c in s.get("conditions", [])
+            )
+            return s if s.get("phase") in ("Succeeded", "Failed") and recorded else None
+
+        status = wait_for(finished, 240, interval=0.2, what="Backtest finished and recorded")
+        # Cleaned up at once after the final status (the Job is deleted by the same step).
+        wait_for(lambda: not jobs.live, 60, what="the Job deleted")
+        wait_for(
+            lambda: (_get(api, namespace, "backtests", "woken").get("status") or {}).get(
+                "cleanedUp"
+            ),
+            60,
+            what="cleanedUp",
+        )
+    assert status["phase"] == "Succeeded", status.get("message")
+    assert int(status["results"]["trades"]) > 0
+    assert len(jobs.added) == 1
+    events = (
+        client.CoreV1Api(api_client)
+        .list_namespaced_event(namespace, field_selector="involvedObject.name=woken")
+        .items
+    )
+    assert [e.reason for e in events].count("Succeeded") == 1, [e.reason for e in events]
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status FROM runs").fetchall() == [("succeeded",)]
+
+
 def test_invalid_strategy_and_waiting_backtest(
     cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
 ):

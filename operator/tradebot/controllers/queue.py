@@ -595,7 +595,8 @@ def _mark_admitted(
         kube.custom().patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, "backtests", name, {"status": new_status}
         )
-        post_event(bt, "Backtest", "Admitted", f"Job {run.job_name} created")
+        # No Event: the phase and the Admitted condition say it; every Backtest takes this
+        # path, and the final outcome (and every failure) has its Event.
         error = record(namespace, name, uid, "running", {**status, **new_status}, run.spec)
         log.info("backtest admitted", job=run.job_name)
         metrics.ADMISSIONS.inc()
