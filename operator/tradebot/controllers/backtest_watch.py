@@ -147,12 +147,10 @@ class BacktestWatch:
                     return None
                 if before is not None and before["metadata"].get("uid") == meta.get("uid"):
                     del table[(meta["namespace"], own or "")]
-                if what == "jobs":
-                    name = (meta.get("labels") or {}).get(LABEL_BACKTEST)
-                    running = self.backtests.get((meta["namespace"], name or ""))
-                    if running is not None and not (running.get("status") or {}).get("cleanedUp"):
-                        return (meta["namespace"], str(name))
-                return None
+                # A Job gone under a running Backtest (deleted by hand, drained): requeue it.
+                # One the controller deleted itself after the final status needs nothing.
+                key = self._owner(obj)
+                return key if what == "jobs" and key and self._running(key) else None
             key = self._put(what, obj)
             if key is None or what == "backtests":
                 return None
@@ -160,7 +158,17 @@ class BacktestWatch:
                 phase = pod_phase(obj)
                 moved = phase in ("Running", *TERMINAL) and phase != pod_phase(before)
                 return key if moved else None
-            return key if _job_finished(obj) and not _job_finished(before) else None
+            # The pod's finish came first; the Job's, a second later, only if that was missed.
+            finished = _job_finished(obj) and not _job_finished(before)
+            return key if finished and self._running(key) else None
+
+    def _owner(self, obj: RawObject) -> Key | None:
+        name = (obj["metadata"].get("labels") or {}).get(LABEL_BACKTEST)
+        return (obj["metadata"]["namespace"], name) if name else None
+
+    def _running(self, key: Key) -> bool:
+        """Whether the watch's copy of the Backtest says Running (not finished yet)."""
+        return ((self.backtests.get(key) or {}).get("status") or {}).get("phase") == "Running"
 
     # --- reads for the controller -----------------------------------------------------------
     def synced(self, what: str) -> bool:
