@@ -18,15 +18,15 @@ Breakdown of each operator run, from the watches (Jobs, pods, Backtests: list th
 resumed from the last resourceVersion, failing loudly) and the runner's own log:
   admission      apply -> the Job created
   pod start      Job created -> its pod Running (Job controller, scheduler, kwok)
-  process start  pod Running -> the runner starts Freqtrade (the operator's round sees the
-                 pod Running and starts the runner; the runner's imports and preparation)
+  process start  pod Running -> the runner starts Freqtrade (the pod's event wakes the
+                 operator, which starts the runner; the runner's imports and preparation)
   run            Freqtrade's process, start to exit (what the direct side times, plus its
                  own process start)
   report         Freqtrade's exit -> pod Succeeded (the runner parses the result and writes
-                 its summary; a round of the operator sees the exit code and reports it on
-                 the pod; kwok finishes the pod)
-  record         pod Succeeded -> Backtest Succeeded and Recorded (Job controller; a round
-                 of the operator reads the summary, writes status and the run record)
+                 its summary and exits; the operator, woken by the exit, reports it on the
+                 pod; kwok finishes the pod)
+  record         pod Succeeded -> Backtest Succeeded and Recorded (the pod's event wakes the
+                 operator, which reads the summary, writes status and the run record)
 
 Also printed: the operator's own part (its time less Freqtrade's process) and Freqtrade's
 process in the runner against the direct one.
