@@ -66,7 +66,8 @@ class BacktestWatch:
         self.backtests: dict[Key, RawObject] = {}
         self._synced: set[str] = set()
         self._pending: set[Key] = set()
-        self._locks: dict[Key, threading.Lock] = {}
+        # Reentrant: the pool's run holds it while the handler takes it again.
+        self._locks: dict[Key, threading.RLock] = {}
         self._last: dict[Key, float] = {}
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
@@ -208,24 +209,26 @@ class BacktestWatch:
         pool.submit(self._run, key)
 
     def _run(self, key: Key) -> None:
-        with self._lock:
-            # Cleared before the step reads anything: a wake-up during it runs it again.
-            self._pending.discard(key)
-            handler = self.handler
-        if handler is None:
-            return
-        try:
-            handler(*key)
-        except Exception as e:
-            # The timer's round does the same step later.
-            _log.warning("fast path failed", namespace=key[0], name=key[1], error=str(e))
+        with self.holding(*key):
+            with self._lock:
+                # Cleared once this step has its turn and before it reads anything: a wake-up
+                # meanwhile runs it again after it; one before, while it waited, is this one.
+                self._pending.discard(key)
+                handler = self.handler
+            if handler is None:
+                return
+            try:
+                handler(*key)
+            except Exception as e:
+                # The timer's round does the same step later.
+                _log.warning("fast path failed", namespace=key[0], name=key[1], error=str(e))
 
     @contextmanager
     def holding(self, namespace: str, name: str) -> Iterator[None]:
         """One step at a time per Backtest, whether the timer or the fast path runs it."""
         key = (namespace, name)
         with self._lock:
-            lock = self._locks.setdefault(key, threading.Lock())
+            lock = self._locks.setdefault(key, threading.RLock())
             self._last[key] = time.monotonic()
         with lock:
             yield
