@@ -83,3 +83,50 @@ def test_a_job_gone_already_still_wakes_the_admission_loop(
     patch = _clean_up(namespace, "bt-never-existed")  # the API server answers 404
     assert operator_runtime.admission_wakeup.is_set()
     assert patch.status["cleanedUp"] is True
+
+
+G, V = "tradebot.dev", "v1alpha1"
+
+
+def _running_backtest(api: Any, namespace: str, name: str) -> dict[str, Any]:
+    doc = example("Backtest")
+    doc["metadata"] = {"name": name}
+    api.create_namespaced_custom_object(G, V, namespace, "backtests", doc)
+    running: dict[str, Any] = api.patch_namespaced_custom_object_status(
+        G, V, namespace, "backtests", name, {"status": {"phase": "Running", "jobName": "gone"}}
+    )
+    return running
+
+
+def _reasons(api_client: Any, namespace: str, name: str) -> list[str]:
+    events = client.CoreV1Api(api_client).list_namespaced_event(
+        namespace, field_selector=f"involvedObject.name={name}"
+    )
+    return [e.reason for e in events.items]
+
+
+def test_a_step_from_a_stale_copy_loses_its_write_and_decides_again(
+    operator_runtime: runtime.Runtime, api_client: Any, namespace: str, crds_installed: None
+) -> None:
+    """The timer's copy can lag the fast path's write: from a copy that still says Running
+    (its Job gone by now), the step would requeue a Backtest that has finished. Its write is
+    conditional on that copy's version, so it is refused, the Backtest is read again, and the
+    step done is the finished one's clean-up; no Requeued Event, nothing written twice."""
+    api = client.CustomObjectsApi(api_client)
+    # Positive control: from a current Running copy with no Job, the step requeues.
+    current = _running_backtest(api, namespace, "fresh")
+    backtest.advance(namespace, "fresh", current)
+    fresh = api.get_namespaced_custom_object(G, V, namespace, "backtests", "fresh")
+    assert fresh["status"]["phase"] == "Queued"
+    assert "Requeued" in _reasons(api_client, namespace, "fresh")
+
+    stale = _running_backtest(api, namespace, "bt")
+    api.patch_namespaced_custom_object_status(
+        G, V, namespace, "backtests", "bt", {"status": {**RECORDED, "message": "done"}}
+    )
+    backtest.advance(namespace, "bt", stale)
+    after = api.get_namespaced_custom_object(G, V, namespace, "backtests", "bt")
+    assert after["status"]["phase"] == "Succeeded"
+    assert after["status"]["message"] == "done"
+    assert after["status"]["cleanedUp"] is True
+    assert "Requeued" not in _reasons(api_client, namespace, "bt")
