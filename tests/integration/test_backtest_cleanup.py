@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -92,17 +92,19 @@ def _running_backtest(api: Any, namespace: str, name: str) -> dict[str, Any]:
     doc = example("Backtest")
     doc["metadata"] = {"name": name}
     api.create_namespaced_custom_object(G, V, namespace, "backtests", doc)
-    running: dict[str, Any] = api.patch_namespaced_custom_object_status(
-        G, V, namespace, "backtests", name, {"status": {"phase": "Running", "jobName": "gone"}}
+    return cast(
+        dict[str, Any],
+        api.patch_namespaced_custom_object_status(
+            G, V, namespace, "backtests", name, {"status": {"phase": "Running", "jobName": "gone"}}
+        ),
     )
-    return running
 
 
 def _reasons(api_client: Any, namespace: str, name: str) -> list[str]:
     events = client.CoreV1Api(api_client).list_namespaced_event(
         namespace, field_selector=f"involvedObject.name={name}"
     )
-    return [e.reason for e in events.items]
+    return [str(e.reason) for e in events.items]
 
 
 def test_a_step_from_a_stale_copy_loses_its_write_and_decides_again(
@@ -116,7 +118,9 @@ def test_a_step_from_a_stale_copy_loses_its_write_and_decides_again(
     # Positive control: from a current Running copy with no Job, the step requeues.
     current = _running_backtest(api, namespace, "fresh")
     backtest.advance(namespace, "fresh", current)
-    fresh = api.get_namespaced_custom_object(G, V, namespace, "backtests", "fresh")
+    fresh = cast(
+        dict[str, Any], api.get_namespaced_custom_object(G, V, namespace, "backtests", "fresh")
+    )
     assert fresh["status"]["phase"] == "Queued"
     assert "Requeued" in _reasons(api_client, namespace, "fresh")
 
@@ -125,7 +129,9 @@ def test_a_step_from_a_stale_copy_loses_its_write_and_decides_again(
         G, V, namespace, "backtests", "bt", {"status": {**RECORDED, "message": "done"}}
     )
     backtest.advance(namespace, "bt", stale)
-    after = api.get_namespaced_custom_object(G, V, namespace, "backtests", "bt")
+    after = cast(
+        dict[str, Any], api.get_namespaced_custom_object(G, V, namespace, "backtests", "bt")
+    )
     assert after["status"]["phase"] == "Succeeded"
     assert after["status"]["message"] == "done"
     assert after["status"]["cleanedUp"] is True

@@ -68,7 +68,7 @@ def _woken(watch: BacktestWatch, what: str, type_: str, obj: dict[str, Any]) -> 
     return rec.done.wait(0.5) and rec.calls == [("ns", "bt")]
 
 
-def test_a_pod_that_starts_or_finishes_wakes_its_backtest_once_per_phase():
+def test_a_pod_that_starts_or_finishes_wakes_its_backtest_once_per_phase() -> None:
     w = BacktestWatch()
     w.on_list("pods", "ns", [])
     assert not _woken(w, "pods", "ADDED", _pod("p", "Pending"))
@@ -80,7 +80,7 @@ def test_a_pod_that_starts_or_finishes_wakes_its_backtest_once_per_phase():
     assert w.pod("ns", "job-bt") is None
 
 
-def test_pods_of_other_kinds_are_not_kept_or_woken():
+def test_pods_of_other_kinds_are_not_kept_or_woken() -> None:
     w = BacktestWatch()
     other = _pod("p", "Succeeded")
     other["metadata"]["labels"]["tradebot.dev/kind"] = "hyperopt"
@@ -88,7 +88,7 @@ def test_pods_of_other_kinds_are_not_kept_or_woken():
     assert w.pod("ns", "job-bt") is None
 
 
-def test_a_job_finishing_or_gone_wakes_only_a_backtest_still_running():
+def test_a_job_finishing_or_gone_wakes_only_a_backtest_still_running() -> None:
     w = BacktestWatch()
     w.on_event("jobs", "ADDED", _job())
     # Not known as Running (finished and cleaned up by the controller itself): nothing.
@@ -102,7 +102,7 @@ def test_a_job_finishing_or_gone_wakes_only_a_backtest_still_running():
     assert w.job("ns", "job-bt") is None
 
 
-def test_only_backtests_being_run_are_kept_and_the_newest_copy_wins():
+def test_only_backtests_being_run_are_kept_and_the_newest_copy_wins() -> None:
     w = BacktestWatch()
     w.on_event("backtests", "ADDED", _backtest(phase="Queued", rv="3"))
     assert w.backtest("ns", "bt") is None  # a queue of thousands is not copied
@@ -123,7 +123,7 @@ def test_only_backtests_being_run_are_kept_and_the_newest_copy_wins():
     assert w.backtest("ns", "bt") is None
 
 
-def test_a_list_replaces_what_was_known_in_its_namespace_only():
+def test_a_list_replaces_what_was_known_in_its_namespace_only() -> None:
     w = BacktestWatch()
     assert not w.synced("jobs")
     w.on_event("jobs", "ADDED", _job("a"))
@@ -139,7 +139,7 @@ def test_a_list_replaces_what_was_known_in_its_namespace_only():
     assert w.job("elsewhere", "job-b") is None
 
 
-def test_a_wake_up_during_a_step_runs_it_again_and_steps_never_overlap():
+def test_a_wake_up_during_a_step_runs_it_again_and_steps_never_overlap() -> None:
     w = BacktestWatch()
     started, release = threading.Event(), threading.Event()
     running, overlaps, calls = [0], [0], [0]
@@ -172,7 +172,7 @@ def test_a_wake_up_during_a_step_runs_it_again_and_steps_never_overlap():
     assert not w.recently("ns", "other", 60.0)
 
 
-def test_a_failing_step_does_not_stop_later_wake_ups():
+def test_a_failing_step_does_not_stop_later_wake_ups() -> None:
     w = BacktestWatch()
     calls: list[str] = []
     ran = threading.Event()
