@@ -35,6 +35,7 @@ from tradebot.controllers import marketdata, runtime
 from tradebot.controllers.backtest_records import record, recorded_message
 from tradebot.controllers.backtest_watch import WATCH, done, pod_phase, rv_number
 from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
+from tradebot.controllers.recent import Recently
 from tradebot.controllers.status import condition, drop_unchanged, event, now, post_event
 from tradebot.domain import backtest_round
 from tradebot.domain.naming import backtest_job_name, backtest_run_id
@@ -48,6 +49,9 @@ PLURAL = "backtests"
 TERMINAL = backtest_round.TERMINAL
 # The steps of a Backtest with a Job: `advance` runs them, whoever woke it.
 _RUN_STEPS = frozenset({"cleanup", "complete", "follow", "requeue"})
+# Backtests this process queued, by uid, with the resourceVersion it queued them from: see
+# controllers/recent.py (the timer storm of a flood).
+QUEUED = Recently(ttl=30.0)
 
 
 def read_job(namespace: str, name: str) -> Job | None:
@@ -144,6 +148,8 @@ def reconcile_backtest(
     **_: object,
 ) -> None:
     assert namespace is not None  # the kinds are namespaced
+    if QUEUED.seen(uid, str(meta.get("resourceVersion"))):
+        return  # queued from this very copy a moment ago: kopf has not seen that write yet
     if _safety_net(body, status, spec, namespace, name):
         return
     generation = int(meta.get("generation") or 0)
@@ -417,6 +423,7 @@ def _queue(r: _Round) -> None:
     # No Event: the phase and the StrategyReady condition say it, and an Event per Backtest
     # is one more write on the path every Backtest takes (the final outcome has one).
     r.log.info("backtest queued", priority=r.spec.priority)
+    QUEUED.mark(r.uid, str(r.body.get("metadata", {}).get("resourceVersion")))
     error = record(r.namespace, r.name, r.uid, "queued", r.status, r.spec)
     if error:
         r.log.warning("run record not written", error=error)
