@@ -54,7 +54,6 @@ def _operator(
             "TRADEBOT_LOCAL_STATE_DIR": str(cluster.layout.root / "operator"),
             "TRADEBOT_QUEUE_HOLD": "Hold",
             "TRADEBOT_MAX_WAITING_BACKTESTS_PER_NAMESPACE": str(count),
-            "MALLOC_ARENA_MAX": "2",  # as the chart runs it (values mallocArenaMax)
         }
     )
     return subprocess.Popen(
