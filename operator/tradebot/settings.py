@@ -221,6 +221,15 @@ class Settings(BaseSettings):
     handler_threads: int = Field(
         default=32, ge=4, le=512, description="Threads for the controllers' handlers."
     )
+    api_connections: int = Field(
+        default=32,
+        ge=4,
+        le=1024,
+        description=(
+            "Connections kopf may hold to the API server for requests, besides its watches "
+            "(each costs about 300 KiB; kopf alone sets no limit)."
+        ),
+    )
     # The CircuitBreaker's own pools: its rounds, the stops of a trip (parallel REST calls and
     # pod deletions) and the LiveBots marked Tripped after (fewer, so the kubelets' watches
     # are not crowded out by bookkeeping).

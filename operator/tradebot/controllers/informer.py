@@ -6,7 +6,10 @@ resourceVersion (410) or the stream fails, and every `resync` seconds.
 The admission queue keeps its own, rather than kopf's watches: it must know when its first
 list is complete before it admits anything (kopf says nothing of the kind to a thread), it
 needs a server-side label selector for Jobs and pods, and a relist must drop what vanished.
-Objects come as raw dicts, never as client models: a queue of thousands stays small.
+Objects come as raw dicts, never as client models, and without `metadata.managedFields`
+(the server's field ownership, as large as the rest of a Backtest and read by nobody here):
+a queue of thousands stays small. Lists come in pages of `PAGE` objects, each page trimmed
+before the next is read, so a relist of 10,000 Backtests never holds them all whole at once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,16 @@ from tradebot.observability.logging import logger
 _log = logger(component="informer")
 
 RawObject = dict[str, Any]
+# Objects per page of a list: the API server's own default chunk for its watch cache.
+PAGE = 500
+
+
+def trimmed(obj: RawObject) -> RawObject:
+    """The object without what no consumer reads (in place; returned for chaining)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+    return obj
 
 
 class Informer(threading.Thread):
@@ -63,11 +76,22 @@ class Informer(threading.Thread):
                 backoff = min(backoff * 2, 10.0)
 
     def _list(self) -> str:
-        response = self.list_fn(label_selector=self.selector, _preload_content=False)
-        body = json.loads(response.data)
-        self.on_list(list(body.get("items") or []))
+        """Every page of one consistent list (the server serves all pages at the first
+        page's resourceVersion; an expired continue token fails and the list starts over)."""
+        items: list[RawObject] = []
+        params: dict[str, Any] = {"label_selector": self.selector, "limit": PAGE}
+        while True:
+            response = self.list_fn(**params, _preload_content=False)
+            body = json.loads(response.data)
+            del response
+            items.extend(trimmed(obj) for obj in body.get("items") or [])
+            meta = body["metadata"]
+            if not meta.get("continue"):
+                break
+            params["_continue"] = meta["continue"]
+        self.on_list(items)
         self.synced.set()
-        return str(body["metadata"]["resourceVersion"])
+        return str(meta["resourceVersion"])
 
     def _follow(self, rv: str, relist_at: float) -> None:
         from kubernetes import watch
@@ -87,7 +111,7 @@ class Informer(threading.Thread):
                 obj = ev["object"]
                 rv = obj["metadata"]["resourceVersion"]
                 if ev["type"] != "BOOKMARK":
-                    self.on_event(ev["type"], obj)
+                    self.on_event(ev["type"], trimmed(obj))
                 if self._stop.is_set():
                     w.stop()  # type: ignore[no-untyped-call]
                     return

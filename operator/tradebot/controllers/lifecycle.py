@@ -6,7 +6,7 @@ import logging
 
 import kopf
 
-from tradebot.controllers import runtime
+from tradebot.controllers import kopf_session, runtime
 from tradebot.controllers.queue import AdmissionLoop
 from tradebot.domain.naming import LABEL_KIND
 from tradebot.executors.local_bots import LocalBotExecutor
@@ -30,6 +30,9 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 60
+    # kopf's lists in pages, as the queue's informers do: a restart with 10,000 Backtests
+    # waiting never parses one response of them all at once.
+    settings.watching.chunk_size = 500
     # Retries of failing handlers back off instead of hammering a restarting API server.
     settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
     # Sync handlers share one thread pool; its default (cores + 4) would let a few hundred
@@ -62,16 +65,18 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
 
 
 @kopf.on.login()
-def login(**_: object) -> kopf.ConnectionInfo:
+async def login(**_: object) -> kopf.AiohttpSession:
     """kopf talks to the API server with the same credentials as our own client (in-cluster
-    service account, or the kubeconfig's client certificate or token)."""
+    service account, or the kubeconfig's client certificate or token), through a session of
+    bounded connections (controllers/kopf_session.py). Async: aiohttp builds its session only
+    in the event loop."""
     from tradebot import kube
 
     cfg = kube.api_client().configuration
     # The client keeps a service account's or kubeconfig's token under "BearerToken" (with
     # its "Bearer" prefix); older configurations use "authorization".
     token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
-    return kopf.ConnectionInfo(
+    info = kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,
         insecure=not cfg.verify_ssl,
@@ -79,6 +84,10 @@ def login(**_: object) -> kopf.ConnectionInfo:
         private_key_path=cfg.key_file,
         scheme="Bearer" if token else None,
         token=token.removeprefix("Bearer ").strip() or None,
+    )
+    settings = runtime.get().settings
+    return kopf_session.session(
+        info, kopf_session.connection_limit(settings.api_connections, settings.namespaces)
     )
 
 
