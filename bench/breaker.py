@@ -30,10 +30,12 @@ import json
 import logging
 import os
 import random
+import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -170,7 +172,7 @@ def bot_shaped_pods(namespace: str, count: int) -> list[tuple[dict[str, Any], di
 
 def create_plain(api: client.ApiClient, ns: str, count: int, double: FreqtradeApiDouble) -> Pods:
     """COUNT bot-shaped pods with their claims in `ns`, Running, each with its API double."""
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": ns}})
     pods = Pods(api, ns, double)
     shaped = bot_shaped_pods(ns, count)
@@ -335,7 +337,8 @@ def operator_side(
 ) -> dict[str, Any]:
     ns = "bench"
     custom = client.CustomObjectsApi(api)
-    client.CoreV1Api(api).create_namespace({"metadata": {"name": ns}})
+    core: Any = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": ns}})
     pods = Pods(api, ns, double)
     operator, log_path = start_operator(kubeconfig, root, ns, flood)
     try:
@@ -381,6 +384,10 @@ def operator_side(
         }
     finally:
         stop_process(operator)
+        # Kept past the cluster's removal, for a look at where the time went.
+        kept = Path(tempfile.gettempdir()) / f"tradebot-bench-breaker-{count}-{flood}.log"
+        shutil.copyfile(log_path, kept)
+        print(f"  operator log kept: {kept}", flush=True)
 
 
 def trip_timings(pods: Pods, t0: float) -> dict[str, Any]:
@@ -436,13 +443,13 @@ def measure(cluster: LocalCluster, count: int, flood: int, as_json: bool) -> int
     )
     configuration.connection_pool_maxsize = 64
     api = client.ApiClient(configuration)
-    core = client.CoreV1Api(api)
+    core: Any = client.CoreV1Api(api)  # plain dicts in, as the operator's kube.core()
     # Room for all three sides; each node's pods get loopback IPs (a /24 per node, in a /16
     # picked at random: two benchmarks on one machine do not answer each other's bots).
     # The cluster's own kwok nodes (pod IPs not on loopback) are cordoned: every pod lands
     # on the benchmark's.
-    for node in core.list_node().items:
-        core.patch_node(node.metadata.name, {"spec": {"unschedulable": True}})
+    for existing in core.list_node().items:
+        core.patch_node(existing.metadata.name, {"spec": {"unschedulable": True}})
     octet = random.randrange(100, 250)  # noqa: S311 - an address, not a secret
     for i in range((3 * count) // NODE_PODS + 1):
         node = NodeSpec(f"bench-{i}", f"10.241.0.{10 + i}", "64", "256Gi").manifest()
