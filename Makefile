@@ -90,8 +90,8 @@ chart: tools ## helm package the chart into dist/ (CHART_VERSION=1.2.3 sets its 
 clean: down ## remove the virtualenv and caches (the tool cache stays)
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-bench-breaker: tools venv ## the breaker benchmark: trip -> COUNT bots stopped vs direct pod deletion (COUNT=500)
-	$(BIN)/python bench/breaker.py --count $(or $(COUNT),500)
+bench-breaker: tools venv ## the breaker benchmark: trip -> COUNT bots REST-stopped and their pods gone vs direct deletion (COUNT=500 FLOOD=0)
+	$(BIN)/python bench/breaker.py --count $(or $(COUNT),500) --flood $(or $(FLOOD),0)
 
 bench-marketdata: tools venv ## MarketData through the operator vs freqtrade download-data directly (PAIRS=5 DAYS=60)
 	$(BIN)/python bench/marketdata.py --pairs $(or $(PAIRS),5) --days $(or $(DAYS),60)

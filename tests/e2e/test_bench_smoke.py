@@ -65,6 +65,16 @@ def test_breaker_benchmark_smoke(tools_bin: Path) -> None:
     result = _run("breaker.py", "--count", "10", timeout=300)
     assert result["count"] == 10
     assert result["trip_p99"] > 0
+    # The bots' APIs answered: the trip's REST stops reached them, never after the deletion.
+    assert result["rest_stopped"] > 0
+    assert result["rest_after_deletion"] == []
+
+
+def test_breaker_benchmark_flood_smoke(tools_bin: Path) -> None:
+    result = _run("breaker.py", "--count", "3", "--flood", "30", timeout=400)
+    assert result["flood"] == 30
+    assert result["operator_rss_mib_flooded"] > 0
+    assert result["rest_stopped"] > 0
 
 
 def test_failover_benchmark_smoke(tools_bin: Path) -> None:

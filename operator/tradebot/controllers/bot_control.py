@@ -9,6 +9,8 @@ goes, because a bot left running unconfirmed is the one outcome that must not ha
 from __future__ import annotations
 
 import base64
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -72,14 +74,30 @@ def answered_last(status: dict[str, Any]) -> bool:
     )
 
 
+def _read_json(read: Callable[..., Any], *args: str) -> dict[str, Any] | None:
+    """`read(*args)` as the API server's JSON, or None where the object does not exist. Not
+    turned into a model: a breaker reads every bot's pod and Secret at once when it trips, and
+    parsing hundreds of pods into models would hold the interpreter longer than the API server
+    takes to answer (the stops would wait on it)."""
+    try:
+        response = read(*args, _preload_content=False)
+    except ApiException as e:
+        if kube.is_not_found(e):
+            return None
+        raise
+    try:
+        body: dict[str, Any] = json.loads(response.data)
+    finally:
+        response.release_conn()
+    return body
+
+
 def api_credentials(ref: BotRef) -> bots.ApiCredentials | None:
     """The bot API's generated credentials, or None before they exist. Never creates them."""
-    secret = kube.read_or_none(
-        kube.core().read_namespaced_secret, ref.api_secret_name, ref.namespace
-    )
-    if secret is None or not secret.data:
+    secret = _read_json(kube.core().read_namespaced_secret, ref.api_secret_name, ref.namespace)
+    if secret is None or not secret.get("data"):
         return None
-    data = {k: base64.b64decode(v).decode() for k, v in secret.data.items()}
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
     return bots.ApiCredentials(
         data["username"], data["password"], data["jwt-secret-key"], data["ws-token"]
     )
@@ -91,8 +109,8 @@ def bot_url(ref: BotRef) -> str | None:
     if settings.executor == "local":
         process = LocalBotExecutor(settings.local_state_dir).running(ref.uid)
         return process.url if process is not None else None
-    pod = kube.read_or_none(kube.core().read_namespaced_pod, ref.pod_name, ref.namespace)
-    ip = pod.status.pod_ip if pod is not None and pod.status is not None else None
+    pod = _read_json(kube.core().read_namespaced_pod, ref.pod_name, ref.namespace)
+    ip = (pod.get("status") or {}).get("podIP") if pod is not None else None
     return f"http://{ip}:{bots.API_PORT}" if ip else None
 
 

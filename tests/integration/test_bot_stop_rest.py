@@ -1,0 +1,143 @@
+"""A bot's stop through its REST API, against a real API server: bot_control finds the bot's
+pod IP and API credentials in the cluster, logs in and stops the bot (the Freqtrade API
+double answering at the pod's IP), and only then removes the pod; a confirmed stopEntries
+leaves the pod running, an unconfirmed one does not."""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from tradebot import kube
+from tradebot.controllers import bot_control, runtime
+from tradebot.domain import bots
+from tradebot.localcluster.nodes import NodeSpec
+from tradebot.settings import Settings
+from tradebot_testing.freqtrade_api_double import FreqtradeApiDouble
+
+# A node of its own whose pods get loopback IPs (kwok takes them from the node's podCIDR),
+# tainted so that no other test's pod lands there.
+NODE = "bot-stop-loopback"
+CIDR = "127.99.0.0/24"
+
+
+@pytest.fixture
+def operator_runtime(
+    cluster: Any, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[runtime.Runtime]:
+    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
+    kube.reset()
+    rt = runtime.Runtime(Settings(namespaces=(namespace,), local_state_dir=tmp_path))
+    runtime.install(rt)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture(scope="module")
+def loopback_node(api_client: Any) -> Iterator[str]:
+    core: Any = client.CoreV1Api(api_client)
+    node = NodeSpec(NODE, "10.241.9.9", "8", "16Gi").manifest()
+    node["spec"].update(
+        {
+            "podCIDR": CIDR,
+            "podCIDRs": [CIDR],
+            "taints": [{"key": "tradebot.dev/test", "value": NODE, "effect": "NoSchedule"}],
+        }
+    )
+    core.create_node(node)
+    yield NODE
+    core.delete_node(NODE)
+
+
+@pytest.fixture
+def double() -> Iterator[FreqtradeApiDouble]:
+    with FreqtradeApiDouble(bots.API_PORT) as d:
+        yield d
+
+
+def _bot(
+    api_client: Any, namespace: str, name: str, double: FreqtradeApiDouble
+) -> tuple[bot_control.BotRef, str]:
+    core: Any = client.CoreV1Api(api_client)
+    ref = bot_control.BotRef(namespace, name, str(uuid.uuid4()))
+    items = {"username": "u", "password": "p", "jwt-secret-key": "k", "ws-token": "w"}
+    core.create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": ref.api_secret_name},
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in items.items()},
+        },
+    )
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": ref.pod_name},
+            "spec": {
+                "nodeName": NODE,
+                "tolerations": [{"key": "tradebot.dev/test", "operator": "Exists"}],
+                "containers": [{"name": "bot", "image": "freqtrade"}],
+            },
+        },
+    )
+    deadline = time.monotonic() + 60
+    ip = None
+    while ip is None:
+        assert time.monotonic() < deadline, "the pod got no IP"
+        ip = core.read_namespaced_pod(ref.pod_name, namespace).status.pod_ip
+        time.sleep(0.2)
+    assert ip.startswith("127.99.")
+    double.listen([ip])
+    return ref, ip
+
+
+def _deleting(api_client: Any, ref: bot_control.BotRef) -> bool:
+    core = client.CoreV1Api(api_client)
+    pod = kube.read_or_none(core.read_namespaced_pod, ref.pod_name, ref.namespace)
+    return pod is None or pod.metadata.deletion_timestamp is not None
+
+
+def test_stop_calls_the_api_first_then_removes_the_pod(
+    operator_runtime: runtime.Runtime,
+    api_client: Any,
+    namespace: str,
+    loopback_node: str,
+    double: FreqtradeApiDouble,
+) -> None:
+    ref, ip = _bot(api_client, namespace, "b1", double)
+    outcome = bot_control.stop(ref, "stop")
+    assert outcome.api_calls == ["stop"]
+    assert outcome.api_error is None
+    assert outcome.pod_removed
+    assert [c.path for c in double.calls(ip)] == ["token/login", "stop"]
+    assert double.state(ip) == "stopped"
+    assert _deleting(api_client, ref)
+
+
+def test_stop_entries_keeps_the_pod_only_when_the_api_confirmed(
+    operator_runtime: runtime.Runtime,
+    api_client: Any,
+    namespace: str,
+    loopback_node: str,
+    double: FreqtradeApiDouble,
+) -> None:
+    confirmed, ip = _bot(api_client, namespace, "b2", double)
+    outcome = bot_control.stop(confirmed, "stopEntries")
+    assert outcome.api_calls == ["stopentry"]
+    assert not outcome.pod_removed
+    assert double.first(ip, "stopentry") is not None
+    assert not _deleting(api_client, confirmed)
+    # Unconfirmed (the API not used, as for a bot that did not answer its last round): the
+    # pod goes.
+    unconfirmed, other_ip = _bot(api_client, namespace, "b3", double)
+    outcome = bot_control.stop(unconfirmed, "stopEntries", use_api=False)
+    assert outcome.api_calls == []
+    assert outcome.pod_removed
+    assert double.calls(other_ip) == []
+    assert _deleting(api_client, unconfirmed)
