@@ -47,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "testing"))
 
 from bench.common import Follow, emit, machine, pct, rss_kib, wait_until
+from bench.flood import create_backtests
 from kubernetes import client, config
 from tests.support.cluster import apply_crds, stop_process, temporary_cluster
 from tests.support.manifests import example
@@ -216,20 +217,6 @@ def direct(api: client.ApiClient, ns: str, pods: Pods, count: int, rest: bool) -
     return timings
 
 
-def create_flood(custom: client.CustomObjectsApi, ns: str, count: int) -> None:
-    """COUNT Backtests (bench/flood.py's: the ema-rsi sample), created on 16 threads."""
-    bt = example("Backtest", "ema-rsi-sample")
-    with ThreadPoolExecutor(16) as pool:
-        list(
-            pool.map(
-                lambda i: custom.create_namespaced_custom_object(
-                    G, V, ns, "backtests", {**bt, "metadata": {"name": f"bt-{i}"}}
-                ),
-                range(count),
-            )
-        )
-
-
 def flood_queued(
     api: client.ApiClient, ns: str, count: int, operator: subprocess.Popen[bytes]
 ) -> None:
@@ -245,7 +232,7 @@ def flood_queued(
 
     watch = Follow(list_backtests, ns, on_backtest).start_and_wait(300)
     t0 = time.monotonic()
-    create_flood(custom, ns, count)
+    create_backtests(custom, ns, count)
     print(f"  {count} Backtests created in {time.monotonic() - t0:.0f} s", flush=True)
 
     def all_queued() -> bool:

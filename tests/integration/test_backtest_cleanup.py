@@ -4,36 +4,19 @@ died before writing cleanedUp): a 404 must not leave the queue waiting for the n
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import kopf
-import pytest
 from kubernetes import client
 from tests.support.manifests import example
 
-from tradebot import kube
 from tradebot.api.backtest import BacktestSpec
 from tradebot.controllers import backtest, runtime
-from tradebot.settings import Settings
 
 RECORDED = {
     "phase": "Succeeded",
     "conditions": [{"type": "Recorded", "status": "True", "reason": "Recorded"}],
 }
-
-
-@pytest.fixture
-def operator_runtime(
-    cluster: Any, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[runtime.Runtime]:
-    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-    kube.reset()
-    rt = runtime.Runtime(Settings(namespaces=(namespace,), local_state_dir=tmp_path))
-    runtime.install(rt)
-    yield rt
-    rt.close()
 
 
 def _clean_up(namespace: str, jname: str) -> kopf.Patch:

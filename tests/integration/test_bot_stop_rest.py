@@ -9,7 +9,6 @@ import base64
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,25 +18,12 @@ from tradebot import kube
 from tradebot.controllers import bot_control, runtime
 from tradebot.domain import bots
 from tradebot.localcluster.nodes import NodeSpec
-from tradebot.settings import Settings
 from tradebot_testing.freqtrade_api_double import FreqtradeApiDouble
 
 # A node of its own whose pods get loopback IPs (kwok takes them from the node's podCIDR),
 # tainted so that no other test's pod lands there.
 NODE = "bot-stop-loopback"
 CIDR = "127.99.0.0/24"
-
-
-@pytest.fixture
-def operator_runtime(
-    cluster: Any, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[runtime.Runtime]:
-    monkeypatch.setenv("KUBECONFIG", str(cluster.kubeconfig))
-    kube.reset()
-    rt = runtime.Runtime(Settings(namespaces=(namespace,), local_state_dir=tmp_path))
-    runtime.install(rt)
-    yield rt
-    rt.close()
 
 
 @pytest.fixture(scope="module")

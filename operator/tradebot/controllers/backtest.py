@@ -629,15 +629,12 @@ def _newest(*copies: Mapping[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _read_backtest(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = kube.custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name
-        )
-    except ApiException as e:
-        if kube.is_not_found(e):
-            return None
-        raise
-    return found
+    return cast(
+        dict[str, Any] | None,
+        kube.read_or_none(
+            kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        ),
+    )
 
 
 def _advance_once(bt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:

@@ -18,7 +18,7 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 from kubernetes.client import V1Job
@@ -56,15 +56,12 @@ def data_path(name: str) -> str:
 
 
 def read(namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        found: dict[str, Any] = kube.custom().get_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL, name
-        )
-    except ApiException as e:
-        if kube.is_not_found(e):
-            return None
-        raise
-    return found
+    return cast(
+        dict[str, Any] | None,
+        kube.read_or_none(
+            kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        ),
+    )
 
 
 def market_data_claim(spec: BacktestSpec, namespace: str) -> str | None:
