@@ -291,7 +291,7 @@ def _status(api_client: Any, namespace: str, plural: str, name: str) -> dict[str
 
 def test_login_passes_a_bearer_token(tmp_path: Path):
     from tradebot import kube
-    from tradebot.controllers.lifecycle import login
+    from tradebot.controllers.lifecycle import connection_info
 
     kubeconfig = tmp_path / "kc"
     token_kubeconfig_from_server("https://127.0.0.1:1", "abc.def", kubeconfig)
@@ -301,7 +301,7 @@ def test_login_passes_a_bearer_token(tmp_path: Path):
     os.environ["KUBECONFIG"] = str(kubeconfig)
     kube.reset()
     try:
-        assert login().token == "abc.def"
+        assert connection_info().token == "abc.def"
     finally:
         kube.reset()
         if old is not None:

@@ -64,19 +64,16 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     rt.admission_loop.start()
 
 
-@kopf.on.login()
-async def login(**_: object) -> kopf.AiohttpSession:
-    """kopf talks to the API server with the same credentials as our own client (in-cluster
-    service account, or the kubeconfig's client certificate or token), through a session of
-    bounded connections (controllers/kopf_session.py). Async: aiohttp builds its session only
-    in the event loop."""
+def connection_info() -> kopf.ConnectionInfo:
+    """The credentials of our own client (in-cluster service account, or the kubeconfig's
+    client certificate or token), for kopf."""
     from tradebot import kube
 
     cfg = kube.api_client().configuration
     # The client keeps a service account's or kubeconfig's token under "BearerToken" (with
     # its "Bearer" prefix); older configurations use "authorization".
     token = cfg.get_api_key_with_prefix("BearerToken", alias="authorization") or ""
-    info = kopf.ConnectionInfo(
+    return kopf.ConnectionInfo(
         server=cfg.host,
         ca_path=cfg.ssl_ca_cert,
         insecure=not cfg.verify_ssl,
@@ -85,9 +82,18 @@ async def login(**_: object) -> kopf.AiohttpSession:
         scheme="Bearer" if token else None,
         token=token.removeprefix("Bearer ").strip() or None,
     )
+
+
+@kopf.on.login()
+async def login(**_: object) -> kopf.AiohttpSession:
+    """kopf talks to the API server with the same credentials as our own client
+    (`connection_info`), through a session of bounded connections
+    (controllers/kopf_session.py). Async: aiohttp builds its session only in the event
+    loop."""
     settings = runtime.get().settings
     return kopf_session.session(
-        info, kopf_session.connection_limit(settings.api_connections, settings.namespaces)
+        connection_info(),
+        kopf_session.connection_limit(settings.api_connections, settings.namespaces),
     )
 
 
