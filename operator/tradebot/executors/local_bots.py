@@ -284,6 +284,11 @@ class LocalBotExecutor:
                 start_new_session=True,
             )
         (d / "deadman.json").write_text(json.dumps({"pid": proc.pid, "bot_pid": bot.pid}))
+        # As in _start: stop_all may have marked and scanned between the check above and the
+        # write; one of the two sees the other, so no sidecar outlives the operator.
+        if self._stopped_marker.exists():
+            self._stop_supervision(bot_id)
+            return None
         return proc.pid
 
     def _supervisor(self, bot_id: str) -> tuple[int, int] | None:
@@ -300,8 +305,14 @@ class LocalBotExecutor:
     def _stop_supervision(self, bot_id: str) -> None:
         current = self._supervisor(bot_id)
         if current is not None:
-            # Nothing to save: SIGTERM ends it at once.
+            # Nothing to save: SIGTERM ends it at once. Waited for (SIGKILL after 2 s), so
+            # that a stopped operator leaves no sidecar behind, not even for a moment.
             _signal_group(current[0], signal.SIGTERM)
+            deadline = time.monotonic() + 2.0
+            while alive(current[0]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if alive(current[0]):
+                _signal_group(current[0], signal.SIGKILL)
         (self.bot_dir(bot_id) / "deadman.json").unlink(missing_ok=True)
 
 
