@@ -42,6 +42,14 @@ def loopback_node(api_client: Any) -> Iterator[str]:
     core.delete_node(NODE)
 
 
+@pytest.fixture(autouse=True)
+def patient_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    # These tests check what is called and in which order, not the 1-s bound: on a loaded CI
+    # machine a login and a stop at the double took over a second, and the stop fell back to
+    # removing the pod alone (api_calls == []).
+    monkeypatch.setattr(bot_control, "API_TIMEOUT_SECONDS", 15.0)
+
+
 @pytest.fixture
 def double() -> Iterator[FreqtradeApiDouble]:
     with FreqtradeApiDouble(bots.API_PORT) as d:
@@ -98,7 +106,7 @@ def test_stop_calls_the_api_first_then_removes_the_pod(
 ) -> None:
     ref, ip = _bot(api_client, namespace, "b1", double)
     outcome = bot_control.stop(ref, "stop")
-    assert outcome.api_calls == ["stop"]
+    assert outcome.api_calls == ["stop"], outcome
     assert outcome.api_error is None
     assert outcome.pod_removed
     assert [c.path for c in double.calls(ip)] == ["token/login", "stop"]
@@ -115,7 +123,7 @@ def test_stop_entries_keeps_the_pod_only_when_the_api_confirmed(
 ) -> None:
     confirmed, ip = _bot(api_client, namespace, "b2", double)
     outcome = bot_control.stop(confirmed, "stopEntries")
-    assert outcome.api_calls == ["stopentry"]
+    assert outcome.api_calls == ["stopentry"], outcome
     assert not outcome.pod_removed
     assert double.first(ip, "stopentry") is not None
     assert not _deleting(api_client, confirmed)
