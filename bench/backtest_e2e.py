@@ -57,11 +57,10 @@ import threading
 import time
 from typing import Any, cast
 
-from bench.common import Follow, emit, machine, wait_until
+from bench.common import Follow, emit, machine, start_operator, strategy_ready, wait_until
 from kubernetes import client
 from tests.support.cluster import apply_crds, temporary_cluster
 from tests.support.manifests import example
-from tests.support.operator import operator_process
 
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.strategy import StrategySpec
@@ -247,7 +246,6 @@ def measure(cluster: LocalCluster, reps: int, as_json: bool) -> int:
     strategy = StrategySpec.model_validate(example("Strategy", "ema-rsi")["spec"])
     want_hash = config_hash(direct_config(spec, strategy))
     log = Path(tempfile.gettempdir()) / "tradebot-bench-backtest-e2e-operator.log"
-    log.unlink(missing_ok=True)
     print(f"backtest end to end: {reps} repetitions; operator log: {log}", flush=True)
     with cluster.api_client() as api:
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
@@ -263,25 +261,17 @@ def measure(cluster: LocalCluster, reps: int, as_json: bool) -> int:
             Follow(list_backtests, NS, timeline.backtest),
         )
         # The shipped defaults, but for the executor and where its state goes.
-        with operator_process(
-            cluster.kubeconfig, NS, log, executor="local", local_state_dir=str(state)
+        with start_operator(
+            cluster.kubeconfig,
+            NS,
+            log,
+            executor="local",
+            stop_timeout=40,
+            local_state_dir=str(state),
         ) as operator:
             for w in watches:
                 w.start_and_wait()
-            custom.create_namespaced_custom_object(
-                G, V, NS, "strategies", example("Strategy", "ema-rsi")
-            )
-
-            def strategy_ready() -> bool:
-                if operator.poll() is not None:
-                    raise RuntimeError(f"the operator exited {operator.returncode}; see {log}")
-                found = cast(
-                    dict[str, Any],
-                    custom.get_namespaced_custom_object(G, V, NS, "strategies", "ema-rsi"),
-                )
-                return (found.get("status") or {}).get("phase") == "Ready"
-
-            wait_until(strategy_ready, 120, "Strategy Ready", watches, interval=0.2)
+            strategy_ready(custom, NS, operator=operator, watches=watches, interval=0.2)
             wall_to_mono = time.time() - time.monotonic()
             ours: list[dict[str, Any]] = []
             theirs: list[float] = []

@@ -35,18 +35,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import argparse
 import copy
 import json
-import os
 import queue
 import signal
-import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from bench.common import Follow, emit, machine, pct, rss_kib, wait_until
+from bench.common import (
+    Follow,
+    OperatorProcess,
+    emit,
+    machine,
+    pct,
+    rss_kib,
+    start_operator,
+    strategy_ready,
+    wait_until,
+)
 from kubernetes import client
-from tests.support.cluster import apply_crds, stop_process, temporary_cluster
+from tests.support.cluster import apply_crds, temporary_cluster
 from tests.support.manifests import example
 
 from tradebot.api.backtest import BacktestSpec
@@ -286,7 +294,7 @@ def figures(label: str, side: Side, count: int, limit: int, seconds: float) -> d
 
 def compare(cluster: LocalCluster, count: int, limit: int, as_json: bool) -> int:
     root = cluster.layout.root
-    operator: subprocess.Popen[bytes] | None = None
+    operator: OperatorProcess | None = None
     timeout = max(180.0, count * 1.5)
     before = machine()
     try:
@@ -309,57 +317,20 @@ def compare(cluster: LocalCluster, count: int, limit: int, as_json: bool) -> int
         finally:
             plain.stop()
 
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-        env.update(
-            {
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
-                "TRADEBOT_LOCAL_STATE_DIR": str(root / "operator"),
-                "TRADEBOT_MAX_BACKTESTS_PER_NAMESPACE": str(limit),
-                "TRADEBOT_MAX_BACKTESTS_PER_STRATEGY": str(limit),
-            }
+        operator = start_operator(
+            cluster.kubeconfig,
+            "bench",
+            root / "operator.log",
+            args=("--max-concurrent", str(limit)),
+            local_state_dir=str(root / "operator"),
+            max_backtests_per_namespace=str(limit),
+            max_backtests_per_strategy=str(limit),
         )
-        log = (root / "operator.log").open("wb")
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tradebot.cli",
-                "operator",
-                "-n",
-                "bench",
-                "--executor",
-                "kubernetes",
-                "--max-concurrent",
-                str(limit),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        custom = client.CustomObjectsApi(api)
-        custom.create_namespaced_custom_object(
-            G, V, "bench", "strategies", example("Strategy", "ema-rsi")
-        )
-        wait_until(
-            lambda: (
-                (
-                    custom.get_namespaced_custom_object(G, V, "bench", "strategies", "ema-rsi").get(
-                        "status"
-                    )
-                    or {}
-                ).get("phase")
-                == "Ready"
-            ),
-            120,
-            "Strategy Ready",
-        )
-        if operator.poll() is not None:
-            raise RuntimeError(f"operator exited: see {root / 'operator.log'}")
+        strategy_ready(client.CustomObjectsApi(api), "bench", operator=operator)
         peak = [0]
 
         def watch_memory() -> None:
-            while operator is not None and operator.poll() is None:
+            while operator is not None and operator.process.poll() is None:
                 peak[0] = max(peak[0], rss_kib(operator.pid))
                 time.sleep(0.5)
 
@@ -401,7 +372,7 @@ def compare(cluster: LocalCluster, count: int, limit: int, as_json: bool) -> int
         return 0 if ours["max_running"] <= limit else 1
     finally:
         if operator is not None:
-            stop_process(operator)
+            operator.stop()
 
 
 def main() -> int:

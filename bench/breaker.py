@@ -33,11 +33,11 @@ import random
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -46,10 +46,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "testing"))
 
-from bench.common import Follow, emit, machine, pct, rss_kib, wait_until
+from bench.common import Follow, emit, machine, pct, rss_kib, start_operator, wait_until
 from bench.flood import create_backtests
 from kubernetes import client, config
-from tests.support.cluster import apply_crds, stop_process, temporary_cluster
+from tests.support.cluster import apply_crds, temporary_cluster
 from tests.support.manifests import example
 
 from tradebot import kube
@@ -217,9 +217,7 @@ def direct(api: client.ApiClient, ns: str, pods: Pods, count: int, rest: bool) -
     return timings
 
 
-def flood_queued(
-    api: client.ApiClient, ns: str, count: int, operator: subprocess.Popen[bytes]
-) -> None:
+def flood_queued(api: client.ApiClient, ns: str, count: int, alive: Callable[[], None]) -> None:
     custom = client.CustomObjectsApi(api)
     queued: set[str] = set()
 
@@ -236,50 +234,12 @@ def flood_queued(
     print(f"  {count} Backtests created in {time.monotonic() - t0:.0f} s", flush=True)
 
     def all_queued() -> bool:
-        if operator.poll() is not None:
-            raise RuntimeError("the operator exited")
+        alive()
         return len(queued) == count
 
     wait_until(all_queued, max(300.0, count * 0.3), f"{count} Backtests Queued", (watch,), 0.5)
     watch.stop()
     print(f"  all {count} Queued after {time.monotonic() - t0:.0f} s", flush=True)
-
-
-def start_operator(
-    kubeconfig: Path, root: Path, ns: str, flood: int
-) -> tuple[subprocess.Popen[bytes], Path]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-    # The defaults (handler, breaker and stop threads): the figures are the shipped operator's.
-    env.update(
-        {
-            "KUBECONFIG": str(kubeconfig),
-            "TRADEBOT_LOCAL_STATE_DIR": str(root / "op"),
-            "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
-        }
-    )
-    if flood:
-        # The flood waits (as bench/flood.py's): the queue on hold, the cap above the flood.
-        env["TRADEBOT_QUEUE_HOLD"] = "Hold"
-        env["TRADEBOT_MAX_WAITING_BACKTESTS_PER_NAMESPACE"] = str(flood)
-    log_path = root / "operator.log"
-    print(f"  operator log: {log_path}", flush=True)
-    with log_path.open("wb") as log:
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tradebot.cli",
-                "operator",
-                "-n",
-                ns,
-                "--executor",
-                "kubernetes",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    return operator, log_path
 
 
 def cpu_share(pid: int, seconds: float) -> float:
@@ -341,7 +301,17 @@ def operator_side(
     core: Any = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": ns}})
     pods = Pods(api, ns, double)
-    operator, log_path = start_operator(kubeconfig, root, ns, flood)
+    log_path = root / "operator.log"
+    print(f"  operator log: {log_path}", flush=True)
+    # The defaults (handler, breaker and stop threads): the figures are the shipped operator's.
+    # With a flood, it waits (as bench/flood.py's): the queue on hold, the cap above the flood.
+    held = {
+        "TRADEBOT_QUEUE_HOLD": "Hold",
+        "TRADEBOT_MAX_WAITING_BACKTESTS_PER_NAMESPACE": str(flood),
+    }
+    operator = start_operator(
+        kubeconfig, ns, log_path, env=held if flood else None, local_state_dir=str(root / "op")
+    )
     try:
         create_bots(custom, ns, count)
         started = time.monotonic()
@@ -356,7 +326,7 @@ def operator_side(
         rss = None
         settled = 0.0
         if flood:
-            flood_queued(api, ns, flood, operator)
+            flood_queued(api, ns, flood, operator.alive)
             # "Waiting", not "arriving": the trip comes once the operator has done with the
             # flood's events and writes (under half a core over 2 s; at most 5 minutes, then
             # the trip goes anyway and the figure says how busy it still was).
@@ -394,7 +364,7 @@ def operator_side(
             "operator_cpu_before_trip": round(settled, 2) if flood else None,
         }
     finally:
-        stop_process(operator)
+        operator.stop()
         # Kept past the cluster's removal, for a look at where the time went.
         kept = Path(tempfile.gettempdir()) / f"tradebot-bench-breaker-{count}-{flood}.log"
         shutil.copyfile(log_path, kept)

@@ -1,6 +1,7 @@
 """What every benchmark shares, so that its figures can be trusted: watches that resume from
 their last resourceVersion and fail loudly instead of ending, loops with deadlines, the
-machine's load next to the figures, and one JSON object as the last line with `--json`.
+machine's load next to the figures, one JSON object as the last line with `--json`, and the
+operator under test started the same way by every benchmark (`start_operator`).
 
 A watch that silently ended would make "at most N at once" hold vacuously and leave a loop
 waiting on it forever; here an error is kept and raised by `check()`, which every wait calls.
@@ -11,15 +12,20 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from tests.support.cluster import stop_process
+from tests.support.manifests import example
 
 ROOT = Path(__file__).resolve().parent.parent
+G, V = "tradebot.dev", "v1alpha1"
 T = TypeVar("T")
 
 
@@ -183,3 +189,102 @@ def emit(result: dict[str, Any], as_json: bool) -> None:
             f"(ratio {result.get('ratio')})",
             flush=True,
         )
+
+
+class OperatorProcess:
+    """`tradebot operator` from this checkout, as a process of its own (signals reach it as in
+    a pod). Stopped on leaving a `with` block, or by `stop()`."""
+
+    def __init__(self, process: subprocess.Popen[bytes], log: Path, stop_timeout: float) -> None:
+        self.process, self.log, self.stop_timeout = process, log, stop_timeout
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def alive(self) -> None:
+        """Raises if the operator has exited: a benchmark must not wait on a dead one."""
+        if self.process.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            raise RuntimeError(
+                f"the operator exited {self.process.returncode}; see {self.log}:\n{tail}"
+            )
+
+    def stop(self) -> None:
+        """SIGTERM (the operator shuts down cleanly), SIGKILL after `stop_timeout`."""
+        stop_process(self.process, timeout=self.stop_timeout)
+
+    def __enter__(self) -> OperatorProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def start_operator(
+    kubeconfig: Path,
+    namespace: str,
+    log: Path,
+    *,
+    executor: str = "kubernetes",
+    append_log: bool = False,
+    env: Mapping[str, str] | None = None,
+    args: Sequence[str] = (),
+    stop_timeout: float = 30,
+    **settings: str,
+) -> OperatorProcess:
+    """Starts `tradebot operator -n NAMESPACE --executor EXECUTOR [ARGS]` from this checkout
+    against the cluster of `kubeconfig`, its output to `log` (truncated first, unless
+    `append_log`). It gets none of this process's TRADEBOT_* variables, so only the shipped
+    defaults and `settings` (each as TRADEBOT_<NAME>, e.g. local_state_dir=...) hold, plus
+    `env` (e.g. POD_NAME). Returns at once: waiting for it to be up is the caller's (e.g.
+    `strategy_ready`)."""
+    environ = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"
+    }
+    environ.update(
+        {
+            "KUBECONFIG": str(kubeconfig),
+            "PYTHONPATH": f"{ROOT / 'operator'}:{environ.get('PYTHONPATH', '')}",
+            **{f"TRADEBOT_{name.upper()}": value for name, value in settings.items()},
+            **(env or {}),
+        }
+    )
+    command = [sys.executable, "-m", "tradebot.cli", "operator", "-n", namespace]
+    with log.open("ab" if append_log else "wb") as out:
+        process = subprocess.Popen(
+            [*command, "--executor", executor, *args],
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return OperatorProcess(process, log, stop_timeout)
+
+
+def strategy_ready(
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    *,
+    operator: OperatorProcess | None = None,
+    timeout: float = 120,
+    watches: tuple[Follow, ...] = (),
+    interval: float = 0.1,
+) -> None:
+    """Creates the example Strategy (ema-rsi) and waits until the operator has made it Ready:
+    the operator is up and handling before a benchmark's clock starts."""
+    custom.create_namespaced_custom_object(
+        G, V, namespace, "strategies", example("Strategy", "ema-rsi")
+    )
+
+    def ready() -> bool:
+        if operator is not None:
+            operator.alive()
+        found = cast(
+            dict[str, Any],
+            custom.get_namespaced_custom_object(G, V, namespace, "strategies", "ema-rsi"),
+        )
+        return (found.get("status") or {}).get("phase") == "Ready"
+
+    wait_until(ready, timeout, "Strategy Ready", watches, interval)

@@ -22,9 +22,7 @@ import argparse
 import copy
 import datetime as dt
 import json
-import os
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,9 +32,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Follow, emit, machine, pct, wait_until
+from bench.common import Follow, OperatorProcess, emit, machine, pct, start_operator, wait_until
 from kubernetes import client, config
-from tests.support.cluster import apply_crds, stop_process, temporary_cluster
+from tests.support.cluster import apply_crds, temporary_cluster
 from tests.support.manifests import example
 
 from tradebot.settings import Settings
@@ -65,50 +63,26 @@ def logged_at(path: Path, event: str) -> dt.datetime | None:
     return None
 
 
-class Operator:
-    """`tradebot operator` with leader election as a process of its own, named `pod` (its
-    Lease holderIdentity starts with it, as POD_NAME does in the chart)."""
+def start_member(kubeconfig: Path, namespace: str, pod: str, state: Path) -> OperatorProcess:
+    """`tradebot operator` with leader election, named `pod` (its Lease holderIdentity starts
+    with it, as POD_NAME does in the chart); all of a run's share one records database."""
+    log = Path(tempfile.gettempdir()) / f"tradebot-bench-failover-{pod}.log"
+    return start_operator(
+        kubeconfig,
+        namespace,
+        log,
+        env={"POD_NAME": pod},
+        stop_timeout=20,
+        leader_election="true",
+        operator_namespace=namespace,
+        database_dsn=f"sqlite://{state / 'records.db'}",
+        local_state_dir=str(state / pod),
+    )
 
-    def __init__(self, kubeconfig: Path, namespace: str, pod: str, state: Path) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-        env.update(
-            {
-                "KUBECONFIG": str(kubeconfig),
-                "POD_NAME": pod,
-                "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
-                "TRADEBOT_LEADER_ELECTION": "true",
-                "TRADEBOT_OPERATOR_NAMESPACE": namespace,
-                "TRADEBOT_DATABASE_DSN": f"sqlite://{state / 'records.db'}",
-                "TRADEBOT_LOCAL_STATE_DIR": str(state / pod),
-            }
-        )
-        self.log = Path(tempfile.gettempdir()) / f"tradebot-bench-failover-{pod}.log"
-        self.log.unlink(missing_ok=True)
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tradebot.cli",
-                    "operator",
-                    "-n",
-                    namespace,
-                    "--executor",
-                    "kubernetes",
-                ],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
 
-    def check(self) -> None:
-        if self.process.poll() is not None:
-            tail = self.log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"operator exited ({self.process.returncode}):\n{tail}")
-
-    def logged(self, event: str) -> bool:
-        self.check()
-        return logged_at(self.log, event) is not None
+def logged(operator: OperatorProcess, event: str) -> bool:
+    operator.alive()
+    return logged_at(operator.log, event) is not None
 
 
 def setup(api: client.ApiClient, namespace: str, bots: int) -> None:
@@ -156,13 +130,13 @@ def one_run(
     state = root / ns
     state.mkdir(parents=True)
     setup(api, ns, bots)
-    leader = Operator(kubeconfig, ns, f"a{run}", state)
-    standby: Operator | None = None
+    leader = start_member(kubeconfig, ns, f"a{run}", state)
+    standby: OperatorProcess | None = None
     try:
-        wait_until(lambda: leader.logged("leader Lease acquired"), 60, "the first leading")
-        standby = Operator(kubeconfig, ns, f"b{run}", state)
+        wait_until(lambda: logged(leader, "leader Lease acquired"), 60, "the first leading")
+        standby = start_member(kubeconfig, ns, f"b{run}", state)
         wait_until(
-            lambda: standby is not None and standby.logged("standing by"),
+            lambda: standby is not None and logged(standby, "standing by"),
             60,
             "the second standing by",
         )
@@ -231,7 +205,7 @@ def one_run(
     finally:
         for op in (standby, leader):
             if op is not None:
-                stop_process(op.process, timeout=20)
+                op.stop()
 
 
 def measure(kubeconfig: Path, root: Path, runs: int, bots: int, as_json: bool) -> int:

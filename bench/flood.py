@@ -22,17 +22,25 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
-import os
 import signal
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Any
+from typing import Any
 
-from bench.common import Follow, emit, machine, rss_kib, wait_until
+from bench.common import (
+    Follow,
+    OperatorProcess,
+    emit,
+    machine,
+    rss_kib,
+    start_operator,
+    strategy_ready,
+    wait_until,
+)
 from kubernetes import client
-from tests.support.cluster import apply_crds, stop_process, temporary_cluster
+from tests.support.cluster import apply_crds, temporary_cluster
 from tests.support.manifests import example
 
 from tradebot.localcluster import LocalCluster
@@ -44,23 +52,18 @@ RESTART_WINDOW = 90.0  # seconds a restarted operator is watched: its lists and 
 
 
 def _operator(
-    cluster: LocalCluster, ns: str, count: int, log: IO[bytes]
-) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-    env.update(
-        {
-            "KUBECONFIG": str(cluster.kubeconfig),
-            "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
-            "TRADEBOT_LOCAL_STATE_DIR": str(cluster.layout.root / "operator"),
-            "TRADEBOT_QUEUE_HOLD": "Hold",
-            "TRADEBOT_MAX_WAITING_BACKTESTS_PER_NAMESPACE": str(count),
-        }
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "tradebot.cli", "operator", "-n", ns],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    cluster: LocalCluster, ns: str, count: int, *, restart: bool = False
+) -> OperatorProcess:
+    """The operator with every Backtest waiting (the queue on hold, the cap at COUNT); a
+    restarted one logs after the first."""
+    return start_operator(
+        cluster.kubeconfig,
+        ns,
+        cluster.layout.root / "operator.log",
+        append_log=restart,
+        local_state_dir=str(cluster.layout.root / "operator"),
+        queue_hold="Hold",
+        max_waiting_backtests_per_namespace=str(count),
     )
 
 
@@ -105,8 +108,7 @@ def flood(cluster: LocalCluster, count: int, as_json: bool, *, restart: bool = F
     core: Any = client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": ns}})
     custom: Any = client.CustomObjectsApi(api)
-    log = (cluster.layout.root / "operator.log").open("wb")
-    operator = _operator(cluster, ns, count, log)
+    operator = _operator(cluster, ns, count)
     queued: set[str] = set()
     others: dict[str, str] = {}
     figures: dict[str, Any] = {"benchmark": "flood", "count": count, "rss_mib": {}}
@@ -122,26 +124,11 @@ def flood(cluster: LocalCluster, count: int, as_json: bool, *, restart: bool = F
         return custom.list_namespaced_custom_object(G, V, namespace, "backtests", **kw)
 
     try:
-        custom.create_namespaced_custom_object(
-            G, V, ns, "strategies", example("Strategy", "ema-rsi")
-        )
-        wait_until(
-            lambda: (
-                (
-                    custom.get_namespaced_custom_object(G, V, ns, "strategies", "ema-rsi").get(
-                        "status"
-                    )
-                    or {}
-                ).get("phase")
-                == "Ready"
-            ),
-            120,
-            "Strategy Ready",
-        )
+        strategy_ready(custom, ns, operator=operator)
         time.sleep(2)
         idle = rss_kib(operator.pid)
         figures["rss_mib"]["idle"] = round(idle / 1024)
-        peak = Peak(operator)
+        peak = Peak(operator.process)
         watch = Follow(list_backtests, ns, on_backtest).start_and_wait()
         t0 = time.monotonic()
         create_backtests(custom, ns, count)
@@ -153,8 +140,7 @@ def flood(cluster: LocalCluster, count: int, as_json: bool, *, restart: bool = F
         def all_queued() -> bool:
             if others:
                 raise RuntimeError(f"not waiting: {dict(list(others.items())[:5])}")
-            if operator.poll() is not None:
-                raise RuntimeError("the operator exited")
+            operator.alive()
             return len(queued) == count
 
         wait_until(
@@ -176,12 +162,11 @@ def flood(cluster: LocalCluster, count: int, as_json: bool, *, restart: bool = F
             flush=True,
         )
         if restart:
-            stop_process(operator)
-            operator = _operator(cluster, ns, count, log)
-            again = Peak(operator)
+            operator.stop()
+            operator = _operator(cluster, ns, count, restart=True)
+            again = Peak(operator.process)
             time.sleep(RESTART_WINDOW)
-            if operator.poll() is not None:
-                raise RuntimeError("the restarted operator exited")
+            operator.alive()
             figures["rss_mib"]["restart_peak"] = round(again.kib / 1024)
             figures["rss_mib"]["restart_end"] = round(rss_kib(operator.pid) / 1024)
             worst = max(worst, again.kib)
@@ -217,8 +202,7 @@ def flood(cluster: LocalCluster, count: int, as_json: bool, *, restart: bool = F
         emit(figures, as_json)
         raise
     finally:
-        stop_process(operator)
-        log.close()
+        operator.stop()
 
 
 def main() -> int:

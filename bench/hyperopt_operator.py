@@ -29,9 +29,9 @@ import tempfile
 import time
 from typing import Any
 
-from bench.common import emit, machine, wait_until
+from bench.common import emit, machine, strategy_ready, wait_until
 from kubernetes import client
-from tests.support.cluster import apply_crds, temporary_cluster
+from tests.support.cluster import apply_crds, temporary_cluster, tools_dir
 from tests.support.manifests import example
 from tests.support.operator import running_operator
 
@@ -186,23 +186,7 @@ def through_operator(
             ):
                 # The Strategy is Ready before the clock starts: introspection is not the
                 # search's work (and a Strategy is made once for many searches).
-                api.create_namespaced_custom_object(
-                    G, V, "bench", "strategies", example("Strategy", "ema-rsi")
-                )
-                wait_until(
-                    lambda: (
-                        (
-                            api.get_namespaced_custom_object(
-                                G, V, "bench", "strategies", "ema-rsi"
-                            ).get("status")
-                            or {}
-                        ).get("phase")
-                        == "Ready"
-                        or None
-                    ),
-                    60,
-                    "Strategy Ready",
-                )
+                strategy_ready(api, "bench", timeout=60)
                 for n in workers:
                     results[n] = _one_search(api, epochs, n)
     return results
@@ -219,15 +203,7 @@ def main() -> int:
     )
     parser.add_argument("--json", action="store_true", help="last line: one JSON object")
     args = parser.parse_args()
-    tools = Path(
-        subprocess.run(
-            ["hack/tools-dir.sh"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        ).stdout.strip()
-    )
+    tools = tools_dir()
     before = machine()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

@@ -32,20 +32,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import copy
-import os
 import signal
-import subprocess
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
-from bench.common import Follow, emit, machine, pct, wait_until
+from bench.common import Follow, emit, machine, pct, start_operator, strategy_ready, wait_until
 from kubernetes import client
-from tests.support.cluster import apply_crds, stop_process, temporary_cluster
+from tests.support.cluster import apply_crds, temporary_cluster
 from tests.support.manifests import example
 
 from tradebot.api.livebot import LiveBotSpec
@@ -246,55 +244,14 @@ def operator_side(
     api: client.ApiClient, count: int, kubeconfig: Path, root: Path
 ) -> tuple[dict[str, float], Starts]:
     custom = client.CustomObjectsApi(api)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADEBOT_")}
-    env.update(
-        {
-            "KUBECONFIG": str(kubeconfig),
-            "TRADEBOT_LOCAL_STATE_DIR": str(root / "op"),
-            "PYTHONPATH": f"{ROOT / 'operator'}:{env.get('PYTHONPATH', '')}",
-        }
-    )
     log_path = Path(tempfile.gettempdir()) / "tradebot-bench-livebot-start-operator.log"
     print(f"  operator log: {log_path}", flush=True)
-    with log_path.open("wb") as log:
-        operator = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tradebot.cli",
-                "operator",
-                "-n",
-                "bench",
-                "--executor",
-                "kubernetes",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-
-        def alive() -> None:
-            if operator.poll() is not None:
-                raise RuntimeError(f"the operator exited {operator.returncode}; see {log_path}")
-
-        custom.create_namespaced_custom_object(
-            G, V, "bench", "strategies", example("Strategy", "ema-rsi")
-        )
-
-        def strategy_ready() -> bool:
-            alive()
-            found = cast(
-                dict[str, Any],
-                custom.get_namespaced_custom_object(G, V, "bench", "strategies", "ema-rsi"),
-            )
-            return (found.get("status") or {}).get("phase") == "Ready"
-
+    with start_operator(
+        kubeconfig, "bench", log_path, local_state_dir=str(root / "op")
+    ) as operator:
         # The operator is up and handling before the clock starts.
-        wait_until(strategy_ready, 120, "Strategy Ready", interval=0.2)
-        return side(api, "bench", count, livebots, alive)
-    finally:
-        stop_process(operator)
+        strategy_ready(custom, "bench", operator=operator, interval=0.2)
+        return side(api, "bench", count, livebots, operator.alive)
 
 
 def summary(applied: dict[str, float], starts: Starts) -> dict[str, float]:

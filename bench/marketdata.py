@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from kubernetes import client
-from tests.support.cluster import apply_crds, temporary_cluster
+from tests.support.cluster import apply_crds, temporary_cluster, tools_dir
 from tests.support.operator import running_operator
 
 from tradebot.api.marketdata import MarketDataSpec
@@ -133,15 +133,7 @@ def main() -> int:
             "storage": {"claimName": "unused"},
         }
     )
-    tools = Path(
-        subprocess.run(
-            ["hack/tools-dir.sh"],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=Path(__file__).resolve().parent.parent,
-        ).stdout.strip()
-    )
+    tools = tools_dir()
     with ExchangeDouble() as double, tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         baseline = direct(double, spec, work / "direct")
