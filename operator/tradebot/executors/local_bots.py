@@ -57,6 +57,10 @@ class PodStorage:
     db_url_arg: str | None = None
 
 
+# How long stopping sidecars waits for them to exit on SIGTERM before SIGKILL.
+SIDECAR_STOP_SECONDS = 2.0
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -223,19 +227,11 @@ class LocalBotExecutor:
 
     def stop_many(self, bot_ids: list[str], timeout: float = 20.0) -> list[str]:
         """Stops these bots together: SIGTERM to all, then SIGKILL to those still running
-        after `timeout`, so a fleet stops in one timeout, not one per bot. Returns the ids
-        that were running."""
-        for bot_id in bot_ids:
-            self._stop_supervision(bot_id)
+        after `timeout`, so a fleet stops in one timeout, not one per bot (their sidecars
+        first, likewise together). Returns the ids that were running."""
+        self._stop_supervisions(bot_ids)
         bots = {bot_id: bot for bot_id in bot_ids if (bot := self.running(bot_id)) is not None}
-        for bot in bots.values():
-            _signal_group(bot.pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while any(alive(b.pid) for b in bots.values()) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        for bot in bots.values():
-            if alive(bot.pid):
-                _signal_group(bot.pid, signal.SIGKILL)
+        _stop_groups([bot.pid for bot in bots.values()], timeout, interval=0.1)
         for bot_id in bots:
             (self.bot_dir(bot_id) / "process.json").unlink(missing_ok=True)
         return sorted(bots)
@@ -303,17 +299,32 @@ class LocalBotExecutor:
         return (pid, bot_pid) if ours and alive(pid) else None
 
     def _stop_supervision(self, bot_id: str) -> None:
-        current = self._supervisor(bot_id)
-        if current is not None:
-            # Nothing to save: SIGTERM ends it at once. Waited for (SIGKILL after 2 s), so
-            # that a stopped operator leaves no sidecar behind, not even for a moment.
-            _signal_group(current[0], signal.SIGTERM)
-            deadline = time.monotonic() + 2.0
-            while alive(current[0]) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if alive(current[0]):
-                _signal_group(current[0], signal.SIGKILL)
-        (self.bot_dir(bot_id) / "deadman.json").unlink(missing_ok=True)
+        self._stop_supervisions([bot_id])
+
+    def _stop_supervisions(self, bot_ids: list[str]) -> None:
+        """Stops these bots' sidecars together (SIGKILL to those still running after
+        SIDECAR_STOP_SECONDS), so a fleet's sidecars cost one wait, not one each."""
+        sidecars = [
+            current[0] for bot_id in bot_ids if (current := self._supervisor(bot_id)) is not None
+        ]
+        # Nothing to save: SIGTERM ends a sidecar at once. Waited for, so that a stopped
+        # operator leaves no sidecar behind, not even for a moment.
+        _stop_groups(sidecars, SIDECAR_STOP_SECONDS, interval=0.05)
+        for bot_id in bot_ids:
+            (self.bot_dir(bot_id) / "deadman.json").unlink(missing_ok=True)
+
+
+def _stop_groups(pids: list[int], timeout: float, interval: float) -> None:
+    """SIGTERM to every one of these process groups, then one wait for all of them, then
+    SIGKILL to those still running after `timeout`: many cost one timeout, not one each."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(interval)
+    for pid in pids:
+        if alive(pid):
+            _signal_group(pid, signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
