@@ -122,6 +122,9 @@ def test_a_fleets_sidecars_are_all_signalled_before_any_wait_ends(
         )
         for bot_id in ids:
             executor.ensure(bot_id, config, strategy.class_name, strategy.code or "", SECRETS)
+            # Known at once (a stop right after the start must not miss it): its arguments
+            # are there when ensure() returns.
+            assert executor.running(bot_id) is not None, bot_id
         try:
             marked = supervision.mark_patch(dt.datetime.now(dt.UTC))["metadata"]["annotations"]
             api_user = {**SECRETS, "FREQTRADE__API_SERVER__USERNAME": "operator"}

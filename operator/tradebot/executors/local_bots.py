@@ -192,6 +192,7 @@ class LocalBotExecutor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _await_exec(proc.pid)
         (d / "process.json").write_text(
             json.dumps({"pid": proc.pid, "port": port, "config_hash": wanted})
         )
@@ -279,6 +280,7 @@ class LocalBotExecutor:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        _await_exec(proc.pid)
         (d / "deadman.json").write_text(json.dumps({"pid": proc.pid, "bot_pid": bot.pid}))
         # As in _start: stop_all may have marked and scanned between the check above and the
         # write; one of the two sees the other, so no sidecar outlives the operator.
@@ -325,6 +327,23 @@ def _stop_groups(pids: list[int], timeout: float, interval: float) -> None:
     for pid in pids:
         if alive(pid):
             _signal_group(pid, signal.SIGKILL)
+
+
+def _await_exec(pid: int, timeout: float = 5.0) -> None:
+    """Waits until `pid` shows its own program's arguments. Popen returns once the child's
+    close-on-exec pipe closes, which the kernel does before it sets up the new program's
+    arguments: for a moment /proc/PID/cmdline reads empty, and `running` (which knows a
+    process by its arguments, against pid reuse) would miss a process just started, so a
+    stop right then would leave it running."""
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    deadline = time.monotonic() + timeout
+    while alive(pid) and time.monotonic() < deadline:
+        try:
+            if cmdline.read_bytes():
+                return
+        except OSError:  # exited meanwhile
+            return
+        time.sleep(0.001)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
