@@ -15,13 +15,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from tests.support.cluster import stop_process
+from tests.support.cluster import apply_crds, stop_process, temporary_cluster
 from tests.support.manifests import example
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,3 +289,22 @@ def strategy_ready(
         return (found.get("status") or {}).get("phase") == "Ready"
 
     wait_until(ready, timeout, "Strategy Ready", watches, interval)
+
+
+@contextmanager
+def operator_in_process(
+    prefix: str, namespace: str, tools: Path, **settings: Any
+) -> Iterator[client.ApiClient]:
+    """A fresh local cluster (its directory named from `prefix`) with the CRDs and
+    `namespace`, and the operator watching it from this process (kopf's runner, `settings` as
+    tests.support.operator.running_operator takes them); yields an API client of the cluster.
+    For the benchmarks whose operator runs the local executor's processes from here."""
+    # kopf's test runner and the handlers: imported only by the benchmarks that use them.
+    from tests.support.operator import running_operator
+
+    with temporary_cluster(prefix, tools) as cluster:
+        apply_crds(cluster)
+        with cluster.api_client() as api_client:
+            client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
+            with running_operator(cluster.kubeconfig, namespace, **settings):
+                yield api_client

@@ -29,11 +29,10 @@ import tempfile
 import time
 from typing import Any
 
-from bench.common import emit, machine, strategy_ready, wait_until
+from bench.common import emit, machine, operator_in_process, strategy_ready, wait_until
 from kubernetes import client
-from tests.support.cluster import apply_crds, temporary_cluster, tools_dir
+from tests.support.cluster import tools_dir
 from tests.support.manifests import example
-from tests.support.operator import running_operator
 
 from tradebot.api.hyperopt import HyperoptSpec
 from tradebot.api.strategy import StrategySpec
@@ -170,25 +169,22 @@ def through_operator(
 ) -> dict[int, tuple[float, dict[str, Any]]]:
     """Each search in turn (one at a time, so each has the machine), in one cluster."""
     results = {}
-    with temporary_cluster("tradebot-bench-ho-", tools) as cluster:
-        apply_crds(cluster)
-        with cluster.api_client() as api_client:
-            client.CoreV1Api(api_client).create_namespace({"metadata": {"name": "bench"}})
-            api = client.CustomObjectsApi(api_client)
-            with running_operator(
-                cluster.kubeconfig,
-                "bench",
-                executor="local",
-                local_state_dir=work / "state",
-                database_dsn=f"sqlite://{work / 'records.db'}",
-                max_concurrent_backtests=max(workers),
-                reconcile_interval_seconds=1.0,
-            ):
-                # The Strategy is Ready before the clock starts: introspection is not the
-                # search's work (and a Strategy is made once for many searches).
-                strategy_ready(api, "bench", timeout=60)
-                for n in workers:
-                    results[n] = _one_search(api, epochs, n)
+    with operator_in_process(
+        "tradebot-bench-ho-",
+        "bench",
+        tools,
+        executor="local",
+        local_state_dir=work / "state",
+        database_dsn=f"sqlite://{work / 'records.db'}",
+        max_concurrent_backtests=max(workers),
+        reconcile_interval_seconds=1.0,
+    ) as api_client:
+        api = client.CustomObjectsApi(api_client)
+        # The Strategy is Ready before the clock starts: introspection is not the
+        # search's work (and a Strategy is made once for many searches).
+        strategy_ready(api, "bench", timeout=60)
+        for n in workers:
+            results[n] = _one_search(api, epochs, n)
     return results
 
 

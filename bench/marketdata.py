@@ -20,9 +20,9 @@ import tempfile
 import time
 from typing import Any
 
+from bench.common import operator_in_process
 from kubernetes import client
-from tests.support.cluster import apply_crds, temporary_cluster, tools_dir
-from tests.support.operator import running_operator
+from tests.support.cluster import tools_dir
 
 from tradebot.api.marketdata import MarketDataSpec
 from tradebot.domain import market_data
@@ -55,64 +55,58 @@ def direct(double: ExchangeDouble, spec: MarketDataSpec, work: Path) -> float:
 def through_operator(
     double: ExchangeDouble, spec: MarketDataSpec, tools: Path, work: Path
 ) -> float:
-    with temporary_cluster("tradebot-bench-md-", tools) as cluster:
-        apply_crds(cluster)
-        with cluster.api_client() as api_client:
-            core = client.CoreV1Api(api_client)
-            core.create_namespace({"metadata": {"name": "bench"}})
-            api = client.CustomObjectsApi(api_client)
-            with running_operator(
-                cluster.kubeconfig,
-                "bench",
-                executor="local",
-                local_state_dir=work / "state",
-                exchange_double_url=double.url,
-            ):
-                # The claim is bound before the clock starts: provisioning a volume is the
-                # cluster's work, not the download's (and a real claim is made once).
-                core.create_namespaced_persistent_volume_claim(
-                    "bench",
-                    {
-                        "metadata": {"name": "candles"},
-                        "spec": {
-                            "accessModes": ["ReadWriteOnce"],
-                            "resources": {"requests": {"storage": "1Gi"}},
-                        },
-                    },
-                )
-                while (
-                    core.read_namespaced_persistent_volume_claim("candles", "bench").status.phase
-                    != "Bound"
-                ):
-                    time.sleep(0.1)
-                time.sleep(3)  # the operator's watches are up
-                body: dict[str, Any] = {
-                    "apiVersion": f"{G}/{V}",
-                    "kind": "MarketData",
-                    "metadata": {"name": "bench"},
-                    "spec": {**spec.to_wire(), "storage": {"claimName": "candles"}},
-                }
-                started = time.monotonic()
-                api.create_namespaced_custom_object(G, V, "bench", "marketdata", body)
-                seen: dict[str, float] = {}
-                while True:
-                    status = (
-                        api.get_namespaced_custom_object(G, V, "bench", "marketdata", "bench").get(
-                            "status"
-                        )
-                        or {}
-                    )
-                    seen.setdefault(str(status.get("phase")), time.monotonic() - started)
-                    if status.get("phase") in ("Ready", "Failed"):
-                        break
-                    time.sleep(0.1)
-                elapsed = time.monotonic() - started
-                # (after the operator: its runner captures stdout while it runs)
-                phases = ", ".join(f"{k} at {v:.1f} s" for k, v in seen.items())
-        if status["phase"] != "Ready":
-            raise SystemExit(f"the MarketData failed: {status.get('message')}")
-        print(f"through the operator: {phases}")
-        return elapsed
+    with operator_in_process(
+        "tradebot-bench-md-",
+        "bench",
+        tools,
+        executor="local",
+        local_state_dir=work / "state",
+        exchange_double_url=double.url,
+    ) as api_client:
+        core = client.CoreV1Api(api_client)
+        api = client.CustomObjectsApi(api_client)
+        # The claim is bound before the clock starts: provisioning a volume is the
+        # cluster's work, not the download's (and a real claim is made once).
+        core.create_namespaced_persistent_volume_claim(
+            "bench",
+            {
+                "metadata": {"name": "candles"},
+                "spec": {
+                    "accessModes": ["ReadWriteOnce"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                },
+            },
+        )
+        while (
+            core.read_namespaced_persistent_volume_claim("candles", "bench").status.phase != "Bound"
+        ):
+            time.sleep(0.1)
+        time.sleep(3)  # the operator's watches are up
+        body: dict[str, Any] = {
+            "apiVersion": f"{G}/{V}",
+            "kind": "MarketData",
+            "metadata": {"name": "bench"},
+            "spec": {**spec.to_wire(), "storage": {"claimName": "candles"}},
+        }
+        started = time.monotonic()
+        api.create_namespaced_custom_object(G, V, "bench", "marketdata", body)
+        seen: dict[str, float] = {}
+        while True:
+            status = (
+                api.get_namespaced_custom_object(G, V, "bench", "marketdata", "bench").get("status")
+                or {}
+            )
+            seen.setdefault(str(status.get("phase")), time.monotonic() - started)
+            if status.get("phase") in ("Ready", "Failed"):
+                break
+            time.sleep(0.1)
+        elapsed = time.monotonic() - started
+        # (after the operator: its runner captures stdout while it runs)
+        phases = ", ".join(f"{k} at {v:.1f} s" for k, v in seen.items())
+    if status["phase"] != "Ready":
+        raise SystemExit(f"the MarketData failed: {status.get('message')}")
+    print(f"through the operator: {phases}")
+    return elapsed
 
 
 def main() -> int:
