@@ -6,13 +6,15 @@ Every step reads the cluster and is safe to repeat: the Job has a deterministic 
 record is keyed by the Backtest's uid, and the Job is deleted only once the final status has
 been stored.
 
-A running Backtest moves on as soon as something it waits for happens (`advance`, woken by
-controllers/backtest_watch.py: its pod Running or finished, its Job finished or gone, its
-local runner exited), not at the next round of the 2-s timer, which stays as the safety net
-(it steps a Backtest that nothing woke for `reconcile_interval_seconds`). Both run the same
-step, one at a time per Backtest, from the newest copy of it they know of, and write its
-status only over that copy's resourceVersion: a stale copy loses the write and reads again,
-and Events and metrics follow only a write that landed, so nothing is done twice.
+Not a kopf handler: kopf would keep a body, a per-object memory and a finalizer for every
+Backtest, and a flood of waiting ones is the case to keep cheap. `step` runs from
+controllers/backtest_watch.py, which the admission queue's informers feed: at once for a new
+Backtest or a changed spec; as soon as something a running one waits for happens (its pod
+Running or finished, its Job finished or gone, its local runner exited); and from a ticker
+every `reconcile_interval_seconds` as the safety net. Steps run one at a time per Backtest,
+from the newest copy known, and write status only over that copy's resourceVersion: a stale
+copy loses the write and reads again, and Events, records and metrics follow only a write
+that landed, so nothing is done twice.
 """
 
 from __future__ import annotations
@@ -33,10 +35,16 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.artifacts.store import StoreError
 from tradebot.controllers import marketdata, runtime
 from tradebot.controllers.backtest_records import record, recorded_message
-from tradebot.controllers.backtest_watch import WATCH, done, pod_phase, rv_number
+from tradebot.controllers.backtest_watch import (
+    KOPF_FINALIZER,
+    WATCH,
+    done,
+    needs_steps,
+    pod_phase,
+    rv_number,
+)
 from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
-from tradebot.controllers.recent import Recently
-from tradebot.controllers.status import condition, drop_unchanged, event, now, post_event
+from tradebot.controllers.status import condition, drop_unchanged, now, post_event
 from tradebot.domain import backtest_round
 from tradebot.domain.naming import backtest_job_name, backtest_run_id
 from tradebot.executors import local
@@ -49,9 +57,6 @@ PLURAL = "backtests"
 TERMINAL = backtest_round.TERMINAL
 # The steps of a Backtest with a Job: `advance` runs them, whoever woke it.
 _RUN_STEPS = frozenset({"cleanup", "complete", "follow", "requeue"})
-# Backtests this process queued, by uid, with the resourceVersion it queued them from: see
-# controllers/recent.py (the timer storm of a flood).
-QUEUED = Recently(ttl=30.0)
 
 
 def read_job(namespace: str, name: str) -> Job | None:
@@ -118,97 +123,99 @@ def _failure_reason(
     return "the Job failed without a pod result"
 
 
-def needs_attention(status: kopf.Status, **_: object) -> bool:
-    """Queued Backtests belong to the admission loop, and finished ones whose Job is gone and
-    whose record is written need nothing: no timer runs for them, so a queue of thousands costs
-    no polling."""
-    phase = status.get("phase")
-    if phase == "Queued":
-        return False
-    if phase in TERMINAL:
-        recorded = any(
-            c.get("type") == "Recorded" and c.get("status") == "True"
-            for c in status.get("conditions") or []
-        )
-        return not (recorded and status.get("cleanedUp"))
-    return True
-
-
-@kopf.timer(GROUP, VERSION, PLURAL, interval=2.0, when=needs_attention)
 @metrics.counted("Backtest")
-def reconcile_backtest(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    status: kopf.Status,
-    meta: kopf.Meta,
-    namespace: str | None,
-    name: str,
-    uid: str,
-    patch: kopf.Patch,
-    **_: object,
-) -> None:
-    assert namespace is not None  # the kinds are namespaced
-    if QUEUED.seen(uid, str(meta.get("resourceVersion"))):
-        return  # queued from this very copy a moment ago: kopf has not seen that write yet
-    if _safety_net(body, status, spec, namespace, name):
-        return
-    generation = int(meta.get("generation") or 0)
+def step(namespace: str, name: str, urgent: bool = True) -> None:
+    """One step of a Backtest (controllers/backtest_watch.py runs it: `urgent` when something
+    it waits for happened, not when its ticker's safety-net round does). A running or
+    finishing one is advanced (`advance`), by the ticker only when nothing did so for the
+    reconcile interval; any other goes Pending or Queued, or Failed on a spec that does not
+    validate. A write that lost to a newer version reads the Backtest again and decides
+    again."""
+    with WATCH.holding(namespace, name):
+        bt = WATCH.backtest(namespace, name) or _read_backtest(namespace, name)
+        for _ in range(4):
+            if bt is None or not needs_steps(bt):
+                return
+            status = bt.get("status") or {}
+            phase = status.get("phase")
+            if phase in TERMINAL or (phase == "Running" and _validates(bt.get("spec") or {})):
+                interval = runtime.get().settings.reconcile_interval_seconds
+                if urgent or not WATCH.recently(namespace, name, interval):
+                    advance(namespace, name, bt)
+                return
+            if _first_steps(bt):
+                return
+            bt = _read_backtest(namespace, name)
+
+
+def _first_steps(bt: dict[str, Any]) -> bool:
+    """The steps of a Backtest before its Job (wait, queue, fail an invalid spec), or the
+    Job's steps where one exists. False: the status write lost to a newer version."""
+    meta, status = bt["metadata"], dict(bt.get("status") or {})
+    namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
+    jname = backtest_job_name(name, uid)
+    model, job, strategy, decision = _observe(bt.get("spec") or {}, status, namespace, jname)
+    if decision.step in _RUN_STEPS:
+        advance(namespace, name, bt)  # a Job exists: the same step as when woken by it
+        return True
+    if decision.step == "idle":
+        return True
     log = logger(
         kind="Backtest", namespace=namespace, name=name, correlation_id=backtest_run_id(uid)
     )
-    current = dict(status)
-    jname = backtest_job_name(name, uid)
-    model, job, strategy, decision = _observe(spec, status, namespace, jname)
-    if decision.step in _RUN_STEPS:
-        advance(namespace, name, dict(body))  # a Job exists: the same step as the fast path
-        return
-    if decision.step == "queue" and model is not None and model.data.market_data_ref:
+    generation = int(meta.get("generation") or 0)
+    body = cast(kopf.Body, bt)  # posted to by post_event only, never handed to kopf
+    if model is None:  # decision "invalid"
+        return _invalid(body, status, decision, generation, log)
+    r = _Round(
+        body, status, kopf.Patch(), model, namespace, name, uid, jname, generation, log, job,
+        decision, None,
+    )  # fmt: skip
+    missing = None
+    if decision.step == "queue" and model.data.market_data_ref:
         missing = _data_missing(model, namespace, strategy)
-        if missing:
-            _data_wait(body, current, patch, generation, missing, log)
-            return
-    if decision.step == "invalid":
-        _finish(patch, current, "Failed", decision.reason, decision.message, generation)
-        metrics.BACKTESTS_FINISHED.labels("Failed").inc()
-        event(body, decision.reason, decision.message, warning=True)
-        log.warning("backtest spec invalid", error=decision.message)
-    elif decision.step != "idle":
-        assert model is not None
-        _STEPS[decision.step](
-            _Round(
-                body,
-                current,
-                patch,
-                model,
-                namespace,
-                name,
-                uid,
-                jname,
-                generation,
-                log,
-                job,
-                decision,
-                None,
-            )
-        )
+    if missing:
+        _data_wait(r, missing)
+    else:
+        _STEPS[decision.step](r)
+    return _write_and_announce(body, status, r.patch, r.effects, log)
 
 
-def _safety_net(
-    body: kopf.Body, status: kopf.Status, spec: kopf.Spec, namespace: str, name: str
+def _write_and_announce(
+    body: kopf.Body,
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    effects: list[Callable[[], None]],
+    log: FilteringBoundLogger,
 ) -> bool:
-    """A Backtest being run (or finishing) moves on by `advance` when woken; the timer's round
-    steps it only when nothing did for the reconcile interval (a wake-up lost). False: the
-    round's own steps apply (not run yet, or a running one whose spec no longer validates)."""
-    phase = status.get("phase")
-    if phase in TERMINAL or (phase == "Running" and _validates(spec)):
-        interval = runtime.get().settings.reconcile_interval_seconds
-        if not WATCH.recently(namespace, name, interval):
-            advance(namespace, name, dict(body))
-        return True
-    return False
+    """The status patch (conditional on the version it was decided from), then what follows
+    a write that landed. False: it lost to a newer version."""
+    drop_unchanged(patch, status)
+    if patch.get("status") and _write_status(body, patch, log) is None:
+        return False
+    for effect in effects:
+        effect()
+    return True
 
 
-def _validates(spec: kopf.Spec) -> bool:
+def _invalid(
+    body: kopf.Body,
+    status: dict[str, Any],
+    d: backtest_round.BacktestDecision,
+    generation: int,
+    log: FilteringBoundLogger,
+) -> bool:
+    patch = kopf.Patch()
+    _finish(patch, status, "Failed", d.reason, d.message, generation)
+    effects: list[Callable[[], None]] = [
+        lambda: metrics.BACKTESTS_FINISHED.labels("Failed").inc(),
+        lambda: post_event(body, "Backtest", d.reason, d.message, warning=True),
+        lambda: log.warning("backtest spec invalid", error=d.message),
+    ]
+    return _write_and_announce(body, status, patch, effects, log)
+
+
+def _validates(spec: Mapping[str, Any]) -> bool:
     try:
         BacktestSpec.model_validate(dict(spec))
     except ValidationError:
@@ -217,7 +224,7 @@ def _validates(spec: kopf.Spec) -> bool:
 
 
 def _observe(
-    spec: kopf.Spec, status: kopf.Status, namespace: str, jname: str
+    spec: Mapping[str, Any], status: Mapping[str, Any], namespace: str, jname: str
 ) -> tuple[BacktestSpec | None, Job | None, dict[str, Any] | None, backtest_round.BacktestDecision]:
     """The round's reads, cheapest first, each only when the decision needs it: the spec,
     the Job, the Strategy."""
@@ -277,20 +284,15 @@ def _data_missing(
     return f"MarketData {ref.name} lacks " + "; ".join(missing) if missing else None
 
 
-def _data_wait(
-    body: kopf.Body,
-    status: dict[str, Any],
-    patch: kopf.Patch,
-    generation: int,
-    missing: str,
-    log: FilteringBoundLogger,
-) -> None:
-    announce = status.get("message") != missing
-    patch.status.update({"phase": "Pending", "message": missing, "observedGeneration": generation})
-    condition(status, patch, "DataMissing", True, "DataMissing", missing, generation)
+def _data_wait(r: _Round, missing: str) -> None:
+    announce = r.status.get("message") != missing
+    r.patch.status.update(
+        {"phase": "Pending", "message": missing, "observedGeneration": r.generation}
+    )
+    condition(r.status, r.patch, "DataMissing", True, "DataMissing", missing, r.generation)
     if announce:
-        event(body, "DataMissing", missing, warning=True)
-        log.info("waiting for data", missing=missing)
+        r.announce("DataMissing", missing, warning=True)
+        r.log.info("waiting for data", missing=missing)
 
 
 @dataclass(frozen=True)
@@ -393,7 +395,7 @@ def _wait(r: _Round) -> None:
     )
     condition(r.status, r.patch, "StrategyReady", False, d.reason, d.message, r.generation)
     if d.announce:
-        event(r.body, d.reason, d.message, warning=True)
+        r.announce(d.reason, d.message, warning=True)
         r.log.info("waiting for strategy", reason=d.message)
 
 
@@ -422,8 +424,11 @@ def _queue(r: _Round) -> None:
     )
     # No Event: the phase and the StrategyReady condition say it, and an Event per Backtest
     # is one more write on the path every Backtest takes (the final outcome has one).
+    r.effects.append(lambda: _record_queued(r))
+
+
+def _record_queued(r: _Round) -> None:
     r.log.info("backtest queued", priority=r.spec.priority)
-    QUEUED.mark(r.uid, str(r.body.get("metadata", {}).get("resourceVersion")))
     error = record(r.namespace, r.name, r.uid, "queued", r.status, r.spec)
     if error:
         r.log.warning("run record not written", error=error)
@@ -668,7 +673,7 @@ def _advance_once(bt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
     )  # fmt: skip
     _STEPS[decision.step](r)
     drop_unchanged(r.patch, status)
-    written = _write_status(r) if r.patch.get("status") else bt
+    written = _write_status(r.body, r.patch, r.log) if r.patch.get("status") else bt
     if written is None:
         return True, None
     for effect in r.effects:
@@ -676,23 +681,43 @@ def _advance_once(bt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
     return decision.step == "complete", written
 
 
-def _write_status(r: _Round) -> dict[str, Any] | None:
-    """The round's status, only over the version it decided from; None if that is stale."""
-    body = {
-        "metadata": {"resourceVersion": r.body["metadata"]["resourceVersion"]},
-        "status": dict(r.patch["status"]),
+def _write_status(
+    body: Mapping[str, Any], patch: kopf.Patch, log: FilteringBoundLogger
+) -> dict[str, Any] | None:
+    """The status patch, only over the version it was decided from; None if that is stale."""
+    meta = body["metadata"]
+    conditional = {
+        "metadata": {"resourceVersion": meta["resourceVersion"]},
+        "status": dict(patch["status"]),
     }
     try:
         written: dict[str, Any] = kube.custom().patch_namespaced_custom_object_status(
-            GROUP, VERSION, r.namespace, PLURAL, r.name, body
+            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], conditional
         )
     except ApiException as e:
         if kube.is_conflict(e) or kube.is_not_found(e):
-            r.log.info("status changed meanwhile; reading it again")
+            log.info("status changed meanwhile; reading it again")
             return None
         raise
     WATCH.keep(written)
     return written
 
 
-WATCH.handler = advance
+def release_finalizer(bt: Mapping[str, Any]) -> None:
+    """Removes the finalizer kopf put on every Backtest while it ran their timer, from one
+    being deleted (nothing else would, and the deletion would hang). Conditional on the
+    version seen: if another finalizer changed meanwhile, that is an event of its own."""
+    meta = bt["metadata"]
+    rest = [f for f in meta.get("finalizers") or [] if f != KOPF_FINALIZER]
+    try:
+        kube.custom().patch_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"],
+            {"metadata": {"finalizers": rest or None, "resourceVersion": meta["resourceVersion"]}},
+        )  # fmt: skip
+    except ApiException as e:
+        if not (kube.is_conflict(e) or kube.is_not_found(e)):
+            raise
+
+
+WATCH.handler = step
+WATCH.release = release_finalizer

@@ -121,13 +121,15 @@ class Watcher(Protocol):
     no second watch of the same objects is needed: told each complete list and each change
     (`what`: a queued kind's plural, "jobs" or "pods"), from the informer's thread, after the
     queue. It must return quickly. `on_start` comes first: what an earlier loop told it is
-    void."""
+    void; `on_stop` comes when the loop stops: nothing may start from it any more."""
 
     def on_start(self) -> None: ...
 
     def on_list(self, what: str, namespace: str | None, objs: list[RawObject]) -> None: ...
 
     def on_event(self, what: str, type_: str, obj: RawObject) -> None: ...
+
+    def on_stop(self) -> None: ...
 
 
 WATCHERS: list[Watcher] = []
@@ -858,6 +860,8 @@ class AdmissionLoop:
         self._stop.set()
         for informer in self._informers:
             informer.stop()
+        for w in WATCHERS:
+            w.on_stop()
         self._wakeup.set()
         self.state.positions_dirty.set()
         self._thread.join(timeout=10)

@@ -149,9 +149,9 @@ def counted(kind: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
 
     def wrap(handler: Callable[..., None]) -> Callable[..., None]:
         @functools.wraps(handler)
-        def run(**kwargs: Any) -> None:
+        def run(*args: Any, **kwargs: Any) -> None:
             try:
-                handler(**kwargs)
+                handler(*args, **kwargs)
             except Exception:
                 RECONCILIATIONS.labels(kind, "error").inc()
                 raise
