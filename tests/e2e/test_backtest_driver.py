@@ -57,7 +57,8 @@ def test_a_backtest_left_with_kopfs_finalizer_is_released_when_deleted(
     # Positive control: with no operator running, the finalizer holds it.
     time.sleep(1.0)
     held = _get(api, namespace, "old")
-    assert held is not None and held["metadata"].get("deletionTimestamp")
+    assert held is not None
+    assert held["metadata"].get("deletionTimestamp")
     with running_operator(
         cluster.kubeconfig,
         namespace,
@@ -88,9 +89,11 @@ def test_a_waiting_backtest_is_stepped_without_kopf_and_woken_by_its_strategy(
     ):
         api.create_namespaced_custom_object(G, V, namespace, "backtests", _backtest("waits"))
         pending = wait_for(
-            lambda: (b := _get(api, namespace, "waits"))
-            and (b.get("status") or {}).get("phase") == "Pending"
-            and b,
+            lambda: (
+                (b := _get(api, namespace, "waits"))
+                and (b.get("status") or {}).get("phase") == "Pending"
+                and b
+            ),
             60,
             what="Backtest Pending",
         )
@@ -106,9 +109,11 @@ def test_a_waiting_backtest_is_stepped_without_kopf_and_woken_by_its_strategy(
             G, V, namespace, "strategies", example("Strategy", "ema-rsi")
         )
         queued = wait_for(
-            lambda: (b := _get(api, namespace, "waits"))
-            and (b.get("status") or {}).get("phase") == "Queued"
-            and b,
+            lambda: (
+                (b := _get(api, namespace, "waits"))
+                and (b.get("status") or {}).get("phase") == "Queued"
+                and b
+            ),
             90,
             what="Backtest Queued",
         )
@@ -119,8 +124,10 @@ def test_a_waiting_backtest_is_stepped_without_kopf_and_woken_by_its_strategy(
         # A new one, its Strategy Ready, is queued from its informer event.
         api.create_namespaced_custom_object(G, V, namespace, "backtests", _backtest("second"))
         wait_for(
-            lambda: ((_get(api, namespace, "second") or {}).get("status") or {}).get("phase")
-            == "Queued",
+            lambda: (
+                ((_get(api, namespace, "second") or {}).get("status") or {}).get("phase")
+                == "Queued"
+            ),
             30,
             what="the second Backtest Queued",
         )
