@@ -13,7 +13,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from tests.support.manifests import example
-from tests.support.operator import running_operator
+from tests.support.operator import local_operator
 from tests.support.wait import wait_for
 
 from tradebot.controllers.backtest_watch import KOPF_FINALIZER
@@ -35,6 +35,14 @@ def _get(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
         if e.status == 404:
             return None
         raise
+
+
+def _in_phase(api: Any, namespace: str, name: str, phase: str, timeout: float) -> dict[str, Any]:
+    def probe() -> dict[str, Any] | None:
+        b = _get(api, namespace, name)
+        return b if b and (b.get("status") or {}).get("phase") == phase else None
+
+    return wait_for(probe, timeout, what=f"Backtest {name} {phase}")
 
 
 def _events(api_client: Any, namespace: str, name: str) -> list[str]:
@@ -59,13 +67,7 @@ def test_a_backtest_left_with_kopfs_finalizer_is_released_when_deleted(
     held = _get(api, namespace, "old")
     assert held is not None
     assert held["metadata"].get("deletionTimestamp")
-    with running_operator(
-        cluster.kubeconfig,
-        namespace,
-        executor="local",
-        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
-        local_state_dir=tmp_path / "state",
-    ):
+    with local_operator(cluster, namespace, tmp_path):
         wait_for(lambda: _get(api, namespace, "old") is None, 60, what="the old Backtest gone")
 
 
@@ -78,25 +80,11 @@ def test_a_waiting_backtest_is_stepped_without_kopf_and_woken_by_its_strategy(
     crds_installed: None,
 ) -> None:
     api = client.CustomObjectsApi(api_client)
-    with running_operator(
-        cluster.kubeconfig,
-        namespace,
-        executor="local",
-        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
-        local_state_dir=tmp_path / "state",
-        reconcile_interval_seconds=0.5,
-        queue_hold="Hold",
+    with local_operator(
+        cluster, namespace, tmp_path, reconcile_interval_seconds=0.5, queue_hold="Hold"
     ):
         api.create_namespaced_custom_object(G, V, namespace, "backtests", _backtest("waits"))
-        pending = wait_for(
-            lambda: (
-                (b := _get(api, namespace, "waits"))
-                and (b.get("status") or {}).get("phase") == "Pending"
-                and b
-            ),
-            60,
-            what="Backtest Pending",
-        )
+        pending = _in_phase(api, namespace, "waits", "Pending", 60)
         # Several ticker rounds (0.5 s) with nothing new: no second Event, no new write.
         time.sleep(3.0)
         again = _get(api, namespace, "waits")
@@ -108,26 +96,11 @@ def test_a_waiting_backtest_is_stepped_without_kopf_and_woken_by_its_strategy(
         api.create_namespaced_custom_object(
             G, V, namespace, "strategies", example("Strategy", "ema-rsi")
         )
-        queued = wait_for(
-            lambda: (
-                (b := _get(api, namespace, "waits"))
-                and (b.get("status") or {}).get("phase") == "Queued"
-                and b
-            ),
-            90,
-            what="Backtest Queued",
-        )
+        queued = _in_phase(api, namespace, "waits", "Queued", 90)
         # Nothing of kopf on it: no finalizer, no annotation of kopf's storage.
         meta = queued["metadata"]
         assert not meta.get("finalizers"), meta.get("finalizers")
         assert not [k for k in meta.get("annotations") or {} if "kopf" in k or "last-handled" in k]
         # A new one, its Strategy Ready, is queued from its informer event.
         api.create_namespaced_custom_object(G, V, namespace, "backtests", _backtest("second"))
-        wait_for(
-            lambda: (
-                ((_get(api, namespace, "second") or {}).get("status") or {}).get("phase")
-                == "Queued"
-            ),
-            30,
-            what="the second Backtest Queued",
-        )
+        _in_phase(api, namespace, "second", "Queued", 30)

@@ -34,6 +34,23 @@ def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Itera
 
 
 @contextlib.contextmanager
+def local_operator(
+    cluster: Any, namespace: str, tmp_path: Path, **settings: Any
+) -> Iterator[KopfRunner]:
+    """`running_operator` with the local executor, its state and a SQLite records file under
+    `tmp_path` (what most end-to-end tests want), and `settings` on top."""
+    settings.setdefault("database_dsn", f"sqlite://{tmp_path / 'records.db'}")
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="local",
+        local_state_dir=tmp_path / "state",
+        **settings,
+    ) as runner:
+        yield runner
+
+
+@contextlib.contextmanager
 def operator_process(
     kubeconfig: Path, namespace: str, log: Path, args: tuple[str, ...] = (), **settings: str
 ) -> Iterator[subprocess.Popen[bytes]]:
