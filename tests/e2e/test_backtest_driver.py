@@ -72,12 +72,7 @@ def test_a_backtest_left_with_kopfs_finalizer_is_released_when_deleted(
 
 
 def test_a_waiting_backtest_is_stepped_without_kopf_and_woken_by_its_strategy(
-    cluster: Any,
-    api_client: Any,
-    kubectl: Any,
-    namespace: str,
-    tmp_path: Path,
-    crds_installed: None,
+    cluster: Any, api_client: Any, namespace: str, tmp_path: Path, crds_installed: None
 ) -> None:
     api = client.CustomObjectsApi(api_client)
     with local_operator(
