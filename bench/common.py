@@ -24,6 +24,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from tests.support.cluster import apply_crds, stop_process, temporary_cluster
 from tests.support.manifests import example
+from tests.support.operator_env import operator_env
 
 ROOT = Path(__file__).resolve().parent.parent
 G, V = "tradebot.dev", "v1alpha1"
@@ -240,19 +241,9 @@ def start_operator(
     defaults and `settings` (each as TRADEBOT_<NAME>, e.g. local_state_dir=...) hold, plus
     `env` (e.g. POD_NAME). Returns at once: waiting for it to be up is the caller's (e.g.
     `strategy_ready`)."""
-    environ = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"
-    }
-    environ.update(
-        {
-            "KUBECONFIG": str(kubeconfig),
-            "PYTHONPATH": f"{ROOT / 'operator'}:{environ.get('PYTHONPATH', '')}",
-            **{f"TRADEBOT_{name.upper()}": value for name, value in settings.items()},
-            **(env or {}),
-        }
-    )
+    environ = operator_env(kubeconfig, **settings)
+    environ["PYTHONPATH"] = f"{ROOT / 'operator'}:{environ.get('PYTHONPATH', '')}"
+    environ.update(env or {})
     command = [sys.executable, "-m", "tradebot.cli", "operator", "-n", namespace]
     with log.open("ab" if append_log else "wb") as out:
         process = subprocess.Popen(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from kubernetes import client
 from tests.support.cluster import stop_process
 from tests.support.manifests import example
 from tests.support.operator import pod_watch, running_operator
+from tests.support.operator_env import operator_env
 from tests.support.wait import wait_for
 
 from tradebot.faults import EXIT_CODE
@@ -165,18 +165,7 @@ def test_a_trip_stops_twenty_bots_and_is_recorded_once(
 def _operator_process(
     kubeconfig: Path, namespace: str, dsn: str, state: Path, crash_at: str | None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"
-    }
-    env.update(
-        {
-            "KUBECONFIG": str(kubeconfig),
-            "TRADEBOT_DATABASE_DSN": dsn,
-            "TRADEBOT_LOCAL_STATE_DIR": str(state),
-        }
-    )
+    env = operator_env(kubeconfig, database_dsn=dsn, local_state_dir=state)
     if crash_at:
         env["TRADEBOT_CRASH_AT"] = crash_at
     log = (state / f"operator-{crash_at or 'clean'}.log").open("wb")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import copy
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from typing import Any
 from kubernetes import client
 from tests.support.cluster import stop_process
 from tests.support.manifests import example
+from tests.support.operator_env import operator_env
 from tests.support.wait import wait_for
 
 from tradebot.domain import supervision
@@ -83,20 +83,13 @@ def _state(rest: BotClient) -> str | None:
 def _operator(
     kubeconfig: Path, namespace: str, state: Path, double_url: str, records: str
 ) -> subprocess.Popen[bytes]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"
-    }
-    env.update(
-        {
-            "KUBECONFIG": str(kubeconfig),
-            "TRADEBOT_DATABASE_DSN": records,
-            "TRADEBOT_LOCAL_STATE_DIR": str(state),
-            "TRADEBOT_EXCHANGE_DOUBLE_URL": double_url,
-            # Rounds every 3 s: well inside the 20 s deadline on a busy machine too.
-            "TRADEBOT_BOT_POLL_SECONDS": "3",
-        }
+    env = operator_env(
+        kubeconfig,
+        database_dsn=records,
+        local_state_dir=state,
+        exchange_double_url=double_url,
+        # Rounds every 3 s: well inside the 20 s deadline on a busy machine too.
+        bot_poll_seconds=3,
     )
     with (state / "operator.log").open("wb") as log:
         return subprocess.Popen(

@@ -14,6 +14,7 @@ from typing import Any
 from kopf.testing import KopfRunner
 
 import tradebot.controllers  # noqa: F401 - registers the handlers
+from tests.support.operator_env import operator_env
 from tradebot import kube
 from tradebot.controllers import runtime
 from tradebot.settings import Settings
@@ -60,13 +61,7 @@ def operator_process(
     it hangs). Its output goes to `log`."""
     from tests.support.cluster import stop_process
 
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("TRADEBOT_") and k != "PYTEST_VERSION"
-    }
-    env["KUBECONFIG"] = str(kubeconfig)
-    env.update({f"TRADEBOT_{k.upper()}": v for k, v in settings.items()})
+    env = operator_env(kubeconfig, **settings)
     with log.open("ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "tradebot.cli", "operator", "-n", namespace, *args],
