@@ -112,7 +112,7 @@ def test_stop_calls_the_api_first_then_removes_the_pod(
     assert outcome.api_calls == ["stop"], outcome
     assert outcome.api_error is None
     assert outcome.pod_removed
-    assert [c.path for c in double.calls(ip)] == ["token/login", "stop"]
+    assert [c.path for c in double.calls(ip)] == ["stop"]  # Basic auth, no login
     assert double.state(ip) == "stopped"
     assert _deleting(api_client, ref)
 
@@ -188,7 +188,7 @@ def test_stop_uses_the_ip_and_credentials_the_operator_saw(
         watch.stop()
     assert outcome.api_calls == ["stop"], outcome
     assert outcome.pod_removed
-    assert [c.path for c in double.calls(ip)] == ["token/login", "stop"]
+    assert [c.path for c in double.calls(ip)] == ["stop"]  # Basic auth, no login
     assert counted.reads == {}
     assert _deleting(api_client, ref)
 
@@ -215,6 +215,6 @@ def test_a_stale_ip_falls_back_to_the_api_server(
         bot_endpoints.POD_IPS.event("DELETED", stale)
     assert outcome.api_calls == ["stop"], outcome
     assert outcome.api_error is None
-    assert [c.path for c in double.calls(ip)] == ["token/login", "stop"]
+    assert [c.path for c in double.calls(ip)] == ["stop"]  # Basic auth, no login
     assert counted.reads == {"read_namespaced_pod": 1, "read_namespaced_secret": 1}
     assert _deleting(api_client, ref)

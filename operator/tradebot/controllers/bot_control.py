@@ -144,7 +144,14 @@ def _client(found: Endpoint | None) -> BotClient | None:
     if found is None:
         return None
     url, credentials = found
-    return BotClient(url, credentials.username, credentials.password, timeout=API_TIMEOUT_SECONDS)
+    # Basic auth on each call, no login: a trip's stop is one call or two per bot.
+    return BotClient(
+        url,
+        credentials.username,
+        credentials.password,
+        timeout=API_TIMEOUT_SECONDS,
+        basic_auth=True,
+    )
 
 
 def forget(ref: BotRef) -> None:
