@@ -193,14 +193,15 @@ def create_plain(api: client.ApiClient, ns: str, count: int, double: FreqtradeAp
 
 def direct(api: client.ApiClient, ns: str, pods: Pods, count: int, rest: bool) -> Timings:
     """A plain client on the operator's stop pool size: each pod deleted (grace period as the
-    operator's), after the bot's REST stop (login, /stop) when `rest`."""
+    operator's), after the bot's REST stop (/stop, Basic auth, as the operator's) when `rest`."""
     core = client.CoreV1Api(api)
     start = time.monotonic()
 
     def one(name: str) -> None:
         if rest:
             url = f"http://{pods.ips[name]}:{bots.API_PORT}"
-            BotClient(url, "bench", "bench", timeout=API_TIMEOUT_SECONDS).stop()
+            # As the operator's stop: Basic auth on the call, no login first.
+            BotClient(url, "bench", "bench", timeout=API_TIMEOUT_SECONDS, basic_auth=True).stop()
         kube.delete_pod(name, ns, GRACE, api=core)
 
     with ThreadPoolExecutor(PARALLEL) as pool:
@@ -372,7 +373,8 @@ def operator_side(
 
 
 def trip_timings(pods: Pods, t0: float) -> dict[str, Any]:
-    """Per bot, from the trip's cause: its REST login and stop as they reached the bot, its
+    """Per bot, from the trip's cause: its REST login (the stop itself where there was none:
+    the operator's stop sends Basic auth on the call) and stop as they reached the bot, its
     deletion accepted, its pod gone; and the bots whose REST stop did not come first."""
     login, stop, late, missing = [], [], [], []
     for name, ip in pods.ips.items():

@@ -241,6 +241,15 @@ class Settings(BaseSettings):
             "Threads that evaluate CircuitBreakers (their own: a busy fleet never delays them)."
         ),
     )
+    breaker_interval_seconds: float = Field(
+        default=1.0,
+        ge=1.0,
+        le=3600,
+        description=(
+            "How often each CircuitBreaker is evaluated from its bots' figures (a trip or reset "
+            "by hand is handled as its annotation arrives)."
+        ),
+    )
     breaker_stop_threads: int = Field(
         default=48,
         ge=1,

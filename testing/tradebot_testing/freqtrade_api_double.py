@@ -6,10 +6,11 @@ One asyncio loop in a thread listens on any number of addresses at the bots' API
 local cluster's kwok nodes a pod's IP can be a loopback address (the node's podCIDR in
 127.0.0.0/8), so each bot's API answers at its own pod IP, the way the operator reaches a real
 bot. Only the endpoints the operator calls are answered: login (Basic auth -> a token; every
-other call but ping wants that token), ping, the monitoring reads (show_config, profit,
-balance, status, trades: a flat, idle dry-run bot) and the controls (stop, stopentry,
-forceexit, start). Every request is recorded with the address it arrived at and its monotonic
-arrival time, so a caller can tell which bot got which call, and when.
+other call but ping wants that token or, as Freqtrade, Basic auth), ping, the monitoring
+reads (show_config, profit, balance, status, trades: a flat, idle dry-run bot) and the
+controls (stop, stopentry, forceexit, start). Every request is recorded with the address it
+arrived at and its monotonic arrival time, so a caller can tell which bot got which call, and
+when.
 
 It is a double: it checks that credentials are sent, not what they are, and trades nothing.
 """
@@ -152,7 +153,8 @@ class FreqtradeApiDouble:
             if not auth.startswith("Basic "):
                 return 401, {"detail": "Unauthorized"}
             return 200, {"access_token": _TOKEN, "refresh_token": _TOKEN}
-        if auth != f"Bearer {_TOKEN}":
+        # Freqtrade takes its access token or HTTP Basic credentials on every endpoint.
+        if auth != f"Bearer {_TOKEN}" and not auth.startswith("Basic "):
             return 401, {"detail": "Unauthorized"}
         with self._lock:
             state = self._state.get(address, "running")

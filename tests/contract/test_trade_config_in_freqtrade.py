@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
 import yaml
 
 from tradebot.api.circuitbreaker import BreakerLimits
@@ -23,7 +24,7 @@ from tradebot.api.strategy import StrategySpec
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.domain.protections import guarded_code
 from tradebot.executors.local_bots import LocalBotExecutor
-from tradebot.freqtrade.rest import BotClient, BotUnreachable
+from tradebot.freqtrade.rest import BotApiError, BotClient, BotUnreachable
 from tradebot_testing.exchange_double import ExchangeDouble
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -150,6 +151,14 @@ def test_protections_lock_entries_and_forceexit_needs_no_force_entry(tmp_path: P
             # the breaker's 0.3), for STOP_MINUTES.
             locks = _until("a global lock", lambda: _global_locks(again.url))
             assert any("passed 0.01" in (lock["reason"] or "") for lock in locks), locks
+
+            # A breaker's stop: Basic auth on the call itself, no login (bot_control). A
+            # wrong password is refused, and the bot keeps running (the control).
+            with pytest.raises(BotApiError, match="401"):
+                BotClient(again.url, USERNAME, "wrong", basic_auth=True).stop()
+            assert client.show_config()["state"] == "running"
+            BotClient(again.url, USERNAME, PASSWORD, basic_auth=True).stop()
+            assert client.show_config()["state"] == "stopped"
         finally:
             executor.stop("p1")
     assert executor.running("p1") is None

@@ -394,3 +394,84 @@ def test_a_pod_created_as_its_breaker_opens_is_removed_in_the_same_round(
     assert statuses
     assert statuses[-1].get("phase") == "Tripped"
     assert not [s for s in statuses if s.get("podName")], statuses
+
+
+def test_a_trip_by_hand_is_handled_as_it_arrives_not_at_the_timed_round(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    """The breaker's timed rounds an hour apart: a limit crossed waits for the next one (the
+    control: the timer really is out of the way), a trip by hand does not, and is handled
+    once however many rounds (timed or asked for by events) see its token."""
+    import datetime as dt
+
+    from tradebot.records import IncidentRecord
+
+    dsn = f"sqlite://{tmp_path / 'records.db'}"
+    cb = _breaker()
+    cb["spec"]["limits"] = {"maxIncidents": 1}
+    _apply(
+        kubectl,
+        namespace,
+        [example("Strategy", "ema-rsi"), cb, *[_bot(n) for n in ("bot-a", "bot-b")]],
+    )
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=dsn,
+        local_state_dir=tmp_path / "state",
+        breaker_interval_seconds=3600,
+    ):
+        wait_for(lambda: _running(api_client, namespace, 2), 120, what="2 bots Running")
+        wait_for(
+            lambda: "observedGeneration" in _breaker_status(api_client, namespace),
+            30,
+            what="the breaker's first timed round",
+        )
+        with open_store(dsn) as store:
+            store.record_incident(
+                IncidentRecord(
+                    id=f"bot-b-{time.time()}",
+                    namespace=namespace,
+                    source_kind="LiveBot",
+                    source_name="bot-b",
+                    source_uid="u",
+                    bots=("bot-b",),
+                    severity="warning",
+                    reason="staleHeartbeat",
+                    description="silent",
+                    created_at=dt.datetime.now(dt.UTC),
+                )
+            )
+        time.sleep(4)  # four ticks of kopf's timer: the limit crossed is not seen
+        assert _breaker_status(api_client, namespace).get("state") in (None, "Closed")
+        _trip(api_client, namespace, "kill-1")
+        status = wait_for(
+            lambda: (s := _breaker_status(api_client, namespace)).get("incidentId") and s,
+            30,
+            what="the trip by hand handled without a timed round",
+        )
+        assert status["state"] == "Open"
+        assert status["tripLimits"] == ["manual"]
+        wait_for(lambda: not _pods(api_client, namespace), 30, what="every bot pod gone")
+        # The same token again (another annotation written beside it): no second trip.
+        _custom(api_client).patch_namespaced_custom_object(
+            G,
+            V,
+            namespace,
+            "circuitbreakers",
+            "main-fleet",
+            {"metadata": {"annotations": {"example.com/note": "again"}}},
+        )
+        time.sleep(3)
+        assert _breaker_status(api_client, namespace)["trippedAt"] == status["trippedAt"]
+        tripped = (
+            client.CoreV1Api(api_client)
+            .list_namespaced_event(
+                namespace, field_selector="involvedObject.name=main-fleet,reason=Tripped"
+            )
+            .items
+        )
+        assert [e.type for e in tripped] == ["Warning"], [e.message for e in tripped]
+    breaker_incidents = [i for i in _incidents(dsn, namespace) if i.source_kind == "CircuitBreaker"]
+    assert [i.id for i in breaker_incidents] == [status["incidentId"]]

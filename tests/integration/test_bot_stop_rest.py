@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,8 +16,9 @@ import pytest
 from kubernetes import client
 
 from tradebot import kube
-from tradebot.controllers import bot_control, runtime
+from tradebot.controllers import bot_control, bot_endpoints, runtime
 from tradebot.domain import bots
+from tradebot.domain.naming import LABEL_KIND
 from tradebot.localcluster.nodes import NodeSpec
 from tradebot_testing.freqtrade_api_double import FreqtradeApiDouble
 
@@ -72,7 +74,8 @@ def _bot(
     core.create_namespaced_pod(
         namespace,
         {
-            "metadata": {"name": ref.pod_name},
+            # The operator's bot pods' kind label: its watch of bot pods selects on it.
+            "metadata": {"name": ref.pod_name, "labels": {LABEL_KIND: "livebot"}},
             "spec": {
                 "nodeName": NODE,
                 "tolerations": [{"key": "tradebot.dev/test", "operator": "Exists"}],
@@ -109,7 +112,7 @@ def test_stop_calls_the_api_first_then_removes_the_pod(
     assert outcome.api_calls == ["stop"], outcome
     assert outcome.api_error is None
     assert outcome.pod_removed
-    assert [c.path for c in double.calls(ip)] == ["token/login", "stop"]
+    assert [c.path for c in double.calls(ip)] == ["stop"]  # Basic auth, no login
     assert double.state(ip) == "stopped"
     assert _deleting(api_client, ref)
 
@@ -135,3 +138,83 @@ def test_stop_entries_keeps_the_pod_only_when_the_api_confirmed(
     assert outcome.pod_removed
     assert double.calls(other_ip) == []
     assert _deleting(api_client, unconfirmed)
+
+
+class _CountedReads:
+    """kube.core() as the stop sees it, counting its reads of pods and Secrets."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.reads: Counter[str] = Counter()
+        real = kube.core
+
+        def core() -> Any:
+            api = real()
+            counts = self.reads
+
+            class Counted:
+                def __getattr__(self, name: str) -> Any:
+                    if name in ("read_namespaced_pod", "read_namespaced_secret"):
+                        counts[name] += 1
+                    return getattr(api, name)
+
+            return Counted()
+
+        monkeypatch.setattr(kube, "core", core)
+
+
+def test_stop_uses_the_ip_and_credentials_the_operator_saw(
+    operator_runtime: runtime.Runtime,
+    api_client: Any,
+    namespace: str,
+    loopback_node: str,
+    double: FreqtradeApiDouble,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the watch of bot pods running and the credentials read once before (as the
+    LiveBot rounds read them), a stop reads neither the pod nor the Secret."""
+    watch = bot_endpoints.BotPodWatch(operator_runtime.settings)
+    watch.start()
+    try:
+        assert watch.synced(30)
+        ref, ip = _bot(api_client, namespace, "b4", double)
+        assert bot_control.api_credentials(ref) is not None  # a round's read
+        deadline = time.monotonic() + 30
+        while bot_endpoints.POD_IPS.ip(namespace, ref.pod_name) != ip:
+            assert time.monotonic() < deadline, "the watch never showed the pod's IP"
+            time.sleep(0.1)
+        counted = _CountedReads(monkeypatch)
+        outcome = bot_control.stop(ref, "stop")
+    finally:
+        watch.stop()
+    assert outcome.api_calls == ["stop"], outcome
+    assert outcome.pod_removed
+    assert [c.path for c in double.calls(ip)] == ["stop"]  # Basic auth, no login
+    assert counted.reads == {}
+    assert _deleting(api_client, ref)
+
+
+def test_a_stale_ip_falls_back_to_the_api_server(
+    operator_runtime: runtime.Runtime,
+    api_client: Any,
+    namespace: str,
+    loopback_node: str,
+    double: FreqtradeApiDouble,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An IP the operator saw that no longer answers (the pod replaced, the watch behind):
+    the stop reads the pod and the Secret afresh and reaches the bot there. Also the control
+    of the test above: the counter sees the reads a stop makes."""
+    ref, ip = _bot(api_client, namespace, "b5", double)
+    assert bot_control.api_credentials(ref) is not None
+    stale = {"metadata": {"namespace": namespace, "name": ref.pod_name}}
+    bot_endpoints.POD_IPS.event("MODIFIED", {**stale, "status": {"podIP": "127.99.0.250"}})
+    try:
+        counted = _CountedReads(monkeypatch)
+        outcome = bot_control.stop(ref, "stop")
+    finally:
+        bot_endpoints.POD_IPS.event("DELETED", stale)
+    assert outcome.api_calls == ["stop"], outcome
+    assert outcome.api_error is None
+    assert [c.path for c in double.calls(ip)] == ["stop"]  # Basic auth, no login
+    assert counted.reads == {"read_namespaced_pod": 1, "read_namespaced_secret": 1}
+    assert _deleting(api_client, ref)

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from kubernetes.client.exceptions import ApiException
 
 from tradebot import kube
-from tradebot.controllers import runtime
+from tradebot.controllers import bot_endpoints, runtime
 from tradebot.domain import bots
 from tradebot.domain.naming import child_name
 from tradebot.executors.local_bots import LocalBotExecutor
@@ -92,36 +92,71 @@ def _read_json(read: Callable[..., Any], *args: str) -> dict[str, Any] | None:
     return body
 
 
-def api_credentials(ref: BotRef) -> bots.ApiCredentials | None:
-    """The bot API's generated credentials, or None before they exist. Never creates them."""
+def api_credentials(ref: BotRef, *, known: bool = False) -> bots.ApiCredentials | None:
+    """The bot API's generated credentials, or None before they exist. Never creates them.
+    Read from the API server (and remembered: bot_endpoints.CREDENTIALS), or with `known`
+    as last read when they were read before."""
+    if known:
+        found = bot_endpoints.CREDENTIALS.get(ref.namespace, ref.api_secret_name)
+        if found is not None:
+            return found
     secret = _read_json(kube.core().read_namespaced_secret, ref.api_secret_name, ref.namespace)
-    if secret is None or not secret.get("data"):
-        return None
-    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
-    return bots.ApiCredentials(
-        data["username"], data["password"], data["jwt-secret-key"], data["ws-token"]
-    )
+    credentials = None
+    if secret is not None and secret.get("data"):
+        data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+        credentials = bots.ApiCredentials(
+            data["username"], data["password"], data["jwt-secret-key"], data["ws-token"]
+        )
+    bot_endpoints.CREDENTIALS.remember(ref.namespace, ref.api_secret_name, credentials)
+    return credentials
 
 
-def bot_url(ref: BotRef) -> str | None:
-    """Where the bot's API answers now: its local process (local executor) or its pod's IP."""
+def bot_url(ref: BotRef, *, known: bool = False) -> str | None:
+    """Where the bot's API answers now: its local process (local executor) or its pod's IP,
+    read from the API server or, with `known`, as the operator's watch of bot pods last saw
+    it when it saw one."""
     settings = runtime.get().settings
     if settings.executor == "local":
         process = LocalBotExecutor(settings.local_state_dir).running(ref.uid)
         return process.url if process is not None else None
-    pod = _read_json(kube.core().read_namespaced_pod, ref.pod_name, ref.namespace)
-    ip = (pod.get("status") or {}).get("podIP") if pod is not None else None
+    ip = bot_endpoints.POD_IPS.ip(ref.namespace, ref.pod_name) if known else None
+    if ip is None:
+        pod = _read_json(kube.core().read_namespaced_pod, ref.pod_name, ref.namespace)
+        ip = (pod.get("status") or {}).get("podIP") if pod is not None else None
     return f"http://{ip}:{bots.API_PORT}" if ip else None
 
 
-def client_for(ref: BotRef) -> BotClient | None:
-    url = bot_url(ref)
+Endpoint = tuple[str, bots.ApiCredentials]  # the API's URL, its credentials
+
+
+def endpoint(ref: BotRef, *, known: bool = False) -> Endpoint | None:
+    """Where the bot's API answers and with which credentials; with `known`, from what the
+    operator last saw of its pod and credentials where it saw them (bot_endpoints), else
+    from the API server. None while either is missing."""
+    url = bot_url(ref, known=known)
     if url is None:
         return None
-    credentials = api_credentials(ref)
-    if credentials is None:
+    credentials = api_credentials(ref, known=known)
+    return (url, credentials) if credentials is not None else None
+
+
+def _client(found: Endpoint | None) -> BotClient | None:
+    if found is None:
         return None
-    return BotClient(url, credentials.username, credentials.password, timeout=API_TIMEOUT_SECONDS)
+    url, credentials = found
+    # Basic auth on each call, no login: a trip's stop is one call or two per bot.
+    return BotClient(
+        url,
+        credentials.username,
+        credentials.password,
+        timeout=API_TIMEOUT_SECONDS,
+        basic_auth=True,
+    )
+
+
+def forget(ref: BotRef) -> None:
+    """The bot is gone: its credentials are not kept any longer."""
+    bot_endpoints.CREDENTIALS.remember(ref.namespace, ref.api_secret_name, None)
 
 
 def still_running(ref: BotRef) -> bool:
@@ -170,21 +205,38 @@ def stop(
     """Stops the bot as `action` says. `use_api=False` skips the REST API (a bot known to be
     unreachable would only cost the timeout)."""
     outcome = StopOutcome()
-    client = client_for(ref) if use_api else None
-    if client is not None:
-        calls = {
-            "stopentry": client.stop_entries,
-            "forceexit": client.force_exit_all,
-            "stop": client.stop,
-        }
-        for step in _api_steps(action, force_exit):
-            try:
-                calls[step]()
-            except (BotUnreachable, BotApiError) as e:
-                outcome.api_error = str(e)
-                break
-            outcome.api_calls.append(step)
+    if use_api:
+        # What the operator last saw of the bot's pod and credentials first (a trip stops
+        # hundreds of bots at once); when that did not reach the bot, what the API server says
+        # now, unless it says the same.
+        known = endpoint(ref, known=True)
+        _call_api(_client(known), action, force_exit, outcome)
+        if outcome.api_error is not None and not outcome.api_calls:
+            fresh = endpoint(ref)
+            if fresh is not None and fresh != known:
+                outcome.api_error = None
+                _call_api(_client(fresh), action, force_exit, outcome)
     entries_stopped = "stopentry" in outcome.api_calls and outcome.api_error is None
     if action != "stopEntries" or not entries_stopped:
         outcome.pod_removed = remove_pod(ref)
     return outcome
+
+
+def _call_api(
+    client: BotClient | None, action: StopAction, force_exit: bool, outcome: StopOutcome
+) -> None:
+    """The REST steps of `action`, in order, until one fails (its error in `outcome`)."""
+    if client is None:
+        return
+    calls = {
+        "stopentry": client.stop_entries,
+        "forceexit": client.force_exit_all,
+        "stop": client.stop,
+    }
+    for step in _api_steps(action, force_exit):
+        try:
+            calls[step]()
+        except (BotUnreachable, BotApiError) as e:
+            outcome.api_error = str(e)
+            return
+        outcome.api_calls.append(step)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
@@ -32,7 +34,7 @@ from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import CircuitBreakerSpec, CircuitBreakerStatus
 from tradebot.controllers import bot_control, bot_records, cache, runtime
 from tradebot.controllers.livebot import stopping_fleet
-from tradebot.controllers.status import condition, event
+from tradebot.controllers.status import condition, drop_unchanged, event
 from tradebot.domain import breaker, evidence, monitoring
 from tradebot.domain.livebot_round import tripped_message
 from tradebot.domain.selectors import selects
@@ -133,9 +135,105 @@ def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOu
             raise
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=1.0)
-async def reconcile_breaker(**kwargs: object) -> None:
-    await runtime.in_thread(_rounds(), _reconcile, **kwargs)
+class _Rounds:
+    """Per breaker: the lock that lets one round at a time evaluate it (the timer's, or one
+    an event asked for), and when its last timed round began. Only a serialiser and a pacer:
+    every round reads the breaker afresh, and nothing is decided from what is kept here."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, threading.Lock] = {}
+        self._timed: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def lock(self, uid: str) -> threading.Lock:
+        with self._lock:
+            return self._locks.setdefault(uid, threading.Lock())
+
+    def due(self, uid: str, interval: float) -> bool:
+        """Whether the timed round is due (`interval` from the last one, give or take half
+        a tick of kopf's timer), and if so, that it begins now."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._timed.get(uid)
+            if last is not None and now - last < interval - TIMER_SECONDS / 2:
+                return False
+            self._timed[uid] = now
+            return True
+
+    def forget(self, uid: str) -> None:
+        with self._lock:
+            self._locks.pop(uid, None)
+            self._timed.pop(uid, None)
+
+
+_ROUNDS = _Rounds()
+# kopf's tick; the rounds themselves come every TRADEBOT_BREAKER_INTERVAL_SECONDS.
+TIMER_SECONDS = 1.0
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=TIMER_SECONDS)
+async def reconcile_breaker(uid: str, **kwargs: object) -> None:
+    if _ROUNDS.due(uid, runtime.get().settings.breaker_interval_seconds):
+        await runtime.in_thread(_rounds(), _round, uid=uid, **kwargs)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def breaker_requested(body: kopf.Body, type: str | None, uid: str, **kwargs: object) -> None:
+    """A person's trip or reset (the annotations) is handled as its watch event arrives, not
+    at the next timed round: the kill switch is for when every second counts. The round is
+    the timer's own (the same lock, a fresh read), so an event and a timed round that both
+    see the token trip once."""
+    if type == "DELETED":
+        _ROUNDS.forget(uid)
+    elif _requested(body.meta.get("annotations") or {}, body.status):
+        await runtime.in_thread(_rounds(), _round, uid=uid, **kwargs)
+
+
+def _requested(annotations: Mapping[str, str], status: Mapping[str, Any]) -> bool:
+    """Whether the object shows a trip or reset token its status has not consumed yet."""
+    trip, reset = annotations.get(TRIP_ANNOTATION), annotations.get(RESET_ANNOTATION)
+    return (trip is not None and trip != status.get("lastTripToken")) or (
+        reset is not None and reset != status.get("lastResetToken")
+    )
+
+
+def _round(
+    namespace: str | None,
+    name: str,
+    uid: str,
+    livebots_by_namespace: Mapping[Any, Iterable[dict[str, Any]]],
+    **_: object,
+) -> None:
+    """One evaluation of the breaker, alone (its lock), from the breaker as the API server
+    has it now, its status changes written before the lock is let go. Not kopf's body and
+    patch: a timed round and an event's round hold bodies of different ages, and kopf would
+    write a round's patch after the lock is free, over what a later round wrote (a stale
+    round's Closed over a trip's Open)."""
+    assert namespace is not None  # the kind is namespaced
+    with _ROUNDS.lock(uid):
+        live = kube.read_or_none(
+            kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL, name
+        )
+        if live is None or live["metadata"].get("uid") != uid:
+            return  # deleted (or replaced: the new one has rounds of its own)
+        body = kopf.Body(live)
+        patch = kopf.Patch()
+        _reconcile(
+            body=body,
+            spec=body.spec,
+            status=body.status,
+            meta=body.meta,
+            namespace=namespace,
+            name=name,
+            uid=uid,
+            patch=patch,
+            livebots_by_namespace=livebots_by_namespace,
+        )
+        drop_unchanged(patch, live.get("status") or {})
+        if patch.get("status"):
+            kube.custom().patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, {"status": dict(patch["status"])}
+            )
 
 
 @metrics.counted("CircuitBreaker")

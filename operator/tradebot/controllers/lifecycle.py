@@ -1,4 +1,5 @@
-"""Operator start-up and shutdown: settings, logging, kopf's storage, the admission loop."""
+"""Operator start-up and shutdown: settings, logging, kopf's storage, the admission loop, the
+watch of bot pods."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import logging
 import kopf
 
 from tradebot.controllers import kopf_session, runtime
+from tradebot.controllers.bot_endpoints import BotPodWatch
 from tradebot.controllers.queue import AdmissionLoop
 from tradebot.domain.naming import LABEL_KIND
 from tradebot.executors.local_bots import LocalBotExecutor
@@ -62,6 +64,8 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
         logger(component="operator").error("records store cannot start", error=str(e))
     rt.admission_loop = AdmissionLoop(rt.settings)
     rt.admission_loop.start()
+    rt.bot_pod_watch = BotPodWatch(rt.settings)
+    rt.bot_pod_watch.start()
 
 
 def connection_info() -> kopf.ConnectionInfo:
@@ -158,6 +162,9 @@ def cleanup(**_: object) -> None:
     if rt.admission_loop is not None:
         rt.admission_loop.stop()
         rt.admission_loop = None
+    if rt.bot_pod_watch is not None:
+        rt.bot_pod_watch.stop()
+        rt.bot_pod_watch = None
     if rt.settings.executor == "local":
         # The local executor's bots are this operator's processes: none may outlive it
         # unsupervised. The next start begins them again where their LiveBots want them.

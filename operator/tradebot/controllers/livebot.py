@@ -150,6 +150,7 @@ def livebot_deleted(
     ref = bot_control.BotRef(namespace, name, uid)
     outcome = bot_control.stop(ref, "stop", use_api=bot_control.answered_last(dict(status)))
     bot_storage.remove(ref, runtime.get().settings)
+    bot_control.forget(ref)
     metrics.forget_bot(namespace, name)
     runtime.get().pacer.forget(uid)
     logger(kind="LiveBot", namespace=namespace, name=name).info(

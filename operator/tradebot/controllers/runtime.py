@@ -90,6 +90,8 @@ class Runtime:
     fleet: FleetStops = field(default_factory=FleetStops)
     # The Backtest queue's admission loop while the operator runs (controllers/queue.py).
     admission_loop: Background | None = None
+    # The watch of bot pods whose IPs a breaker's stops use (controllers/bot_endpoints.py).
+    bot_pod_watch: Background | None = None
     pacer: Pacer = field(default_factory=Pacer)
     # Set when a backtest slot frees (a Job deleted): the admission loop runs its next pass
     # now rather than at the tick. Here, not in the queue module, so the Backtest controller

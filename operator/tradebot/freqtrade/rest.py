@@ -52,10 +52,22 @@ def _rpc_error(error: urllib.error.HTTPError) -> str | None:
 
 
 class BotClient:
-    def __init__(self, base_url: str, username: str, password: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        timeout: float = 5.0,
+        *,
+        basic_auth: bool = False,
+    ) -> None:
+        """`basic_auth`: every call carries the credentials (Freqtrade accepts HTTP Basic on
+        each endpoint as well as its access token), no login first: for a client that makes
+        one or two calls, as a stop does, the login would be half its requests."""
         self.base_url = base_url.rstrip("/")
         self._basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
         self.timeout = timeout
+        self.basic_auth = basic_auth
         self._token: str | None = None
         self._lock = threading.Lock()
 
@@ -95,6 +107,8 @@ class BotClient:
         return str(token)
 
     def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        if self.basic_auth:
+            return self._request(method, path, body, auth=self._basic)
         with self._lock:
             if self._token is None:
                 self._token = self._login()
