@@ -221,27 +221,27 @@ def test_an_operator_killed_while_handling_a_trip_still_stops_every_bot(
     if crash_at == "breaker-open-persisted":
         assert len(_pods(api_client, namespace)) == 5  # died before stopping anything
         assert _incidents(dsn, namespace) == []
-    before = sorted(p.metadata.name for p in _pods(api_client, namespace))
-    with (
-        pod_watch(api_client, namespace, "tradebot.dev/account") as pods,
-        _operator_process(cluster.kubeconfig, namespace, dsn, state, None),
-    ):
-        status = wait_for(
-            lambda: (s := _breaker_status(api_client, namespace)).get("incidentId") and s,
-            60,
-            what="the trip handled after the restart",
-        )
-        wait_for(lambda: not _pods(api_client, namespace), 30, what="every bot pod gone")
-        wait_for(
-            lambda: (
-                {(b.get("status") or {}).get("phase") for b in _bots(api_client, namespace)}
-                == {"Tripped"}
-            ),
-            30,
-            what="every LiveBot Tripped",
-        )
-        time.sleep(5)
-        assert sorted(pods.added) == before  # the restarted operator started no bot
+    with pod_watch(api_client, namespace, "tradebot.dev/account") as pods:
+        # The bot pods as the watch's own first list saw them: one still terminating from the
+        # crashed operator's stops may be gone by then, and must not count as missing.
+        before = sorted(pods.added)
+        with _operator_process(cluster.kubeconfig, namespace, dsn, state, None):
+            status = wait_for(
+                lambda: (s := _breaker_status(api_client, namespace)).get("incidentId") and s,
+                60,
+                what="the trip handled after the restart",
+            )
+            wait_for(lambda: not _pods(api_client, namespace), 30, what="every bot pod gone")
+            wait_for(
+                lambda: (
+                    {(b.get("status") or {}).get("phase") for b in _bots(api_client, namespace)}
+                    == {"Tripped"}
+                ),
+                30,
+                what="every LiveBot Tripped",
+            )
+            time.sleep(5)
+            assert sorted(pods.added) == before  # the restarted operator started no bot
     found = _incidents(dsn, namespace)
     assert [i.id for i in found] == [status["incidentId"]]
     assert sorted(found[0].bots) == names
