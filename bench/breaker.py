@@ -221,10 +221,14 @@ def direct(api: client.ApiClient, ns: str, pods: Pods, count: int, rest: bool) -
 def flood_queued(api: client.ApiClient, ns: str, count: int, alive: Callable[[], None]) -> None:
     custom = client.CustomObjectsApi(api)
     queued: set[str] = set()
+    placed: set[str] = set()
 
     def on_backtest(kind: str, obj: dict[str, Any], now: float) -> None:
-        if (obj.get("status") or {}).get("phase") == "Queued":
+        status = obj.get("status") or {}
+        if status.get("phase") == "Queued":
             queued.add(obj["metadata"]["name"])
+            if status.get("queuePosition"):
+                placed.add(obj["metadata"]["name"])
 
     def list_backtests(namespace: str, **kw: Any) -> Any:
         return custom.list_namespaced_custom_object(G, V, namespace, "backtests", **kw)
@@ -239,8 +243,17 @@ def flood_queued(api: client.ApiClient, ns: str, count: int, alive: Callable[[],
         return len(queued) == count
 
     wait_until(all_queued, max(300.0, count * 0.3), f"{count} Backtests Queued", (watch,), 0.5)
-    watch.stop()
     print(f"  all {count} Queued after {time.monotonic() - t0:.0f} s", flush=True)
+
+    # Waiting, settled: the queue has written every one's position (once per Backtest, the
+    # flood's last writes), so the trip does not compete with the flood's own processing.
+    def all_placed() -> bool:
+        alive()
+        return len(placed) == count
+
+    wait_until(all_placed, max(300.0, count * 0.3), f"{count} positions written", (watch,), 0.5)
+    watch.stop()
+    print(f"  all {count} positions written after {time.monotonic() - t0:.0f} s", flush=True)
 
 
 def cpu_share(pid: int, seconds: float) -> float:
