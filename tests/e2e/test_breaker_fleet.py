@@ -142,13 +142,7 @@ def test_a_trip_stops_twenty_bots_and_is_recorded_once(
             assert sorted(pods.added) == before
             assert not _pods(api_client, namespace)
             # Handled once: one Warning for the trip, not one per breaker round.
-            tripped = (
-                client.CoreV1Api(api_client)
-                .list_namespaced_event(
-                    namespace, field_selector="involvedObject.name=main-fleet,reason=Tripped"
-                )
-                .items
-            )
+            tripped = _tripped_events(api_client, namespace)
             assert [e.type for e in tripped] == ["Warning"], [e.message for e in tripped]
     found = _incidents(dsn, namespace)
     assert len(found) == 1, [i.id for i in found]
@@ -159,6 +153,17 @@ def test_a_trip_stops_twenty_bots_and_is_recorded_once(
     assert incident.source_kind == "CircuitBreaker"
     assert "tripped by hand (token kill-1)" in incident.description
     assert set(incident.figures) >= {f"{n}.equity" for n in names}
+
+
+def _tripped_events(api_client: Any, namespace: str) -> list[Any]:
+    """The breaker's `Tripped` Events (one per trip handled, not one per round)."""
+    return list(
+        client.CoreV1Api(api_client)
+        .list_namespaced_event(
+            namespace, field_selector="involvedObject.name=main-fleet,reason=Tripped"
+        )
+        .items
+    )
 
 
 @contextmanager
@@ -465,13 +470,7 @@ def test_a_trip_by_hand_is_handled_as_it_arrives_not_at_the_timed_round(
         )
         time.sleep(3)
         assert _breaker_status(api_client, namespace)["trippedAt"] == status["trippedAt"]
-        tripped = (
-            client.CoreV1Api(api_client)
-            .list_namespaced_event(
-                namespace, field_selector="involvedObject.name=main-fleet,reason=Tripped"
-            )
-            .items
-        )
+        tripped = _tripped_events(api_client, namespace)
         assert [e.type for e in tripped] == ["Warning"], [e.message for e in tripped]
     breaker_incidents = [i for i in _incidents(dsn, namespace) if i.source_kind == "CircuitBreaker"]
     assert [i.id for i in breaker_incidents] == [status["incidentId"]]
