@@ -4,6 +4,7 @@ also when the operator dies at any point of handling the trip."""
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import json
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from tests.support.operator_env import operator_env
 from tests.support.wait import wait_for
 
 from tradebot.faults import EXIT_CODE
-from tradebot.records import open_store
+from tradebot.records import IncidentRecord, open_store
 
 G, V = "tradebot.dev", "v1alpha1"
 
@@ -155,6 +156,32 @@ def test_a_trip_stops_twenty_bots_and_is_recorded_once(
     assert set(incident.figures) >= {f"{n}.equity" for n in names}
 
 
+def _apply_incident_fleet(kubectl: Any, namespace: str) -> None:
+    """Two bots under a breaker that trips on a single incident of either."""
+    cb = _breaker()
+    cb["spec"]["limits"] = {"maxIncidents": 1}
+    _apply(
+        kubectl,
+        namespace,
+        [example("Strategy", "ema-rsi"), cb, *[_bot(n) for n in ("bot-a", "bot-b")]],
+    )
+
+
+def _incident(namespace: str, bot: str, at: dt.datetime, source: str = "LiveBot") -> IncidentRecord:
+    return IncidentRecord(
+        id=f"{source}-{bot}-{at.timestamp()}",
+        namespace=namespace,
+        source_kind=source,
+        source_name=bot if source == "LiveBot" else "other",
+        source_uid="u",
+        bots=(bot,),
+        severity="warning",
+        reason="staleHeartbeat",
+        description="silent",
+        created_at=at,
+    )
+
+
 def _tripped_events(api_client: Any, namespace: str) -> list[Any]:
     """The breaker's `Tripped` Events (one per trip handled, not one per round)."""
     return list(
@@ -255,32 +282,8 @@ def test_an_operator_killed_while_handling_a_trip_still_stops_every_bot(
 def test_a_bots_own_incidents_trip_a_breaker_with_max_incidents(
     cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
 ):
-    import datetime as dt
-
-    from tradebot.records import IncidentRecord
-
     dsn = f"sqlite://{tmp_path / 'records.db'}"
-    cb = _breaker()
-    cb["spec"]["limits"] = {"maxIncidents": 1}
-    _apply(
-        kubectl,
-        namespace,
-        [example("Strategy", "ema-rsi"), cb, *[_bot(n) for n in ("bot-a", "bot-b")]],
-    )
-
-    def incident(bot: str, at: dt.datetime, source: str = "LiveBot") -> IncidentRecord:
-        return IncidentRecord(
-            id=f"{source}-{bot}-{at.timestamp()}",
-            namespace=namespace,
-            source_kind=source,
-            source_name=bot if source == "LiveBot" else "other",
-            source_uid="u",
-            bots=(bot,),
-            severity="warning",
-            reason="staleHeartbeat",
-            description="silent",
-            created_at=at,
-        )
+    _apply_incident_fleet(kubectl, namespace)
 
     with running_operator(
         cluster.kubeconfig,
@@ -293,12 +296,12 @@ def test_a_bots_own_incidents_trip_a_breaker_with_max_incidents(
         now = dt.datetime.now(dt.UTC)
         with open_store(dsn) as store:
             # Before the pod started, and a breaker's own trip record: neither counts.
-            store.record_incident(incident("bot-a", now - dt.timedelta(hours=2)))
-            store.record_incident(incident("bot-a", now, source="CircuitBreaker"))
+            store.record_incident(_incident(namespace, "bot-a", now - dt.timedelta(hours=2)))
+            store.record_incident(_incident(namespace, "bot-a", now, source="CircuitBreaker"))
         time.sleep(4)  # four breaker rounds
         assert _breaker_status(api_client, namespace).get("state") in (None, "Closed")
         with open_store(dsn) as store:
-            store.record_incident(incident("bot-b", dt.datetime.now(dt.UTC)))
+            store.record_incident(_incident(namespace, "bot-b", dt.datetime.now(dt.UTC)))
         status = wait_for(
             lambda: (s := _breaker_status(api_client, namespace)).get("incidentId") and s,
             30,
@@ -407,18 +410,8 @@ def test_a_trip_by_hand_is_handled_as_it_arrives_not_at_the_timed_round(
     """The breaker's timed rounds an hour apart: a limit crossed waits for the next one (the
     control: the timer really is out of the way), a trip by hand does not, and is handled
     once however many rounds (timed or asked for by events) see its token."""
-    import datetime as dt
-
-    from tradebot.records import IncidentRecord
-
     dsn = f"sqlite://{tmp_path / 'records.db'}"
-    cb = _breaker()
-    cb["spec"]["limits"] = {"maxIncidents": 1}
-    _apply(
-        kubectl,
-        namespace,
-        [example("Strategy", "ema-rsi"), cb, *[_bot(n) for n in ("bot-a", "bot-b")]],
-    )
+    _apply_incident_fleet(kubectl, namespace)
     with running_operator(
         cluster.kubeconfig,
         namespace,
@@ -434,20 +427,7 @@ def test_a_trip_by_hand_is_handled_as_it_arrives_not_at_the_timed_round(
             what="the breaker's first timed round",
         )
         with open_store(dsn) as store:
-            store.record_incident(
-                IncidentRecord(
-                    id=f"bot-b-{time.time()}",
-                    namespace=namespace,
-                    source_kind="LiveBot",
-                    source_name="bot-b",
-                    source_uid="u",
-                    bots=("bot-b",),
-                    severity="warning",
-                    reason="staleHeartbeat",
-                    description="silent",
-                    created_at=dt.datetime.now(dt.UTC),
-                )
-            )
+            store.record_incident(_incident(namespace, "bot-b", dt.datetime.now(dt.UTC)))
         time.sleep(4)  # four ticks of kopf's timer: the limit crossed is not seen
         assert _breaker_status(api_client, namespace).get("state") in (None, "Closed")
         _trip(api_client, namespace, "kill-1")
