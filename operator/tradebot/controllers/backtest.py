@@ -178,7 +178,7 @@ def _first_steps(bt: dict[str, Any]) -> bool:
         _data_wait(r, missing)
     else:
         _STEPS[decision.step](r)
-    return _write_and_announce(body, status, r.patch, r.effects, log)
+    return _write_and_announce(body, status, r.patch, r.effects, log) is not None
 
 
 def _write_and_announce(
@@ -187,15 +187,17 @@ def _write_and_announce(
     patch: kopf.Patch,
     effects: list[Callable[[], None]],
     log: FilteringBoundLogger,
-) -> bool:
+) -> dict[str, Any] | None:
     """The status patch (conditional on the version it was decided from), then what follows
-    a write that landed. False: it lost to a newer version."""
+    a write that landed. The Backtest as written (`body` itself when nothing changed); None:
+    it lost to a newer version."""
     drop_unchanged(patch, status)
-    if patch.get("status") and _write_status(body, patch, log) is None:
-        return False
+    written = _write_status(body, patch, log) if patch.get("status") else dict(body)
+    if written is None:
+        return None
     for effect in effects:
         effect()
-    return True
+    return written
 
 
 def _invalid(
@@ -212,7 +214,7 @@ def _invalid(
         lambda: post_event(body, "Backtest", d.reason, d.message, warning=True),
         lambda: log.warning("backtest spec invalid", error=d.message),
     ]
-    return _write_and_announce(body, status, patch, effects, log)
+    return _write_and_announce(body, status, patch, effects, log) is not None
 
 
 def _validates(spec: Mapping[str, Any]) -> bool:
@@ -672,13 +674,8 @@ def _advance_once(bt: dict[str, Any]) -> tuple[bool, dict[str, Any] | None]:
         decision, pod,
     )  # fmt: skip
     _STEPS[decision.step](r)
-    drop_unchanged(r.patch, status)
-    written = _write_status(r.body, r.patch, r.log) if r.patch.get("status") else bt
-    if written is None:
-        return True, None
-    for effect in r.effects:
-        effect()
-    return decision.step == "complete", written
+    written = _write_and_announce(r.body, status, r.patch, r.effects, log)
+    return written is None or decision.step == "complete", written
 
 
 def _write_status(
