@@ -182,9 +182,10 @@ def build_parser() -> argparse.ArgumentParser:
     crds = sub.add_parser(
         "crds",
         help="print, write or check the CustomResourceDefinitions",
-        description="Generate the CRDs of Strategy, Backtest, LiveBot and CircuitBreaker from "
-        "the pydantic models in tradebot.api. Without options, print them all as one YAML "
-        "stream (the same bytes as `cat crds/*.yaml`).",
+        description="Generate the CRDs of the seven kinds (Strategy, Backtest, Hyperopt, "
+        "MarketData, LiveBot, CircuitBreaker, DcaSchedule) from the pydantic models in "
+        "tradebot.api. Without options, print them all as one YAML stream (the same "
+        "bytes as `cat crds/*.yaml`).",
     )
     where = crds.add_mutually_exclusive_group()
     where.add_argument(
@@ -203,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     op = sub.add_parser(
         "operator",
-        help="run the operator (reconciles Strategies and Backtests)",
+        help="run the operator (reconciles all seven kinds: Strategy, Backtest, Hyperopt, "
+        "MarketData, LiveBot, CircuitBreaker, DcaSchedule)",
         description="Run the operator against the cluster of the current kubeconfig (or "
         "in-cluster). Settings come from TRADEBOT_* environment variables (see "
         "docs/operations.md); the options below override them.",

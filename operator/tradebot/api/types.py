@@ -1,4 +1,4 @@
-"""Types shared by the four resources: money, ratios, durations, references, conditions."""
+"""Types shared by the resources: money, ratios, durations, references, conditions."""
 
 from __future__ import annotations
 
