@@ -9,6 +9,9 @@ TOOLS_BIN := $(shell hack/tools-dir.sh)
 export TRADEBOT_TOOLS_BIN := $(TOOLS_BIN)
 KUBECTL := $(TOOLS_BIN)/kubectl --kubeconfig .local/kubeconfig --cache-dir .local/kubectl-cache
 PYTEST_ARGS ?=
+# `make test` runs on this many pytest-xdist workers (each starts its own API server, etcd and
+# PostgreSQL; a file's tests stay on one worker). PYTEST_WORKERS=0 runs in this process.
+PYTEST_WORKERS ?= 2
 # The other Pythons of the matrix (3.11 is .venv's): unit and contract layers, `make test-matrix`.
 PYTHON_MATRIX ?= 3.12
 
@@ -57,8 +60,8 @@ audit: venv ## pip-audit the virtualenv; fails on known vulnerabilities not in p
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy
 
-test: deps tools venv lint typecheck audit images ## everything CI runs: ruff, mypy --strict, pip-audit, images, pytest (all layers)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: deps tools venv lint typecheck audit images ## everything CI runs: ruff, mypy --strict, pip-audit, images, pytest (all layers, PYTEST_WORKERS in parallel)
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --durations=25 $(PYTEST_ARGS)
 
 unit: venv ## only the unit tests
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
