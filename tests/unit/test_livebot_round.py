@@ -15,6 +15,7 @@ from tradebot.api.livebot import LiveBotSpec
 from tradebot.domain import account_lease
 from tradebot.domain.bot_credentials import LABEL_CREDENTIALS, CredentialsSeen
 from tradebot.domain.gates import BacktestEvidence, DryRunEvidence, DryRunPeriod
+from tradebot.domain.promotion_digest import StrategyFacts, promotion_digest, promotion_inputs
 from tradebot.domain.livebot_round import (
     ConfigSeen,
     CreatePod,
@@ -52,8 +53,24 @@ def spec(mode: str = "dryRun", **extra: Any) -> LiveBotSpec:
             "reference": "pr/1",
             "codeHash": CODE,
         }
+        raw["stakeAmount"] = "50"
+        raw["limits"] = {"maxOpenTrades": 3, "maxStakePerTrade": "100", "maxDrawdown": 0.2}
     raw.update(extra)
-    return LiveBotSpec.model_validate(raw)
+    return approved(LiveBotSpec.model_validate(raw))
+
+
+def approved(s: LiveBotSpec, strategy: dict[str, Any] | None = None) -> LiveBotSpec:
+    """A live spec whose approval names its own digest, as the round computes it here (no
+    image, no Secret fingerprint); other specs unchanged."""
+    if s.mode != "live" or s.promotion is None or s.promotion.approval is None:
+        return s
+    inputs = promotion_inputs(
+        s, StrategyFacts.of(strategy or STRATEGY), image="", credentials_fingerprint=None
+    )
+    approval = s.promotion.approval.model_copy(update={"digest": promotion_digest(inputs)})
+    return s.model_copy(
+        update={"promotion": s.promotion.model_copy(update={"approval": approval})}
+    )
 
 
 def breaker(
@@ -358,7 +375,7 @@ def test_a_records_outage_keeps_a_running_bot_and_starts_no_new_one():
 
 
 def test_floors_tighten_a_lax_spec_and_show_in_status():
-    lax = spec(
+    lax = approved(spec(
         "live",
         promotion={
             "backtestRef": {"name": "bt"},
@@ -372,7 +389,7 @@ def test_floors_tighten_a_lax_spec_and_show_in_status():
                 "codeHash": CODE,
             },
         },
-    )
+    ))
     few = BacktestEvidence(
         "bt",
         "Succeeded",
