@@ -70,6 +70,7 @@ def _live() -> Mutation:
         _set("promotion.approval", {**APPROVAL, "codeHash": "a" * 64, "digest": "b" * 64}),
     )
 
+
 # (id, kind, example name, mutation of its spec, text the API server's message must contain)
 CASES: list[tuple[str, str, str | None, Mutation, str]] = [
     ("strategy-no-class", "Strategy", "ema-rsi", _drop("className"), "spec.className"),

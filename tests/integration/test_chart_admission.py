@@ -334,7 +334,14 @@ def _digested(name: str, digest: str | None, mode: str = "live") -> dict[str, An
 
 def _patch(kubectl: Any, namespace: str, name: str, patch: dict[str, Any]) -> Any:
     return kubectl(
-        "patch", "livebot", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch),
+        "patch",
+        "livebot",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
         check=False,
     )
 
@@ -346,7 +353,13 @@ def test_a_live_change_needs_a_new_approval_digest(
 
     def refused_without_digest() -> bool:
         probe = kubectl(
-            "create", "--dry-run=server", "-n", namespace, "-f", "-", check=False,
+            "create",
+            "--dry-run=server",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            check=False,
             stdin=json.dumps(_digested("probe", None)),
         )
         return DIGEST_MISSING in probe.stderr
@@ -403,7 +416,12 @@ def test_a_live_change_needs_a_new_approval_digest(
 
     # A testnet bot's approval does not carry over to live.
     testnet = kubectl(
-        "apply", "-n", namespace, "-f", "-", check=False,
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
         stdin=json.dumps(_digested("tn", d3, mode="testnet")),
     )
     assert testnet.returncode == 0, testnet.stderr

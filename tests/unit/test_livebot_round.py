@@ -15,7 +15,6 @@ from tradebot.api.livebot import LiveBotSpec
 from tradebot.domain import account_lease
 from tradebot.domain.bot_credentials import LABEL_CREDENTIALS, CredentialsSeen
 from tradebot.domain.gates import BacktestEvidence, DryRunEvidence, DryRunPeriod
-from tradebot.domain.promotion_digest import StrategyFacts, promotion_digest, promotion_inputs
 from tradebot.domain.livebot_round import (
     ConfigSeen,
     CreatePod,
@@ -30,6 +29,7 @@ from tradebot.domain.livebot_round import (
     decide,
     lease_key,
 )
+from tradebot.domain.promotion_digest import StrategyFacts, promotion_digest, promotion_inputs
 from tradebot.settings import PromotionFloors
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -68,9 +68,7 @@ def approved(s: LiveBotSpec, strategy: dict[str, Any] | None = None) -> LiveBotS
         s, StrategyFacts.of(strategy or STRATEGY), image="", credentials_fingerprint=None
     )
     approval = s.promotion.approval.model_copy(update={"digest": promotion_digest(inputs)})
-    return s.model_copy(
-        update={"promotion": s.promotion.model_copy(update={"approval": approval})}
-    )
+    return s.model_copy(update={"promotion": s.promotion.model_copy(update={"approval": approval})})
 
 
 def breaker(
@@ -375,21 +373,23 @@ def test_a_records_outage_keeps_a_running_bot_and_starts_no_new_one():
 
 
 def test_floors_tighten_a_lax_spec_and_show_in_status():
-    lax = approved(spec(
-        "live",
-        promotion={
-            "backtestRef": {"name": "bt"},
-            "minTrades": 0,
-            "maxDrawdown": 1,
-            "minDryRunHours": 0,
-            "approval": {
-                "approvedBy": "a",
-                "approvedAt": "2026-10-01T00:00:00Z",
-                "reference": "pr/1",
-                "codeHash": CODE,
+    lax = approved(
+        spec(
+            "live",
+            promotion={
+                "backtestRef": {"name": "bt"},
+                "minTrades": 0,
+                "maxDrawdown": 1,
+                "minDryRunHours": 0,
+                "approval": {
+                    "approvedBy": "a",
+                    "approvedAt": "2026-10-01T00:00:00Z",
+                    "reference": "pr/1",
+                    "codeHash": CODE,
+                },
             },
-        },
-    ))
+        )
+    )
     few = BacktestEvidence(
         "bt",
         "Succeeded",
@@ -482,10 +482,19 @@ def test_lease_writes():
 
 
 def test_dry_run_clears_promotion_status():
-    assert decide(complete(observe())).status == {
+    status = decide(complete(observe())).status
+    assert {k: status[k] for k in ("gates", "thresholds", "gateDecision")} == {
         "gates": None,
         "thresholds": None,
         "gateDecision": None,
+    }
+    # Every mode shows its digest; only live keeps approved inputs.
+    assert set(status) == {
+        "gates",
+        "thresholds",
+        "gateDecision",
+        "promotionDigest",
+        "promotionInputs",
     }
 
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from tests.unit.test_livebot_round import (
     CODE,
     CREDS,
@@ -30,10 +29,11 @@ from tests.unit.test_livebot_round import (
     observe,
     spec,
 )
+
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.domain.bot_credentials import LABEL_CREDENTIALS, secret_fingerprint
 from tradebot.domain.gates import DryRunEvidence, DryRunPeriod
-from tradebot.domain.livebot_round import Evidence, Hold, PodSeen, Run, StatusOnly
+from tradebot.domain.livebot_round import ConfigSeen, Evidence, Hold, PodSeen, Run, StatusOnly
 from tradebot.domain.promotion_digest import (
     SAFER_WHEN,
     StrategyFacts,
@@ -86,7 +86,7 @@ def inputs_of(raw: dict[str, Any], fingerprint: str | None = FINGERPRINT) -> dic
     )
 
 
-def changed(path: str, value: Any) -> dict[str, Any]:  # noqa: ANN401 - any spec value
+def changed(path: str, value: Any) -> dict[str, Any]:
     raw = json.loads(json.dumps(LIVE))
     *parents, last = path.split(".")
     node = raw
@@ -98,8 +98,8 @@ def changed(path: str, value: Any) -> dict[str, Any]:  # noqa: ANN401 - any spec
 
 # Computed once from the inputs above and written down: a digest that depended on the process
 # (hash(), dict order, a float's repr) would not come out as this literal.
-EXPECTED_DIGEST = "3e1d3a2ea06a4b6b3d9ab0b2f8a2c0b4c7f8d56c8a8e4bde2fbbe0dc14a2b2a1"
-EXPECTED_FINGERPRINT = "0" * 64
+EXPECTED_DIGEST = "b691ed6631338aebae7cef42fd6ebb98a6e0d4e6317d9c3b3b8c5a8dede3c60d"
+EXPECTED_FINGERPRINT = "e8672fdf9c8f094b46d9831c423447cd962e18c28eb92fa9e965822dca1e5284"
 
 
 def test_the_digest_is_a_literal_for_a_fixed_input():
@@ -261,7 +261,8 @@ def test_adding_a_missing_limit_is_safer_and_removing_one_is_not():
 
 
 def test_an_overflowing_deadline_compares_without_overflow():
-    long = inputs_of(changed("supervision.deadline", "9" * 31 + "d"))
+    # Set in the inputs directly: the spec's own bound on the deadline is another check's.
+    long = _set(inputs_of(LIVE), "supervision.deadline", "9" * 31 + "d")
     assert not only_safer(inputs_of(LIVE), long)
     assert only_safer(long, inputs_of(LIVE))
 
@@ -303,7 +304,7 @@ JSON_VALUES = st.one_of(
 )
 
 
-def _set(inputs: dict[str, Any], path: str, value: Any) -> dict[str, Any]:  # noqa: ANN401
+def _set(inputs: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     out = json.loads(json.dumps(inputs))
     *parents, last = path.split(".")
     node = out
@@ -314,9 +315,7 @@ def _set(inputs: dict[str, Any], path: str, value: Any) -> dict[str, Any]:  # no
 
 
 @given(field=st.sampled_from(LEAVES), value=JSON_VALUES)
-def test_any_change_changes_the_digest_and_only_listed_fields_can_be_safer(
-    field: str, value: Any
-):
+def test_any_change_changes_the_digest_and_only_listed_fields_can_be_safer(field: str, value: Any):
     base = inputs_of(LIVE)
     current = _set(base, field, value)
     if current == base:
@@ -329,7 +328,7 @@ def test_any_change_changes_the_digest_and_only_listed_fields_can_be_safer(
 
 
 def test_the_leaves_listed_are_all_the_inputs():
-    def leaves(v: Any, prefix: str = "") -> set[str]:  # noqa: ANN401
+    def leaves(v: Any, prefix: str = "") -> set[str]:
         if isinstance(v, dict):
             return {x for k in v for x in leaves(v[k], f"{prefix}{k}.")}
         return {prefix.removesuffix(".")}
@@ -371,7 +370,7 @@ LIVE_CREDS = replace(CREDS, labels={LABEL_CREDENTIALS: "live"})
 ENOUGH = Evidence(GOOD_BT, DryRunEvidence((DryRunPeriod(CODE, NOW - dt.timedelta(hours=30)),)))
 
 
-def live_round(s: LiveBotSpec, **stages: Any) -> Any:  # noqa: ANN401
+def live_round(s: LiveBotSpec, **stages: Any) -> Any:
     return complete(observe(s), credentials=LIVE_CREDS, **{"evidence": ENOUGH, **stages})
 
 
@@ -384,7 +383,7 @@ def test_a_live_bot_on_its_approved_digest_runs_and_keeps_the_inputs():
     assert kept["stakeAmount"] == "50.00000000"
 
 
-def _unapproved(s: LiveBotSpec, **change: Any) -> LiveBotSpec:  # noqa: ANN401
+def _unapproved(s: LiveBotSpec, **change: Any) -> LiveBotSpec:
     """The spec changed, its approval left as it was."""
     raw = s.to_wire()
     raw.update(change)
@@ -396,9 +395,7 @@ def test_a_looser_change_waits_and_the_approved_pod_runs_on():
     kept = {"approvedInputs": first.status["approvedInputs"], "phase": "Running"}
     wider = _unapproved(spec("live"), pairs=["BTC/USDT", "ETH/USDT"])
     # The new config differs: without the approval it would replace the pod.
-    o = replace(
-        live_round(wider, pod=PodSeen("bot-pod", "old-cfg", False, "Running")), status=kept
-    )
+    o = replace(live_round(wider, pod=PodSeen("bot-pod", "old-cfg", False, "Running")), status=kept)
     outcome = decide(o)
     assert isinstance(outcome.decision, Run)
     assert outcome.decision.stale is not None
@@ -452,7 +449,11 @@ def test_a_code_change_waits_for_an_approval_too():
     first = decide(live_round(spec("live")))
     kept = {"approvedInputs": first.status["approvedInputs"]}
     strategy = {"spec": {}, "status": {"phase": "Ready", "codeHash": OTHER}}
-    o = replace(live_round(spec("live")), strategy=strategy, status=kept)
+    o = replace(
+        live_round(spec("live"), config=ConfigSeen(code_hash=OTHER, config_hash="cfg")),
+        strategy=strategy,
+        status=kept,
+    )
     d = decide(o).decision
     assert isinstance(d, Run)
     assert d.stale is not None

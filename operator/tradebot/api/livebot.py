@@ -12,6 +12,7 @@ from tradebot.api.exchanges import SANDBOX_EXCHANGES, has_sandbox
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
+    UNLIMITED,
     Currency,
     Duration,
     ExchangeName,
@@ -26,7 +27,6 @@ from tradebot.api.types import (
     ResourceRequirements,
     ResourceStatus,
     StakeAmount,
-    UNLIMITED,
     check_pairs_in_stake,
 )
 

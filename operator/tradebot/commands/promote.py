@@ -224,7 +224,7 @@ def _manifest_spec(path: str, name: str) -> dict[str, Any]:
     return dict(doc["spec"])
 
 
-def _print_digest(namespace: str, bot: dict[str, Any], target: Any) -> str:  # noqa: ANN401 - a LiveBotSpec, imported late
+def _print_digest(namespace: str, bot: dict[str, Any], target: Any) -> str:
     """Print the promotion digest of `target` and how it differs from the approved one;
     return the digest."""
     from tradebot import kube
@@ -245,9 +245,11 @@ def _print_digest(namespace: str, bot: dict[str, Any], target: Any) -> str:  # n
     )
     # The image the operator resolved for this bot, unless the manifest names one: the
     # operator's defaults are its settings, not this machine's.
-    image = target.image or (
-        now.get("image") if not (bot["spec"].get("image")) else None
-    ) or bots.pod_image(target, Settings.from_env())
+    image = (
+        target.image
+        or (now.get("image") if not (bot["spec"].get("image")) else None)
+        or bots.pod_image(target, Settings.from_env())
+    )
     ref = target.exchange.credentials_secret_ref
     fingerprint = None
     if ref is not None:

@@ -493,7 +493,10 @@ class _Round:
         if isinstance(decision, StatusOnly):
             if decision.reason == "PodStarting":
                 self._pod_fields(o)
-            if decision.reason == "ApprovalStale" and self.status.get("message") != decision.message:
+            if (
+                decision.reason == "ApprovalStale"
+                and self.status.get("message") != decision.message
+            ):
                 event(self.body, decision.reason, decision.message, warning=True)
                 self.log.warning("change waits for an approval", message=decision.message)
             self._phase(decision.phase, decision.reason, decision.message, decision.ready)

@@ -278,7 +278,9 @@ def pod_image(spec: LiveBotSpec, settings: Settings) -> str:
     here."""
     gpu = spec.gpu
     return spec.image or (
-        settings.runner_image_rocm if gpu is not None and gpu.vendor == "amd" else settings.bot_image
+        settings.runner_image_rocm
+        if gpu is not None and gpu.vendor == "amd"
+        else settings.bot_image
     )
 
 

@@ -122,7 +122,7 @@ def promotion_digest(inputs: Mapping[str, Any]) -> str:
     return sha256_hex(canonical_json(inputs))
 
 
-def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:  # noqa: ANN401 - JSON values
+def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}
         for key in value:
@@ -259,8 +259,7 @@ def check_approval(
     if not looser:
         return ApprovalCheck(
             True,
-            f"runs a safer change of the approved digest {approved_digest[:12]} "
-            f"({_names(found)})",
+            f"runs a safer change of the approved digest {approved_digest[:12]} ({_names(found)})",
             differences=tuple(found),
         )
     return ApprovalCheck(
