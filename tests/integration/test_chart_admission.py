@@ -436,3 +436,49 @@ def test_a_live_change_needs_a_new_approval_digest(
     client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
         *_livebots(namespace), "bot", {"status": {"phase": "Blocked"}}
     )
+
+
+def test_a_live_bot_from_before_digests_can_still_be_labelled_and_stopped(
+    request: pytest.FixtureRequest, namespace: str, kubectl: Any, crds_installed: None
+):
+    # Applied before the release (and its policy) exists: a bot from an older operator.
+    legacy = kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        stdin=json.dumps(_digested("legacy", None)),
+    )
+    assert legacy.returncode == 0, legacy.stderr
+    request.getfixturevalue("live_release")
+    wait_for(
+        lambda: (
+            DIGEST_MISSING
+            in kubectl(
+                "create",
+                "--dry-run=server",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                check=False,
+                stdin=json.dumps(_digested("probe", None)),
+            ).stderr
+        ),
+        30,
+        what="the approval digest policy in force",
+    )
+    # Metadata writes (the operator's finalizer, a label) leave the spec as it was: they pass.
+    for patch in (
+        {"metadata": {"labels": {"tradebot.dev/fleet": "main"}}},
+        {"metadata": {"finalizers": ["tradebot.dev/test"]}},
+        {"metadata": {"finalizers": None}},
+    ):
+        result = _patch(kubectl, namespace, "legacy", patch)
+        assert result.returncode == 0, (patch, result.stderr)
+    # Positive control: a spec change still needs the digest.
+    refused = _patch(kubectl, namespace, "legacy", {"spec": {"stakeAmount": "20"}})
+    assert refused.returncode != 0
+    assert DIGEST_MISSING in refused.stderr, refused.stderr
