@@ -181,10 +181,31 @@ def test_live_bot_without_evidence_never_gets_a_pod(
         ),
     ):
         _apply(kubectl, namespace, live)
-        status = wait_for(
-            lambda: (s := _status(api_client, namespace, "live")).get("phase") == "Blocked" and s,
+        # Without its digest approved it is held before the gates (ApprovalStale); approved,
+        # the gates judge it.
+        digest = wait_for(
+            lambda: _status(api_client, namespace, "live").get("promotionDigest"),
             60,
-            what="live bot Blocked",
+            what="the bot's promotion digest",
+        )
+        kubectl(
+            "patch",
+            "livebot",
+            "live",
+            "-n",
+            namespace,
+            "--type=merge",
+            "-p",
+            json.dumps({"spec": {"promotion": {"approval": {"digest": digest}}}}),
+        )
+        status = wait_for(
+            lambda: (
+                (s := _status(api_client, namespace, "live")).get("phase") == "Blocked"
+                and s.get("gates")
+                and s
+            ),
+            60,
+            what="live bot Blocked by its gates",
         )
         gate = {g["name"]: g for g in status["gates"]}
         assert gate["backtest"]["passed"] is False

@@ -19,8 +19,12 @@ from tests.support.operator import pod_watch, running_operator
 from tests.support.postgres import LocalPostgres
 from tests.support.wait import wait_for
 
+from tradebot.api.livebot import LiveBotSpec
+from tradebot.domain.bot_credentials import secret_fingerprint
+from tradebot.domain.promotion_digest import StrategyFacts, promotion_digest, promotion_inputs
 from tradebot.freqtrade.introspect import code_hash
 from tradebot.records import BotSnapshot, open_store
+from tradebot.settings import ModeFloor, PromotionFloors, Settings
 
 G, V = "tradebot.dev", "v1alpha1"
 LABEL = "tradebot.dev/credentials"
@@ -445,3 +449,139 @@ def test_a_records_outage_keeps_a_promoted_bot_running_and_holds_new_pods(
             what="judged again and replaced once the records are back",
         )
     assert len(pods.added) == 2
+
+
+def _pod_uid(api: Any, namespace: str) -> str | None:
+    pods = (
+        client.CoreV1Api(api)
+        .list_namespaced_pod(namespace, label_selector="tradebot.dev/kind=livebot")
+        .items
+    )
+    live = [p for p in pods if p.metadata.deletion_timestamp is None]
+    return str(live[0].metadata.uid) if len(live) == 1 else None
+
+
+def _patch_bot(kubectl: Any, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    kubectl("patch", "livebot", name, "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+
+
+def _approve(kubectl: Any, namespace: str, name: str, digest: str) -> None:
+    _patch_bot(kubectl, namespace, name, {"spec": {"promotion": {"approval": {"digest": digest}}}})
+
+
+def test_a_live_change_waits_for_its_approval_and_the_approved_pod_runs_on(
+    cluster: Any,
+    api_client: Any,
+    kubectl: Any,
+    namespace: str,
+    tmp_path: Path,
+    crds_installed: Any,
+):
+    _evidence(api_client, kubectl, namespace)
+    cb = copy.deepcopy(example("CircuitBreaker"))
+    # Nothing answers in a kwok pod: no heartbeat limit that would trip it meanwhile.
+    cb["spec"]["limits"] = {"maxDrawdown": 0.15}
+    _apply(kubectl, namespace, cb)
+    _secret(api_client, namespace, "live-keys", {LABEL: "live"})
+    bot = _bot("approved", "live", "live-keys")
+    bot["spec"]["promotion"]["approval"]["digest"] = "0" * 64
+    custom = client.CustomObjectsApi(api_client)
+    floors = PromotionFloors(live=ModeFloor(min_dry_run_hours=0))
+    with (
+        pod_watch(api_client, namespace, "tradebot.dev/kind") as pods,
+        running_operator(
+            cluster.kubeconfig,
+            namespace,
+            executor="kubernetes",
+            database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+            promotion_floors=floors,
+            bot_poll_seconds=1.0,
+        ),
+    ):
+        _apply(kubectl, namespace, bot)
+        # A digest that is not the bot's: no pod, and the status names the digest to approve.
+        stale = _blocked(api_client, namespace, "approved", "ApprovalStale")
+        digest = stale["promotionDigest"]
+        assert digest in stale["message"]
+        assert _pod_uid(api_client, namespace) is None
+        # The operator's digest is the documented one: image, Strategy, spec and the
+        # Secret's fingerprint (computed here from what the test wrote into it).
+        strategy = custom.get_namespaced_custom_object(G, V, namespace, "strategies", "ema-rsi")
+        spec = LiveBotSpec.model_validate(
+            custom.get_namespaced_custom_object(G, V, namespace, "livebots", "approved")["spec"]
+        )
+        expected = promotion_inputs(
+            spec,
+            StrategyFacts.of(strategy),
+            image=Settings().bot_image,
+            credentials_fingerprint=secret_fingerprint(
+                {"key": "AKIA-FAKE", "secret": "fake-secret"}
+            ),
+        )
+        assert promotion_digest(expected) == digest
+        assert "fake-secret" not in json.dumps(stale)
+
+        _approve(kubectl, namespace, "approved", digest)
+        running = wait_for(
+            lambda: (
+                (s := _status(api_client, namespace, "approved")).get("phase") == "Running"
+                and _pod_uid(api_client, namespace)
+                and s
+            ),
+            90,
+            what="the approved digest Running",
+        )
+        assert json.loads(running["approvedInputs"]) == expected
+        pod = _pod_uid(api_client, namespace)
+
+        # A wider change under the old approval waits; the approved pod runs on.
+        _patch_bot(kubectl, namespace, "approved", {"spec": {"pairs": ["BTC/USDT", "SOL/USDT"]}})
+        waiting = wait_for(
+            lambda: (
+                (s := _status(api_client, namespace, "approved")).get("phase") == "Running"
+                and _ready(s)["reason"] == "ApprovalStale"
+                and s
+            ),
+            60,
+            what="the change waiting for its approval",
+        )
+        assert "pairs" in waiting["message"]
+        assert waiting["promotionDigest"] != digest
+        time.sleep(4)  # rounds every second: several judge it again, and keep the pod
+        assert _pod_uid(api_client, namespace) == pod
+        assert _ready(_status(api_client, namespace, "approved"))["reason"] == "ApprovalStale"
+        events = (
+            client.CoreV1Api(api_client)
+            .list_namespaced_event(namespace, field_selector="involvedObject.name=approved")
+            .items
+        )
+        assert any(e.reason == "ApprovalStale" and "pairs" in e.message for e in events)
+
+        # Positive control: with the new digest approved, the pod is replaced.
+        _approve(kubectl, namespace, "approved", waiting["promotionDigest"])
+        wait_for(
+            lambda: (
+                (uid := _pod_uid(api_client, namespace)) is not None
+                and uid != pod
+                and _status(api_client, namespace, "approved").get("phase") == "Running"
+            ),
+            90,
+            what="the pod replaced once the change is approved",
+        )
+        replaced = _pod_uid(api_client, namespace)
+        assert _ready(_status(api_client, namespace, "approved"))["reason"] == "PodRunning"
+
+        # A safer change (a lower stake) applies at once, without a new approval.
+        _patch_bot(kubectl, namespace, "approved", {"spec": {"stakeAmount": "20"}})
+        wait_for(
+            lambda: (
+                (uid := _pod_uid(api_client, namespace)) is not None
+                and uid != replaced
+                and (s := _status(api_client, namespace, "approved")).get("phase") == "Running"
+                and _ready(s)["reason"] == "PodRunning"
+            ),
+            90,
+            what="the safer change applied",
+        )
+    # The approved digest, the renewed one, the safer change: one pod each, none while waiting.
+    assert len(pods.added) == 3, pods.added

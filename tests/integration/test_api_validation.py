@@ -60,6 +60,17 @@ APPROVAL = {
     "reference": "https://git.example/pr/1",
 }
 
+
+def _live() -> Mutation:
+    """The example bot on live, with everything live needs (credentials, an approval of code
+    and digest, limits): each case takes one thing away."""
+    return _all(
+        _set("mode", "live"),
+        _set("exchange.credentialsSecretRef", {"name": "keys"}),
+        _set("promotion.approval", {**APPROVAL, "codeHash": "a" * 64, "digest": "b" * 64}),
+    )
+
+
 # (id, kind, example name, mutation of its spec, text the API server's message must contain)
 CASES: list[tuple[str, str, str | None, Mutation, str]] = [
     ("strategy-no-class", "Strategy", "ema-rsi", _drop("className"), "spec.className"),
@@ -355,6 +366,42 @@ CASES: list[tuple[str, str, str | None, Mutation, str]] = [
         _set("limits.maxStakePerTrade", "-1"),
         "spec.limits.maxStakePerTrade",
     ),
+    (
+        "livebot-live-without-max-stake-per-trade",
+        "LiveBot",
+        "ema-rsi-dry",
+        _all(_live(), _drop("limits.maxStakePerTrade")),
+        "limits.maxStakePerTrade",
+    ),
+    (
+        "livebot-live-without-max-open-trades-limit",
+        "LiveBot",
+        "ema-rsi-dry",
+        _all(_live(), _drop("limits.maxOpenTrades")),
+        "limits.maxOpenTrades",
+    ),
+    (
+        "livebot-live-unlimited-stake",
+        "LiveBot",
+        "ema-rsi-dry",
+        _all(_live(), _set("stakeAmount", "unlimited")),
+        'refuses stakeAmount "unlimited"',
+    ),
+    (
+        # The default stake is unlimited: leaving it out is the same refusal.
+        "livebot-live-default-stake",
+        "LiveBot",
+        "ema-rsi-dry",
+        _all(_live(), _drop("stakeAmount")),
+        'refuses stakeAmount "unlimited"',
+    ),
+    (
+        "livebot-approval-digest-not-sha256",
+        "LiveBot",
+        "ema-rsi-dry",
+        _set("promotion.approval", {**APPROVAL, "digest": "abc"}),
+        "spec.promotion.approval.digest",
+    ),
     ("breaker-no-limits", "CircuitBreaker", None, _set("limits", {}), "spec.limits"),
     (
         "breaker-drawdown-above-one",
@@ -482,6 +529,23 @@ def test_malformed_manifest_is_rejected_naming_its_field(
     model: type[BaseModel] = BY_KIND[kind].spec
     with pytest.raises(ValidationError):
         model.model_validate(manifest["spec"])
+
+
+def test_a_live_bot_with_its_limits_and_a_stake_applies(kubectl: Any, namespace: str):
+    """The positive control of the live cases: the same manifest with nothing taken away."""
+    manifest = _malformed("LiveBot", "ema-rsi-dry", _live(), "live-ok")
+    BY_KIND["LiveBot"].spec.model_validate(manifest["spec"])
+    result = kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=json.dumps(manifest)
+    )
+    assert result.returncode == 0, result.stderr
+    # An integer stake is a stake too (the CEL rule compares a string only with a string).
+    manifest["spec"]["stakeAmount"] = 50
+    BY_KIND["LiveBot"].spec.model_validate(manifest["spec"])
+    result = kubectl(
+        "apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=json.dumps(manifest)
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def test_plaintext_key_is_refused_even_without_strict_field_validation(

@@ -289,3 +289,196 @@ def test_the_operator_still_writes_status_and_finalizers_of_a_live_bot(
                 "-p",
                 json.dumps({"metadata": {"finalizers": None}}),
             )
+
+
+DIGEST_MISSING = "a live LiveBot needs spec.promotion.approval.digest"
+DIGEST_STALE = "this change to a live LiveBot needs a new approval"
+
+
+@pytest.fixture
+def live_release(
+    tools_bin: Path,
+    cluster: Any,
+    tmp_path: Path,
+    crds_installed: None,
+    release_ns: str,
+    namespace: str,
+) -> Iterator[str]:
+    """The chart installed allowing live (durable records on a claim): the approval digest
+    policy ships with it, with no switch of its own."""
+    helm = Helm(tools_bin / "helm", cluster.kubeconfig, tmp_path)
+    name = f"tb-{uuid.uuid4().hex[:6]}"
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        json.dumps(
+            {
+                "watchNamespaces": [namespace],
+                "allowedModes": ["dryRun", "testnet", "live"],
+                "state": {"existingClaim": "operator-state"},
+            }
+        )
+    )
+    helm("install", name, str(CHART), "--namespace", release_ns, "-f", str(values))
+    try:
+        yield name
+    finally:
+        helm("uninstall", name, "-n", release_ns, check=False)
+
+
+def _digested(name: str, digest: str | None, mode: str = "live") -> dict[str, Any]:
+    bot = _bot(name, mode=mode)
+    if digest is not None:
+        bot["spec"]["promotion"]["approval"]["digest"] = digest
+    return bot
+
+
+def _patch(kubectl: Any, namespace: str, name: str, patch: dict[str, Any]) -> Any:
+    return kubectl(
+        "patch",
+        "livebot",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps(patch),
+        check=False,
+    )
+
+
+def test_a_live_change_needs_a_new_approval_digest(
+    live_release: str, release_ns: str, namespace: str, kubectl: Any, api_client: Any
+):
+    d1, d2, d3 = "1" * 64, "2" * 64, "3" * 64
+
+    def refused_without_digest() -> bool:
+        probe = kubectl(
+            "create",
+            "--dry-run=server",
+            "-n",
+            namespace,
+            "-f",
+            "-",
+            check=False,
+            stdin=json.dumps(_digested("probe", None)),
+        )
+        return DIGEST_MISSING in probe.stderr
+
+    wait_for(refused_without_digest, 30, what="the approval digest policy in force")
+    missing = kubectl(
+        "apply", "-n", namespace, "-f", "-", check=False, stdin=json.dumps(_digested("x", None))
+    )
+    assert missing.returncode != 0
+    assert f"{live_release}-tradebot-operator-live-approval" in missing.stderr
+
+    created = kubectl(
+        "apply", "-n", namespace, "-f", "-", check=False, stdin=json.dumps(_digested("bot", d1))
+    )
+    assert created.returncode == 0, created.stderr
+
+    # A bound field changed under the old digest: refused, and nothing is stored.
+    for change in (
+        {"spec": {"pairs": ["BTC/USDT", "ETH/USDT", "SOL/USDT"]}},
+        {"spec": {"image": "evil/freqtrade:latest"}},
+        {"spec": {"exchange": {"credentialsSecretRef": {"name": "other-keys"}}}},
+        {"spec": {"dryRunWallet": "5000"}},
+    ):
+        refused = _patch(kubectl, namespace, "bot", change)
+        assert refused.returncode != 0, change
+        assert DIGEST_STALE in refused.stderr, refused.stderr
+    assert _spec(api_client, namespace, "bot")["pairs"] == ["BTC/USDT", "ETH/USDT"]
+
+    # Positive control: the same change with a renewed digest goes through ...
+    renewed = _patch(
+        kubectl,
+        namespace,
+        "bot",
+        {
+            "spec": {
+                "pairs": ["BTC/USDT", "ETH/USDT", "SOL/USDT"],
+                "promotion": {"approval": {"digest": d2}},
+            }
+        },
+    )
+    assert renewed.returncode == 0, renewed.stderr
+    assert _spec(api_client, namespace, "bot")["pairs"] == ["BTC/USDT", "ETH/USDT", "SOL/USDT"]
+    # ... as do safer fields, the same pairs in another order, and a pause, under the same
+    # digest (the operator checks that they only tighten).
+    for change in (
+        {"spec": {"stakeAmount": "20", "maxOpenTrades": 1}},
+        {"spec": {"limits": {"maxStakePerTrade": "50", "maxDrawdown": 0.1}}},
+        {"spec": {"supervision": {"deadline": "5m"}}},
+        {"spec": {"pairs": ["SOL/USDT", "BTC/USDT", "ETH/USDT"]}},
+        {"spec": {"suspend": True}},
+    ):
+        kept = _patch(kubectl, namespace, "bot", change)
+        assert kept.returncode == 0, (change, kept.stderr)
+
+    # A testnet bot's approval does not carry over to live.
+    testnet = kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        stdin=json.dumps(_digested("tn", d3, mode="testnet")),
+    )
+    assert testnet.returncode == 0, testnet.stderr
+    switched = _patch(kubectl, namespace, "tn", {"spec": {"mode": "live"}})
+    assert switched.returncode != 0
+    assert DIGEST_STALE in switched.stderr, switched.stderr
+    # Other modes are the gates' business: a testnet bot changes freely.
+    free = _patch(kubectl, namespace, "tn", {"spec": {"pairs": ["BTC/USDT"]}})
+    assert free.returncode == 0, free.stderr
+
+    # The operator's status writes never reach the policy.
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_status(
+        *_livebots(namespace), "bot", {"status": {"phase": "Blocked"}}
+    )
+
+
+def test_a_live_bot_from_before_digests_can_still_be_labelled_and_stopped(
+    request: pytest.FixtureRequest, namespace: str, kubectl: Any, crds_installed: None
+):
+    # Applied before the release (and its policy) exists: a bot from an older operator.
+    legacy = kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        check=False,
+        stdin=json.dumps(_digested("legacy", None)),
+    )
+    assert legacy.returncode == 0, legacy.stderr
+    request.getfixturevalue("live_release")
+    wait_for(
+        lambda: (
+            DIGEST_MISSING
+            in kubectl(
+                "create",
+                "--dry-run=server",
+                "-n",
+                namespace,
+                "-f",
+                "-",
+                check=False,
+                stdin=json.dumps(_digested("probe", None)),
+            ).stderr
+        ),
+        30,
+        what="the approval digest policy in force",
+    )
+    # Metadata writes (the operator's finalizer, a label) leave the spec as it was: they pass.
+    for patch in (
+        {"metadata": {"labels": {"tradebot.dev/fleet": "main"}}},
+        {"metadata": {"finalizers": ["tradebot.dev/test"]}},
+        {"metadata": {"finalizers": None}},
+    ):
+        result = _patch(kubectl, namespace, "legacy", patch)
+        assert result.returncode == 0, (patch, result.stderr)
+    # Positive control: a spec change still needs the digest.
+    refused = _patch(kubectl, namespace, "legacy", {"spec": {"stakeAmount": "20"}})
+    assert refused.returncode != 0
+    assert DIGEST_MISSING in refused.stderr, refused.stderr

@@ -421,6 +421,53 @@ def test_the_promotion_policy_is_rendered_only_when_enabled(helm: Helm):
     assert '["traders","risk"]' in trusted["expression"]
 
 
+def test_the_live_approval_policy_ships_whenever_live_is_allowed(helm: Helm):
+    def policies(docs: list[dict[str, Any]]) -> list[str]:
+        return [
+            d["metadata"]["name"]
+            for d in docs
+            if d["kind"] == "ValidatingAdmissionPolicy"
+            and d["metadata"]["name"].endswith("-live-approval")
+        ]
+
+    # Positive control first: testnet alone ships none, live ships it with no switch of its own.
+    testnet = helm.template(
+        "--set", "allowedModes={dryRun,testnet}", "--set", "state.existingClaim=state"
+    )
+    assert policies(testnet) == []
+    docs = helm.template(
+        "--set",
+        "allowedModes={dryRun,testnet,live}",
+        "--set",
+        "state.existingClaim=state",
+        "--set",
+        "watchNamespaces={team-a,team-b}",
+    )
+    assert len(policies(docs)) == 1
+    policy = _one(docs, "ValidatingAdmissionPolicy", "-live-approval")
+    binding = _one(docs, "ValidatingAdmissionPolicyBinding", "-live-approval")
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    assert policy["spec"]["failurePolicy"] == "Fail"
+    # Only the namespaces this release runs bots in.
+    selector = policy["spec"]["matchConstraints"]["namespaceSelector"]["matchExpressions"][0]
+    assert selector["values"] == ["team-a", "team-b"]
+    result = helm(
+        "template",
+        "t",
+        str(CHART),
+        "--kube-version",
+        "1.29.0",
+        "--set",
+        "allowedModes={live}",
+        "--set",
+        "state.existingClaim=state",
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "Kubernetes >= 1.30" in result.stderr
+
+
 def test_the_dsn_comes_from_the_named_secret(helm: Helm):
     docs = helm.template(
         "--set", "database.existingSecret=records-dsn", "--set", "database.secretKey=url"

@@ -16,8 +16,17 @@ from kubernetes import client
 from tests.support.manifests import example
 
 from tradebot import cli
+from tradebot.api.livebot import LiveBotSpec
+from tradebot.domain.bot_credentials import secret_fingerprint
+from tradebot.domain.promotion_digest import (
+    StrategyFacts,
+    canonical_json,
+    promotion_digest,
+    promotion_inputs,
+)
 from tradebot.freqtrade.introspect import code_hash
 from tradebot.records import BotSnapshot, IncidentRecord, open_store
+from tradebot.settings import Settings
 
 G, V = "tradebot.dev", "v1alpha1"
 PROMOTION = {
@@ -201,8 +210,46 @@ def test_a_breaker_trip_discards_the_dry_run_history_before_it(
     assert "[FAIL] dryRunHistory: 1.0 h" in capsys.readouterr().out
 
 
+def _keys(api: Any, namespace: str, key: str = "AKIA-FAKE") -> str:
+    """The live credentials Secret; returns its fingerprint as the operator computes it."""
+    client.CoreV1Api(api).create_namespaced_secret(
+        namespace,
+        {
+            "metadata": {"name": "exchange-keys", "labels": {"tradebot.dev/credentials": "live"}},
+            "stringData": {"key": key, "secret": "fake-secret"},
+        },
+    )
+    return secret_fingerprint({"key": key, "secret": "fake-secret"})
+
+
+def _expected_digest(api: Any, namespace: str, spec: dict[str, Any], fingerprint: str) -> str:
+    # The approval is no input of the digest (it names it): any valid one will do here.
+    promotion = {
+        "approval": {
+            "approvedBy": "x",
+            "approvedAt": "2026-11-01T10:00:00Z",
+            "reference": "x",
+            "codeHash": "0" * 64,
+        },
+        **spec["promotion"],
+    }
+    spec = {**spec, "promotion": promotion}
+    strategy = client.CustomObjectsApi(api).get_namespaced_custom_object(
+        G, V, namespace, "strategies", "ema-rsi"
+    )
+    return promotion_digest(
+        promotion_inputs(
+            LiveBotSpec.model_validate(spec),
+            StrategyFacts.of(strategy),
+            image=Settings().bot_image,
+            credentials_fingerprint=fingerprint,
+        )
+    )
+
+
 def test_live_needs_an_approval_and_gets_it_in_the_patch(
     cluster: Any,
+    api_client: Any,
     namespace: str,
     promotable: dict[str, Any],
     tmp_path: Path,
@@ -210,6 +257,7 @@ def test_live_needs_an_approval_and_gets_it_in_the_patch(
     monkeypatch: pytest.MonkeyPatch,
 ):
     dsn = f"sqlite://{tmp_path / 'records.db'}"
+    fingerprint = _keys(api_client, namespace)
     _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=3)
     assert _promote(cluster, namespace, dsn, "--to", "live") == 1
     assert "mode live needs an approval" in capsys.readouterr().err
@@ -228,8 +276,86 @@ def test_live_needs_an_approval_and_gets_it_in_the_patch(
         "alice",
         "https://git.example/bots/pull/9",
     )
-    # The approval names the code it approves.
+    # The approval names the code it approves, and the digest of the whole bot it approves:
+    # the same one the operator computes (the Secret's content included, never its values).
     assert approval["codeHash"] == promotable["code_hash"]
+    bot = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        G, V, namespace, "livebots", "promoted"
+    )
+    digest = _expected_digest(api_client, namespace, {**bot["spec"], "mode": "live"}, fingerprint)
+    assert approval["digest"] == digest
+    assert f"promotion digest: {digest}" in out
+    assert "approved digest: none" in out
+    assert "fake-secret" not in out
+
+
+def test_a_changed_live_manifest_is_approved_again_with_its_new_digest(
+    cluster: Any,
+    api_client: Any,
+    namespace: str,
+    promotable: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    dsn = f"sqlite://{tmp_path / 'records.db'}"
+    _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], hours=3)
+    monkeypatch.setenv("TRADEBOT_PROMOTION_FLOORS", '{"live": {"minDryRunHours": 1}}')
+    fingerprint = _keys(api_client, namespace)
+    custom = client.CustomObjectsApi(api_client)
+    live = custom.get_namespaced_custom_object(G, V, namespace, "livebots", "promoted")
+    spec = {**live["spec"], "mode": "live"}
+    digest = _expected_digest(api_client, namespace, spec, fingerprint)
+    spec["promotion"] = {
+        **spec["promotion"],
+        "approval": {
+            "approvedBy": "alice",
+            "approvedAt": "2026-11-01T10:00:00Z",
+            "reference": "pr/1",
+            "codeHash": promotable["code_hash"],
+            "digest": digest,
+        },
+    }
+    custom.patch_namespaced_custom_object(G, V, namespace, "livebots", "promoted", {"spec": spec})
+    # As the operator keeps them once the approved digest runs.
+    strategy = custom.get_namespaced_custom_object(G, V, namespace, "strategies", "ema-rsi")
+    inputs = promotion_inputs(
+        LiveBotSpec.model_validate(spec),
+        StrategyFacts.of(strategy),
+        image=Settings().bot_image,
+        credentials_fingerprint=fingerprint,
+    )
+    _status(
+        api_client,
+        namespace,
+        "livebots",
+        "promoted",
+        {"approvedInputs": canonical_json(inputs), "promotionInputs": canonical_json(inputs)},
+    )
+    # The change under review: one more pair and a lower stake, in the manifest's file.
+    changed = {
+        "apiVersion": f"{G}/{V}",
+        "kind": "LiveBot",
+        "metadata": {"name": "promoted"},
+        "spec": {**spec, "pairs": [*spec["pairs"], "SOL/USDT"], "stakeAmount": "20"},
+    }
+    manifest = tmp_path / "bot.yaml"
+    manifest.write_text(yaml.safe_dump(changed))
+    # Without a new approval: the digest it would need, what differs, and exit 1.
+    assert _promote(cluster, namespace, dsn, "--to", "live", "-f", str(manifest)) == 1
+    captured = capsys.readouterr()
+    new = _expected_digest(api_client, namespace, changed["spec"], fingerprint)
+    assert new != digest
+    assert f"promotion digest: {new}" in captured.out
+    assert f"approved digest: {digest}; differs in: pairs, stakeAmount (safer)" in captured.out
+    assert "approve it with --approved-by" in captured.err
+    approve = ("--approved-by", "bob", "--reference", "pr/2")
+    assert _promote(cluster, namespace, dsn, "--to", "live", "-f", str(manifest), *approve) == 0
+    out = capsys.readouterr().out
+    patch = yaml.safe_load(out[out.index("spec:") :])
+    assert patch["spec"]["promotion"]["approval"]["digest"] == new
+    assert patch["spec"]["promotion"]["approval"]["approvedBy"] == "bob"
+    assert set(patch["spec"]) == {"promotion"}
 
 
 def test_promote_names_a_failing_backtest_and_a_missing_bot(

@@ -55,6 +55,10 @@ def bot(
             **({"approval": APPROVAL} if mode == "live" else {}),
         }
         raw.setdefault("limits", {"maxOpenTrades": 3})
+    if mode == "live":
+        # What live needs at apply: a stake per trade and both limits.
+        raw["limits"].setdefault("maxStakePerTrade", "100")
+        raw.setdefault("stakeAmount", "50")
     config = {
         "strategy": "EmaRsi",
         "exchange": {"name": "binance", "key": "", "secret": ""},

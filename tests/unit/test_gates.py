@@ -53,7 +53,8 @@ def spec(
             "pairs": ["BTC/USDT"],
             "mode": mode,
             "exchange": {"name": "binance", "credentialsSecretRef": {"name": "keys"}},
-            "limits": {"maxOpenTrades": 3},
+            "limits": {"maxOpenTrades": 3, "maxStakePerTrade": "100"},
+            "stakeAmount": "50",
             "promotion": prom,
         }
     )

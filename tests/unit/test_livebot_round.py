@@ -29,6 +29,7 @@ from tradebot.domain.livebot_round import (
     decide,
     lease_key,
 )
+from tradebot.domain.promotion_digest import StrategyFacts, promotion_digest, promotion_inputs
 from tradebot.settings import PromotionFloors
 
 NOW = dt.datetime(2026, 11, 1, 12, 0, tzinfo=dt.UTC)
@@ -52,8 +53,22 @@ def spec(mode: str = "dryRun", **extra: Any) -> LiveBotSpec:
             "reference": "pr/1",
             "codeHash": CODE,
         }
+        raw["stakeAmount"] = "50"
+        raw["limits"] = {"maxOpenTrades": 3, "maxStakePerTrade": "100", "maxDrawdown": 0.2}
     raw.update(extra)
-    return LiveBotSpec.model_validate(raw)
+    return approved(LiveBotSpec.model_validate(raw))
+
+
+def approved(s: LiveBotSpec, strategy: dict[str, Any] | None = None) -> LiveBotSpec:
+    """A live spec whose approval names its own digest, as the round computes it here (no
+    image, no Secret fingerprint); other specs unchanged."""
+    if s.mode != "live" or s.promotion is None or s.promotion.approval is None:
+        return s
+    inputs = promotion_inputs(
+        s, StrategyFacts.of(strategy or STRATEGY), image="", credentials_fingerprint=None
+    )
+    approval = s.promotion.approval.model_copy(update={"digest": promotion_digest(inputs)})
+    return s.model_copy(update={"promotion": s.promotion.model_copy(update={"approval": approval})})
 
 
 def breaker(
@@ -358,20 +373,22 @@ def test_a_records_outage_keeps_a_running_bot_and_starts_no_new_one():
 
 
 def test_floors_tighten_a_lax_spec_and_show_in_status():
-    lax = spec(
-        "live",
-        promotion={
-            "backtestRef": {"name": "bt"},
-            "minTrades": 0,
-            "maxDrawdown": 1,
-            "minDryRunHours": 0,
-            "approval": {
-                "approvedBy": "a",
-                "approvedAt": "2026-10-01T00:00:00Z",
-                "reference": "pr/1",
-                "codeHash": CODE,
+    lax = approved(
+        spec(
+            "live",
+            promotion={
+                "backtestRef": {"name": "bt"},
+                "minTrades": 0,
+                "maxDrawdown": 1,
+                "minDryRunHours": 0,
+                "approval": {
+                    "approvedBy": "a",
+                    "approvedAt": "2026-10-01T00:00:00Z",
+                    "reference": "pr/1",
+                    "codeHash": CODE,
+                },
             },
-        },
+        )
     )
     few = BacktestEvidence(
         "bt",
@@ -465,10 +482,19 @@ def test_lease_writes():
 
 
 def test_dry_run_clears_promotion_status():
-    assert decide(complete(observe())).status == {
+    status = decide(complete(observe())).status
+    assert {k: status[k] for k in ("gates", "thresholds", "gateDecision")} == {
         "gates": None,
         "thresholds": None,
         "gateDecision": None,
+    }
+    # Every mode shows its digest; only live keeps approved inputs.
+    assert set(status) == {
+        "gates",
+        "thresholds",
+        "gateDecision",
+        "promotionDigest",
+        "promotionInputs",
     }
 
 

@@ -10,7 +10,16 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from tests.unit.test_livebot_round import CODE, CREDS, GOOD_BT, NOW, complete, observe, spec
+from tests.unit.test_livebot_round import (
+    CODE,
+    CREDS,
+    GOOD_BT,
+    NOW,
+    approved,
+    complete,
+    observe,
+    spec,
+)
 
 from tradebot.domain import gates
 from tradebot.domain.bot_credentials import LABEL_CREDENTIALS
@@ -180,6 +189,8 @@ def test_live_needs_the_gate_like_the_others() -> None:
             )
         }
     )
+    # Approved as it runs: with the parameter set (part of the promotion digest).
+    s = approved(s, with_set(observe(s), SET_A).strategy)
     enough = DryRunEvidence((DryRunPeriod(CODE, NOW - dt.timedelta(hours=30)),))
     creds = replace(CREDS, labels={LABEL_CREDENTIALS: "live"})
     for hyperopt, expected in (

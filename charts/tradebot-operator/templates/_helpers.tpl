@@ -123,6 +123,9 @@ they reach the operator's Decimals exactly. */}}
 {{- if and .Values.admission.restrictPromotion.enabled (not .Values.admission.restrictPromotion.allowedGroups) -}}
 {{- fail "admission.restrictPromotion.enabled needs admission.restrictPromotion.allowedGroups: the groups whose members may set mode live or spec.promotion.approval" -}}
 {{- end -}}
+{{- if and (has "live" .Values.allowedModes) (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) -}}
+{{- fail (printf "allowedModes contains live, which ships a ValidatingAdmissionPolicy binding live bots to their approval digest: it needs Kubernetes >= 1.30; this cluster is %s" .Capabilities.KubeVersion.Version) -}}
+{{- end -}}
 {{- if and .Values.admission.restrictPromotion.enabled (semverCompare "<1.30.0-0" .Capabilities.KubeVersion.Version) -}}
 {{- fail (printf "admission.restrictPromotion needs ValidatingAdmissionPolicy v1 (Kubernetes >= 1.30); this cluster is %s" .Capabilities.KubeVersion.Version) -}}
 {{- end -}}

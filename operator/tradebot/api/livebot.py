@@ -12,6 +12,7 @@ from tradebot.api.exchanges import SANDBOX_EXCHANGES, has_sandbox
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
     PAIRS_IN_STAKE_CURRENCY,
+    UNLIMITED,
     Currency,
     Duration,
     ExchangeName,
@@ -117,6 +118,13 @@ class Approval(ApiModel):
         pattern=r"^[a-f0-9]{64}$",
         description="The Strategy's status.codeHash this approval is for (required for live): "
         "a code change voids the approval.",
+    )
+    digest: str | None = Field(
+        default=None,
+        pattern=r"^[a-f0-9]{64}$",
+        description="The bot's status.promotionDigest this approval is for (`tradebot "
+        "promote` prints it): a live bot runs only this digest; any other change waits "
+        "(ApprovalStale) unless it only makes the bot safer.",
     )
 
 
@@ -228,6 +236,13 @@ _SANDBOX_RULE = {
 }
 
 
+_LIVE_LIMITS = (
+    "mode live requires limits.maxStakePerTrade and limits.maxOpenTrades (and a drawdown "
+    "limit: limits.maxDrawdown, or a CircuitBreaker with limits.maxDrawdown)"
+)
+_LIVE_STAKE = 'mode live refuses stakeAmount "unlimited": set an amount per trade'
+
+
 class LiveBotSpec(ApiModel):
     """A Freqtrade bot: dry-run by default, testnet or live only through promotion."""
 
@@ -255,6 +270,19 @@ class LiveBotSpec(ApiModel):
             ".mode",
         ),
         cel("self.mode != 'live' || has(self.limits)", "mode live requires spec.limits", ".mode"),
+        cel(
+            "self.mode != 'live' || (has(self.limits) && has(self.limits.maxStakePerTrade) "
+            "&& has(self.limits.maxOpenTrades))",
+            _LIVE_LIMITS,
+            ".limits",
+        ),
+        cel(
+            # A missing stakeAmount is defaulted to unlimited before the rules run.
+            "self.mode != 'live' || (has(self.stakeAmount) && "
+            "(type(self.stakeAmount) == int || self.stakeAmount != 'unlimited'))",
+            _LIVE_STAKE,
+            ".stakeAmount",
+        ),
         _SANDBOX_RULE,
         PAIRS_IN_STAKE_CURRENCY,
     )
@@ -316,6 +344,10 @@ class LiveBotSpec(ApiModel):
                 )
             if self.limits is None:
                 raise ValueError("mode live requires spec.limits")
+            if self.limits.max_stake_per_trade is None or self.limits.max_open_trades is None:
+                raise ValueError(_LIVE_LIMITS)
+            if self.stake_amount == UNLIMITED:
+                raise ValueError(_LIVE_STAKE)
         if self.mode == "testnet" and not has_sandbox(self.exchange.name):
             raise ValueError(no_sandbox_message(self.exchange.name))
         check_pairs_in_stake(self.pairs, self.stake_currency)
@@ -393,6 +425,23 @@ class LiveBotStatus(ResourceStatus):
     )
     stale_incident_id: str | None = Field(
         default=None, description="The incident recorded for the current silence, if any."
+    )
+    promotion_digest: str | None = Field(
+        default=None,
+        description="sha256 over everything that decides what the bot trades (image, code, "
+        "class, timeframe, parameters, FreqAI, mode, exchange, pairs, stake, limits, "
+        "supervision, credentials Secret name and content fingerprint): what "
+        "spec.promotion.approval.digest must name for mode live.",
+    )
+    promotion_inputs: str | None = Field(
+        default=None,
+        description="The canonical JSON of promotionDigest's inputs (no secret values): what "
+        "`tradebot promote` starts from.",
+    )
+    approved_inputs: str | None = Field(
+        default=None,
+        description="The canonical JSON of the approved digest's inputs (no secret values), "
+        "kept to name what a later change differs in and to let a safer change apply.",
     )
 
 

@@ -5,7 +5,9 @@ goes through review, and the operator checks the same gates again when it is app
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime as dt
+import json
 import sys
 from typing import Any
 
@@ -26,9 +28,13 @@ def register(sub: Any) -> None:
         "Strategy runs (promotion.hyperoptRef), the recorded dry-run history of the same "
         "code without a breaker trip, and "
         "(for live) an approval of the Strategy's current code hash, with the thresholds "
-        "tightened to the operator-wide floors ($TRADEBOT_PROMOTION_FLOORS). When every "
+        "tightened to the operator-wide floors ($TRADEBOT_PROMOTION_FLOORS). It prints the "
+        "bot's promotion digest (what a live approval names: spec.promotion.approval.digest) "
+        "and how it differs from the approved one. When every "
         "gate passes, print the merge patch to commit to "
-        "the bot's manifest in git; otherwise print why not and exit 1. Nothing is applied.",
+        "the bot's manifest in git; otherwise print why not and exit 1. Nothing is applied. "
+        "A live bot is approved again (its change waits until then) with --to live and the "
+        "changed manifest in --file.",
     )
     parser.add_argument("bot", help="the LiveBot")
     parser.add_argument(
@@ -48,6 +54,13 @@ def register(sub: Any) -> None:
         metavar="SECRET",
         help="the Secret with the exchange keys, added to the patch (testnet "
         "and live need one; omit it when the manifest names it already)",
+    )
+    parser.add_argument(
+        "--file",
+        "-f",
+        metavar="MANIFEST",
+        help="judge this LiveBot manifest (YAML or JSON; the change you are about to commit) "
+        "instead of the bot's spec in the cluster",
     )
     parser.add_argument(
         "--dsn",
@@ -88,20 +101,28 @@ def _promote(args: argparse.Namespace) -> int:
         bot = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "livebots", args.bot)
     except ApiException as e:
         return _fail(cluster_access.describe(e, what))
+    raw_spec = bot["spec"]
+    if args.file:
+        try:
+            raw_spec = _manifest_spec(args.file, args.bot)
+        except ValueError as e:
+            return _fail(str(e), 2)
     try:
-        spec = LiveBotSpec.model_validate(bot["spec"])
+        spec = LiveBotSpec.model_validate(raw_spec)
     except ValidationError as e:
         return _fail(f"{what} has an invalid spec: {e.errors()[0]['msg']}")
     code_hash = _code_hash(namespace, spec.strategy_ref.name)
     approval = None
+    fresh = None
     if args.approved_by:
         if code_hash is None:
             return _fail(
                 f"Strategy {namespace}/{spec.strategy_ref.name} is not Ready: there "
                 "is no introspected code to approve"
             )
-        # The approval names the code it approves: a later code change voids it.
-        approval = Approval(
+        # The approval names the code it approves: a later code change voids it. Its digest
+        # is added below, once the bot it approves is known.
+        fresh = approval = Approval(
             approved_by=args.approved_by,
             reference=args.reference,
             approved_at=dt.datetime.now(dt.UTC).replace(microsecond=0),
@@ -110,7 +131,13 @@ def _promote(args: argparse.Namespace) -> int:
     elif spec.promotion is not None:
         approval = spec.promotion.approval
     try:
-        patch = gates.promotion_patch(spec, args.to, approval)
+        if args.to == spec.mode == "live":
+            # A live bot approved again: the approval is the whole change.
+            if approval is None:
+                raise ValueError("mode live needs an approval (approvedBy, approvedAt, reference)")
+            patch: dict[str, Any] = {"spec": {"promotion": {"approval": approval.to_wire()}}}
+        else:
+            patch = gates.promotion_patch(spec, args.to, approval)
     except ValueError as e:
         return _fail(str(e))
     if args.credentials_secret:
@@ -123,6 +150,20 @@ def _promote(args: argparse.Namespace) -> int:
             f"{what} in mode {args.to} would be invalid: {problems} (pass "
             "--credentials-secret, or change the manifest first)"
         )
+    if args.to == "live":
+        # What a live approval names; testnet and dry run need none.
+        try:
+            digest = _print_digest(namespace, bot, target)
+        except ValueError as e:
+            return _fail(str(e))
+        if fresh is not None:
+            approved = fresh.model_copy(update={"digest": digest})
+            patch["spec"].setdefault("promotion", {})["approval"] = approved.to_wire()
+        elif approval is not None and approval.digest != digest:
+            return _fail(
+                f"the manifest's approval is for digest {approval.digest or 'none'}, the bot "
+                f"would be {digest}: approve it with --approved-by and --reference"
+            )
 
     backtest = None
     if target.promotion is not None:
@@ -163,12 +204,102 @@ def _promote(args: argparse.Namespace) -> int:
         "(e.g. `kubectl patch --type merge` in a review, or your kustomize overlay):\n"
     )
     if args.output == "json":
-        import json
-
         print(json.dumps(patch, indent=2))
     else:
         print(yaml.safe_dump(patch, sort_keys=False), end="")
     return 0
+
+
+def _manifest_spec(path: str, name: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            doc = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"cannot read {path}: {e}") from e
+    if not isinstance(doc, dict) or doc.get("kind") != "LiveBot" or "spec" not in doc:
+        raise ValueError(f"{path} is not a LiveBot manifest")
+    found = (doc.get("metadata") or {}).get("name")
+    if found != name:
+        raise ValueError(f"{path} is LiveBot {found}, not {name}")
+    return dict(doc["spec"])
+
+
+def _print_digest(namespace: str, bot: dict[str, Any], target: Any) -> str:
+    """Print the promotion digest of `target` and how it differs from the approved one;
+    return the digest."""
+    from tradebot import kube
+    from tradebot.api.base import GROUP, VERSION
+    from tradebot.domain import bots, promotion_digest
+    from tradebot.domain.bot_credentials import secret_fingerprint
+    from tradebot.settings import Settings
+
+    status = bot.get("status") or {}
+    now = _inputs(status.get("promotionInputs")) or {}
+    strategy = kube.read_or_none(
+        kube.custom().get_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        "strategies",
+        target.strategy_ref.name,
+    )
+    # The image the operator resolved for this bot, unless the manifest names one: the
+    # operator's defaults are its settings, not this machine's.
+    image = (
+        target.image
+        or (now.get("image") if not (bot["spec"].get("image")) else None)
+        or bots.pod_image(target, Settings.from_env())
+    )
+    ref = target.exchange.credentials_secret_ref
+    fingerprint = None
+    if ref is not None:
+        seen = now.get("credentials") or {}
+        fingerprint = seen.get("fingerprint") if seen.get("secretName") == ref.name else None
+        if fingerprint is None:
+            try:
+                secret = kube.core().read_namespaced_secret(ref.name, namespace)
+            except ApiException as e:
+                raise ValueError(
+                    cluster_access.describe(e, f"Secret {namespace}/{ref.name}")
+                    + ": its fingerprint is part of the digest"
+                ) from e
+            fingerprint = secret_fingerprint(
+                {k: base64.b64decode(v or "") for k, v in (secret.data or {}).items()}
+            )
+    inputs = promotion_digest.promotion_inputs(
+        target,
+        promotion_digest.StrategyFacts.of(strategy),
+        image=image,
+        credentials_fingerprint=fingerprint,
+    )
+    digest = promotion_digest.promotion_digest(inputs)
+    print(f"promotion digest: {digest}")
+    approved_digest = ((bot["spec"].get("promotion") or {}).get("approval") or {}).get("digest")
+    approved = _inputs(status.get("approvedInputs"))
+    if approved_digest is None:
+        print("  approved digest: none")
+    elif approved_digest == digest:
+        print(f"  approved digest: {approved_digest} (the same)")
+    elif approved is not None and promotion_digest.promotion_digest(approved) == approved_digest:
+        found = promotion_digest.differences(approved, inputs)
+        names = ", ".join(f"{d.field}{' (safer)' if d.safer else ''}" for d in found)
+        print(f"  approved digest: {approved_digest}; differs in: {names}")
+    else:
+        print(
+            f"  approved digest: {approved_digest} (its inputs are not known: no pod of the "
+            "bot has run it)"
+        )
+    return digest
+
+
+def _inputs(text: object) -> dict[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:

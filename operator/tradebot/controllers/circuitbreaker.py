@@ -123,7 +123,10 @@ def _selected(spec: CircuitBreakerSpec, bots: list[dict[str, Any]]) -> list[dict
 
 def _mark_tripped(bot: dict[str, Any], message: str, outcome: bot_control.StopOutcome) -> None:
     ref = bot_control.BotRef.of(bot)
-    status: dict[str, Any] = {"phase": "Tripped", "message": message}
+    # The kept promotion decision goes in the same write: evidence from before a trip no
+    # longer counts, and a fast auto reset must not bring the bot back on it before a LiveBot
+    # round has seen the breaker Open.
+    status: dict[str, Any] = {"phase": "Tripped", "message": message, "gateDecision": None}
     if outcome.pod_removed:
         status["podName"] = None
     try:

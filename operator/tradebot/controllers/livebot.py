@@ -10,6 +10,7 @@ deterministic name, so a repeated or interrupted round creates nothing twice.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
 import secrets
@@ -39,7 +40,11 @@ from tradebot.controllers import (
 from tradebot.controllers.status import condition, drop_unchanged, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import account_lease, bots, gates, livebot_round
-from tradebot.domain.bot_credentials import CredentialsSeen, operator_managed
+from tradebot.domain.bot_credentials import (
+    CredentialsSeen,
+    operator_managed,
+    secret_fingerprint,
+)
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.domain.livebot_round import (
     ConfigSeen,
@@ -310,6 +315,7 @@ class _Round:
             lease_duration=dt.timedelta(seconds=s.account_lease_seconds),
             local_executor=s.executor == "local",
             has_sandbox=exchanges.has_sandbox,
+            image=bots.pod_image(model, s) if model is not None else "",
         )
 
     def _observe(self, stage: Stage, o: Observation) -> Observation:
@@ -334,13 +340,16 @@ class _Round:
             return CredentialsSeen(ref.name, False, {}, False, frozenset())
         meta = secret.metadata
         owners = [str(r.api_version) for r in meta.owner_references or []]
-        # Only the names of the items are kept: the operator never uses a key's value.
+        data = secret.data or {}
+        # Only the names of the items and a one-way fingerprint of them are kept: the
+        # operator never uses a key's value.
         return CredentialsSeen(
             ref.name,
             True,
             dict(meta.labels or {}),
             operator_managed(meta.labels or {}, owners),
-            frozenset(k for k, v in (secret.data or {}).items() if v),
+            frozenset(k for k, v in data.items() if v),
+            secret_fingerprint({k: base64.b64decode(v or "") for k, v in data.items()}),
         )
 
     def _evidence_seen(self, o: Observation) -> Evidence:
@@ -484,11 +493,17 @@ class _Round:
         if isinstance(decision, StatusOnly):
             if decision.reason == "PodStarting":
                 self._pod_fields(o)
+            if (
+                decision.reason == "ApprovalStale"
+                and self.status.get("message") != decision.message
+            ):
+                event(self.body, decision.reason, decision.message, warning=True)
+                self.log.warning("change waits for an approval", message=decision.message)
             self._phase(decision.phase, decision.reason, decision.message, decision.ready)
         elif isinstance(decision, CreatePod):
             self._create_pod(decision, o)
         elif isinstance(decision, Run):
-            self._run(o)
+            self._run(o, decision.stale)
 
     def _phase(self, phase: str, reason: str, message: str, ready: bool = False) -> None:
         _phase(self.patch, self.status, phase, reason, message, self.generation, ready)
@@ -677,15 +692,25 @@ class _Round:
             return False
         return True
 
-    def _run(self, o: Observation) -> None:
+    def _run(self, o: Observation, stale: str | None) -> None:
         bot, pod, strategy_spec = self.bot, self.pod, self.strategy_spec
         assert bot is not None
         assert pod is not None
         assert strategy_spec is not None
         credentials = _credentials(self.namespace, bot)
-        self._pod_fields(o)
         assert o.spec is not None
-        self._phase("Running", "PodRunning", f"running in mode {o.spec.mode}", ready=True)
+        code_hash = o.strategy_code_hash
+        if stale is None:
+            self._pod_fields(o)
+            self._phase("Running", "PodRunning", f"running in mode {o.spec.mode}", ready=True)
+        else:
+            # The pod runs what was approved: its fields (code, mode) stay those it started
+            # with; the change is not in force.
+            code_hash = self.status.get("codeHash") or code_hash
+            if self.status.get("message") != stale:
+                event(self.body, "ApprovalStale", stale, warning=True)
+                self.log.warning("change waits for an approval", message=stale)
+            self._phase("Running", "ApprovalStale", stale)
         started = pod.status.start_time
         self.patch.status["runningSince"] = (
             format_time(started) if started else self.status.get("runningSince")
@@ -696,7 +721,7 @@ class _Round:
             self.status,
             self.patch,
             bot,
-            o.strategy_code_hash,
+            code_hash,
             self.generation,
             self.correlation_id,
         ).run(strategy_spec, pod, credentials, started)

@@ -9,6 +9,7 @@ operator manages itself (a bot's API password, a bot's database URL) is never us
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +29,24 @@ class CredentialsSeen:
     labels: Mapping[str, str]
     operator_managed: bool
     items: frozenset[str]
+    # secret_fingerprint of its items: which account the bot trades, never the keys.
+    fingerprint: str | None = None
+
+
+def secret_fingerprint(data: Mapping[str, str | bytes]) -> str:
+    """sha256 hex over a Secret's items, names and (decoded) values, in name order: the same
+    for the same content whichever way it was written (data or stringData), different as soon
+    as one key changes. A one-way digest of high-entropy keys: it may be kept in status and
+    compared; the values themselves never leave the Secret. Each name and value is prefixed by
+    its length, so no two different Secrets hash the same text."""
+    digest = hashlib.sha256()
+    for name in sorted(data):
+        value = data[name]
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        for part in (name.encode(), raw):
+            digest.update(len(part).to_bytes(8, "big"))
+            digest.update(part)
+    return digest.hexdigest()
 
 
 def operator_managed(labels: Mapping[str, str], owner_api_versions: list[str]) -> bool:

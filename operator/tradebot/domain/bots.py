@@ -273,14 +273,21 @@ def _env(bot: BotInstance) -> list[dict[str, Any]]:
     return env
 
 
-def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
-    gpu = bot.spec.gpu
-    resources, placement = jobs.scheduling(bot.spec.resources, gpu, settings)
-    image = bot.spec.image or (
+def pod_image(spec: LiveBotSpec, settings: Settings) -> str:
+    """The image the bot's pod runs: the one its promotion digest binds, so both come from
+    here."""
+    gpu = spec.gpu
+    return spec.image or (
         settings.runner_image_rocm
         if gpu is not None and gpu.vendor == "amd"
         else settings.bot_image
     )
+
+
+def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
+    gpu = bot.spec.gpu
+    resources, placement = jobs.scheduling(bot.spec.resources, gpu, settings)
+    image = pod_image(bot.spec, settings)
     on_postgres = trade_db_on_postgres(settings)
     env = _env(bot)
     if on_postgres:

@@ -6,8 +6,12 @@ end early (a tripped or suspended fleet must cost the API server little): `decid
 decision once it can. The order of the checks is the order of precedence:
 
     invalid spec > open breaker > suspend > mode not allowed > strategy not ready >
-    no sandbox > no breaker for live > credentials > promotion gates > config > code vetted >
-    account lease > pod (create, wait, replace, run)
+    no sandbox > no breaker for live > live limits > credentials > approval digest >
+    promotion gates > config > code vetted > account lease > pod (create, wait, replace, run)
+
+A live bot whose approval is stale (spec.promotion.approval.digest is not the bot's digest,
+and the change is not only safer) is not judged again: its change waits, and a pod that runs
+keeps running, supervised, unchanged.
 
 A bot is only ever let further down this list by positive evidence; anything unknown holds it.
 """
@@ -15,12 +19,13 @@ A bot is only ever let further down this list by positive evidence; anything unk
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tradebot.api.livebot import LiveBotSpec, Mode
-from tradebot.domain import account_lease, evidence, gates
+from tradebot.domain import account_lease, evidence, gates, promotion_digest
 from tradebot.domain.bot_credentials import CredentialsSeen, credentials_problem
 from tradebot.domain.selectors import selects
 from tradebot.domain.time import format_time, parse_time
@@ -146,6 +151,8 @@ class Observation:
     # Exchanges whose ccxt has a sandbox: testnet bots elsewhere are refused.
     has_sandbox: Callable[[str], bool] | None = None
     spec_error_reason: str = "InvalidSpec"
+    # The image the bot's pod runs (bots.pod_image): part of its promotion digest.
+    image: str = ""
     # Made in stages, on demand (None: not observed yet).
     credentials: CredentialsSeen | None = None
     evidence: Evidence | None = None
@@ -211,7 +218,10 @@ class CreatePod:
 
 @dataclass(frozen=True)
 class Run:
-    """The pod runs its current config: monitor it."""
+    """The pod runs its current config: monitor it. With `stale`, it runs the approved config
+    while a change waits for an approval: monitor and supervise it, change nothing."""
+
+    stale: str | None = None
 
 
 Decision = Observe | StatusOnly | Hold | CreatePod | Run
@@ -331,6 +341,51 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
     )
 
 
+def _drawdown_limited(spec: LiveBotSpec, breakers: Sequence[Mapping[str, Any]]) -> bool:
+    if spec.limits is not None and spec.limits.max_drawdown is not None:
+        return True
+    return any(
+        ((cb.get("spec") or {}).get("limits") or {}).get("maxDrawdown") is not None
+        for cb in breakers
+    )
+
+
+def _kept_inputs(text: object) -> dict[str, Any] | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        found = json.loads(text)
+    except ValueError:
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def _approval(o: Observation, spec: LiveBotSpec) -> tuple[dict[str, Any], str | None]:
+    """The bot's promotion digest (status), and for mode live why its change waits (None: it
+    runs what was approved, or a safer change of it)."""
+    inputs = promotion_digest.promotion_inputs(
+        spec,
+        promotion_digest.StrategyFacts.of(o.strategy),
+        image=o.image,
+        credentials_fingerprint=o.credentials.fingerprint if o.credentials else None,
+    )
+    status: dict[str, Any] = {
+        "promotionDigest": promotion_digest.promotion_digest(inputs),
+        "promotionInputs": promotion_digest.canonical_json(inputs),
+    }
+    if spec.mode != "live":
+        return status, None
+    approval = spec.promotion.approval if spec.promotion is not None else None
+    check = promotion_digest.check_approval(
+        approval.digest if approval is not None else None,
+        inputs,
+        _kept_inputs(o.status.get("approvedInputs")),
+    )
+    if check.exact:
+        status["approvedInputs"] = promotion_digest.canonical_json(inputs)
+    return status, None if check.runs else check.message
+
+
 def decide(o: Observation) -> Outcome:
     """One round's decision (see the module docstring for the order)."""
     if o.spec is None:
@@ -397,16 +452,31 @@ def decide(o: Observation) -> Outcome:
                 "mode live requires a CircuitBreaker whose selector takes this bot",
             )
         )
+    if spec.mode == "live" and not _drawdown_limited(spec, guarding_breakers(o.labels, o.breakers)):
+        return Outcome(
+            Hold(
+                "Blocked",
+                "LimitsMissing",
+                "mode live requires a drawdown limit: limits.maxDrawdown on the bot, or a "
+                "CircuitBreaker selecting it with limits.maxDrawdown",
+            )
+        )
     if spec.mode != "dryRun":
         if "credentials" not in o.observed:
             return Outcome(Observe("credentials"))
         problem = credentials_problem(spec, o.credentials)
         if problem is not None:
             return Outcome(Hold("Blocked", problem[0], problem[1]))
-    judged = _gates(o, spec)
+    approval_status, stale = _approval(o, spec)
+    # A change that waits for its approval is not in force: the gates judge it once approved.
+    judged = _gates(o, spec) if stale is None else _Judged(None, {})
     if judged.stopped is not None:
-        return judged.stopped
-    status = judged.status
+        return Outcome(
+            judged.stopped.decision,
+            {**judged.stopped.status, **approval_status},
+            judged.stopped.lease,
+        )
+    status = {**judged.status, **approval_status}
     if "config" not in o.observed:
         return Outcome(Observe("config"), status)
     config = o.config or ConfigSeen(error="no config")
@@ -452,13 +522,27 @@ def decide(o: Observation) -> Outcome:
         write = LeaseWrite("renew", lease.transitions)
     if "pod" not in o.observed:
         return Outcome(Observe("pod"), status)
-    return Outcome(_pod_decision(o, spec, config, lease.lease_name, judged.waiting), status, write)
+    return Outcome(
+        _pod_decision(o, spec, config, lease.lease_name, judged.waiting, stale), status, write
+    )
 
 
 def _pod_decision(
-    o: Observation, spec: LiveBotSpec, config: ConfigSeen, lease_name: str, waiting: str | None
+    o: Observation,
+    spec: LiveBotSpec,
+    config: ConfigSeen,
+    lease_name: str,
+    waiting: str | None,
+    stale: str | None = None,
 ) -> Decision:
     pod = o.pod
+    if stale is not None:
+        # What runs is what was approved: kept and supervised, never replaced for the change.
+        if pod is None or pod.deleting:
+            return Hold("Blocked", "ApprovalStale", stale)
+        if pod.phase == "Running" and not (o.local_executor and spec.mode != "dryRun"):
+            return Run(stale)
+        return StatusOnly("Pending", "ApprovalStale", stale)
     if waiting is not None and (
         pod is None or pod.deleting or pod.config_hash != config.config_hash
     ):
