@@ -273,6 +273,7 @@ def _reconcile(
         now,
         reset_token,
         trip_token_requested=(meta.get("annotations") or {}).get(TRIP_ANNOTATION),
+        watching_since=runtime.get().watching_since,
     )
     new_status = {**breaker.to_status(decision.state), "observedGeneration": generation}
     opened = decision.state

@@ -3,6 +3,7 @@ watch of bot pods."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import kopf
@@ -21,6 +22,7 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     # here, and kopf's own CLI has just added a plain-text handler of its own.
     configure_logging()
     rt = runtime.get()
+    rt.watching_since = dt.datetime.now(dt.UTC)
     # kopf's bookkeeping goes into annotations of our own prefix, not a shared one.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tradebot.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(

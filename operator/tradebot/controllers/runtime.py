@@ -5,6 +5,7 @@ cluster and in the records."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import contextvars
 import functools
 import threading
@@ -93,6 +94,10 @@ class Runtime:
     # The watch of bot pods whose IPs a breaker's stops use (controllers/bot_endpoints.py).
     bot_pod_watch: Background | None = None
     pacer: Pacer = field(default_factory=Pacer)
+    # When this process began acting (kopf's start-up, after winning the Lease): a heartbeat
+    # counts as stale only after this process has watched the bot for the whole window
+    # (domain/breaker.py stale_since), not because an outage left status old.
+    watching_since: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     # Set when a backtest slot frees (a Job deleted): the admission loop runs its next pass
     # now rather than at the tick. Here, not in the queue module, so the Backtest controller
     # wakes the loop without importing it.
