@@ -165,7 +165,11 @@ def _operator(args: argparse.Namespace) -> int:
         )
     finally:
         if elector is not None:
-            elector.release()
+            from tradebot.controllers.leadership import step_down
+
+            # kopf's cleanup (controllers/lifecycle.py) has stopped the operator's pools and
+            # waited, bounded, for their running work: the Lease goes only after it ended.
+            step_down(elector, runtime.get().stopped_in_time)
     return 0
 
 

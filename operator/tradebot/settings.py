@@ -230,6 +230,44 @@ class Settings(BaseSettings):
             "(each costs about 300 KiB; kopf alone sets no limit)."
         ),
     )
+    api_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Client-side connect timeout of every API request."
+    )
+    api_request_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description=(
+            "Client-side read timeout of every API request (kopf's and the operator's own): a "
+            "half-open connection fails the call instead of hanging it."
+        ),
+    )
+    api_watch_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=1800,
+        description=(
+            "How long each watch asks the server to stream (timeoutSeconds); the client gives a "
+            "silent watch up 10 s after it and lists again."
+        ),
+    )
+    leader_work_stall_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "A leader whose admission loop has not completed a pass for this long stops "
+            "renewing its Lease and exits, so that a standby takes over."
+        ),
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description=(
+            "On a clean stop, how long the work already running may take to end; the leader "
+            "Lease is given up only after it has (otherwise the process exits at once and the "
+            "Lease expires)."
+        ),
+    )
     # The CircuitBreaker's own pools: its rounds, the stops of a trip (parallel REST calls and
     # pod deletions) and the LiveBots marked Tripped after (fewer, so the kubelets' watches
     # are not crowded out by bookkeeping).

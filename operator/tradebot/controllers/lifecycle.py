@@ -8,6 +8,7 @@ import logging
 
 import kopf
 
+from tradebot import kube
 from tradebot.controllers import kopf_session, runtime
 from tradebot.controllers.bot_endpoints import BotPodWatch
 from tradebot.controllers.queue import AdmissionLoop
@@ -31,9 +32,16 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     settings.posting.level = logging.WARNING
     # kopf reports every timer run at INFO; our own log lines say what happened.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # Client-side timeouts everywhere (a half-open connection fails, never hangs): our own
+    # client's default for every call, and kopf's. kopf's watches keep a long server-side
+    # timeout (each ends in a relist of the kind), and the client gives one up 10 s after it.
+    s = rt.settings
+    kube.set_timeouts(s.api_connect_timeout_seconds, s.api_request_timeout_seconds)
     settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.networking.request_timeout = 60
+    settings.watching.client_timeout = 300 + kube.WATCH_READ_MARGIN
+    settings.watching.connect_timeout = s.api_connect_timeout_seconds
+    settings.networking.request_timeout = s.api_request_timeout_seconds
+    settings.networking.connect_timeout = s.api_connect_timeout_seconds
     # kopf's lists in pages, as the queue's informers do: a restart with 10,000 Backtests
     # waiting never parses one response of them all at once.
     settings.watching.chunk_size = 500
@@ -172,4 +180,4 @@ def cleanup(**_: object) -> None:
         # unsupervised. The next start begins them again where their LiveBots want them.
         stopped = LocalBotExecutor(rt.settings.local_state_dir).stop_all()
         logger(component="operator").info("local bots stopped", bots=stopped)
-    rt.close()
+    rt.stopped_in_time = rt.close(rt.settings.shutdown_grace_seconds)

@@ -826,6 +826,10 @@ def _list_call(
     return lambda **kw: fn(namespace, **kw)
 
 
+# The admission loop's name in runtime.liveness.
+LIVENESS = "admission"
+
+
 class AdmissionLoop:
     """Starts the informers, waits for their first lists, then runs a pass whenever woken
     (and at the reconcile interval as a safety net), until stopped. A second thread writes
@@ -857,6 +861,7 @@ class AdmissionLoop:
                         _list_call(settings, ns, "objects", kind),
                         _tee_list(kind.plural, ns, functools.partial(st.on_objects, kind)),
                         _tee_event(kind.plural, functools.partial(st.on_object, kind)),
+                        watch_timeout=settings.api_watch_timeout_seconds,
                     )
                 )
             self._informers.append(
@@ -866,6 +871,7 @@ class AdmissionLoop:
                     _tee_list("jobs", ns, st.on_jobs),
                     _tee_event("jobs", st.on_job),
                     selector,
+                    watch_timeout=settings.api_watch_timeout_seconds,
                 )
             )
             self._informers.append(
@@ -875,6 +881,7 @@ class AdmissionLoop:
                     _tee_list("pods", ns, st.on_pods),
                     _tee_event("pods", st.on_pod),
                     selector,
+                    watch_timeout=settings.api_watch_timeout_seconds,
                 )
             )
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="admit")
@@ -889,6 +896,7 @@ class AdmissionLoop:
 
     def stop(self) -> None:
         self._stop.set()
+        runtime.get().liveness.forget(LIVENESS)
         for informer in self._informers:
             informer.stop()
         for w in WATCHERS:
@@ -898,6 +906,8 @@ class AdmissionLoop:
         self._thread.join(timeout=10)
         self._positions.join(timeout=10)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        # Starts already running create Jobs: they end (bounded) before the Lease may go.
+        runtime.join_threads(list(self._pool._threads), time.monotonic() + 10)
 
     def synced(self) -> bool:
         return all(i.synced.is_set() for i in self._informers)
@@ -905,9 +915,12 @@ class AdmissionLoop:
     def _run(self) -> None:
         # Nothing is admitted before every first list is in: a Job not yet seen would let
         # the queue start more than the limit.
+        liveness = runtime.get().liveness
         while not self._stop.is_set() and not self.synced():
+            liveness.beat(LIVENESS)  # the informers' calls are bounded (kube.timeouts)
             self._stop.wait(0.05)
         while not self._stop.is_set():
+            liveness.beat(LIVENESS)
             # Cleared before the pass: an event during the pass sets it again, and the next
             # wait returns at once. No wake-up is lost.
             self._wakeup.clear()
