@@ -153,7 +153,9 @@ class Runtime:
                 if dsn.startswith("sqlite://"):
                     # The zero-setup default: its directory is ours to create.
                     Path(dsn.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
-                store = BufferedStore.open(dsn, self.settings.records_outbox)
+                store = BufferedStore.open(
+                    dsn, self.settings.records_outbox, adopt=self.settings.outbox_family
+                )
                 if not store.connected:
                     _log.warning(
                         "records database unavailable at start; writes wait in the outbox",
