@@ -218,8 +218,8 @@ class Round:
         ]
         if not marks:
             return
-        since = max([*marks, runtime.get().watching_since])
-        silent = self.now - since
+        since = max(marks)
+        silent = self.now - max(since, runtime.get().watching_since)
         if silent <= parse_duration(bot.spec.stale_heartbeat):
             return
         incident_id = evidence.stale_incident_id(bot.uid, since)
