@@ -20,7 +20,7 @@ from tradebot.records.buffered import BufferedStore
 from tradebot.settings import Settings
 
 # Nothing listens on port 1: the former leader's database is down all its life.
-DOWN = "postgresql://tradebot@127.0.0.1:1/records?connect_timeout=1"
+DOWN = "postgresql://tradebot@127.0.0.1:1/records"
 
 FORMER_LEADER = textwrap.dedent(
     """
@@ -70,6 +70,7 @@ def test_the_new_leader_delivers_the_former_leaders_outbox(
     try:
         settings = Settings(database_dsn=dsn, outbox_path=state / "records-outbox-{pod}.jsonl")
         assert settings.records_outbox == state / "records-outbox-operator-b.jsonl"
+        assert settings.outbox_family == "records-outbox*.jsonl"
         with BufferedStore.open(
             dsn, settings.records_outbox, adopt=settings.outbox_family
         ) as leader:
