@@ -46,10 +46,10 @@ class TimedApiClient(client.ApiClient):
     """The generated client with a default timeout on every request (see `_timeouts`);
     a call that passes `_request_timeout` keeps its own (watches do: they last longer)."""
 
-    def request(self, *args: Any, **kwargs: Any) -> Any:
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
         if kwargs.get("_request_timeout") is None:
             kwargs["_request_timeout"] = _timeouts
-        return super().request(*args, **kwargs)  # type: ignore[no-untyped-call]
+        return super().call_api(*args, **kwargs)
 
 
 def api_client() -> ApiClient:

@@ -66,7 +66,8 @@ def test_a_reset_after_a_crash_before_the_incident_was_recorded_still_records_it
     crashed = _status(api_client, namespace)
     assert crashed["state"] == "Open"
     pending = crashed["pendingIncident"]  # written with Open, in the same patch
-    assert pending["id"] and pending["reason"] == "tripped by hand (token kill-1)"
+    assert pending["id"]
+    assert pending["reason"] == "tripped by hand (token kill-1)"
     assert "incidentId" not in crashed or crashed["incidentId"] != pending["id"]
     assert _incident_ids(dsn, namespace) == []  # died before recording it
     # A person resets while no operator runs.

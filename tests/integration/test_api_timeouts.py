@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, config, watch
 from tests.support.tcp_proxy import FreezingProxy, proxied_kubeconfig
 from tests.support.wait import wait_for
@@ -31,9 +32,9 @@ from tradebot.settings import Settings
 
 CONNECT, READ = 2.0, 4.0
 WATCH_SECONDS, MARGIN = 3, 2.0
-# After the thaw: at most one frozen call still to time out (READ), the informer's backoff
-# (at most 10 s after repeated failures) and a list: 30 s leaves room for a loaded machine.
-RECOVERY = 30.0
+# After the thaw: at most one frozen list still to time out (urllib3 tries it 4 times: 16 s),
+# the informer's backoff (at most 10 s after repeated failures) and a list.
+RECOVERY = 45.0
 LABELS = {"test": "timeouts"}
 
 
@@ -78,11 +79,11 @@ def test_a_call_through_a_frozen_connection_fails_within_its_timeout(
     )
     hung.start()
     started = time.monotonic()
-    with pytest.raises(Exception) as failed:
+    with pytest.raises(urllib3.exceptions.HTTPError, match=r"(?i)timed out"):
         timed.list_namespaced_config_map(namespace)
     took = time.monotonic() - started
-    assert took < READ + CONNECT + 2, took
-    assert "timed out" in str(failed.value).lower() or "timeout" in type(failed.value).__name__
+    # urllib3 retries an idempotent request 3 times, each on a fresh connection (as frozen).
+    assert took < (1 + 3) * READ + 5, took
     assert hung.is_alive(), "the call without a timeout ended: the proxy did not freeze"
 
 
@@ -154,7 +155,8 @@ def test_an_informer_recovers_from_a_frozen_watch(
         direct.create_namespaced_config_map(namespace, _cm("after"))
         wait_for(lambda: has("after"), 20, what="the informer's watch after recovery")
         # The watch without a timeout is still stuck on its half-open connection.
-        assert "during" not in control and "after" not in control, control
+        assert "during" not in control, control
+        assert "after" not in control, control
         print(f"informer recovered {recovered:.1f} s after the thaw")
     finally:
         inf.stop()
@@ -261,7 +263,8 @@ def test_the_lease_is_released_only_after_guarded_work_stopped(
     shutdown.start()
     shutdown.join(3 * settings.leader_retry_seconds + 1)
     # Still running: close() waits and the Lease is held (and renewed) meanwhile.
-    assert shutdown.is_alive() and not stopped
+    assert shutdown.is_alive()
+    assert not stopped
     assert _holder(api_client, namespace, "guarded") == "leader"
     finish.set()
     shutdown.join(10)

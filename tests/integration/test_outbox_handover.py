@@ -93,6 +93,8 @@ def test_the_new_leader_delivers_the_former_leaders_outbox(
             former.kill()
             former.wait(30)
     # Delivered once: a second leader finds nothing left to adopt.
-    with BufferedStore.open(dsn, state / "records-outbox-operator-c.jsonl", adopt="records-outbox*.jsonl") as s:
+    with BufferedStore.open(
+        dsn, state / "records-outbox-operator-c.jsonl", adopt="records-outbox*.jsonl"
+    ) as s:
         assert s.flush() == 0
         assert len([i for i in s.list_incidents() if i.id == "inc-former"]) == 1

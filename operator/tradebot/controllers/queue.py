@@ -183,7 +183,6 @@ class _Job:
     backoff_limit: int = DEFAULT_BACKOFF_LIMIT
 
 
-@dataclass
 # Job conditions after which it starts no more pods (the last two: Kubernetes 1.31+, set before
 # Complete/Failed while the Job's last pods terminate).
 _JOB_ENDED = ("Complete", "Failed", "FailureTarget", "SuccessCriteriaMet")

@@ -5,8 +5,8 @@ cluster and in the records."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import contextvars
+import datetime as dt
 import functools
 import threading
 import time

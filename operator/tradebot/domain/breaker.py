@@ -173,8 +173,7 @@ def limits_crossed(
             if silent > stale_after:
                 cross(
                     "staleHeartbeat",
-                    f"no heartbeat for {int(silent.total_seconds())}s"
-                    f" > {limits.stale_heartbeat}",
+                    f"no heartbeat for {int(silent.total_seconds())}s > {limits.stale_heartbeat}",
                 )
     return found
 
