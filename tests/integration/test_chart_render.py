@@ -147,6 +147,16 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "leaderElection.renewDeadlineSeconds=12.5",
         "--set-json",
         "leaderElection.retryPeriodSeconds=3",
+        "--set",
+        "leaderElection.workStallSeconds=90",
+        "--set",
+        "shutdownGraceSeconds=15",
+        "--set",
+        "apiTimeouts.connectSeconds=3",
+        "--set",
+        "apiTimeouts.requestSeconds=20",
+        "--set",
+        "apiTimeouts.watchSeconds=45",
     )
     env = dict(_one(docs, "ConfigMap", "-settings")["data"])
     env["TRADEBOT_OPERATOR_NAMESPACE"] = "tradebot-system"  # the downward API's part
@@ -190,6 +200,12 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
     assert {"secretRef": {"name": "artifact-keys"}} in container["envFrom"]
     assert (s.backtest_ttl_seconds, s.max_waiting_backtests_per_namespace) == (3600, 100)
     assert (s.reconcile_interval_seconds, s.account_lease_seconds) == (1.5, 45)
+    assert (s.leader_work_stall_seconds, s.shutdown_grace_seconds) == (90, 15)
+    assert (
+        s.api_connect_timeout_seconds,
+        s.api_request_timeout_seconds,
+        s.api_watch_timeout_seconds,
+    ) == (3, 20, 45)
     assert s.exchange_double_url == "http://double.tradebot-system.svc:8765"
     assert s.metrics_port == 9200
     assert str(s.local_state_dir) == "/data"

@@ -39,7 +39,7 @@ FORMER_LEADER = textwrap.dedent(
         figures={"drawdown": Decimal("0.12345678")},
         created_at=dt.datetime(2026, 4, 1, tzinfo=dt.UTC)))
     assert store.pending == 1, store.pending
-    print(store.outbox_path, flush=True)
+    print("OUTBOX", store.outbox_path, flush=True)
     time.sleep(600)
     """
 )
@@ -54,7 +54,11 @@ def _former_leader(state: Path, pod: str) -> tuple[subprocess.Popen[str], Path]:
         text=True,
     )
     assert process.stdout is not None
-    path = Path(process.stdout.readline().strip())
+    line = ""
+    while not line.startswith("OUTBOX "):  # its log lines come first
+        line = process.stdout.readline()
+        assert line, "the former leader ended before buffering its incident"
+    path = Path(line.removeprefix("OUTBOX ").strip())
     assert path == state / f"records-outbox-{pod}.jsonl", path
     return process, path
 
