@@ -278,8 +278,6 @@ def _reconcile(
     new_status = {**breaker.to_status(decision.state), "observedGeneration": generation}
     opened = decision.state
     incident_id = _incident_id(uid, opened)
-    # A trip written Open whose incident was never recorded (a crash in between), that this
-    # round will not handle (a reset since, or a newer trip): recorded first, from status.
     _settle_pending(meta, current, patch, incident_id, correlation_id, generation, log)
     # From the decision on, this namespace's LiveBot rounds wait until the trip is handled:
     # the API server serves the stops first, and nothing else of the fleet's is written.
@@ -471,8 +469,9 @@ def _settle_pending(
     generation: int,
     log: FilteringBoundLogger,
 ) -> None:
-    """Records the pending incident of status (see CircuitBreakerStatus.pendingIncident)
-    unless it is already recorded or this round's trip handling records it; cleared once
+    """A trip written Open whose incident was never recorded (a crash in between) and that
+    this round will not handle (a reset since, or a newer trip): its incident is recorded
+    from status.pendingIncident before anything else of the round; cleared once
     recorded. A failure leaves it pending for the next round (a reset still applies: a person
     asked for it, and the record is kept, not lost)."""
     pending = current.get("pendingIncident")
