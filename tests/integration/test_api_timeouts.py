@@ -15,6 +15,7 @@ import datetime as dt
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ def test_a_call_through_a_frozen_connection_fails_within_its_timeout(
     timed.list_namespaced_config_map(namespace)  # both work through the proxy
     untimed.list_namespaced_config_map(namespace)
     fp.freeze()
+
     # Positive control: the client's own default (no timeout) hangs on the frozen path.
     def hang() -> None:
         with contextlib.suppress(Exception):  # ends only when the proxy closes, after the test
@@ -253,24 +255,36 @@ def test_the_lease_is_released_only_after_guarded_work_stopped(
     assert _acquire(leader, 30)
     leader.keep()
     writing, finish = threading.Event(), threading.Event()
+    handling, finish_handler = threading.Event(), threading.Event()
 
-    def guarded_work() -> None:  # a handler mid-write when SIGTERM arrives
+    def guarded_work() -> None:  # a trip's stop mid-write when SIGTERM arrives
         writing.set()
         finish.wait(60)
 
+    def kopf_handler() -> None:  # a sync handler on kopf's own pool
+        handling.set()
+        finish_handler.wait(60)
+
     operator_runtime.pool("guarded", 2).submit(guarded_work)
+    operator_runtime.handler_executor = ThreadPoolExecutor(2)
+    operator_runtime.handler_executor.submit(kopf_handler)
     assert writing.wait(10)
+    assert handling.wait(10)
     stopped: list[bool] = []
-    shutdown = threading.Thread(
-        target=lambda: stopped.append(operator_runtime.close(timeout=30)), daemon=True
-    )
+
+    def shut_down() -> None:  # what kopf's cleanup and then cli.py do
+        pools = operator_runtime.close(timeout=30)
+        stopped.append(pools and operator_runtime.stop_handlers(30))
+
+    shutdown = threading.Thread(target=shut_down, daemon=True)
     shutdown.start()
-    shutdown.join(3 * settings.leader_retry_seconds + 1)
-    # Still running: close() waits and the Lease is held (and renewed) meanwhile.
-    assert shutdown.is_alive()
-    assert not stopped
-    assert _holder(api_client, namespace, "guarded") == "leader"
-    finish.set()
+    for release in (finish, finish_handler):
+        shutdown.join(3 * settings.leader_retry_seconds + 1)
+        # Still running: the shutdown waits, and the Lease is held (and renewed) meanwhile.
+        assert shutdown.is_alive()
+        assert not stopped
+        assert _holder(api_client, namespace, "guarded") == "leader"
+        release.set()
     shutdown.join(10)
     assert stopped == [True]
     step_down(leader, stopped[0], on_stuck=lambda: pytest.fail("work had stopped"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 
@@ -50,6 +51,8 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     # Sync handlers share one thread pool; its default (cores + 4) would let a few hundred
     # LiveBot rounds (each may wait on a bot's REST API) queue far behind one another.
     settings.execution.max_workers = rt.settings.handler_threads
+    if isinstance(settings.execution.executor, ThreadPoolExecutor):
+        rt.handler_executor = settings.execution.executor  # stopped before the Lease goes
     logger(component="operator").info(
         "operator starting",
         executor=rt.settings.executor,

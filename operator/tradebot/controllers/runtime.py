@@ -128,6 +128,10 @@ class Runtime:
     # Whether the last `close` saw all guarded work end within its bound (cli.py releases
     # the leader Lease only then).
     stopped_in_time: bool = True
+    # kopf's own pool of sync handlers (its settings.execution.executor): kopf never shuts it
+    # down, so its handlers may still run when kopf.run returns (stop_handlers).
+    handler_executor: ThreadPoolExecutor | None = None
+    _shutdown_deadline: float | None = None
     _store: BufferedStore | None = None
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
@@ -175,14 +179,26 @@ class Runtime:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+        self._shutdown_deadline = time.monotonic() + timeout
         stopped = join_threads(
-            [t for pool in pools for t in list(pool._threads)], time.monotonic() + timeout
+            [t for pool in pools for t in list(pool._threads)], self._shutdown_deadline
         )
         with self._store_lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
         return stopped
+
+    def stop_handlers(self, timeout: float) -> bool:
+        """After kopf.run has returned: stops kopf's handler pool and waits for the handlers
+        still running on it, until the deadline `close` set (else `timeout` from now). True
+        when none runs any more."""
+        executor = self.handler_executor
+        if executor is None:
+            return True
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = self._shutdown_deadline or time.monotonic() + timeout
+        return join_threads(list(executor._threads), deadline)
 
 
 def join_threads(threads: list[threading.Thread], deadline: float) -> bool:
