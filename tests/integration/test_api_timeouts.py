@@ -316,3 +316,66 @@ def test_work_that_outlives_the_grace_period_keeps_the_lease_until_the_process_e
         assert _holder(api_client, namespace, "stuck") == "leader"  # not released
     finally:
         finish.set()
+
+
+def _job(name: str) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {"tradebot.dev/kind": "backtest", "tradebot.dev/backtest": name},
+        },
+        "spec": {
+            "template": {
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox"}],
+                }
+            }
+        },
+    }
+
+
+def test_the_admission_loop_turns_through_a_freeze_and_its_informers_recover(
+    short_timeouts: None,
+    proxy: tuple[FreezingProxy, Path],
+    operator_runtime: runtime.Runtime,
+    api_client: Any,
+    namespace: str,
+    crds_installed: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real admission loop, its informers through the proxy: frozen, the loop still
+    turns (its heartbeat stays fresh, so the leader keeps its Lease for a good reason), and
+    after the thaw a Job created meanwhile holds its slot in the queue's view."""
+    fp, kubeconfig = proxy
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    kube.reset()
+    settings = Settings(namespaces=(namespace,), api_watch_timeout_seconds=WATCH_SECONDS)
+    loop = AdmissionLoop(settings)
+    batch: Any = client.BatchV1Api(api_client)  # the test's writes never pass the proxy
+
+    def holds(name: str) -> bool:
+        with loop.state.lock:
+            return (namespace, name) in loop.state.jobs
+
+    loop.start()
+    try:
+        wait_for(loop.synced, 30, what="the admission loop's first lists")
+        batch.create_namespaced_job(namespace, _job("before"))
+        wait_for(lambda: holds("before"), 20, what="the Job seen before the freeze")
+        fp.freeze()
+        frozen = time.monotonic()
+        batch.create_namespaced_job(namespace, _job("during"))
+        while time.monotonic() - frozen < WATCH_SECONDS + MARGIN + READ:
+            beat = operator_runtime.liveness.oldest()
+            assert beat is not None
+            assert time.monotonic() - beat < settings.reconcile_interval_seconds + 3
+            time.sleep(0.5)
+        assert not holds("during")  # positive evidence the freeze held the informers
+        fp.thaw()
+        thawed = time.monotonic()
+        wait_for(lambda: holds("during"), RECOVERY, what="the Job informer to recover")
+        print(f"admission loop's Job informer recovered {time.monotonic() - thawed:.1f} s after")
+    finally:
+        loop.stop()
+        kube.reset()
