@@ -165,7 +165,14 @@ def _operator(args: argparse.Namespace) -> int:
         )
     finally:
         if elector is not None:
-            elector.release()
+            from tradebot.controllers.leadership import step_down
+
+            # kopf's cleanup (controllers/lifecycle.py) has stopped the operator's pools and
+            # waited, bounded, for their running work; kopf's own handler threads are waited
+            # for here, within the same bound. The Lease goes only after all of it ended.
+            rt = runtime.get()
+            stopped = rt.stop_handlers(rt.settings.shutdown_grace_seconds)
+            step_down(elector, rt.stopped_in_time and stopped)
     return 0
 
 

@@ -17,6 +17,40 @@ if TYPE_CHECKING:
 _lock = threading.Lock()
 _client: ApiClient | None = None
 
+# (connect, read) seconds for every request that names no timeout of its own. The client's
+# default is none at all: a half-open connection (a NAT or load balancer that forgot it, a
+# frozen API server) would hold a thread, the admission loop or an informer forever. Set
+# from the settings at start-up (`set_timeouts`).
+_timeouts: tuple[float, float] = (5.0, 30.0)
+# What a watch's read timeout adds to its server-side timeoutSeconds: the server ends the
+# stream at that time, so silence longer than this means the connection is gone.
+WATCH_READ_MARGIN = 10.0
+
+
+def set_timeouts(connect: float, read: float) -> None:
+    global _timeouts
+    _timeouts = (connect, read)
+
+
+def timeouts() -> tuple[float, float]:
+    return _timeouts
+
+
+def watch_timeouts(server_timeout: float) -> tuple[float, float]:
+    """The client-side (connect, read) timeouts of a watch asked to last `server_timeout`
+    seconds (its timeoutSeconds): the read bound is when a silent stream counts as dead."""
+    return (_timeouts[0], server_timeout + WATCH_READ_MARGIN)
+
+
+class TimedApiClient(client.ApiClient):
+    """The generated client with a default timeout on every request (see `_timeouts`);
+    a call that passes `_request_timeout` keeps its own (watches do: they last longer)."""
+
+    def call_api(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("_request_timeout") is None:
+            kwargs["_request_timeout"] = _timeouts
+        return super().call_api(*args, **kwargs)
+
 
 def api_client() -> ApiClient:
     global _client
@@ -33,7 +67,7 @@ def api_client() -> ApiClient:
             # Handlers run in threads, and a breaker stops its bots in parallel: the default
             # pool of 4 connections would serialise them.
             configuration.connection_pool_maxsize = 64
-            _client = client.ApiClient(configuration)
+            _client = TimedApiClient(configuration)
         return _client
 
 

@@ -4,6 +4,8 @@ chart sets them from values)."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Mapping
 from contextvars import ContextVar
 from decimal import Decimal
@@ -20,6 +22,12 @@ from pydantic_settings import (
 )
 
 ENV_PREFIX = "TRADEBOT_"
+# In outbox_path: this pod's name (records_outbox).
+POD_PLACEHOLDER = "{pod}"
+
+
+def _pod_name() -> str:
+    return os.environ.get("POD_NAME") or socket.gethostname()
 
 
 class GpuProfile(BaseModel):
@@ -179,7 +187,9 @@ class Settings(BaseSettings):
     database_dsn: str = ""
     local_state_dir: Path = Path(".local/operator")
     # Empty: <local_state_dir>/records-outbox.jsonl. In a cluster it must be on a volume
-    # (PVC or emptyDir), or writes waiting for the database die with the container.
+    # (PVC or emptyDir), or writes waiting for the database die with the container. `{pod}`
+    # in the name becomes the pod's name: replicas sharing a volume keep one outbox each, and
+    # the leader delivers the others' once their owner is gone (records/outbox.py).
     outbox_path: Path | None = None
     outbox_flush_interval_seconds: float = Field(default=5.0, gt=0)
     reconcile_interval_seconds: float = Field(default=2.0, gt=0)
@@ -228,6 +238,44 @@ class Settings(BaseSettings):
         description=(
             "Connections kopf may hold to the API server for requests, besides its watches "
             "(each costs about 300 KiB; kopf alone sets no limit)."
+        ),
+    )
+    api_connect_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Client-side connect timeout of every API request."
+    )
+    api_request_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=600,
+        description=(
+            "Client-side read timeout of every API request (kopf's and the operator's own): a "
+            "half-open connection fails the call instead of hanging it."
+        ),
+    )
+    api_watch_timeout_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=1800,
+        description=(
+            "How long each watch asks the server to stream (timeoutSeconds); the client gives a "
+            "silent watch up 10 s after it and lists again."
+        ),
+    )
+    leader_work_stall_seconds: float = Field(
+        default=120.0,
+        gt=0,
+        description=(
+            "A leader whose admission loop has not completed a pass for this long stops "
+            "renewing its Lease and exits, so that a standby takes over."
+        ),
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20.0,
+        ge=0,
+        description=(
+            "On a clean stop, how long the work already running may take to end; the leader "
+            "Lease is given up only after it has (otherwise the process exits at once and the "
+            "Lease expires)."
         ),
     )
     # The CircuitBreaker's own pools: its rounds, the stops of a trip (parallel REST calls and
@@ -353,9 +401,22 @@ class Settings(BaseSettings):
 
     @property
     def records_outbox(self) -> Path:
-        """outbox_path, always set once validated."""
+        """outbox_path, always set once validated, with `{pod}` replaced by this pod's name
+        (POD_NAME, else the host name): replicas on a shared volume each write their own."""
         assert self.outbox_path is not None
-        return self.outbox_path
+        return Path(str(self.outbox_path).replace(POD_PLACEHOLDER, _pod_name()))
+
+    @property
+    def outbox_family(self) -> str | None:
+        """A glob of every replica's outbox beside this one's (None without `{pod}` in the
+        path): the leader adopts those whose owner is gone."""
+        assert self.outbox_path is not None
+        name = self.outbox_path.name
+        if POD_PLACEHOLDER not in name:
+            return None
+        # "records-outbox-{pod}.jsonl" -> "records-outbox*.jsonl": the single outbox of a
+        # release from before per-pod names is adopted too.
+        return name.replace(f"-{POD_PLACEHOLDER}", "*").replace(POD_PLACEHOLDER, "*")
 
     @field_validator("namespaces", "gpu_node_labels", "allowed_modes", mode="before")
     @classmethod

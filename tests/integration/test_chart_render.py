@@ -48,6 +48,8 @@ def test_chart_lints_with_every_optional_part(helm: Helm):
         "--set",
         "database.existingSecret=records-dsn",
         "--set",
+        "state.existingClaim=state",
+        "--set",
         "allowedModes={dryRun,testnet,live}",
         "--set",
         "admission.restrictPromotion.enabled=true",
@@ -145,6 +147,16 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "leaderElection.renewDeadlineSeconds=12.5",
         "--set-json",
         "leaderElection.retryPeriodSeconds=3",
+        "--set",
+        "leaderElection.workStallSeconds=90",
+        "--set",
+        "shutdownGraceSeconds=15",
+        "--set",
+        "apiTimeouts.connectSeconds=3",
+        "--set",
+        "apiTimeouts.requestSeconds=20",
+        "--set",
+        "apiTimeouts.watchSeconds=45",
     )
     env = dict(_one(docs, "ConfigMap", "-settings")["data"])
     env["TRADEBOT_OPERATOR_NAMESPACE"] = "tradebot-system"  # the downward API's part
@@ -188,6 +200,12 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
     assert {"secretRef": {"name": "artifact-keys"}} in container["envFrom"]
     assert (s.backtest_ttl_seconds, s.max_waiting_backtests_per_namespace) == (3600, 100)
     assert (s.reconcile_interval_seconds, s.account_lease_seconds) == (1.5, 45)
+    assert (s.leader_work_stall_seconds, s.shutdown_grace_seconds) == (90, 15)
+    assert (
+        s.api_connect_timeout_seconds,
+        s.api_request_timeout_seconds,
+        s.api_watch_timeout_seconds,
+    ) == (3, 20, 45)
     assert s.exchange_double_url == "http://double.tradebot-system.svc:8765"
     assert s.metrics_port == 9200
     assert str(s.local_state_dir) == "/data"
@@ -321,6 +339,16 @@ REFUSED = [
         ["--set", "allowedModes={testnet}"],
         "allowedModes contains testnet, but the records store is SQLite on an emptyDir",
     ),
+    # PostgreSQL records, but the outbox (what waits while the database is down) on an
+    # emptyDir: a restart during an outage would lose buffered incidents, runs and buys.
+    (
+        ["--set", "allowedModes={dryRun,live}", "--set", "database.existingSecret=records-dsn"],
+        "allowedModes contains live, but the state volume is an emptyDir",
+    ),
+    (
+        ["--set", "allowedModes={testnet}", "--set", "database.existingSecret=records-dsn"],
+        "allowedModes contains testnet, but the state volume is an emptyDir",
+    ),
     (
         ["--set", "watchAllNamespaces=true", "--set", "watchNamespaces={team-a}"],
         "leave watchNamespaces empty",
@@ -395,11 +423,20 @@ def test_two_replicas_render_with_leader_election_and_shared_records(helm: Helm)
     assert _one(off, "Deployment")["spec"]["strategy"] == {"type": "Recreate"}
 
 
-def test_money_modes_render_with_durable_records(helm: Helm):
-    for durable in ("state.existingClaim=state", "database.existingSecret=records-dsn"):
-        docs = helm.template("--set", "allowedModes={dryRun,testnet,live}", "--set", durable)
-        modes = _one(docs, "ConfigMap", "-settings")["data"]["TRADEBOT_ALLOWED_MODES"]
-        assert modes == "dryRun,testnet,live"
+def test_money_modes_render_with_a_persistent_state_volume(helm: Helm):
+    """The positive control of the refusals above: the same modes with the outbox on a PVC,
+    with SQLite or PostgreSQL records."""
+    for durable in (
+        ["--set", "state.existingClaim=state"],
+        ["--set", "state.existingClaim=state", "--set", "database.existingSecret=records-dsn"],
+    ):
+        docs = helm.template("--set", "allowedModes={dryRun,testnet,live}", *durable)
+        data = _one(docs, "ConfigMap", "-settings")["data"]
+        assert data["TRADEBOT_ALLOWED_MODES"] == "dryRun,testnet,live"
+        # Each replica's outbox on the claim, named by its pod (the leader adopts the others').
+        assert data["TRADEBOT_OUTBOX_PATH"] == "/var/lib/tradebot/records-outbox-{pod}.jsonl"
+        volume = _one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"][0]
+        assert volume["persistentVolumeClaim"]["claimName"] == "state"
 
 
 def test_the_promotion_policy_is_rendered_only_when_enabled(helm: Helm):

@@ -17,6 +17,7 @@ from tradebot.domain.breaker import (
     BreakerState,
     crossings,
     evaluate,
+    stale_since,
     to_status,
 )
 
@@ -291,3 +292,38 @@ def test_open_lets_nothing_run_and_is_left_only_by_a_valid_reset(
             assert d.state.state == "Open"
             assert d.reason
         state = d.state
+
+
+# An operator outage: the last heartbeat any leader wrote is an hour old, the bot was healthy
+# all along (nobody watched it). Staleness counts from when this process began watching.
+OUTAGE_HEARTBEAT = T0 - dt.timedelta(hours=1)
+
+
+def test_a_heartbeat_from_before_an_outage_does_not_trip_a_bot_this_process_just_began_watching():
+    bot = reading(heartbeat=OUTAGE_HEARTBEAT, since=T0 - dt.timedelta(hours=2))
+    restarted = T0 - dt.timedelta(minutes=1)
+    decision = evaluate(spec(), BreakerState(), [bot], T0, None, watching_since=restarted)
+    assert not decision.tripped
+    # Positive control: the same reading without the watch start trips (the old false trip).
+    assert evaluate(spec(), BreakerState(), [bot], T0, None).tripped
+
+
+def test_a_bot_silent_for_the_whole_window_this_process_watched_trips():
+    bot = reading(heartbeat=OUTAGE_HEARTBEAT, since=T0 - dt.timedelta(hours=2))
+    restarted = T0 - dt.timedelta(minutes=6)
+    decision = evaluate(spec(), BreakerState(), [bot], T0, None, watching_since=restarted)
+    assert decision.tripped
+    assert decision.reason == "bot a: no heartbeat for 360s > 5m"
+
+
+def test_a_heartbeat_after_the_watch_start_counts_from_the_heartbeat():
+    restarted = T0 - dt.timedelta(minutes=20)
+    fresh = reading(heartbeat=T0 - dt.timedelta(minutes=4), since=T0 - dt.timedelta(hours=2))
+    silent = reading(heartbeat=T0 - dt.timedelta(minutes=6), since=T0 - dt.timedelta(hours=2))
+    assert not evaluate(spec(), BreakerState(), [fresh], T0, None, watching_since=restarted).tripped
+    assert evaluate(spec(), BreakerState(), [silent], T0, None, watching_since=restarted).tripped
+
+
+def test_a_stopped_bot_is_never_stale_whatever_the_watch_start():
+    assert stale_since(OUTAGE_HEARTBEAT, None, T0) is None
+    assert stale_since(OUTAGE_HEARTBEAT, T0 - dt.timedelta(hours=2), T0) == T0

@@ -17,6 +17,7 @@ from tradebot.domain.leader_election import (
     must_stop,
     observe,
     released,
+    work_stalled,
 )
 
 WALL = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
@@ -163,3 +164,16 @@ def test_manifest_round_trip() -> None:
 def test_check_timing(timing: tuple[float, float, float], problem: str | None) -> None:
     found = check_timing(*timing)
     assert (found is None) if problem is None else (problem in (found or ""))
+
+
+@pytest.mark.parametrize(
+    ("beat", "now", "stalled"),
+    [
+        (None, 1000.0, False),  # no work loop yet (start-up, or stopped for shutdown)
+        (100.0, 219.0, False),
+        (100.0, 220.0, False),  # exactly the bound: not yet
+        (100.0, 220.5, True),
+    ],
+)
+def test_work_stalled_after_the_bound(beat: float | None, now: float, stalled: bool) -> None:
+    assert work_stalled(beat, now, 120.0) is stalled

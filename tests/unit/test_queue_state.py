@@ -26,8 +26,9 @@ def _bt(
     }
 
 
-def _job(backtest: str, **status: Any) -> dict[str, Any]:
+def _job(backtest: str, backoff_limit: int = 0, **status: Any) -> dict[str, Any]:
     return {
+        "spec": {"backoffLimit": backoff_limit},
         "metadata": {
             "namespace": "ns",
             "name": f"job-{backtest}",
@@ -41,11 +42,11 @@ def _job(backtest: str, **status: Any) -> dict[str, Any]:
     }
 
 
-def _pod(backtest: str, phase: str) -> dict[str, Any]:
+def _pod(backtest: str, phase: str, suffix: str = "x") -> dict[str, Any]:
     return {
         "metadata": {
             "namespace": "ns",
-            "name": f"job-{backtest}-x",
+            "name": f"job-{backtest}-{suffix}",
             "labels": {"tradebot.dev/kind": "backtest", "job-name": f"job-{backtest}"},
         },
         "status": {"phase": phase},
@@ -145,3 +146,63 @@ def test_a_finished_recorded_backtest_gets_its_ttl_expiry() -> None:
     not_recorded["spec"]["ttlSecondsAfterFinished"] = 0
     state.on_object(BACKTEST, "ADDED", not_recorded)
     assert ("ns", "later") not in state.expiries
+
+
+def _running_with_retries(backoff_limit: int) -> QueueState:
+    """`a` holds the only slot with a Job of `backoff_limit` retries; `b` waits."""
+    state = _state()
+    for name in ("a", "b"):
+        state.on_object(BACKTEST, "ADDED", _bt(name))
+    assert _admit(state, 1) == (("ns", "a"),)
+    state.on_job("ADDED", _job("a", backoff_limit=backoff_limit))
+    state.on_pod("MODIFIED", _pod("a", "Running", "p1"))
+    return state
+
+
+def test_a_failed_pod_of_a_job_with_retries_left_keeps_the_slot() -> None:
+    """The Job starts a replacement pod: the slot is the replacement's, so nothing else may
+    start in it (Hyperopt workers, backoffLimit 3)."""
+    state = _running_with_retries(3)
+    state.on_pod("MODIFIED", _pod("a", "Failed", "p1"))
+    # The Job's own count of failed pods says the same and must not free it either.
+    state.on_job("MODIFIED", _job("a", backoff_limit=3, failed=1, active=1))
+    state.on_pod("ADDED", _pod("a", "Running", "p2"))
+    assert _admit(state, 1) == ()
+    # Positive control: the replacement succeeding frees the slot at once.
+    state.on_pod("MODIFIED", _pod("a", "Succeeded", "p2"))
+    assert _admit(state, 1) == (("ns", "b"),)
+
+
+def test_the_slot_frees_when_the_failures_exceed_the_backoff_limit() -> None:
+    state = _running_with_retries(3)
+    for i in range(1, 4):
+        state.on_pod("MODIFIED", _pod("a", "Failed", f"p{i}"))
+        assert _admit(state, 1) == (), f"freed after {i} failed pods of 4 allowed"
+    state.on_pod("MODIFIED", _pod("a", "Failed", "p4"))
+    assert _admit(state, 1) == (("ns", "b"),)
+
+
+def test_the_same_failed_pod_seen_twice_counts_once() -> None:
+    state = _running_with_retries(1)
+    state.on_pod("MODIFIED", _pod("a", "Failed", "p1"))
+    state.on_pod("MODIFIED", _pod("a", "Failed", "p1"))
+    assert _admit(state, 1) == ()
+    state.on_pod("MODIFIED", _pod("a", "Failed", "p2"))
+    assert _admit(state, 1) == (("ns", "b"),)
+
+
+def test_a_failed_pod_of_a_job_without_retries_frees_the_slot_at_once() -> None:
+    state = _running_with_retries(0)
+    state.on_pod("MODIFIED", _pod("a", "Failed", "p1"))
+    assert _admit(state, 1) == (("ns", "b"),)
+
+
+def test_the_jobs_failed_condition_frees_the_slot_whatever_the_pods_said() -> None:
+    state = _running_with_retries(3)
+    state.on_pod("MODIFIED", _pod("a", "Failed", "p1"))
+    assert _admit(state, 1) == ()
+    state.on_job(
+        "MODIFIED",
+        _job("a", backoff_limit=3, failed=1, conditions=[{"type": "Failed", "status": "True"}]),
+    )
+    assert _admit(state, 1) == (("ns", "b"),)

@@ -108,8 +108,12 @@ they reach the operator's Decimals exactly. */}}
 {{- range .Values.allowedModes -}}
 {{- if has . (list "testnet" "live") -}}{{- $money = append $money . -}}{{- end -}}
 {{- end -}}
-{{- if and $money (not .Values.database.existingSecret) (not .Values.state.existingClaim) -}}
-{{- fail (printf "allowedModes contains %s, but the records store is SQLite on an emptyDir (database.existingSecret and state.existingClaim are empty): an operator restart would lose the dry-run evidence and the records outbox. Set database.existingSecret (PostgreSQL) or state.existingClaim (a PVC), or allow only dryRun" (join ", " $money)) -}}
+{{- if and $money (not .Values.state.existingClaim) -}}
+{{- if .Values.database.existingSecret -}}
+{{- fail (printf "allowedModes contains %s, but the state volume is an emptyDir (state.existingClaim is empty): the records outbox, where incidents, runs and DCA buys wait while PostgreSQL is down, would be lost with the pod. Set state.existingClaim (a PVC; ReadWriteMany when replicaCount > 1, so the leader delivers a former leader's outbox), or allow only dryRun" (join ", " $money)) -}}
+{{- else -}}
+{{- fail (printf "allowedModes contains %s, but the records store is SQLite on an emptyDir (database.existingSecret and state.existingClaim are empty): an operator restart would lose the dry-run evidence and the records outbox. Set state.existingClaim (a PVC), with database.existingSecret (PostgreSQL) if you like, or allow only dryRun" (join ", " $money)) -}}
+{{- end -}}
 {{- end -}}
 {{- range $mode, $f := .Values.promotion.floors -}}
 {{- if lt (float64 (toString $f.minProfit)) -1.0 -}}

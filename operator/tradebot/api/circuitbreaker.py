@@ -100,6 +100,15 @@ class CircuitBreakerSpec(ApiModel):
     )
 
 
+class PendingIncident(ApiModel):
+    """A trip whose incident is not recorded yet, written with the Open state itself."""
+
+    id: str
+    tripped_at: dt.datetime
+    reason: str | None = None
+    affected_bots: list[str] | None = None
+
+
 class CircuitBreakerStatus(ResourceStatus):
     state: Literal["Closed", "Open", "HalfOpen"] | None = None
     tripped_at: dt.datetime | None = None
@@ -125,6 +134,11 @@ class CircuitBreakerStatus(ResourceStatus):
     )
     incident_id: str | None = Field(
         default=None, description="The incident recorded for the current trip."
+    )
+    pending_incident: PendingIncident | None = Field(
+        default=None,
+        description="A trip whose incident is not recorded yet (written in the same patch as "
+        "Open, cleared once recorded): a reset or a restart in between never loses it.",
     )
 
 

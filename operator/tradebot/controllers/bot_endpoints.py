@@ -124,6 +124,7 @@ class BotPodWatch:
                 functools.partial(POD_IPS.replace, ns),
                 POD_IPS.event,
                 SELECTOR,
+                watch_timeout=settings.api_watch_timeout_seconds,
             )
             for ns in namespaces
         ]

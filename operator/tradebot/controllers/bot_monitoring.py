@@ -209,6 +209,8 @@ class Round:
     def _silence(self, error: str, running_since: dt.datetime | None) -> None:
         """An incident once the API has been silent for longer than spec.staleHeartbeat."""
         bot = self.bot
+        # Counted from when this process began watching at the earliest: a heartbeat left by
+        # an operator that was down says nothing of how long the bot itself was silent.
         marks = [
             m
             for m in (status_time(self.status.get("lastHeartbeat")), running_since)
@@ -217,7 +219,7 @@ class Round:
         if not marks:
             return
         since = max(marks)
-        silent = self.now - since
+        silent = self.now - max(since, runtime.get().watching_since)
         if silent <= parse_duration(bot.spec.stale_heartbeat):
             return
         incident_id = evidence.stale_incident_id(bot.uid, since)

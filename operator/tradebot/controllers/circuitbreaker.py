@@ -276,16 +276,18 @@ def _reconcile(
         now,
         reset_token,
         trip_token_requested=(meta.get("annotations") or {}).get(TRIP_ANNOTATION),
+        watching_since=runtime.get().watching_since,
     )
     new_status = {**breaker.to_status(decision.state), "observedGeneration": generation}
     opened = decision.state
     incident_id = _incident_id(uid, opened)
+    _settle_pending(meta, current, patch, incident_id, correlation_id, generation, log)
     # From the decision on, this namespace's LiveBot rounds wait until the trip is handled:
     # the API server serves the stops first, and nothing else of the fleet's is written.
     handling = _handling(namespace, name, decision, current, incident_id)
     with stopping_fleet(namespace) if handling else contextlib.nullcontext():
         if decision.tripped:
-            _write_open(namespace, name, model, decision, readings, new_status, now, log)
+            _write_open(namespace, name, uid, model, decision, readings, new_status, now, log)
             current.update(new_status)
         patch.status.update(new_status)
         metrics.BREAKER_OPEN.labels(namespace, name).set(1 if opened.state == "Open" else 0)
@@ -369,6 +371,7 @@ def _handling(
 def _write_open(
     namespace: str,
     name: str,
+    spec_uid: str,
     spec: CircuitBreakerSpec,
     decision: breaker.BreakerDecision,
     readings: list[breaker.BotReading],
@@ -379,6 +382,16 @@ def _write_open(
     """Step 1 of a trip: Open is in the cluster before any bot is touched."""
     limits = list(decision.limits)
     new_status["tripLimits"] = limits
+    opened = decision.state
+    assert opened.tripped_at is not None
+    # In the same patch as Open: from here on the incident cannot be lost, whatever happens
+    # before it is recorded (a crash, then a reset by a person before the restart).
+    new_status["pendingIncident"] = {
+        "id": evidence.breaker_incident_id(spec_uid, opened.tripped_at),
+        "trippedAt": new_status["trippedAt"],
+        "reason": opened.reason,
+        "affectedBots": list(opened.affected_bots),
+    }
     new_status["tripFigures"] = {
         k: format(v, "f") for k, v in breaker.trip_figures(readings).items()
     }
@@ -430,6 +443,7 @@ def _handle_trip(
         return
     crash_point("breaker-incident-recorded")
     patch.status["incidentId"] = incident_id
+    patch.status["pendingIncident"] = None
     condition(current, patch, "Tripped", True, "LimitCrossed", opened.reason or "", generation)
     condition(current, patch, "IncidentRecorded", True, "Recorded", incident_id, generation)
     event(
@@ -447,6 +461,53 @@ def _handle_trip(
         bots=sorted(outcomes),
         stop_seconds=round(stopped_after.total_seconds(), 3),
     )
+
+
+def _settle_pending(
+    meta: Mapping[str, Any],
+    current: dict[str, Any],
+    patch: kopf.Patch,
+    handled_now: str | None,
+    correlation_id: str,
+    generation: int,
+    log: FilteringBoundLogger,
+) -> None:
+    """A trip written Open whose incident was never recorded (a crash in between) and that
+    this round will not handle (a reset since, or a newer trip): its incident is recorded
+    from status.pendingIncident before anything else of the round; cleared once
+    recorded. A failure leaves it pending for the next round (a reset still applies: a person
+    asked for it, and the record is kept, not lost)."""
+    pending = current.get("pendingIncident")
+    if not pending or pending.get("id") in (current.get("incidentId"), handled_now):
+        return
+    tripped_at = parse_time(pending.get("trippedAt"))
+    if tripped_at is None:
+        return
+    trip = breaker.BreakerState(
+        "Open",
+        tripped_at=tripped_at,
+        reason=pending.get("reason"),
+        affected_bots=tuple(pending.get("affectedBots") or ()),
+    )
+    description = (
+        f"CircuitBreaker {meta['name']} tripped: {trip.reason}. Recorded after the trip's own "
+        "handling was cut short (the operator stopped before recording it, and the breaker "
+        "was reset or tripped again since)."
+    )
+    if not _write_incident(meta, trip, current, description, pending["id"], correlation_id):
+        condition(
+            current,
+            patch,
+            "IncidentRecorded",
+            False,
+            "RecordsUnavailable",
+            f"incident {pending['id']} could not be recorded yet; retrying",
+            generation,
+        )
+        return
+    log.warning("pending incident recorded", incident=pending["id"])
+    patch.status["pendingIncident"] = None
+    current["pendingIncident"] = None
 
 
 def _write_incident(

@@ -10,6 +10,10 @@ Objects come as raw dicts, never as client models, and without `metadata.managed
 (the server's field ownership, as large as the rest of a Backtest and read by nobody here):
 a queue of thousands stays small. Lists come in pages of `PAGE` objects, each page trimmed
 before the next is read, so a relist of 10,000 Backtests never holds them all whole at once.
+
+Every call has a client-side timeout (kube.timeouts; a watch's read timeout is its
+server-side timeoutSeconds plus a margin): a half-open connection, which delivers nothing and
+never fails by itself, ends in a timeout and a fresh list on a new connection.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tradebot import kube
 from tradebot.observability.logging import logger
 
 _log = logger(component="informer")
@@ -50,10 +55,12 @@ class Informer(threading.Thread):
         on_event: Callable[[str, RawObject], None],
         label_selector: str = "",
         resync: float = 600.0,
+        watch_timeout: int = 60,
     ) -> None:
         super().__init__(daemon=True, name=f"informer-{name}")
         self.list_fn, self.on_list, self.on_event = list_fn, on_list, on_event
         self.selector, self.resync = label_selector, resync
+        self.watch_timeout = watch_timeout
         self.synced = threading.Event()
         self._stop = threading.Event()
 
@@ -81,7 +88,9 @@ class Informer(threading.Thread):
         items: list[RawObject] = []
         params: dict[str, Any] = {"label_selector": self.selector, "limit": PAGE}
         while True:
-            response = self.list_fn(**params, _preload_content=False)
+            response = self.list_fn(
+                **params, _preload_content=False, _request_timeout=kube.timeouts()
+            )
             body = json.loads(response.data)
             del response
             items.extend(trimmed(obj) for obj in body.get("items") or [])
@@ -102,7 +111,8 @@ class Informer(threading.Thread):
                 self.list_fn,
                 label_selector=self.selector,
                 resource_version=rv,
-                timeout_seconds=60,
+                timeout_seconds=self.watch_timeout,
+                _request_timeout=kube.watch_timeouts(self.watch_timeout),
                 allow_watch_bookmarks=True,
                 deserialize=False,
             ):

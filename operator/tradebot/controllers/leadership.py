@@ -35,6 +35,7 @@ from tradebot.domain.leader_election import (
     must_stop,
     observe,
     released,
+    work_stalled,
 )
 from tradebot.domain.naming import MANAGED_BY
 from tradebot.observability import metrics
@@ -59,7 +60,7 @@ def _own_client() -> client.CoordinationV1Api:
     the shared connection pool."""
     configuration = copy.deepcopy(kube.api_client().configuration)
     configuration.connection_pool_maxsize = 2
-    return client.CoordinationV1Api(client.ApiClient(configuration))
+    return client.CoordinationV1Api(kube.TimedApiClient(configuration))
 
 
 def _left(deadline: float) -> float:
@@ -81,8 +82,11 @@ class LeaderElector:
         me: str,
         api: client.CoordinationV1Api | None = None,
         on_lost: Callable[[], None] = _lost,
+        last_beat: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.settings, self.me, self.on_lost = settings, me, on_lost
+        # When the guarded work loops last completed a turn (the oldest of them; monotonic).
+        self.last_beat = last_beat
         self.namespace, self.name = settings.operator_namespace, settings.leader_lease_name
         # Typed for model objects; plain dicts go in and raw JSON comes out.
         self._api: Any = api if api is not None else _own_client()
@@ -207,6 +211,17 @@ class LeaderElector:
             deadline = self._last_renewed + s.leader_renew_deadline_seconds
             if self._stop.wait(min(s.leader_retry_seconds, _left(deadline))):
                 return
+            beat = self.last_beat()
+            if work_stalled(beat, time.monotonic(), s.leader_work_stall_seconds):
+                # Not released: a stuck thread may still write, and this process ends now;
+                # the Lease expires after its duration and a standby takes over.
+                _log.error(
+                    "work loop stalled: giving the leader Lease up",
+                    stalled_seconds=round(time.monotonic() - (beat or 0.0), 1),
+                    bound_seconds=s.leader_work_stall_seconds,
+                )
+                self.on_lost()
+                return
             if must_stop(self._last_renewed, time.monotonic(), s.leader_renew_deadline_seconds):
                 _log.error(
                     "leader Lease not renewed within the deadline",
@@ -222,12 +237,15 @@ class LeaderElector:
             except Exception as e:  # retried until the deadline
                 _log.warning("leader Lease renewal failed", error=str(e))
 
-    def release(self) -> None:
-        """Stops renewing and gives the Lease up (a clean stop): a standby takes over at its
-        next look instead of after the Lease's duration."""
+    def stop_renewing(self) -> None:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join(timeout=2 * self.settings.leader_retry_seconds + 1)
+
+    def release(self) -> None:
+        """Stops renewing and gives the Lease up (a clean stop): a standby takes over at its
+        next look instead of after the Lease's duration."""
+        self.stop_renewing()
         try:
             manifest = self._read(timeout=5)
             if manifest is None:
@@ -238,6 +256,25 @@ class LeaderElector:
                 _log.info("leader Lease released", identity=self.me, lease=self.name)
         except Exception as e:  # the standby takes over after the duration instead
             _log.warning("leader Lease not released", error=str(e))
+
+
+def step_down(
+    elector: LeaderElector, work_stopped: bool, on_stuck: Callable[[], None] = _lost
+) -> None:
+    """The end of a clean stop, once the operator has stopped its work (`work_stopped`: all of
+    it ended within the grace period). Only then is the Lease given up, so that no standby
+    starts while this process still writes. Otherwise the Lease is kept until this process is
+    gone (`on_stuck` exits at once: the threads die with it) and then expires."""
+    if work_stopped:
+        elector.release()
+        return
+    elector.stop_renewing()
+    _log.error(
+        "work still running after the grace period: exiting without releasing the leader "
+        "Lease, which expires after its duration",
+        grace_seconds=elector.settings.shutdown_grace_seconds,
+    )
+    on_stuck()
 
 
 class _Standby(BaseHTTPRequestHandler):
@@ -256,7 +293,9 @@ class _Standby(BaseHTTPRequestHandler):
 def wait_to_lead(settings: Settings, liveness: str | None) -> LeaderElector:
     """Stands by until this process holds the leader Lease, answering the liveness probe
     meanwhile (kopf serves it once the operator starts); then renews from a thread."""
-    elector = LeaderElector(settings, identity())
+    from tradebot.controllers import runtime
+
+    elector = LeaderElector(settings, identity(), last_beat=runtime.get().liveness.oldest)
     server = None
     if liveness:
         url = urlparse(liveness)

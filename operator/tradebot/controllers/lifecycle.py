@@ -3,10 +3,13 @@ watch of bot pods."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import kopf
 
+from tradebot import kube
 from tradebot.controllers import kopf_session, runtime
 from tradebot.controllers.bot_endpoints import BotPodWatch
 from tradebot.controllers.queue import AdmissionLoop
@@ -21,6 +24,7 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     # here, and kopf's own CLI has just added a plain-text handler of its own.
     configure_logging()
     rt = runtime.get()
+    rt.watching_since = dt.datetime.now(dt.UTC)
     # kopf's bookkeeping goes into annotations of our own prefix, not a shared one.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tradebot.dev")
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -29,9 +33,16 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     settings.posting.level = logging.WARNING
     # kopf reports every timer run at INFO; our own log lines say what happened.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # Client-side timeouts everywhere (a half-open connection fails, never hangs): our own
+    # client's default for every call, and kopf's. kopf's watches keep a long server-side
+    # timeout (each ends in a relist of the kind), and the client gives one up 10 s after it.
+    s = rt.settings
+    kube.set_timeouts(s.api_connect_timeout_seconds, s.api_request_timeout_seconds)
     settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 330
-    settings.networking.request_timeout = 60
+    settings.watching.client_timeout = 300 + kube.WATCH_READ_MARGIN
+    settings.watching.connect_timeout = s.api_connect_timeout_seconds
+    settings.networking.request_timeout = s.api_request_timeout_seconds
+    settings.networking.connect_timeout = s.api_connect_timeout_seconds
     # kopf's lists in pages, as the queue's informers do: a restart with 10,000 Backtests
     # waiting never parses one response of them all at once.
     settings.watching.chunk_size = 500
@@ -40,6 +51,8 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     # Sync handlers share one thread pool; its default (cores + 4) would let a few hundred
     # LiveBot rounds (each may wait on a bot's REST API) queue far behind one another.
     settings.execution.max_workers = rt.settings.handler_threads
+    if isinstance(settings.execution.executor, ThreadPoolExecutor):
+        rt.handler_executor = settings.execution.executor  # stopped before the Lease goes
     logger(component="operator").info(
         "operator starting",
         executor=rt.settings.executor,
@@ -170,4 +183,4 @@ def cleanup(**_: object) -> None:
         # unsupervised. The next start begins them again where their LiveBots want them.
         stopped = LocalBotExecutor(rt.settings.local_state_dir).stop_all()
         logger(component="operator").info("local bots stopped", bots=stopped)
-    rt.close()
+    rt.stopped_in_time = rt.close(rt.settings.shutdown_grace_seconds)

@@ -3,11 +3,13 @@ namespace, priority and creation) and of the Jobs holding slots, kept by informe
 then watches) of the queued kinds, their Jobs and their Jobs' pods; a pass runs when an event
 frees or needs a slot and costs the few items it looks at, never a list of the cluster.
 
-A slot is held from the Job's creation until its pod has finished (Succeeded or Failed) or the
-Job is finished or gone: the pod's own phase frees it at once, while the Job's status lags
-(the Job controller batches pod updates for a second) and the Job object lingers until its
-result is recorded. So at most `limit` runs are running at once; finished Jobs waiting to be
-recorded do not count.
+A slot is held from the Job's creation until the Job can start no more pods: a pod of it
+Succeeded, as many pods Failed as its backoffLimit allows plus one, or the Job itself is finished
+or gone. The pods' own phases free it at once, while the Job's status lags (the Job controller
+batches pod updates for a second) and the Job object lingers until its result is recorded. A
+Failed pod alone frees nothing: a Job with retries left (Hyperopt workers) starts a replacement,
+which runs in the same slot. So at most `limit` runs are running at once; finished Jobs waiting
+to be recorded do not count.
 
 The queue is still the cluster's own state: a restarted operator lists it again and picks it
 up exactly where it was.
@@ -168,12 +170,22 @@ def _split(domain_name: str) -> tuple[str, str]:
     return (kind, name) if sep else ("backtest", domain_name)
 
 
+# The API server's default for a Job that names none.
+DEFAULT_BACKOFF_LIMIT = 6
+
+
 @dataclass
 class _Job:
     key: Key
     strategy: str
     finished: bool
     seen_at: float
+    backoff_limit: int = DEFAULT_BACKOFF_LIMIT
+
+
+# Job conditions after which it starts no more pods (the last two: Kubernetes 1.31+, set before
+# Complete/Failed while the Job's last pods terminate).
+_JOB_ENDED = ("Complete", "Failed", "FailureTarget", "SuccessCriteriaMet")
 
 
 @dataclass
@@ -210,7 +222,10 @@ class QueueState:
         self.items: dict[Key, _Item] = {}
         self.jobs: dict[tuple[str, str], _Job] = {}  # (namespace, job name)
         self.job_of: dict[Key, str] = {}
-        self.pods_done: set[tuple[str, str]] = set()  # (namespace, job name)
+        # Pods seen finished, by (namespace, job name): a success ends the Job; failures end
+        # it only once they exceed its backoffLimit.
+        self.pods_succeeded: set[tuple[str, str]] = set()
+        self.pods_failed: dict[tuple[str, str], set[str]] = {}
         self.assumed: dict[Key, str] = {}  # started by this process, Job not seen yet
         self.strategy_of_assumed: dict[Key, str] = {}
         self.retry_at: dict[Key, float] = {}
@@ -333,13 +348,16 @@ class QueueState:
             item = f"{item}#{labels.get(kind.unit_label, '')}"
         key = (ns, _domain_name(kind.label, item))
         status = obj.get("status") or {}
+        backoff = (obj.get("spec") or {}).get("backoffLimit")
+        backoff = DEFAULT_BACKOFF_LIMIT if backoff is None else int(backoff)
         finished = (
-            bool(status.get("succeeded") or status.get("failed"))
+            bool(status.get("succeeded"))
+            or int(status.get("failed") or 0) > backoff
             or any(
-                c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                c.get("type") in _JOB_ENDED and c.get("status") == "True"
                 for c in status.get("conditions") or []
             )
-            or jk in self.pods_done
+            or self._pods_ended(jk, backoff)
         )
         old = self.jobs.get(jk)
         self.jobs[jk] = _Job(
@@ -347,6 +365,7 @@ class QueueState:
             labels.get("tradebot.dev/strategy", ""),
             finished,
             old.seen_at if old else time.monotonic(),
+            backoff,
         )
         self.job_of[key] = meta["name"]
         self.assumed.pop(key, None)
@@ -355,9 +374,15 @@ class QueueState:
         if finished and (old is None or not old.finished):
             self.wakeup.set()
 
+    def _pods_ended(self, jk: tuple[str, str], backoff_limit: int) -> bool:
+        """Whether the Job's pods seen so far leave it nothing to start: one succeeded, or
+        more failed than its backoffLimit allows."""
+        return jk in self.pods_succeeded or len(self.pods_failed.get(jk, ())) > backoff_limit
+
     def _job_gone(self, ns: str, name: str) -> None:
         job = self.jobs.pop((ns, name), None)
-        self.pods_done.discard((ns, name))
+        self.pods_succeeded.discard((ns, name))
+        self.pods_failed.pop((ns, name), None)
         if job is None:
             return
         if self.job_of.get(job.key) == name:
@@ -384,12 +409,16 @@ class QueueState:
     def _pod(self, obj: RawObject) -> None:
         meta = obj["metadata"]
         job = (meta.get("labels") or {}).get("job-name")
-        if job is None or (obj.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
+        phase = (obj.get("status") or {}).get("phase")
+        if job is None or phase not in ("Succeeded", "Failed"):
             return
         jk = (meta["namespace"], job)
-        self.pods_done.add(jk)
+        if phase == "Succeeded":
+            self.pods_succeeded.add(jk)
+        else:
+            self.pods_failed.setdefault(jk, set()).add(meta["name"])
         held = self.jobs.get(jk)
-        if held is not None and not held.finished:
+        if held is not None and not held.finished and self._pods_ended(jk, held.backoff_limit):
             held.finished = True
             self.wakeup.set()
 
@@ -401,7 +430,8 @@ class QueueState:
 
     def on_pods(self, objs: list[RawObject]) -> None:
         with self.lock:
-            self.pods_done.clear()
+            self.pods_succeeded.clear()
+            self.pods_failed.clear()
             for obj in objs:
                 self._pod(obj)
             self.wakeup.set()
@@ -795,6 +825,10 @@ def _list_call(
     return lambda **kw: fn(namespace, **kw)
 
 
+# The admission loop's name in runtime.liveness.
+LIVENESS = "admission"
+
+
 class AdmissionLoop:
     """Starts the informers, waits for their first lists, then runs a pass whenever woken
     (and at the reconcile interval as a safety net), until stopped. A second thread writes
@@ -826,6 +860,7 @@ class AdmissionLoop:
                         _list_call(settings, ns, "objects", kind),
                         _tee_list(kind.plural, ns, functools.partial(st.on_objects, kind)),
                         _tee_event(kind.plural, functools.partial(st.on_object, kind)),
+                        watch_timeout=settings.api_watch_timeout_seconds,
                     )
                 )
             self._informers.append(
@@ -835,6 +870,7 @@ class AdmissionLoop:
                     _tee_list("jobs", ns, st.on_jobs),
                     _tee_event("jobs", st.on_job),
                     selector,
+                    watch_timeout=settings.api_watch_timeout_seconds,
                 )
             )
             self._informers.append(
@@ -844,6 +880,7 @@ class AdmissionLoop:
                     _tee_list("pods", ns, st.on_pods),
                     _tee_event("pods", st.on_pod),
                     selector,
+                    watch_timeout=settings.api_watch_timeout_seconds,
                 )
             )
         self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="admit")
@@ -858,6 +895,7 @@ class AdmissionLoop:
 
     def stop(self) -> None:
         self._stop.set()
+        runtime.get().liveness.forget(LIVENESS)
         for informer in self._informers:
             informer.stop()
         for w in WATCHERS:
@@ -867,6 +905,8 @@ class AdmissionLoop:
         self._thread.join(timeout=10)
         self._positions.join(timeout=10)
         self._pool.shutdown(wait=False, cancel_futures=True)
+        # Starts already running create Jobs: they end (bounded) before the Lease may go.
+        runtime.join_threads(list(self._pool._threads), time.monotonic() + 10)
 
     def synced(self) -> bool:
         return all(i.synced.is_set() for i in self._informers)
@@ -874,9 +914,12 @@ class AdmissionLoop:
     def _run(self) -> None:
         # Nothing is admitted before every first list is in: a Job not yet seen would let
         # the queue start more than the limit.
+        liveness = runtime.get().liveness
         while not self._stop.is_set() and not self.synced():
+            liveness.beat(LIVENESS)  # the informers' calls are bounded (kube.timeouts)
             self._stop.wait(0.05)
         while not self._stop.is_set():
+            liveness.beat(LIVENESS)
             # Cleared before the pass: an event during the pass sets it again, and the next
             # wait returns at once. No wake-up is lost.
             self._wakeup.clear()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import datetime as dt
 import functools
 import threading
 import time
@@ -75,6 +76,28 @@ class Pacer:
             self._last.pop(uid, None)
 
 
+class Liveness:
+    """When each guarded work loop (the admission loop) last completed a turn: the leader
+    renews its Lease only while the oldest of them is recent (controllers/leadership.py)."""
+
+    def __init__(self) -> None:
+        self._beats: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def beat(self, loop: str) -> None:
+        with self._lock:
+            self._beats[loop] = time.monotonic()
+
+    def forget(self, loop: str) -> None:
+        with self._lock:
+            self._beats.pop(loop, None)
+
+    def oldest(self) -> float | None:
+        """The oldest loop's last turn (monotonic); None while no loop runs."""
+        with self._lock:
+            return min(self._beats.values(), default=None)
+
+
 class Background(Protocol):
     """A loop of the operator's own that runs beside kopf's handlers."""
 
@@ -93,10 +116,22 @@ class Runtime:
     # The watch of bot pods whose IPs a breaker's stops use (controllers/bot_endpoints.py).
     bot_pod_watch: Background | None = None
     pacer: Pacer = field(default_factory=Pacer)
+    liveness: Liveness = field(default_factory=Liveness)
+    # When this process began acting (kopf's start-up, after winning the Lease): a heartbeat
+    # counts as stale only after this process has watched the bot for the whole window
+    # (domain/breaker.py stale_since), not because an outage left status old.
+    watching_since: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     # Set when a backtest slot frees (a Job deleted): the admission loop runs its next pass
     # now rather than at the tick. Here, not in the queue module, so the Backtest controller
     # wakes the loop without importing it.
     admission_wakeup: threading.Event = field(default_factory=threading.Event)
+    # Whether the last `close` saw all guarded work end within its bound (cli.py releases
+    # the leader Lease only then).
+    stopped_in_time: bool = True
+    # kopf's own pool of sync handlers (its settings.execution.executor): kopf never shuts it
+    # down, so its handlers may still run when kopf.run returns (stop_handlers).
+    handler_executor: ThreadPoolExecutor | None = None
+    _shutdown_deadline: float | None = None
     _store: BufferedStore | None = None
     _store_lock: threading.Lock = field(default_factory=threading.Lock)
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
@@ -122,7 +157,9 @@ class Runtime:
                 if dsn.startswith("sqlite://"):
                     # The zero-setup default: its directory is ours to create.
                     Path(dsn.removeprefix("sqlite://")).parent.mkdir(parents=True, exist_ok=True)
-                store = BufferedStore.open(dsn, self.settings.records_outbox)
+                store = BufferedStore.open(
+                    dsn, self.settings.records_outbox, adopt=self.settings.outbox_family
+                )
                 if not store.connected:
                     _log.warning(
                         "records database unavailable at start; writes wait in the outbox",
@@ -133,15 +170,42 @@ class Runtime:
                 self._store = store
             return self._store
 
-    def close(self) -> None:
+    def close(self, timeout: float = 0.0) -> bool:
+        """Stops the operator's pools (queued work is cancelled) and closes the records store.
+        Waits up to `timeout` seconds for the work already running on the pools to end: True
+        when it has (or `timeout` is 0 and nothing runs), so that a leader gives its Lease up
+        only once nothing of its own still writes (cli.py)."""
         with self._pools_lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=False, cancel_futures=True)
+        self._shutdown_deadline = time.monotonic() + timeout
+        stopped = join_threads(
+            [t for pool in pools for t in list(pool._threads)], self._shutdown_deadline
+        )
         with self._store_lock:
             if self._store is not None:
                 self._store.close()
                 self._store = None
+        return stopped
+
+    def stop_handlers(self, timeout: float) -> bool:
+        """After kopf.run has returned: stops kopf's handler pool and waits for the handlers
+        still running on it, until the deadline `close` set (else `timeout` from now). True
+        when none runs any more."""
+        executor = self.handler_executor
+        if executor is None:
+            return True
+        executor.shutdown(wait=False, cancel_futures=True)
+        deadline = self._shutdown_deadline or time.monotonic() + timeout
+        return join_threads(list(executor._threads), deadline)
+
+
+def join_threads(threads: list[threading.Thread], deadline: float) -> bool:
+    """Waits for `threads` until the monotonic `deadline`; True when all have ended."""
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return not any(t.is_alive() for t in threads)
 
 
 _runtime: Runtime | None = None

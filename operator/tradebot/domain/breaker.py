@@ -116,10 +116,30 @@ class Crossing:
     message: str
 
 
+def stale_since(
+    last_heartbeat: dt.datetime | None,
+    running_since: dt.datetime | None,
+    watching_since: dt.datetime | None,
+) -> dt.datetime | None:
+    """From when a running bot's silence counts: its last heartbeat, its pod's start, or when
+    this process began watching, whichever is latest. A heartbeat is written by the operator
+    (a monitoring round), so an operator outage leaves every bot's heartbeat as old as the
+    outage: only silence this process has itself watched for the whole window is a bot's
+    own. None for a bot that is not running."""
+    if running_since is None:
+        return None
+    marks = [utc(t) for t in (last_heartbeat, running_since, watching_since) if t is not None]
+    return max(marks)
+
+
 def limits_crossed(
-    spec: CircuitBreakerSpec, readings: Sequence[BotReading], now: dt.datetime
+    spec: CircuitBreakerSpec,
+    readings: Sequence[BotReading],
+    now: dt.datetime,
+    watching_since: dt.datetime | None = None,
 ) -> list[Crossing]:
-    """Every limit crossed, by bot name."""
+    """Every limit crossed, by bot name. `watching_since`: when this process began watching
+    the bots (see `stale_since`); None counts heartbeats written by anyone."""
     limits = spec.limits
     stale_after = (
         parse_duration(limits.stale_heartbeat) if limits.stale_heartbeat is not None else None
@@ -147,16 +167,14 @@ def limits_crossed(
             )
         if limits.max_incidents is not None and r.incidents_in_window >= limits.max_incidents:
             cross("incidents", f"incidents {r.incidents_in_window} >= {limits.max_incidents}")
-        if stale_after is not None and r.running_since is not None:
-            marks = [utc(t) for t in (r.last_heartbeat, r.running_since) if t is not None]
-            if marks:
-                silent = utc(now) - max(marks)
-                if silent > stale_after:
-                    cross(
-                        "staleHeartbeat",
-                        f"no heartbeat for {int(silent.total_seconds())}s"
-                        f" > {limits.stale_heartbeat}",
-                    )
+        since = stale_since(r.last_heartbeat, r.running_since, watching_since)
+        if stale_after is not None and since is not None:
+            silent = utc(now) - since
+            if silent > stale_after:
+                cross(
+                    "staleHeartbeat",
+                    f"no heartbeat for {int(silent.total_seconds())}s > {limits.stale_heartbeat}",
+                )
     return found
 
 
@@ -193,6 +211,7 @@ def evaluate(
     reset_token_requested: str | None,
     *,
     trip_token_requested: str | None = None,
+    watching_since: dt.datetime | None = None,
 ) -> BreakerDecision:
     now = utc(now)
     names = _names(readings)
@@ -260,7 +279,7 @@ def evaluate(
             record_incident=False,
         )
 
-    found = limits_crossed(spec, readings, now)
+    found = limits_crossed(spec, readings, now, watching_since)
     if found:
         return trip([c.message for c in found], {c.limit for c in found})
     if state.state == HALF_OPEN:

@@ -125,6 +125,14 @@ def must_stop(last_renewed: float, now: float, renew_deadline_seconds: float) ->
     return now - last_renewed >= renew_deadline_seconds
 
 
+def work_stalled(last_beat: float | None, now: float, stall_seconds: float) -> bool:
+    """A leader whose guarded work loop last completed a turn at `last_beat` (monotonic; None
+    when no loop runs yet) must stop renewing once that is `stall_seconds` old: its Lease
+    would otherwise keep a standby out while nothing is admitted (a renewal on a client of
+    its own succeeds whatever hangs the work)."""
+    return last_beat is not None and now - last_beat > stall_seconds
+
+
 def released(record: LeaderRecord, wall: dt.datetime) -> LeaderRecord:
     """The spec a leader writes when it stops cleanly: no holder, so a follower acquires at
     its next look instead of waiting out the duration."""

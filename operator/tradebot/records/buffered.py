@@ -45,7 +45,7 @@ from tradebot.records.models import (
     RunRecord,
     StrategyRecord,
 )
-from tradebot.records.outbox import Outbox
+from tradebot.records.outbox import Outbox, adopt_orphans
 from tradebot.records.store import RecordStore, open_store
 
 _log = logger(component="records")
@@ -79,12 +79,15 @@ class BufferedStore:
         outbox_path: Path | str,
         *,
         where: str = "the records database",
+        adopt: str | None = None,
     ) -> None:
         """Opens the outbox (raises OutboxError if it cannot) and tries `connect` once; when
         that fails the store starts buffering and flush() connects later. `where` names the
         database in messages (never with a password)."""
         self._connect = connect
         self._where = where
+        # A glob of the other replicas' outboxes beside ours, adopted at each flush.
+        self._adopt = adopt
         self._outbox = Outbox(Path(outbox_path))
         self._lock = threading.Lock()  # the outbox, and the "append or go direct" decision
         self._flush_lock = threading.Lock()
@@ -104,10 +107,18 @@ class BufferedStore:
         self._try_connect()
 
     @classmethod
-    def open(cls, dsn: str, outbox_path: Path | str, *, timeout: float = 5.0) -> BufferedStore:
+    def open(
+        cls, dsn: str, outbox_path: Path | str, *, timeout: float = 5.0, adopt: str | None = None
+    ) -> BufferedStore:
         """A BufferedStore over the database `dsn` names (ValueError now for a DSN of an
-        unsupported form; a database that is down only means buffering)."""
-        return cls(connector(dsn, timeout=timeout), outbox_path, where=parse_dsn(dsn).describe())
+        unsupported form; a database that is down only means buffering). `adopt`: a glob of
+        the other replicas' outboxes in the same directory (outbox.adopt_orphans)."""
+        return cls(
+            connector(dsn, timeout=timeout),
+            outbox_path,
+            where=parse_dsn(dsn).describe(),
+            adopt=adopt,
+        )
 
     # ---- state ---------------------------------------------------------------------------
     @property
@@ -253,6 +264,10 @@ class BufferedStore:
         """Replays the outbox in order until it is empty or the database fails again;
         returns how many entries it removed (applied, or set aside as never applicable)."""
         with self._flush_lock:
+            if self._adopt is not None and not self._closed:
+                with self._lock:
+                    if adopt_orphans(self._outbox, self._adopt):
+                        metrics.OUTBOX_DEPTH.set(self._outbox.depth)
             if self._closed or not self._outbox.depth:
                 return 0
             store = self._store or self._try_connect()

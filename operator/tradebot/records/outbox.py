@@ -15,6 +15,10 @@ replayed: every write is idempotent) or the new one.
 
 Not thread-safe by itself: BufferedStore serialises every call. One process at a time may
 hold a given outbox (an exclusive lock on `<path>.lock`).
+
+Replicas on a shared volume each keep an outbox of their own (`records-outbox-<pod>.jsonl`):
+whoever leads adopts the others' once no live process holds them (`adopt_orphans`), so what a
+former leader buffered is delivered by the next one, not when that pod leads again.
 """
 
 from __future__ import annotations
@@ -171,3 +175,30 @@ class Outbox:
         with contextlib.suppress(OSError):
             os.close(self._fd)
         self._lock.close()  # releases the flock
+
+
+def adopt_orphans(own: Outbox, pattern: str) -> int:
+    """Moves into `own` the entries of every other outbox in its directory whose name matches
+    `pattern` (a glob) and that no live process holds: a former leader's. Returns how many
+    entries moved. The entries are appended to `own` (each fsync'd) before the orphan file is
+    removed: a crash in between replays them twice, and every record write is idempotent."""
+    moved = 0
+    for path in sorted(own.path.parent.glob(pattern)):
+        if path == own.path or not path.is_file():
+            continue
+        try:
+            orphan = Outbox(path)
+        except OutboxError:
+            continue  # its owner is alive (it delivers its own), or it cannot be read now
+        try:
+            for line in orphan.lines(orphan.depth):
+                own.append(line.raw + b"\n")
+                moved += 1
+            path.unlink()
+            _fsync_dir(path.parent)
+            with contextlib.suppress(OSError):
+                path.with_name(path.name + ".lock").unlink()
+        finally:
+            orphan.close()
+        _log.info("records outbox of a former replica adopted", orphan=str(path), entries=moved)
+    return moved
