@@ -92,6 +92,9 @@ class Runtime:
     admission_loop: Background | None = None
     # The watch of bot pods whose IPs a breaker's stops use (controllers/bot_endpoints.py).
     bot_pod_watch: Background | None = None
+    # The watch of bot ConfigMaps and NetworkPolicies drift is found against
+    # (controllers/bot_drift.py).
+    bot_companion_watch: Background | None = None
     pacer: Pacer = field(default_factory=Pacer)
     # Set when a backtest slot frees (a Job deleted): the admission loop runs its next pass
     # now rather than at the tick. Here, not in the queue module, so the Backtest controller

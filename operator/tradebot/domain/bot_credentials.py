@@ -9,6 +9,7 @@ operator manages itself (a bot's API password, a bot's database URL) is never us
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +29,17 @@ class CredentialsSeen:
     labels: Mapping[str, str]
     operator_managed: bool
     items: frozenset[str]
+    # api_key_fingerprint of the item the bot uses as its API key (None: no such item): what
+    # the account lock is keyed by.
+    api_key_fingerprint: str | None = None
+
+
+def api_key_fingerprint(key: str) -> str:
+    """sha256 (hex) of an exchange API key, surrounding whitespace aside (a key written with
+    a trailing newline is the same key): two Secrets holding one key are one account. The
+    key is a long random string, so its hash says nothing of it; the key itself is never
+    kept."""
+    return hashlib.sha256(key.strip().encode()).hexdigest()
 
 
 def operator_managed(labels: Mapping[str, str], owner_api_versions: list[str]) -> bool:
