@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradebot.domain.bot_credentials import api_key_fingerprint
 from tradebot.domain.account_lease import (
     ANNOTATION_ACCOUNT,
     Lease,
@@ -19,6 +18,7 @@ from tradebot.domain.account_lease import (
     lease_manifest,
     lease_name,
 )
+from tradebot.domain.bot_credentials import api_key_fingerprint
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 DURATION = dt.timedelta(seconds=30)

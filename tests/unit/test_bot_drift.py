@@ -14,8 +14,8 @@ from tradebot.domain.bot_drift import (
     config_map_fingerprint,
     covers,
     desired_config_map_fingerprint,
-    policy_fingerprint,
     pod_drift,
+    policy_fingerprint,
 )
 from tradebot.settings import Settings
 
@@ -70,7 +70,7 @@ def test_each_edit_of_the_pod_is_named():
 
     env = copy.deepcopy(served)
     next(c for c in env["spec"]["containers"] if c["name"] == bots.CONTAINER)["env"].append(
-        {"name": "PYTHONPATH", "value": "/tmp"}
+        {"name": "PYTHONPATH", "value": "/var/evil"}
     )
     assert pod_drift(desired, env) == (f"env of container {bots.CONTAINER}",)
 
@@ -79,7 +79,7 @@ def test_each_edit_of_the_pod_is_named():
         "trade",
         *freqtrade["args"][1:],
         "--strategy-path",
-        "/tmp",
+        "/var/evil",
     ]
     assert pod_drift(desired, command) == (f"args of container {bots.CONTAINER}",)
 

@@ -73,7 +73,7 @@ def _private_copy(directory: Path, name: str, scratch: Path) -> Path:
         os.close(fd)
 
 
-def upload(directory: Path, run_id: str, request: dict[str, Any], found: Any) -> dict[str, Any]:  # noqa: ANN401 - an ArtifactStore
+def upload(directory: Path, run_id: str, request: dict[str, Any], found: Any) -> dict[str, Any]:
     """Carries out one request; the result to hand back (records, or the error)."""
     names = request.get("artifacts")
     if not isinstance(names, list) or len(names) > _MAX_ARTIFACTS:

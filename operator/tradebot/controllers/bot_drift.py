@@ -85,7 +85,11 @@ POLICIES = Fingerprints("NetworkPolicy")
 
 def _list_call(kind: Kind, namespace: str | None) -> Callable[..., Any]:
     if kind == "ConfigMap":
-        api, every, one = kube.core(), "list_config_map_for_all_namespaces", "list_namespaced_config_map"
+        api, every, one = (
+            kube.core(),
+            "list_config_map_for_all_namespaces",
+            "list_namespaced_config_map",
+        )
     else:
         api = kube.networking()
         every, one = "list_network_policy_for_all_namespaces", "list_namespaced_network_policy"
@@ -150,9 +154,7 @@ def _read(kind: Kind, namespace: str, name: str) -> RawObject | None:
     return kube.to_dict(found) if found is not None else None
 
 
-def _seen(
-    store: Fingerprints, namespace: str, name: str, fresh: bool
-) -> tuple[bool, str | None]:
+def _seen(store: Fingerprints, namespace: str, name: str, fresh: bool) -> tuple[bool, str | None]:
     """(exists, fingerprint): from the watch (unless `fresh`), else from the API server."""
     known = None if fresh else store.get(namespace, name)
     if known is not None:

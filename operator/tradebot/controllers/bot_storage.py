@@ -77,9 +77,7 @@ def ensure(bot: bots.BotInstance, settings: Settings) -> None:
         kube.core().patch_namespaced_secret(
             bot.db_secret_name, bot.namespace, {"stringData": {bots.DB_URL_ITEM: url}}
         )
-    ensure_bot_database(
-        settings.database_dsn, database, password, settings.bot_db_connection_limit
-    )
+    ensure_bot_database(settings.database_dsn, database, password, settings.bot_db_connection_limit)
 
 
 ANNOTATION_RETAINED_FROM = "tradebot.dev/retained-from"

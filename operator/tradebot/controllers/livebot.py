@@ -490,13 +490,20 @@ class _Round:
             return None
         drift: tuple[str, ...] = ()
         if self.bot is not None:
-            # The hash annotation is compared by the decision itself (a changed config).
             lease = account_lease.lease_name(livebot_round.lease_key(o))
-            drift = tuple(
-                d
-                for d in domain_drift.pod_drift(self._desired_pod(lease), kube.to_dict(pod))
-                if not d.startswith("annotation ")
-            )
+            try:
+                desired = self._desired_pod(lease)
+            except (ValueError, OverflowError) as e:
+                # The spec cannot build a pod (the config stage let it through): nothing
+                # to compare with; the creation of a new pod would fail the same way.
+                self.log.warning("desired pod cannot be built", error=str(e))
+            else:
+                # The hash annotation is compared by the decision itself (a changed config).
+                drift = tuple(
+                    d
+                    for d in domain_drift.pod_drift(desired, kube.to_dict(pod))
+                    if not d.startswith("annotation ")
+                )
         return PodSeen(
             self.ref.pod_name,
             (pod.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH),

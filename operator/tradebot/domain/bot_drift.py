@@ -39,7 +39,7 @@ def policy_fingerprint(spec: Mapping[str, Any] | None) -> str:
     return hashlib.sha256(json.dumps(spec or {}, sort_keys=True).encode()).hexdigest()
 
 
-def covers(actual: Any, desired: Any) -> bool:  # noqa: ANN401 - JSON values of any shape
+def covers(actual: Any, desired: Any) -> bool:
     """True when every field set in `desired` is in `actual` with the same value; lists
     compare item by item and must have the same length."""
     if isinstance(desired, Mapping):

@@ -223,9 +223,8 @@ def upload_step(
         "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
         # The artifacts (shared) and a /tmp of its own, where each file is copied before the
         # upload; never the config (the strategy's code).
-        "volumeMounts": [
-            m for m in mounts if m["name"] == "artifacts"
-        ] + [{"name": "upload-tmp", "mountPath": "/tmp"}],  # noqa: S108 - its own scratch
+        "volumeMounts": [m for m in mounts if m["name"] == "artifacts"]
+        + [{"name": "upload-tmp", "mountPath": "/tmp"}],  # noqa: S108 - its own scratch
         "securityContext": restricted_container(),
     }
 
