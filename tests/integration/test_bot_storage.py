@@ -165,7 +165,8 @@ def test_each_bot_gets_its_own_database_and_role(
 
     # No password in anything logged: ours, or the server's log of every statement.
     server_log = (scram_postgres.directory / "log").read_text(errors="replace")
-    assert f'ALTER ROLE "{name}" WITH LOGIN PASSWORD' in server_log  # it does log statements
+    # It does log statements (the role's connection limit is set with its password).
+    assert f'ALTER ROLE "{name}" WITH LOGIN CONNECTION LIMIT 20 PASSWORD' in server_log
     captured = capsys.readouterr()
     logged = captured.out + captured.err + caplog.text + server_log
     assert password not in logged
