@@ -94,11 +94,12 @@ def test_edited_config_map_network_policy_and_pod_are_restored(
 
         # 1. The strategy swapped in the ConfigMap, and a key added.
         strategy_file = next(k for k in original_data if k.endswith(".py"))
-        core.patch_namespaced_config_map(
+        edited = core.patch_namespaced_config_map(
             cm_name,
             namespace,
             {"data": {strategy_file: "class EmaRsi: pass  # not what was approved", "x": "y"}},
         )
+        assert edited.data != original_data  # the edit took
         wait_for(
             lambda: core.read_namespaced_config_map(cm_name, namespace).data == original_data,
             30,
