@@ -294,3 +294,43 @@ def test_the_runner_hands_over_to_an_upload_step_that_alone_has_the_keys(
     finally:
         step.terminate()
         assert step.wait(30) == 0  # SIGTERM, as the kubelet stops a native sidecar
+
+
+def test_the_api_server_keeps_the_upload_step_a_native_sidecar(
+    api_client: Any, namespace: str
+) -> None:
+    """The Job as built for a bucket, accepted by the real API server (a server-side dry run)
+    with its upload step still `restartPolicy: Always` (a server without native sidecars
+    refuses or drops it), and the runner still without the keys."""
+    from kubernetes import client
+    from tests.support.manifests import example
+
+    from tradebot.api.backtest import BacktestSpec
+    from tradebot.domain.jobs import BacktestRun, job
+
+    spec = BacktestSpec.model_validate(example("Backtest", "ema-rsi-sample")["spec"])
+    run = BacktestRun(
+        namespace,
+        "bt",
+        "0b1e7c1e-1111-2222-3333-444455556666",
+        spec,
+        "ema-rsi",
+        "EmaRsi",
+        "class EmaRsi: ...",
+        {},
+        RUN,
+        "corr",
+    )
+    settings = Settings(artifacts_s3_bucket=BUCKET, artifacts_s3_secret="artifact-keys")
+    made = client.BatchV1Api(api_client).create_namespaced_job(
+        namespace, job(run, settings), dry_run="All"
+    )
+    pod = made.spec.template.spec
+    (step,) = pod.init_containers
+    assert (step.name, step.restart_policy) == ("upload", "Always")
+    assert step.env_from[0].secret_ref.name == "artifact-keys"
+    (runner_container,) = pod.containers
+    assert not runner_container.env_from
+    assert not [
+        e.name for e in runner_container.env if e.name.startswith(("AWS", "TRADEBOT_ARTIFACTS_S3"))
+    ]
