@@ -1,7 +1,9 @@
 """A bot's objects edited by hand are put back (issue 23, point 8), on the local cluster with
 the kubernetes executor (kwok pods): the ConfigMap's data, the NetworkPolicy's spec and the
 pod's image, each edited behind the operator's back, each restored with a DriftCorrected
-Event; untouched objects are left alone while the rounds demonstrably run."""
+Event; untouched objects are left alone while the rounds demonstrably run. And the trade
+database's claim outliving its deleted LiveBot unless spec.storage.reclaimPolicy is Delete
+(point 9)."""
 
 from __future__ import annotations
 
@@ -36,6 +38,15 @@ def _drift_events(api: Any, namespace: str) -> list[str]:
         namespace, field_selector=f"involvedObject.name={BOT}"
     )
     return [e.message for e in events.items if e.reason == "DriftCorrected"]
+
+
+def kube_read(read: Any, name: str, namespace: str) -> Any:
+    try:
+        return read(name, namespace)
+    except client.ApiException as e:
+        if e.status == 404:
+            return None
+        raise
 
 
 def _renewals(api: Any, namespace: str) -> str | None:
@@ -108,6 +119,25 @@ def test_edited_config_map_network_policy_and_pod_are_restored(
         messages = wait_for(lambda: _drift_events(api_client, namespace), 30, what="an Event")
         assert any(f"ConfigMap {cm_name} (edited)" in m for m in messages), messages
 
+        # 1b. The ConfigMap deleted: made again, as it must be.
+        core.delete_namespaced_config_map(cm_name, namespace)
+        wait_for(
+            lambda: (
+                (found := kube_read(core.read_namespaced_config_map, cm_name, namespace))
+                is not None
+                and found.data == original_data
+            ),
+            30,
+            what="the ConfigMap made again",
+        )
+        wait_for(
+            lambda: any(
+                f"ConfigMap {cm_name} (deleted)" in m for m in _drift_events(api_client, namespace)
+            ),
+            30,
+            what="the deletion's Event",
+        )
+
         # 2. The NetworkPolicy opened to every pod of the cluster.
         net.patch_namespaced_network_policy(
             policy.metadata.name,
@@ -162,3 +192,46 @@ def test_edited_config_map_network_policy_and_pod_are_restored(
             90,
             what="Running again",
         )
+
+
+def test_deleting_a_bot_keeps_its_trade_claim_unless_reclaim_policy_delete(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    """The operator's finalizer reads spec.storage.reclaimPolicy: the default bot's claim
+    outlives it (released, annotated), the Delete bot's goes with it."""
+    core = client.CoreV1Api(api_client)
+    _apply(kubectl, namespace, example("Strategy", "ema-rsi"))
+
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+    ):
+        for name, storage in (("keeps", None), ("drops", {"reclaimPolicy": "Delete"})):
+            doc = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
+            doc["metadata"] = {"name": name}
+            if storage is not None:
+                doc["spec"]["storage"] = storage
+            _apply(kubectl, namespace, doc)
+        wait_for(
+            lambda: len(core.list_namespaced_persistent_volume_claim(namespace).items) == 2,
+            90,
+            what="both bots' claims",
+        )
+        uids = {
+            n: client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+                G, V, namespace, "livebots", n
+            )["metadata"]["uid"]
+            for n in ("keeps", "drops")
+        }
+        kubectl("delete", "livebot", "keeps", "drops", "-n", namespace, "--wait=true")
+
+        def settled() -> Any:
+            items = core.list_namespaced_persistent_volume_claim(namespace).items
+            return items if len(items) == 1 else None
+
+        (kept,) = wait_for(settled, 120, what="only the retained claim left")
+        assert not kept.metadata.owner_references
+        assert uids["keeps"] in kept.metadata.annotations["tradebot.dev/retained-from"]
+        assert uids["drops"] not in json.dumps(kept.metadata.annotations)
