@@ -323,6 +323,21 @@ class Settings(BaseSettings):
         description="How often a running bot's figures are recorded as a "
         "snapshot (the dry-run history the promotion gates read).",
     )
+    bot_db_connection_limit: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="CONNECTION LIMIT of each bot's PostgreSQL role (its pod runs user code: "
+        "it must not take every connection of the records' server). Freqtrade's own pool "
+        "needs at most 15.",
+    )
+    hyperopt_db_connections_per_worker: int = Field(
+        default=8,
+        ge=1,
+        le=1000,
+        description="Connections a Hyperopt's study role may hold per worker (its CONNECTION "
+        "LIMIT is this times spec.workers).",
+    )
     bot_storage_size: str = Field(
         default="1Gi",
         pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$",

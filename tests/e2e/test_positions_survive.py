@@ -132,6 +132,9 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
     custom = client.CustomObjectsApi(api_client)
     bot = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))
     bot["metadata"] = {"name": BOT, "labels": {"tradebot.dev/fleet": "main"}}
+    # Its trades are exited below before it goes: then, and only by asking, its database goes
+    # too (the default keeps it: tests/integration/test_bot_storage.py).
+    bot["spec"]["storage"] = {"reclaimPolicy": "Delete"}
     cb = copy.deepcopy(example("CircuitBreaker"))
     # Nothing trips it but a person; a trip only stops the bot, its trades stay open.
     cb["spec"]["limits"] = {"maxDrawdown": 0.9}
@@ -244,7 +247,8 @@ def test_an_open_trade_survives_a_spec_edit_and_a_breaker_trip(
         closed = [t for t in final.trades() if not t.get("is_open")]
         assert [int(t["trade_id"]) for t in closed] == [opened[0][0]]
 
-        # The claim (and its volume) or the database's Secret goes with the LiveBot.
+        # The claim (and its volume) or the database's Secret goes with the LiveBot
+        # (reclaimPolicy Delete).
         kubectl("delete", "livebot", BOT, "-n", namespace)
         if on_postgres:
             wait_for(

@@ -6,6 +6,9 @@ its record is refused without leaving a file."""
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,7 @@ from tests.support.s3 import SECRET, local_s3
 
 from tradebot.api.backtest import Artifact
 from tradebot.artifacts import store as artifact_store
+from tradebot.artifacts import uploader
 from tradebot.artifacts.fetch import ArtifactMismatch, get
 from tradebot.artifacts.store import PvcStore, S3Store, StoreError
 from tradebot.cli import main
@@ -223,3 +227,110 @@ def test_the_local_executor_uploads_before_it_reports(s3: str, tmp_path: Path) -
     down = Settings(artifacts_s3_bucket=BUCKET, artifacts_s3_endpoint_url="http://127.0.0.1:9")
     with pytest.raises(StoreError, match="cannot upload"):
         keep_artifacts(outcome, "team-a", RUN, out, down)
+
+
+def test_the_runner_hands_over_to_an_upload_step_that_alone_has_the_keys(
+    s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Job's two containers as two processes sharing the artifacts directory: the upload
+    step (a real `python -m tradebot.artifacts.uploader`) with the bucket's settings and keys,
+    the runner with neither, only the hand-over (domain/jobs.py upload_step)."""
+    out = tmp_path / "artifacts"
+    summary = _summary(out)
+    # A link to the upload step's own environment is refused, never uploaded.
+    (out / "environ").symlink_to("/proc/self/environ")
+    # A request for the link (as a strategy could write one) fails the run; nothing uploaded.
+    refused = uploader.upload(
+        out, RUN, {"artifacts": ["environ"]}, S3Store(BUCKET, "q/", endpoint_url=s3)
+    )
+    assert "error" in refused
+    assert not [k for k in _objects(s3) if k.startswith("q/")]
+    # The control: a plain file in the same request shape is uploaded.
+    fine = uploader.upload(
+        out, RUN, {"artifacts": ["freqtrade.log"]}, S3Store(BUCKET, "q/", endpoint_url=s3)
+    )
+    assert "error" not in fine, fine
+    assert _objects(s3)[f"q/{RUN}/freqtrade.log"] == b"log"
+
+    step_env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": os.environ.get("PYTHONPATH", ""),
+        "HOME": str(tmp_path),
+        "TRADEBOT_RUN_ID": RUN,
+        "TRADEBOT_ARTIFACTS_STORE": "s3",
+        "TRADEBOT_ARTIFACTS_S3_BUCKET": BUCKET,
+        "TRADEBOT_ARTIFACTS_S3_PREFIX": "p/",
+        "TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL": s3,
+        **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")},
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    step = subprocess.Popen(
+        [sys.executable, "-m", "tradebot.artifacts.uploader", "--dir", str(out)],
+        env=step_env,
+    )
+    try:
+        # The runner's own environment: no keys, no bucket.
+        for name in list(os.environ):
+            if name.startswith(("AWS_", "TRADEBOT_ARTIFACTS_")):
+                monkeypatch.delenv(name)
+        monkeypatch.setenv("TRADEBOT_RUN_ID", RUN)
+        monkeypatch.setenv("TRADEBOT_ARTIFACTS_HANDOFF", "1")
+        monkeypatch.setenv("TRADEBOT_ARTIFACTS_HANDOFF_TIMEOUT", "60")
+        kept, code = runner._keep_artifacts(summary, 0, out, logger())
+        assert code == 0, kept.error
+        # The control for the hand-over: the runner itself could not have uploaded.
+        with pytest.raises(StoreError):
+            artifact_store.from_env()
+        assert [a.path for a in kept.artifacts] == [
+            f"s3://{BUCKET}/p/{RUN}/backtest-result.zip",
+            f"s3://{BUCKET}/p/{RUN}/freqtrade.log",
+        ]
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            monkeypatch.setenv(name, step_env[name])  # the test's own reads of the bucket
+        assert {k: v for k, v in _objects(s3).items() if k.startswith("p/")} == {
+            f"p/{RUN}/backtest-result.zip": b"zip" * 100,
+            f"p/{RUN}/freqtrade.log": b"log",
+        }
+    finally:
+        step.terminate()
+        assert step.wait(30) == 0  # SIGTERM, as the kubelet stops a native sidecar
+
+
+def test_the_api_server_keeps_the_upload_step_a_native_sidecar(
+    api_client: Any, namespace: str
+) -> None:
+    """The Job as built for a bucket, accepted by the real API server (a server-side dry run)
+    with its upload step still `restartPolicy: Always` (a server without native sidecars
+    refuses or drops it), and the runner still without the keys."""
+    from kubernetes import client
+    from tests.support.manifests import example
+
+    from tradebot.api.backtest import BacktestSpec
+    from tradebot.domain.jobs import BacktestRun, job
+
+    spec = BacktestSpec.model_validate(example("Backtest", "ema-rsi-sample")["spec"])
+    run = BacktestRun(
+        namespace,
+        "bt",
+        "0b1e7c1e-1111-2222-3333-444455556666",
+        spec,
+        "ema-rsi",
+        "EmaRsi",
+        "class EmaRsi: ...",
+        {},
+        RUN,
+        "corr",
+    )
+    settings = Settings(artifacts_s3_bucket=BUCKET, artifacts_s3_secret="artifact-keys")
+    made = client.BatchV1Api(api_client).create_namespaced_job(
+        namespace, job(run, settings), dry_run="All"
+    )
+    pod = made.spec.template.spec
+    (step,) = pod.init_containers
+    assert (step.name, step.restart_policy) == ("upload", "Always")
+    assert step.env_from[0].secret_ref.name == "artifact-keys"
+    (runner_container,) = pod.containers
+    assert not runner_container.env_from
+    assert not [
+        e.name for e in runner_container.env if e.name.startswith(("AWS", "TRADEBOT_ARTIFACTS_S3"))
+    ]

@@ -19,13 +19,14 @@ import pytest
 from kubernetes import client
 from tests.support.manifests import example
 from tests.support.postgres import LocalPostgres
+from tests.support.wait import wait_for
 
 from tradebot import kube
 from tradebot.api.livebot import LiveBotSpec
-from tradebot.controllers import bot_storage
+from tradebot.controllers import bot_storage, hyperopt_storage
 from tradebot.controllers.bot_control import BotRef
 from tradebot.domain import bots
-from tradebot.records.bot_databases import bot_database_name
+from tradebot.records.bot_databases import bot_database_name, drop_bot_database
 from tradebot.settings import Settings
 
 G, V = "tradebot.dev", "v1alpha1"
@@ -164,7 +165,8 @@ def test_each_bot_gets_its_own_database_and_role(
 
     # No password in anything logged: ours, or the server's log of every statement.
     server_log = (scram_postgres.directory / "log").read_text(errors="replace")
-    assert f'ALTER ROLE "{name}" WITH LOGIN PASSWORD' in server_log  # it does log statements
+    # It does log statements (the role's connection limit is set with its password).
+    assert f'ALTER ROLE "{name}" WITH LOGIN CONNECTION LIMIT 20 PASSWORD' in server_log
     captured = capsys.readouterr()
     logged = captured.out + captured.err + caplog.text + server_log
     assert password not in logged
@@ -174,9 +176,10 @@ def test_each_bot_gets_its_own_database_and_role(
         )
     )
 
-    # The LiveBot's deletion takes its database and role; a repeated one finds nothing.
-    assert bot_storage.remove(BotRef(namespace, bot.name, bot.uid), settings) is True
-    assert bot_storage.remove(BotRef(namespace, bot.name, bot.uid), settings) is False
+    # The LiveBot's deletion with reclaimPolicy Delete takes its database and role; a
+    # repeated one finds nothing.
+    assert bot_storage.remove(BotRef(namespace, bot.name, bot.uid), settings, "Delete") is True
+    assert bot_storage.remove(BotRef(namespace, bot.name, bot.uid), settings, "Delete") is False
     assert _count(admin, "SELECT count(*) FROM pg_roles WHERE rolname = %s", name) == 0
     assert _count(admin, "SELECT count(*) FROM pg_database WHERE datname = %s", name) == 0
     assert (
@@ -230,4 +233,107 @@ def test_without_postgres_a_claim_owned_by_the_livebot(
     assert [c.metadata.name for c in claims] == [bot.data_claim_name]
     assert claims[0].metadata.owner_references[0].uid == bot.uid
     assert claims[0].spec.resources.requests["storage"] == "2Gi"
-    assert bot_storage.remove(BotRef(namespace, bot.name, bot.uid), settings) is False
+    assert bot_storage.remove(BotRef(namespace, bot.name, bot.uid), settings, "Delete") is False
+
+
+def test_deleting_a_bot_keeps_its_trades_unless_asked(
+    scram_postgres: LocalPostgres,
+    api_client: Any,
+    namespace: str,
+    kube_client: None,
+    tmp_path: Any,
+):
+    """reclaimPolicy Retain (the default) keeps the PostgreSQL database and role, and releases
+    the claim from its owner so the garbage collector leaves it; Delete drops them."""
+    admin = scram_postgres.dsn()
+    on_postgres = Settings(database_dsn=admin)
+    kept, dropped = _livebot(api_client, namespace, "kept"), _livebot(api_client, namespace, "gone")
+    for b in (kept, dropped):
+        bot_storage.ensure(b, on_postgres)
+    assert (
+        bot_storage.remove(BotRef(namespace, kept.name, kept.uid), on_postgres, "Retain") is False
+    )
+    assert bot_storage.remove(BotRef(namespace, dropped.name, dropped.uid), on_postgres, "Delete")
+    database = "SELECT count(*) FROM pg_database WHERE datname = %s"
+    assert _count(admin, database, bot_database_name(kept.uid)) == 1
+    assert (
+        _count(
+            admin, "SELECT count(*) FROM pg_roles WHERE rolname = %s", bot_database_name(kept.uid)
+        )
+        == 1
+    )
+    # The control: the same call with Delete dropped the other bot's.
+    assert _count(admin, database, bot_database_name(dropped.uid)) == 0
+
+    # A claim: released (no owner, so it outlives the LiveBot), annotated with its bot.
+    on_disk = Settings(database_dsn=f"sqlite://{tmp_path / 'r.db'}")
+    keeper, goner = (
+        _livebot(api_client, namespace, "disk-kept"),
+        _livebot(api_client, namespace, "disk-gone"),
+    )
+    for b in (keeper, goner):
+        bot_storage.ensure(b, on_disk)
+    core = client.CoreV1Api(api_client)
+    bot_storage.remove(BotRef(namespace, keeper.name, keeper.uid), on_disk, "Retain")
+    bot_storage.remove(BotRef(namespace, goner.name, goner.uid), on_disk, "Delete")
+    claim = core.read_namespaced_persistent_volume_claim(keeper.data_claim_name, namespace)
+    assert not claim.metadata.owner_references
+    assert keeper.uid in claim.metadata.annotations[bot_storage.ANNOTATION_RETAINED_FROM]
+    other = core.read_namespaced_persistent_volume_claim(goner.data_claim_name, namespace)
+    assert other.metadata.owner_references[0].uid == goner.uid  # goes with its LiveBot
+    # Both LiveBots deleted: the garbage collector (the real one, of the test cluster) takes
+    # the owned claim and leaves the released one.
+    custom = client.CustomObjectsApi(api_client)
+    for b in (keeper, goner):
+        custom.delete_namespaced_custom_object(G, V, namespace, "livebots", b.name)
+    wait_for(
+        lambda: (
+            goner.data_claim_name
+            not in {
+                c.metadata.name
+                for c in core.list_namespaced_persistent_volume_claim(namespace).items
+            }
+        ),
+        120,
+        what="the owned claim collected",
+    )
+    names = {c.metadata.name for c in core.list_namespaced_persistent_volume_claim(namespace).items}
+    assert keeper.data_claim_name in names
+
+
+def test_roles_have_a_connection_limit(
+    scram_postgres: LocalPostgres,
+    api_client: Any,
+    namespace: str,
+    kube_client: None,
+):
+    admin = scram_postgres.dsn()
+    settings = Settings(database_dsn=admin, bot_db_connection_limit=2)
+    bot = _livebot(api_client, namespace, "limited")
+    bot_storage.ensure(bot, settings)
+    name = bot_database_name(bot.uid)
+    limit = "SELECT rolconnlimit FROM pg_roles WHERE rolname = %s"
+    assert _count(admin, limit, name) == 2
+    url = _libpq(_db_url(api_client, namespace, bot))
+    # Two connections are allowed, the third refused by the server itself.
+    with (
+        psycopg.connect(url),
+        psycopg.connect(url),
+        pytest.raises(psycopg.OperationalError, match="too many connections"),
+    ):
+        psycopg.connect(url).close()
+    # A changed setting reaches an existing role on the next ensure.
+    bot_storage.ensure(bot, Settings(database_dsn=admin, bot_db_connection_limit=7))
+    assert _count(admin, limit, name) == 7
+
+    # A Hyperopt's study role: per worker.
+    study = hyperopt_storage.database_name("0b1e7c1e-aaaa-bbbb-cccc-ddddeeeeffff")
+    hyperopt_storage.ensure(
+        namespace,
+        "search",
+        "0b1e7c1e-aaaa-bbbb-cccc-ddddeeeeffff",
+        Settings(database_dsn=admin, hyperopt_db_connections_per_worker=3),
+        workers=4,
+    )
+    assert _count(admin, limit, study) == 12
+    drop_bot_database(admin, study)

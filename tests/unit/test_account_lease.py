@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 
 import pytest
 from hypothesis import given
@@ -13,9 +14,11 @@ from tradebot.domain.account_lease import (
     Lease,
     account_key,
     decide_lease,
+    exchange_family,
     lease_manifest,
     lease_name,
 )
+from tradebot.domain.bot_credentials import api_key_fingerprint
 
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 DURATION = dt.timedelta(seconds=30)
@@ -32,6 +35,35 @@ def test_account_keys():
     assert account_key("ns", "binance", None, "keys") != account_key(
         "ns", "binance", "keys", "keys"
     )
+
+
+@pytest.mark.parametrize(
+    ("exchange", "family"),
+    [
+        ("binance", "binance"),
+        ("binanceusdm", "binance"),
+        ("binancecoinm", "binance"),
+        ("BinanceUSDM", "binance"),
+        # Binance.US is another company: its accounts are not binance's.
+        ("binanceus", "binanceus"),
+        ("kucoinfutures", "kucoin"),
+        ("okx", "okx"),
+        ("okex", "okx"),
+        ("bybit", "bybit"),
+        ("somethingnew", "somethingnew"),
+    ],
+)
+def test_exchange_families(exchange: str, family: str):
+    assert exchange_family(exchange) == family
+
+
+def test_one_key_on_one_family_is_one_account():
+    fp = api_key_fingerprint("AKIA-SAME")
+    assert fp == hashlib.sha256(b"AKIA-SAME").hexdigest()
+    assert account_key("ns", "binance", fp, "a") == account_key("ns", "binanceusdm", fp, "b")
+    assert account_key("ns", "binance", fp, "a") != account_key("ns", "binanceus", fp, "a")
+    other = api_key_fingerprint("AKIA-OTHER")
+    assert account_key("ns", "binance", fp, "a") != account_key("ns", "binance", other, "a")
 
 
 def test_lease_name_is_deterministic_and_short():

@@ -3,6 +3,7 @@ choose, and what a runner Job is given to keep its files there (and never a cred
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -113,23 +114,48 @@ def test_without_a_store_the_job_is_as_before() -> None:
     assert "envFrom" not in c
 
 
-def test_on_a_bucket_the_runner_gets_its_place_and_a_reference_to_the_keys() -> None:
-    c = _container(
-        Settings(
-            artifacts_s3_bucket="runs",
-            artifacts_s3_prefix="p/",
-            artifacts_s3_endpoint_url="http://minio:9000",
-            artifacts_s3_secret="artifact-keys",
-        )
+def test_on_a_bucket_only_the_upload_step_gets_the_keys() -> None:
+    settings = Settings(
+        artifacts_s3_bucket="runs",
+        artifacts_s3_prefix="p/",
+        artifacts_s3_endpoint_url="http://minio:9000",
+        artifacts_s3_secret="artifact-keys",
     )
-    env = {e["name"]: e["value"] for e in c["env"]}
-    assert env["TRADEBOT_ARTIFACTS_S3_BUCKET"] == "runs"
-    assert env["TRADEBOT_ARTIFACTS_S3_PREFIX"] == "p/"
-    assert env["TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL"] == "http://minio:9000"
-    assert c["envFrom"] == [{"secretRef": {"name": "artifact-keys"}}]
-    assert not any("AWS" in e["name"] for e in c["env"])
-    mount = next(m for m in c["volumeMounts"] if m["name"] == "artifacts")
-    assert "subPath" not in mount
+    pod = job(_run(), settings)["spec"]["template"]["spec"]
+    (runner,) = pod["containers"]
+    (upload,) = pod["initContainers"]
+    # The container that runs Freqtrade (and so the strategy) has no keys, no reference to
+    # them, not even the bucket's place: only the hand-over.
+    assert runner["name"] == "runner"
+    assert "envFrom" not in runner
+    env = {e["name"]: e["value"] for e in runner["env"]}
+    assert env == {
+        "TRADEBOT_CORRELATION_ID": env["TRADEBOT_CORRELATION_ID"],
+        "TRADEBOT_RUN_ID": RUN,
+        "TRADEBOT_ARTIFACTS_HANDOFF": "1",
+    }
+    assert not any("secret" in json.dumps(v).lower() for v in runner.get("volumeMounts", []))
+    # The control: the upload step has them, a native sidecar of the operator's own image that
+    # never mounts the strategy's config.
+    assert upload["envFrom"] == [{"secretRef": {"name": "artifact-keys"}}]
+    assert upload["restartPolicy"] == "Always"
+    assert upload["image"] == settings.runner_image
+    assert upload["command"][:3] == ["python", "-m", "tradebot.artifacts.uploader"]
+    up_env = {e["name"]: e["value"] for e in upload["env"]}
+    assert up_env["TRADEBOT_ARTIFACTS_S3_BUCKET"] == "runs"
+    assert up_env["TRADEBOT_ARTIFACTS_S3_PREFIX"] == "p/"
+    assert up_env["TRADEBOT_ARTIFACTS_S3_ENDPOINT_URL"] == "http://minio:9000"
+    assert up_env["TRADEBOT_RUN_ID"] == RUN
+    assert not any("AWS" in e["name"] for e in upload["env"])
+    assert {m["name"] for m in upload["volumeMounts"]} == {"artifacts", "upload-tmp"}
+    shared = next(m for m in runner["volumeMounts"] if m["name"] == "artifacts")
+    assert "subPath" not in shared
+    # A run that asks for its own image still gets the operator's upload step.
+    base = _run()
+    custom = dataclasses.replace(base, spec=base.spec.model_copy(update={"image": "x/y:1"}))
+    other = job(custom, settings)["spec"]["template"]["spec"]
+    assert other["containers"][0]["image"] == "x/y:1"
+    assert other["initContainers"][0]["image"] == settings.runner_image
 
 
 def test_a_claim_store_copies_atomically_and_idempotently(tmp_path: Path) -> None:

@@ -13,7 +13,11 @@ import pytest
 from tradebot.api.backtest import BacktestResults
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.domain import account_lease
-from tradebot.domain.bot_credentials import LABEL_CREDENTIALS, CredentialsSeen
+from tradebot.domain.bot_credentials import (
+    LABEL_CREDENTIALS,
+    CredentialsSeen,
+    api_key_fingerprint,
+)
 from tradebot.domain.gates import BacktestEvidence, DryRunEvidence, DryRunPeriod
 from tradebot.domain.livebot_round import (
     ConfigSeen,
@@ -515,3 +519,42 @@ def test_money_thresholds_are_exact():
         held(complete(observe(s), evidence=Evidence(just_under, DryRunEvidence())))[1]
         == "GatesNotPassed"
     )
+
+
+def test_a_drifted_pod_is_replaced_even_while_the_records_are_down():
+    drifted = PodSeen("p", "cfg", False, "Running", ("image of container freqtrade",))
+    assert held(complete(observe(), pod=drifted)) == ("Pending", "DriftCorrected")
+    d = decide(complete(observe(), pod=drifted)).decision
+    assert isinstance(d, Hold)
+    assert "image of container freqtrade" in d.message
+    s = spec("testnet", promotion={"backtestRef": {"name": "bt"}, "minDryRunHours": 1})
+    down = Evidence(GOOD_BT, DryRunEvidence(), unreadable="dry-run history cannot be read now")
+    running = {"phase": "Running", "podName": "p"}
+    assert held(complete(observe(s, status=running), evidence=down, pod=drifted)) == (
+        "Pending",
+        "DriftCorrected",
+    )
+    # The control: the same pod without drift keeps running through the outage.
+    same = replace(drifted, drift=())
+    assert isinstance(
+        decide(complete(observe(s, status=running), evidence=down, pod=same)).decision, Run
+    )
+
+
+def test_the_account_is_the_exchange_family_and_the_api_key():
+    def key(exchange: str, secret: str, api_key: str) -> str:
+        s = spec("testnet", exchange={"name": exchange, "credentialsSecretRef": {"name": secret}})
+        creds = replace(CREDS, name=secret, api_key_fingerprint=api_key_fingerprint(api_key))
+        return lease_key(complete(observe(s), credentials=creds))
+
+    one = key("binance", "keys", "AKIA-ONE")
+    # Two Secrets holding one key, or binance's futures market with the same key: one account.
+    assert key("binance", "other-keys", "AKIA-ONE") == one
+    assert key("binanceusdm", "keys", "AKIA-ONE") == one
+    assert key("binance", "keys", "AKIA-ONE\n") == one
+    # The controls: another key, or another exchange with the same key, is another account.
+    assert key("binance", "keys", "AKIA-TWO") != one
+    assert key("bybit", "keys", "AKIA-ONE") != one
+    # The key itself is in no lease name or key.
+    assert "AKIA" not in one
+    assert "AKIA" not in account_lease.lease_name(one)

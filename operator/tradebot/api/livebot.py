@@ -210,6 +210,19 @@ class Supervision(ApiModel):
 
 
 Mode = Literal["dryRun", "testnet", "live"]
+ReclaimPolicy = Literal["Retain", "Delete"]
+
+
+class BotStorageSpec(ApiModel):
+    """What happens to the bot's trade database (its open positions) when the LiveBot is
+    deleted."""
+
+    reclaim_policy: ReclaimPolicy = Field(
+        default="Retain",
+        description="Retain (default): the trade database (PersistentVolumeClaim, or PostgreSQL "
+        "database) outlives the LiveBot, so open positions are never forgotten; Delete: it goes "
+        "with the LiveBot (close the positions first).",
+    )
 
 
 _SANDBOX_NEEDED = "mode testnet needs one, such as binance, bybit, okx or gate (or use mode dryRun)"
@@ -318,6 +331,11 @@ class LiveBotSpec(ApiModel):
         default="5m",
         description="A running bot whose API has not answered for this long "
         "gets an incident record (and trips breakers with a staleHeartbeat limit).",
+    )
+    storage: BotStorageSpec = Field(
+        default_factory=BotStorageSpec,
+        json_schema_extra={"default": {}},
+        description="The trade database's fate when the LiveBot is deleted.",
     )
     resources: ResourceRequirements | None = Field(default=None, description="Pod resources.")
     gpu: GpuRequest | None = Field(default=None, description="GPUs (FreqAI).")

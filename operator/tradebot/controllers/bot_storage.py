@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 from tradebot import kube
 from tradebot.controllers.bot_control import BotRef
 from tradebot.domain import bots
+from tradebot.domain.naming import child_name
 from tradebot.executors.local_bots import PodStorage
 from tradebot.records.bot_databases import (
     bot_database_name,
@@ -76,16 +77,46 @@ def ensure(bot: bots.BotInstance, settings: Settings) -> None:
         kube.core().patch_namespaced_secret(
             bot.db_secret_name, bot.namespace, {"stringData": {bots.DB_URL_ITEM: url}}
         )
-    ensure_bot_database(settings.database_dsn, database, password)
+    ensure_bot_database(settings.database_dsn, database, password, settings.bot_db_connection_limit)
 
 
-def remove(ref: BotRef, settings: Settings) -> bool:
-    """What must go with the deleted LiveBot besides its owned objects (its Secret and claim
-    go by garbage collection): its PostgreSQL database and role. True if a database was
-    dropped. Raises RecordsUnavailable while the server cannot be reached: retry then."""
+ANNOTATION_RETAINED_FROM = "tradebot.dev/retained-from"
+
+
+def remove(ref: BotRef, settings: Settings, reclaim_policy: str) -> bool:
+    """The deleted LiveBot's trade database, as its spec.storage.reclaimPolicy says.
+
+    Delete: its PostgreSQL database and role are dropped (its claim goes by garbage
+    collection). Retain (the default, and whatever else is found in a spec that no longer
+    validates): the database stays, and the claim is released from its owner, so open
+    positions are never forgotten by a deletion. True if a database was dropped. Raises
+    RecordsUnavailable while the server cannot be reached: retry then."""
+    if reclaim_policy != "Delete":
+        _retain_claim(ref)
+        return False
     if not bots.trade_db_on_postgres(settings):
         return False
     return drop_bot_database(settings.database_dsn, bot_database_name(ref.uid))
+
+
+def _retain_claim(ref: BotRef) -> None:
+    """The claim without its owner reference (the garbage collector leaves it then), and
+    annotated with the bot it held the trades of."""
+    claim = child_name("bot-data", ref.name, ref.uid)
+    core = kube.core()
+    found = kube.read_or_none(core.read_namespaced_persistent_volume_claim, claim, ref.namespace)
+    if found is None:
+        return
+    core.patch_namespaced_persistent_volume_claim(
+        claim,
+        ref.namespace,
+        {
+            "metadata": {
+                "ownerReferences": None,
+                "annotations": {ANNOTATION_RETAINED_FROM: f"LiveBot {ref.name} ({ref.uid})"},
+            }
+        },
+    )
 
 
 def _claim_dir(namespace: str, claim: str) -> Path:

@@ -232,7 +232,7 @@ def _prepare(r: _Round) -> None:
     storage = "independent"
     if hyperopt_storage.shared(settings):
         try:
-            hyperopt_storage.ensure(r.namespace, r.name, r.uid, settings)
+            hyperopt_storage.ensure(r.namespace, r.name, r.uid, settings, workers=r.spec.workers)
         except RecordsUnavailable as e:
             _wait(r, "StudyStorageUnavailable", f"study storage not ready: {e}")
             return

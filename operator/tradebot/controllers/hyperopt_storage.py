@@ -41,10 +41,11 @@ def database_name(uid: str) -> str:
     return "tradebot_ho_" + uid.replace("-", "").lower()
 
 
-def ensure(namespace: str, name: str, uid: str, settings: Settings) -> str:
+def ensure(namespace: str, name: str, uid: str, settings: Settings, workers: int = 1) -> str:
     """The study's database, role and Secret exist (idempotent, safe to repeat after a crash
-    anywhere: the password is kept in the Secret first, then set on the role). Returns the
-    Secret's name. Raises RecordsUnavailable while the server cannot be reached."""
+    anywhere: the password is kept in the Secret first, then set on the role), the role
+    limited to TRADEBOT_HYPEROPT_DB_CONNECTIONS_PER_WORKER connections per worker. Returns
+    the Secret's name. Raises RecordsUnavailable while the server cannot be reached."""
     secret = hyperopt_jobs.storage_secret_name(name, uid)
     database = database_name(uid)
     stored = _secret_value(namespace, secret, hyperopt_jobs.STORAGE_ITEM)
@@ -61,7 +62,12 @@ def ensure(namespace: str, name: str, uid: str, settings: Settings) -> str:
         # A concurrent round may have created it first: what the Secret holds wins.
         stored = _secret_value(namespace, secret, hyperopt_jobs.STORAGE_ITEM)
         password = (_password(stored) if stored else None) or password
-    ensure_bot_database(settings.database_dsn, database, password)
+    ensure_bot_database(
+        settings.database_dsn,
+        database,
+        password,
+        workers * settings.hyperopt_db_connections_per_worker,
+    )
     return secret
 
 

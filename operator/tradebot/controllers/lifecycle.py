@@ -11,6 +11,7 @@ import kopf
 
 from tradebot import kube
 from tradebot.controllers import kopf_session, runtime
+from tradebot.controllers.bot_drift import CompanionWatch
 from tradebot.controllers.bot_endpoints import BotPodWatch
 from tradebot.controllers.queue import AdmissionLoop
 from tradebot.domain.naming import LABEL_KIND
@@ -79,6 +80,8 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     rt.admission_loop.start()
     rt.bot_pod_watch = BotPodWatch(rt.settings)
     rt.bot_pod_watch.start()
+    rt.bot_companion_watch = CompanionWatch(rt.settings)
+    rt.bot_companion_watch.start()
 
 
 def connection_info() -> kopf.ConnectionInfo:
@@ -178,6 +181,9 @@ def cleanup(**_: object) -> None:
     if rt.bot_pod_watch is not None:
         rt.bot_pod_watch.stop()
         rt.bot_pod_watch = None
+    if rt.bot_companion_watch is not None:
+        rt.bot_companion_watch.stop()
+        rt.bot_companion_watch = None
     if rt.settings.executor == "local":
         # The local executor's bots are this operator's processes: none may outlive it
         # unsupervised. The next start begins them again where their LiveBots want them.

@@ -31,6 +31,7 @@ from tradebot.api.livebot import LiveBotSpec, no_sandbox_message
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import (
     bot_control,
+    bot_drift,
     bot_monitoring,
     bot_records,
     bot_storage,
@@ -40,8 +41,10 @@ from tradebot.controllers import (
 from tradebot.controllers.status import condition, drop_unchanged, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import account_lease, bots, gates, livebot_round
+from tradebot.domain import bot_drift as domain_drift
 from tradebot.domain.bot_credentials import (
     CredentialsSeen,
+    api_key_fingerprint,
     operator_managed,
     secret_fingerprint,
 )
@@ -146,7 +149,12 @@ def _pool() -> ThreadPoolExecutor:
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 def livebot_deleted(
-    name: str, namespace: str | None, uid: str, status: kopf.Status, **_: object
+    name: str,
+    namespace: str | None,
+    uid: str,
+    status: kopf.Status,
+    spec: kopf.Spec,
+    **_: object,
 ) -> None:
     """A finalizer: the bot is stopped before its LiveBot goes. Without it, a deletion with
     --cascade=orphan (or a garbage collector that lags) would leave a trading pod that no
@@ -154,12 +162,15 @@ def livebot_deleted(
     assert namespace is not None
     ref = bot_control.BotRef(namespace, name, uid)
     outcome = bot_control.stop(ref, "stop", use_api=bot_control.answered_last(dict(status)))
-    bot_storage.remove(ref, runtime.get().settings)
+    # Read raw, not through the model: a spec that no longer validates must still go, and
+    # anything but an explicit Delete keeps the trades.
+    reclaim = str((dict(spec).get("storage") or {}).get("reclaimPolicy") or "Retain")
+    bot_storage.remove(ref, runtime.get().settings, reclaim)
     bot_control.forget(ref)
     metrics.forget_bot(namespace, name)
     runtime.get().pacer.forget(uid)
     logger(kind="LiveBot", namespace=namespace, name=name).info(
-        "bot deleted", outcome=outcome.describe()
+        "bot deleted", outcome=outcome.describe(), trade_database=reclaim
     )
 
 
@@ -341,8 +352,14 @@ class _Round:
         meta = secret.metadata
         owners = [str(r.api_version) for r in meta.owner_references or []]
         data = secret.data or {}
-        # Only the names of the items and a one-way fingerprint of them are kept: the
-        # operator never uses a key's value.
+        # Of the values, only one-way fingerprints are kept: the whole Secret's (what the
+        # approval digest binds) and the API key's (the account lock's key); the rest are names.
+        raw_key = data.get(ref.api_key_key)
+        fingerprint = (
+            api_key_fingerprint(base64.b64decode(raw_key).decode(errors="replace"))
+            if raw_key
+            else None
+        )
         return CredentialsSeen(
             ref.name,
             True,
@@ -350,6 +367,7 @@ class _Round:
             operator_managed(meta.labels or {}, owners),
             frozenset(k for k, v in data.items() if v),
             secret_fingerprint({k: base64.b64decode(v or "") for k, v in data.items()}),
+            fingerprint,
         )
 
     def _evidence_seen(self, o: Observation) -> Evidence:
@@ -473,12 +491,38 @@ class _Round:
         self.pod = pod
         if pod is None:
             return None
+        drift: tuple[str, ...] = ()
+        if self.bot is not None:
+            lease = account_lease.lease_name(livebot_round.lease_key(o))
+            try:
+                desired = self._desired_pod(lease)
+            except (ValueError, OverflowError) as e:
+                # The spec cannot build a pod (the config stage let it through): nothing
+                # to compare with; the creation of a new pod would fail the same way.
+                self.log.warning("desired pod cannot be built", error=str(e))
+            else:
+                # The hash annotation is compared by the decision itself (a changed config).
+                drift = tuple(
+                    d
+                    for d in domain_drift.pod_drift(desired, kube.to_dict(pod))
+                    if not d.startswith("annotation ")
+                )
         return PodSeen(
             self.ref.pod_name,
             (pod.metadata.annotations or {}).get(bots.ANNOTATION_CONFIG_HASH),
             pod.metadata.deletion_timestamp is not None,
             pod.status.phase,
+            drift,
         )
+
+    def _desired_pod(self, lease_name: str) -> dict[str, Any]:
+        """The pod as the operator creates it, and as every round compares it."""
+        assert self.bot is not None
+        desired = bots.pod(self.bot, self.settings)
+        desired["metadata"]["labels"].update(
+            {LABEL_ACCOUNT: lease_name, bot_control.OWNER_LABEL: self.uid}
+        )
+        return desired
 
     # -- acting ------------------------------------------------------------------------
 
@@ -492,6 +536,7 @@ class _Round:
             self._write_lease(outcome, o)
         if isinstance(decision, StatusOnly):
             if decision.reason == "PodStarting":
+                self._correct_drift()
                 self._pod_fields(o)
             if (
                 decision.reason == "ApprovalStale"
@@ -503,7 +548,31 @@ class _Round:
         elif isinstance(decision, CreatePod):
             self._create_pod(decision, o)
         elif isinstance(decision, Run):
+            if decision.stale is None:
+                # While a change waits for its approval the ConfigMap stays as approved: a
+                # restore from the new spec would hand the running pod the unapproved config.
+                self._correct_drift()
             self._run(o, decision.stale)
+
+    def _correct_drift(self) -> None:
+        """The pod's ConfigMap and NetworkPolicy put back as they must be, when edited or
+        deleted by hand (a drifted pod is replaced by the decision itself)."""
+        assert self.bot is not None
+        restored = bot_drift.restore(self.bot, self.settings)
+        if not restored:
+            return
+        what = ", ".join(r.describe() for r in restored)
+        event(
+            self.body,
+            "DriftCorrected",
+            f"restored to what the operator built: {what}",
+            warning=True,
+        )
+        self.log.warning(
+            "bot objects drifted; restored",
+            restored=[r.describe() for r in restored],
+            pod=self.bot.pod_name,
+        )
 
     def _phase(self, phase: str, reason: str, message: str, ready: bool = False) -> None:
         _phase(self.patch, self.status, phase, reason, message, self.generation, ready)
@@ -632,10 +701,7 @@ class _Round:
         _credentials(self.namespace, bot)
         if not self._companions(bot, settings):
             return
-        desired = bots.pod(bot, settings)
-        desired["metadata"]["labels"].update(
-            {LABEL_ACCOUNT: d.lease_name, bot_control.OWNER_LABEL: self.uid}
-        )
+        desired = self._desired_pod(d.lease_name)
         kube.create_if_absent(kube.core().create_namespaced_pod, self.namespace, desired)
         # A breaker that opened after the read above may have stopped its bots before this pod
         # existed. It writes Open before it stops anything, so a second read sees it.
@@ -664,22 +730,8 @@ class _Round:
     def _companions(self, bot: bots.BotInstance, settings: Settings) -> bool:
         """The pod's companions, before the pod (it never starts without its config, its
         network policy or its trade database); False when the database can't be prepared."""
-        core = kube.core()
-        kube.create_if_absent(
-            core.create_namespaced_config_map, self.namespace, bots.config_map(bot)
-        )
-        core.patch_namespaced_config_map(
-            bot.config_map_name, self.namespace, {"data": bot.config_data()}
-        )
-        kube.create_if_absent(
-            kube.networking().create_namespaced_network_policy,
-            self.namespace,
-            bots.network_policy(
-                bot,
-                operator_namespace=settings.operator_namespace,
-                operator_labels=settings.operator_pod_labels,
-            ),
-        )
+        # Read from the API server, not the watch: a new pod starts from what is there now.
+        bot_drift.restore(bot, settings, fresh=True)
         try:
             bot_storage.ensure(bot, settings)
         except RecordsUnavailable as e:

@@ -115,6 +115,9 @@ class Runtime:
     admission_loop: Background | None = None
     # The watch of bot pods whose IPs a breaker's stops use (controllers/bot_endpoints.py).
     bot_pod_watch: Background | None = None
+    # The watch of bot ConfigMaps and NetworkPolicies drift is found against
+    # (controllers/bot_drift.py).
+    bot_companion_watch: Background | None = None
     pacer: Pacer = field(default_factory=Pacer)
     liveness: Liveness = field(default_factory=Liveness)
     # When this process began acting (kopf's start-up, after winning the Lease): a heartbeat

@@ -2,8 +2,10 @@
 whose holderIdentity is the uid of the LiveBot allowed to run a pod for it. Pure: the
 controller reads the Lease and counts the other holders' pods, asks `decide_lease`, and writes.
 
-Two bots referencing the same credentials Secret share an account; two Secrets holding the same
-keys cannot be told apart here (the operator never reads key values), which the docs state.
+An account is the exchange's family (binanceusdm and binancecoinm are binance's futures
+markets, traded with binance's own keys) and the API key: its sha256, taken by the controller
+from the credentials Secret, so two Secrets holding one key, or `binance` and `binanceusdm`
+with one key, are one account. The key itself is never kept, logged or written anywhere.
 """
 
 from __future__ import annotations
@@ -22,15 +24,40 @@ ANNOTATION_ACCOUNT = "tradebot.dev/account-key"
 LEASE_PREFIX = "acct-"
 
 
+# ccxt ids that trade one exchange account under another id: the same API key reaches the
+# same balances and positions. Any id not listed is its own family. binanceus is a separate
+# company with separate accounts, so it is not binance.
+_FAMILIES: dict[str, str] = {
+    "binanceusdm": "binance",
+    "binancecoinm": "binance",
+    "kucoinfutures": "kucoin",
+    "okex": "okx",
+    "okex5": "okx",
+    "huobi": "htx",
+    "huobipro": "htx",
+    "gateio": "gate",
+    "krakenfutures": "kraken",
+    "bitgetfutures": "bitget",
+}
+
+
+def exchange_family(exchange_id: str) -> str:
+    """The account family of a ccxt exchange id (the id itself when it has no other)."""
+    key = exchange_id.strip().lower()
+    return _FAMILIES.get(key, key)
+
+
 def account_key(
-    namespace: str, exchange_name: str, credentials_secret_name: str | None, bot_name: str
+    namespace: str, exchange_name: str, api_key_fingerprint: str | None, bot_name: str
 ) -> str:
-    """The account a bot trades. Without credentials (dry run) it is the bot's own, never
-    shared: paper trading cannot collide with anything. Kubernetes names hold no '/', so the
-    parts cannot run into each other."""
-    if credentials_secret_name is None:
-        return f"{namespace}/{exchange_name}/bot/{bot_name}"
-    return f"{namespace}/{exchange_name}/secret/{credentials_secret_name}"
+    """The account a bot trades: its exchange family and the fingerprint of its API key
+    (bot_credentials.api_key_fingerprint; 64 of its bits, plenty to tell keys apart). Without
+    credentials (dry run) it is the bot's own, never shared: paper trading cannot collide with
+    anything. Kubernetes names hold no '/', so the parts cannot run into each other."""
+    family = exchange_family(exchange_name)
+    if api_key_fingerprint is None:
+        return f"{namespace}/{family}/bot/{bot_name}"
+    return f"{namespace}/{family}/key/{api_key_fingerprint[:16]}"
 
 
 def lease_name(key: str) -> str:

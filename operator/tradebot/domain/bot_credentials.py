@@ -31,6 +31,9 @@ class CredentialsSeen:
     items: frozenset[str]
     # secret_fingerprint of its items: which account the bot trades, never the keys.
     fingerprint: str | None = None
+    # api_key_fingerprint of the item the bot uses as its API key (None: no such item): what
+    # the account lock is keyed by.
+    api_key_fingerprint: str | None = None
 
 
 def secret_fingerprint(data: Mapping[str, str | bytes]) -> str:
@@ -47,6 +50,14 @@ def secret_fingerprint(data: Mapping[str, str | bytes]) -> str:
             digest.update(len(part).to_bytes(8, "big"))
             digest.update(part)
     return digest.hexdigest()
+
+
+def api_key_fingerprint(key: str) -> str:
+    """sha256 (hex) of an exchange API key, surrounding whitespace aside (a key written with
+    a trailing newline is the same key): two Secrets holding one key are one account. The
+    key is a long random string, so its hash says nothing of it; the key itself is never
+    kept."""
+    return hashlib.sha256(key.strip().encode()).hexdigest()
 
 
 def operator_managed(labels: Mapping[str, str], owner_api_versions: list[str]) -> bool:

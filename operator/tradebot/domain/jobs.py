@@ -31,6 +31,10 @@ DATA_DIR = f"{USER_DATA_DIR}/data"
 ARTIFACTS_MOUNT = "/artifacts"
 DATA_MOUNT = "/data"
 CONTAINER = "runner"
+UPLOAD_CONTAINER = "upload"
+# Set on the runner with a bucket: it hands its artifacts to the upload step
+# (artifacts/uploader.py HANDOFF_ENV; the name is repeated here to keep domain/ free of it).
+HANDOFF_ENV = "TRADEBOT_ARTIFACTS_HANDOFF"
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,30 @@ def artifact_secret(settings: Settings) -> dict[str, Any]:
     return {"envFrom": [{"secretRef": {"name": settings.artifacts_s3_secret}}]}
 
 
+def upload_step(
+    run: BacktestRun, settings: Settings, mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The Job's upload step (artifacts/uploader.py) with a bucket: the only container with
+    the bucket's credentials. A native sidecar (restartPolicy Always): it starts before the
+    runner, waits for its hand-over, and is stopped when the runner ends. Always the
+    operator's own runner image, whatever image the run asked for: it holds the keys."""
+    return {
+        "name": UPLOAD_CONTAINER,
+        "image": settings.runner_image,
+        "imagePullPolicy": "IfNotPresent",
+        "restartPolicy": "Always",
+        "command": ["python", "-m", "tradebot.artifacts.uploader", "--dir", ARTIFACTS_MOUNT],
+        "env": artifact_env(run.run_id, settings),
+        **artifact_secret(settings),
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        # The artifacts (shared) and a /tmp of its own, where each file is copied before the
+        # upload; never the config (the strategy's code).
+        "volumeMounts": [m for m in mounts if m["name"] == "artifacts"]
+        + [{"name": "upload-tmp", "mountPath": "/tmp"}],  # noqa: S108 - its own scratch
+        "securityContext": restricted_container(),
+    }
+
+
 def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
     resources, placement = scheduling(run.spec.resources, run.spec.gpu, settings)
     image = run.spec.image or (
@@ -221,6 +249,7 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
             ),
         },
         {"name": "tmp", "emptyDir": {}},
+        *([{"name": "upload-tmp", "emptyDir": {}}] if store == "s3" else []),
     ]
     mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
@@ -238,6 +267,7 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
             {"name": "data", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}}
         )
         mounts.append({"name": "data", "mountPath": DATA_MOUNT, "readOnly": True})
+    on_bucket = store == "s3"
     container = {
         "name": CONTAINER,
         "image": image,
@@ -245,9 +275,17 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
         "args": run.runner_args(CONFIG_MOUNT, ARTIFACTS_MOUNT),
         "env": [
             {"name": "TRADEBOT_CORRELATION_ID", "value": run.correlation_id},
-            *artifact_env(run.run_id, settings),
+            # The runner runs the strategy: with a bucket it gets no credentials (not even the
+            # bucket's settings) and hands its files to the upload step instead.
+            *(
+                [
+                    {"name": "TRADEBOT_RUN_ID", "value": run.run_id},
+                    {"name": HANDOFF_ENV, "value": "1"},
+                ]
+                if on_bucket
+                else artifact_env(run.run_id, settings)
+            ),
         ],
-        **artifact_secret(settings),
         "resources": resources,
         "volumeMounts": mounts,
         "terminationMessagePath": "/dev/termination-log",
@@ -279,6 +317,11 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
                         "fsGroup": 1000,
                         "seccompProfile": {"type": "RuntimeDefault"},
                     },
+                    **(
+                        {"initContainers": [upload_step(run, settings, mounts)]}
+                        if on_bucket
+                        else {}
+                    ),
                     "containers": [container],
                     "volumes": volumes,
                     **placement,

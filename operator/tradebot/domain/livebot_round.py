@@ -26,7 +26,11 @@ from typing import Any, Literal
 
 from tradebot.api.livebot import LiveBotSpec, Mode
 from tradebot.domain import account_lease, evidence, gates, promotion_digest
-from tradebot.domain.bot_credentials import CredentialsSeen, credentials_problem
+from tradebot.domain.bot_credentials import (
+    CredentialsSeen,
+    api_key_fingerprint,
+    credentials_problem,
+)
 from tradebot.domain.selectors import selects
 from tradebot.domain.time import format_time, parse_time
 from tradebot.settings import ModeFloor
@@ -127,6 +131,9 @@ class PodSeen:
     config_hash: str | None
     deleting: bool
     phase: str | None
+    # What of the pod differs from the pod the operator builds now, besides the config hash
+    # (domain/bot_drift.py): an image, command or env edited by hand.
+    drift: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,12 +248,17 @@ class Outcome:
 def lease_key(o: Observation) -> str:
     assert o.spec is not None
     ref = o.spec.exchange.credentials_secret_ref
-    return account_lease.account_key(
-        o.namespace,
-        o.spec.exchange.name,
-        ref.name if ref is not None and o.spec.mode != "dryRun" else None,
-        o.name,
-    )
+    fingerprint = None
+    if ref is not None and o.spec.mode != "dryRun":
+        seen = o.credentials
+        # The key's fingerprint is read with the Secret; a Secret whose key item could not be
+        # read never gets this far (credentials_problem), its name is the fallback.
+        fingerprint = (
+            seen.api_key_fingerprint
+            if seen is not None and seen.api_key_fingerprint
+            else api_key_fingerprint(f"secret/{ref.name}")
+        )
+    return account_lease.account_key(o.namespace, o.spec.exchange.name, fingerprint, o.name)
 
 
 def _kept_decision(o: Observation, mode: Mode) -> bool:
@@ -543,6 +555,14 @@ def _pod_decision(
         if pod.phase == "Running" and not (o.local_executor and spec.mode != "dryRun"):
             return Run(stale)
         return StatusOnly("Pending", "ApprovalStale", stale)
+    if pod is not None and not pod.deleting and pod.drift:
+        # Not what was approved: it goes even while the records are down (no new pod then).
+        return Hold(
+            "Pending",
+            "DriftCorrected",
+            f"pod {pod.name} differs from what the operator built "
+            f"({', '.join(pod.drift)}); replacing it",
+        )
     if waiting is not None and (
         pod is None or pod.deleting or pod.config_hash != config.config_hash
     ):
@@ -558,7 +578,12 @@ def _pod_decision(
     if pod.config_hash != config.config_hash:
         # The config or code changed: the old pod goes first; the next round starts the new
         # one, so two pods never trade the account at once.
-        return Hold("Pending", "Restarting", "config changed; replacing the pod", warning=False)
+        return Hold(
+            "Pending",
+            "Restarting",
+            "config changed (or the pod's config hash was edited); replacing the pod",
+            warning=False,
+        )
     if pod.phase == "Running":
         if o.local_executor and spec.mode != "dryRun":
             return Hold(

@@ -33,7 +33,7 @@ from typing import Any
 from structlog.typing import FilteringBoundLogger
 
 from tradebot.api.backtest import Artifact, BacktestResults
-from tradebot.artifacts import store
+from tradebot.artifacts import store, uploader
 from tradebot.domain.freqtrade_config import config_hash
 from tradebot.freqtrade import datasets, freqtrade_log, hyperopt_run, offline, results, run_files
 from tradebot.freqtrade.summary import RunSummary
@@ -349,6 +349,8 @@ def _keep_artifacts(
     run_id = os.environ.get(RUN_ID_ENV)
     if not run_id or not summary.artifacts:
         return summary, code
+    if os.environ.get(uploader.HANDOFF_ENV):
+        return _hand_over_artifacts(summary, code, output, log)
     try:
         # The claim, when that is the store, is this run's output directory already (subPath).
         found = store.from_settings(Settings.from_env())
@@ -368,6 +370,35 @@ def _keep_artifacts(
                 + (f"; {summary.error}" if summary.error else ""),
             }
         ), 1
+    log.info("artifacts.kept", paths=[a.path for a in kept])
+    return summary.model_copy(update={"artifacts": kept}), code
+
+
+def _hand_over_artifacts(
+    summary: RunSummary, code: int, output: Path, log: FilteringBoundLogger
+) -> tuple[RunSummary, int]:
+    """With a bucket, this container has no credentials (it ran the strategy): the Job's upload
+    step uploads (artifacts/uploader.py) and answers with each artifact's record."""
+    timeout = float(os.environ.get("TRADEBOT_ARTIFACTS_HANDOFF_TIMEOUT", "600"))
+    answer = uploader.hand_over(output, [a.name for a in summary.artifacts], timeout)
+    paths = {
+        str(r.get("name")): str(r.get("path"))
+        for r in answer.get("artifacts") or []
+        if isinstance(r, dict)
+    }
+    missing = [a.name for a in summary.artifacts if a.name not in paths]
+    error = answer.get("error") or (f"no upload of {', '.join(missing)}" if missing else None)
+    if error:
+        log.error("artifacts.not_kept", error=str(error))
+        return summary.model_copy(
+            update={
+                "ok": False,
+                "results": None,
+                "error": f"artifacts not kept: {error}"
+                + (f"; {summary.error}" if summary.error else ""),
+            }
+        ), 1
+    kept = [a.model_copy(update={"path": paths[a.name]}) for a in summary.artifacts]
     log.info("artifacts.kept", paths=[a.path for a in kept])
     return summary.model_copy(update={"artifacts": kept}), code
 

@@ -73,10 +73,16 @@ def bot_dsn(admin_dsn: str, database: str, password: str) -> str:
     return urlunsplit((FREQTRADE_SCHEME, netloc, "/" + database, query, ""))
 
 
-def ensure_bot_database(admin_dsn: str, database: str, password: str) -> None:
-    """The role `database` (LOGIN, `password`) and the database `database` it owns, which only
-    it may connect to. Idempotent and safe to repeat after a crash at any point; the password
-    is set again every time, so the one in the caller's Secret is the one that works."""
+def ensure_bot_database(
+    admin_dsn: str, database: str, password: str, connection_limit: int
+) -> None:
+    """The role `database` (LOGIN, `password`, at most `connection_limit` connections at once)
+    and the database `database` it owns, which only it may connect to. Idempotent and safe to
+    repeat after a crash at any point; the password and the limit are set again every time, so
+    the one in the caller's Secret is the one that works. The limit keeps a pod that runs user
+    code from taking every connection of the records' server (the operator's own included)."""
+    if connection_limit < 1:
+        raise ValueError(f"connection_limit must be at least 1, not {connection_limit}")
     admin = _admin(admin_dsn)
     verifier = scram_verifier(password)
     role = sql.Identifier(database)
@@ -93,11 +99,13 @@ def ensure_bot_database(admin_dsn: str, database: str, password: str) -> None:
                     conn.execute(
                         sql.SQL(
                             "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE INHERIT "
-                            "NOREPLICATION"
-                        ).format(role)
+                            "NOREPLICATION CONNECTION LIMIT {}"
+                        ).format(role, sql.Literal(connection_limit))
                     )
             conn.execute(
-                sql.SQL("ALTER ROLE {} WITH LOGIN PASSWORD {}").format(role, sql.Literal(verifier))
+                sql.SQL("ALTER ROLE {} WITH LOGIN CONNECTION LIMIT {} PASSWORD {}").format(
+                    role, sql.Literal(connection_limit), sql.Literal(verifier)
+                )
             )
             made = conn.execute(
                 "SELECT 1 FROM pg_database WHERE datname = %s", (database,)
