@@ -26,34 +26,7 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     configure_logging()
     rt = runtime.get()
     rt.watching_since = dt.datetime.now(dt.UTC)
-    # kopf's bookkeeping goes into annotations of our own prefix, not a shared one.
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tradebot.dev")
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix="tradebot.dev", key="last-handled-configuration"
-    )
-    settings.posting.level = logging.WARNING
-    # kopf reports every timer run at INFO; our own log lines say what happened.
-    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    # Client-side timeouts everywhere (a half-open connection fails, never hangs): our own
-    # client's default for every call, and kopf's. kopf's watches keep a long server-side
-    # timeout (each ends in a relist of the kind), and the client gives one up 10 s after it.
-    s = rt.settings
-    kube.set_timeouts(s.api_connect_timeout_seconds, s.api_request_timeout_seconds)
-    settings.watching.server_timeout = 300
-    settings.watching.client_timeout = 300 + kube.WATCH_READ_MARGIN
-    settings.watching.connect_timeout = s.api_connect_timeout_seconds
-    settings.networking.request_timeout = s.api_request_timeout_seconds
-    settings.networking.connect_timeout = s.api_connect_timeout_seconds
-    # kopf's lists in pages, as the queue's informers do: a restart with 10,000 Backtests
-    # waiting never parses one response of them all at once.
-    settings.watching.chunk_size = 500
-    # Retries of failing handlers back off instead of hammering a restarting API server.
-    settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
-    # Sync handlers share one thread pool; its default (cores + 4) would let a few hundred
-    # LiveBot rounds (each may wait on a bot's REST API) queue far behind one another.
-    settings.execution.max_workers = rt.settings.handler_threads
-    if isinstance(settings.execution.executor, ThreadPoolExecutor):
-        rt.handler_executor = settings.execution.executor  # stopped before the Lease goes
+    _configure_kopf(settings, rt)
     logger(component="operator").info(
         "operator starting",
         executor=rt.settings.executor,
@@ -82,6 +55,37 @@ def startup(settings: kopf.OperatorSettings, **_: object) -> None:
     rt.bot_pod_watch.start()
     rt.bot_companion_watch = CompanionWatch(rt.settings)
     rt.bot_companion_watch.start()
+
+
+def _configure_kopf(settings: kopf.OperatorSettings, rt: runtime.Runtime) -> None:
+    # kopf's bookkeeping goes into annotations of our own prefix, not a shared one.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix="tradebot.dev")
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix="tradebot.dev", key="last-handled-configuration"
+    )
+    settings.posting.level = logging.WARNING
+    # kopf reports every timer run at INFO; our own log lines say what happened.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # Client-side timeouts everywhere (a half-open connection fails, never hangs): our own
+    # client's default for every call, and kopf's. kopf's watches keep a long server-side
+    # timeout (each ends in a relist of the kind), and the client gives one up 10 s after it.
+    s = rt.settings
+    kube.set_timeouts(s.api_connect_timeout_seconds, s.api_request_timeout_seconds)
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 300 + kube.WATCH_READ_MARGIN
+    settings.watching.connect_timeout = s.api_connect_timeout_seconds
+    settings.networking.request_timeout = s.api_request_timeout_seconds
+    settings.networking.connect_timeout = s.api_connect_timeout_seconds
+    # kopf's lists in pages, as the queue's informers do: a restart with 10,000 Backtests
+    # waiting never parses one response of them all at once.
+    settings.watching.chunk_size = 500
+    # Retries of failing handlers back off instead of hammering a restarting API server.
+    settings.queueing.error_delays = [1, 2, 5, 10, 30, 60]
+    # Sync handlers share one thread pool; its default (cores + 4) would let a few hundred
+    # LiveBot rounds (each may wait on a bot's REST API) queue far behind one another.
+    settings.execution.max_workers = rt.settings.handler_threads
+    if isinstance(settings.execution.executor, ThreadPoolExecutor):
+        rt.handler_executor = settings.execution.executor  # stopped before the Lease goes
 
 
 def connection_info() -> kopf.ConnectionInfo:
