@@ -346,7 +346,9 @@ def test_operator_rest_client_monitors_and_controls_a_real_bot(
         return _until(
             "the trade closed",
             bot,
-            lambda: (s := client.snapshot()).trade_count > closed_before and s.open_trades == 0 and s,
+            lambda: (
+                (s := client.snapshot()).trade_count > closed_before and s.open_trades == 0 and s
+            ),
         )
 
     assert round_trip(-0.2, 1).losing_streak == 2

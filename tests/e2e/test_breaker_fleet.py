@@ -29,7 +29,6 @@ from tradebot.records import IncidentRecord, open_store
 G, V = "tradebot.dev", "v1alpha1"
 
 
-
 def _rounds(kind: str) -> float:
     """The in-process operator's rounds of `kind` so far (its reconciliations counter)."""
     return sum(
@@ -45,6 +44,7 @@ def _rounds_ran(kind: str, count: int, timeout: float = 60) -> None:
     """Waits until `count` more rounds of `kind` ran from now."""
     start = _rounds(kind)
     wait_for(lambda: _rounds(kind) >= start + count, timeout, what=f"{count} {kind} rounds")
+
 
 def _bot(name: str) -> dict[str, Any]:
     doc = copy.deepcopy(example("LiveBot", "ema-rsi-dry"))

@@ -8,10 +8,10 @@ import datetime as dt
 import shutil
 import threading
 import time
-from decimal import Decimal
-from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -24,7 +24,6 @@ from tradebot.cli import main
 from tradebot.controllers import runtime
 from tradebot.controllers.backtest_records import record
 from tradebot.domain.naming import backtest_run_id
-
 from tradebot.observability.metrics import REGISTRY
 from tradebot.records import (
     ArtifactRecord,
@@ -375,7 +374,9 @@ def test_entries_that_can_never_apply_are_set_aside_not_blocking(
     with BufferedStore.open(outage.dsn, outbox, timeout=2) as store:
         store.record_metrics("ghost", {"x": Decimal(1)})  # no run: UnknownRun on replay
         store.record_run(a_run("r1", "queued"))
-        store.record_artifacts("r1", [ArtifactRecord(name="big", path="/b", sha256=HASH_A, size=HUGE)])
+        store.record_artifacts(
+            "r1", [ArtifactRecord(name="big", path="/b", sha256=HASH_A, size=HUGE)]
+        )
         store.record_run(a_run("r1", "running"))
     lines = outbox.read_bytes().splitlines(keepends=True)
     damaged = (

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from freqtrade.configuration.config_validation import validate_config_schema
 from freqtrade.enums import RunMode
-
 from tests.support.hashseed import hash_in_other_process
 
 from tradebot.api.backtest import BacktestSpec
@@ -211,7 +210,11 @@ def test_hash_is_sha256_hex_and_ignores_key_order() -> None:
     assert config_hash(shuffled) == config_hash(config)
     assert re.fullmatch(r"[0-9a-f]{64}", config_hash(config))
     # sha256 of the canonical JSON, fixed here (computed once, outside this code).
-    small = {"timeframe": "5m", "pairs": ["BTC/USDT", "ETH/USDT"], "stake": {"amount": "100", "currency": "USDT"}}
+    small = {
+        "timeframe": "5m",
+        "pairs": ["BTC/USDT", "ETH/USDT"],
+        "stake": {"amount": "100", "currency": "USDT"},
+    }
     assert config_hash(small) == "1f2d7d50d2feeab1e3ceb9a2b30c0f6c5151c6ed80e6ce943620851e9a681da0"
 
 

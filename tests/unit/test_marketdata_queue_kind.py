@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from tradebot.controllers import queue
 from tradebot.api.marketdata import MarketDataSpec
+from tradebot.controllers import queue
 from tradebot.controllers.marketdata import LABEL_MARKETDATA, download_job, job_name
 from tradebot.controllers.marketdata_queue import MARKETDATA, waiting
 from tradebot.domain.naming import named
@@ -63,5 +63,7 @@ def test_a_long_name_still_makes_a_job_the_api_server_takes() -> None:
     assert named(job["spec"]["template"]["metadata"], LABEL_MARKETDATA) == name
     assert len(job_name(name, "0b1e7c1e-3", UID)) <= 63
     # Positive control: a short name is its own label value.
-    short = download_job(MarketDataSpec.model_validate(SPEC), "ns", "majors", UID, "md-j", Settings())
+    short = download_job(
+        MarketDataSpec.model_validate(SPEC), "ns", "majors", UID, "md-j", Settings()
+    )
     assert short["metadata"]["labels"][LABEL_MARKETDATA] == "majors"

@@ -53,7 +53,11 @@ def test_every_string_of_a_record_is_escaped_and_nothing_else_changes():
     assert storable(incident).bots == ("bot\\u0000a", "b")
     assert storable(incident).figures == {"drawdown": Decimal("0.12345678")}
     nested = {"timeframe\x00": ["5m\x00", {"k": "\ud800"}], "n": 3, "when": T0}
-    assert storable(nested) == {"timeframe\\u0000": ["5m\\u0000", {"k": "\\ud800"}], "n": 3, "when": T0}
+    assert storable(nested) == {
+        "timeframe\\u0000": ["5m\\u0000", {"k": "\\ud800"}],
+        "n": 3,
+        "when": T0,
+    }
 
 
 def test_clean_values_come_back_as_the_same_object():
@@ -77,6 +81,4 @@ def test_an_outbox_line_of_unstorable_text_encodes_and_decodes():
     # was neither sent nor buffered.
     entry = entries.strategy_entry("ns", "s", "u", "S", "a" * 64, {"timeframe": "5m\ud800\x00"}, T0)
     line = entries.encode(entry)
-    assert entries.decode(line.rstrip(b"\n")).args["interface"] == {
-        "timeframe": "5m\\ud800\\u0000"
-    }
+    assert entries.decode(line.rstrip(b"\n")).args["interface"] == {"timeframe": "5m\\ud800\\u0000"}

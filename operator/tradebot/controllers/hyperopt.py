@@ -13,7 +13,6 @@ the status.
 from __future__ import annotations
 
 import hashlib
-
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -42,7 +41,6 @@ from tradebot.controllers.objects import Job
 from tradebot.controllers.status import condition, event, now
 from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import hyperopt_jobs
-from tradebot.domain.naming import label_value
 from tradebot.domain.hyperopt_round import (
     TERMINAL,
     WorkerPhase,
@@ -55,6 +53,7 @@ from tradebot.domain.hyperopt_round import (
     ratio,
     search_step,
 )
+from tradebot.domain.naming import label_value
 from tradebot.executors import local_hyperopt
 from tradebot.freqtrade.hyperopt_summary import EpochRecord, HyperoptSummary
 from tradebot.freqtrade.parameters import hyperopt_parameters

@@ -781,7 +781,9 @@ def fail_refused(
         GROUP, VERSION, namespace, plural, name, {"status": patch}
     )
     post_event(obj, kind, reason, text, warning=True)
-    _log.warning("start refused", kind=kind, namespace=namespace, name=name, reason=reason, error=text)
+    _log.warning(
+        "start refused", kind=kind, namespace=namespace, name=name, reason=reason, error=text
+    )
 
 
 BACKTEST = QueueKind(
@@ -1031,7 +1033,9 @@ class AdmissionLoop:
             retry = time.monotonic() + RETRY_AFTER
         self.state.release(key, retry)
 
-    def _refuse(self, kind: QueueKind, namespace: str, name: str, reason: str, message: str) -> bool:
+    def _refuse(
+        self, kind: QueueKind, namespace: str, name: str, reason: str, message: str
+    ) -> bool:
         """Fails the object for good (its kind's `refuse`); False when that could not be
         written (then the start is retried as before)."""
         if kind.refuse is None:
@@ -1041,7 +1045,10 @@ class AdmissionLoop:
         except ApiException as e:
             return kube.is_not_found(e)  # gone meanwhile: nothing left to tell
         _log.warning(
-            "admission refused for good", namespace=namespace, name=name, reason=reason,
+            "admission refused for good",
+            namespace=namespace,
+            name=name,
+            reason=reason,
             error=message,
         )
         return True

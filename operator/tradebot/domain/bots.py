@@ -20,7 +20,6 @@ from tradebot.api.base import API_VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.types import parse_duration
 from tradebot.domain import jobs, supervision
-from tradebot.domain.naming import label_value as _label_value
 from tradebot.domain.naming import (
     LABEL_KIND,
     LABEL_STRATEGY,
@@ -28,6 +27,7 @@ from tradebot.domain.naming import (
     child_name,
     owner_reference,
 )
+from tradebot.domain.naming import label_value as _label_value
 from tradebot.settings import Settings
 
 LABEL_LIVEBOT = "tradebot.dev/livebot"

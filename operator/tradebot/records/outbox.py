@@ -69,9 +69,7 @@ def read_set_aside(outbox: Path) -> list[SetAside]:
     for raw in data.splitlines():
         try:
             note = json.loads(raw)
-            found.append(
-                SetAside(str(note["reason"]), note.get("set_aside_at"), str(note["line"]))
-            )
+            found.append(SetAside(str(note["reason"]), note.get("set_aside_at"), str(note["line"])))
         except (ValueError, KeyError, TypeError):
             found.append(SetAside("unreadable note", None, raw.decode(errors="replace")))
     return found

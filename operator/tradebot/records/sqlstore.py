@@ -20,7 +20,6 @@ from tradebot.records.errors import (
     RunConflict,
     UnknownRun,
 )
-from tradebot.records.storable import storable
 from tradebot.records.migrations import (
     COLUMN_TYPES,
     MIGRATIONS,
@@ -39,6 +38,7 @@ from tradebot.records.models import (
     exact_metric,
     utc_now,
 )
+from tradebot.records.storable import storable
 
 
 class Transaction(Protocol):
