@@ -344,11 +344,23 @@ class Outage:
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Outage:
+    """`end()` makes the database available whether or not `begin()` ran."""
     if request.param == "sqlite":
         dsn, directory = sqlite_outage(tmp_path)
-        return Outage(dsn, lambda: None, directory.mkdir)
+        return Outage(dsn, lambda: None, lambda: directory.mkdir(exist_ok=True))
     server, pg_dsn = request.getfixturevalue("pg")
-    return Outage(pg_dsn, server.stop, server.resume)
+    down = threading.Event()
+
+    def begin() -> None:
+        server.stop()
+        down.set()
+
+    def end() -> None:
+        if down.is_set():
+            server.resume()
+            down.clear()
+
+    return Outage(pg_dsn, begin, end)
 
 
 def set_aside_gauge() -> float | None:
