@@ -168,3 +168,37 @@ def test_a_run_too_large_for_a_configmap_fails_at_its_first_round(
     ]
     jobs = client.BatchV1Api(api_client).list_namespaced_job(namespace).items
     assert [j.metadata.annotations["tradebot.dev/backtest"] for j in jobs] == ["fits"]
+
+
+def test_a_job_the_api_server_refuses_fails_the_backtest_with_its_message(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    """Requests above limits pass the Backtest's own schema but not the Job's validation.
+    Before: the 422 was logged with a traceback and retried every 5 s; the Backtest said
+    "waiting for admission" for good."""
+    api = client.CustomObjectsApi(api_client)
+    bad = _backtest("requests-over-limits", "ema-rsi")
+    bad["spec"]["resources"] = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+        local_state_dir=tmp_path / "state",
+    ):
+        _apply(kubectl, namespace, _strategy("ema-rsi"), bad)
+        status = wait_for(
+            lambda: (
+                (s := _status(api, namespace, "backtests", "requests-over-limits")).get("phase")
+                == "Failed"
+                and s
+            ),
+            90,
+            what="the refused Backtest Failed",
+        )
+    complete = next(c for c in status["conditions"] if c["type"] == "Complete")
+    assert (complete["status"], complete["reason"]) == ("False", "CreateRefused")
+    # The API server's own words, naming the field.
+    assert "must be less than or equal to cpu limit" in status["message"], status["message"]
+    events = _events(api_client, namespace, "requests-over-limits")
+    assert any(e.reason == "CreateRefused" and e.type == "Warning" for e in events)
