@@ -202,3 +202,65 @@ def test_a_job_the_api_server_refuses_fails_the_backtest_with_its_message(
     assert "must be less than or equal to cpu limit" in status["message"], status["message"]
     events = _events(api_client, namespace, "requests-over-limits")
     assert any(e.reason == "CreateRefused" and e.type == "Warning" for e in events)
+
+
+def test_a_long_named_marketdata_downloads_and_ends(
+    cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
+):
+    """Before: the 200-character name was the download Job's label value (422): the
+    MarketData said Downloading for good."""
+    api = client.CustomObjectsApi(api_client)
+    core = client.CoreV1Api(api_client)
+    name = "m" * 200
+    md = {
+        "apiVersion": f"{G}/{V}",
+        "kind": "MarketData",
+        "metadata": {"name": name},
+        "spec": {
+            "pairs": ["SOL/USDT"],
+            "timeframes": ["1h"],
+            "days": 3,
+            "storage": {"volumeClaimTemplate": {"storage": "1Gi"}},
+        },
+    }
+    with running_operator(
+        cluster.kubeconfig,
+        namespace,
+        executor="kubernetes",
+        database_dsn=f"sqlite://{tmp_path / 'r.db'}",
+        local_state_dir=tmp_path / "state",
+    ):
+        _apply(kubectl, namespace, md)
+        pod = wait_for(
+            lambda: next(
+                iter(
+                    core.list_namespaced_pod(
+                        namespace, label_selector=f"tradebot.dev/marketdata={label_value(name)}"
+                    ).items
+                ),
+                None,
+            ),
+            90,
+            what="the long-named MarketData's download pod",
+        )
+        assert pod.metadata.annotations["tradebot.dev/marketdata"] == name
+        core.patch_namespaced_pod(
+            pod.metadata.name,
+            namespace,
+            {
+                "metadata": {
+                    "annotations": {
+                        "kwok.tradebot.dev/outcome": "Failed",
+                        "kwok.tradebot.dev/exit-code": "1",
+                    }
+                }
+            },
+        )
+        status = wait_for(
+            lambda: (
+                (s := _status(api, namespace, "marketdata", name)).get("phase") == "Failed" and s
+            ),
+            90,
+            what="the long-named MarketData's download ended",
+        )
+    assert status["message"]
