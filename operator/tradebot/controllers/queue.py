@@ -1044,14 +1044,7 @@ class AdmissionLoop:
             kind.refuse(namespace, name.partition("#")[0], reason, message)
         except ApiException as e:
             return kube.is_not_found(e)  # gone meanwhile: nothing left to tell
-        _log.warning(
-            "admission refused for good",
-            namespace=namespace,
-            name=name,
-            reason=reason,
-            error=message,
-        )
-        return True
+        return True  # the kind's refuse logged it
 
     # --- positions, and the repair of a start whose status was never written ------------
     def _write_positions_loop(self) -> None:
