@@ -82,6 +82,12 @@ class Bot:
         return text[-4000:]
 
 
+def _next_second() -> None:
+    start = int(time.time())
+    while int(time.time()) == start:
+        time.sleep(0.05)
+
+
 def _until(what: str, bot: Bot, check: Callable[[], Any], timeout: float = WAIT) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -322,6 +328,37 @@ def test_operator_rest_client_monitors_and_controls_a_real_bot(
     )
     assert closed.closed_profit < 0
     assert closed.losing_streak == 1
+
+    # A streak of one cannot tell newest-first from oldest-first, nor a streak from a count
+    # of losses: a second loss makes it 2, then a win ends it (0), so the newest trade must
+    # be the one read first.
+    def round_trip(move: float, closed_before: int) -> Any:
+        _next_second()  # close dates have whole seconds: keep this close after the last one
+        client.force_enter("BTC/USDT")
+        _until("the trade open", bot, lambda: client.snapshot().open_trades == 1)
+        exchange_double.move("BTC/USDT", move)
+        # A win may reach the strategy's ROI and close by itself; a loss stays open (the
+        # stop-loss is -50 %) until the exit below.
+        _until(
+            "the move seen",
+            bot,
+            lambda: (
+                (s := client.snapshot()).open_trades == 0
+                or (s.open_profit != 0 and (s.open_profit > 0) == (move > 0))
+            ),
+        )
+        if client.snapshot().open_trades:
+            client.force_exit_all()
+        return _until(
+            "the trade closed",
+            bot,
+            lambda: (
+                (s := client.snapshot()).trade_count > closed_before and s.open_trades == 0 and s
+            ),
+        )
+
+    assert round_trip(-0.2, 1).losing_streak == 2
+    assert round_trip(+0.3, 2).losing_streak == 0
 
     client.stop_entries()
     client.stop()

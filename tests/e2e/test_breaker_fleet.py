@@ -23,9 +23,27 @@ from tests.support.operator_env import operator_env
 from tests.support.wait import wait_for
 
 from tradebot.faults import EXIT_CODE
+from tradebot.observability.metrics import REGISTRY
 from tradebot.records import IncidentRecord, open_store
 
 G, V = "tradebot.dev", "v1alpha1"
+
+
+def _rounds(kind: str) -> float:
+    """The in-process operator's rounds of `kind` so far (its reconciliations counter)."""
+    return sum(
+        REGISTRY.get_sample_value(
+            "tradebot_reconciliations_total", {"kind": kind, "outcome": outcome}
+        )
+        or 0.0
+        for outcome in ("ok", "error")
+    )
+
+
+def _rounds_ran(kind: str, count: int, timeout: float = 60) -> None:
+    """Waits until `count` more rounds of `kind` ran from now."""
+    start = _rounds(kind)
+    wait_for(lambda: _rounds(kind) >= start + count, timeout, what=f"{count} {kind} rounds")
 
 
 def _bot(name: str) -> dict[str, Any]:
@@ -138,7 +156,9 @@ def test_a_trip_stops_twenty_bots_and_is_recorded_once(
                 b["metadata"]["name"]: b["status"]["phase"] for b in _bots(api_client, namespace)
             }
             assert set(phases.values()) == {"Tripped"}, phases
-            time.sleep(6)  # three LiveBot rounds and six breaker rounds: nothing comes back
+            # Breaker rounds that ran after every pod was gone (the counter is the evidence a
+            # round happened at all): nothing comes back.
+            _rounds_ran("CircuitBreaker", 3)
             # The watch lists the pods that existed as ADDED; nothing else was added.
             assert sorted(pods.added) == before
             assert not _pods(api_client, namespace)
@@ -298,7 +318,9 @@ def test_a_bots_own_incidents_trip_a_breaker_with_max_incidents(
             # Before the pod started, and a breaker's own trip record: neither counts.
             store.record_incident(_incident(namespace, "bot-a", now - dt.timedelta(hours=2)))
             store.record_incident(_incident(namespace, "bot-a", now, source="CircuitBreaker"))
-        time.sleep(4)  # four breaker rounds
+        # Evidence that rounds ran after both incidents were recorded, not a fixed sleep
+        # (under load four seconds may hold no round, and "not tripped" would prove nothing).
+        _rounds_ran("CircuitBreaker", 2)
         assert _breaker_status(api_client, namespace).get("state") in (None, "Closed")
         with open_store(dsn) as store:
             store.record_incident(_incident(namespace, "bot-b", dt.datetime.now(dt.UTC)))
@@ -428,8 +450,12 @@ def test_a_trip_by_hand_is_handled_as_it_arrives_not_at_the_timed_round(
         )
         with open_store(dsn) as store:
             store.record_incident(_incident(namespace, "bot-b", dt.datetime.now(dt.UTC)))
+        rounds = _rounds("CircuitBreaker")
         time.sleep(4)  # four ticks of kopf's timer: the limit crossed is not seen
         assert _breaker_status(api_client, namespace).get("state") in (None, "Closed")
+        # ... because no round ran (the timer is out of the way), not because one ran and
+        # missed the incident.
+        assert _rounds("CircuitBreaker") == rounds
         _trip(api_client, namespace, "kill-1")
         status = wait_for(
             lambda: (s := _breaker_status(api_client, namespace)).get("incidentId") and s,

@@ -190,6 +190,7 @@ TESTED = {
     "TradebotRecordsOutboxGrowing",
     "TradebotBacktestQueueStuck",
     "TradebotRecordFailures",
+    "TradebotRecordsSetAside",
     "TradebotReconcileErrors",
 }
 
@@ -329,6 +330,27 @@ def test_record_failures_fire_when_they_persist(helm: Helm, tmp_path: Path):
             (
                 [{"series": failures, "values": "0+1x40"}],
                 [*_quiet(rule, "10m"), _firing(rule, "20m", {})],
+            ),
+        ],
+    )
+
+
+def test_records_set_aside_fires_while_any_is_kept(helm: Helm, tmp_path: Path):
+    rules, alerts = _rules(helm, tmp_path)
+    rule = alerts["TradebotRecordsSetAside"]
+    kept = "tradebot_records_set_aside"
+    _promtool_test(
+        _promtool(),
+        rules,
+        tmp_path,
+        [
+            # None set aside: quiet.
+            ([{"series": kept, "values": "0x30"}], _quiet(rule, "5m", "30m")),
+            # One set aside at 10m: firing at once (nothing retries it), quiet once a person
+            # has dealt with it (the file moved away, 0 again at 21m).
+            (
+                [{"series": kept, "values": "0x10 1x10 0x10"}],
+                [*_quiet(rule, "9m"), _firing(rule, "11m", {}, "1"), *_quiet(rule, "25m")],
             ),
         ],
     )

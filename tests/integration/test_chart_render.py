@@ -586,6 +586,7 @@ def test_alert_rules_parse_and_use_exported_metrics(helm: Helm):
         "TradebotOperatorAbsent",
         "TradebotBacktestQueueStuck",
         "TradebotRecordFailures",
+        "TradebotRecordsSetAside",
     }
     for rule in rules:
         used = metric_names(rule["expr"])

@@ -8,14 +8,22 @@ import datetime as dt
 import shutil
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from tests.support.postgres import LocalPostgres
 
+from tradebot.api.backtest import BacktestSpec
+from tradebot.cli import main
+from tradebot.controllers import runtime
+from tradebot.controllers.backtest_records import record
+from tradebot.domain.naming import backtest_run_id
 from tradebot.observability.metrics import REGISTRY
 from tradebot.records import (
     ArtifactRecord,
@@ -29,6 +37,9 @@ from tradebot.records import (
 from tradebot.records.buffered import BufferedStore
 from tradebot.records.migrations import MIGRATIONS
 from tradebot.records.outbox import OutboxError
+from tradebot.settings import Settings
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 T0 = dt.datetime(2026, 4, 1, tzinfo=dt.UTC)
 HASH_A = "a" * 64
@@ -321,29 +332,204 @@ def test_a_torn_last_line_is_cut_and_the_rest_applies(tmp_path: Path):
         assert run.status == "running"
 
 
-def test_entries_that_can_never_apply_are_set_aside_not_blocking(tmp_path: Path):
-    dsn, directory = sqlite_outage(tmp_path)
+@dataclass
+class Outage:
+    """A database this test takes down and brings back: a real PostgreSQL server stopped
+    and resumed, or a SQLite file whose directory is missing until made."""
+
+    dsn: str
+    begin: Callable[[], None]
+    end: Callable[[], None]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def outage(request: pytest.FixtureRequest, tmp_path: Path) -> Outage:
+    """`end()` makes the database available whether or not `begin()` ran."""
+    if request.param == "sqlite":
+        dsn, directory = sqlite_outage(tmp_path)
+        return Outage(dsn, lambda: None, lambda: directory.mkdir(exist_ok=True))
+    server, pg_dsn = request.getfixturevalue("pg")
+    down = threading.Event()
+
+    def begin() -> None:
+        server.stop()
+        down.set()
+
+    def end() -> None:
+        if down.is_set():
+            server.resume()
+            down.clear()
+
+    return Outage(pg_dsn, begin, end)
+
+
+def set_aside_gauge() -> float | None:
+    return REGISTRY.get_sample_value("tradebot_records_set_aside")
+
+
+def listed_failed(outbox: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
+    capsys.readouterr()
+    code = main(["records", "list", "--failed", "--path", str(outbox)])
+    return code, capsys.readouterr().out.splitlines()
+
+
+# An artifact larger than a 64-bit integer: both databases refuse the value itself
+# (PostgreSQL "bigint out of range", sqlite3 OverflowError), so it can never apply as it is.
+HUGE = 2**70
+
+
+def test_entries_that_can_never_apply_are_set_aside_not_blocking(
+    outage: Outage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
     outbox = tmp_path / "outbox.jsonl"
-    with BufferedStore.open(dsn, outbox) as store:
+    outage.begin()
+    with BufferedStore.open(outage.dsn, outbox, timeout=2) as store:
         store.record_metrics("ghost", {"x": Decimal(1)})  # no run: UnknownRun on replay
         store.record_run(a_run("r1", "queued"))
+        store.record_artifacts(
+            "r1", [ArtifactRecord(name="big", path="/b", sha256=HASH_A, size=HUGE)]
+        )
+        store.record_run(a_run("r1", "running"))
     lines = outbox.read_bytes().splitlines(keepends=True)
     damaged = (
         b'{"v":1,"op":"record_metrics","queued_at":"2026-01-01T00:00:00+00:00",'
         b'"args":{"run_id":"r1","metrics":{"x":0.1}}}\n'
     )
-    outbox.write_bytes(lines[0] + damaged + lines[1])
-    directory.mkdir()
-    with BufferedStore.open(dsn, outbox) as store:
-        assert store.pending == 3
-        assert store.flush() == 3
-        assert [r.id for r in store.list_runs()] == ["r1"]
+    outbox.write_bytes(lines[0] + damaged + b"".join(lines[1:]))
+    outage.end()
+    with BufferedStore.open(outage.dsn, outbox, timeout=2) as store:
+        assert store.pending == 5
+        assert store.flush() == 5
+        assert store.pending == 0
+        # The entries behind the refused ones applied: r1 reached "running".
+        run = store.get_run("r1")
+        assert run is not None
+        assert run.status == "running"
         assert store.get_metrics("r1") == {}
+        assert store.get_artifacts("r1") == []
+        assert store.set_aside_count == 3
+        assert set_aside_gauge() == 3
     rejected = (tmp_path / "outbox.jsonl.rejected").read_text().splitlines()
-    assert len(rejected) == 2
+    assert len(rejected) == 3
     assert "UnknownRun" in rejected[0]
     assert "ghost" in rejected[0]
     assert "float" in rejected[1]
+    assert "RecordRejected" in rejected[2]
+    assert str(HUGE) in rejected[2]  # the entry is kept as it was, with its error
+    code, listed = listed_failed(outbox, capsys)
+    assert code == 3
+    assert [line.split("  ")[1] for line in listed] == [
+        "record_metrics",
+        "record_metrics",
+        "record_artifacts",
+    ]
+    assert "RecordRejected" in listed[2]
+    # A new store over the same outbox counts what was set aside before it.
+    with BufferedStore.open(outage.dsn, outbox, timeout=2) as store:
+        assert store.set_aside_count == 3
+        assert set_aside_gauge() == 3
+
+
+def test_unstorable_text_is_stored_escaped_and_never_jams_the_outbox(
+    outage: Outage, tmp_path: Path
+):
+    """A Strategy's timeframe "5m\\x00" (introspection passes it on) and a failure message
+    with a NUL and a lone surrogate: before, PostgreSQL refused the NUL (psycopg DataError,
+    untranslated) and every later entry waited behind it, and the surrogate could not even be
+    written to the outbox line."""
+    outbox = tmp_path / "outbox.jsonl"
+    outage.begin()
+    with BufferedStore.open(outage.dsn, outbox, timeout=2) as store:
+        store.register_strategy(
+            "ns", "sma", "uid-s", "Sma", HASH_A, {"timeframe": "5m\x00"}, seen_at=at(0)
+        )
+        store.record_run(a_run("r1", "failed", error="exit 1: \x00 and \ud800"))
+        store.record_incident(an_incident("inc\x00", 1))
+        store.record_run(a_run("r2", "queued"))
+        assert store.pending == 4
+    outage.end()
+    with BufferedStore.open(outage.dsn, outbox, timeout=2) as store:
+        assert store.flush() == 4
+        assert store.pending == 0
+        assert store.set_aside_count == 0
+        strategy = store.get_strategy("uid-s", HASH_A)
+        assert strategy is not None
+        assert strategy.interface == {"timeframe": "5m\\u0000"}
+        r1 = store.get_run("r1")
+        assert r1 is not None
+        assert r1.error == "exit 1: \\u0000 and \\ud800"
+        assert [i.id for i in store.list_incidents()] == ["inc\\u0000"]
+        assert [r.id for r in store.list_runs()] == ["r1", "r2"]
+        # Straight to the database too (not buffered), the same text is stored the same way.
+        store.record_run(a_run("r3", "failed", error="\x00"))
+        assert store.pending == 0
+        r3 = store.get_run("r3")
+        assert r3 is not None
+        assert r3.error == "\\u0000"
+
+
+def test_a_write_the_database_refuses_directly_is_kept_not_raised(
+    outage: Outage, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    """Before, the driver's error (psycopg DataError, sqlite3's OverflowError) went up into
+    the controller that wrote, uncaught: its handler failed before writing its status."""
+    outage.end()
+    outbox = tmp_path / "outbox.jsonl"
+    with BufferedStore.open(outage.dsn, outbox, timeout=2) as store:
+        assert store.connected
+        store.record_run(a_run("r1", "queued"))
+        big = ArtifactRecord(name="big", path="/b", sha256=HASH_A, size=HUGE)
+        store.record_artifacts("r1", [big])  # does not raise
+        assert store.set_aside_count == 1
+        assert set_aside_gauge() == 1
+        assert store.pending == 0  # not buffered: it would block the writes behind it
+        store.record_run(a_run("r1", "running"))
+        run = store.get_run("r1")
+        assert run is not None
+        assert run.status == "running"
+    code, listed = listed_failed(outbox, capsys)
+    assert code == 3
+    assert len(listed) == 1
+    assert "record_artifacts" in listed[0]
+    assert "RecordRejected" in listed[0]
+
+
+def test_records_list_shows_waiting_writes_and_nothing_failed_when_none_is(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+):
+    dsn, _ = sqlite_outage(tmp_path)
+    outbox = tmp_path / "outbox.jsonl"
+    with BufferedStore.open(dsn, outbox) as store:
+        store.record_run(a_run("r1", "queued"))
+    # Positive control of the listings above: nothing set aside lists nothing, exit 0.
+    assert listed_failed(outbox, capsys) == (0, [])
+    capsys.readouterr()
+    assert main(["records", "list", "--path", str(outbox)]) == 3
+    assert capsys.readouterr().out.split()[1:] == ["record_run"]
+
+
+def test_a_failure_message_with_a_nul_still_records_the_run(
+    outage: Outage, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """What the Backtest controller's _complete calls before writing its status: before, a
+    NUL in the failure message raised psycopg's DataError out of it (not a RecordsError), so
+    the handler failed and the Backtest's Failed status was never written."""
+    outage.end()
+    rt = runtime.Runtime(Settings(database_dsn=outage.dsn, local_state_dir=tmp_path))
+    runtime.install(rt)
+    try:
+        spec = BacktestSpec.model_validate(
+            yaml.safe_load((EXAMPLES / "backtest.yaml").read_text())["spec"]
+        )
+        status = {"startedAt": "2026-04-01T00:00:00Z", "finishedAt": "2026-04-01T00:05:00Z"}
+        error = record("ns", "bt", "uid-bt", "failed", status, spec, "Traceback: \x00\x00")
+        assert error is None
+        assert rt.store().pending == 0
+        run = rt.store().get_run(backtest_run_id("uid-bt"))
+        assert run is not None
+        assert (run.status, run.error) == ("failed", "Traceback: \\u0000\\u0000")
+    finally:
+        rt.close()
 
 
 def test_bad_writes_fail_at_the_call_even_when_buffered(tmp_path: Path):

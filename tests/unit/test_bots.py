@@ -244,6 +244,20 @@ def test_network_policy():
 _names = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,251}[a-z0-9])?", fullmatch=True)
 
 
+def test_names_are_fixed_values():
+    """Compared with values fixed here (8 hex of sha256 of the uid; of the name for a long
+    label): a name that varied per process (a hash() seed) or per call fails, which comparing
+    two builds in one process cannot see."""
+    b = bot(name="b" * 200)
+    assert (b.pod_name, b.config_map_name, b.api_secret_name) == (
+        "bot-" + "b" * 50 + "-f45fe39f",
+        "bot-cfg-" + "b" * 46 + "-f45fe39f",
+        "bot-api-" + "b" * 46 + "-f45fe39f",
+    )
+    assert b.labels["tradebot.dev/livebot"] == "b" * 54 + "-aaebc35c"
+    assert bot(name="ema-rsi-dry").pod_name == "bot-ema-rsi-dry-f45fe39f"
+
+
 @given(name=_names)
 def test_names_are_deterministic_and_bounded(name: str):
     b, again = bot(name=name), bot(name=name)

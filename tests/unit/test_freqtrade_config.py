@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import copy
+import re
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from freqtrade.configuration.config_validation import validate_config_schema
 from freqtrade.enums import RunMode
+from tests.support.hashseed import hash_in_other_process
 
 from tradebot.api.backtest import BacktestSpec
 from tradebot.api.strategy import StrategySpec
@@ -206,12 +208,23 @@ def test_hash_is_sha256_hex_and_ignores_key_order() -> None:
     shuffled = _reordered(config)
     assert list(shuffled) != list(config)
     assert config_hash(shuffled) == config_hash(config)
-    assert len(config_hash(config)) == 64
-    assert int(config_hash(config), 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{64}", config_hash(config))
+    # sha256 of the canonical JSON, fixed here (computed once, outside this code).
+    small = {
+        "timeframe": "5m",
+        "pairs": ["BTC/USDT", "ETH/USDT"],
+        "stake": {"amount": "100", "currency": "USDT"},
+    }
+    assert config_hash(small) == "1f2d7d50d2feeab1e3ceb9a2b30c0f6c5151c6ed80e6ce943620851e9a681da0"
 
 
-def test_hash_is_stable_across_builds() -> None:
-    assert config_hash(_build()) == config_hash(_build())
+def test_hash_is_stable_across_builds_and_processes() -> None:
+    here = config_hash(_build())
+    assert config_hash(_build()) == here
+    # Built again in processes with other hash seeds: a build that iterated a set (its order
+    # follows PYTHONHASHSEED) would hash differently there.
+    assert hash_in_other_process("tests.unit.test_freqtrade_config:_build", seed=1) == here
+    assert hash_in_other_process("tests.unit.test_freqtrade_config:_build", seed=2) == here
 
 
 @pytest.mark.parametrize(

@@ -108,3 +108,20 @@ def test_code_the_parser_runs_out_of_memory_on_is_invalid(monkeypatch: pytest.Mo
     assert str(exc.value) == (
         "code cannot be analysed: too large or nested for the parser (MemoryError)"
     )
+
+
+def test_code_with_a_nul_is_invalid_with_a_message_that_says_so():
+    """Before: "syntax error at line None: ..." (the parser names no line for a NUL)."""
+    with pytest.raises(IntrospectionError) as exc:
+        introspect(GOOD + "\n\x00\n", "EmaRsiStrategy")
+    assert str(exc.value) == "code cannot be parsed: source code string cannot contain null bytes"
+    # Positive control: the same code without the NUL introspects.
+    assert introspect(GOOD, "EmaRsiStrategy").interface is not None
+
+
+def test_a_nul_in_a_string_of_the_code_is_kept_as_text():
+    # An escape in a literal (no NUL byte in the source): introspection passes the value on,
+    # and the records make it storable (tests/unit/test_records_storable.py).
+    code = GOOD.replace('timeframe = "5m"', 'timeframe = "5m\\x00"')
+    assert code != GOOD
+    assert introspect(code, "EmaRsiStrategy").interface.timeframe == "5m\x00"

@@ -28,7 +28,7 @@ from typing import Any
 
 from tradebot.controllers import queue
 from tradebot.controllers.informer import RawObject
-from tradebot.domain.naming import LABEL_BACKTEST, LABEL_KIND
+from tradebot.domain.naming import LABEL_BACKTEST, LABEL_KIND, named
 from tradebot.observability.logging import logger
 
 _log = logger(component="backtest-watch")
@@ -187,13 +187,14 @@ class BacktestWatch:
                 self._last.pop(key, None)
             return key
         labels = meta.get("labels") or {}
-        if labels.get(LABEL_KIND) != "backtest" or LABEL_BACKTEST not in labels:
+        backtest = named(meta, LABEL_BACKTEST)  # the label may be a hash of a long name
+        if labels.get(LABEL_KIND) != "backtest" or not backtest:
             return None
         job = meta["name"] if what == "jobs" else labels.get("job-name")
         if job is None:
             return None
         (self.jobs if what == "jobs" else self.pods)[(ns, job)] = obj
-        return (ns, labels[LABEL_BACKTEST])
+        return (ns, backtest)
 
     def _event(self, what: str, type_: str, obj: RawObject) -> Key | None:
         """Records the change; returns the Backtest to step now, if the change is one that
@@ -236,7 +237,7 @@ class BacktestWatch:
             return key if finished and self._running(key) else None
 
     def _owner(self, obj: RawObject) -> Key | None:
-        name = (obj["metadata"].get("labels") or {}).get(LABEL_BACKTEST)
+        name = named(obj["metadata"], LABEL_BACKTEST)
         return (obj["metadata"]["namespace"], name) if name else None
 
     def _running(self, key: Key) -> bool:

@@ -12,6 +12,7 @@ the status.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -52,6 +53,7 @@ from tradebot.domain.hyperopt_round import (
     ratio,
     search_step,
 )
+from tradebot.domain.naming import label_value
 from tradebot.executors import local_hyperopt
 from tradebot.freqtrade.hyperopt_summary import EpochRecord, HyperoptSummary
 from tradebot.freqtrade.parameters import hyperopt_parameters
@@ -289,7 +291,7 @@ def _jobs(r: _Round) -> dict[int, Job]:
         kube.batch()
         .list_namespaced_job(
             r.namespace,
-            label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}={r.name},"
+            label_selector=f"{hyperopt_jobs.LABEL_HYPEROPT}={label_value(r.name)},"
             f"tradebot.dev/run-id={hyperopt_jobs.run_id(r.uid)}",
         )
         .items
@@ -465,7 +467,11 @@ def _merge(r: _Round, workers: list[WorkerSeen], jobs: dict[int, Job]) -> None:
 
 
 def validation_name(name: str) -> str:
-    return f"{name}-oos"
+    whole = f"{name}-oos"
+    if len(whole) <= 253:  # an object name's limit
+        return whole
+    # A Hyperopt named near the limit: its validation Backtest's name would be refused (422).
+    return f"{name[:236].rstrip('-.')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}-oos"
 
 
 def _create_validation(r: _Round, parameters: str) -> str:
@@ -483,7 +489,8 @@ def _create_validation(r: _Round, parameters: str) -> str:
             "metadata": {
                 "name": name,
                 "namespace": r.namespace,
-                "labels": {hyperopt_jobs.LABEL_HYPEROPT: r.name},
+                "labels": {hyperopt_jobs.LABEL_HYPEROPT: label_value(r.name)},
+                "annotations": {hyperopt_jobs.LABEL_HYPEROPT: r.name},
                 "ownerReferences": [hyperopt_jobs.owner(r.name, r.uid)],
             },
             "spec": spec.to_wire(),

@@ -13,12 +13,20 @@ from tradebot.api.hyperopt import HyperoptSpec
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers.informer import RawObject
 from tradebot.controllers.marketdata import market_data_claim
-from tradebot.controllers.queue import NotWaiting, QueueKind, _created, register
+from tradebot.controllers.queue import (
+    NotWaiting,
+    QueueKind,
+    Unstartable,
+    _created,
+    fail_refused,
+    register,
+)
+from tradebot.controllers.status import now
 from tradebot.controllers.strategy import read_code
 from tradebot.domain import hyperopt_jobs
 from tradebot.domain.freqtrade_config import backtest_config
 from tradebot.domain.hyperopt_round import backtest_spec, epoch_shares
-from tradebot.domain.jobs import DATA_DIR, USER_DATA_DIR
+from tradebot.domain.jobs import DATA_DIR, USER_DATA_DIR, config_map_too_large
 from tradebot.domain.queue import GpuNeed
 from tradebot.settings import Settings
 
@@ -96,12 +104,19 @@ def _start(namespace: str, unit: str, strategy_name: str, settings: Settings) ->
         raise RuntimeError(f"Strategy {ref} is not Ready")
     run = build_run(ho, strategy)
     index = int(index_text)
-    kube.create_if_absent(
-        kube.core().create_namespaced_config_map, namespace, hyperopt_jobs.config_map(run)
-    )
+    config_map = hyperopt_jobs.config_map(run)
+    too_large = config_map_too_large(config_map)
+    if too_large:
+        raise Unstartable("RunTooLarge", too_large)
+    kube.create_if_absent(kube.core().create_namespaced_config_map, namespace, config_map)
     job = hyperopt_jobs.job(run, index, settings)
     kube.create_if_absent(kube.batch().create_namespaced_job, namespace, job)
     return str(job["metadata"]["name"])
+
+
+def _refuse(namespace: str, name: str, reason: str, message: str) -> None:
+    # finishedAt and no workers left waiting: the Hyperopt's own round cleans up after it.
+    fail_refused(PLURAL, "Hyperopt", namespace, name, reason, message, extra={"finishedAt": now()})
 
 
 HYPEROPT = QueueKind(
@@ -112,5 +127,6 @@ HYPEROPT = QueueKind(
     start=_start,
     units=_units,
     unit_label=hyperopt_jobs.LABEL_WORKER,
+    refuse=_refuse,
 )
 register(HYPEROPT)

@@ -34,7 +34,14 @@ from tradebot.controllers import runtime
 from tradebot.controllers.bot_storage import StorageNotReady, _claim_dir
 from tradebot.controllers.status import condition, event, now
 from tradebot.domain import jobs, market_data
-from tradebot.domain.naming import LABEL_KIND, MANAGED_BY, child_name, owner_reference
+from tradebot.domain.naming import (
+    LABEL_KIND,
+    MANAGED_BY,
+    child_name,
+    label_value,
+    name_labels,
+    owner_reference,
+)
 from tradebot.domain.time import parse_time
 from tradebot.executors.local import OUTCOME, LocalExecutor, Outcome
 from tradebot.observability.logging import logger
@@ -109,7 +116,8 @@ def pvc(spec: MarketDataSpec, namespace: str, name: str, uid: str) -> dict[str, 
         "metadata": {
             "name": claim_name(spec, name),
             "namespace": namespace,
-            "labels": {**MANAGED_BY, LABEL_MARKETDATA: name},
+            "labels": {**MANAGED_BY, LABEL_MARKETDATA: label_value(name)},
+            "annotations": {LABEL_MARKETDATA: name},
             "ownerReferences": [owner_reference(API_VERSION, "MarketData", name, uid)],
         },
         "spec": {
@@ -149,7 +157,8 @@ def download_job(
     spec: MarketDataSpec, namespace: str, name: str, uid: str, job_name: str, settings: Settings
 ) -> dict[str, Any]:
     """The Job of one download (kubernetes executor): the runner image, the claim at /data."""
-    labels = {**MANAGED_BY, LABEL_KIND: "marketdata", LABEL_MARKETDATA: name}
+    names, annotations = name_labels({LABEL_MARKETDATA: name})
+    labels = {**MANAGED_BY, LABEL_KIND: "marketdata", **names}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -157,6 +166,7 @@ def download_job(
             "name": job_name,
             "namespace": namespace,
             "labels": labels,
+            "annotations": annotations,
             "ownerReferences": [owner_reference(API_VERSION, "MarketData", name, uid)],
         },
         "spec": {
@@ -164,7 +174,7 @@ def download_job(
             "ttlSecondsAfterFinished": settings.job_ttl_seconds,
             "activeDeadlineSeconds": settings.backtest_deadline_seconds,
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": annotations},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,

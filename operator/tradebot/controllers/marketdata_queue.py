@@ -19,7 +19,7 @@ from tradebot import kube
 from tradebot.api.marketdata import MarketDataSpec
 from tradebot.controllers import marketdata
 from tradebot.controllers.informer import RawObject
-from tradebot.controllers.queue import NotWaiting, QueueKind, Refused, register
+from tradebot.controllers.queue import NotWaiting, QueueKind, Refused, fail_refused, register
 from tradebot.domain.queue import GpuNeed
 from tradebot.domain.time import parse_time
 from tradebot.settings import Settings
@@ -58,11 +58,27 @@ def start(namespace: str, name: str, group: str, settings: Settings) -> str:
     return job
 
 
+def refuse(namespace: str, name: str, reason: str, message: str) -> None:
+    # currentRun cleared: the download no longer waits; Failed without retryAt stays so
+    # until the spec changes (retrying the same Job would be refused the same way).
+    fail_refused(
+        marketdata.PLURAL,
+        "MarketData",
+        namespace,
+        name,
+        reason,
+        message,
+        condition="Failed",
+        extra={"currentRun": None},
+    )
+
+
 MARKETDATA = QueueKind(
     label="marketdata",
     plural=marketdata.PLURAL,
     item_label=marketdata.LABEL_MARKETDATA,
     waiting=waiting,
     start=start,
+    refuse=refuse,
 )
 register(MARKETDATA)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,7 +49,14 @@ from tradebot.controllers.strategy import CodeUnavailable, read_code
 from tradebot.domain import jobs
 from tradebot.domain.conditions import set_condition
 from tradebot.domain.freqtrade_config import backtest_config, config_hash, parameters_hash
-from tradebot.domain.naming import LABEL_BACKTEST, LABEL_KIND, backtest_job_name, backtest_run_id
+from tradebot.domain.naming import (
+    LABEL_BACKTEST,
+    LABEL_KIND,
+    LABEL_STRATEGY,
+    backtest_job_name,
+    backtest_run_id,
+    named,
+)
 from tradebot.domain.queue import (
     GpuNeed,
     Key,
@@ -80,6 +88,31 @@ class Refused(Exception):
     Pending, Failed): it leaves the queue until its next change."""
 
 
+class Unstartable(Exception):
+    """The item can never start as it is: the API server refused its Job or ConfigMap (400,
+    422: a name or label it cannot take), or its run cannot fit a ConfigMap. The kind's
+    `refuse` fails the object with `reason` and this message (status, Event, log) instead of
+    a retry every RETRY_AFTER seconds that nobody sees."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def api_refusal(error: ApiException) -> str | None:
+    """The API server's own message when it refused a create as invalid (400 Bad Request,
+    422 Unprocessable Entity): retrying the same body can only fail again. None for
+    anything else (an outage, a conflict, a forbidden quota that may free up)."""
+    if error.status not in (400, 422):
+        return None
+    try:
+        body = json.loads(error.body or "")
+        message = body.get("message") if isinstance(body, dict) else None
+    except ValueError:
+        message = None
+    return str(message or error.reason or f"HTTP {error.status}")
+
+
 class NotWaiting(Exception):
     """The item is no longer waiting (deleted, or started already): nothing to do."""
 
@@ -95,6 +128,9 @@ class QueueKind:
     start      (namespace, name, group, settings): creates its Job (idempotent, deterministic
                name) and returns the Job's name; raises Refused or NotWaiting, or anything else to
                be retried after RETRY_AFTER seconds
+    refuse     (namespace, name, reason, message): fails the object for good when `start`
+               raises Unstartable or the API server refuses its Job as invalid (400/422);
+               None: such a start is retried like any other failure
     units      optional, for an object that needs several slots (a Hyperopt's workers): from a
                raw object, the indices of its units that still want one; each unit is its own
                item, named "<name>#<index>" (what `start` gets), whose Job carries the index in
@@ -108,6 +144,7 @@ class QueueKind:
     start: Callable[[str, str, str, Settings], str]
     units: Callable[[RawObject], list[int]] | None = None
     unit_label: str | None = None
+    refuse: Callable[[str, str, str, str], None] | None = None
 
 
 _KINDS: dict[str, QueueKind] = {}
@@ -339,11 +376,11 @@ class QueueState:
         meta = obj["metadata"]
         labels = meta.get("labels") or {}
         kind = _KINDS.get(labels.get(LABEL_KIND, ""))
-        if kind is None or kind.item_label not in labels:
+        item = named(meta, kind.item_label) if kind is not None else None
+        if kind is None or not item:
             return
         ns = meta["namespace"]
         jk = (ns, meta["name"])
-        item = labels[kind.item_label]
         if kind.unit_label is not None:
             item = f"{item}#{labels.get(kind.unit_label, '')}"
         key = (ns, _domain_name(kind.label, item))
@@ -362,7 +399,7 @@ class QueueState:
         old = self.jobs.get(jk)
         self.jobs[jk] = _Job(
             key,
-            labels.get("tradebot.dev/strategy", ""),
+            named(meta, LABEL_STRATEGY) or "",
             finished,
             old.seen_at if old else time.monotonic(),
             backoff,
@@ -579,12 +616,13 @@ def _create_run(
         run_id,
         data_claim=market_data_claim(spec, namespace),
     )
+    body = jobs.config_map(run)
+    too_large = jobs.config_map_too_large(body)
+    if too_large:
+        raise Unstartable("RunTooLarge", too_large)
     # In parallel: the pod waits for its ConfigMap to mount, the Job need not.
     config_map = _io().submit(
-        kube.create_if_absent,
-        kube.core().create_namespaced_config_map,
-        namespace,
-        jobs.config_map(run),
+        kube.create_if_absent, kube.core().create_namespaced_config_map, namespace, body
     )
     kube.create_if_absent(kube.batch().create_namespaced_job, namespace, jobs.job(run, settings))
     config_map.result()
@@ -696,7 +734,13 @@ def _back_to_pending(bt: CustomObject, why: str) -> None:
     )
 
 
-def _reject(bt: CustomObject, error: Exception) -> None:
+def _refuse_backtest(namespace: str, name: str, reason: str, message: str) -> None:
+    bt = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, "backtests", name)
+    if (bt.get("status") or {}).get("phase") == "Queued":
+        _reject(bt, message, reason)
+
+
+def _reject(bt: CustomObject, error: Exception | str, reason: str = "AdmissionFailed") -> None:
     meta = bt["metadata"]
     message = f"cannot start: {error}"
     status = bt.get("status") or {}
@@ -711,7 +755,7 @@ def _reject(bt: CustomObject, error: Exception) -> None:
                 status.get("conditions"),
                 "Complete",
                 False,
-                "AdmissionFailed",
+                reason,
                 message,
                 meta.get("generation"),
                 at=finished,
@@ -721,8 +765,55 @@ def _reject(bt: CustomObject, error: Exception) -> None:
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"], patch
     )
-    post_event(bt, "Backtest", "AdmissionFailed", message, warning=True)
-    _log.warning("backtest rejected", namespace=meta["namespace"], name=meta["name"], error=message)
+    post_event(bt, "Backtest", reason, message, warning=True)
+    _log.warning(
+        "backtest rejected",
+        namespace=meta["namespace"],
+        name=meta["name"],
+        reason=reason,
+        error=message,
+    )
+
+
+def fail_refused(
+    plural: str,
+    kind: str,
+    namespace: str,
+    name: str,
+    reason: str,
+    message: str,
+    condition: str = "Complete",
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """A queued object its Job can never be made for: Failed, with the reason in a condition
+    (`condition` False for Complete, True for a Failed condition), an Event and a log line.
+    For the kinds whose `refuse` has nothing of its own to add."""
+    obj = kube.custom().get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
+    meta, status = obj["metadata"], obj.get("status") or {}
+    text = f"cannot start: {message}"
+    at = now()
+    patch = {
+        "phase": "Failed",
+        "message": text,
+        "queuePosition": None,
+        "conditions": set_condition(
+            status.get("conditions"),
+            condition,
+            condition != "Complete",
+            reason,
+            text,
+            meta.get("generation"),
+            at=at,
+        ),
+        **(extra or {}),
+    }
+    kube.custom().patch_namespaced_custom_object_status(
+        GROUP, VERSION, namespace, plural, name, {"status": patch}
+    )
+    post_event(obj, kind, reason, text, warning=True)
+    _log.warning(
+        "start refused", kind=kind, namespace=namespace, name=name, reason=reason, error=text
+    )
 
 
 BACKTEST = QueueKind(
@@ -731,6 +822,7 @@ BACKTEST = QueueKind(
     item_label=LABEL_BACKTEST,
     waiting=_backtest_waits,
     start=_start_backtest,
+    refuse=_refuse_backtest,
 )
 register(BACKTEST)
 
@@ -973,10 +1065,29 @@ class AdmissionLoop:
             return  # the slot stays assumed until the Job's event arrives
         except (NotWaiting, Refused):
             pass
+        except (Unstartable, ApiException) as e:
+            refused = api_refusal(e) if isinstance(e, ApiException) else str(e)
+            reason = e.reason if isinstance(e, Unstartable) else "CreateRefused"
+            if refused is None or not self._refuse(kind, key[0], name, reason, refused):
+                _log.exception("admission failed", namespace=key[0], name=name, error=str(e))
+                retry = time.monotonic() + RETRY_AFTER
         except Exception as e:
             _log.exception("admission failed", namespace=key[0], name=name, error=str(e))
             retry = time.monotonic() + RETRY_AFTER
         self.state.release(key, retry)
+
+    def _refuse(
+        self, kind: QueueKind, namespace: str, name: str, reason: str, message: str
+    ) -> bool:
+        """Fails the object for good (its kind's `refuse`); False when that could not be
+        written (then the start is retried as before)."""
+        if kind.refuse is None:
+            return False
+        try:
+            kind.refuse(namespace, name.partition("#")[0], reason, message)
+        except ApiException as e:
+            return kube.is_not_found(e)  # gone meanwhile: nothing left to tell
+        return True  # the kind's refuse logged it
 
     # --- positions, and the repair of a start whose status was never written ------------
     def _write_positions_loop(self) -> None:

@@ -45,6 +45,13 @@ def read_code(spec: StrategySpec, namespace: str) -> str:
             ) from None
         raise
     data = cm.data or {}
+    if ref.key not in data and ref.key in (cm.binary_data or {}):
+        # binaryData is how a ConfigMap holds what is not UTF-8: not Python source.
+        raise CodeUnavailable(
+            "CodeNotText",
+            f"ConfigMap {namespace}/{ref.name} holds {ref.key!r} in binaryData: strategy code "
+            "must be UTF-8 text under data",
+        )
     if ref.key not in data:
         raise CodeUnavailable(
             "ConfigMapKeyMissing",

@@ -27,6 +27,7 @@ from tradebot.domain.naming import (
     child_name,
     owner_reference,
 )
+from tradebot.domain.naming import label_value as _label_value
 from tradebot.settings import Settings
 
 LABEL_LIVEBOT = "tradebot.dev/livebot"
@@ -159,13 +160,6 @@ class BotInstance:
         # Freqtrade lets --db-url override FREQTRADE__DB_URL: with the URL in the
         # environment, the argument must be absent.
         return args if db_url_from_env else [*args, "--db-url", TRADE_DB_URL]
-
-
-def _label_value(name: str) -> str:
-    """Object names may be 253 long, label values only 63: long ones keep a hash suffix."""
-    if len(name) <= 63:
-        return name
-    return f"{name[:54].rstrip('-.')}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
 
 
 def _metadata(bot: BotInstance, name: str) -> dict[str, Any]:

@@ -24,6 +24,8 @@ from tradebot.domain.naming import (
     LABEL_STRATEGY,
     MANAGED_BY,
     child_name,
+    label_value,
+    name_labels,
     owner_reference,
 )
 from tradebot.settings import Settings
@@ -96,16 +98,19 @@ class HyperoptRun:
         return config_map_name(self.name, self.uid)
 
     def labels(self, index: int | None = None) -> dict[str, str]:
-        labels = {
-            **MANAGED_BY,
-            LABEL_KIND: "hyperopt",
-            LABEL_HYPEROPT: self.name,
-            LABEL_STRATEGY: self.spec.strategy_ref.name,
-            LABEL_RUN: self.run_id,
-        }
+        labels = {**MANAGED_BY, LABEL_KIND: "hyperopt", LABEL_RUN: self.run_id, **self._names[0]}
         if index is not None:
             labels[LABEL_WORKER] = str(index)
         return labels
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The whole names behind the name labels (those may be hashed: naming.named)."""
+        return self._names[1]
+
+    @property
+    def _names(self) -> tuple[dict[str, str], dict[str, str]]:
+        return name_labels({LABEL_HYPEROPT: self.name, LABEL_STRATEGY: self.spec.strategy_ref.name})
 
     def runner_args(self, index: int, config_dir: str, output_dir: str) -> list[str]:
         """Worker `index`'s runner command line; the local executor runs the same one."""
@@ -146,6 +151,7 @@ def config_map(run: HyperoptRun) -> dict[str, Any]:
             "name": run.config_map_name,
             "namespace": run.namespace,
             "labels": run.labels(),
+            "annotations": run.annotations,
             "ownerReferences": [owner(run.name, run.uid)],
         },
         "data": {
@@ -164,7 +170,8 @@ def storage_secret(namespace: str, name: str, uid: str, url: str) -> dict[str, A
         "metadata": {
             "name": storage_secret_name(name, uid),
             "namespace": namespace,
-            "labels": {**MANAGED_BY, LABEL_KIND: "hyperopt", LABEL_HYPEROPT: name},
+            "labels": {**MANAGED_BY, LABEL_KIND: "hyperopt", LABEL_HYPEROPT: label_value(name)},
+            "annotations": {LABEL_HYPEROPT: name},
             "ownerReferences": [owner(name, uid)],
         },
         "stringData": {STORAGE_ITEM: url},
@@ -240,6 +247,7 @@ def job(run: HyperoptRun, index: int, settings: Settings) -> dict[str, Any]:
             "name": job_name(run.name, run.uid, index),
             "namespace": run.namespace,
             "labels": labels,
+            "annotations": run.annotations,
             "ownerReferences": [owner(run.name, run.uid)],
         },
         "spec": {
@@ -248,7 +256,7 @@ def job(run: HyperoptRun, index: int, settings: Settings) -> dict[str, Any]:
             # No TTL: the controller deletes the Jobs once the merged result is stored (a
             # Job gone earlier would look like a worker that never ran).
             "template": {
-                "metadata": {"labels": labels},
+                "metadata": {"labels": labels, "annotations": run.annotations},
                 "spec": {
                     # A killed pod is replaced (backoffLimit); a crashed process restarts in
                     # place. Either way the worker rejoins the study it was in.

@@ -18,6 +18,7 @@ from tradebot.domain.naming import (
     LABEL_STRATEGY,
     MANAGED_BY,
     backtest_job_name,
+    name_labels,
     owner_reference,
 )
 from tradebot.settings import Settings
@@ -60,13 +61,16 @@ class BacktestRun:
 
     @property
     def labels(self) -> dict[str, str]:
-        return {
-            **MANAGED_BY,
-            LABEL_KIND: "backtest",
-            LABEL_BACKTEST: self.name,
-            LABEL_STRATEGY: self.strategy_name,
-            LABEL_RUN: self.run_id,
-        }
+        return {**MANAGED_BY, LABEL_KIND: "backtest", LABEL_RUN: self.run_id, **self._names[0]}
+
+    @property
+    def annotations(self) -> dict[str, str]:
+        """The whole names behind the name labels (those may be hashed: naming.named)."""
+        return self._names[1]
+
+    @property
+    def _names(self) -> tuple[dict[str, str], dict[str, str]]:
+        return name_labels({LABEL_BACKTEST: self.name, LABEL_STRATEGY: self.strategy_name})
 
     @property
     def strategy_file(self) -> str:
@@ -126,6 +130,7 @@ def config_map(run: BacktestRun) -> dict[str, Any]:
             "name": run.job_name,
             "namespace": run.namespace,
             "labels": run.labels,
+            "annotations": run.annotations,
             "ownerReferences": [_owner(run)],
         },
         "data": {
@@ -133,6 +138,31 @@ def config_map(run: BacktestRun) -> dict[str, Any]:
             run.strategy_file: run.strategy_code,
         },
     }
+
+
+# Kubernetes' limit on a ConfigMap's data (keys and values, data and binaryData together);
+# the API server refuses a larger one with 422, whatever the retry.
+CONFIG_MAP_MAX_BYTES = 1024 * 1024
+
+
+def config_map_size(body: dict[str, Any]) -> int:
+    """The bytes of a ConfigMap's data as the API server counts them against its limit."""
+    size = 0
+    for section in ("data", "binaryData"):
+        for key, value in (body.get(section) or {}).items():
+            size += len(key.encode()) + len(str(value).encode())
+    return size
+
+
+def config_map_too_large(body: dict[str, Any]) -> str | None:
+    """Why a run's ConfigMap (config and strategy code) cannot be created, or None."""
+    size = config_map_size(body)
+    if size <= CONFIG_MAP_MAX_BYTES:
+        return None
+    return (
+        f"the run's config and strategy code take {size} bytes; a ConfigMap holds at most "
+        f"{CONFIG_MAP_MAX_BYTES} (Kubernetes' limit): make the strategy smaller"
+    )
 
 
 def scheduling(
@@ -301,6 +331,7 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
             "name": run.job_name,
             "namespace": run.namespace,
             "labels": run.labels,
+            "annotations": run.annotations,
             "ownerReferences": [_owner(run)],
         },
         "spec": {
@@ -308,7 +339,7 @@ def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
             "activeDeadlineSeconds": settings.backtest_deadline_seconds,
             "ttlSecondsAfterFinished": settings.job_ttl_seconds,
             "template": {
-                "metadata": {"labels": run.labels},
+                "metadata": {"labels": run.labels, "annotations": run.annotations},
                 "spec": {
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,

@@ -136,6 +136,8 @@ def _introspect(code: str, class_name: str) -> Introspection:
     try:
         tree = ast.parse(code, filename="strategy.py")
     except SyntaxError as e:
+        if e.lineno is None:  # about the whole text, e.g. "cannot contain null bytes"
+            raise IntrospectionError(f"code cannot be parsed: {e.msg}") from None
         where = f"line {e.lineno}" + (f", column {e.offset}" if e.offset else "")
         raise IntrospectionError(f"syntax error at {where}: {e.msg}") from None
     classes = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)}

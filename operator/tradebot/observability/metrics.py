@@ -52,6 +52,12 @@ BACKTESTS_FINISHED = Counter(
 RECORD_FAILURES = Counter(
     "tradebot_record_failures_total", "Writes to the records store that failed.", registry=REGISTRY
 )
+RECORDS_SET_ASIDE = Gauge(
+    "tradebot_records_set_aside",
+    "Record writes set aside as never applicable (kept with their error in the outbox's "
+    "`.rejected` file; `tradebot records list --failed`).",
+    registry=REGISTRY,
+)
 OUTBOX_DEPTH = Gauge(
     "tradebot_records_outbox_depth",
     "Record writes waiting in the outbox for the database.",

@@ -9,6 +9,7 @@ See docs/records.md for the schema and the idempotence rules.
 
 from tradebot.records.dsn import redact_dsn
 from tradebot.records.errors import (
+    RecordRejected,
     RecordsError,
     RecordsUnavailable,
     RunConflict,
@@ -32,6 +33,7 @@ __all__ = [
     "BotSnapshot",
     "DcaBuyRecord",
     "IncidentRecord",
+    "RecordRejected",
     "RecordStore",
     "RecordsError",
     "RecordsUnavailable",

@@ -7,8 +7,15 @@ the outbox file, in order, and a flusher replays them once the database is back.
   database in the order they were made (a later status never lands before an earlier one).
 - flush() replays the outbox in order and removes what it applied. A crash between applying
   and removing replays those entries again, which changes nothing: every write is idempotent.
-- An entry that can never apply (RunConflict, UnknownRun, an unreadable line) is set aside in
-  `<outbox>.rejected` and logged, so it does not block the ones behind it.
+- Every error is sorted: an outage (RecordsUnavailable, SchemaNotReady) keeps the entry and
+  retries it; anything else means this entry can never apply as it is (RecordRejected: the
+  database refused its content; RunConflict, UnknownRun, an unreadable line, an unexpected
+  error) and it is set aside in `<outbox>.rejected` with its error, logged, counted
+  (`tradebot_records_set_aside`) and listed by `tradebot records list --failed`, so it never
+  blocks the ones behind it. A write the database refuses when sent directly is set aside
+  the same way rather than lost or raised into a controller.
+- Text is made storable (NUL and lone surrogates escaped) before it reaches the outbox or a
+  store (records/storable.py), so such text is stored rather than refused.
 - Writes never raise RecordsUnavailable. Reads go to the database and may.
 """
 
@@ -32,6 +39,7 @@ from tradebot.records.dsn import parse_dsn
 from tradebot.records.entries import Entry
 from tradebot.records.errors import (
     MigrationFailed,
+    RecordRejected,
     RecordsError,
     RecordsUnavailable,
     SchemaNotReady,
@@ -45,7 +53,7 @@ from tradebot.records.models import (
     RunRecord,
     StrategyRecord,
 )
-from tradebot.records.outbox import Outbox, adopt_orphans
+from tradebot.records.outbox import Outbox, adopt_orphans, read_set_aside
 from tradebot.records.store import RecordStore, open_store
 
 _log = logger(component="records")
@@ -98,6 +106,8 @@ class BufferedStore:
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         metrics.OUTBOX_DEPTH.set(self._outbox.depth)
+        self._set_aside_count = len(read_set_aside(self._outbox.path))
+        metrics.RECORDS_SET_ASIDE.set(self._set_aside_count)
         if self._outbox.depth:
             _log.info(
                 "records outbox holds writes from before",
@@ -203,6 +213,12 @@ class BufferedStore:
                 self._disconnect()
             with self._lock:
                 self._append(entry)
+            return False, None
+        except RecordRejected as exc:
+            # Kept, not lost and not raised into a controller that only expects outages; the
+            # count and the alert tell a person to look (`tradebot records list --failed`).
+            metrics.RECORD_FAILURES.inc()
+            self._set_aside(entries.encode(entry).rstrip(b"\n"), f"{type(exc).__name__}: {exc}")
             return False, None
 
     def register_strategy(
@@ -310,14 +326,23 @@ class BufferedStore:
             if isinstance(exc, SchemaNotReady):
                 self._disconnect()
             return False
-        except (RecordsError, ValueError) as exc:
-            # RunConflict, UnknownRun: replaying it again would fail again.
+        except Exception as exc:
+            # RecordRejected, RunConflict, UnknownRun, or anything unforeseen: replaying it
+            # would fail again, and keeping it at the head would hold every later entry.
             metrics.RECORD_FAILURES.inc()
             self._set_aside(raw, f"{type(exc).__name__}: {exc}")
         return True
 
+    @property
+    def set_aside_count(self) -> int:
+        """Entries set aside as never applicable, kept in `<outbox>.rejected`."""
+        return self._set_aside_count
+
     def _set_aside(self, raw: bytes, reason: str) -> None:
-        where = self._outbox.set_aside(raw, reason)
+        with self._lock:
+            where = self._outbox.set_aside(raw, reason)
+            self._set_aside_count += 1
+            metrics.RECORDS_SET_ASIDE.set(self._set_aside_count)
         _log.error(
             "records outbox entry set aside: it can never be applied",
             reason=reason,

@@ -25,6 +25,7 @@ from tradebot.records.models import (
     exact_metric,
     utc_now,
 )
+from tradebot.records.storable import storable
 from tradebot.records.store import RecordStore
 
 # Bumped if the line format changes incompatibly; an operator refuses lines of a version it
@@ -71,7 +72,9 @@ def _jsonable(value: Any) -> Any:
 
 
 def _entry(op: Operation, args: dict[str, Any]) -> Entry:
-    jsonable = _jsonable(args)
+    # Storable first: a NUL or lone surrogate would make the line unwritable (UTF-8) and the
+    # database refuse the replay; escaped here, the line and the replay both go through.
+    jsonable = storable(_jsonable(args))
     check_json(jsonable, op)  # a float here would be a bug of this module: refuse it
     return Entry(op=op, args=jsonable, queued_at=utc_now())
 

@@ -24,6 +24,13 @@ class MigrationFailed(RecordsError):
     is still at the version before it. The message names the version and the database."""
 
 
+class RecordRejected(RecordsError, ValueError):
+    """The database refused this record's content (a data, integrity or programming error
+    for this write): replaying it as it is would fail the same way, so an outbox sets it
+    aside with this message instead of retrying it. Never an outage: those are
+    RecordsUnavailable."""
+
+
 class RunConflict(RecordsError, ValueError):
     """A run id was reused for a different resource or kind; the write was not applied."""
 

@@ -24,6 +24,7 @@ former leader buffered is delivered by the next one, not when that pod leads aga
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -45,6 +46,37 @@ class OutboxError(RecordsError):
 class Line:
     raw: bytes  # without its newline
     end: int  # offset just past its newline: dropping up to here removes it
+
+
+@dataclass(frozen=True)
+class SetAside:
+    """An entry that could never be applied, kept with why."""
+
+    reason: str
+    set_aside_at: str | None  # ISO 8601 UTC; None for notes written before it was kept
+    line: str  # the outbox line as it was
+
+
+def rejected_path(outbox: Path) -> Path:
+    """Where an outbox keeps the entries it set aside."""
+    return outbox.with_name(outbox.name + ".rejected")
+
+
+def read_set_aside(outbox: Path) -> list[SetAside]:
+    """The entries set aside beside `outbox`, oldest first ([] when none); a note that is
+    not JSON (a torn last write) comes back as itself with reason "unreadable note"."""
+    try:
+        data = rejected_path(outbox).read_bytes()
+    except FileNotFoundError:
+        return []
+    found = []
+    for raw in data.splitlines():
+        try:
+            note = json.loads(raw)
+            found.append(SetAside(str(note["reason"]), note.get("set_aside_at"), str(note["line"])))
+        except (ValueError, KeyError, TypeError):
+            found.append(SetAside("unreadable note", None, raw.decode(errors="replace")))
+    return found
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -153,13 +185,23 @@ class Outbox:
         self._size = len(rest)
         self.depth -= count
 
+    @property
+    def rejected_path(self) -> Path:
+        return rejected_path(self.path)
+
     def set_aside(self, raw: bytes, reason: str) -> Path:
-        """Keeps a line that can never be applied in `<path>.rejected` (with why), so it no
-        longer blocks the lines behind it and a person can still read what it held."""
-        rejected = self.path.with_name(self.path.name + ".rejected")
+        """Keeps a line that can never be applied in `<path>.rejected` (with why and when),
+        so it no longer blocks the lines behind it and a person can still read what it held
+        (`tradebot records list --failed`)."""
+        rejected = self.rejected_path
         note = (
             json.dumps(
-                {"reason": reason, "line": raw.decode(errors="replace")}, ensure_ascii=False
+                {
+                    "reason": reason,
+                    "set_aside_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "line": raw.decode(errors="replace"),
+                },
+                ensure_ascii=True,  # a lone surrogate in the reason must not fail the write
             ).encode()
             + b"\n"
         )

@@ -15,7 +15,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from tradebot.records.dsn import PostgresDsn, parse_dsn
-from tradebot.records.errors import RecordsUnavailable, SchemaNotReady
+from tradebot.records.errors import RecordRejected, RecordsUnavailable, SchemaNotReady
 from tradebot.records.migrations import MIGRATION_LOCK_KEY, Dialect
 from tradebot.records.sqlstore import SqlRecordStore, Transaction
 
@@ -96,9 +96,37 @@ class PostgresStore(SqlRecordStore):
                 f"{where} has no records schema ({self._dsn.scrub(str(exc).strip())}); "
                 "run migrate() first"
             ) from exc
-        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+        except (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedFunction) as exc:
+            # A schema older than this operator (a migration not applied yet): the same
+            # write succeeds once migrate() has run, so it is retried, not set aside.
+            raise SchemaNotReady(
+                f"{where} has an older records schema ({self._dsn.scrub(str(exc).strip())}); "
+                "run migrate() first"
+            ) from exc
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # The role lacks a grant: a person fixes it and every write goes through again.
+            problem = self._dsn.scrub(" ".join(str(exc).split()))
+            raise RecordsUnavailable(f"{where} refuses this role: {problem}") from exc
+        except (
+            psycopg.OperationalError,  # connection lost, timeouts, serialization, deadlock
+            psycopg.InterfaceError,
+            psycopg.InternalError,  # e.g. a transaction aborted by the server
+        ) as exc:
             problem = self._dsn.scrub(" ".join(str(exc).split()))
             raise RecordsUnavailable(f"{where} is unavailable: {problem}") from exc
+        except (
+            psycopg.DataError,  # NUL in text, untranslatable characters, values out of range
+            psycopg.IntegrityError,
+            psycopg.ProgrammingError,
+            psycopg.NotSupportedError,
+            UnicodeError,  # text psycopg cannot encode for the connection
+        ) as exc:
+            # This write's content is at fault, not the database: retrying it can only fail
+            # again, and an outbox that retried it would hold every later write behind it.
+            problem = self._dsn.scrub(" ".join(str(exc).split()))
+            raise RecordRejected(
+                f"{where} refused the record ({type(exc).__name__}): {problem}"
+            ) from exc
 
     @contextmanager
     def _begin(self, *, write: bool) -> Iterator[Transaction]:
@@ -125,7 +153,9 @@ class PostgresStore(SqlRecordStore):
         return self._dsn.scrub(" ".join(text.split()))
 
     def _is_outage(self, exc: Exception) -> bool:
-        return isinstance(exc, (psycopg.OperationalError, psycopg.InterfaceError))
+        return isinstance(
+            exc, (psycopg.OperationalError, psycopg.InterfaceError, psycopg.InternalError)
+        )
 
     def _time_in(self, value: dt.datetime | None) -> dt.datetime | None:
         return value

@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from tradebot.records.errors import RecordsUnavailable, SchemaNotReady
+from tradebot.records.errors import RecordRejected, RecordsUnavailable, SchemaNotReady
 from tradebot.records.migrations import Dialect
 from tradebot.records.sqlstore import SqlRecordStore, Transaction
 
@@ -93,9 +93,22 @@ class SqliteStore(SqlRecordStore):
             raise RecordsUnavailable(
                 f"SQLite database {self.path} is unavailable: {exc}{hint}"
             ) from exc
+        except (
+            sqlite3.IntegrityError,
+            sqlite3.DataError,
+            sqlite3.ProgrammingError,
+            sqlite3.NotSupportedError,
+            sqlite3.InterfaceError,  # a value sqlite3 cannot bind
+            UnicodeError,  # text that cannot be encoded as UTF-8
+            OverflowError,  # an int beyond SQLite's 64-bit INTEGER
+        ) as exc:
+            # This write's content is at fault: retrying it would fail the same way.
+            raise RecordRejected(
+                f"SQLite database {self.path} refused the record ({type(exc).__name__}): {exc}"
+            ) from exc
         except sqlite3.DatabaseError as exc:
-            if type(exc) is not sqlite3.DatabaseError:
-                raise  # integrity or programming errors are bugs, not outages
+            # The file itself (corrupt, not a database, disk I/O, internal): not this write's
+            # fault, so it is retried once the file is fixed or restored.
             raise RecordsUnavailable(f"SQLite database {self.path} is unavailable: {exc}") from exc
 
     @contextmanager

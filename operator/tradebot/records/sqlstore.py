@@ -38,6 +38,7 @@ from tradebot.records.models import (
     exact_metric,
     utc_now,
 )
+from tradebot.records.storable import storable
 
 
 class Transaction(Protocol):
@@ -170,6 +171,9 @@ class SqlRecordStore(ABC):
         seen_at: dt.datetime | None = None,
     ) -> None:
         when = seen_at or utc_now()
+        namespace, name, uid, class_name, interface = storable(
+            (namespace, name, uid, class_name, interface)
+        )
         record = StrategyRecord(
             namespace=namespace,
             name=name,
@@ -209,6 +213,7 @@ class SqlRecordStore(ABC):
         return StrategyRecord(**values)
 
     def record_run(self, run: RunRecord) -> None:
+        run = storable(run)
         values = run.model_dump()
         params = [
             self._time_in(values[c]) if c in q.RUN_TIME_COLUMNS else values[c]
@@ -247,6 +252,7 @@ class SqlRecordStore(ABC):
         return [self._run_from_row(row) for row in rows]
 
     def record_metrics(self, run_id: str, metrics: Mapping[str, Decimal]) -> None:
+        run_id, metrics = storable((run_id, metrics))
         exact = {key: exact_metric(key, value) for key, value in metrics.items()}
         # Sorted, so two writers of the same run lock rows in one order and cannot deadlock.
         params = [(run_id, key, self._exact_in(exact[key])) for key in sorted(exact)]
@@ -260,6 +266,7 @@ class SqlRecordStore(ABC):
         return {key: self._exact_out(value) for key, value in rows}
 
     def record_artifacts(self, run_id: str, artifacts: Sequence[ArtifactRecord]) -> None:
+        run_id, artifacts = storable((run_id, tuple(artifacts)))
         by_name = {a.name: a for a in artifacts}
         if len(by_name) != len(artifacts):
             raise ValueError(f"artifact names repeat in one call for run {run_id!r}")
@@ -277,6 +284,7 @@ class SqlRecordStore(ABC):
         return [ArtifactRecord(name=n, path=p, sha256=s, size=z) for n, p, s, z in rows]
 
     def record_incident(self, incident: IncidentRecord) -> bool:
+        incident = storable(incident)
         values = incident.model_dump()
         values["bots"] = self._json_in(list(incident.bots))
         values["figures"] = self._json_in(
@@ -322,6 +330,7 @@ class SqlRecordStore(ABC):
         return [self._incident_from_row(row) for row in rows]
 
     def record_snapshot(self, snapshot: BotSnapshot) -> None:
+        snapshot = storable(snapshot)
         values = snapshot.model_dump()
         values["taken_at"] = self._time_in(snapshot.taken_at)
         for column in q.SNAPSHOT_EXACT_COLUMNS:
@@ -350,6 +359,7 @@ class SqlRecordStore(ABC):
         return [self._snapshot_from_row(row) for row in rows]
 
     def record_epochs(self, run_id: str, epochs: Sequence[EpochRecord]) -> None:
+        run_id, epochs = storable((run_id, tuple(epochs)))
         _check_epochs(run_id, epochs)
         # Sorted, so two writers of the same run lock rows in one order and cannot deadlock.
         params = [
@@ -366,6 +376,7 @@ class SqlRecordStore(ABC):
         return [self._epoch_from_row(row) for row in rows]
 
     def record_dca_buy(self, record: DcaBuyRecord) -> None:
+        record = storable(record)
         values = record.model_dump()
         for column in q.DCA_BUY_TIME_COLUMNS:
             values[column] = self._time_in(values[column])
