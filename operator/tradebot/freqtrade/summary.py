@@ -7,7 +7,7 @@ import datetime as dt
 
 from pydantic import Field
 
-from tradebot.api.backtest import Artifact, BacktestResults
+from tradebot.api.backtest import Artifact, BacktestResults, BiasFindings
 from tradebot.api.base import StatusModel
 
 TERMINATION_MESSAGE_LIMIT = 4096
@@ -23,6 +23,9 @@ class RunSummary(StatusModel):
     code_hash: str | None = Field(default=None, description="sha256 of the strategy file.")
     config_hash: str | None = Field(default=None, description="sha256 of the canonical config.")
     data_hash: str | None = Field(default=None, description="sha256 over the candle files used.")
+    bias: BiasFindings | None = Field(
+        default=None, description="Findings of the bias analyses, when asked for."
+    )
     freqtrade_version: str | None = None
     started_at: dt.datetime | None = None
     finished_at: dt.datetime | None = None
