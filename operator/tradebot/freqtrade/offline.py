@@ -148,10 +148,14 @@ def _lookahead_line(config: Any, instances: Any) -> dict[str, Any]:
 
 def _recursive_line(instances: Any) -> dict[str, Any]:
     startups = [int(c) for c in instances[0]._startup_candle] if instances else []
-    pairs = instances[0].local_config.get("pairs") if instances else None
+    # Freqtrade checks one pair: the first of the whitelist (pair_to_used where it says so).
+    pair = getattr(instances[0], "pair_to_used", None) if instances else None
+    if pair is None and instances:
+        pairs = instances[0].local_config.get("pairs") or [None]
+        pair = pairs[0]
     return {
         "analysis": "recursive",
-        "pair": str(pairs[0]) if pairs else None,
+        "pair": str(pair) if pair else None,
         "startupCandles": startups,
         "strategies": [
             {
