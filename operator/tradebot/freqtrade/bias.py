@@ -13,7 +13,7 @@ Record lines (one per table Freqtrade printed):
      "hasBias": true, "totalSignals": 21, "biasedEntrySignals": 21, "biasedExitSignals": 0,
      "biasedIndicators": ["future"], "failed": false}]}
     {"analysis": "recursive", "pair": "BTC/USDT", "startupCandles": [30],
-     "strategies": [{"strategy": "S", "indicators": {"cum": {"30": "12.500%"}}}]}
+     "strategies": [{"strategy": "S", "indicators": {"cum": {"30": "0.125"}}}]}
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from tradebot.api.backtest import (
@@ -33,7 +33,7 @@ from tradebot.api.backtest import (
 from tradebot.api.types import MONEY_QUANTUM
 
 # Kept in status (and so in a termination message of at most 4096 bytes): the largest first.
-MAX_NAMES = 12
+MAX_NAMES = 8
 # A difference against a value of 0 is unbounded; it is shown as this (100000000 = 10^10 %).
 DIFFERENCE_CAP = Decimal(100_000_000)
 _PERCENT = re.compile(r"^\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?|-?inf|nan)\s*%?\s*$", re.IGNORECASE)
@@ -114,17 +114,21 @@ def parse_lookahead(
 
 
 def percent_ratio(text: object) -> Decimal:
-    """Freqtrade's "12.345%" as a ratio (0.12345), absolute, to 8 places; unbounded (a value
-    against 0, inf, nan) as DIFFERENCE_CAP."""
+    """A recorded difference as an absolute ratio to 8 places: Freqtrade 2026 records the
+    ratio itself ("0.12345"), older ones a percentage ("12.345%"). Unbounded or not
+    comparable (against 0, inf, nan: Freqtrade's "nan") as DIFFERENCE_CAP: a difference that
+    cannot be measured is not a small one."""
     if isinstance(text, bool):
-        raise BiasRecordError(f"not a percentage: {text!r}")
+        raise BiasRecordError(f"not a difference: {text!r}")
     match = _PERCENT.match(str(text))
     if match is None:
-        raise BiasRecordError(f"not a percentage: {text!r}")
+        raise BiasRecordError(f"not a difference: {text!r}")
     try:
-        value = abs(Decimal(match.group(1))) / 100
+        value = abs(Decimal(match.group(1)))
     except InvalidOperation as e:
-        raise BiasRecordError(f"not a percentage: {text!r}") from e
+        raise BiasRecordError(f"not a difference: {text!r}") from e
+    if str(text).strip().endswith("%"):
+        value /= 100
     if value.is_nan() or value > DIFFERENCE_CAP:
         return DIFFERENCE_CAP
     return value.quantize(MONEY_QUANTUM)
@@ -159,7 +163,7 @@ def parse_recursive(records: Iterable[Mapping[str, Any]], strategy: str) -> Recu
 
 def percent(ratio: Decimal) -> str:
     """0.032 -> "3.2%"."""
-    text = format((ratio * 100).quantize(Decimal("0.1")).normalize(), "f")
+    text = format((ratio * 100).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP).normalize(), "f")
     return f"{text}%"
 
 

@@ -171,6 +171,7 @@ def run_analyses(
     args: argparse.Namespace,
     *,
     strategy: str,
+    strategy_file: str,
     strategy_path: Path,
     userdir: Path,
     datadir: Path,
@@ -205,14 +206,19 @@ def run_analyses(
                 command, stdout=out, stderr=subprocess.STDOUT, cwd=work, env=env, check=False
             )
         log.info("analysis.exit", analysis=name, exit_code=proc.returncode)
-        text = log_path.read_text(errors="replace") if log_path.is_file() else ""
-        reason = freqtrade_log.failure_reason(text, strategy_file=strategy_path.name)
         recorded = record.read_text() if record.is_file() else ""
-        if reason is None and f'"analysis": "{name}"' not in recorded:
+        if f'"analysis": "{name}"' in recorded:
+            # Its table was printed: what it logged on the way (a signal it could not
+            # re-run, say) is in the findings or the console artifact, not a failure.
+            continue
+        text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+        reason = freqtrade_log.failure_reason(
+            text, strategy_file=strategy_file, timerange=timerange
+        )
+        if reason is None:
             last = freqtrade_log.last_line(console.read_text(errors="replace")) or "none"
             reason = f"exited with {proc.returncode} and reported no findings; last output: {last}"
-        if reason is not None:
-            raise AnalysisError(f"{name} analysis failed: {reason}")
+        raise AnalysisError(f"{name} analysis failed: {reason}")
     records = bias.read_records(record.read_text()) if record.is_file() else []
     try:
         lookahead = (
@@ -230,8 +236,7 @@ def run_analyses(
 
 def artifact_files(output: Path) -> list[Path]:
     """The analyses' files in the output directory, to keep as artifacts (a failed run's
-    too)."""
-    names = [RECORD_NAME, LOOKAHEAD_CSV]
-    for name in ("lookahead", "recursive"):
-        names += [f"{name}-console.log", f"{name}-analysis.log"]
+    too). Their console output holds their log too; the log files stay beside them unlisted,
+    since every artifact listed takes about 150 of the summary's 4096 bytes."""
+    names = [RECORD_NAME, LOOKAHEAD_CSV, "lookahead-console.log", "recursive-console.log"]
     return [output / n for n in names if (output / n).is_file()]

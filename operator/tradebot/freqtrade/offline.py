@@ -161,6 +161,8 @@ def _recursive_line(instances: Any) -> dict[str, Any]:
             {
                 "strategy": str(inst.strategy_obj["name"]),
                 "indicators": {
+                    # A ratio (Freqtrade 2026: a float, nan when not comparable) or, from
+                    # older Freqtrade, a percentage text: kept as text either way.
                     str(name): {str(k): str(v) for k, v in values.items()}
                     for name, values in inst.dict_recursive.items()
                 },

@@ -348,6 +348,7 @@ def _run_freqtrade(
             run.bias = bias_run.run_analyses(
                 args,
                 strategy=run.strategy,
+                strategy_file=strategy_copy.name,
                 strategy_path=strategy_copy.parent,
                 userdir=userdir,
                 datadir=datadir,
