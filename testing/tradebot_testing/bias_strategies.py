@@ -9,7 +9,7 @@ bench: each pair differs only in the planted line.
 
 from __future__ import annotations
 
-_TEMPLATE = '''
+_TEMPLATE = """
 from pandas import DataFrame
 
 from freqtrade.strategy import IStrategy
@@ -39,7 +39,7 @@ class {name}(IStrategy):
     def populate_exit_trend(self, dataframe: DataFrame, metadata: dict) -> DataFrame:
         dataframe.loc[dataframe["close"] > dataframe["sma"] * 1.004, "exit_long"] = 1
         return dataframe
-'''
+"""
 
 _FUTURE = 'dataframe["future_close"] = dataframe["close"].shift(-1)'
 _PAST = 'dataframe["past_close"] = dataframe["close"].shift(1)'

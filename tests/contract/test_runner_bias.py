@@ -16,13 +16,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from tradebot_testing import bias_strategies
 
 from tradebot.api.backtest import BacktestSpec, BiasFindings
 from tradebot.api.strategy import StrategySpec
 from tradebot.domain.freqtrade_config import backtest_config
 from tradebot.freqtrade import datasets
 from tradebot.freqtrade.summary import RunSummary
+from tradebot_testing import bias_strategies
 
 TIMERANGE = "20240110-20240115"
 RUN_TIMEOUT = 240
@@ -94,7 +94,9 @@ def run_analysed(directory: Path, class_name: str, code: str, *extra: str) -> Ra
         "30",
         *extra,
     ]
-    env = {k: v for k, v in os.environ.items() if k not in (datasets.DATA_ROOT_ENV, "PYTEST_VERSION")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in (datasets.DATA_ROOT_ENV, "PYTEST_VERSION")
+    }
     proc = subprocess.run(
         command, capture_output=True, text=True, timeout=RUN_TIMEOUT, check=False, env=env
     )
@@ -126,7 +128,8 @@ def clean(directory: Path) -> Ran:
 def test_clean_twin_is_clean_with_enough_signals(clean: Ran) -> None:
     assert clean.returncode == 0, clean.summary.error
     found = clean.bias
-    assert found.lookahead is not None and found.recursive is not None
+    assert found.lookahead is not None
+    assert found.recursive is not None
     assert found.lookahead.clean, found.lookahead
     assert (found.lookahead.signals or 0) >= 10  # conclusive, not merely quiet
     assert found.lookahead.biased_indicators is None
@@ -138,7 +141,8 @@ def test_clean_twin_is_clean_with_enough_signals(clean: Ran) -> None:
 def test_planted_lookahead_is_found_and_named(lookahead_biased: Ran) -> None:
     assert lookahead_biased.returncode == 0, lookahead_biased.summary.error
     look = lookahead_biased.bias.lookahead
-    assert look is not None and not look.clean
+    assert look is not None
+    assert not look.clean
     assert look.biased_indicators == [bias_strategies.LOOKAHEAD_INDICATOR]
     assert (look.biased_entry_signals or 0) > 0
     assert lookahead_biased.bias.recursive is not None
@@ -146,18 +150,22 @@ def test_planted_lookahead_is_found_and_named(lookahead_biased: Ran) -> None:
     assert lookahead_biased.bias.summary == f"lookahead: {bias_strategies.LOOKAHEAD_INDICATOR}"
     # It "knew" the next close: the backtest looks excellent, which is the point.
     results = lookahead_biased.summary.results
-    assert results is not None and (results.profit_total or 0) > 0
+    assert results is not None
+    assert (results.profit_total or 0) > 0
 
 
 def test_planted_recursive_dependence_is_found_and_named(recursive_biased: Ran) -> None:
     assert recursive_biased.returncode == 0, recursive_biased.summary.error
     found = recursive_biased.bias
-    assert found.lookahead is not None and found.lookahead.clean  # no lookahead planted
+    assert found.lookahead is not None
+    assert found.lookahead.clean
     rec = found.recursive
-    assert rec is not None and rec.indicators is not None
+    assert rec is not None
+    assert rec.indicators is not None
     assert [i.name for i in rec.indicators] == [bias_strategies.RECURSIVE_INDICATOR]
     assert rec.max_difference > Decimal("0.01")
-    assert rec.startup_candles == [30] and rec.pair == "BTC/USDT"
+    assert rec.startup_candles == [30]
+    assert rec.pair == "BTC/USDT"
     assert found.summary.startswith("recursive ")
 
 
@@ -173,4 +181,5 @@ def test_outputs_are_kept_as_artifacts(lookahead_biased: Ran) -> None:
         assert (lookahead_biased.output / artifact.name).stat().st_size == artifact.size
     # Freqtrade's own CSV export agrees with the findings read from the record.
     csv = (lookahead_biased.output / "lookahead-analysis.csv").read_text()
-    assert bias_strategies.LOOKAHEAD_INDICATOR in csv and "True" in csv
+    assert bias_strategies.LOOKAHEAD_INDICATOR in csv
+    assert "True" in csv

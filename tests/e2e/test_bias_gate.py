@@ -13,10 +13,10 @@ from typing import Any
 from kubernetes import client
 from tests.support.operator import local_operator
 from tests.support.wait import wait_for
-from tradebot_testing import bias_strategies
 
 from tradebot.domain import bias
 from tradebot.settings import PromotionFloors
+from tradebot_testing import bias_strategies
 
 G, V = "tradebot.dev", "v1alpha1"
 
@@ -29,9 +29,7 @@ def _apply(kubectl: Any, namespace: str, *docs: dict[str, Any]) -> None:
 def _get(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
     try:
         return dict(
-            client.CustomObjectsApi(api).get_namespaced_custom_object(
-                G, V, namespace, plural, name
-            )
+            client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace, plural, name)
         )
     except client.ApiException as e:
         if e.status == 404:
@@ -114,9 +112,11 @@ def test_biased_strategy_is_held_naming_the_bias_and_its_clean_twin_passes(
 
         # The evidence looks excellent: it knew the next close.
         evidence = wait_for(
-            lambda: (s := _status(api_client, namespace, "backtests", "biased-bt")).get("phase")
-            in ("Succeeded", "Failed")
-            and s,
+            lambda: (
+                (s := _status(api_client, namespace, "backtests", "biased-bt")).get("phase")
+                in ("Succeeded", "Failed")
+                and s
+            ),
             240,
             what="the biased strategy's Backtest done",
         )
@@ -129,23 +129,25 @@ def test_biased_strategy_is_held_naming_the_bias_and_its_clean_twin_passes(
             60,
             what="the analysis Backtest created",
         )
-        assert made["spec"]["analyses"]["lookahead"] and made["spec"]["analyses"]["recursive"]
+        assert made["spec"]["analyses"]["lookahead"]
+        assert made["spec"]["analyses"]["recursive"]
         assert made["metadata"]["ownerReferences"][0]["name"] == "biased-bt"
         assert made["metadata"]["labels"][bias.LABEL_BIAS_OF] == "biased-bt"
 
         held = wait_for(
-            lambda: (s := _status(api_client, namespace, "livebots", "biased-bot")).get(
-                "phase"
-            )
-            == "Blocked"
-            and _ready_reason(s) == bias.REASON_DETECTED
-            and s,
+            lambda: (
+                (s := _status(api_client, namespace, "livebots", "biased-bot")).get("phase")
+                == "Blocked"
+                and _ready_reason(s) == bias.REASON_DETECTED
+                and s
+            ),
             420,
             what="the biased bot held with BiasDetected",
         )
         assert bias_strategies.LOOKAHEAD_INDICATOR in held["message"]
         gate = next(g for g in held["gates"] if g["name"] == "bias")
-        assert not gate["passed"] and bias_strategies.LOOKAHEAD_INDICATOR in gate["message"]
+        assert not gate["passed"]
+        assert bias_strategies.LOOKAHEAD_INDICATOR in gate["message"]
         # The other gates pass: bias is what holds it.
         assert all(g["passed"] for g in held["gates"] if g["name"] != "bias"), held["gates"]
         analysed = _status(api_client, namespace, "backtests", "biased-bt-bias")
@@ -153,9 +155,11 @@ def test_biased_strategy_is_held_naming_the_bias_and_its_clean_twin_passes(
 
         # The positive control: the same flow for the clean twin passes the bias gate.
         passed = wait_for(
-            lambda: (s := _status(api_client, namespace, "livebots", "clean-bot"))
-            and any(g["name"] == "bias" and g["passed"] for g in s.get("gates") or [])
-            and s,
+            lambda: (
+                (s := _status(api_client, namespace, "livebots", "clean-bot"))
+                and any(g["name"] == "bias" and g["passed"] for g in s.get("gates") or [])
+                and s
+            ),
             420,
             what="the clean twin's bias gate passed",
         )

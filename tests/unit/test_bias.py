@@ -67,7 +67,8 @@ def test_biased_lookahead_names_the_indicator_and_the_signals() -> None:
 
 def test_clean_lookahead_is_clean() -> None:
     found = bias.parse_lookahead([_lookahead()], "S", 10)
-    assert found.clean and found.inconclusive is None
+    assert found.clean
+    assert found.inconclusive is None
     assert bias.summary(found, None) == "clean"
 
 
@@ -85,7 +86,8 @@ def test_too_few_signals_or_an_error_is_inconclusive_not_clean(
 ) -> None:
     found = bias.parse_lookahead([_lookahead(**entry)], "S", 10)
     assert not found.clean
-    assert found.inconclusive is not None and why in found.inconclusive
+    assert found.inconclusive is not None
+    assert why in found.inconclusive
     assert bias.summary(found, None) == "lookahead: inconclusive"
 
 
@@ -114,7 +116,8 @@ def test_recursive_differences_are_ratios_largest_first() -> None:
 
 def test_no_recursive_difference_is_clean() -> None:
     found = bias.parse_recursive([_recursive({})], "S")
-    assert found.max_difference == 0 and found.indicators is None
+    assert found.max_difference == 0
+    assert found.indicators is None
     assert bias.summary(None, found) == "clean"
 
 
@@ -185,7 +188,9 @@ def test_analysis_backtest_copies_the_evidence_and_asks_for_both_analyses() -> N
     assert meta["labels"] == {"team": "a", domain_bias.LABEL_BIAS_OF: "ema-rsi-sample"}
     assert meta["ownerReferences"][0]["uid"] == "uid-1"
     spec = BacktestSpec.model_validate(manifest["spec"])  # a valid Backtest
-    assert spec.analyses is not None and spec.analyses.lookahead and spec.analyses.recursive
+    assert spec.analyses is not None
+    assert spec.analyses.lookahead
+    assert spec.analyses.recursive
     assert spec.analyses.minimum_trade_amount == 5
     assert spec.parameters == '{"params": {}}'
     assert spec.ttl_seconds_after_finished is None
@@ -194,8 +199,10 @@ def test_analysis_backtest_copies_the_evidence_and_asks_for_both_analyses() -> N
 def test_analysis_name_is_deterministic_and_fits_a_label() -> None:
     long = "a" * 63
     name = domain_bias.analysis_name(long)
-    assert name == domain_bias.analysis_name(long) and len(name) <= 63
-    assert name.endswith("-bias") and name != domain_bias.analysis_name("a" * 62)
+    assert name == domain_bias.analysis_name(long)
+    assert len(name) <= 63
+    assert name.endswith("-bias")
+    assert name != domain_bias.analysis_name("a" * 62)
 
 
 def test_evidence_that_ran_both_analyses_is_its_own_source() -> None:
@@ -274,7 +281,8 @@ def test_clean_analysis_of_the_same_code_passes() -> None:
     assert "lookahead clean over 20 signals" in gate.message
     # Positive control for the checks below: the same evidence, another bot's code.
     other = _gate(_analysis(), code="d" * 64)
-    assert not other.passed and other.reason == domain_bias.REASON_UNCHECKED
+    assert not other.passed
+    assert other.reason == domain_bias.REASON_UNCHECKED
 
 
 def test_lookahead_bias_is_detected_naming_the_indicator() -> None:
@@ -290,8 +298,10 @@ def test_lookahead_bias_is_detected_naming_the_indicator() -> None:
             }
         )
     )
-    assert not gate.passed and gate.reason == domain_bias.REASON_DETECTED
-    assert "future_close" in gate.message and "20 entry" in gate.message
+    assert not gate.passed
+    assert gate.reason == domain_bias.REASON_DETECTED
+    assert "future_close" in gate.message
+    assert "20 entry" in gate.message
 
 
 def test_recursive_difference_over_the_tolerance_is_detected() -> None:
@@ -301,8 +311,10 @@ def test_recursive_difference_over_the_tolerance_is_detected() -> None:
         "indicators": [{"name": "ema_long", "difference": "0.03200000"}],
     }
     gate = _gate(_analysis(recursive=recursive))
-    assert not gate.passed and gate.reason == domain_bias.REASON_DETECTED
-    assert "ema_long 3.2%" in gate.message and "tolerance 1%" in gate.message
+    assert not gate.passed
+    assert gate.reason == domain_bias.REASON_DETECTED
+    assert "ema_long 3.2%" in gate.message
+    assert "tolerance 1%" in gate.message
     # The operator's floor may be looser; a spec may only tighten it.
     loose = FLOOR.model_copy(update={"max_recursive_difference": Decimal("0.05")})
     assert _gate(_analysis(recursive=recursive), floor=loose).passed
@@ -332,14 +344,16 @@ def test_anything_short_of_findings_for_the_same_run_waits(
     obj: dict[str, Any] | None, says: str
 ) -> None:
     gate = _gate(obj)
-    assert not gate.passed and gate.reason == domain_bias.REASON_UNCHECKED
+    assert not gate.passed
+    assert gate.reason == domain_bias.REASON_UNCHECKED
     assert says in gate.message
 
 
 def test_launched_record_is_compared_when_present() -> None:
     launched = {"codeHash": "e" * 64, "parametersHash": PARAMS, "timeframe": "5m"}
     gate = _gate(_analysis(launched=launched))
-    assert not gate.passed and "analysed code eeeeeeeeeeee" in gate.message
+    assert not gate.passed
+    assert "analysed code eeeeeeeeeeee" in gate.message
     assert _gate(_analysis(launched={**launched, "codeHash": CODE})).passed
 
 

@@ -543,7 +543,8 @@ def test_missing_analysis_holds_as_unchecked_and_asks_for_it_once() -> None:
     # Found (whatever its phase): nothing to create.
     running = BiasEvidence("bt-bias", True, "Running", lookahead_asked=True, recursive_asked=True)
     again = _bias_round(running, EVIDENCE_BT)
-    assert isinstance(again.decision, Hold) and again.decision.reason == "BiasUnchecked"
+    assert isinstance(again.decision, Hold)
+    assert again.decision.reason == "BiasUnchecked"
     assert again.create_backtest is None
 
 
@@ -553,10 +554,11 @@ def test_detected_bias_names_itself_and_clean_findings_let_the_bot_on() -> None:
         EVIDENCE_BT,
     )
     assert isinstance(biased.decision, Hold)
-    assert biased.decision.reason == "BiasDetected" and "fut" in biased.decision.message
+    assert biased.decision.reason == "BiasDetected"
+    assert "fut" in biased.decision.message
     clean = _bias_round(_analysis(), EVIDENCE_BT)
     assert isinstance(clean.decision, Run), clean.decision
-    assert {"name": "bias", "passed": True} .items() <= clean.status["gates"][-1].items()
+    assert {"name": "bias", "passed": True}.items() <= clean.status["gates"][-1].items()
 
 
 def test_other_failing_evidence_comes_before_waiting_for_the_analysis() -> None:
@@ -575,5 +577,6 @@ def test_other_failing_evidence_comes_before_waiting_for_the_analysis() -> None:
             ),
         )
     )
-    assert isinstance(outcome.decision, Hold) and outcome.decision.reason == "GatesNotPassed"
+    assert isinstance(outcome.decision, Hold)
+    assert outcome.decision.reason == "GatesNotPassed"
     assert outcome.create_backtest is not None  # queued meanwhile, so it is ready sooner

@@ -205,11 +205,15 @@ def bias_lines(found: Any) -> list[str]:
     """The findings of the bias analyses, for a person deciding on the promotion."""
     findings = found.findings
     if not found.found:
-        return [f"  bias analysis: Backtest {found.name} does not exist yet (the operator "
-                "creates it when the bot asks for the promotion)"]
+        return [
+            f"  bias analysis: Backtest {found.name} does not exist yet (the operator "
+            "creates it when the bot asks for the promotion)"
+        ]
     if findings is None:
-        return [f"  bias analysis: Backtest {found.name} is {found.phase or 'not started'}, "
-                "no findings yet"]
+        return [
+            f"  bias analysis: Backtest {found.name} is {found.phase or 'not started'}, "
+            "no findings yet"
+        ]
     lines = [f"  bias analysis (Backtest {found.name}): {findings.summary}"]
     look = findings.lookahead
     if look is not None:

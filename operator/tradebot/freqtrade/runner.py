@@ -229,7 +229,12 @@ def _finish(run: Run, error: str | None, output: Path) -> RunSummary:
     log_file = output / LOG_NAME
     names = {a.name for a in run.artifacts}
     # The logs and the config are worth keeping from a failed run too.
-    for path in (output / CONFIG_NAME, log_file, output / CONSOLE_NAME, *bias_run.artifact_files(output)):
+    for path in (
+        output / CONFIG_NAME,
+        log_file,
+        output / CONSOLE_NAME,
+        *bias_run.artifact_files(output),
+    ):
         if path.is_file() and path.name not in names:
             run.artifacts.append(run_files.artifact(path))
     return run.summary(error)
