@@ -60,7 +60,7 @@ def _docs(prefix: str, class_name: str, code: str) -> list[dict[str, Any]]:
         "spec": {
             "strategyRef": {"name": prefix},
             "pairs": ["BTC/USDT", "ETH/USDT"],
-            "timerange": {"start": "2024-01-10", "end": "2024-01-15"},
+            "timerange": {"start": "2024-01-10", "end": "2024-01-13"},
             "stakeAmount": "100",
             "maxOpenTrades": 2,
             "fee": 0.001,
@@ -151,7 +151,9 @@ def test_biased_strategy_is_held_naming_the_bias_and_its_clean_twin_passes(
         # The other gates pass: bias is what holds it.
         assert all(g["passed"] for g in held["gates"] if g["name"] != "bias"), held["gates"]
         analysed = _status(api_client, namespace, "backtests", "biased-bt-bias")
-        assert analysed["bias"]["summary"] == f"lookahead: {bias_strategies.LOOKAHEAD_INDICATOR}"
+        assert analysed["bias"]["summary"].startswith(
+            f"lookahead: {bias_strategies.LOOKAHEAD_INDICATOR}"
+        )
 
         # The positive control: the same flow for the clean twin passes the bias gate.
         passed = wait_for(

@@ -146,11 +146,11 @@ def parse_recursive(records: Iterable[Mapping[str, Any]], strategy: str) -> Recu
     for name, by_startup in indicators.items():
         if not isinstance(by_startup, Mapping) or not by_startup:
             continue
-        differences.append(
-            IndicatorDifference(
-                name=str(name), difference=max(percent_ratio(v) for v in by_startup.values())
-            )
-        )
+        difference = max(percent_ratio(v) for v in by_startup.values())
+        # Freqtrade lists an indicator whose last value differs in the last bits of a float
+        # (a rolling mean summed in another order) with a difference of 0: no finding.
+        if difference > 0:
+            differences.append(IndicatorDifference(name=str(name), difference=difference))
     differences.sort(key=lambda d: (-d.difference, d.name))
     startups = record.get("startupCandles")
     return RecursiveFindings(
