@@ -383,3 +383,48 @@ def test_floor_without_bias_requirement_has_no_bias_gate() -> None:
 def test_thresholds_show_the_tolerance_in_force() -> None:
     promotion = gates.effective_promotion(_bot().promotion, FLOOR)  # type: ignore[arg-type]
     assert gates.thresholds_status(promotion)["maxRecursiveDifference"] == "0.01000000"
+
+
+def test_a_long_summary_keeps_the_worst_names_within_the_termination_message() -> None:
+    import datetime as _dt
+
+    from tradebot.api.backtest import Artifact, BacktestResults
+    from tradebot.freqtrade.summary import TERMINATION_MESSAGE_LIMIT, RunSummary
+
+    names = [f"indicator_name_{i:02d}" for i in range(30)]
+    found = bias.findings(
+        bias.parse_lookahead([_lookahead(hasBias=True, biasedIndicators=names)], "S", 10),
+        bias.parse_recursive([_recursive({n: {"30": "0.5"} for n in names})], "S"),
+    )
+    files = [f"artifact-file-with-a-long-name-{i}.json" for i in range(9)]
+    summary = RunSummary(
+        ok=True,
+        strategy="SomeStrategy",
+        results=BacktestResults.model_validate(
+            {k: "-12345.12345678" for k in ("profitTotal", "profitTotalAbs", "maxDrawdown")}
+            | {k: "-12345.12345678" for k in ("sharpe", "sortino", "calmar", "profitFactor")}
+            | {k: "-12345.12345678" for k in ("winRate", "marketChange", "finalBalance")}
+        ),
+        artifacts=[
+            Artifact(
+                name=n,
+                sha256="a" * 64,
+                size=1,
+                path=f"s3://tradebot-artifacts-bucket/runs/{'r' * 60}/{n}",
+            )
+            for n in files
+        ],
+        bias=found,
+        code_hash="c" * 64,
+        config_hash="c" * 64,
+        data_hash="d" * 64,
+        started_at=_dt.datetime(2026, 1, 1, tzinfo=_dt.UTC),
+    )
+    assert len(summary.model_dump_json(by_alias=True)) > TERMINATION_MESSAGE_LIMIT
+    message = summary.to_message()
+    assert len(message.encode()) <= TERMINATION_MESSAGE_LIMIT
+    kept = RunSummary.model_validate_json(message).bias
+    assert kept is not None
+    assert kept.lookahead is not None
+    assert (kept.lookahead.biased_indicators or ["none"])[0] == "indicator_name_00"
+    assert kept.summary == found.summary

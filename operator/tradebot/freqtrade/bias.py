@@ -34,6 +34,7 @@ from tradebot.api.types import MONEY_QUANTUM
 
 # Kept in status (and so in a termination message of at most 4096 bytes): the largest first.
 MAX_NAMES = 8
+MAX_SUMMARY = 100
 # A difference against a value of 0 is unbounded; it is shown as this (100000000 = 10^10 %).
 DIFFERENCE_CAP = Decimal(100_000_000)
 _PERCENT = re.compile(r"^\s*(-?[0-9.]+(?:[eE][-+]?[0-9]+)?|-?inf|nan)\s*%?\s*$", re.IGNORECASE)
@@ -188,7 +189,8 @@ def summary(lookahead: LookaheadFindings | None, recursive: RecursiveFindings | 
     if recursive is not None and recursive.max_difference > 0:
         worst = recursive.indicators[0].name if recursive.indicators else ""
         parts.append(f"recursive {percent(recursive.max_difference)}: {worst}".rstrip(": "))
-    return "; ".join(parts) or "clean"
+    text = "; ".join(parts) or "clean"
+    return text if len(text) <= MAX_SUMMARY else text[: MAX_SUMMARY - 3] + "..."
 
 
 def findings(
