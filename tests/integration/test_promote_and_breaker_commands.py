@@ -370,6 +370,8 @@ def test_promote_judges_the_out_of_sample_evidence_like_the_operator(
         ),
     )
     _status(api_client, namespace, "strategies", "ema-rsi", {"parametersHash": digest})
+    # The bias analysis is of the set the Strategy runs now, like the evidence.
+    _status(api_client, namespace, "backtests", "ema-rsi-sample", {"parametersHash": digest})
 
     def oos(profit: str) -> None:
         _status(
