@@ -25,7 +25,7 @@ from tradebot.freqtrade.summary import RunSummary
 from tradebot_testing import bias_strategies
 
 TIMERANGE = "20240110-20240113"
-RUN_TIMEOUT = 600
+RUN_TIMEOUT = 1200  # minutes on a loaded shared machine; about 30 s idle
 
 
 @dataclass(frozen=True)
