@@ -32,7 +32,7 @@ PROMOTION = {
 CLEAN_BIAS = {
     "summary": "clean",
     "lookahead": {"clean": True, "hasBias": False, "signals": 20, "biasedEntrySignals": 0},
-    "recursive": {"pair": "BTC/USDT", "startupCandles": [60], "maxDifference": "0.00010000"},
+    "recursive": {"pair": "BTC/USDT", "startupCandles": [120], "maxDifference": "0.00010000"},
 }
 
 
