@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 from tests.support.operator import local_operator
 from tests.support.wait import wait_for
@@ -90,6 +91,8 @@ def _docs(prefix: str, class_name: str, code: str) -> list[dict[str, Any]]:
     return [strategy, backtest, bot]
 
 
+# Four real runs (two backtests, two with both analyses): minutes on a loaded machine.
+@pytest.mark.timeout(1500)
 def test_biased_strategy_is_held_naming_the_bias_and_its_clean_twin_passes(
     cluster: Any, api_client: Any, kubectl: Any, namespace: str, tmp_path: Path, crds_installed
 ) -> None:
