@@ -74,6 +74,10 @@ class ModeFloor(BaseModel):
     # its minimum profit never below this.
     require_hyperopt: bool = False
     min_out_of_sample_profit: Decimal = Field(default=Decimal(-1), ge=-1)
+    # Bias evidence: a clean lookahead analysis and a recursive analysis within this
+    # tolerance (a ratio: 0.01 = 1 %) of the exact code, parameters and timeframe promoted.
+    require_bias_analysis: bool = True
+    max_recursive_difference: Decimal = Field(default=Decimal("0.01"), ge=0, le=1)
 
 
 class PromotionFloors(BaseModel):

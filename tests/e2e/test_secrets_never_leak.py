@@ -221,7 +221,13 @@ def test_no_secret_appears_in_logs_cluster_objects_records_metrics_or_a_bots_env
     # ... then the testnet bot, which the local executor refuses to run: its pod is a kwok
     # pod of the kubernetes executor.
     floors = PromotionFloors(
-        testnet=ModeFloor(min_profit=-1, max_drawdown=1, min_trades=0, min_dry_run_hours=0)
+        testnet=ModeFloor(
+            min_profit=-1,
+            max_drawdown=1,
+            min_trades=0,
+            min_dry_run_hours=0,
+            require_bias_analysis=False,
+        )
     )
     with running_operator(
         cluster.kubeconfig,

@@ -631,6 +631,7 @@ def test_backtest_spec_is_immutable_but_status_is_writable(
             "status": {
                 "phase": "Succeeded",
                 "results": {"profitTotal": "0.01234567", "trades": 12, "maxDrawdown": "0.03000000"},
+                "bias": {"summary": "lookahead:future_close"},
             }
         },
     )
@@ -644,9 +645,11 @@ def test_backtest_spec_is_immutable_but_status_is_writable(
         "PROFIT",
         "DRAWDOWN",
         "TRADES",
+        "BIAS",
         "AGE",
     ]
     assert row.split()[:3] == ["ema-rsi-sample", "ema-rsi", "Succeeded"]
+    assert "lookahead:future_close" in row.split()
     assert "0.01234567" in row
     assert "12" in row.split()
 

@@ -133,6 +133,8 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "promotion.floors.live.requireHyperopt=true",
         "--set",
         "promotion.floors.live.minOutOfSampleProfit=0.02",
+        "--set",
+        "promotion.floors.live.maxRecursiveDifference=0.005",
         "--set-json",
         "promotion.floors.testnet.minProfit=-0.05",
         "--set",
@@ -224,6 +226,7 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         min_dry_run_hours=24,
         require_hyperopt=True,
         min_out_of_sample_profit=Decimal("0.02"),
+        max_recursive_difference=Decimal("0.005"),
     )
     assert s.promotion_floors.testnet == ModeFloor(
         min_profit=Decimal("-0.05"), max_drawdown=Decimal(1), min_trades=1, min_dry_run_hours=2

@@ -38,6 +38,13 @@ PROMOTION = {
 }
 
 
+CLEAN_BIAS = {
+    "summary": "clean",
+    "lookahead": {"clean": True, "hasBias": False, "signals": 20, "biasedEntrySignals": 0},
+    "recursive": {"pair": "BTC/USDT", "startupCandles": [120], "maxDifference": "0.00010000"},
+}
+
+
 @pytest.fixture(autouse=True)
 def _kubeconfig_restored(monkeypatch: pytest.MonkeyPatch, cluster: Any) -> None:
     # The commands point the shared client at --kubeconfig through the environment.
@@ -73,7 +80,10 @@ def promotable(
     bot["metadata"] = {"name": "promoted"}
     bot["spec"]["promotion"] = PROMOTION
     bot["spec"]["exchange"] = {"name": "binance", "credentialsSecretRef": {"name": "exchange-keys"}}
-    _apply(kubectl, namespace, strategy, example("Backtest", "ema-rsi-sample"), bot)
+    backtest = copy.deepcopy(example("Backtest", "ema-rsi-sample"))
+    # It ran the bias analyses itself, so the bias gate reads its own findings.
+    backtest["spec"]["analyses"] = {"lookahead": True, "recursive": True}
+    _apply(kubectl, namespace, strategy, backtest, bot)
     _status(api_client, namespace, "strategies", "ema-rsi", {"phase": "Ready", "codeHash": digest})
     _status(
         api_client,
@@ -84,6 +94,7 @@ def promotable(
             "phase": "Succeeded",
             "codeHash": digest,
             "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40},
+            "bias": CLEAN_BIAS,
         },
     )
     created = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
@@ -485,6 +496,8 @@ def test_promote_judges_the_out_of_sample_evidence_like_the_operator(
         ),
     )
     _status(api_client, namespace, "strategies", "ema-rsi", {"parametersHash": digest})
+    # The bias analysis is of the set the Strategy runs now, like the evidence.
+    _status(api_client, namespace, "backtests", "ema-rsi-sample", {"parametersHash": digest})
 
     def oos(profit: str) -> None:
         _status(
@@ -517,3 +530,42 @@ def test_promote_judges_the_out_of_sample_evidence_like_the_operator(
     assert "[pass] outOfSample: Hyperopt search: out-of-sample profitTotal 0.03" in (
         capsys.readouterr().out
     )
+
+
+def test_promote_prints_the_bias_findings_and_refuses_a_biased_strategy(
+    cluster: Any,
+    api_client: Any,
+    namespace: str,
+    promotable: dict[str, Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    dsn = f"sqlite://{tmp_path / 'r.db'}"
+    _snapshots(dsn, namespace, promotable["uid"], promotable["code_hash"], 3)
+    # Positive control: clean findings pass the bias gate and are printed.
+    assert _promote(cluster, namespace, dsn, "--to", "testnet") == 0
+    out = capsys.readouterr().out
+    assert "[pass] bias:" in out
+    assert "lookahead: clean; signals 20" in out
+    biased = {
+        "summary": "lookahead: future_close",
+        "lookahead": {
+            "clean": False,
+            "hasBias": True,
+            "signals": 20,
+            "biasedEntrySignals": 3,
+            "biasedExitSignals": 0,
+            "biasedIndicators": ["future_close"],
+        },
+        "recursive": {
+            "maxDifference": "0.20000000",
+            "indicators": [{"name": "volume_sum", "difference": "0.20000000"}],
+        },
+    }
+    _status(api_client, namespace, "backtests", "ema-rsi-sample", {"bias": biased})
+    assert _promote(cluster, namespace, dsn, "--to", "testnet") == 1
+    out = capsys.readouterr().out
+    assert "[FAIL] bias: lookahead bias (ema-rsi-sample): biased indicators future_close" in out
+    assert "volume_sum 20%" in out
+    assert "bias analysis (Backtest ema-rsi-sample): lookahead: future_close" in out
+    assert "volume_sum: 0.20000000" in out

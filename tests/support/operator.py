@@ -17,17 +17,30 @@ import tradebot.controllers  # noqa: F401 - registers the handlers
 from tests.support.operator_env import operator_env
 from tradebot import kube
 from tradebot.controllers import runtime
-from tradebot.settings import Settings
+from tradebot.settings import PromotionFloors, Settings
+
+
+def without_bias_analysis(floors: PromotionFloors | None = None) -> PromotionFloors:
+    """`floors` (the shipped ones by default) with the bias analyses not required: for tests
+    about other evidence, whose hand-written Backtest status has no analyses to read."""
+    floors = floors or PromotionFloors()
+    return PromotionFloors(
+        testnet=floors.testnet.model_copy(update={"require_bias_analysis": False}),
+        live=floors.live.model_copy(update={"require_bias_analysis": False}),
+    )
 
 
 @contextlib.contextmanager
 def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Iterator[KopfRunner]:
     """The operator watching one namespace, with `settings`; stopped on exit. Unlike the
     shipped default (dry run only), the tests' operator allows every mode unless a test says
-    otherwise: the tests of testnet and live bots are about what happens after that check."""
+    otherwise: the tests of testnet and live bots are about what happens after that check.
+    The promotion floors are the shipped ones without the bias analyses, unless given."""
     os.environ["KUBECONFIG"] = str(kubeconfig)
     kube.reset()
     settings.setdefault("allowed_modes", ("dryRun", "testnet", "live"))
+    # Likewise the bias analyses: the tests of the bias gate ask for them (the shipped floors).
+    settings.setdefault("promotion_floors", without_bias_analysis())
     runtime.install(runtime.Runtime(Settings(namespaces=(namespace,), **settings)))
     with KopfRunner(["run", "--standalone", "-n", namespace], timeout=60) as runner:
         yield runner

@@ -17,7 +17,7 @@ def test_example_strategy_interface():
     i = result.interface
     assert (i.timeframe, i.stoploss, i.can_short) == ("5m", "-0.10000000", False)
     assert i.minimal_roi == {"0": "0.04000000", "60": "0.02000000", "180": "0.01000000"}
-    assert (i.startup_candle_count, i.interface_version, i.uses_freqai) == (60, 3, False)
+    assert (i.startup_candle_count, i.interface_version, i.uses_freqai) == (120, 3, False)
     assert "populate_indicators" in (i.methods or [])
     assert result.code_hash == code_hash(GOOD)
     assert len(result.code_hash) == 64

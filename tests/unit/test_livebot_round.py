@@ -13,6 +13,7 @@ import pytest
 from tradebot.api.backtest import BacktestResults
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.domain import account_lease
+from tradebot.domain.bias import BiasEvidence
 from tradebot.domain.bot_credentials import (
     LABEL_CREDENTIALS,
     CredentialsSeen,
@@ -41,7 +42,12 @@ CODE = "c" * 64
 OTHER = "d" * 64
 UID = "u-1"
 DURATION = dt.timedelta(seconds=30)
-FLOORS = PromotionFloors()
+SHIPPED_FLOORS = PromotionFloors()
+# The bias gate has tests of its own (below and test_bias.py): these judge the other evidence.
+FLOORS = PromotionFloors(
+    testnet=SHIPPED_FLOORS.testnet.model_copy(update={"require_bias_analysis": False}),
+    live=SHIPPED_FLOORS.live.model_copy(update={"require_bias_analysis": False}),
+)
 
 
 def spec(mode: str = "dryRun", **extra: Any) -> LiveBotSpec:
@@ -558,3 +564,88 @@ def test_the_account_is_the_exchange_family_and_the_api_key():
     # The key itself is in no lease name or key.
     assert "AKIA" not in one
     assert "AKIA" not in account_lease.lease_name(one)
+
+
+# -- the bias gate in the round ---------------------------------------------------------------
+
+
+def _bias_round(found: BiasEvidence | None, source: dict[str, Any] | None = None) -> Any:
+    o = observe(
+        spec("testnet"),
+        floors={"testnet": SHIPPED_FLOORS.testnet, "live": SHIPPED_FLOORS.live},
+    )
+    return decide(
+        complete(o, evidence=Evidence(GOOD_BT, DryRunEvidence(), bias=found, bias_source=source))
+    )
+
+
+EVIDENCE_BT = {
+    "metadata": {"name": "bt", "namespace": "ns", "uid": "bt-uid"},
+    "spec": {"strategyRef": {"name": "s"}, "pairs": ["BTC/USDT"]},
+}
+
+
+def _analysis(**lookahead: Any) -> BiasEvidence:
+    return BiasEvidence.from_object(
+        "bt-bias",
+        {
+            "spec": {"analyses": {"lookahead": True, "recursive": True}},
+            "status": {
+                "phase": "Succeeded",
+                "codeHash": CODE,
+                "bias": {
+                    "summary": "x",
+                    "lookahead": {"clean": True, "signals": 20, **lookahead},
+                    "recursive": {"maxDifference": "0"},
+                },
+            },
+        },
+    )
+
+
+def test_missing_analysis_holds_as_unchecked_and_asks_for_it_once() -> None:
+    outcome = _bias_round(BiasEvidence("bt-bias", False), EVIDENCE_BT)
+    assert isinstance(outcome.decision, Hold)
+    assert outcome.decision.reason == "BiasUnchecked"
+    assert outcome.create_backtest is not None
+    assert outcome.create_backtest["metadata"]["name"] == "bt-bias"
+    # Found (whatever its phase): nothing to create.
+    running = BiasEvidence("bt-bias", True, "Running", lookahead_asked=True, recursive_asked=True)
+    again = _bias_round(running, EVIDENCE_BT)
+    assert isinstance(again.decision, Hold)
+    assert again.decision.reason == "BiasUnchecked"
+    assert again.create_backtest is None
+
+
+def test_detected_bias_names_itself_and_clean_findings_let_the_bot_on() -> None:
+    biased = _bias_round(
+        _analysis(clean=False, hasBias=True, biasedEntrySignals=20, biasedIndicators=["fut"]),
+        EVIDENCE_BT,
+    )
+    assert isinstance(biased.decision, Hold)
+    assert biased.decision.reason == "BiasDetected"
+    assert "fut" in biased.decision.message
+    clean = _bias_round(_analysis(), EVIDENCE_BT)
+    assert isinstance(clean.decision, Run), clean.decision
+    assert {"name": "bias", "passed": True}.items() <= clean.status["gates"][-1].items()
+
+
+def test_other_failing_evidence_comes_before_waiting_for_the_analysis() -> None:
+    o = observe(
+        spec("testnet"), floors={"testnet": SHIPPED_FLOORS.testnet, "live": SHIPPED_FLOORS.live}
+    )
+    bad_bt = replace(GOOD_BT, phase="Running")
+    outcome = decide(
+        complete(
+            o,
+            evidence=Evidence(
+                bad_bt,
+                DryRunEvidence(),
+                bias=BiasEvidence("bt-bias", False),
+                bias_source=EVIDENCE_BT,
+            ),
+        )
+    )
+    assert isinstance(outcome.decision, Hold)
+    assert outcome.decision.reason == "GatesNotPassed"
+    assert outcome.create_backtest is not None  # queued meanwhile, so it is ready sooner

@@ -160,6 +160,7 @@ def test_a_floor_may_require_the_gate_and_raise_its_minimum() -> None:
             min_dry_run_hours=0,
             require_hyperopt=True,
             min_out_of_sample_profit=Decimal("0.1"),
+            require_bias_analysis=False,
         )
     )
     floor_map = {"testnet": floors.testnet, "live": floors.live}
@@ -210,7 +211,7 @@ def test_live_needs_the_gate_like_the_others() -> None:
             o,
             floors={
                 "testnet": PromotionFloors().testnet,
-                "live": ModeFloor(min_dry_run_hours=0, min_trades=1),
+                "live": ModeFloor(min_dry_run_hours=0, min_trades=1, require_bias_analysis=False),
             },
         )
         assert isinstance(decide(o).decision, expected)

@@ -78,6 +78,8 @@ they reach the operator's Decimals exactly. */}}
 {{- $floor := dict "minProfit" (toString $f.minProfit) "maxDrawdown" (toString $f.maxDrawdown) "minTrades" (int $f.minTrades) "minDryRunHours" (int $f.minDryRunHours) -}}
 {{- if hasKey $f "requireHyperopt" -}}{{- $_ := set $floor "requireHyperopt" $f.requireHyperopt -}}{{- end -}}
 {{- if hasKey $f "minOutOfSampleProfit" -}}{{- $_ := set $floor "minOutOfSampleProfit" (toString $f.minOutOfSampleProfit) -}}{{- end -}}
+{{- if hasKey $f "requireBiasAnalysis" -}}{{- $_ := set $floor "requireBiasAnalysis" $f.requireBiasAnalysis -}}{{- end -}}
+{{- if hasKey $f "maxRecursiveDifference" -}}{{- $_ := set $floor "maxRecursiveDifference" (toString $f.maxRecursiveDifference) -}}{{- end -}}
 {{- $_ := set $out $mode $floor -}}
 {{- end -}}
 {{- $out | toJson -}}

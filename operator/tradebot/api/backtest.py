@@ -144,6 +144,40 @@ class RunSettings(ApiModel):
         return self
 
 
+class BiasAnalyses(ApiModel):
+    """Freqtrade's bias checks, run after the backtest on the same data, image, config and
+    parameters (in the same Job, so through the same admission queue)."""
+
+    lookahead: bool = Field(
+        default=False,
+        description="Run `freqtrade lookahead-analysis`: does a signal or an indicator "
+        "change when the candles after it are cut off?",
+    )
+    recursive: bool = Field(
+        default=False,
+        description="Run `freqtrade recursive-analysis`: how much do indicators change "
+        "with the number of candles before them?",
+    )
+    minimum_trade_amount: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Signals the lookahead analysis needs to be conclusive (Freqtrade's "
+        "--minimum-trade-amount; its default 10 when left out).",
+    )
+    targeted_trade_amount: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="Signals the lookahead analysis checks at most (Freqtrade's "
+        "--targeted-trade-amount; its default 20 when left out).",
+    )
+
+    @property
+    def any(self) -> bool:
+        return self.lookahead or self.recursive
+
+
 class BacktestSpec(RunSettings):
     """What to backtest, on which data, with which money. Immutable once created."""
 
@@ -166,6 +200,11 @@ class BacktestSpec(RunSettings):
         description="Freqtrade's strategy parameter JSON (the `<Strategy>.json` file "
         "`freqtrade hyperopt` exports), exactly as text: the strategy runs with these values "
         "instead of the Strategy's own. A Hyperopt's validation Backtest sets it.",
+    )
+    analyses: BiasAnalyses | None = Field(
+        default=None,
+        description="Bias analyses (lookahead, recursive) to run after the backtest; "
+        "their findings go to status.bias.",
     )
     ttl_seconds_after_finished: int | None = Field(
         default=None,
@@ -232,6 +271,56 @@ class Artifact(StatusModel):
     )
 
 
+class LookaheadFindings(StatusModel):
+    """What `freqtrade lookahead-analysis` found for the strategy, over all pairs."""
+
+    clean: bool = Field(
+        description="Conclusive and no bias: enough signals were checked and none changed."
+    )
+    has_bias: bool | None = Field(default=None, description="Freqtrade's has_bias.")
+    signals: int | None = Field(default=None, description="Signals checked (total_signals).")
+    biased_entry_signals: int | None = None
+    biased_exit_signals: int | None = None
+    biased_indicators: list[str] | None = Field(
+        default=None, description="Indicators whose values read future candles."
+    )
+    inconclusive: str | None = Field(
+        default=None, description="Why the analysis could not decide (too few signals...)."
+    )
+
+
+class IndicatorDifference(StatusModel):
+    name: str
+    difference: Figure = Field(
+        description="Largest relative change of the indicator's last value between the "
+        "startup candle counts checked and the full history (0.01 = 1 %)."
+    )
+
+
+class RecursiveFindings(StatusModel):
+    """What `freqtrade recursive-analysis` found (Freqtrade checks the first pair)."""
+
+    pair: str | None = None
+    startup_candles: list[int] | None = Field(
+        default=None, description="Startup candle counts compared with the full history."
+    )
+    max_difference: Figure = Field(
+        description="Largest difference of any indicator (a ratio: 0.032 = 3.2 %)."
+    )
+    indicators: list[IndicatorDifference] | None = Field(
+        default=None, description="Indicators that differ, largest first."
+    )
+
+
+class BiasFindings(StatusModel):
+    summary: str = Field(
+        description='For people: "clean", "lookahead: <indicators>", "recursive 3.2%: <name>".'
+    )
+    lookahead: LookaheadFindings | None = None
+    recursive: RecursiveFindings | None = None
+    checked_at: dt.datetime | None = None
+
+
 BacktestPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]
 
 
@@ -259,6 +348,9 @@ class BacktestStatus(ResourceStatus):
     cleaned_up: bool | None = Field(
         default=None, description="The run's Job and ConfigMap are deleted."
     )
+    bias: BiasFindings | None = Field(
+        default=None, description="Findings of the bias analyses (spec.analyses)."
+    )
 
 
 KIND = Kind(
@@ -275,6 +367,7 @@ KIND = Kind(
         PrinterColumn("Profit", ".status.results.profitTotal", description="profit ratio"),
         PrinterColumn("Drawdown", ".status.results.maxDrawdown"),
         PrinterColumn("Trades", ".status.results.trades", "integer"),
+        PrinterColumn("Bias", ".status.bias.summary", description="bias analyses' findings"),
         PrinterColumn("Run", ".status.runId", priority=1),
         AGE,
     ),

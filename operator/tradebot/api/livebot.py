@@ -171,6 +171,11 @@ class Promotion(ApiModel):
         description="Require out-of-sample evidence from a Hyperopt: a "
         "curve-fitted parameter set holds the bot.",
     )
+    max_recursive_difference: Fraction | None = Field(
+        default=None,
+        description="Largest recursive-analysis difference of an indicator accepted "
+        "(0.01 = 1 %); may only tighten the operator's floor.",
+    )
 
 
 class BotLimits(ApiModel):
@@ -386,6 +391,7 @@ class Thresholds(StatusModel):
     min_trades: int | None = None
     min_dry_run_hours: int | None = None
     min_out_of_sample_profit: Figure | None = None
+    max_recursive_difference: Figure | None = None
 
 
 class GateDecision(StatusModel):

@@ -166,6 +166,7 @@ def _promote(args: argparse.Namespace) -> int:
             )
 
     backtest = None
+    bt = None
     if target.promotion is not None:
         ref = target.promotion.backtest_ref.name
         try:
@@ -188,6 +189,8 @@ def _promote(args: argparse.Namespace) -> int:
         floor=floors.for_mode(args.to),
         hyperopt=hyperopt,
         strategy_parameters_hash=parameters,
+        bias=(found_bias := _bias(namespace, target, bt)),
+        strategy_timeframe=_timeframe(namespace, target.strategy_ref.name),
     )
     if unreadable:
         results = [
@@ -197,6 +200,9 @@ def _promote(args: argparse.Namespace) -> int:
     print(f"{what}: {spec.mode} -> {args.to} (strategy code {(code_hash or 'none')[:12]})")
     for g in results:
         print(f"  [{'pass' if g.passed else 'FAIL'}] {g.name}: {g.message}")
+    if found_bias is not None:
+        for line in bias_lines(found_bias):
+            print(line)
     if not gates.all_passed(results):
         return _fail("gates do not pass; nothing to commit yet")
     print(
@@ -300,6 +306,88 @@ def _inputs(text: object) -> dict[str, Any] | None:
     except ValueError:
         return None
     return found if isinstance(found, dict) else None
+
+
+def _bias(namespace: str, target: Any, evidence: dict[str, Any] | None) -> Any:
+    """The Backtest holding the bias analyses of the evidence Backtest (None: no evidence)."""
+    from tradebot import kube
+    from tradebot.api.base import GROUP, VERSION
+    from tradebot.domain import bias
+
+    if target.promotion is None or evidence is None:
+        return None
+    name = bias.analysis_source(target.promotion.backtest_ref.name, evidence)
+    found = (
+        evidence
+        if name == evidence["metadata"]["name"]
+        else kube.read_or_none(
+            kube.custom().get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "backtests",
+            name,
+        )
+    )
+    return bias.BiasEvidence.from_object(name, found)
+
+
+def bias_lines(found: Any) -> list[str]:
+    """The findings of the bias analyses, for a person deciding on the promotion."""
+    findings = found.findings
+    if not found.found:
+        return [
+            f"  bias analysis: Backtest {found.name} does not exist yet (the operator "
+            "creates it when the bot asks for the promotion)"
+        ]
+    if findings is None:
+        return [
+            f"  bias analysis: Backtest {found.name} is {found.phase or 'not started'}, "
+            "no findings yet"
+        ]
+    lines = [f"  bias analysis (Backtest {found.name}): {findings.summary}"]
+    look = findings.lookahead
+    if look is not None:
+        if look.inconclusive:
+            lines.append(f"    lookahead: inconclusive: {look.inconclusive}")
+        else:
+            lines.append(
+                f"    lookahead: {'clean' if look.clean else 'BIASED'}; signals {look.signals}, "
+                f"biased entry {look.biased_entry_signals}, biased exit "
+                f"{look.biased_exit_signals}, biased indicators "
+                f"{', '.join(look.biased_indicators or []) or 'none'}"
+            )
+    rec = findings.recursive
+    if rec is not None:
+        startups = ", ".join(str(c) for c in rec.startup_candles or ()) or "Freqtrade's"
+        lines.append(
+            f"    recursive ({rec.pair or 'first pair'}, startup candles {startups}): "
+            f"max difference {rec.max_difference}"
+        )
+        for item in rec.indicators or ():
+            lines.append(f"      {item.name}: {item.difference}")
+    return lines
+
+
+def _timeframe(namespace: str, strategy: str) -> str | None:
+    from tradebot import kube
+    from tradebot.api.base import GROUP, VERSION
+
+    found = (
+        kube.read_or_none(
+            kube.custom().get_namespaced_custom_object,
+            GROUP,
+            VERSION,
+            namespace,
+            "strategies",
+            strategy,
+        )
+        or {}
+    )
+    value = (found.get("spec") or {}).get("timeframe") or (
+        (found.get("status") or {}).get("interface") or {}
+    ).get("timeframe")
+    return str(value) if value else None
 
 
 def _merge(base: dict[str, Any], change: dict[str, Any]) -> dict[str, Any]:

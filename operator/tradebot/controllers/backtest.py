@@ -517,6 +517,7 @@ def _keep_summary(
                 "configHash": summary.config_hash,
                 "dataHash": summary.data_hash,
                 "codeHash": summary.code_hash,
+                "bias": summary.bias.to_wire() if summary.bias else None,
             }
         )
     patch.status.update(

@@ -55,7 +55,8 @@ def store_run(
             finished_at=parse_time(status.get("finishedAt")),
         )
     )
-    store_figures(store, run_id, result_metrics(results), status.get("artifacts") or [])
+    figures = {**result_metrics(results), **bias_metrics(status.get("bias") or {})}
+    store_figures(store, run_id, figures, status.get("artifacts") or [])
 
 
 def store_figures(
@@ -92,6 +93,26 @@ def result_metrics(results: Mapping[str, Any]) -> dict[str, Decimal]:
         except (ValueError, ArithmeticError):
             continue  # dates and other non-figures are not metrics
     return figures
+
+
+def bias_metrics(bias: Mapping[str, Any]) -> dict[str, Decimal]:
+    """The bias findings as metrics of the run: `bias.lookahead.*` (clean 1/0, counts, 1 per
+    biased indicator) and `bias.recursive.*` (the differences, as ratios)."""
+    figures: dict[str, Decimal] = {}
+    lookahead = bias.get("lookahead") or {}
+    if lookahead:
+        figures["bias.lookahead.clean"] = Decimal(1 if lookahead.get("clean") else 0)
+        for key in ("signals", "biasedEntrySignals", "biasedExitSignals"):
+            if isinstance(lookahead.get(key), int):
+                figures[f"bias.lookahead.{key}"] = Decimal(lookahead[key])
+        for name in lookahead.get("biasedIndicators") or ():
+            figures[f"bias.lookahead.indicator.{name}"] = Decimal(1)
+    recursive = bias.get("recursive") or {}
+    if recursive:
+        figures["bias.recursive.maxDifference"] = Decimal(str(recursive.get("maxDifference", 0)))
+        for item in recursive.get("indicators") or ():
+            figures[f"bias.recursive.indicator.{item['name']}"] = Decimal(str(item["difference"]))
+    return {k: exact_metric(k, v) for k, v in figures.items()}
 
 
 def record(

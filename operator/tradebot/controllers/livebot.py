@@ -14,12 +14,14 @@ import base64
 import dataclasses
 import datetime as dt
 import secrets
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from tradebot import kube
@@ -40,7 +42,7 @@ from tradebot.controllers import (
 )
 from tradebot.controllers.status import condition, drop_unchanged, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import account_lease, bots, gates, livebot_round
+from tradebot.domain import account_lease, bias, bots, gates, livebot_round
 from tradebot.domain import bot_drift as domain_drift
 from tradebot.domain.bot_credentials import (
     CredentialsSeen,
@@ -259,6 +261,8 @@ class _Round:
         self.strategy_spec: StrategySpec | None = None
         self.lease_object: Any = None
         self.pod: Any = None
+        # The evidence Backtest as read (promotion.backtestRef).
+        self.evidence_backtest: dict[str, Any] | None = None
 
     def run(self) -> None:
         _give_way(self.namespace)
@@ -371,7 +375,7 @@ class _Round:
         )
 
     def _evidence_seen(self, o: Observation) -> Evidence:
-        evidence = self._backtest_and_dry_run_seen(o)
+        evidence = self._with_bias(o, self._backtest_and_dry_run_seen(o))
         assert o.spec is not None
         ref = o.spec.promotion.hyperopt_ref if o.spec.promotion is not None else None
         if ref is None:
@@ -388,6 +392,31 @@ class _Round:
             evidence, hyperopt=gates.HyperoptEvidence.from_object(ref.name, hyperopt)
         )
 
+    def _with_bias(self, o: Observation, evidence: Evidence) -> Evidence:
+        """The Backtest holding the bias analyses of the evidence Backtest, when the mode's
+        floor asks for them (read only then: most bots never need it)."""
+        assert o.spec is not None
+        floor = o.floors.get(o.spec.mode)
+        source = self.evidence_backtest
+        if o.spec.promotion is None or floor is None or not floor.require_bias_analysis:
+            return evidence
+        if source is None:
+            return evidence
+        name = bias.analysis_source(o.spec.promotion.backtest_ref.name, source)
+        found = source if name == source["metadata"]["name"] else None
+        if found is None:
+            found = kube.read_or_none(
+                kube.custom().get_namespaced_custom_object,
+                GROUP,
+                VERSION,
+                self.namespace,
+                "backtests",
+                name,
+            )
+        return dataclasses.replace(
+            evidence, bias=bias.BiasEvidence.from_object(name, found), bias_source=source
+        )
+
     def _backtest_and_dry_run_seen(self, o: Observation) -> Evidence:
         spec = o.spec
         assert spec is not None
@@ -402,6 +431,7 @@ class _Round:
             "backtests",
             ref,
         )
+        self.evidence_backtest = bt
         backtest = (
             gates.BacktestEvidence.from_status(
                 ref, BacktestStatus.model_validate(bt.get("status") or {})
@@ -528,6 +558,8 @@ class _Round:
 
     def _act(self, outcome: Outcome, o: Observation) -> None:
         self.patch.status.update(outcome.status)
+        if outcome.create_backtest is not None:
+            self._create_analysis(outcome.create_backtest)
         decision = outcome.decision
         if isinstance(decision, Hold):
             self._hold(decision)
@@ -573,6 +605,25 @@ class _Round:
             restored=[r.describe() for r in restored],
             pod=self.bot.pod_name,
         )
+
+    def _create_analysis(self, manifest: Mapping[str, Any]) -> None:
+        """Create-if-absent by its deterministic name: a second round, or a second bot on the
+        same evidence, finds it there and creates nothing."""
+        name = manifest["metadata"]["name"]
+        try:
+            kube.custom().create_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "backtests", dict(manifest)
+            )
+        except ApiException as e:
+            if not kube.is_conflict(e):
+                raise
+        else:
+            message = (
+                f"created Backtest {name} to run the bias analyses the promotion needs "
+                f"(of {manifest['metadata']['labels'][bias.LABEL_BIAS_OF]})"
+            )
+            event(self.body, "BiasAnalysisCreated", message)
+            self.log.info("bias analysis created", backtest=name)
 
     def _phase(self, phase: str, reason: str, message: str, ready: bool = False) -> None:
         _phase(self.patch, self.status, phase, reason, message, self.generation, ready)

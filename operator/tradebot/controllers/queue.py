@@ -571,6 +571,13 @@ def _start_backtest(namespace: str, name: str, strategy_name: str, settings: Set
     return run.job_name
 
 
+def _startup_candle_count(strategy: CustomObject) -> int | None:
+    """What introspection found in the Strategy's code (None: not found or not a count)."""
+    interface = (strategy.get("status") or {}).get("interface") or {}
+    count = interface.get("startupCandleCount")
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
+
+
 def _read_strategy(namespace: str, name: str) -> CustomObject | None:
     found: CustomObject | None = kube.read_or_none(
         kube.custom().get_namespaced_custom_object, GROUP, VERSION, namespace, "strategies", name
@@ -615,6 +622,7 @@ def _create_run(
         run_id,
         run_id,
         data_claim=market_data_claim(spec, namespace),
+        startup_candle_count=_startup_candle_count(strategy),
     )
     body = jobs.config_map(run)
     too_large = jobs.config_map_too_large(body)

@@ -16,6 +16,8 @@ from typing import Any
 
 from tradebot.api.backtest import BacktestResults, BacktestStatus
 from tradebot.api.livebot import Approval, LiveBotSpec, Mode, Promotion
+from tradebot.domain import bias as bias_evidence
+from tradebot.domain.bias import BiasEvidence
 from tradebot.domain.time import utc as utc  # still named here for older callers
 from tradebot.settings import ModeFloor
 
@@ -23,6 +25,7 @@ GATE_BACKTEST = "backtest"
 GATE_DRY_RUN = "dryRunHistory"
 GATE_APPROVAL = "approval"
 GATE_HYPEROPT = "outOfSample"
+GATE_BIAS = "bias"
 _MODE_ORDER: dict[str, int] = {"dryRun": 0, "testnet": 1, "live": 2}
 
 
@@ -31,6 +34,8 @@ class GateResult:
     name: str
     passed: bool
     message: str
+    # The Hold reason a failing gate asks for (None: the general GatesNotPassed).
+    reason: str | None = None
 
     def to_status(self) -> dict[str, Any]:
         return {"name": self.name, "passed": self.passed, "message": self.message}
@@ -217,6 +222,105 @@ def _hyperopt_gate(
     )
 
 
+DEFAULT_MAX_RECURSIVE_DIFFERENCE = Decimal("0.01")
+
+
+def max_recursive_difference(promotion: Promotion, floor: ModeFloor | None) -> Decimal:
+    """The tolerance in force: the floor's, tightened by the spec (never loosened)."""
+    limits = [
+        d
+        for d in (
+            promotion.max_recursive_difference,
+            floor.max_recursive_difference if floor is not None else None,
+        )
+        if d is not None
+    ]
+    return min(limits) if limits else DEFAULT_MAX_RECURSIVE_DIFFERENCE
+
+
+def _percent(ratio: Decimal) -> str:
+    return format((ratio * 100).quantize(Decimal("0.001")).normalize(), "f") + "%"
+
+
+def _bias_gate(
+    tolerance: Decimal,
+    code_hash: str | None,
+    parameters_hash: str | None,
+    timeframe: str | None,
+    found: BiasEvidence | None,
+) -> GateResult:
+    """A clean lookahead analysis and a recursive analysis within `tolerance`, both of the
+    code, parameters and timeframe the bot runs. Missing, running or mismatched analyses hold
+    the bot as BiasUnchecked; bias found holds it as BiasDetected, naming what is biased."""
+
+    def unchecked(message: str) -> GateResult:
+        return GateResult(GATE_BIAS, False, message, bias_evidence.REASON_UNCHECKED)
+
+    if found is None:
+        return unchecked("no bias analysis: the evidence Backtest is not found")
+    name = found.name
+    if not found.found:
+        return unchecked(f"bias analysis Backtest {name} is being created")
+    if found.unreadable is not None:
+        return unchecked(f"bias analysis Backtest {name}: {found.unreadable}")
+    if found.phase == "Failed":
+        return unchecked(f"bias analysis Backtest {name} failed: {found.message or 'no reason'}")
+    if found.phase != "Succeeded":
+        return unchecked(
+            f"bias analysis Backtest {name} is {found.phase or 'not started'}: waiting for it"
+        )
+    if not (found.lookahead_asked and found.recursive_asked):
+        return unchecked(f"Backtest {name} did not run both analyses (spec.analyses)")
+    if code_hash is None or found.code_hash != code_hash:
+        return unchecked(
+            f"bias analysis Backtest {name} analysed code {_short(found.code_hash)}, the bot "
+            f"runs {_short(code_hash)}"
+        )
+    if (found.parameters_hash or None) != (parameters_hash or None):
+        return unchecked(
+            f"bias analysis Backtest {name} analysed parameters {_short(found.parameters_hash)}"
+            f", the bot runs {_short(parameters_hash)}"
+        )
+    if found.timeframe is not None and timeframe is not None and found.timeframe != timeframe:
+        return unchecked(
+            f"bias analysis Backtest {name} ran timeframe {found.timeframe}, the bot "
+            f"runs {timeframe}"
+        )
+    findings = found.findings
+    if findings is None or findings.lookahead is None or findings.recursive is None:
+        return unchecked(f"bias analysis Backtest {name} has no findings in status.bias")
+    lookahead, recursive = findings.lookahead, findings.recursive
+    if lookahead.inconclusive:
+        return unchecked(f"lookahead analysis ({name}) inconclusive: {lookahead.inconclusive}")
+    problems: list[str] = []
+    if not lookahead.clean:
+        named = ", ".join(lookahead.biased_indicators or []) or "none named"
+        problems.append(
+            f"lookahead bias ({name}): biased indicators {named}; "
+            f"{lookahead.biased_entry_signals or 0} entry and "
+            f"{lookahead.biased_exit_signals or 0} exit signals of {lookahead.signals} biased"
+        )
+    if recursive.max_difference > tolerance:
+        over = [
+            f"{i.name} {_percent(i.difference)}"
+            for i in recursive.indicators or ()
+            if i.difference > tolerance
+        ]
+        startups = ", ".join(str(c) for c in recursive.startup_candles or ()) or "Freqtrade's"
+        problems.append(
+            f"recursive bias ({name}): {', '.join(over) or _percent(recursive.max_difference)}"
+            f" with {startups} startup candles, tolerance {_percent(tolerance)}"
+        )
+    if problems:
+        return GateResult(GATE_BIAS, False, "; ".join(problems), bias_evidence.REASON_DETECTED)
+    return GateResult(
+        GATE_BIAS,
+        True,
+        f"bias analysis Backtest {name}: lookahead clean over {lookahead.signals} signals, "
+        f"recursive difference {_percent(recursive.max_difference)} <= {_percent(tolerance)}",
+    )
+
+
 def dry_run_time(evidence: DryRunEvidence, code_hash: str, now: dt.datetime) -> dt.timedelta:
     """Dry-run time of `code_hash` since the last trip (up to now). Overlapping periods are
     counted once: two records of the same hour are not two hours of evidence."""
@@ -319,6 +423,9 @@ def effective_promotion(promotion: Promotion, floor: ModeFloor | None) -> Promot
             "min_trades": max(promotion.min_trades, floor.min_trades),
             "min_dry_run_hours": max(promotion.min_dry_run_hours, floor.min_dry_run_hours),
             "hyperopt_ref": hyperopt,
+            "max_recursive_difference": (
+                max_recursive_difference(promotion, floor) if floor.require_bias_analysis else None
+            ),
         }
     )
 
@@ -332,6 +439,8 @@ def thresholds_status(promotion: Promotion) -> dict[str, Any]:
     }
     if promotion.hyperopt_ref is not None:
         thresholds["minOutOfSampleProfit"] = _fixed(promotion.hyperopt_ref.min_out_of_sample_profit)
+    if promotion.max_recursive_difference is not None:
+        thresholds["maxRecursiveDifference"] = _fixed(promotion.max_recursive_difference)
     return thresholds
 
 
@@ -349,6 +458,8 @@ def evaluate_gates(
     floor: ModeFloor | None = None,
     hyperopt: HyperoptEvidence | None = None,
     strategy_parameters_hash: str | None = None,
+    bias: BiasEvidence | None = None,
+    strategy_timeframe: str | None = None,
 ) -> list[GateResult]:
     """The gates of the spec's mode, with the spec's thresholds tightened to `floor`; dry run
     needs none (it trades no money). The out-of-sample gate is among them when the spec
@@ -372,7 +483,16 @@ def evaluate_gates(
     out_of_sample = _hyperopt_gate(
         promotion, floor, spec.strategy_ref.name, strategy_parameters_hash, hyperopt
     )
-    return results if out_of_sample is None else [*results, out_of_sample]
+    if out_of_sample is not None:
+        results.append(out_of_sample)
+    if floor is not None and floor.require_bias_analysis:
+        tolerance = max_recursive_difference(promotion, floor)
+        results.append(
+            _bias_gate(
+                tolerance, strategy_code_hash, strategy_parameters_hash, strategy_timeframe, bias
+            )
+        )
+    return results
 
 
 def all_passed(results: Sequence[GateResult]) -> bool:

@@ -54,6 +54,8 @@ class BacktestRun:
     correlation_id: str
     # data.marketDataRef: the MarketData's claim, mounted at DATA_MOUNT (read-only).
     data_claim: str | None = None
+    # The Strategy's startup_candle_count as introspection found it (recursive analysis).
+    startup_candle_count: int | None = None
 
     @property
     def job_name(self) -> str:
@@ -92,6 +94,20 @@ class BacktestRun:
             args += ["--timerange", self.spec.timerange.freqtrade()]
         if self.spec.enable_protections:
             args.append("--enable-protections")
+        analyses = self.spec.analyses
+        if analyses is not None:
+            if analyses.lookahead:
+                args.append("--lookahead-analysis")
+                if analyses.minimum_trade_amount is not None:
+                    args += ["--minimum-trade-amount", str(analyses.minimum_trade_amount)]
+                if analyses.targeted_trade_amount is not None:
+                    args += ["--targeted-trade-amount", str(analyses.targeted_trade_amount)]
+            if analyses.recursive:
+                args.append("--recursive-analysis")
+                # The count the backtest itself ran with: what the strategy's indicators
+                # saw at the start of the timerange, and about what a live bot loads.
+                if self.startup_candle_count:
+                    args += ["--startup-candle", str(self.startup_candle_count)]
         return args
 
 

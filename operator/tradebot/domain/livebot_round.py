@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tradebot.api.livebot import LiveBotSpec, Mode
-from tradebot.domain import account_lease, evidence, gates, promotion_digest
+from tradebot.domain import account_lease, bias, evidence, gates, promotion_digest
+from tradebot.domain.bias import BiasEvidence
 from tradebot.domain.bot_credentials import (
     CredentialsSeen,
     api_key_fingerprint,
@@ -106,6 +107,10 @@ class Evidence:
     unreadable: str | None = None
     # The Hyperopt promotion.hyperoptRef names (None: not asked for, or not found).
     hyperopt: gates.HyperoptEvidence | None = None
+    # The Backtest holding the bias analyses of the evidence (None: no evidence Backtest).
+    bias: BiasEvidence | None = None
+    # The evidence Backtest as read, from which a missing analysis Backtest is made.
+    bias_source: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,6 +177,15 @@ class Observation:
     @property
     def strategy_code_hash(self) -> str | None:
         value = ((self.strategy or {}).get("status") or {}).get("codeHash")
+        return str(value) if value else None
+
+    @property
+    def strategy_timeframe(self) -> str | None:
+        """The timeframe the bot runs: the Strategy's override, else its code's."""
+        strategy = self.strategy or {}
+        value = (strategy.get("spec") or {}).get("timeframe") or (
+            (strategy.get("status") or {}).get("interface") or {}
+        ).get("timeframe")
         return str(value) if value else None
 
     @property
@@ -243,6 +257,9 @@ class Outcome:
     status: dict[str, Any] = field(default_factory=dict)
     # Written before the decision is carried out.
     lease: LeaseWrite | None = None
+    # A Backtest to create (if absent) before the decision is carried out: the bias analysis
+    # the promotion waits for.
+    create_backtest: Mapping[str, Any] | None = None
 
 
 def lease_key(o: Observation) -> str:
@@ -310,6 +327,8 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
         floor=floor,
         hyperopt=seen.hyperopt,
         strategy_parameters_hash=o.strategy_parameters_hash,
+        bias=seen.bias,
+        strategy_timeframe=o.strategy_timeframe,
     )
     if seen.unreadable is not None:
         # Fail shut: evidence that cannot be read is no evidence.
@@ -348,7 +367,11 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
         # prevent); no new one is created until the evidence can be read.
         return _Judged(None, status, f"mode {spec.mode} waits for its evidence: {failed}")
     return _Judged(
-        Outcome(Hold("Blocked", "GatesNotPassed", f"mode {spec.mode} blocked: {failed}"), status),
+        Outcome(
+            Hold("Blocked", _hold_reason(results), f"mode {spec.mode} blocked: {failed}"),
+            status,
+            create_backtest=_bias_to_create(seen),
+        ),
         status,
     )
 
@@ -396,6 +419,24 @@ def _approval(o: Observation, spec: LiveBotSpec) -> tuple[dict[str, Any], str | 
     if check.exact:
         status["approvedInputs"] = promotion_digest.canonical_json(inputs)
     return status, None if check.runs else check.message
+
+
+def _hold_reason(results: Sequence[gates.GateResult]) -> str:
+    """Bias found names itself whatever else fails; waiting for the analysis does only when
+    nothing else holds the bot (else the other evidence is what a person must fix first)."""
+    failed = [g for g in results if not g.passed]
+    if any(g.reason == bias.REASON_DETECTED for g in failed):
+        return bias.REASON_DETECTED
+    if failed and all(g.reason == bias.REASON_UNCHECKED for g in failed):
+        return bias.REASON_UNCHECKED
+    return "GatesNotPassed"
+
+
+def _bias_to_create(seen: Evidence) -> Mapping[str, Any] | None:
+    """The analysis Backtest, when the promotion needs one that does not exist."""
+    if seen.bias is None or seen.bias.found or seen.bias_source is None:
+        return None
+    return bias.analysis_manifest(seen.bias_source)
 
 
 def decide(o: Observation) -> Outcome:

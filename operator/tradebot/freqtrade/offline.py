@@ -10,6 +10,10 @@ names one). Everything after that is unmodified Freqtrade.
 
 --record-data FILE appends one JSON line per candle file Freqtrade loads, so the caller can
 hash exactly the data a result came from.
+
+--record-analysis FILE appends one JSON line per result table `lookahead-analysis` or
+`recursive-analysis` prints, with the figures it is printed from (see bias.py for why and for
+the format); the table itself is printed unchanged.
 """
 
 from __future__ import annotations
@@ -120,6 +124,78 @@ def _install(markets_override: Path | None, record: Path | None) -> None:
         handler_class.ohlcv_load = ohlcv_load_recorded
 
 
+def _lookahead_line(config: Any, instances: Any) -> dict[str, Any]:
+    strategies = []
+    for inst in instances:
+        analysis = inst.current_analysis
+        strategies.append(
+            {
+                "strategy": str(inst.strategy_obj["name"]),
+                "hasBias": bool(analysis.has_bias),
+                "totalSignals": int(analysis.total_signals),
+                "biasedEntrySignals": int(analysis.false_entry_signals),
+                "biasedExitSignals": int(analysis.false_exit_signals),
+                "biasedIndicators": [str(i) for i in analysis.false_indicators],
+                "failed": bool(inst.failed_bias_check),
+            }
+        )
+    return {
+        "analysis": "lookahead",
+        "minimumTradeAmount": int(config.get("minimum_trade_amount") or 0),
+        "strategies": strategies,
+    }
+
+
+def _recursive_line(instances: Any) -> dict[str, Any]:
+    startups = [int(c) for c in instances[0]._startup_candle] if instances else []
+    # Freqtrade checks one pair: the first of the whitelist (pair_to_used where it says so).
+    pair = getattr(instances[0], "pair_to_used", None) if instances else None
+    if pair is None and instances:
+        pairs = instances[0].local_config.get("pairs") or [None]
+        pair = pairs[0]
+    return {
+        "analysis": "recursive",
+        "pair": str(pair) if pair else None,
+        "startupCandles": startups,
+        "strategies": [
+            {
+                "strategy": str(inst.strategy_obj["name"]),
+                "indicators": {
+                    # A ratio (Freqtrade 2026: a float, nan when not comparable) or, from
+                    # older Freqtrade, a percentage text: kept as text either way.
+                    str(name): {str(k): str(v) for k, v in values.items()}
+                    for name, values in inst.dict_recursive.items()
+                },
+            }
+            for inst in instances
+        ],
+    }
+
+
+def _install_analysis_record(record: Path) -> None:
+    def append(line: dict[str, Any]) -> None:
+        with record.open("a") as out:
+            out.write(json.dumps(line) + "\n")
+
+    lookahead = _freqtrade("optimize.analysis.lookahead_helpers").LookaheadAnalysisSubFunctions
+    print_lookahead = lookahead.text_table_lookahead_analysis_instances
+
+    def lookahead_table(config: Any, instances: Any, *args: Any, **kwargs: Any) -> Any:
+        append(_lookahead_line(config, instances))
+        return print_lookahead(config, instances, *args, **kwargs)
+
+    lookahead.text_table_lookahead_analysis_instances = staticmethod(lookahead_table)
+
+    recursive = _freqtrade("optimize.analysis.recursive_helpers").RecursiveAnalysisSubFunctions
+    print_recursive = recursive.text_table_recursive_analysis_instances
+
+    def recursive_table(instances: Any, *args: Any, **kwargs: Any) -> Any:
+        append(_recursive_line(instances))
+        return print_recursive(instances, *args, **kwargs)
+
+    recursive.text_table_recursive_analysis_instances = staticmethod(recursive_table)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tradebot.freqtrade.offline",
@@ -138,12 +214,20 @@ def main(argv: list[str] | None = None) -> int:
         help="append a JSON line per candle file loaded to this file",
     )
     parser.add_argument(
+        "--record-analysis",
+        type=Path,
+        default=None,
+        help="append a JSON line per bias analysis table printed to this file",
+    )
+    parser.add_argument(
         "freqtrade_args",
         nargs=argparse.REMAINDER,
         help="Freqtrade's own arguments, e.g. backtesting --config ...",
     )
     args = parser.parse_args(argv)
     _install(args.markets, args.record_data)
+    if args.record_analysis is not None:
+        _install_analysis_record(args.record_analysis)
 
     try:
         _freqtrade("main").main(args.freqtrade_args)

@@ -4,6 +4,12 @@
     tradebot-runner backtest --config PATH --strategy-file PATH --data NAME_OR_DIR
                              --output DIR [--timerange RANGE] [--summary PATH]
                              [--enable-protections]
+                             [--lookahead-analysis] [--recursive-analysis]
+                             [--minimum-trade-amount N] [--targeted-trade-amount N]
+                             [--startup-candle N ...]
+
+With --lookahead-analysis / --recursive-analysis it runs Freqtrade's bias analyses after the
+backtest, on the same inputs (bias_run.py), and the summary carries their findings.
 
 It builds nothing itself: the operator generated the config; this runs Freqtrade on it, in a
 subprocess of the same Python (a strategy that crashes the interpreter cannot take the report
@@ -32,10 +38,18 @@ from typing import Any
 
 from structlog.typing import FilteringBoundLogger
 
-from tradebot.api.backtest import Artifact, BacktestResults
+from tradebot.api.backtest import Artifact, BacktestResults, BiasFindings
 from tradebot.artifacts import store, uploader
 from tradebot.domain.freqtrade_config import config_hash
-from tradebot.freqtrade import datasets, freqtrade_log, hyperopt_run, offline, results, run_files
+from tradebot.freqtrade import (
+    bias_run,
+    datasets,
+    freqtrade_log,
+    hyperopt_run,
+    offline,
+    results,
+    run_files,
+)
 from tradebot.freqtrade.summary import RunSummary
 from tradebot.observability.logging import configure_logging, logger
 from tradebot.settings import Settings
@@ -65,6 +79,7 @@ class Run:
     exit_code: int | None = None
     results: BacktestResults | None = None
     artifacts: list[Artifact] = field(default_factory=list)
+    bias: BiasFindings | None = None
 
     def summary(self, error: str | None) -> RunSummary:
         return RunSummary(
@@ -73,6 +88,7 @@ class Run:
             exit_code=self.exit_code,
             strategy=self.strategy,
             results=self.results,
+            bias=self.bias,
             artifacts=self.artifacts,
             code_hash=self.code_hash,
             config_hash=self.config_hash,
@@ -121,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument(
         "--enable-protections", action="store_true", help="apply the strategy's protections"
     )
+    bias_run.add_arguments(bt)
     hyperopt_run.add_parser(commands)
     return parser
 
@@ -204,6 +221,7 @@ def backtest(args: argparse.Namespace, log: FilteringBoundLogger) -> tuple[RunSu
     log.error("backtest.failed", error=error, exit_code=run.exit_code)
     # Figures of a run that failed a check would be read as the Backtest's result.
     run.results = None
+    run.bias = None
     return _finish(run, error, output), 1
 
 
@@ -211,7 +229,12 @@ def _finish(run: Run, error: str | None, output: Path) -> RunSummary:
     log_file = output / LOG_NAME
     names = {a.name for a in run.artifacts}
     # The logs and the config are worth keeping from a failed run too.
-    for path in (output / CONFIG_NAME, log_file, output / CONSOLE_NAME):
+    for path in (
+        output / CONFIG_NAME,
+        log_file,
+        output / CONSOLE_NAME,
+        *bias_run.artifact_files(output),
+    ):
         if path.is_file() and path.name not in names:
             run.artifacts.append(run_files.artifact(path))
     return run.summary(error)
@@ -324,6 +347,22 @@ def _run_freqtrade(
             target = args.output / source.name
             shutil.copyfile(source, target)
             run.artifacts.append(run_files.artifact(target))
+
+    if bias_run.wanted(args):
+        try:
+            run.bias = bias_run.run_analyses(
+                args,
+                strategy=run.strategy,
+                strategy_file=strategy_copy.name,
+                strategy_path=strategy_copy.parent,
+                userdir=userdir,
+                datadir=datadir,
+                work=work,
+                results=run.results,
+                log=log,
+            ).findings
+        except bias_run.AnalysisError as e:
+            raise RunError(str(e)) from e
 
 
 def _write_summary(
