@@ -68,7 +68,7 @@ def test_one_key_on_one_family_is_one_account():
 
 def test_lease_name_is_deterministic_and_short():
     # A value fixed here: a name that varied per process (a hash() seed) or per call fails.
-    assert lease_name(KEY) == "acct-a4cc4bcd079b4679"
+    assert lease_name(KEY) == "acct-9d854d1c7ca963cc"  # sha256("team-a/binance/key/keys")
     assert NAME.startswith("acct-")
     assert len(NAME) == 21
 

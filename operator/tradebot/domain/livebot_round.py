@@ -528,6 +528,7 @@ def decide(o: Observation) -> Outcome:
             judged.stopped.decision,
             {**judged.stopped.status, **approval_status},
             judged.stopped.lease,
+            create_backtest=judged.stopped.create_backtest,
         )
     status = {**judged.status, **approval_status}
     if "config" not in o.observed:
