@@ -18,6 +18,7 @@ from tradebot.domain.jobs import (
     restricted_container,
     scheduling,
 )
+from tradebot.domain.freqtrade_config import parameter_file_data
 from tradebot.domain.naming import (
     LABEL_KIND,
     LABEL_RUN,
@@ -151,6 +152,9 @@ def config_map(run: HyperoptRun) -> dict[str, Any]:
         "data": {
             "config.json": json.dumps(run.config, indent=2, sort_keys=True),
             run.strategy_file: run.strategy_code,
+            # Beside the strategy file, where Freqtrade reads it (the runner checks it is
+            # the set the config names).
+            **parameter_file_data(run.config, run.strategy_class),
         },
     }
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -32,6 +33,7 @@ from tradebot.domain.bots import USER_DATA_DIR
 from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
 from tradebot.executors.environment import user_environment
 from tradebot.processes import alive
+from tradebot.sidecar import deadman
 
 
 @dataclass(frozen=True)
@@ -128,6 +130,12 @@ class LocalBotExecutor:
             return user_data, []
         return user_data, ["--db-url", storage.db_url_arg.replace(USER_DATA_DIR, str(user_data))]
 
+    def _state_file(self, bot_id: str, wanted: str) -> Path:
+        """The bot's kept state (supervision.STATE_FILE) for one pod: `wanted` (config hash
+        and pod uid) stands for the pod, as a new pod gets a new emptyDir."""
+        pod = hashlib.sha256(wanted.encode()).hexdigest()[:16]
+        return self.bot_dir(bot_id) / "state" / pod / supervision.STATE_FILE
+
     @property
     def _stopped_marker(self) -> Path:
         return self.state_dir / "bots.stopped"
@@ -163,6 +171,15 @@ class LocalBotExecutor:
         if parameter_file is not None:
             (strategies / f"{strategy_class}.json").write_text(json.dumps(parameter_file))
         (d / "config.json").write_text(json.dumps(local, indent=2))
+        # The pod's init container: the state file of this pod, kept across restarts of its
+        # process (a crashed bot started again by `ensure`), new for a new pod.
+        state_file = self._state_file(bot_id, wanted)
+        for gone in state_file.parent.parent.glob("*"):
+            if gone != state_file.parent:
+                shutil.rmtree(gone, ignore_errors=True)
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        if deadman.read_state(state_file) is None:
+            deadman.keep_state(state_file, str(config.get("initial_state") or "running"))
         command = [
             self.python,
             "-m",
@@ -176,6 +193,8 @@ class LocalBotExecutor:
             str(strategies),
             "--userdir",
             str(user_data),
+            "--config",
+            str(state_file),
             *db_url,
             "--logfile",
             str(d / "freqtrade.log"),
@@ -268,7 +287,12 @@ class LocalBotExecutor:
             return current[0]
         self._stop_supervision(bot_id)
         command = supervision.command(
-            self.python, str(script), deadline, str(podinfo / supervision.ANNOTATIONS_FILE), bot.url
+            self.python,
+            str(script),
+            deadline,
+            str(podinfo / supervision.ANNOTATIONS_FILE),
+            bot.url,
+            str(self._state_file(bot_id, bot.config_hash)),
         )
         with (d / "deadman.log").open("ab") as log:
             proc = subprocess.Popen(
