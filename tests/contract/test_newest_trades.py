@@ -110,7 +110,7 @@ def test_the_streak_and_the_tag_lookup_come_from_the_newest_trades(tmp_path: Pat
             snapshot = client.snapshot()
             assert snapshot.losing_streak == LOSSES
             # The oldest page, as the client asked before, would have shown only wins.
-            oldest = client._call("GET", "trades?limit=50")["trades"]  # noqa: SLF001
+            oldest = client._call("GET", "trades?limit=50")["trades"]
             assert all(float(t["profit_abs"]) > 0 for t in oldest)
             # DCA: the newest trade's tag is found among the page it searches; the oldest
             # trade's is beyond it (the old ascending page would have had it the other way).

@@ -80,8 +80,7 @@ def test_parameters_reach_the_pod_and_a_broken_spec_fails_alone(
             _bot("tuned"),
         )
         broken = wait_for(
-            lambda: (s := _status(api_client, namespace, "broken")).get("phase") == "Failed"
-            and s,
+            lambda: (s := _status(api_client, namespace, "broken")).get("phase") == "Failed" and s,
             90,
             what="broken bot Failed",
         )
@@ -90,8 +89,7 @@ def test_parameters_reach_the_pod_and_a_broken_spec_fails_alone(
         assert "OverflowError" in broken["message"], broken
         # The other bot's rounds go on: its pod is created and runs.
         tuned = wait_for(
-            lambda: (s := _status(api_client, namespace, "tuned")).get("phase") == "Running"
-            and s,
+            lambda: (s := _status(api_client, namespace, "tuned")).get("phase") == "Running" and s,
             90,
             what="tuned bot Running",
         )

@@ -59,7 +59,11 @@ def test_an_unbounded_deadline_is_refused_at_apply(
 
 @pytest.mark.parametrize(
     ("name", "mode", "deadline"),
-    [("a-day", "dryRun", "24h"), ("ninety-seconds", "dryRun", "90s"), ("testnet-hour", "testnet", "1h")],
+    [
+        ("a-day", "dryRun", "24h"),
+        ("ninety-seconds", "dryRun", "90s"),
+        ("testnet-hour", "testnet", "1h"),
+    ],
 )
 def test_a_bounded_deadline_applies(
     kubectl: Any, namespace: str, name: str, mode: str, deadline: str

@@ -39,12 +39,8 @@ def _strategy(buy_rsi_max: int | None) -> StrategySpec:
 
 def _bot(strategy: StrategySpec) -> BotInstance:
     spec = LiveBotSpec.model_validate(example("LiveBot", "ema-rsi-dry")["spec"])
-    config = trade_config(
-        spec, strategy, api_port=8080, api_username="", exchange_double_url=None
-    )
-    return BotInstance(
-        "team-a", "dry", UID, spec, "ema-rsi", CLASS, strategy.code or "", config
-    )
+    config = trade_config(spec, strategy, api_port=8080, api_username="", exchange_double_url=None)
+    return BotInstance("team-a", "dry", UID, spec, "ema-rsi", CLASS, strategy.code or "", config)
 
 
 def _config_volume(p: dict[str, Any]) -> dict[str, Any]:
@@ -119,9 +115,7 @@ def test_backtest_job_carries_the_parameter_file_beside_the_strategy():
     container = job["spec"]["template"]["spec"]["containers"][0]
     strategy_arg = container["args"][container["args"].index("--strategy-file") + 1]
     assert strategy_arg == f"{jobs.CONFIG_MOUNT}/{CLASS}.py"
-    volume = next(
-        v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "config"
-    )
+    volume = next(v for v in job["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
     assert "items" not in volume["configMap"]
     # Control: no set, no file.
     assert f"{CLASS}.json" not in jobs.config_map(_backtest_run(_strategy(None)))["data"]

@@ -9,6 +9,7 @@ from typing import Any
 
 from tradebot.api.base import API_VERSION
 from tradebot.api.hyperopt import HyperoptSpec
+from tradebot.domain.freqtrade_config import parameter_file_data
 from tradebot.domain.jobs import (
     ARTIFACTS_MOUNT,
     CONFIG_MOUNT,
@@ -18,7 +19,6 @@ from tradebot.domain.jobs import (
     restricted_container,
     scheduling,
 )
-from tradebot.domain.freqtrade_config import parameter_file_data
 from tradebot.domain.naming import (
     LABEL_KIND,
     LABEL_RUN,

@@ -10,8 +10,8 @@ from tradebot.api.backtest import BacktestSpec, DataSource
 from tradebot.api.base import API_VERSION
 from tradebot.api.types import GpuRequest, ResourceRequirements
 from tradebot.artifacts.location import store_kind
-from tradebot.domain.market_data import MARKETS_FILE, volume_path
 from tradebot.domain.freqtrade_config import parameter_file_data
+from tradebot.domain.market_data import MARKETS_FILE, volume_path
 from tradebot.domain.naming import (
     LABEL_BACKTEST,
     LABEL_KIND,

@@ -113,9 +113,7 @@ def init_container(
         "name": INIT_CONTAINER,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": init_command(
-            "python3", f"{config_dir}/{SCRIPT_KEY}", STATE_PATH, initial_state
-        ),
+        "command": init_command("python3", f"{config_dir}/{SCRIPT_KEY}", STATE_PATH, initial_state),
         "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
         "resources": {
             "requests": {"cpu": "5m", "memory": "24Mi"},

@@ -213,9 +213,7 @@ def run(
     while True:
         value = read_mark(annotations)
         try:
-            if step(
-                switch, bot, value, dt.datetime.now(dt.UTC), time.monotonic(), state_file
-            ):
+            if step(switch, bot, value, dt.datetime.now(dt.UTC), time.monotonic(), state_file):
                 _log(
                     "supervision lapsed: entries stopped",
                     supervisedAt=value,
