@@ -30,7 +30,11 @@ from typing import Any
 
 from tradebot.domain import supervision
 from tradebot.domain.bots import USER_DATA_DIR
-from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
+from tradebot.domain.freqtrade_config import (
+    config_hash,
+    parameter_file_data,
+    parameter_file_name,
+)
 from tradebot.executors.environment import user_environment
 from tradebot.processes import alive
 from tradebot.sidecar import deadman
@@ -167,9 +171,11 @@ class LocalBotExecutor:
         local["api_server"]["listen_ip_address"] = "127.0.0.1"
         local["api_server"]["listen_port"] = port
         (strategies / f"{strategy_class}.py").write_text(strategy_code)
-        parameter_file = local.get(TRADEBOT_KEY, {}).get(PARAMETER_FILE_KEY)
-        if parameter_file is not None:
-            (strategies / f"{strategy_class}.json").write_text(json.dumps(parameter_file))
+        # The same file the pod's config volume projects beside the strategy; none left from
+        # an earlier config whose set is gone (a new pod's volume would not have it either).
+        (strategies / parameter_file_name(strategy_class)).unlink(missing_ok=True)
+        for name, text in parameter_file_data(config, strategy_class).items():
+            (strategies / name).write_text(text)
         (d / "config.json").write_text(json.dumps(local, indent=2))
         # The pod's init container: the state file of this pod, kept across restarts of its
         # process (a crashed bot started again by `ensure`), new for a new pod.
