@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import datetime as dt
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -168,6 +169,89 @@ def test_step_leaves_a_stopped_trader_stopped():
     assert bot.calls == ["GET show_config"]
 
 
+# ---- the bot's kept state ------------------------------------------------------------------------
+def test_the_switch_keeps_its_pause_for_the_next_start_of_the_bot(tmp_path: Path):
+    state = tmp_path / "bot-state.json"
+    deadman.keep_state(state, "running")
+    bot = RecordingBot("running")
+    switch = deadman.Switch(DEADLINE, started=0.0)
+    mark = deadman.format_time(T0)
+    assert not deadman.step(switch, bot, mark, T0 + 10 * S, 10.0, state)
+    assert deadman.read_state(state) == "running"
+    assert deadman.step(switch, bot, mark, T0 + 21 * S, 21.0, state)
+    assert bot.calls[-1] == "POST stopentry"
+    # What a restarted Freqtrade reads after its own config: it starts paused.
+    assert json.loads(state.read_text()) == {"initial_state": "paused"}
+
+
+def test_a_pause_by_someone_else_is_kept_and_a_resume_too(tmp_path: Path):
+    state = tmp_path / "bot-state.json"
+    deadman.keep_state(state, "running")
+    switch = deadman.Switch(DEADLINE, started=0.0)
+    mark = deadman.format_time(T0)
+    # Paused by a person or a breaker's stopEntries while supervised: kept, not acted on.
+    bot = RecordingBot("paused")
+    assert not deadman.step(switch, bot, mark, T0 + 5 * S, 5.0, state)
+    assert bot.calls == ["GET show_config"]
+    assert deadman.read_state(state) == "paused"
+    # A person resumes it (/start): the next start is running again.
+    bot.bot_state = "running"
+    deadman.step(switch, bot, deadman.format_time(T0 + 6 * S), T0 + 6 * S, 6.0, state)
+    assert deadman.read_state(state) == "running"
+    bot.bot_state = "stopped"
+    deadman.step(switch, bot, deadman.format_time(T0 + 7 * S), T0 + 7 * S, 7.0, state)
+    assert deadman.read_state(state) == "stopped"
+
+
+def test_init_state_writes_only_a_missing_state_file(tmp_path: Path):
+    state = tmp_path / "bot-state.json"
+    assert deadman.main(["--init-state", "running", "--state-file", str(state)]) == 0
+    assert deadman.read_state(state) == "running"
+    deadman.keep_state(state, "paused")
+    # The init container of a pod whose sandbox restarted: the kept pause stays.
+    assert deadman.main(["--init-state", "running", "--state-file", str(state)]) == 0
+    assert deadman.read_state(state) == "paused"
+    # An unreadable file is replaced with the operator's intended state.
+    state.write_text("{not json")
+    assert deadman.main(["--init-state", "running", "--state-file", str(state)]) == 0
+    assert deadman.read_state(state) == "running"
+
+
+def test_the_bot_reads_the_kept_state_after_its_config():
+    b = _bot()
+    p = pod(b, Settings())
+    containers = _containers(p)
+    args = containers[bots.CONTAINER]["args"]
+    configs = [args[i + 1] for i, a in enumerate(args) if a == "--config"]
+    assert configs == ["/etc/freqtrade/config.json", supervision.STATE_PATH]
+    (init,) = p["spec"]["initContainers"]
+    assert init["command"] == [
+        "python3",
+        "/etc/freqtrade/tradebot-deadman.py",
+        "--init-state",
+        "running",
+        "--state-file",
+        supervision.STATE_PATH,
+    ]
+    assert init["securityContext"] == containers[bots.CONTAINER]["securityContext"]
+    volumes = {v["name"]: v for v in p["spec"]["volumes"]}
+    assert "emptyDir" in volumes[supervision.STATE_VOLUME]
+    # The bot only reads it; the init container and the sidecar write it.
+    mounts = {m["name"]: m for m in containers[bots.CONTAINER]["volumeMounts"]}
+    assert mounts[supervision.STATE_VOLUME]["readOnly"] is True
+    side = {m["name"]: m for m in containers[supervision.CONTAINER]["volumeMounts"]}
+    assert not side[supervision.STATE_VOLUME].get("readOnly")
+    assert side[supervision.STATE_VOLUME]["mountPath"] == supervision.STATE_DIR
+
+
+def test_a_deadline_change_replaces_the_pod():
+    assert _bot(supervision={"deadline": "90s"}).config_hash != _bot().config_hash
+    assert (
+        _bot(supervision={"deadline": "90s"}).config_hash
+        == _bot(supervision={"deadline": "90s"}).config_hash
+    )
+
+
 def test_the_sidecar_refuses_to_run_without_the_api_login(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ):
@@ -281,6 +365,8 @@ def test_the_pod_has_the_sidecar_with_the_bots_deadline():
         "/etc/tradebot/podinfo/annotations",
         "--url",
         "http://127.0.0.1:8080",
+        "--state-file",
+        supervision.STATE_PATH,
     ]
     assert side["securityContext"] == containers[bots.CONTAINER]["securityContext"]
     assert side["securityContext"]["readOnlyRootFilesystem"] is True
@@ -292,7 +378,8 @@ def test_the_pod_has_the_sidecar_with_the_bots_deadline():
         deadman.USERNAME_ENV: {"name": b.api_secret_name, "key": "username", "optional": False},
         deadman.PASSWORD_ENV: {"name": b.api_secret_name, "key": "password", "optional": False},
     }
-    assert all(m["readOnly"] for m in side["volumeMounts"])
+    # Read-only but for the bot's kept state, which it writes.
+    assert all(m["readOnly"] for m in side["volumeMounts"] if m["name"] != "bot-state")
     volumes = {v["name"]: v for v in p["spec"]["volumes"]}
     assert volumes["podinfo"]["downwardAPI"]["items"] == [
         {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}}
@@ -304,6 +391,7 @@ def test_the_pod_has_the_sidecar_with_the_bots_deadline():
         "config",
         "user-data",
         "tmp",
+        "bot-state",
     }
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, ValidationError, WithJsonSchema, model_validator
 
 from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.exchanges import SANDBOX_EXCHANGES, has_sandbox
@@ -28,6 +30,7 @@ from tradebot.api.types import (
     ResourceStatus,
     StakeAmount,
     check_pairs_in_stake,
+    parse_duration,
 )
 
 _ITEM = r"^[-._a-zA-Z0-9]+$"
@@ -203,14 +206,61 @@ class BotLimits(ApiModel):
     )
 
 
+# The dead-man's switch must not be a switch off: a deadline of days lets a bot trade
+# unsupervised for days. Real money gets an hour at most, paper a day.
+DEADLINE_MAX = dt.timedelta(hours=24)
+DEADLINE_MAX_REAL_MONEY = dt.timedelta(hours=1)
+# Go's duration units (no "d"), so the API server's CEL can compare it with duration().
+_DEADLINE_RE = r"^([0-9]{1,5}(ms|s|m|h))+$"
+
+
+def _check_deadline(text: str) -> str:
+    if not re.fullmatch(_DEADLINE_RE, text):
+        raise ValueError(
+            f"supervision.deadline {text[:40]!r} is not a duration in ms, s, m or h "
+            "(such as 90s, 10m or 1h)"
+        )
+    deadline = parse_duration(text)
+    if deadline <= dt.timedelta(0):
+        raise ValueError("supervision.deadline must be longer than 0s")
+    if deadline > DEADLINE_MAX:
+        raise ValueError(f"supervision.deadline {text} is longer than the maximum of 24h")
+    return text
+
+
+Deadline = Annotated[
+    str,
+    AfterValidator(_check_deadline),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": _DEADLINE_RE,
+            "maxLength": 32,
+            "description": "A duration in ms, s, m or h (e.g. 90s, 10m, 1h): at most 24h, "
+            "and at most 1h for modes testnet and live.",
+        }
+    ),
+]
+
+
 class Supervision(ApiModel):
     """The dead-man's switch: a bot the operator has not supervised for `deadline` stops
     entering trades by itself."""
 
-    deadline: Duration = Field(
+    model_config = with_rules(
+        cel(
+            "!has(self.deadline) || (duration(self.deadline) > duration('0s') && "
+            "duration(self.deadline) <= duration('24h'))",
+            "spec.supervision.deadline must be longer than 0s and at most 24h",
+            ".deadline",
+        )
+    )
+
+    deadline: Deadline = Field(
         default="10m",
         description="How long a bot may go without the "
-        "operator's supervision before it stops entering trades.",
+        "operator's supervision before it stops entering trades (at most 24h; 1h for "
+        "testnet and live).",
     )
 
 
@@ -303,6 +353,13 @@ class LiveBotSpec(ApiModel):
         ),
         _SANDBOX_RULE,
         PAIRS_IN_STAKE_CURRENCY,
+        cel(
+            "self.mode == 'dryRun' || !has(self.supervision) || "
+            "!has(self.supervision.deadline) || "
+            "duration(self.supervision.deadline) <= duration('1h')",
+            "modes testnet and live require spec.supervision.deadline of at most 1h",
+            ".supervision.deadline",
+        ),
     )
 
     strategy_ref: LocalObjectReference = Field(description="The Strategy to run.")
@@ -371,10 +428,38 @@ class LiveBotSpec(ApiModel):
                 raise ValueError(_LIVE_LIMITS)
             if self.stake_amount == UNLIMITED:
                 raise ValueError(_LIVE_STAKE)
+        if (
+            self.mode != "dryRun"
+            and parse_duration(self.supervision.deadline) > DEADLINE_MAX_REAL_MONEY
+        ):
+            raise ValueError(
+                f"modes testnet and live require spec.supervision.deadline of at most 1h "
+                f"(it is {self.supervision.deadline})"
+            )
         if self.mode == "testnet" and not has_sandbox(self.exchange.name):
             raise ValueError(no_sandbox_message(self.exchange.name))
         check_pairs_in_stake(self.pairs, self.stake_currency)
         return self
+
+
+class InvalidSpec(ValueError):
+    """A LiveBot spec that cannot be parsed, whatever the parser raised."""
+
+
+def parse_spec(raw: Mapping[str, Any]) -> LiveBotSpec:
+    """The spec as a model, or InvalidSpec with one line saying why. Not only pydantic's
+    ValidationError: a validator can raise anything (an OverflowError from a huge number, a
+    TypeError from an odd value), and a round that let it escape would crash on every tick
+    for this bot instead of failing it with a reason."""
+    try:
+        return LiveBotSpec.model_validate(dict(raw))
+    except ValidationError as e:
+        first = e.errors()[0] if e.errors() else {"msg": str(e)}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise InvalidSpec(f"{where}: {message}" if where else message) from None
+    except Exception as e:
+        raise InvalidSpec(f"{type(e).__name__}: {str(e)[:300]}") from None
 
 
 class Gate(StatusModel):

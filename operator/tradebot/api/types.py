@@ -123,13 +123,22 @@ FeeRatio = Annotated[Decimal, *_ratio(0, 0.1, "A fee per side as a fraction (0.0
 Figure = SignedMoney
 
 # ---- durations and time -------------------------------------------------------------------------
-_DURATION_RE = re.compile(r"^([0-9]+(ms|s|m|h|d))+$")
+# At most five digits a unit and 32 characters: five groups of 99999d are under 1,400 years, so
+# no duration can overflow timedelta or a datetime it is added to (31 nines and a "d" would
+# raise OverflowError, not a ValueError, deep inside a round). The API server refuses longer
+# numbers at apply with the same pattern.
+_DURATION_RE = re.compile(r"^([0-9]{1,5}(ms|s|m|h|d))+$")
 _DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+DURATION_MAX_LENGTH = 32
 
 
 def parse_duration(text: str) -> dt.timedelta:
-    if not _DURATION_RE.fullmatch(text):
-        raise ValueError(f"{text!r} is not a duration such as 30s, 5m, 1h30m or 2d")
+    """The duration `text` says; ValueError (never OverflowError) for anything else."""
+    if len(text) > DURATION_MAX_LENGTH or not _DURATION_RE.fullmatch(text):
+        raise ValueError(
+            f"{text[:40]!r} is not a duration such as 30s, 5m, 1h30m or 2d "
+            f"(at most 5 digits per unit, {DURATION_MAX_LENGTH} characters)"
+        )
     seconds = sum(int(n) * _DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h|d)", text))
     return dt.timedelta(seconds=seconds)
 
@@ -146,7 +155,7 @@ Duration = Annotated[
         {
             "type": "string",
             "pattern": _DURATION_RE.pattern,
-            "maxLength": 32,
+            "maxLength": DURATION_MAX_LENGTH,
             "description": "A duration: digits and a unit (ms, s, m, h, d), e.g. 30s, 5m, 1h30m.",
         }
     ),

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from tradebot import kube
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.dcaschedule import DcaScheduleSpec
-from tradebot.api.livebot import LiveBotSpec
+from tradebot.api.livebot import InvalidSpec, parse_spec
 from tradebot.controllers import bot_control, runtime
 from tradebot.controllers.livebot import fleet_stop_in_progress, read_breakers
 from tradebot.controllers.status import post_event
@@ -200,8 +200,8 @@ class _Round:
             bot_name, labels, read_breakers(self.namespace), self.now
         )
         try:
-            spec = LiveBotSpec.model_validate(bot.get("spec") or {})
-        except ValidationError:
+            spec = parse_spec(bot.get("spec") or {})
+        except InvalidSpec:
             return dca.BotView(
                 "Failed", "dryRun", (), False, None, 1, breaker.name if breaker else None
             )

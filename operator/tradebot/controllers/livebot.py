@@ -22,14 +22,13 @@ from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
-from pydantic import ValidationError
 
 from tradebot import kube
 from tradebot.api import exchanges
 from tradebot.api.backtest import BacktestStatus
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import BreakerLimits
-from tradebot.api.livebot import LiveBotSpec, no_sandbox_message
+from tradebot.api.livebot import InvalidSpec, LiveBotSpec, no_sandbox_message, parse_spec
 from tradebot.api.strategy import StrategySpec
 from tradebot.controllers import (
     bot_control,
@@ -279,10 +278,10 @@ class _Round:
     def _first_look(self) -> Observation:
         reason = "InvalidSpec"
         try:
-            model: LiveBotSpec | None = LiveBotSpec.model_validate(self.raw_spec)
+            model: LiveBotSpec | None = parse_spec(self.raw_spec)
             error = None
-        except ValidationError as e:
-            model, error = None, str(e.errors()[0]["msg"]).removeprefix("Value error, ")
+        except InvalidSpec as e:
+            model, error = None, str(e)
             exchange = str((self.raw_spec.get("exchange") or {}).get("name") or "binance")
             if self.raw_spec.get("mode") == "testnet" and not exchanges.has_sandbox(exchange):
                 reason, error = "NoSandbox", no_sandbox_message(exchange)

@@ -20,6 +20,7 @@ from tradebot.api.base import API_VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.types import parse_duration
 from tradebot.domain import jobs, supervision
+from tradebot.domain.freqtrade_config import parameter_file_data
 from tradebot.domain.naming import (
     LABEL_KIND,
     LABEL_STRATEGY,
@@ -137,13 +138,33 @@ class BotInstance:
         return {
             "config.json": json.dumps(self.config, indent=2, sort_keys=True),
             self.strategy_file: self.strategy_code,
+            **parameter_file_data(self.config, self.strategy_class),
             **supervision.config_data(),
         }
 
+    def config_items(self) -> list[dict[str, str]]:
+        """The items of the pod's config volume: Freqtrade imports every .py file of its
+        strategy directory, so only the strategy and its parameter file go there."""
+        items = [
+            {"key": "config.json", "path": "config.json"},
+            {"key": self.strategy_file, "path": f"strategy/{self.strategy_file}"},
+        ]
+        items += [
+            {"key": name, "path": f"strategy/{name}"}
+            for name in parameter_file_data(self.config, self.strategy_class)
+        ]
+        return [*items, supervision.config_item()]
+
     @property
     def config_hash(self) -> str:
-        """Changes when the config or the code does: the controller replaces the pod then."""
-        return hashlib.sha256(json.dumps(self.config_data(), sort_keys=True).encode()).hexdigest()
+        """Changes when anything the pod runs does (config, code, parameter file, the
+        dead-man's deadline in the sidecar's arguments): the controller replaces the pod then.
+        A deadline edit that never reached the pod would leave the old switch armed."""
+        pod_inputs = {
+            "data": self.config_data(),
+            "deadlineSeconds": parse_duration(self.spec.supervision.deadline).total_seconds(),
+        }
+        return hashlib.sha256(json.dumps(pod_inputs, sort_keys=True).encode()).hexdigest()
 
     def args(self, *, db_url_from_env: bool = False) -> list[str]:
         args = [
@@ -156,6 +177,9 @@ class BotInstance:
             self.strategy_class,
             "--userdir",
             USER_DATA_DIR,
+            # After the config: its initial_state (the bot's kept state) wins.
+            "--config",
+            supervision.STATE_PATH,
         ]
         # Freqtrade lets --db-url override FREQTRADE__DB_URL: with the URL in the
         # environment, the argument must be absent.
@@ -304,6 +328,11 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
             {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "user-data", "mountPath": USER_DATA_DIR},
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the container's own scratch
+            {
+                "name": supervision.STATE_VOLUME,
+                "mountPath": supervision.STATE_DIR,
+                "readOnly": True,
+            },
         ],
         "securityContext": jobs.restricted_container(),
     }
@@ -321,6 +350,14 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
             # Freqtrade closes its loop and database on SIGTERM; give it time to.
             "terminationGracePeriodSeconds": 60,
             "securityContext": {"fsGroup": 1000, "seccompProfile": {"type": "RuntimeDefault"}},
+            "initContainers": [
+                supervision.init_container(
+                    image=image,
+                    config_dir=CONFIG_DIR,
+                    config_volume="config",
+                    initial_state=str(bot.config.get("initial_state") or "running"),
+                )
+            ],
             "containers": [
                 container,
                 supervision.sidecar(
@@ -340,14 +377,11 @@ def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
                     "name": "config",
                     "configMap": {
                         "name": bot.config_map_name,
-                        "items": [
-                            {"key": "config.json", "path": "config.json"},
-                            {"key": bot.strategy_file, "path": f"strategy/{bot.strategy_file}"},
-                            supervision.config_item(),
-                        ],
+                        "items": bot.config_items(),
                     },
                 },
                 supervision.podinfo_volume(),
+                supervision.state_volume(),
                 # Open trades must outlive the pod: the trade database is on the bot's claim,
                 # or in its PostgreSQL database (user-data then holds only logs).
                 {

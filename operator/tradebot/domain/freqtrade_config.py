@@ -174,6 +174,24 @@ def strategy_overrides(
     return overrides
 
 
+def parameter_file_name(strategy_class: str) -> str:
+    """Where Freqtrade looks for a strategy's parameter file: beside the strategy file, named
+    after its stem (HyperStrategyMixin.load_params_from_file). The operator always writes the
+    strategy as <Class>.py."""
+    return f"{strategy_class}.json"
+
+
+def parameter_file_data(config: Mapping[str, Any], strategy_class: str) -> dict[str, str]:
+    """The parameter file a run or bot config carries, as the ConfigMap item to project beside
+    the strategy file: {"<Class>.json": text}, or {} when no set applies (the strategy's own
+    values). The same text whichever executor writes it."""
+    extra = config.get(TRADEBOT_KEY)
+    document = extra.get(PARAMETER_FILE_KEY) if isinstance(extra, Mapping) else None
+    if document is None:
+        return {}
+    return {parameter_file_name(strategy_class): json.dumps(document, indent=2, sort_keys=True)}
+
+
 def canonical_json(config: dict[str, Any]) -> str:
     return json.dumps(config, sort_keys=True, separators=(",", ":"), allow_nan=False)
 

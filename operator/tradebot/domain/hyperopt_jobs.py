@@ -9,6 +9,7 @@ from typing import Any
 
 from tradebot.api.base import API_VERSION
 from tradebot.api.hyperopt import HyperoptSpec
+from tradebot.domain.freqtrade_config import parameter_file_data
 from tradebot.domain.jobs import (
     ARTIFACTS_MOUNT,
     CONFIG_MOUNT,
@@ -157,6 +158,9 @@ def config_map(run: HyperoptRun) -> dict[str, Any]:
         "data": {
             "config.json": json.dumps(run.config, indent=2, sort_keys=True),
             run.strategy_file: run.strategy_code,
+            # Beside the strategy file, where Freqtrade reads it (the runner checks it is
+            # the set the config names).
+            **parameter_file_data(run.config, run.strategy_class),
         },
     }
 

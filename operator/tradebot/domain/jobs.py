@@ -10,6 +10,7 @@ from tradebot.api.backtest import BacktestSpec, DataSource
 from tradebot.api.base import API_VERSION
 from tradebot.api.types import GpuRequest, ResourceRequirements
 from tradebot.artifacts.location import store_kind
+from tradebot.domain.freqtrade_config import parameter_file_data
 from tradebot.domain.market_data import MARKETS_FILE, volume_path
 from tradebot.domain.naming import (
     LABEL_BACKTEST,
@@ -152,6 +153,9 @@ def config_map(run: BacktestRun) -> dict[str, Any]:
         "data": {
             "config.json": json.dumps(run.config, indent=2, sort_keys=True),
             run.strategy_file: run.strategy_code,
+            # Beside the strategy file, where Freqtrade reads it (the runner checks it is
+            # the set the config names).
+            **parameter_file_data(run.config, run.strategy_class),
         },
     }
 

@@ -31,6 +31,15 @@ PODINFO_VOLUME = "podinfo"
 PODINFO_DIR = "/etc/tradebot/podinfo"
 ANNOTATIONS_FILE = "annotations"
 MAX_REFRESH = dt.timedelta(minutes=1)
+# The bot's state kept for its container's next start (an emptyDir: it outlives a container
+# restart, not the pod). The bot reads it as a second config file, after its own, so its
+# initial_state wins; the init container writes the operator's intended state, the sidecar
+# then keeps what the bot's state became (paused by a person, a breaker or itself).
+STATE_VOLUME = "bot-state"
+STATE_DIR = "/run/tradebot"
+STATE_FILE = "bot-state.json"
+STATE_PATH = f"{STATE_DIR}/{STATE_FILE}"
+INIT_CONTAINER = "bot-state"
 
 
 def refresh_interval(deadline: dt.timedelta) -> dt.timedelta:
@@ -66,7 +75,12 @@ def _quote(value: str) -> str:
 
 
 def command(
-    python: str, script: str, deadline: dt.timedelta, annotations: str, url: str
+    python: str,
+    script: str,
+    deadline: dt.timedelta,
+    annotations: str,
+    url: str,
+    state_file: str | None = None,
 ) -> list[str]:
     """The sidecar's command line, the same in a pod and under the local executor."""
     return [
@@ -78,7 +92,39 @@ def command(
         annotations,
         "--url",
         url,
+        *(["--state-file", state_file] if state_file is not None else []),
     ]
+
+
+def init_command(python: str, script: str, state_file: str, initial_state: str) -> list[str]:
+    """The command that writes the state file a new pod's bot starts from (kept if there)."""
+    return [python, script, "--init-state", initial_state, "--state-file", state_file]
+
+
+def state_volume() -> dict[str, Any]:
+    return {"name": STATE_VOLUME, "emptyDir": {"sizeLimit": "1Mi"}}
+
+
+def init_container(
+    *, image: str, config_dir: str, config_volume: str, initial_state: str
+) -> dict[str, Any]:
+    """Writes the bot's starting state before the bot starts (once per pod)."""
+    return {
+        "name": INIT_CONTAINER,
+        "image": image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": init_command("python3", f"{config_dir}/{SCRIPT_KEY}", STATE_PATH, initial_state),
+        "env": [{"name": "PYTHONDONTWRITEBYTECODE", "value": "1"}],
+        "resources": {
+            "requests": {"cpu": "5m", "memory": "24Mi"},
+            "limits": {"cpu": "50m", "memory": "64Mi"},
+        },
+        "volumeMounts": [
+            {"name": config_volume, "mountPath": config_dir, "readOnly": True},
+            {"name": STATE_VOLUME, "mountPath": STATE_DIR},
+        ],
+        "securityContext": jobs.restricted_container(),
+    }
 
 
 def config_data() -> dict[str, str]:
@@ -128,6 +174,7 @@ def sidecar(
             deadline,
             f"{PODINFO_DIR}/{ANNOTATIONS_FILE}",
             f"http://127.0.0.1:{api_port}",
+            STATE_PATH,
         ),
         # Unbuffered, so its one log line shows at once; no bytecode on a read-only root.
         "env": [
@@ -142,6 +189,7 @@ def sidecar(
         "volumeMounts": [
             {"name": config_volume, "mountPath": config_dir, "readOnly": True},
             {"name": PODINFO_VOLUME, "mountPath": PODINFO_DIR, "readOnly": True},
+            {"name": STATE_VOLUME, "mountPath": STATE_DIR},
         ],
         "securityContext": jobs.restricted_container(),
     }

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
 import json
 import os
 import shutil
@@ -29,9 +30,14 @@ from typing import Any
 
 from tradebot.domain import supervision
 from tradebot.domain.bots import USER_DATA_DIR
-from tradebot.domain.freqtrade_config import PARAMETER_FILE_KEY, TRADEBOT_KEY, config_hash
+from tradebot.domain.freqtrade_config import (
+    config_hash,
+    parameter_file_data,
+    parameter_file_name,
+)
 from tradebot.executors.environment import user_environment
 from tradebot.processes import alive
+from tradebot.sidecar import deadman
 
 
 @dataclass(frozen=True)
@@ -128,6 +134,12 @@ class LocalBotExecutor:
             return user_data, []
         return user_data, ["--db-url", storage.db_url_arg.replace(USER_DATA_DIR, str(user_data))]
 
+    def _state_file(self, bot_id: str, wanted: str) -> Path:
+        """The bot's kept state (supervision.STATE_FILE) for one pod: `wanted` (config hash
+        and pod uid) stands for the pod, as a new pod gets a new emptyDir."""
+        pod = hashlib.sha256(wanted.encode()).hexdigest()[:16]
+        return self.bot_dir(bot_id) / "state" / pod / supervision.STATE_FILE
+
     @property
     def _stopped_marker(self) -> Path:
         return self.state_dir / "bots.stopped"
@@ -159,10 +171,21 @@ class LocalBotExecutor:
         local["api_server"]["listen_ip_address"] = "127.0.0.1"
         local["api_server"]["listen_port"] = port
         (strategies / f"{strategy_class}.py").write_text(strategy_code)
-        parameter_file = local.get(TRADEBOT_KEY, {}).get(PARAMETER_FILE_KEY)
-        if parameter_file is not None:
-            (strategies / f"{strategy_class}.json").write_text(json.dumps(parameter_file))
+        # The same file the pod's config volume projects beside the strategy; none left from
+        # an earlier config whose set is gone (a new pod's volume would not have it either).
+        (strategies / parameter_file_name(strategy_class)).unlink(missing_ok=True)
+        for name, text in parameter_file_data(config, strategy_class).items():
+            (strategies / name).write_text(text)
         (d / "config.json").write_text(json.dumps(local, indent=2))
+        # The pod's init container: the state file of this pod, kept across restarts of its
+        # process (a crashed bot started again by `ensure`), new for a new pod.
+        state_file = self._state_file(bot_id, wanted)
+        for gone in state_file.parent.parent.glob("*"):
+            if gone != state_file.parent:
+                shutil.rmtree(gone, ignore_errors=True)
+        state_file.parent.mkdir(parents=True, exist_ok=True)
+        if deadman.read_state(state_file) is None:
+            deadman.keep_state(state_file, str(config.get("initial_state") or "running"))
         command = [
             self.python,
             "-m",
@@ -176,6 +199,8 @@ class LocalBotExecutor:
             str(strategies),
             "--userdir",
             str(user_data),
+            "--config",
+            str(state_file),
             *db_url,
             "--logfile",
             str(d / "freqtrade.log"),
@@ -268,7 +293,12 @@ class LocalBotExecutor:
             return current[0]
         self._stop_supervision(bot_id)
         command = supervision.command(
-            self.python, str(script), deadline, str(podinfo / supervision.ANNOTATIONS_FILE), bot.url
+            self.python,
+            str(script),
+            deadline,
+            str(podinfo / supervision.ANNOTATIONS_FILE),
+            bot.url,
+            str(self._state_file(bot_id, bot.config_hash)),
         )
         with (d / "deadman.log").open("ab") as log:
             proc = subprocess.Popen(

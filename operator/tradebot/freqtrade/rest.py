@@ -51,6 +51,23 @@ def _rpc_error(error: urllib.error.HTTPError) -> str | None:
     return str(message)[:500] if message else None
 
 
+def losing_streak(closed: list[dict[str, Any]]) -> int:
+    """Losing trades in a row, counted back from the most recently closed one. Sorted here
+    by close time (then trade id) rather than trusting the order of the answer: the streak
+    must start at the newest trade whatever order the API used."""
+
+    def newest_first(trade: dict[str, Any]) -> tuple[str, int]:
+        return str(trade.get("close_date") or ""), int(trade.get("trade_id") or 0)
+
+    streak = 0
+    for trade in sorted(closed, key=newest_first, reverse=True):
+        if _decimal(trade.get("profit_abs")) < 0:
+            streak += 1
+        else:
+            break
+    return streak
+
+
 class BotClient:
     def __init__(
         self,
@@ -142,7 +159,11 @@ class BotClient:
         return list(self._call("GET", "status"))
 
     def trades(self, limit: int = 50) -> list[dict[str, Any]]:
-        answer = self._call("GET", f"trades?limit={limit}")
+        """The `limit` most recently closed trades, newest first. Freqtrade's /trades sorts by
+        trade id ascending unless told otherwise, so a plain `limit` would return the oldest
+        trades forever once the bot has more than `limit` of them; `order_by_id=false` sorts
+        by close date, newest first (rpc/api_server/api_trading.py)."""
+        answer = self._call("GET", f"trades?limit={limit}&order_by_id=false")
         return list(answer.get("trades", [])) if isinstance(answer, dict) else []
 
     def snapshot(self) -> Snapshot:
@@ -151,12 +172,7 @@ class BotClient:
         balance = self.balance()
         open_trades = self.status()
         closed = [t for t in self.trades() if not t.get("is_open")]
-        streak = 0
-        for trade in sorted(closed, key=lambda t: str(t.get("close_date") or ""), reverse=True):
-            if _decimal(trade.get("profit_abs")) < 0:
-                streak += 1
-            else:
-                break
+        streak = losing_streak(closed)
         return Snapshot(
             state=str(config.get("state", "")),
             dry_run=bool(config.get("dry_run", True)),

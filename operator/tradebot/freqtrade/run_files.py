@@ -68,9 +68,27 @@ def prepare_strategy(config: dict[str, Any], strategy_file: Path, strategies: Pa
     shutil.copyfile(strategy_file, copy)
     extra = config.get(TRADEBOT_KEY)
     parameter_file = extra.get(PARAMETER_FILE_KEY) if isinstance(extra, dict) else None
+    mounted = _mounted_parameter_file(strategy_file)
+    if mounted is not None and mounted != parameter_file:
+        # The pod's projected file and the config's set come from one builder; a difference
+        # means one of them was edited, and a run of an unknown set is no evidence.
+        raise ValueError(
+            f"the parameter file beside {strategy_file.name} is not the set the config names "
+            f"({'none' if mounted is None else 'a file'} beside the strategy, "
+            f"{'none' if parameter_file is None else 'a set'} in the config)"
+        )
     if parameter_file is not None:
         copy.with_suffix(".json").write_text(json.dumps(parameter_file, indent=2))
     return copy
+
+
+def _mounted_parameter_file(strategy_file: Path) -> Any:
+    """The parameter file projected beside the strategy file (the run's ConfigMap), if any.
+    Absent in a run started by hand without one: then only the config's set applies."""
+    beside = strategy_file.with_suffix(".json")
+    if not beside.is_file():
+        return None
+    return json.loads(beside.read_text(), parse_constant=no_constants)
 
 
 def add_run_inputs(parser: argparse.ArgumentParser) -> None:

@@ -11,6 +11,11 @@ Supervision has lapsed when the mark is older than the deadline (a restarted con
 old mark at once), or when the mark has not changed for longer than the deadline on this
 program's own clock (a missing mark, or one from a clock ahead of ours). It runs in the bot's own
 image, shipped in the bot's ConfigMap: standard library only, nothing of tradebot imported.
+
+A pause must outlive a restart of the bot's container (Freqtrade starts in its config's
+initial_state, "running"): with --state-file the sidecar keeps the bot's state, as it sees it,
+in a Freqtrade config fragment the bot reads after its own config, and writes "paused" there
+before it stops entries itself. The pod's init container writes the first one (--init-state).
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 ANNOTATION = "tradebot.dev/supervised-at"
+# Freqtrade's states as /show_config reports them, which are also initial_state's values.
+STATES = ("running", "paused", "stopped")
 # The bot's own API login, from the same Secret items the bot reads.
 USERNAME_ENV = "FREQTRADE__API_SERVER__USERNAME"
 PASSWORD_ENV = "FREQTRADE__API_SERVER__PASSWORD"  # noqa: S105 - a variable's name
@@ -143,27 +150,70 @@ def read_mark(path: Path) -> str | None:
         return None  # not there yet: the same as no mark
 
 
-def step(switch: Switch, bot: Bot, value: str | None, now: dt.datetime, clock: float) -> bool:
+def read_state(path: Path) -> str | None:
+    """The state a restarted bot would start in (the state file's initial_state)."""
+    try:
+        value = json.loads(path.read_text()).get("initial_state")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if value in STATES else None
+
+
+def keep_state(path: Path, state: str) -> bool:
+    """Writes the state file, a Freqtrade config fragment the bot reads after its own config
+    (`--config`), so a restarted bot container starts in `state`: a paused bot stays paused
+    until a person (or the operator) resumes it. Atomic, so a bot starting meanwhile never
+    reads half a file; written only on a change. True when it wrote."""
+    if state not in STATES or read_state(path) == state:
+        return False
+    part = path.with_name(path.name + ".part")
+    part.write_text(json.dumps({"initial_state": state}))
+    os.replace(part, path)
+    return True
+
+
+def step(
+    switch: Switch,
+    bot: Bot,
+    value: str | None,
+    now: dt.datetime,
+    clock: float,
+    state_file: Path | None = None,
+) -> bool:
     """One look: when supervision has lapsed and the bot is still entering trades, stop its
-    entries. True when it stopped them now. API errors propagate: the caller retries."""
-    if not switch.lapsed(value, now, clock):
+    entries. True when it stopped them now. API errors propagate: the caller retries.
+    With `state_file`, the bot's state (paused by a person, a breaker or this switch) is kept
+    there for the next start of the bot's container."""
+    lapsed = switch.lapsed(value, now, clock)
+    if not lapsed and state_file is None:
         return False
+    state = bot.state()
+    if state_file is not None:
+        keep_state(state_file, state)
     # Only a running trader is paused: /stopentry on a stopped one would start its loop.
-    if bot.state() != "running":
+    if not lapsed or state != "running":
         return False
+    if state_file is not None:
+        # Before the call: a bot restarted between the two still starts paused.
+        keep_state(state_file, "paused")
     bot.stop_entries()
     return True
 
 
 def run(
-    switch: Switch, bot: Bot, annotations: Path, *, sleep: Callable[[float], None] = time.sleep
+    switch: Switch,
+    bot: Bot,
+    annotations: Path,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    state_file: Path | None = None,
 ) -> None:
     interval = check_interval(switch.deadline)
     failing = False
     while True:
         value = read_mark(annotations)
         try:
-            if step(switch, bot, value, dt.datetime.now(dt.UTC), time.monotonic()):
+            if step(switch, bot, value, dt.datetime.now(dt.UTC), time.monotonic(), state_file):
                 _log(
                     "supervision lapsed: entries stopped",
                     supervisedAt=value,
@@ -174,7 +224,7 @@ def run(
             # urllib's errors are OSErrors; a non-JSON or odd answer is a ValueError or has no
             # .get. Said once per failing spell, retried every interval.
             if not failing:
-                _log("supervision lapsed: the bot's API failed; retrying", error=str(e))
+                _log("the bot's API failed; retrying", error=str(e))
             failing = True
         sleep(interval)
 
@@ -183,17 +233,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Stops the bot's entries when the operator's supervision lapses."
     )
-    parser.add_argument("--deadline-seconds", type=float, required=True)
-    parser.add_argument("--annotations", type=Path, required=True)
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--deadline-seconds", type=float)
+    parser.add_argument("--annotations", type=Path)
+    parser.add_argument("--url")
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        help="where the bot's state is kept for its next start (a Freqtrade config fragment)",
+    )
+    parser.add_argument(
+        "--init-state",
+        choices=STATES,
+        help="only write --state-file with this state unless it exists, and exit (the pod's "
+        "init container: the state of a container restarted in the same pod is kept)",
+    )
     args = parser.parse_args(argv)
+    if args.init_state is not None:
+        if args.state_file is None:
+            parser.error("--init-state needs --state-file")
+        if read_state(args.state_file) is None:
+            keep_state(args.state_file, args.init_state)
+        return 0
+    if args.deadline_seconds is None or args.annotations is None or args.url is None:
+        parser.error("--deadline-seconds, --annotations and --url are required")
     username, password = os.environ.get(USERNAME_ENV), os.environ.get(PASSWORD_ENV)
     if not username or not password:
         # Exits, so the container restarts and shows it, instead of guarding nothing.
         _log(f"{USERNAME_ENV} and {PASSWORD_ENV} are required")
         return 2
     deadline = dt.timedelta(seconds=args.deadline_seconds)
-    run(Switch(deadline, time.monotonic()), Bot(args.url, username, password), args.annotations)
+    run(
+        Switch(deadline, time.monotonic()),
+        Bot(args.url, username, password),
+        args.annotations,
+        state_file=args.state_file,
+    )
     return 0
 
 
