@@ -40,6 +40,7 @@ def _raw(mode: str = "dryRun", deadline: str | None = None) -> dict[str, Any]:
             **({"approval": APPROVAL} if mode == "live" else {}),
         }
         raw["limits"] = {"maxOpenTrades": 3, "maxStakePerTrade": "100"}
+        raw["stakeAmount"] = "50"  # live refuses "unlimited"
     if deadline is not None:
         raw["supervision"] = {"deadline": deadline}
     return raw
