@@ -19,6 +19,10 @@ from tradebot import kube
 from tradebot.controllers import runtime
 from tradebot.settings import Settings
 
+# The bot image as a production chart sets it: pinned by digest (testnet and live bots run
+# nothing else). No container runs on kwok, so the digest need only have the right form.
+PINNED_BOT_IMAGE = "freqtradeorg/freqtrade:2026.9@sha256:" + "5e" * 32
+
 
 @contextlib.contextmanager
 def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Iterator[KopfRunner]:
@@ -28,6 +32,7 @@ def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Itera
     os.environ["KUBECONFIG"] = str(kubeconfig)
     kube.reset()
     settings.setdefault("allowed_modes", ("dryRun", "testnet", "live"))
+    settings.setdefault("bot_image", PINNED_BOT_IMAGE)
     runtime.install(runtime.Runtime(Settings(namespaces=(namespace,), **settings)))
     with KopfRunner(["run", "--standalone", "-n", namespace], timeout=60) as runner:
         yield runner

@@ -255,6 +255,13 @@ class LiveBotSpec(ApiModel):
             ".mode",
         ),
         cel("self.mode != 'live' || has(self.limits)", "mode live requires spec.limits", ".mode"),
+        cel(
+            "self.mode == 'dryRun' || !has(self.image) || "
+            "self.image.matches('@sha256:[0-9a-f]{64}$')",
+            "modes testnet and live run only an image pinned by digest: spec.image must be "
+            "repository@sha256:<64 hex> (or left out for the operator's pinned bot image)",
+            ".image",
+        ),
         _SANDBOX_RULE,
         PAIRS_IN_STAKE_CURRENCY,
     )
@@ -356,6 +363,11 @@ BotPhase = Literal["Pending", "Running", "Suspended", "Blocked", "Tripped", "Fai
 class LiveBotStatus(ResourceStatus):
     phase: BotPhase | None = None
     mode: Mode | None = Field(default=None, description="The mode the pod runs in.")
+    image: str | None = Field(
+        default=None,
+        description="The image the bot runs, resolved (its spec's, else the operator's), with "
+        "its digest when pinned; part of the pod's hash.",
+    )
     pod_name: str | None = None
     gates: list[Gate] | None = None
     thresholds: Thresholds | None = Field(

@@ -23,7 +23,6 @@ from pydantic import ValidationError
 
 from tradebot import kube
 from tradebot.api import exchanges
-from tradebot.api.backtest import BacktestStatus
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import BreakerLimits
 from tradebot.api.livebot import LiveBotSpec, no_sandbox_message
@@ -38,7 +37,7 @@ from tradebot.controllers import (
 )
 from tradebot.controllers.status import condition, drop_unchanged, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import account_lease, bots, gates, livebot_round
+from tradebot.domain import account_lease, bots, gates, images, livebot_round
 from tradebot.domain.bot_credentials import CredentialsSeen, operator_managed
 from tradebot.domain.freqtrade_trade_config import trade_config
 from tradebot.domain.livebot_round import (
@@ -288,6 +287,11 @@ class _Round:
             else cache.entries(self.indices[cache.BREAKERS], self.namespace)
         )
         s = self.settings
+        image = (
+            images.bot_image(model.image, model.gpu is not None and model.gpu.vendor == "amd", s)
+            if model is not None
+            else None
+        )
         return Observation(
             name=self.name,
             namespace=self.namespace,
@@ -310,6 +314,8 @@ class _Round:
             lease_duration=dt.timedelta(seconds=s.account_lease_seconds),
             local_executor=s.executor == "local",
             has_sandbox=exchanges.has_sandbox,
+            image=image,
+            allowed_images=images.allowed(s),
         )
 
     def _observe(self, stage: Stage, o: Observation) -> Observation:
@@ -375,13 +381,7 @@ class _Round:
             "backtests",
             ref,
         )
-        backtest = (
-            gates.BacktestEvidence.from_status(
-                ref, BacktestStatus.model_validate(bt.get("status") or {})
-            )
-            if bt
-            else None
-        )
+        backtest = gates.BacktestEvidence.from_object(ref, bt)
         promotion = gates.effective_promotion(spec.promotion, o.floors.get(spec.mode))
         code = o.strategy_code_hash
         if code is None or promotion.min_dry_run_hours <= 0:
@@ -433,6 +433,7 @@ class _Round:
             strategy_spec.class_name,
             guarded,
             config,
+            image=o.image or "",
         )
         return ConfigSeen(code_hash=hash_code(code), config_hash=self.bot.config_hash)
 
@@ -475,6 +476,9 @@ class _Round:
 
     def _act(self, outcome: Outcome, o: Observation) -> None:
         self.patch.status.update(outcome.status)
+        if o.image is not None:
+            # What the bot runs or would run (blocked ones too: the status says which image).
+            self.patch.status["image"] = o.image
         decision = outcome.decision
         if isinstance(decision, Hold):
             self._hold(decision)

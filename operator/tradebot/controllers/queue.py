@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -43,7 +44,7 @@ from tradebot.controllers.marketdata import market_data_claim
 from tradebot.controllers.objects import CustomObject
 from tradebot.controllers.status import now, post_event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import jobs
+from tradebot.domain import images, jobs, launch
 from tradebot.domain.conditions import set_condition
 from tradebot.domain.freqtrade_config import backtest_config, config_hash, parameters_hash
 from tradebot.domain.naming import LABEL_BACKTEST, LABEL_KIND, backtest_job_name, backtest_run_id
@@ -491,16 +492,21 @@ def _start_backtest(namespace: str, name: str, strategy_name: str, settings: Set
     if ref != strategy_name:  # the spec is immutable, so only a queue that guessed wrong
         strategy = _read_strategy(namespace, ref)
     try:
-        run, strategy, config = _create_run(bt, strategy, settings)
+        run, strategy, config, launched = _create_run(bt, strategy, settings)
     except StrategyNotReady as e:
         _back_to_pending(bt, str(e))
+        raise Refused(str(e)) from None
+    except ImageRefused as e:
+        # The Backtest's round refuses it before the queue; this is the allowlist changed
+        # (or an older operator queued it) meanwhile.
+        _reject(bt, e, images.REASON)
         raise Refused(str(e)) from None
     except (ValueError, CodeUnavailable) as e:
         # Bad input (a spec the config cannot carry, strategy code gone): retrying will not
         # help, so the Backtest fails with the reason.
         _reject(bt, e)
         raise Refused(str(e)) from None
-    _bookkeeping().submit(_mark_admitted, bt, run, strategy, config)
+    _bookkeeping().submit(_mark_admitted, bt, run, strategy, config, launched)
     return run.job_name
 
 
@@ -511,12 +517,24 @@ def _read_strategy(namespace: str, name: str) -> CustomObject | None:
     return found
 
 
+class ImageRefused(ValueError):
+    """The run's image is not on the operator's allowlist."""
+
+
 def _create_run(
     bt: CustomObject, strategy: CustomObject | None, settings: Settings
-) -> tuple[jobs.BacktestRun, CustomObject, dict[str, Any]]:
+) -> tuple[jobs.BacktestRun, CustomObject, dict[str, Any], dict[str, Any]]:
+    """The run's ConfigMap and Job, and what it launched (`status.launched`, also kept on the
+    Job, so that a status write lost to a crash is made again from the Job)."""
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = BacktestSpec.model_validate(bt["spec"])
+    image = images.runner_image(
+        spec.image, spec.gpu is not None and spec.gpu.vendor == "amd", settings
+    )
+    problem = images.image_allowed(image, images.allowed(settings))
+    if problem is not None:
+        raise ImageRefused(problem)
     if strategy is None:
         raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} not found")
     phase = (strategy.get("status") or {}).get("phase")
@@ -534,6 +552,15 @@ def _create_run(
         datadir=jobs.DATA_DIR,
         user_data_dir=jobs.USER_DATA_DIR,
         parameter_file=parameters,
+    )
+    launched = launch.launch_record(
+        spec,
+        spec.timerange,
+        strategy_spec,
+        strategy.get("status"),
+        code,
+        _run_parameters_hash(spec, strategy),
+        image,
     )
     run_id = backtest_run_id(uid)
     run = jobs.BacktestRun(
@@ -556,13 +583,29 @@ def _create_run(
         namespace,
         jobs.config_map(run),
     )
-    kube.create_if_absent(kube.batch().create_namespaced_job, namespace, jobs.job(run, settings))
+    job = jobs.job(run, settings)
+    job["metadata"].setdefault("annotations", {})[launch.ANNOTATION] = json.dumps(
+        launched, sort_keys=True
+    )
+    kube.create_if_absent(kube.batch().create_namespaced_job, namespace, job)
     config_map.result()
-    return run, strategy, config
+    return run, strategy, config, launched
+
+
+def _run_parameters_hash(spec: BacktestSpec, strategy: CustomObject) -> str | None:
+    """The parameter set the run gets: the Backtest's own, else its Strategy's."""
+    if spec.parameters is not None:
+        return parameters_hash(spec.parameters)
+    found = (strategy.get("status") or {}).get("parametersHash")
+    return str(found) if found else None
 
 
 def _mark_admitted(
-    bt: CustomObject, run: jobs.BacktestRun, strategy: CustomObject, config: dict[str, Any]
+    bt: CustomObject,
+    run: jobs.BacktestRun,
+    strategy: CustomObject,
+    config: dict[str, Any],
+    launched: dict[str, Any],
 ) -> None:
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -579,11 +622,9 @@ def _mark_admitted(
             "codeHash": (strategy.get("status") or {}).get("codeHash"),
             "configHash": config_hash(config),
             "message": f"running as Job {run.job_name}",
-            "parametersHash": (
-                parameters_hash(run.spec.parameters)
-                if run.spec.parameters is not None
-                else (strategy.get("status") or {}).get("parametersHash")
-            ),
+            "parametersHash": _run_parameters_hash(run.spec, strategy),
+            # In the write that records the Job: the evidence is what was launched.
+            "launched": launched,
             "conditions": set_condition(
                 status.get("conditions"),
                 "Admitted",
@@ -666,11 +707,16 @@ def _back_to_pending(bt: CustomObject, why: str) -> None:
     )
 
 
-def _reject(bt: CustomObject, error: Exception) -> None:
+def _reject(bt: CustomObject, error: Exception, reason: str = "AdmissionFailed") -> None:
     meta = bt["metadata"]
     message = f"cannot start: {error}"
     status = bt.get("status") or {}
     finished = now()
+    conditions = status.get("conditions")
+    if reason == images.REASON:
+        conditions = set_condition(
+            conditions, "Ready", False, reason, message, meta.get("generation"), at=finished
+        )
     patch = {
         "status": {
             "phase": "Failed",
@@ -678,10 +724,10 @@ def _reject(bt: CustomObject, error: Exception) -> None:
             "queuePosition": None,
             "finishedAt": finished,
             "conditions": set_condition(
-                status.get("conditions"),
+                conditions,
                 "Complete",
                 False,
-                "AdmissionFailed",
+                reason,
                 message,
                 meta.get("generation"),
                 at=finished,
@@ -691,7 +737,7 @@ def _reject(bt: CustomObject, error: Exception) -> None:
     kube.custom().patch_namespaced_custom_object_status(
         GROUP, VERSION, meta["namespace"], "backtests", meta["name"], patch
     )
-    post_event(bt, "Backtest", "AdmissionFailed", message, warning=True)
+    post_event(bt, "Backtest", reason, message, warning=True)
     _log.warning("backtest rejected", namespace=meta["namespace"], name=meta["name"], error=message)
 
 

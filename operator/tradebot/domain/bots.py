@@ -20,6 +20,7 @@ from tradebot.api.base import API_VERSION
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.types import parse_duration
 from tradebot.domain import jobs, supervision
+from tradebot.domain.images import bot_image
 from tradebot.domain.naming import (
     LABEL_KIND,
     LABEL_STRATEGY,
@@ -90,6 +91,9 @@ class BotInstance:
     strategy_class: str
     strategy_code: str
     config: dict[str, Any]
+    # The image the pod runs, resolved (domain/images.bot_image): part of the pod's hash, so an
+    # image edit replaces the pod (after the checks and gates of the round that sees it).
+    image: str = ""
 
     @property
     def pod_name(self) -> str:
@@ -141,8 +145,12 @@ class BotInstance:
 
     @property
     def config_hash(self) -> str:
-        """Changes when the config or the code does: the controller replaces the pod then."""
-        return hashlib.sha256(json.dumps(self.config_data(), sort_keys=True).encode()).hexdigest()
+        """Changes when the config, the code or the image does: the controller replaces the pod
+        then."""
+        hashed: dict[str, Any] = dict(self.config_data())
+        if self.image:
+            hashed["image"] = self.image
+        return hashlib.sha256(json.dumps(hashed, sort_keys=True).encode()).hexdigest()
 
     def args(self, *, db_url_from_env: bool = False) -> list[str]:
         args = [
@@ -276,11 +284,7 @@ def _env(bot: BotInstance) -> list[dict[str, Any]]:
 def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
     gpu = bot.spec.gpu
     resources, placement = jobs.scheduling(bot.spec.resources, gpu, settings)
-    image = bot.spec.image or (
-        settings.runner_image_rocm
-        if gpu is not None and gpu.vendor == "amd"
-        else settings.bot_image
-    )
+    image = bot.image or bot_image(bot.spec.image, gpu is not None and gpu.vendor == "amd", settings)
     on_postgres = trade_db_on_postgres(settings)
     env = _env(bot)
     if on_postgres:

@@ -5,7 +5,8 @@ end early (a tripped or suspended fleet must cost the API server little): `decid
 `Observe(what)` while it needs an observation the controller has not made yet, and one final
 decision once it can. The order of the checks is the order of precedence:
 
-    invalid spec > open breaker > suspend > mode not allowed > strategy not ready >
+    invalid spec > open breaker > suspend > mode not allowed > image not allowed >
+    strategy not ready >
     no sandbox > no breaker for live > credentials > promotion gates > config > code vetted >
     account lease > pod (create, wait, replace, run)
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tradebot.api.livebot import LiveBotSpec, Mode
-from tradebot.domain import account_lease, evidence, gates
+from tradebot.domain import account_lease, evidence, gates, images
 from tradebot.domain.bot_credentials import CredentialsSeen, credentials_problem
 from tradebot.domain.selectors import selects
 from tradebot.domain.time import format_time, parse_time
@@ -146,6 +147,10 @@ class Observation:
     # Exchanges whose ccxt has a sandbox: testnet bots elsewhere are refused.
     has_sandbox: Callable[[str], bool] | None = None
     spec_error_reason: str = "InvalidSpec"
+    # The image the bot's pod runs (resolved) and the operator's allowlist (None: unchecked,
+    # for callers that judge no image).
+    image: str | None = None
+    allowed_images: tuple[str, ...] | None = None
     # Made in stages, on demand (None: not observed yet).
     credentials: CredentialsSeen | None = None
     evidence: Evidence | None = None
@@ -288,6 +293,7 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
         floor=floor,
         hyperopt=seen.hyperopt,
         strategy_parameters_hash=o.strategy_parameters_hash,
+        bot=gates.bot_run(spec, o.strategy, o.strategy_parameters_hash, o.allowed_images),
     )
     if seen.unreadable is not None:
         # Fail shut: evidence that cannot be read is no evidence.
@@ -370,6 +376,11 @@ def decide(o: Observation) -> Outcome:
                 "allowedModes)",
             )
         )
+    if o.image is not None and o.allowed_images is not None:
+        # Before the gates: evidence never makes a foreign image trusted with the keys.
+        problem = images.image_problem(o.image, o.allowed_images, spec.mode)
+        if problem is not None:
+            return Outcome(Hold("Blocked", images.REASON, problem))
     strategy_status = (o.strategy or {}).get("status") or {}
     if o.strategy is None or strategy_status.get("phase") != "Ready":
         state = "missing" if o.strategy is None else strategy_status.get("phase") or "not ready"
