@@ -15,6 +15,7 @@ when it has a `.` or a `:` or is `localhost`; Docker Hub's short forms are norma
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -150,11 +151,18 @@ def default_allowed(images: Iterable[str]) -> tuple[str, ...]:
 
 def allowed(settings: Settings) -> tuple[str, ...]:
     """The allowlist in force: the setting's entries, else the operator's own images."""
-    if settings.images_allowed:
-        return tuple(repository_pattern(e) for e in settings.images_allowed)
-    return default_allowed(
-        (settings.runner_image, settings.runner_image_rocm, settings.bot_image)
+    return _allowed(
+        settings.images_allowed,
+        (settings.runner_image, settings.runner_image_rocm, settings.bot_image),
     )
+
+
+@functools.lru_cache(maxsize=8)
+def _allowed(entries: tuple[str, ...], own: tuple[str, ...]) -> tuple[str, ...]:
+    # Cached: every round of every queued Backtest asks, and the settings rarely change.
+    if entries:
+        return tuple(repository_pattern(e) for e in entries)
+    return default_allowed(own)
 
 
 def runner_image(image: str | None, amd_gpu: bool, settings: Settings) -> str:
