@@ -177,3 +177,19 @@ def test_a_tag_alone_blocks_a_testnet_bot_and_not_a_dry_run_one():
     assert "pinned by digest" in decision.message
     dry = replace(observe(spec("dryRun")), image=f"{RUNNER}:0.1.0", allowed_images=(RUNNER,))
     assert not isinstance(decide(dry).decision, Hold)
+
+
+def test_a_new_image_is_judged_again_before_its_pod_replaces_the_running_one():
+    """The operator's default image changing (no new generation) voids the kept decision."""
+    from tests.unit.test_livebot_round import complete
+
+    pinned = f"{RUNNER}@{DIGEST}"
+    # The Backtest of tests/unit/test_livebot_round ran image runner:1: allowed here too.
+    allowed = (RUNNER, "docker.io/library/runner")
+    o = replace(complete(observe(spec("testnet"))), image=pinned, allowed_images=allowed)
+    kept = decide(o).status["gateDecision"]
+    assert kept["image"] == pinned
+    same = replace(o, status={"gateDecision": kept}, observed=frozenset({"credentials"}))
+    assert decide(same).decision == Observe("config")  # kept: no evidence asked for
+    other = replace(same, image=f"{RUNNER}@sha256:{'cd' * 32}")
+    assert decide(other).decision == Observe("evidence")  # judged again first

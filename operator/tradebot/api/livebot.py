@@ -353,6 +353,7 @@ class GateDecision(StatusModel):
     generation: int
     code_hash: str | None = None
     parameters_hash: str | None = None
+    image: str | None = Field(default=None, description="The image the decision was for.")
     passed: bool
     decided_at: dt.datetime
 

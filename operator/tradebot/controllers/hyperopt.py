@@ -473,6 +473,20 @@ def _merge(r: _Round, workers: list[WorkerSeen], jobs: dict[int, Job]) -> None:
     _workers_status(r, workers)
     r.patch.status.update(merged.status)
     r.patch.status["progress"] = progress(int(merged.status["epochsDone"]), r.spec.epochs)
+    launched = r.status.get("launched")
+    wrong = next(
+        (
+            m
+            for s in summaries
+            if s.code_hash is not None and (m := launch.evidence_mismatch(launched, s.code_hash))
+        ),
+        None,
+    )
+    if wrong is not None:
+        # A worker that reports other code than it was given: its epochs are no evidence.
+        r.phase("Failed", launch.REASON_MISMATCH, wrong, warning=True)
+        _record(r, "failed", wrong, merged.epochs)
+        return
     best = merged.status.get("best")
     if best is None:
         why = "the search found no epoch with a result: " + "; ".join(

@@ -254,6 +254,9 @@ def _kept_decision(o: Observation, mode: Mode) -> bool:
         and kept.get("generation") == o.generation
         and kept.get("codeHash") == o.strategy_code_hash
         and _same_parameters(kept, o.strategy_parameters_hash)
+        # A new image (the spec's, or the operator's default) is judged again before its pod
+        # replaces the running one; a decision from before images were kept has no such key.
+        and ("image" not in kept or kept["image"] == (o.image or ""))
     )
 
 
@@ -319,6 +322,7 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
             # "" rather than None for no set: a merge patch would drop a None, and a missing
             # key means a decision from before parameter sets (_same_parameters).
             "parametersHash": o.strategy_parameters_hash or "",
+            "image": o.image or "",
             "passed": True,
             "decidedAt": format_time(o.now),
         }
