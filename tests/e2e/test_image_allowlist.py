@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 from tests.support.manifests import example
-from tests.support.operator import PINNED_BOT_IMAGE, running_operator
+from tests.support.operator import running_operator
 from tests.support.wait import wait_for
 
 G, V = "tradebot.dev", "v1alpha1"
@@ -42,9 +42,7 @@ def _named(kind: str, example_name: str, name: str, **spec: Any) -> dict[str, An
 
 
 def _status(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    found = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        G, V, namespace, plural, name
-    )
+    found = client.CustomObjectsApi(api).get_namespaced_custom_object(G, V, namespace, plural, name)
     return dict(found.get("status") or {})
 
 
@@ -215,9 +213,7 @@ def test_runs_of_foreign_images_get_no_job_and_allowed_runs_record_what_they_lau
         assert faked["phase"] == "Failed"
         assert _condition(faked, "Complete")["reason"] == "EvidenceMismatch"
         assert "ffffffffffff" in faked["message"]
-        assert wait_for(
-            lambda: _events(api_client, namespace, "faked", "EvidenceMismatch"), 30
-        )
+        assert wait_for(lambda: _events(api_client, namespace, "faked", "EvidenceMismatch"), 30)
         # Positive control: the same report with the launched code succeeds.
         honest = _launched(api_client, namespace, "honest")
         _finish(api_client, namespace, "honest", honest["codeHash"])

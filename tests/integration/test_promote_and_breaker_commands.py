@@ -365,7 +365,11 @@ def test_promote_judges_the_out_of_sample_evidence_like_the_operator(
     _status(api_client, namespace, "strategies", "ema-rsi", {"parametersHash": digest})
     # The backtest evidence is of that set too (a Backtest of it, re-run).
     _status(
-        api_client, namespace, "backtests", "ema-rsi-sample", {"launched": {"parametersHash": digest}}
+        api_client,
+        namespace,
+        "backtests",
+        "ema-rsi-sample",
+        {"launched": {"parametersHash": digest}},
     )
 
     def oos(profit: str) -> None:

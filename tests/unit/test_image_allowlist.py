@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from tests.unit.test_livebot_round import observe, spec
 
 from tradebot.domain import images
 from tradebot.domain.images import image_allowed, image_problem, parse_image, repository_pattern
 from tradebot.domain.livebot_round import Hold, Observe, decide
 from tradebot.settings import Settings
-from tests.unit.test_livebot_round import observe, spec
 
 DIGEST = "sha256:" + "ab" * 32
 RUNNER = "ghcr.io/tradebot-operator/runner"
@@ -88,7 +88,7 @@ def test_docker_hub_short_forms_match_their_long_form():
 
 @pytest.mark.parametrize("entry", ["nginx:1.27", f"{RUNNER}@{DIGEST}", "UPPER/case"])
 def test_an_entry_names_a_repository_only(entry: str):
-    with pytest.raises(ValueError, match="image|repository"):
+    with pytest.raises(ValueError, match=r"image|repository"):
         repository_pattern(entry)
 
 
@@ -122,7 +122,7 @@ def test_the_setting_is_a_comma_list_and_checked_at_start():
     assert images.allowed(s) == ("ghcr.io/me/runner", "ghcr.io/team/*")
     # Then the operator's own images are only allowed if listed.
     assert image_allowed(s.runner_image, images.allowed(s)) is not None
-    with pytest.raises(ValidationError, match="images.allowed"):
+    with pytest.raises(ValidationError, match=r"images\.allowed"):
         Settings.from_env({"TRADEBOT_IMAGES_ALLOWED": "ghcr.io/me/runner:1.0"})
 
 
@@ -138,8 +138,11 @@ _lower = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=8)
 def test_a_reference_round_trips_and_its_repository_is_what_is_matched(
     registry: str, path: list[str], tag: str | None, digest: str | None
 ):
-    ref = registry + "/".join(path) + (f":{tag}" if tag else "") + (
-        f"@sha256:{digest}" if digest else ""
+    ref = (
+        registry
+        + "/".join(path)
+        + (f":{tag}" if tag else "")
+        + (f"@sha256:{digest}" if digest else "")
     )
     parsed = parse_image(ref)
     assert parse_image(str(parsed)) == parsed
@@ -168,9 +171,7 @@ def test_a_foreign_image_blocks_the_bot_before_strategy_credentials_and_gates():
 
 
 def test_a_tag_alone_blocks_a_testnet_bot_and_not_a_dry_run_one():
-    tagged = replace(
-        observe(spec("testnet")), image=f"{RUNNER}:0.1.0", allowed_images=(RUNNER,)
-    )
+    tagged = replace(observe(spec("testnet")), image=f"{RUNNER}:0.1.0", allowed_images=(RUNNER,))
     decision = decide(tagged).decision
     assert isinstance(decision, Hold)
     assert decision.reason == "ImageNotAllowed"

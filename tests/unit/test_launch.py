@@ -194,7 +194,9 @@ def test_a_mismatch_names_the_field(bt: BacktestEvidence, kwargs: dict[str, Any]
 
 def test_the_strategys_timeframe_override_is_what_the_bot_runs():
     overridden = {**STRATEGY, "spec": {**STRATEGY["spec"], "timeframe": "1h"}}
-    assert "timeframe: it tested 5m, the bot runs 1h" in gate(evidence(), strategy=overridden).message
+    assert (
+        "timeframe: it tested 5m, the bot runs 1h" in gate(evidence(), strategy=overridden).message
+    )
     assert gate(evidence(timeframe="1h"), strategy=overridden).passed
 
 

@@ -240,8 +240,9 @@ class LaunchRecord(StatusModel):
     code_hash: str = Field(description="sha256 of the strategy code the run got.")
     class_name: str = Field(description="The strategy class it ran.")
     timeframe: str | None = Field(
-        default=None, description="The timeframe it ran (the spec's, the Strategy's, or the "
-        "one the code declares)."
+        default=None,
+        description="The timeframe it ran (the spec's, the Strategy's, or the "
+        "one the code declares).",
     )
     parameters_hash: str | None = Field(
         default=None, description="The parameter set it ran with (None: the code's own values)."

@@ -19,12 +19,11 @@ that landed, so nothing is done twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, cast
-
-import json
 
 import kopf
 from kubernetes.client.exceptions import ApiException

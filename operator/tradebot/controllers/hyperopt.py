@@ -258,8 +258,10 @@ def _prepare(r: _Round) -> None:
             _wait(r, "StudyStorageUnavailable", f"study storage not ready: {e}")
             return
         storage = "shared"
-    parameters = None if strategy_spec.parameters_from is not None else (
-        (strategy.get("status") or {}).get("parametersHash")
+    parameters = (
+        None
+        if strategy_spec.parameters_from is not None
+        else ((strategy.get("status") or {}).get("parametersHash"))
     )
     launched = launch.launch_record(
         r.spec,

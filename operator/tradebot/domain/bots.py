@@ -284,7 +284,9 @@ def _env(bot: BotInstance) -> list[dict[str, Any]]:
 def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
     gpu = bot.spec.gpu
     resources, placement = jobs.scheduling(bot.spec.resources, gpu, settings)
-    image = bot.image or bot_image(bot.spec.image, gpu is not None and gpu.vendor == "amd", settings)
+    image = bot.image or bot_image(
+        bot.spec.image, gpu is not None and gpu.vendor == "amd", settings
+    )
     on_postgres = trade_db_on_postgres(settings)
     env = _env(bot)
     if on_postgres:

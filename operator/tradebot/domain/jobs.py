@@ -204,7 +204,9 @@ def artifact_secret(settings: Settings) -> dict[str, Any]:
 
 def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
     resources, placement = scheduling(run.spec.resources, run.spec.gpu, settings)
-    image = runner_image(run.spec.image, run.spec.gpu is not None and run.spec.gpu.vendor == "amd", settings)
+    image = runner_image(
+        run.spec.image, run.spec.gpu is not None and run.spec.gpu.vendor == "amd", settings
+    )
     store = store_kind(settings)
     on_claim = store == "pvc" and settings.artifacts_pvc
     volumes: list[dict[str, Any]] = [

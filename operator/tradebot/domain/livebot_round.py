@@ -382,9 +382,9 @@ def decide(o: Observation) -> Outcome:
         )
     if o.image is not None and o.allowed_images is not None:
         # Before the gates: evidence never makes a foreign image trusted with the keys.
-        problem = images.image_problem(o.image, o.allowed_images, spec.mode)
-        if problem is not None:
-            return Outcome(Hold("Blocked", images.REASON, problem))
+        refused = images.image_problem(o.image, o.allowed_images, spec.mode)
+        if refused is not None:
+            return Outcome(Hold("Blocked", images.REASON, refused))
     strategy_status = (o.strategy or {}).get("status") or {}
     if o.strategy is None or strategy_status.get("phase") != "Ready":
         state = "missing" if o.strategy is None else strategy_status.get("phase") or "not ready"
