@@ -110,6 +110,13 @@ def _phase(
     condition(status, patch, "Ready", ready, reason, message, generation)
 
 
+def _image(spec: LiveBotSpec | None, settings: Settings) -> str | None:
+    """The image the bot's pod runs (None: the spec does not validate)."""
+    if spec is None:
+        return None
+    return images.bot_image(spec.image, spec.gpu is not None and spec.gpu.vendor == "amd", settings)
+
+
 def stopping_fleet(namespace: str) -> AbstractContextManager[None]:
     """While a breaker stops bots in `namespace`, LiveBot rounds there give way."""
     return runtime.get().fleet.stopping(namespace)
@@ -287,11 +294,6 @@ class _Round:
             else cache.entries(self.indices[cache.BREAKERS], self.namespace)
         )
         s = self.settings
-        image = (
-            images.bot_image(model.image, model.gpu is not None and model.gpu.vendor == "amd", s)
-            if model is not None
-            else None
-        )
         return Observation(
             name=self.name,
             namespace=self.namespace,
@@ -314,7 +316,7 @@ class _Round:
             lease_duration=dt.timedelta(seconds=s.account_lease_seconds),
             local_executor=s.executor == "local",
             has_sandbox=exchanges.has_sandbox,
-            image=image,
+            image=_image(model, s),
             allowed_images=images.allowed(s),
         )
 

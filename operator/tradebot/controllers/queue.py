@@ -529,12 +529,7 @@ def _create_run(
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = BacktestSpec.model_validate(bt["spec"])
-    image = images.runner_image(
-        spec.image, spec.gpu is not None and spec.gpu.vendor == "amd", settings
-    )
-    problem = images.image_allowed(image, images.allowed(settings))
-    if problem is not None:
-        raise ImageRefused(problem)
+    image = _allowed_image(spec, settings)
     if strategy is None:
         raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} not found")
     phase = (strategy.get("status") or {}).get("phase")
@@ -553,14 +548,9 @@ def _create_run(
         user_data_dir=jobs.USER_DATA_DIR,
         parameter_file=parameters,
     )
+    parameters_set = _run_parameters_hash(spec, strategy)
     launched = launch.launch_record(
-        spec,
-        spec.timerange,
-        strategy_spec,
-        strategy.get("status"),
-        code,
-        _run_parameters_hash(spec, strategy),
-        image,
+        spec, spec.timerange, strategy_spec, strategy.get("status"), code, parameters_set, image
     )
     run_id = backtest_run_id(uid)
     run = jobs.BacktestRun(
@@ -584,12 +574,20 @@ def _create_run(
         jobs.config_map(run),
     )
     job = jobs.job(run, settings)
-    job["metadata"].setdefault("annotations", {})[launch.ANNOTATION] = json.dumps(
-        launched, sort_keys=True
-    )
+    job["metadata"].setdefault("annotations", {})[launch.ANNOTATION] = json.dumps(launched)
     kube.create_if_absent(kube.batch().create_namespaced_job, namespace, job)
     config_map.result()
     return run, strategy, config, launched
+
+
+def _allowed_image(spec: BacktestSpec, settings: Settings) -> str:
+    """The run's image; ImageRefused when the operator's allowlist does not take it."""
+    amd = spec.gpu is not None and spec.gpu.vendor == "amd"
+    image = images.runner_image(spec.image, amd, settings)
+    problem = images.image_allowed(image, images.allowed(settings))
+    if problem is not None:
+        raise ImageRefused(problem)
+    return image
 
 
 def _run_parameters_hash(spec: BacktestSpec, strategy: CustomObject) -> str | None:
