@@ -19,8 +19,7 @@ import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-
-from tradebot.settings import Settings
+from typing import Protocol
 
 DOCKER_HUB = "docker.io"
 _HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
@@ -33,6 +32,20 @@ _DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}$")
 _SHA256 = re.compile(r"^sha256:[0-9a-f]{64}$")
 REASON = "ImageNotAllowed"
 PINNED_MODES = frozenset({"testnet", "live"})
+
+
+class Settings(Protocol):
+    """The operator settings the image choice reads (tradebot.settings.Settings; not imported:
+    the settings check their allowlist with this module at start)."""
+
+    @property
+    def images_allowed(self) -> tuple[str, ...]: ...
+    @property
+    def runner_image(self) -> str: ...
+    @property
+    def runner_image_rocm(self) -> str: ...
+    @property
+    def bot_image(self) -> str: ...
 
 
 @dataclass(frozen=True)
