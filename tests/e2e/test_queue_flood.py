@@ -14,6 +14,7 @@ from kubernetes.client.exceptions import ApiException
 from tests.support.manifests import example
 from tests.support.operator import running_operator
 from tests.support.wait import wait_for
+
 from tradebot.freqtrade.introspect import code_hash
 
 G, V = "tradebot.dev", "v1alpha1"
