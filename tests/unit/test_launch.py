@@ -217,3 +217,19 @@ def test_what_the_container_printed_does_not_count():
         "bt", "Succeeded", "e" * 64, evidence().results, "s", evidence().launched
     )
     assert gate(faked).passed
+
+
+def test_a_lost_status_write_is_made_again_from_the_job():
+    """The admission writes `launched` with Running; if that write is lost to a crash, the
+    record kept on the Job (the same record) fills it in."""
+    import json
+
+    from tradebot.controllers.backtest import _launched
+
+    rec = record()
+    job: Any = {"metadata": {"annotations": {launch.ANNOTATION: json.dumps(rec)}}}
+    assert _launched({}, job) == rec
+    assert _launched({"launched": rec}, None) == rec
+    # Nothing to recover from: no record (the gate then fails with "no launch record").
+    assert _launched({}, {"metadata": {"annotations": None}}) is None
+    assert _launched({}, {"metadata": {"annotations": {launch.ANNOTATION: "{not json"}}}) is None

@@ -254,7 +254,8 @@ def _launched(status: Mapping[str, Any], job: Job | None) -> dict[str, Any] | No
     found = status.get("launched")
     if found:
         return dict(found)
-    text = ((job or {}).get("metadata") or {}).get("annotations", {}).get(launch.ANNOTATION)
+    annotations = ((job or {}).get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(launch.ANNOTATION)
     if not text:
         return None
     try:
