@@ -59,6 +59,7 @@ from tests.support.manifests import example
 
 from tradebot.api.backtest import BacktestSpec
 from tradebot.domain import jobs
+from tradebot.freqtrade.introspect import code_hash
 from tradebot.localcluster import LocalCluster
 from tradebot.settings import Settings
 
@@ -70,6 +71,8 @@ SUMMARY = json.dumps(
         "strategy": "EmaRsiStrategy",
         "exitCode": 0,
         "results": {"profitTotal": "0.01000000", "trades": 1},
+        # The code the operator launched (a report of other code fails the run).
+        "codeHash": code_hash(example("Strategy", "ema-rsi")["spec"]["code"]),
     }
 )
 SELECTOR = "tradebot.dev/kind=backtest"

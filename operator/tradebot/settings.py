@@ -139,6 +139,15 @@ class Settings(BaseSettings):
     runner_image_rocm: str = "ghcr.io/tradebot-operator/runner-rocm:0.1.0"
     # LiveBots run plain `freqtrade trade`; GPU (FreqAI) bots on AMD use the ROCm runner image.
     bot_image: str = "freqtradeorg/freqtrade:2026.9"
+    images_allowed: tuple[str, ...] = Field(
+        default=(),
+        description=(
+            "Image repositories (comma list; `registry/path/*` takes every repository under a "
+            "path) that Backtests, Hyperopts, MarketData and LiveBots may run; any other gives "
+            "reason ImageNotAllowed and no pod. Empty: the repositories of runner_image, "
+            "runner_image_rocm and bot_image."
+        ),
+    )
     backtest_deadline_seconds: int = Field(default=3600, ge=60)
     # The controller reads a finished Job's result before deleting it itself; a TTL shorter
     # than a few reconcile rounds could delete it first, and the run would start again.
@@ -437,7 +446,17 @@ class Settings(BaseSettings):
         # release from before per-pod names is adopted too.
         return name.replace(f"-{POD_PLACEHOLDER}", "*").replace(POD_PLACEHOLDER, "*")
 
-    @field_validator("namespaces", "gpu_node_labels", "allowed_modes", mode="before")
+    @model_validator(mode="after")
+    def _images(self) -> Settings:
+        from tradebot.domain.images import allowed
+
+        # A list that cannot be read would refuse every run with a puzzling message.
+        allowed(self)
+        return self
+
+    @field_validator(
+        "namespaces", "gpu_node_labels", "allowed_modes", "images_allowed", mode="before"
+    )
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):

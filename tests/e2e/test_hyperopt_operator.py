@@ -368,6 +368,8 @@ def test_kubernetes_executor_workers_are_jobs_owned_by_the_hyperopt(
         ).items
         assert sorted(j.metadata.labels[hyperopt_jobs.LABEL_WORKER] for j in jobs) == ["0", "1"]
         assert {j.metadata.owner_references[0].uid for j in jobs} == {uid}
+        # The workers report the code the operator launched (other code fails the search).
+        launched_code = _status(api, namespace, "hyperopts", "cued")["launched"]["codeHash"]
         for pod in pods:
             index = int(pod.metadata.labels[hyperopt_jobs.LABEL_WORKER])
             args = pod.spec.containers[0].args
@@ -393,7 +395,7 @@ def test_kubernetes_executor_workers_are_jobs_owned_by_the_hyperopt(
                     "results": {"profitTotal": "0.0100000" + str(index), "trades": 5},
                 },
                 "artifacts": [{"name": "x.fthypt", "sha256": "a" * 64, "size": 1}],
-                "codeHash": "c" * 64,
+                "codeHash": launched_code,
                 "configHash": "d" * 64,
                 "dataHash": "e" * 64,
             }

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from tests.support.manifests import example
+from tests.support.manifests import example, launched
 from tests.support.operator import pod_watch, running_operator
 from tests.support.wait import wait_for
 
@@ -132,6 +132,12 @@ def _setup(api: Any, kubectl: Any, namespace: str) -> str:
             "codeHash": code,
             "cleanedUp": True,
             "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40},
+            # Run with the set the bot will run (the Hyperopt's best, once it is done).
+            "launched": launched(
+                example("Backtest", "ema-rsi-sample"),
+                strategy,
+                parameters_hash=parameters_hash(FITTED),
+            ),
         },
     )
     _patch_status(api, namespace, "hyperopts", "fitted", {"phase": "Running", "progress": "7/20"})
@@ -261,6 +267,14 @@ def test_a_curve_fitted_set_holds_a_testnet_bot_and_a_validated_one_lets_it_thro
         # A validated set: the Strategy takes it and the bot's gate points at it.
         _patch_status(
             api_client, namespace, "hyperopts", "robust", _succeeded(code, ROBUST, "0.04000000")
+        )
+        # The backtest evidence must be of the set the bot runs: a Backtest of it.
+        _patch_status(
+            api_client,
+            namespace,
+            "backtests",
+            "ema-rsi-sample",
+            {"launched": {"parametersHash": parameters_hash(ROBUST)}},
         )
         kubectl(
             "patch",

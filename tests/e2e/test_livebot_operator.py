@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from kubernetes import client
-from tests.support.manifests import example
+from tests.support.manifests import example, launched
 from tests.support.operator import pod_watch, running_operator
 from tests.support.wait import wait_for
 
@@ -80,6 +80,7 @@ def _evidence(api: Any, kubectl: Any, namespace: str) -> None:
                     }
                 ],
                 "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40},
+                "launched": launched(bt, strategy),
             }
         },
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import psycopg
 from kubernetes import client
-from tests.support.manifests import example
+from tests.support.manifests import example, launched
 from tests.support.operator import pod_watch, running_operator
 from tests.support.postgres import LocalPostgres
 from tests.support.wait import wait_for
@@ -108,6 +108,9 @@ def _evidence(api: Any, kubectl: Any, namespace: str) -> None:
                 "codeHash": CODE,
                 "cleanedUp": True,
                 "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40},
+                "launched": launched(
+                    example("Backtest", "ema-rsi-sample"), example("Strategy", "ema-rsi")
+                ),
             }
         },
     )

@@ -15,6 +15,8 @@ from tests.support.manifests import example
 from tests.support.operator import running_operator
 from tests.support.wait import wait_for
 
+from tradebot.freqtrade.introspect import code_hash
+
 G, V = "tradebot.dev", "v1alpha1"
 
 
@@ -94,6 +96,8 @@ def test_a_finished_backtest_goes_at_its_ttl_and_its_record_stays(
             "strategy": "EmaRsiStrategy",
             "exitCode": 0,
             "results": {"profitTotal": "0.01000000", "trades": 1},
+            # The code the operator launched (a report of other code fails the run).
+            "codeHash": code_hash(example("Strategy", "ema-rsi")["spec"]["code"]),
         }
     )
     with running_operator(

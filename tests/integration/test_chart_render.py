@@ -86,6 +86,8 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "--set",
         "images.bot=reg.example/bot:1.2.3",
         "--set",
+        "images.allowed={reg.example/runner,reg.example/team/*}",
+        "--set",
         "backtests.deadlineSeconds=120",
         "--set",
         "backtests.jobTtlSeconds=600",
@@ -176,6 +178,7 @@ def test_every_value_reaches_the_operator_settings(helm: Helm):
         "reg.example/runner-rocm:1.2.3",
         "reg.example/bot:1.2.3",
     )
+    assert s.images_allowed == ("reg.example/runner", "reg.example/team/*")
     assert (s.backtest_deadline_seconds, s.job_ttl_seconds, s.artifacts_pvc) == (
         120,
         600,
@@ -547,6 +550,7 @@ BAD_VALUES = [
     (["--set", "gpu.profiles.intel.resource=gpu.intel.com/i915"], "gpu.profiles"),
     (["--set", "maxConcurrent=3"], "maxConcurrent"),
     (["--set", "images.bot=has space:1"], "images.bot"),
+    (["--set", "images.allowed={nginx:1.27}"], "images.allowed.0"),
     (["--set", "allowedModes={paper}"], "allowedModes.0"),
     (["--set", "promotion.floors.live.minTrades=-1"], "promotion.floors.live.minTrades"),
     (["--set", "watchNamespaces={kube-system}"], "watchNamespaces.0"),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from tests.support.manifests import example
+from tests.support.manifests import example, launched
 
 from tradebot import cli
 from tradebot.api.livebot import LiveBotSpec
@@ -95,6 +95,10 @@ def promotable(
             "codeHash": digest,
             "results": {"profitTotal": "0.05000000", "maxDrawdown": "0.10000000", "trades": 40},
             "bias": CLEAN_BIAS,
+            # The Strategy's status names no parameter set here (no operator runs).
+            "launched": launched(
+                example("Backtest", "ema-rsi-sample"), strategy, inline_parameters=False
+            ),
         },
     )
     created = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
@@ -498,6 +502,14 @@ def test_promote_judges_the_out_of_sample_evidence_like_the_operator(
     _status(api_client, namespace, "strategies", "ema-rsi", {"parametersHash": digest})
     # The bias analysis is of the set the Strategy runs now, like the evidence.
     _status(api_client, namespace, "backtests", "ema-rsi-sample", {"parametersHash": digest})
+    # The backtest evidence is of that set too (a Backtest of it, re-run).
+    _status(
+        api_client,
+        namespace,
+        "backtests",
+        "ema-rsi-sample",
+        {"launched": {"parametersHash": digest}},
+    )
 
     def oos(profit: str) -> None:
         _status(

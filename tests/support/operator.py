@@ -30,6 +30,11 @@ def without_bias_analysis(floors: PromotionFloors | None = None) -> PromotionFlo
     )
 
 
+# The bot image as a production chart sets it: pinned by digest (testnet and live bots run
+# nothing else). No container runs on kwok, so the digest need only have the right form.
+PINNED_BOT_IMAGE = "freqtradeorg/freqtrade:2026.9@sha256:" + "5e" * 32
+
+
 @contextlib.contextmanager
 def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Iterator[KopfRunner]:
     """The operator watching one namespace, with `settings`; stopped on exit. Unlike the
@@ -41,6 +46,7 @@ def running_operator(kubeconfig: Path, namespace: str, **settings: Any) -> Itera
     settings.setdefault("allowed_modes", ("dryRun", "testnet", "live"))
     # Likewise the bias analyses: the tests of the bias gate ask for them (the shipped floors).
     settings.setdefault("promotion_floors", without_bias_analysis())
+    settings.setdefault("bot_image", PINNED_BOT_IMAGE)
     runtime.install(runtime.Runtime(Settings(namespaces=(namespace,), **settings)))
     with KopfRunner(["run", "--standalone", "-n", namespace], timeout=60) as runner:
         yield runner

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -321,3 +322,16 @@ def test_storage_names_are_deterministic_and_distinct(name: str):
     assert len(names) == 5
     assert all(len(n) <= 63 for n in names)
     assert bot(name=name).data_claim_name == b.data_claim_name
+
+
+def test_the_resolved_image_is_the_pods_and_part_of_its_hash():
+    """An image edit replaces the pod: the image is in the hash the controller compares."""
+    plain = bot()
+    pinned = replace(plain, image="freqtradeorg/freqtrade@sha256:" + "ab" * 32)
+    other = replace(plain, image="freqtradeorg/freqtrade@sha256:" + "cd" * 32)
+    assert len({plain.config_hash, pinned.config_hash, other.config_hash}) == 3
+    built = pod(pinned, Settings())
+    assert built["spec"]["containers"][0]["image"] == pinned.image
+    assert built["metadata"]["annotations"]["tradebot.dev/config-hash"] == pinned.config_hash
+    # Without a resolved image the pod takes the operator's default, as before.
+    assert pod(plain, Settings())["spec"]["containers"][0]["image"] == Settings().bot_image

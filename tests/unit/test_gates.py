@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tradebot.api.backtest import BacktestResults, BacktestStatus
+from tradebot.api.backtest import BacktestResults, BacktestStatus, LaunchRecord
 from tradebot.api.livebot import Approval, LiveBotSpec
 from tradebot.domain.gates import (
     BacktestEvidence,
@@ -60,6 +60,18 @@ def spec(
     )
 
 
+def launched(code: str | None = CODE) -> LaunchRecord:
+    """What the operator launched for bt1: the bot's strategy, code and pairs."""
+    return LaunchRecord.model_validate(
+        {
+            "codeHash": code or OTHER,
+            "className": "S",
+            "image": "ghcr.io/tradebot-operator/runner:0.1.0",
+            "pairs": ["BTC/USDT", "ETH/USDT"],
+        }
+    )
+
+
 def evidence(
     phase: str = "Succeeded",
     code: str | None = CODE,
@@ -74,6 +86,8 @@ def evidence(
         BacktestResults.model_validate(
             {"profitTotal": profit, "maxDrawdown": drawdown, "trades": trades}
         ),
+        "s",
+        launched(code),
     )
 
 
@@ -125,7 +139,11 @@ def test_all_pass_on_testnet():
         (evidence(profit="0.00999999"), "profitTotal 0.00999999 < minProfit 0.01"),
         (evidence(drawdown="0.20000001"), "maxDrawdown 0.20000001 > maxDrawdown 0.2"),
         (evidence(trades=9), "trades 9 < minTrades 10"),
-        (BacktestEvidence("bt1", "Succeeded", CODE, None), "has no results"),
+        (BacktestEvidence("bt1", "Succeeded", CODE, None, "s", launched()), "has no results"),
+        (
+            BacktestEvidence("bt1", "Succeeded", CODE, evidence().results),
+            "Backtest bt1 has no launch record; re-run the Backtest",
+        ),
     ],
 )
 def test_backtest_gate_failures(bt: BacktestEvidence | None, expected: str):
@@ -156,6 +174,7 @@ def test_backtest_from_status():
             "phase": "Succeeded",
             "codeHash": CODE,
             "results": {"profitTotal": "0.05", "maxDrawdown": "0.1", "trades": 20},
+            "launched": launched().to_wire(),
         }
     )
     assert gates(bt=BacktestEvidence.from_status("bt1", status))["backtest"].passed

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tradebot.api.backtest import BacktestResults
+from tradebot.api.backtest import BacktestResults, LaunchRecord
 from tradebot.api.livebot import LiveBotSpec
 from tradebot.domain import account_lease
 from tradebot.domain.bias import BiasEvidence
@@ -95,11 +95,17 @@ def breaker(
 
 
 STRATEGY = {"spec": {}, "status": {"phase": "Ready", "codeHash": CODE}}
+# What the operator launched for Backtest bt: the bot's code and pairs.
+LAUNCHED = LaunchRecord.model_validate(
+    {"codeHash": CODE, "className": "S", "image": "runner:1", "pairs": ["BTC/USDT"]}
+)
 GOOD_BT = BacktestEvidence(
     "bt",
     "Succeeded",
     CODE,
     BacktestResults.model_validate({"profitTotal": "0.1", "maxDrawdown": "0.05", "trades": 40}),
+    "s",
+    LAUNCHED,
 )
 CREDS = CredentialsSeen(
     "keys", True, {LABEL_CREDENTIALS: "testnet"}, False, frozenset({"key", "secret"})
@@ -405,6 +411,8 @@ def test_floors_tighten_a_lax_spec_and_show_in_status():
         "Succeeded",
         CODE,
         BacktestResults.model_validate({"profitTotal": "0.1", "maxDrawdown": "0.5", "trades": 3}),
+        "s",
+        LAUNCHED,
     )
     outcome = decide(
         complete(
@@ -429,6 +437,8 @@ def test_floors_tighten_a_lax_spec_and_show_in_status():
         "Succeeded",
         CODE,
         BacktestResults.model_validate({"profitTotal": "0.1", "maxDrawdown": "0.1", "trades": 30}),
+        "s",
+        LAUNCHED,
     )
     ok = decide(
         complete(
@@ -464,6 +474,8 @@ def test_an_approval_of_other_code_does_not_count():
                 BacktestResults.model_validate(
                     {"profitTotal": "0.1", "maxDrawdown": "0.1", "trades": 30}
                 ),
+                "s",
+                LAUNCHED,
             ),
             enough,
         ),
@@ -520,6 +532,8 @@ def test_money_thresholds_are_exact():
         BacktestResults.model_validate(
             {"profitTotal": str(Decimal("0.10000000")), "maxDrawdown": "0.1", "trades": 40}
         ),
+        "s",
+        LAUNCHED,
     )
     assert (
         held(complete(observe(s), evidence=Evidence(just_under, DryRunEvidence())))[1]

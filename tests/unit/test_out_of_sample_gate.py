@@ -56,11 +56,20 @@ def with_set(o: Observation, parameters_hash: str | None) -> Observation:
     )
 
 
+def backtest_of(parameters_hash: str | None) -> gates.BacktestEvidence:
+    """GOOD_BT, launched with the parameter set the bot's Strategy runs."""
+    assert GOOD_BT.launched is not None
+    launched = GOOD_BT.launched.model_copy(update={"parameters_hash": parameters_hash})
+    return replace(GOOD_BT, launched=launched)
+
+
 def round_with(
     hyperopt: HyperoptEvidence | None, parameters_hash: str | None = SET_A, s: Any = None
 ) -> Observation:
     o = with_set(observe(s or gated_spec()), parameters_hash)
-    return complete(o, evidence=Evidence(GOOD_BT, DryRunEvidence(), hyperopt=hyperopt))
+    return complete(
+        o, evidence=Evidence(backtest_of(parameters_hash), DryRunEvidence(), hyperopt=hyperopt)
+    )
 
 
 def gate_of(o: Observation) -> dict[str, Any]:
@@ -199,7 +208,7 @@ def test_live_needs_the_gate_like_the_others() -> None:
         (GOOD_HO, Run),
     ):
         good_bt = replace(
-            GOOD_BT,
+            backtest_of(SET_A),
             results=GOOD_BT.results.model_copy(update={"trades": 30}) if GOOD_BT.results else None,
         )
         o = complete(

@@ -321,6 +321,34 @@ class BiasFindings(StatusModel):
     checked_at: dt.datetime | None = None
 
 
+class LaunchRecord(StatusModel):
+    """What the operator launched for a run, written in the same status write that records
+    the run's creation: the evidence a promotion gate compares a bot with. It is the
+    operator's own account, never what the run's container reports."""
+
+    code_hash: str = Field(description="sha256 of the strategy code the run got.")
+    class_name: str = Field(description="The strategy class it ran.")
+    timeframe: str | None = Field(
+        default=None,
+        description="The timeframe it ran (the spec's, the Strategy's, or the "
+        "one the code declares).",
+    )
+    parameters_hash: str | None = Field(
+        default=None, description="The parameter set it ran with (None: the code's own values)."
+    )
+    freqai_hash: str | None = Field(
+        default=None, description="sha256 of the Strategy's freqai settings (None: no FreqAI)."
+    )
+    image: str = Field(description="The image it ran, with its digest when the spec named one.")
+    exchange: str | None = None
+    pairs: list[str] = Field(default_factory=list)
+    timerange: Timerange | None = None
+    stake_currency: str | None = None
+    stake_amount: str | None = Field(default=None, description='"unlimited" or an amount.')
+    max_open_trades: int | None = None
+    dry_run_wallet: str | None = None
+
+
 BacktestPhase = Literal["Pending", "Queued", "Running", "Succeeded", "Failed"]
 
 
@@ -350,6 +378,9 @@ class BacktestStatus(ResourceStatus):
     )
     bias: BiasFindings | None = Field(
         default=None, description="Findings of the bias analyses (spec.analyses)."
+    )
+    launched: LaunchRecord | None = Field(
+        default=None, description="What the operator launched: the promotion gate's evidence."
     )
 
 

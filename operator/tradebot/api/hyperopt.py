@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from tradebot.api.backtest import Artifact, BacktestResults, RunSettings
+from tradebot.api.backtest import Artifact, BacktestResults, LaunchRecord, RunSettings
 from tradebot.api.base import ApiModel, StatusModel, cel, with_rules
 from tradebot.api.kind import AGE, Kind, PrinterColumn
 from tradebot.api.types import (
@@ -216,6 +216,9 @@ class HyperoptStatus(ResourceStatus):
     finished_at: dt.datetime | None = None
     cleaned_up: bool | None = Field(
         default=None, description="The workers' Jobs and ConfigMap are deleted."
+    )
+    launched: LaunchRecord | None = Field(
+        default=None, description="What the operator launched (its workers' common run)."
     )
 
 

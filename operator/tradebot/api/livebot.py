@@ -351,6 +351,13 @@ class LiveBotSpec(ApiModel):
             _LIVE_STAKE,
             ".stakeAmount",
         ),
+        cel(
+            "self.mode == 'dryRun' || !has(self.image) || "
+            "self.image.matches('@sha256:[0-9a-f]{64}$')",
+            "modes testnet and live run only an image pinned by digest: spec.image must be "
+            "repository@sha256:<64 hex> (or left out for the operator's pinned bot image)",
+            ".image",
+        ),
         _SANDBOX_RULE,
         PAIRS_IN_STAKE_CURRENCY,
         cel(
@@ -487,6 +494,7 @@ class GateDecision(StatusModel):
     generation: int
     code_hash: str | None = None
     parameters_hash: str | None = None
+    image: str | None = Field(default=None, description="The image the decision was for.")
     passed: bool
     decided_at: dt.datetime
 
@@ -497,6 +505,11 @@ BotPhase = Literal["Pending", "Running", "Suspended", "Blocked", "Tripped", "Fai
 class LiveBotStatus(ResourceStatus):
     phase: BotPhase | None = None
     mode: Mode | None = Field(default=None, description="The mode the pod runs in.")
+    image: str | None = Field(
+        default=None,
+        description="The image the bot runs, resolved (its spec's, else the operator's), with "
+        "its digest when pinned; part of the pod's hash.",
+    )
     pod_name: str | None = None
     gates: list[Gate] | None = None
     thresholds: Thresholds | None = Field(

@@ -112,6 +112,12 @@ class MarketDataSpec(ApiModel):
         default=None, description="Download new candles this often (e.g. 1h); once when left out."
     )
     storage: MarketDataStorage = Field(description="Volume the data lives on.")
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^[^\s]+$",
+        description="Runner image override (one of the operator's allowed images).",
+    )
 
     @model_validator(mode="after")
     def _window(self) -> MarketDataSpec:

@@ -86,10 +86,9 @@ def _fail(message: str, code: int = 1) -> int:
 
 def _promote(args: argparse.Namespace) -> int:
     from tradebot import kube
-    from tradebot.api.backtest import BacktestStatus
     from tradebot.api.base import GROUP, VERSION
     from tradebot.api.livebot import Approval, LiveBotSpec
-    from tradebot.domain import gates
+    from tradebot.domain import gates, images
     from tradebot.settings import Settings
 
     if bool(args.approved_by) != bool(args.reference):
@@ -171,15 +170,22 @@ def _promote(args: argparse.Namespace) -> int:
         ref = target.promotion.backtest_ref.name
         try:
             bt = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "backtests", ref)
-            backtest = gates.BacktestEvidence.from_status(
-                ref, BacktestStatus.model_validate(bt.get("status") or {})
-            )
+            backtest = gates.BacktestEvidence.from_object(ref, bt)
         except ApiException as e:
             if e.status != 404:
                 return _fail(cluster_access.describe(e, f"Backtest {namespace}/{ref}"))
     dry_run, unreadable = _dry_run(args, namespace, bot, code_hash, target)
-    floors = Settings.from_env().promotion_floors
+    settings = Settings.from_env()
+    floors = settings.promotion_floors
     hyperopt, parameters = _out_of_sample(namespace, target)
+    strategy = kube.read_or_none(
+        custom.get_namespaced_custom_object,
+        GROUP,
+        VERSION,
+        namespace,
+        "strategies",
+        target.strategy_ref.name,
+    )
     results = gates.evaluate_gates(
         target,
         strategy_code_hash=code_hash,
@@ -191,6 +197,7 @@ def _promote(args: argparse.Namespace) -> int:
         strategy_parameters_hash=parameters,
         bias=(found_bias := _bias(namespace, target, bt)),
         strategy_timeframe=_timeframe(namespace, target.strategy_ref.name),
+        bot=gates.bot_run(target, strategy, parameters, images.allowed(settings)),
     )
     if unreadable:
         results = [

@@ -19,6 +19,7 @@ that landed, so nothing is done twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -45,7 +46,7 @@ from tradebot.controllers.backtest_watch import (
 )
 from tradebot.controllers.objects import ContainerState, Job, JobStatus, Pod, PodStatus
 from tradebot.controllers.status import condition, drop_unchanged, now, post_event
-from tradebot.domain import backtest_round
+from tradebot.domain import backtest_round, images, launch
 from tradebot.domain.naming import backtest_job_name, backtest_run_id
 from tradebot.executors import local
 from tradebot.freqtrade.summary import RunSummary
@@ -167,6 +168,10 @@ def _first_steps(bt: dict[str, Any]) -> bool:
     body = cast(kopf.Body, bt)  # posted to by post_event only, never handed to kopf
     if model is None:  # decision "invalid"
         return _invalid(body, status, decision, generation, log)
+    refused = _image_refused(model)
+    if refused is not None:
+        # Before the queue: a run of a foreign image never gets a Job (nor a slot).
+        return _refuse_image(body, status, refused, generation, log)
     r = _Round(
         body, status, kopf.Patch(), model, namespace, name, uid, jname, generation, log, job,
         decision, None,
@@ -215,6 +220,49 @@ def _invalid(
         lambda: log.warning("backtest spec invalid", error=d.message),
     ]
     return _write_and_announce(body, status, patch, effects, log) is not None
+
+
+def _image_refused(spec: BacktestSpec) -> str | None:
+    settings = runtime.get().settings
+    image = images.runner_image(
+        spec.image, spec.gpu is not None and spec.gpu.vendor == "amd", settings
+    )
+    return images.image_allowed(image, images.allowed(settings))
+
+
+def _refuse_image(
+    body: kopf.Body,
+    status: dict[str, Any],
+    message: str,
+    generation: int,
+    log: FilteringBoundLogger,
+) -> bool:
+    patch = kopf.Patch()
+    _finish(patch, status, "Failed", images.REASON, message, generation)
+    condition(status, patch, "Ready", False, images.REASON, message, generation)
+    effects: list[Callable[[], None]] = [
+        lambda: metrics.BACKTESTS_FINISHED.labels("Failed").inc(),
+        lambda: post_event(body, "Backtest", images.REASON, message, warning=True),
+        lambda: log.warning("backtest image not allowed", error=message),
+    ]
+    return _write_and_announce(body, status, patch, effects, log) is not None
+
+
+def _launched(status: Mapping[str, Any], job: Job | None) -> dict[str, Any] | None:
+    """The run's launch record: the status's, else the one kept on its Job (the admission's
+    status write was lost to a crash)."""
+    found = status.get("launched")
+    if found:
+        return dict(found)
+    annotations = ((job or {}).get("metadata") or {}).get("annotations") or {}
+    text = annotations.get(launch.ANNOTATION)
+    if not text:
+        return None
+    try:
+        kept = json.loads(text)
+    except ValueError:
+        return None
+    return kept if isinstance(kept, dict) else None
 
 
 def _validates(spec: Mapping[str, Any]) -> bool:
@@ -337,6 +385,8 @@ def _read_strategy(namespace: str, ref: str) -> dict[str, Any] | None:
 
 def _follow(r: _Round) -> None:
     assert r.job is not None
+    if not r.status.get("launched"):
+        r.patch.status["launched"] = _launched(r.status, r.job)
     if r.decision.mark_running:
         r.patch.status.update(
             {
@@ -472,7 +522,22 @@ def _complete(r: _Round) -> None:
     ran = bool((r.job.get("status") or {}).get("succeeded")) or pod_phase(pod) == "Succeeded"
     succeeded = ran and bool(summary and summary.ok)
     _keep_summary(status, patch, summary, r.uid, r.jname)
-    if succeeded:
+    launched = _launched(status, r.job)
+    if not status.get("launched"):
+        patch.status["launched"] = launched
+    # Judged for a run that says it succeeded: a failed one is no evidence anyway.
+    mismatch = (
+        launch.evidence_mismatch(launched, summary.code_hash)
+        if succeeded and summary is not None
+        else None
+    )
+    if mismatch is not None:
+        # A runner that reports other code than it was given is not evidence of anything.
+        succeeded = False
+        _finish(patch, status, "Failed", launch.REASON_MISMATCH, mismatch, generation)
+        r.announce(launch.REASON_MISMATCH, mismatch, warning=True)
+        r.log.warning("backtest evidence mismatch", error=mismatch)
+    elif succeeded:
         assert summary is not None
         _succeeded(r, summary)
     else:

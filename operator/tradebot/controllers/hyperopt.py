@@ -40,7 +40,7 @@ from tradebot.controllers.hyperopt_results import (
 from tradebot.controllers.objects import Job
 from tradebot.controllers.status import condition, event, now
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import hyperopt_jobs
+from tradebot.domain import hyperopt_jobs, images, launch
 from tradebot.domain.hyperopt_round import (
     TERMINAL,
     WorkerPhase,
@@ -157,6 +157,8 @@ def reconcile_hyperopt(
         int(meta.get("generation") or 0),
         log,
     )
+    if phase in (None, "Pending", "Queued") and _refuse_image(r):
+        return
     if phase in (None, "Pending"):
         _prepare(r)
     elif phase in ("Queued", "Running"):
@@ -206,6 +208,25 @@ def _wait(r: _Round, reason: str, message: str) -> None:
     condition(r.status, r.patch, "StrategyReady", False, reason, message, r.generation)
 
 
+def image(spec: HyperoptSpec) -> str:
+    """The image the workers run."""
+    return images.runner_image(
+        spec.image, spec.gpu is not None and spec.gpu.vendor == "amd", runtime.get().settings
+    )
+
+
+def _refuse_image(r: _Round) -> bool:
+    """A search of an image the operator does not allow fails before any worker's Job (a
+    queued one too: the allowlist may have changed since it was queued)."""
+    problem = images.image_allowed(image(r.spec), images.allowed(runtime.get().settings))
+    if problem is None:
+        return False
+    condition(r.status, r.patch, "Ready", False, images.REASON, problem, r.generation)
+    r.phase("Failed", images.REASON, problem, warning=True)
+    r.patch.status["cleanedUp"] = r.status.get("phase") != "Queued"
+    return True
+
+
 def _prepare(r: _Round) -> None:
     ref = r.spec.strategy_ref.name
     strategy = _read_strategy(r.namespace, ref)
@@ -239,10 +260,24 @@ def _prepare(r: _Round) -> None:
             _wait(r, "StudyStorageUnavailable", f"study storage not ready: {e}")
             return
         storage = "shared"
-    _queue(r, storage)
+    parameters = (
+        None
+        if strategy_spec.parameters_from is not None
+        else ((strategy.get("status") or {}).get("parametersHash"))
+    )
+    launched = launch.launch_record(
+        r.spec,
+        r.spec.timerange,
+        strategy_spec,
+        strategy.get("status"),
+        code,
+        parameters,
+        image(r.spec),
+    )
+    _queue(r, storage, launched)
 
 
-def _queue(r: _Round, storage: str) -> None:
+def _queue(r: _Round, storage: str, launched: dict[str, Any]) -> None:
     shares = epoch_shares(r.spec.epochs, r.spec.workers)
     condition(
         r.status,
@@ -261,6 +296,8 @@ def _queue(r: _Round, storage: str) -> None:
             "progress": progress(0, r.spec.epochs),
             "runId": hyperopt_jobs.run_id(r.uid),
             "workers": [{"index": i, "phase": "Queued"} for i in range(len(shares))],
+            # In the write that puts the workers in the queue: what they will run.
+            "launched": launched,
         }
     )
     r.phase(
@@ -440,6 +477,20 @@ def _merge(r: _Round, workers: list[WorkerSeen], jobs: dict[int, Job]) -> None:
     _workers_status(r, workers)
     r.patch.status.update(merged.status)
     r.patch.status["progress"] = progress(int(merged.status["epochsDone"]), r.spec.epochs)
+    launched = r.status.get("launched")
+    wrong = next(
+        (
+            m
+            for s in summaries
+            if s.code_hash is not None and (m := launch.evidence_mismatch(launched, s.code_hash))
+        ),
+        None,
+    )
+    if wrong is not None:
+        # A worker that reports other code than it was given: its epochs are no evidence.
+        r.phase("Failed", launch.REASON_MISMATCH, wrong, warning=True)
+        _record(r, "failed", wrong, merged.epochs)
+        return
     best = merged.status.get("best")
     if best is None:
         why = "the search found no epoch with a result: " + "; ".join(

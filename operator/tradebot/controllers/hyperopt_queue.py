@@ -16,6 +16,7 @@ from tradebot.controllers.marketdata import market_data_claim
 from tradebot.controllers.queue import (
     NotWaiting,
     QueueKind,
+    Refused,
     Unstartable,
     _created,
     fail_refused,
@@ -23,7 +24,7 @@ from tradebot.controllers.queue import (
 )
 from tradebot.controllers.status import now
 from tradebot.controllers.strategy import read_code
-from tradebot.domain import hyperopt_jobs
+from tradebot.domain import hyperopt_jobs, images
 from tradebot.domain.freqtrade_config import backtest_config
 from tradebot.domain.hyperopt_round import backtest_spec, epoch_shares
 from tradebot.domain.jobs import DATA_DIR, USER_DATA_DIR, config_map_too_large
@@ -103,6 +104,13 @@ def _start(namespace: str, unit: str, strategy_name: str, settings: Settings) ->
         # The controller sends it back to Pending; until then the unit is retried.
         raise RuntimeError(f"Strategy {ref} is not Ready")
     run = build_run(ho, strategy)
+    image = images.runner_image(
+        run.spec.image, run.spec.gpu is not None and run.spec.gpu.vendor == "amd", settings
+    )
+    refused = images.image_allowed(image, images.allowed(settings))
+    if refused is not None:
+        # The Hyperopt's round fails it and says why; the queue only never creates the Job.
+        raise Refused(f"Hyperopt {name}: {refused}")
     index = int(index_text)
     config_map = hyperopt_jobs.config_map(run)
     too_large = config_map_too_large(config_map)

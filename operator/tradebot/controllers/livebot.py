@@ -25,7 +25,6 @@ from kubernetes.client.exceptions import ApiException
 
 from tradebot import kube
 from tradebot.api import exchanges
-from tradebot.api.backtest import BacktestStatus
 from tradebot.api.base import GROUP, VERSION
 from tradebot.api.circuitbreaker import BreakerLimits
 from tradebot.api.livebot import InvalidSpec, LiveBotSpec, no_sandbox_message, parse_spec
@@ -41,7 +40,7 @@ from tradebot.controllers import (
 )
 from tradebot.controllers.status import condition, drop_unchanged, event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import account_lease, bias, bots, gates, livebot_round
+from tradebot.domain import account_lease, bias, bots, gates, images, livebot_round
 from tradebot.domain import bot_drift as domain_drift
 from tradebot.domain.bot_credentials import (
     CredentialsSeen,
@@ -118,6 +117,13 @@ def _phase(
 ) -> None:
     patch.status.update({"phase": phase, "message": message, "observedGeneration": generation})
     condition(status, patch, "Ready", ready, reason, message, generation)
+
+
+def _image(spec: LiveBotSpec | None, settings: Settings) -> str | None:
+    """The image the bot's pod runs (None: the spec does not validate)."""
+    if spec is None:
+        return None
+    return images.bot_image(spec.image, spec.gpu is not None and spec.gpu.vendor == "amd", settings)
 
 
 def stopping_fleet(namespace: str) -> AbstractContextManager[None]:
@@ -329,7 +335,8 @@ class _Round:
             lease_duration=dt.timedelta(seconds=s.account_lease_seconds),
             local_executor=s.executor == "local",
             has_sandbox=exchanges.has_sandbox,
-            image=bots.pod_image(model, s) if model is not None else "",
+            image=_image(model, s),
+            allowed_images=images.allowed(s),
         )
 
     def _observe(self, stage: Stage, o: Observation) -> Observation:
@@ -431,13 +438,7 @@ class _Round:
             ref,
         )
         self.evidence_backtest = bt
-        backtest = (
-            gates.BacktestEvidence.from_status(
-                ref, BacktestStatus.model_validate(bt.get("status") or {})
-            )
-            if bt
-            else None
-        )
+        backtest = gates.BacktestEvidence.from_object(ref, bt)
         promotion = gates.effective_promotion(spec.promotion, o.floors.get(spec.mode))
         code = o.strategy_code_hash
         if code is None or promotion.min_dry_run_hours <= 0:
@@ -489,6 +490,7 @@ class _Round:
             strategy_spec.class_name,
             guarded,
             config,
+            image=o.image or "",
         )
         return ConfigSeen(code_hash=hash_code(code), config_hash=self.bot.config_hash)
 
@@ -559,6 +561,9 @@ class _Round:
         self.patch.status.update(outcome.status)
         if outcome.create_backtest is not None:
             self._create_analysis(outcome.create_backtest)
+        if o.image is not None:
+            # What the bot runs or would run (blocked ones too: the status says which image).
+            self.patch.status["image"] = o.image
         decision = outcome.decision
         if isinstance(decision, Hold):
             self._hold(decision)

@@ -33,7 +33,7 @@ from tradebot.api.marketdata import MarketDataSpec, MarketDataStatus
 from tradebot.controllers import runtime
 from tradebot.controllers.bot_storage import StorageNotReady, _claim_dir
 from tradebot.controllers.status import condition, event, now
-from tradebot.domain import jobs, market_data
+from tradebot.domain import images, jobs, market_data
 from tradebot.domain.naming import (
     LABEL_KIND,
     MANAGED_BY,
@@ -200,7 +200,7 @@ def download_job(
 def _download_container(spec: MarketDataSpec, name: str, settings: Settings) -> dict[str, Any]:
     return {
         "name": jobs.CONTAINER,
-        "image": settings.runner_image,
+        "image": images.runner_image(spec.image, False, settings),
         "imagePullPolicy": "IfNotPresent",
         "command": ["python", "-m", "tradebot.freqtrade.marketdata"],
         "args": [
@@ -258,6 +258,10 @@ def reconcile_marketdata(
     if model is None:
         return
     settings = runtime.get().settings
+    refused = image_refused(model, settings)
+    if refused is not None:
+        _refuse_image(body, current, patch, generation, refused, log)
+        return
     run = current.get("currentRun")
     at = dt.datetime.now(dt.UTC)
     if run is None and current.get("jobName"):
@@ -284,6 +288,37 @@ def reconcile_marketdata(
         return
     patch.status["jobName"] = jname
     _finish(body, model, current, patch, generation, result, at, log)
+
+
+def image_refused(spec: MarketDataSpec, settings: Settings) -> str | None:
+    """Why the download's image may not run (None: it may)."""
+    return images.image_allowed(
+        images.runner_image(spec.image, False, settings), images.allowed(settings)
+    )
+
+
+def _refuse_image(
+    body: kopf.Body,
+    status: dict[str, Any],
+    patch: kopf.Patch,
+    generation: int,
+    message: str,
+    log: FilteringBoundLogger,
+) -> None:
+    """No download (the queue drops one that waits: no currentRun, no Job). observedGeneration
+    is left as it was, so that a fixed spec, or an allowlist that takes the image, downloads
+    again at once."""
+    if (
+        status.get("phase") == "Failed"
+        and status.get("message") == message
+        and not status.get("currentRun")
+    ):
+        return  # said already: no write every second
+    patch.status.update({"phase": "Failed", "message": message, "currentRun": None})
+    condition(status, patch, "Ready", False, images.REASON, message, generation)
+    condition(status, patch, "Downloading", False, images.REASON, message, generation)
+    event(body, images.REASON, message, warning=True)
+    log.warning("download image not allowed", error=message)
 
 
 def _parse(

@@ -48,6 +48,10 @@ def start(namespace: str, name: str, group: str, settings: Settings) -> str:
         spec = MarketDataSpec.model_validate(md["spec"])
     except ValidationError as e:
         raise Refused(f"MarketData {name}: {e.errors()[0]['msg']}") from None
+    refused = marketdata.image_refused(spec, settings)
+    if refused is not None:
+        # The controller says it in status; the queue only never creates the Job.
+        raise Refused(f"MarketData {name}: {refused}")
     uid = md["metadata"]["uid"]
     job = marketdata.job_name(name, str(run), uid)
     kube.create_if_absent(

@@ -46,7 +46,7 @@ from tradebot.controllers.marketdata import market_data_claim
 from tradebot.controllers.objects import CustomObject
 from tradebot.controllers.status import now, post_event
 from tradebot.controllers.strategy import CodeUnavailable, read_code
-from tradebot.domain import jobs
+from tradebot.domain import images, jobs, launch
 from tradebot.domain.conditions import set_condition
 from tradebot.domain.freqtrade_config import backtest_config, config_hash, parameters_hash
 from tradebot.domain.naming import (
@@ -558,16 +558,21 @@ def _start_backtest(namespace: str, name: str, strategy_name: str, settings: Set
     if ref != strategy_name:  # the spec is immutable, so only a queue that guessed wrong
         strategy = _read_strategy(namespace, ref)
     try:
-        run, strategy, config = _create_run(bt, strategy, settings)
+        run, strategy, config, launched = _create_run(bt, strategy, settings)
     except StrategyNotReady as e:
         _back_to_pending(bt, str(e))
+        raise Refused(str(e)) from None
+    except ImageRefused as e:
+        # The Backtest's round refuses it before the queue; this is the allowlist changed
+        # (or an older operator queued it) meanwhile.
+        _reject(bt, e, images.REASON)
         raise Refused(str(e)) from None
     except (ValueError, CodeUnavailable) as e:
         # Bad input (a spec the config cannot carry, strategy code gone): retrying will not
         # help, so the Backtest fails with the reason.
         _reject(bt, e)
         raise Refused(str(e)) from None
-    _bookkeeping().submit(_mark_admitted, bt, run, strategy, config)
+    _bookkeeping().submit(_mark_admitted, bt, run, strategy, config, launched)
     return run.job_name
 
 
@@ -585,12 +590,19 @@ def _read_strategy(namespace: str, name: str) -> CustomObject | None:
     return found
 
 
+class ImageRefused(ValueError):
+    """The run's image is not on the operator's allowlist."""
+
+
 def _create_run(
     bt: CustomObject, strategy: CustomObject | None, settings: Settings
-) -> tuple[jobs.BacktestRun, CustomObject, dict[str, Any]]:
+) -> tuple[jobs.BacktestRun, CustomObject, dict[str, Any], dict[str, Any]]:
+    """The run's ConfigMap and Job, and what it launched (`status.launched`, also kept on the
+    Job, so that a status write lost to a crash is made again from the Job)."""
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     spec = BacktestSpec.model_validate(bt["spec"])
+    image = _allowed_image(spec, settings)
     if strategy is None:
         raise StrategyNotReady(f"Strategy {spec.strategy_ref.name} not found")
     phase = (strategy.get("status") or {}).get("phase")
@@ -608,6 +620,10 @@ def _create_run(
         datadir=jobs.DATA_DIR,
         user_data_dir=jobs.USER_DATA_DIR,
         parameter_file=parameters,
+    )
+    parameters_set = _run_parameters_hash(spec, strategy)
+    launched = launch.launch_record(
+        spec, spec.timerange, strategy_spec, strategy.get("status"), code, parameters_set, image
     )
     run_id = backtest_run_id(uid)
     run = jobs.BacktestRun(
@@ -632,13 +648,37 @@ def _create_run(
     config_map = _io().submit(
         kube.create_if_absent, kube.core().create_namespaced_config_map, namespace, body
     )
-    kube.create_if_absent(kube.batch().create_namespaced_job, namespace, jobs.job(run, settings))
+    job = jobs.job(run, settings)
+    job["metadata"].setdefault("annotations", {})[launch.ANNOTATION] = json.dumps(launched)
+    kube.create_if_absent(kube.batch().create_namespaced_job, namespace, job)
     config_map.result()
-    return run, strategy, config
+    return run, strategy, config, launched
+
+
+def _allowed_image(spec: BacktestSpec, settings: Settings) -> str:
+    """The run's image; ImageRefused when the operator's allowlist does not take it."""
+    amd = spec.gpu is not None and spec.gpu.vendor == "amd"
+    image = images.runner_image(spec.image, amd, settings)
+    problem = images.image_allowed(image, images.allowed(settings))
+    if problem is not None:
+        raise ImageRefused(problem)
+    return image
+
+
+def _run_parameters_hash(spec: BacktestSpec, strategy: CustomObject) -> str | None:
+    """The parameter set the run gets: the Backtest's own, else its Strategy's."""
+    if spec.parameters is not None:
+        return parameters_hash(spec.parameters)
+    found = (strategy.get("status") or {}).get("parametersHash")
+    return str(found) if found else None
 
 
 def _mark_admitted(
-    bt: CustomObject, run: jobs.BacktestRun, strategy: CustomObject, config: dict[str, Any]
+    bt: CustomObject,
+    run: jobs.BacktestRun,
+    strategy: CustomObject,
+    config: dict[str, Any],
+    launched: dict[str, Any],
 ) -> None:
     meta = bt["metadata"]
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
@@ -655,11 +695,9 @@ def _mark_admitted(
             "codeHash": (strategy.get("status") or {}).get("codeHash"),
             "configHash": config_hash(config),
             "message": f"running as Job {run.job_name}",
-            "parametersHash": (
-                parameters_hash(run.spec.parameters)
-                if run.spec.parameters is not None
-                else (strategy.get("status") or {}).get("parametersHash")
-            ),
+            "parametersHash": _run_parameters_hash(run.spec, strategy),
+            # In the write that records the Job: the evidence is what was launched.
+            "launched": launched,
             "conditions": set_condition(
                 status.get("conditions"),
                 "Admitted",
@@ -753,6 +791,11 @@ def _reject(bt: CustomObject, error: Exception | str, reason: str = "AdmissionFa
     message = f"cannot start: {error}"
     status = bt.get("status") or {}
     finished = now()
+    conditions = status.get("conditions")
+    if reason == images.REASON:
+        conditions = set_condition(
+            conditions, "Ready", False, reason, message, meta.get("generation"), at=finished
+        )
     patch = {
         "status": {
             "phase": "Failed",
@@ -760,7 +803,7 @@ def _reject(bt: CustomObject, error: Exception | str, reason: str = "AdmissionFa
             "queuePosition": None,
             "finishedAt": finished,
             "conditions": set_condition(
-                status.get("conditions"),
+                conditions,
                 "Complete",
                 False,
                 reason,

@@ -21,6 +21,7 @@ from tradebot.api.livebot import LiveBotSpec
 from tradebot.api.types import parse_duration
 from tradebot.domain import jobs, supervision
 from tradebot.domain.freqtrade_config import parameter_file_data
+from tradebot.domain.images import bot_image
 from tradebot.domain.naming import (
     LABEL_KIND,
     LABEL_STRATEGY,
@@ -92,6 +93,9 @@ class BotInstance:
     strategy_class: str
     strategy_code: str
     config: dict[str, Any]
+    # The image the pod runs, resolved (domain/images.bot_image): part of the pod's hash, so an
+    # image edit replaces the pod (after the checks and gates of the round that sees it).
+    image: str = ""
 
     @property
     def pod_name(self) -> str:
@@ -157,13 +161,15 @@ class BotInstance:
 
     @property
     def config_hash(self) -> str:
-        """Changes when anything the pod runs does (config, code, parameter file, the
+        """Changes when anything the pod runs does (config, code, parameter file, image, the
         dead-man's deadline in the sidecar's arguments): the controller replaces the pod then.
         A deadline edit that never reached the pod would leave the old switch armed."""
-        pod_inputs = {
+        pod_inputs: dict[str, Any] = {
             "data": self.config_data(),
             "deadlineSeconds": parse_duration(self.spec.supervision.deadline).total_seconds(),
         }
+        if self.image:
+            pod_inputs["image"] = self.image
         return hashlib.sha256(json.dumps(pod_inputs, sort_keys=True).encode()).hexdigest()
 
     def args(self, *, db_url_from_env: bool = False) -> list[str]:
@@ -295,17 +301,13 @@ def pod_image(spec: LiveBotSpec, settings: Settings) -> str:
     """The image the bot's pod runs: the one its promotion digest binds, so both come from
     here."""
     gpu = spec.gpu
-    return spec.image or (
-        settings.runner_image_rocm
-        if gpu is not None and gpu.vendor == "amd"
-        else settings.bot_image
-    )
+    return bot_image(spec.image, gpu is not None and gpu.vendor == "amd", settings)
 
 
 def pod(bot: BotInstance, settings: Settings) -> dict[str, Any]:
     gpu = bot.spec.gpu
     resources, placement = jobs.scheduling(bot.spec.resources, gpu, settings)
-    image = pod_image(bot.spec, settings)
+    image = bot.image or pod_image(bot.spec, settings)
     on_postgres = trade_db_on_postgres(settings)
     env = _env(bot)
     if on_postgres:

@@ -8,16 +8,18 @@ and the dry-run history of the old code worthless, so the bot starts collecting 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from tradebot.api.backtest import BacktestResults, BacktestStatus
+from tradebot.api.backtest import BacktestResults, BacktestStatus, LaunchRecord
 from tradebot.api.livebot import Approval, LiveBotSpec, Mode, Promotion
 from tradebot.domain import bias as bias_evidence
 from tradebot.domain.bias import BiasEvidence
+from tradebot.domain.images import image_allowed
 from tradebot.domain.time import utc as utc  # still named here for older callers
 from tradebot.settings import ModeFloor
 
@@ -49,12 +51,59 @@ class BacktestEvidence:
     phase: str | None
     code_hash: str | None
     results: BacktestResults | None
+    # The Backtest's spec.strategyRef, and what the operator launched for it
+    # (status.launched): the evidence the gate compares the bot with.
+    strategy: str | None = None
+    launched: LaunchRecord | None = None
 
     @classmethod
     def from_status(cls, name: str, status: BacktestStatus | None) -> BacktestEvidence:
         if status is None:
             return cls(name, None, None, None)
-        return cls(name, status.phase, status.code_hash, status.results)
+        return cls(name, status.phase, status.code_hash, status.results, None, status.launched)
+
+    @classmethod
+    def from_object(cls, name: str, obj: Mapping[str, Any] | None) -> BacktestEvidence | None:
+        """From the Backtest as read (None: not found)."""
+        if obj is None:
+            return None
+        found = cls.from_status(name, BacktestStatus.model_validate(obj.get("status") or {}))
+        strategy = ((obj.get("spec") or {}).get("strategyRef") or {}).get("name")
+        return dataclasses.replace(found, strategy=strategy)
+
+
+@dataclass(frozen=True)
+class BotRun:
+    """What the bot would run, to compare with what a Backtest launched: None for what the
+    caller does not know (that comparison is then left out)."""
+
+    strategy: str
+    class_name: str | None
+    timeframe: str | None
+    parameters_hash: str | None
+    pairs: tuple[str, ...]
+    # The operator's image allowlist: runs of other images are no evidence.
+    allowed_images: tuple[str, ...] | None = None
+
+
+def bot_run(
+    spec: LiveBotSpec,
+    strategy: Mapping[str, Any] | None,
+    parameters_hash: str | None,
+    allowed_images: tuple[str, ...] | None,
+) -> BotRun:
+    """The bot's side of the comparison, from its spec and its Strategy object as read: the
+    timeframe is the Strategy's override, else the one its code declares."""
+    strategy_spec = (strategy or {}).get("spec") or {}
+    interface = ((strategy or {}).get("status") or {}).get("interface") or {}
+    return BotRun(
+        spec.strategy_ref.name,
+        strategy_spec.get("className"),
+        strategy_spec.get("timeframe") or interface.get("timeframe"),
+        parameters_hash,
+        tuple(spec.pairs),
+        allowed_images,
+    )
 
 
 @dataclass(frozen=True)
@@ -114,8 +163,37 @@ def _num(value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
+def _launch_mismatches(launched: LaunchRecord, code_hash: str, bot: BotRun) -> list[str]:
+    """The fields in which what the Backtest launched is not what the bot runs."""
+    found: list[str] = []
+    if launched.code_hash != code_hash:
+        found.append(
+            f"codeHash: it tested code {_short(launched.code_hash)}, the strategy now has "
+            f"{_short(code_hash)}"
+        )
+    if bot.class_name is not None and launched.class_name != bot.class_name:
+        found.append(f"className: it tested {launched.class_name}, the bot runs {bot.class_name}")
+    if bot.timeframe is not None and launched.timeframe != bot.timeframe:
+        found.append(
+            f"timeframe: it tested {launched.timeframe or 'none'}, the bot runs {bot.timeframe}"
+        )
+    if (launched.parameters_hash or None) != (bot.parameters_hash or None):
+        found.append(
+            f"parametersHash: it tested parameters {_short(launched.parameters_hash)}, the bot "
+            f"runs {_short(bot.parameters_hash)}"
+        )
+    untested = [p for p in bot.pairs if p not in set(launched.pairs)]
+    if untested:
+        found.append(f"pairs: {', '.join(untested)} not among the tested pairs")
+    if bot.allowed_images is not None:
+        problem = image_allowed(launched.image, bot.allowed_images)
+        if problem is not None:
+            found.append(f"image: {problem}; runs of other images are no evidence")
+    return found
+
+
 def _backtest_gate(
-    promotion: Promotion, code_hash: str | None, backtest: BacktestEvidence | None
+    promotion: Promotion, code_hash: str | None, backtest: BacktestEvidence | None, bot: BotRun
 ) -> GateResult:
     ref = promotion.backtest_ref.name
 
@@ -128,10 +206,20 @@ def _backtest_gate(
         return fail(f"Backtest {ref} is {backtest.phase or 'not started'}, not Succeeded")
     if code_hash is None:
         return fail("the strategy has no codeHash yet")
-    if backtest.code_hash != code_hash:
+    launched = backtest.launched
+    if launched is None:
+        # Only what the operator launched is evidence, never what a container reported.
+        return fail(f"Backtest {ref} has no launch record; re-run the Backtest")
+    if backtest.strategy is not None and backtest.strategy != bot.strategy:
         return fail(
-            f"Backtest {ref} tested code {_short(backtest.code_hash)}, the strategy now "
-            f"has {_short(code_hash)}: run a new backtest"
+            f"Backtest {ref} tested Strategy {backtest.strategy}, the bot runs {bot.strategy}"
+        )
+    mismatches = _launch_mismatches(launched, code_hash, bot)
+    if mismatches:
+        return fail(
+            f"Backtest {ref} did not test what the bot runs: "
+            + "; ".join(mismatches)
+            + ": run a new backtest"
         )
     results = backtest.results
     if results is None:
@@ -460,6 +548,7 @@ def evaluate_gates(
     strategy_parameters_hash: str | None = None,
     bias: BiasEvidence | None = None,
     strategy_timeframe: str | None = None,
+    bot: BotRun | None = None,
 ) -> list[GateResult]:
     """The gates of the spec's mode, with the spec's thresholds tightened to `floor`; dry run
     needs none (it trades no money). The out-of-sample gate is among them when the spec
@@ -475,8 +564,10 @@ def evaluate_gates(
             for name in (GATE_BACKTEST, GATE_DRY_RUN, GATE_APPROVAL)
         ]
     promotion = effective_promotion(promotion, floor)
+    if bot is None:
+        bot = bot_run(spec, None, strategy_parameters_hash, None)
     results = [
-        _backtest_gate(promotion, strategy_code_hash, backtest),
+        _backtest_gate(promotion, strategy_code_hash, backtest, bot),
         _dry_run_gate(promotion, strategy_code_hash, dry_run, now),
         _approval_gate(spec.mode, promotion.approval, strategy_code_hash, now),
     ]

@@ -10,6 +10,7 @@ from typing import Any
 from tradebot.api.base import API_VERSION
 from tradebot.api.hyperopt import HyperoptSpec
 from tradebot.domain.freqtrade_config import parameter_file_data
+from tradebot.domain.images import runner_image
 from tradebot.domain.jobs import (
     ARTIFACTS_MOUNT,
     CONFIG_MOUNT,
@@ -197,11 +198,7 @@ def _env(run: HyperoptRun) -> list[dict[str, Any]]:
 def job(run: HyperoptRun, index: int, settings: Settings) -> dict[str, Any]:
     spec = run.spec
     resources, placement = scheduling(spec.resources, spec.gpu, settings)
-    image = spec.image or (
-        settings.runner_image_rocm
-        if spec.gpu is not None and spec.gpu.vendor == "amd"
-        else settings.runner_image
-    )
+    image = runner_image(spec.image, spec.gpu is not None and spec.gpu.vendor == "amd", settings)
     artifacts: dict[str, Any] = (
         {"persistentVolumeClaim": {"claimName": settings.artifacts_pvc}}
         if settings.artifacts_pvc

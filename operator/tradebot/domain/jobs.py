@@ -11,6 +11,7 @@ from tradebot.api.base import API_VERSION
 from tradebot.api.types import GpuRequest, ResourceRequirements
 from tradebot.artifacts.location import store_kind
 from tradebot.domain.freqtrade_config import parameter_file_data
+from tradebot.domain.images import runner_image
 from tradebot.domain.market_data import MARKETS_FILE, volume_path
 from tradebot.domain.naming import (
     LABEL_BACKTEST,
@@ -281,10 +282,8 @@ def upload_step(
 
 def job(run: BacktestRun, settings: Settings) -> dict[str, Any]:
     resources, placement = scheduling(run.spec.resources, run.spec.gpu, settings)
-    image = run.spec.image or (
-        settings.runner_image_rocm
-        if run.spec.gpu is not None and run.spec.gpu.vendor == "amd"
-        else settings.runner_image
+    image = runner_image(
+        run.spec.image, run.spec.gpu is not None and run.spec.gpu.vendor == "amd", settings
     )
     store = store_kind(settings)
     on_claim = store == "pvc" and settings.artifacts_pvc

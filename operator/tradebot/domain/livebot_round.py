@@ -5,9 +5,10 @@ end early (a tripped or suspended fleet must cost the API server little): `decid
 `Observe(what)` while it needs an observation the controller has not made yet, and one final
 decision once it can. The order of the checks is the order of precedence:
 
-    invalid spec > open breaker > suspend > mode not allowed > strategy not ready >
-    no sandbox > no breaker for live > live limits > credentials > approval digest >
-    promotion gates > config > code vetted > account lease > pod (create, wait, replace, run)
+    invalid spec > open breaker > suspend > mode not allowed > image not allowed >
+    strategy not ready > no sandbox > no breaker for live > live limits > credentials >
+    approval digest > promotion gates > config > code vetted > account lease > pod (create,
+    wait, replace, run)
 
 A live bot whose approval is stale (spec.promotion.approval.digest is not the bot's digest,
 and the change is not only safer) is not judged again: its change waits, and a pod that runs
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from tradebot.api.livebot import LiveBotSpec, Mode
-from tradebot.domain import account_lease, bias, evidence, gates, promotion_digest
+from tradebot.domain import account_lease, bias, evidence, gates, images, promotion_digest
 from tradebot.domain.bias import BiasEvidence
 from tradebot.domain.bot_credentials import (
     CredentialsSeen,
@@ -163,8 +164,10 @@ class Observation:
     # Exchanges whose ccxt has a sandbox: testnet bots elsewhere are refused.
     has_sandbox: Callable[[str], bool] | None = None
     spec_error_reason: str = "InvalidSpec"
-    # The image the bot's pod runs (bots.pod_image): part of its promotion digest.
-    image: str = ""
+    # The image the bot's pod runs (resolved) and the operator's allowlist (None: unchecked,
+    # for callers that judge no image).
+    image: str | None = None
+    allowed_images: tuple[str, ...] | None = None
     # Made in stages, on demand (None: not observed yet).
     credentials: CredentialsSeen | None = None
     evidence: Evidence | None = None
@@ -288,6 +291,9 @@ def _kept_decision(o: Observation, mode: Mode) -> bool:
         and kept.get("generation") == o.generation
         and kept.get("codeHash") == o.strategy_code_hash
         and _same_parameters(kept, o.strategy_parameters_hash)
+        # A new image (the spec's, or the operator's default) is judged again before its pod
+        # replaces the running one; a decision from before images were kept has no such key.
+        and ("image" not in kept or kept["image"] == (o.image or ""))
     )
 
 
@@ -329,6 +335,7 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
         strategy_parameters_hash=o.strategy_parameters_hash,
         bias=seen.bias,
         strategy_timeframe=o.strategy_timeframe,
+        bot=gates.bot_run(spec, o.strategy, o.strategy_parameters_hash, o.allowed_images),
     )
     if seen.unreadable is not None:
         # Fail shut: evidence that cannot be read is no evidence.
@@ -354,6 +361,7 @@ def _gates(o: Observation, spec: LiveBotSpec) -> _Judged:
             # "" rather than None for no set: a merge patch would drop a None, and a missing
             # key means a decision from before parameter sets (_same_parameters).
             "parametersHash": o.strategy_parameters_hash or "",
+            "image": o.image or "",
             "passed": True,
             "decidedAt": format_time(o.now),
         }
@@ -401,7 +409,7 @@ def _approval(o: Observation, spec: LiveBotSpec) -> tuple[dict[str, Any], str | 
     inputs = promotion_digest.promotion_inputs(
         spec,
         promotion_digest.StrategyFacts.of(o.strategy),
-        image=o.image,
+        image=o.image or "",
         credentials_fingerprint=o.credentials.fingerprint if o.credentials else None,
     )
     status: dict[str, Any] = {
@@ -478,6 +486,11 @@ def decide(o: Observation) -> Outcome:
                 "allowedModes)",
             )
         )
+    if o.image is not None and o.allowed_images is not None:
+        # Before the gates: evidence never makes a foreign image trusted with the keys.
+        refused = images.image_problem(o.image, o.allowed_images, spec.mode)
+        if refused is not None:
+            return Outcome(Hold("Blocked", images.REASON, refused))
     strategy_status = (o.strategy or {}).get("status") or {}
     if o.strategy is None or strategy_status.get("phase") != "Ready":
         state = "missing" if o.strategy is None else strategy_status.get("phase") or "not ready"
