@@ -349,7 +349,13 @@ def test_anything_short_of_findings_for_the_same_run_waits(
 
 
 def test_launched_record_is_compared_when_present() -> None:
-    launched = {"codeHash": "e" * 64, "parametersHash": PARAMS, "timeframe": "5m"}
+    launched = {
+        "codeHash": "e" * 64,
+        "className": "S",
+        "image": "runner:1",
+        "parametersHash": PARAMS,
+        "timeframe": "5m",
+    }
     gate = _gate(_analysis(launched=launched))
     assert not gate.passed
     assert "analysed code eeeeeeeeeeee" in gate.message

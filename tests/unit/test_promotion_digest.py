@@ -408,8 +408,11 @@ def test_a_looser_change_waits_and_the_approved_pod_runs_on():
     assert isinstance(starting, StatusOnly)
     assert starting.reason == "ApprovalStale"
     assert held(replace(o, pod=None)) == ("Blocked", "ApprovalStale")
-    # Positive control: with the new digest approved, the pod is replaced.
-    renewed = decide(replace(o, spec=approved(wider))).decision
+    # Positive control: with the new digest approved (and a Backtest that tested both pairs,
+    # which the backtest gate asks of any pair), the pod is replaced.
+    both = replace(GOOD_BT, launched=GOOD_BT.launched.model_copy(update={"pairs": wider.pairs}))
+    evidence = replace(ENOUGH, backtest=both)
+    renewed = decide(replace(o, spec=approved(wider), evidence=evidence)).decision
     assert isinstance(renewed, Hold)
     assert renewed.reason == "Restarting"
 
