@@ -40,6 +40,18 @@ def text(value: object) -> str:
     return str(value)
 
 
+def chart_time(value: dt.datetime) -> str:
+    """A time as Plotly reads a date axis: UTC, no zone suffix (Plotly has no time zones)."""
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def count(value: Decimal | None) -> str:
+    """A count the metrics keep as an exact figure (12.00000000) as the integer it is."""
+    if value is None:
+        return ""
+    return str(int(value)) if value == value.to_integral_value() else format(value, "f")
+
+
 def percent(value: Decimal | str | None) -> str:
     """A ratio (0.0123) as a percentage with two places (1.23 %)."""
     if value is None or value == "":
@@ -48,7 +60,9 @@ def percent(value: Decimal | str | None) -> str:
 
 
 def _figures(metrics: Mapping[str, Decimal]) -> dict[str, str]:
-    return {key: text(metrics.get(key)) for key in RUN_FIGURES}
+    figures = {key: text(metrics.get(key)) for key in RUN_FIGURES}
+    figures["trades"] = count(metrics.get("trades"))
+    return figures
 
 
 def run_row(run: RunRecord, metrics: Mapping[str, Decimal]) -> dict[str, Any]:
@@ -204,7 +218,7 @@ def equity_figure(detail: BacktestDetail) -> dict[str, Any]:
             {
                 "type": "scatter",
                 "mode": "lines+markers",
-                "x": [text(p.at) for p in detail.equity],
+                "x": [chart_time(p.at) for p in detail.equity],
                 "y": [text(p.equity) for p in detail.equity],
                 "line": {"color": LINE, "shape": "hv"},
                 "name": "equity",
@@ -221,7 +235,7 @@ def drawdown_figure(detail: BacktestDetail) -> dict[str, Any]:
                 "type": "scatter",
                 "mode": "lines",
                 "fill": "tozeroy",
-                "x": [text(p.at) for p in detail.equity],
+                "x": [chart_time(p.at) for p in detail.equity],
                 "y": [text(-p.drawdown * 100) for p in detail.equity],
                 "line": {"color": DOWN, "shape": "hv"},
                 "name": "drawdown",
@@ -456,7 +470,7 @@ def bot_view(resource: Mapping[str, Any], snapshots: Sequence[BotSnapshot]) -> d
             {
                 "type": "scatter",
                 "mode": "lines",
-                "x": [text(s.taken_at) for s in points],
+                "x": [chart_time(s.taken_at) for s in points],
                 "y": [text(s.equity) for s in points],
                 "line": {"color": LINE},
                 "name": "equity",
