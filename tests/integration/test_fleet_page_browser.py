@@ -255,7 +255,7 @@ def test_the_console_check_catches_a_script_error(tmp_path: Path) -> None:
 
 def test_only_reading_is_allowed(fleet: Fleet) -> None:
     for method in ("POST", "PUT", "PATCH", "DELETE"):
-        request = urllib.request.Request(fleet.url, method=method, data=b"{}")
+        request = urllib.request.Request(fleet.url, method=method, data=b"{}")  # noqa: S310
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(request, timeout=10)  # noqa: S310 - our own local server
         assert refused.value.code == 405

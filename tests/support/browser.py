@@ -75,6 +75,7 @@ def load(url: str, screenshot: Path | None = None, timeout: float = 180) -> Page
                 timeout=timeout,
                 check=False,
             )
-            assert shot.returncode == 0 and screenshot.is_file(), shot.stderr[-2000:]
+            assert shot.returncode == 0, shot.stderr[-2000:]
+            assert screenshot.is_file(), shot.stderr[-2000:]
     console = [line for line in done.stderr.splitlines() if CONSOLE_MARK in line]
     return Page(done.stdout, console)
