@@ -69,7 +69,7 @@ def load(url: str, screenshot: Path | None = None, timeout: float = 180) -> Page
         assert done.returncode == 0, done.stderr[-2000:]
         if screenshot is not None:
             shot = subprocess.run(
-                [chromium(), *flags, "--window-size=1280,1400", f"--screenshot={screenshot}", url],
+                [chromium(), *flags, "--window-size=1200,1000", f"--screenshot={screenshot}", url],
                 capture_output=True,
                 text=True,
                 timeout=timeout,
