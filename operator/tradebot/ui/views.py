@@ -40,6 +40,17 @@ def text(value: object) -> str:
     return str(value)
 
 
+def when(value: object) -> str:
+    """A time from a status (ISO 8601 text) as the page shows times; other text as it is."""
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        return text(parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC))
+    return text(value)
+
+
 def chart_time(value: dt.datetime) -> str:
     """A time as Plotly reads a date axis: UTC, no zone suffix (Plotly has no time zones)."""
     return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
@@ -103,7 +114,7 @@ def bot_row(bot: Mapping[str, Any]) -> dict[str, Any]:
         "drawdown": percent(status.get("drawdown")),
         "equity": text(status.get("equity")),
         "open_trades": text(status.get("openTrades")),
-        "heartbeat": text(status.get("lastHeartbeat")),
+        "heartbeat": when(status.get("lastHeartbeat")),
         "gates": [
             {
                 "name": g.get("name", ""),
@@ -125,7 +136,7 @@ def breaker_row(breaker: Mapping[str, Any], incidents: Sequence[IncidentRecord])
         "name": name,
         "state": status.get("state") or "Closed",
         "reason": status.get("reason") or "",
-        "tripped_at": text(status.get("trippedAt")),
+        "tripped_at": when(status.get("trippedAt")),
         "affected": ", ".join(status.get("affectedBots") or []),
         "last_incident": None
         if last is None
@@ -154,7 +165,7 @@ def queue_rows(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
                 "name": meta.get("name", ""),
                 "phase": phase,
                 "position": status.get("queuePosition"),
-                "started": text(status.get("startedAt")),
+                "started": when(status.get("startedAt")),
                 "progress": _progress(status),
             }
         )
