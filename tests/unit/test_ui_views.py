@@ -159,3 +159,39 @@ def test_links_for_the_server_and_for_files() -> None:
     assert Links(static=True).backtest("bt-1") == "backtest-bt-1.html"
     assert Links(static=True).strategy("ns", "ema") == "strategy-ns-ema.html"
     assert Links().asset("plotly.min.js") == "/static/plotly.min.js"
+
+
+def test_the_home_page_lists_the_clusters_work_and_the_records() -> None:
+    backtest = {
+        "kind": "Backtest",
+        "metadata": {"namespace": "ns", "name": "ema-rsi-sample"},
+        "status": {
+            "phase": "Succeeded",
+            "runId": "bt-1",
+            "results": {"profitTotal": "0.00124795", "trades": 12},
+            "finishedAt": "2026-11-25T16:02:00Z",
+        },
+    }
+    bot = {
+        "metadata": {"namespace": "ns", "name": "ema-rsi-dry"},
+        "spec": {"mode": "dryRun"},
+        "status": {"phase": "Running", "lastHeartbeat": "2026-11-25T16:55:00Z"},
+    }
+    view = views.home_view(
+        bots=[bot],
+        breakers=[],
+        work=[backtest],
+        runs=[a_run()],
+        metrics={"bt-1": METRICS},
+        incidents=[],
+        strategies=[("ns", "ema")],
+    )
+    assert view["queue"] == []  # finished: not in the queue
+    assert view["backtests"][0]["run_id"] == "bt-1"
+    assert view["bots"][0]["heartbeat"] == "2026-11-25 16:55:00 UTC"
+    html = render("home", view, Links())
+    assert '<a href="/backtests/bt-1">ns/ema-rsi-sample</a>' in html
+    assert '<a href="/bots/ns/ema-rsi-dry">' in html
+    assert "Cluster not read" not in html
+    failed = render("home", {**view, "cluster_error": "no kubeconfig"}, Links())
+    assert "Cluster not read: no kubeconfig" in failed

@@ -69,7 +69,7 @@ class Pages:
         runs = self.store.list_runs()
         bots: list[dict[str, Any]] = []
         breakers: list[dict[str, Any]] = []
-        queued: list[dict[str, Any]] = []
+        work: list[dict[str, Any]] = []
         error: str | None = "no cluster configured"
         if self.cluster is not None:
             cluster = self.cluster
@@ -78,13 +78,13 @@ class Pages:
                 bots.extend(cluster.list("livebots"))
                 breakers.extend(cluster.list("circuitbreakers"))
                 for plural, kind in (("backtests", "Backtest"), ("hyperopts", "Hyperopt")):
-                    queued.extend({**o, "kind": kind} for o in cluster.list(plural))
+                    work.extend({**o, "kind": kind} for o in cluster.list(plural))
 
             _, error = _try(read, None)
         view = views.home_view(
             bots=bots,
             breakers=breakers,
-            queued=queued,
+            work=work,
             runs=runs,
             metrics=metrics_of_runs(self.dsn),
             incidents=self.store.list_incidents(),

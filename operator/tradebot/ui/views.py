@@ -175,6 +175,29 @@ def queue_rows(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     )
 
 
+def backtest_rows(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The cluster's Backtests, each with its run's page when it has a run id."""
+    rows = []
+    for obj in objects:
+        if obj.get("kind") != "Backtest":
+            continue
+        status, meta = _status(obj), _meta(obj)
+        results = status.get("results") or {}
+        rows.append(
+            {
+                "namespace": meta.get("namespace", ""),
+                "name": meta.get("name", ""),
+                "phase": status.get("phase") or "Pending",
+                "run_id": status.get("runId"),
+                "profit": percent(results.get("profitTotal")),
+                "drawdown": percent(results.get("maxDrawdown")),
+                "trades": text(results.get("trades")),
+                "finished": when(status.get("finishedAt")),
+            }
+        )
+    return sorted(rows, key=lambda r: (r["namespace"], r["name"]))
+
+
 def _progress(status: Mapping[str, Any]) -> str:
     progress = status.get("progress") or {}
     done, total = progress.get("epochsDone"), progress.get("epochsTotal")
@@ -185,7 +208,7 @@ def home_view(
     *,
     bots: Sequence[Mapping[str, Any]],
     breakers: Sequence[Mapping[str, Any]],
-    queued: Sequence[Mapping[str, Any]],
+    work: Sequence[Mapping[str, Any]],
     runs: Sequence[RunRecord],
     metrics: Mapping[str, Mapping[str, Decimal]],
     incidents: Sequence[IncidentRecord],
@@ -193,12 +216,14 @@ def home_view(
     cluster_error: str | None = None,
     recent: int = 20,
 ) -> dict[str, Any]:
+    """`work`: the cluster's Backtests and Hyperopts (each with its `kind`)."""
     latest = sorted(runs, key=lambda r: (r.created_at, r.id), reverse=True)[:recent]
     return {
         "title": "Fleet",
         "bots": [bot_row(b) for b in sorted(bots, key=_key)],
         "breakers": [breaker_row(b, incidents) for b in sorted(breakers, key=_key)],
-        "queue": queue_rows(queued),
+        "queue": queue_rows(work),
+        "backtests": backtest_rows(work),
         "runs": [run_row(r, metrics.get(r.id, {})) for r in latest],
         "strategies": [{"namespace": ns, "name": n} for ns, n in sorted(set(strategies))],
         "cluster_error": cluster_error,
