@@ -195,3 +195,32 @@ def test_the_home_page_lists_the_clusters_work_and_the_records() -> None:
     assert "Cluster not read" not in html
     failed = render("home", {**view, "cluster_error": "no kubeconfig"}, Links())
     assert "Cluster not read: no kubeconfig" in failed
+
+
+def test_a_hyperopt_view_charts_the_best_so_far_and_compares_the_samples() -> None:
+    from tradebot.freqtrade.hyperopt_summary import EpochRecord
+
+    def epoch(n: int, loss: str) -> EpochRecord:
+        return EpochRecord.model_validate(
+            {"epoch": n, "worker": 0, "loss": loss, "parameters_hash": "e" * 64}
+        )
+
+    resource = {
+        "status": {
+            "best": {"epoch": 2, "loss": "-1.00000000", "parameters": '{"buy": {}}'},
+            "validation": {
+                "backtestName": "search-oos",
+                "inSample": {"profitTotal": "0.05000000", "trades": 30},
+                "outOfSample": {"profitTotal": "0.01000000", "trades": 9},
+            },
+        }
+    }
+    run = a_run("ho-1", kind="hyperopt")
+    view = views.hyperopt_view(
+        run, {}, [epoch(3, "0.5"), epoch(1, "0.2"), epoch(2, "-1")], resource
+    )
+    best_so_far = dict(view["charts"])["loss"]["data"][1]["y"]
+    assert best_so_far == ["0.20000000", "-1.00000000", "-1.00000000"]
+    assert ("profitTotal", "0.05000000", "0.01000000") in view["samples"]
+    html = render("hyperopt", view, Links())
+    assert "In sample against out of sample (Backtest search-oos)" in html

@@ -199,8 +199,7 @@ def backtest_rows(objects: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _progress(status: Mapping[str, Any]) -> str:
-    progress = status.get("progress") or {}
-    done, total = progress.get("epochsDone"), progress.get("epochsTotal")
+    done, total = status.get("epochsDone"), status.get("epochsTotal")
     return f"{done}/{total} epochs" if done is not None and total else ""
 
 
@@ -477,7 +476,9 @@ def hyperopt_view(
         "layout": _layout("Loss by epoch", "loss", showlegend=True),
     }
     status = _status(resource or {})
-    best = status.get("best") or status.get("bestEpoch") or {}
+    best = status.get("best") or {}
+    validation = status.get("validation") or {}
+    inside, outside = validation.get("inSample") or {}, validation.get("outOfSample") or {}
     return {
         "title": f"Hyperopt {run.namespace}/{run.name}",
         "run": run_row(run, metrics),
@@ -493,7 +494,13 @@ def hyperopt_view(
             }
             for e in ordered
         ],
-        "best": best if isinstance(best, Mapping) else {},
+        "best": [(str(k), _flat(v)) for k, v in sorted(best.items())],
+        # Walk-forward: the best parameters in sample against the same out of sample.
+        "samples": [
+            (key, text(inside.get(key)), text(outside.get(key)))
+            for key in sorted({*inside, *outside})
+        ],
+        "validation_backtest": validation.get("backtestName") or "",
         "charts": [("loss", chart)] if ordered else [],
     }
 
