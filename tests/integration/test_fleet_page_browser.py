@@ -227,7 +227,14 @@ def test_every_page_draws_its_charts_in_chromium(fleet: Fleet, tmp_path: Path) -
             # The cluster's bot and breaker, the queue, and the recorded runs, all listed.
             for text in ("ema-rsi-dry", "main-fleet", "Open", "drawdown 0.16", "Queued"):
                 assert text in page.dom, f"home lacks {text!r}"
-            assert f'href="/backtests/{fleet.backtest}"' in page.dom
+            # Its links lead to the pages loaded below.
+            for link in (
+                f"/backtests/{fleet.backtest}",
+                f"/hyperopts/{fleet.hyperopt}",
+                f"/strategies/{fleet.namespace}/ema-rsi",
+                f"/bots/{fleet.namespace}/ema-rsi-dry",
+            ):
+                assert f'href="{link}"' in page.dom, f"home lacks a link to {link}"
             assert "Cluster not read" not in page.dom
         if name == "backtest":
             assert page.dom.count("exit_signal") >= 8  # trades and the exit-reason table

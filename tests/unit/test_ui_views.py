@@ -159,6 +159,9 @@ def test_links_for_the_server_and_for_files() -> None:
     assert Links(static=True).backtest("bt-1") == "backtest-bt-1.html"
     assert Links(static=True).strategy("ns", "ema") == "strategy-ns-ema.html"
     assert Links().asset("plotly.min.js") == "/static/plotly.min.js"
+    assert Links().strategy("ns", "ema") == "/strategies/ns/ema"
+    assert Links().bot("ns", "b") == "/bots/ns/b"
+    assert Links().hyperopt("ho-1") == "/hyperopts/ho-1"
 
 
 def test_the_home_page_lists_the_clusters_work_and_the_records() -> None:

@@ -4,8 +4,10 @@ or for a directory of static files (file names)."""
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -20,10 +22,15 @@ class Links:
     def __init__(self, *, static: bool = False) -> None:
         self.static = static
 
+    # The server's path of each kind of page (server.route reads the same names).
+    PATHS: Final[Mapping[str, str]] = MappingProxyType(
+        {"backtest": "backtests", "hyperopt": "hyperopts", "strategy": "strategies", "bot": "bots"}
+    )
+
     def _page(self, kind: str, *parts: str) -> str:
         if self.static:
             return f"{kind}-{'-'.join(quote(p, safe='') for p in parts)}.html"
-        return "/" + "/".join([f"{kind}s", *(quote(p, safe="") for p in parts)])
+        return "/" + "/".join([self.PATHS[kind], *(quote(p, safe="") for p in parts)])
 
     def home(self) -> str:
         return "index.html" if self.static else "/"
