@@ -29,7 +29,7 @@ tools: ## build the pinned etcd, Kubernetes, kwok and helm binaries into ~/.cach
 $(BIN)/.installed: pyproject.toml testing/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev,runner]'
+	$(BIN)/pip install -q -e '.[dev,runner,ui]'
 	$(BIN)/pip install -q -e testing/
 	touch $@
 

@@ -2,8 +2,9 @@
 # `make demo`: the local cluster, the CRDs, the local exchange double (the cluster's exchange:
 # there is none reachable here), the operator (local executor) and the example Strategy +
 # Backtest + dry-run LiveBot; waits for the Backtest to succeed and the bot to trade against
-# the double, and shows both. Everything keeps running until `make down`, which stops every
-# process with a pid file in .local/run (the double and the operator included).
+# the double, and shows both, and serves the fleet page (`tradebot ui`, printed as `fleet page:
+# URL`). Everything keeps running until `make down`, which stops every process with a pid
+# file in .local/run (the double, the operator and the fleet page included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -73,6 +74,27 @@ echo "Results of backtest ema-rsi-sample ($phase):"
 "${KUBECTL[@]}" get bt ema-rsi-sample -o go-template='{{range $k, $v := .status.results}}  {{$k}}: {{$v}}{{"\n"}}{{end}}  runId: {{.status.runId}}{{"\n"}}  configHash: {{.status.configHash}}{{"\n"}}  dataHash: {{.status.dataHash}}{{"\n"}}{{range .status.artifacts}}  artifact {{.name}} sha256 {{.sha256}}{{"\n"}}{{end}}'
 [[ $phase == Succeeded ]] || { "${KUBECTL[@]}" get bt ema-rsi-sample -o jsonpath='{.status.message}{"\n"}' >&2; exit 1; }
 
+# The fleet page (`tradebot ui`), read-only, on a free port: kept running until `make down`
+# like the operator (its pid file's name is in its command line: `tradebot ui`).
+ui_pid=.local/run/ui.pid
+ui_url_file=.local/run/ui.url
+if [[ -f $ui_pid ]] && kill -0 "$(cat "$ui_pid")" 2>/dev/null && [[ -f $ui_url_file ]]; then
+  echo "fleet page already served (pid $(cat "$ui_pid"))"
+else
+  port=$("$BIN/python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  setsid "$BIN/tradebot" ui --host 127.0.0.1 --port "$port" \
+    --dsn "sqlite:///$PWD/.local/operator/records.db" >> .local/logs/ui.log 2>&1 < /dev/null &
+  echo $! > "$ui_pid"
+  echo "http://127.0.0.1:$port/" > "$ui_url_file"
+  for _ in $(seq 100); do
+    "$BIN/python" -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/', timeout=2)" 2>/dev/null && break
+    sleep 0.3
+  done
+fi
+UI_URL=$(cat "$ui_url_file")
+echo "fleet page: $UI_URL"
+echo "  (read-only; the Backtest's equity curve and trades are on it; log .local/logs/ui.log)"
+
 echo
 "${KUBECTL[@]}" apply -f examples/livebot.yaml
 echo "waiting for LiveBot ema-rsi-dry (dry-run freqtrade trade against the exchange double) to report ..."
@@ -94,13 +116,16 @@ echo
 echo "LiveBot ema-rsi-dry:"
 "${KUBECTL[@]}" get bot ema-rsi-dry -o go-template='  phase: {{.status.phase}}{{"\n"}}  mode: {{.status.mode}}{{"\n"}}  equity: {{.status.equity}} USDT{{"\n"}}  profit: {{.status.profit}}{{"\n"}}  open trades: {{.status.openTrades}}{{"\n"}}  heartbeat: {{.status.lastHeartbeat}}{{"\n"}}'
 echo "  exchange: the local exchange double at $DOUBLE_URL (prices: $DOUBLE_URL/double/state)"
+echo
+echo "fleet page: $UI_URL"
 cat <<EOT
 
-The cluster and the operator keep running. Try:
+The cluster, the operator and the fleet page keep running. Try:
   export KUBECONFIG=$PWD/.local/kubeconfig PATH=$TRADEBOT_TOOLS_BIN:\$PATH
   kubectl get tradebot
   kubectl describe bt ema-rsi-sample
   kubectl get bot ema-rsi-dry -o yaml
   curl -s -XPOST $DOUBLE_URL/double/price -d '{"pair": "BTC/USDT", "move": -0.05}'   # move the market
-Stop everything (cluster, operator, exchange double, bots): make down
+  tradebot report --html report/ --dsn sqlite:///$PWD/.local/operator/records.db   # static pages
+Stop everything (cluster, operator, fleet page, exchange double, bots): make down
 EOT

@@ -2,7 +2,7 @@
 # Installs the system packages the tests and the local platform need, if they are missing:
 # PostgreSQL's server (the records tests start a real one), Prometheus and promtool (the alert
 # rules' tests), buildah and debootstrap where no docker daemon answers (`make images`), and Go
-# (builds the tools).
+# (builds the tools), Chromium (the fleet page's browser test).
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
@@ -10,6 +10,9 @@ command -v psql >/dev/null 2>&1 || need+=(postgresql-client)
 # promtool and prometheus (Debian's prometheus package) test the chart's alert rules, the
 # latter scraping the operator in tests/e2e/test_prometheus_alerts.py.
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+# Headless Chromium loads the fleet page in its browser test (tests/integration/
+# test_fleet_page_browser.py): Debian's package, no browser download.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # Images: docker where its daemon answers; else buildah builds and runs them, on a base that
 # debootstrap makes from Debian's packages when the pinned one cannot be pulled.
 if ! { command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1; }; then

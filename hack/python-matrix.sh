@@ -28,7 +28,7 @@ if [[ ! -f $venv/.installed ]]; then
   rm -rf "$venv"
   "$python" -m venv "$venv"
   "$venv/bin/pip" install -q --upgrade pip setuptools wheel
-  "$venv/bin/pip" install -q '.[dev,runner]'
+  "$venv/bin/pip" install -q '.[dev,runner,ui]'
   touch "$venv/.installed"
 fi
 "$venv/bin/pip" install -q --no-deps --no-build-isolation -e .

@@ -24,6 +24,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "tradebot.commands.records",
     "tradebot.commands.registry",
     "tradebot.commands.report",
+    "tradebot.commands.ui",
 )
 
 

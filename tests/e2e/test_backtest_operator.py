@@ -137,6 +137,11 @@ def test_queue_limits_real_backtests_and_records_them(
         metrics = conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
         assert metrics >= 6 * 5
         arts = conn.execute("SELECT run_id, name, sha256, size FROM artifacts").fetchall()
+        trades = dict(
+            conn.execute("SELECT run_id, count(*) FROM backtest_trades GROUP BY run_id").fetchall()
+        )
+    # Each run's trades were parsed from its result zip into the records as it was recorded.
+    assert trades == {r[0]: int(statuses[0]["results"]["trades"]) for r in runs}
     # Artifact hashes in the records and status match the files the runner wrote.
     import hashlib
 

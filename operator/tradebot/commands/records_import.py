@@ -23,7 +23,7 @@ from typing import Any
 
 from tradebot.domain.freqtrade_config import config_hash
 from tradebot.domain.time import parse_time
-from tradebot.freqtrade import results
+from tradebot.freqtrade import result_detail, results
 from tradebot.records import ArtifactRecord, RecordStore, RunRecord
 from tradebot.records.models import exact_metric
 
@@ -128,6 +128,7 @@ def import_file(store: RecordStore, path: Path, report: ImportReport) -> None:
         if figures:
             store.record_metrics(run_id, figures)
         store.record_artifacts(run_id, artifacts)
+        store.record_backtest_detail(run_id, result_detail.detail_from_stats(stats))
         report.imported.append(run_id)
 
 

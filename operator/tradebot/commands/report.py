@@ -47,6 +47,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="write the report to FILE instead of standard output",
     )
+    report.add_argument(
+        "--html",
+        type=Path,
+        metavar="DIR",
+        help="write the fleet page's Strategy and run pages as static HTML into DIR "
+        "(index.html, one page per strategy and per backtest or hyperopt run, plotly.js "
+        "beside them: opens with no server and no network)",
+    )
     add_dsn_argument(report)
     report.set_defaults(handler=_report)
 
@@ -73,6 +81,8 @@ def _report(args: argparse.Namespace) -> int:
     missing = missing_database(dsn)
     if missing is not None:
         return fail("report", missing)
+    if args.html is not None:
+        return _html(dsn, args.html, args.namespace)
     filters = Filters(since=since, namespace=args.namespace, strategy=args.strategy)
     try:
         with open_store(dsn) as store:
@@ -84,4 +94,17 @@ def _report(args: argparse.Namespace) -> int:
     else:
         args.output.write_text(text)
         print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _html(dsn: str, directory: Path, namespace: str | None) -> int:
+    from tradebot.records import open_store
+    from tradebot.ui.static import write_site
+
+    try:
+        with open_store(dsn) as store:
+            written = write_site(store, dsn, directory, namespace=namespace)
+    except (RecordsError, ValueError, OSError) as exc:
+        return fail("report", explain(exc))
+    print(f"wrote {len(written)} files to {directory} (open {directory / 'index.html'})")
     return 0

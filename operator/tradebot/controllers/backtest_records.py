@@ -4,17 +4,29 @@ Backtest (keyed by its uid, so a replay writes the same key again), its metrics 
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from tradebot.api.backtest import BacktestSpec
+from tradebot.artifacts import fetch
+from tradebot.artifacts.store import StoreError
 from tradebot.controllers import runtime
 from tradebot.domain.naming import backtest_run_id
 from tradebot.domain.time import parse_time
+from tradebot.executors import local
+from tradebot.executors.local import LocalExecutor
+from tradebot.freqtrade.result_detail import load_detail
+from tradebot.freqtrade.results import ResultError
 from tradebot.observability import metrics
+from tradebot.observability.logging import logger
 from tradebot.records import ArtifactRecord, RecordsError, RecordStore, RunRecord
-from tradebot.records.models import RunStatus, exact_metric
+from tradebot.records.models import BacktestDetail, RunStatus, exact_metric
+from tradebot.settings import Settings
+
+_log = logger(component="backtest-records")
 
 
 def store_run(
@@ -26,8 +38,10 @@ def store_run(
     status: dict[str, Any],
     spec: BacktestSpec,
     error: str | None = None,
+    detail: BacktestDetail | None = None,
 ) -> None:
-    """Writes the run, its metrics and artifacts from the Backtest's status to `store`."""
+    """Writes the run, its metrics and artifacts from the Backtest's status to `store`, and
+    the result's detail (trades, tables, equity curve) when it was read."""
     run_id = backtest_run_id(uid)
     window = spec.timerange
     results = status.get("results") or {}
@@ -57,6 +71,8 @@ def store_run(
     )
     figures = {**result_metrics(results), **bias_metrics(status.get("bias") or {})}
     store_figures(store, run_id, figures, status.get("artifacts") or [])
+    if detail is not None:
+        store.record_backtest_detail(run_id, detail)
 
 
 def store_figures(
@@ -115,6 +131,50 @@ def bias_metrics(bias: Mapping[str, Any]) -> dict[str, Decimal]:
     return {k: exact_metric(k, v) for k, v in figures.items()}
 
 
+def result_zip(
+    namespace: str, run_id: str, status: Mapping[str, Any], settings: Settings, workdir: Path
+) -> Path | None:
+    """Where the run's result zip can be read: fetched from the artifact store into `workdir`
+    (checked against its sha256), or the local executor's own copy when no store kept it.
+    None when the run has none; raises StoreError when it cannot be had."""
+    found = next(
+        (
+            a
+            for a in status.get("artifacts") or []
+            if str(a.get("name", "")).startswith("backtest-result")
+            and str(a.get("name", "")).endswith(".zip")
+        ),
+        None,
+    )
+    if found is None:
+        return None
+    artifact = artifact_records([found])[0]
+    if "://" in artifact.path:
+        return fetch.get(artifact, namespace, workdir / artifact.name, settings, local.claim_root)
+    if settings.executor == "local":
+        path = LocalExecutor(settings.local_state_dir).artifacts_dir(run_id) / artifact.name
+        if path.is_file():
+            return path
+    raise StoreError(
+        f"{artifact.name} lived only in its Job's emptyDir (no artifact store is configured)"
+    )
+
+
+def result_detail(
+    namespace: str, run_id: str, status: Mapping[str, Any], settings: Settings
+) -> BacktestDetail | None:
+    """The result's detail, parsed once from its zip as the run is recorded; None (and a log
+    line saying why) when the zip cannot be had or read: the run and its figures are recorded
+    all the same."""
+    with tempfile.TemporaryDirectory(prefix="tradebot-result-") as workdir:
+        try:
+            path = result_zip(namespace, run_id, status, settings, Path(workdir))
+            return None if path is None else load_detail(path)
+        except (StoreError, ResultError) as e:
+            _log.warning("backtest result detail not recorded", run_id=run_id, error=str(e))
+            return None
+
+
 def record(
     namespace: str,
     name: str,
@@ -126,8 +186,15 @@ def record(
 ) -> str | None:
     """Writes the run record (to the database, or to the outbox while it is down: either way
     it is kept); returns None on success, else why it could not."""
+    detail = (
+        result_detail(namespace, backtest_run_id(uid), status, runtime.get().settings)
+        if run_status == "succeeded"
+        else None
+    )
     try:
-        store_run(runtime.get().store(), namespace, name, uid, run_status, status, spec, error)
+        store_run(
+            runtime.get().store(), namespace, name, uid, run_status, status, spec, error, detail
+        )
     except RecordsError as e:  # the outbox itself failed, or a bug such as a run id reused
         metrics.RECORD_FAILURES.inc()
         return str(e)

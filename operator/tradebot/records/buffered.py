@@ -46,6 +46,7 @@ from tradebot.records.errors import (
 )
 from tradebot.records.models import (
     ArtifactRecord,
+    BacktestDetail,
     BotSnapshot,
     DcaBuyRecord,
     IncidentRecord,
@@ -275,6 +276,12 @@ class BufferedStore:
     def record_dca_buy(self, record: DcaBuyRecord) -> None:
         self._write(entries.dca_buy_entry(record), lambda s: s.record_dca_buy(record))
 
+    def record_backtest_detail(self, run_id: str, detail: BacktestDetail) -> None:
+        self._write(
+            entries.backtest_detail_entry(run_id, detail),
+            lambda s: s.record_backtest_detail(run_id, detail),
+        )
+
     # ---- flushing ------------------------------------------------------------------------
     def flush(self, *, batch: int = 200) -> int:
         """Replays the outbox in order until it is empty or the database fails again;
@@ -403,6 +410,9 @@ class BufferedStore:
 
     def epochs(self, run_id: str) -> list[EpochRecord]:
         return self._reader().epochs(run_id)
+
+    def backtest_detail(self, run_id: str) -> BacktestDetail | None:
+        return self._reader().backtest_detail(run_id)
 
     def get_incident(self, incident_id: str) -> IncidentRecord | None:
         return self._reader().get_incident(incident_id)

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.records.models import (
     ArtifactRecord,
+    BacktestDetail,
     BotSnapshot,
     DcaBuyRecord,
     IncidentRecord,
@@ -41,6 +42,7 @@ Operation = Literal[
     "record_snapshot",
     "record_epochs",
     "record_dca_buy",
+    "record_backtest_detail",
 ]
 OPERATIONS: Final[frozenset[str]] = frozenset(get_args(Operation))
 
@@ -156,6 +158,13 @@ def dca_buy_entry(record: DcaBuyRecord) -> Entry:
     return _entry("record_dca_buy", {"record": record.model_dump()})
 
 
+def backtest_detail_entry(run_id: str, detail: BacktestDetail) -> Entry:
+    # JSON mode: calendar days as ISO text (the figures are text either way).
+    return _entry(
+        "record_backtest_detail", {"run_id": run_id, "detail": detail.model_dump(mode="json")}
+    )
+
+
 # ---- lines ---------------------------------------------------------------------------------
 def encode(entry: Entry) -> bytes:
     """One line: compact JSON with sorted keys, ending in a newline."""
@@ -241,6 +250,9 @@ def _call(entry: Entry) -> _Call:
                 return _Call(entry.op, (IncidentRecord.model_validate(a["incident"]),), {})
             case "record_snapshot":
                 return _Call(entry.op, (BotSnapshot.model_validate(a["snapshot"]),), {})
+            case "record_backtest_detail":
+                detail = BacktestDetail.model_validate(a["detail"])
+                return _Call(entry.op, (a["run_id"], detail), {})
             case "record_dca_buy":
                 return _Call(entry.op, (DcaBuyRecord.model_validate(a["record"]),), {})
     except (KeyError, TypeError, AttributeError, InvalidOperation, ValidationError) as exc:

@@ -277,4 +277,66 @@ MIGRATIONS: Final[tuple[Migration, ...]] = (
             "CREATE INDEX dca_buys_by_schedule ON dca_buys (namespace, schedule, slot)",
         ),
     ),
+    Migration(
+        5,
+        "backtest results in detail: trades, breakdowns, daily profit, equity curve",
+        (
+            # Parsed once from the result zip, so the trades outlive it. The header row says
+            # the detail was recorded (a run without trades has one too); the children are
+            # replaced as a whole on every write, so a replay leaves the same rows.
+            """CREATE TABLE backtest_details (
+            run_id text PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+            starting_balance {exact} NOT NULL,
+            stake_currency text NOT NULL,
+            recorded_at {time} NOT NULL
+        )""",
+            # is_short as 0/1: one column type for both backends (SQLite has no boolean).
+            """CREATE TABLE backtest_trades (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            seq integer NOT NULL CHECK (seq >= 0),
+            pair text NOT NULL,
+            open_date {time} NOT NULL,
+            close_date {time},
+            profit_ratio {exact} NOT NULL,
+            profit_abs {exact} NOT NULL,
+            exit_reason text NOT NULL,
+            is_short integer NOT NULL CHECK (is_short IN (0, 1)),
+            stake_amount {exact},
+            open_rate {exact},
+            close_rate {exact},
+            enter_tag text NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )""",
+            "CREATE INDEX backtest_trades_by_pair ON backtest_trades (run_id, pair)",
+            """CREATE TABLE backtest_breakdowns (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            breakdown text NOT NULL CHECK (breakdown IN ('pair', 'exit_reason')),
+            position integer NOT NULL,
+            key text NOT NULL,
+            trades integer NOT NULL CHECK (trades >= 0),
+            profit_total_abs {exact} NOT NULL,
+            profit_total {exact},
+            profit_mean {exact},
+            wins integer NOT NULL,
+            draws integer NOT NULL,
+            losses integer NOT NULL,
+            PRIMARY KEY (run_id, breakdown, key)
+        )""",
+            # day: ISO date text on both backends (a calendar day has no time zone to keep).
+            """CREATE TABLE backtest_daily (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            day text NOT NULL,
+            profit_abs {exact} NOT NULL,
+            PRIMARY KEY (run_id, day)
+        )""",
+            """CREATE TABLE backtest_equity (
+            run_id text NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+            seq integer NOT NULL CHECK (seq >= 0),
+            at {time} NOT NULL,
+            equity {exact} NOT NULL,
+            drawdown {exact} NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        )""",
+        ),
+    ),
 )

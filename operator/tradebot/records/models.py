@@ -244,3 +244,64 @@ class DcaBuyRecord(_Record):
     amount: ExactFigure | None = None
     trade_id: int | None = None
     recorded_at: UtcDatetime = Field(default_factory=utc_now)
+
+
+# ---- a backtest's result in detail (parsed once from Freqtrade's result zip) ------------------
+Breakdown = Literal["pair", "exit_reason"]
+
+
+class BacktestTrade(_Record):
+    """One trade of a backtest, as Freqtrade's result lists it (seq: its place in that list)."""
+
+    seq: Annotated[int, Field(ge=0)]
+    pair: NonEmpty
+    open_date: UtcDatetime
+    # Freqtrade closes every trade at the end of a backtest; None only for one it left open.
+    close_date: UtcDatetime | None = None
+    profit_ratio: ExactFigure
+    profit_abs: ExactFigure
+    exit_reason: str = ""
+    is_short: bool = False
+    stake_amount: ExactFigure | None = None
+    open_rate: ExactFigure | None = None
+    close_rate: ExactFigure | None = None
+    enter_tag: str = ""
+
+
+class BreakdownRow(_Record):
+    """One row of a per-pair or per-exit-reason table (Freqtrade's results_per_pair and
+    exit_reason_summary), its TOTAL row left out: the run's metrics hold the totals."""
+
+    key: NonEmpty
+    trades: Annotated[int, Field(ge=0)]
+    profit_total_abs: ExactFigure
+    # Profit as a fraction of the starting balance, and the mean profit ratio per trade.
+    profit_total: ExactFigure | None = None
+    profit_mean: ExactFigure | None = None
+    wins: Annotated[int, Field(ge=0)] = 0
+    draws: Annotated[int, Field(ge=0)] = 0
+    losses: Annotated[int, Field(ge=0)] = 0
+
+
+class DailyProfit(_Record):
+    day: dt.date
+    profit_abs: ExactFigure
+
+
+class EquityPoint(_Record):
+    """The wallet after each closed trade (the first point: the starting balance), with the
+    drawdown below the highest wallet so far as a fraction of that peak."""
+
+    at: UtcDatetime
+    equity: ExactFigure
+    drawdown: ExactFigure
+
+
+class BacktestDetail(_Record):
+    starting_balance: ExactFigure
+    stake_currency: NonEmpty
+    trades: tuple[BacktestTrade, ...] = ()
+    per_pair: tuple[BreakdownRow, ...] = ()
+    exit_reasons: tuple[BreakdownRow, ...] = ()
+    daily: tuple[DailyProfit, ...] = ()
+    equity: tuple[EquityPoint, ...] = ()

@@ -229,3 +229,70 @@ def runs_where(
             clauses.append(clause)
             params.append(value)
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), params
+
+
+# A backtest's detail: replaced as a whole (DELETE then INSERT in one transaction).
+DETAIL_TABLES: Final = (
+    "backtest_trades",
+    "backtest_breakdowns",
+    "backtest_daily",
+    "backtest_equity",
+    "backtest_details",
+)
+TRADE_COLUMNS: Final = (
+    "seq",
+    "pair",
+    "open_date",
+    "close_date",
+    "profit_ratio",
+    "profit_abs",
+    "exit_reason",
+    "is_short",
+    "stake_amount",
+    "open_rate",
+    "close_rate",
+    "enter_tag",
+)
+TRADE_EXACT_COLUMNS: Final = frozenset(
+    {"profit_ratio", "profit_abs", "stake_amount", "open_rate", "close_rate"}
+)
+TRADE_TIME_COLUMNS: Final = frozenset({"open_date", "close_date"})
+BREAKDOWN_COLUMNS: Final = (
+    "key",
+    "trades",
+    "profit_total_abs",
+    "profit_total",
+    "profit_mean",
+    "wins",
+    "draws",
+    "losses",
+)
+BREAKDOWN_EXACT_COLUMNS: Final = frozenset({"profit_total_abs", "profit_total", "profit_mean"})
+INSERT_DETAIL: Final = """
+    INSERT INTO backtest_details (run_id, starting_balance, stake_currency, recorded_at)
+    VALUES (?, ?, ?, ?)"""
+INSERT_TRADE: Final = f"""
+    INSERT INTO backtest_trades (run_id, {", ".join(TRADE_COLUMNS)})
+    VALUES (?, {", ".join("?" for _ in TRADE_COLUMNS)})"""  # noqa: S608
+INSERT_BREAKDOWN: Final = f"""
+    INSERT INTO backtest_breakdowns (run_id, breakdown, position, {", ".join(BREAKDOWN_COLUMNS)})
+    VALUES (?, ?, ?, {", ".join("?" for _ in BREAKDOWN_COLUMNS)})"""  # noqa: S608
+INSERT_DAILY: Final = "INSERT INTO backtest_daily (run_id, day, profit_abs) VALUES (?, ?, ?)"
+INSERT_EQUITY: Final = (
+    "INSERT INTO backtest_equity (run_id, seq, at, equity, drawdown) VALUES (?, ?, ?, ?, ?)"
+)
+SELECT_DETAIL: Final = (
+    "SELECT starting_balance, stake_currency FROM backtest_details WHERE run_id = ?"
+)
+SELECT_TRADES: Final = (
+    f"SELECT {', '.join(TRADE_COLUMNS)} FROM backtest_trades WHERE run_id = ? "  # noqa: S608
+    "ORDER BY seq"
+)
+SELECT_BREAKDOWNS: Final = (
+    f"SELECT breakdown, {', '.join(BREAKDOWN_COLUMNS)} FROM backtest_breakdowns "  # noqa: S608
+    "WHERE run_id = ? ORDER BY breakdown, position"
+)
+SELECT_DAILY: Final = "SELECT day, profit_abs FROM backtest_daily WHERE run_id = ? ORDER BY day"
+SELECT_EQUITY: Final = (
+    "SELECT at, equity, drawdown FROM backtest_equity WHERE run_id = ? ORDER BY seq"
+)

@@ -29,8 +29,13 @@ from tradebot.records.migrations import (
 )
 from tradebot.records.models import (
     ArtifactRecord,
+    BacktestDetail,
+    BacktestTrade,
     BotSnapshot,
+    BreakdownRow,
+    DailyProfit,
     DcaBuyRecord,
+    EquityPoint,
     IncidentRecord,
     RunKind,
     RunRecord,
@@ -400,6 +405,76 @@ class SqlRecordStore(ABC):
             rows = tx.rows(q.SELECT_DCA_BUYS + where + q.DCA_BUYS_ORDER, params)
         return [self._dca_buy_from_row(row) for row in rows]
 
+    def record_backtest_detail(self, run_id: str, detail: BacktestDetail) -> None:
+        # Replaced as a whole in one transaction: a replay, or a corrected parse, leaves exactly
+        # the rows of the last write, never a mix.
+        trades = [[run_id, *self._trade_values(t)] for t in detail.trades]
+        breakdowns = [
+            [run_id, table, position, *self._breakdown_values(row)]
+            for table, rows in (("pair", detail.per_pair), ("exit_reason", detail.exit_reasons))
+            for position, row in enumerate(rows)
+        ]
+        daily = [(run_id, d.day.isoformat(), self._exact_in(d.profit_abs)) for d in detail.daily]
+        equity = [
+            (run_id, seq, self._time_in(p.at), self._exact_in(p.equity), self._exact_in(p.drawdown))
+            for seq, p in enumerate(detail.equity)
+        ]
+        with self._tx(write=True) as tx:
+            self._require_run(tx, run_id)
+            for table in q.DETAIL_TABLES:
+                tx.run(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))  # noqa: S608
+            tx.run(
+                q.INSERT_DETAIL,
+                (
+                    run_id,
+                    self._exact_in(detail.starting_balance),
+                    detail.stake_currency,
+                    self._time_in(utc_now()),
+                ),
+            )
+            for sql, params in (
+                (q.INSERT_TRADE, trades),
+                (q.INSERT_BREAKDOWN, breakdowns),
+                (q.INSERT_DAILY, daily),
+                (q.INSERT_EQUITY, equity),
+            ):
+                if params:
+                    tx.run_many(sql, params)
+
+    def backtest_detail(self, run_id: str) -> BacktestDetail | None:
+        with self._tx(write=False) as tx:
+            header = tx.rows(q.SELECT_DETAIL, (run_id,))
+            if not header:
+                return None
+            trades = tx.rows(q.SELECT_TRADES, (run_id,))
+            breakdowns = tx.rows(q.SELECT_BREAKDOWNS, (run_id,))
+            daily = tx.rows(q.SELECT_DAILY, (run_id,))
+            equity = tx.rows(q.SELECT_EQUITY, (run_id,))
+        rows: dict[str, list[BreakdownRow]] = {"pair": [], "exit_reason": []}
+        for table, *values in breakdowns:
+            rows[table].append(self._breakdown_from_row(values))
+        return BacktestDetail(
+            starting_balance=self._exact_out(header[0][0]),
+            stake_currency=header[0][1],
+            trades=tuple(self._trade_from_row(row) for row in trades),
+            per_pair=tuple(rows["pair"]),
+            exit_reasons=tuple(rows["exit_reason"]),
+            daily=tuple(
+                DailyProfit(day=dt.date.fromisoformat(day), profit_abs=self._exact_out(value))
+                for day, value in daily
+            ),
+            equity=tuple(
+                EquityPoint.model_validate(
+                    {
+                        "at": self._time_out(at),
+                        "equity": self._exact_out(value),
+                        "drawdown": self._exact_out(fall),
+                    }
+                )
+                for at, value, fall in equity
+            ),
+        )
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
@@ -450,6 +525,44 @@ class SqlRecordStore(ABC):
             if values[column] is not None:
                 values[column] = self._exact_out(values[column])
         return DcaBuyRecord(**values)
+
+    def _trade_values(self, trade: BacktestTrade) -> list[Any]:
+        values: list[Any] = []
+        for column in q.TRADE_COLUMNS:
+            value = getattr(trade, column)
+            if column in q.TRADE_EXACT_COLUMNS and value is not None:
+                value = self._exact_in(value)
+            elif column in q.TRADE_TIME_COLUMNS:
+                value = self._time_in(value)
+            elif column == "is_short":
+                value = int(value)
+            values.append(value)
+        return values
+
+    def _trade_from_row(self, row: Sequence[Any]) -> BacktestTrade:
+        values = dict(zip(q.TRADE_COLUMNS, row, strict=True))
+        for column in q.TRADE_EXACT_COLUMNS:
+            if values[column] is not None:
+                values[column] = self._exact_out(values[column])
+        for column in q.TRADE_TIME_COLUMNS:
+            values[column] = self._time_out(values[column])
+        values["is_short"] = bool(values["is_short"])
+        return BacktestTrade(**values)
+
+    def _breakdown_values(self, row: BreakdownRow) -> list[Any]:
+        return [
+            self._exact_in(v)
+            if c in q.BREAKDOWN_EXACT_COLUMNS and (v := getattr(row, c)) is not None
+            else getattr(row, c)
+            for c in q.BREAKDOWN_COLUMNS
+        ]
+
+    def _breakdown_from_row(self, row: Sequence[Any]) -> BreakdownRow:
+        values = dict(zip(q.BREAKDOWN_COLUMNS, row, strict=True))
+        for column in q.BREAKDOWN_EXACT_COLUMNS:
+            if values[column] is not None:
+                values[column] = self._exact_out(values[column])
+        return BreakdownRow(**values)
 
     def _epoch_values(self, epoch: EpochRecord) -> list[Any]:
         # Attributes, not model_dump(): the figures serialise as text, the store wants Decimal.

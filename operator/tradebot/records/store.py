@@ -12,6 +12,7 @@ from tradebot.freqtrade.hyperopt_summary import EpochRecord
 from tradebot.records.dsn import PostgresDsn, parse_dsn
 from tradebot.records.models import (
     ArtifactRecord,
+    BacktestDetail,
     BotSnapshot,
     DcaBuyRecord,
     IncidentRecord,
@@ -148,6 +149,15 @@ class RecordStore(Protocol):
     ) -> list[DcaBuyRecord]:
         """Recorded DCA slot outcomes matching every filter given (`schedule`: the
         DcaSchedule's name), oldest slot first."""
+        ...
+
+    def record_backtest_detail(self, run_id: str, detail: BacktestDetail) -> None:
+        """Replaces the run's trades, per-pair and exit-reason tables, daily profit and equity
+        curve with `detail` as a whole. Raises UnknownRun if the run is not recorded."""
+        ...
+
+    def backtest_detail(self, run_id: str) -> BacktestDetail | None:
+        """The run's detail, or None when none was recorded."""
         ...
 
     def close(self) -> None: ...
