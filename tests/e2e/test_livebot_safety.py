@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from kubernetes import client
 from tests.support.manifests import example, launched
-from tests.support.operator import pod_watch, running_operator
+from tests.support.operator import PINNED_BOT_IMAGE, pod_watch, running_operator
 from tests.support.postgres import LocalPostgres
 from tests.support.wait import wait_for
 
@@ -24,7 +24,7 @@ from tradebot.domain.bot_credentials import secret_fingerprint
 from tradebot.domain.promotion_digest import StrategyFacts, promotion_digest, promotion_inputs
 from tradebot.freqtrade.introspect import code_hash
 from tradebot.records import BotSnapshot, open_store
-from tradebot.settings import ModeFloor, PromotionFloors, Settings
+from tradebot.settings import ModeFloor, PromotionFloors
 
 G, V = "tradebot.dev", "v1alpha1"
 LABEL = "tradebot.dev/credentials"
@@ -489,7 +489,7 @@ def test_a_live_change_waits_for_its_approval_and_the_approved_pod_runs_on(
     bot = _bot("approved", "live", "live-keys")
     bot["spec"]["promotion"]["approval"]["digest"] = "0" * 64
     custom = client.CustomObjectsApi(api_client)
-    floors = PromotionFloors(live=ModeFloor(min_dry_run_hours=0))
+    floors = PromotionFloors(live=ModeFloor(min_dry_run_hours=0, require_bias_analysis=False))
     with (
         pod_watch(api_client, namespace, "tradebot.dev/kind") as pods,
         running_operator(
@@ -516,7 +516,7 @@ def test_a_live_change_waits_for_its_approval_and_the_approved_pod_runs_on(
         expected = promotion_inputs(
             spec,
             StrategyFacts.of(strategy),
-            image=Settings().bot_image,
+            image=PINNED_BOT_IMAGE,  # running_operator's bot image
             credentials_fingerprint=secret_fingerprint(
                 {"key": "AKIA-FAKE", "secret": "fake-secret"}
             ),
@@ -533,12 +533,14 @@ def test_a_live_change_waits_for_its_approval_and_the_approved_pod_runs_on(
             ),
             90,
             what="the approved digest Running",
+            describe=lambda: _status(api_client, namespace, "approved").get("message"),
         )
         assert json.loads(running["approvedInputs"]) == expected
         pod = _pod_uid(api_client, namespace)
 
-        # A wider change under the old approval waits; the approved pod runs on.
-        _patch_bot(kubectl, namespace, "approved", {"spec": {"pairs": ["BTC/USDT", "SOL/USDT"]}})
+        # A change under the old approval (another pair set, within the tested pairs) waits;
+        # the approved pod runs on.
+        _patch_bot(kubectl, namespace, "approved", {"spec": {"pairs": ["BTC/USDT"]}})
         waiting = wait_for(
             lambda: (
                 (s := _status(api_client, namespace, "approved")).get("phase") == "Running"

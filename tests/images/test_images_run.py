@@ -285,6 +285,19 @@ def test_the_bot_container_starts_freqtrade_trade_in_the_charts_bot_image(
     assert container["image"] == BOT_IMAGE
     argv = engine.argv(BOT_IMAGE, container.get("command"), container.get("args"))
     assert argv[:2] == ["freqtrade", "trade"], argv
+    # The pod's init containers first, as the kubelet runs them, on the same volumes: the
+    # bot-state one writes the state file the bot reads as its second config.
+    for init in spec.get("initContainers") or []:
+        code, out = engine.run(
+            init["image"],
+            engine.argv(init["image"], init.get("command"), init.get("args")),
+            env={e["name"]: e["value"] for e in init.get("env", []) if "value" in e},
+            mounts=_mounts(core, ns, spec, init, tmp_path),
+            log=tmp_path / f"init-{init['name']}.log",
+            user=str((init.get("securityContext") or {}).get("runAsUser") or "") or None,
+            timeout=180,
+        )
+        assert code == 0, f"init container {init['name']}: {out[-3000:]}"
     mounts = _mounts(core, ns, spec, container, tmp_path)
     env: dict[str, str] = {}
     for e in container.get("env", []):

@@ -379,7 +379,7 @@ def test_a_live_change_needs_a_new_approval_digest(
     # A bound field changed under the old digest: refused, and nothing is stored.
     for change in (
         {"spec": {"pairs": ["BTC/USDT", "ETH/USDT", "SOL/USDT"]}},
-        {"spec": {"image": "evil/freqtrade:latest"}},
+        {"spec": {"image": "evil/freqtrade@sha256:" + "e" * 64}},
         {"spec": {"exchange": {"credentialsSecretRef": {"name": "other-keys"}}}},
         {"spec": {"dryRunWallet": "5000"}},
     ):

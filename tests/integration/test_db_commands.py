@@ -43,22 +43,23 @@ def test_migrate_applies_then_reports_current(dsn: str, capsys: pytest.CaptureFi
     assert main(["db", "status", "--dsn", dsn]) in (1, 3)  # SQLite: no file yet
     capsys.readouterr()
     assert main(["db", "migrate", "--dsn", dsn]) == 0
-    assert "applied migration(s) 1, 2, 3, 4" in capsys.readouterr().out
+    assert "applied migration(s) 1, 2, 3, 4, 5" in capsys.readouterr().out
     assert main(["db", "migrate", "--dsn", dsn]) == 0
-    assert "schema is current (version 4)" in capsys.readouterr().out
+    assert "schema is current (version 5)" in capsys.readouterr().out
     assert main(["db", "status", "--dsn", dsn]) == 0
     out = capsys.readouterr().out
     assert "1  applied  strategies, runs, metrics, artifacts" in out
     assert "2  applied  incidents, bot snapshots" in out
     assert "3  applied  hyperopt runs, epochs, runs' parameters hash" in out
     assert "4  applied  DCA slot outcomes" in out
+    assert "5  applied  backtest results in detail" in out
 
 
 def test_status_exits_3_while_migrations_are_pending(dsn: str, capsys: pytest.CaptureFixture[str]):
     with open_store(dsn):
         pass  # creates the SQLite file; PostgreSQL's database exists already
     assert main(["db", "status", "--dsn", dsn]) == 3
-    assert "pending: 1, 2, 3, 4; run `tradebot db migrate`" in capsys.readouterr().out
+    assert "pending: 1, 2, 3, 4, 5; run `tradebot db migrate`" in capsys.readouterr().out
 
 
 def test_dsn_defaults_to_the_environment(
@@ -66,7 +67,7 @@ def test_dsn_defaults_to_the_environment(
 ):
     monkeypatch.setenv("TRADEBOT_DATABASE_DSN", dsn)
     assert main(["db", "migrate"]) == 0
-    assert "applied migration(s) 1, 2, 3, 4" in capsys.readouterr().out
+    assert "applied migration(s) 1, 2, 3, 4, 5" in capsys.readouterr().out
 
 
 def test_dsn_defaults_to_the_operators_sqlite_file(

@@ -352,7 +352,8 @@ def test_a_changed_live_manifest_is_approved_again_with_its_new_digest(
         "apiVersion": f"{G}/{V}",
         "kind": "LiveBot",
         "metadata": {"name": "promoted"},
-        "spec": {**spec, "pairs": [*spec["pairs"], "SOL/USDT"], "stakeAmount": "20"},
+        # One pair fewer (every pair left was backtested) and a lower stake.
+        "spec": {**spec, "pairs": spec["pairs"][:1], "stakeAmount": "20"},
     }
     manifest = tmp_path / "bot.yaml"
     manifest.write_text(yaml.safe_dump(changed))

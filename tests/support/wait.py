@@ -12,8 +12,10 @@ def wait_for(
     timeout: float = 30.0,
     interval: float = 0.25,
     what: str = "condition",
+    describe: Callable[[], object] | None = None,
 ) -> T:
-    """Polls `probe` until it returns something truthy; fails with `what` after `timeout`."""
+    """Polls `probe` until it returns something truthy; fails with `what` after `timeout`
+    (and what `describe` says of the state then, for the failure message)."""
     deadline = time.monotonic() + timeout
     last: T | None = None
     while time.monotonic() < deadline:
@@ -21,4 +23,5 @@ def wait_for(
         if last:
             return last
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+    state = f"; {describe()}" if describe is not None else ""
+    raise AssertionError(f"timed out after {timeout} s waiting for {what} (last: {last!r}){state}")
